@@ -1,0 +1,238 @@
+// The rlfarm native addon: tensors, devices and the RLHF ops for JavaScript.
+// Arguments arrive positionally from ts/ops.ts, which owns option names,
+// defaults and unknown-key checks; value checks live in the core.
+#include <napi.h>
+
+#include "../core/cuda_runtime.h"
+#include "../core/error.h"
+#include "../core/ops.h"
+#include "../core/thread_pool.h"
+#include "../cpu/dispatch.h"
+#include "tensor_wrap.h"
+
+namespace rlfarm::binding {
+namespace {
+
+Napi::Object wrap(Napi::Env env, const Tensor& t) { return NativeTensor::Wrap(env, t); }
+const Tensor& tensor(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return NativeTensor::FromValue(info[i], what);
+}
+Tensor optional(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return NativeTensor::FromOptional(info[i], what);
+}
+
+Napi::Value Devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env);
+  Napi::Object cpu_device = Napi::Object::New(env);
+  cpu_device.Set("kind", "cpu");
+  cpu_device.Set("name", "cpu");
+  cpu_device.Set("threads", thread_count());
+  cpu_device.Set("simd", cpu::simd_level());
+  out.Set(0u, cpu_device);
+  for (int i = 0; i < cuda::device_count(); ++i) {
+    const cuda::DeviceInfo d = cuda::device_info(i);
+    Napi::Object gpu = Napi::Object::New(env);
+    gpu.Set("kind", "cuda");
+    gpu.Set("name", "cuda:" + std::to_string(i));
+    gpu.Set("index", i);
+    gpu.Set("model", d.name);
+    gpu.Set("memory", static_cast<double>(d.total_memory));
+    gpu.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+    gpu.Set("multiprocessors", d.multiprocessors);
+    out.Set(static_cast<uint32_t>(i + 1), gpu);
+  }
+  return out;
+}
+
+Napi::Value Backend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("threads", thread_count());
+  out.Set("simd", cpu::simd_level());
+  Napi::Array levels = Napi::Array::New(env);
+  const auto supported = cpu::simd_levels_supported();
+  for (size_t i = 0; i < supported.size(); ++i) levels.Set(static_cast<uint32_t>(i), supported[i]);
+  out.Set("simdSupported", levels);
+  out.Set("cudaCompiled", cuda::compiled());
+  out.Set("cudaArchs", cuda::compiled_archs());
+  out.Set("cudaDevices", cuda::device_count());
+  out.Set("cudaUnavailableReason", cuda::device_count() > 0 ? std::string() : cuda::unavailable_reason());
+  return out;
+}
+
+Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
+  cpu::set_simd_level(string_arg(info[0], "setSimdLevel: level"));
+  return info.Env().Undefined();
+}
+
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  const Device device = parse_device(string_arg(info[0], "synchronize: device"), "synchronize");
+  if (device.is_cuda()) {
+    RLF_CHECK(device.index < cuda::device_count(), "synchronize: ", device.name(), " is not available");
+    cuda::synchronize(device.index);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Logprobs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto r = ops::logprobs(tensor(info, 0, "ops.logprobs: logits"), tensor(info, 1, "ops.logprobs: targets"),
+                               number_arg(info[2], "ops.logprobs: temperature"),
+                               bool_arg(info[3], "ops.logprobs: entropy"));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("logp", wrap(env, r.logp));
+  if (r.entropy.defined()) out.Set("entropy", wrap(env, r.entropy));
+  return out;
+}
+
+Napi::Value LogprobsBackward(const Napi::CallbackInfo& info) {
+  const Tensor d = ops::logprobs_backward(
+      tensor(info, 0, "ops.logprobsBackward: logits"), tensor(info, 1, "ops.logprobsBackward: targets"),
+      optional(info, 2, "ops.logprobsBackward: gradLogp"), optional(info, 3, "ops.logprobsBackward: gradEntropy"),
+      number_arg(info[4], "ops.logprobsBackward: temperature"));
+  return wrap(info.Env(), d);
+}
+
+Napi::Value Gae(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto r = ops::gae(tensor(info, 0, "ops.gae: rewards"), tensor(info, 1, "ops.gae: values"),
+                          tensor(info, 2, "ops.gae: mask"), number_arg(info[3], "ops.gae: gamma"),
+                          number_arg(info[4], "ops.gae: lambda"));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("advantages", wrap(env, r.advantages));
+  out.Set("returns", wrap(env, r.returns));
+  return out;
+}
+
+Napi::Value Whiten(const Napi::CallbackInfo& info) {
+  return wrap(info.Env(), ops::whiten(tensor(info, 0, "ops.whiten: x"), tensor(info, 1, "ops.whiten: mask"),
+                                      bool_arg(info[2], "ops.whiten: shiftMean")));
+}
+
+Napi::Value KlPenalty(const Napi::CallbackInfo& info) {
+  const std::string name = string_arg(info[3], "ops.klPenalty: estimator");
+  KlEstimator estimator;
+  if (name == "k1") estimator = KlEstimator::k1;
+  else if (name == "k2") estimator = KlEstimator::k2;
+  else if (name == "k3") estimator = KlEstimator::k3;
+  else fail("ops.klPenalty: estimator must be 'k1', 'k2' or 'k3'; got '", name, "'");
+  return wrap(info.Env(), ops::kl_penalty(tensor(info, 0, "ops.klPenalty: logp"),
+                                          tensor(info, 1, "ops.klPenalty: refLogp"),
+                                          tensor(info, 2, "ops.klPenalty: mask"), estimator,
+                                          number_arg(info[4], "ops.klPenalty: clamp")));
+}
+
+Napi::Value PpoPolicyLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string aggregate = string_arg(info[7], "ops.ppoPolicyLoss: aggregate");
+  Aggregate agg;
+  if (aggregate == "token-mean") agg = Aggregate::token_mean;
+  else if (aggregate == "seq-mean") agg = Aggregate::seq_mean;
+  else fail("ops.ppoPolicyLoss: aggregate must be 'token-mean' or 'seq-mean'; got '", aggregate, "'");
+  const auto r = ops::ppo_policy_loss(
+      tensor(info, 0, "ops.ppoPolicyLoss: logp"), tensor(info, 1, "ops.ppoPolicyLoss: oldLogp"),
+      tensor(info, 2, "ops.ppoPolicyLoss: advantages"), tensor(info, 3, "ops.ppoPolicyLoss: mask"),
+      number_arg(info[4], "ops.ppoPolicyLoss: clipLow"), number_arg(info[5], "ops.ppoPolicyLoss: clipHigh"),
+      number_arg(info[6], "ops.ppoPolicyLoss: dualClip"), agg);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", r.loss);
+  out.Set("grad", wrap(env, r.grad));
+  out.Set("clipFraction", r.clip_fraction);
+  out.Set("approxKl", r.approx_kl);
+  out.Set("dualClipFraction", r.dual_clip_fraction);
+  return out;
+}
+
+Napi::Value ValueLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto r = ops::value_loss(tensor(info, 0, "ops.valueLoss: values"), tensor(info, 1, "ops.valueLoss: oldValues"),
+                                 tensor(info, 2, "ops.valueLoss: returns"), tensor(info, 3, "ops.valueLoss: mask"),
+                                 number_arg(info[4], "ops.valueLoss: clip"));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", r.loss);
+  out.Set("grad", wrap(env, r.grad));
+  out.Set("clipFraction", r.clip_fraction);
+  return out;
+}
+
+Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) fail("ops.dpoLoss: inputs must be an object");
+  const Napi::Object in = info[0].As<Napi::Object>();
+  ops::DpoInputs inputs;
+  inputs.policy_chosen = NativeTensor::FromOptional(in.Get("policyChosen"), "ops.dpoLoss: policyChosen");
+  inputs.policy_rejected = NativeTensor::FromOptional(in.Get("policyRejected"), "ops.dpoLoss: policyRejected");
+  inputs.ref_chosen = NativeTensor::FromOptional(in.Get("refChosen"), "ops.dpoLoss: refChosen");
+  inputs.ref_rejected = NativeTensor::FromOptional(in.Get("refRejected"), "ops.dpoLoss: refRejected");
+  inputs.chosen_length = NativeTensor::FromOptional(in.Get("chosenLength"), "ops.dpoLoss: chosenLength");
+  inputs.rejected_length = NativeTensor::FromOptional(in.Get("rejectedLength"), "ops.dpoLoss: rejectedLength");
+  ops::DpoOptions options;
+  options.variant = ops::parse_dpo_variant(string_arg(info[1], "ops.dpoLoss: variant"));
+  options.beta = number_arg(info[2], "ops.dpoLoss: beta");
+  options.label_smoothing = number_arg(info[3], "ops.dpoLoss: labelSmoothing");
+  options.gamma = number_arg(info[4], "ops.dpoLoss: gamma");
+  options.reference_free = bool_arg(info[5], "ops.dpoLoss: referenceFree");
+  const auto r = ops::dpo_loss(inputs, options);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", r.loss);
+  out.Set("gradChosen", wrap(env, r.grad_chosen));
+  out.Set("gradRejected", wrap(env, r.grad_rejected));
+  out.Set("chosenReward", wrap(env, r.chosen_reward));
+  out.Set("rejectedReward", wrap(env, r.rejected_reward));
+  out.Set("accuracy", r.accuracy);
+  return out;
+}
+
+Napi::Value RewardLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Tensor margin;
+  double margin_scalar = 0.0;
+  if (info[2].IsNumber()) {
+    margin_scalar = info[2].As<Napi::Number>().DoubleValue();
+  } else {
+    margin = optional(info, 2, "ops.rewardLoss: margin");
+  }
+  const auto r = ops::reward_loss(tensor(info, 0, "ops.rewardLoss: chosen"), tensor(info, 1, "ops.rewardLoss: rejected"),
+                                  margin, margin_scalar, number_arg(info[3], "ops.rewardLoss: centerCoef"));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", r.loss);
+  out.Set("gradChosen", wrap(env, r.grad_chosen));
+  out.Set("gradRejected", wrap(env, r.grad_rejected));
+  out.Set("accuracy", r.accuracy);
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->state = std::make_shared<EnvState>();
+  data->state->env = env;
+  data->state->thread = std::this_thread::get_id();
+  const Napi::Function constructor = NativeTensor::Define(env);
+  data->tensor_constructor = Napi::Persistent(constructor);
+  env.SetInstanceData<AddonData>(data);  // deleted when this environment goes away
+
+  exports.Set("NativeTensor", constructor);
+  exports.Set("devices", Napi::Function::New<Devices>(env, "devices"));
+  exports.Set("backend", Napi::Function::New<Backend>(env, "backend"));
+  exports.Set("setSimdLevel", Napi::Function::New<SetSimdLevel>(env, "setSimdLevel"));
+  exports.Set("synchronize", Napi::Function::New<Synchronize>(env, "synchronize"));
+  Napi::Object ops = Napi::Object::New(env);
+  ops.Set("logprobs", Napi::Function::New<Logprobs>(env, "logprobs"));
+  ops.Set("logprobsBackward", Napi::Function::New<LogprobsBackward>(env, "logprobsBackward"));
+  ops.Set("gae", Napi::Function::New<Gae>(env, "gae"));
+  ops.Set("whiten", Napi::Function::New<Whiten>(env, "whiten"));
+  ops.Set("klPenalty", Napi::Function::New<KlPenalty>(env, "klPenalty"));
+  ops.Set("ppoPolicyLoss", Napi::Function::New<PpoPolicyLoss>(env, "ppoPolicyLoss"));
+  ops.Set("valueLoss", Napi::Function::New<ValueLoss>(env, "valueLoss"));
+  ops.Set("dpoLoss", Napi::Function::New<DpoLoss>(env, "dpoLoss"));
+  ops.Set("rewardLoss", Napi::Function::New<RewardLoss>(env, "rewardLoss"));
+  exports.Set("ops", ops);
+  return exports;
+}
+
+}  // namespace
+}  // namespace rlfarm::binding
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return rlfarm::binding::Init(env, exports); }
+NODE_API_MODULE(rlfarm, InitAddon)

@@ -1,0 +1,339 @@
+#include "tensor_wrap.h"
+
+#include <cmath>
+#include <string>
+
+#include "../core/error.h"
+
+namespace rlfarm::binding {
+
+void EnvState::release(napi_ref ref) {
+  if (std::this_thread::get_id() == thread) {
+    if (alive) napi_delete_reference(env, ref);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  if (alive) pending_releases.push_back(ref);
+}
+
+void EnvState::drain() {
+  std::vector<napi_ref> refs;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    refs.swap(pending_releases);
+  }
+  for (napi_ref ref : refs) napi_delete_reference(env, ref);
+}
+
+AddonData& addon_data(Napi::Env env) {
+  AddonData* data = env.GetInstanceData<AddonData>();
+  if (data == nullptr) throw Napi::Error::New(env, "rlfarm: the native addon was not initialised in this thread");
+  data->state->drain();
+  return *data;
+}
+
+namespace {
+
+// Keeps a JavaScript typed array (and so its buffer) alive while a Storage
+// borrows its memory.
+class JsMemoryOwner : public StorageOwner {
+ public:
+  JsMemoryOwner(std::shared_ptr<EnvState> state, napi_ref ref, void* data, size_t bytes)
+      : state_(std::move(state)), ref_(ref), data_(data), bytes_(bytes) {}
+  ~JsMemoryOwner() override { state_->release(ref_); }
+
+  std::string invalid_reason() const override {
+    if (std::this_thread::get_id() != state_->thread) return {};  // can only look from its own thread
+    napi_value array;
+    if (napi_get_reference_value(state_->env, ref_, &array) != napi_ok || array == nullptr) return {};
+    napi_typedarray_type type;
+    size_t length;
+    void* data = nullptr;
+    napi_value buffer;
+    size_t offset;
+    if (napi_get_typedarray_info(state_->env, array, &type, &length, &data, &buffer, &offset) != napi_ok) return {};
+    if (data != data_ || length * typed_array_element_size(type) < bytes_) {
+      return "the ArrayBuffer under this tensor was detached (transferred to another thread?), so its memory is "
+             "gone; make the tensor again from live memory";
+    }
+    return {};
+  }
+
+  napi_value value(napi_env env) const {
+    napi_value array = nullptr;
+    if (env != state_->env || napi_get_reference_value(env, ref_, &array) != napi_ok) return nullptr;
+    return array;
+  }
+
+  static size_t typed_array_element_size(napi_typedarray_type type) {
+    switch (type) {
+      case napi_int8_array:
+      case napi_uint8_array:
+      case napi_uint8_clamped_array: return 1;
+      case napi_int16_array:
+      case napi_uint16_array: return 2;
+      case napi_float64_array:
+      case napi_bigint64_array:
+      case napi_biguint64_array: return 8;
+      default: return 4;
+    }
+  }
+
+ private:
+  std::shared_ptr<EnvState> state_;
+  napi_ref ref_;
+  void* data_;
+  size_t bytes_;
+};
+
+napi_typedarray_type typed_array_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return napi_float32_array;
+    case DType::bf16: return napi_uint16_array;
+    case DType::i32: return napi_int32_array;
+    case DType::u8: return napi_uint8_array;
+  }
+  return napi_uint8_array;
+}
+
+const char* typed_array_name(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "typed array";
+  }
+}
+
+Device device_arg(const Napi::Value& value, const char* what) {
+  if (value.IsUndefined() || value.IsNull()) return Device::host();
+  return parse_device(string_arg(value, what), what);
+}
+
+}  // namespace
+
+Shape shape_from_js(const Napi::Value& value, const char* what) {
+  if (!value.IsArray()) fail(what, ": shape must be an array of non-negative integers");
+  const Napi::Array array = value.As<Napi::Array>();
+  Shape shape;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const Napi::Value item = array.Get(i);
+    const double d = item.IsNumber() ? item.As<Napi::Number>().DoubleValue() : -1.0;
+    if (!(d >= 0 && d == std::floor(d) && d < 9.0e15)) {
+      fail(what, ": shape[", i, "] must be a non-negative integer; got ", item.ToString().Utf8Value());
+    }
+    shape.push_back(static_cast<int64_t>(d));
+  }
+  return shape;
+}
+
+std::string string_arg(const Napi::Value& value, const char* what) {
+  if (!value.IsString()) fail(what, " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+double number_arg(const Napi::Value& value, const char* what) {
+  if (!value.IsNumber()) fail(what, " must be a number; got ", value.ToString().Utf8Value());
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+bool bool_arg(const Napi::Value& value, const char* what) {
+  if (!value.IsBoolean()) fail(what, " must be true or false");
+  return value.As<Napi::Boolean>().Value();
+}
+
+Napi::Function NativeTensor::Define(Napi::Env env) {
+  return DefineClass(env, "NativeTensor",
+                     {
+                         StaticMethod<&NativeTensor::FromTypedArray>("fromTypedArray"),
+                         StaticMethod<&NativeTensor::Empty>("empty"),
+                         StaticMethod<&NativeTensor::Zeros>("zeros"),
+                         InstanceAccessor<&NativeTensor::GetShape>("shape"),
+                         InstanceAccessor<&NativeTensor::GetDType>("dtype"),
+                         InstanceAccessor<&NativeTensor::GetDevice>("device"),
+                         InstanceAccessor<&NativeTensor::GetByteOffset>("byteOffset"),
+                         InstanceMethod<&NativeTensor::StorageView>("storageView"),
+                         InstanceMethod<&NativeTensor::To>("to"),
+                         InstanceMethod<&NativeTensor::Clone>("clone"),
+                         InstanceMethod<&NativeTensor::Reshape>("reshape"),
+                         InstanceMethod<&NativeTensor::Cast>("cast"),
+                         InstanceMethod<&NativeTensor::SharesStorage>("sharesStorage"),
+                     });
+}
+
+NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal()) {
+    throw Napi::TypeError::New(info.Env(), "NativeTensor is made by Tensor.from, Tensor.zeros or an op");
+  }
+  tensor = *info[0].As<Napi::External<Tensor>>().Data();
+}
+
+Napi::Object NativeTensor::Wrap(Napi::Env env, Tensor tensor) {
+  AddonData& data = addon_data(env);
+  return data.tensor_constructor.New({Napi::External<Tensor>::New(env, &tensor)});
+}
+
+const Tensor& NativeTensor::FromValue(const Napi::Value& value, const char* what) {
+  if (value.IsObject()) {
+    Napi::Object object = value.As<Napi::Object>();
+    AddonData& data = addon_data(value.Env());
+    if (object.InstanceOf(data.tensor_constructor.Value())) return NativeTensor::Unwrap(object)->tensor;
+  }
+  throw Napi::TypeError::New(value.Env(), std::string(what) + " must be a Tensor");
+}
+
+Tensor NativeTensor::FromOptional(const Napi::Value& value, const char* what) {
+  if (value.IsUndefined() || value.IsNull()) return Tensor{};
+  return FromValue(value, what);
+}
+
+Napi::Value NativeTensor::FromTypedArray(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* what = "Tensor.from";
+  if (!info[0].IsTypedArray()) throw Napi::TypeError::New(env, "Tensor.from: data must be a Float32Array, Int32Array, Uint8Array or Uint16Array (bf16)");
+  napi_typedarray_type type;
+  size_t length;
+  void* data = nullptr;
+  napi_value buffer;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, info[0], &type, &length, &data, &buffer, &byte_offset) != napi_ok) {
+    throw Napi::TypeError::New(env, "Tensor.from: could not read the typed array");
+  }
+  DType dtype;
+  switch (type) {
+    case napi_float32_array: dtype = DType::f32; break;
+    case napi_int32_array: dtype = DType::i32; break;
+    case napi_uint8_array: dtype = DType::u8; break;
+    case napi_uint16_array: dtype = DType::bf16; break;
+    default:
+      fail(what, ": data is a ", typed_array_name(type),
+           "; expected Float32Array (f32), Int32Array (i32), Uint8Array (u8) or Uint16Array (bf16 bits)");
+  }
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    const DType asked = parse_dtype(string_arg(info[2], "Tensor.from: dtype"), what);
+    if (asked != dtype) {
+      fail(what, ": dtype '", dtype_name(asked), "' does not match the ", typed_array_name(type), " (which holds ",
+           dtype_name(dtype), ")");
+    }
+  }
+  const Shape shape = shape_from_js(info[1], what);
+  if (shape_numel(shape) != static_cast<int64_t>(length)) {
+    fail(what, ": shape ", shape_str(shape), " holds ", shape_numel(shape), " elements but the ",
+         typed_array_name(type), " has ", length);
+  }
+  if (data == nullptr && length > 0) fail(what, ": the typed array's buffer is detached");
+  napi_ref ref;
+  if (napi_create_reference(env, info[0], 1, &ref) != napi_ok) fail(what, ": could not reference the typed array");
+  AddonData& addon = addon_data(env);
+  auto owner = std::make_shared<JsMemoryOwner>(addon.state, ref, data, length * dtype_size(dtype));
+  Tensor t;
+  t.dtype = dtype;
+  t.shape = shape;
+  t.storage = wrap_host(data, length * dtype_size(dtype), std::move(owner));
+  return Wrap(env, std::move(t));
+}
+
+Napi::Value NativeTensor::Empty(const Napi::CallbackInfo& info) {
+  const Shape shape = shape_from_js(info[0], "Tensor.empty");
+  const DType dtype = parse_dtype(string_arg(info[1], "Tensor.empty: dtype"), "Tensor.empty");
+  return Wrap(info.Env(), empty(shape, dtype, device_arg(info[2], "Tensor.empty: device")));
+}
+
+Napi::Value NativeTensor::Zeros(const Napi::CallbackInfo& info) {
+  const Shape shape = shape_from_js(info[0], "Tensor.zeros");
+  const DType dtype = parse_dtype(string_arg(info[1], "Tensor.zeros: dtype"), "Tensor.zeros");
+  return Wrap(info.Env(), zeros(shape, dtype, device_arg(info[2], "Tensor.zeros: device")));
+}
+
+Napi::Value NativeTensor::GetShape(const Napi::CallbackInfo& info) {
+  Napi::Array out = Napi::Array::New(info.Env(), tensor.shape.size());
+  for (size_t i = 0; i < tensor.shape.size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>(tensor.shape[i]));
+  return out;
+}
+
+Napi::Value NativeTensor::GetDType(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), dtype_name(tensor.dtype));
+}
+
+Napi::Value NativeTensor::GetDevice(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), tensor.device().name());
+}
+
+Napi::Value NativeTensor::GetByteOffset(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(tensor.offset));
+}
+
+// A typed array over the whole host storage; JavaScript takes the tensor's
+// part with subarray(). Memory the addon allocated is shown through an external
+// ArrayBuffer that holds a reference to the storage, so the view keeps it alive.
+Napi::Value NativeTensor::StorageView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check_usable(tensor, "Tensor.data");
+  if (!tensor.device().is_cpu()) {
+    fail("Tensor.data: the tensor is on ", tensor.device().name(), "; copy it to the host first with .to('cpu')");
+  }
+  const StoragePtr& storage = tensor.storage;
+  if (auto* js = dynamic_cast<JsMemoryOwner*>(storage->owner.get())) {
+    napi_value array = js->value(env);
+    if (array == nullptr) fail("Tensor.data: this tensor's memory belongs to another thread");
+    return Napi::Value(env, array);
+  }
+  auto* keep = new StoragePtr(storage);
+  napi_value buffer;
+  const napi_status status = napi_create_external_arraybuffer(
+      env, storage->data, storage->bytes,
+      [](napi_env, void*, void* hint) { delete static_cast<StoragePtr*>(hint); }, keep, &buffer);
+  if (status != napi_ok) {
+    delete keep;
+    fail("Tensor.data: this JavaScript runtime does not allow external ArrayBuffers");
+  }
+  napi_value array;
+  const size_t length = storage->bytes / dtype_size(tensor.dtype);
+  if (napi_create_typedarray(env, typed_array_type(tensor.dtype), length, buffer, 0, &array) != napi_ok) {
+    fail("Tensor.data: could not create a typed array view");
+  }
+  return Napi::Value(env, array);
+}
+
+Napi::Value NativeTensor::To(const Napi::CallbackInfo& info) {
+  const Device device = parse_device(string_arg(info[0], "Tensor.to: device"), "Tensor.to");
+  return Wrap(info.Env(), to_device(tensor, device));
+}
+
+Napi::Value NativeTensor::Clone(const Napi::CallbackInfo& info) { return Wrap(info.Env(), clone(tensor)); }
+
+Napi::Value NativeTensor::Reshape(const Napi::CallbackInfo& info) {
+  // -1 (infer) is allowed here, so read the numbers directly.
+  if (!info[0].IsArray()) fail("Tensor.reshape: shape must be an array of integers");
+  const Napi::Array array = info[0].As<Napi::Array>();
+  Shape shape;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const Napi::Value item = array.Get(i);
+    const double d = item.IsNumber() ? item.As<Napi::Number>().DoubleValue() : -2.0;
+    if (!(d >= -1 && d == std::floor(d) && d < 9.0e15)) {
+      fail("Tensor.reshape: shape[", i, "] must be an integer >= -1; got ", item.ToString().Utf8Value());
+    }
+    shape.push_back(static_cast<int64_t>(d));
+  }
+  return Wrap(info.Env(), reshape(tensor, shape));
+}
+
+Napi::Value NativeTensor::Cast(const Napi::CallbackInfo& info) {
+  const DType dtype = parse_dtype(string_arg(info[0], "Tensor.cast: dtype"), "Tensor.cast");
+  return Wrap(info.Env(), cast(tensor, dtype));
+}
+
+Napi::Value NativeTensor::SharesStorage(const Napi::CallbackInfo& info) {
+  const Tensor& other = FromValue(info[0], "Tensor.sharesStorage: other");
+  return Napi::Boolean::New(info.Env(), other.storage == tensor.storage);
+}
+
+}  // namespace rlfarm::binding

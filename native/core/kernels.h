@@ -1,0 +1,171 @@
+// The kernels behind ops.*: one argument struct per op, implemented once for the
+// CPU (native/cpu) and once for CUDA (native/cuda) with the same signature.
+// Arguments are already validated by native/core/ops.cpp; pointers live on the
+// backend's device. Scalar results go to `stats`, a few floats on that device.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor.h"
+
+namespace rlfarm {
+
+// A mask over tokens: f32, i32 or u8; nonzero means the token counts.
+struct MaskRef {
+  const void* data = nullptr;
+  DType dtype = DType::f32;
+};
+
+struct LogprobsArgs {
+  const void* logits;  // [rows, vocab], f32 or bf16
+  DType logits_dtype;
+  const int32_t* targets;  // [rows], each in [0, vocab)
+  int64_t rows, vocab;
+  float inv_temperature;
+  float* logp;          // [rows]
+  float* entropy;       // [rows] or null
+  int32_t* bad_target;  // CUDA only: set to the first row whose target is out of range
+};
+
+struct LogprobsBackwardArgs {
+  const void* logits;  // [rows, vocab], f32 or bf16
+  DType logits_dtype;
+  const int32_t* targets;
+  int64_t rows, vocab;
+  float inv_temperature;
+  const float* grad_logp;     // [rows] or null
+  const float* grad_entropy;  // [rows] or null
+  void* dlogits;              // [rows, vocab], dtype of logits
+  int32_t* bad_target;
+};
+
+struct GaeArgs {
+  const float* rewards;  // [rows, steps]
+  const float* values;   // [rows, steps]
+  MaskRef mask;          // [rows, steps]
+  int64_t rows, steps;
+  float gamma, lambda;
+  float* advantages;  // [rows, steps]
+  float* returns;     // [rows, steps]
+};
+
+struct WhitenArgs {
+  const float* x;
+  MaskRef mask;
+  int64_t n;
+  bool shift_mean;
+  float* out;
+};
+
+enum class KlEstimator : int { k1 = 1, k2 = 2, k3 = 3 };
+
+struct KlPenaltyArgs {
+  const float* logp;
+  const float* ref_logp;
+  MaskRef mask;
+  int64_t n;
+  KlEstimator estimator;
+  float clamp;  // bound on |kl|; 0 = none
+  float* kl;
+};
+
+enum class Aggregate : int { token_mean = 0, seq_mean = 1 };
+
+struct PpoPolicyLossArgs {
+  const float* logp;        // [rows, steps]
+  const float* old_logp;    // [rows, steps]
+  const float* advantages;  // [rows, steps]
+  MaskRef mask;
+  int64_t rows, steps;
+  float clip_low, clip_high;
+  float dual_clip;  // c > 1, or 0 for none
+  Aggregate aggregate;
+  float* grad;   // [rows, steps]: d loss / d logp
+  float* stats;  // [loss, clipFraction, approxKl, dualClipFraction]
+};
+constexpr int kPpoStats = 4;
+
+struct ValueLossArgs {
+  const float* values;
+  const float* old_values;
+  const float* returns;
+  MaskRef mask;
+  int64_t n;
+  float clip;    // epsilon of the value clip; < 0 for none
+  float* grad;   // d loss / d values
+  float* stats;  // [loss, clipFraction]
+};
+constexpr int kValueStats = 2;
+
+enum class DpoVariant : int {
+  sigmoid = 0,
+  robust,
+  hinge,
+  ipo,
+  bco_pair,
+  sppo_hard,
+  nca_pair,
+  apo_zero,
+  simpo,
+};
+const char* dpo_variant_name(DpoVariant variant);
+
+struct DpoLossArgs {
+  const float* policy_chosen;    // [batch] sequence log-probs
+  const float* policy_rejected;  // [batch]
+  const float* ref_chosen;       // [batch] or null (reference-free, simpo)
+  const float* ref_rejected;     // [batch] or null
+  const float* chosen_length;    // [batch] or null; needed by ipo and simpo
+  const float* rejected_length;  // [batch] or null
+  int64_t batch;
+  DpoVariant variant;
+  float beta, label_smoothing, gamma;
+  float* grad_chosen;      // d mean-loss / d policy_chosen
+  float* grad_rejected;    // d mean-loss / d policy_rejected
+  float* chosen_reward;    // implicit reward of chosen
+  float* rejected_reward;  // implicit reward of rejected
+  float* stats;            // [loss, accuracy]
+};
+constexpr int kDpoStats = 2;
+
+struct RewardLossArgs {
+  const float* chosen;    // [batch]
+  const float* rejected;  // [batch]
+  const float* margin;    // [batch] or null
+  float margin_scalar;    // used when margin is null
+  int64_t batch;
+  float center_coef;
+  float* grad_chosen;
+  float* grad_rejected;
+  float* stats;  // [loss, accuracy]
+};
+constexpr int kRewardStats = 2;
+
+struct CastArgs {
+  const void* src;
+  DType src_dtype;
+  void* dst;
+  DType dst_dtype;
+  int64_t n;
+};
+
+#define RLFARM_KERNEL_DECLS                                  \
+  void logprobs(const LogprobsArgs& a);                      \
+  void logprobs_backward(const LogprobsBackwardArgs& a);     \
+  void gae(const GaeArgs& a);                                \
+  void whiten(const WhitenArgs& a);                          \
+  void kl_penalty(const KlPenaltyArgs& a);                   \
+  void ppo_policy_loss(const PpoPolicyLossArgs& a);          \
+  void value_loss(const ValueLossArgs& a);                   \
+  void dpo_loss(const DpoLossArgs& a);                       \
+  void reward_loss(const RewardLossArgs& a);                 \
+  void cast(const CastArgs& a);
+
+namespace cpu {
+RLFARM_KERNEL_DECLS
+}
+namespace cuda {
+RLFARM_KERNEL_DECLS
+}
+
+}  // namespace rlfarm

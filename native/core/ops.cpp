@@ -1,0 +1,446 @@
+#include "ops.h"
+
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "cuda_runtime.h"
+#include "error.h"
+
+namespace rlfarm {
+
+const char* dpo_variant_name(DpoVariant variant) {
+  static const char* const names[] = {"sigmoid",   "robust",   "hinge",    "ipo",  "bco_pair",
+                                      "sppo_hard", "nca_pair", "apo_zero", "simpo"};
+  return names[static_cast<int>(variant)];
+}
+
+namespace ops {
+namespace {
+
+// Argument checks for one op; every message starts with "ops.<name>: ".
+class Args {
+ public:
+  explicit Args(const char* op) : op_(op) {}
+
+  template <typename... Parts>
+  [[noreturn]] void fail(const Parts&... parts) const {
+    rlfarm::fail("ops.", op_, ": ", parts...);
+  }
+
+  void present(const Tensor& t, const char* name) const {
+    if (!t.defined()) fail(name, " is required");
+    check_usable(t, ("ops." + std::string(op_) + ": " + name).c_str());
+  }
+
+  void dtype(const Tensor& t, const char* name, std::initializer_list<DType> allowed) const {
+    present(t, name);
+    for (DType d : allowed) {
+      if (t.dtype == d) return;
+    }
+    std::string names;
+    for (DType d : allowed) names += (names.empty() ? "" : " or ") + std::string(dtype_name(d));
+    fail(name, " must be ", names, "; got ", t.describe());
+  }
+
+  void same_shape(const Tensor& t, const char* name, const Tensor& ref, const char* ref_name) const {
+    if (t.shape != ref.shape) {
+      fail(name, " must have the shape of ", ref_name, ", ", shape_str(ref.shape), "; got ", shape_str(t.shape));
+    }
+  }
+
+  void shape(const Tensor& t, const char* name, const Shape& expected, const char* why) const {
+    if (t.shape != expected) fail(name, " must have shape ", shape_str(expected), " (", why, "); got ", shape_str(t.shape));
+  }
+
+  void same_device(const Tensor& t, const char* name, const Tensor& ref, const char* ref_name) const {
+    if (t.device() != ref.device()) {
+      fail(name, " is on ", t.device().name(), " but ", ref_name, " is on ", ref.device().name(),
+           "; move them to one device with .to()");
+    }
+  }
+
+  void nonempty(const Tensor& t, const char* name) const {
+    if (t.numel() == 0) fail(name, " is empty (shape ", shape_str(t.shape), ")");
+  }
+
+  void number(double v, const char* name, double lo, double hi, bool lo_open = false, bool hi_open = false) const {
+    const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+    if (!ok) {
+      fail(name, " must be in ", lo_open ? "(" : "[", lo, ", ", hi, hi_open ? ")" : "]", "; got ", v);
+    }
+  }
+
+  void positive(double v, const char* name) const {
+    if (!(std::isfinite(v) && v > 0)) fail(name, " must be a finite number > 0; got ", v);
+  }
+
+ private:
+  const char* op_;
+};
+
+MaskRef mask_ref(const Tensor& mask) { return MaskRef{mask.raw(), mask.dtype}; }
+
+void check_mask(const Args& args, const Tensor& mask, const Tensor& ref, const char* ref_name) {
+  args.dtype(mask, "mask", {DType::f32, DType::i32, DType::u8});
+  args.same_shape(mask, "mask", ref, ref_name);
+  args.same_device(mask, "mask", ref, ref_name);
+}
+
+// Runs the CPU or the CUDA version of a kernel on the device of `where`.
+template <typename A>
+void launch(const Tensor& where, void (*cpu_kernel)(const A&), void (*cuda_kernel)(const A&), const A& a) {
+  const Device device = where.device();
+  if (device.is_cpu()) {
+    cpu_kernel(a);
+  } else {
+    cuda::set_device(device.index);
+    cuda_kernel(a);
+  }
+}
+
+// Copies a few floats of results back to the host.
+template <int N>
+struct HostStats {
+  float v[N];
+};
+template <int N>
+HostStats<N> read_stats(const Tensor& stats) {
+  HostStats<N> out;
+  const Tensor host = to_device(stats, Device::host());
+  for (int i = 0; i < N; ++i) out.v[i] = host.data<float>()[i];
+  return out;
+}
+
+double row_count(const Tensor& t) { return t.ndim() == 0 ? 1 : static_cast<double>(t.numel() / t.shape.back()); }
+
+void check_targets(const Args& args, const Tensor& logits, const Tensor& targets) {
+  args.dtype(logits, "logits", {DType::f32, DType::bf16});
+  args.dtype(targets, "targets", {DType::i32});
+  args.same_device(targets, "targets", logits, "logits");
+  if (logits.ndim() < 1) args.fail("logits must have at least one dimension [..., V]; got a scalar");
+  const int64_t vocab = logits.shape.back();
+  if (vocab == 0) args.fail("logits has an empty last dimension (V = 0); shape ", shape_str(logits.shape));
+  const Shape rows_shape(logits.shape.begin(), logits.shape.end() - 1);
+  if (targets.shape != rows_shape) {
+    args.fail("targets must have shape ", shape_str(rows_shape), " (logits ", shape_str(logits.shape),
+              " without its last dimension); got ", shape_str(targets.shape));
+  }
+  if (targets.device().is_cpu()) {
+    const int32_t* y = targets.data<int32_t>();
+    for (int64_t i = 0, n = targets.numel(); i < n; ++i) {
+      if (y[i] < 0 || y[i] >= vocab) args.fail("targets[", i, "] = ", y[i], " is outside [0, ", vocab, ")");
+    }
+  }
+}
+
+// CUDA kernels report an out-of-range target through a device flag.
+Tensor bad_target_flag(const Tensor& targets) {
+  if (targets.device().is_cpu()) return Tensor{};
+  Tensor flag = empty({1}, DType::i32, targets.device());
+  const int32_t none = INT32_MAX;  // kernels lower it to the first bad row with atomicMin
+  cuda::copy_to_device(targets.device().index, flag.raw(), &none, sizeof(none));
+  return flag;
+}
+
+void check_bad_target(const Args& args, const Tensor& flag, const Tensor& targets, int64_t vocab) {
+  if (!flag.defined()) return;
+  const Tensor host = to_device(flag, Device::host());
+  const int32_t row = host.data<int32_t>()[0];
+  if (row != INT32_MAX) {
+    const Tensor y = to_device(targets, Device::host());
+    args.fail("targets[", row, "] = ", y.data<int32_t>()[row], " is outside [0, ", vocab, ")");
+  }
+}
+
+}  // namespace
+
+LogprobsResult logprobs(const Tensor& logits, const Tensor& targets, double temperature, bool entropy) {
+  const Args args("logprobs");
+  check_targets(args, logits, targets);
+  args.positive(temperature, "temperature");
+  LogprobsResult out;
+  out.logp = empty(targets.shape, DType::f32, logits.device());
+  if (entropy) out.entropy = empty(targets.shape, DType::f32, logits.device());
+  const Tensor flag = bad_target_flag(targets);
+  LogprobsArgs a{logits.raw(),
+                 logits.dtype,
+                 targets.data<int32_t>(),
+                 targets.numel(),
+                 logits.shape.back(),
+                 static_cast<float>(1.0 / temperature),
+                 out.logp.data<float>(),
+                 entropy ? out.entropy.data<float>() : nullptr,
+                 flag.defined() ? flag.data<int32_t>() : nullptr};
+  if (a.rows > 0) launch(logits, cpu::logprobs, cuda::logprobs, a);
+  check_bad_target(args, flag, targets, a.vocab);
+  return out;
+}
+
+Tensor logprobs_backward(const Tensor& logits, const Tensor& targets, const Tensor& grad_logp,
+                         const Tensor& grad_entropy, double temperature) {
+  const Args args("logprobsBackward");
+  check_targets(args, logits, targets);
+  args.positive(temperature, "temperature");
+  if (!grad_logp.defined() && !grad_entropy.defined()) args.fail("give gradLogp, gradEntropy or both");
+  for (const auto& [t, name] : {std::pair{&grad_logp, "gradLogp"}, std::pair{&grad_entropy, "gradEntropy"}}) {
+    if (!t->defined()) continue;
+    args.dtype(*t, name, {DType::f32});
+    args.same_shape(*t, name, targets, "targets");
+    args.same_device(*t, name, logits, "logits");
+  }
+  Tensor dlogits = empty(logits.shape, logits.dtype, logits.device());
+  const Tensor flag = bad_target_flag(targets);
+  LogprobsBackwardArgs a{logits.raw(),
+                         logits.dtype,
+                         targets.data<int32_t>(),
+                         targets.numel(),
+                         logits.shape.back(),
+                         static_cast<float>(1.0 / temperature),
+                         grad_logp.defined() ? grad_logp.data<float>() : nullptr,
+                         grad_entropy.defined() ? grad_entropy.data<float>() : nullptr,
+                         dlogits.raw(),
+                         flag.defined() ? flag.data<int32_t>() : nullptr};
+  if (a.rows > 0) launch(logits, cpu::logprobs_backward, cuda::logprobs_backward, a);
+  check_bad_target(args, flag, targets, a.vocab);
+  return dlogits;
+}
+
+GaeResult gae(const Tensor& rewards, const Tensor& values, const Tensor& mask, double gamma, double lambda) {
+  const Args args("gae");
+  args.dtype(rewards, "rewards", {DType::f32});
+  if (rewards.ndim() != 2) args.fail("rewards must be 2-D [B, T]; got ", rewards.describe());
+  args.dtype(values, "values", {DType::f32});
+  args.same_shape(values, "values", rewards, "rewards");
+  args.same_device(values, "values", rewards, "rewards");
+  check_mask(args, mask, rewards, "rewards");
+  args.number(gamma, "gamma", 0, 1);
+  args.number(lambda, "lambda", 0, 1);
+  GaeResult out{empty(rewards.shape, DType::f32, rewards.device()), empty(rewards.shape, DType::f32, rewards.device())};
+  GaeArgs a{rewards.data<float>(),       values.data<float>(),    mask_ref(mask),
+            rewards.shape[0],            rewards.shape[1],        static_cast<float>(gamma),
+            static_cast<float>(lambda),  out.advantages.data<float>(), out.returns.data<float>()};
+  if (rewards.numel() > 0) launch(rewards, cpu::gae, cuda::gae, a);
+  return out;
+}
+
+Tensor whiten(const Tensor& x, const Tensor& mask, bool shift_mean) {
+  const Args args("whiten");
+  args.dtype(x, "x", {DType::f32});
+  check_mask(args, mask, x, "x");
+  Tensor out = empty(x.shape, DType::f32, x.device());
+  WhitenArgs a{x.data<float>(), mask_ref(mask), x.numel(), shift_mean, out.data<float>()};
+  if (x.numel() > 0) launch(x, cpu::whiten, cuda::whiten, a);
+  return out;
+}
+
+Tensor kl_penalty(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator estimator,
+                  double clamp) {
+  const Args args("klPenalty");
+  args.dtype(logp, "logp", {DType::f32});
+  args.dtype(ref_logp, "refLogp", {DType::f32});
+  args.same_shape(ref_logp, "refLogp", logp, "logp");
+  args.same_device(ref_logp, "refLogp", logp, "logp");
+  check_mask(args, mask, logp, "logp");
+  if (clamp != 0) args.positive(clamp, "clamp");
+  Tensor kl = empty(logp.shape, DType::f32, logp.device());
+  KlPenaltyArgs a{logp.data<float>(), ref_logp.data<float>(), mask_ref(mask), logp.numel(), estimator,
+                  static_cast<float>(clamp), kl.data<float>()};
+  if (logp.numel() > 0) launch(logp, cpu::kl_penalty, cuda::kl_penalty, a);
+  return kl;
+}
+
+PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,
+                                    const Tensor& mask, double clip_low, double clip_high, double dual_clip,
+                                    Aggregate aggregate) {
+  const Args args("ppoPolicyLoss");
+  args.dtype(logp, "logp", {DType::f32});
+  if (logp.ndim() < 1 || logp.ndim() > 2) args.fail("logp must be [B, T] or [T]; got ", logp.describe());
+  args.nonempty(logp, "logp");
+  for (const auto& [t, name] : {std::pair{&old_logp, "oldLogp"}, std::pair{&advantages, "advantages"}}) {
+    args.dtype(*t, name, {DType::f32});
+    args.same_shape(*t, name, logp, "logp");
+    args.same_device(*t, name, logp, "logp");
+  }
+  check_mask(args, mask, logp, "logp");
+  args.number(clip_low, "clipLow", 0, 1, false, true);
+  args.number(clip_high, "clipHigh", 0, 1e6);
+  if (dual_clip != 0) args.number(dual_clip, "dualClip", 1, 1e6, true);
+  PpoPolicyLossResult out{};
+  out.grad = empty(logp.shape, DType::f32, logp.device());
+  Tensor stats = empty({kPpoStats}, DType::f32, logp.device());
+  PpoPolicyLossArgs a{logp.data<float>(),
+                      old_logp.data<float>(),
+                      advantages.data<float>(),
+                      mask_ref(mask),
+                      static_cast<int64_t>(row_count(logp)),
+                      logp.shape.back(),
+                      static_cast<float>(clip_low),
+                      static_cast<float>(clip_high),
+                      static_cast<float>(dual_clip),
+                      aggregate,
+                      out.grad.data<float>(),
+                      stats.data<float>()};
+  launch(logp, cpu::ppo_policy_loss, cuda::ppo_policy_loss, a);
+  const auto s = read_stats<kPpoStats>(stats);
+  out.loss = s.v[0];
+  out.clip_fraction = s.v[1];
+  out.approx_kl = s.v[2];
+  out.dual_clip_fraction = s.v[3];
+  return out;
+}
+
+ValueLossResult value_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
+                           const Tensor& mask, double clip) {
+  const Args args("valueLoss");
+  args.dtype(values, "values", {DType::f32});
+  args.nonempty(values, "values");
+  for (const auto& [t, name] : {std::pair{&old_values, "oldValues"}, std::pair{&returns, "returns"}}) {
+    args.dtype(*t, name, {DType::f32});
+    args.same_shape(*t, name, values, "values");
+    args.same_device(*t, name, values, "values");
+  }
+  check_mask(args, mask, values, "values");
+  if (clip >= 0) args.number(clip, "clip", 0, 1e30);
+  ValueLossResult out{};
+  out.grad = empty(values.shape, DType::f32, values.device());
+  Tensor stats = empty({kValueStats}, DType::f32, values.device());
+  ValueLossArgs a{values.data<float>(), old_values.data<float>(), returns.data<float>(), mask_ref(mask),
+                  values.numel(),       static_cast<float>(clip), out.grad.data<float>(), stats.data<float>()};
+  launch(values, cpu::value_loss, cuda::value_loss, a);
+  const auto s = read_stats<kValueStats>(stats);
+  out.loss = s.v[0];
+  out.clip_fraction = s.v[1];
+  return out;
+}
+
+DpoVariant parse_dpo_variant(const std::string& name) {
+  for (int i = 0; i <= static_cast<int>(DpoVariant::simpo); ++i) {
+    if (name == dpo_variant_name(static_cast<DpoVariant>(i))) return static_cast<DpoVariant>(i);
+  }
+  fail("ops.dpoLoss: variant '", name,
+       "' is unknown; expected one of sigmoid, robust, hinge, ipo, bco_pair, sppo_hard, nca_pair, apo_zero, simpo");
+}
+
+DpoLossResult dpo_loss(const DpoInputs& in, const DpoOptions& options) {
+  const Args args("dpoLoss");
+  const bool simpo = options.variant == DpoVariant::simpo;
+  const bool needs_ref = !options.reference_free && !simpo;
+  const bool needs_length = simpo || options.variant == DpoVariant::ipo;
+  args.dtype(in.policy_chosen, "policyChosen", {DType::f32});
+  if (in.policy_chosen.ndim() != 1) args.fail("policyChosen must be 1-D [B]; got ", in.policy_chosen.describe());
+  args.nonempty(in.policy_chosen, "policyChosen");
+  const Tensor& ref = in.policy_chosen;
+  args.dtype(in.policy_rejected, "policyRejected", {DType::f32});
+  args.same_shape(in.policy_rejected, "policyRejected", ref, "policyChosen");
+  args.same_device(in.policy_rejected, "policyRejected", ref, "policyChosen");
+  for (const auto& [t, name] : {std::pair{&in.ref_chosen, "refChosen"}, std::pair{&in.ref_rejected, "refRejected"}}) {
+    if (!t->defined()) {
+      if (needs_ref) {
+        args.fail(name, " is required for variant '", dpo_variant_name(options.variant),
+                  "' (or set referenceFree: true)");
+      }
+      continue;
+    }
+    args.dtype(*t, name, {DType::f32});
+    args.same_shape(*t, name, ref, "policyChosen");
+    args.same_device(*t, name, ref, "policyChosen");
+  }
+  Tensor lengths[2];
+  const std::pair<const Tensor*, const char*> length_args[] = {{&in.chosen_length, "chosenLength"},
+                                                               {&in.rejected_length, "rejectedLength"}};
+  for (int k = 0; k < 2; ++k) {
+    const auto& [t, name] = length_args[k];
+    if (!t->defined()) {
+      if (needs_length) args.fail(name, " is required for variant '", dpo_variant_name(options.variant), "'");
+      continue;
+    }
+    args.dtype(*t, name, {DType::f32, DType::i32});
+    args.same_shape(*t, name, ref, "policyChosen");
+    args.same_device(*t, name, ref, "policyChosen");
+    lengths[k] = cast(*t, DType::f32);
+    const Tensor host = to_device(lengths[k], Device::host());
+    for (int64_t i = 0; i < host.numel(); ++i) {
+      const float v = host.data<float>()[i];
+      if (!(v > 0 && std::isfinite(v))) args.fail(name, "[", i, "] = ", v, " must be a positive length");
+    }
+  }
+  args.positive(options.beta, "beta");
+  const bool robust = options.variant == DpoVariant::robust;
+  args.number(options.label_smoothing, "labelSmoothing", 0, 0.5, false, robust);
+  if (!std::isfinite(options.gamma)) args.fail("gamma must be a finite number; got ", options.gamma);
+
+  const int64_t batch = ref.numel();
+  const Device device = ref.device();
+  DpoLossResult out{};
+  out.grad_chosen = empty({batch}, DType::f32, device);
+  out.grad_rejected = empty({batch}, DType::f32, device);
+  out.chosen_reward = empty({batch}, DType::f32, device);
+  out.rejected_reward = empty({batch}, DType::f32, device);
+  Tensor stats = empty({kDpoStats}, DType::f32, device);
+  const bool use_ref = !options.reference_free && !simpo;
+  DpoLossArgs a{in.policy_chosen.data<float>(),
+                in.policy_rejected.data<float>(),
+                use_ref ? in.ref_chosen.data<float>() : nullptr,
+                use_ref ? in.ref_rejected.data<float>() : nullptr,
+                lengths[0].defined() ? lengths[0].data<float>() : nullptr,
+                lengths[1].defined() ? lengths[1].data<float>() : nullptr,
+                batch,
+                options.variant,
+                static_cast<float>(options.beta),
+                static_cast<float>(options.label_smoothing),
+                static_cast<float>(options.gamma),
+                out.grad_chosen.data<float>(),
+                out.grad_rejected.data<float>(),
+                out.chosen_reward.data<float>(),
+                out.rejected_reward.data<float>(),
+                stats.data<float>()};
+  launch(ref, cpu::dpo_loss, cuda::dpo_loss, a);
+  const auto s = read_stats<kDpoStats>(stats);
+  out.loss = s.v[0];
+  out.accuracy = s.v[1];
+  return out;
+}
+
+RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const Tensor& margin,
+                             double margin_scalar, double center_coef) {
+  const Args args("rewardLoss");
+  args.dtype(chosen, "chosen", {DType::f32});
+  if (chosen.ndim() != 1) args.fail("chosen must be 1-D [B]; got ", chosen.describe());
+  args.nonempty(chosen, "chosen");
+  args.dtype(rejected, "rejected", {DType::f32});
+  args.same_shape(rejected, "rejected", chosen, "chosen");
+  args.same_device(rejected, "rejected", chosen, "chosen");
+  if (margin.defined()) {
+    args.dtype(margin, "margin", {DType::f32});
+    args.same_shape(margin, "margin", chosen, "chosen");
+    args.same_device(margin, "margin", chosen, "chosen");
+  } else if (!std::isfinite(margin_scalar)) {
+    args.fail("margin must be a finite number or a tensor; got ", margin_scalar);
+  }
+  args.number(center_coef, "centerCoef", 0, 1e30);
+  const int64_t batch = chosen.numel();
+  RewardLossResult out{};
+  out.grad_chosen = empty({batch}, DType::f32, chosen.device());
+  out.grad_rejected = empty({batch}, DType::f32, chosen.device());
+  Tensor stats = empty({kRewardStats}, DType::f32, chosen.device());
+  RewardLossArgs a{chosen.data<float>(),
+                   rejected.data<float>(),
+                   margin.defined() ? margin.data<float>() : nullptr,
+                   static_cast<float>(margin_scalar),
+                   batch,
+                   static_cast<float>(center_coef),
+                   out.grad_chosen.data<float>(),
+                   out.grad_rejected.data<float>(),
+                   stats.data<float>()};
+  launch(chosen, cpu::reward_loss, cuda::reward_loss, a);
+  const auto s = read_stats<kRewardStats>(stats);
+  out.loss = s.v[0];
+  out.accuracy = s.v[1];
+  return out;
+}
+
+}  // namespace ops
+}  // namespace rlfarm

@@ -1,0 +1,74 @@
+// The RLHF ops as the rest of rlfarm calls them: inputs are checked (every
+// failure names the op, the argument, what was expected and what came), outputs
+// are allocated on the inputs' device, and the CPU or CUDA kernel runs.
+// Optional tensors are passed as undefined Tensors.
+#pragma once
+
+#include "kernels.h"
+#include "tensor.h"
+
+namespace rlfarm::ops {
+
+struct LogprobsResult {
+  Tensor logp, entropy;  // entropy undefined unless asked for
+};
+// logits [..., V] (f32 or bf16), targets [...] i32 -> logp [...] f32.
+LogprobsResult logprobs(const Tensor& logits, const Tensor& targets, double temperature, bool entropy);
+// -> dlogits, shaped and typed as logits.
+Tensor logprobs_backward(const Tensor& logits, const Tensor& targets, const Tensor& grad_logp,
+                         const Tensor& grad_entropy, double temperature);
+
+struct GaeResult {
+  Tensor advantages, returns;
+};
+GaeResult gae(const Tensor& rewards, const Tensor& values, const Tensor& mask, double gamma, double lambda);
+
+Tensor whiten(const Tensor& x, const Tensor& mask, bool shift_mean);
+
+Tensor kl_penalty(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator estimator,
+                  double clamp);
+
+struct PpoPolicyLossResult {
+  double loss;
+  Tensor grad;
+  double clip_fraction, approx_kl, dual_clip_fraction;
+};
+PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,
+                                    const Tensor& mask, double clip_low, double clip_high, double dual_clip,
+                                    Aggregate aggregate);
+
+struct ValueLossResult {
+  double loss;
+  Tensor grad;
+  double clip_fraction;
+};
+// clip < 0: no value clipping.
+ValueLossResult value_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
+                           const Tensor& mask, double clip);
+
+struct DpoInputs {
+  Tensor policy_chosen, policy_rejected, ref_chosen, ref_rejected, chosen_length, rejected_length;
+};
+struct DpoOptions {
+  DpoVariant variant = DpoVariant::sigmoid;
+  double beta = 0.1, label_smoothing = 0.0, gamma = 0.0;
+  bool reference_free = false;
+};
+struct DpoLossResult {
+  double loss;
+  Tensor grad_chosen, grad_rejected, chosen_reward, rejected_reward;
+  double accuracy;
+};
+DpoLossResult dpo_loss(const DpoInputs& in, const DpoOptions& options);
+DpoVariant parse_dpo_variant(const std::string& name);
+
+struct RewardLossResult {
+  double loss;
+  Tensor grad_chosen, grad_rejected;
+  double accuracy;
+};
+// margin: a [B] tensor, or undefined to use margin_scalar for every pair.
+RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const Tensor& margin,
+                             double margin_scalar, double center_coef);
+
+}  // namespace rlfarm::ops

@@ -1,0 +1,238 @@
+#include "tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include "cuda_runtime.h"
+#include "error.h"
+#include "kernels.h"
+
+namespace rlfarm {
+
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return 4;
+    case DType::bf16: return 2;
+    case DType::i32: return 4;
+    case DType::u8: return 1;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return "f32";
+    case DType::bf16: return "bf16";
+    case DType::i32: return "i32";
+    case DType::u8: return "u8";
+  }
+  return "?";
+}
+
+DType parse_dtype(const std::string& name, const char* what) {
+  if (name == "f32" || name == "float32") return DType::f32;
+  if (name == "bf16" || name == "bfloat16") return DType::bf16;
+  if (name == "i32" || name == "int32") return DType::i32;
+  if (name == "u8" || name == "uint8") return DType::u8;
+  fail(what, ": unknown dtype '", name, "'; expected one of f32, bf16, i32, u8");
+}
+
+std::string Device::name() const {
+  if (kind == cpu) return "cpu";
+  return "cuda:" + std::to_string(index);
+}
+
+Device parse_device(const std::string& name, const char* what) {
+  if (name == "cpu") return Device::host();
+  if (name == "cuda") return Device::gpu(0);
+  if (name.rfind("cuda:", 0) == 0) {
+    const std::string digits = name.substr(5);
+    if (!digits.empty() && digits.size() < 4 &&
+        digits.find_first_not_of("0123456789") == std::string::npos) {
+      return Device::gpu(std::stoi(digits));
+    }
+  }
+  fail(what, ": unknown device '", name, "'; expected 'cpu', 'cuda' or 'cuda:N'");
+}
+
+Storage::~Storage() {
+  if (release) release();
+}
+
+static void check_cuda_device(Device device) {
+  if (!device.is_cuda()) return;
+  RLF_CHECK(cuda::compiled(), "device ", device.name(),
+            ": this build of rlfarm has no CUDA backend (nvcc was not found when it was built, or "
+            "RLFARM_CUDA=0 was set)");
+  const int count = cuda::device_count();
+  RLF_CHECK(count > 0, "device ", device.name(), ": no CUDA device is available (",
+            cuda::unavailable_reason(), ")");
+  RLF_CHECK(device.index >= 0 && device.index < count, "device ", device.name(),
+            ": there are only ", count, " CUDA device(s)");
+}
+
+StoragePtr allocate(Device device, size_t bytes) {
+  auto storage = std::make_shared<Storage>();
+  storage->device = device;
+  storage->bytes = bytes;
+  // Zero-byte tensors still get a distinct, valid pointer.
+  const size_t padded = bytes == 0 ? kHostAlignment : (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
+  if (device.is_cpu()) {
+    void* data = std::aligned_alloc(kHostAlignment, padded);
+    RLF_CHECK(data != nullptr, "out of host memory allocating ", bytes, " bytes");
+    storage->data = data;
+    storage->release = [data] { std::free(data); };
+  } else {
+    check_cuda_device(device);
+    void* data = cuda::malloc(device.index, padded);
+    const int index = device.index;
+    storage->data = data;
+    storage->release = [index, data] { cuda::free(index, data); };
+  }
+  return storage;
+}
+
+StoragePtr wrap_host(void* data, size_t bytes, std::shared_ptr<StorageOwner> owner) {
+  auto storage = std::make_shared<Storage>();
+  storage->device = Device::host();
+  storage->data = data;
+  storage->bytes = bytes;
+  storage->owner = std::move(owner);
+  return storage;
+}
+
+std::string shape_str(const Shape& shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << "]";
+  return out.str();
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string Tensor::describe() const {
+  if (!defined()) return "undefined tensor";
+  return std::string(dtype_name(dtype)) + " " + shape_str(shape) + " on " + device().name();
+}
+
+void check_usable(const Tensor& t, const char* what) {
+  RLF_CHECK(t.defined(), what, ": expected a tensor, got an undefined one");
+  if (t.storage->owner) {
+    const std::string reason = t.storage->owner->invalid_reason();
+    RLF_CHECK(reason.empty(), what, ": ", reason);
+  }
+}
+
+static void check_shape(const Shape& shape, const char* what) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    RLF_CHECK(d >= 0, what, ": shape ", shape_str(shape), " has a negative dimension");
+    RLF_CHECK(d == 0 || n <= std::numeric_limits<int64_t>::max() / 16 / d, what, ": shape ",
+              shape_str(shape), " is too large");
+    n *= d;
+  }
+  RLF_CHECK(shape.size() <= 8, what, ": at most 8 dimensions are supported; got ", shape.size());
+}
+
+Tensor empty(const Shape& shape, DType dtype, Device device) {
+  check_shape(shape, "empty");
+  Tensor t;
+  t.dtype = dtype;
+  t.shape = shape;
+  t.storage = allocate(device, static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype));
+  return t;
+}
+
+Tensor zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  if (device.is_cpu()) {
+    std::memset(t.raw(), 0, t.nbytes());
+  } else {
+    cuda::memset_zero(device.index, t.raw(), t.nbytes());
+  }
+  return t;
+}
+
+static void copy_bytes(const Tensor& dst, const Tensor& src) {
+  const size_t bytes = src.nbytes();
+  if (bytes == 0) return;
+  const Device from = src.device(), to = dst.device();
+  if (from.is_cpu() && to.is_cpu()) {
+    std::memcpy(dst.raw(), src.raw(), bytes);
+  } else if (from.is_cpu()) {
+    cuda::copy_to_device(to.index, dst.raw(), src.raw(), bytes);
+  } else if (to.is_cpu()) {
+    cuda::copy_to_host(from.index, dst.raw(), src.raw(), bytes);
+  } else if (from == to) {
+    cuda::copy_device_to_device(to.index, dst.raw(), src.raw(), bytes);
+  } else {
+    Tensor staging = empty(src.shape, src.dtype, Device::host());
+    cuda::copy_to_host(from.index, staging.raw(), src.raw(), bytes);
+    cuda::copy_to_device(to.index, dst.raw(), staging.raw(), bytes);
+  }
+}
+
+Tensor to_device(const Tensor& t, Device device) {
+  check_usable(t, "to");
+  if (t.device() == device) return t;
+  Tensor out = empty(t.shape, t.dtype, device);
+  copy_bytes(out, t);
+  return out;
+}
+
+Tensor clone(const Tensor& t) {
+  check_usable(t, "clone");
+  Tensor out = empty(t.shape, t.dtype, t.device());
+  copy_bytes(out, t);
+  return out;
+}
+
+Tensor reshape(const Tensor& t, const Shape& shape) {
+  check_usable(t, "reshape");
+  Shape resolved = shape;
+  int infer = -1;
+  int64_t known = 1;
+  for (size_t i = 0; i < resolved.size(); ++i) {
+    if (resolved[i] == -1) {
+      RLF_CHECK(infer < 0, "reshape: only one dimension may be -1; got ", shape_str(shape));
+      infer = static_cast<int>(i);
+    } else {
+      RLF_CHECK(resolved[i] >= 0, "reshape: invalid dimension ", resolved[i], " in ", shape_str(shape));
+      known *= resolved[i];
+    }
+  }
+  if (infer >= 0) {
+    RLF_CHECK(known > 0 && t.numel() % known == 0, "reshape: cannot reshape ", t.describe(), " to ",
+              shape_str(shape));
+    resolved[infer] = t.numel() / known;
+  }
+  check_shape(resolved, "reshape");
+  RLF_CHECK(shape_numel(resolved) == t.numel(), "reshape: cannot reshape ", t.describe(), " (",
+            t.numel(), " elements) to ", shape_str(resolved), " (", shape_numel(resolved), " elements)");
+  Tensor out = t;
+  out.shape = resolved;
+  return out;
+}
+
+Tensor cast(const Tensor& t, DType dtype) {
+  check_usable(t, "cast");
+  if (t.dtype == dtype) return t;
+  Tensor out = empty(t.shape, dtype, t.device());
+  CastArgs args{t.raw(), t.dtype, out.raw(), dtype, t.numel()};
+  if (t.device().is_cpu()) {
+    cpu::cast(args);
+  } else {
+    cuda::set_device(t.device().index);
+    cuda::cast(args);
+  }
+  return out;
+}
+
+}  // namespace rlfarm

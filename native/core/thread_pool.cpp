@@ -1,0 +1,138 @@
+#include "thread_pool.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace rlfarm {
+namespace {
+
+thread_local bool in_pool_task = false;
+
+int configured_threads() {
+  if (const char* env = std::getenv("RLFARM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n < 256 ? n : 256;
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+class Pool {
+ public:
+  explicit Pool(int threads) : size_(threads) {
+    for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+  int size() const { return size_; }
+
+  // Runs chunk c of `chunks` on participant c; the caller is participant 0.
+  void run(int chunks, const std::function<void(int)>& task) {
+    std::unique_lock<std::mutex> caller(caller_mutex_, std::try_to_lock);
+    if (!caller.owns_lock() || in_pool_task) {
+      // Pool busy with another caller (another libuv thread): run inline.
+      for (int c = 0; c < chunks; ++c) task(c);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      task_ = &task;
+      chunks_ = chunks;
+      pending_ = chunks - 1;
+      error_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    run_chunk(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    task_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void run_chunk(int c) {
+    in_pool_task = true;
+    try {
+      (*task_)(c);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    in_pool_task = false;
+  }
+
+  void worker_loop(int id) {
+    uint64_t seen = 0;
+    for (;;) {
+      int chunks;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stopping_) return;
+        chunks = chunks_;
+      }
+      if (id < chunks) {
+        run_chunk(id);
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (--pending_ == 0) done_.notify_one();
+      }
+    }
+  }
+
+  const int size_;
+  std::vector<std::thread> workers_;
+  std::mutex caller_mutex_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+  const std::function<void(int)>* task_ = nullptr;
+  int chunks_ = 0;
+  int pending_ = 0;
+  std::exception_ptr error_;
+};
+
+Pool& pool() {
+  // Leaked on purpose: joining threads from a static destructor at process exit
+  // can deadlock when the addon is unloaded.
+  static Pool* instance = new Pool(configured_threads());
+  return *instance;
+}
+
+}  // namespace
+
+int thread_count() { return pool().size(); }
+
+void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (min_chunk < 1) min_chunk = 1;
+  Pool& p = pool();
+  int64_t chunks = (n + min_chunk - 1) / min_chunk;
+  if (chunks > p.size()) chunks = p.size();
+  if (chunks <= 1 || in_pool_task) {
+    fn(0, n);
+    return;
+  }
+  const int k = static_cast<int>(chunks);
+  p.run(k, [&](int c) {
+    const int64_t begin = n * c / k, end = n * (c + 1) / k;
+    if (begin < end) fn(begin, end);
+  });
+}
+
+}  // namespace rlfarm

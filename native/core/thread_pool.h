@@ -1,0 +1,19 @@
+// A fixed pool of worker threads for the CPU backend, sized to the machine's
+// cores (RLFARM_THREADS overrides). Work is split into contiguous chunks whose
+// bounds depend only on the problem size and the pool size, never on timing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace rlfarm {
+
+int thread_count();
+
+// Calls fn(begin, end) on disjoint chunks covering [0, n), in parallel, and
+// returns when all are done. Chunks hold at least `min_chunk` items, so small
+// problems run on the calling thread. Exceptions thrown by fn reach the caller.
+// Calls from inside fn, or while another caller holds the pool, run inline.
+void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace rlfarm

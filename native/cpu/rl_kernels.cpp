@@ -1,0 +1,248 @@
+// CPU kernels of the RLHF ops other than log-probs: GAE, whitening, KL penalty,
+// PPO policy and value losses, the DPO family, the reward-model loss, casts.
+// Per-token formulas come from core/rl_math.h (shared with CUDA); sums are
+// taken in double, in a fixed order, so results do not depend on the thread count.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../core/error.h"
+#include "../core/kernels.h"
+#include "../core/rl_math.h"
+#include "../core/thread_pool.h"
+
+namespace rlfarm::cpu {
+namespace {
+
+// Calls f with the mask's data as a typed pointer (float, int32 or uint8).
+template <typename F>
+void with_mask(const MaskRef& mask, F&& f) {
+  switch (mask.dtype) {
+    case DType::f32: f(static_cast<const float*>(mask.data)); break;
+    case DType::i32: f(static_cast<const int32_t*>(mask.data)); break;
+    case DType::u8: f(static_cast<const uint8_t*>(mask.data)); break;
+    default: fail("mask: unsupported dtype ", dtype_name(mask.dtype));
+  }
+}
+
+template <typename M>
+inline bool on(const M* mask, int64_t i) {
+  return mask[i] != M(0);
+}
+
+}  // namespace
+
+void gae(const GaeArgs& a) {
+  with_mask(a.mask, [&](auto* mask) {
+    const float gl = a.gamma * a.lambda;
+    parallel_for(a.rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(a.steps, 1)), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t base = r * a.steps;
+        float next_adv = 0.0f, next_value = 0.0f;  // A_{t+1} and V_{t+1} m_{t+1}
+        for (int64_t t = a.steps - 1; t >= 0; --t) {
+          const int64_t i = base + t;
+          if (!on(mask, i)) {
+            a.advantages[i] = 0.0f;
+            a.returns[i] = 0.0f;
+            next_adv = 0.0f;
+            next_value = 0.0f;
+            continue;
+          }
+          const float v = a.values[i];
+          const float delta = a.rewards[i] + a.gamma * next_value - v;
+          const float adv = delta + gl * next_adv;
+          a.advantages[i] = adv;
+          a.returns[i] = adv + v;
+          next_adv = adv;
+          next_value = v;
+        }
+      }
+    });
+  });
+}
+
+void whiten(const WhitenArgs& a) {
+  with_mask(a.mask, [&](auto* mask) {
+    double sum = 0.0;
+    int64_t count = 0;
+    for (int64_t i = 0; i < a.n; ++i) {
+      if (on(mask, i)) {
+        sum += a.x[i];
+        ++count;
+      }
+    }
+    if (count == 0) {
+      std::memset(a.out, 0, sizeof(float) * a.n);
+      return;
+    }
+    const double mean = sum / count;
+    double sq = 0.0;
+    for (int64_t i = 0; i < a.n; ++i) {
+      if (on(mask, i)) sq += (a.x[i] - mean) * (a.x[i] - mean);
+    }
+    // Unbiased variance, as TRL's masked_whiten; a single token has variance 0.
+    const double var = count > 1 ? sq / (count - 1) : 0.0;
+    const double inv_std = 1.0 / std::sqrt(var + 1e-8);
+    const double shift = a.shift_mean ? 0.0 : mean;
+    for (int64_t i = 0; i < a.n; ++i) {
+      a.out[i] = on(mask, i) ? static_cast<float>((a.x[i] - mean) * inv_std + shift) : 0.0f;
+    }
+  });
+}
+
+void kl_penalty(const KlPenaltyArgs& a) {
+  with_mask(a.mask, [&](auto* mask) {
+    for (int64_t i = 0; i < a.n; ++i) {
+      a.kl[i] = on(mask, i) ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+    }
+  });
+}
+
+void ppo_policy_loss(const PpoPolicyLossArgs& a) {
+  with_mask(a.mask, [&](auto* mask) {
+    // Tokens per row, and rows with at least one token, fix the normalisation.
+    std::vector<int64_t> row_count(a.rows, 0);
+    int64_t tokens = 0, rows_with_tokens = 0;
+    for (int64_t r = 0; r < a.rows; ++r) {
+      for (int64_t t = 0; t < a.steps; ++t) row_count[r] += on(mask, r * a.steps + t) ? 1 : 0;
+      tokens += row_count[r];
+      rows_with_tokens += row_count[r] > 0 ? 1 : 0;
+    }
+    double loss = 0.0, clipped = 0.0, dual = 0.0, kl = 0.0;
+    for (int64_t r = 0; r < a.rows; ++r) {
+      double weight = 0.0;  // d(aggregate)/d(token loss)
+      if (row_count[r] > 0) {
+        weight = a.aggregate == Aggregate::token_mean ? 1.0 / tokens : 1.0 / (double(row_count[r]) * rows_with_tokens);
+      }
+      for (int64_t t = 0; t < a.steps; ++t) {
+        const int64_t i = r * a.steps + t;
+        if (!on(mask, i)) {
+          a.grad[i] = 0.0f;
+          continue;
+        }
+        const math::PpoToken tok = math::ppo_token(a.logp[i], a.old_logp[i], a.advantages[i], a.clip_low,
+                                                   a.clip_high, a.dual_clip);
+        loss += weight * tok.loss;
+        a.grad[i] = static_cast<float>(weight * tok.grad);
+        clipped += tok.clipped ? 1.0 : 0.0;
+        dual += tok.dual_clipped ? 1.0 : 0.0;
+        kl += 0.5 * double(tok.log_ratio) * tok.log_ratio;
+      }
+    }
+    const double per_token = tokens > 0 ? 1.0 / tokens : 0.0;
+    a.stats[0] = static_cast<float>(loss);
+    a.stats[1] = static_cast<float>(clipped * per_token);
+    a.stats[2] = static_cast<float>(kl * per_token);
+    a.stats[3] = static_cast<float>(dual * per_token);
+  });
+}
+
+void value_loss(const ValueLossArgs& a) {
+  with_mask(a.mask, [&](auto* mask) {
+    int64_t tokens = 0;
+    for (int64_t i = 0; i < a.n; ++i) tokens += on(mask, i) ? 1 : 0;
+    const double weight = tokens > 0 ? 1.0 / tokens : 0.0;
+    double loss = 0.0, clipped = 0.0;
+    for (int64_t i = 0; i < a.n; ++i) {
+      if (!on(mask, i)) {
+        a.grad[i] = 0.0f;
+        continue;
+      }
+      const math::ValueToken tok = math::value_token(a.values[i], a.old_values[i], a.returns[i], a.clip);
+      loss += tok.loss;
+      clipped += tok.clipped ? 1.0 : 0.0;
+      a.grad[i] = static_cast<float>(weight * tok.grad);
+    }
+    a.stats[0] = static_cast<float>(loss * weight);
+    a.stats[1] = static_cast<float>(clipped * weight);
+  });
+}
+
+void dpo_loss(const DpoLossArgs& a) {
+  const double inv_batch = 1.0 / a.batch;
+  double loss = 0.0, correct = 0.0;
+  for (int64_t i = 0; i < a.batch; ++i) {
+    const math::DpoPair p = math::dpo_pair(
+        a.variant, a.policy_chosen[i], a.policy_rejected[i], a.ref_chosen ? a.ref_chosen[i] : 0.0f,
+        a.ref_rejected ? a.ref_rejected[i] : 0.0f, a.chosen_length ? a.chosen_length[i] : 1.0f,
+        a.rejected_length ? a.rejected_length[i] : 1.0f, a.beta, a.label_smoothing, a.gamma);
+    loss += p.loss;
+    correct += p.chosen_reward > p.rejected_reward ? 1.0 : 0.0;
+    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
+    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
+    a.chosen_reward[i] = p.chosen_reward;
+    a.rejected_reward[i] = p.rejected_reward;
+  }
+  a.stats[0] = static_cast<float>(loss * inv_batch);
+  a.stats[1] = static_cast<float>(correct * inv_batch);
+}
+
+void reward_loss(const RewardLossArgs& a) {
+  const double inv_batch = 1.0 / a.batch;
+  double loss = 0.0, correct = 0.0;
+  for (int64_t i = 0; i < a.batch; ++i) {
+    const float margin = a.margin ? a.margin[i] : a.margin_scalar;
+    const math::RewardPair p = math::reward_pair(a.chosen[i], a.rejected[i], margin, a.center_coef);
+    loss += p.loss;
+    correct += a.chosen[i] > a.rejected[i] ? 1.0 : 0.0;
+    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
+    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
+  }
+  a.stats[0] = static_cast<float>(loss * inv_batch);
+  a.stats[1] = static_cast<float>(correct * inv_batch);
+}
+
+namespace {
+template <typename T>
+float load_as_float(const void* p, int64_t i) {
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
+  } else {
+    return static_cast<float>(static_cast<const T*>(p)[i]);
+  }
+}
+
+float read_element(const void* p, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::f32: return load_as_float<float>(p, i);
+    case DType::bf16: return load_as_float<uint16_t>(p, i);
+    case DType::i32: return load_as_float<int32_t>(p, i);
+    case DType::u8: return load_as_float<uint8_t>(p, i);
+  }
+  return 0.0f;
+}
+}  // namespace
+
+void cast(const CastArgs& a) {
+  parallel_for(a.n, 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (a.src_dtype == DType::i32 && a.dst_dtype == DType::u8) {
+        const int32_t v = static_cast<const int32_t*>(a.src)[i];
+        static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+        continue;
+      }
+      if (a.src_dtype == DType::u8 && a.dst_dtype == DType::i32) {
+        static_cast<int32_t*>(a.dst)[i] = static_cast<const uint8_t*>(a.src)[i];
+        continue;
+      }
+      const float v = read_element(a.src, a.src_dtype, i);
+      switch (a.dst_dtype) {
+        case DType::f32: static_cast<float*>(a.dst)[i] = v; break;
+        case DType::bf16: static_cast<uint16_t*>(a.dst)[i] = float_to_bf16(v); break;
+        case DType::i32: {
+          // Truncation toward zero, saturated; NaN becomes 0.
+          const float c = v != v ? 0.0f : (v < -2147483648.0f ? -2147483648.0f : (v > 2147483520.0f ? 2147483520.0f : v));
+          static_cast<int32_t*>(a.dst)[i] = static_cast<int32_t>(c);
+          break;
+        }
+        case DType::u8: {
+          const float c = v != v ? 0.0f : (v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
+          static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(c);
+          break;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace rlfarm::cpu

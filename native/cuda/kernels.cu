@@ -1,0 +1,589 @@
+// CUDA kernels of the RLHF ops, one launch per op. Signatures and formulas are
+// shared with the CPU backend (core/kernels.h, core/rl_math.h).
+//
+//  - log-probs: a block per row; each thread keeps an online (max, sum,
+//    centered-sum) over 16-byte loads, merged across the warp with shuffles
+//    and across warps through shared memory. The softmax is never stored.
+//  - GAE: a warp per sequence, walking it back to front 32 steps at a time
+//    with a shuffle scan of the affine maps A_t = a_t + b_t A_{t+1}.
+//  - losses and whitening: one block with grid-stride loops and block-wide
+//    reductions in double; these work on [B, T] tensors, small next to logits.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "../core/kernels.h"
+#include "../core/rl_math.h"
+#include "check.h"
+
+namespace rlfarm::cuda {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr float kExpMinF = -87.33654f;
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+__device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ void store(float* p, float x) { *p = x; }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
+
+template <typename M>
+__device__ __forceinline__ bool mask_on(const void* mask, int64_t i) {
+  return static_cast<const M*>(mask)[i] != M(0);
+}
+
+// Calls f.template operator()<M>() with the mask's element type.
+template <typename F>
+void with_mask(const MaskRef& mask, F&& f) {
+  switch (mask.dtype) {
+    case DType::f32: f(static_cast<const float*>(nullptr)); break;
+    case DType::i32: f(static_cast<const int32_t*>(nullptr)); break;
+    case DType::u8: f(static_cast<const uint8_t*>(nullptr)); break;
+    default: fail("mask: unsupported dtype ", dtype_name(mask.dtype));
+  }
+}
+
+// ---------------------------------------------------------------- reductions
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Sum over the block; every thread gets the result. `scratch` holds one T per warp.
+template <typename T>
+__device__ T block_sum(T v, T* scratch) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = (blockDim.x + kWarp - 1) / kWarp;
+  v = warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  T total = T(0);
+  for (int w = 0; w < warps; ++w) total += scratch[w];  // same order in every thread
+  return total;
+}
+
+// Online log-sum-exp state over x = z / T: max m, S = sum e^(x-m), C = sum e^(x-m) (x-m).
+struct Lse {
+  float m, s, c;
+};
+
+__device__ __forceinline__ Lse lse_merge(Lse a, Lse b, bool centered) {
+  if (b.m > a.m) {
+    Lse t = a;
+    a = b;
+    b = t;
+  }
+  // a.m is now the larger (or NaN, which propagates below).
+  if (b.s == 0.0f) return a;
+  const float shift = b.m - a.m;  // <= 0
+  const float scale = __expf(shift);
+  Lse out;
+  out.m = a.m;
+  out.s = a.s + b.s * scale;
+  out.c = centered ? a.c + scale * (b.c + shift * b.s) : 0.0f;
+  return out;
+}
+
+__device__ __forceinline__ void lse_add(Lse& st, float x, bool centered) {
+  if (x == neg_inf()) return;  // contributes e^-inf = 0
+  if (x == -neg_inf()) {
+    st.s = quiet_nan();  // a +inf logit has no finite softmax (as on the CPU)
+    return;
+  }
+  if (x > st.m) {
+    if (st.s > 0.0f) {
+      const float shift = st.m - x;
+      const float scale = __expf(shift);
+      if (centered) st.c = scale * (st.c + shift * st.s);
+      st.s *= scale;
+    }
+    st.m = x;
+    st.s += 1.0f;  // e^0; its centered term is 0
+  } else {
+    // Also taken by NaN x, so NaN reaches the sum.
+    const float d = x - st.m;
+    const float e = d < kExpMinF ? 0.0f : __expf(d);
+    st.s += e;
+    if (centered) st.c += e * fmaxf(d, kExpMinF);
+  }
+}
+
+template <typename T>
+struct Vec16;  // 16 bytes of T
+template <>
+struct Vec16<float> {
+  static constexpr int n = 4;
+  __device__ static void load(const float* p, float* out) {
+    const float4 v = *reinterpret_cast<const float4*>(p);
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+  }
+};
+template <>
+struct Vec16<__nv_bfloat16> {
+  static constexpr int n = 8;
+  __device__ static void load(const __nv_bfloat16* p, float* out) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = __uint_as_float(w[i] << 16);
+      out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+};
+
+// Splits a row into a scalar head up to 16-byte alignment, a vector body, and a tail.
+template <typename T>
+__device__ __forceinline__ void row_split(const T* z, int64_t vocab, int64_t& head, int64_t& body_end) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(z);
+  const int64_t misalign = static_cast<int64_t>((16 - (addr & 15)) & 15) / static_cast<int64_t>(sizeof(T));
+  head = misalign < vocab ? misalign : vocab;
+  const int64_t body = (vocab - head) / Vec16<T>::n * Vec16<T>::n;
+  body_end = head + body;
+}
+
+// Row statistics with the whole block; every thread gets the result.
+template <typename T, bool kCentered>
+__device__ Lse row_lse(const T* z, int64_t vocab, float inv_t) {
+  __shared__ Lse warp_states[32];
+  Lse st{neg_inf(), 0.0f, 0.0f};
+  int64_t head, body_end;
+  row_split(z, vocab, head, body_end);
+  for (int64_t i = threadIdx.x; i < head; i += blockDim.x) lse_add(st, to_f32(z[i]) * inv_t, kCentered);
+  constexpr int n = Vec16<T>::n;
+  for (int64_t i = head + static_cast<int64_t>(threadIdx.x) * n; i < body_end; i += static_cast<int64_t>(blockDim.x) * n) {
+    float x[n];
+    Vec16<T>::load(z + i, x);
+#pragma unroll
+    for (int k = 0; k < n; ++k) lse_add(st, x[k] * inv_t, kCentered);
+  }
+  for (int64_t i = body_end + threadIdx.x; i < vocab; i += blockDim.x) lse_add(st, to_f32(z[i]) * inv_t, kCentered);
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    Lse other;
+    other.m = __shfl_xor_sync(0xffffffffu, st.m, offset);
+    other.s = __shfl_xor_sync(0xffffffffu, st.s, offset);
+    other.c = __shfl_xor_sync(0xffffffffu, st.c, offset);
+    st = lse_merge(st, other, kCentered);
+  }
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = (blockDim.x + kWarp - 1) / kWarp;
+  __syncthreads();
+  if (lane == 0) warp_states[warp] = st;
+  __syncthreads();
+  Lse total = warp_states[0];
+  for (int w = 1; w < warps; ++w) total = lse_merge(total, warp_states[w], kCentered);
+  return total;
+}
+
+constexpr int kRowThreads = 256;
+
+template <typename T, bool kEntropy>
+__global__ void logprobs_kernel(LogprobsArgs a) {
+  const int64_t row = blockIdx.x;
+  const T* z = static_cast<const T*>(a.logits) + row * a.vocab;
+  const Lse st = row_lse<T, kEntropy>(z, a.vocab, a.inv_temperature);
+  if (threadIdx.x != 0) return;
+  const int32_t y = a.targets[row];
+  if (y < 0 || y >= a.vocab) {
+    atomicMin(reinterpret_cast<int*>(a.bad_target), static_cast<int>(row));
+    a.logp[row] = quiet_nan();
+    if (kEntropy) a.entropy[row] = quiet_nan();
+    return;
+  }
+  const float log_s = logf(st.s);
+  a.logp[row] = to_f32(z[y]) * a.inv_temperature - (st.m + log_s);
+  if (kEntropy) a.entropy[row] = log_s - st.c / st.s;
+}
+
+template <typename T, bool kEntropy>
+__global__ void logprobs_backward_kernel(LogprobsBackwardArgs a) {
+  const int64_t row = blockIdx.x;
+  const T* z = static_cast<const T*>(a.logits) + row * a.vocab;
+  T* dz = static_cast<T*>(a.dlogits) + row * a.vocab;
+  const Lse st = row_lse<T, kEntropy>(z, a.vocab, a.inv_temperature);
+  const float inv_t = a.inv_temperature;
+  const float log_s = logf(st.s);
+  const float lse = st.m + log_s;
+  const float h = kEntropy ? log_s - st.c / st.s : 0.0f;
+  const float g = a.grad_logp ? a.grad_logp[row] : 0.0f;
+  const float gh = kEntropy ? a.grad_entropy[row] : 0.0f;
+  const int32_t y = a.targets[row];
+  const bool valid = y >= 0 && y < a.vocab;
+  auto grad = [&](float zj) {
+    const float lp = zj * inv_t - lse;
+    const float p = lp < kExpMinF ? 0.0f : __expf(lp);
+    float d = -g * p;
+    if (kEntropy) d -= gh * p * (fmaxf(lp, kExpMinF) + h);
+    if (lp != lp) d = lp;
+    return d * inv_t;
+  };
+  for (int64_t i = threadIdx.x; i < a.vocab; i += blockDim.x) store(dz + i, grad(to_f32(z[i])));
+  __syncthreads();  // the plain gradient of the target element is written before it is fixed up
+  if (threadIdx.x != 0) return;
+  if (!valid) {
+    atomicMin(reinterpret_cast<int*>(a.bad_target), static_cast<int>(row));
+    return;
+  }
+  const float lp_y = to_f32(z[y]) * inv_t - lse;
+  const float p_y = lp_y < kExpMinF ? 0.0f : expf(lp_y);
+  float d_y = g * (1.0f - p_y);
+  if (kEntropy) d_y -= gh * p_y * (fmaxf(lp_y, kExpMinF) + h);
+  store(dz + y, d_y * inv_t);
+}
+
+// ---------------------------------------------------------------- GAE
+
+constexpr int kGaeWarps = 4;
+
+template <typename M>
+__global__ void gae_kernel(GaeArgs a) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kGaeWarps + threadIdx.x / kWarp;
+  if (row >= a.rows) return;
+  const int64_t base = row * a.steps;
+  const float gl = a.gamma * a.lambda;
+  float carry_adv = 0.0f, carry_value = 0.0f;  // A and V*m just past the current chunk
+  for (int64_t end = a.steps; end > 0; end -= kWarp) {
+    const int64_t t = end - kWarp + lane;
+    const bool in_range = t >= 0;
+    const bool on = in_range && mask_on<M>(a.mask.data, base + t);
+    const float v = on ? a.values[base + t] : 0.0f;
+    const float r = on ? a.rewards[base + t] : 0.0f;
+    float next_value = __shfl_down_sync(0xffffffffu, v, 1);  // v is already V*m
+    if (lane == kWarp - 1) next_value = carry_value;
+    // A_t = a_t + b_t A_{t+1}; masked steps are the constant map 0.
+    float ca = on ? r + a.gamma * next_value - v : 0.0f;
+    float cb = on ? gl : 0.0f;
+    for (int offset = 1; offset < kWarp; offset *= 2) {
+      const float pa = __shfl_down_sync(0xffffffffu, ca, offset);
+      const float pb = __shfl_down_sync(0xffffffffu, cb, offset);
+      if (lane + offset < kWarp) {
+        ca = ca + cb * pa;
+        cb = cb * pb;
+      }
+    }
+    const float adv = ca + cb * carry_adv;
+    if (in_range) {
+      a.advantages[base + t] = on ? adv : 0.0f;
+      a.returns[base + t] = on ? adv + v : 0.0f;
+    }
+    carry_adv = __shfl_sync(0xffffffffu, on ? adv : 0.0f, 0);
+    carry_value = __shfl_sync(0xffffffffu, v, 0);
+  }
+}
+
+// ---------------------------------------------------------------- whiten, KL
+
+constexpr int kBlock = 1024;
+
+template <typename M>
+__global__ void whiten_kernel(WhitenArgs a) {
+  __shared__ double scratch[32];
+  double sum = 0.0, count = 0.0;
+  for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
+    if (mask_on<M>(a.mask.data, i)) {
+      sum += a.x[i];
+      count += 1.0;
+    }
+  }
+  sum = block_sum(sum, scratch);
+  count = block_sum(count, scratch);
+  if (count == 0.0) {
+    for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) a.out[i] = 0.0f;
+    return;
+  }
+  const double mean = sum / count;
+  double sq = 0.0;
+  for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
+    if (mask_on<M>(a.mask.data, i)) sq += (a.x[i] - mean) * (a.x[i] - mean);
+  }
+  sq = block_sum(sq, scratch);
+  const double var = count > 1.0 ? sq / (count - 1.0) : 0.0;
+  const double inv_std = rsqrt(var + 1e-8);
+  const double shift = a.shift_mean ? 0.0 : mean;
+  for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
+    a.out[i] = mask_on<M>(a.mask.data, i) ? static_cast<float>((a.x[i] - mean) * inv_std + shift) : 0.0f;
+  }
+}
+
+template <typename M>
+__global__ void kl_kernel(KlPenaltyArgs a) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    a.kl[i] = mask_on<M>(a.mask.data, i) ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+  }
+}
+
+// ---------------------------------------------------------------- losses
+
+template <typename M>
+__device__ int64_t row_tokens(const void* mask, int64_t row, int64_t steps, int lane) {
+  int64_t n = 0;
+  for (int64_t t = lane; t < steps; t += kWarp) n += mask_on<M>(mask, row * steps + t) ? 1 : 0;
+  return warp_sum(n);
+}
+
+template <typename M>
+__global__ void ppo_policy_kernel(PpoPolicyLossArgs a) {
+  __shared__ double scratch[32];
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = blockDim.x / kWarp;
+  // Pass 1: tokens and rows that have tokens.
+  double tokens = 0.0, rows_with_tokens = 0.0;
+  for (int64_t r = warp; r < a.rows; r += warps) {
+    const int64_t n = row_tokens<M>(a.mask.data, r, a.steps, lane);
+    if (lane == 0) {
+      tokens += static_cast<double>(n);
+      rows_with_tokens += n > 0 ? 1.0 : 0.0;
+    }
+  }
+  tokens = block_sum(tokens, scratch);
+  rows_with_tokens = block_sum(rows_with_tokens, scratch);
+  // Pass 2: per-token loss and gradient with the aggregate's weight.
+  double loss = 0.0, clipped = 0.0, dual = 0.0, kl = 0.0;
+  for (int64_t r = warp; r < a.rows; r += warps) {
+    const int64_t n = row_tokens<M>(a.mask.data, r, a.steps, lane);
+    double weight = 0.0;
+    if (n > 0) weight = a.aggregate == Aggregate::token_mean ? 1.0 / tokens : 1.0 / (double(n) * rows_with_tokens);
+    for (int64_t t = lane; t < a.steps; t += kWarp) {
+      const int64_t i = r * a.steps + t;
+      if (!mask_on<M>(a.mask.data, i)) {
+        a.grad[i] = 0.0f;
+        continue;
+      }
+      const math::PpoToken tok =
+          math::ppo_token(a.logp[i], a.old_logp[i], a.advantages[i], a.clip_low, a.clip_high, a.dual_clip);
+      loss += weight * tok.loss;
+      a.grad[i] = static_cast<float>(weight * tok.grad);
+      clipped += tok.clipped ? 1.0 : 0.0;
+      dual += tok.dual_clipped ? 1.0 : 0.0;
+      kl += 0.5 * double(tok.log_ratio) * tok.log_ratio;
+    }
+  }
+  loss = block_sum(loss, scratch);
+  clipped = block_sum(clipped, scratch);
+  dual = block_sum(dual, scratch);
+  kl = block_sum(kl, scratch);
+  if (threadIdx.x == 0) {
+    const double per_token = tokens > 0.0 ? 1.0 / tokens : 0.0;
+    a.stats[0] = static_cast<float>(loss);
+    a.stats[1] = static_cast<float>(clipped * per_token);
+    a.stats[2] = static_cast<float>(kl * per_token);
+    a.stats[3] = static_cast<float>(dual * per_token);
+  }
+}
+
+template <typename M>
+__global__ void value_loss_kernel(ValueLossArgs a) {
+  __shared__ double scratch[32];
+  double tokens = 0.0;
+  for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) tokens += mask_on<M>(a.mask.data, i) ? 1.0 : 0.0;
+  tokens = block_sum(tokens, scratch);
+  const double weight = tokens > 0.0 ? 1.0 / tokens : 0.0;
+  double loss = 0.0, clipped = 0.0;
+  for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
+    if (!mask_on<M>(a.mask.data, i)) {
+      a.grad[i] = 0.0f;
+      continue;
+    }
+    const math::ValueToken tok = math::value_token(a.values[i], a.old_values[i], a.returns[i], a.clip);
+    loss += tok.loss;
+    clipped += tok.clipped ? 1.0 : 0.0;
+    a.grad[i] = static_cast<float>(weight * tok.grad);
+  }
+  loss = block_sum(loss, scratch);
+  clipped = block_sum(clipped, scratch);
+  if (threadIdx.x == 0) {
+    a.stats[0] = static_cast<float>(loss * weight);
+    a.stats[1] = static_cast<float>(clipped * weight);
+  }
+}
+
+__global__ void dpo_loss_kernel(DpoLossArgs a) {
+  __shared__ double scratch[32];
+  const double inv_batch = 1.0 / static_cast<double>(a.batch);
+  double loss = 0.0, correct = 0.0;
+  for (int64_t i = threadIdx.x; i < a.batch; i += blockDim.x) {
+    const math::DpoPair p = math::dpo_pair(
+        a.variant, a.policy_chosen[i], a.policy_rejected[i], a.ref_chosen ? a.ref_chosen[i] : 0.0f,
+        a.ref_rejected ? a.ref_rejected[i] : 0.0f, a.chosen_length ? a.chosen_length[i] : 1.0f,
+        a.rejected_length ? a.rejected_length[i] : 1.0f, a.beta, a.label_smoothing, a.gamma);
+    loss += p.loss;
+    correct += p.chosen_reward > p.rejected_reward ? 1.0 : 0.0;
+    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
+    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
+    a.chosen_reward[i] = p.chosen_reward;
+    a.rejected_reward[i] = p.rejected_reward;
+  }
+  loss = block_sum(loss, scratch);
+  correct = block_sum(correct, scratch);
+  if (threadIdx.x == 0) {
+    a.stats[0] = static_cast<float>(loss * inv_batch);
+    a.stats[1] = static_cast<float>(correct * inv_batch);
+  }
+}
+
+__global__ void reward_loss_kernel(RewardLossArgs a) {
+  __shared__ double scratch[32];
+  const double inv_batch = 1.0 / static_cast<double>(a.batch);
+  double loss = 0.0, correct = 0.0;
+  for (int64_t i = threadIdx.x; i < a.batch; i += blockDim.x) {
+    const float margin = a.margin ? a.margin[i] : a.margin_scalar;
+    const math::RewardPair p = math::reward_pair(a.chosen[i], a.rejected[i], margin, a.center_coef);
+    loss += p.loss;
+    correct += a.chosen[i] > a.rejected[i] ? 1.0 : 0.0;
+    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
+    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
+  }
+  loss = block_sum(loss, scratch);
+  correct = block_sum(correct, scratch);
+  if (threadIdx.x == 0) {
+    a.stats[0] = static_cast<float>(loss * inv_batch);
+    a.stats[1] = static_cast<float>(correct * inv_batch);
+  }
+}
+
+// ---------------------------------------------------------------- casts
+
+__device__ float load_f32(const void* p, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::f32: return static_cast<const float*>(p)[i];
+    case DType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case DType::i32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
+    case DType::u8: return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
+  }
+  return 0.0f;
+}
+
+__global__ void cast_kernel(CastArgs a) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (a.src_dtype == DType::i32 && a.dst_dtype == DType::u8) {
+      const int32_t v = static_cast<const int32_t*>(a.src)[i];
+      static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+      continue;
+    }
+    if (a.src_dtype == DType::u8 && a.dst_dtype == DType::i32) {
+      static_cast<int32_t*>(a.dst)[i] = static_cast<const uint8_t*>(a.src)[i];
+      continue;
+    }
+    const float v = load_f32(a.src, a.src_dtype, i);
+    switch (a.dst_dtype) {
+      case DType::f32: static_cast<float*>(a.dst)[i] = v; break;
+      case DType::bf16: static_cast<__nv_bfloat16*>(a.dst)[i] = __float2bfloat16_rn(v); break;
+      case DType::i32: {
+        const float c = v != v ? 0.0f : fminf(fmaxf(v, -2147483648.0f), 2147483520.0f);
+        static_cast<int32_t*>(a.dst)[i] = static_cast<int32_t>(c);
+        break;
+      }
+      case DType::u8: {
+        const float c = v != v ? 0.0f : fminf(fmaxf(v, 0.0f), 255.0f);
+        static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(c);
+        break;
+      }
+    }
+  }
+}
+
+unsigned grid_for(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 4096 ? (blocks < 1 ? 1 : blocks) : 4096);
+}
+
+void check_rows(int64_t rows, const char* op) {
+  RLF_CHECK(rows <= 0x7fffffff, op, ": ", rows, " rows exceed the CUDA grid limit");
+}
+
+}  // namespace
+
+void logprobs(const LogprobsArgs& a) {
+  check_rows(a.rows, "ops.logprobs");
+  const dim3 grid(static_cast<unsigned>(a.rows)), block(kRowThreads);
+  const bool bf16 = a.logits_dtype == DType::bf16;
+  if (a.entropy) {
+    if (bf16) logprobs_kernel<__nv_bfloat16, true><<<grid, block>>>(a);
+    else logprobs_kernel<float, true><<<grid, block>>>(a);
+  } else {
+    if (bf16) logprobs_kernel<__nv_bfloat16, false><<<grid, block>>>(a);
+    else logprobs_kernel<float, false><<<grid, block>>>(a);
+  }
+  RLF_CUDA_CHECK_LAUNCH("logprobs");
+}
+
+void logprobs_backward(const LogprobsBackwardArgs& a) {
+  check_rows(a.rows, "ops.logprobsBackward");
+  const dim3 grid(static_cast<unsigned>(a.rows)), block(kRowThreads);
+  const bool bf16 = a.logits_dtype == DType::bf16;
+  if (a.grad_entropy) {
+    if (bf16) logprobs_backward_kernel<__nv_bfloat16, true><<<grid, block>>>(a);
+    else logprobs_backward_kernel<float, true><<<grid, block>>>(a);
+  } else {
+    if (bf16) logprobs_backward_kernel<__nv_bfloat16, false><<<grid, block>>>(a);
+    else logprobs_backward_kernel<float, false><<<grid, block>>>(a);
+  }
+  RLF_CUDA_CHECK_LAUNCH("logprobsBackward");
+}
+
+void gae(const GaeArgs& a) {
+  const int64_t blocks = (a.rows + kGaeWarps - 1) / kGaeWarps;
+  check_rows(blocks, "ops.gae");
+  with_mask(a.mask, [&](auto* tag) {
+    using M = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    gae_kernel<M><<<static_cast<unsigned>(blocks), kGaeWarps * kWarp>>>(a);
+  });
+  RLF_CUDA_CHECK_LAUNCH("gae");
+}
+
+void whiten(const WhitenArgs& a) {
+  with_mask(a.mask, [&](auto* tag) {
+    using M = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    whiten_kernel<M><<<1, kBlock>>>(a);
+  });
+  RLF_CUDA_CHECK_LAUNCH("whiten");
+}
+
+void kl_penalty(const KlPenaltyArgs& a) {
+  with_mask(a.mask, [&](auto* tag) {
+    using M = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    kl_kernel<M><<<grid_for(a.n, 256), 256>>>(a);
+  });
+  RLF_CUDA_CHECK_LAUNCH("klPenalty");
+}
+
+void ppo_policy_loss(const PpoPolicyLossArgs& a) {
+  with_mask(a.mask, [&](auto* tag) {
+    using M = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    ppo_policy_kernel<M><<<1, kBlock>>>(a);
+  });
+  RLF_CUDA_CHECK_LAUNCH("ppoPolicyLoss");
+}
+
+void value_loss(const ValueLossArgs& a) {
+  with_mask(a.mask, [&](auto* tag) {
+    using M = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    value_loss_kernel<M><<<1, kBlock>>>(a);
+  });
+  RLF_CUDA_CHECK_LAUNCH("valueLoss");
+}
+
+void dpo_loss(const DpoLossArgs& a) {
+  dpo_loss_kernel<<<1, kBlock>>>(a);
+  RLF_CUDA_CHECK_LAUNCH("dpoLoss");
+}
+
+void reward_loss(const RewardLossArgs& a) {
+  reward_loss_kernel<<<1, kBlock>>>(a);
+  RLF_CUDA_CHECK_LAUNCH("rewardLoss");
+}
+
+void cast(const CastArgs& a) {
+  if (a.n == 0) return;
+  cast_kernel<<<grid_for(a.n, 256), 256>>>(a);
+  RLF_CUDA_CHECK_LAUNCH("cast");
+}
+
+}  // namespace rlfarm::cuda
