@@ -26,7 +26,7 @@ Napi::Value Devices(const Napi::CallbackInfo& info) {
   Napi::Array out = Napi::Array::New(env);
   Napi::Object cpu_device = Napi::Object::New(env);
   cpu_device.Set("kind", "cpu");
-  cpu_device.Set("name", "cpu");
+  cpu_device.Set("device", "cpu");
   cpu_device.Set("threads", thread_count());
   cpu_device.Set("simd", cpu::simd_level());
   out.Set(0u, cpu_device);
@@ -34,9 +34,9 @@ Napi::Value Devices(const Napi::CallbackInfo& info) {
     const cuda::DeviceInfo d = cuda::device_info(i);
     Napi::Object gpu = Napi::Object::New(env);
     gpu.Set("kind", "cuda");
-    gpu.Set("name", "cuda:" + std::to_string(i));
+    gpu.Set("device", "cuda:" + std::to_string(i));
     gpu.Set("index", i);
-    gpu.Set("model", d.name);
+    gpu.Set("name", d.name);
     gpu.Set("memory", static_cast<double>(d.total_memory));
     gpu.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
     gpu.Set("multiprocessors", d.multiprocessors);

@@ -2,6 +2,7 @@
 // throws rlfarm::Error, which the binding turns into a JavaScript Error.
 #pragma once
 
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -14,10 +15,22 @@ class Error : public std::runtime_error {
 };
 
 namespace detail {
+inline void append_one(std::ostringstream& out, double v) {
+  // Written as JavaScript writes numbers, since the messages reach JavaScript.
+  if (v != v) out << "NaN";
+  else if (v == std::numeric_limits<double>::infinity()) out << "Infinity";
+  else if (v == -std::numeric_limits<double>::infinity()) out << "-Infinity";
+  else out << v;
+}
+inline void append_one(std::ostringstream& out, float v) { append_one(out, static_cast<double>(v)); }
+template <typename T>
+void append_one(std::ostringstream& out, const T& v) {
+  out << v;
+}
 inline void append(std::ostringstream&) {}
 template <typename T, typename... Rest>
 void append(std::ostringstream& out, const T& first, const Rest&... rest) {
-  out << first;
+  append_one(out, first);
   append(out, rest...);
 }
 }  // namespace detail

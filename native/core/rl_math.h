@@ -104,14 +104,15 @@ struct ValueToken {
 RLF_HD ValueToken value_token(float value, float old_value, float ret, float clip) {
   const float err = value - ret;
   ValueToken t{0.5f * err * err, err, false};
-  if (clip < 0.0f) return t;
-  const float clipped_value = old_value + clampf(value - old_value, -clip, clip);
-  const float clipped_err = clipped_value - ret;
+  const float delta = value - old_value;
+  // Inside the clip range the clipped value is the value itself; testing the
+  // range (not old + delta, which rounds) keeps the two terms exactly equal there.
+  if (clip < 0.0f || !(delta > clip || delta < -clip)) return t;
+  const float clipped_err = old_value + (delta > 0.0f ? clip : -clip) - ret;
   const float clipped_loss = 0.5f * clipped_err * clipped_err;
   if (clipped_loss > t.loss) {
-    // Only possible when the clip is active, where the clipped value is constant.
     t.loss = clipped_loss;
-    t.grad = 0.0f;
+    t.grad = 0.0f;  // the clipped value does not depend on value
     t.clipped = true;
   }
   return t;

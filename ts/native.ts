@@ -1,0 +1,99 @@
+// Loads the compiled addon (build/Release or prebuilds/) and types its surface.
+// Everything here is internal: the public API is in tensor.ts and ops.ts.
+import path from 'node:path'
+
+export type DType = 'f32' | 'bf16' | 'i32' | 'u8'
+
+export interface NativeTensorHandle {
+  readonly shape: number[]
+  readonly dtype: DType
+  readonly device: string
+  readonly byteOffset: number
+  storageView(): Float32Array | Int32Array | Uint8Array | Uint16Array
+  to(device: string): NativeTensorHandle
+  clone(): NativeTensorHandle
+  reshape(shape: number[]): NativeTensorHandle
+  cast(dtype: DType): NativeTensorHandle
+  sharesStorage(other: NativeTensorHandle): boolean
+}
+
+export interface NativeTensorClass {
+  fromTypedArray(data: ArrayBufferView, shape: number[], dtype?: DType): NativeTensorHandle
+  empty(shape: number[], dtype: DType, device?: string): NativeTensorHandle
+  zeros(shape: number[], dtype: DType, device?: string): NativeTensorHandle
+}
+
+type H = NativeTensorHandle
+type Optional = H | undefined
+
+export interface NativeOps {
+  logprobs(logits: H, targets: H, temperature: number, entropy: boolean): { logp: H; entropy?: H }
+  logprobsBackward(logits: H, targets: H, gradLogp: Optional, gradEntropy: Optional, temperature: number): H
+  gae(rewards: H, values: H, mask: H, gamma: number, lambda: number): { advantages: H; returns: H }
+  whiten(x: H, mask: H, shiftMean: boolean): H
+  klPenalty(logp: H, refLogp: H, mask: H, estimator: string, clamp: number): H
+  ppoPolicyLoss(
+    logp: H, oldLogp: H, advantages: H, mask: H, clipLow: number, clipHigh: number, dualClip: number, aggregate: string,
+  ): { loss: number; grad: H; clipFraction: number; approxKl: number; dualClipFraction: number }
+  valueLoss(values: H, oldValues: H, returns: H, mask: H, clip: number): { loss: number; grad: H; clipFraction: number }
+  dpoLoss(
+    inputs: Record<string, Optional>, variant: string, beta: number, labelSmoothing: number, gamma: number, referenceFree: boolean,
+  ): { loss: number; gradChosen: H; gradRejected: H; chosenReward: H; rejectedReward: H; accuracy: number }
+  rewardLoss(chosen: H, rejected: H, margin: H | number, centerCoef: number): { loss: number; gradChosen: H; gradRejected: H; accuracy: number }
+}
+
+export interface CpuDeviceInfo {
+  kind: 'cpu'
+  device: 'cpu'
+  threads: number
+  simd: string
+}
+
+export interface CudaDeviceInfo {
+  kind: 'cuda'
+  device: string
+  index: number
+  name: string
+  memory: number
+  computeCapability: string
+  multiprocessors: number
+}
+
+export type DeviceInfo = CpuDeviceInfo | CudaDeviceInfo
+
+export interface BackendInfo {
+  threads: number
+  simd: string
+  simdSupported: string[]
+  cudaCompiled: boolean
+  cudaArchs: string
+  cudaDevices: number
+  cudaUnavailableReason: string
+}
+
+export interface NativeAddon {
+  NativeTensor: NativeTensorClass & (new (...args: never[]) => NativeTensorHandle)
+  devices(): DeviceInfo[]
+  backend(): BackendInfo
+  setSimdLevel(level: string): void
+  synchronize(device: string): void
+  ops: NativeOps
+}
+
+function load(): NativeAddon {
+  const root = path.join(__dirname, '..')
+  try {
+    // node-gyp-build looks in prebuilds/ and build/Release.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon
+    return nodeGypBuild(root)
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err)
+    throw new Error(
+      `rlfarm: could not load the native addon from ${root} (${reason}). ` +
+        'Build it with `npm run build:native` (cmake and a C++17 compiler are needed).',
+    )
+  }
+}
+
+export const native: NativeAddon = load()

@@ -1,0 +1,335 @@
+// The RLHF ops: log-probs and entropy, GAE, whitening, KL penalties, PPO and
+// value losses, the DPO family and the reward-model loss. Each runs natively on
+// the device of its inputs (CPU or CUDA); formulas in ../shared/DESIGN.md
+// ("Math reference") and in docs of each function below.
+//
+// Losses return the loss and metrics as numbers and gradients as tensors; the
+// gradients are of the returned (mean) loss. Masks are f32, i32 or u8 tensors
+// whose nonzero entries mark the tokens that count; omitted, every token counts.
+import { native, type NativeTensorHandle } from './native.js'
+import { Tensor } from './tensor.js'
+import { booleanOption, checkKeys, choiceOption, describe, numberOption } from './util/options.js'
+
+function handle(op: string, name: string, t: unknown): NativeTensorHandle {
+  if (t instanceof Tensor) return t.native
+  throw new TypeError(`ops.${op}: ${name} must be a Tensor; got ${describe(t)}`)
+}
+
+function optionalHandle(op: string, name: string, t: unknown): NativeTensorHandle | undefined {
+  return t === undefined || t === null ? undefined : handle(op, name, t)
+}
+
+function wrap(h: NativeTensorHandle): Tensor {
+  return new Tensor(h)
+}
+
+/** The mask to use: the given one, or all ones shaped like `like` on its device. */
+function maskFor(op: string, mask: Tensor | undefined, like: Tensor): NativeTensorHandle {
+  if (mask !== undefined && mask !== null) return handle(op, 'mask', mask)
+  if (!(like instanceof Tensor)) return handle(op, 'input', like)
+  return Tensor.full(like.shape, 1, { dtype: 'u8', device: like.device as 'cpu' }).native
+}
+
+export interface LogprobsOptions {
+  /** Softmax temperature T: log-probs of softmax(z / T). Default 1. */
+  temperature?: number
+  /** Also return the entropy of softmax(z / T) per row. Default false. */
+  entropy?: boolean
+}
+
+/**
+ * Log-probability of each target under softmax(logits / T), in one pass with
+ * an online log-sum-exp (the softmax is never stored).
+ * logits [..., V] f32 or bf16; targets [...] i32 in [0, V) -> logp [...] f32.
+ */
+export function logprobs(logits: Tensor, targets: Tensor, options: LogprobsOptions = {}): { logp: Tensor; entropy?: Tensor } {
+  const op = 'logprobs'
+  checkKeys(`ops.${op}`, options, ['temperature', 'entropy'])
+  const r = native.ops.logprobs(
+    handle(op, 'logits', logits),
+    handle(op, 'targets', targets),
+    numberOption(`ops.${op}`, 'temperature', options.temperature, 1),
+    booleanOption(`ops.${op}`, 'entropy', options.entropy, false),
+  )
+  return r.entropy ? { logp: wrap(r.logp), entropy: wrap(r.entropy) } : { logp: wrap(r.logp) }
+}
+
+export interface LogprobsBackwardOptions {
+  temperature?: number
+  /** Gradient with respect to the entropy of each row, [...] f32. */
+  gradEntropy?: Tensor
+}
+
+/**
+ * d(loss)/d(logits) given d(loss)/d(logp) (and optionally d(loss)/d(entropy)):
+ * (g (1[j=y] - p_j) - gH p_j (log p_j + H)) / T. Shaped and typed as logits.
+ * gradLogp may be null when only gradEntropy is given.
+ */
+export function logprobsBackward(
+  logits: Tensor,
+  targets: Tensor,
+  gradLogp: Tensor | null,
+  options: LogprobsBackwardOptions = {},
+): Tensor {
+  const op = 'logprobsBackward'
+  checkKeys(`ops.${op}`, options, ['temperature', 'gradEntropy'])
+  return wrap(
+    native.ops.logprobsBackward(
+      handle(op, 'logits', logits),
+      handle(op, 'targets', targets),
+      optionalHandle(op, 'gradLogp', gradLogp),
+      optionalHandle(op, 'gradEntropy', options.gradEntropy),
+      numberOption(`ops.${op}`, 'temperature', options.temperature, 1),
+    ),
+  )
+}
+
+export interface GaeOptions {
+  /** Discount. Default 1 (as TRL). */
+  gamma?: number
+  /** GAE lambda. Default 0.95 (as TRL). */
+  lambda?: number
+}
+
+/**
+ * Generalised advantage estimation over [B, T] rewards and values:
+ * delta_t = r_t + gamma V_{t+1} m_{t+1} - V_t, A_t = delta_t + gamma lambda A_{t+1},
+ * returns R_t = A_t + V_t. Masked tokens get 0 and end the recursion.
+ */
+export function gae(rewards: Tensor, values: Tensor, mask?: Tensor, options: GaeOptions = {}): { advantages: Tensor; returns: Tensor } {
+  const op = 'gae'
+  checkKeys(`ops.${op}`, options, ['gamma', 'lambda'])
+  const r = native.ops.gae(
+    handle(op, 'rewards', rewards),
+    handle(op, 'values', values),
+    maskFor(op, mask, rewards),
+    numberOption(`ops.${op}`, 'gamma', options.gamma, 1),
+    numberOption(`ops.${op}`, 'lambda', options.lambda, 0.95),
+  )
+  return { advantages: wrap(r.advantages), returns: wrap(r.returns) }
+}
+
+export interface WhitenOptions {
+  /** Keep the result centred (default true); false adds the mean back. */
+  shiftMean?: boolean
+}
+
+/**
+ * (x - mean) / sqrt(var + 1e-8) over the masked tokens of the whole tensor,
+ * with the unbiased variance (as TRL's masked_whiten). Masked tokens get 0.
+ */
+export function whiten(x: Tensor, mask?: Tensor, options: WhitenOptions = {}): Tensor {
+  const op = 'whiten'
+  checkKeys(`ops.${op}`, options, ['shiftMean'])
+  return wrap(
+    native.ops.whiten(handle(op, 'x', x), maskFor(op, mask, x), booleanOption(`ops.${op}`, 'shiftMean', options.shiftMean, true)),
+  )
+}
+
+export type KlEstimator = 'k1' | 'k2' | 'k3'
+
+export interface KlPenaltyOptions {
+  /** k1 = l, k2 = l^2 / 2, k3 = e^-l - 1 + l with l = logp - refLogp. Default k1. */
+  estimator?: KlEstimator
+  /** Clamp each token's KL to [-clamp, clamp]; true means 10. Default none. */
+  clamp?: number | boolean
+}
+
+/** Per-token KL estimate between the policy and the reference; masked tokens get 0. */
+export function klPenalty(logp: Tensor, refLogp: Tensor, mask?: Tensor, options: KlPenaltyOptions = {}): Tensor {
+  const op = 'klPenalty'
+  checkKeys(`ops.${op}`, options, ['estimator', 'clamp'])
+  const estimator = choiceOption(`ops.${op}`, 'estimator', options.estimator, ['k1', 'k2', 'k3'] as const, 'k1')
+  let clamp = 0
+  if (options.clamp === true) clamp = 10
+  else if (options.clamp !== undefined && options.clamp !== false) clamp = numberOption(`ops.${op}`, 'clamp', options.clamp, 0)
+  return wrap(native.ops.klPenalty(handle(op, 'logp', logp), handle(op, 'refLogp', refLogp), maskFor(op, mask, logp), estimator, clamp))
+}
+
+export type Aggregate = 'token-mean' | 'seq-mean'
+
+export interface PpoPolicyLossOptions {
+  /** Lower clip: ratios below 1 - clipLow are clipped. Default 0.2. */
+  clipLow?: number
+  /** Upper clip: ratios above 1 + clipHigh are clipped. Default clipLow. */
+  clipHigh?: number
+  /** Dual clip c > 1: for A < 0 the loss is at most -c A. Default off. */
+  dualClip?: number
+  /** Mean over all tokens, or over sequences of their token means. Default token-mean. */
+  aggregate?: Aggregate
+}
+
+export interface PpoPolicyLossResult {
+  loss: number
+  /** d loss / d logp, [B, T]. */
+  grad: Tensor
+  /** Share of tokens where the clipped surrogate was the larger term. */
+  clipFraction: number
+  /** mean of (logp - oldLogp)^2 / 2 over tokens. */
+  approxKl: number
+  /** Share of tokens capped by the dual clip. */
+  dualClipFraction: number
+}
+
+/**
+ * PPO's clipped surrogate: rho = exp(logp - oldLogp) (log-ratio clamped to +-20),
+ * L = max(-A rho, -A clip(rho, 1 - clipLow, 1 + clipHigh)), and with a dual clip
+ * min(L, -c A) where A < 0.
+ */
+export function ppoPolicyLoss(
+  logp: Tensor,
+  oldLogp: Tensor,
+  advantages: Tensor,
+  mask?: Tensor,
+  options: PpoPolicyLossOptions = {},
+): PpoPolicyLossResult {
+  const op = 'ppoPolicyLoss'
+  const where = `ops.${op}`
+  checkKeys(where, options, ['clipLow', 'clipHigh', 'dualClip', 'aggregate'])
+  const clipLow = numberOption(where, 'clipLow', options.clipLow, 0.2)
+  const r = native.ops.ppoPolicyLoss(
+    handle(op, 'logp', logp),
+    handle(op, 'oldLogp', oldLogp),
+    handle(op, 'advantages', advantages),
+    maskFor(op, mask, logp),
+    clipLow,
+    numberOption(where, 'clipHigh', options.clipHigh, clipLow),
+    numberOption(where, 'dualClip', options.dualClip, 0),
+    choiceOption(where, 'aggregate', options.aggregate, ['token-mean', 'seq-mean'] as const, 'token-mean'),
+  )
+  return { ...r, grad: wrap(r.grad) }
+}
+
+export interface ValueLossOptions {
+  /** Value clip epsilon; null turns clipping off. Default 0.2 (as TRL). */
+  clip?: number | null
+}
+
+/** Clipped value loss, token mean of max((V - R)^2, (V_old + clip(V - V_old) - R)^2) / 2. */
+export function valueLoss(
+  values: Tensor,
+  oldValues: Tensor,
+  returns: Tensor,
+  mask?: Tensor,
+  options: ValueLossOptions = {},
+): { loss: number; grad: Tensor; clipFraction: number } {
+  const op = 'valueLoss'
+  checkKeys(`ops.${op}`, options, ['clip'])
+  const clip = options.clip === null ? -1 : numberOption(`ops.${op}`, 'clip', options.clip, 0.2)
+  if (options.clip !== null && clip < 0) throw new RangeError(`ops.${op}: clip must be >= 0 (or null for no clipping); got ${clip}`)
+  const r = native.ops.valueLoss(
+    handle(op, 'values', values),
+    handle(op, 'oldValues', oldValues),
+    handle(op, 'returns', returns),
+    maskFor(op, mask, values),
+    clip,
+  )
+  return { ...r, grad: wrap(r.grad) }
+}
+
+export type DpoVariant =
+  | 'sigmoid'
+  | 'robust'
+  | 'hinge'
+  | 'ipo'
+  | 'bco_pair'
+  | 'sppo_hard'
+  | 'nca_pair'
+  | 'apo_zero'
+  | 'simpo'
+
+export const DPO_VARIANTS: readonly DpoVariant[] = [
+  'sigmoid', 'robust', 'hinge', 'ipo', 'bco_pair', 'sppo_hard', 'nca_pair', 'apo_zero', 'simpo',
+]
+
+export interface DpoInputs {
+  /** Sequence log-probs (sums over response tokens) under the policy, [B]. */
+  policyChosen: Tensor
+  policyRejected: Tensor
+  /** Under the reference model; not needed with referenceFree or simpo. */
+  refChosen?: Tensor
+  refRejected?: Tensor
+  /** Response lengths in tokens, [B] f32 or i32; needed by ipo and simpo. */
+  chosenLength?: Tensor
+  rejectedLength?: Tensor
+}
+
+export interface DpoOptions {
+  /** Default 0.1. */
+  beta?: number
+  /** Default 'sigmoid' (with labelSmoothing > 0 it is cDPO). */
+  variant?: DpoVariant
+  /** Label smoothing epsilon for sigmoid (cDPO), robust and simpo. Default 0. */
+  labelSmoothing?: number
+  /** SimPO's target reward margin. Default 0.5. */
+  gamma?: number
+  /** Treat the reference log-probs as 0. Default false. */
+  referenceFree?: boolean
+}
+
+export interface DpoLossResult {
+  /** Mean over the batch. */
+  loss: number
+  /** d loss / d policyChosen and d loss / d policyRejected, [B]. */
+  gradChosen: Tensor
+  gradRejected: Tensor
+  /** Implicit rewards beta (logpi - logpi_ref) (length-normalised for ipo and simpo), [B]. */
+  chosenReward: Tensor
+  rejectedReward: Tensor
+  /** Share of pairs whose chosen reward exceeds the rejected one. */
+  accuracy: number
+}
+
+/** The DPO family of preference losses; formulas in DESIGN.md. */
+export function dpoLoss(inputs: DpoInputs, options: DpoOptions = {}): DpoLossResult {
+  const op = 'dpoLoss'
+  const where = `ops.${op}`
+  checkKeys(where, options, ['beta', 'variant', 'labelSmoothing', 'gamma', 'referenceFree'])
+  if (inputs === null || typeof inputs !== 'object') throw new TypeError(`${where}: inputs must be an object of tensors`)
+  const names = ['policyChosen', 'policyRejected', 'refChosen', 'refRejected', 'chosenLength', 'rejectedLength'] as const
+  checkKeys(`${where} inputs`, inputs, names)
+  const handles: Record<string, NativeTensorHandle | undefined> = {}
+  for (const name of names) handles[name] = optionalHandle(op, name, inputs[name])
+  const r = native.ops.dpoLoss(
+    handles,
+    choiceOption(where, 'variant', options.variant, DPO_VARIANTS, 'sigmoid'),
+    numberOption(where, 'beta', options.beta, 0.1),
+    numberOption(where, 'labelSmoothing', options.labelSmoothing, 0),
+    numberOption(where, 'gamma', options.gamma, 0.5),
+    booleanOption(where, 'referenceFree', options.referenceFree, false),
+  )
+  return {
+    loss: r.loss,
+    gradChosen: wrap(r.gradChosen),
+    gradRejected: wrap(r.gradRejected),
+    chosenReward: wrap(r.chosenReward),
+    rejectedReward: wrap(r.rejectedReward),
+    accuracy: r.accuracy,
+  }
+}
+
+export interface RewardLossOptions {
+  /** Margin subtracted from r_c - r_r: one number, or a [B] tensor. Default 0. */
+  margin?: number | Tensor
+  /** Coefficient of mean((r_c + r_r)^2), which centres the rewards. Default 0. */
+  centerCoef?: number
+}
+
+/** Bradley-Terry reward-model loss: mean(-log sigmoid(r_c - r_r - margin)) + centerCoef mean((r_c + r_r)^2). */
+export function rewardLoss(
+  chosen: Tensor,
+  rejected: Tensor,
+  options: RewardLossOptions = {},
+): { loss: number; gradChosen: Tensor; gradRejected: Tensor; accuracy: number } {
+  const op = 'rewardLoss'
+  const where = `ops.${op}`
+  checkKeys(where, options, ['margin', 'centerCoef'])
+  const margin = options.margin instanceof Tensor ? options.margin.native : numberOption(where, 'margin', options.margin, 0)
+  const r = native.ops.rewardLoss(
+    handle(op, 'chosen', chosen),
+    handle(op, 'rejected', rejected),
+    margin,
+    numberOption(where, 'centerCoef', options.centerCoef, 0),
+  )
+  return { ...r, gradChosen: wrap(r.gradChosen), gradRejected: wrap(r.gradRejected) }
+}

@@ -1,0 +1,230 @@
+// Tensor: a dtype, a shape and a device over storage owned by the native addon.
+// Host tensors show their memory to JavaScript as zero-copy typed arrays, and
+// Tensor.from wraps existing memory (an ArrayBuffer or a SharedArrayBuffer)
+// without copying, so worker threads can share it.
+import { inspect } from 'node:util'
+import { native, type DType, type NativeTensorHandle, type DeviceInfo, type BackendInfo } from './native.js'
+import { checkKeys, describe } from './util/options.js'
+
+export type { DType, DeviceInfo, BackendInfo }
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`
+
+/** The typed array that holds each dtype's elements (bf16 as raw 16-bit patterns). */
+export interface TypedArrayOf {
+  f32: Float32Array
+  bf16: Uint16Array
+  i32: Int32Array
+  u8: Uint8Array
+}
+export type TensorData = Float32Array | Int32Array | Uint8Array | Uint16Array
+
+export interface TensorOptions {
+  device?: Device
+  dtype?: DType
+}
+
+const DTYPES: readonly DType[] = ['f32', 'bf16', 'i32', 'u8']
+
+function arrayDType(data: ArrayBufferView): DType | undefined {
+  if (data instanceof Float32Array) return 'f32'
+  if (data instanceof Int32Array) return 'i32'
+  if (data instanceof Uint8Array) return 'u8'
+  if (data instanceof Uint16Array) return 'bf16'
+  return undefined
+}
+
+function newArray(dtype: DType, length: number): TensorData {
+  switch (dtype) {
+    case 'f32': return new Float32Array(length)
+    case 'i32': return new Int32Array(length)
+    case 'u8': return new Uint8Array(length)
+    case 'bf16': return new Uint16Array(length)
+  }
+}
+
+function floatToBf16Bits(x: number): number {
+  const f = new Float32Array([x])
+  const bits = new Uint32Array(f.buffer)[0]
+  if ((bits & 0x7fffffff) > 0x7f800000) return (bits >>> 16) | 0x40
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff
+}
+
+function bf16BitsToFloat(h: number): number {
+  const u = new Uint32Array([h << 16])
+  return new Float32Array(u.buffer)[0]
+}
+
+export class Tensor {
+  /** @internal The native tensor. */
+  readonly native: NativeTensorHandle
+  #view: TensorData | undefined
+
+  /** @internal Use Tensor.from, Tensor.zeros or an op. */
+  constructor(handle: NativeTensorHandle) {
+    if (!(handle instanceof native.NativeTensor)) {
+      throw new TypeError('Tensor: use Tensor.from(), Tensor.zeros() or Tensor.empty() to make a tensor')
+    }
+    this.native = handle
+  }
+
+  /**
+   * A tensor over `data`. A typed array is wrapped without copying (Float32Array
+   * -> f32, Int32Array -> i32, Uint8Array -> u8, Uint16Array -> bf16 bits), so
+   * writes through either side are seen by the other; a plain array of numbers
+   * is copied into new storage of `dtype` (default f32). With a CUDA device the
+   * data is copied there.
+   */
+  static from(data: TensorData | readonly number[], shape?: readonly number[], options: TensorOptions = {}): Tensor {
+    checkKeys('Tensor.from', options, ['device', 'dtype'])
+    let handle: NativeTensorHandle
+    if (Array.isArray(data)) {
+      const dtype = options.dtype ?? 'f32'
+      if (!DTYPES.includes(dtype)) throw new TypeError(`Tensor.from: dtype must be one of ${DTYPES.join(', ')}; got ${describe(dtype)}`)
+      const array = newArray(dtype, data.length)
+      for (let i = 0; i < data.length; i++) {
+        const v = data[i]
+        if (typeof v !== 'number') throw new TypeError(`Tensor.from: data[${i}] is not a number (${describe(v)})`)
+        array[i] = dtype === 'bf16' ? floatToBf16Bits(v) : v
+      }
+      handle = native.NativeTensor.fromTypedArray(array, [...(shape ?? [data.length])], dtype)
+    } else if (ArrayBuffer.isView(data)) {
+      const dtype = arrayDType(data)
+      if (dtype === undefined) {
+        throw new TypeError(
+          `Tensor.from: data is a ${data.constructor.name}; expected Float32Array, Int32Array, Uint8Array or Uint16Array (bf16), or an array of numbers`,
+        )
+      }
+      handle = native.NativeTensor.fromTypedArray(data, [...(shape ?? [(data as TensorData).length])], options.dtype)
+    } else {
+      throw new TypeError(`Tensor.from: data must be a typed array or an array of numbers; got ${describe(data)}`)
+    }
+    const t = new Tensor(handle)
+    return options.device && options.device !== 'cpu' ? t.to(options.device) : t
+  }
+
+  /** A tensor of zeros. */
+  static zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
+    checkKeys('Tensor.zeros', options, ['device', 'dtype'])
+    return new Tensor(native.NativeTensor.zeros([...shape], options.dtype ?? 'f32', options.device ?? 'cpu'))
+  }
+
+  /** A tensor whose contents are whatever the memory held: write before reading. */
+  static empty(shape: readonly number[], options: TensorOptions = {}): Tensor {
+    checkKeys('Tensor.empty', options, ['device', 'dtype'])
+    return new Tensor(native.NativeTensor.empty([...shape], options.dtype ?? 'f32', options.device ?? 'cpu'))
+  }
+
+  /** A tensor filled with `value`. */
+  static full(shape: readonly number[], value: number, options: TensorOptions = {}): Tensor {
+    checkKeys('Tensor.full', options, ['device', 'dtype'])
+    const dtype = options.dtype ?? 'f32'
+    const host = new Tensor(native.NativeTensor.empty([...shape], dtype, 'cpu'))
+    host.data.fill(dtype === 'bf16' ? floatToBf16Bits(value) : value)
+    return options.device && options.device !== 'cpu' ? host.to(options.device) : host
+  }
+
+  get shape(): number[] {
+    return this.native.shape
+  }
+
+  get dtype(): DType {
+    return this.native.dtype
+  }
+
+  /** 'cpu' or 'cuda:N'. */
+  get device(): string {
+    return this.native.device
+  }
+
+  get numel(): number {
+    return this.native.shape.reduce((a, b) => a * b, 1)
+  }
+
+  /**
+   * The elements as a typed array over the tensor's own memory (no copy): writes
+   * go to the tensor. The view keeps the memory alive after the tensor is gone.
+   * Host tensors only.
+   */
+  get data(): TensorData {
+    if (this.#view === undefined) {
+      const whole = this.native.storageView()
+      const start = this.native.byteOffset / whole.BYTES_PER_ELEMENT
+      const n = this.numel
+      this.#view = start === 0 && whole.length === n ? whole : whole.subarray(start, start + n)
+    }
+    return this.#view
+  }
+
+  /** This tensor on `device` (itself when it is there already). */
+  to(device: Device): Tensor {
+    const target = device === 'cuda' ? 'cuda:0' : device
+    if (target === this.device) return this
+    return new Tensor(this.native.to(device))
+  }
+
+  clone(): Tensor {
+    return new Tensor(this.native.clone())
+  }
+
+  /** The same memory under another shape; one dimension may be -1. */
+  reshape(shape: readonly number[]): Tensor {
+    return new Tensor(this.native.reshape([...shape]))
+  }
+
+  /** A copy converted to `dtype` (itself when it has that dtype). */
+  cast(dtype: DType): Tensor {
+    if (dtype === this.dtype) return this
+    return new Tensor(this.native.cast(dtype))
+  }
+
+  /** Whether both tensors are views of the same memory. */
+  sharesMemoryWith(other: Tensor): boolean {
+    return this.native.sharesStorage(other.native)
+  }
+
+  /** The elements as plain numbers (bf16 decoded), copied to the host if needed. */
+  toArray(): number[] {
+    const host = this.to('cpu')
+    const data = host.data
+    if (host.dtype === 'bf16') return Array.from(data, bf16BitsToFloat)
+    return Array.from(data)
+  }
+
+  /** The value of a one-element tensor. */
+  item(): number {
+    if (this.numel !== 1) throw new RangeError(`Tensor.item: the tensor has ${this.numel} elements, not 1 (shape [${this.shape.join(', ')}])`)
+    return this.toArray()[0]
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype} [${this.shape.join(', ')}] on ${this.device})`
+  }
+
+  [inspect.custom](): string {
+    if (this.device !== 'cpu' || this.numel > 16) return this.toString()
+    return `Tensor(${this.dtype} [${this.shape.join(', ')}] on cpu: ${this.toArray().join(', ')})`
+  }
+}
+
+/** The CPU and each CUDA device present. */
+export function devices(): DeviceInfo[] {
+  return native.devices()
+}
+
+/** How this build runs: CPU threads and vector level, whether CUDA was compiled and found. */
+export function backend(): BackendInfo {
+  return native.backend()
+}
+
+/**
+ * Forces the CPU kernels' vector instruction set ('generic', 'avx2', 'avx512');
+ * RLFARM_SIMD does the same at start-up. For comparing or ruling one out.
+ */
+export function setSimdLevel(level: 'generic' | 'avx2' | 'avx512'): void {
+  native.setSimdLevel(level)
+}
+
+/** Waits for all queued work on a device (a no-op for the CPU). */
+export function synchronize(device: Device = 'cuda:0'): void {
+  native.synchronize(device)
+}

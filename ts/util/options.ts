@@ -1,0 +1,76 @@
+// Reading option objects the way the whole project does: unknown keys are
+// errors that suggest the closest known key, wrong types name the option.
+
+/** Edit distance, for "did you mean" suggestions. */
+export function editDistance(a: string, b: string): number {
+  const prev = new Array<number>(b.length + 1)
+  for (let j = 0; j <= b.length; j++) prev[j] = j
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = prev[0]
+    prev[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const above = prev[j]
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1))
+      diagonal = above
+    }
+  }
+  return prev[b.length]
+}
+
+/** The known key closest to `key`, if it is close enough to be a likely typo. */
+export function closestKey(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const candidate of known) {
+    const d = editDistance(key.toLowerCase(), candidate.toLowerCase())
+    if (d < bestDistance) {
+      bestDistance = d
+      best = candidate
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined
+}
+
+/** Throws when `given` has a key outside `known`, naming the closest known key. */
+export function checkKeys(where: string, given: object | undefined, known: readonly string[]): void {
+  if (given === undefined || given === null) return
+  if (typeof given !== 'object' || Array.isArray(given)) {
+    throw new TypeError(`${where}: options must be an object; got ${describe(given)}`)
+  }
+  for (const key of Object.keys(given)) {
+    if (known.includes(key)) continue
+    const near = closestKey(key, known)
+    const hint = near ? ` Did you mean '${near}'?` : ''
+    throw new TypeError(`${where}: unknown option '${key}'.${hint} Known options: ${known.join(', ')}`)
+  }
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'string') return `'${value}'`
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'an object'
+  return String(value)
+}
+
+export function numberOption(where: string, name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a number; got ${describe(value)}`)
+  return value
+}
+
+export function booleanOption(where: string, name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new TypeError(`${where}: ${name} must be true or false; got ${describe(value)}`)
+  return value
+}
+
+export function choiceOption<T extends string>(where: string, name: string, value: unknown, choices: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback
+  if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
+    const near = typeof value === 'string' ? closestKey(value, choices) : undefined
+    const hint = near ? ` Did you mean '${near}'?` : ''
+    throw new TypeError(`${where}: ${name} must be one of ${choices.map((c) => `'${c}'`).join(', ')}; got ${describe(value)}.${hint}`)
+  }
+  return value as T
+}
