@@ -2,6 +2,8 @@
 // the float64 reference (whose gradients are checked by finite differences in
 // reference.test.ts, or are finite differences themselves for DPO).
 import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import path from 'node:path'
 import { ops, type DpoVariant } from 'rlfarm'
 import { assertClose, f32, freshSeed, i32, onEachDevice, randomMask, Rng, u8, values } from './helpers/common'
 import { dpoRef, ppoRef, rewardRef, valueRef } from './helpers/reference'
@@ -149,6 +151,23 @@ t.test('rewardLoss', async (t) => {
     const big = ops.rewardLoss(f32([200, -200], [2], device), f32([-200, 200], [2], device))
     tt.ok(Number.isFinite(big.loss) && Math.abs(big.loss - 200) < 1e-3, 'no overflow for large reward gaps')
   })
+})
+
+t.test('losses do not depend on the thread count', async (t) => {
+  const script = `
+    const { ops, Tensor } = require('rlfarm')
+    const n = 64 * 300
+    const f = (k) => Tensor.from(Float32Array.from({ length: n }, (_, i) => Math.sin(i * k)), [64, 300])
+    const mask = Tensor.from(Uint8Array.from({ length: n }, (_, i) => (i % 7 ? 1 : 0)), [64, 300])
+    const p = ops.ppoPolicyLoss(f(1), f(2), f(3), mask, { aggregate: 'seq-mean' })
+    const v = ops.valueLoss(f(1), f(2), f(3), mask)
+    const w = ops.whiten(f(5), mask).toArray().reduce((a, b) => a + b * 1e-3, 0)
+    console.log(JSON.stringify([p.loss, p.approxKl, v.loss, w, Array.from(p.grad.data.subarray(0, 50))]))
+  `
+  const run = (threads: string) =>
+    execFileSync(process.execPath, ['-e', script], { cwd: path.resolve(__dirname, '..'), env: { ...process.env, RLFARM_THREADS: threads }, encoding: 'utf8' })
+  t.equal(run('1'), run('2'), '1 thread and 2 threads give bit-identical losses and gradients')
+  t.equal(run('2'), run('5'), '2 threads and 5 threads too')
 })
 
 t.test('losses are deterministic', async (t) => {

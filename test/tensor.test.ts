@@ -52,6 +52,20 @@ t.test('addon-allocated tensors show their memory without copies', async (t) => 
   t.same(Tensor.from([1, 2, 3, 4, 5, 6], [2, 3]).reshape([3, -1]).shape, [3, 2], 'reshape infers -1')
 })
 
+t.test('dispose frees at once; views stay valid', async (t) => {
+  const x = Tensor.full([1000], 3)
+  const view = x.data
+  x.dispose()
+  t.ok(x.disposed, 'disposed')
+  t.ok(view.every((v) => v === 3), 'a view taken before still reads the values')
+  t.throws(() => x.data, /disposed/, 'data afterwards throws')
+  t.throws(() => x.shape, /disposed/, 'so does shape')
+  t.throws(() => ops.whiten(x), /ops\.whiten: x was disposed/, 'ops name the disposed argument')
+  const y = Tensor.full([1000], 5)
+  t.ok(view.every((v) => v === 3), 'memory held by a view is not handed to a new tensor')
+  t.ok((y.data as Float32Array).every((v) => v === 5), 'and the new tensor has its own values')
+})
+
 t.test('a tensor shared with a worker thread sees its writes', async (t) => {
   const n = 1024
   const shared = new SharedArrayBuffer(n * 4)

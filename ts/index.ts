@@ -1,7 +1,7 @@
 // rlfarm: RLHF for Node.js on a native CPU/CUDA engine.
 import * as ops from './ops.js'
 
-export { Tensor, devices, backend, setSimdLevel, synchronize } from './tensor.js'
+export { Tensor, devices, backend, emptyCache, setSimdLevel, synchronize } from './tensor.js'
 export type { DType, Device, DeviceInfo, BackendInfo, TensorData, TensorOptions, TypedArrayOf } from './tensor.js'
 export type {
   LogprobsOptions,

@@ -15,6 +15,8 @@ export interface NativeTensorHandle {
   reshape(shape: number[]): NativeTensorHandle
   cast(dtype: DType): NativeTensorHandle
   sharesStorage(other: NativeTensorHandle): boolean
+  dispose(): void
+  readonly disposed: boolean
 }
 
 export interface NativeTensorClass {
@@ -69,6 +71,8 @@ export interface BackendInfo {
   cudaArchs: string
   cudaDevices: number
   cudaUnavailableReason: string
+  /** Host memory kept for reuse by later tensors (see emptyCache). */
+  hostCacheBytes: number
 }
 
 export interface NativeAddon {
@@ -77,6 +81,7 @@ export interface NativeAddon {
   backend(): BackendInfo
   setSimdLevel(level: string): void
   synchronize(device: string): void
+  emptyCache(): void
   ops: NativeOps
 }
 

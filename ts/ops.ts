@@ -11,7 +11,10 @@ import { Tensor } from './tensor.js'
 import { booleanOption, checkKeys, choiceOption, describe, numberOption } from './util/options.js'
 
 function handle(op: string, name: string, t: unknown): NativeTensorHandle {
-  if (t instanceof Tensor) return t.native
+  if (t instanceof Tensor) {
+    if (t.disposed) throw new Error(`ops.${op}: ${name} was disposed`)
+    return t.native
+  }
   throw new TypeError(`ops.${op}: ${name} must be a Tensor; got ${describe(t)}`)
 }
 

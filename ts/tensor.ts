@@ -146,7 +146,7 @@ export class Tensor {
    * Host tensors only.
    */
   get data(): TensorData {
-    if (this.#view === undefined) {
+    if (this.#view === undefined || this.native.disposed) {
       const whole = this.native.storageView()
       const start = this.native.byteOffset / whole.BYTES_PER_ELEMENT
       const n = this.numel
@@ -175,6 +175,21 @@ export class Tensor {
   cast(dtype: DType): Tensor {
     if (dtype === this.dtype) return this
     return new Tensor(this.native.cast(dtype))
+  }
+
+  /**
+   * Lets go of the tensor's memory now rather than when it is garbage
+   * collected (the collector does not see native memory pressure at once).
+   * Typed arrays already taken from `data` stay valid; any other use of the
+   * tensor afterwards throws.
+   */
+  dispose(): void {
+    this.#view = undefined
+    this.native.dispose()
+  }
+
+  get disposed(): boolean {
+    return this.native.disposed
   }
 
   /** Whether both tensors are views of the same memory. */
@@ -222,6 +237,14 @@ export function backend(): BackendInfo {
  */
 export function setSimdLevel(level: 'generic' | 'avx2' | 'avx512'): void {
   native.setSimdLevel(level)
+}
+
+/**
+ * Frees the host memory that rlfarm keeps for reuse after tensors are dropped
+ * (bounded by RLFARM_HOST_CACHE_MB, default 2048).
+ */
+export function emptyCache(): void {
+  native.emptyCache()
 }
 
 /** Waits for all queued work on a device (a no-op for the CPU). */

@@ -58,7 +58,13 @@ Napi::Value Backend(const Napi::CallbackInfo& info) {
   out.Set("cudaArchs", cuda::compiled_archs());
   out.Set("cudaDevices", cuda::device_count());
   out.Set("cudaUnavailableReason", cuda::device_count() > 0 ? std::string() : cuda::unavailable_reason());
+  out.Set("hostCacheBytes", static_cast<double>(host_cache_bytes()));
   return out;
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  empty_host_cache();
+  return info.Env().Undefined();
 }
 
 Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
@@ -217,6 +223,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backend", Napi::Function::New<Backend>(env, "backend"));
   exports.Set("setSimdLevel", Napi::Function::New<SetSimdLevel>(env, "setSimdLevel"));
   exports.Set("synchronize", Napi::Function::New<Synchronize>(env, "synchronize"));
+  exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("logprobs", Napi::Function::New<Logprobs>(env, "logprobs"));
   ops.Set("logprobsBackward", Napi::Function::New<LogprobsBackward>(env, "logprobsBackward"));

@@ -166,6 +166,8 @@ Napi::Function NativeTensor::Define(Napi::Env env) {
                          InstanceMethod<&NativeTensor::Reshape>("reshape"),
                          InstanceMethod<&NativeTensor::Cast>("cast"),
                          InstanceMethod<&NativeTensor::SharesStorage>("sharesStorage"),
+                         InstanceMethod<&NativeTensor::Dispose>("dispose"),
+                         InstanceAccessor<&NativeTensor::GetDisposed>("disposed"),
                      });
 }
 
@@ -174,6 +176,36 @@ NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
     throw Napi::TypeError::New(info.Env(), "NativeTensor is made by Tensor.from, Tensor.zeros or an op");
   }
   tensor = *info[0].As<Napi::External<Tensor>>().Data();
+  // Tell V8 about memory it cannot see, so that it collects dropped tensors
+  // in time (memory borrowed from JavaScript is already counted by V8).
+  if (!dynamic_cast<JsMemoryOwner*>(tensor.storage->owner.get())) {
+    accounted_bytes_ = static_cast<int64_t>(tensor.storage->bytes);
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), accounted_bytes_);
+  }
+}
+
+NativeTensor::~NativeTensor() { ReleaseStorage(Env()); }
+
+void NativeTensor::ReleaseStorage(Napi::Env env) {
+  if (accounted_bytes_ != 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -accounted_bytes_);
+    accounted_bytes_ = 0;
+  }
+  tensor = Tensor{};
+}
+
+const Tensor& NativeTensor::Get() const {
+  if (!tensor.defined()) fail("this tensor was disposed");
+  return tensor;
+}
+
+Napi::Value NativeTensor::Dispose(const Napi::CallbackInfo& info) {
+  ReleaseStorage(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value NativeTensor::GetDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !tensor.defined());
 }
 
 Napi::Object NativeTensor::Wrap(Napi::Env env, Tensor tensor) {
@@ -185,7 +217,11 @@ const Tensor& NativeTensor::FromValue(const Napi::Value& value, const char* what
   if (value.IsObject()) {
     Napi::Object object = value.As<Napi::Object>();
     AddonData& data = addon_data(value.Env());
-    if (object.InstanceOf(data.tensor_constructor.Value())) return NativeTensor::Unwrap(object)->tensor;
+    if (object.InstanceOf(data.tensor_constructor.Value())) {
+      const Tensor& t = NativeTensor::Unwrap(object)->tensor;
+      if (!t.defined()) fail(what, " was disposed");
+      return t;
+    }
   }
   throw Napi::TypeError::New(value.Env(), std::string(what) + " must be a Tensor");
 }
@@ -254,21 +290,22 @@ Napi::Value NativeTensor::Zeros(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeTensor::GetShape(const Napi::CallbackInfo& info) {
-  Napi::Array out = Napi::Array::New(info.Env(), tensor.shape.size());
-  for (size_t i = 0; i < tensor.shape.size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>(tensor.shape[i]));
+  const Tensor& t = Get();
+  Napi::Array out = Napi::Array::New(info.Env(), t.shape.size());
+  for (size_t i = 0; i < t.shape.size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>(t.shape[i]));
   return out;
 }
 
 Napi::Value NativeTensor::GetDType(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), dtype_name(tensor.dtype));
+  return Napi::String::New(info.Env(), dtype_name(Get().dtype));
 }
 
 Napi::Value NativeTensor::GetDevice(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), tensor.device().name());
+  return Napi::String::New(info.Env(), Get().device().name());
 }
 
 Napi::Value NativeTensor::GetByteOffset(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(tensor.offset));
+  return Napi::Number::New(info.Env(), static_cast<double>(Get().offset));
 }
 
 // A typed array over the whole host storage; JavaScript takes the tensor's
@@ -276,6 +313,7 @@ Napi::Value NativeTensor::GetByteOffset(const Napi::CallbackInfo& info) {
 // ArrayBuffer that holds a reference to the storage, so the view keeps it alive.
 Napi::Value NativeTensor::StorageView(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  const Tensor& tensor = Get();
   check_usable(tensor, "Tensor.data");
   if (!tensor.device().is_cpu()) {
     fail("Tensor.data: the tensor is on ", tensor.device().name(), "; copy it to the host first with .to('cpu')");
@@ -305,10 +343,10 @@ Napi::Value NativeTensor::StorageView(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeTensor::To(const Napi::CallbackInfo& info) {
   const Device device = parse_device(string_arg(info[0], "Tensor.to: device"), "Tensor.to");
-  return Wrap(info.Env(), to_device(tensor, device));
+  return Wrap(info.Env(), to_device(Get(), device));
 }
 
-Napi::Value NativeTensor::Clone(const Napi::CallbackInfo& info) { return Wrap(info.Env(), clone(tensor)); }
+Napi::Value NativeTensor::Clone(const Napi::CallbackInfo& info) { return Wrap(info.Env(), clone(Get())); }
 
 Napi::Value NativeTensor::Reshape(const Napi::CallbackInfo& info) {
   // -1 (infer) is allowed here, so read the numbers directly.
@@ -323,17 +361,17 @@ Napi::Value NativeTensor::Reshape(const Napi::CallbackInfo& info) {
     }
     shape.push_back(static_cast<int64_t>(d));
   }
-  return Wrap(info.Env(), reshape(tensor, shape));
+  return Wrap(info.Env(), reshape(Get(), shape));
 }
 
 Napi::Value NativeTensor::Cast(const Napi::CallbackInfo& info) {
   const DType dtype = parse_dtype(string_arg(info[0], "Tensor.cast: dtype"), "Tensor.cast");
-  return Wrap(info.Env(), cast(tensor, dtype));
+  return Wrap(info.Env(), cast(Get(), dtype));
 }
 
 Napi::Value NativeTensor::SharesStorage(const Napi::CallbackInfo& info) {
   const Tensor& other = FromValue(info[0], "Tensor.sharesStorage: other");
-  return Napi::Boolean::New(info.Env(), other.storage == tensor.storage);
+  return Napi::Boolean::New(info.Env(), other.storage == Get().storage);
 }
 
 }  // namespace rlfarm::binding

@@ -50,8 +50,10 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   static Tensor FromOptional(const Napi::Value& value, const char* what);
 
   explicit NativeTensor(const Napi::CallbackInfo& info);
+  ~NativeTensor() override;
 
-  Tensor tensor;
+  // The tensor; throws when it was disposed.
+  const Tensor& Get() const;
 
  private:
   static Napi::Value FromTypedArray(const Napi::CallbackInfo& info);
@@ -67,6 +69,12 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Napi::Value Reshape(const Napi::CallbackInfo& info);
   Napi::Value Cast(const Napi::CallbackInfo& info);
   Napi::Value SharesStorage(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value GetDisposed(const Napi::CallbackInfo& info);
+  void ReleaseStorage(Napi::Env env);
+
+  Tensor tensor;  // undefined once disposed
+  int64_t accounted_bytes_ = 0;
 };
 
 Shape shape_from_js(const Napi::Value& value, const char* what);

@@ -1,13 +1,20 @@
 #include "tensor.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <sstream>
 
 #include "cuda_runtime.h"
 #include "error.h"
 #include "kernels.h"
+#include "thread_pool.h"
 
 namespace rlfarm {
 
@@ -73,20 +80,111 @@ static void check_cuda_device(Device device) {
             ": there are only ", count, " CUDA device(s)");
 }
 
+namespace {
+
+// Host memory for tensors. Freed blocks are kept for reuse by a later tensor of
+// the same size (the ops of a training step allocate the same shapes every
+// step), which saves the page faults of fresh memory; the cache is bounded by
+// RLFARM_HOST_CACHE_MB (default 2048, at most a quarter of physical memory).
+// Blocks of 2 MB and more are 2 MB aligned and marked for transparent huge pages.
+class HostAllocator {
+ public:
+  static constexpr size_t kHuge = size_t(2) << 20;
+
+  static size_t rounded(size_t bytes) {
+    const size_t unit = bytes >= kHuge ? kHuge : (bytes >= (size_t(64) << 10) ? 4096 : kHostAlignment);
+    const size_t n = bytes == 0 ? 1 : bytes;
+    return (n + unit - 1) / unit * unit;
+  }
+
+  void* allocate(size_t size) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end()) {
+        void* p = it->second;
+        free_.erase(it);
+        cached_ -= size;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(size >= kHuge ? kHuge : kHostAlignment, size);
+    if (p == nullptr) {
+      empty();  // give the cache back and try once more
+      p = std::aligned_alloc(size >= kHuge ? kHuge : kHostAlignment, size);
+    }
+    RLF_CHECK(p != nullptr, "out of host memory allocating ", size, " bytes");
+#ifdef MADV_HUGEPAGE
+    if (size >= kHuge) madvise(p, size, MADV_HUGEPAGE);
+#endif
+    return p;
+  }
+
+  void release(void* p, size_t size) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_ + size <= limit_) {
+        free_.emplace(size, p);
+        cached_ += size;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  void empty() {
+    std::multimap<size_t, void*> blocks;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      blocks.swap(free_);
+      cached_ = 0;
+    }
+    for (auto& [size, p] : blocks) std::free(p);
+  }
+
+  size_t cached() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cached_;
+  }
+
+ private:
+  static size_t configured_limit() {
+    size_t mb = 2048;
+    if (const char* env = std::getenv("RLFARM_HOST_CACHE_MB")) mb = static_cast<size_t>(std::strtoull(env, nullptr, 10));
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    const size_t quarter = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) / 4 : SIZE_MAX;
+    return std::min(mb << 20, quarter);
+  }
+
+  std::mutex mutex_;
+  std::multimap<size_t, void*> free_;
+  size_t cached_ = 0;
+  const size_t limit_ = configured_limit();
+};
+
+HostAllocator& host_allocator() {
+  static HostAllocator* instance = new HostAllocator();  // outlives every tensor, even at exit
+  return *instance;
+}
+
+}  // namespace
+
+size_t host_cache_bytes() { return host_allocator().cached(); }
+void empty_host_cache() { host_allocator().empty(); }
+
 StoragePtr allocate(Device device, size_t bytes) {
   auto storage = std::make_shared<Storage>();
   storage->device = device;
   storage->bytes = bytes;
-  // Zero-byte tensors still get a distinct, valid pointer.
-  const size_t padded = bytes == 0 ? kHostAlignment : (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
   if (device.is_cpu()) {
-    void* data = std::aligned_alloc(kHostAlignment, padded);
-    RLF_CHECK(data != nullptr, "out of host memory allocating ", bytes, " bytes");
+    const size_t size = HostAllocator::rounded(bytes);
+    void* data = host_allocator().allocate(size);
     storage->data = data;
-    storage->release = [data] { std::free(data); };
+    storage->release = [data, size] { host_allocator().release(data, size); };
   } else {
     check_cuda_device(device);
-    void* data = cuda::malloc(device.index, padded);
+    // Zero-byte tensors still get a distinct, valid pointer.
+    void* data = cuda::malloc(device.index, bytes == 0 ? kHostAlignment : bytes);
     const int index = device.index;
     storage->data = data;
     storage->release = [index, data] { cuda::free(index, data); };
@@ -165,7 +263,12 @@ static void copy_bytes(const Tensor& dst, const Tensor& src) {
   if (bytes == 0) return;
   const Device from = src.device(), to = dst.device();
   if (from.is_cpu() && to.is_cpu()) {
-    std::memcpy(dst.raw(), src.raw(), bytes);
+    // Large copies are split over the pool: one core cannot saturate memory.
+    char* d = static_cast<char*>(dst.raw());
+    const char* s = static_cast<const char*>(src.raw());
+    parallel_for(static_cast<int64_t>(bytes), 1 << 20, [&](int64_t begin, int64_t end) {
+      std::memcpy(d + begin, s + begin, static_cast<size_t>(end - begin));
+    });
   } else if (from.is_cpu()) {
     cuda::copy_to_device(to.index, dst.raw(), src.raw(), bytes);
   } else if (to.is_cpu()) {

@@ -62,6 +62,9 @@ using StoragePtr = std::shared_ptr<Storage>;
 constexpr size_t kHostAlignment = 64;
 
 StoragePtr allocate(Device device, size_t bytes);
+// Host memory kept for reuse after tensors are freed, and giving it back.
+size_t host_cache_bytes();
+void empty_host_cache();
 // Wraps host memory the core does not own, kept alive by `owner`.
 StoragePtr wrap_host(void* data, size_t bytes, std::shared_ptr<StorageOwner> owner);
 

@@ -2,8 +2,11 @@
 // PPO policy and value losses, the DPO family, the reward-model loss, casts.
 // Per-token formulas come from core/rl_math.h (shared with CUDA); sums are
 // taken in double, in a fixed order, so results do not depend on the thread count.
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../core/error.h"
@@ -29,6 +32,29 @@ template <typename M>
 inline bool on(const M* mask, int64_t i) {
   return mask[i] != M(0);
 }
+
+// Sums K quantities over [0, n) in fixed blocks of `block` items: blocks run in
+// parallel, each accumulates in double, and the block sums are added in order,
+// so the result does not depend on the number of threads.
+template <int K, typename F>
+std::array<double, K> reduce_blocks(int64_t n, int64_t block, F&& body) {
+  const int64_t blocks = (n + block - 1) / block;
+  std::vector<std::array<double, K>> partial(static_cast<size_t>(blocks));
+  parallel_for(blocks, std::max<int64_t>(1, 16384 / block), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      std::array<double, K> acc{};
+      body(b * block, std::min(n, (b + 1) * block), acc);
+      partial[b] = acc;
+    }
+  });
+  std::array<double, K> total{};
+  for (const auto& p : partial) {
+    for (int k = 0; k < K; ++k) total[k] += p[k];
+  }
+  return total;
+}
+
+constexpr int64_t kReduceBlock = 4096;
 
 }  // namespace
 
@@ -63,38 +89,43 @@ void gae(const GaeArgs& a) {
 
 void whiten(const WhitenArgs& a) {
   with_mask(a.mask, [&](auto* mask) {
-    double sum = 0.0;
-    int64_t count = 0;
-    for (int64_t i = 0; i < a.n; ++i) {
-      if (on(mask, i)) {
-        sum += a.x[i];
-        ++count;
+    const auto [sum, count] = reduce_blocks<2>(a.n, kReduceBlock, [&](int64_t b, int64_t e, std::array<double, 2>& acc) {
+      for (int64_t i = b; i < e; ++i) {
+        if (on(mask, i)) {
+          acc[0] += a.x[i];
+          acc[1] += 1.0;
+        }
       }
-    }
+    });
     if (count == 0) {
       std::memset(a.out, 0, sizeof(float) * a.n);
       return;
     }
     const double mean = sum / count;
-    double sq = 0.0;
-    for (int64_t i = 0; i < a.n; ++i) {
-      if (on(mask, i)) sq += (a.x[i] - mean) * (a.x[i] - mean);
-    }
+    const auto [sq] = reduce_blocks<1>(a.n, kReduceBlock, [&](int64_t b, int64_t e, std::array<double, 1>& acc) {
+      for (int64_t i = b; i < e; ++i) {
+        if (on(mask, i)) acc[0] += (a.x[i] - mean) * (a.x[i] - mean);
+      }
+    });
     // Unbiased variance, as TRL's masked_whiten; a single token has variance 0.
     const double var = count > 1 ? sq / (count - 1) : 0.0;
     const double inv_std = 1.0 / std::sqrt(var + 1e-8);
     const double shift = a.shift_mean ? 0.0 : mean;
-    for (int64_t i = 0; i < a.n; ++i) {
-      a.out[i] = on(mask, i) ? static_cast<float>((a.x[i] - mean) * inv_std + shift) : 0.0f;
-    }
+    parallel_for(a.n, kReduceBlock, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        a.out[i] = on(mask, i) ? static_cast<float>((a.x[i] - mean) * inv_std + shift) : 0.0f;
+      }
+    });
   });
 }
 
 void kl_penalty(const KlPenaltyArgs& a) {
   with_mask(a.mask, [&](auto* mask) {
-    for (int64_t i = 0; i < a.n; ++i) {
-      a.kl[i] = on(mask, i) ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
-    }
+    parallel_for(a.n, kReduceBlock, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        a.kl[i] = on(mask, i) ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+      }
+    });
   });
 }
 
@@ -102,57 +133,65 @@ void ppo_policy_loss(const PpoPolicyLossArgs& a) {
   with_mask(a.mask, [&](auto* mask) {
     // Tokens per row, and rows with at least one token, fix the normalisation.
     std::vector<int64_t> row_count(a.rows, 0);
+    parallel_for(a.rows, std::max<int64_t>(1, kReduceBlock / a.steps), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < a.steps; ++t) n += on(mask, r * a.steps + t) ? 1 : 0;
+        row_count[r] = n;
+      }
+    });
     int64_t tokens = 0, rows_with_tokens = 0;
-    for (int64_t r = 0; r < a.rows; ++r) {
-      for (int64_t t = 0; t < a.steps; ++t) row_count[r] += on(mask, r * a.steps + t) ? 1 : 0;
-      tokens += row_count[r];
-      rows_with_tokens += row_count[r] > 0 ? 1 : 0;
+    for (int64_t n : row_count) {
+      tokens += n;
+      rows_with_tokens += n > 0 ? 1 : 0;
     }
-    double loss = 0.0, clipped = 0.0, dual = 0.0, kl = 0.0;
-    for (int64_t r = 0; r < a.rows; ++r) {
+    // One block per row: [loss, clipped, dual-clipped, squared log-ratio].
+    const auto total = reduce_blocks<4>(a.rows * a.steps, a.steps, [&](int64_t b, int64_t e, std::array<double, 4>& acc) {
+      const int64_t r = b / a.steps;
       double weight = 0.0;  // d(aggregate)/d(token loss)
       if (row_count[r] > 0) {
         weight = a.aggregate == Aggregate::token_mean ? 1.0 / tokens : 1.0 / (double(row_count[r]) * rows_with_tokens);
       }
-      for (int64_t t = 0; t < a.steps; ++t) {
-        const int64_t i = r * a.steps + t;
+      for (int64_t i = b; i < e; ++i) {
         if (!on(mask, i)) {
           a.grad[i] = 0.0f;
           continue;
         }
-        const math::PpoToken tok = math::ppo_token(a.logp[i], a.old_logp[i], a.advantages[i], a.clip_low,
-                                                   a.clip_high, a.dual_clip);
-        loss += weight * tok.loss;
+        const math::PpoToken tok =
+            math::ppo_token(a.logp[i], a.old_logp[i], a.advantages[i], a.clip_low, a.clip_high, a.dual_clip);
+        acc[0] += weight * tok.loss;
         a.grad[i] = static_cast<float>(weight * tok.grad);
-        clipped += tok.clipped ? 1.0 : 0.0;
-        dual += tok.dual_clipped ? 1.0 : 0.0;
-        kl += 0.5 * double(tok.log_ratio) * tok.log_ratio;
+        acc[1] += tok.clipped ? 1.0 : 0.0;
+        acc[2] += tok.dual_clipped ? 1.0 : 0.0;
+        acc[3] += 0.5 * double(tok.log_ratio) * tok.log_ratio;
       }
-    }
+    });
     const double per_token = tokens > 0 ? 1.0 / tokens : 0.0;
-    a.stats[0] = static_cast<float>(loss);
-    a.stats[1] = static_cast<float>(clipped * per_token);
-    a.stats[2] = static_cast<float>(kl * per_token);
-    a.stats[3] = static_cast<float>(dual * per_token);
+    a.stats[0] = static_cast<float>(total[0]);
+    a.stats[1] = static_cast<float>(total[1] * per_token);
+    a.stats[2] = static_cast<float>(total[3] * per_token);
+    a.stats[3] = static_cast<float>(total[2] * per_token);
   });
 }
 
 void value_loss(const ValueLossArgs& a) {
   with_mask(a.mask, [&](auto* mask) {
-    int64_t tokens = 0;
-    for (int64_t i = 0; i < a.n; ++i) tokens += on(mask, i) ? 1 : 0;
+    const auto [tokens] = reduce_blocks<1>(a.n, kReduceBlock, [&](int64_t b, int64_t e, std::array<double, 1>& acc) {
+      for (int64_t i = b; i < e; ++i) acc[0] += on(mask, i) ? 1.0 : 0.0;
+    });
     const double weight = tokens > 0 ? 1.0 / tokens : 0.0;
-    double loss = 0.0, clipped = 0.0;
-    for (int64_t i = 0; i < a.n; ++i) {
-      if (!on(mask, i)) {
-        a.grad[i] = 0.0f;
-        continue;
+    const auto [loss, clipped] = reduce_blocks<2>(a.n, kReduceBlock, [&](int64_t b, int64_t e, std::array<double, 2>& acc) {
+      for (int64_t i = b; i < e; ++i) {
+        if (!on(mask, i)) {
+          a.grad[i] = 0.0f;
+          continue;
+        }
+        const math::ValueToken tok = math::value_token(a.values[i], a.old_values[i], a.returns[i], a.clip);
+        acc[0] += tok.loss;
+        acc[1] += tok.clipped ? 1.0 : 0.0;
+        a.grad[i] = static_cast<float>(weight * tok.grad);
       }
-      const math::ValueToken tok = math::value_token(a.values[i], a.old_values[i], a.returns[i], a.clip);
-      loss += tok.loss;
-      clipped += tok.clipped ? 1.0 : 0.0;
-      a.grad[i] = static_cast<float>(weight * tok.grad);
-    }
+    });
     a.stats[0] = static_cast<float>(loss * weight);
     a.stats[1] = static_cast<float>(clipped * weight);
   });
