@@ -8,6 +8,7 @@
 #include "../core/ops.h"
 #include "../core/thread_pool.h"
 #include "../cpu/dispatch.h"
+#include "model_wrap.h"
 #include "tensor_wrap.h"
 
 namespace rlfarm::binding {
@@ -79,6 +80,17 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
     cuda::synchronize(device.index);
   }
   return info.Env().Undefined();
+}
+
+Napi::Value MapFile(const Napi::CallbackInfo& info) {
+  return wrap(info.Env(), map_file(string_arg(info[0], "mapFile: path")));
+}
+
+// view(tensor, offset elements, shape): a tensor over part of another's memory.
+Napi::Value View(const Napi::CallbackInfo& info) {
+  const Tensor& base = tensor(info, 0, "view: tensor");
+  const double offset = number_arg(info[1], "view: offset");
+  return wrap(info.Env(), view(base, static_cast<int64_t>(offset), shape_from_js(info[2], "view")));
 }
 
 Napi::Value Logprobs(const Napi::CallbackInfo& info) {
@@ -224,6 +236,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setSimdLevel", Napi::Function::New<SetSimdLevel>(env, "setSimdLevel"));
   exports.Set("synchronize", Napi::Function::New<Synchronize>(env, "synchronize"));
   exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
+  exports.Set("mapFile", Napi::Function::New<MapFile>(env, "mapFile"));
+  exports.Set("view", Napi::Function::New<View>(env, "view"));
+  exports.Set("NativeModel", NativeModel::Define(env));
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("logprobs", Napi::Function::New<Logprobs>(env, "logprobs"));
   ops.Set("logprobsBackward", Napi::Function::New<LogprobsBackward>(env, "logprobsBackward"));

@@ -35,7 +35,7 @@ struct LogprobsBackwardArgs {
   float inv_temperature;
   const float* grad_logp;     // [rows] or null
   const float* grad_entropy;  // [rows] or null
-  void* dlogits;              // [rows, vocab], dtype of logits
+  void* dlogits;              // [rows, vocab], dtype of logits; may be the logits buffer (in place)
   int32_t* bad_target;
 };
 

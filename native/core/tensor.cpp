@@ -1,7 +1,11 @@
 #include "tensor.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstdlib>
@@ -237,6 +241,53 @@ static void check_shape(const Shape& shape, const char* what) {
     n *= d;
   }
   RLF_CHECK(shape.size() <= 8, what, ": at most 8 dimensions are supported; got ", shape.size());
+}
+
+Tensor view(const Tensor& base, int64_t offset, const Shape& shape) {
+  check_usable(base, "view");
+  check_shape(shape, "view");
+  const size_t size = dtype_size(base.dtype);
+  RLF_CHECK(offset >= 0 && static_cast<size_t>(offset + shape_numel(shape)) * size + base.offset <= base.storage->bytes,
+            "view: ", shape_str(shape), " at element ", offset, " runs past the end of ", base.describe());
+  Tensor out = base;
+  out.offset = base.offset + static_cast<size_t>(offset) * size;
+  out.shape = shape;
+  return out;
+}
+
+namespace {
+struct MappedFile : StorageOwner {
+  void* data = nullptr;
+  size_t bytes = 0;
+  ~MappedFile() override {
+    if (data != nullptr && data != MAP_FAILED) munmap(data, bytes);
+  }
+};
+}  // namespace
+
+Tensor map_file(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  RLF_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    close(fd);
+    fail("cannot read ", path, ": ", std::strerror(err));
+  }
+  auto mapped = std::make_shared<MappedFile>();
+  mapped->bytes = static_cast<size_t>(st.st_size);
+  if (mapped->bytes > 0) {
+    mapped->data = mmap(nullptr, mapped->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  }
+  const int err = errno;
+  close(fd);
+  RLF_CHECK(mapped->bytes == 0 || mapped->data != MAP_FAILED, "cannot map ", path, ": ", std::strerror(err));
+  Tensor t;
+  t.dtype = DType::u8;
+  t.shape = {static_cast<int64_t>(mapped->bytes)};
+  void* data = mapped->bytes > 0 ? mapped->data : static_cast<void*>(&mapped->bytes);
+  t.storage = wrap_host(data, mapped->bytes, mapped);
+  return t;
 }
 
 Tensor empty(const Shape& shape, DType dtype, Device device) {

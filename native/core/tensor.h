@@ -94,6 +94,12 @@ struct Tensor {
 // Throws when the tensor's memory was taken away (a detached ArrayBuffer).
 void check_usable(const Tensor& t, const char* what);
 
+// A tensor over part of `base`'s storage (no copy): `offset` elements of
+// base's dtype in, holding `shape`.
+Tensor view(const Tensor& base, int64_t offset, const Shape& shape);
+// The bytes of a file, mapped copy-on-write (writes never reach the file), as u8 [size].
+Tensor map_file(const std::string& path);
+
 Tensor empty(const Shape& shape, DType dtype, Device device);
 Tensor zeros(const Shape& shape, DType dtype, Device device);
 Tensor to_device(const Tensor& t, Device device);
@@ -109,6 +115,28 @@ inline uint16_t float_to_bf16(float f) {
   if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
   bits += 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>(bits >> 16);
+}
+// IEEE half -> float32 (safetensors F16 checkpoints).
+inline float f16_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu, bits;
+  if (exponent == 0x1fu) {
+    bits = sign | 0x7f800000u | (mantissa << 13);  // inf, NaN
+  } else if (exponent != 0) {
+    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    bits = sign;
+  } else {  // subnormal: normalise
+    exponent = 113;
+    while ((mantissa & 0x400u) == 0) {
+      mantissa <<= 1;
+      --exponent;
+    }
+    bits = sign | (exponent << 23) | ((mantissa & 0x3ffu) << 13);
+  }
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
 }
 inline float bf16_to_float(uint16_t h) {
   uint32_t bits = static_cast<uint32_t>(h) << 16;

@@ -12,10 +12,16 @@
 
 namespace rlfarm::cpu {
 
-#define RLFARM_DECLARE_ISA(isa)                                  \
-  namespace isa {                                                \
-  void logprobs_entry(const LogprobsArgs& a);                    \
-  void logprobs_backward_entry(const LogprobsBackwardArgs& a);   \
+#define RLFARM_DECLARE_ISA(isa)                                                                      \
+  namespace isa {                                                                                    \
+  void logprobs_entry(const LogprobsArgs& a);                                                        \
+  void logprobs_backward_entry(const LogprobsBackwardArgs& a);                                       \
+  void gelu_forward_entry(const float* x, float* y, int64_t n);                                      \
+  void gelu_backward_entry(const float* x, const float* dy, float* dx, int64_t n);                   \
+  void swiglu_forward_entry(const float* g, const float* u, float* y, int64_t n);                    \
+  void swiglu_backward_entry(const float* g, const float* u, const float* dy, float* dg, float* du, int64_t n); \
+  float softmax_row_entry(float* s, int64_t n);                                                      \
+  void exp_shift_entry(float* s, int64_t n, float shift);                                            \
   }
 RLFARM_DECLARE_ISA(generic)
 #if RLFARM_X86
@@ -86,24 +92,42 @@ void set_simd_level(const std::string& level) {
   active().store(parsed);
 }
 
-void logprobs(const LogprobsArgs& a) {
-  switch (active().load()) {
-#if RLFARM_X86
-    case kAvx512: return avx512::logprobs_entry(a);
-    case kAvx2: return avx2::logprobs_entry(a);
-#endif
-    default: return generic::logprobs_entry(a);
+// The kernels of one instruction set.
+struct IsaKernels {
+  void (*logprobs)(const LogprobsArgs&);
+  void (*logprobs_backward)(const LogprobsBackwardArgs&);
+  void (*gelu_forward)(const float*, float*, int64_t);
+  void (*gelu_backward)(const float*, const float*, float*, int64_t);
+  void (*swiglu_forward)(const float*, const float*, float*, int64_t);
+  void (*swiglu_backward)(const float*, const float*, const float*, float*, float*, int64_t);
+  float (*softmax_row)(float*, int64_t);
+  void (*exp_shift)(float*, int64_t, float);
+};
+
+#define RLFARM_ISA_TABLE(isa)                                                                        \
+  IsaKernels {                                                                                       \
+    isa::logprobs_entry, isa::logprobs_backward_entry, isa::gelu_forward_entry, isa::gelu_backward_entry, \
+        isa::swiglu_forward_entry, isa::swiglu_backward_entry, isa::softmax_row_entry, isa::exp_shift_entry \
   }
+
+const IsaKernels& kernels() {
+#if RLFARM_X86
+  static const IsaKernels table[] = {RLFARM_ISA_TABLE(generic), RLFARM_ISA_TABLE(avx2), RLFARM_ISA_TABLE(avx512)};
+#else
+  static const IsaKernels table[] = {RLFARM_ISA_TABLE(generic)};
+#endif
+  return table[active().load()];
 }
 
-void logprobs_backward(const LogprobsBackwardArgs& a) {
-  switch (active().load()) {
-#if RLFARM_X86
-    case kAvx512: return avx512::logprobs_backward_entry(a);
-    case kAvx2: return avx2::logprobs_backward_entry(a);
-#endif
-    default: return generic::logprobs_backward_entry(a);
-  }
+void logprobs(const LogprobsArgs& a) { kernels().logprobs(a); }
+void logprobs_backward(const LogprobsBackwardArgs& a) { kernels().logprobs_backward(a); }
+void gelu_forward(const float* x, float* y, int64_t n) { kernels().gelu_forward(x, y, n); }
+void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) { kernels().gelu_backward(x, dy, dx, n); }
+void swiglu_forward(const float* g, const float* u, float* y, int64_t n) { kernels().swiglu_forward(g, u, y, n); }
+void swiglu_backward(const float* g, const float* u, const float* dy, float* dg, float* du, int64_t n) {
+  kernels().swiglu_backward(g, u, dy, dg, du, n);
 }
+float softmax_row(float* s, int64_t n) { return kernels().softmax_row(s, n); }
+void exp_shift(float* s, int64_t n, float shift) { kernels().exp_shift(s, n, shift); }
 
 }  // namespace rlfarm::cpu

@@ -128,6 +128,9 @@ inline void logprobs_backward_rows(const LogprobsBackwardArgs& a, int64_t begin,
     const float gh = a.grad_entropy ? a.grad_entropy[r] : 0.0f;
     const bool with_entropy = a.grad_entropy != nullptr;
     const RowStats st = with_entropy ? row_stats<T, true>(z, a.vocab, inv_t) : row_stats<T, false>(z, a.vocab, inv_t);
+    // Read before the row is written: dlogits may be the logits buffer itself.
+    const int32_t y = a.targets[r];
+    const float z_y = bf16_or_float(z[y]);
     const float lse = static_cast<float>(st.lse());
     const float h = with_entropy ? static_cast<float>(st.entropy()) : 0.0f;
     // d/dz_j = (g (1[j=y] - p_j) - gh p_j (log p_j + H)) / T; the 1[j=y] term is added after.
@@ -145,8 +148,7 @@ inline void logprobs_backward_rows(const LogprobsBackwardArgs& a, int64_t begin,
       const int n = static_cast<int>(a.vocab - i);
       vstore_partial(dz + i, grad(vload_partial(z + i, n, -kInf)), n);
     }
-    const int32_t y = a.targets[r];
-    const float lp_y = bf16_or_float(z[y]) * inv_t - lse;
+    const float lp_y = z_y * inv_t - lse;
     const float p_y = lp_y < kExpMin ? 0.0f : std::exp(lp_y);
     float d_y = g * (1.0f - p_y);
     if (with_entropy) d_y -= gh * p_y * (std::max(lp_y, kExpMin) + h);

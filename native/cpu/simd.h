@@ -54,6 +54,7 @@ inline void vstore(uint16_t* p, VF x) {
 inline VF operator+(VF a, VF b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline VF operator-(VF a, VF b) { return {_mm512_sub_ps(a.v, b.v)}; }
 inline VF operator*(VF a, VF b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline VF operator/(VF a, VF b) { return {_mm512_div_ps(a.v, b.v)}; }
 inline VF fma(VF a, VF b, VF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 // max(a, b) where a NaN in b wins (MAXPS returns its second operand on NaN).
 inline VF vmax_keep_nan(VF a, VF b) { return {_mm512_max_ps(a.v, b.v)}; }
@@ -112,6 +113,7 @@ inline void vstore(uint16_t* p, VF x) {
 inline VF operator+(VF a, VF b) { return {_mm256_add_ps(a.v, b.v)}; }
 inline VF operator-(VF a, VF b) { return {_mm256_sub_ps(a.v, b.v)}; }
 inline VF operator*(VF a, VF b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline VF operator/(VF a, VF b) { return {_mm256_div_ps(a.v, b.v)}; }
 inline VF fma(VF a, VF b, VF c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
 inline VF vmax_keep_nan(VF a, VF b) { return {_mm256_max_ps(a.v, b.v)}; }
 inline VF vmin_keep_nan(VF a, VF b) { return {_mm256_min_ps(a.v, b.v)}; }
@@ -177,6 +179,7 @@ inline void vstore(uint16_t* p, VF x) {
 inline VF operator+(VF a, VF b) { return {a.v + b.v}; }
 inline VF operator-(VF a, VF b) { return {a.v - b.v}; }
 inline VF operator*(VF a, VF b) { return {a.v * b.v}; }
+inline VF operator/(VF a, VF b) { return {a.v / b.v}; }
 inline VF fma(VF a, VF b, VF c) { return {std::fma(a.v, b.v, c.v)}; }
 inline VF vmax_keep_nan(VF a, VF b) { return {std::isnan(b.v) ? b.v : (a.v > b.v ? a.v : b.v)}; }
 inline VF vmin_keep_nan(VF a, VF b) { return {std::isnan(b.v) ? b.v : (a.v < b.v ? a.v : b.v)}; }

@@ -214,6 +214,9 @@ __global__ void logprobs_backward_kernel(LogprobsBackwardArgs a) {
   const float gh = kEntropy ? a.grad_entropy[row] : 0.0f;
   const int32_t y = a.targets[row];
   const bool valid = y >= 0 && y < a.vocab;
+  // Read before the row is written: dlogits may be the logits buffer itself.
+  const float z_y = valid ? to_f32(z[y]) : 0.0f;
+  __syncthreads();
   auto grad = [&](float zj) {
     const float lp = zj * inv_t - lse;
     const float p = lp < kExpMinF ? 0.0f : __expf(lp);
@@ -229,7 +232,7 @@ __global__ void logprobs_backward_kernel(LogprobsBackwardArgs a) {
     atomicMin(reinterpret_cast<int*>(a.bad_target), static_cast<int>(row));
     return;
   }
-  const float lp_y = to_f32(z[y]) * inv_t - lse;
+  const float lp_y = z_y * inv_t - lse;
   const float p_y = lp_y < kExpMinF ? 0.0f : expf(lp_y);
   float d_y = g * (1.0f - p_y);
   if (kEntropy) d_y -= gh * p_y * (fmaxf(lp_y, kExpMinF) + h);

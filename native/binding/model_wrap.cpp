@@ -1,0 +1,407 @@
+// The N-API face of model::Transformer. Heavy calls (forward, backward,
+// generate, optimizer steps) run on libuv's pool as AsyncWorkers and resolve
+// Promises; each worker holds references to the model object and to copies of
+// its input tensors, so nothing it reads can be collected while it runs. One
+// call at a time per model: a second one while the first runs is an error.
+#include "model_wrap.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <memory>
+
+#include "../core/error.h"
+#include "../model/optimizer.h"
+#include "../model/transformer.h"
+#include "tensor_wrap.h"
+
+namespace rlfarm::binding {
+namespace {
+
+using model::ModelConfig;
+using model::Transformer;
+
+int64_t int_field(const Napi::Object& o, const char* name, int64_t fallback = -1) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (fallback >= 0) return fallback;
+    fail("model config: ", name, " is required");
+  }
+  const double d = number_arg(v, (std::string("model config: ") + name).c_str());
+  RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), "model config: ", name, " must be an integer; got ", d);
+  return static_cast<int64_t>(d);
+}
+
+double num_field(const Napi::Object& o, const char* name, double fallback) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  return number_arg(v, (std::string("model config: ") + name).c_str());
+}
+
+bool bool_field(const Napi::Object& o, const char* name, bool fallback) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  return bool_arg(v, (std::string("model config: ") + name).c_str());
+}
+
+ModelConfig config_from_js(const Napi::Value& value) {
+  if (!value.IsObject()) fail("model config must be an object");
+  const Napi::Object o = value.As<Napi::Object>();
+  ModelConfig c;
+  const std::string arch = string_arg(o.Get("arch"), "model config: arch");
+  if (arch == "gpt2") c.arch = model::Arch::gpt2;
+  else if (arch == "llama") c.arch = model::Arch::llama;
+  else fail("model config: arch must be 'gpt2' or 'llama'; got '", arch, "'");
+  c.vocab = int_field(o, "vocab");
+  c.dim = int_field(o, "dim");
+  c.layers = int_field(o, "layers");
+  c.heads = int_field(o, "heads");
+  c.kv_heads = int_field(o, "kvHeads", c.heads);
+  c.head_dim = int_field(o, "headDim", c.heads > 0 ? c.dim / c.heads : 0);
+  c.hidden = int_field(o, "hidden");
+  c.max_positions = int_field(o, "maxPositions");
+  c.norm_eps = static_cast<float>(num_field(o, "normEps", 1e-5));
+  c.rope_theta = static_cast<float>(num_field(o, "ropeTheta", 10000.0));
+  const Napi::Value scaling = o.Get("ropeScaling");
+  const std::string rope = scaling.IsUndefined() || scaling.IsNull() ? "none" : string_arg(scaling, "model config: ropeScaling");
+  if (rope == "none") c.rope_scaling = model::RopeScaling::none;
+  else if (rope == "linear") c.rope_scaling = model::RopeScaling::linear;
+  else if (rope == "llama3") c.rope_scaling = model::RopeScaling::llama3;
+  else fail("model config: ropeScaling must be 'none', 'linear' or 'llama3'; got '", rope, "'");
+  c.rope_factor = static_cast<float>(num_field(o, "ropeFactor", 1.0));
+  c.rope_low_freq_factor = static_cast<float>(num_field(o, "ropeLowFreqFactor", 1.0));
+  c.rope_high_freq_factor = static_cast<float>(num_field(o, "ropeHighFreqFactor", 4.0));
+  c.rope_original_max_positions = int_field(o, "ropeOriginalMaxPositions", 0);
+  c.tie_embeddings = bool_field(o, "tieEmbeddings", true);
+  c.qkv_bias = bool_field(o, "qkvBias", false);
+  c.scalar_head = bool_field(o, "scalarHead", false);
+  c.validate();
+  return c;
+}
+
+const Tensor* optional_tensor(const Napi::Value& v, const char* what, Tensor& slot) {
+  slot = NativeTensor::FromOptional(v, what);
+  if (slot.defined()) check_usable(slot, what);
+  return slot.defined() ? &slot : nullptr;
+}
+
+// Runs `work` off the event loop; `done` turns its results into the resolved value.
+class ModelWork : public Napi::AsyncWorker {
+ public:
+  ModelWork(Napi::Env env, NativeModel* model, const Napi::Object& self, std::function<void()> work,
+            std::function<Napi::Value(Napi::Env)> done)
+      : Napi::AsyncWorker(env, "rlfarm.model"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        model_(model),
+        self_(Napi::Persistent(self)),
+        work_(std::move(work)),
+        done_(std::move(done)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      work_();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    model_->SetBusy(nullptr);
+    deferred_.Resolve(done_(Env()));
+  }
+
+  void OnError(const Napi::Error& error) override {
+    model_->SetBusy(nullptr);
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  NativeModel* model_;
+  Napi::ObjectReference self_;  // keeps the model alive while the work runs
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+};
+
+}  // namespace
+
+Napi::Function NativeModel::Define(Napi::Env env) {
+  return DefineClass(env, "NativeModel",
+                     {
+                         InstanceMethod<&NativeModel::ParameterInfo>("parameterInfo"),
+                         InstanceMethod<&NativeModel::Params>("params"),
+                         InstanceMethod<&NativeModel::Grads>("grads"),
+                         InstanceMethod<&NativeModel::ZeroGrad>("zeroGrad"),
+                         InstanceMethod<&NativeModel::InitRandom>("initRandom"),
+                         InstanceMethod<&NativeModel::LoadParameter>("loadParameter"),
+                         InstanceMethod<&NativeModel::ReadParameter>("readParameter"),
+                         InstanceMethod<&NativeModel::Forward>("forward"),
+                         InstanceMethod<&NativeModel::Backward>("backward"),
+                         InstanceMethod<&NativeModel::Generate>("generate"),
+                         InstanceMethod<&NativeModel::AdamWStep>("adamwStep"),
+                         InstanceMethod<&NativeModel::GradNorm>("gradNorm"),
+                     });
+}
+
+NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+  model_ = std::make_unique<Transformer>(config_from_js(info[0]));
+}
+
+NativeModel::~NativeModel() = default;
+
+void NativeModel::CheckIdle(const char* op) const {
+  if (busy_ != nullptr) fail(op, ": the model is busy with ", busy_, "; await it first (one call at a time per model)");
+}
+
+Napi::Value NativeModel::ParameterInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& params = model_->layout().params;
+  Napi::Array out = Napi::Array::New(env, params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const model::ParamInfo& p = params[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", p.name);
+    Napi::Array shape = Napi::Array::New(env, p.shape.size());
+    for (size_t k = 0; k < p.shape.size(); ++k) shape.Set(static_cast<uint32_t>(k), static_cast<double>(p.shape[k]));
+    o.Set("shape", shape);
+    o.Set("offset", static_cast<double>(p.offset));
+    o.Set("numel", static_cast<double>(p.numel));
+    o.Set("decay", p.decay);
+    o.Set("hfTransposed", p.hf_transposed);
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
+Napi::Value NativeModel::Params(const Napi::CallbackInfo& info) { return NativeTensor::Wrap(info.Env(), model_->params()); }
+
+Napi::Value NativeModel::Grads(const Napi::CallbackInfo& info) {
+  CheckIdle("model.gradients");
+  return NativeTensor::Wrap(info.Env(), model_->grads());
+}
+
+Napi::Value NativeModel::ZeroGrad(const Napi::CallbackInfo& info) {
+  CheckIdle("model.zeroGrad");
+  model_->zero_grad();
+  return info.Env().Undefined();
+}
+
+Napi::Value NativeModel::InitRandom(const Napi::CallbackInfo& info) {
+  CheckIdle("model.initRandom");
+  model_->init_random(static_cast<uint64_t>(number_arg(info[0], "model.initRandom: seed")));
+  return info.Env().Undefined();
+}
+
+// loadParameter(name, bytes: u8 tensor, dtype: 'F32'|'BF16'|'F16', shape, transpose)
+Napi::Value NativeModel::LoadParameter(const Napi::CallbackInfo& info) {
+  CheckIdle("model.loadParameter");
+  const std::string name = string_arg(info[0], "loadParameter: name");
+  const Tensor& bytes = NativeTensor::FromValue(info[1], "loadParameter: bytes");
+  const std::string dtype = string_arg(info[2], "loadParameter: dtype");
+  const Shape shape = shape_from_js(info[3], "loadParameter");
+  const bool transpose = bool_arg(info[4], "loadParameter: transpose");
+  const model::ParamInfo* p = model_->layout().find(name);
+  RLF_CHECK(p != nullptr, "tensor ", name, ": the model has no such parameter");
+  Shape expected = p->shape;
+  if (transpose) std::reverse(expected.begin(), expected.end());
+  RLF_CHECK(shape == expected, "tensor ", name, ": shape ", shape_str(shape), " does not match the config's ",
+            shape_str(expected));
+  size_t width;
+  if (dtype == "F32") width = 4;
+  else if (dtype == "BF16" || dtype == "F16") width = 2;
+  else fail("tensor ", name, ": dtype ", dtype, " is not supported (F32, BF16 and F16 are)");
+  check_usable(bytes, "loadParameter");
+  RLF_CHECK(bytes.dtype == DType::u8 && bytes.device().is_cpu() && static_cast<size_t>(bytes.numel()) == p->numel * width,
+            "tensor ", name, ": expected ", p->numel * width, " bytes of ", dtype, "; got ", bytes.numel());
+  const uint8_t* src = bytes.data<uint8_t>();
+  float* dst = const_cast<float*>(model_->params().data<float>()) + p->offset;
+  const auto read = [&](size_t i) -> float {
+    if (width == 4) {
+      float f;
+      std::memcpy(&f, src + 4 * i, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    return dtype == "BF16" ? bf16_to_float(h) : f16_to_float(h);
+  };
+  if (!transpose) {
+    for (size_t i = 0; i < p->numel; ++i) dst[i] = read(i);
+  } else {  // stored [in, out] -> kept [out, in]
+    const int64_t rows = p->shape[0], cols = p->shape[1];
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = read(static_cast<size_t>(c * rows + r));
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// readParameter(name, transpose, fromGrads?) -> f32 tensor in Hugging Face's
+// orientation: a view of the buffer, or a transposed copy.
+Napi::Value NativeModel::ReadParameter(const Napi::CallbackInfo& info) {
+  const std::string name = string_arg(info[0], "readParameter: name");
+  const bool transpose = bool_arg(info[1], "readParameter: transpose");
+  const bool from_grads = info.Length() > 2 && bool_arg(info[2], "readParameter: fromGrads");
+  const model::ParamInfo* p = model_->layout().find(name);
+  RLF_CHECK(p != nullptr, "parameter ", name, ": the model has no such parameter");
+  const Tensor& buffer = from_grads ? model_->grads() : model_->params();
+  Tensor slice = view(buffer, static_cast<int64_t>(p->offset), p->shape);
+  if (!transpose) return NativeTensor::Wrap(info.Env(), slice);
+  const int64_t rows = p->shape[0], cols = p->shape[1];
+  Tensor out = empty({cols, rows}, DType::f32, Device::host());
+  const float* s = slice.data<float>();
+  float* d = out.data<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) d[c * rows + r] = s[r * cols + c];
+  }
+  return NativeTensor::Wrap(info.Env(), out);
+}
+
+// forward(tokens, mask, { train, logprobs, entropy, temperature, logits, values })
+Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
+  CheckIdle("model.forward");
+  Napi::Env env = info.Env();
+  Tensor tokens = NativeTensor::FromValue(info[0], "model.forward: tokens");
+  check_usable(tokens, "model.forward: tokens");
+  Tensor mask_slot;
+  optional_tensor(info[1], "model.forward: attentionMask", mask_slot);
+  const Napi::Object o = info[2].As<Napi::Object>();
+  model::ForwardOptions options;
+  options.train = bool_arg(o.Get("train"), "model.forward: train");
+  options.logprobs = bool_arg(o.Get("logprobs"), "model.forward: logprobs");
+  options.entropy = bool_arg(o.Get("entropy"), "model.forward: entropy");
+  options.temperature = static_cast<float>(number_arg(o.Get("temperature"), "model.forward: temperature"));
+  options.logits = bool_arg(o.Get("logits"), "model.forward: logits");
+  options.values = bool_arg(o.Get("values"), "model.forward: values");
+  auto result = std::make_shared<model::ForwardResult>();
+  Transformer* m = model_.get();
+  auto* work = new ModelWork(
+      env, this, info.This().As<Napi::Object>(),
+      [m, tokens, mask_slot, options, result] { *result = m->forward(tokens, mask_slot, options); },
+      [result](Napi::Env e) {
+        Napi::Object out = Napi::Object::New(e);
+        if (result->logp.defined()) out.Set("logp", NativeTensor::Wrap(e, result->logp));
+        if (result->entropy.defined()) out.Set("entropy", NativeTensor::Wrap(e, result->entropy));
+        if (result->logits.defined()) out.Set("logits", NativeTensor::Wrap(e, result->logits));
+        if (result->values.defined()) out.Set("values", NativeTensor::Wrap(e, result->values));
+        return static_cast<Napi::Value>(out);
+      });
+  SetBusy("forward");
+  work->Queue();
+  return work->Promise();
+}
+
+Napi::Value NativeModel::Backward(const Napi::CallbackInfo& info) {
+  CheckIdle("model.backward");
+  Tensor g, e, v;
+  optional_tensor(info[0], "model.backward: gradLogp", g);
+  optional_tensor(info[1], "model.backward: gradEntropy", e);
+  optional_tensor(info[2], "model.backward: gradValues", v);
+  RLF_CHECK(g.defined() || e.defined() || v.defined(), "model.backward: give gradLogp, gradEntropy or gradValues");
+  Transformer* m = model_.get();
+  auto* work = new ModelWork(
+      info.Env(), this, info.This().As<Napi::Object>(), [m, g, e, v] { m->backward(g, e, v); },
+      [](Napi::Env env) { return env.Undefined(); });
+  SetBusy("backward");
+  work->Queue();
+  return work->Promise();
+}
+
+// generate(prompts, mask, { maxNewTokens, temperature, topK, topP, stopTokens, padToken, seeds })
+Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
+  CheckIdle("model.generate");
+  Tensor prompts = NativeTensor::FromValue(info[0], "model.generate: prompts");
+  check_usable(prompts, "model.generate: prompts");
+  Tensor mask_slot;
+  optional_tensor(info[1], "model.generate: attentionMask", mask_slot);
+  const Napi::Object o = info[2].As<Napi::Object>();
+  model::GenerateOptions options;
+  options.max_new_tokens = static_cast<int64_t>(number_arg(o.Get("maxNewTokens"), "model.generate: maxNewTokens"));
+  options.temperature = static_cast<float>(number_arg(o.Get("temperature"), "model.generate: temperature"));
+  options.top_k = static_cast<int64_t>(number_arg(o.Get("topK"), "model.generate: topK"));
+  options.top_p = static_cast<float>(number_arg(o.Get("topP"), "model.generate: topP"));
+  options.pad_token = static_cast<int32_t>(number_arg(o.Get("padToken"), "model.generate: padToken"));
+  const Napi::Array stops = o.Get("stopTokens").As<Napi::Array>();
+  for (uint32_t i = 0; i < stops.Length(); ++i) {
+    options.stop_tokens.push_back(static_cast<int32_t>(number_arg(stops.Get(i), "model.generate: stopTokens")));
+  }
+  const Napi::Array seeds = o.Get("seeds").As<Napi::Array>();
+  for (uint32_t i = 0; i < seeds.Length(); ++i) {
+    options.seeds.push_back(static_cast<uint64_t>(number_arg(seeds.Get(i), "model.generate: seeds")));
+  }
+  auto result = std::make_shared<model::GenerateResult>();
+  Transformer* m = model_.get();
+  auto* work = new ModelWork(
+      info.Env(), this, info.This().As<Napi::Object>(),
+      [m, prompts, mask_slot, options, result] { *result = m->generate(prompts, mask_slot, options); },
+      [result](Napi::Env e) {
+        Napi::Object out = Napi::Object::New(e);
+        out.Set("tokens", NativeTensor::Wrap(e, result->tokens));
+        out.Set("logprobs", NativeTensor::Wrap(e, result->logprobs));
+        out.Set("lengths", NativeTensor::Wrap(e, result->lengths));
+        return static_cast<Napi::Value>(out);
+      });
+  SetBusy("generate");
+  work->Queue();
+  return work->Promise();
+}
+
+// adamwStep(m, v, step, { lr, beta1, beta2, eps, weightDecay, maxGradNorm, decay: bool[] per parameter })
+// -> Promise<gradient norm before clipping>
+Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
+  CheckIdle("optimizer.step");
+  Tensor m = NativeTensor::FromValue(info[0], "optimizer.step: m");
+  Tensor v = NativeTensor::FromValue(info[1], "optimizer.step: v");
+  const int64_t step = static_cast<int64_t>(number_arg(info[2], "optimizer.step: step"));
+  const Napi::Object o = info[3].As<Napi::Object>();
+  model::AdamWOptions options;
+  options.lr = number_arg(o.Get("lr"), "optimizer.step: lr");
+  options.beta1 = number_arg(o.Get("beta1"), "optimizer.step: beta1");
+  options.beta2 = number_arg(o.Get("beta2"), "optimizer.step: beta2");
+  options.eps = number_arg(o.Get("eps"), "optimizer.step: eps");
+  options.weight_decay = number_arg(o.Get("weightDecay"), "optimizer.step: weightDecay");
+  const double max_norm = number_arg(o.Get("maxGradNorm"), "optimizer.step: maxGradNorm");
+  const Napi::Array decay = o.Get("decay").As<Napi::Array>();
+  const auto& params = model_->layout().params;
+  RLF_CHECK(decay.Length() == params.size(), "optimizer.step: decay must have one flag per parameter");
+  std::vector<model::DecayRange> ranges;
+  for (size_t i = 0; i < params.size(); ++i) {
+    ranges.push_back({static_cast<int64_t>(params[i].offset), static_cast<int64_t>(params[i].numel),
+                      bool_arg(decay.Get(static_cast<uint32_t>(i)), "optimizer.step: decay")});
+  }
+  const int64_t total = static_cast<int64_t>(model_->layout().total);
+  for (const auto& [t, name] : {std::pair{&m, "m"}, std::pair{&v, "v"}}) {
+    check_usable(*t, "optimizer.step");
+    RLF_CHECK(t->dtype == DType::f32 && t->device().is_cpu() && t->numel() == total, "optimizer.step: ", name,
+              " must be a cpu f32 tensor of ", total, " elements (the model's parameters); got ", t->describe());
+  }
+  RLF_CHECK(step >= 1, "optimizer.step: step counts from 1; got ", step);
+  Transformer* model = model_.get();
+  model->grads();  // allocate on this thread
+  auto norm = std::make_shared<double>(0.0);
+  auto* work = new ModelWork(
+      info.Env(), this, info.This().As<Napi::Object>(),
+      [model, m, v, step, options, ranges, max_norm, total, norm] {
+        float* grads = const_cast<float*>(model->grads().data<float>());
+        *norm = max_norm > 0 ? model::clip_gradient_norm(grads, total, max_norm) : model::gradient_norm(grads, total);
+        RLF_CHECK(std::isfinite(*norm), "optimizer.step: the gradient norm is ", *norm,
+                  " (NaN or Inf in the gradients); the step was not taken");
+        model::adamw_step(const_cast<float*>(model->params().data<float>()), grads, m.data<float>(), v.data<float>(),
+                          step, options, ranges);
+      },
+      [norm](Napi::Env e) { return static_cast<Napi::Value>(Napi::Number::New(e, *norm)); });
+  SetBusy("an optimizer step");
+  work->Queue();
+  return work->Promise();
+}
+
+Napi::Value NativeModel::GradNorm(const Napi::CallbackInfo& info) {
+  CheckIdle("model.gradNorm");
+  return Napi::Number::New(info.Env(), model::gradient_norm(model_->grads().data<float>(),
+                                                            static_cast<int64_t>(model_->layout().total)));
+}
+
+}  // namespace rlfarm::binding

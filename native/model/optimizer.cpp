@@ -1,0 +1,65 @@
+#include "optimizer.h"
+
+#include <cmath>
+#include <vector>
+
+#include "../core/thread_pool.h"
+
+namespace rlfarm::model {
+
+void adamw_step(float* params, const float* grads, float* m, float* v, int64_t step, const AdamWOptions& o,
+                const std::vector<DecayRange>& ranges) {
+  const double bias1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
+  const double bias2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
+  const float step_size = static_cast<float>(o.lr / bias1);
+  const float bias2_sqrt = static_cast<float>(std::sqrt(bias2));
+  const float b1 = static_cast<float>(o.beta1), b2 = static_cast<float>(o.beta2), eps = static_cast<float>(o.eps);
+  const float one_minus_b1 = static_cast<float>(1.0 - o.beta1), one_minus_b2 = static_cast<float>(1.0 - o.beta2);
+  const float decay = static_cast<float>(1.0 - o.lr * o.weight_decay);
+  for (const DecayRange& r : ranges) {
+    parallel_for(r.numel, 1 << 15, [&](int64_t begin, int64_t end) {
+      float* p = params + r.offset;
+      const float* g = grads + r.offset;
+      float* mr = m + r.offset;
+      float* vr = v + r.offset;
+      for (int64_t i = begin; i < end; ++i) {
+        if (r.decay) p[i] *= decay;
+        mr[i] = mr[i] * b1 + one_minus_b1 * g[i];
+        vr[i] = vr[i] * b2 + one_minus_b2 * g[i] * g[i];
+        const float denom = std::sqrt(vr[i]) / bias2_sqrt + eps;
+        p[i] += -step_size * (mr[i] / denom);
+      }
+    });
+  }
+}
+
+double gradient_norm(const float* grads, int64_t n) {
+  constexpr int64_t kBlock = 1 << 16;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      double s = 0.0;
+      const int64_t end = std::min(n, (b + 1) * kBlock);
+      for (int64_t i = b * kBlock; i < end; ++i) s += double(grads[i]) * grads[i];
+      partial[b] = s;
+    }
+  });
+  double total = 0.0;
+  for (double s : partial) total += s;
+  return std::sqrt(total);
+}
+
+double clip_gradient_norm(float* grads, int64_t n, double max_norm) {
+  const double norm = gradient_norm(grads, n);
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0) {
+    const float c = static_cast<float>(coef);
+    parallel_for(n, 1 << 15, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) grads[i] *= c;
+    });
+  }
+  return norm;
+}
+
+}  // namespace rlfarm::model

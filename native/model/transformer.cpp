@@ -1,0 +1,639 @@
+#include "transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <numeric>
+#include <random>
+
+#include "../core/error.h"
+#include "../core/kernels.h"
+#include "../core/thread_pool.h"
+#include "../cpu/gemm.h"
+#include "sampling.h"
+
+namespace rlfarm::model {
+
+using cpu::sgemm;
+
+namespace {
+
+// Grows a buffer (never shrinks it), turning allocation failure into an Error.
+template <typename T>
+void reserve(std::vector<T>& v, size_t n, const char* what) {
+  if (v.size() >= n) return;
+  try {
+    v.resize(n);
+  } catch (const std::bad_alloc&) {
+    fail("out of memory allocating ", what, " (", n * sizeof(T), " bytes)");
+  }
+}
+
+// y[M, N] (+)= x[M, K] W^T for W stored [N, K], as nn.Linear.
+void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, float* y, int64_t ldy, bool accumulate) {
+  sgemm(false, true, M, N, K, 1.0f, x, K, w, K, accumulate ? 1.0f : 0.0f, y, ldy);
+}
+
+}  // namespace
+
+struct Transformer::Saved {
+  int64_t batch = 0, steps = 0, rows = 0;
+  bool train = false;
+  int64_t slices = 1;  // per-layer activation copies: layers when training, else 1
+  std::vector<int32_t> tokens, positions;
+  std::vector<uint8_t> key_valid;
+  bool masked = false;
+  // Residual stream: x_in of layer l at slot 2l, x_mid at 2l + 1, the final at
+  // 2 layers (training); all in slot 0 when not training.
+  std::vector<float> x, stats;
+  std::vector<float> qkv, lse, att, pre;
+  std::vector<float> final_normed;
+  std::vector<float> normed, act;  // scratch
+  float temperature = 1;
+  bool entropy = false;
+
+  int64_t x_slot(int64_t i) const { return train ? i : 0; }
+  int64_t layer_slot(int64_t l) const { return train ? l : 0; }
+};
+
+void Transformer::SavedDeleter::operator()(Saved* s) const { delete s; }
+
+Transformer::Transformer(const ModelConfig& config)
+    : config_(config), layout_(make_layout(config)), rope_(config) {
+  params_ = zeros({static_cast<int64_t>(layout_.total)}, DType::f32, Device::host());
+}
+
+const Tensor& Transformer::grads() {
+  if (!grads_.defined()) grads_ = zeros({static_cast<int64_t>(layout_.total)}, DType::f32, Device::host());
+  return grads_;
+}
+
+void Transformer::zero_grad() {
+  if (grads_.defined()) std::memset(grads_.raw(), 0, grads_.nbytes());
+}
+
+void Transformer::init_random(uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  float* p = params_.data<float>();
+  const float residual_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(config_.layers));
+  for (const ParamInfo& info : layout_.params) {
+    float* w = p + info.offset;
+    const bool is_norm = info.name.find("norm") != std::string::npos || info.name.find("ln_") != std::string::npos;
+    const bool is_bias = info.name.size() > 5 && info.name.compare(info.name.size() - 5, 5, ".bias") == 0;
+    if (is_bias) {
+      std::fill(w, w + info.numel, 0.0f);
+    } else if (is_norm) {
+      std::fill(w, w + info.numel, 1.0f);
+    } else {
+      const bool output_proj = info.name.find("c_proj") != std::string::npos ||
+                               info.name.find("o_proj") != std::string::npos ||
+                               info.name.find("down_proj") != std::string::npos;
+      for (size_t i = 0; i < info.numel; ++i) w[i] = normal(gen) * (output_proj ? residual_scale : 1.0f);
+    }
+  }
+}
+
+void Transformer::check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const {
+  RLF_CHECK(tokens.defined(), op, ": tokens are required");
+  check_usable(tokens, op);
+  RLF_CHECK(tokens.device().is_cpu(), op, ": tokens must be on the cpu (the model is); got ", tokens.describe());
+  RLF_CHECK(tokens.dtype == DType::i32 && tokens.ndim() == 2, op, ": tokens must be an i32 tensor [B, T]; got ",
+            tokens.describe());
+  RLF_CHECK(tokens.shape[0] > 0 && tokens.shape[1] > 0, op, ": tokens is empty (", tokens.describe(), ")");
+  const int32_t* t = tokens.data<int32_t>();
+  for (int64_t i = 0, n = tokens.numel(); i < n; ++i) {
+    if (t[i] < 0 || t[i] >= config_.vocab) {
+      fail(op, ": tokens[", i / tokens.shape[1], "][", i % tokens.shape[1], "] = ", t[i], " is outside the vocabulary [0, ",
+           config_.vocab, ")");
+    }
+  }
+  if (mask.defined()) {
+    check_usable(mask, op);
+    RLF_CHECK(mask.device().is_cpu() && (mask.dtype == DType::u8 || mask.dtype == DType::i32 || mask.dtype == DType::f32),
+              op, ": attentionMask must be a cpu u8, i32 or f32 tensor; got ", mask.describe());
+    RLF_CHECK(mask.shape == tokens.shape, op, ": attentionMask must have the shape of tokens, ", shape_str(tokens.shape),
+              "; got ", shape_str(mask.shape));
+  }
+}
+
+namespace {
+
+bool mask_at(const Tensor& mask, int64_t i) {
+  switch (mask.dtype) {
+    case DType::u8: return mask.data<uint8_t>()[i] != 0;
+    case DType::i32: return mask.data<int32_t>()[i] != 0;
+    default: return mask.data<float>()[i] != 0.0f;
+  }
+}
+
+// Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0.
+void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::vector<int32_t>& positions,
+                         std::vector<uint8_t>& valid) {
+  positions.resize(static_cast<size_t>(batch * steps));
+  valid.resize(static_cast<size_t>(batch * steps));
+  for (int64_t b = 0; b < batch; ++b) {
+    int32_t seen = 0;
+    for (int64_t t = 0; t < steps; ++t) {
+      const int64_t i = b * steps + t;
+      const bool on = !mask.defined() || mask_at(mask, i);
+      seen += on ? 1 : 0;
+      valid[i] = on ? 1 : 0;
+      positions[i] = std::max(seen - 1, 0);
+    }
+  }
+}
+
+}  // namespace
+
+void Transformer::run_layers(Saved& s, bool train, std::vector<float>* cache_k, std::vector<float>* cache_v,
+                             int64_t cache_slots) {
+  const ModelConfig& c = config_;
+  const int64_t N = s.rows, d = c.dim, qkv_dim = c.qkv_dim(), up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
+  const float* P = params_.data<float>();
+  const bool gpt2 = c.arch == Arch::gpt2;
+  const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : P + offset; };
+
+  float* x0 = s.x.data();
+  embed(s.tokens.data(), s.positions.data(), P + layout_.token_embedding, opt(layout_.position_embedding), x0, N, d);
+  if (!gpt2) rope_.ensure(*std::max_element(s.positions.begin(), s.positions.end()) + 1);
+
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const LayerOffsets& L = layout_.layers[l];
+    float* x_in = s.x.data() + s.x_slot(2 * l) * N * d;
+    float* x_mid = s.x.data() + s.x_slot(2 * l + 1) * N * d;
+    float* x_out = s.x.data() + s.x_slot(2 * l + 2) * N * d;
+    float* stats1 = s.stats.data() + s.x_slot(2 * l) * 2 * N;
+    float* stats2 = s.stats.data() + s.x_slot(2 * l + 1) * 2 * N;
+    float* qkv = s.qkv.data() + s.layer_slot(l) * N * qkv_dim;
+    float* lse = s.lse.data() + s.layer_slot(l) * s.batch * c.heads * s.steps;
+    float* att = s.att.data() + s.layer_slot(l) * N * c.q_dim();
+    float* pre = s.pre.data() + s.layer_slot(l) * N * up_width;
+
+    // Attention block.
+    norm_forward(x_in, P + L.norm1_w, opt(L.norm1_b), s.normed.data(), stats1, N, d, c.norm_eps);
+    linear(s.normed.data(), N, d, P + L.qkv_w, qkv_dim, qkv, qkv_dim, false);
+    if (L.qkv_b != kNone) add_bias(qkv, qkv_dim, P + L.qkv_b, N, qkv_dim);
+    if (!gpt2) {
+      rope_.apply(qkv, N, qkv_dim, c.heads, s.positions.data(), false);
+      rope_.apply(qkv + c.q_dim(), N, qkv_dim, c.kv_heads, s.positions.data(), false);
+    }
+    if (cache_k != nullptr) {  // prefill: keys and values go to the cache at slot t
+      const int64_t kv = c.kv_dim();
+      for (int64_t b = 0; b < s.batch; ++b) {
+        for (int64_t t = 0; t < s.steps; ++t) {
+          const float* row = qkv + (b * s.steps + t) * qkv_dim;
+          const int64_t slot = ((l * s.batch + b) * cache_slots + t) * kv;
+          std::memcpy(cache_k->data() + slot, row + c.q_dim(), sizeof(float) * kv);
+          std::memcpy(cache_v->data() + slot, row + c.q_dim() + kv, sizeof(float) * kv);
+        }
+      }
+    }
+    AttentionArgs a{};
+    a.batch = s.batch;
+    a.heads = c.heads;
+    a.kv_heads = c.kv_heads;
+    a.head_dim = c.head_dim;
+    a.queries = a.key_slots = s.steps;
+    a.q = qkv;
+    a.q_ld = qkv_dim;
+    a.q_batch = s.steps * qkv_dim;
+    a.k = qkv + c.q_dim();
+    a.v = qkv + c.q_dim() + c.kv_dim();
+    a.kv_ld = qkv_dim;
+    a.kv_batch = s.steps * qkv_dim;
+    a.key_valid = s.masked ? s.key_valid.data() : nullptr;
+    a.out = att;
+    a.out_ld = c.q_dim();
+    a.out_batch = s.steps * c.q_dim();
+    a.lse = lse;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    attention_forward(a);
+    if (x_mid != x_in) std::memcpy(x_mid, x_in, sizeof(float) * N * d);
+    linear(att, N, c.q_dim(), P + L.out_w, d, x_mid, d, true);
+    if (L.out_b != kNone) add_bias(x_mid, d, P + L.out_b, N, d);
+
+    // MLP block.
+    norm_forward(x_mid, P + L.norm2_w, opt(L.norm2_b), s.normed.data(), stats2, N, d, c.norm_eps);
+    linear(s.normed.data(), N, d, P + L.up_w, up_width, pre, up_width, false);
+    if (L.up_b != kNone) add_bias(pre, up_width, P + L.up_b, N, up_width);
+    if (gpt2) gelu(pre, s.act.data(), N * c.hidden);
+    else swiglu(pre, s.act.data(), N, c.hidden);
+    if (x_out != x_mid) std::memcpy(x_out, x_mid, sizeof(float) * N * d);
+    linear(s.act.data(), N, c.hidden, P + L.down_w, d, x_out, d, true);
+    if (L.down_b != kNone) add_bias(x_out, d, P + L.down_b, N, d);
+  }
+  const float* x_final = s.x.data() + s.x_slot(2 * c.layers) * N * d;
+  float* stats_f = s.stats.data() + s.x_slot(2 * c.layers) * 2 * N;
+  norm_forward(x_final, P + layout_.final_norm_w, opt(layout_.final_norm_b), s.final_normed.data(), stats_f, N, d,
+               c.norm_eps);
+}
+
+namespace {
+
+// Rows of the LM head per chunk: about 32 MB of logits at a time.
+int64_t head_chunk_rows(int64_t vocab) { return std::max<int64_t>(1, (int64_t(8) << 20) / vocab); }
+
+}  // namespace
+
+// Next-token log-probs (and entropy) from the final hidden states, the LM head
+// applied a chunk of rows at a time so the [B, T, V] logits never exist at once.
+void Transformer::head_logprobs(Saved& s, const ForwardOptions& o, ForwardResult& r) {
+  const int64_t d = config_.dim, V = config_.vocab, T = s.steps, targets = T - 1;
+  r.logp = empty({s.batch, targets}, DType::f32, Device::host());
+  if (o.entropy) r.entropy = empty({s.batch, targets}, DType::f32, Device::host());
+  if (targets == 0) return;
+  const float* W = params_.data<float>() + layout_.lm_head;
+  const int64_t chunk = head_chunk_rows(V);
+  std::vector<float> logits(static_cast<size_t>(std::min(chunk, s.batch * targets) * V));
+  std::vector<float> hidden(static_cast<size_t>(std::min(chunk, s.batch * targets) * d));
+  std::vector<int32_t> next(static_cast<size_t>(std::min(chunk, s.batch * targets)));
+  for (int64_t start = 0; start < s.batch * targets; start += chunk) {
+    const int64_t rows = std::min(chunk, s.batch * targets - start);
+    for (int64_t i = 0; i < rows; ++i) {  // target row (b, t) reads hidden (b, t) and token (b, t + 1)
+      const int64_t b = (start + i) / targets, t = (start + i) % targets;
+      std::memcpy(hidden.data() + i * d, s.final_normed.data() + (b * T + t) * d, sizeof(float) * d);
+      next[i] = s.tokens[b * T + t + 1];
+    }
+    linear(hidden.data(), rows, d, W, V, logits.data(), V, false);
+    LogprobsArgs a{logits.data(), DType::f32, next.data(), rows, V, 1.0f / o.temperature,
+                   r.logp.data<float>() + start, o.entropy ? r.entropy.data<float>() + start : nullptr, nullptr};
+    cpu::logprobs(a);
+  }
+}
+
+ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) {
+  check_tokens(tokens, mask, "model.forward");
+  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, "model.forward: temperature must be > 0; got ",
+            o.temperature);
+  RLF_CHECK(!o.values || layout_.score != kNone,
+            "model.forward: values need a scalar head; load or create the model with scalarHead: true");
+  const ModelConfig& c = config_;
+  if (!saved_) saved_.reset(new Saved());
+  Saved& s = *saved_;
+  s.batch = tokens.shape[0];
+  s.steps = tokens.shape[1];
+  s.rows = s.batch * s.steps;
+  s.train = o.train;
+  s.temperature = o.temperature;
+  s.entropy = o.entropy;
+  s.tokens.assign(tokens.data<int32_t>(), tokens.data<int32_t>() + s.rows);
+  positions_from_mask(mask, s.batch, s.steps, s.positions, s.key_valid);
+  s.masked = mask.defined();
+  if (c.arch == Arch::gpt2) {
+    const int32_t longest = *std::max_element(s.positions.begin(), s.positions.end());
+    RLF_CHECK(longest < c.max_positions, "model.forward: position ", longest, " is past GPT-2's n_positions (",
+              c.max_positions, "); use sequences of at most ", c.max_positions, " tokens");
+  }
+  const int64_t N = s.rows, d = c.dim, layers = c.layers;
+  const int64_t up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
+  const int64_t x_slots = o.train ? 2 * layers + 1 : 1, layer_slots = o.train ? layers : 1;
+  reserve(s.x, static_cast<size_t>(x_slots * N * d), "activations");
+  reserve(s.stats, static_cast<size_t>(x_slots * 2 * N), "activations");
+  reserve(s.qkv, static_cast<size_t>(layer_slots * N * c.qkv_dim()), "activations");
+  reserve(s.lse, static_cast<size_t>(layer_slots * s.batch * c.heads * s.steps), "activations");
+  reserve(s.att, static_cast<size_t>(layer_slots * N * c.q_dim()), "activations");
+  reserve(s.pre, static_cast<size_t>(layer_slots * N * up_width), "activations");
+  reserve(s.final_normed, static_cast<size_t>(N * d), "activations");
+  reserve(s.normed, static_cast<size_t>(N * d), "activations");
+  reserve(s.act, static_cast<size_t>(N * c.hidden), "activations");
+
+  run_layers(s, o.train, nullptr, nullptr, 0);
+
+  ForwardResult r;
+  if (o.logits) {
+    r.logits = empty({s.batch, s.steps, c.vocab}, DType::f32, Device::host());
+    linear(s.final_normed.data(), N, d, params_.data<float>() + layout_.lm_head, c.vocab, r.logits.data<float>(),
+           c.vocab, false);
+  }
+  if (o.logprobs || o.entropy) head_logprobs(s, o, r);
+  if (o.values) {
+    r.values = empty({s.batch, s.steps}, DType::f32, Device::host());
+    linear(s.final_normed.data(), N, d, params_.data<float>() + layout_.score, 1, r.values.data<float>(), 1, false);
+  }
+  if (!o.train) s.train = false;
+  return r;
+}
+
+void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) {
+  RLF_CHECK(saved_ && saved_->train, "model.backward: run a forward with train: true first");
+  Saved& s = *saved_;
+  const ModelConfig& c = config_;
+  const int64_t N = s.rows, d = c.dim, T = s.steps, targets = T - 1;
+  const Shape target_shape{s.batch, targets};
+  for (const auto& [g, name, shape] : {std::tuple{&grad_logp, "gradLogp", target_shape},
+                                       std::tuple{&grad_entropy, "gradEntropy", target_shape},
+                                       std::tuple{&grad_values, "gradValues", Shape{s.batch, T}}}) {
+    if (!g->defined()) continue;
+    check_usable(*g, "model.backward");
+    RLF_CHECK(g->dtype == DType::f32 && g->device().is_cpu() && g->shape == shape, "model.backward: ", name,
+              " must be a cpu f32 tensor ", shape_str(shape), " (the forward's batch); got ", g->describe());
+  }
+  RLF_CHECK(!grad_entropy.defined() || s.entropy, "model.backward: gradEntropy needs a forward with entropy: true");
+  RLF_CHECK(!grad_values.defined() || layout_.score != kNone, "model.backward: gradValues needs a scalar head");
+  const float* P = params_.data<float>();
+  float* G = const_cast<float*>(grads().data<float>());
+  const bool gpt2 = c.arch == Arch::gpt2;
+  const int64_t qkv_dim = c.qkv_dim(), up_width = gpt2 ? c.hidden : 2 * c.hidden;
+
+  std::vector<float> dnf(static_cast<size_t>(N * d), 0.0f);
+  // LM head: logits again a chunk at a time, d logits in place, then back to the hidden states.
+  if (grad_logp.defined() || grad_entropy.defined()) {
+    const float* W = P + layout_.lm_head;
+    float* dW = G + layout_.lm_head;
+    const int64_t total = s.batch * targets, chunk = head_chunk_rows(c.vocab);
+    std::vector<float> logits(static_cast<size_t>(std::min(chunk, total) * c.vocab));
+    std::vector<float> hidden(static_cast<size_t>(std::min(chunk, total) * d));
+    std::vector<float> dhidden(static_cast<size_t>(std::min(chunk, total) * d));
+    std::vector<int32_t> next(static_cast<size_t>(std::min(chunk, total)));
+    for (int64_t start = 0; start < total; start += chunk) {
+      const int64_t rows = std::min(chunk, total - start);
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t b = (start + i) / targets, t = (start + i) % targets;
+        std::memcpy(hidden.data() + i * d, s.final_normed.data() + (b * T + t) * d, sizeof(float) * d);
+        next[i] = s.tokens[b * T + t + 1];
+      }
+      linear(hidden.data(), rows, d, W, c.vocab, logits.data(), c.vocab, false);
+      LogprobsBackwardArgs a{logits.data(),
+                             DType::f32,
+                             next.data(),
+                             rows,
+                             c.vocab,
+                             1.0f / s.temperature,
+                             grad_logp.defined() ? grad_logp.data<float>() + start : nullptr,
+                             grad_entropy.defined() ? grad_entropy.data<float>() + start : nullptr,
+                             logits.data(),
+                             nullptr};
+      cpu::logprobs_backward(a);
+      sgemm(false, false, rows, d, c.vocab, 1.0f, logits.data(), c.vocab, W, d, 0.0f, dhidden.data(), d);
+      sgemm(true, false, c.vocab, d, rows, 1.0f, logits.data(), c.vocab, hidden.data(), d, 1.0f, dW, d);
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t b = (start + i) / targets, t = (start + i) % targets;
+        float* dst = dnf.data() + (b * T + t) * d;
+        const float* src = dhidden.data() + i * d;
+        for (int64_t j = 0; j < d; ++j) dst[j] += src[j];
+      }
+    }
+  }
+  if (grad_values.defined()) {
+    const float* gv = grad_values.data<float>();
+    const float* w = P + layout_.score;
+    for (int64_t i = 0; i < N; ++i) {
+      for (int64_t j = 0; j < d; ++j) dnf[i * d + j] += gv[i] * w[j];
+    }
+    sgemm(true, false, 1, d, N, 1.0f, gv, 1, s.final_normed.data(), d, 1.0f, G + layout_.score, d);
+  }
+
+  const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : P + offset; };
+  const auto gopt = [&](size_t offset) { return offset == kNone ? nullptr : G + offset; };
+  std::vector<float> dx(static_cast<size_t>(N * d), 0.0f);
+  norm_backward(dnf.data(), s.x.data() + 2 * c.layers * N * d, P + layout_.final_norm_w, layout_.final_norm_b != kNone,
+                s.stats.data() + 2 * c.layers * 2 * N, dx.data(), G + layout_.final_norm_w, gopt(layout_.final_norm_b),
+                N, d);
+
+  std::vector<float> dact(static_cast<size_t>(N * c.hidden)), dpre(static_cast<size_t>(N * up_width));
+  std::vector<float> datt(static_cast<size_t>(N * c.q_dim())), dqkv(static_cast<size_t>(N * qkv_dim));
+  std::vector<float>& dn = dnf;  // reused as the gradient at a norm's output
+  for (int64_t l = c.layers - 1; l >= 0; --l) {
+    const LayerOffsets& L = layout_.layers[l];
+    const float* x_in = s.x.data() + 2 * l * N * d;
+    const float* x_mid = s.x.data() + (2 * l + 1) * N * d;
+    const float* stats1 = s.stats.data() + 2 * l * 2 * N;
+    const float* stats2 = s.stats.data() + (2 * l + 1) * 2 * N;
+    const float* qkv = s.qkv.data() + l * N * qkv_dim;
+    const float* lse = s.lse.data() + l * s.batch * c.heads * T;
+    const float* att = s.att.data() + l * N * c.q_dim();
+    const float* pre = s.pre.data() + l * N * up_width;
+
+    // MLP block: x_out = x_mid + act W_down^T + b_down, act = f(pre), pre = norm2(x_mid) W_up^T + b_up.
+    norm_reapply(x_mid, P + L.norm2_w, opt(L.norm2_b), stats2, s.normed.data(), N, d);
+    if (gpt2) gelu(pre, s.act.data(), N * c.hidden);
+    else swiglu(pre, s.act.data(), N, c.hidden);
+    sgemm(true, false, d, c.hidden, N, 1.0f, dx.data(), d, s.act.data(), c.hidden, 1.0f, G + L.down_w, c.hidden);
+    if (L.down_b != kNone) bias_grad(dx.data(), d, G + L.down_b, N, d);
+    sgemm(false, false, N, c.hidden, d, 1.0f, dx.data(), d, P + L.down_w, c.hidden, 0.0f, dact.data(), c.hidden);
+    if (gpt2) gelu_backward(pre, dact.data(), dpre.data(), N * c.hidden);
+    else swiglu_backward(pre, dact.data(), dpre.data(), N, c.hidden);
+    sgemm(true, false, up_width, d, N, 1.0f, dpre.data(), up_width, s.normed.data(), d, 1.0f, G + L.up_w, d);
+    if (L.up_b != kNone) bias_grad(dpre.data(), up_width, G + L.up_b, N, up_width);
+    sgemm(false, false, N, d, up_width, 1.0f, dpre.data(), up_width, P + L.up_w, d, 0.0f, dn.data(), d);
+    norm_backward(dn.data(), x_mid, P + L.norm2_w, L.norm2_b != kNone, stats2, dx.data(), G + L.norm2_w,
+                  gopt(L.norm2_b), N, d);
+
+    // Attention block: x_mid = x_in + att W_out^T + b_out.
+    sgemm(true, false, d, c.q_dim(), N, 1.0f, dx.data(), d, att, c.q_dim(), 1.0f, G + L.out_w, c.q_dim());
+    if (L.out_b != kNone) bias_grad(dx.data(), d, G + L.out_b, N, d);
+    sgemm(false, false, N, c.q_dim(), d, 1.0f, dx.data(), d, P + L.out_w, c.q_dim(), 0.0f, datt.data(), c.q_dim());
+    AttentionGradArgs ga{};
+    AttentionArgs& a = ga.fwd;
+    a.batch = s.batch;
+    a.heads = c.heads;
+    a.kv_heads = c.kv_heads;
+    a.head_dim = c.head_dim;
+    a.queries = a.key_slots = T;
+    a.q = qkv;
+    a.q_ld = qkv_dim;
+    a.q_batch = T * qkv_dim;
+    a.k = qkv + c.q_dim();
+    a.v = qkv + c.q_dim() + c.kv_dim();
+    a.kv_ld = qkv_dim;
+    a.kv_batch = T * qkv_dim;
+    a.key_valid = s.masked ? s.key_valid.data() : nullptr;
+    a.out = const_cast<float*>(att);
+    a.out_ld = c.q_dim();
+    a.out_batch = T * c.q_dim();
+    a.lse = const_cast<float*>(lse);
+    a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    ga.dout = datt.data();
+    ga.dq = dqkv.data();
+    ga.dk = dqkv.data() + c.q_dim();
+    ga.dv = dqkv.data() + c.q_dim() + c.kv_dim();
+    attention_backward(ga);
+    if (!gpt2) {
+      rope_.apply(dqkv.data(), N, qkv_dim, c.heads, s.positions.data(), true);
+      rope_.apply(dqkv.data() + c.q_dim(), N, qkv_dim, c.kv_heads, s.positions.data(), true);
+    }
+    norm_reapply(x_in, P + L.norm1_w, opt(L.norm1_b), stats1, s.normed.data(), N, d);
+    sgemm(true, false, qkv_dim, d, N, 1.0f, dqkv.data(), qkv_dim, s.normed.data(), d, 1.0f, G + L.qkv_w, d);
+    if (L.qkv_b != kNone) bias_grad(dqkv.data(), qkv_dim, G + L.qkv_b, N, qkv_dim);
+    sgemm(false, false, N, d, qkv_dim, 1.0f, dqkv.data(), qkv_dim, P + L.qkv_w, d, 0.0f, dn.data(), d);
+    norm_backward(dn.data(), x_in, P + L.norm1_w, L.norm1_b != kNone, stats1, dx.data(), G + L.norm1_w,
+                  gopt(L.norm1_b), N, d);
+  }
+  embed_backward(s.tokens.data(), dx.data(), G + layout_.token_embedding, N, d);
+  if (layout_.position_embedding != kNone) {
+    embed_backward(s.positions.data(), dx.data(), G + layout_.position_embedding, N, d);
+  }
+}
+
+}  // namespace rlfarm::model
+
+namespace rlfarm::model {
+
+GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) {
+  const char* op = "model.generate";
+  check_tokens(prompts, mask, op);
+  const ModelConfig& c = config_;
+  const int64_t B = prompts.shape[0], P = prompts.shape[1], new_tokens = o.max_new_tokens;
+  RLF_CHECK(new_tokens >= 0 && new_tokens < (int64_t(1) << 24), op, ": maxNewTokens must be >= 0; got ", new_tokens);
+  RLF_CHECK(std::isfinite(o.temperature) && o.temperature >= 0, op, ": temperature must be >= 0; got ", o.temperature);
+  RLF_CHECK(o.top_k >= 0, op, ": topK must be >= 0; got ", o.top_k);
+  RLF_CHECK(o.top_p > 0 && o.top_p <= 1, op, ": topP must be in (0, 1]; got ", o.top_p);
+  RLF_CHECK(o.seeds.size() == static_cast<size_t>(B), op, ": give one seed per prompt (", B, "); got ", o.seeds.size());
+  for (int32_t t : o.stop_tokens) {
+    RLF_CHECK(t >= 0 && t < c.vocab, op, ": stop token ", t, " is outside the vocabulary [0, ", c.vocab, ")");
+  }
+  RLF_CHECK(o.pad_token >= 0 && o.pad_token < c.vocab, op, ": padToken ", o.pad_token, " is outside the vocabulary");
+
+  Saved s;
+  s.batch = B;
+  s.steps = P;
+  s.rows = B * P;
+  s.tokens.assign(prompts.data<int32_t>(), prompts.data<int32_t>() + s.rows);
+  positions_from_mask(mask, B, P, s.positions, s.key_valid);
+  s.masked = true;
+  std::vector<int32_t> length(B, 0), last(B, 0);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < P; ++t) {
+      if (s.key_valid[b * P + t]) {
+        ++length[b];
+        last[b] = static_cast<int32_t>(t);
+      }
+    }
+    RLF_CHECK(length[b] > 0, op, ": prompt ", b, " has no tokens (its attention mask is all 0)");
+    if (c.arch == Arch::gpt2) {
+      RLF_CHECK(length[b] + new_tokens <= c.max_positions, op, ": prompt ", b, " has ", length[b],
+                " tokens; with maxNewTokens ", new_tokens, " it would pass GPT-2's n_positions (", c.max_positions, ")");
+    }
+  }
+
+  const int64_t d = c.dim, V = c.vocab, kv = c.kv_dim(), qkv_dim = c.qkv_dim();
+  const int64_t slots = P + std::max<int64_t>(new_tokens, 1);
+  const int64_t up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
+  std::vector<float> cache_k, cache_v;
+  reserve(cache_k, static_cast<size_t>(c.layers * B * slots * kv), "the KV cache");
+  reserve(cache_v, static_cast<size_t>(c.layers * B * slots * kv), "the KV cache");
+  reserve(s.x, static_cast<size_t>(s.rows * d), "activations");
+  reserve(s.stats, static_cast<size_t>(2 * s.rows), "activations");
+  reserve(s.qkv, static_cast<size_t>(s.rows * qkv_dim), "activations");
+  reserve(s.lse, static_cast<size_t>(B * c.heads * P), "activations");
+  reserve(s.att, static_cast<size_t>(s.rows * c.q_dim()), "activations");
+  reserve(s.pre, static_cast<size_t>(s.rows * up_width), "activations");
+  reserve(s.final_normed, static_cast<size_t>(s.rows * d), "activations");
+  reserve(s.normed, static_cast<size_t>(s.rows * d), "activations");
+  reserve(s.act, static_cast<size_t>(s.rows * c.hidden), "activations");
+  if (c.arch != Arch::gpt2) rope_.ensure(*std::max_element(length.begin(), length.end()) + new_tokens + 1);
+  run_layers(s, false, &cache_k, &cache_v, slots);
+
+  std::vector<uint8_t> valid(static_cast<size_t>(B * slots), 0);
+  for (int64_t b = 0; b < B; ++b) std::memcpy(valid.data() + b * slots, s.key_valid.data() + b * P, P);
+
+  const float* Pm = params_.data<float>();
+  const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : Pm + offset; };
+  std::vector<float> x(B * d), normed(B * d), stats(2 * B), qkv(B * qkv_dim), att(B * c.q_dim()), pre(B * up_width),
+      act(B * c.hidden), logits(B * V);
+  for (int64_t b = 0; b < B; ++b) std::memcpy(normed.data() + b * d, s.final_normed.data() + (b * P + last[b]) * d, sizeof(float) * d);
+  linear(normed.data(), B, d, Pm + layout_.lm_head, V, logits.data(), V, false);
+
+  GenerateResult r;
+  std::vector<int32_t> out_tokens(static_cast<size_t>(B * new_tokens), o.pad_token), lengths(B, 0);
+  std::vector<float> out_logprobs(static_cast<size_t>(B * new_tokens), 0.0f);
+  std::vector<uint8_t> finished(B, 0);
+  std::vector<int32_t> step_tokens(B), step_positions(B), query_slot(B);
+  int64_t steps_done = 0;
+  for (int64_t step = 0; step < new_tokens; ++step) {
+    parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<int32_t> scratch;
+      for (int64_t b = b0; b < b1; ++b) {
+        if (finished[b]) {
+          step_tokens[b] = o.pad_token;
+          continue;
+        }
+        const Sample pick = sample_token(logits.data() + b * V, V, o.temperature, o.top_k, o.top_p,
+                                         uniform_draw(o.seeds[b], static_cast<uint64_t>(step)), scratch);
+        step_tokens[b] = pick.token;
+        out_tokens[b * new_tokens + step] = pick.token;
+        out_logprobs[b * new_tokens + step] = pick.logprob;
+        lengths[b] = static_cast<int32_t>(step + 1);
+        if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), pick.token) != o.stop_tokens.end()) finished[b] = 1;
+      }
+    });
+    steps_done = step + 1;
+    if (step + 1 == new_tokens || std::all_of(finished.begin(), finished.end(), [](uint8_t f) { return f != 0; })) break;
+
+    // One decoding step: the new token of each row at slot P + step.
+    const int64_t slot = P + step;
+    for (int64_t b = 0; b < B; ++b) {
+      step_positions[b] = length[b] + static_cast<int32_t>(step);
+      query_slot[b] = static_cast<int32_t>(slot);
+      valid[b * slots + slot] = 1;
+    }
+    embed(step_tokens.data(), step_positions.data(), Pm + layout_.token_embedding, opt(layout_.position_embedding),
+          x.data(), B, d);
+    for (int64_t l = 0; l < c.layers; ++l) {
+      const LayerOffsets& L = layout_.layers[l];
+      float* ck = cache_k.data() + l * B * slots * kv;
+      float* cv = cache_v.data() + l * B * slots * kv;
+      norm_forward(x.data(), Pm + L.norm1_w, opt(L.norm1_b), normed.data(), stats.data(), B, d, c.norm_eps);
+      linear(normed.data(), B, d, Pm + L.qkv_w, qkv_dim, qkv.data(), qkv_dim, false);
+      if (L.qkv_b != kNone) add_bias(qkv.data(), qkv_dim, Pm + L.qkv_b, B, qkv_dim);
+      if (c.arch != Arch::gpt2) {
+        rope_.apply(qkv.data(), B, qkv_dim, c.heads, step_positions.data(), false);
+        rope_.apply(qkv.data() + c.q_dim(), B, qkv_dim, c.kv_heads, step_positions.data(), false);
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        std::memcpy(ck + (b * slots + slot) * kv, qkv.data() + b * qkv_dim + c.q_dim(), sizeof(float) * kv);
+        std::memcpy(cv + (b * slots + slot) * kv, qkv.data() + b * qkv_dim + c.q_dim() + kv, sizeof(float) * kv);
+      }
+      AttentionArgs a{};
+      a.batch = B;
+      a.heads = c.heads;
+      a.kv_heads = c.kv_heads;
+      a.head_dim = c.head_dim;
+      a.queries = 1;
+      a.key_slots = slots;
+      a.q = qkv.data();
+      a.q_ld = qkv_dim;
+      a.q_batch = qkv_dim;
+      a.k = ck;
+      a.v = cv;
+      a.kv_ld = kv;
+      a.kv_batch = slots * kv;
+      a.query_slot = query_slot.data();
+      a.key_valid = valid.data();
+      a.out = att.data();
+      a.out_ld = c.q_dim();
+      a.out_batch = c.q_dim();
+      a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+      attention_forward(a);
+      linear(att.data(), B, c.q_dim(), Pm + L.out_w, d, x.data(), d, true);
+      if (L.out_b != kNone) add_bias(x.data(), d, Pm + L.out_b, B, d);
+      norm_forward(x.data(), Pm + L.norm2_w, opt(L.norm2_b), normed.data(), stats.data(), B, d, c.norm_eps);
+      linear(normed.data(), B, d, Pm + L.up_w, up_width, pre.data(), up_width, false);
+      if (L.up_b != kNone) add_bias(pre.data(), up_width, Pm + L.up_b, B, up_width);
+      if (c.arch == Arch::gpt2) gelu(pre.data(), act.data(), B * c.hidden);
+      else swiglu(pre.data(), act.data(), B, c.hidden);
+      linear(act.data(), B, c.hidden, Pm + L.down_w, d, x.data(), d, true);
+      if (L.down_b != kNone) add_bias(x.data(), d, Pm + L.down_b, B, d);
+    }
+    norm_forward(x.data(), Pm + layout_.final_norm_w, opt(layout_.final_norm_b), normed.data(), stats.data(), B, d,
+                 c.norm_eps);
+    linear(normed.data(), B, d, Pm + layout_.lm_head, V, logits.data(), V, false);
+  }
+
+  r.tokens = empty({B, P + steps_done}, DType::i32, Device::host());
+  r.logprobs = empty({B, steps_done}, DType::f32, Device::host());
+  r.lengths = empty({B}, DType::i32, Device::host());
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(r.tokens.data<int32_t>() + b * (P + steps_done), s.tokens.data() + b * P, sizeof(int32_t) * P);
+    std::memcpy(r.tokens.data<int32_t>() + b * (P + steps_done) + P, out_tokens.data() + b * new_tokens,
+                sizeof(int32_t) * steps_done);
+    std::memcpy(r.logprobs.data<float>() + b * steps_done, out_logprobs.data() + b * new_tokens, sizeof(float) * steps_done);
+    r.lengths.data<int32_t>()[b] = lengths[b];
+  }
+  return r;
+}
+
+}  // namespace rlfarm::model

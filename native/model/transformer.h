@@ -1,0 +1,87 @@
+// A decoder-only transformer on the CPU: forward (with or without a training
+// cache), backward into a gradient buffer, and batched generation with a KV
+// cache. Parameters and gradients are single contiguous buffers laid out by
+// ParamLayout. Not thread-safe: one call at a time (the binding enforces it).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../core/tensor.h"
+#include "config.h"
+#include "layers.h"
+#include "layout.h"
+
+namespace rlfarm::model {
+
+struct ForwardOptions {
+  bool train = false;     // keep activations for backward()
+  bool logprobs = true;   // log p(tokens[t+1] | tokens[..t]), [B, T-1]
+  bool entropy = false;   // entropy of each next-token distribution, [B, T-1]
+  float temperature = 1;  // log-probs and entropy of softmax(logits / temperature)
+  bool logits = false;    // all logits, [B, T, V] (memory-hungry; for tests and small vocabularies)
+  bool values = false;    // the scalar head at every position, [B, T]
+};
+
+struct ForwardResult {
+  Tensor logp, entropy, logits, values;
+};
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 16;
+  float temperature = 1;  // 0: greedy (argmax)
+  int64_t top_k = 0;      // 0: off
+  float top_p = 1;        // 1: off
+  std::vector<int32_t> stop_tokens;
+  int32_t pad_token = 0;  // written after a row has stopped
+  std::vector<uint64_t> seeds;  // one per row
+};
+
+struct GenerateResult {
+  Tensor tokens;    // [B, P + n] i32: the prompts, then the new tokens (pad after a stop)
+  Tensor logprobs;  // [B, n] f32: log-prob of each new token under softmax(logits / temperature), 0 after a stop
+  Tensor lengths;   // [B] i32: new tokens per row, the stop token included
+};
+
+class Transformer {
+ public:
+  explicit Transformer(const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  const ParamLayout& layout() const { return layout_; }
+  const Tensor& params() const { return params_; }
+  // The gradient buffer, allocated (as zeros) on first use.
+  const Tensor& grads();
+  void zero_grad();
+
+  // Normal(0, 0.02) weights (output projections scaled by 1/sqrt(2 layers)),
+  // ones for norm weights, zeros for biases; deterministic in the seed.
+  void init_random(uint64_t seed);
+
+  // tokens [B, T] i32; mask [B, T] (1 = real token) or undefined.
+  ForwardResult forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& options);
+  // Gradients at the outputs of the last training forward ([B, T-1] for
+  // log-probs and entropy, [B, T] for values; each may be undefined); adds the
+  // parameter gradients into grads().
+  void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values);
+  GenerateResult generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& options);
+
+ private:
+  struct Saved;  // activations of one forward
+  void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
+  void run_layers(Saved& s, bool train, std::vector<float>* kv_cache_k, std::vector<float>* kv_cache_v,
+                  int64_t cache_slots);
+  void head_logprobs(Saved& s, const ForwardOptions& o, ForwardResult& r);
+
+  ModelConfig config_;
+  ParamLayout layout_;
+  Tensor params_, grads_;
+  RopeTable rope_;
+
+  struct SavedDeleter {
+    void operator()(Saved* s) const;
+  };
+  std::unique_ptr<Saved, SavedDeleter> saved_;  // the last training forward
+};
+
+}  // namespace rlfarm::model
