@@ -21,3 +21,10 @@ export type {
   RewardLossOptions,
 } from './ops.js'
 export { ops }
+export { Model } from './model/model.js'
+export type { ModelConfig, LoadOptions, CreateOptions, ParameterInfo, ForwardOptions, ForwardOutput, BackwardGradients, GenerateOptions, GenerateOutput } from './model/model.js'
+export { AdamW, learningRate } from './model/optim.js'
+export type { AdamWOptions, StepOptions, AdamWState, Schedule, ScheduleKind } from './model/optim.js'
+export { SafetensorsFile, writeSafetensors } from './model/safetensors.js'
+export type { SafetensorsEntry, SafetensorsDType, TensorToWrite } from './model/safetensors.js'
+export { configFromHf, configToHf } from './model/config.js'

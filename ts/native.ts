@@ -75,6 +75,90 @@ export interface BackendInfo {
   hostCacheBytes: number
 }
 
+export interface NativeModelConfig {
+  arch: 'gpt2' | 'llama'
+  vocab: number
+  dim: number
+  layers: number
+  heads: number
+  kvHeads: number
+  headDim: number
+  hidden: number
+  maxPositions: number
+  normEps: number
+  ropeTheta: number
+  ropeScaling: 'none' | 'linear' | 'llama3'
+  ropeFactor: number
+  ropeLowFreqFactor: number
+  ropeHighFreqFactor: number
+  ropeOriginalMaxPositions: number
+  tieEmbeddings: boolean
+  qkvBias: boolean
+  scalarHead: boolean
+}
+
+export interface NativeParameterInfo {
+  name: string
+  shape: number[]
+  offset: number
+  numel: number
+  decay: boolean
+  hfTransposed: boolean
+}
+
+export interface NativeForwardOptions {
+  train: boolean
+  logprobs: boolean
+  entropy: boolean
+  temperature: number
+  logits: boolean
+  values: boolean
+}
+
+export interface NativeGenerateOptions {
+  maxNewTokens: number
+  temperature: number
+  topK: number
+  topP: number
+  stopTokens: number[]
+  padToken: number
+  seeds: number[]
+}
+
+export interface NativeAdamWOptions {
+  lr: number
+  beta1: number
+  beta2: number
+  eps: number
+  weightDecay: number
+  maxGradNorm: number
+  decay: boolean[]
+}
+
+export interface NativeModel {
+  parameterInfo(): NativeParameterInfo[]
+  params(): NativeTensorHandle
+  grads(): NativeTensorHandle
+  zeroGrad(): void
+  initRandom(seed: number): void
+  loadParameter(name: string, bytes: NativeTensorHandle, dtype: string, shape: number[], transpose: boolean): void
+  readParameter(name: string, transpose: boolean, fromGrads?: boolean): NativeTensorHandle
+  forward(tokens: NativeTensorHandle, mask: NativeTensorHandle | undefined, options: NativeForwardOptions): Promise<{
+    logp?: NativeTensorHandle
+    entropy?: NativeTensorHandle
+    logits?: NativeTensorHandle
+    values?: NativeTensorHandle
+  }>
+  backward(gradLogp?: NativeTensorHandle, gradEntropy?: NativeTensorHandle, gradValues?: NativeTensorHandle): Promise<void>
+  generate(prompts: NativeTensorHandle, mask: NativeTensorHandle | undefined, options: NativeGenerateOptions): Promise<{
+    tokens: NativeTensorHandle
+    logprobs: NativeTensorHandle
+    lengths: NativeTensorHandle
+  }>
+  adamwStep(m: NativeTensorHandle, v: NativeTensorHandle, step: number, options: NativeAdamWOptions): Promise<number>
+  gradNorm(): number
+}
+
 export interface NativeAddon {
   NativeTensor: NativeTensorClass & (new (...args: never[]) => NativeTensorHandle)
   devices(): DeviceInfo[]
@@ -82,6 +166,10 @@ export interface NativeAddon {
   setSimdLevel(level: string): void
   synchronize(device: string): void
   emptyCache(): void
+  mapFile(path: string): NativeTensorHandle
+  view(base: NativeTensorHandle, offset: number, shape: number[]): NativeTensorHandle
+  viewBytes(bytes: NativeTensorHandle, byteOffset: number, dtype: DType, shape: number[]): NativeTensorHandle
+  NativeModel: new (config: NativeModelConfig) => NativeModel
   ops: NativeOps
 }
 

@@ -93,6 +93,14 @@ Napi::Value View(const Napi::CallbackInfo& info) {
   return wrap(info.Env(), view(base, static_cast<int64_t>(offset), shape_from_js(info[2], "view")));
 }
 
+// viewBytes(u8 tensor, byteOffset, dtype, shape)
+Napi::Value ViewBytes(const Napi::CallbackInfo& info) {
+  const Tensor& bytes = tensor(info, 0, "viewBytes: bytes");
+  const double offset = number_arg(info[1], "viewBytes: byteOffset");
+  const DType dtype = parse_dtype(string_arg(info[2], "viewBytes: dtype"), "viewBytes");
+  return wrap(info.Env(), view_bytes_as(bytes, static_cast<int64_t>(offset), dtype, shape_from_js(info[3], "viewBytes")));
+}
+
 Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto r = ops::logprobs(tensor(info, 0, "ops.logprobs: logits"), tensor(info, 1, "ops.logprobs: targets"),
@@ -238,6 +246,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
   exports.Set("mapFile", Napi::Function::New<MapFile>(env, "mapFile"));
   exports.Set("view", Napi::Function::New<View>(env, "view"));
+  exports.Set("viewBytes", Napi::Function::New<ViewBytes>(env, "viewBytes"));
   exports.Set("NativeModel", NativeModel::Define(env));
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("logprobs", Napi::Function::New<Logprobs>(env, "logprobs"));

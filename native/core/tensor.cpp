@@ -255,6 +255,27 @@ Tensor view(const Tensor& base, int64_t offset, const Shape& shape) {
   return out;
 }
 
+Tensor view_bytes_as(const Tensor& bytes, int64_t byte_offset, DType dtype, const Shape& shape) {
+  check_usable(bytes, "viewBytes");
+  RLF_CHECK(bytes.dtype == DType::u8 && bytes.device().is_cpu(), "viewBytes: expected host u8 bytes; got ",
+            bytes.describe());
+  check_shape(shape, "viewBytes");
+  const size_t size = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  RLF_CHECK(byte_offset >= 0 && static_cast<size_t>(byte_offset) + size <= static_cast<size_t>(bytes.numel()),
+            "viewBytes: ", size, " bytes at ", byte_offset, " run past the end of ", bytes.describe());
+  const char* src = static_cast<const char*>(bytes.raw()) + byte_offset;
+  if (reinterpret_cast<uintptr_t>(src) % dtype_size(dtype) == 0) {
+    Tensor out = bytes;
+    out.offset = bytes.offset + static_cast<size_t>(byte_offset);
+    out.dtype = dtype;
+    out.shape = shape;
+    return out;
+  }
+  Tensor out = empty(shape, dtype, Device::host());
+  std::memcpy(out.raw(), src, size);
+  return out;
+}
+
 namespace {
 struct MappedFile : StorageOwner {
   void* data = nullptr;

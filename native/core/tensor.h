@@ -97,6 +97,9 @@ void check_usable(const Tensor& t, const char* what);
 // A tensor over part of `base`'s storage (no copy): `offset` elements of
 // base's dtype in, holding `shape`.
 Tensor view(const Tensor& base, int64_t offset, const Shape& shape);
+// The bytes [byte_offset, ...) of a u8 tensor seen as `dtype` elements of
+// `shape`: a view when the address suits the dtype's alignment, else a copy.
+Tensor view_bytes_as(const Tensor& bytes, int64_t byte_offset, DType dtype, const Shape& shape);
 // The bytes of a file, mapped copy-on-write (writes never reach the file), as u8 [size].
 Tensor map_file(const std::string& path);
 

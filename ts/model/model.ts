@@ -1,0 +1,372 @@
+// Model: a GPT-2 or Llama-family transformer in the native engine, loaded
+// from (and saved to) a Hugging Face directory or created from a config.
+// forward/backward/generate run off the event loop and return Promises.
+import fs from 'node:fs'
+import path from 'node:path'
+import { native, type NativeModel, type NativeParameterInfo } from '../native.js'
+import { Tensor, type Device } from '../tensor.js'
+import { booleanOption, checkKeys, describe, numberOption } from '../util/options.js'
+import { completeConfig, configFromHf, configToHf, type ModelConfig } from './config.js'
+import { SafetensorsFile, writeSafetensors } from './safetensors.js'
+
+export type { ModelConfig }
+
+export interface LoadOptions {
+  /** Only 'cpu' for now; the CUDA engine is its own piece of work. */
+  device?: Device
+  /** Add a [1, hidden] scalar head ("score") for reward and value models. */
+  scalarHead?: boolean
+  /** Seed for parameters the checkpoint lacks (a new scalar head). */
+  seed?: number
+}
+
+export interface CreateOptions {
+  device?: Device
+  scalarHead?: boolean
+  seed?: number
+}
+
+export interface ParameterInfo {
+  /** Hugging Face name. */
+  name: string
+  /** Shape as Hugging Face stores it. */
+  shape: number[]
+  /** Weight decay applies by default (matrices other than embeddings). */
+  decay: boolean
+}
+
+export interface ForwardOptions {
+  /** 1 for real tokens, 0 for padding; positions follow it (cumsum - 1), as Hugging Face's. */
+  attentionMask?: Tensor
+  /** Keep activations for backward(). Default false. */
+  train?: boolean
+  /** Next-token log-probs [B, T-1]. Default true. */
+  logprobs?: boolean
+  /** Entropy of each next-token distribution [B, T-1]. Default false. */
+  entropy?: boolean
+  /** Log-probs and entropy of softmax(logits / temperature). Default 1. */
+  temperature?: number
+  /** All logits [B, T, V] (large). Default false. */
+  logits?: boolean
+  /** The scalar head at every position [B, T] (needs scalarHead). Default false. */
+  values?: boolean
+}
+
+export interface ForwardOutput {
+  logp?: Tensor
+  entropy?: Tensor
+  logits?: Tensor
+  values?: Tensor
+}
+
+export interface BackwardGradients {
+  /** d loss / d logp, [B, T-1]. */
+  gradLogp?: Tensor
+  /** d loss / d entropy, [B, T-1] (the forward must have had entropy: true). */
+  gradEntropy?: Tensor
+  /** d loss / d values, [B, T]. */
+  gradValues?: Tensor
+}
+
+export interface GenerateOptions {
+  /** 1 for prompt tokens, 0 for padding (left or right). Default: all ones. */
+  attentionMask?: Tensor
+  /** Default 16. */
+  maxNewTokens?: number
+  /** 0 picks the most likely token (greedy). Default 1. */
+  temperature?: number
+  /** Keep the k most likely tokens; 0 is off. Default 0. */
+  topK?: number
+  /** Keep the smallest set of tokens with this much probability; 1 is off. Default 1. */
+  topP?: number
+  /** A row stops after producing one of these (it is kept). Default none. */
+  stopTokens?: number[]
+  /** Written after a row has stopped. Default 0. */
+  padToken?: number
+  /** Seed of row b is seed + b, unless `seeds` gives one per row. Default 0. */
+  seed?: number
+  seeds?: number[]
+}
+
+export interface GenerateOutput {
+  /** [B, P + n]: the prompts, then the new tokens (padToken after a stop). */
+  tokens: Tensor
+  /** [B, n]: log-prob of each new token under softmax(logits / temperature); 0 after a stop. */
+  logprobs: Tensor
+  /** [B] i32: new tokens per row, the stop token included. */
+  lengths: Tensor
+}
+
+/** Runs an async native call and, if it fails, gives the error the caller's stack. */
+async function withCallerStack<T>(call: () => Promise<T>): Promise<T> {
+  const site = new Error()
+  try {
+    return await call()
+  } catch (err) {
+    if (err instanceof Error && site.stack) {
+      err.stack = `${err.name}: ${err.message}\n${site.stack.split('\n').slice(2).join('\n')}`
+    }
+    throw err
+  }
+}
+
+// Tensors that checkpoints carry but that are not parameters.
+const BUFFERS = [/\.attn\.bias$/, /\.attn\.masked_bias$/, /rotary_emb\.inv_freq$/]
+
+function checkDevice(where: string, device: Device | undefined): void {
+  if (device !== undefined && device !== 'cpu') {
+    throw new Error(`${where}: device '${device}' is not available for models yet (the CUDA engine is not built); use 'cpu'`)
+  }
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as Error).message}`)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new Error(`${file}: invalid JSON (${(err as Error).message})`)
+  }
+}
+
+/** The safetensors files of a Hugging Face directory: one file, or shards listed by an index. */
+function openWeights(dir: string): SafetensorsFile[] {
+  const single = path.join(dir, 'model.safetensors')
+  const index = path.join(dir, 'model.safetensors.index.json')
+  if (fs.existsSync(single)) return [SafetensorsFile.open(single)]
+  if (fs.existsSync(index)) {
+    const map = readJson(index).weight_map as Record<string, string> | undefined
+    if (!map || typeof map !== 'object') throw new Error(`${index}: weight_map is missing`)
+    return [...new Set(Object.values(map))].map((file) => SafetensorsFile.open(path.join(dir, file)))
+  }
+  const bin = ['pytorch_model.bin', 'model.bin'].find((f) => fs.existsSync(path.join(dir, f)))
+  throw new Error(
+    `${dir}: no model.safetensors or model.safetensors.index.json` +
+      (bin ? ` (found ${bin}; rlfarm reads safetensors only: convert it with transformers' save_pretrained(safe_serialization=True))` : ''),
+  )
+}
+
+export class Model {
+  readonly config: ModelConfig
+  /** The config.json this model was loaded from, or one made for it. */
+  readonly hfConfig: Record<string, unknown>
+  /** Checkpoint tensors the model did not use (other than known buffers). */
+  readonly unusedTensors: string[] = []
+  readonly #native: NativeModel
+  readonly #info: NativeParameterInfo[]
+
+  private constructor(config: ModelConfig, hfConfig: Record<string, unknown>) {
+    this.config = config
+    this.hfConfig = hfConfig
+    this.#native = new native.NativeModel(config)
+    this.#info = this.#native.parameterInfo()
+  }
+
+  /** A model with random weights (normal(0, 0.02), norms 1, biases 0), deterministic in `seed`. */
+  static create(config: Partial<ModelConfig> & Pick<ModelConfig, 'arch' | 'vocab' | 'dim' | 'layers' | 'heads'>, options: CreateOptions = {}): Model {
+    checkKeys('Model.create', options, ['device', 'scalarHead', 'seed'])
+    checkDevice('Model.create', options.device)
+    const full = completeConfig({ ...config, scalarHead: options.scalarHead ?? config.scalarHead ?? false })
+    const model = new Model(full, configToHf(full))
+    model.#native.initRandom(numberOption('Model.create', 'seed', options.seed, 0))
+    return model
+  }
+
+  /** Loads a Hugging Face directory: config.json and model.safetensors (or shards with an index). */
+  static async load(dir: string, options: LoadOptions = {}): Promise<Model> {
+    checkKeys('Model.load', options, ['device', 'scalarHead', 'seed'])
+    checkDevice('Model.load', options.device)
+    const configFile = path.join(dir, 'config.json')
+    if (!fs.existsSync(configFile)) {
+      throw new Error(`${dir}: no config.json (a Hugging Face model directory holds config.json and model.safetensors)`)
+    }
+    const hf = readJson(configFile)
+    const scalarHead = booleanOption('Model.load', 'scalarHead', options.scalarHead, false)
+    const model = new Model(configFromHf(hf, configFile, scalarHead), hf)
+    const files = openWeights(dir)
+    const scoreFile = path.join(dir, 'score.safetensors')
+    if (scalarHead && fs.existsSync(scoreFile)) files.push(SafetensorsFile.open(scoreFile))
+    const used = new Set<string>()
+    for (const p of model.#info) {
+      const names = model.config.arch === 'gpt2' ? [p.name, p.name.replace(/^transformer\./, '')] : [p.name]
+      const found = files.flatMap((f) => names.filter((n) => f.entries.has(n)).map((n) => ({ f, n })))[0]
+      if (!found) {
+        if (p.name === 'score.weight') {
+          model.#initScore(numberOption('Model.load', 'seed', options.seed, 0))
+          continue
+        }
+        throw new Error(`${files[0].path}: tensor ${names.join(' (or ')}${names.length > 1 ? ')' : ''} is missing`)
+      }
+      const entry = found.f.entry(found.n)
+      try {
+        model.#native.loadParameter(p.name, found.f.rawBytes(found.n).native, entry.dtype, entry.shape, p.hfTransposed)
+      } catch (err) {
+        throw new Error(`${found.f.path}: ${(err as Error).message}`)
+      }
+      used.add(`${found.f.path}\0${found.n}`)
+    }
+    for (const f of files) {
+      for (const name of f.entries.keys()) {
+        if (used.has(`${f.path}\0${name}`) || BUFFERS.some((re) => re.test(name))) continue
+        if (name === 'lm_head.weight' && model.config.tieEmbeddings) continue // a tied head saved anyway
+        model.unusedTensors.push(name)
+      }
+    }
+    return model
+  }
+
+  #initScore(seed: number): void {
+    // A small random head, as Hugging Face initialises a new classification head.
+    const w = new Tensor(this.#native.readParameter('score.weight', false)).data as Float32Array
+    let s = (seed ^ 0x5bd1e995) >>> 0 || 1
+    for (let i = 0; i < w.length; i++) {
+      s ^= s << 13
+      s ^= s >>> 17
+      s ^= s << 5
+      const u1 = ((s >>> 0) + 1) / 4294967297
+      s ^= s << 13
+      s ^= s >>> 17
+      s ^= s << 5
+      const u2 = (s >>> 0) / 4294967296
+      w[i] = 0.02 * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2)
+    }
+  }
+
+  get device(): Device {
+    return 'cpu'
+  }
+
+  /** Every parameter, with its Hugging Face name and shape. */
+  parameters(): ParameterInfo[] {
+    return this.#info.map((p) => ({ name: p.name, shape: p.hfTransposed ? [...p.shape].reverse() : [...p.shape], decay: p.decay }))
+  }
+
+  /** Number of parameters (a tied head counted once). */
+  get parameterCount(): number {
+    return this.#info.reduce((n, p) => n + p.numel, 0)
+  }
+
+  /**
+   * A parameter in Hugging Face's orientation: a zero-copy view of the model's
+   * buffer (writes change the model), except for GPT-2's Conv1D weights, which
+   * are stored transposed and come back as a copy.
+   */
+  parameter(name: string): Tensor {
+    return new Tensor(this.#native.readParameter(name, this.#find(name).hfTransposed))
+  }
+
+  /** The accumulated gradient of a parameter, shaped like parameter(name). */
+  gradient(name: string): Tensor {
+    return new Tensor(this.#native.readParameter(name, this.#find(name).hfTransposed, true))
+  }
+
+  /** All parameters as one flat f32 tensor (a view), in the engine's layout. */
+  flatParameters(): Tensor {
+    return new Tensor(this.#native.params())
+  }
+
+  /** All gradients as one flat f32 tensor (a view). */
+  flatGradients(): Tensor {
+    return new Tensor(this.#native.grads())
+  }
+
+  #find(name: string): NativeParameterInfo {
+    const p = this.#info.find((q) => q.name === name)
+    if (!p) throw new Error(`Model: no parameter named ${describe(name)}`)
+    return p
+  }
+
+  /** @internal For the optimizer. */
+  get nativeModel(): NativeModel {
+    return this.#native
+  }
+
+  /** log p(tokens[t+1] | tokens[..t]) as [B, T-1], keeping no activations. */
+  async logprobs(tokens: Tensor, options: { attentionMask?: Tensor; temperature?: number } = {}): Promise<Tensor> {
+    checkKeys('model.logprobs', options, ['attentionMask', 'temperature'])
+    const out = await this.forward(tokens, { ...options, logprobs: true })
+    return out.logp!
+  }
+
+  async forward(tokens: Tensor, options: ForwardOptions = {}): Promise<ForwardOutput> {
+    const where = 'model.forward'
+    checkKeys(where, options, ['attentionMask', 'train', 'logprobs', 'entropy', 'temperature', 'logits', 'values'])
+    if (!(tokens instanceof Tensor)) throw new TypeError(`${where}: tokens must be an i32 Tensor [B, T]; got ${describe(tokens)}`)
+    const mask = options.attentionMask
+    if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor`)
+    const nativeOptions = {
+      train: booleanOption(where, 'train', options.train, false),
+      logprobs: booleanOption(where, 'logprobs', options.logprobs, true),
+      entropy: booleanOption(where, 'entropy', options.entropy, false),
+      temperature: numberOption(where, 'temperature', options.temperature, 1),
+      logits: booleanOption(where, 'logits', options.logits, false),
+      values: booleanOption(where, 'values', options.values, false),
+    }
+    const r = await withCallerStack(() => this.#native.forward(tokens.native, mask?.native, nativeOptions))
+    const out: ForwardOutput = {}
+    if (r.logp) out.logp = new Tensor(r.logp)
+    if (r.entropy) out.entropy = new Tensor(r.entropy)
+    if (r.logits) out.logits = new Tensor(r.logits)
+    if (r.values) out.values = new Tensor(r.values)
+    return out
+  }
+
+  /** Adds the gradients of the last training forward's outputs into the parameter gradients. */
+  async backward(grads: BackwardGradients): Promise<void> {
+    checkKeys('model.backward', grads, ['gradLogp', 'gradEntropy', 'gradValues'])
+    for (const [key, value] of Object.entries(grads)) {
+      if (value !== undefined && !(value instanceof Tensor)) throw new TypeError(`model.backward: ${key} must be a Tensor`)
+    }
+    await withCallerStack(() => this.#native.backward(grads.gradLogp?.native, grads.gradEntropy?.native, grads.gradValues?.native))
+  }
+
+  zeroGrad(): void {
+    this.#native.zeroGrad()
+  }
+
+  async generate(prompts: Tensor, options: GenerateOptions = {}): Promise<GenerateOutput> {
+    const where = 'model.generate'
+    checkKeys(where, options, ['attentionMask', 'maxNewTokens', 'temperature', 'topK', 'topP', 'stopTokens', 'padToken', 'seed', 'seeds'])
+    if (!(prompts instanceof Tensor)) throw new TypeError(`${where}: prompts must be an i32 Tensor [B, P]; got ${describe(prompts)}`)
+    const batch = prompts.shape[0] ?? 0
+    const seed = numberOption(where, 'seed', options.seed, 0)
+    const seeds = options.seeds ?? Array.from({ length: batch }, (_, b) => seed + b)
+    if (!Array.isArray(seeds) || seeds.length !== batch || !seeds.every((s) => Number.isSafeInteger(s) && s >= 0)) {
+      throw new TypeError(`${where}: seeds must be ${batch} non-negative integers (one per prompt)`)
+    }
+    const stops = options.stopTokens ?? []
+    if (!Array.isArray(stops) || !stops.every((s) => Number.isInteger(s))) throw new TypeError(`${where}: stopTokens must be an array of token ids`)
+    const r = await withCallerStack(() =>
+      this.#native.generate(prompts.native, options.attentionMask?.native, {
+        maxNewTokens: numberOption(where, 'maxNewTokens', options.maxNewTokens, 16),
+        temperature: numberOption(where, 'temperature', options.temperature, 1),
+        topK: numberOption(where, 'topK', options.topK, 0),
+        topP: numberOption(where, 'topP', options.topP, 1),
+        stopTokens: stops,
+        padToken: numberOption(where, 'padToken', options.padToken, 0),
+        seeds,
+      }),
+    )
+    return { tokens: new Tensor(r.tokens), logprobs: new Tensor(r.logprobs), lengths: new Tensor(r.lengths) }
+  }
+
+  /**
+   * Writes config.json and model.safetensors (Hugging Face names, orientations
+   * and metadata, so transformers loads it), each atomically.
+   */
+  async save(dir: string): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true })
+    const tensors = this.#info
+      .filter((p) => !(p.name === 'lm_head.weight' && this.config.tieEmbeddings))
+      .map((p) => ({ name: p.name, tensor: this.parameter(p.name) }))
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' })
+    const config = { ...this.hfConfig, torch_dtype: 'float32' }
+    const temp = path.join(dir, `.config.json.tmp-${process.pid}`)
+    fs.writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`)
+    fs.renameSync(temp, path.join(dir, 'config.json'))
+  }
+}

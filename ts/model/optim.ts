@@ -1,0 +1,135 @@
+// AdamW over a model's parameters (PyTorch's update, decoupled weight decay),
+// with global gradient-norm clipping, and the learning-rate schedules trainers
+// use: constant, linear and cosine, each with linear warm-up.
+import { Tensor } from '../tensor.js'
+import { checkKeys, choiceOption, numberOption } from '../util/options.js'
+import type { Model } from './model.js'
+
+export interface AdamWOptions {
+  /** Default 1e-3. */
+  lr?: number
+  /** Default [0.9, 0.999]. */
+  betas?: [number, number]
+  /** Default 1e-8. */
+  eps?: number
+  /** Decoupled weight decay. Default 0.01. */
+  weightDecay?: number
+  /** Which parameters decay; default: matrices other than embeddings (no norms, biases, embeddings). */
+  decay?: (name: string, defaultDecay: boolean) => boolean
+}
+
+export interface StepOptions {
+  /** This step's learning rate (from a schedule); default the optimizer's lr. */
+  lr?: number
+  /** Clip the global gradient norm to this first; 0 or undefined: no clipping. */
+  maxGradNorm?: number
+}
+
+export interface AdamWState {
+  step: number
+  m: Tensor
+  v: Tensor
+}
+
+export class AdamW {
+  readonly model: Model
+  readonly lr: number
+  readonly betas: [number, number]
+  readonly eps: number
+  readonly weightDecay: number
+  /** Steps taken so far. */
+  stepCount = 0
+  #m: Tensor
+  #v: Tensor
+  readonly #decay: boolean[]
+
+  constructor(model: Model, options: AdamWOptions = {}) {
+    const where = 'AdamW'
+    checkKeys(where, options, ['lr', 'betas', 'eps', 'weightDecay', 'decay'])
+    this.model = model
+    this.lr = numberOption(where, 'lr', options.lr, 1e-3)
+    const betas = options.betas ?? [0.9, 0.999]
+    if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number' && b >= 0 && b < 1)) {
+      throw new RangeError(`${where}: betas must be two numbers in [0, 1); got ${JSON.stringify(betas)}`)
+    }
+    this.betas = [betas[0], betas[1]]
+    this.eps = numberOption(where, 'eps', options.eps, 1e-8)
+    this.weightDecay = numberOption(where, 'weightDecay', options.weightDecay, 0.01)
+    if (!(this.lr >= 0) || !(this.eps > 0) || !(this.weightDecay >= 0)) {
+      throw new RangeError(`${where}: lr and weightDecay must be >= 0 and eps > 0`)
+    }
+    const total = model.parameterCount
+    this.#m = Tensor.zeros([total])
+    this.#v = Tensor.zeros([total])
+    const decide = options.decay ?? ((_: string, d: boolean) => d)
+    this.#decay = model.parameters().map((p) => decide(p.name, p.decay))
+  }
+
+  /** Clips (optionally), then applies one AdamW update from the accumulated gradients. */
+  async step(options: StepOptions = {}): Promise<{ gradNorm: number; lr: number }> {
+    const where = 'AdamW.step'
+    checkKeys(where, options, ['lr', 'maxGradNorm'])
+    const lr = numberOption(where, 'lr', options.lr, this.lr)
+    const maxGradNorm = numberOption(where, 'maxGradNorm', options.maxGradNorm, 0)
+    const gradNorm = await this.model.nativeModel.adamwStep(this.#m.native, this.#v.native, this.stepCount + 1, {
+      lr,
+      beta1: this.betas[0],
+      beta2: this.betas[1],
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      maxGradNorm,
+      decay: this.#decay,
+    })
+    this.stepCount++
+    return { gradNorm, lr }
+  }
+
+  /** The optimizer's state, for checkpoints (the moments are live views). */
+  state(): AdamWState {
+    return { step: this.stepCount, m: this.#m, v: this.#v }
+  }
+
+  /** Restores a state saved by state(). */
+  loadState(state: AdamWState): void {
+    for (const [name, t] of [['m', state.m], ['v', state.v]] as const) {
+      if (!(t instanceof Tensor) || t.dtype !== 'f32' || t.numel !== this.#m.numel) {
+        throw new Error(`AdamW.loadState: ${name} must be an f32 tensor of ${this.#m.numel} elements (this model's parameters)`)
+      }
+    }
+    if (!Number.isInteger(state.step) || state.step < 0) throw new Error(`AdamW.loadState: step must be a non-negative integer`)
+    ;(this.#m.data as Float32Array).set(state.m.data as Float32Array)
+    ;(this.#v.data as Float32Array).set(state.v.data as Float32Array)
+    this.stepCount = state.step
+  }
+}
+
+export type ScheduleKind = 'constant' | 'linear' | 'cosine'
+
+export interface Schedule {
+  kind?: ScheduleKind
+  /** Peak learning rate. */
+  lr: number
+  /** Linear warm-up from 0 over this many steps. Default 0. */
+  warmupSteps?: number
+  /** Steps in the run (linear and cosine decay reach minLr there). */
+  totalSteps?: number
+  /** The floor of the decay. Default 0. */
+  minLr?: number
+}
+
+/** The learning rate at `step` (counting from 0), as Hugging Face's schedulers give it. */
+export function learningRate(schedule: Schedule, step: number): number {
+  const where = 'learningRate'
+  checkKeys(where, schedule, ['kind', 'lr', 'warmupSteps', 'totalSteps', 'minLr'])
+  const kind = choiceOption(where, 'kind', schedule.kind, ['constant', 'linear', 'cosine'] as const, 'constant')
+  const peak = numberOption(where, 'lr', schedule.lr, NaN)
+  const warmup = numberOption(where, 'warmupSteps', schedule.warmupSteps, 0)
+  const minLr = numberOption(where, 'minLr', schedule.minLr, 0)
+  if (step < warmup) return (peak * step) / Math.max(1, warmup)
+  if (kind === 'constant') return peak
+  const total = numberOption(where, 'totalSteps', schedule.totalSteps, NaN)
+  if (!(total > warmup)) throw new RangeError(`${where}: totalSteps must be more than warmupSteps for a ${kind} schedule`)
+  const progress = Math.min(1, (step - warmup) / (total - warmup))
+  const factor = kind === 'linear' ? 1 - progress : 0.5 * (1 + Math.cos(Math.PI * progress))
+  return minLr + (peak - minLr) * factor
+}
