@@ -1,0 +1,193 @@
+// npm run bench:train -- --arch gpt2 --layers 4 --dim 256 --heads 4 --ctx 128 --batch 16 --vocab 256 --steps 10 [--json]
+//
+// Full optimizer steps of a freshly initialised model (forward, next-token
+// cross-entropy, backward, AdamW) on random tokens, and batched generation with
+// the KV cache; the same model and steps in PyTorch eager (bench/torch_train.py)
+// run in the same invocation as the peer. Prints a table and, with --json, one
+// JSON line last with tokensPerSecond (training) among other figures.
+import { spawnSync } from 'node:child_process'
+import os from 'node:os'
+import path from 'node:path'
+import { AdamW, backend, Model, Tensor } from 'rlfarm'
+
+interface Args {
+  arch: 'gpt2' | 'llama'
+  layers: number
+  dim: number
+  heads: number
+  kvHeads: number
+  ctx: number
+  batch: number
+  vocab: number
+  steps: number
+  genBatch: number
+  genPrompt: number
+  genTokens: number
+  generate: boolean
+  peer: boolean
+  json: boolean
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    arch: 'gpt2', layers: 4, dim: 256, heads: 4, kvHeads: 0, ctx: 128, batch: 16, vocab: 256, steps: 10,
+    genBatch: 64, genPrompt: 16, genTokens: 64, generate: true, peer: true, json: false,
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]
+    const next = () => {
+      const v = argv[++i]
+      if (v === undefined) throw new Error(`${flag} needs a value`)
+      return v
+    }
+    switch (flag) {
+      case '--arch': a.arch = next() === 'llama' ? 'llama' : 'gpt2'; break
+      case '--layers': a.layers = Number(next()); break
+      case '--dim': a.dim = Number(next()); break
+      case '--heads': a.heads = Number(next()); break
+      case '--kv-heads': a.kvHeads = Number(next()); break
+      case '--ctx': a.ctx = Number(next()); break
+      case '--batch': a.batch = Number(next()); break
+      case '--vocab': a.vocab = Number(next()); break
+      case '--steps': a.steps = Number(next()); break
+      case '--gen-batch': a.genBatch = Number(next()); break
+      case '--gen-prompt': a.genPrompt = Number(next()); break
+      case '--gen-tokens': a.genTokens = Number(next()); break
+      case '--no-generate': a.generate = false; break
+      case '--no-peer': a.peer = false; break
+      case '--json': a.json = true; break
+      default: throw new Error(`unknown argument ${flag}; see the comment at the top of bench/train.ts`)
+    }
+  }
+  if (!a.kvHeads) a.kvHeads = a.heads
+  return a
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+function randomTokens(batch: number, steps: number, vocab: number, seed: number): Tensor {
+  const t = Tensor.empty([batch, steps], { dtype: 'i32' })
+  let s = seed >>> 0 || 1
+  const data = t.data as Int32Array
+  for (let i = 0; i < data.length; i++) {
+    s ^= s << 13
+    s ^= s >>> 17
+    s ^= s << 5
+    data[i] = (s >>> 0) % vocab
+  }
+  return t
+}
+
+async function benchTrain(a: Args): Promise<{ stepMs: number[]; tokensPerSecond: number; loss: number }> {
+  const model = Model.create(
+    { arch: a.arch, vocab: a.vocab, dim: a.dim, layers: a.layers, heads: a.heads, kvHeads: a.kvHeads, maxPositions: Math.max(a.ctx, a.genPrompt + a.genTokens) },
+    { seed: 1 },
+  )
+  const opt = new AdamW(model, { lr: 3e-4, weightDecay: 0.1 })
+  const targets = a.batch * (a.ctx - 1)
+  const gradLogp = Tensor.full([a.batch, a.ctx - 1], -1 / targets)
+  const stepMs: number[] = []
+  let loss = 0
+  for (let step = 0; step <= a.steps; step++) {
+    const tokens = randomTokens(a.batch, a.ctx, a.vocab, step + 1)
+    const start = process.hrtime.bigint()
+    model.zeroGrad()
+    const { logp } = await model.forward(tokens, { train: true })
+    await model.backward({ gradLogp })
+    await opt.step({ maxGradNorm: 1 })
+    const ms = Number(process.hrtime.bigint() - start) / 1e6
+    const lp = logp!.data as Float32Array
+    loss = -lp.reduce((x, y) => x + y, 0) / lp.length
+    logp!.dispose()
+    tokens.dispose()
+    if (step > 0) stepMs.push(ms) // step 0 warms up
+  }
+  return { stepMs, tokensPerSecond: (a.batch * a.ctx) / (median(stepMs) / 1e3), loss }
+}
+
+async function benchGenerate(a: Args): Promise<{ ms: number; tokensPerSecond: number }> {
+  const model = Model.create(
+    { arch: a.arch, vocab: a.vocab, dim: a.dim, layers: a.layers, heads: a.heads, kvHeads: a.kvHeads, maxPositions: Math.max(a.ctx, a.genPrompt + a.genTokens) },
+    { seed: 1 },
+  )
+  const prompts = randomTokens(a.genBatch, a.genPrompt, a.vocab, 7)
+  await model.generate(prompts, { maxNewTokens: 4, temperature: 1 }) // warm-up
+  const times: number[] = []
+  for (let i = 0; i < 3; i++) {
+    const start = process.hrtime.bigint()
+    const out = await model.generate(prompts, { maxNewTokens: a.genTokens, temperature: 1, seed: i })
+    times.push(Number(process.hrtime.bigint() - start) / 1e6)
+    out.tokens.dispose()
+  }
+  const ms = median(times)
+  return { ms, tokensPerSecond: (a.genBatch * a.genTokens) / (ms / 1e3) }
+}
+
+interface PeerResult {
+  torch: string
+  threads: number
+  step_ms: number
+  tokens_per_second: number
+  generate_ms?: number
+  generate_tokens_per_second?: number
+}
+
+function runPeer(a: Args): { runs: PeerResult[]; error?: string } {
+  const script = path.join(__dirname, 'torch_train.py')
+  const python = process.env.RLFARM_BENCH_PYTHON ?? '/usr/bin/python3'
+  const runs: PeerResult[] = []
+  for (const threads of [1, 2, os.availableParallelism()].filter((v, i, all) => all.indexOf(v) === i)) {
+    const r = spawnSync(
+      python,
+      [script, '--arch', a.arch, '--layers', String(a.layers), '--dim', String(a.dim), '--heads', String(a.heads), '--kv-heads', String(a.kvHeads),
+        '--ctx', String(a.ctx), '--batch', String(a.batch), '--vocab', String(a.vocab), '--steps', String(a.steps), '--threads', String(threads),
+        '--gen-batch', String(a.genBatch), '--gen-prompt', String(a.genPrompt), '--gen-tokens', a.generate ? String(a.genTokens) : '0'],
+      { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS ?? '2' } },
+    )
+    if (r.status !== 0) return { runs, error: (r.stderr || r.error?.message || 'failed').trim().split('\n').slice(-3).join(' ') }
+    runs.push(JSON.parse(r.stdout.trim().split('\n').pop()!))
+  }
+  return { runs }
+}
+
+async function main() {
+  const a = parseArgs(process.argv.slice(2))
+  const info = backend()
+  const machine = `${os.cpus()[0]?.model ?? 'cpu'}, ${info.threads} threads, ${info.simd}`
+  const shape = `${a.arch} L${a.layers} d${a.dim} h${a.heads}${a.kvHeads !== a.heads ? ` kv${a.kvHeads}` : ''} ctx${a.ctx} batch${a.batch} vocab${a.vocab}`
+  const train = await benchTrain(a)
+  const gen = a.generate ? await benchGenerate(a) : undefined
+  const peer = a.peer ? runPeer(a) : { runs: [] as PeerResult[] }
+  const bestTrain = peer.runs.reduce<PeerResult | undefined>((best, r) => (!best || r.tokens_per_second > best.tokens_per_second ? r : best), undefined)
+  const bestGen = peer.runs.filter((r) => r.generate_tokens_per_second).reduce<PeerResult | undefined>(
+    (best, r) => (!best || r.generate_tokens_per_second! > best.generate_tokens_per_second! ? r : best), undefined)
+  console.log(`rlfarm training on ${machine}: ${shape}`)
+  console.log(`  train: median step ${median(train.stepMs).toFixed(1)} ms, ${train.tokensPerSecond.toFixed(0)} tokens/s (loss ${train.loss.toFixed(3)})`)
+  if (bestTrain) {
+    console.log(`  torch ${bestTrain.torch} eager (best of threads ${peer.runs.map((r) => r.threads).join(', ')}: ${bestTrain.threads}): ${bestTrain.step_ms.toFixed(1)} ms, ${bestTrain.tokens_per_second.toFixed(0)} tokens/s -> rlfarm ${(train.tokensPerSecond / bestTrain.tokens_per_second).toFixed(2)}x`)
+  } else if (peer.error) {
+    console.log(`  peer failed: ${peer.error}`)
+  }
+  if (gen) {
+    console.log(`  generate: batch ${a.genBatch}, prompt ${a.genPrompt}, ${a.genTokens} new tokens: ${gen.ms.toFixed(0)} ms, ${gen.tokensPerSecond.toFixed(0)} tokens/s`)
+    if (bestGen) {
+      console.log(`  torch generate (KV cache, best threads ${bestGen.threads}): ${bestGen.generate_ms!.toFixed(0)} ms, ${bestGen.generate_tokens_per_second!.toFixed(0)} tokens/s -> rlfarm ${(gen.tokensPerSecond / bestGen.generate_tokens_per_second!).toFixed(2)}x`)
+    }
+  }
+  if (a.json) {
+    console.log(JSON.stringify({
+      machine, shape, tokensPerSecond: train.tokensPerSecond, stepMs: median(train.stepMs),
+      generateTokensPerSecond: gen?.tokensPerSecond, peer: peer.runs,
+      peerTokensPerSecond: bestTrain?.tokens_per_second, peerGenerateTokensPerSecond: bestGen?.generate_tokens_per_second,
+    }))
+  }
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
