@@ -21,3 +21,16 @@ export type {
   RewardLossOptions,
 } from './ops.js'
 export { ops }
+
+export { ByteTokenizer, HfTokenizer, loadTokenizer, BYTE_CHAT_TEMPLATE } from './model/tokenizer.js'
+export type {
+  Tokenizer,
+  ChatMessage,
+  ChatTemplateOptions,
+  EncodeOptions,
+  DecodeOptions,
+  ByteTokenizerOptions,
+  HfTokenizerOptions,
+  HfTokenizerJsonOptions,
+  LoadTokenizerOptions,
+} from './model/tokenizer.js'
