@@ -28,3 +28,15 @@ export type { AdamWOptions, StepOptions, AdamWState, Schedule, ScheduleKind } fr
 export { SafetensorsFile, writeSafetensors } from './model/safetensors.js'
 export type { SafetensorsEntry, SafetensorsDType, TensorToWrite } from './model/safetensors.js'
 export { configFromHf, configToHf } from './model/config.js'
+export { ByteTokenizer, HfTokenizer, loadTokenizer, BYTE_CHAT_TEMPLATE } from './model/tokenizer.js'
+export type {
+  Tokenizer,
+  ChatMessage,
+  ChatTemplateOptions,
+  EncodeOptions,
+  DecodeOptions,
+  ByteTokenizerOptions,
+  HfTokenizerOptions,
+  HfTokenizerJsonOptions,
+  LoadTokenizerOptions,
+} from './model/tokenizer.js'

@@ -122,6 +122,19 @@ export function assertThrowsWith(t: Test, fn: () => unknown, fragments: string[]
   }
 }
 
+/** Asserts that fn's promise rejects with an Error whose message contains every fragment. */
+export async function assertRejectsWith(t: Test, fn: () => Promise<unknown>, fragments: string[], what: string): Promise<void> {
+  try {
+    await fn()
+    t.fail(`${what}: did not reject`)
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err)
+    const missing = fragments.filter((f) => !message.includes(f))
+    if (missing.length === 0) t.pass(`${what}: ${message}`)
+    else t.fail(`${what}: message "${message}" lacks ${missing.map((m) => `"${m}"`).join(', ')}`)
+  }
+}
+
 export function f32(data: ArrayLike<number>, shape: number[], device: string = 'cpu'): Tensor {
   return Tensor.from(Float32Array.from(data), shape, { device: device as 'cpu' })
 }

@@ -1,0 +1,905 @@
+// Tokenizers: the Tokenizer interface that the rest of rlfarm uses, the farm's
+// built-in ByteTokenizer, and HfTokenizer, which reads a Hugging Face
+// tokenizer directory (tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json) with @huggingface/tokenizers and renders its chat
+// template with @huggingface/jinja.
+//
+// Special tokens, the rule for both kinds:
+// - encode(text) adds the tokenizer's prefix (BOS) and suffix (EOS, when it
+//   has one) unless addSpecialTokens is false, but never doubles them: when
+//   the text's own tokens already begin with the prefix (a rendered chat
+//   template that contains {{ bos_token }}, say) the prefix is not added
+//   again, and likewise for the suffix at the end. (transformers would double
+//   the BOS there.)
+// - Special-token strings inside the text ("<|eos|>", "<s>", "<|im_end|>")
+//   are encoded as those tokens, as transformers does.
+// - applyChatTemplate(..., { tokenize: true }) encodes the rendered template
+//   with addSpecialTokens false, as transformers does: the template writes
+//   the BOS itself when the model wants one.
+// - decode(ids, { skipSpecialTokens: true }) drops the special tokens.
+import { readFile, stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import type * as HfTokenizersModule from '@huggingface/tokenizers' with { 'resolution-mode': 'import' }
+import { BYTE_CHAT_TEMPLATE, CHAT_TEMPLATE_OPTIONS, ChatTemplate, checkMessages, type ChatMessage, type ChatTemplateOptions } from './chat-template.js'
+import { readJsonFile } from '../util/json.js'
+import { booleanOption, checkKeys, describe } from '../util/options.js'
+
+// The package is ESM-first but ships a CommonJS build, which `require` picks.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const hfTokenizers: typeof HfTokenizersModule = require('@huggingface/tokenizers')
+
+export type { ChatMessage, ChatTemplateOptions }
+export { BYTE_CHAT_TEMPLATE }
+
+export interface EncodeOptions {
+  /** Add the tokenizer's BOS (and EOS, for tokenizers that append one). Default true. */
+  addSpecialTokens?: boolean
+}
+
+export interface DecodeOptions {
+  /** Leave special tokens (BOS, EOS, pad, chat markers...) out of the text. Default false. */
+  skipSpecialTokens?: boolean
+}
+
+/** What every tokenizer in rlfarm offers. */
+export interface Tokenizer {
+  /** Number of token ids, special tokens included: ids are in [0, vocabSize). */
+  readonly vocabSize: number
+  readonly bosId: number | undefined
+  readonly eosId: number | undefined
+  readonly padId: number | undefined
+  encode(text: string, options?: EncodeOptions): number[]
+  encodeBatch(texts: string[], options?: EncodeOptions): number[][]
+  decode(ids: ArrayLike<number>, options?: DecodeOptions): string
+  /** Renders a chat with the tokenizer's template; tokenize: false gives the string. */
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions & { tokenize: false }): string
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions & { tokenize?: true }): number[]
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): string | number[]
+  idToToken(id: number): string | undefined
+  tokenToId(token: string): number | undefined
+}
+
+const ENCODE_OPTIONS = ['addSpecialTokens'] as const
+const DECODE_OPTIONS = ['skipSpecialTokens'] as const
+
+function checkText(where: string, text: unknown, name = 'text'): asserts text is string {
+  if (typeof text !== 'string') throw new TypeError(`${where}: ${name} must be a string; got ${describe(text)}`)
+}
+
+/** The ids as plain numbers, each an integer in [0, vocabSize). */
+function checkIds(where: string, ids: ArrayLike<number>, vocabSize: number): number[] {
+  if (ids === null || typeof ids !== 'object' || typeof (ids as ArrayLike<number>).length !== 'number') {
+    throw new TypeError(`${where}: ids must be an array or typed array of token ids; got ${describe(ids)}`)
+  }
+  const out = new Array<number>(ids.length)
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]
+    if (typeof id !== 'number' || !Number.isInteger(id)) throw new TypeError(`${where}: ids[${i}] must be an integer token id; got ${describe(id)}`)
+    if (id < 0 || id >= vocabSize) throw new RangeError(`${where}: ids[${i}] = ${id} is outside [0, ${vocabSize})`)
+    out[i] = id
+  }
+  return out
+}
+
+function startsWith(ids: readonly number[], prefix: readonly number[]): boolean {
+  if (prefix.length === 0 || ids.length < prefix.length) return false
+  for (let i = 0; i < prefix.length; i++) if (ids[i] !== prefix[i]) return false
+  return true
+}
+
+function endsWith(ids: readonly number[], suffix: readonly number[]): boolean {
+  if (suffix.length === 0 || ids.length < suffix.length) return false
+  const offset = ids.length - suffix.length
+  for (let i = 0; i < suffix.length; i++) if (ids[offset + i] !== suffix[i]) return false
+  return true
+}
+
+/** prefix + ids + suffix, leaving out the prefix (suffix) when ids already start (end) with it. */
+function addSpecials(ids: number[], prefix: readonly number[], suffix: readonly number[]): number[] {
+  const head = prefix.length > 0 && !startsWith(ids, prefix) ? prefix : []
+  const tail = suffix.length > 0 && !endsWith(ids, suffix) ? suffix : []
+  if (head.length === 0 && tail.length === 0) return ids
+  return [...head, ...ids, ...tail]
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+// ------------------------------------------------------------------ ByteTokenizer
+
+export interface ByteTokenizerOptions {
+  /** More special tokens, by name (e.g. '<|tool|>'), given ids 259, 260, ... after pad, bos and eos. */
+  specialTokens?: readonly string[]
+  /** encode() with addSpecialTokens puts the BOS first. Default true. */
+  addBos?: boolean
+  /** encode() with addSpecialTokens puts the EOS last. Default false. */
+  addEos?: boolean
+  /** A Jinja chat template to use instead of BYTE_CHAT_TEMPLATE. */
+  chatTemplate?: string
+}
+
+const BYTE_TOKENIZER_OPTIONS = ['specialTokens', 'addBos', 'addEos', 'chatTemplate'] as const
+
+/**
+ * The farm's byte-level tokenizer. Ids 0..255 are the bytes of the text's
+ * UTF-8 encoding; then come the special tokens: 256 '<|pad|>', 257 '<|bos|>',
+ * 258 '<|eos|>', and from 259 the extra ones given by name. vocabSize counts
+ * them all.
+ *
+ * - Special-token names inside the text are encoded as those tokens.
+ * - A JavaScript string with a lone surrogate is encoded as U+FFFD, as
+ *   TextEncoder does; every other string round-trips exactly:
+ *   decode(encode(s, { addSpecialTokens: false })) === s.
+ * - decode never throws on bytes that are not valid UTF-8: each invalid
+ *   sequence becomes U+FFFD (the WHATWG rule: one per maximal invalid subpart).
+ *   Bytes on either side of a special token are decoded separately.
+ * - idToToken gives the character for printable ASCII (0x20..0x7E), '<0xNN>'
+ *   for every other byte, and the name of a special token; tokenToId accepts
+ *   these (and '<0xNN>' for any byte).
+ * - The chat template is BYTE_CHAT_TEMPLATE ("role: content" lines, EOS after
+ *   each assistant turn, "assistant: " as generation prompt) unless one is given.
+ */
+export class ByteTokenizer implements Tokenizer {
+  static readonly PAD = '<|pad|>'
+  static readonly BOS = '<|bos|>'
+  static readonly EOS = '<|eos|>'
+
+  readonly vocabSize: number
+  readonly padId = 256
+  readonly bosId = 257
+  readonly eosId = 258
+  /** The special tokens in id order, from id 256. */
+  readonly specialTokens: readonly string[]
+  readonly addBos: boolean
+  readonly addEos: boolean
+  readonly chatTemplate: ChatTemplate
+  readonly #specialIds: ReadonlyMap<string, number>
+  readonly #splitter: RegExp
+  readonly #encoder = new TextEncoder()
+  readonly #decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true })
+
+  constructor(options: ByteTokenizerOptions = {}) {
+    const where = 'ByteTokenizer'
+    checkKeys(where, options, BYTE_TOKENIZER_OPTIONS)
+    const extra = options.specialTokens ?? []
+    if (!Array.isArray(extra)) throw new TypeError(`${where}: specialTokens must be an array of strings; got ${describe(extra)}`)
+    const specials = [ByteTokenizer.PAD, ByteTokenizer.BOS, ByteTokenizer.EOS]
+    extra.forEach((name: unknown, i) => {
+      if (typeof name !== 'string' || name.length === 0) throw new TypeError(`${where}: specialTokens[${i}] must be a non-empty string; got ${describe(name)}`)
+      if (specials.includes(name)) throw new Error(`${where}: specialTokens[${i}] = '${name}' is already a special token (${specials.join(', ')})`)
+      specials.push(name)
+    })
+    this.specialTokens = specials
+    this.vocabSize = 256 + specials.length
+    this.#specialIds = new Map(specials.map((name, i) => [name, 256 + i]))
+    // Longest names first, so that a name that contains another wins.
+    const alternatives = [...specials].sort((a, b) => b.length - a.length).map(escapeRegExp)
+    this.#splitter = new RegExp(alternatives.join('|'), 'gu')
+    this.addBos = booleanOption(where, 'addBos', options.addBos, true)
+    this.addEos = booleanOption(where, 'addEos', options.addEos, false)
+    if (options.chatTemplate !== undefined && typeof options.chatTemplate !== 'string') {
+      throw new TypeError(`${where}: chatTemplate must be a Jinja template string; got ${describe(options.chatTemplate)}`)
+    }
+    this.chatTemplate = new ChatTemplate(
+      options.chatTemplate ?? BYTE_CHAT_TEMPLATE,
+      options.chatTemplate === undefined ? 'ByteTokenizer (built-in chat template)' : 'ByteTokenizer (chatTemplate option)',
+    )
+  }
+
+  /** Whether `id` is a special token. */
+  isSpecial(id: number): boolean {
+    return id >= 256 && id < this.vocabSize
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    const where = 'ByteTokenizer.encode'
+    checkKeys(where, options, ENCODE_OPTIONS)
+    checkText(where, text)
+    const add = booleanOption(where, 'addSpecialTokens', options.addSpecialTokens, true)
+    const ids = this.#encodeText(text)
+    if (!add) return ids
+    return addSpecials(ids, this.addBos ? [this.bosId] : [], this.addEos ? [this.eosId] : [])
+  }
+
+  encodeBatch(texts: string[], options: EncodeOptions = {}): number[][] {
+    const where = 'ByteTokenizer.encodeBatch'
+    if (!Array.isArray(texts)) throw new TypeError(`${where}: texts must be an array of strings; got ${describe(texts)}`)
+    texts.forEach((text, i) => checkText(where, text, `texts[${i}]`))
+    return texts.map((text) => this.encode(text, options))
+  }
+
+  #encodeText(text: string): number[] {
+    const ids: number[] = []
+    const pushBytes = (s: string) => {
+      if (s.length === 0) return
+      for (const b of this.#encoder.encode(s)) ids.push(b)
+    }
+    let last = 0
+    for (const match of text.matchAll(this.#splitter)) {
+      pushBytes(text.slice(last, match.index))
+      ids.push(this.#specialIds.get(match[0]) as number)
+      last = match.index + match[0].length
+    }
+    pushBytes(text.slice(last))
+    return ids
+  }
+
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    const where = 'ByteTokenizer.decode'
+    checkKeys(where, options, DECODE_OPTIONS)
+    const skip = booleanOption(where, 'skipSpecialTokens', options.skipSpecialTokens, false)
+    const list = checkIds(where, ids, this.vocabSize)
+    const bytes = new Uint8Array(list.length)
+    let n = 0
+    let out = ''
+    for (const id of list) {
+      if (id < 256) {
+        bytes[n++] = id
+        continue
+      }
+      if (n > 0) {
+        out += this.#decoder.decode(bytes.subarray(0, n))
+        n = 0
+      }
+      if (!skip) out += this.specialTokens[id - 256]
+    }
+    if (n > 0) out += this.#decoder.decode(bytes.subarray(0, n))
+    return out
+  }
+
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions & { tokenize: false }): string
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions & { tokenize?: true }): number[]
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): string | number[]
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string | number[] {
+    const where = 'ByteTokenizer.applyChatTemplate'
+    checkKeys(where, options, CHAT_TEMPLATE_OPTIONS)
+    checkMessages(where, messages)
+    if (options.templateName !== undefined && options.templateName !== 'default') {
+      throw new Error(`${where}: the ByteTokenizer has one chat template, 'default'; got templateName '${options.templateName}'`)
+    }
+    const addGenerationPrompt = booleanOption(where, 'addGenerationPrompt', options.addGenerationPrompt, false)
+    const tokenize = booleanOption(where, 'tokenize', options.tokenize, true)
+    const text = this.chatTemplate.render(messages, addGenerationPrompt, {
+      bos_token: ByteTokenizer.BOS,
+      eos_token: ByteTokenizer.EOS,
+      pad_token: ByteTokenizer.PAD,
+      additional_special_tokens: this.specialTokens.slice(3),
+    })
+    return tokenize ? this.encode(text, { addSpecialTokens: false }) : text
+  }
+
+  idToToken(id: number): string | undefined {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) return undefined
+    if (id >= 256) return this.specialTokens[id - 256]
+    if (id >= 0x20 && id <= 0x7e) return String.fromCharCode(id)
+    return `<0x${id.toString(16).toUpperCase().padStart(2, '0')}>`
+  }
+
+  tokenToId(token: string): number | undefined {
+    if (typeof token !== 'string') return undefined
+    const special = this.#specialIds.get(token)
+    if (special !== undefined) return special
+    if (token.length === 1) {
+      const code = token.charCodeAt(0)
+      return code >= 0x20 && code <= 0x7e ? code : undefined
+    }
+    const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(token)
+    return byte ? parseInt(byte[1], 16) : undefined
+  }
+}
+
+// -------------------------------------------------------------------- HfTokenizer
+
+export interface HfTokenizerOptions {
+  /** A Jinja chat template that replaces (or supplies) the directory's default one. */
+  chatTemplate?: string
+}
+
+export interface HfTokenizerJsonOptions extends HfTokenizerOptions {
+  /** The parsed tokenizer_config.json, if any. */
+  tokenizerConfig?: unknown
+  /** The parsed special_tokens_map.json, if any. */
+  specialTokensMap?: unknown
+  /** Where the objects came from, for error messages (a directory). Default '(in memory)'. */
+  source?: string
+}
+
+type Json = Record<string, unknown>
+
+const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+const MODEL_TYPES = ['BPE', 'WordPiece', 'Unigram'] as const
+// What @huggingface/tokenizers 0.2 builds (see create_normalizer & co. in its source).
+const COMPONENT_TYPES = {
+  normalizer: {
+    list: 'normalizers',
+    types: ['BertNormalizer', 'Precompiled', 'Sequence', 'Replace', 'NFC', 'NFD', 'NFKC', 'NFKD', 'Strip', 'StripAccents', 'Lowercase', 'Prepend'],
+  },
+  pre_tokenizer: {
+    list: 'pretokenizers',
+    types: ['BertPreTokenizer', 'Sequence', 'Whitespace', 'WhitespaceSplit', 'Metaspace', 'ByteLevel', 'Split', 'Punctuation', 'Digits', 'Replace', 'FixedLength'],
+  },
+  post_processor: {
+    list: 'processors',
+    types: ['TemplateProcessing', 'ByteLevel', 'BertProcessing', 'RobertaProcessing', 'Sequence'],
+  },
+  decoder: {
+    list: 'decoders',
+    types: ['ByteLevel', 'WordPiece', 'Metaspace', 'BPEDecoder', 'CTC', 'Sequence', 'Replace', 'Fuse', 'Strip', 'ByteFallback'],
+  },
+} as const
+type Component = keyof typeof COMPONENT_TYPES
+
+const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'unk_token', 'pad_token'] as const
+type SpecialTokenKey = (typeof SPECIAL_TOKEN_KEYS)[number]
+
+interface Files {
+  dir: string
+  tokenizer: string
+  config: string
+  specialTokensMap: string
+  chatTemplate: string
+}
+
+function filesOf(dir: string): Files {
+  return {
+    dir,
+    tokenizer: join(dir, 'tokenizer.json'),
+    config: join(dir, 'tokenizer_config.json'),
+    specialTokensMap: join(dir, 'special_tokens_map.json'),
+    chatTemplate: join(dir, 'chat_template.jinja'),
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile()
+  } catch {
+    return false
+  }
+}
+
+async function readJson(where: string, file: string): Promise<unknown> {
+  try {
+    return await readJsonFile(file)
+  } catch (err) {
+    const message = `${where}: ${(err as Error).message}`
+    throw err instanceof SyntaxError ? new SyntaxError(message) : new Error(message)
+  }
+}
+
+/**
+ * Checks the component tree of tokenizer.json against what
+ * @huggingface/tokenizers implements, and rewrites the few settings it reads
+ * differently from the Rust library. Returns the Metaspace that needs its
+ * words split (see the constructor), if any.
+ */
+function checkComponents(json: Json, file: string): { splitMetaspace: string | undefined } {
+  let splitMetaspace: string | undefined
+  const visit = (kind: Component, node: unknown, path: string, last: boolean): void => {
+    if (node === null || node === undefined) return
+    if (!isObject(node)) throw new Error(`${file}: ${path} must be an object or null; got ${describe(node)}`)
+    const { types, list } = COMPONENT_TYPES[kind]
+    const type = node.type
+    if (typeof type !== 'string') throw new Error(`${file}: ${path}.type is missing (expected one of ${types.join(', ')})`)
+    if (!(types as readonly string[]).includes(type)) {
+      throw new Error(`${file}: ${path}.type '${type}' is not supported by @huggingface/tokenizers; supported ${kind.replace('_', '-')}s: ${types.join(', ')}`)
+    }
+    if (type === 'Sequence') {
+      const children = node[list]
+      if (!Array.isArray(children)) throw new Error(`${file}: ${path}.${list} must be an array`)
+      children.forEach((child, i) => visit(kind, child, `${path}.${list}[${i}]`, last && i === children.length - 1))
+      return
+    }
+    if (kind === 'pre_tokenizer' && type === 'Metaspace') {
+      // Older files say add_prefix_space instead of prepend_scheme; the JS port ignores it.
+      if (node.prepend_scheme === undefined) node.prepend_scheme = node.add_prefix_space === false ? 'never' : 'always'
+      // The Rust library splits the text into words before each "▁" unless split is false
+      // (missing means true); the JS port never splits. rlfarm splits after the whole
+      // pre-tokenizer, which is the same thing when the Metaspace comes last.
+      if (node.split !== false) {
+        if (!last) throw new Error(`${file}: ${path} is a Metaspace with split: true that is not the last pre-tokenizer; rlfarm cannot reproduce its word splitting`)
+        splitMetaspace = typeof node.replacement === 'string' ? node.replacement : '\u2581'
+      }
+    }
+    if (kind === 'pre_tokenizer' && type === 'Split') {
+      const behavior = String(node.behavior ?? 'Isolated')
+      const pattern = isObject(node.pattern) ? node.pattern : {}
+      // With 'Removed' the port calls String.split, which keeps what capturing groups match
+      // (and it wraps a String pattern in one).
+      const capturing = typeof pattern.String === 'string' || (typeof pattern.Regex === 'string' && /(^|[^\\])\((?!\?)/.test(pattern.Regex))
+      if (node.invert === true || !['Isolated', 'Removed'].includes(behavior) || (behavior === 'Removed' && capturing)) {
+        throw new Error(
+          `${file}: ${path} is a Split with behavior '${behavior}'${node.invert === true ? ' and invert: true' : ''}` +
+            `${behavior === 'Removed' && capturing ? ' and a pattern with a capturing group' : ''}, which @huggingface/tokenizers does not reproduce ` +
+            `(it handles 'Isolated', and 'Removed' with a Regex without capturing groups, without invert)`,
+        )
+      }
+    }
+  }
+  for (const kind of Object.keys(COMPONENT_TYPES) as Component[]) {
+    if (json[kind] === undefined) json[kind] = null // the JS port wants every key present
+    visit(kind, json[kind], kind, true)
+  }
+  return { splitMetaspace }
+}
+
+/**
+ * The GPT-2 pattern of the ByteLevel pre-tokenizer as the Rust library runs it:
+ * Oniguruma's \s is Unicode White_Space, where JavaScript's \s also takes U+FEFF
+ * and leaves out U+0085.
+ */
+const BYTE_LEVEL_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+/gu
+
+/**
+ * Two corrections to @huggingface/tokenizers 0.2, so that it gives what the
+ * Rust library gives (the tests check both on random text):
+ * - its ByteLevel pre-tokenizer splits with JavaScript's \s (see BYTE_LEVEL_PATTERN);
+ * - its ByteFallback decoder drops a U+FEFF at the start of every run of byte
+ *   tokens (its TextDecoder strips byte-order marks).
+ */
+function alignWithRust(hf: HfTokenizersModule.Tokenizer): void {
+  // (The package's type declarations do not resolve these classes under node16 resolution.)
+  const lib = hfTokenizers as unknown as Record<'ByteLevelPreTokenizer' | 'SequencePreTokenizer' | 'ByteFallbackDecoder' | 'SequenceDecoder', abstract new () => unknown>
+  const preTokenizer = (p: unknown): void => {
+    if (p instanceof lib.ByteLevelPreTokenizer) (p as unknown as { pattern: RegExp }).pattern = BYTE_LEVEL_PATTERN
+    else if (p instanceof lib.SequencePreTokenizer) (p as unknown as { tokenizers?: unknown[] }).tokenizers?.forEach(preTokenizer)
+  }
+  const decoder = (d: unknown): void => {
+    if (d instanceof lib.ByteFallbackDecoder) (d as unknown as { text_decoder: TextDecoder }).text_decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true })
+    else if (d instanceof lib.SequenceDecoder) (d as unknown as { decoders?: unknown[] }).decoders?.forEach(decoder)
+  }
+  preTokenizer(hf.pre_tokenizer)
+  decoder(hf.decoder)
+}
+
+/**
+ * A Hugging Face tokenizer, from a directory as transformers writes it:
+ *
+ * - tokenizer.json (required): the tokenizer itself. Models BPE (byte-level
+ *   like GPT-2, Llama-3, Qwen; SentencePiece-style with byte fallback and the
+ *   Metaspace pre-tokenizer like Llama-2, Mistral, SmolLM), WordPiece and
+ *   Unigram, run by @huggingface/tokenizers.
+ * - tokenizer_config.json (optional): bos_token, eos_token, pad_token,
+ *   unk_token (strings or AddedToken objects), add_bos_token / add_eos_token,
+ *   chat_template (a string, or a list of { name, template }),
+ *   clean_up_tokenization_spaces (default false, as in transformers).
+ * - special_tokens_map.json (optional): read as transformers does, i.e. only
+ *   when tokenizer_config.json has no added_tokens_decoder (an older
+ *   checkpoint), and then its tokens override the config's.
+ * - chat_template.jinja (optional): the default chat template, before the
+ *   one in tokenizer_config.json, as in recent transformers.
+ *
+ * BOS and EOS: what encode() adds comes from the post_processor of
+ * tokenizer.json (the special tokens before and after $A in a
+ * TemplateProcessing, [CLS]/[SEP] for Bert and Roberta processing, nothing
+ * for ByteLevel). When tokenizer_config.json sets add_bos_token or
+ * add_eos_token, those flags decide instead, as transformers'
+ * LlamaTokenizerFast does: the prefix is [BOS] or nothing, the suffix [EOS] or
+ * nothing, and a flag that is not set keeps what the post_processor does.
+ * (@huggingface/tokenizers itself never reads these flags: it only follows
+ * the post_processor.) See also the rule at the top of this file: encode never
+ * doubles a BOS that the text already starts with.
+ */
+export class HfTokenizer implements Tokenizer {
+  /** The directory it was loaded from, or '(in memory)'. */
+  readonly source: string
+  readonly vocabSize: number
+  readonly bosId: number | undefined
+  readonly eosId: number | undefined
+  readonly padId: number | undefined
+  readonly unkId: number | undefined
+  readonly bosToken: string | undefined
+  readonly eosToken: string | undefined
+  readonly padToken: string | undefined
+  readonly unkToken: string | undefined
+  /** The ids encode() puts before and after the text's tokens when addSpecialTokens is true. */
+  readonly prefixIds: readonly number[]
+  readonly suffixIds: readonly number[]
+  /** Ids of the special tokens: added tokens marked special and the config's bos/eos/unk/pad/additional ones. */
+  readonly specialIds: ReadonlySet<number>
+  /** The names of the chat templates ('default' for a single one). */
+  readonly chatTemplateNames: readonly string[]
+  readonly #hf: HfTokenizersModule.Tokenizer
+  readonly #files: Files
+  readonly #templates: ReadonlyMap<string, ChatTemplate>
+  readonly #templateVariables: Record<string, unknown>
+  readonly #cleanUpSpaces: boolean
+
+  /**
+   * Reads a tokenizer directory (see the class comment). Errors name the
+   * directory and the file: a missing tokenizer.json, malformed JSON (with the
+   * line and column), an unsupported model or component type, a special token
+   * that is not in the vocabulary.
+   */
+  static async load(dir: string, options: HfTokenizerOptions = {}): Promise<HfTokenizer> {
+    const where = 'HfTokenizer.load'
+    checkKeys(where, options, ['chatTemplate'])
+    if (typeof dir !== 'string' || dir === '') throw new TypeError(`${where}: dir must be the path of a tokenizer directory; got ${describe(dir)}`)
+    const root = resolve(dir)
+    let isDir: boolean
+    try {
+      isDir = (await stat(root)).isDirectory()
+    } catch {
+      throw new Error(`${where}: the directory ${root} does not exist`)
+    }
+    if (!isDir) throw new Error(`${where}: ${root} is not a directory; give the directory that holds tokenizer.json`)
+    const files = filesOf(root)
+    if (!(await isFile(files.tokenizer))) {
+      throw new Error(
+        `${where}: ${root} has no tokenizer.json (looked for ${files.tokenizer}); rlfarm reads the "fast" tokenizer file that transformers writes with save_pretrained (tokenizer.model, vocab.json or merges.txt alone are not enough)`,
+      )
+    }
+    const tokenizerJson = await readJson(where, files.tokenizer)
+    const config = (await isFile(files.config)) ? await readJson(where, files.config) : undefined
+    const specialTokensMap = (await isFile(files.specialTokensMap)) ? await readJson(where, files.specialTokensMap) : undefined
+    let templateFile: string | undefined
+    if (await isFile(files.chatTemplate)) {
+      try {
+        templateFile = await readFile(files.chatTemplate, 'utf8')
+      } catch (err) {
+        throw new Error(`${where}: cannot read ${files.chatTemplate}: ${(err as Error).message}`)
+      }
+    }
+    return new HfTokenizer(files, tokenizerJson, config, specialTokensMap, templateFile, options.chatTemplate)
+  }
+
+  /** A tokenizer from the parsed contents of tokenizer.json (and, optionally, the other files). */
+  static fromJSON(tokenizerJson: unknown, options: HfTokenizerJsonOptions = {}): HfTokenizer {
+    checkKeys('HfTokenizer.fromJSON', options, ['tokenizerConfig', 'specialTokensMap', 'source', 'chatTemplate'])
+    const dir = options.source ?? '(in memory)'
+    const files: Files = {
+      dir,
+      tokenizer: options.source ? join(dir, 'tokenizer.json') : 'tokenizer.json',
+      config: options.source ? join(dir, 'tokenizer_config.json') : 'tokenizer_config.json',
+      specialTokensMap: options.source ? join(dir, 'special_tokens_map.json') : 'special_tokens_map.json',
+      chatTemplate: options.source ? join(dir, 'chat_template.jinja') : 'chat_template.jinja',
+    }
+    return new HfTokenizer(files, tokenizerJson, options.tokenizerConfig, options.specialTokensMap, undefined, options.chatTemplate)
+  }
+
+  private constructor(
+    files: Files,
+    tokenizerJson: unknown,
+    configJson: unknown,
+    specialTokensMap: unknown,
+    templateFile: string | undefined,
+    templateOption: string | undefined,
+  ) {
+    this.#files = files
+    this.source = files.dir
+    const where = 'HfTokenizer'
+    if (!isObject(tokenizerJson)) throw new Error(`${where}: ${files.tokenizer} must hold a JSON object; got ${describe(tokenizerJson)}`)
+    if (configJson !== undefined && !isObject(configJson)) throw new Error(`${where}: ${files.config} must hold a JSON object; got ${describe(configJson)}`)
+    if (specialTokensMap !== undefined && !isObject(specialTokensMap)) {
+      throw new Error(`${where}: ${files.specialTokensMap} must hold a JSON object; got ${describe(specialTokensMap)}`)
+    }
+    const json = structuredClone(tokenizerJson)
+    const config: Json = configJson ?? {}
+
+    // The model.
+    const model = json.model
+    if (!isObject(model)) throw new Error(`${where}: ${files.tokenizer} has no "model" object`)
+    if (typeof model.type !== 'string') throw new Error(`${where}: ${files.tokenizer}: model.type is missing (expected one of ${MODEL_TYPES.join(', ')})`)
+    if (!(MODEL_TYPES as readonly string[]).includes(model.type)) {
+      throw new Error(`${where}: ${files.tokenizer}: unsupported model type '${model.type}' (model.type); rlfarm supports ${MODEL_TYPES.join(', ')}`)
+    }
+    let maxId = -1
+    if (model.type === 'Unigram') {
+      if (!Array.isArray(model.vocab)) throw new Error(`${where}: ${files.tokenizer}: model.vocab of a Unigram model must be an array of [piece, score]`)
+      if (model.byte_fallback === true) throw new Error(`${where}: ${files.tokenizer}: a Unigram model with byte_fallback is not supported by @huggingface/tokenizers`)
+      maxId = model.vocab.length - 1
+    } else {
+      if (!isObject(model.vocab)) throw new Error(`${where}: ${files.tokenizer}: model.vocab of a ${model.type} model must be an object { token: id }`)
+      for (const [token, id] of Object.entries(model.vocab)) {
+        if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw new Error(`${where}: ${files.tokenizer}: model.vocab['${token}'] must be a non-negative integer id; got ${describe(id)}`)
+        if (id > maxId) maxId = id
+      }
+    }
+    if (model.type === 'BPE') {
+      if (!Array.isArray(model.merges)) throw new Error(`${where}: ${files.tokenizer}: model.merges of a BPE model must be an array`)
+      if (typeof model.continuing_subword_prefix === 'string' && model.continuing_subword_prefix !== '') {
+        throw new Error(`${where}: ${files.tokenizer}: a BPE model with continuing_subword_prefix '${model.continuing_subword_prefix}' is not supported by @huggingface/tokenizers`)
+      }
+    }
+
+    // The added tokens.
+    if (json.added_tokens === undefined || json.added_tokens === null) json.added_tokens = []
+    if (!Array.isArray(json.added_tokens)) throw new Error(`${where}: ${files.tokenizer}: added_tokens must be an array`)
+    const special = new Set<number>()
+    json.added_tokens.forEach((t: unknown, i: number) => {
+      if (!isObject(t) || typeof t.content !== 'string' || typeof t.id !== 'number' || !Number.isInteger(t.id) || t.id < 0) {
+        throw new Error(`${where}: ${files.tokenizer}: added_tokens[${i}] must be { id: integer, content: string, ... }; got ${JSON.stringify(t)}`)
+      }
+      if (t.id > maxId) maxId = t.id
+      if (t.special === true) special.add(t.id)
+    })
+    this.vocabSize = maxId + 1
+
+    const { splitMetaspace } = checkComponents(json, files.tokenizer)
+
+    // Special tokens from the config files, as transformers reads them.
+    const useMap = specialTokensMap !== undefined && config.added_tokens_decoder === undefined
+    const tokenField = (key: SpecialTokenKey): { value: string | undefined; file: string } => {
+      const fromMap = useMap && (specialTokensMap as Json)[key] !== undefined && (specialTokensMap as Json)[key] !== null
+      const file = fromMap ? files.specialTokensMap : files.config
+      const raw = fromMap ? (specialTokensMap as Json)[key] : config[key]
+      if (raw === undefined || raw === null) return { value: undefined, file }
+      if (typeof raw === 'string') return { value: raw, file }
+      if (isObject(raw) && typeof raw.content === 'string') return { value: raw.content, file }
+      throw new Error(`${where}: ${file}: ${key} must be a string, an AddedToken object { content: ... } or null; got ${JSON.stringify(raw)}`)
+    }
+
+    // The library, with the settings it reads from the config given explicitly.
+    const additional: string[] = []
+    const extraFromMap = useMap && (specialTokensMap as Json).additional_special_tokens !== undefined
+    const extraFile = extraFromMap ? files.specialTokensMap : files.config
+    const extra = extraFromMap ? (specialTokensMap as Json).additional_special_tokens : config.additional_special_tokens
+    if (extra !== undefined && extra !== null) {
+      if (!Array.isArray(extra)) throw new Error(`${where}: ${extraFile}: additional_special_tokens must be an array; got ${describe(extra)}`)
+      extra.forEach((t: unknown, i) => {
+        const content = typeof t === 'string' ? t : isObject(t) && typeof t.content === 'string' ? t.content : undefined
+        if (content === undefined) throw new Error(`${where}: ${extraFile}: additional_special_tokens[${i}] must be a string or an AddedToken object; got ${JSON.stringify(t)}`)
+        additional.push(content)
+      })
+    }
+    const tokens = {} as Record<SpecialTokenKey, string | undefined>
+    for (const key of SPECIAL_TOKEN_KEYS) tokens[key] = tokenField(key).value
+    const libConfig = {
+      additional_special_tokens: [...additional, ...SPECIAL_TOKEN_KEYS.map((k) => tokens[k]).filter((t): t is string => t !== undefined)],
+      eos_token: tokens.eos_token,
+      clean_up_tokenization_spaces: false,
+    }
+    try {
+      this.#hf = new hfTokenizers.Tokenizer(json, libConfig)
+    } catch (err) {
+      throw new Error(`${where}: ${files.tokenizer}: @huggingface/tokenizers cannot build this tokenizer: ${(err as Error).message}`)
+    }
+    alignWithRust(this.#hf)
+    if (splitMetaspace !== undefined) {
+      const inner = this.#hf.pre_tokenizer as unknown as (text: string, options: unknown) => string[]
+      const before = new RegExp(`(?=${escapeRegExp(splitMetaspace)})`, 'u')
+      const split = (text: string, options: unknown) => inner(text, options).flatMap((piece) => piece.split(before).filter((p) => p.length > 0))
+      this.#hf.pre_tokenizer = split as unknown as HfTokenizersModule.Tokenizer["pre_tokenizer"]
+    }
+
+    const idOf = (key: SpecialTokenKey): number | undefined => {
+      const { value, file } = tokenField(key)
+      if (value === undefined) return undefined
+      const id = this.#hf.token_to_id(value)
+      if (id === undefined) throw new Error(`${where}: ${file}: ${key} '${value}' is not in the vocabulary of ${files.tokenizer}`)
+      return id
+    }
+    this.bosToken = tokens.bos_token
+    this.eosToken = tokens.eos_token
+    this.padToken = tokens.pad_token
+    this.unkToken = tokens.unk_token
+    this.bosId = idOf('bos_token')
+    this.eosId = idOf('eos_token')
+    this.padId = idOf('pad_token')
+    this.unkId = idOf('unk_token')
+    for (const id of [this.bosId, this.eosId, this.padId, this.unkId]) if (id !== undefined) special.add(id)
+    additional.forEach((content, i) => {
+      const id = this.#hf.token_to_id(content)
+      if (id === undefined) throw new Error(`${where}: ${extraFile}: additional_special_tokens[${i}] '${content}' is not in the vocabulary of ${files.tokenizer}`)
+      special.add(id)
+    })
+    this.specialIds = special
+
+    // What encode() adds.
+    let { prefix, suffix } = this.#postProcessorSpecials(json.post_processor, 'post_processor')
+    const flag = (key: 'add_bos_token' | 'add_eos_token'): boolean | undefined => {
+      const v = config[key]
+      if (v === undefined || v === null) return undefined
+      if (typeof v !== 'boolean') throw new Error(`${where}: ${files.config}: ${key} must be true or false; got ${describe(v)}`)
+      return v
+    }
+    const addBos = flag('add_bos_token')
+    const addEos = flag('add_eos_token')
+    if (addBos !== undefined || addEos !== undefined) {
+      const bosOn = addBos ?? (prefix.length === 1 && prefix[0] === this.bosId)
+      const eosOn = addEos ?? (suffix.length === 1 && suffix[0] === this.eosId)
+      if (bosOn && this.bosId === undefined) throw new Error(`${where}: ${files.config}: add_bos_token is true but there is no bos_token`)
+      if (eosOn && this.eosId === undefined) throw new Error(`${where}: ${files.config}: add_eos_token is true but there is no eos_token`)
+      prefix = bosOn ? [this.bosId as number] : []
+      suffix = eosOn ? [this.eosId as number] : []
+    }
+    this.prefixIds = prefix
+    this.suffixIds = suffix
+
+    const cleanUp = config.clean_up_tokenization_spaces
+    if (cleanUp !== undefined && cleanUp !== null && typeof cleanUp !== 'boolean') {
+      throw new Error(`${where}: ${files.config}: clean_up_tokenization_spaces must be true or false; got ${describe(cleanUp)}`)
+    }
+    this.#cleanUpSpaces = cleanUp === true
+
+    // Chat templates.
+    const templates = new Map<string, ChatTemplate>()
+    const fromConfig = config.chat_template
+    if (typeof fromConfig === 'string') {
+      templates.set('default', new ChatTemplate(fromConfig, `${files.config} (chat_template)`))
+    } else if (Array.isArray(fromConfig)) {
+      fromConfig.forEach((entry: unknown, i) => {
+        if (!isObject(entry) || typeof entry.name !== 'string' || typeof entry.template !== 'string') {
+          throw new Error(`${where}: ${files.config}: chat_template[${i}] must be { name: string, template: string }; got ${describe(entry)}`)
+        }
+        templates.set(entry.name, new ChatTemplate(entry.template, `${files.config} (chat_template '${entry.name}')`))
+      })
+    } else if (fromConfig !== undefined && fromConfig !== null) {
+      throw new Error(`${where}: ${files.config}: chat_template must be a string or a list of { name, template }; got ${describe(fromConfig)}`)
+    }
+    if (templateFile !== undefined) templates.set('default', new ChatTemplate(templateFile, files.chatTemplate))
+    if (templateOption !== undefined) {
+      if (typeof templateOption !== 'string') throw new TypeError(`${where}: the chatTemplate option must be a Jinja template string; got ${describe(templateOption)}`)
+      templates.set('default', new ChatTemplate(templateOption, `${files.dir} (chatTemplate option)`))
+    }
+    this.#templates = templates
+    this.chatTemplateNames = [...templates.keys()]
+    const variables: Record<string, unknown> = {}
+    for (const key of SPECIAL_TOKEN_KEYS) if (tokens[key] !== undefined) variables[key] = tokens[key]
+    variables.additional_special_tokens = additional
+    this.#templateVariables = variables
+  }
+
+  /** The ids that a post_processor puts before and after the sequence. */
+  #postProcessorSpecials(node: unknown, path: string): { prefix: number[]; suffix: number[] } {
+    const file = this.#files.tokenizer
+    if (!isObject(node)) return { prefix: [], suffix: [] }
+    const lookup = (token: unknown, at: string): number => {
+      const id = typeof token === 'string' ? this.#hf.token_to_id(token) : undefined
+      if (id === undefined) throw new Error(`HfTokenizer: ${file}: ${at} names the token ${JSON.stringify(token)}, which is not in the vocabulary`)
+      return id
+    }
+    switch (node.type) {
+      case 'TemplateProcessing': {
+        const single = node.single
+        if (!Array.isArray(single)) throw new Error(`HfTokenizer: ${file}: ${path}.single must be an array`)
+        const prefix: number[] = []
+        const suffix: number[] = []
+        let seenSequence = false
+        single.forEach((item: unknown, i) => {
+          if (isObject(item) && isObject(item.Sequence)) {
+            seenSequence = true
+          } else if (isObject(item) && isObject(item.SpecialToken)) {
+            // The library adds the token named by SpecialToken.id, looked up in the vocabulary.
+            const id = lookup(item.SpecialToken.id, `${path}.single[${i}]`)
+            ;(seenSequence ? suffix : prefix).push(id)
+          }
+        })
+        return { prefix, suffix }
+      }
+      case 'BertProcessing':
+      case 'RobertaProcessing': {
+        const cls = Array.isArray(node.cls) ? node.cls[0] : undefined
+        const sep = Array.isArray(node.sep) ? node.sep[0] : undefined
+        return { prefix: [lookup(cls, `${path}.cls`)], suffix: [lookup(sep, `${path}.sep`)] }
+      }
+      case 'Sequence': {
+        let prefix: number[] = []
+        let suffix: number[] = []
+        const processors = Array.isArray(node.processors) ? node.processors : []
+        processors.forEach((p: unknown, i) => {
+          const inner = this.#postProcessorSpecials(p, `${path}.processors[${i}]`)
+          prefix = [...inner.prefix, ...prefix]
+          suffix = [...suffix, ...inner.suffix]
+        })
+        return { prefix, suffix }
+      }
+      default:
+        return { prefix: [], suffix: [] }
+    }
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    const where = 'HfTokenizer.encode'
+    checkKeys(where, options, ENCODE_OPTIONS)
+    checkText(where, text)
+    const add = booleanOption(where, 'addSpecialTokens', options.addSpecialTokens, true)
+    const ids = this.#encodeText(where, text)
+    return add ? addSpecials(ids, this.prefixIds, this.suffixIds) : ids
+  }
+
+  #encodeText(where: string, text: string): number[] {
+    const { ids, tokens } = this.#hf.encode(text, { add_special_tokens: false })
+    for (let i = 0; i < ids.length; i++) {
+      if (ids[i] === undefined) {
+        throw new Error(`${where}: the piece ${JSON.stringify(tokens[i])} of the text has no token in ${this.#files.tokenizer} and the model has no unk_token`)
+      }
+    }
+    return ids
+  }
+
+  encodeBatch(texts: string[], options: EncodeOptions = {}): number[][] {
+    const where = 'HfTokenizer.encodeBatch'
+    if (!Array.isArray(texts)) throw new TypeError(`${where}: texts must be an array of strings; got ${describe(texts)}`)
+    texts.forEach((text, i) => checkText(where, text, `texts[${i}]`))
+    return texts.map((text) => this.encode(text, options))
+  }
+
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    const where = 'HfTokenizer.decode'
+    checkKeys(where, options, DECODE_OPTIONS)
+    const skip = booleanOption(where, 'skipSpecialTokens', options.skipSpecialTokens, false)
+    const list = checkIds(where, ids, this.vocabSize)
+    if (list.length === 0) return '' // the library throws on an empty list
+    for (let i = 0; i < list.length; i++) {
+      if (this.#hf.id_to_token(list[i]) === undefined) throw new RangeError(`${where}: ids[${i}] = ${list[i]} has no token in ${this.#files.tokenizer}`)
+    }
+    return this.#hf.decode(list, { skip_special_tokens: skip, clean_up_tokenization_spaces: this.#cleanUpSpaces })
+  }
+
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions & { tokenize: false }): string
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions & { tokenize?: true }): number[]
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): string | number[]
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string | number[] {
+    const where = 'HfTokenizer.applyChatTemplate'
+    checkKeys(where, options, CHAT_TEMPLATE_OPTIONS)
+    checkMessages(where, messages)
+    const addGenerationPrompt = booleanOption(where, 'addGenerationPrompt', options.addGenerationPrompt, false)
+    const tokenize = booleanOption(where, 'tokenize', options.tokenize, true)
+    const name = options.templateName ?? 'default'
+    if (typeof name !== 'string') throw new TypeError(`${where}: templateName must be a string; got ${describe(name)}`)
+    if (this.#templates.size === 0) {
+      throw new Error(
+        `${where}: the tokenizer in ${this.#files.dir} has no chat template (${this.#files.config} has no chat_template and there is no chat_template.jinja). ` +
+          `Set one with HfTokenizer.load(dir, { chatTemplate: '...' }) (or loadTokenizer(dir, { chatTemplate })), or add a chat_template string to tokenizer_config.json`,
+      )
+    }
+    const template = this.#templates.get(name)
+    if (template === undefined) {
+      const names = this.chatTemplateNames.map((n) => `'${n}'`).join(', ')
+      throw new Error(
+        `${where}: ${this.#files.config} has no chat template named '${name}'; it has ${names}` +
+          (options.templateName === undefined ? '. Choose one with the templateName option' : ''),
+      )
+    }
+    const text = template.render(messages, addGenerationPrompt, this.#templateVariables)
+    return tokenize ? this.#encodeText(where, text) : text
+  }
+
+  idToToken(id: number): string | undefined {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) return undefined
+    return this.#hf.id_to_token(id)
+  }
+
+  tokenToId(token: string): number | undefined {
+    if (typeof token !== 'string') return undefined
+    return this.#hf.token_to_id(token)
+  }
+}
+
+// -------------------------------------------------------------------- loadTokenizer
+
+export interface LoadTokenizerOptions {
+  /** A Jinja chat template that replaces the tokenizer's own. */
+  chatTemplate?: string
+  /** For 'byte': extra special tokens by name. */
+  specialTokens?: readonly string[]
+}
+
+/**
+ * 'byte' gives the built-in ByteTokenizer; any other string is a Hugging Face
+ * tokenizer directory, read by HfTokenizer.load (write './byte' for a
+ * directory named byte).
+ */
+export async function loadTokenizer(spec: string, options: LoadTokenizerOptions = {}): Promise<Tokenizer> {
+  const where = 'loadTokenizer'
+  checkKeys(where, options, ['chatTemplate', 'specialTokens'])
+  if (typeof spec !== 'string' || spec === '') {
+    throw new TypeError(`${where}: the tokenizer must be 'byte' or the path of a Hugging Face tokenizer directory; got ${describe(spec)}`)
+  }
+  if (spec === 'byte') return new ByteTokenizer({ specialTokens: options.specialTokens, chatTemplate: options.chatTemplate })
+  if (options.specialTokens !== undefined) {
+    throw new Error(`${where}: specialTokens is an option of the 'byte' tokenizer; the special tokens of ${spec} are the added_tokens of its tokenizer.json`)
+  }
+  const root = resolve(spec)
+  let isDir = false
+  try {
+    isDir = (await stat(root)).isDirectory()
+  } catch {
+    // reported below
+  }
+  if (!isDir) throw new Error(`${where}: '${spec}' is neither 'byte' nor a directory (${root} does not exist or is not a directory)`)
+  return HfTokenizer.load(root, { chatTemplate: options.chatTemplate })
+}

@@ -1,0 +1,48 @@
+// Reading JSON files with errors that name the file, the line and the column.
+import { readFile } from 'node:fs/promises'
+
+/** Line and column (both from 1) of a character offset in `text`. */
+export function lineAndColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1
+  let lineStart = 0
+  const end = Math.min(Math.max(offset, 0), text.length)
+  for (let i = 0; i < end; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++
+      lineStart = i + 1
+    }
+  }
+  return { line, column: end - lineStart + 1 }
+}
+
+/**
+ * Parses `text` as JSON. On a syntax error the message names `file`, the line
+ * and column (and character position) where parsing stopped, and what the
+ * parser expected there.
+ */
+export function parseJson(text: string, file: string): unknown {
+  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text // a UTF-8 byte-order mark is not an error
+  try {
+    return JSON.parse(body)
+  } catch (err) {
+    const raw = err instanceof Error ? err.message : String(err)
+    const position = /at position (\d+)/.exec(raw)
+    const offset = position ? Number(position[1]) : body.length
+    const { line, column } = lineAndColumn(body, offset)
+    // V8 phrases it as "... in JSON at position N" (newer versions add "(line L column C)").
+    const reason = raw.replace(/\s*\(line \d+ column \d+\)/, '').replace(/ in JSON at position \d+/, '').replace(/^JSON\.parse: /, '')
+    throw new SyntaxError(`${file} is not valid JSON: ${reason} at line ${line}, column ${column} (position ${offset})`)
+  }
+}
+
+/** Reads and parses a JSON file; the errors of parseJson, and 'cannot read' ones that name the file. */
+export async function readJsonFile(file: string): Promise<unknown> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new Error(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
+  }
+  return parseJson(text, file)
+}
