@@ -274,7 +274,7 @@ t.test('errors name the file, the tensor or the argument', async (t) => {
   await t.rejects(Model.load(badField), /config\.json: num_attention_heads must be a positive integer; got "four"/, 'wrong field type')
   const badJson = copy('bad-json')
   fs.writeFileSync(path.join(badJson, 'config.json'), '{"model_type": "llama",')
-  await t.rejects(Model.load(badJson), /config\.json: invalid JSON/, 'malformed config.json')
+  await t.rejects(Model.load(badJson), /config\.json is not valid JSON: .* at line 1, column \d+/, 'malformed config.json names the line and column')
   fs.rmSync(dir, { recursive: true, force: true })
 
   const model = Model.create({ arch: 'gpt2', vocab: 20, dim: 16, layers: 1, heads: 2, maxPositions: 8 })

@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { native, type NativeModel, type NativeParameterInfo } from '../native.js'
 import { Tensor, type Device } from '../tensor.js'
+import { parseJson } from '../util/json.js'
 import { booleanOption, checkKeys, describe, numberOption } from '../util/options.js'
 import { completeConfig, configFromHf, configToHf, type ModelConfig } from './config.js'
 import { SafetensorsFile, writeSafetensors } from './safetensors.js'
@@ -126,11 +127,7 @@ function readJson(file: string): Record<string, unknown> {
   } catch (err) {
     throw new Error(`cannot read ${file}: ${(err as Error).message}`)
   }
-  try {
-    return JSON.parse(text)
-  } catch (err) {
-    throw new Error(`${file}: invalid JSON (${(err as Error).message})`)
-  }
+  return parseJson(text, file) as Record<string, unknown>
 }
 
 /** The safetensors files of a Hugging Face directory: one file, or shards listed by an index. */
