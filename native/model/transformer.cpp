@@ -233,32 +233,56 @@ void Transformer::run_layers(Saved& s, bool train, std::vector<float>* cache_k, 
 
 namespace {
 
-// Rows of the LM head per chunk: about 32 MB of logits at a time.
-int64_t head_chunk_rows(int64_t vocab) { return std::max<int64_t>(1, (int64_t(8) << 20) / vocab); }
+// The LM head works on target rows: row (b, t), t < T - 1, reads the hidden
+// state at (b, t) and predicts token (b, t + 1). It takes them a chunk at a
+// time (about 32 MB of logits), so the [B, T, V] logits never exist at once.
+class HeadChunks {
+ public:
+  HeadChunks(const std::vector<float>& hidden_states, const std::vector<int32_t>& tokens, int64_t batch, int64_t steps,
+             int64_t dim, int64_t vocab)
+      : states_(hidden_states), tokens_(tokens), steps_(steps), dim_(dim), vocab_(vocab) {
+    total_ = batch * (steps - 1);
+    chunk_ = std::max<int64_t>(1, (int64_t(8) << 20) / vocab);
+    const size_t most = static_cast<size_t>(std::min(chunk_, std::max<int64_t>(total_, 1)));
+    hidden.resize(most * dim);
+    logits.resize(most * vocab);
+    next.resize(most);
+  }
+
+  int64_t total() const { return total_; }
+  int64_t chunk() const { return chunk_; }
+  // Row of the hidden states (b * T + t) that target row i reads.
+  int64_t source(int64_t i) const { return (i / (steps_ - 1)) * steps_ + i % (steps_ - 1); }
+
+  // Gathers target rows [start, start + rows) and computes their logits with W [V, dim].
+  void load(int64_t start, int64_t rows, const float* W) {
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t src = source(start + i);
+      std::memcpy(hidden.data() + i * dim_, states_.data() + src * dim_, sizeof(float) * dim_);
+      next[i] = tokens_[src + 1];
+    }
+    linear(hidden.data(), rows, dim_, W, vocab_, logits.data(), vocab_, false);
+  }
+
+  std::vector<float> hidden, logits;
+  std::vector<int32_t> next;
+
+ private:
+  const std::vector<float>& states_;
+  const std::vector<int32_t>& tokens_;
+  int64_t steps_, dim_, vocab_, total_, chunk_;
+};
 
 }  // namespace
 
-// Next-token log-probs (and entropy) from the final hidden states, the LM head
-// applied a chunk of rows at a time so the [B, T, V] logits never exist at once.
 void Transformer::head_logprobs(Saved& s, const ForwardOptions& o, ForwardResult& r) {
-  const int64_t d = config_.dim, V = config_.vocab, T = s.steps, targets = T - 1;
-  r.logp = empty({s.batch, targets}, DType::f32, Device::host());
-  if (o.entropy) r.entropy = empty({s.batch, targets}, DType::f32, Device::host());
-  if (targets == 0) return;
-  const float* W = params_.data<float>() + layout_.lm_head;
-  const int64_t chunk = head_chunk_rows(V);
-  std::vector<float> logits(static_cast<size_t>(std::min(chunk, s.batch * targets) * V));
-  std::vector<float> hidden(static_cast<size_t>(std::min(chunk, s.batch * targets) * d));
-  std::vector<int32_t> next(static_cast<size_t>(std::min(chunk, s.batch * targets)));
-  for (int64_t start = 0; start < s.batch * targets; start += chunk) {
-    const int64_t rows = std::min(chunk, s.batch * targets - start);
-    for (int64_t i = 0; i < rows; ++i) {  // target row (b, t) reads hidden (b, t) and token (b, t + 1)
-      const int64_t b = (start + i) / targets, t = (start + i) % targets;
-      std::memcpy(hidden.data() + i * d, s.final_normed.data() + (b * T + t) * d, sizeof(float) * d);
-      next[i] = s.tokens[b * T + t + 1];
-    }
-    linear(hidden.data(), rows, d, W, V, logits.data(), V, false);
-    LogprobsArgs a{logits.data(), DType::f32, next.data(), rows, V, 1.0f / o.temperature,
+  r.logp = empty({s.batch, s.steps - 1}, DType::f32, Device::host());
+  if (o.entropy) r.entropy = empty({s.batch, s.steps - 1}, DType::f32, Device::host());
+  HeadChunks head(s.final_normed, s.tokens, s.batch, s.steps, config_.dim, config_.vocab);
+  for (int64_t start = 0; start < head.total(); start += head.chunk()) {
+    const int64_t rows = std::min(head.chunk(), head.total() - start);
+    head.load(start, rows, params_.data<float>() + layout_.lm_head);
+    LogprobsArgs a{head.logits.data(), DType::f32, head.next.data(), rows, config_.vocab, 1.0f / o.temperature,
                    r.logp.data<float>() + start, o.entropy ? r.entropy.data<float>() + start : nullptr, nullptr};
     cpu::logprobs(a);
   }
@@ -342,36 +366,27 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
   // LM head: logits again a chunk at a time, d logits in place, then back to the hidden states.
   if (grad_logp.defined() || grad_entropy.defined()) {
     const float* W = P + layout_.lm_head;
-    float* dW = G + layout_.lm_head;
-    const int64_t total = s.batch * targets, chunk = head_chunk_rows(c.vocab);
-    std::vector<float> logits(static_cast<size_t>(std::min(chunk, total) * c.vocab));
-    std::vector<float> hidden(static_cast<size_t>(std::min(chunk, total) * d));
-    std::vector<float> dhidden(static_cast<size_t>(std::min(chunk, total) * d));
-    std::vector<int32_t> next(static_cast<size_t>(std::min(chunk, total)));
-    for (int64_t start = 0; start < total; start += chunk) {
-      const int64_t rows = std::min(chunk, total - start);
-      for (int64_t i = 0; i < rows; ++i) {
-        const int64_t b = (start + i) / targets, t = (start + i) % targets;
-        std::memcpy(hidden.data() + i * d, s.final_normed.data() + (b * T + t) * d, sizeof(float) * d);
-        next[i] = s.tokens[b * T + t + 1];
-      }
-      linear(hidden.data(), rows, d, W, c.vocab, logits.data(), c.vocab, false);
-      LogprobsBackwardArgs a{logits.data(),
+    HeadChunks head(s.final_normed, s.tokens, s.batch, T, d, c.vocab);
+    std::vector<float> dhidden(head.hidden.size());
+    for (int64_t start = 0; start < head.total(); start += head.chunk()) {
+      const int64_t rows = std::min(head.chunk(), head.total() - start);
+      head.load(start, rows, W);
+      LogprobsBackwardArgs a{head.logits.data(),
                              DType::f32,
-                             next.data(),
+                             head.next.data(),
                              rows,
                              c.vocab,
                              1.0f / s.temperature,
                              grad_logp.defined() ? grad_logp.data<float>() + start : nullptr,
                              grad_entropy.defined() ? grad_entropy.data<float>() + start : nullptr,
-                             logits.data(),
+                             head.logits.data(),  // d logits in place
                              nullptr};
       cpu::logprobs_backward(a);
-      sgemm(false, false, rows, d, c.vocab, 1.0f, logits.data(), c.vocab, W, d, 0.0f, dhidden.data(), d);
-      sgemm(true, false, c.vocab, d, rows, 1.0f, logits.data(), c.vocab, hidden.data(), d, 1.0f, dW, d);
+      sgemm(false, false, rows, d, c.vocab, 1.0f, head.logits.data(), c.vocab, W, d, 0.0f, dhidden.data(), d);
+      sgemm(true, false, c.vocab, d, rows, 1.0f, head.logits.data(), c.vocab, head.hidden.data(), d, 1.0f,
+            G + layout_.lm_head, d);
       for (int64_t i = 0; i < rows; ++i) {
-        const int64_t b = (start + i) / targets, t = (start + i) % targets;
-        float* dst = dnf.data() + (b * T + t) * d;
+        float* dst = dnf.data() + head.source(start + i) * d;
         const float* src = dhidden.data() + i * d;
         for (int64_t j = 0; j < d; ++j) dst[j] += src[j];
       }
