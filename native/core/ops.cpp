@@ -1,11 +1,13 @@
 #include "ops.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 
+#include "../cpu/gemm.h"
 #include "cuda_runtime.h"
 #include "error.h"
 
@@ -439,6 +441,55 @@ RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const
   const auto s = read_stats<kRewardStats>(stats);
   out.loss = s.v[0];
   out.accuracy = s.v[1];
+  return out;
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options) {
+  const Args args("matmul");
+  const auto check_matrix = [&](const Tensor& t, const char* name) {
+    args.dtype(t, name, {DType::f32});
+    if (t.ndim() != 2) args.fail(name, " must be 2-D; got ", t.describe());
+    if (!t.device().is_cpu()) args.fail(name, " must be on the cpu (matmul runs on the host); got ", t.describe());
+  };
+  check_matrix(a, "a");
+  check_matrix(b, "b");
+  const char* a_op = options.trans_a ? "a^T" : "a";
+  const char* b_op = options.trans_b ? "b^T" : "b";
+  // Rows and columns of op(x) for the stored x.
+  const int64_t a_rows = a.shape[options.trans_a ? 1 : 0], a_cols = a.shape[options.trans_a ? 0 : 1];
+  const int64_t b_rows = b.shape[options.trans_b ? 1 : 0], b_cols = b.shape[options.trans_b ? 0 : 1];
+  const bool explicit_sizes = options.m >= 0 || options.n >= 0 || options.k >= 0;
+  const int64_t M = options.m >= 0 ? options.m : a_rows;
+  const int64_t K = options.k >= 0 ? options.k : a_cols;
+  const int64_t N = options.n >= 0 ? options.n : b_cols;
+  if (M > a_rows || K > a_cols) {
+    args.fail(a_op, " is ", a_rows, " x ", a_cols, " (a ", shape_str(a.shape), "); it has no ", M, " x ", K, " block");
+  }
+  if (options.k < 0 && b_rows != K) {
+    args.fail(b_op, " must have K = ", K, " rows, the columns of ", a_op, "; got ", b_rows, " (b ", shape_str(b.shape),
+              ")");
+  }
+  if (K > b_rows || N > b_cols) {
+    args.fail(b_op, " is ", b_rows, " x ", b_cols, " (b ", shape_str(b.shape), "); it has no ", K, " x ", N, " block");
+  }
+  if (!std::isfinite(options.alpha)) args.fail("alpha must be a finite number; got ", options.alpha);
+  if (!std::isfinite(options.beta)) args.fail("beta must be a finite number; got ", options.beta);
+  Tensor out = c;
+  if (c.defined()) {
+    check_matrix(c, "c");
+    const bool fits = explicit_sizes ? c.shape[0] >= M && c.shape[1] >= N : c.shape == Shape{M, N};
+    if (!fits) {
+      args.fail("c must have shape ", explicit_sizes ? "at least " : "", shape_str({M, N}), " (", a_op, " rows x ", b_op,
+                " columns); got ", shape_str(c.shape));
+    }
+  } else {
+    if (options.beta != 0) args.fail("beta = ", options.beta, " needs c, the matrix to accumulate into");
+    out = empty({M, N}, DType::f32, Device::host());
+  }
+  // Row strides of the stored matrices; at least 1 as BLAS wants, even for an empty matrix.
+  const auto stride = [](const Tensor& t) { return std::max<int64_t>(1, t.shape[1]); };
+  cpu::sgemm(options.trans_a, options.trans_b, M, N, K, static_cast<float>(options.alpha), a.data<float>(), stride(a),
+             b.data<float>(), stride(b), static_cast<float>(options.beta), out.data<float>(), stride(out));
   return out;
 }
 

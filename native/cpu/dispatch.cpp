@@ -5,6 +5,7 @@
 
 #include "../core/error.h"
 #include "../core/kernels.h"
+#include "gemm_kernel.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define RLFARM_X86 1
@@ -16,6 +17,7 @@ namespace rlfarm::cpu {
   namespace isa {                                                \
   void logprobs_entry(const LogprobsArgs& a);                    \
   void logprobs_backward_entry(const LogprobsBackwardArgs& a);   \
+  GemmKernel gemm_kernel();                                      \
   }
 RLFARM_DECLARE_ISA(generic)
 #if RLFARM_X86
@@ -103,6 +105,16 @@ void logprobs_backward(const LogprobsBackwardArgs& a) {
     case kAvx2: return avx2::logprobs_backward_entry(a);
 #endif
     default: return generic::logprobs_backward_entry(a);
+  }
+}
+
+GemmKernel builtin_gemm_kernel() {
+  switch (active().load()) {
+#if RLFARM_X86
+    case kAvx512: return avx512::gemm_kernel();
+    case kAvx2: return avx2::gemm_kernel();
+#endif
+    default: return generic::gemm_kernel();
   }
 }
 
