@@ -368,9 +368,11 @@ function sizeOption(where: string, name: string, value: unknown): number {
 }
 
 /**
- * c = alpha op(a) op(b) + beta c on 2-D f32 CPU tensors, op(x) = x or x^T, with
- * the CPU matrix multiply in use (see setGemmBackend). For testing and
- * benchmarking that multiply; models call it natively.
+ * c = alpha op(a) op(b) + beta c on f32 CPU tensors, op(x) = x or x^T, with the
+ * CPU matrix multiply in use (see setGemmBackend). a [M, K] (or [K, M] with
+ * transA), b [K, N] (or [N, K] with transB); 3-D tensors [batch, rows, cols]
+ * multiply a batch of matrices, a 2-D a or b then being shared by all of them.
+ * For testing and benchmarking that multiply; models call it natively.
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const op = 'matmul'

@@ -79,9 +79,11 @@ struct MatmulOptions {
   // then act as leading dimensions (how submatrices are multiplied).
   int64_t m = -1, n = -1, k = -1;
 };
-// c = alpha * op(a) * op(b) + beta * c on 2-D host f32 tensors, through
-// cpu::sgemm; for tests and benchmarks of the GEMM. With c undefined the result
-// is a new [M, N] tensor (beta must then be 0); otherwise it is written into c
+// c = alpha * op(a) * op(b) + beta * c on host f32 tensors, through
+// cpu::sgemm; for tests and benchmarks of the GEMM. 2-D tensors are one
+// product; 3-D ones [batch, rows, cols] a batch through cpu::sgemm_batched,
+// where a 2-D a or b is shared by every product. With c undefined the result
+// is a new tensor (beta must then be 0); otherwise it is written into c
 // (beta == 0: c is not read), which is returned.
 Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options);
 
