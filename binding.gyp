@@ -7,7 +7,7 @@
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
         "sources": ["native/cpu/kernels_avx2.cpp", "native/cpu/gemm_avx2.cpp"],
-        "cflags_cc": ["-O3", "-std=c++17", "-fPIC", "-mavx2", "-mfma", "-mf16c"]
+        "cflags_cc": ["-O3", "-std=c++17", "-fPIC", "-mavx2", "-mfma", "-mf16c", "-Wno-uninitialized"]
       }]],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"]
     },
@@ -16,7 +16,7 @@
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
         "sources": ["native/cpu/kernels_avx512.cpp", "native/cpu/gemm_avx512.cpp"],
-        "cflags_cc": ["-O3", "-std=c++17", "-fPIC", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"]
+        "cflags_cc": ["-O3", "-std=c++17", "-fPIC", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c", "-Wno-uninitialized"]
       }]],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"]
     },
