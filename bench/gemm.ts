@@ -1,4 +1,4 @@
-// npm run bench:gemm -- [--repeat 7] [--no-peer] [--no-vocab] [--json]
+// npm run bench:gemm -- [--repeat 7] [--rounds 3] [--no-peer] [--no-vocab] [--json]
 //
 // Times the CPU matrix multiply on the products of a transformer layer with
 // 2048 tokens (forward y = x W^T, backward dx = dy W and dW = dy^T x, for
@@ -8,8 +8,11 @@
 // one call of each in turn, so that a busy machine slows them alike; the peer
 // is PyTorch's torch.matmul / torch.bmm on the same layouts
 // (bench/torch_gemm.py, OPENBLAS_NUM_THREADS=2, torch threads 1 and 2, the
-// faster per shape). Reports GFLOP/s = 2 M N K batch / median time, and the
-// machine's FMA peak measured by bench/fma_peak.c when a C compiler is found.
+// faster per shape). rlfarm and the peer take turns for --rounds rounds, so
+// that a machine shared with other work slows both alike; each figure is the
+// median over rounds of the median time of --repeat calls. Reports GFLOP/s =
+// 2 M N K batch / time, and the machine's FMA peak measured by
+// bench/fma_peak.c when a C compiler is found.
 // Prints a table, a markdown block for bench/RESULTS.md, and with --json a
 // last JSON line.
 import { spawnSync } from 'node:child_process'
@@ -20,22 +23,26 @@ import { backend, ops, setGemmBackend, Tensor } from 'rlfarm'
 
 interface Args {
   repeat: number
+  rounds: number
   peer: boolean
   vocab: boolean
   json: boolean
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { repeat: 7, peer: true, vocab: true, json: false }
+  const args: Args = { repeat: 7, rounds: 3, peer: true, vocab: true, json: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--repeat') args.repeat = Number(argv[++i])
+    else if (a === '--rounds') args.rounds = Number(argv[++i])
     else if (a === '--no-peer') args.peer = false
     else if (a === '--no-vocab') args.vocab = false
     else if (a === '--json') args.json = true
     else throw new Error(`unknown argument ${a}; see the comment at the top of bench/gemm.ts`)
   }
-  if (!(Number.isInteger(args.repeat) && args.repeat > 0)) throw new Error('--repeat needs a positive integer')
+  for (const name of ['repeat', 'rounds'] as const) {
+    if (!(Number.isInteger(args[name]) && args[name] > 0)) throw new Error(`--${name} needs a positive integer`)
+  }
   return args
 }
 
@@ -137,6 +144,7 @@ interface PeerRun {
   ms: Record<string, number>
 }
 
+/** One round of the peer: torch threads 1 and 2; per shape the faster, in ms. */
 function runPeer(list: Shape[], repeat: number): { best: Record<string, { ms: number; threads: number }>; runs: PeerRun[]; error?: string } {
   const script = path.join(__dirname, 'torch_gemm.py')
   const python = process.env.RLFARM_BENCH_PYTHON ?? '/usr/bin/python3'
@@ -159,14 +167,30 @@ function runPeer(list: Shape[], repeat: number): { best: Record<string, { ms: nu
   return { best, runs }
 }
 
-/** Compiles and runs bench/fma_peak.c with one thread per core of rlfarm's pool. */
-function fmaPeak(threads: number): { avx512_gflops: number | null; avx2_gflops: number | null } | undefined {
-  const binary = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-fma-')), 'fma_peak')
-  const compiled = spawnSync(process.env.CC ?? 'cc', ['-O2', '-pthread', path.join(__dirname, 'fma_peak.c'), '-o', binary], { encoding: 'utf8' })
-  if (compiled.status !== 0) return undefined
-  const r = spawnSync(binary, [String(threads)], { encoding: 'utf8' })
-  fs.rmSync(path.dirname(binary), { recursive: true, force: true })
-  return r.status === 0 ? JSON.parse(r.stdout) : undefined
+type Peak = { avx512_gflops: number | null; avx2_gflops: number | null }
+
+/**
+ * Compiles bench/fma_peak.c and runs it with one thread per thread of
+ * rlfarm's pool, `runs` times: the highest rate is the peak (a run that
+ * shares the cores with other work only comes out lower).
+ */
+function fmaPeak(threads: number, runs: number): Peak | undefined {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-fma-'))
+  try {
+    const binary = path.join(dir, 'fma_peak')
+    const compiled = spawnSync(process.env.CC ?? 'cc', ['-O2', '-pthread', path.join(__dirname, 'fma_peak.c'), '-o', binary], { encoding: 'utf8' })
+    if (compiled.status !== 0) return undefined
+    const measured: Peak[] = []
+    for (let i = 0; i < runs; i++) {
+      const r = spawnSync(binary, [String(threads)], { encoding: 'utf8' })
+      if (r.status !== 0) return undefined
+      measured.push(JSON.parse(r.stdout))
+    }
+    const highest = (key: keyof Peak) => (measured[0][key] === null ? null : Math.max(...measured.map((m) => m[key] ?? 0)))
+    return { avx512_gflops: highest('avx512_gflops'), avx2_gflops: highest('avx2_gflops') }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 function main() {
@@ -176,46 +200,66 @@ function main() {
   const original = info.gemm
   const list = shapes(args)
   const machine = `${os.cpus()[0]?.model ?? 'cpu'}, rlfarm ${info.threads} threads, ${info.simd}`
-  const peak = fmaPeak(info.threads)
+  const peak = fmaPeak(info.threads, 5)
   const peakGflops = peak ? peak.avx512_gflops ?? peak.avx2_gflops ?? undefined : undefined
 
-  const results = list.map((s) => {
-    const ms = timeBackends(s, gemms, s.repeat ?? args.repeat)
-    return { ...s, gflops: Object.fromEntries(Object.entries(ms).map(([g, t]) => [g, flops(s) / (t / 1e3) / 1e9])), ms }
-  })
-  setGemmBackend(original as 'builtin')
-
-  let peerNote = 'peer not run (--no-peer)'
-  let peer: ReturnType<typeof runPeer> | undefined
-  if (args.peer) {
-    peer = runPeer(list, args.repeat)
-    peerNote = peer.error
-      ? `peer failed: ${peer.error}`
-      : `PyTorch ${peer.runs[0].torch} torch.matmul/bmm, best of torch.set_num_threads(1, 2) per shape, OPENBLAS_NUM_THREADS=${process.env.OPENBLAS_NUM_THREADS ?? '2'}`
+  // Rounds: rlfarm's backends on every shape, then the peer on every shape.
+  const rlfarmMs: Record<string, Record<string, number[]>> = Object.fromEntries(list.map((s) => [s.name, Object.fromEntries(gemms.map((g) => [g, []]))]))
+  const peerMs: Record<string, Array<{ ms: number; threads: number }>> = Object.fromEntries(list.map((s) => [s.name, []]))
+  const peerRuns: PeerRun[] = []
+  let peerError: string | undefined
+  for (let round = 0; round < args.rounds; round++) {
+    for (const s of list) {
+      const ms = timeBackends(s, gemms, s.repeat ?? args.repeat)
+      for (const g of gemms) rlfarmMs[s.name][g].push(ms[g])
+    }
+    if (args.peer && !peerError) {
+      const peer = runPeer(list, args.repeat)
+      peerError = peer.error
+      peerRuns.push(...peer.runs)
+      for (const s of list) if (peer.best[s.name]) peerMs[s.name].push(peer.best[s.name])
+    }
   }
+  setGemmBackend(original as 'builtin')
+  const gflopsOf = (s: Shape, ms: number) => flops(s) / (ms / 1e3) / 1e9
+  const results = list.map((s) => {
+    const ms = Object.fromEntries(gemms.map((g) => [g, median(rlfarmMs[s.name][g])]))
+    const peer = peerMs[s.name].length ? [...peerMs[s.name]].sort((a, b) => a.ms - b.ms)[peerMs[s.name].length >> 1] : undefined
+    return {
+      ...s,
+      ms,
+      gflops: Object.fromEntries(gemms.map((g) => [g, gflopsOf(s, ms[g])])),
+      torch: peer ? { gflops: gflopsOf(s, peer.ms), threads: peer.threads } : undefined,
+    }
+  })
+
+  const peerNote = !args.peer
+    ? 'peer not run (--no-peer)'
+    : peerError
+      ? `peer failed: ${peerError}`
+      : `PyTorch ${peerRuns[0].torch} torch.matmul/bmm, best of torch.set_num_threads(1, 2) per shape, OPENBLAS_NUM_THREADS=${process.env.OPENBLAS_NUM_THREADS ?? '2'}`
 
   const fmt = (x: number | undefined, digits = 1) => (x === undefined || !Number.isFinite(x) ? '' : x.toFixed(digits))
   const header = ['product', 'role', ...gemms.map((g) => `${g} GF/s`), 'torch GF/s', ...(gemms.includes('openblas') ? ['builtin / openblas'] : []), 'builtin / torch']
   if (peakGflops) header.push('builtin of peak')
   const lines = results.map((r) => {
-    const torch = peer?.best[r.name]
-    const torchGflops = torch ? flops(r) / (torch.ms / 1e3) / 1e9 : undefined
+    const torchGflops = r.torch?.gflops
     const row = [r.name, r.role, ...gemms.map((g) => fmt(r.gflops[g]))]
-    row.push(torchGflops ? `${fmt(torchGflops)} (${torch!.threads}t)` : '')
+    row.push(r.torch ? `${fmt(r.torch.gflops)} (${r.torch.threads}t)` : '')
     if (gemms.includes('openblas')) row.push(`${fmt(r.gflops.builtin / r.gflops.openblas, 2)}x`)
     row.push(torchGflops ? `${fmt(r.gflops.builtin / torchGflops, 2)}x` : '')
     if (peakGflops) row.push(`${fmt((100 * r.gflops.builtin) / peakGflops, 0)}%`)
     return row
   })
-  console.log(`rlfarm gemm on ${machine}; ${peerNote}`)
-  if (peak) console.log(`FMA peak with ${info.threads} threads: AVX-512 ${peak.avx512_gflops ?? 'n/a'} GFLOP/s, AVX2 ${peak.avx2_gflops ?? 'n/a'} GFLOP/s (bench/fma_peak.c)`)
+  console.log(`rlfarm gemm on ${machine}; ${args.rounds} rounds of ${args.repeat} calls; ${peerNote}`)
+  if (peak) console.log(`FMA peak with ${info.threads} threads: AVX-512 ${peak.avx512_gflops ?? 'n/a'} GFLOP/s, AVX2 ${peak.avx2_gflops ?? 'n/a'} GFLOP/s (bench/fma_peak.c, best of 5)`)
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
   for (const l of [header, ...lines]) console.log(l.map((c, i) => c.padEnd(widths[i])).join('  '))
   console.log('\nmarkdown:')
   console.log(`| ${header.join(' | ')} |`)
   console.log(`| ${header.map(() => '---').join(' | ')} |`)
   for (const l of lines) console.log(`| ${l.join(' | ')} |`)
-  if (args.json) console.log(JSON.stringify({ machine, peak, results, peer: peer?.runs }))
+  if (args.json) console.log(JSON.stringify({ machine, peak, rounds: args.rounds, results, rlfarmMs, peer: peerRuns }))
 }
 
 main()
