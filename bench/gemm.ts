@@ -8,9 +8,9 @@
 // one call of each in turn, so that a busy machine slows them alike; the peer
 // is PyTorch's torch.matmul / torch.bmm on the same layouts
 // (bench/torch_gemm.py, OPENBLAS_NUM_THREADS=2, torch threads 1 and 2, the
-// faster per shape). rlfarm and the peer take turns for --rounds rounds, so
-// that a machine shared with other work slows both alike; each figure is the
-// median over rounds of the median time of --repeat calls. Reports GFLOP/s =
+// faster per shape). rlfarm and the peer take turns shape by shape for
+// --rounds rounds, so that a machine shared with other work slows both alike;
+// each figure is the median over rounds of the median time of --repeat calls. Reports GFLOP/s =
 // 2 M N K batch / time, and the machine's FMA peak measured by
 // bench/fma_peak.c when a C compiler is found.
 // Prints a table, a markdown block for bench/RESULTS.md, and with --json a
@@ -203,7 +203,7 @@ function main() {
   const peak = fmaPeak(info.threads, 5)
   const peakGflops = peak ? peak.avx512_gflops ?? peak.avx2_gflops ?? undefined : undefined
 
-  // Rounds: rlfarm's backends on every shape, then the peer on every shape.
+  // Rounds over the shapes: rlfarm's backends on a shape, then the peer on it.
   const rlfarmMs: Record<string, Record<string, number[]>> = Object.fromEntries(list.map((s) => [s.name, Object.fromEntries(gemms.map((g) => [g, []]))]))
   const peerMs: Record<string, Array<{ ms: number; threads: number }>> = Object.fromEntries(list.map((s) => [s.name, []]))
   const peerRuns: PeerRun[] = []
@@ -212,12 +212,12 @@ function main() {
     for (const s of list) {
       const ms = timeBackends(s, gemms, s.repeat ?? args.repeat)
       for (const g of gemms) rlfarmMs[s.name][g].push(ms[g])
-    }
-    if (args.peer && !peerError) {
-      const peer = runPeer(list, args.repeat)
-      peerError = peer.error
-      peerRuns.push(...peer.runs)
-      for (const s of list) if (peer.best[s.name]) peerMs[s.name].push(peer.best[s.name])
+      if (args.peer && !peerError) {
+        const peer = runPeer([s], args.repeat)
+        peerError = peer.error
+        peerRuns.push(...peer.runs)
+        if (peer.best[s.name]) peerMs[s.name].push(peer.best[s.name])
+      }
     }
   }
   setGemmBackend(original as 'builtin')
