@@ -6,8 +6,8 @@
       "target_name": "rlfarm_avx2",
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
-        "sources": ["native/cpu/kernels_avx2.cpp"],
-        "cflags_cc": ["-O3", "-std=c++17", "-fPIC", "-mavx2", "-mfma", "-mf16c"]
+        "sources": ["native/cpu/kernels_avx2.cpp", "native/cpu/gemm_avx2.cpp"],
+        "cflags_cc": ["-O3", "-std=c++17", "-fPIC", "-mavx2", "-mfma", "-mf16c", "-Wno-uninitialized"]
       }]],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"]
     },
@@ -15,8 +15,8 @@
       "target_name": "rlfarm_avx512",
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
-        "sources": ["native/cpu/kernels_avx512.cpp"],
-        "cflags_cc": ["-O3", "-std=c++17", "-fPIC", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"]
+        "sources": ["native/cpu/kernels_avx512.cpp", "native/cpu/gemm_avx512.cpp"],
+        "cflags_cc": ["-O3", "-std=c++17", "-fPIC", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c", "-Wno-uninitialized"]
       }]],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"]
     },
@@ -29,8 +29,9 @@
         "native/cpu/dispatch.cpp",
         "native/cpu/rl_kernels.cpp",
         "native/cpu/kernels_generic.cpp",
+        "native/cpu/gemm.cpp",
+        "native/cpu/gemm_generic.cpp",
         "native/cuda/absent.cpp",
-        "native/cpu/gemm_simple.cpp",
         "native/model/layout.cpp",
         "native/model/layers.cpp",
         "native/model/sampling.cpp",
@@ -41,6 +42,7 @@
         "native/binding/addon.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "libraries": ["-ldl"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-frtti", "-fvisibility=hidden"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++17"],

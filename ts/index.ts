@@ -1,7 +1,7 @@
 // rlfarm: RLHF for Node.js on a native CPU/CUDA engine.
 import * as ops from './ops.js'
 
-export { Tensor, devices, backend, emptyCache, setSimdLevel, synchronize } from './tensor.js'
+export { Tensor, devices, backend, emptyCache, setGemmBackend, setSimdLevel, synchronize } from './tensor.js'
 export type { DType, Device, DeviceInfo, BackendInfo, TensorData, TensorOptions, TypedArrayOf } from './tensor.js'
 export type {
   LogprobsOptions,
@@ -19,6 +19,7 @@ export type {
   DpoOptions,
   DpoLossResult,
   RewardLossOptions,
+  MatmulOptions,
 } from './ops.js'
 export { ops }
 export { Model } from './model/model.js'

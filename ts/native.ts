@@ -42,6 +42,8 @@ export interface NativeOps {
     inputs: Record<string, Optional>, variant: string, beta: number, labelSmoothing: number, gamma: number, referenceFree: boolean,
   ): { loss: number; gradChosen: H; gradRejected: H; chosenReward: H; rejectedReward: H; accuracy: number }
   rewardLoss(chosen: H, rejected: H, margin: H | number, centerCoef: number): { loss: number; gradChosen: H; gradRejected: H; accuracy: number }
+  /** Sizes m, n, k are -1 when the shapes decide. */
+  matmul(a: H, b: H, transA: boolean, transB: boolean, alpha: number, beta: number, c: Optional, m: number, n: number, k: number): H
 }
 
 export interface CpuDeviceInfo {
@@ -67,6 +69,10 @@ export interface BackendInfo {
   threads: number
   simd: string
   simdSupported: string[]
+  /** The CPU matrix multiply in use: 'builtin' or 'openblas' (see setGemmBackend). */
+  gemm: string
+  /** The CPU matrix multiplies that can be used here ('openblas' when libopenblas.so.0 loads). */
+  gemmAvailable: string[]
   cudaCompiled: boolean
   cudaArchs: string
   cudaDevices: number
@@ -164,6 +170,7 @@ export interface NativeAddon {
   devices(): DeviceInfo[]
   backend(): BackendInfo
   setSimdLevel(level: string): void
+  setGemmBackend(name: string): void
   synchronize(device: string): void
   emptyCache(): void
   mapFile(path: string): NativeTensorHandle

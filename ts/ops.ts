@@ -1,7 +1,8 @@
 // The RLHF ops: log-probs and entropy, GAE, whitening, KL penalties, PPO and
 // value losses, the DPO family and the reward-model loss. Each runs natively on
 // the device of its inputs (CPU or CUDA); formulas in ../shared/DESIGN.md
-// ("Math reference") and in docs of each function below.
+// ("Math reference") and in docs of each function below. Also matmul, the CPU
+// matrix multiply exposed for its tests and benchmark.
 //
 // Losses return the loss and metrics as numbers and gradients as tensors; the
 // gradients are of the returned (mean) loss. Masks are f32, i32 or u8 tensors
@@ -335,4 +336,60 @@ export function rewardLoss(
     numberOption(where, 'centerCoef', options.centerCoef, 0),
   )
   return { ...r, gradChosen: wrap(r.gradChosen), gradRejected: wrap(r.gradRejected) }
+}
+
+export interface MatmulOptions {
+  /** Multiply by a^T (a stored [K, M]). Default false. */
+  transA?: boolean
+  /** Multiply by b^T (b stored [N, K]). Default false. */
+  transB?: boolean
+  /** Default 1. */
+  alpha?: number
+  /** Scale of c added to the product; needs c. Default 0 (c is then not read, NaN in it is ignored). */
+  beta?: number
+  /** The output: written in place and returned. Default a new [M, N] tensor. */
+  c?: Tensor
+  /**
+   * The product's sizes, by default those of op(a) and op(b). Given, they pick
+   * the top-left blocks of a, b and c, whose row lengths then act as leading
+   * dimensions: this is how a submatrix is multiplied.
+   */
+  m?: number
+  n?: number
+  k?: number
+}
+
+function sizeOption(where: string, name: string, value: unknown): number {
+  if (value === undefined) return -1
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new TypeError(`${where}: ${name} must be an integer >= 0; got ${describe(value)}`)
+  }
+  return value
+}
+
+/**
+ * c = alpha op(a) op(b) + beta c on f32 CPU tensors, op(x) = x or x^T, with the
+ * CPU matrix multiply in use (see setGemmBackend). a [M, K] (or [K, M] with
+ * transA), b [K, N] (or [N, K] with transB); 3-D tensors [batch, rows, cols]
+ * multiply a batch of matrices, a 2-D a or b then being shared by all of them.
+ * For testing and benchmarking that multiply; models call it natively.
+ */
+export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
+  const op = 'matmul'
+  const where = `ops.${op}`
+  checkKeys(where, options, ['transA', 'transB', 'alpha', 'beta', 'c', 'm', 'n', 'k'])
+  const c = optionalHandle(op, 'c', options.c)
+  const out = native.ops.matmul(
+    handle(op, 'a', a),
+    handle(op, 'b', b),
+    booleanOption(where, 'transA', options.transA, false),
+    booleanOption(where, 'transB', options.transB, false),
+    numberOption(where, 'alpha', options.alpha, 1),
+    numberOption(where, 'beta', options.beta, 0),
+    c,
+    sizeOption(where, 'm', options.m),
+    sizeOption(where, 'n', options.n),
+    sizeOption(where, 'k', options.k),
+  )
+  return options.c ?? wrap(out)
 }

@@ -240,6 +240,16 @@ export function setSimdLevel(level: 'generic' | 'avx2' | 'avx512'): void {
 }
 
 /**
+ * Picks the CPU matrix multiply: rlfarm's own kernels ('builtin', the default)
+ * or OpenBLAS's cblas_sgemm ('openblas', loaded from libopenblas.so.0 on first
+ * use; an error says why when it cannot be). RLFARM_GEMM does the same at
+ * start-up. backend().gemmAvailable lists what this machine has.
+ */
+export function setGemmBackend(name: 'builtin' | 'openblas'): void {
+  native.setGemmBackend(name)
+}
+
+/**
  * Frees the host memory that rlfarm keeps for reuse after tensors are dropped
  * (bounded by RLFARM_HOST_CACHE_MB, default 2048).
  */

@@ -8,6 +8,7 @@
 #include "../core/ops.h"
 #include "../core/thread_pool.h"
 #include "../cpu/dispatch.h"
+#include "../cpu/gemm.h"
 #include "model_wrap.h"
 #include "tensor_wrap.h"
 
@@ -55,6 +56,11 @@ Napi::Value Backend(const Napi::CallbackInfo& info) {
   const auto supported = cpu::simd_levels_supported();
   for (size_t i = 0; i < supported.size(); ++i) levels.Set(static_cast<uint32_t>(i), supported[i]);
   out.Set("simdSupported", levels);
+  out.Set("gemm", cpu::gemm_backend());
+  Napi::Array gemm_backends = Napi::Array::New(env);
+  const auto available = cpu::gemm_backends_available();
+  for (size_t i = 0; i < available.size(); ++i) gemm_backends.Set(static_cast<uint32_t>(i), available[i]);
+  out.Set("gemmAvailable", gemm_backends);
   out.Set("cudaCompiled", cuda::compiled());
   out.Set("cudaArchs", cuda::compiled_archs());
   out.Set("cudaDevices", cuda::device_count());
@@ -70,6 +76,11 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
 
 Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
   cpu::set_simd_level(string_arg(info[0], "setSimdLevel: level"));
+  return info.Env().Undefined();
+}
+
+Napi::Value SetGemmBackend(const Napi::CallbackInfo& info) {
+  cpu::set_gemm_backend(string_arg(info[0], "setGemmBackend: name"));
   return info.Env().Undefined();
 }
 
@@ -229,6 +240,20 @@ Napi::Value RewardLoss(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Sizes arrive as -1 when not given (the shapes decide).
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  ops::MatmulOptions options;
+  options.trans_a = bool_arg(info[2], "ops.matmul: transA");
+  options.trans_b = bool_arg(info[3], "ops.matmul: transB");
+  options.alpha = number_arg(info[4], "ops.matmul: alpha");
+  options.beta = number_arg(info[5], "ops.matmul: beta");
+  options.m = static_cast<int64_t>(number_arg(info[7], "ops.matmul: m"));
+  options.n = static_cast<int64_t>(number_arg(info[8], "ops.matmul: n"));
+  options.k = static_cast<int64_t>(number_arg(info[9], "ops.matmul: k"));
+  return wrap(info.Env(), ops::matmul(tensor(info, 0, "ops.matmul: a"), tensor(info, 1, "ops.matmul: b"),
+                                      optional(info, 6, "ops.matmul: c"), options));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->state = std::make_shared<EnvState>();
@@ -242,6 +267,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("devices", Napi::Function::New<Devices>(env, "devices"));
   exports.Set("backend", Napi::Function::New<Backend>(env, "backend"));
   exports.Set("setSimdLevel", Napi::Function::New<SetSimdLevel>(env, "setSimdLevel"));
+  exports.Set("setGemmBackend", Napi::Function::New<SetGemmBackend>(env, "setGemmBackend"));
   exports.Set("synchronize", Napi::Function::New<Synchronize>(env, "synchronize"));
   exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
   exports.Set("mapFile", Napi::Function::New<MapFile>(env, "mapFile"));
@@ -258,6 +284,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ops.Set("valueLoss", Napi::Function::New<ValueLoss>(env, "valueLoss"));
   ops.Set("dpoLoss", Napi::Function::New<DpoLoss>(env, "dpoLoss"));
   ops.Set("rewardLoss", Napi::Function::New<RewardLoss>(env, "rewardLoss"));
+  ops.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
   exports.Set("ops", ops);
   return exports;
 }

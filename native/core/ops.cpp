@@ -1,11 +1,13 @@
 #include "ops.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 
+#include "../cpu/gemm.h"
 #include "cuda_runtime.h"
 #include "error.h"
 
@@ -439,6 +441,73 @@ RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const
   const auto s = read_stats<kRewardStats>(stats);
   out.loss = s.v[0];
   out.accuracy = s.v[1];
+  return out;
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options) {
+  const Args args("matmul");
+  const auto check_matrices = [&](const Tensor& t, const char* name) {
+    args.dtype(t, name, {DType::f32});
+    if (t.ndim() != 2 && t.ndim() != 3) args.fail(name, " must be 2-D, or 3-D for a batch; got ", t.describe());
+    if (!t.device().is_cpu()) args.fail(name, " must be on the cpu (matmul runs on the host); got ", t.describe());
+  };
+  check_matrices(a, "a");
+  check_matrices(b, "b");
+  const bool batched = a.ndim() == 3 || b.ndim() == 3;
+  if (a.ndim() == 3 && b.ndim() == 3 && a.shape[0] != b.shape[0]) {
+    args.fail("a and b must hold the same number of matrices; got a ", shape_str(a.shape), " and b ", shape_str(b.shape));
+  }
+  const int64_t batch = a.ndim() == 3 ? a.shape[0] : b.ndim() == 3 ? b.shape[0] : 1;
+  // Rows, columns and row stride of one stored matrix, and the step between matrices (0: shared).
+  const auto rows = [](const Tensor& t) { return t.shape[t.ndim() - 2]; };
+  const auto cols = [](const Tensor& t) { return t.shape[t.ndim() - 1]; };
+  const auto row_stride = [&](const Tensor& t) { return std::max<int64_t>(1, cols(t)); };  // >= 1, as BLAS wants
+  const auto matrix_stride = [&](const Tensor& t) { return t.ndim() == 3 ? rows(t) * cols(t) : 0; };
+
+  const char* a_op = options.trans_a ? "a^T" : "a";
+  const char* b_op = options.trans_b ? "b^T" : "b";
+  const int64_t a_rows = options.trans_a ? cols(a) : rows(a), a_cols = options.trans_a ? rows(a) : cols(a);
+  const int64_t b_rows = options.trans_b ? cols(b) : rows(b), b_cols = options.trans_b ? rows(b) : cols(b);
+  const bool explicit_sizes = options.m >= 0 || options.n >= 0 || options.k >= 0;
+  const int64_t M = options.m >= 0 ? options.m : a_rows;
+  const int64_t K = options.k >= 0 ? options.k : a_cols;
+  const int64_t N = options.n >= 0 ? options.n : b_cols;
+  if (M > a_rows || K > a_cols) {
+    args.fail(a_op, " is ", a_rows, " x ", a_cols, " (a ", shape_str(a.shape), "); it has no ", M, " x ", K, " block");
+  }
+  if (options.k < 0 && b_rows != K) {
+    args.fail(b_op, " must have K = ", K, " rows, the columns of ", a_op, "; got ", b_rows, " (b ", shape_str(b.shape),
+              ")");
+  }
+  if (K > b_rows || N > b_cols) {
+    args.fail(b_op, " is ", b_rows, " x ", b_cols, " (b ", shape_str(b.shape), "); it has no ", K, " x ", N, " block");
+  }
+  if (!std::isfinite(options.alpha)) args.fail("alpha must be a finite number; got ", options.alpha);
+  if (!std::isfinite(options.beta)) args.fail("beta must be a finite number; got ", options.beta);
+
+  const Shape result_shape = batched ? Shape{batch, M, N} : Shape{M, N};
+  Tensor out = c;
+  if (c.defined()) {
+    check_matrices(c, "c");
+    const bool fits = c.ndim() == static_cast<int>(result_shape.size()) && (!batched || c.shape[0] == batch) &&
+                      (explicit_sizes ? rows(c) >= M && cols(c) >= N : c.shape == result_shape);
+    if (!fits) {
+      args.fail("c must have shape ", explicit_sizes ? "at least " : "", shape_str(result_shape), " (", a_op,
+                " rows x ", b_op, " columns", batched ? ", per matrix of the batch" : "", "); got ", shape_str(c.shape));
+    }
+  } else {
+    if (options.beta != 0) args.fail("beta = ", options.beta, " needs c, the matrix to accumulate into");
+    out = empty(result_shape, DType::f32, Device::host());
+  }
+  const float alpha = static_cast<float>(options.alpha), beta = static_cast<float>(options.beta);
+  if (batched) {
+    cpu::sgemm_batched(batch, options.trans_a, options.trans_b, M, N, K, alpha, a.data<float>(), row_stride(a),
+                       matrix_stride(a), b.data<float>(), row_stride(b), matrix_stride(b), beta, out.data<float>(),
+                       row_stride(out), matrix_stride(out));
+  } else {
+    cpu::sgemm(options.trans_a, options.trans_b, M, N, K, alpha, a.data<float>(), row_stride(a), b.data<float>(),
+               row_stride(b), beta, out.data<float>(), row_stride(out));
+  }
   return out;
 }
 

@@ -71,4 +71,20 @@ struct RewardLossResult {
 RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const Tensor& margin,
                              double margin_scalar, double center_coef);
 
+struct MatmulOptions {
+  bool trans_a = false, trans_b = false;
+  double alpha = 1.0, beta = 0.0;
+  // The product's sizes; -1 takes them from the shapes of op(a) and op(b).
+  // Given, they select the top-left blocks of the tensors, whose row lengths
+  // then act as leading dimensions (how submatrices are multiplied).
+  int64_t m = -1, n = -1, k = -1;
+};
+// c = alpha * op(a) * op(b) + beta * c on host f32 tensors, through
+// cpu::sgemm; for tests and benchmarks of the GEMM. 2-D tensors are one
+// product; 3-D ones [batch, rows, cols] a batch through cpu::sgemm_batched,
+// where a 2-D a or b is shared by every product. With c undefined the result
+// is a new tensor (beta must then be 0); otherwise it is written into c
+// (beta == 0: c is not read), which is returned.
+Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options);
+
 }  // namespace rlfarm::ops

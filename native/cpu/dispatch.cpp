@@ -5,6 +5,7 @@
 
 #include "../core/error.h"
 #include "../core/kernels.h"
+#include "gemm_kernel.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define RLFARM_X86 1
@@ -22,6 +23,7 @@ namespace rlfarm::cpu {
   void swiglu_backward_entry(const float* g, const float* u, const float* dy, float* dg, float* du, int64_t n); \
   float softmax_row_entry(float* s, int64_t n);                                                      \
   void exp_shift_entry(float* s, int64_t n, float shift);                                            \
+  GemmKernel gemm_kernel();                                                                          \
   }
 RLFARM_DECLARE_ISA(generic)
 #if RLFARM_X86
@@ -102,12 +104,14 @@ struct IsaKernels {
   void (*swiglu_backward)(const float*, const float*, const float*, float*, float*, int64_t);
   float (*softmax_row)(float*, int64_t);
   void (*exp_shift)(float*, int64_t, float);
+  GemmKernel (*gemm_kernel)();
 };
 
 #define RLFARM_ISA_TABLE(isa)                                                                        \
   IsaKernels {                                                                                       \
     isa::logprobs_entry, isa::logprobs_backward_entry, isa::gelu_forward_entry, isa::gelu_backward_entry, \
-        isa::swiglu_forward_entry, isa::swiglu_backward_entry, isa::softmax_row_entry, isa::exp_shift_entry \
+        isa::swiglu_forward_entry, isa::swiglu_backward_entry, isa::softmax_row_entry, isa::exp_shift_entry, \
+        isa::gemm_kernel                                                                             \
   }
 
 const IsaKernels& kernels() {
@@ -129,5 +133,7 @@ void swiglu_backward(const float* g, const float* u, const float* dy, float* dg,
 }
 float softmax_row(float* s, int64_t n) { return kernels().softmax_row(s, n); }
 void exp_shift(float* s, int64_t n, float shift) { kernels().exp_shift(s, n, shift); }
+GemmKernel builtin_gemm_kernel() { return kernels().gemm_kernel(); }
+
 
 }  // namespace rlfarm::cpu

@@ -1,0 +1,350 @@
+// The builtin single-threaded GEMM, written once over the vector layer in
+// simd.h and compiled per instruction set (gemm_generic.cpp, gemm_avx2.cpp,
+// gemm_avx512.cpp), in the GotoBLAS/BLIS shape:
+//
+//   for each depth block of K (at most kMaxDepth deep):
+//     for each row block of C (kBlockRows tall, usually all rows):
+//       pack that block of op(A) into kTileRows-tall panels
+//       for each column block of C (kBlockCols wide):
+//         pack that block of op(B) into kTileCols-wide panels       (stays in L2)
+//         for each A panel (stays in L1), for each B panel: one register tile
+//
+// The register tile keeps kTileRows x kTileCols of C in vector registers over
+// the whole depth block: per step of k it loads one row of the B panel and
+// broadcasts kTileRows values of A into fused multiply-adds.
+//
+// Every element of C is computed the same way wherever it lies in a tile, a
+// block or a thread's share of C: products summed in k order within a depth
+// block, then C = alpha * sum + beta * C for the first depth block and
+// C = alpha * sum + C for the others. Depth blocks depend on K only, so the
+// result does not depend on how the driver splits C over threads.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "../core/error.h"
+#include "gemm_kernel.h"
+#include "simd.h"
+
+namespace rlfarm::cpu::RLF_ISA {
+namespace gemm {
+
+// Register tile: kTileRows rows of C, each kTileVectors vectors wide. AVX-512
+// has 32 registers: 24 accumulators, 2 for the B row, 1 for the A broadcast.
+// AVX2 has 16: 12 accumulators, 2 for B, 1 for the broadcast.
+//
+// Cache blocks, for the loop order in gemm_serial: the A panel of a tile
+// (kTileRows x depth) stays in L1 while the tile walks along the B panels of
+// a block (depth x kBlockCols), which stay in L2; each depth block costs one
+// pass over C, so depth blocks are as deep as the A panel allows.
+// Measured on Ice Lake (48 KB L1, 1.25 MB L2): depth 512, B block 768 KB.
+// The AVX2 blocks (B block 256 KB) leave room in the smaller L2 of AVX2-only CPUs.
+#if defined(__AVX512F__)
+constexpr int kTileRows = 12, kTileVectors = 2;
+constexpr int64_t kMaxDepth = 512, kBlockCols = 384;
+#elif defined(__AVX2__)
+constexpr int kTileRows = 6, kTileVectors = 2;
+constexpr int64_t kMaxDepth = 256, kBlockCols = 256;
+#else
+constexpr int kTileRows = 4, kTileVectors = 4;
+constexpr int64_t kMaxDepth = 256, kBlockCols = 256;
+#endif
+constexpr int kTileCols = kTileVectors * kWidth;
+// A whole thread's share of rows is usually one row block, so that A is packed
+// once per depth block; past this, B is packed again for every row block.
+constexpr int64_t kBlockRows = 128 * kTileRows;
+
+// The tile's multiply-add: fused where the ISA has FMA; in the generic build a
+// separate multiply and add, since std::fma without FMA hardware is a slow call.
+inline VF multiply_add(VF a, VF b, VF c) {
+#if defined(__FMA__)
+  return fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+// A growable 64-byte-aligned scratch buffer; one per thread for each operand.
+class PackBuffer {
+ public:
+  PackBuffer() = default;
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  ~PackBuffer() { std::free(data_); }
+
+  float* get(int64_t floats) {
+    const size_t bytes = static_cast<size_t>(round_up(floats * 4, 64));
+    if (bytes > bytes_) {
+      std::free(data_);
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      bytes_ = data_ ? bytes : 0;
+      RLF_CHECK(data_, "sgemm: out of memory allocating a ", bytes, "-byte packing buffer");
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Packing. Both operands are packed the same way: a block of `lanes` x `depth`
+// becomes panels of kPanel lanes, each stored k-major (panel[k * kPanel + l]),
+// lanes past the end zero-filled so that whole vectors can be loaded. For A
+// the lanes are rows of op(A) (kPanel = kTileRows), for B columns of op(B)
+// (kPanel = kTileCols). Depending on the transpose flag a panel's lanes lie
+// side by side in memory (a copy per k) or each lane runs along k (a transpose).
+
+// out[k * kPanel + l] = x[k * ld + l] for l < lanes (<= kPanel), zero beyond.
+template <int kPanel>
+inline void pack_copy(const float* x, int64_t ld, int64_t lanes, int64_t depth, float* out) {
+  for (int64_t k = 0; k < depth; ++k, out += kPanel) {
+    if (lanes == kPanel) {
+      std::memcpy(out, x + k * ld, sizeof(float) * kPanel);  // fixed size: a few vector moves
+    } else {
+      std::memcpy(out, x + k * ld, sizeof(float) * lanes);
+      std::memset(out + lanes, 0, sizeof(float) * (kPanel - lanes));
+    }
+  }
+}
+
+#if defined(__AVX512F__)
+
+// In-register transpose of 16 rows of 16 floats: r[c] becomes column c.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4g + j], 128-bit lane L: column 4L + j of rows 4g .. 4g + 3.
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+  // Gather lane L of the four row groups for each column 4L + j.
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const __m512 even_lo = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+    const __m512 odd_lo = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+    const __m512 even_hi = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+    const __m512 odd_hi = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+    t[j] = _mm512_shuffle_f32x4(even_lo, even_hi, 0x88);
+    t[8 + j] = _mm512_shuffle_f32x4(even_lo, even_hi, 0xdd);
+    t[4 + j] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0xdd);
+  }
+#pragma GCC unroll 16
+  for (int c = 0; c < 16; ++c) r[c] = t[c];
+}
+
+// out[k * kPanel + l] = x[l * ld + k] for l < lanes (<= kPanel), zero beyond:
+// 16 lanes x 16 k at a time through registers.
+template <int kPanel>
+inline void pack_transpose(const float* x, int64_t ld, int64_t lanes, int64_t depth, float* out) {
+  for (int l0 = 0; l0 < kPanel; l0 += 16) {
+    const __mmask16 store_mask = static_cast<__mmask16>((1u << std::min(16, kPanel - l0)) - 1);
+    for (int64_t k0 = 0; k0 < depth; k0 += 16) {
+      const int64_t count = std::min<int64_t>(16, depth - k0);
+      const __mmask16 load_mask = static_cast<__mmask16>((1u << count) - 1);
+      __m512 v[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        v[i] = l0 + i < lanes ? _mm512_maskz_loadu_ps(load_mask, x + (l0 + i) * ld + k0) : _mm512_setzero_ps();
+      }
+      transpose16(v);
+      for (int64_t k = 0; k < count; ++k) _mm512_mask_storeu_ps(out + (k0 + k) * kPanel + l0, store_mask, v[k]);
+    }
+  }
+}
+
+#elif defined(__AVX2__)
+
+// In-register transpose of 8 rows of 8 floats: r[c] becomes column c.
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4g + j], 128-bit lane L: column 4L + j of rows 4g .. 4g + 3.
+#pragma GCC unroll 2
+  for (int g = 0; g < 2; ++g) {
+    r[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    r[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    r[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    r[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    t[j] = _mm256_permute2f128_ps(r[j], r[4 + j], 0x20);
+    t[4 + j] = _mm256_permute2f128_ps(r[j], r[4 + j], 0x31);
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < 8; ++c) r[c] = t[c];
+}
+
+// First n lanes of 8 on, the rest off, as AVX2 masked loads and stores take them.
+inline __m256i lane_mask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// out[k * kPanel + l] = x[l * ld + k] for l < lanes (<= kPanel), zero beyond:
+// 8 lanes x 8 k at a time through registers.
+template <int kPanel>
+inline void pack_transpose(const float* x, int64_t ld, int64_t lanes, int64_t depth, float* out) {
+  for (int l0 = 0; l0 < kPanel; l0 += 8) {
+    const __m256i store_mask = lane_mask(std::min(8, kPanel - l0));
+    for (int64_t k0 = 0; k0 < depth; k0 += 8) {
+      const int64_t count = std::min<int64_t>(8, depth - k0);
+      const __m256i load_mask = lane_mask(count);
+      __m256 v[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        v[i] = l0 + i < lanes ? _mm256_maskload_ps(x + (l0 + i) * ld + k0, load_mask) : _mm256_setzero_ps();
+      }
+      transpose8(v);
+      for (int64_t k = 0; k < count; ++k) _mm256_maskstore_ps(out + (k0 + k) * kPanel + l0, store_mask, v[k]);
+    }
+  }
+}
+
+#else
+
+// out[k * kPanel + l] = x[l * ld + k] for l < lanes (<= kPanel), zero beyond.
+template <int kPanel>
+inline void pack_transpose(const float* x, int64_t ld, int64_t lanes, int64_t depth, float* out) {
+  for (int64_t k = 0; k < depth; ++k, out += kPanel) {
+    for (int64_t l = 0; l < kPanel; ++l) out[l] = l < lanes ? x[l * ld + k] : 0.0f;
+  }
+}
+
+#endif
+
+// Packs the lanes x depth block at x into panels of kPanel lanes. Element
+// (lane l, step k) is x[k * ld + l] when lanes_contiguous, else x[l * ld + k].
+template <int kPanel>
+inline void pack_panels(const float* x, int64_t ld, bool lanes_contiguous, int64_t lanes, int64_t depth, float* out) {
+  for (int64_t l = 0; l < lanes; l += kPanel, out += depth * kPanel) {
+    const int64_t n = std::min<int64_t>(kPanel, lanes - l);
+    if (lanes_contiguous) {
+      pack_copy<kPanel>(x + l, ld, n, depth, out);
+    } else {
+      pack_transpose<kPanel>(x + l * ld, ld, n, depth, out);
+    }
+  }
+}
+
+// One register tile: C[0:kRows, 0:cols] = alpha * A_panel * B_panel + beta * C,
+// where beta == 0 means C is not read. kRows < kTileRows serves the last rows.
+template <int kRows>
+void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, int cols, float alpha, float beta) {
+  VF acc[kRows][kTileVectors];
+  // C is stored at the end; fetching it now hides the misses behind the products.
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+    __builtin_prefetch(c + r * ldc, 1);
+    __builtin_prefetch(c + r * ldc + kTileCols - 1, 1);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kTileVectors; ++v) acc[r][v] = vset(0.0f);
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < depth; ++k, a += kTileRows, b += kTileCols) {
+    VF bk[kTileVectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < kTileVectors; ++v) bk[v] = vload(b + v * kWidth);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRows; ++r) {
+      const VF ar = vset(a[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kTileVectors; ++v) acc[r][v] = multiply_add(ar, bk[v], acc[r][v]);
+    }
+  }
+  const VF va = vset(alpha), vb = vset(beta);
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+    float* row = c + r * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < kTileVectors; ++v) {
+      const int lanes = std::min(kWidth, cols - v * kWidth);
+      if (lanes <= 0) continue;
+      float* out = row + v * kWidth;
+      const bool whole = lanes == kWidth;
+      VF result = va * acc[r][v];
+      if (beta != 0.0f) result = multiply_add(va, acc[r][v], vb * (whole ? vload(out) : vload_partial(out, lanes, 0.0f)));
+      if (whole) {
+        vstore(out, result);
+      } else {
+        vstore_partial(out, result, lanes);
+      }
+    }
+  }
+}
+
+using TileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float, float);
+template <size_t... kRowsMinusOne>
+constexpr std::array<TileFn, sizeof...(kRowsMinusOne)> tile_table(std::index_sequence<kRowsMinusOne...>) {
+  return {&tile<static_cast<int>(kRowsMinusOne) + 1>...};
+}
+// kTiles[n - 1] computes a tile of n rows.
+constexpr std::array<TileFn, kTileRows> kTiles = tile_table(std::make_index_sequence<kTileRows>{});
+
+// C[0:rows, 0:cols] from packed blocks of A (rows x depth) and B (depth x cols).
+inline void packed_block(int64_t rows, int64_t cols, int64_t depth, const float* packed_a, const float* packed_b,
+                         float* c, int64_t ldc, float alpha, float beta) {
+  for (int64_t i = 0; i < rows; i += kTileRows) {
+    const int64_t tile_rows = std::min<int64_t>(kTileRows, rows - i);
+    for (int64_t j = 0; j < cols; j += kTileCols) {
+      const int tile_cols = static_cast<int>(std::min<int64_t>(kTileCols, cols - j));
+      kTiles[tile_rows - 1](depth, packed_a + i * depth, packed_b + j * depth, c + i * ldc + j, ldc, tile_cols, alpha, beta);
+    }
+  }
+}
+
+inline void gemm_serial(const GemmProblem& p) {
+  thread_local PackBuffer a_buffer, b_buffer;
+  // Depth blocks of equal size (a last sliver would waste the tile's loads).
+  const int64_t depth_blocks = (p.K + kMaxDepth - 1) / kMaxDepth;
+  const int64_t depth_step = (p.K + depth_blocks - 1) / depth_blocks;
+  const int64_t block_cols = std::min(kBlockCols, round_up(p.N, kTileCols));
+  float* packed_a = a_buffer.get(std::min(kBlockRows, round_up(p.M, kTileRows)) * depth_step);
+  float* packed_b = b_buffer.get(block_cols * depth_step);
+  for (int64_t k0 = 0; k0 < p.K; k0 += depth_step) {
+    const int64_t depth = std::min(depth_step, p.K - k0);
+    const float beta = k0 == 0 ? p.beta : 1.0f;
+    for (int64_t i0 = 0; i0 < p.M; i0 += kBlockRows) {
+      const int64_t rows = std::min(kBlockRows, p.M - i0);
+      pack_panels<kTileRows>(p.trans_a ? p.A + k0 * p.lda + i0 : p.A + i0 * p.lda + k0, p.lda, p.trans_a, rows, depth,
+                             packed_a);
+      for (int64_t j0 = 0; j0 < p.N; j0 += block_cols) {
+        const int64_t cols = std::min(block_cols, p.N - j0);
+        pack_panels<kTileCols>(p.trans_b ? p.B + j0 * p.ldb + k0 : p.B + k0 * p.ldb + j0, p.ldb, !p.trans_b, cols,
+                               depth, packed_b);
+        packed_block(rows, cols, depth, packed_a, packed_b, p.C + i0 * p.ldc + j0, p.ldc, p.alpha, beta);
+      }
+    }
+  }
+}
+
+}  // namespace gemm
+}  // namespace rlfarm::cpu::RLF_ISA
+
+// Each per-ISA translation unit exports its kernel.
+#define RLFARM_DEFINE_GEMM_KERNEL                                                                    \
+  namespace rlfarm::cpu::RLF_ISA {                                                                   \
+  GemmKernel gemm_kernel() { return {&gemm::gemm_serial, gemm::kTileRows, gemm::kTileCols}; }       \
+  }
