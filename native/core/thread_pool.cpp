@@ -1,12 +1,20 @@
 #include "thread_pool.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define RLF_PAUSE() _mm_pause()
+#else
+#define RLF_PAUSE() std::this_thread::yield()
+#endif
 
 namespace rlfarm {
 namespace {
@@ -22,6 +30,12 @@ int configured_threads() {
   return hw == 0 ? 1 : static_cast<int>(hw);
 }
 
+// How long an idle worker (or a waiting caller) spins before it sleeps. A
+// training step makes hundreds of parallel calls back to back; waking a
+// sleeping thread costs tens of microseconds each time, spinning a little costs
+// nothing when the next call comes soon.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
 class Pool {
  public:
   explicit Pool(int threads) : size_(threads) {
@@ -31,7 +45,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
-      ++generation_;
+      generation_.fetch_add(1);
     }
     wake_.notify_all();
     for (auto& w : workers_) w.join();
@@ -48,26 +62,33 @@ class Pool {
       return;
     }
     {
+      // Workers read a generation's task and size under this lock, so none can
+      // mix up one call's work with the next one's.
       std::lock_guard<std::mutex> lock(mutex_);
       task_ = &task;
       chunks_ = chunks;
-      pending_ = chunks - 1;
       error_ = nullptr;
-      ++generation_;
+      pending_.store(chunks - 1);
+      generation_.fetch_add(1);
     }
     wake_.notify_all();
-    run_chunk(0);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    run_chunk(task, 0);
+    // Wait for the others: spin first, then sleep.
+    const auto deadline = std::chrono::steady_clock::now() + kSpin;
+    while (pending_.load() != 0 && std::chrono::steady_clock::now() < deadline) RLF_PAUSE();
+    if (pending_.load() != 0) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [this] { return pending_.load() == 0; });
+    }
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
-  void run_chunk(int c) {
+  void run_chunk(const std::function<void(int)>& task, int c) {
     in_pool_task = true;
     try {
-      (*task_)(c);
+      task(c);
     } catch (...) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();
@@ -78,18 +99,25 @@ class Pool {
   void worker_loop(int id) {
     uint64_t seen = 0;
     for (;;) {
+      // Spin for new work, then sleep until it comes.
+      const auto deadline = std::chrono::steady_clock::now() + kSpin;
+      while (generation_.load() == seen && std::chrono::steady_clock::now() < deadline) RLF_PAUSE();
       int chunks;
+      const std::function<void(int)>* task;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
+        wake_.wait(lock, [&] { return generation_.load() != seen; });
+        seen = generation_.load();
         if (stopping_) return;
         chunks = chunks_;
+        task = task_;
       }
       if (id < chunks) {
-        run_chunk(id);
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (--pending_ == 0) done_.notify_one();
+        run_chunk(*task, id);
+        if (pending_.fetch_sub(1) == 1) {
+          std::lock_guard<std::mutex> lock(mutex_);  // pairs with the caller's wait
+          done_.notify_one();
+        }
       }
     }
   }
@@ -99,11 +127,11 @@ class Pool {
   std::mutex caller_mutex_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
   bool stopping_ = false;
   const std::function<void(int)>* task_ = nullptr;
   int chunks_ = 0;
-  int pending_ = 0;
   std::exception_ptr error_;
 };
 

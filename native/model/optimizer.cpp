@@ -17,17 +17,18 @@ void adamw_step(float* params, const float* grads, float* m, float* v, int64_t s
   const float one_minus_b1 = static_cast<float>(1.0 - o.beta1), one_minus_b2 = static_cast<float>(1.0 - o.beta2);
   const float decay = static_cast<float>(1.0 - o.lr * o.weight_decay);
   for (const DecayRange& r : ranges) {
+    const float keep = r.decay ? decay : 1.0f;  // decoupled weight decay: p *= 1 - lr wd
     parallel_for(r.numel, 1 << 15, [&](int64_t begin, int64_t end) {
       float* p = params + r.offset;
       const float* g = grads + r.offset;
       float* mr = m + r.offset;
       float* vr = v + r.offset;
       for (int64_t i = begin; i < end; ++i) {
-        if (r.decay) p[i] *= decay;
-        mr[i] = mr[i] * b1 + one_minus_b1 * g[i];
-        vr[i] = vr[i] * b2 + one_minus_b2 * g[i] * g[i];
-        const float denom = std::sqrt(vr[i]) / bias2_sqrt + eps;
-        p[i] += -step_size * (mr[i] / denom);
+        const float mi = mr[i] * b1 + one_minus_b1 * g[i];
+        const float vi = vr[i] * b2 + one_minus_b2 * g[i] * g[i];
+        mr[i] = mi;
+        vr[i] = vi;
+        p[i] = p[i] * keep - step_size * (mi / (std::sqrt(vi) / bias2_sqrt + eps));
       }
     });
   }

@@ -51,6 +51,8 @@ struct Transformer::Saved {
   std::vector<float> qkv, lse, att, pre;
   std::vector<float> final_normed;
   std::vector<float> normed, act;  // scratch
+  // Backward's scratch, kept between calls (fresh pages cost more than the math).
+  std::vector<float> dnf, dx, dact, dpre, datt, dqkv, dhidden;
   float temperature = 1;
   bool entropy = false;
 
@@ -362,12 +364,20 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
   const bool gpt2 = c.arch == Arch::gpt2;
   const int64_t qkv_dim = c.qkv_dim(), up_width = gpt2 ? c.hidden : 2 * c.hidden;
 
-  std::vector<float> dnf(static_cast<size_t>(N * d), 0.0f);
+  reserve(s.dnf, static_cast<size_t>(N * d), "gradients");
+  reserve(s.dx, static_cast<size_t>(N * d), "gradients");
+  reserve(s.dact, static_cast<size_t>(N * c.hidden), "gradients");
+  reserve(s.dpre, static_cast<size_t>(N * up_width), "gradients");
+  reserve(s.datt, static_cast<size_t>(N * c.q_dim()), "gradients");
+  reserve(s.dqkv, static_cast<size_t>(N * qkv_dim), "gradients");
+  std::vector<float>& dnf = s.dnf;
+  std::fill(dnf.begin(), dnf.begin() + N * d, 0.0f);
   // LM head: logits again a chunk at a time, d logits in place, then back to the hidden states.
   if (grad_logp.defined() || grad_entropy.defined()) {
     const float* W = P + layout_.lm_head;
     HeadChunks head(s.final_normed, s.tokens, s.batch, T, d, c.vocab);
-    std::vector<float> dhidden(head.hidden.size());
+    reserve(s.dhidden, head.hidden.size(), "gradients");
+    std::vector<float>& dhidden = s.dhidden;
     for (int64_t start = 0; start < head.total(); start += head.chunk()) {
       const int64_t rows = std::min(head.chunk(), head.total() - start);
       head.load(start, rows, W);
@@ -403,13 +413,13 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
 
   const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : P + offset; };
   const auto gopt = [&](size_t offset) { return offset == kNone ? nullptr : G + offset; };
-  std::vector<float> dx(static_cast<size_t>(N * d), 0.0f);
+  std::vector<float>& dx = s.dx;
+  std::fill(dx.begin(), dx.begin() + N * d, 0.0f);
   norm_backward(dnf.data(), s.x.data() + 2 * c.layers * N * d, P + layout_.final_norm_w, layout_.final_norm_b != kNone,
                 s.stats.data() + 2 * c.layers * 2 * N, dx.data(), G + layout_.final_norm_w, gopt(layout_.final_norm_b),
                 N, d);
 
-  std::vector<float> dact(static_cast<size_t>(N * c.hidden)), dpre(static_cast<size_t>(N * up_width));
-  std::vector<float> datt(static_cast<size_t>(N * c.q_dim())), dqkv(static_cast<size_t>(N * qkv_dim));
+  std::vector<float>&dact = s.dact, &dpre = s.dpre, &datt = s.datt, &dqkv = s.dqkv;
   std::vector<float>& dn = dnf;  // reused as the gradient at a norm's output
   for (int64_t l = c.layers - 1; l >= 0; --l) {
     const LayerOffsets& L = layout_.layers[l];
