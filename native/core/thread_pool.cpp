@@ -39,7 +39,7 @@ constexpr auto kSpin = std::chrono::microseconds(200);
 class Pool {
  public:
   explicit Pool(int threads) : size_(threads) {
-    for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    for (int i = 1; i < size_; ++i) workers_.emplace_back([this] { worker_loop(); });
   }
   ~Pool() {
     {
@@ -53,7 +53,10 @@ class Pool {
 
   int size() const { return size_; }
 
-  // Runs chunk c of `chunks` on participant c; the caller is participant 0.
+  // Runs chunks 0 .. chunks-1 of `task` on the caller and the workers. Chunks
+  // are claimed from a counter, so a participant that is late (descheduled by
+  // the host, say) leaves its share to the others; what each chunk computes
+  // does not depend on who runs it.
   void run(int chunks, const std::function<void(int)>& task) {
     std::unique_lock<std::mutex> caller(caller_mutex_, std::try_to_lock);
     if (!caller.owns_lock() || in_pool_task) {
@@ -61,6 +64,7 @@ class Pool {
       for (int c = 0; c < chunks; ++c) task(c);
       return;
     }
+    uint64_t generation;
     {
       // Workers read a generation's task and size under this lock, so none can
       // mix up one call's work with the next one's.
@@ -68,11 +72,12 @@ class Pool {
       task_ = &task;
       chunks_ = chunks;
       error_ = nullptr;
-      pending_.store(chunks - 1);
-      generation_.fetch_add(1);
+      pending_.store(chunks);
+      generation = generation_.fetch_add(1) + 1;
+      claims_.store(generation << 32);
     }
     wake_.notify_all();
-    run_chunk(task, 0);
+    work_on(task, chunks, generation);
     // Wait for the others: spin first, then sleep.
     const auto deadline = std::chrono::steady_clock::now() + kSpin;
     while (pending_.load() != 0 && std::chrono::steady_clock::now() < deadline) RLF_PAUSE();
@@ -80,11 +85,37 @@ class Pool {
       std::unique_lock<std::mutex> lock(mutex_);
       done_.wait(lock, [this] { return pending_.load() == 0; });
     }
-    task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
+  // Claims the next chunk of `generation`'s call; false when there is none
+  // left, or when that call is over (a late worker must not touch the next one).
+  bool claim(uint64_t generation, int chunks, int& chunk) {
+    uint64_t current = claims_.load();
+    for (;;) {
+      if ((current >> 32) != (generation & 0xffffffffu)) return false;
+      const int next = static_cast<int>(current & 0xffffffffu);
+      if (next >= chunks) return false;
+      if (claims_.compare_exchange_weak(current, current + 1)) {
+        chunk = next;
+        return true;
+      }
+    }
+  }
+
+  // Claims and runs chunks until none are left.
+  void work_on(const std::function<void(int)>& task, int chunks, uint64_t generation) {
+    int c;
+    while (claim(generation, chunks, c)) {
+      run_chunk(task, c);
+      if (pending_.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);  // pairs with the caller's wait
+        done_.notify_one();
+      }
+    }
+  }
+
   void run_chunk(const std::function<void(int)>& task, int c) {
     in_pool_task = true;
     try {
@@ -96,7 +127,7 @@ class Pool {
     in_pool_task = false;
   }
 
-  void worker_loop(int id) {
+  void worker_loop() {
     uint64_t seen = 0;
     for (;;) {
       // Spin for new work, then sleep until it comes.
@@ -112,13 +143,7 @@ class Pool {
         chunks = chunks_;
         task = task_;
       }
-      if (id < chunks) {
-        run_chunk(*task, id);
-        if (pending_.fetch_sub(1) == 1) {
-          std::lock_guard<std::mutex> lock(mutex_);  // pairs with the caller's wait
-          done_.notify_one();
-        }
-      }
+      work_on(*task, chunks, seen);
     }
   }
 
@@ -128,7 +153,8 @@ class Pool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<int> pending_{0};       // chunks of the current call not finished
+  std::atomic<uint64_t> claims_{0};   // generation (low 32 bits) << 32 | next chunk to claim
   bool stopping_ = false;
   const std::function<void(int)>* task_ = nullptr;
   int chunks_ = 0;
@@ -150,8 +176,10 @@ void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t
   if (n <= 0) return;
   if (min_chunk < 1) min_chunk = 1;
   Pool& p = pool();
+  // A few chunks per thread, so that a thread the host delays holds up only a
+  // small share; the split depends on n, min_chunk and the pool size only.
   int64_t chunks = (n + min_chunk - 1) / min_chunk;
-  if (chunks > p.size()) chunks = p.size();
+  if (chunks > 4 * p.size()) chunks = 4 * p.size();
   if (chunks <= 1 || in_pool_task) {
     fn(0, n);
     return;

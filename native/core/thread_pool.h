@@ -12,8 +12,10 @@ int thread_count();
 
 // Calls fn(begin, end) on disjoint chunks covering [0, n), in parallel, and
 // returns when all are done. Chunks hold at least `min_chunk` items, so small
-// problems run on the calling thread. Exceptions thrown by fn reach the caller.
-// Calls from inside fn, or while another caller holds the pool, run inline.
+// problems run on the calling thread; their bounds depend only on n, min_chunk
+// and the pool size, so a chunk computes the same whichever thread runs it.
+// Exceptions thrown by fn reach the caller. Calls from inside fn, or while
+// another caller holds the pool, run inline.
 void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace rlfarm
