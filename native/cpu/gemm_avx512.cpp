@@ -1,4 +1,4 @@
-// The builtin GEMM for CPUs with AVX-512 F/BW/VL/DQ (12x32 register tile);
+// The builtin GEMM for CPUs with AVX-512 F/BW/VL/DQ (8x48 register tile);
 // built with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma.
 #if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__) || !defined(__AVX512DQ__)
 #error "gemm_avx512.cpp must be compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma"
