@@ -599,6 +599,32 @@ def make_inputs(seed, vocab):
     return tokens, mask, pos, vw
 
 
+LONG_T, LONG_PAD = 150, 20
+
+
+def compute_long(kind, cfg, p0, seed):
+    """A longer batch (T = 150, past the engine's 64-query attention blocks;
+    row 1 left-padded by 20): log-probs and the loss gradient, for long.safetensors."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(3, cfg['vocab_size'], (B, LONG_T), generator=g, dtype=torch.int64)
+    mask = torch.ones(B, LONG_T, dtype=torch.int64)
+    mask[1, :LONG_PAD] = 0
+    tokens[1, :LONG_PAD] = PAD_ID
+    pos = (torch.cumsum(mask, -1) - 1).clamp(min=0)
+    p = leaf_params(p0)
+    logits, _ = forward(kind, p, cfg, tokens, mask, pos)
+    loss, lp = lm_loss(logits, tokens, mask)
+    out = OrderedDict(tokens=tokens.int(), attention_mask=mask.int(), logprobs=lp.detach().clone())
+    for k, gr in zip(p.keys(), torch.autograd.grad(loss, list(p.values()))):
+        out['grad.' + k] = gr.clone()
+    # the same positions through a prefix: causality holds across blocks
+    cut = 70
+    short, _ = forward(kind, p0, cfg, tokens[:, :cut], mask[:, :cut], pos[:, :cut])
+    d = float((short[0] - logits[0, :cut]).abs().max())
+    check(f'{kind} long batch: a 70-token prefix gives the same logits as the first 70 of 150', d < 1e-5, f'max |d| {d:.2e}')
+    return out
+
+
 def leaf_params(p):
     return OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in p.items())
 
@@ -943,6 +969,10 @@ value_weights greedy`, identical to their base's); `llama-tiny-bf16` carries
 those plus `grad.*`. The full set is in `gpt2-tiny`, `llama-tiny`,
 `qwen2-tiny`, `llama3-tiny`.
 
+`llama-tiny/long.safetensors` holds a longer batch for the engine's blocked
+attention: `tokens` and `attention_mask` I32 [2,150] (row 1 left-padded by
+20), `logprobs` F32 [2,149] and `grad.<name>` of the loss below on it.
+
 ### Loss rule
 
     valid[b,t] = mask[b,t] * mask[b,t+1]        t = 0..8 (input AND target are real tokens)
@@ -1036,6 +1066,8 @@ def main():
     ls = score_for(LLAMA_CFG, 2002)
     lexp = compute_expected('llama-tiny', 'llama', LLAMA_CFG, lp, ls, 2003, 'full')
     write_model_dir('llama-tiny', LLAMA_CFG, lp, ls, lexp)
+    section('llama-tiny long')
+    write_safetensors(os.path.join(OUT, 'llama-tiny', 'long.safetensors'), compute_long('llama', LLAMA_CFG, lp, 2004), META)
     first = [k for k in lp if k.startswith('model.embed_tokens.') or k.startswith('model.layers.0.')]
     rest = [k for k in lp if k not in first]
     write_model_dir('llama-tiny-sharded', LLAMA_CFG, lp, ls, subset(lexp), sharded=[first, rest])

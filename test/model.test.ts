@@ -87,6 +87,25 @@ t.test('backward matches PyTorch: every parameter gradient', async (t) => {
   }
 })
 
+t.test('a 150-token batch (several attention blocks) matches PyTorch', async (t) => {
+  const dir = path.join(FIXTURES, 'llama-tiny')
+  const long = SafetensorsFile.open(path.join(dir, 'long.safetensors'))
+  const model = await Model.load(dir)
+  const tokens = long.tensor('tokens')
+  const mask = long.tensor('attention_mask')
+  const m = mask.toArray()
+  const T = tokens.shape[1]
+  const out = await model.forward(tokens, { attentionMask: mask, train: true })
+  const real = (x: number[]) => x.filter((_, i) => m[Math.floor(i / (T - 1)) * T + (i % (T - 1))])
+  assertClose(t, real(out.logp!.toArray()), real(long.tensor('logprobs').toArray()), 'logprobs', { atol: 2e-5, rtol: 1e-5 })
+  const valid = Array.from({ length: 2 * (T - 1) }, (_, i) => m[Math.floor(i / (T - 1)) * T + (i % (T - 1))] * m[Math.floor(i / (T - 1)) * T + (i % (T - 1)) + 1])
+  const count = valid.reduce((a, b) => a + b, 0)
+  await model.backward({ gradLogp: Tensor.from(valid.map((v) => -v / count), [2, T - 1]) })
+  for (const p of model.parameters()) {
+    closeToMax(t, model.gradient(p.name).toArray(), long.tensor(`grad.${p.name}`).toArray(), `grad ${p.name}`)
+  }
+})
+
 /**
  * Adam's first steps move each weight by about lr * sign(gradient); where the
  * true gradient is 0 (k biases, say) the sign is rounding noise in both

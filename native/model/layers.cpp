@@ -261,6 +261,38 @@ void RopeTable::apply(float* x, int64_t rows, int64_t ld, int64_t heads, const i
   });
 }
 
+// Queries go through attention in blocks: block [q0, q1) only needs the keys
+// up to its last query's slot, so causal attention skips the masked upper
+// part of the score matrix (about a quarter of it at 64-row blocks of 128).
+constexpr int64_t kQueryBlock = 64;
+
+// Scores of queries [q0, q1) against keys [0, keys) of one head, masked and
+// turned into probabilities: by softmax (forward, writing the log-sum-exp) or
+// from the saved log-sum-exp (backward).
+static void attention_probabilities(const AttentionArgs& a, const float* q, const float* k, const uint8_t* valid,
+                                    int64_t first, int64_t q0, int64_t q1, int64_t keys, float* p, float* lse,
+                                    const float* saved_lse) {
+  cpu::sgemm(false, true, q1 - q0, keys, a.head_dim, a.scale, q + q0 * a.q_ld, a.q_ld, k, a.kv_ld, 0.0f, p, keys);
+  for (int64_t i = q0; i < q1; ++i) {
+    float* row = p + (i - q0) * keys;
+    const int64_t visible = std::min(keys, first + i + 1);
+    if (valid) {
+      for (int64_t j = 0; j < visible; ++j) {
+        if (!valid[j]) row[j] = kNegInf;
+      }
+    }
+    if (saved_lse == nullptr) {
+      const float row_lse = cpu::softmax_row(row, visible);
+      if (lse) lse[i] = row_lse;
+    } else if (saved_lse[i] == kNegInf) {
+      std::fill(row, row + visible, 0.0f);  // no visible key: the output was 0
+    } else {
+      cpu::exp_shift(row, visible, saved_lse[i]);
+    }
+    std::fill(row + visible, row + keys, 0.0f);
+  }
+}
+
 void attention_forward(const AttentionArgs& a) {
   const int64_t group = a.heads / a.kv_heads;
   parallel_for(a.batch * a.heads, 1, [&](int64_t t0, int64_t t1) {
@@ -268,27 +300,20 @@ void attention_forward(const AttentionArgs& a) {
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t b = task / a.heads, h = task % a.heads, g = h / group;
       const int64_t first = a.query_slot ? a.query_slot[b] : 0;
-      const int64_t keys = std::min(a.key_slots, first + a.queries);  // later slots are never visible
       const float* q = a.q + b * a.q_batch + h * a.head_dim;
       const float* k = a.k + b * a.kv_batch + g * a.head_dim;
       const float* v = a.v + b * a.kv_batch + g * a.head_dim;
       float* out = a.out + b * a.out_batch + h * a.head_dim;
-      scores.resize(static_cast<size_t>(a.queries * keys));
-      cpu::sgemm(false, true, a.queries, keys, a.head_dim, a.scale, q, a.q_ld, k, a.kv_ld, 0.0f, scores.data(), keys);
+      float* lse = a.lse ? a.lse + (b * a.heads + h) * a.queries : nullptr;
       const uint8_t* valid = a.key_valid ? a.key_valid + b * a.key_slots : nullptr;
-      for (int64_t i = 0; i < a.queries; ++i) {
-        float* row = scores.data() + i * keys;
-        const int64_t visible = std::min(keys, first + i + 1);
-        if (valid) {
-          for (int64_t j = 0; j < visible; ++j) {
-            if (!valid[j]) row[j] = kNegInf;
-          }
-        }
-        const float lse = cpu::softmax_row(row, visible);
-        std::fill(row + visible, row + keys, 0.0f);
-        if (a.lse) a.lse[(b * a.heads + h) * a.queries + i] = lse;
+      for (int64_t q0 = 0; q0 < a.queries; q0 += kQueryBlock) {
+        const int64_t q1 = std::min(a.queries, q0 + kQueryBlock);
+        const int64_t keys = std::min(a.key_slots, first + q1);  // later slots are never visible
+        scores.resize(static_cast<size_t>((q1 - q0) * keys));
+        attention_probabilities(a, q, k, valid, first, q0, q1, keys, scores.data(), lse, nullptr);
+        cpu::sgemm(false, false, q1 - q0, a.head_dim, keys, 1.0f, scores.data(), keys, v, a.kv_ld, 0.0f,
+                   out + q0 * a.out_ld, a.out_ld);
       }
-      cpu::sgemm(false, false, a.queries, a.head_dim, keys, 1.0f, scores.data(), keys, v, a.kv_ld, 0.0f, out, a.out_ld);
     }
   });
 }
@@ -298,7 +323,8 @@ void attention_backward(const AttentionGradArgs& ga) {
   const int64_t T = a.queries, hd = a.head_dim, group = a.heads / a.kv_heads;
   // One task per (row, kv head): the heads sharing a kv head add into its dk and dv in order.
   parallel_for(a.batch * a.kv_heads, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> p(static_cast<size_t>(T * T)), dp(static_cast<size_t>(T * T)), delta(static_cast<size_t>(T));
+    const int64_t block = std::min(T, kQueryBlock);
+    std::vector<float> p(static_cast<size_t>(block * T)), dp(static_cast<size_t>(block * T));
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t b = task / a.kv_heads, g = task % a.kv_heads;
       const float* k = a.k + b * a.kv_batch + g * hd;
@@ -316,36 +342,25 @@ void attention_backward(const AttentionGradArgs& ga) {
         const float* dout = ga.dout + b * a.out_batch + h * hd;
         float* dq = ga.dq + b * a.q_batch + h * hd;
         const float* lse = a.lse + (b * a.heads + h) * T;
-        // P again from the scores and the saved log-sum-exp.
-        cpu::sgemm(false, true, T, T, hd, a.scale, q, a.q_ld, k, a.kv_ld, 0.0f, p.data(), T);
-        for (int64_t i = 0; i < T; ++i) {
-          float* row = p.data() + i * T;
-          if (lse[i] == kNegInf) {
-            std::fill(row, row + T, 0.0f);
-            continue;
+        for (int64_t q0 = 0; q0 < T; q0 += kQueryBlock) {
+          const int64_t q1 = std::min(T, q0 + kQueryBlock), rows = q1 - q0, keys = q1;
+          const float* dout_blk = dout + q0 * a.out_ld;
+          attention_probabilities(a, q, k, valid, 0, q0, q1, keys, p.data(), nullptr, lse);
+          // dV += P^T dO; dP = dO V^T
+          cpu::sgemm(true, false, keys, hd, rows, 1.0f, p.data(), keys, dout_blk, a.out_ld, 1.0f, dv, a.kv_ld);
+          cpu::sgemm(false, true, rows, keys, hd, 1.0f, dout_blk, a.out_ld, v, a.kv_ld, 0.0f, dp.data(), keys);
+          for (int64_t i = 0; i < rows; ++i) {  // dS = P (dP - D) scale, D_i = sum_c dO_ic O_ic, over dP
+            double d = 0.0;
+            for (int64_t c = 0; c < hd; ++c) d += double(dout_blk[i * a.out_ld + c]) * o[(q0 + i) * a.out_ld + c];
+            const float delta = static_cast<float>(d);
+            const float* pr = p.data() + i * keys;
+            float* dr = dp.data() + i * keys;
+            for (int64_t j = 0; j < keys; ++j) dr[j] = pr[j] * (dr[j] - delta) * a.scale;
           }
-          if (valid) {
-            for (int64_t j = 0; j <= i; ++j) {
-              if (!valid[j]) row[j] = kNegInf;
-            }
-          }
-          cpu::exp_shift(row, i + 1, lse[i]);
-          std::fill(row + i + 1, row + T, 0.0f);
+          // dQ = dS K; dK += dS^T Q
+          cpu::sgemm(false, false, rows, hd, keys, 1.0f, dp.data(), keys, k, a.kv_ld, 0.0f, dq + q0 * a.q_ld, a.q_ld);
+          cpu::sgemm(true, false, keys, hd, rows, 1.0f, dp.data(), keys, q + q0 * a.q_ld, a.q_ld, 1.0f, dk, a.kv_ld);
         }
-        cpu::sgemm(true, false, T, hd, T, 1.0f, p.data(), T, dout, a.out_ld, 1.0f, dv, a.kv_ld);  // dV += P^T dO
-        cpu::sgemm(false, true, T, T, hd, 1.0f, dout, a.out_ld, v, a.kv_ld, 0.0f, dp.data(), T);  // dP = dO V^T
-        for (int64_t i = 0; i < T; ++i) {
-          double d = 0.0;  // D_i = sum_c dO_ic O_ic = sum_j P_ij dP_ij
-          for (int64_t c = 0; c < hd; ++c) d += double(dout[i * a.out_ld + c]) * o[i * a.out_ld + c];
-          delta[i] = static_cast<float>(d);
-        }
-        for (int64_t i = 0; i < T; ++i) {  // dS = P (dP - D) scale, stored over dP
-          const float* pr = p.data() + i * T;
-          float* dr = dp.data() + i * T;
-          for (int64_t j = 0; j < T; ++j) dr[j] = pr[j] * (dr[j] - delta[i]) * a.scale;
-        }
-        cpu::sgemm(false, false, T, hd, T, 1.0f, dp.data(), T, k, a.kv_ld, 0.0f, dq, a.q_ld);  // dQ = dS K
-        cpu::sgemm(true, false, T, hd, T, 1.0f, dp.data(), T, q, a.q_ld, 1.0f, dk, a.kv_ld);   // dK += dS^T Q
       }
     }
   });
