@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "../core/error.h"
+#include "../core/float_mode.h"
 #include "../model/optimizer.h"
 #include "../model/transformer.h"
 #include "tensor_wrap.h"
@@ -101,6 +102,7 @@ class ModelWork : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    const FlushDenormals flush;  // this is a libuv thread: restored when the work is done
     try {
       work_();
     } catch (const std::exception& e) {

@@ -1,5 +1,7 @@
 #include "thread_pool.h"
 
+#include "float_mode.h"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -128,6 +130,7 @@ class Pool {
   }
 
   void worker_loop() {
+    const FlushDenormals flush;  // for the thread's life, as on every caller of parallel_for
     uint64_t seen = 0;
     for (;;) {
       // Spin for new work, then sleep until it comes.
@@ -174,6 +177,8 @@ int thread_count() { return pool().size(); }
 
 void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
+  // Every chunk runs with denormals flushed, whichever thread runs it.
+  const FlushDenormals flush;
   if (min_chunk < 1) min_chunk = 1;
   Pool& p = pool();
   // A few chunks per thread, so that a thread the host delays holds up only a

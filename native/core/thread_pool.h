@@ -14,6 +14,7 @@ int thread_count();
 // returns when all are done. Chunks hold at least `min_chunk` items, so small
 // problems run on the calling thread; their bounds depend only on n, min_chunk
 // and the pool size, so a chunk computes the same whichever thread runs it.
+// Chunks run with denormal floats flushed to zero (float_mode.h).
 // Exceptions thrown by fn reach the caller. Calls from inside fn, or while
 // another caller holds the pool, run inline.
 void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
