@@ -44,7 +44,7 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "libraries": ["-ldl"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "NODE_ADDON_API_DISABLE_DEPRECATED"],
-      "cflags_cc": ["-O3", "-fno-math-errno", "-std=c++17", "-fexceptions", "-frtti", "-fvisibility=hidden"],
+      "cflags_cc": ["-O3", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-fexceptions", "-frtti", "-fvisibility=hidden"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++17"],
       "conditions": [["target_arch=='x64'", {
         "dependencies": ["rlfarm_avx2", "rlfarm_avx512"]

@@ -182,6 +182,12 @@ export interface NativeAddon {
 
 function load(): NativeAddon {
   const root = path.join(__dirname, '..')
+  // RLFARM_ADDON names a specific build (to compare two builds side by side).
+  const override = process.env.RLFARM_ADDON
+  if (override) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(path.resolve(override)) as NativeAddon
+  }
   try {
     // node-gyp-build looks in prebuilds/ and build/Release.
     // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -55,16 +55,20 @@ void norm_forward(const float* x, const float* w, const float* b, float* y, floa
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * dim;
       float* yr = y + r * dim;
-      double mean = 0.0, sq = 0.0;
+      // Vector float sums (as PyTorch's CPU norms); two passes for LayerNorm's variance.
+      float mean = 0.0f, sq = 0.0f;
       if (b != nullptr) {
+#pragma omp simd reduction(+ : mean)
         for (int64_t j = 0; j < dim; ++j) mean += xr[j];
-        mean /= dim;
+        mean /= static_cast<float>(dim);
+#pragma omp simd reduction(+ : sq)
         for (int64_t j = 0; j < dim; ++j) sq += (xr[j] - mean) * (xr[j] - mean);
       } else {
-        for (int64_t j = 0; j < dim; ++j) sq += double(xr[j]) * xr[j];
+#pragma omp simd reduction(+ : sq)
+        for (int64_t j = 0; j < dim; ++j) sq += xr[j] * xr[j];
       }
-      const float rstd = static_cast<float>(1.0 / std::sqrt(sq / dim + eps));
-      const float m = static_cast<float>(mean);
+      const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(dim) + eps);
+      const float m = mean;
       stats[2 * r] = m;
       stats[2 * r + 1] = rstd;
       if (b != nullptr) {
@@ -100,15 +104,15 @@ void norm_backward(const float* dy, const float* x, const float* w, bool has_bia
       const float* xr = x + r * dim;
       float* dxr = dx + r * dim;
       const float mean = has_bias ? stats[2 * r] : 0.0f, rstd = stats[2 * r + 1];
-      double g_mean = 0.0, gx_mean = 0.0;
+      float g_sum = 0.0f, gx_sum = 0.0f;
+#pragma omp simd reduction(+ : g_sum, gx_sum)
       for (int64_t j = 0; j < dim; ++j) {
-        const double g = double(dyr[j]) * w[j];
-        g_mean += g;
-        gx_mean += g * ((xr[j] - mean) * rstd);
+        const float g = dyr[j] * w[j];
+        g_sum += g;
+        gx_sum += g * ((xr[j] - mean) * rstd);
       }
-      g_mean /= dim;
-      gx_mean /= dim;
-      const float gm = has_bias ? static_cast<float>(g_mean) : 0.0f, gxm = static_cast<float>(gx_mean);
+      const float gm = has_bias ? g_sum / static_cast<float>(dim) : 0.0f, gxm = gx_sum / static_cast<float>(dim);
+#pragma omp simd
       for (int64_t j = 0; j < dim; ++j) {
         const float xhat = (xr[j] - mean) * rstd;
         dxr[j] += rstd * (dyr[j] * w[j] - gm - xhat * gxm);
