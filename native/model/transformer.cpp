@@ -9,6 +9,7 @@
 #include <random>
 
 #include "../core/error.h"
+#include "../core/huge_pages.h"
 #include "../core/kernels.h"
 #include "../core/thread_pool.h"
 #include "../cpu/gemm.h"
@@ -18,16 +19,19 @@ namespace rlfarm::model {
 
 using cpu::sgemm;
 
+// Activation and cache buffers: large, reused, walked by the GEMMs.
+using Buffer = std::vector<float, HugePageAllocator<float>>;
+
 namespace {
 
 // Grows a buffer (never shrinks it), turning allocation failure into an Error.
-template <typename T>
-void reserve(std::vector<T>& v, size_t n, const char* what) {
+template <typename V>
+void reserve(V& v, size_t n, const char* what) {
   if (v.size() >= n) return;
   try {
     v.resize(n);
   } catch (const std::bad_alloc&) {
-    fail("out of memory allocating ", what, " (", n * sizeof(T), " bytes)");
+    fail("out of memory allocating ", what, " (", n * sizeof(typename V::value_type), " bytes)");
   }
 }
 
@@ -47,12 +51,12 @@ struct Transformer::Saved {
   bool masked = false;
   // Residual stream: x_in of layer l at slot 2l, x_mid at 2l + 1, the final at
   // 2 layers (training); all in slot 0 when not training.
-  std::vector<float> x, stats;
-  std::vector<float> qkv, lse, att, pre;
-  std::vector<float> final_normed;
-  std::vector<float> normed, act;  // scratch
+  Buffer x, stats;
+  Buffer qkv, lse, att, pre;
+  Buffer final_normed;
+  Buffer normed, act;  // scratch
   // Backward's scratch, kept between calls (fresh pages cost more than the math).
-  std::vector<float> dnf, dx, dact, dpre, datt, dqkv, dhidden;
+  Buffer dnf, dx, dact, dpre, datt, dqkv, dhidden;
   float temperature = 1;
   bool entropy = false;
 
@@ -150,7 +154,7 @@ void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::
 
 }  // namespace
 
-void Transformer::run_layers(Saved& s, bool train, std::vector<float>* cache_k, std::vector<float>* cache_v,
+void Transformer::run_layers(Saved& s, bool train, Buffer* cache_k, Buffer* cache_v,
                              int64_t cache_slots) {
   const ModelConfig& c = config_;
   const int64_t N = s.rows, d = c.dim, qkv_dim = c.qkv_dim(), up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
@@ -240,7 +244,7 @@ namespace {
 // time (about 32 MB of logits), so the [B, T, V] logits never exist at once.
 class HeadChunks {
  public:
-  HeadChunks(const std::vector<float>& hidden_states, const std::vector<int32_t>& tokens, int64_t batch, int64_t steps,
+  HeadChunks(const Buffer& hidden_states, const std::vector<int32_t>& tokens, int64_t batch, int64_t steps,
              int64_t dim, int64_t vocab)
       : states_(hidden_states), tokens_(tokens), steps_(steps), dim_(dim), vocab_(vocab) {
     total_ = batch * (steps - 1);
@@ -266,11 +270,11 @@ class HeadChunks {
     linear(hidden.data(), rows, dim_, W, vocab_, logits.data(), vocab_, false);
   }
 
-  std::vector<float> hidden, logits;
+  Buffer hidden, logits;
   std::vector<int32_t> next;
 
  private:
-  const std::vector<float>& states_;
+  const Buffer& states_;
   const std::vector<int32_t>& tokens_;
   int64_t steps_, dim_, vocab_, total_, chunk_;
 };
@@ -370,14 +374,14 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
   reserve(s.dpre, static_cast<size_t>(N * up_width), "gradients");
   reserve(s.datt, static_cast<size_t>(N * c.q_dim()), "gradients");
   reserve(s.dqkv, static_cast<size_t>(N * qkv_dim), "gradients");
-  std::vector<float>& dnf = s.dnf;
+  Buffer& dnf = s.dnf;
   std::fill(dnf.begin(), dnf.begin() + N * d, 0.0f);
   // LM head: logits again a chunk at a time, d logits in place, then back to the hidden states.
   if (grad_logp.defined() || grad_entropy.defined()) {
     const float* W = P + layout_.lm_head;
     HeadChunks head(s.final_normed, s.tokens, s.batch, T, d, c.vocab);
     reserve(s.dhidden, head.hidden.size(), "gradients");
-    std::vector<float>& dhidden = s.dhidden;
+    Buffer& dhidden = s.dhidden;
     for (int64_t start = 0; start < head.total(); start += head.chunk()) {
       const int64_t rows = std::min(head.chunk(), head.total() - start);
       head.load(start, rows, W);
@@ -413,14 +417,14 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
 
   const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : P + offset; };
   const auto gopt = [&](size_t offset) { return offset == kNone ? nullptr : G + offset; };
-  std::vector<float>& dx = s.dx;
+  Buffer& dx = s.dx;
   std::fill(dx.begin(), dx.begin() + N * d, 0.0f);
   norm_backward(dnf.data(), s.x.data() + 2 * c.layers * N * d, P + layout_.final_norm_w, layout_.final_norm_b != kNone,
                 s.stats.data() + 2 * c.layers * 2 * N, dx.data(), G + layout_.final_norm_w, gopt(layout_.final_norm_b),
                 N, d);
 
-  std::vector<float>&dact = s.dact, &dpre = s.dpre, &datt = s.datt, &dqkv = s.dqkv;
-  std::vector<float>& dn = dnf;  // reused as the gradient at a norm's output
+  Buffer &dact = s.dact, &dpre = s.dpre, &datt = s.datt, &dqkv = s.dqkv;
+  Buffer& dn = dnf;  // reused as the gradient at a norm's output
   for (int64_t l = c.layers - 1; l >= 0; --l) {
     const LayerOffsets& L = layout_.layers[l];
     const float* x_in = s.x.data() + 2 * l * N * d;
@@ -537,7 +541,7 @@ GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, 
   const int64_t d = c.dim, V = c.vocab, kv = c.kv_dim(), qkv_dim = c.qkv_dim();
   const int64_t slots = P + std::max<int64_t>(new_tokens, 1);
   const int64_t up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
-  std::vector<float> cache_k, cache_v;
+  Buffer cache_k, cache_v;
   reserve(cache_k, static_cast<size_t>(c.layers * B * slots * kv), "the KV cache");
   reserve(cache_v, static_cast<size_t>(c.layers * B * slots * kv), "the KV cache");
   reserve(s.x, static_cast<size_t>(s.rows * d), "activations");

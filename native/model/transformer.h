@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../core/huge_pages.h"
 #include "../core/tensor.h"
 #include "config.h"
 #include "layers.h"
@@ -69,8 +70,8 @@ class Transformer {
  private:
   struct Saved;  // activations of one forward
   void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
-  void run_layers(Saved& s, bool train, std::vector<float>* kv_cache_k, std::vector<float>* kv_cache_v,
-                  int64_t cache_slots);
+  void run_layers(Saved& s, bool train, std::vector<float, HugePageAllocator<float>>* kv_cache_k,
+                  std::vector<float, HugePageAllocator<float>>* kv_cache_v, int64_t cache_slots);
   void head_logprobs(Saved& s, const ForwardOptions& o, ForwardResult& r);
 
   ModelConfig config_;
