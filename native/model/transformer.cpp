@@ -225,10 +225,11 @@ void Transformer::run_layers(Saved& s, bool train, Buffer* cache_k, Buffer* cach
     norm_forward(x_mid, P + L.norm2_w, opt(L.norm2_b), s.normed.data(), stats2, N, d, c.norm_eps);
     linear(s.normed.data(), N, d, P + L.up_w, up_width, pre, up_width, false);
     if (L.up_b != kNone) add_bias(pre, up_width, P + L.up_b, N, up_width);
-    if (gpt2) gelu(pre, s.act.data(), N * c.hidden);
-    else swiglu(pre, s.act.data(), N, c.hidden);
+    float* act = s.act.data() + s.layer_slot(l) * N * c.hidden;  // kept for backward when training
+    if (gpt2) gelu(pre, act, N * c.hidden);
+    else swiglu(pre, act, N, c.hidden);
     if (x_out != x_mid) std::memcpy(x_out, x_mid, sizeof(float) * N * d);
-    linear(s.act.data(), N, c.hidden, P + L.down_w, d, x_out, d, true);
+    linear(act, N, c.hidden, P + L.down_w, d, x_out, d, true);
     if (L.down_b != kNone) add_bias(x_out, d, P + L.down_b, N, d);
   }
   const float* x_final = s.x.data() + s.x_slot(2 * c.layers) * N * d;
@@ -328,7 +329,7 @@ ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, con
   reserve(s.pre, static_cast<size_t>(layer_slots * N * up_width), "activations");
   reserve(s.final_normed, static_cast<size_t>(N * d), "activations");
   reserve(s.normed, static_cast<size_t>(N * d), "activations");
-  reserve(s.act, static_cast<size_t>(N * c.hidden), "activations");
+  reserve(s.act, static_cast<size_t>(layer_slots * N * c.hidden), "activations");
 
   run_layers(s, o.train, nullptr, nullptr, 0);
 
@@ -438,9 +439,8 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
 
     // MLP block: x_out = x_mid + act W_down^T + b_down, act = f(pre), pre = norm2(x_mid) W_up^T + b_up.
     norm_reapply(x_mid, P + L.norm2_w, opt(L.norm2_b), stats2, s.normed.data(), N, d);
-    if (gpt2) gelu(pre, s.act.data(), N * c.hidden);
-    else swiglu(pre, s.act.data(), N, c.hidden);
-    sgemm(true, false, d, c.hidden, N, 1.0f, dx.data(), d, s.act.data(), c.hidden, 1.0f, G + L.down_w, c.hidden);
+    const float* act = s.act.data() + l * N * c.hidden;
+    sgemm(true, false, d, c.hidden, N, 1.0f, dx.data(), d, act, c.hidden, 1.0f, G + L.down_w, c.hidden);
     if (L.down_b != kNone) bias_grad(dx.data(), d, G + L.down_b, N, d);
     sgemm(false, false, N, c.hidden, d, 1.0f, dx.data(), d, P + L.down_w, c.hidden, 0.0f, dact.data(), c.hidden);
     if (gpt2) gelu_backward(pre, dact.data(), dpre.data(), N * c.hidden);
