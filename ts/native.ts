@@ -34,6 +34,11 @@ export interface NativeOps {
   gae(rewards: H, values: H, mask: H, gamma: number, lambda: number): { advantages: H; returns: H }
   whiten(x: H, mask: H, shiftMean: boolean): H
   klPenalty(logp: H, refLogp: H, mask: H, estimator: string, clamp: number): H
+  klPenaltyGrad(logp: H, refLogp: H, mask: H, estimator: string, clamp: number): H
+  add(a: H, b: Optional, alpha: number, beta: number): H
+  mul(a: H, b: H): H
+  rowSum(x: H, mask: Optional): H
+  broadcastRows(values: H, mask: H): H
   ppoPolicyLoss(
     logp: H, oldLogp: H, advantages: H, mask: H, clipLow: number, clipHigh: number, dualClip: number, aggregate: string,
   ): { loss: number; grad: H; clipFraction: number; approxKl: number; dualClipFraction: number }

@@ -139,15 +139,55 @@ export interface KlPenaltyOptions {
   clamp?: number | boolean
 }
 
-/** Per-token KL estimate between the policy and the reference; masked tokens get 0. */
-export function klPenalty(logp: Tensor, refLogp: Tensor, mask?: Tensor, options: KlPenaltyOptions = {}): Tensor {
-  const op = 'klPenalty'
+function klArgs(op: string, options: KlPenaltyOptions): [KlEstimator, number] {
   checkKeys(`ops.${op}`, options, ['estimator', 'clamp'])
   const estimator = choiceOption(`ops.${op}`, 'estimator', options.estimator, ['k1', 'k2', 'k3'] as const, 'k1')
   let clamp = 0
   if (options.clamp === true) clamp = 10
   else if (options.clamp !== undefined && options.clamp !== false) clamp = numberOption(`ops.${op}`, 'clamp', options.clamp, 0)
+  return [estimator, clamp]
+}
+
+/** Per-token KL estimate between the policy and the reference; masked tokens get 0. */
+export function klPenalty(logp: Tensor, refLogp: Tensor, mask?: Tensor, options: KlPenaltyOptions = {}): Tensor {
+  const op = 'klPenalty'
+  const [estimator, clamp] = klArgs(op, options)
   return wrap(native.ops.klPenalty(handle(op, 'logp', logp), handle(op, 'refLogp', refLogp), maskFor(op, mask, logp), estimator, clamp))
+}
+
+/**
+ * d klPenalty / d logp per token (k1: 1, k2: l, k3: 1 - e^-l), 0 for masked
+ * tokens and where a clamp holds the estimate constant: the gradient of a KL
+ * term added to a loss (GRPO).
+ */
+export function klPenaltyGrad(logp: Tensor, refLogp: Tensor, mask?: Tensor, options: KlPenaltyOptions = {}): Tensor {
+  const op = 'klPenaltyGrad'
+  const [estimator, clamp] = klArgs(op, options)
+  return wrap(native.ops.klPenaltyGrad(handle(op, 'logp', logp), handle(op, 'refLogp', refLogp), maskFor(op, mask, logp), estimator, clamp))
+}
+
+/** alpha * a + beta * b element-wise (b omitted: alpha * a); f32 tensors of one shape. */
+export function add(a: Tensor, b?: Tensor, options: { alpha?: number; beta?: number } = {}): Tensor {
+  const op = 'add'
+  checkKeys(`ops.${op}`, options, ['alpha', 'beta'])
+  return wrap(
+    native.ops.add(handle(op, 'a', a), optionalHandle(op, 'b', b), numberOption(`ops.${op}`, 'alpha', options.alpha, 1), numberOption(`ops.${op}`, 'beta', options.beta, 1)),
+  )
+}
+
+/** a * b element-wise. */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  return wrap(native.ops.mul(handle('mul', 'a', a), handle('mul', 'b', b)))
+}
+
+/** x [..., T] -> [...]: the sum over the last dimension of the entries where mask is nonzero (all, without a mask). */
+export function rowSum(x: Tensor, mask?: Tensor): Tensor {
+  return wrap(native.ops.rowSum(handle('rowSum', 'x', x), optionalHandle('rowSum', 'mask', mask)))
+}
+
+/** values [...] and mask [..., T] -> [..., T]: each row's value where the mask is nonzero, else 0. */
+export function broadcastRows(values: Tensor, mask: Tensor): Tensor {
+  return wrap(native.ops.broadcastRows(handle('broadcastRows', 'values', values), handle('broadcastRows', 'mask', mask)))
 }
 
 export type Aggregate = 'token-mean' | 'seq-mean'

@@ -147,17 +147,45 @@ Napi::Value Whiten(const Napi::CallbackInfo& info) {
                                       bool_arg(info[2], "ops.whiten: shiftMean")));
 }
 
+KlEstimator kl_estimator(const Napi::Value& value, const char* op) {
+  const std::string name = string_arg(value, (std::string(op) + ": estimator").c_str());
+  if (name == "k1") return KlEstimator::k1;
+  if (name == "k2") return KlEstimator::k2;
+  if (name == "k3") return KlEstimator::k3;
+  fail(op, ": estimator must be 'k1', 'k2' or 'k3'; got '", name, "'");
+}
+
 Napi::Value KlPenalty(const Napi::CallbackInfo& info) {
-  const std::string name = string_arg(info[3], "ops.klPenalty: estimator");
-  KlEstimator estimator;
-  if (name == "k1") estimator = KlEstimator::k1;
-  else if (name == "k2") estimator = KlEstimator::k2;
-  else if (name == "k3") estimator = KlEstimator::k3;
-  else fail("ops.klPenalty: estimator must be 'k1', 'k2' or 'k3'; got '", name, "'");
   return wrap(info.Env(), ops::kl_penalty(tensor(info, 0, "ops.klPenalty: logp"),
                                           tensor(info, 1, "ops.klPenalty: refLogp"),
-                                          tensor(info, 2, "ops.klPenalty: mask"), estimator,
+                                          tensor(info, 2, "ops.klPenalty: mask"), kl_estimator(info[3], "ops.klPenalty"),
                                           number_arg(info[4], "ops.klPenalty: clamp")));
+}
+
+Napi::Value KlPenaltyGrad(const Napi::CallbackInfo& info) {
+  return wrap(info.Env(), ops::kl_penalty_grad(tensor(info, 0, "ops.klPenaltyGrad: logp"),
+                                               tensor(info, 1, "ops.klPenaltyGrad: refLogp"),
+                                               tensor(info, 2, "ops.klPenaltyGrad: mask"),
+                                               kl_estimator(info[3], "ops.klPenaltyGrad"),
+                                               number_arg(info[4], "ops.klPenaltyGrad: clamp")));
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  return wrap(info.Env(), ops::add(tensor(info, 0, "ops.add: a"), optional(info, 1, "ops.add: b"),
+                                   number_arg(info[2], "ops.add: alpha"), number_arg(info[3], "ops.add: beta")));
+}
+
+Napi::Value Mul(const Napi::CallbackInfo& info) {
+  return wrap(info.Env(), ops::mul(tensor(info, 0, "ops.mul: a"), tensor(info, 1, "ops.mul: b")));
+}
+
+Napi::Value RowSum(const Napi::CallbackInfo& info) {
+  return wrap(info.Env(), ops::row_sum(tensor(info, 0, "ops.rowSum: x"), optional(info, 1, "ops.rowSum: mask")));
+}
+
+Napi::Value BroadcastRows(const Napi::CallbackInfo& info) {
+  return wrap(info.Env(), ops::broadcast_rows(tensor(info, 0, "ops.broadcastRows: values"),
+                                              tensor(info, 1, "ops.broadcastRows: mask")));
 }
 
 Napi::Value PpoPolicyLoss(const Napi::CallbackInfo& info) {
@@ -280,6 +308,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ops.Set("gae", Napi::Function::New<Gae>(env, "gae"));
   ops.Set("whiten", Napi::Function::New<Whiten>(env, "whiten"));
   ops.Set("klPenalty", Napi::Function::New<KlPenalty>(env, "klPenalty"));
+  ops.Set("klPenaltyGrad", Napi::Function::New<KlPenaltyGrad>(env, "klPenaltyGrad"));
+  ops.Set("add", Napi::Function::New<Add>(env, "add"));
+  ops.Set("mul", Napi::Function::New<Mul>(env, "mul"));
+  ops.Set("rowSum", Napi::Function::New<RowSum>(env, "rowSum"));
+  ops.Set("broadcastRows", Napi::Function::New<BroadcastRows>(env, "broadcastRows"));
   ops.Set("ppoPolicyLoss", Napi::Function::New<PpoPolicyLoss>(env, "ppoPolicyLoss"));
   ops.Set("valueLoss", Napi::Function::New<ValueLoss>(env, "valueLoss"));
   ops.Set("dpoLoss", Napi::Function::New<DpoLoss>(env, "dpoLoss"));

@@ -66,7 +66,8 @@ struct KlPenaltyArgs {
   int64_t n;
   KlEstimator estimator;
   float clamp;  // bound on |kl|; 0 = none
-  float* kl;
+  float* kl;    // or null
+  float* grad;  // d kl / d logp, or null
 };
 
 enum class Aggregate : int { token_mean = 0, seq_mean = 1 };
@@ -141,6 +142,33 @@ struct RewardLossArgs {
 };
 constexpr int kRewardStats = 2;
 
+// out = alpha * a + beta * b (b may be null: out = alpha * a), or a * b.
+enum class ElementwiseOp : int { axpby = 0, mul = 1 };
+struct ElementwiseArgs {
+  const float* a;
+  const float* b;
+  float* out;
+  int64_t n;
+  ElementwiseOp op;
+  float alpha, beta;
+};
+
+// out[r] = sum over c of x[r, c] where mask[r, c] is nonzero (every c without a mask).
+struct RowSumArgs {
+  const float* x;
+  MaskRef mask;  // data null: no mask
+  int64_t rows, cols;
+  float* out;
+};
+
+// out[r, c] = values[r] where mask[r, c] is nonzero, else 0.
+struct RowBroadcastArgs {
+  const float* values;
+  MaskRef mask;
+  int64_t rows, cols;
+  float* out;
+};
+
 struct CastArgs {
   const void* src;
   DType src_dtype;
@@ -159,6 +187,9 @@ struct CastArgs {
   void value_loss(const ValueLossArgs& a);                   \
   void dpo_loss(const DpoLossArgs& a);                       \
   void reward_loss(const RewardLossArgs& a);                 \
+  void elementwise(const ElementwiseArgs& a);                \
+  void row_sum(const RowSumArgs& a);                         \
+  void row_broadcast(const RowBroadcastArgs& a);             \
   void cast(const CastArgs& a);
 
 namespace cpu {

@@ -238,20 +238,87 @@ Tensor whiten(const Tensor& x, const Tensor& mask, bool shift_mean) {
   return out;
 }
 
-Tensor kl_penalty(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator estimator,
-                  double clamp) {
-  const Args args("klPenalty");
+namespace {
+Tensor kl_op(const char* op, const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator estimator,
+             double clamp, bool grad) {
+  const Args args(op);
   args.dtype(logp, "logp", {DType::f32});
   args.dtype(ref_logp, "refLogp", {DType::f32});
   args.same_shape(ref_logp, "refLogp", logp, "logp");
   args.same_device(ref_logp, "refLogp", logp, "logp");
   check_mask(args, mask, logp, "logp");
   if (clamp != 0) args.positive(clamp, "clamp");
-  Tensor kl = empty(logp.shape, DType::f32, logp.device());
+  Tensor out = empty(logp.shape, DType::f32, logp.device());
   KlPenaltyArgs a{logp.data<float>(), ref_logp.data<float>(), mask_ref(mask), logp.numel(), estimator,
-                  static_cast<float>(clamp), kl.data<float>()};
+                  static_cast<float>(clamp), grad ? nullptr : out.data<float>(), grad ? out.data<float>() : nullptr};
   if (logp.numel() > 0) launch(logp, cpu::kl_penalty, cuda::kl_penalty, a);
-  return kl;
+  return out;
+}
+}  // namespace
+
+Tensor kl_penalty(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator estimator,
+                  double clamp) {
+  return kl_op("klPenalty", logp, ref_logp, mask, estimator, clamp, false);
+}
+
+Tensor kl_penalty_grad(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator estimator,
+                       double clamp) {
+  return kl_op("klPenaltyGrad", logp, ref_logp, mask, estimator, clamp, true);
+}
+
+namespace {
+Tensor elementwise_op(const char* op, const Tensor& a, const Tensor& b, ElementwiseOp kind, double alpha, double beta) {
+  const Args args(op);
+  args.dtype(a, "a", {DType::f32});
+  if (b.defined()) {
+    args.dtype(b, "b", {DType::f32});
+    args.same_shape(b, "b", a, "a");
+    args.same_device(b, "b", a, "a");
+  }
+  if (!std::isfinite(alpha) || !std::isfinite(beta)) args.fail("alpha and beta must be finite numbers");
+  Tensor out = empty(a.shape, DType::f32, a.device());
+  ElementwiseArgs e{a.data<float>(), b.defined() ? b.data<float>() : nullptr, out.data<float>(), a.numel(), kind,
+                    static_cast<float>(alpha), static_cast<float>(beta)};
+  if (a.numel() > 0) launch(a, cpu::elementwise, cuda::elementwise, e);
+  return out;
+}
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b, double alpha, double beta) {
+  return elementwise_op("add", a, b, ElementwiseOp::axpby, alpha, beta);
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  const Args args("mul");
+  args.present(b, "b");
+  return elementwise_op("mul", a, b, ElementwiseOp::mul, 1.0, 1.0);
+}
+
+Tensor row_sum(const Tensor& x, const Tensor& mask) {
+  const Args args("rowSum");
+  args.dtype(x, "x", {DType::f32});
+  if (x.ndim() < 1) args.fail("x must have at least one dimension [..., T]; got a scalar");
+  if (mask.defined()) check_mask(args, mask, x, "x");
+  const Shape rows_shape(x.shape.begin(), x.shape.end() - 1);
+  Tensor out = empty(rows_shape, DType::f32, x.device());
+  RowSumArgs a{x.data<float>(), mask.defined() ? mask_ref(mask) : MaskRef{nullptr, DType::u8},
+               shape_numel(rows_shape), x.shape.back(), out.data<float>()};
+  if (a.rows > 0) launch(x, cpu::row_sum, cuda::row_sum, a);
+  return out;
+}
+
+Tensor broadcast_rows(const Tensor& values, const Tensor& mask) {
+  const Args args("broadcastRows");
+  args.dtype(values, "values", {DType::f32});
+  args.dtype(mask, "mask", {DType::f32, DType::i32, DType::u8});
+  args.same_device(mask, "mask", values, "values");
+  if (mask.ndim() < 1) args.fail("mask must have at least one dimension [..., T]; got a scalar");
+  const Shape rows_shape(mask.shape.begin(), mask.shape.end() - 1);
+  args.shape(values, "values", rows_shape, "mask without its last dimension");
+  Tensor out = empty(mask.shape, DType::f32, values.device());
+  RowBroadcastArgs a{values.data<float>(), mask_ref(mask), shape_numel(rows_shape), mask.shape.back(), out.data<float>()};
+  if (mask.numel() > 0) launch(values, cpu::row_broadcast, cuda::row_broadcast, a);
+  return out;
 }
 
 PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,

@@ -27,6 +27,17 @@ Tensor whiten(const Tensor& x, const Tensor& mask, bool shift_mean);
 
 Tensor kl_penalty(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator estimator,
                   double clamp);
+// d kl_penalty / d logp (0 for masked tokens and where a clamp holds).
+Tensor kl_penalty_grad(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator estimator,
+                       double clamp);
+
+// alpha * a + beta * b (b undefined: alpha * a), element-wise, f32 of one shape.
+Tensor add(const Tensor& a, const Tensor& b, double alpha, double beta);
+Tensor mul(const Tensor& a, const Tensor& b);
+// x [..., T] -> [...]: sums over the last dimension where mask (shaped like x) is nonzero.
+Tensor row_sum(const Tensor& x, const Tensor& mask);
+// values [...] and mask [..., T] -> [..., T]: values broadcast along the last dimension where mask is nonzero.
+Tensor broadcast_rows(const Tensor& values, const Tensor& mask);
 
 struct PpoPolicyLossResult {
   double loss;

@@ -58,6 +58,20 @@ RLF_HD float kl_estimate(float logp, float ref_logp, KlEstimator estimator, floa
   return kl;
 }
 
+// d kl_estimate / d logp. Zero where a clamp holds the value constant.
+RLF_HD float kl_grad(float logp, float ref_logp, KlEstimator estimator, float clamp) {
+  const float l = logp - ref_logp;
+  if (clamp > 0.0f) {
+    const float kl = kl_estimate(logp, ref_logp, estimator, 0.0f);
+    if (kl > clamp || kl < -clamp) return 0.0f;
+  }
+  if (estimator == KlEstimator::k1) return l == l ? 1.0f : l;
+  if (estimator == KlEstimator::k2) return l;
+  if (l != l) return l;
+  if (l < -kLogRatioClamp || l > kLogRatioClamp) return 0.0f;
+  return 1.0f - expf(-l);  // d(e^-l - 1 + l)/dl
+}
+
 // ---- PPO clipped policy loss for one token ----
 struct PpoToken {
   float loss, grad;  // grad = d loss / d logp

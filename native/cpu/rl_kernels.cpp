@@ -123,7 +123,51 @@ void kl_penalty(const KlPenaltyArgs& a) {
   with_mask(a.mask, [&](auto* mask) {
     parallel_for(a.n, kReduceBlock, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        a.kl[i] = on(mask, i) ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+        const bool keep = on(mask, i);
+        if (a.kl) a.kl[i] = keep ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+        if (a.grad) a.grad[i] = keep ? math::kl_grad(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+      }
+    });
+  });
+}
+
+void elementwise(const ElementwiseArgs& a) {
+  parallel_for(a.n, 1 << 15, [&](int64_t b, int64_t e) {
+    if (a.op == ElementwiseOp::mul) {
+      for (int64_t i = b; i < e; ++i) a.out[i] = a.a[i] * a.b[i];
+    } else if (a.b == nullptr) {
+      for (int64_t i = b; i < e; ++i) a.out[i] = a.alpha * a.a[i];
+    } else {
+      for (int64_t i = b; i < e; ++i) a.out[i] = a.alpha * a.a[i] + a.beta * a.b[i];
+    }
+  });
+}
+
+void row_sum(const RowSumArgs& a) {
+  const auto sum_rows = [&](auto* mask) {
+    parallel_for(a.rows, std::max<int64_t>(1, kReduceBlock / std::max<int64_t>(a.cols, 1)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        double sum = 0.0;
+        for (int64_t c = 0; c < a.cols; ++c) {
+          const int64_t i = r * a.cols + c;
+          if (mask == nullptr || on(mask, i)) sum += a.x[i];  // a select: NaN under the mask stays out
+        }
+        a.out[r] = static_cast<float>(sum);
+      }
+    });
+  };
+  if (a.mask.data == nullptr) sum_rows(static_cast<const uint8_t*>(nullptr));
+  else with_mask(a.mask, sum_rows);
+}
+
+void row_broadcast(const RowBroadcastArgs& a) {
+  with_mask(a.mask, [&](auto* mask) {
+    parallel_for(a.rows, std::max<int64_t>(1, kReduceBlock / std::max<int64_t>(a.cols, 1)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t c = 0; c < a.cols; ++c) {
+          const int64_t i = r * a.cols + c;
+          a.out[i] = on(mask, i) ? a.values[r] : 0.0f;
+        }
       }
     });
   });

@@ -35,6 +35,9 @@ void ppo_policy_loss(const PpoPolicyLossArgs&) { unavailable(); }
 void value_loss(const ValueLossArgs&) { unavailable(); }
 void dpo_loss(const DpoLossArgs&) { unavailable(); }
 void reward_loss(const RewardLossArgs&) { unavailable(); }
+void elementwise(const ElementwiseArgs&) { unavailable(); }
+void row_sum(const RowSumArgs&) { unavailable(); }
+void row_broadcast(const RowBroadcastArgs&) { unavailable(); }
 void cast(const CastArgs&) { unavailable(); }
 
 }  // namespace rlfarm::cuda

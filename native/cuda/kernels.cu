@@ -318,7 +318,42 @@ template <typename M>
 __global__ void kl_kernel(KlPenaltyArgs a) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    a.kl[i] = mask_on<M>(a.mask.data, i) ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+    const bool keep = mask_on<M>(a.mask.data, i);
+    if (a.kl) a.kl[i] = keep ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+    if (a.grad) a.grad[i] = keep ? math::kl_grad(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+  }
+}
+
+__global__ void elementwise_kernel(ElementwiseArgs a) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (a.op == ElementwiseOp::mul) a.out[i] = a.a[i] * a.b[i];
+    else if (a.b == nullptr) a.out[i] = a.alpha * a.a[i];
+    else a.out[i] = a.alpha * a.a[i] + a.beta * a.b[i];
+  }
+}
+
+// A warp per row; the lanes' partial sums meet in a fixed shuffle order.
+template <typename M>
+__global__ void row_sum_kernel(RowSumArgs a) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+  if (row >= a.rows) return;
+  double sum = 0.0;
+  for (int64_t c = lane; c < a.cols; c += kWarp) {
+    const int64_t i = row * a.cols + c;
+    if (a.mask.data == nullptr || mask_on<M>(a.mask.data, i)) sum += a.x[i];
+  }
+  sum = warp_sum(sum);
+  if (lane == 0) a.out[row] = static_cast<float>(sum);
+}
+
+template <typename M>
+__global__ void row_broadcast_kernel(RowBroadcastArgs a) {
+  const int64_t n = a.rows * a.cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    a.out[i] = mask_on<M>(a.mask.data, i) ? a.values[i / a.cols] : 0.0f;
   }
 }
 
@@ -581,6 +616,34 @@ void dpo_loss(const DpoLossArgs& a) {
 void reward_loss(const RewardLossArgs& a) {
   reward_loss_kernel<<<1, kBlock>>>(a);
   RLF_CUDA_CHECK_LAUNCH("rewardLoss");
+}
+
+void elementwise(const ElementwiseArgs& a) {
+  if (a.n == 0) return;
+  elementwise_kernel<<<grid_for(a.n, 256), 256>>>(a);
+  RLF_CUDA_CHECK_LAUNCH("elementwise");
+}
+
+void row_sum(const RowSumArgs& a) {
+  if (a.rows == 0) return;
+  constexpr int kWarpsPerBlock = 8;
+  const int64_t blocks = (a.rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  check_rows(blocks, "ops.rowSum");
+  const MaskRef any_mask = a.mask.data ? a.mask : MaskRef{nullptr, DType::u8};
+  with_mask(any_mask, [&](auto* tag) {
+    using M = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    row_sum_kernel<M><<<static_cast<unsigned>(blocks), kWarpsPerBlock * kWarp>>>(a);
+  });
+  RLF_CUDA_CHECK_LAUNCH("rowSum");
+}
+
+void row_broadcast(const RowBroadcastArgs& a) {
+  if (a.rows * a.cols == 0) return;
+  with_mask(a.mask, [&](auto* tag) {
+    using M = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    row_broadcast_kernel<M><<<grid_for(a.rows * a.cols, 256), 256>>>(a);
+  });
+  RLF_CUDA_CHECK_LAUNCH("broadcastRows");
 }
 
 void cast(const CastArgs& a) {

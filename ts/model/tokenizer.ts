@@ -48,6 +48,8 @@ export interface Tokenizer {
   readonly bosId: number | undefined
   readonly eosId: number | undefined
   readonly padId: number | undefined
+  /** Whether applyChatTemplate can render chats (a template was found or given). */
+  readonly hasChatTemplate: boolean
   encode(text: string, options?: EncodeOptions): number[]
   encodeBatch(texts: string[], options?: EncodeOptions): number[][]
   decode(ids: ArrayLike<number>, options?: DecodeOptions): string
@@ -154,6 +156,7 @@ export class ByteTokenizer implements Tokenizer {
   readonly addBos: boolean
   readonly addEos: boolean
   readonly chatTemplate: ChatTemplate
+  readonly hasChatTemplate = true
   readonly #specialIds: ReadonlyMap<string, number>
   readonly #splitter: RegExp
   readonly #encoder = new TextEncoder()
@@ -501,6 +504,9 @@ export class HfTokenizer implements Tokenizer {
   readonly specialIds: ReadonlySet<number>
   /** The names of the chat templates ('default' for a single one). */
   readonly chatTemplateNames: readonly string[]
+  get hasChatTemplate(): boolean {
+    return this.chatTemplateNames.length > 0
+  }
   readonly #hf: HfTokenizersModule.Tokenizer
   readonly #files: Files
   readonly #templates: ReadonlyMap<string, ChatTemplate>

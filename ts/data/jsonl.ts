@@ -1,0 +1,71 @@
+// Reading JSON Lines data: every error names the file and the line; a bad row
+// either stops the read or is skipped and counted, as the caller (the
+// config's data.on_bad_row) says.
+import fs from 'node:fs'
+import readline from 'node:readline'
+
+export type BadRowPolicy = 'stop' | 'skip'
+
+/** A row that could not be used; `message` says why. */
+export class BadRowError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly reason: string,
+  ) {
+    super(`${file}:${line}: ${reason}`)
+    this.name = 'BadRowError'
+  }
+}
+
+export interface ReadResult<T> {
+  rows: T[]
+  /** Rows skipped under the 'skip' policy, with the reason of each (the first 100 kept). */
+  skipped: number
+  skippedReasons: string[]
+}
+
+/**
+ * Reads `file` line by line; `parse(value, line)` turns each JSON value into a
+ * row or throws (an Error whose message is the reason). Blank lines are ignored.
+ */
+export async function readJsonl<T>(
+  file: string,
+  parse: (value: unknown, line: number) => T,
+  policy: BadRowPolicy = 'stop',
+): Promise<ReadResult<T>> {
+  let stream: fs.ReadStream
+  try {
+    await fs.promises.access(file, fs.constants.R_OK)
+    stream = fs.createReadStream(file, { encoding: 'utf8' })
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
+  }
+  const lines = readline.createInterface({ input: stream, crlfDelay: Infinity })
+  const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
+  let lineNo = 0
+  try {
+    for await (const text of lines) {
+      lineNo++
+      if (text.trim() === '') continue
+      try {
+        let value: unknown
+        try {
+          value = JSON.parse(text)
+        } catch (err) {
+          throw new Error(`not valid JSON (${(err as Error).message})`)
+        }
+        result.rows.push(parse(value, lineNo))
+      } catch (err) {
+        const bad = new BadRowError(file, lineNo, (err as Error).message)
+        if (policy === 'stop') throw bad
+        result.skipped++
+        if (result.skippedReasons.length < 100) result.skippedReasons.push(bad.message)
+      }
+    }
+  } finally {
+    lines.close()
+    stream.destroy()
+  }
+  return result
+}
