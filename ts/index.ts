@@ -41,3 +41,17 @@ export type {
   HfTokenizerJsonOptions,
   LoadTokenizerOptions,
 } from './model/tokenizer.js'
+export { loadConfig, resolveConfig, saveResolvedConfig, resolvePaths, ConfigError, configSchema, messageSpec } from './config/index.js'
+export type {
+  LoadConfigOptions,
+  ResolveConfigOptions,
+  SaveConfigOptions,
+  ResolvePathsOptions,
+  TopLevelType,
+  ConfigProblem,
+  ConfigSchema,
+  MessageSpec,
+  FieldSpec,
+  FieldKind,
+} from './config/index.js'
+export type * from './config/types.generated.js'

@@ -15,6 +15,17 @@ export function lineAndColumn(text: string, offset: number): { line: number; col
   return { line, column: end - lineStart + 1 }
 }
 
+/** Where and why JSON.parse stopped: its error, with line and column from 1. */
+export function jsonSyntaxError(body: string, err: unknown): { reason: string; offset: number; line: number; column: number } {
+  const raw = err instanceof Error ? err.message : String(err)
+  const position = /at position (\d+)/.exec(raw)
+  const offset = position ? Number(position[1]) : body.length
+  const { line, column } = lineAndColumn(body, offset)
+  // V8 phrases it as "... in JSON at position N" (newer versions add "(line L column C)").
+  const reason = raw.replace(/\s*\(line \d+ column \d+\)/, '').replace(/ in JSON at position \d+/, '').replace(/^JSON\.parse: /, '')
+  return { reason, offset, line, column }
+}
+
 /**
  * Parses `text` as JSON. On a syntax error the message names `file`, the line
  * and column (and character position) where parsing stopped, and what the
@@ -25,12 +36,7 @@ export function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(body)
   } catch (err) {
-    const raw = err instanceof Error ? err.message : String(err)
-    const position = /at position (\d+)/.exec(raw)
-    const offset = position ? Number(position[1]) : body.length
-    const { line, column } = lineAndColumn(body, offset)
-    // V8 phrases it as "... in JSON at position N" (newer versions add "(line L column C)").
-    const reason = raw.replace(/\s*\(line \d+ column \d+\)/, '').replace(/ in JSON at position \d+/, '').replace(/^JSON\.parse: /, '')
+    const { reason, offset, line, column } = jsonSyntaxError(body, err)
     throw new SyntaxError(`${file} is not valid JSON: ${reason} at line ${line}, column ${column} (position ${offset})`)
   }
 }

@@ -1,0 +1,813 @@
+// Generated from proto/rlfarm.proto by scripts/gen-config-types.mjs. Do not edit:
+// change the proto and run `npm run gen:config` (a test fails when they differ).
+
+/**
+ * One training or evaluation stage: `rlfarm train config.yaml`.
+ *
+ * The resolved `RunConfig`: every field present, defaults filled in; see `RunConfigInput` for what users write.
+ */
+export interface RunConfig {
+  /** what to run. `string`. */
+  algorithm: 'sft' | 'reward' | 'ppo' | 'dpo' | 'expert_iteration' | 'best_of_n' | 'west_of_n' | 'grpo' | 'rloo' | 'eval' | undefined
+  /** run name; the run directory is output_dir/name. `string`. */
+  name: string | undefined
+  /** parent of the run directory. `string`, default `'runs'`. */
+  output_dir: string
+  /** seed for initialisation, data order and sampling. `uint32`, default `0`. */
+  seed: number
+  /** the model trained (policy, or the reward model being trained). `ModelSpec`. */
+  policy: ModelSpec
+  /** frozen reference for KL (default: a copy of the initial policy). `ModelSpec`. */
+  reference: ModelSpec
+  /** reward model scoring responses (ppo, grpo, rloo, best_of_n, expert_iteration, west_of_n). `ModelSpec`. */
+  reward_model: ModelSpec
+  /** value model for ppo (default: initialised from the reward model). `ModelSpec`. */
+  value_model: ModelSpec
+  /** a built-in reward instead of a reward model. `RewardFunction`. */
+  reward_function: RewardFunction
+  /** data files and how their rows are read. `DataConfig`. */
+  data: DataConfig
+  /** AdamW and the learning-rate schedule. `OptimizerConfig`. */
+  optimizer: OptimizerConfig
+  /** epochs, batches and evaluation. `TrainingConfig`. */
+  training: TrainingConfig
+  /** sampling of responses. `GenerationConfig`. */
+  generation: GenerationConfig
+  /** sft options. `SftConfig`. */
+  sft: SftConfig
+  /** reward-model training options. `RewardTrainingConfig`. */
+  reward: RewardTrainingConfig
+  /** ppo options. `PpoConfig`. */
+  ppo: PpoConfig
+  /** dpo options (and its variants). `DpoConfig`. */
+  dpo: DpoConfig
+  /** expert_iteration options. `ExpertIterationConfig`. */
+  expert_iteration: ExpertIterationConfig
+  /** best_of_n options. `BestOfNConfig`. */
+  best_of_n: BestOfNConfig
+  /** west_of_n options. `WestOfNConfig`. */
+  west_of_n: WestOfNConfig
+  /** grpo and rloo. `GroupConfig`. */
+  group: GroupConfig
+  /** metrics and progress output. `LoggingConfig`. */
+  logging: LoggingConfig
+  /** checkpoints and the final model. `CheckpointConfig`. */
+  checkpoint: CheckpointConfig
+}
+
+/** `RunConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface RunConfigInput {
+  /** what to run. `string`. */
+  algorithm?: 'sft' | 'reward' | 'ppo' | 'dpo' | 'expert_iteration' | 'best_of_n' | 'west_of_n' | 'grpo' | 'rloo' | 'eval'
+  /** run name; the run directory is output_dir/name. `string`. */
+  name?: string
+  /** parent of the run directory. `string`, default `'runs'`. */
+  output_dir?: string
+  /** seed for initialisation, data order and sampling. `uint32`, default `0`. */
+  seed?: number
+  /** the model trained (policy, or the reward model being trained). `ModelSpec`. */
+  policy?: ModelSpecInput
+  /** frozen reference for KL (default: a copy of the initial policy). `ModelSpec`. */
+  reference?: ModelSpecInput
+  /** reward model scoring responses (ppo, grpo, rloo, best_of_n, expert_iteration, west_of_n). `ModelSpec`. */
+  reward_model?: ModelSpecInput
+  /** value model for ppo (default: initialised from the reward model). `ModelSpec`. */
+  value_model?: ModelSpecInput
+  /** a built-in reward instead of a reward model. `RewardFunction`. */
+  reward_function?: RewardFunctionInput
+  /** data files and how their rows are read. `DataConfig`. */
+  data?: DataConfigInput
+  /** AdamW and the learning-rate schedule. `OptimizerConfig`. */
+  optimizer?: OptimizerConfigInput
+  /** epochs, batches and evaluation. `TrainingConfig`. */
+  training?: TrainingConfigInput
+  /** sampling of responses. `GenerationConfig`. */
+  generation?: GenerationConfigInput
+  /** sft options. `SftConfig`. */
+  sft?: SftConfigInput
+  /** reward-model training options. `RewardTrainingConfig`. */
+  reward?: RewardTrainingConfigInput
+  /** ppo options. `PpoConfig`. */
+  ppo?: PpoConfigInput
+  /** dpo options (and its variants). `DpoConfig`. */
+  dpo?: DpoConfigInput
+  /** expert_iteration options. `ExpertIterationConfig`. */
+  expert_iteration?: ExpertIterationConfigInput
+  /** best_of_n options. `BestOfNConfig`. */
+  best_of_n?: BestOfNConfigInput
+  /** west_of_n options. `WestOfNConfig`. */
+  west_of_n?: WestOfNConfigInput
+  /** grpo and rloo. `GroupConfig`. */
+  group?: GroupConfigInput
+  /** metrics and progress output. `LoggingConfig`. */
+  logging?: LoggingConfigInput
+  /** checkpoints and the final model. `CheckpointConfig`. */
+  checkpoint?: CheckpointConfigInput
+}
+
+/**
+ * A model: loaded from `path`, or created from `init`.
+ *
+ * The resolved `ModelSpec`: every field present, defaults filled in; see `ModelSpecInput` for what users write.
+ */
+export interface ModelSpec {
+  /**
+   * a Hugging Face model directory (config.json + model.safetensors), or a previous stage's output.
+   *
+   * `string`, a path, relative to the config file.
+   */
+  path: string | undefined
+  /**
+   * tokenizer directory, or 'byte' for the built-in byte tokenizer (default: the model directory).
+   *
+   * `string`, a path, relative to the config file.
+   */
+  tokenizer: string | undefined
+  /** create a new model with random weights instead of loading one. `ModelShape`. */
+  init: ModelShape
+  /** add a [1, hidden] scalar head (reward and value models). `bool`, default `false`. */
+  scalar_head: boolean
+}
+
+/** `ModelSpec` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface ModelSpecInput {
+  /**
+   * a Hugging Face model directory (config.json + model.safetensors), or a previous stage's output.
+   *
+   * `string`, a path, relative to the config file.
+   */
+  path?: string
+  /**
+   * tokenizer directory, or 'byte' for the built-in byte tokenizer (default: the model directory).
+   *
+   * `string`, a path, relative to the config file.
+   */
+  tokenizer?: string
+  /** create a new model with random weights instead of loading one. `ModelShape`. */
+  init?: ModelShapeInput
+  /** add a [1, hidden] scalar head (reward and value models). `bool`, default `false`. */
+  scalar_head?: boolean
+}
+
+/**
+ * The shape of a model created with random weights.
+ *
+ * The resolved `ModelShape`: every field present, defaults filled in; see `ModelShapeInput` for what users write.
+ */
+export interface ModelShape {
+  /** architecture: gpt2 (learned positions, LayerNorm, GELU) or llama (RoPE, RMSNorm, SwiGLU). `string`, default `'gpt2'`. */
+  arch: 'gpt2' | 'llama'
+  /** default: the tokenizer's vocabulary size. `uint32`, range >= 1. */
+  vocab_size: number | undefined
+  /** width of the residual stream. `uint32`, default `64`, range >= 1. */
+  hidden_size: number
+  /** transformer blocks. `uint32`, default `2`, range >= 1. */
+  layers: number
+  /** attention heads; must divide hidden_size. `uint32`, default `4`, range >= 1. */
+  heads: number
+  /** default: heads. `uint32`, range >= 1. */
+  kv_heads: number | undefined
+  /** default: 4 x hidden (gpt2), about 8/3 x hidden (llama). `uint32`, range >= 1. */
+  intermediate_size: number | undefined
+  /** longest sequence the model takes. `uint32`, default `512`, range >= 1. */
+  max_positions: number
+}
+
+/** `ModelShape` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface ModelShapeInput {
+  /** architecture: gpt2 (learned positions, LayerNorm, GELU) or llama (RoPE, RMSNorm, SwiGLU). `string`, default `'gpt2'`. */
+  arch?: 'gpt2' | 'llama'
+  /** default: the tokenizer's vocabulary size. `uint32`, range >= 1. */
+  vocab_size?: number
+  /** width of the residual stream. `uint32`, default `64`, range >= 1. */
+  hidden_size?: number
+  /** transformer blocks. `uint32`, default `2`, range >= 1. */
+  layers?: number
+  /** attention heads; must divide hidden_size. `uint32`, default `4`, range >= 1. */
+  heads?: number
+  /** default: heads. `uint32`, range >= 1. */
+  kv_heads?: number
+  /** default: 4 x hidden (gpt2), about 8/3 x hidden (llama). `uint32`, range >= 1. */
+  intermediate_size?: number
+  /** longest sequence the model takes. `uint32`, default `512`, range >= 1. */
+  max_positions?: number
+}
+
+/**
+ * A reward computed by a rule instead of a reward model.
+ *
+ * The resolved `RewardFunction`: every field present, defaults filled in; see `RewardFunctionInput` for what users write.
+ */
+export interface RewardFunction {
+  /** count_token: occurrences of `token` in the response; length: response tokens. `string`. */
+  name: 'count_token' | 'length' | undefined
+  /** the token id counted by count_token. `int32`, range >= 0. */
+  token: number | undefined
+  /** the reward is multiplied by this. `double`, default `1`. */
+  scale: number
+}
+
+/** `RewardFunction` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface RewardFunctionInput {
+  /** count_token: occurrences of `token` in the response; length: response tokens. `string`. */
+  name?: 'count_token' | 'length'
+  /** the token id counted by count_token. `int32`, range >= 0. */
+  token?: number
+  /** the reward is multiplied by this. `double`, default `1`. */
+  scale?: number
+}
+
+/**
+ * Data files (JSONL) and how their rows are read.
+ *
+ * The resolved `DataConfig`: every field present, defaults filled in; see `DataConfigInput` for what users write.
+ */
+export interface DataConfig {
+  /** JSONL training data: sft rows, preference pairs, or prompts. `string`, a path, relative to the config file. */
+  train: string | undefined
+  /** JSONL held-out data of the same kind. `string`, a path, relative to the config file. */
+  eval: string | undefined
+  /**
+   * JSONL prompts for sampling (ppo, grpo, rloo, expert_iteration, best_of_n, west_of_n).
+   *
+   * `string`, a path, relative to the config file.
+   */
+  prompts: string | undefined
+  /** stop at a malformed row, or skip it and count it. `string`, default `'stop'`. */
+  on_bad_row: 'stop' | 'skip'
+  /** longest tokenized sequence; longer rows are truncated. `uint32`, default `512`, range >= 2. */
+  max_length: number
+  /** prompts are cut from the left to this many tokens. `uint32`, default `256`, range >= 1. */
+  max_prompt_length: number
+  /** render message lists with the tokenizer's chat template. `bool`, default `true`. */
+  chat_template: boolean
+  /** rows held out from train for evaluation when eval is not given. `uint32`, default `0`. */
+  eval_size: number
+}
+
+/** `DataConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface DataConfigInput {
+  /** JSONL training data: sft rows, preference pairs, or prompts. `string`, a path, relative to the config file. */
+  train?: string
+  /** JSONL held-out data of the same kind. `string`, a path, relative to the config file. */
+  eval?: string
+  /**
+   * JSONL prompts for sampling (ppo, grpo, rloo, expert_iteration, best_of_n, west_of_n).
+   *
+   * `string`, a path, relative to the config file.
+   */
+  prompts?: string
+  /** stop at a malformed row, or skip it and count it. `string`, default `'stop'`. */
+  on_bad_row?: 'stop' | 'skip'
+  /** longest tokenized sequence; longer rows are truncated. `uint32`, default `512`, range >= 2. */
+  max_length?: number
+  /** prompts are cut from the left to this many tokens. `uint32`, default `256`, range >= 1. */
+  max_prompt_length?: number
+  /** render message lists with the tokenizer's chat template. `bool`, default `true`. */
+  chat_template?: boolean
+  /** rows held out from train for evaluation when eval is not given. `uint32`, default `0`. */
+  eval_size?: number
+}
+
+/**
+ * AdamW and its learning-rate schedule.
+ *
+ * The resolved `OptimizerConfig`: every field present, defaults filled in; see `OptimizerConfigInput` for what users write.
+ */
+export interface OptimizerConfig {
+  /** peak learning rate. `double`, default `1e-5`, range >= 0. */
+  lr: number
+  /** AdamW first-moment decay. `double`, default `0.9`, range [0, 1]. */
+  beta1: number
+  /** AdamW second-moment decay. `double`, default `0.999`, range [0, 1]. */
+  beta2: number
+  /** AdamW denominator term. `double`, default `1e-8`, range > 0. */
+  eps: number
+  /** decoupled weight decay (not on norms, biases or embeddings). `double`, default `0`, range >= 0. */
+  weight_decay: number
+  /** 0 turns clipping off. `double`, default `1`, range >= 0. */
+  max_grad_norm: number
+  /** learning-rate schedule after warmup. `string`, default `'constant'`. */
+  schedule: 'constant' | 'linear' | 'cosine'
+  /** steps of linear warmup from 0 to lr. `uint32`, default `0`. */
+  warmup_steps: number
+  /** where linear and cosine schedules end. `double`, default `0`, range >= 0. */
+  min_lr: number
+}
+
+/** `OptimizerConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface OptimizerConfigInput {
+  /** peak learning rate. `double`, default `1e-5`, range >= 0. */
+  lr?: number
+  /** AdamW first-moment decay. `double`, default `0.9`, range [0, 1]. */
+  beta1?: number
+  /** AdamW second-moment decay. `double`, default `0.999`, range [0, 1]. */
+  beta2?: number
+  /** AdamW denominator term. `double`, default `1e-8`, range > 0. */
+  eps?: number
+  /** decoupled weight decay (not on norms, biases or embeddings). `double`, default `0`, range >= 0. */
+  weight_decay?: number
+  /** 0 turns clipping off. `double`, default `1`, range >= 0. */
+  max_grad_norm?: number
+  /** learning-rate schedule after warmup. `string`, default `'constant'`. */
+  schedule?: 'constant' | 'linear' | 'cosine'
+  /** steps of linear warmup from 0 to lr. `uint32`, default `0`. */
+  warmup_steps?: number
+  /** where linear and cosine schedules end. `double`, default `0`, range >= 0. */
+  min_lr?: number
+}
+
+/**
+ * Epochs, batches and evaluation.
+ *
+ * The resolved `TrainingConfig`: every field present, defaults filled in; see `TrainingConfigInput` for what users write.
+ */
+export interface TrainingConfig {
+  /** passes over the training data. `uint32`, default `1`, range >= 1. */
+  epochs: number
+  /** optimizer steps; 0: as many as the epochs give. `uint32`, default `0`. */
+  max_steps: number
+  /** rows per optimizer step (before gradient accumulation). `uint32`, default `8`, range >= 1. */
+  batch_size: number
+  /** micro-batches summed per optimizer step. `uint32`, default `1`, range >= 1. */
+  gradient_accumulation: number
+  /** steps between evaluations; 0: at the end only. `uint32`, default `0`. */
+  eval_every: number
+}
+
+/** `TrainingConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface TrainingConfigInput {
+  /** passes over the training data. `uint32`, default `1`, range >= 1. */
+  epochs?: number
+  /** optimizer steps; 0: as many as the epochs give. `uint32`, default `0`. */
+  max_steps?: number
+  /** rows per optimizer step (before gradient accumulation). `uint32`, default `8`, range >= 1. */
+  batch_size?: number
+  /** micro-batches summed per optimizer step. `uint32`, default `1`, range >= 1. */
+  gradient_accumulation?: number
+  /** steps between evaluations; 0: at the end only. `uint32`, default `0`. */
+  eval_every?: number
+}
+
+/**
+ * How responses are sampled.
+ *
+ * The resolved `GenerationConfig`: every field present, defaults filled in; see `GenerationConfigInput` for what users write.
+ */
+export interface GenerationConfig {
+  /** longest response sampled. `uint32`, default `64`, range >= 1. */
+  max_new_tokens: number
+  /** sampling temperature; 0 samples greedily. `double`, default `1`, range >= 0. */
+  temperature: number
+  /** keep the k most likely tokens; 0 turns it off. `uint32`, default `0`. */
+  top_k: number
+  /** nucleus sampling mass; 1 turns it off. `double`, default `1`, range (0, 1]. */
+  top_p: number
+  /** a response ends at the tokenizer's EOS token. `bool`, default `true`. */
+  stop_at_eos: boolean
+}
+
+/** `GenerationConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface GenerationConfigInput {
+  /** longest response sampled. `uint32`, default `64`, range >= 1. */
+  max_new_tokens?: number
+  /** sampling temperature; 0 samples greedily. `double`, default `1`, range >= 0. */
+  temperature?: number
+  /** keep the k most likely tokens; 0 turns it off. `uint32`, default `0`. */
+  top_k?: number
+  /** nucleus sampling mass; 1 turns it off. `double`, default `1`, range (0, 1]. */
+  top_p?: number
+  /** a response ends at the tokenizer's EOS token. `bool`, default `true`. */
+  stop_at_eos?: boolean
+}
+
+/**
+ * Supervised fine-tuning.
+ *
+ * The resolved `SftConfig`: every field present, defaults filled in; see `SftConfigInput` for what users write.
+ */
+export interface SftConfig {
+  /** concatenate examples into full-length sequences. `bool`, default `false`. */
+  packing: boolean
+  /** loss on response tokens only. `bool`, default `true`. */
+  completion_only: boolean
+}
+
+/** `SftConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface SftConfigInput {
+  /** concatenate examples into full-length sequences. `bool`, default `false`. */
+  packing?: boolean
+  /** loss on response tokens only. `bool`, default `true`. */
+  completion_only?: boolean
+}
+
+/**
+ * Reward-model training on preference pairs (Bradley-Terry).
+ *
+ * The resolved `RewardTrainingConfig`: every field present, defaults filled in; see `RewardTrainingConfigInput` for what users write.
+ */
+export interface RewardTrainingConfig {
+  /** margin subtracted from r_chosen - r_rejected in the loss. `double`, default `0`. */
+  margin: number
+  /** coefficient of mean((r_c + r_r)^2). `double`, default `0`, range >= 0. */
+  center_coef: number
+}
+
+/** `RewardTrainingConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface RewardTrainingConfigInput {
+  /** margin subtracted from r_chosen - r_rejected in the loss. `double`, default `0`. */
+  margin?: number
+  /** coefficient of mean((r_c + r_r)^2). `double`, default `0`, range >= 0. */
+  center_coef?: number
+}
+
+/**
+ * PPO with a value model and a KL penalty against the reference.
+ *
+ * The resolved `PpoConfig`: every field present, defaults filled in; see `PpoConfigInput` for what users write.
+ */
+export interface PpoConfig {
+  /** passes over each rollout batch. `uint32`, default `2`, range >= 1. */
+  epochs: number
+  /** rollouts per policy update. `uint32`, default `4`, range >= 1. */
+  minibatch_size: number
+  /** ratio clip below: 1 - clip_low. `double`, default `0.2`, range [0, 1]. */
+  clip_low: number
+  /** ratio clip above: 1 + clip_high (default: clip_low). `double`, range >= 0. */
+  clip_high: number | undefined
+  /** c > 1 caps the loss of negative advantages; 0 turns it off. `double`, default `0`, range >= 0. */
+  dual_clip: number
+  /** clip of the value change in the value loss. `double`, default `0.2`, range >= 0. */
+  value_clip: number
+  /** weight of the value loss. `double`, default `0.1`, range >= 0. */
+  value_coef: number
+  /** discount of GAE. `double`, default `1`, range [0, 1]. */
+  gamma: number
+  /** lambda of GAE. `double`, default `0.95`, range [0, 1]. */
+  lam: number
+  /** initial beta of the KL penalty. `double`, default `0.05`, range >= 0. */
+  kl_coef: number
+  /** per-token KL estimate of the penalty. `string`, default `'k1'`. */
+  kl_estimator: 'k1' | 'k2' | 'k3'
+  /** adaptive KL controller target; 0 keeps beta fixed. `double`, default `0`, range >= 0. */
+  kl_target: number
+  /** horizon of the adaptive KL controller. `double`, default `10000`, range >= 1. */
+  kl_horizon: number
+  /** weight of the entropy bonus. `double`, default `0`. */
+  entropy_coef: number
+  /** normalise advantages over each batch. `bool`, default `true`. */
+  whiten_advantages: boolean
+  /** score given to responses without EOS (default: no penalty). `double`. */
+  missing_eos_penalty: number | undefined
+  /** clip scores to +-this; 0 turns it off. `double`, default `0`, range >= 0. */
+  reward_clip: number
+  /** scale scores by a running standard deviation. `bool`, default `false`. */
+  normalize_rewards: boolean
+  /** loss mean over all tokens, or per sequence then over sequences. `string`, default `'token-mean'`. */
+  aggregate: 'token-mean' | 'seq-mean'
+}
+
+/** `PpoConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface PpoConfigInput {
+  /** passes over each rollout batch. `uint32`, default `2`, range >= 1. */
+  epochs?: number
+  /** rollouts per policy update. `uint32`, default `4`, range >= 1. */
+  minibatch_size?: number
+  /** ratio clip below: 1 - clip_low. `double`, default `0.2`, range [0, 1]. */
+  clip_low?: number
+  /** ratio clip above: 1 + clip_high (default: clip_low). `double`, range >= 0. */
+  clip_high?: number
+  /** c > 1 caps the loss of negative advantages; 0 turns it off. `double`, default `0`, range >= 0. */
+  dual_clip?: number
+  /** clip of the value change in the value loss. `double`, default `0.2`, range >= 0. */
+  value_clip?: number
+  /** weight of the value loss. `double`, default `0.1`, range >= 0. */
+  value_coef?: number
+  /** discount of GAE. `double`, default `1`, range [0, 1]. */
+  gamma?: number
+  /** lambda of GAE. `double`, default `0.95`, range [0, 1]. */
+  lam?: number
+  /** initial beta of the KL penalty. `double`, default `0.05`, range >= 0. */
+  kl_coef?: number
+  /** per-token KL estimate of the penalty. `string`, default `'k1'`. */
+  kl_estimator?: 'k1' | 'k2' | 'k3'
+  /** adaptive KL controller target; 0 keeps beta fixed. `double`, default `0`, range >= 0. */
+  kl_target?: number
+  /** horizon of the adaptive KL controller. `double`, default `10000`, range >= 1. */
+  kl_horizon?: number
+  /** weight of the entropy bonus. `double`, default `0`. */
+  entropy_coef?: number
+  /** normalise advantages over each batch. `bool`, default `true`. */
+  whiten_advantages?: boolean
+  /** score given to responses without EOS (default: no penalty). `double`. */
+  missing_eos_penalty?: number
+  /** clip scores to +-this; 0 turns it off. `double`, default `0`, range >= 0. */
+  reward_clip?: number
+  /** scale scores by a running standard deviation. `bool`, default `false`. */
+  normalize_rewards?: boolean
+  /** loss mean over all tokens, or per sequence then over sequences. `string`, default `'token-mean'`. */
+  aggregate?: 'token-mean' | 'seq-mean'
+}
+
+/**
+ * Direct preference optimisation and its variants.
+ *
+ * The resolved `DpoConfig`: every field present, defaults filled in; see `DpoConfigInput` for what users write.
+ */
+export interface DpoConfig {
+  /** strength of the implicit KL constraint. `double`, default `0.1`, range > 0. */
+  beta: number
+  /** the loss of the DPO family. `string`, default `'sigmoid'`. */
+  variant: 'sigmoid' | 'robust' | 'hinge' | 'ipo' | 'bco_pair' | 'sppo_hard' | 'nca_pair' | 'apo_zero' | 'simpo'
+  /** assumed share of flipped labels (sigmoid: cDPO, robust). `double`, default `0`, range [0, 0.5]. */
+  label_smoothing: number
+  /** simpo's target margin. `double`, default `0.5`. */
+  gamma: number
+  /** drop the reference log-probs from the loss. `bool`, default `false`. */
+  reference_free: boolean
+}
+
+/** `DpoConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface DpoConfigInput {
+  /** strength of the implicit KL constraint. `double`, default `0.1`, range > 0. */
+  beta?: number
+  /** the loss of the DPO family. `string`, default `'sigmoid'`. */
+  variant?: 'sigmoid' | 'robust' | 'hinge' | 'ipo' | 'bco_pair' | 'sppo_hard' | 'nca_pair' | 'apo_zero' | 'simpo'
+  /** assumed share of flipped labels (sigmoid: cDPO, robust). `double`, default `0`, range [0, 0.5]. */
+  label_smoothing?: number
+  /** simpo's target margin. `double`, default `0.5`. */
+  gamma?: number
+  /** drop the reference log-probs from the loss. `bool`, default `false`. */
+  reference_free?: boolean
+}
+
+/**
+ * Expert iteration: best-of-n on prompts, then SFT on the winners, repeated.
+ *
+ * The resolved `ExpertIterationConfig`: every field present, defaults filled in; see `ExpertIterationConfigInput` for what users write.
+ */
+export interface ExpertIterationConfig {
+  /** sample-then-SFT rounds. `uint32`, default `2`, range >= 1. */
+  rounds: number
+  /** samples per prompt. `uint32`, default `8`, range >= 1. */
+  n: number
+  /** 0: every prompt. `uint32`, default `0`. */
+  prompts_per_round: number
+}
+
+/** `ExpertIterationConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface ExpertIterationConfigInput {
+  /** sample-then-SFT rounds. `uint32`, default `2`, range >= 1. */
+  rounds?: number
+  /** samples per prompt. `uint32`, default `8`, range >= 1. */
+  n?: number
+  /** 0: every prompt. `uint32`, default `0`. */
+  prompts_per_round?: number
+}
+
+/**
+ * Best-of-n sampling: the highest-scoring of n responses per prompt.
+ *
+ * The resolved `BestOfNConfig`: every field present, defaults filled in; see `BestOfNConfigInput` for what users write.
+ */
+export interface BestOfNConfig {
+  /** samples per prompt. `uint32`, default `16`, range [1, 1024]. */
+  n: number
+  /** samples generated at once per prompt. `uint32`, default `16`, range >= 1. */
+  chunk: number
+  /** JSONL file for the chosen responses (default: the run directory's outputs.jsonl). `string`, a path, relative to the config file. */
+  output: string | undefined
+}
+
+/** `BestOfNConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface BestOfNConfigInput {
+  /** samples per prompt. `uint32`, default `16`, range [1, 1024]. */
+  n?: number
+  /** samples generated at once per prompt. `uint32`, default `16`, range >= 1. */
+  chunk?: number
+  /** JSONL file for the chosen responses (default: the run directory's outputs.jsonl). `string`, a path, relative to the config file. */
+  output?: string
+}
+
+/**
+ * West-of-N synthetic preferences (Pace et al. 2024) for reward-model training.
+ *
+ * The resolved `WestOfNConfig`: every field present, defaults filled in; see `WestOfNConfigInput` for what users write.
+ */
+export interface WestOfNConfig {
+  /** samples per unlabelled prompt (64 in the paper). `uint32`, default `16`, range >= 2. */
+  n: number
+  /** keep pairs whose sigmoid(r_best - r_worst) is above this quantile. `double`, default `0`, range [0, 1]. */
+  confidence_quantile: number
+  /** keep pairs whose log p(best) + log p(worst) is above this quantile. `double`, default `0`, range [0, 1]. */
+  likelihood_quantile: number
+  /** repeats, each with the previous round's reward model as the base. `uint32`, default `1`, range >= 1. */
+  rounds: number
+}
+
+/** `WestOfNConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface WestOfNConfigInput {
+  /** samples per unlabelled prompt (64 in the paper). `uint32`, default `16`, range >= 2. */
+  n?: number
+  /** keep pairs whose sigmoid(r_best - r_worst) is above this quantile. `double`, default `0`, range [0, 1]. */
+  confidence_quantile?: number
+  /** keep pairs whose log p(best) + log p(worst) is above this quantile. `double`, default `0`, range [0, 1]. */
+  likelihood_quantile?: number
+  /** repeats, each with the previous round's reward model as the base. `uint32`, default `1`, range >= 1. */
+  rounds?: number
+}
+
+/**
+ * GRPO and RLOO: several samples per prompt, advantages from the group.
+ *
+ * The resolved `GroupConfig`: every field present, defaults filled in; see `GroupConfigInput` for what users write.
+ */
+export interface GroupConfig {
+  /** samples per prompt. `uint32`, default `4`, range >= 2. */
+  group_size: number
+  /** passes over each rollout batch. `uint32`, default `1`, range >= 1. */
+  epochs: number
+  /** ratio clip below: 1 - clip_low. `double`, default `0.2`, range [0, 1]. */
+  clip_low: number
+  /** ratio clip above: 1 + clip_high (default: clip_low). `double`, range >= 0. */
+  clip_high: number | undefined
+  /** beta of the KL term. `double`, default `0`, range >= 0. */
+  kl_coef: number
+  /** per-token KL estimate of the KL term. `string`, default `'k3'`. */
+  kl_estimator: 'k1' | 'k2' | 'k3'
+  /** loss mean over all tokens, or per sequence then over sequences. `string`, default `'token-mean'`. */
+  aggregate: 'token-mean' | 'seq-mean'
+}
+
+/** `GroupConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface GroupConfigInput {
+  /** samples per prompt. `uint32`, default `4`, range >= 2. */
+  group_size?: number
+  /** passes over each rollout batch. `uint32`, default `1`, range >= 1. */
+  epochs?: number
+  /** ratio clip below: 1 - clip_low. `double`, default `0.2`, range [0, 1]. */
+  clip_low?: number
+  /** ratio clip above: 1 + clip_high (default: clip_low). `double`, range >= 0. */
+  clip_high?: number
+  /** beta of the KL term. `double`, default `0`, range >= 0. */
+  kl_coef?: number
+  /** per-token KL estimate of the KL term. `string`, default `'k3'`. */
+  kl_estimator?: 'k1' | 'k2' | 'k3'
+  /** loss mean over all tokens, or per sequence then over sequences. `string`, default `'token-mean'`. */
+  aggregate?: 'token-mean' | 'seq-mean'
+}
+
+/**
+ * Metrics records and console progress.
+ *
+ * The resolved `LoggingConfig`: every field present, defaults filled in; see `LoggingConfigInput` for what users write.
+ */
+export interface LoggingConfig {
+  /** steps between metric records. `uint32`, default `1`, range >= 1. */
+  every: number
+  /** write TensorBoard event files. `bool`, default `true`. */
+  tensorboard: boolean
+  /** write metrics.jsonl. `bool`, default `true`. */
+  jsonl: boolean
+  /** console progress: auto is a bar on a terminal, lines otherwise. `string`, default `'auto'`. */
+  progress: 'auto' | 'bar' | 'lines' | 'none'
+}
+
+/** `LoggingConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface LoggingConfigInput {
+  /** steps between metric records. `uint32`, default `1`, range >= 1. */
+  every?: number
+  /** write TensorBoard event files. `bool`, default `true`. */
+  tensorboard?: boolean
+  /** write metrics.jsonl. `bool`, default `true`. */
+  jsonl?: boolean
+  /** console progress: auto is a bar on a terminal, lines otherwise. `string`, default `'auto'`. */
+  progress?: 'auto' | 'bar' | 'lines' | 'none'
+}
+
+/**
+ * Checkpoints (written atomically) and the final model.
+ *
+ * The resolved `CheckpointConfig`: every field present, defaults filled in; see `CheckpointConfigInput` for what users write.
+ */
+export interface CheckpointConfig {
+  /** steps between checkpoints; 0: at the end only. `uint32`, default `0`. */
+  every: number
+  /** checkpoints kept. `uint32`, default `2`, range >= 1. */
+  keep: number
+  /** write the final model to the run directory's model/. `bool`, default `true`. */
+  save_final: boolean
+}
+
+/** `CheckpointConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface CheckpointConfigInput {
+  /** steps between checkpoints; 0: at the end only. `uint32`, default `0`. */
+  every?: number
+  /** checkpoints kept. `uint32`, default `2`, range >= 1. */
+  keep?: number
+  /** write the final model to the run directory's model/. `bool`, default `true`. */
+  save_final?: boolean
+}
+
+/**
+ * Stages run in order: `rlfarm run pipeline.yaml`. A stage's outputs are
+ * named by `${stage_name}` in later stages' paths (e.g. policy.path: ${sft}).
+ *
+ * The resolved `PipelineConfig`: every field present, defaults filled in; see `PipelineConfigInput` for what users write.
+ */
+export interface PipelineConfig {
+  /** pipeline name; its stages run in output_dir/name. `string`. */
+  name: string | undefined
+  /** parent of the pipeline's run directory. `string`, default `'runs'`. */
+  output_dir: string
+  /** base seed of the pipeline. `uint32`, default `0`. */
+  seed: number
+  /** the stages, run in order. `Stage[]`. */
+  stages: Stage[]
+}
+
+/** `PipelineConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface PipelineConfigInput {
+  /** pipeline name; its stages run in output_dir/name. `string`. */
+  name?: string
+  /** parent of the pipeline's run directory. `string`, default `'runs'`. */
+  output_dir?: string
+  /** base seed of the pipeline. `uint32`, default `0`. */
+  seed?: number
+  /** the stages, run in order. `Stage[]`. */
+  stages?: StageInput[]
+}
+
+/**
+ * One stage of a pipeline: a RunConfig from a file or inline.
+ *
+ * The resolved `Stage`: every field present, defaults filled in; see `StageInput` for what users write.
+ */
+export interface Stage {
+  /** the stage's name, used in ${name} references. `string`. */
+  name: string | undefined
+  /** a RunConfig file, relative to the pipeline file. `string`, a path, relative to the config file. */
+  config: string | undefined
+  /** or the RunConfig inline. `RunConfig`. */
+  run: RunConfig
+}
+
+/** `Stage` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface StageInput {
+  /** the stage's name, used in ${name} references. `string`. */
+  name?: string
+  /** a RunConfig file, relative to the pipeline file. `string`, a path, relative to the config file. */
+  config?: string
+  /** or the RunConfig inline. `RunConfig`. */
+  run?: RunConfigInput
+}
+
+/** Every config message by name, resolved. */
+export interface ConfigTypes {
+  RunConfig: RunConfig
+  ModelSpec: ModelSpec
+  ModelShape: ModelShape
+  RewardFunction: RewardFunction
+  DataConfig: DataConfig
+  OptimizerConfig: OptimizerConfig
+  TrainingConfig: TrainingConfig
+  GenerationConfig: GenerationConfig
+  SftConfig: SftConfig
+  RewardTrainingConfig: RewardTrainingConfig
+  PpoConfig: PpoConfig
+  DpoConfig: DpoConfig
+  ExpertIterationConfig: ExpertIterationConfig
+  BestOfNConfig: BestOfNConfig
+  WestOfNConfig: WestOfNConfig
+  GroupConfig: GroupConfig
+  LoggingConfig: LoggingConfig
+  CheckpointConfig: CheckpointConfig
+  PipelineConfig: PipelineConfig
+  Stage: Stage
+}
+
+/** Every config message by name, as users write it. */
+export interface ConfigInputTypes {
+  RunConfig: RunConfigInput
+  ModelSpec: ModelSpecInput
+  ModelShape: ModelShapeInput
+  RewardFunction: RewardFunctionInput
+  DataConfig: DataConfigInput
+  OptimizerConfig: OptimizerConfigInput
+  TrainingConfig: TrainingConfigInput
+  GenerationConfig: GenerationConfigInput
+  SftConfig: SftConfigInput
+  RewardTrainingConfig: RewardTrainingConfigInput
+  PpoConfig: PpoConfigInput
+  DpoConfig: DpoConfigInput
+  ExpertIterationConfig: ExpertIterationConfigInput
+  BestOfNConfig: BestOfNConfigInput
+  WestOfNConfig: WestOfNConfigInput
+  GroupConfig: GroupConfigInput
+  LoggingConfig: LoggingConfigInput
+  CheckpointConfig: CheckpointConfigInput
+  PipelineConfig: PipelineConfigInput
+  Stage: StageInput
+}
+
+export type ConfigMessageName = keyof ConfigTypes
