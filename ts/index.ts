@@ -41,3 +41,17 @@ export type {
   HfTokenizerJsonOptions,
   LoadTokenizerOptions,
 } from './model/tokenizer.js'
+export { MetricsLogger } from './run/metrics.js'
+export type { MetricsLoggerOptions } from './run/metrics.js'
+export { TensorBoardWriter } from './run/tensorboard.js'
+export type { TensorBoardWriterOptions } from './run/tensorboard.js'
+export { RunDirectory } from './run/run-dir.js'
+export type { RunDirectoryOptions, RunState, RunStatus, RunUpdate } from './run/run-dir.js'
+export { saveCheckpoint, loadCheckpoint, latestCheckpoint, listCheckpoints } from './run/checkpoint.js'
+export type { CheckpointTargets, SaveCheckpointOptions, LoadedCheckpoint } from './run/checkpoint.js'
+export { Rng } from './run/rng.js'
+export type { RngState } from './run/rng.js'
+export { Progress } from './run/progress.js'
+export type { ProgressMode, ProgressOptions, ProgressStream, ProgressUpdate } from './run/progress.js'
+export { onInterrupt } from './run/interrupt.js'
+export type { Interrupt, InterruptOptions } from './run/interrupt.js'
