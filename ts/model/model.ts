@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { native, type NativeModel, type NativeParameterInfo } from '../native.js'
 import { Tensor, type Device } from '../tensor.js'
+import { writeFileAtomic } from '../util/fs.js'
 import { parseJson } from '../util/json.js'
 import { booleanOption, checkKeys, describe, numberOption } from '../util/options.js'
 import { completeConfig, configFromHf, configToHf, type ModelConfig } from './config.js'
@@ -184,36 +185,53 @@ export class Model {
     const hf = readJson(configFile)
     const scalarHead = booleanOption('Model.load', 'scalarHead', options.scalarHead, false)
     const model = new Model(configFromHf(hf, configFile, scalarHead), hf)
+    model.unusedTensors.push(...model.#loadWeights(dir, numberOption('Model.load', 'seed', options.seed, 0)))
+    return model
+  }
+
+  /**
+   * Loads the weights of a directory written by save() (or any Hugging Face
+   * directory of the same architecture and shapes) into this model, in place.
+   * Returns the names of the tensors it did not use. A tensor that does not
+   * fit throws an error naming the file, and leaves the model partly loaded.
+   */
+  async loadWeightsFrom(dir: string): Promise<string[]> {
+    return this.#loadWeights(dir)
+  }
+
+  /** Reads every parameter from `dir`; a missing scalar head is initialised from `seed`, or is an error without one. */
+  #loadWeights(dir: string, seed?: number): string[] {
     const files = openWeights(dir)
     const scoreFile = path.join(dir, 'score.safetensors')
-    if (scalarHead && fs.existsSync(scoreFile)) files.push(SafetensorsFile.open(scoreFile))
+    if (this.config.scalarHead && fs.existsSync(scoreFile)) files.push(SafetensorsFile.open(scoreFile))
     const used = new Set<string>()
-    for (const p of model.#info) {
-      const names = model.config.arch === 'gpt2' ? [p.name, p.name.replace(/^transformer\./, '')] : [p.name]
+    for (const p of this.#info) {
+      const names = this.config.arch === 'gpt2' ? [p.name, p.name.replace(/^transformer\./, '')] : [p.name]
       const found = files.flatMap((f) => names.filter((n) => f.entries.has(n)).map((n) => ({ f, n })))[0]
       if (!found) {
-        if (p.name === 'score.weight') {
-          model.#initScore(numberOption('Model.load', 'seed', options.seed, 0))
+        if (p.name === 'score.weight' && seed !== undefined) {
+          this.#initScore(seed)
           continue
         }
         throw new Error(`${files[0].path}: tensor ${names.join(' (or ')}${names.length > 1 ? ')' : ''} is missing`)
       }
       const entry = found.f.entry(found.n)
       try {
-        model.#native.loadParameter(p.name, found.f.rawBytes(found.n).native, entry.dtype, entry.shape, p.hfTransposed)
+        this.#native.loadParameter(p.name, found.f.rawBytes(found.n).native, entry.dtype, entry.shape, p.hfTransposed)
       } catch (err) {
         throw new Error(`${found.f.path}: ${(err as Error).message}`)
       }
       used.add(`${found.f.path}\0${found.n}`)
     }
+    const unused: string[] = []
     for (const f of files) {
       for (const name of f.entries.keys()) {
         if (used.has(`${f.path}\0${name}`) || BUFFERS.some((re) => re.test(name))) continue
-        if (name === 'lm_head.weight' && model.config.tieEmbeddings) continue // a tied head saved anyway
-        model.unusedTensors.push(name)
+        if (name === 'lm_head.weight' && this.config.tieEmbeddings) continue // a tied head saved anyway
+        unused.push(name)
       }
     }
-    return model
+    return unused
   }
 
   #initScore(seed: number): void {
@@ -362,8 +380,6 @@ export class Model {
       .map((p) => ({ name: p.name, tensor: this.parameter(p.name) }))
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' })
     const config = { ...this.hfConfig, torch_dtype: 'float32' }
-    const temp = path.join(dir, `.config.json.tmp-${process.pid}`)
-    fs.writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`)
-    fs.renameSync(temp, path.join(dir, 'config.json'))
+    writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)
   }
 }

@@ -2,7 +2,7 @@
 // with global gradient-norm clipping, and the learning-rate schedules trainers
 // use: constant, linear and cosine, each with linear warm-up.
 import { Tensor } from '../tensor.js'
-import { checkKeys, choiceOption, numberOption } from '../util/options.js'
+import { checkKeys, choiceOption, describe, numberOption } from '../util/options.js'
 import type { Model } from './model.js'
 
 export interface AdamWOptions {
@@ -93,7 +93,8 @@ export class AdamW {
   loadState(state: AdamWState): void {
     for (const [name, t] of [['m', state.m], ['v', state.v]] as const) {
       if (!(t instanceof Tensor) || t.dtype !== 'f32' || t.numel !== this.#m.numel) {
-        throw new Error(`AdamW.loadState: ${name} must be an f32 tensor of ${this.#m.numel} elements (this model's parameters)`)
+        const got = t instanceof Tensor ? `${t.dtype} of ${t.numel}` : describe(t)
+        throw new Error(`AdamW.loadState: ${name} must be an f32 tensor of ${this.#m.numel} elements (this model's parameters); got ${got}`)
       }
     }
     if (!Number.isInteger(state.step) || state.step < 0) throw new Error(`AdamW.loadState: step must be a non-negative integer`)

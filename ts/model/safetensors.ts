@@ -4,9 +4,9 @@
 // Files are memory-mapped; tensors are views of the mapping (copied only when
 // a view would be misaligned for its dtype).
 import fs from 'node:fs'
-import path from 'node:path'
 import { native } from '../native.js'
 import { Tensor, type DType } from '../tensor.js'
+import { tempPathFor } from '../util/fs.js'
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL'
 
@@ -164,7 +164,7 @@ export function writeSafetensors(file: string, tensors: readonly TensorToWrite[]
   json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)])
   const length = Buffer.alloc(8)
   length.writeBigUInt64LE(BigInt(json.length))
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`)
+  const temp = tempPathFor(file)
   const fd = fs.openSync(temp, 'w')
   try {
     fs.writeSync(fd, length)

@@ -1,0 +1,155 @@
+// Checkpoints: save then load restores parameters and optimizer moments
+// bit-exactly (and training continues bit-identically), a save that dies half
+// way leaves the previous checkpoint alone, pruning keeps the newest.
+import t from 'tap'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { AdamW, latestCheckpoint, listCheckpoints, loadCheckpoint, Model, Rng, saveCheckpoint, Tensor } from 'rlfarm'
+import { assertRejectsWith } from './helpers/common'
+
+function tempDir(t: { teardown(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-checkpoint-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+const GPT2 = { arch: 'gpt2', vocab: 50, dim: 16, layers: 2, heads: 2, maxPositions: 16 } as const
+const LLAMA = { arch: 'llama', vocab: 50, dim: 16, layers: 1, heads: 2, kvHeads: 1, hidden: 32, maxPositions: 16 } as const
+
+function models(seed: number) {
+  const policy = Model.create(GPT2, { seed })
+  const value = Model.create(LLAMA, { seed: seed + 1, scalarHead: true })
+  return { policy, value, optimizers: { policy: new AdamW(policy, { lr: 1e-2 }), value: new AdamW(value, { lr: 1e-2 }) } }
+}
+
+/** One deterministic training step: SFT-like gradient for the policy, a value regression for the value model. */
+async function trainStep(m: ReturnType<typeof models>, step: number): Promise<void> {
+  const tokens = Tensor.from(Int32Array.from({ length: 16 }, (_, i) => (i * 7 + step * 3) % 50), [2, 8])
+  await m.policy.forward(tokens, { train: true })
+  await m.policy.backward({ gradLogp: Tensor.from(new Float32Array(14).fill(-1 / 14), [2, 7]) })
+  await m.optimizers.policy.step()
+  m.policy.zeroGrad()
+  await m.value.forward(tokens, { train: true, logprobs: false, values: true })
+  await m.value.backward({ gradValues: Tensor.from(new Float32Array(16).fill(0.1), [2, 8]) })
+  await m.optimizers.value.step()
+  m.value.zeroGrad()
+}
+
+function bytesOf(x: Tensor): Buffer {
+  const d = x.data
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength)
+}
+
+function sameBits(a: Tensor, b: Tensor): boolean {
+  return bytesOf(a).equals(bytesOf(b))
+}
+
+t.test('save then load: bit-identical parameters, moments, state; training continues identically', async (t) => {
+  const run = tempDir(t)
+  const original = models(1)
+  for (let step = 1; step <= 3; step++) await trainStep(original, step)
+  const rng = new Rng(9)
+  rng.shuffle([1, 2, 3])
+  const state = { rng: rng.state(), dataPosition: 37, klCoef: 0.0123456789, note: 'x', nested: [{ a: null }] }
+  const dir = await saveCheckpoint(run, { step: 3, models: { policy: original.policy, value: original.value }, optimizers: original.optimizers, state })
+  t.equal(dir, path.join(run, 'checkpoints', 'step-000003'))
+  t.same(fs.readdirSync(dir).sort(), ['optimizer-policy.safetensors', 'optimizer-value.safetensors', 'policy', 'state.json', 'value'], 'the layout')
+  t.same(fs.readdirSync(path.join(dir, 'policy')).sort(), ['config.json', 'model.safetensors'], 'each model as a Hugging Face directory')
+  t.equal(latestCheckpoint(run), dir)
+
+  const restored = models(100) // different weights, fresh optimizers
+  t.notOk(sameBits(restored.policy.flatParameters(), original.policy.flatParameters()), 'the fresh models differ before loading')
+  const loaded = await loadCheckpoint<typeof state>(dir, { models: { policy: restored.policy, value: restored.value }, optimizers: restored.optimizers })
+  t.equal(loaded.step, 3)
+  t.same(loaded.state, state, 'the trainer state comes back')
+  for (const name of ['policy', 'value'] as const) {
+    t.ok(sameBits(restored[name].flatParameters(), original[name].flatParameters()), `${name}: parameters bit-identical`)
+    const [a, b] = [original.optimizers[name].state(), restored.optimizers[name].state()]
+    t.ok(sameBits(a.m, b.m) && sameBits(a.v, b.v), `${name}: AdamW moments bit-identical`)
+    t.equal(b.step, a.step, `${name}: optimizer step count`)
+  }
+  const continued = Rng.fromState(loaded.state.rng)
+  t.equal(continued.next(), rng.next(), 'the RNG continues its stream')
+
+  for (let step = 4; step <= 5; step++) {
+    await trainStep(original, step)
+    await trainStep(restored, step)
+  }
+  t.ok(sameBits(restored.policy.flatParameters(), original.policy.flatParameters()), 'two more steps: policy still bit-identical')
+  t.ok(sameBits(restored.value.flatParameters(), original.value.flatParameters()), 'and the value model')
+
+  const partial = await loadCheckpoint(dir, { models: { policy: models(5).policy } })
+  t.equal(partial.step, 3, 'a subset of the saved models can be loaded')
+})
+
+t.test('a save that fails half way leaves the last checkpoint; leftovers are ignored and cleaned', async (t) => {
+  const run = tempDir(t)
+  const m = models(2)
+  const good = await saveCheckpoint(run, { step: 10, models: { policy: m.policy }, optimizers: { policy: m.optimizers.policy }, state: { k: 1 } })
+  await trainStep(m, 11)
+
+  // The disk fills up while the model is being written.
+  const broken = Model.create(GPT2, { seed: 3 })
+  broken.save = async (dir: string) => {
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, 'model.safetensors'), 'half a file')
+    throw new Error('ENOSPC: no space left on device')
+  }
+  await assertRejectsWith(
+    t,
+    () => saveCheckpoint(run, { step: 20, models: { policy: broken }, state: { k: 2 } }),
+    ['saveCheckpoint: cannot write', path.join(run, 'checkpoints', 'step-000020'), 'no space left'],
+    'the error names the checkpoint and the cause',
+  )
+  t.equal(latestCheckpoint(run), good, 'the previous checkpoint is still the latest')
+  t.same(fs.readdirSync(path.join(run, 'checkpoints')), ['step-000010'], 'no step-000020, no temporary directory')
+  t.same((await loadCheckpoint(good)).state, { k: 1 }, 'and it is intact')
+
+  // A process killed mid-save leaves its temporary directory; a copy cut short has no state.json.
+  const temp = path.join(run, 'checkpoints', '.step-000030.tmp-99999')
+  fs.mkdirSync(path.join(temp, 'policy'), { recursive: true })
+  fs.writeFileSync(path.join(temp, 'state.json'), '{}')
+  fs.mkdirSync(path.join(run, 'checkpoints', 'step-000040', 'policy'), { recursive: true })
+  t.equal(latestCheckpoint(run), good, 'latestCheckpoint ignores temporary and incomplete directories')
+  await assertRejectsWith(t, () => loadCheckpoint(path.join(run, 'checkpoints', 'step-000040')), ['step-000040 is not a complete checkpoint'], 'loading an incomplete one')
+
+  const next = await saveCheckpoint(run, { step: 30, models: { policy: m.policy }, state: { k: 3 } })
+  t.equal(latestCheckpoint(run), next, 'the next save becomes the latest')
+  t.notOk(fs.existsSync(temp), 'and removes the leftover temporary directory')
+})
+
+t.test('pruning keeps the newest `keep`; saving a step again replaces it', async (t) => {
+  const run = tempDir(t)
+  const m = models(4)
+  for (const step of [1, 2, 3, 4, 5]) await saveCheckpoint(run, { step, models: { policy: m.policy }, state: { step }, keep: 2 })
+  t.same(listCheckpoints(run).map((c) => c.step), [4, 5], 'two kept')
+  t.same(fs.readdirSync(path.join(run, 'checkpoints')).sort(), ['step-000004', 'step-000005'], 'nothing else left')
+  await saveCheckpoint(run, { step: 5, models: { policy: m.policy }, state: { again: true }, keep: 2 })
+  t.same((await loadCheckpoint(latestCheckpoint(run)!)).state, { again: true }, 'the same step saved again replaces the old one')
+  t.same(fs.readdirSync(path.join(run, 'checkpoints')).sort(), ['step-000004', 'step-000005'])
+  t.equal(latestCheckpoint(path.join(run, 'elsewhere')), undefined, 'a run without checkpoints has no latest')
+})
+
+t.test('checkpoint errors name the file and the problem', async (t) => {
+  const run = tempDir(t)
+  const m = models(6)
+  await assertRejectsWith(t, () => saveCheckpoint(run, { step: 1, state: { kl: NaN } }), ['saveCheckpoint: state.kl is NaN, which JSON cannot hold'], 'NaN in the state')
+  await assertRejectsWith(t, () => saveCheckpoint(run, { step: 1, state: { when: new Date() } }), ['state.when is Date', 'plain JSON'], 'class instances in the state')
+  await assertRejectsWith(t, () => saveCheckpoint(run, { step: 1, models: { '../x': m.policy } }), ["models name '../x'"], 'names that are not file names')
+  await assertRejectsWith(t, () => saveCheckpoint(run, { step: -1 }), ['step must be a non-negative integer'], 'negative steps')
+  await assertRejectsWith(t, () => saveCheckpoint(run, { step: 1, keep: 0 }), ['keep must be at least 1'], 'keep 0')
+  await assertRejectsWith(t, () => saveCheckpoint(run, { step: 1, model: {} } as never), ["unknown option 'model'", "Did you mean 'models'"], 'unknown options')
+  t.notOk(fs.existsSync(path.join(run, 'checkpoints')), 'a refused save writes nothing')
+
+  const dir = await saveCheckpoint(run, { step: 1, models: { policy: m.policy }, optimizers: { policy: m.optimizers.policy } })
+  await assertRejectsWith(t, () => loadCheckpoint(dir, { models: { value: m.value } }), [dir, "no model 'value'", 'it holds: policy'], 'a model the checkpoint lacks')
+  await assertRejectsWith(t, () => loadCheckpoint(dir, { optimizers: { value: m.optimizers.value } }), ["no optimizer 'value'"], 'an optimizer it lacks')
+  await assertRejectsWith(
+    t,
+    () => loadCheckpoint(dir, { optimizers: { policy: m.optimizers.value } }),
+    [path.join(dir, 'optimizer-policy.safetensors'), 'm must be an f32 tensor of 3168 elements', 'got f32 of 7648'],
+    "moments that do not fit the optimizer's model",
+  )
+  await assertRejectsWith(t, () => loadCheckpoint(dir, { models: { policy: m.value } }), [path.join(dir, 'policy')], "weights that do not fit the model name the file")
+})

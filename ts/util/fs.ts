@@ -1,0 +1,101 @@
+// Files the trainer writes: whole files replaced atomically (temp + rename),
+// and append-only logs buffered in memory and written a whole record at a time.
+import fs from 'node:fs'
+import path from 'node:path'
+
+/** A path for a temporary file or directory next to `target` (same file system, so rename is atomic). */
+export function tempPathFor(target: string, tag = 'tmp'): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${tag}-${process.pid}`)
+}
+
+/** Writes `data` to `file` atomically: a flushed temporary file in the same directory, renamed over the target. */
+export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  const temp = tempPathFor(file)
+  try {
+    const fd = fs.openSync(temp, 'w')
+    try {
+      fs.writeFileSync(fd, data)
+      fs.fsyncSync(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+    fs.renameSync(temp, file)
+  } catch (err) {
+    fs.rmSync(temp, { force: true })
+    throw new Error(`cannot write ${file}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+export interface AppendFileOptions {
+  /** Write out once this many bytes are waiting. Default 64 KiB. */
+  flushBytes?: number
+  /** Write out when a record arrives this long (ms) after the last write. Default 2000. */
+  flushMs?: number
+  /** Clock in ms (tests). Default Date.now. */
+  now?: () => number
+  /** 'a' appends to an existing file; 'wx' refuses one. Default 'a'. */
+  flag?: 'a' | 'wx'
+}
+
+/**
+ * An append-only file written in whole records: append() only buffers (cheap),
+ * flush() writes everything waiting in one call, so a crash loses at most the
+ * unflushed tail and never leaves half a record behind from a buffered one.
+ * No timers: flushing happens in append(), flush() and close().
+ */
+export class AppendFile {
+  readonly path: string
+  #fd: number | undefined
+  #pending: Buffer[] = []
+  #pendingBytes = 0
+  #lastWrite: number
+  readonly #flushBytes: number
+  readonly #flushMs: number
+  readonly #now: () => number
+
+  constructor(file: string, options: AppendFileOptions = {}) {
+    this.path = file
+    this.#flushBytes = options.flushBytes ?? 64 * 1024
+    this.#flushMs = options.flushMs ?? 2000
+    this.#now = options.now ?? Date.now
+    try {
+      this.#fd = fs.openSync(file, options.flag ?? 'a')
+    } catch (err) {
+      throw new Error(`cannot open ${file} for writing: ${(err as Error).message}`, { cause: err })
+    }
+    this.#lastWrite = this.#now()
+  }
+
+  append(record: string | Uint8Array): void {
+    if (this.#fd === undefined) throw new Error(`${this.path}: append after close()`)
+    const bytes = typeof record === 'string' ? Buffer.from(record, 'utf8') : Buffer.from(record.buffer, record.byteOffset, record.byteLength)
+    this.#pending.push(bytes)
+    this.#pendingBytes += bytes.length
+    if (this.#pendingBytes >= this.#flushBytes || this.#now() - this.#lastWrite >= this.#flushMs) this.flush()
+  }
+
+  /** Writes every buffered record. */
+  flush(): void {
+    if (this.#fd === undefined || this.#pending.length === 0) return
+    const data = Buffer.concat(this.#pending)
+    this.#pending = []
+    this.#pendingBytes = 0
+    try {
+      fs.writeFileSync(this.#fd, data) // loops until all of it is written
+    } catch (err) {
+      throw new Error(`cannot write ${this.path}: ${(err as Error).message}`, { cause: err })
+    }
+    this.#lastWrite = this.#now()
+  }
+
+  /** Flushes and closes; later calls do nothing. */
+  close(): void {
+    if (this.#fd === undefined) return
+    try {
+      this.flush()
+    } finally {
+      fs.closeSync(this.#fd)
+      this.#fd = undefined
+    }
+  }
+}
