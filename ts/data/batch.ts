@@ -15,6 +15,8 @@ export interface SequenceBatch {
   responseMask: Tensor
   /** Response tokens per row. */
   responseLengths: number[]
+  /** Tokens per row (without padding). */
+  lengths: number[]
 }
 
 export function collateSequences(pairs: readonly EncodedPair[], padId: number): SequenceBatch {
@@ -28,17 +30,38 @@ export function collateSequences(pairs: readonly EncodedPair[], padId: number): 
   pairs.forEach((p, b) => {
     tokens.set(p.ids, b * width)
     attention.fill(1, b * width, b * width + p.ids.length)
-    const first = Math.max(p.promptLength - 1, 0)
-    const last = p.ids.length - 2 // position scoring the last token
-    for (let t = first; t <= last; t++) response[b * (width - 1) + t] = 1
-    responseLengths.push(Math.max(0, last - first + 1))
+    let count = 0
+    for (let t = 0; t + 1 < p.ids.length; t++) {
+      // position t scores token t + 1
+      const target = p.targets ? p.targets[t + 1] === 1 : t + 1 >= p.promptLength
+      if (target) {
+        response[b * (width - 1) + t] = 1
+        count++
+      }
+    }
+    responseLengths.push(count)
   })
   return {
     tokens: Tensor.from(tokens, [B, width]),
     attentionMask: Tensor.from(attention, [B, width]),
     responseMask: Tensor.from(response, [B, width - 1]),
     responseLengths,
+    lengths: pairs.map((p) => p.ids.length),
   }
+}
+
+/**
+ * [B, width] f32 with a 1 at position lengths[b] - 1 of each row: with
+ * ops.rowSum it picks a per-position output (a reward model's value) at each
+ * sequence's last token, and with ops.broadcastRows it puts a gradient there.
+ */
+export function lastPositionMask(lengths: readonly number[], width: number): Tensor {
+  const mask = new Float32Array(lengths.length * width)
+  lengths.forEach((n, b) => {
+    if (n < 1 || n > width) throw new Error(`lastPositionMask: row ${b} has length ${n}, outside [1, ${width}]`)
+    mask[b * width + n - 1] = 1
+  })
+  return Tensor.from(mask, [lengths.length, width])
 }
 
 export interface PromptBatch {

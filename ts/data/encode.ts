@@ -19,6 +19,11 @@ export interface EncodedPair {
   ids: number[]
   /** Tokens of `ids` that belong to the prompt. */
   promptLength: number
+  /**
+   * Which tokens the loss predicts (1) — when given, it replaces the rule
+   * "every token after the prompt" (packed sequences, whole-text loss).
+   */
+  targets?: Uint8Array
 }
 
 export class SequenceEncoder {

@@ -1,0 +1,392 @@
+// Pieces every trainer shares: loading the models a config names, reading its
+// data, iterating batches in a resumable seeded order, sampling responses,
+// scoring them, and the optimizer with its schedule.
+import fs from 'node:fs'
+import path from 'node:path'
+import type { DataConfig, GenerationConfig, ModelSpec, OptimizerConfig, RewardFunction, RunConfig } from '../config/types.generated.js'
+import { collatePrompts, lastPositionMask, type PromptBatch } from '../data/batch.js'
+import { SequenceEncoder } from '../data/encode.js'
+import { readJsonl } from '../data/jsonl.js'
+import type { Prompt } from '../data/examples.js'
+import { Model } from '../model/model.js'
+import { AdamW, learningRate } from '../model/optim.js'
+import { loadTokenizer, type Tokenizer } from '../model/tokenizer.js'
+import * as ops from '../ops.js'
+import { Rng, type RngState } from '../run/rng.js'
+import { Tensor } from '../tensor.js'
+
+/** A model with the tokenizer that reads its text, and where that tokenizer came from. */
+export interface LoadedModel {
+  model: Model
+  tokenizer: Tokenizer
+  /** 'byte' or the directory the tokenizer was read from (saved next to trained models). */
+  tokenizerSource: string
+}
+
+// A model directory saved by rlfarm records a byte tokenizer here, since the
+// byte tokenizer has no tokenizer.json.
+export const RLFARM_META = 'rlfarm.json'
+
+/** Where a model's tokenizer comes from: the spec, the model directory, or its rlfarm.json. */
+export function tokenizerSourceFor(spec: ModelSpec, what: string): string {
+  if (spec.tokenizer) return spec.tokenizer
+  if (spec.path) {
+    if (fs.existsSync(path.join(spec.path, 'tokenizer.json'))) return spec.path
+    const meta = path.join(spec.path, RLFARM_META)
+    if (fs.existsSync(meta)) {
+      const tokenizer = (JSON.parse(fs.readFileSync(meta, 'utf8')) as { tokenizer?: string }).tokenizer
+      if (tokenizer) return tokenizer
+    }
+  }
+  throw new Error(`${what}: no tokenizer: set ${what}.tokenizer to a tokenizer directory or 'byte' (the model directory has no tokenizer.json)`)
+}
+
+/** Loads (or creates, with `init`) the model a ModelSpec names. */
+export async function loadModelSpec(
+  spec: ModelSpec,
+  what: string,
+  options: { scalarHead?: boolean; seed: number; tokenizer?: LoadedModel },
+): Promise<LoadedModel> {
+  const tokenizerSource = options.tokenizer?.tokenizerSource ?? tokenizerSourceFor(spec, what)
+  const tokenizer = options.tokenizer?.tokenizer ?? (await loadTokenizer(tokenizerSource))
+  const scalarHead = options.scalarHead ?? spec.scalar_head
+  let model: Model
+  if (spec.path) {
+    model = await Model.load(spec.path, { scalarHead, seed: options.seed })
+  } else if (spec.init) {
+    const s = spec.init
+    const vocab = s.vocab_size ?? tokenizer.vocabSize
+    if (vocab < tokenizer.vocabSize) {
+      throw new Error(`${what}.init.vocab_size (${vocab}) is smaller than the tokenizer's vocabulary (${tokenizer.vocabSize})`)
+    }
+    model = Model.create(
+      {
+        arch: s.arch,
+        vocab,
+        dim: s.hidden_size,
+        layers: s.layers,
+        heads: s.heads,
+        kvHeads: s.kv_heads ?? s.heads,
+        ...(s.intermediate_size !== undefined ? { hidden: s.intermediate_size } : {}),
+        maxPositions: s.max_positions,
+      },
+      { seed: options.seed, scalarHead },
+    )
+  } else {
+    throw new Error(`${what}: give ${what}.path (a model directory) or ${what}.init (a new model's shape)`)
+  }
+  if (model.config.vocab < tokenizer.vocabSize) {
+    throw new Error(`${what}: the model's vocabulary (${model.config.vocab}) is smaller than its tokenizer's (${tokenizer.vocabSize})`)
+  }
+  return { model, tokenizer, tokenizerSource }
+}
+
+export function encoderFor(tokenizer: Tokenizer, data: DataConfig): SequenceEncoder {
+  return new SequenceEncoder({ tokenizer, maxLength: data.max_length, maxPromptLength: data.max_prompt_length, chatTemplate: data.chat_template })
+}
+
+/** The pad id of a tokenizer (its pad, else its EOS, else 0). */
+export function padIdOf(tokenizer: Tokenizer): number {
+  return tokenizer.padId ?? tokenizer.eosId ?? 0
+}
+
+/** Reads a JSONL file of rows; reports skipped rows through `note`. */
+export async function readRows<T>(
+  file: string | undefined,
+  what: string,
+  parse: (value: unknown) => T,
+  data: DataConfig,
+  note: (message: string) => void,
+): Promise<T[]> {
+  if (!file) throw new Error(`data.${what} is required for this algorithm`)
+  const result = await readJsonl(file, (value) => parse(value), data.on_bad_row)
+  if (result.skipped > 0) note(`${file}: skipped ${result.skipped} bad rows (first: ${result.skippedReasons[0]})`)
+  if (result.rows.length === 0) throw new Error(`${file}: no usable rows`)
+  return result.rows
+}
+
+/** Splits off `evalSize` rows for evaluation when no eval file is given (seeded). */
+export function splitEval<T>(rows: T[], evalSize: number, rng: Rng): { train: T[]; eval: T[] } {
+  if (evalSize <= 0) return { train: rows, eval: [] }
+  if (evalSize >= rows.length) throw new Error(`data.eval_size (${evalSize}) must be smaller than the ${rows.length} training rows`)
+  const order = rows.map((_, i) => i)
+  rng.shuffle(order)
+  const held = new Set(order.slice(0, evalSize))
+  return { train: rows.filter((_, i) => !held.has(i)), eval: rows.filter((_, i) => held.has(i)) }
+}
+
+/**
+ * Batches of row indices in a seeded order, epoch after epoch, resumable: the
+ * state is the epoch, the position in it, and the RNG state at its start. It
+ * owns its RNG, so restoring the order leaves the trainer's RNG alone.
+ */
+export class EpochBatches {
+  readonly #rng: Rng
+  #order: number[] = []
+  #epoch = 0
+  #position = 0
+  #epochStart: RngState
+
+  constructor(
+    readonly size: number,
+    readonly batchSize: number,
+    seed: number,
+    state?: { epoch: number; position: number; rng: RngState },
+  ) {
+    if (size === 0) throw new Error('no rows to train on')
+    this.#rng = new Rng(seed)
+    this.#epochStart = this.#rng.state()
+    if (state) {
+      this.#rng.restore(state.rng)
+      this.#startEpoch(state.epoch)
+      this.#position = state.position
+    } else {
+      this.#startEpoch(0)
+    }
+  }
+
+  #startEpoch(epoch: number): void {
+    this.#epoch = epoch
+    this.#position = 0
+    this.#epochStart = this.#rng.state()
+    this.#order = Array.from({ length: this.size }, (_, i) => i)
+    this.#rng.shuffle(this.#order)
+  }
+
+  get epoch(): number {
+    return this.#epoch
+  }
+
+  /** The next batch (a short one ends an epoch; the next call starts another). */
+  next(): number[] {
+    if (this.#position >= this.size) this.#startEpoch(this.#epoch + 1)
+    const batch = this.#order.slice(this.#position, this.#position + this.batchSize)
+    this.#position += batch.length
+    return batch
+  }
+
+  state(): { epoch: number; position: number; rng: RngState } {
+    return { epoch: this.#epoch, position: this.#position, rng: this.#epochStart }
+  }
+}
+
+/** Optimizer steps for a run: max_steps, or the epochs' worth of batches. */
+export function totalSteps(config: RunConfig, rows: number): number {
+  const perStep = config.training.batch_size * config.training.gradient_accumulation
+  const fromEpochs = Math.ceil(rows / perStep) * config.training.epochs
+  return config.training.max_steps > 0 ? config.training.max_steps : fromEpochs
+}
+
+export function makeOptimizer(model: Model, o: OptimizerConfig): AdamW {
+  return new AdamW(model, { lr: o.lr, betas: [o.beta1, o.beta2], eps: o.eps, weightDecay: o.weight_decay })
+}
+
+/** One AdamW step at the schedule's learning rate for `step` (0-based). */
+export async function optimizerStep(opt: AdamW, o: OptimizerConfig, step: number, total: number): Promise<{ gradNorm: number; lr: number }> {
+  const lr = learningRate({ kind: o.schedule, lr: o.lr, warmupSteps: o.warmup_steps, totalSteps: Math.max(total, o.warmup_steps + 1), minLr: o.min_lr }, step)
+  return opt.step({ lr, maxGradNorm: o.max_grad_norm })
+}
+
+/** Sum over rows of a per-row tensor (B values; not per-token work). */
+export function total(x: Tensor): number {
+  let s = 0
+  for (const v of x.data as Float32Array) s += v
+  return s
+}
+
+/** Mean over the mask of a [B, T] tensor, computed natively. */
+export function maskedMean(x: Tensor, mask: Tensor): number {
+  const count = total(ops.rowSum(mask))
+  return count > 0 ? total(ops.rowSum(x, mask)) / count : 0
+}
+
+// ---- sampling and scoring ----
+
+export interface Rollout {
+  /** [B, P + n] i32: left-padded prompts, then the responses (padded after they stop). */
+  tokens: Tensor
+  /** [B, P + n] u8 */
+  attentionMask: Tensor
+  /** [B, P + n - 1] f32: 1 at log-prob positions of response tokens. */
+  actionMask: Tensor
+  /** [B, P + n - 1] f32: 1 at each row's last response token (where a sequence score goes). */
+  lastMask: Tensor
+  /** Prompt width P. */
+  promptWidth: number
+  /** Response tokens per row (stop token included). */
+  lengths: number[]
+  /** Whether each response ended with a stop token. */
+  stopped: boolean[]
+  /** Log-probs of the sampled tokens under the sampling distribution, [B, n]. */
+  sampleLogprobs: Tensor
+  /** Response texts (special tokens left out). */
+  texts: string[]
+}
+
+/** Samples a response for each prompt (prompts already encoded). Seeds come from (seed, row). */
+export async function sampleResponses(
+  policy: Model,
+  encoder: SequenceEncoder,
+  prompts: number[][],
+  generation: GenerationConfig,
+  seed: number,
+): Promise<Rollout> {
+  const tokenizer = encoder.tokenizer
+  const pad = padIdOf(tokenizer)
+  const batch: PromptBatch = collatePrompts(prompts, pad)
+  const stops = generation.stop_at_eos && tokenizer.eosId !== undefined ? [tokenizer.eosId] : []
+  const out = await policy.generate(batch.tokens, {
+    attentionMask: batch.attentionMask,
+    maxNewTokens: generation.max_new_tokens,
+    temperature: generation.temperature,
+    topK: generation.top_k,
+    topP: generation.top_p,
+    stopTokens: stops,
+    padToken: pad,
+    seeds: prompts.map((_, b) => (seed * 4096 + b) % 2 ** 52),
+  })
+  const B = prompts.length
+  const P = batch.width
+  const width = out.tokens.shape[1]
+  const lengths = out.lengths.toArray()
+  const seqs = out.tokens.data as Int32Array
+  const attention = new Uint8Array(B * width)
+  const action = new Float32Array(B * (width - 1))
+  const last = new Float32Array(B * (width - 1))
+  const promptMask = batch.attentionMask.data as Uint8Array
+  const stopped: boolean[] = []
+  const texts: string[] = []
+  for (let b = 0; b < B; b++) {
+    attention.set(promptMask.subarray(b * P, (b + 1) * P), b * width)
+    attention.fill(1, b * width + P, b * width + P + lengths[b])
+    for (let j = 0; j < lengths[b]; j++) action[b * (width - 1) + P - 1 + j] = 1
+    if (lengths[b] > 0) last[b * (width - 1) + P - 1 + lengths[b] - 1] = 1
+    const response = seqs.subarray(b * width + P, b * width + P + lengths[b])
+    stopped.push(lengths[b] > 0 && stops.includes(response[lengths[b] - 1]))
+    texts.push(encoder.decodeResponse(response, lengths[b]))
+  }
+  return {
+    tokens: out.tokens,
+    attentionMask: Tensor.from(attention, [B, width]),
+    actionMask: Tensor.from(action, [B, width - 1]),
+    lastMask: Tensor.from(last, [B, width - 1]),
+    promptWidth: P,
+    lengths,
+    stopped,
+    sampleLogprobs: out.logprobs,
+    texts,
+  }
+}
+
+/** Something that scores sequences: a reward model, or a built-in function of the response. */
+export interface Scorer {
+  /** One score per row of a rollout (or of right-padded sequences with their masks). */
+  score(tokens: Tensor, attentionMask: Tensor, responses: { texts: string[]; lengths: number[]; promptWidth?: number }): Promise<Float32Array>
+}
+
+/** A reward model: the scalar head's value at each row's last real token. */
+export class RewardModelScorer implements Scorer {
+  constructor(readonly model: Model) {}
+
+  async score(tokens: Tensor, attentionMask: Tensor): Promise<Float32Array> {
+    const { values } = await this.model.forward(tokens, { attentionMask, logprobs: false, values: true })
+    const lengths = realLengths(attentionMask)
+    return ops.rowSum(values!, lastPositionMask(lengths.map((l) => l.last + 1), tokens.shape[1])).data as Float32Array
+  }
+}
+
+/** Per row: the index of the last real token (attention mask 1). */
+export function realLengths(attentionMask: Tensor): { last: number }[] {
+  const [B, T] = attentionMask.shape
+  const m = attentionMask.cast('u8').data as Uint8Array
+  return Array.from({ length: B }, (_, b) => {
+    let last = 0
+    for (let t = T - 1; t >= 0; t--) {
+      if (m[b * T + t]) {
+        last = t
+        break
+      }
+    }
+    return { last }
+  })
+}
+
+/** The built-in reward functions of RewardFunction (toys for tests and examples). */
+export class FunctionScorer implements Scorer {
+  constructor(readonly spec: RewardFunction) {
+    if (!spec.name) throw new Error("reward_function.name is required ('count_token' or 'length')")
+    if (spec.name === 'count_token' && spec.token === undefined) throw new Error('reward_function.token is required for count_token')
+  }
+
+  async score(tokens: Tensor, _attentionMask: Tensor, r: { lengths: number[]; promptWidth?: number }): Promise<Float32Array> {
+    const [B, T] = tokens.shape
+    const ids = tokens.data as Int32Array
+    const out = new Float32Array(B)
+    for (let b = 0; b < B; b++) {
+      const start = r.promptWidth ?? 0
+      let value = 0
+      if (this.spec.name === 'length') value = r.lengths[b]
+      else for (let j = 0; j < r.lengths[b]; j++) value += ids[b * T + start + j] === this.spec.token ? 1 : 0
+      out[b] = value * this.spec.scale
+    }
+    return out
+  }
+}
+
+/** The scorer a config names: reward_model (loaded with a scalar head) or reward_function. */
+export async function scorerFor(config: RunConfig, policy: LoadedModel): Promise<{ scorer: Scorer; model?: LoadedModel }> {
+  if (config.reward_model.path || config.reward_model.init) {
+    const rm = await loadModelSpec(config.reward_model, 'reward_model', { scalarHead: true, seed: config.seed + 2, tokenizer: sameTokenizer(config.reward_model, policy) })
+    return { scorer: new RewardModelScorer(rm.model), model: rm }
+  }
+  if (config.reward_function.name) return { scorer: new FunctionScorer(config.reward_function) }
+  throw new Error('give reward_model (a reward model directory) or reward_function (a built-in reward)')
+}
+
+/** Models trained together must read the same tokens: reuse the policy's tokenizer unless one is named. */
+export function sameTokenizer(spec: ModelSpec, policy: LoadedModel): LoadedModel | undefined {
+  return spec.tokenizer ? undefined : policy
+}
+
+/** Log-probs of sequences under a model without keeping activations. */
+export async function sequenceLogprobs(model: Model, tokens: Tensor, attentionMask: Tensor, temperature = 1): Promise<Tensor> {
+  return model.logprobs(tokens, { attentionMask, temperature })
+}
+
+export type { Prompt }
+
+/** Rows `rows` of a [B, ...] host tensor, copied (row by row) into a new tensor. */
+export function selectRows(t: Tensor, rows: readonly number[]): Tensor {
+  const width = t.numel / t.shape[0]
+  const src = t.data
+  const out = Tensor.empty([rows.length, ...t.shape.slice(1)], { dtype: t.dtype })
+  const dst = out.data
+  rows.forEach((r, i) => dst.set(src.subarray(r * width, (r + 1) * width), i * width))
+  return out
+}
+
+/** The first `keep` columns of a [B, T] host tensor (values [B, T] -> [B, T - 1] for log-prob alignment). */
+export function leadingColumns(t: Tensor, keep: number): Tensor {
+  const [B, T] = t.shape
+  const src = t.data as Float32Array
+  const out = new Float32Array(B * keep)
+  for (let b = 0; b < B; b++) out.set(src.subarray(b * T, b * T + keep), b * keep)
+  return Tensor.from(out, [B, keep])
+}
+
+/** [B, T - 1] -> [B, T] with a zero last column (a log-prob-space gradient for per-position values). */
+export function padLastColumn(t: Tensor): Tensor {
+  const [B, K] = t.shape
+  const src = t.data as Float32Array
+  const out = new Float32Array(B * (K + 1))
+  for (let b = 0; b < B; b++) out.set(src.subarray(b * K, (b + 1) * K), b * (K + 1))
+  return Tensor.from(out, [B, K + 1])
+}
+
+/** Mean of a host f32 tensor's values (per-row results, not per-token work). */
+export function meanOf(t: Tensor | Float32Array | number[]): number {
+  const d = t instanceof Tensor ? (t.data as Float32Array) : t
+  let s = 0
+  for (const v of d) s += v
+  return d.length > 0 ? s / d.length : 0
+}

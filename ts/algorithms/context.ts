@@ -1,0 +1,57 @@
+// What every trainer gets from the run around it (ts/run/session.ts builds
+// it): the resolved config, a seeded RNG, logging, stop requests, and
+// checkpointing on a cadence. Trainers stay loops over the algorithm; the
+// bookkeeping they share lives here and in the session.
+import type { RunConfig } from '../config/types.generated.js'
+import type { Model } from '../model/model.js'
+import type { AdamW } from '../model/optim.js'
+import type { Tokenizer } from '../model/tokenizer.js'
+import type { Rng } from '../run/rng.js'
+
+/** State a trainer needs to continue exactly where it stopped (JSON). */
+export type TrainerState = Record<string, unknown> & { step: number }
+
+export interface TrainerContext {
+  readonly config: RunConfig
+  /** Seeded from config.seed; its state is checkpointed with the trainer's. */
+  readonly rng: Rng
+  /** The run directory (outputs.jsonl, model/ ...). */
+  readonly runDir: string
+  /** Set when resuming: the state the last checkpoint saved. */
+  readonly resumed?: TrainerState
+  /** Records one step's metrics: JSONL, TensorBoard, the progress line, step events. */
+  log(step: number, metrics: Record<string, number>, info?: { tokens?: number; totalSteps?: number; phase?: string }): void
+  /** A message for the user (progress area and the run log). */
+  note(message: string): void
+  /** True once the run should stop (Ctrl-C, an AbortSignal): the trainer checkpoints and returns. */
+  stopRequested(): boolean
+  /** The models and optimizers a checkpoint saves and a resume restores (call once, before restoring). */
+  track(parts: { models: Record<string, Model>; optimizers?: Record<string, AdamW> }): Promise<void>
+  /** After an optimizer step: saves a checkpoint when the cadence (or a stop request) says so. */
+  afterStep(state: () => TrainerState): Promise<void>
+  /** Writes a finished model (with its tokenizer) to the run's model/ directory; returns its path. */
+  saveModel(model: Model, tokenizer: Tokenizer, tokenizerSource: string, name?: string): Promise<string>
+}
+
+/** Raised when a loss or a gradient is not finite: the step is not applied and the run stops. */
+export class NonFiniteError extends Error {
+  constructor(what: string, step: number) {
+    super(`${what} is not finite at step ${step}; the step was not applied and the run stopped (the last checkpoint is kept)`)
+    this.name = 'NonFiniteError'
+  }
+}
+
+export function checkFinite(value: number, what: string, step: number): number {
+  if (!Number.isFinite(value)) throw new NonFiniteError(what, step)
+  return value
+}
+
+/** What a stage leaves for the next one (a pipeline's ${stage} names `model`). */
+export interface StageResult {
+  /** The trained or chosen model directory, when the stage makes one. */
+  model?: string
+  /** Other files the stage wrote (outputs.jsonl ...). */
+  files?: Record<string, string>
+  /** Final metrics (eval accuracy, mean reward ...). */
+  metrics: Record<string, number>
+}

@@ -1,0 +1,131 @@
+// Direct preference optimisation and its relatives (ops.dpoLoss: sigmoid/cDPO,
+// robust, hinge, IPO, BCO pair, SPPO hard, NCA pair, APO zero, SimPO): the
+// policy's sequence log-probs of chosen and rejected responses against a frozen
+// reference's, whose log-probs are computed once before training.
+import type { SequenceBatch } from '../data/batch.js'
+import type { SequenceEncoder } from '../data/encode.js'
+import type { PreferenceExample } from '../data/examples.js'
+import type { Model } from '../model/model.js'
+import * as ops from '../ops.js'
+import { Tensor } from '../tensor.js'
+import { checkFinite, type StageResult, type TrainerContext } from './context.js'
+import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, sameTokenizer, totalSteps } from './common.js'
+import { pairBatch, preferenceSplit } from './reward.js'
+
+/** Sequence log-probs (sums over response tokens) of every row of a pair batch. */
+async function sequenceSums(model: Model, batch: SequenceBatch, train: boolean): Promise<Tensor> {
+  const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train })
+  return ops.rowSum(logp!, batch.responseMask)
+}
+
+/** Reference sequence log-probs of every pair: [chosen..., rejected...] per batch, flattened per pair. */
+async function referenceSums(reference: Model, pairs: PreferenceExample[], encoder: SequenceEncoder, pad: number, batchSize: number) {
+  const chosen = new Float32Array(pairs.length)
+  const rejected = new Float32Array(pairs.length)
+  for (let i = 0; i < pairs.length; i += batchSize) {
+    const chunk = pairs.slice(i, i + batchSize)
+    const sums = (await sequenceSums(reference, pairBatch(chunk, encoder, pad), false)).data as Float32Array
+    chosen.set(sums.subarray(0, chunk.length), i)
+    rejected.set(sums.subarray(chunk.length), i)
+  }
+  return { chosen, rejected }
+}
+
+export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
+  const { config } = ctx
+  const o = config.dpo
+  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
+  const encoder = encoderFor(policy.tokenizer, config.data)
+  const pad = padIdOf(policy.tokenizer)
+  const split = await preferenceSplit(ctx)
+  const batchSize = config.training.batch_size
+  const needsReference = !o.reference_free && o.variant !== 'simpo'
+
+  // The reference's log-probs, once: from `reference` if given, else from the initial policy.
+  let ref = { chosen: new Float32Array(split.train.length), rejected: new Float32Array(split.train.length) }
+  let evalRef = { chosen: new Float32Array(split.eval.length), rejected: new Float32Array(split.eval.length) }
+  if (needsReference) {
+    const reference = config.reference.path || config.reference.init
+      ? (await loadModelSpec(config.reference, 'reference', { seed: config.seed, tokenizer: sameTokenizer(config.reference, policy) })).model
+      : policy.model
+    ctx.note('computing reference log-probs')
+    ref = await referenceSums(reference, split.train, encoder, pad, batchSize)
+    evalRef = await referenceSums(reference, split.eval, encoder, pad, batchSize)
+  }
+
+  const dpo = async (pairs: PreferenceExample[], refChosen: Float32Array, refRejected: Float32Array, train: boolean) => {
+    const batch = pairBatch(pairs, encoder, pad)
+    const n = pairs.length
+    const sums = (await sequenceSums(policy.model, batch, train)).data as Float32Array
+    const lengths = Float32Array.from(batch.responseLengths, (l) => Math.max(l, 1))
+    const loss = ops.dpoLoss(
+      {
+        policyChosen: Tensor.from(sums.slice(0, n), [n]),
+        policyRejected: Tensor.from(sums.slice(n), [n]),
+        refChosen: Tensor.from(refChosen, [n]),
+        refRejected: Tensor.from(refRejected, [n]),
+        chosenLength: Tensor.from(lengths.slice(0, n), [n]),
+        rejectedLength: Tensor.from(lengths.slice(n), [n]),
+      },
+      { beta: o.beta, variant: o.variant, labelSmoothing: o.label_smoothing, gamma: o.gamma, referenceFree: o.reference_free },
+    )
+    return { batch, loss }
+  }
+
+  const evaluate = async () => {
+    let loss = 0
+    let accuracy = 0
+    for (let i = 0; i < split.eval.length; i += batchSize) {
+      const chunk = split.eval.slice(i, i + batchSize)
+      const r = await dpo(chunk, evalRef.chosen.slice(i, i + chunk.length), evalRef.rejected.slice(i, i + chunk.length), false)
+      loss += r.loss.loss * chunk.length
+      accuracy += r.loss.accuracy * chunk.length
+    }
+    return { eval_loss: loss / split.eval.length, eval_accuracy: accuracy / split.eval.length }
+  }
+
+  const opt = makeOptimizer(policy.model, config.optimizer)
+  await ctx.track({ models: { policy: policy.model }, optimizers: { policy: opt } })
+  const order = new EpochBatches(split.train.length, batchSize, config.seed + 101, ctx.resumed?.order as never)
+  const steps = totalSteps(config, split.train.length)
+  let step = ctx.resumed?.step ?? 0
+  if (split.eval.length > 0 && step === 0) ctx.log(0, await evaluate(), { phase: 'eval' })
+  const micro = config.training.gradient_accumulation
+
+  while (step < steps && !ctx.stopRequested()) {
+    policy.model.zeroGrad()
+    const m = { loss: 0, accuracy: 0, chosen_reward: 0, rejected_reward: 0 }
+    for (let k = 0; k < micro; k++) {
+      const idx = order.next()
+      const pairs = idx.map((i) => split.train[i])
+      const r = await dpo(pairs, Float32Array.from(idx, (i) => ref.chosen[i]), Float32Array.from(idx, (i) => ref.rejected[i]), true)
+      // d loss / d logp of a response token is d loss / d (its sequence's log-prob).
+      const rowGrads = Float32Array.from([...(r.loss.gradChosen.data as Float32Array), ...(r.loss.gradRejected.data as Float32Array)], (g) => g / micro)
+      await policy.model.backward({ gradLogp: ops.broadcastRows(Tensor.from(rowGrads, [rowGrads.length]), r.batch.responseMask) })
+      m.loss += r.loss.loss / micro
+      m.accuracy += r.loss.accuracy / micro
+      m.chosen_reward += mean(r.loss.chosenReward) / micro
+      m.rejected_reward += mean(r.loss.rejectedReward) / micro
+    }
+    checkFinite(m.loss, 'the DPO loss', step)
+    const { gradNorm, lr } = await optimizerStep(opt, config.optimizer, step, steps)
+    step++
+    const metrics: Record<string, number> = { ...m, margin: m.chosen_reward - m.rejected_reward, grad_norm: gradNorm, lr, epoch: order.epoch }
+    if (split.eval.length > 0 && config.training.eval_every > 0 && step % config.training.eval_every === 0) Object.assign(metrics, await evaluate())
+    ctx.log(step, metrics, { totalSteps: steps })
+    await ctx.afterStep(() => ({ step, order: order.state() }))
+  }
+
+  const metrics: Record<string, number> = { steps: step }
+  if (split.eval.length > 0) {
+    Object.assign(metrics, await evaluate())
+    ctx.log(step, { eval_loss: metrics.eval_loss, eval_accuracy: metrics.eval_accuracy }, { phase: 'eval' })
+  }
+  const model = await ctx.saveModel(policy.model, policy.tokenizer, policy.tokenizerSource)
+  return { model, metrics }
+}
+
+function mean(t: Tensor): number {
+  const d = t.data as Float32Array
+  return d.reduce((a, b) => a + b, 0) / Math.max(d.length, 1)
+}

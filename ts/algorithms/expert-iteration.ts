@@ -1,0 +1,77 @@
+// Expert iteration (as AlpacaFarm's and the ReST/RAFT line run it): each round
+// samples n responses to the unlabelled prompts with the current policy, keeps
+// the best by the reward, and fine-tunes the policy on those winners.
+import { parsePromptRow } from '../data/examples.js'
+import type { EncodedPair } from '../data/encode.js'
+import type { StageResult, TrainerContext } from './context.js'
+import { best, sampleAndScore } from './best-of-n.js'
+import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, meanOf, optimizerStep, padIdOf, readRows, scorerFor } from './common.js'
+import { sftStep } from './sft.js'
+
+interface RoundState {
+  round: number
+  /** Steps taken within the round. */
+  roundStep: number
+  /** The round's winners (kept in checkpoints so a resumed round trains on the same data). */
+  winners: EncodedPair[]
+  winnerScore: number
+  order?: unknown
+}
+
+export async function trainExpertIteration(ctx: TrainerContext): Promise<StageResult> {
+  const { config } = ctx
+  const o = config.expert_iteration
+  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
+  const encoder = encoderFor(policy.tokenizer, config.data)
+  const pad = padIdOf(policy.tokenizer)
+  const { scorer } = await scorerFor(config, policy)
+  const prompts = (await readRows(config.data.prompts ?? config.data.train, 'prompts', parsePromptRow, config.data, (m) => ctx.note(m))).map((r) =>
+    encoder.prompt(r.prompt),
+  )
+  const opt = makeOptimizer(policy.model, config.optimizer)
+  await ctx.track({ models: { policy: policy.model }, optimizers: { policy: opt } })
+  const resumed = ctx.resumed as (RoundState & { step: number }) | undefined
+  let step = resumed?.step ?? 0
+  let state: RoundState | undefined = resumed ? { ...resumed, winners: resumed.winners.map((w) => ({ ...w })) } : undefined
+  const B = config.training.batch_size
+  const perRound = o.prompts_per_round > 0 ? Math.min(o.prompts_per_round, prompts.length) : prompts.length
+  const roundSteps = Math.ceil(perRound / (B * config.training.gradient_accumulation)) * config.training.epochs
+  const allSteps = roundSteps * o.rounds
+
+  for (let round = state?.round ?? 0; round < o.rounds && !ctx.stopRequested(); round++) {
+    if (!state || state.round !== round) {
+      // Best-of-n on this round's prompts with the current policy.
+      const order = prompts.map((_, i) => i)
+      ctx.rng.shuffle(order)
+      const chosen = order.slice(0, perRound)
+      ctx.note(`round ${round + 1}/${o.rounds}: best of ${o.n} on ${chosen.length} prompts`)
+      const samples = await sampleAndScore(policy.model, scorer, encoder, chosen.map((i) => prompts[i]), {
+        n: o.n,
+        chunk: Math.min(o.n, 16),
+        promptsPerCall: B,
+        generation: config.generation,
+        seed: config.seed * 7919 + round,
+      })
+      const winners = samples.map((s, k) => {
+        const w = best(s)
+        const ids = [...prompts[chosen[k]], ...w.ids].slice(0, config.data.max_length)
+        return { pair: { ids, promptLength: prompts[chosen[k]].length }, score: w.score }
+      })
+      state = { round, roundStep: 0, winners: winners.map((w) => w.pair), winnerScore: meanOf(winners.map((w) => w.score)) }
+      ctx.log(step, { winner_score: state.winnerScore, sample_score: meanOf(samples.flatMap((s) => s.map((x) => x.score))) }, { phase: `round ${round + 1}` })
+    }
+    const current = state
+    const order = new EpochBatches(current.winners.length, B, config.seed + 101, current.order as never)
+    while (current.roundStep < roundSteps && !ctx.stopRequested()) {
+      const chunks = Array.from({ length: config.training.gradient_accumulation }, () => order.next().map((i) => current.winners[i]))
+      const { loss, tokens } = await sftStep(policy.model, chunks, pad, step)
+      const { gradNorm, lr } = await optimizerStep(opt, config.optimizer, step, allSteps)
+      step++
+      current.roundStep++
+      ctx.log(step, { loss, grad_norm: gradNorm, lr, round: round + 1, winner_score: current.winnerScore }, { tokens, totalSteps: allSteps })
+      await ctx.afterStep(() => ({ step, ...current, order: order.state() }))
+    }
+  }
+  const model = await ctx.saveModel(policy.model, policy.tokenizer, policy.tokenizerSource)
+  return { model, metrics: { steps: step, winner_score: state?.winnerScore ?? NaN } }
+}

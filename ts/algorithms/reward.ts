@@ -1,0 +1,127 @@
+// Reward modelling (Bradley-Terry): a scalar head read at each sequence's last
+// token, trained so that r(chosen) > r(rejected): loss -log sigmoid(r_c - r_r -
+// margin) + center_coef mean((r_c + r_r)^2). Held-out accuracy is the share
+// of pairs ranked right.
+import { collateSequences, lastPositionMask, type SequenceBatch } from '../data/batch.js'
+import type { SequenceEncoder } from '../data/encode.js'
+import { parsePreferenceRow, type PreferenceExample } from '../data/examples.js'
+import type { Model } from '../model/model.js'
+import * as ops from '../ops.js'
+import { Tensor } from '../tensor.js'
+import { checkFinite, type StageResult, type TrainerContext } from './context.js'
+import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, readRows, splitEval, totalSteps } from './common.js'
+
+/** chosen rows then rejected rows of a batch of pairs, as one right-padded batch. */
+export function pairBatch(pairs: readonly PreferenceExample[], encoder: SequenceEncoder, pad: number): SequenceBatch {
+  const chosen = pairs.map((p) => encoder.pair(p.prompt, p.chosen))
+  const rejected = pairs.map((p) => encoder.pair(p.prompt, p.rejected))
+  return collateSequences([...chosen, ...rejected], pad)
+}
+
+/** The reward of every row of a batch (the scalar head at its last token); `train` keeps activations. */
+export async function rowRewards(model: Model, batch: SequenceBatch, train: boolean): Promise<{ rewards: Tensor; last: Tensor }> {
+  const { values } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train, logprobs: false, values: true })
+  const last = lastPositionMask(batch.lengths, batch.tokens.shape[1])
+  return { rewards: ops.rowSum(values!, last), last }
+}
+
+/** Share of pairs whose chosen response gets the higher reward, and the mean reward gap. */
+export async function pairAccuracy(model: Model, pairs: readonly PreferenceExample[], encoder: SequenceEncoder, pad: number, batchSize: number) {
+  let right = 0
+  let gap = 0
+  for (let i = 0; i < pairs.length; i += batchSize) {
+    const chunk = pairs.slice(i, i + batchSize)
+    const { rewards } = await rowRewards(model, pairBatch(chunk, encoder, pad), false)
+    const r = rewards.data as Float32Array
+    for (let k = 0; k < chunk.length; k++) {
+      right += r[k] > r[k + chunk.length] ? 1 : 0
+      gap += r[k] - r[k + chunk.length]
+    }
+  }
+  return { accuracy: right / pairs.length, margin: gap / pairs.length }
+}
+
+/**
+ * The gradients of one reward-model step over micro-batches of pairs (the mean
+ * loss over them), placed at each sequence's last token; zeroes them first.
+ */
+export async function rewardStep(
+  model: Model,
+  chunks: PreferenceExample[][],
+  encoder: SequenceEncoder,
+  pad: number,
+  o: { margin: number; center_coef: number },
+): Promise<{ loss: number; accuracy: number }> {
+  model.zeroGrad()
+  let loss = 0
+  let accuracy = 0
+  const micro = chunks.length
+  for (const pairs of chunks) {
+    const batch = pairBatch(pairs, encoder, pad)
+    const { rewards, last } = await rowRewards(model, batch, true)
+    const n = pairs.length
+    const chosen = Tensor.from((rewards.data as Float32Array).slice(0, n), [n])
+    const rejected = Tensor.from((rewards.data as Float32Array).slice(n), [n])
+    const margins = pairs.some((p) => p.margin !== undefined)
+      ? Tensor.from(Float32Array.from(pairs, (p) => (p.margin ?? 0) + o.margin), [n])
+      : o.margin
+    const r = ops.rewardLoss(chosen, rejected, { margin: margins, centerCoef: o.center_coef })
+    const rowGrads = Float32Array.from([...(r.gradChosen.data as Float32Array), ...(r.gradRejected.data as Float32Array)], (g) => g / micro)
+    await model.backward({ gradValues: ops.broadcastRows(Tensor.from(rowGrads, [2 * n]), last) })
+    loss += r.loss / micro
+    accuracy += r.accuracy / micro
+  }
+  return { loss, accuracy }
+}
+
+/** The training pairs of data.train and the held-out ones (data.eval, or data.eval_size rows of train). */
+export async function preferenceSplit(ctx: TrainerContext): Promise<{ train: PreferenceExample[]; eval: PreferenceExample[] }> {
+  const data = ctx.config.data
+  const note = (m: string) => ctx.note(m)
+  const rows = await readRows(data.train, 'train', parsePreferenceRow, data, note)
+  return data.eval ? { train: rows, eval: await readRows(data.eval, 'eval', parsePreferenceRow, data, note) } : splitEval(rows, data.eval_size, ctx.rng)
+}
+
+export async function trainReward(ctx: TrainerContext): Promise<StageResult> {
+  const { config } = ctx
+  const rm = await loadModelSpec(config.policy, 'policy', { scalarHead: true, seed: config.seed })
+  const encoder = encoderFor(rm.tokenizer, config.data)
+  const pad = padIdOf(rm.tokenizer)
+  const split = await preferenceSplit(ctx)
+
+  const opt = makeOptimizer(rm.model, config.optimizer)
+  await ctx.track({ models: { reward_model: rm.model }, optimizers: { reward_model: opt } })
+  const order = new EpochBatches(split.train.length, config.training.batch_size, config.seed + 101, ctx.resumed?.order as never)
+  const steps = totalSteps(config, split.train.length)
+  const batchSize = config.training.batch_size
+  let step = ctx.resumed?.step ?? 0
+  const baseline = split.eval.length > 0 && step === 0 ? await pairAccuracy(rm.model, split.eval, encoder, pad, batchSize) : undefined
+  if (baseline) ctx.log(0, { eval_accuracy: baseline.accuracy, eval_margin: baseline.margin }, { phase: 'eval' })
+
+  while (step < steps && !ctx.stopRequested()) {
+    const chunks = Array.from({ length: config.training.gradient_accumulation }, () => order.next().map((i) => split.train[i]))
+    const { loss, accuracy } = await rewardStep(rm.model, chunks, encoder, pad, config.reward)
+    checkFinite(loss, 'the reward-model loss', step)
+    const { gradNorm, lr } = await optimizerStep(opt, config.optimizer, step, steps)
+    step++
+    const metrics: Record<string, number> = { loss, accuracy, grad_norm: gradNorm, lr, epoch: order.epoch }
+    if (split.eval.length > 0 && config.training.eval_every > 0 && step % config.training.eval_every === 0) {
+      const e = await pairAccuracy(rm.model, split.eval, encoder, pad, batchSize)
+      metrics.eval_accuracy = e.accuracy
+      metrics.eval_margin = e.margin
+    }
+    ctx.log(step, metrics, { totalSteps: steps })
+    await ctx.afterStep(() => ({ step, order: order.state() }))
+  }
+
+  const metrics: Record<string, number> = { steps: step }
+  if (split.eval.length > 0) {
+    const e = await pairAccuracy(rm.model, split.eval, encoder, pad, batchSize)
+    metrics.eval_accuracy = e.accuracy
+    metrics.eval_margin = e.margin
+    if (baseline) metrics.eval_accuracy_before = baseline.accuracy
+    ctx.log(step, { eval_accuracy: e.accuracy, eval_margin: e.margin }, { phase: 'eval' })
+  }
+  const model = await ctx.saveModel(rm.model, rm.tokenizer, rm.tokenizerSource)
+  return { model, metrics }
+}

@@ -1,0 +1,376 @@
+// One run of one algorithm, and pipelines of runs. A session builds the
+// TrainerContext the trainers share: the run directory, the resolved config
+// saved in it, a seeded RNG, metrics (JSONL and TensorBoard), progress, stop
+// requests (Ctrl-C, an AbortSignal), checkpoints on a cadence and resume.
+import fs from 'node:fs'
+import path from 'node:path'
+import { loadConfig, resolveConfig, resolvePaths, saveResolvedConfig } from '../config/index.js'
+import type { PipelineConfig, PipelineConfigInput, RunConfig, RunConfigInput } from '../config/types.generated.js'
+import type { StageResult, TrainerContext, TrainerState } from '../algorithms/context.js'
+import { RLFARM_META } from '../algorithms/common.js'
+import { trainSft } from '../algorithms/sft.js'
+import { trainReward } from '../algorithms/reward.js'
+import { trainPpo } from '../algorithms/ppo.js'
+import { trainDpo } from '../algorithms/dpo.js'
+import { trainGrpo } from '../algorithms/grpo.js'
+import { trainRloo } from '../algorithms/rloo.js'
+import { trainExpertIteration } from '../algorithms/expert-iteration.js'
+import { runBestOfN } from '../algorithms/best-of-n.js'
+import { trainWestOfN } from '../algorithms/west-of-n.js'
+import { runEval } from '../algorithms/eval.js'
+import type { Model } from '../model/model.js'
+import type { AdamW } from '../model/optim.js'
+import type { Tokenizer } from '../model/tokenizer.js'
+import { writeFileAtomic } from '../util/fs.js'
+import { checkKeys, describe } from '../util/options.js'
+import { listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.js'
+import { onInterrupt, type Interrupt } from './interrupt.js'
+import type { MetricsLogger } from './metrics.js'
+import { Progress, type ProgressMode, type ProgressStream } from './progress.js'
+import { Rng, type RngState } from './rng.js'
+import { RunDirectory } from './run-dir.js'
+
+export type Algorithm = NonNullable<RunConfig['algorithm']>
+
+const TRAINERS: Record<Algorithm, (ctx: TrainerContext) => Promise<StageResult>> = {
+  sft: trainSft,
+  reward: trainReward,
+  ppo: trainPpo,
+  dpo: trainDpo,
+  grpo: trainGrpo,
+  rloo: trainRloo,
+  expert_iteration: trainExpertIteration,
+  best_of_n: runBestOfN,
+  west_of_n: trainWestOfN,
+  eval: runEval,
+}
+
+/** A step's metrics, as train() and runPipeline() report them to onStep. */
+export interface StepEvent {
+  /** The pipeline stage (runPipeline), else undefined. */
+  stage?: string
+  algorithm: Algorithm
+  step: number
+  totalSteps?: number
+  /** 'train' unless the trainer says otherwise ('eval', 'sample' ...). */
+  phase: string
+  metrics: Readonly<Record<string, number>>
+}
+
+export interface TrainOptions {
+  /** Stops the run after the current step (a checkpoint is saved). */
+  signal?: AbortSignal
+  /** Called after each logged step. */
+  onStep?: (event: StepEvent) => void
+  /** Continue the run output_dir/name from its newest checkpoint. Default false. */
+  resume?: boolean
+  /** Overrides, `path=value` each, applied before validation (as `--set`). */
+  set?: readonly string[]
+  /** Overrides logging.progress. */
+  progress?: ProgressMode
+  /** Where progress and notes go. Default process.stderr. */
+  stream?: ProgressStream
+  /** Handle SIGINT/SIGTERM (save and stop) while the run lasts. Default false: the CLI turns it on. */
+  handleSignals?: boolean
+}
+
+export interface TrainResult extends StageResult {
+  /** The run directory (absolute). */
+  runDir: string
+  /** The last optimizer step (or sampling step) completed. */
+  step: number
+  /** True when the run stopped early on a signal or an AbortSignal; resume it with { resume: true }. */
+  interrupted: boolean
+}
+
+function isConfigFile(value: unknown): value is string {
+  return typeof value === 'string'
+}
+
+/** A RunConfig from a file (paths relative to it), an input object or a resolved config. */
+export async function runConfigFrom(config: string | RunConfig | RunConfigInput, set: readonly string[] = []): Promise<RunConfig> {
+  if (isConfigFile(config)) {
+    const loaded = await loadConfig(config, { set })
+    return resolvePaths(loaded, path.dirname(path.resolve(config)))
+  }
+  if (config === null || typeof config !== 'object') throw new TypeError(`train: config must be a config file's path or a config object; got ${describe(config)}`)
+  return resolveConfig(config as RunConfigInput, { source: 'train(config)', set })
+}
+
+// The newest complete checkpoint's step, read before any model is loaded (for metrics and progress).
+function resumeStep(runDir: string): number | undefined {
+  const all = listCheckpoints(runDir)
+  return all.length > 0 ? all[all.length - 1].step : undefined
+}
+
+// Files of a Hugging Face tokenizer directory that a saved model carries along.
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'vocab.json', 'merges.txt', 'generation_config.json']
+
+/** Writes a model and what reads its tokens: the tokenizer's files, or rlfarm.json naming the byte tokenizer. */
+export async function saveModelWithTokenizer(model: Model, tokenizerSource: string, dir: string): Promise<void> {
+  await model.save(dir)
+  if (tokenizerSource === 'byte') {
+    writeFileAtomic(path.join(dir, RLFARM_META), `${JSON.stringify({ tokenizer: 'byte' }, null, 2)}\n`)
+    return
+  }
+  if (path.resolve(tokenizerSource) === path.resolve(dir)) return
+  for (const name of TOKENIZER_FILES) {
+    const from = path.join(tokenizerSource, name)
+    if (fs.existsSync(from)) writeFileAtomic(path.join(dir, name), fs.readFileSync(from))
+  }
+}
+
+class Session implements TrainerContext {
+  readonly rng: Rng
+  readonly runDir: string
+  resumed?: TrainerState
+  #tracked: { models: Record<string, Model>; optimizers: Record<string, AdamW> } | undefined
+  #lastState: (() => TrainerState) | undefined
+  #lastSaved = -1
+  #step = 0
+  #progress: Progress | undefined
+  readonly #metrics: MetricsLogger
+  readonly #logFile: string
+
+  constructor(
+    readonly config: RunConfig,
+    readonly run: RunDirectory,
+    readonly interrupt: Interrupt,
+    readonly options: TrainOptions & { stage?: string },
+    readonly startStep: number | undefined,
+  ) {
+    this.rng = new Rng(config.seed)
+    this.runDir = run.path
+    this.#logFile = path.join(run.path, 'run.log')
+    this.#metrics = run.metrics({ jsonl: config.logging.jsonl, tensorboard: config.logging.tensorboard, resumeStep: startStep ?? (run.resumed ? 0 : undefined) })
+    if (startStep !== undefined) this.#step = startStep
+  }
+
+  get algorithm(): Algorithm {
+    return this.config.algorithm!
+  }
+
+  log(step: number, metrics: Record<string, number>, info: { tokens?: number; totalSteps?: number; phase?: string } = {}): void {
+    const phase = info.phase ?? 'train'
+    const every = this.config.logging.every
+    if (phase === 'train' && step % every !== 0 && step !== info.totalSteps) {
+      this.#progressFor(info.totalSteps)?.update(step, { tokens: info.tokens })
+      return
+    }
+    this.#metrics.log(step, phase === 'train' ? metrics : Object.fromEntries(Object.entries(metrics).map(([k, v]) => [k.startsWith(`${phase}_`) ? k : `${phase}/${k}`, v])))
+    this.#progressFor(info.totalSteps)?.update(step, { tokens: info.tokens, metrics })
+    this.options.onStep?.({ stage: this.options.stage, algorithm: this.algorithm, step, totalSteps: info.totalSteps, phase, metrics: { ...metrics } })
+  }
+
+  #progressFor(total: number | undefined): Progress | undefined {
+    const mode = this.options.progress ?? this.config.logging.progress
+    if (mode === 'none') return undefined
+    if (!this.#progress) {
+      const label = this.options.stage ? `${this.options.stage} (${this.algorithm})` : this.algorithm
+      this.#progress = new Progress({ total, mode, label, start: this.startStep ?? 0, ...(this.options.stream ? { stream: this.options.stream } : {}) })
+    }
+    return this.#progress
+  }
+
+  note(message: string): void {
+    fs.appendFileSync(this.#logFile, `${new Date().toISOString()} ${message}\n`)
+    const mode = this.options.progress ?? this.config.logging.progress
+    if (mode === 'none') return
+    if (this.#progress) this.#progress.log(message)
+    else (this.options.stream ?? process.stderr).write(`${message}\n`)
+  }
+
+  stopRequested(): boolean {
+    return this.interrupt.requested
+  }
+
+  async track(parts: { models: Record<string, Model>; optimizers?: Record<string, AdamW> }): Promise<void> {
+    if (this.#tracked) throw new Error('TrainerContext.track: called twice; a trainer tracks its models once')
+    this.#tracked = { models: parts.models, optimizers: parts.optimizers ?? {} }
+    if (!this.run.resumed || this.startStep === undefined) return
+    const dir = listCheckpoints(this.runDir).at(-1)!.path
+    const { step, state } = await loadCheckpoint<{ trainer: TrainerState; rng: RngState }>(dir, this.#tracked)
+    if (!state || typeof state !== 'object' || !state.trainer || state.trainer.step !== step) {
+      throw new Error(`${dir}: state.json does not hold this trainer's state (was it written by another kind of run?)`)
+    }
+    this.rng.restore(state.rng)
+    this.resumed = state.trainer
+    this.#step = step
+    this.#lastSaved = step
+    this.note(`resumed from ${dir} (step ${step})`)
+  }
+
+  async afterStep(state: () => TrainerState): Promise<void> {
+    this.#lastState = state
+    const step = state().step
+    this.#step = step
+    const every = this.config.checkpoint.every
+    if ((every > 0 && step % every === 0) || this.stopRequested()) await this.checkpoint()
+    else if (step % this.config.logging.every === 0) this.run.update({ step })
+  }
+
+  /** Saves a checkpoint of the tracked models at the last reported step (once per step). */
+  async checkpoint(): Promise<void> {
+    if (!this.#tracked || !this.#lastState) return
+    const trainer = this.#lastState()
+    if (trainer.step === this.#lastSaved) return
+    this.#metrics.flush()
+    await saveCheckpoint(this.runDir, {
+      step: trainer.step,
+      models: this.#tracked.models,
+      optimizers: this.#tracked.optimizers,
+      state: { trainer, rng: this.rng.state() },
+      keep: this.config.checkpoint.keep,
+    })
+    this.#lastSaved = trainer.step
+    this.run.update({ step: trainer.step })
+  }
+
+  async saveModel(model: Model, _tokenizer: Tokenizer, tokenizerSource: string, name = 'model'): Promise<string> {
+    const dir = name === 'model' ? this.run.modelDir : path.join(this.runDir, name)
+    if (!this.config.checkpoint.save_final && name === 'model') return dir
+    await saveModelWithTokenizer(model, tokenizerSource, dir)
+    return dir
+  }
+
+  get step(): number {
+    return this.#step
+  }
+
+  close(): void {
+    this.#progress?.done()
+    this.#metrics.close()
+  }
+}
+
+/**
+ * Runs one stage: `config` is a config file (YAML or JSON; relative paths are
+ * taken from its directory), a config object as a user writes it, or a
+ * resolved RunConfig. The run goes into output_dir/name (name defaults to the
+ * algorithm and the time); with `resume` it continues that run from its newest
+ * checkpoint. Resolves when the run finishes or stops on the signal.
+ */
+export async function train(config: string | RunConfig | RunConfigInput, options: TrainOptions & { stage?: string } = {}): Promise<TrainResult> {
+  checkKeys('train', options, ['signal', 'onStep', 'resume', 'set', 'progress', 'stream', 'handleSignals', 'stage'])
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError(`train: signal must be an AbortSignal; got ${describe(options.signal)}`)
+  if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new TypeError(`train: onStep must be a function; got ${describe(options.onStep)}`)
+  const resolved = await runConfigFrom(config, options.set)
+  if (!resolved.algorithm) throw new Error(`${isConfigFile(config) ? config : 'train(config)'}: algorithm is required (one of ${Object.keys(TRAINERS).join(', ')})`)
+  const resume = options.resume ?? false
+  if (resume && !resolved.name) throw new Error('train: resume needs the run\'s name (config name, or --set name=...) to find output_dir/name')
+
+  const run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume })
+  await saveResolvedConfig(resolved, run.configFile)
+  const interrupt = onInterrupt(undefined, { signal: options.signal, signals: options.handleSignals ? undefined : [], quiet: !options.handleSignals })
+  const startStep = resume ? resumeStep(run.path) : undefined
+  const session = new Session(resolved, run, interrupt, options, startStep)
+  if (resume && startStep === undefined) session.note(`${run.path}: no checkpoint yet; starting from the beginning`)
+  try {
+    const result = await TRAINERS[resolved.algorithm](session)
+    await session.checkpoint()
+    const interrupted = interrupt.requested
+    run.update({ state: interrupted ? 'interrupted' : 'finished', step: session.step })
+    if (interrupted) session.note(`stopped at step ${session.step}; continue with --resume (resume: true) and name ${run.name}`)
+    writeFileAtomic(path.join(run.path, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted }, null, 2)}\n`)
+    return { ...result, runDir: run.path, step: session.step, interrupted }
+  } catch (err) {
+    run.update({ state: 'failed', error: err })
+    throw err
+  } finally {
+    interrupt.dispose()
+    session.close()
+  }
+}
+
+export interface PipelineOptions extends Omit<TrainOptions, 'set'> {
+  /** Overrides of the pipeline config (`stages[1].run.ppo.kl_coef=0.1`). */
+  set?: readonly string[]
+}
+
+export interface PipelineResult {
+  /** The pipeline's directory: output_dir/name. */
+  dir: string
+  stages: (TrainResult & { name: string })[]
+  interrupted: boolean
+}
+
+const REFERENCE = /\$\{([A-Za-z0-9_-]+)(?:\.([A-Za-z0-9_]+))?\}/g
+
+// Replaces ${stage} (the stage's model) and ${stage.file} (a file it wrote) in every string of `value`.
+function substitute(value: unknown, results: Map<string, StageResult & { runDir: string }>, where: string): unknown {
+  if (typeof value === 'string') {
+    return value.replace(REFERENCE, (_, stage: string, file: string | undefined) => {
+      const result = results.get(stage)
+      if (!result) throw new Error(`${where}: \${${stage}} names no earlier stage (earlier: ${[...results.keys()].join(', ') || 'none'})`)
+      const target = file === undefined ? result.model : file === 'dir' ? result.runDir : result.files?.[file]
+      if (!target) throw new Error(`${where}: stage ${stage} left no ${file ?? 'model'} for \${${stage}${file ? `.${file}` : ''}}`)
+      return target
+    })
+  }
+  if (Array.isArray(value)) return value.map((v) => substitute(v, results, where))
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, results, `${where}.${k}`)]))
+  return value
+}
+
+/**
+ * Runs a pipeline's stages in order in output_dir/name/<stage>; `${stage}` in
+ * a later stage's strings becomes that stage's model directory
+ * (`${stage.outputs}` a file it wrote, `${stage.dir}` its run directory). With
+ * `resume`, finished stages are kept and the first unfinished one resumes.
+ */
+export async function runPipeline(config: string | PipelineConfig | PipelineConfigInput, options: PipelineOptions = {}): Promise<PipelineResult> {
+  checkKeys('runPipeline', options, ['signal', 'onStep', 'resume', 'set', 'progress', 'stream', 'handleSignals'])
+  let pipeline: PipelineConfig
+  let baseDir = process.cwd()
+  if (isConfigFile(config)) {
+    baseDir = path.dirname(path.resolve(config))
+    pipeline = resolvePaths(await loadConfig(config, { type: 'PipelineConfig', set: options.set }), baseDir, { type: 'PipelineConfig' })
+  } else {
+    pipeline = resolvePaths(resolveConfig(config as PipelineConfigInput, { type: 'PipelineConfig', source: 'runPipeline(config)', set: options.set }), baseDir, { type: 'PipelineConfig' })
+  }
+  if (!pipeline.name) throw new Error('runPipeline: the pipeline needs a name (its stages go into output_dir/name)')
+  if (pipeline.stages.length === 0) throw new Error('runPipeline: the pipeline has no stages')
+  const dir = path.resolve(pipeline.output_dir, pipeline.name)
+  const names = new Set<string>()
+  pipeline.stages.forEach((s, i) => {
+    if (!s.name) throw new Error(`runPipeline: stages[${i}] needs a name`)
+    if (names.has(s.name)) throw new Error(`runPipeline: stages[${i}]: the name ${s.name} is used twice`)
+    names.add(s.name)
+  })
+  fs.mkdirSync(dir, { recursive: true })
+  await saveResolvedConfig(pipeline, path.join(dir, 'pipeline.yaml'), { type: 'PipelineConfig' })
+
+  const results = new Map<string, StageResult & { runDir: string }>()
+  const done: PipelineResult['stages'] = []
+  for (const [i, stage] of pipeline.stages.entries()) {
+    const name = stage.name!
+    if (options.signal?.aborted) return { dir, stages: done, interrupted: true }
+    const stageDir = path.join(dir, name)
+    const finished = readJsonMaybe(path.join(stageDir, 'run.json')) as { state?: string } | undefined
+    const saved = readJsonMaybe(path.join(stageDir, 'result.json')) as (StageResult & { step: number }) | undefined
+    if (options.resume && finished?.state === 'finished' && saved) {
+      results.set(name, { ...saved, runDir: stageDir })
+      done.push({ ...saved, name, runDir: stageDir, interrupted: false })
+      continue
+    }
+    const raw = stage.config ? resolvePaths(await loadConfig(stage.config), path.dirname(stage.config)) : stage.run
+    const withRefs = substitute(raw, results, `stages[${i}] (${name})`) as RunConfig
+    const seed = withRefs.seed === 0 ? pipeline.seed : withRefs.seed
+    const run: RunConfig = { ...withRefs, seed, output_dir: dir, name }
+    const resumeStage = options.resume === true && finished !== undefined
+    const result = await train(run, { ...options, set: undefined, resume: resumeStage, stage: name })
+    results.set(name, result)
+    done.push({ ...result, name })
+    if (result.interrupted) return { dir, stages: done, interrupted: true }
+  }
+  writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(done.map((s) => ({ name: s.name, model: s.model, metrics: s.metrics, runDir: s.runDir })), null, 2)}\n`)
+  return { dir, stages: done, interrupted: false }
+}
+
+function readJsonMaybe(file: string): unknown {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'))
+  } catch {
+    return undefined
+  }
+}
