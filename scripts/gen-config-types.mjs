@@ -78,6 +78,8 @@ function rangeText(o) {
   return undefined
 }
 
+const o = (field) => field.options ?? {}
+
 function fieldInfo(field) {
   const o = field.options ?? {}
   let ts
@@ -132,7 +134,7 @@ function generate(protoFile) {
       out.push(...fieldDoc(field, info, '  '))
       let ts = info.ts
       if (field.repeated) ts = info.ts.includes(' | ') ? `Array<${info.ts}>` : `${info.ts}[]`
-      else if (info.kind !== 'message' && !info.hasDefault) ts = `${ts} | undefined`
+      else if ((info.kind !== 'message' && !info.hasDefault) || o(field)['(presence)'] === true) ts = `${ts} | undefined`
       out.push(`  ${field.name}: ${ts}`)
     }
     out.push('}')

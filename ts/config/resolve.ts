@@ -116,6 +116,7 @@ function resolveField(field: FieldSpec, value: unknown, path: string, ctx: Conte
 }
 
 function resolveOne(field: FieldSpec, value: unknown, path: string, ctx: Context): unknown {
+  if (field.kind === 'message' && field.presence && (value === undefined || value === null)) return undefined
   if (field.kind === 'message') return resolveMessage(messageSpec(field.message!), value, path, ctx)
   if (value === undefined || value === null) return field.default
   // YAML reads `name: 2024` as a number; a string field takes the text as written.

@@ -47,6 +47,8 @@ export interface FieldSpec {
   help?: string
   /** `(path) = true`: a file or directory, relative to the config file. */
   path: boolean
+  /** `(presence) = true` on a message field: left out, it stays undefined instead of taking its defaults. */
+  presence: boolean
   /** The message type of a message field. */
   message?: string
 }
@@ -127,6 +129,7 @@ function fieldSpec(owner: string, f: protobuf.Field): FieldSpec {
     repeated: f.repeated,
     minExclusive: options['(min_exclusive)'] === true,
     path: options['(path)'] === true,
+    presence: options['(presence)'] === true,
   }
   if (message) spec.message = message
   if (kind === 'integer') spec.integerRange = INTEGER_RANGES[f.type]
@@ -142,6 +145,7 @@ function fieldSpec(owner: string, f: protobuf.Field): FieldSpec {
     throw new Error(`${where}: (min) and (max) are for numeric fields`)
   }
   if (spec.path && kind !== 'string') throw new Error(`${where}: (path) is for string fields`)
+  if (spec.presence && (kind !== 'message' || spec.repeated)) throw new Error(`${where}: (presence) is for single message fields`)
   if ('default' in options) {
     let value = options.default
     // 64-bit defaults come as Long objects (when the long package is present).

@@ -124,7 +124,7 @@ export interface ModelSpec {
    */
   tokenizer: string | undefined
   /** create a new model with random weights instead of loading one. `ModelShape`. */
-  init: ModelShape
+  init: ModelShape | undefined
   /** add a [1, hidden] scalar head (reward and value models). `bool`, default `false`. */
   scalar_head: boolean
 }
