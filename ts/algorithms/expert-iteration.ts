@@ -15,6 +15,8 @@ interface RoundState {
   /** The round's winners (kept in checkpoints so a resumed round trains on the same data). */
   winners: EncodedPair[]
   winnerScore: number
+  /** Mean score of all samples, per round so far: the policy's progress. */
+  sampleScores: number[]
   order?: unknown
 }
 
@@ -32,7 +34,7 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
   await ctx.track({ models: { policy: policy.model }, optimizers: { policy: opt } })
   const resumed = ctx.resumed as (RoundState & { step: number }) | undefined
   let step = resumed?.step ?? 0
-  let state: RoundState | undefined = resumed ? { ...resumed, winners: resumed.winners.map((w) => ({ ...w })) } : undefined
+  let state: RoundState | undefined = resumed ? { ...resumed, winners: resumed.winners.map((w) => ({ ...w })), sampleScores: [...(resumed.sampleScores ?? [])] } : undefined
   const B = config.training.batch_size
   const perRound = o.prompts_per_round > 0 ? Math.min(o.prompts_per_round, prompts.length) : prompts.length
   const roundSteps = Math.ceil(perRound / (B * config.training.gradient_accumulation)) * config.training.epochs
@@ -57,8 +59,9 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
         const ids = [...prompts[chosen[k]], ...w.ids].slice(0, config.data.max_length)
         return { pair: { ids, promptLength: prompts[chosen[k]].length }, score: w.score }
       })
-      state = { round, roundStep: 0, winners: winners.map((w) => w.pair), winnerScore: meanOf(winners.map((w) => w.score)) }
-      ctx.log(step, { winner_score: state.winnerScore, sample_score: meanOf(samples.flatMap((s) => s.map((x) => x.score))) }, { phase: `round ${round + 1}` })
+      const sampleScore = meanOf(samples.flatMap((s) => s.map((x) => x.score)))
+      state = { round, roundStep: 0, winners: winners.map((w) => w.pair), winnerScore: meanOf(winners.map((w) => w.score)), sampleScores: [...(state?.sampleScores ?? []), sampleScore] }
+      ctx.log(step, { round: round + 1, winner_score: state.winnerScore, sample_score: sampleScore }, { phase: 'sample' })
     }
     const current = state
     const order = new EpochBatches(current.winners.length, B, config.seed + 101, current.order as never)
@@ -73,5 +76,8 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
     }
   }
   const model = await ctx.saveModel(policy.model, policy.tokenizer, policy.tokenizerSource)
-  return { model, metrics: { steps: step, winner_score: state?.winnerScore ?? NaN } }
+  const scores = state?.sampleScores ?? []
+  const metrics: Record<string, number> = { steps: step, winner_score: state?.winnerScore ?? NaN, initial_score: scores[0] ?? NaN, final_score: scores.at(-1) ?? NaN }
+  scores.forEach((s, i) => (metrics[`round${i + 1}_sample_score`] = s))
+  return { model, metrics }
 }

@@ -119,8 +119,9 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
     ctx.log(
       step,
       {
-        reward: meanOf(scores),
-        reward_std: Math.sqrt(meanOf(Float32Array.from(scores, (s) => (s - meanOf(scores)) ** 2))),
+        score: meanOf(scores),
+        score_std: Math.sqrt(meanOf(Float32Array.from(scores, (s) => (s - meanOf(scores)) ** 2))),
+        reward: meanOf(rewards),
         kl: meanOf(seqKl),
         ...m,
         response_length: meanOf(rollout.lengths),
