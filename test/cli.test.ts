@@ -1,0 +1,138 @@
+// The rlfarm command and the examples: help, exit codes, train/run/eval/
+// generate on the example configs, Ctrl-C saving a checkpoint and --resume
+// finishing the run, and examples/embed.ts.
+import t from 'tap'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawn, spawnSync } from 'node:child_process'
+
+const ROOT = path.join(__dirname, '..')
+const BIN = path.join(ROOT, 'bin', 'rlfarm.js')
+
+function outDir(t: { teardown(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-cli-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+function rlfarm(args: string[], options: { cwd?: string } = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: options.cwd ?? ROOT, encoding: 'utf8', timeout: 300_000 })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+t.test('--help on every command, with examples', async (t) => {
+  const top = rlfarm(['--help'])
+  t.equal(top.code, 0)
+  for (const command of ['train', 'run', 'eval', 'generate']) {
+    t.match(top.stdout, new RegExp(`\\n  ${command} `), `lists ${command}`)
+    const r = rlfarm([command, '--help'])
+    t.equal(r.code, 0, `${command} --help`)
+    t.match(r.stdout, /^Usage: rlfarm /)
+    t.match(r.stdout, /Examples:\n  rlfarm /, `${command} --help has examples`)
+  }
+  t.equal(rlfarm([]).code, 2, 'no command: usage, exit 2')
+  const unknown = rlfarm(['trian'])
+  t.equal(unknown.code, 2)
+  t.match(unknown.stderr, /unknown command 'trian'/)
+  t.match(rlfarm(['--version']).stdout, /^\d+\.\d+\.\d+/)
+})
+
+t.test('bad command lines and configs: exit 2 and a message naming the problem', async (t) => {
+  const out = outDir(t)
+  const missing = rlfarm(['train'])
+  t.equal(missing.code, 2)
+  t.match(missing.stderr, /expected one config file/)
+  const flag = rlfarm(['train', 'examples/sft.yaml', '--epochs', '3'])
+  t.equal(flag.code, 2)
+  t.match(flag.stderr, /Unknown option '--epochs'/)
+  const typo = rlfarm(['train', 'examples/sft.yaml', '--set', 'optimizer.lrate=1e-3', '--output-dir', out])
+  t.equal(typo.code, 2)
+  t.match(typo.stderr, /--set 'optimizer\.lrate=1e-3': unknown key 'lrate' in optimizer.*\blr\b/)
+  const bad = path.join(out, 'bad.yaml')
+  fs.writeFileSync(bad, 'algorithm: sft\ntraining:\n  batch_size: -4\n')
+  const badType = rlfarm(['train', bad])
+  t.equal(badType.code, 2)
+  t.match(badType.stderr, /bad\.yaml:3:\d+: training\.batch_size/)
+  const noModel = rlfarm(['train', 'examples/sft.yaml', '--output-dir', out, '--set', 'policy.init=null', '--set', `policy.path=${path.join(out, 'nowhere')}`])
+  t.equal(noModel.code, 1, 'a run that fails: exit 1')
+  t.match(noModel.stderr, /nowhere/)
+})
+
+t.test('train, eval and generate on the example configs', async (t) => {
+  const out = outDir(t)
+  const r = rlfarm(['train', 'examples/sft.yaml', '--output-dir', out, '--name', 'sft', '--set', 'training.max_steps=20', '--progress', 'lines'])
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, `model: ${path.join(out, 'sft', 'model')}`)
+  t.match(r.stderr, /sft step 20\/20 +100%/, 'progress lines with step, total and percentage')
+  t.match(r.stderr, /tok\/s/)
+  for (const f of ['config.yaml', 'run.json', 'metrics.jsonl', 'model/model.safetensors', 'model/config.json']) t.ok(fs.existsSync(path.join(out, 'sft', f)), f)
+
+  const g = rlfarm(['generate', '-m', path.join(out, 'sft', 'model'), '-p', 'copy: abc', '-p', 'copy: xyz', '--max-new-tokens', '6', '--temperature', '0'])
+  t.equal(g.code, 0, g.stderr)
+  t.equal(g.stdout.split('\n').length, 3, 'one line per prompt')
+  const gj = rlfarm(['generate', '-m', path.join(out, 'sft', 'model'), '--prompts', 'examples/data/prompts.jsonl', '--max-new-tokens', '4'])
+  const rows = gj.stdout.trim().split('\n').map((l) => JSON.parse(l))
+  t.equal(rows.length, 100)
+  t.ok(rows.every((row) => typeof row.response === 'string' && row.prompt.startsWith('copy: ')))
+
+  const e = rlfarm(['eval', 'examples/ppo.yaml', '--output-dir', out, '--name', 'eval', '--set', `policy.path=${path.join(out, 'sft', 'model')}`, '--set', 'policy.init=null', '--progress', 'none'])
+  t.equal(e.code, 0, e.stderr)
+  t.match(e.stdout, /metrics: reward=[\d.]+ response_length=/)
+  t.ok(fs.existsSync(path.join(out, 'eval', 'outputs.jsonl')))
+})
+
+t.test('Ctrl-C saves a checkpoint and exits 130; --resume finishes the run', async (t) => {
+  const out = outDir(t)
+  const args = [BIN, 'train', 'examples/ppo.yaml', '--output-dir', out, '--name', 'ppo', '--progress', 'lines', '--set', 'training.max_steps=400', '--set', 'logging.every=1']
+  const child = spawn(process.execPath, args, { cwd: ROOT })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk
+  })
+  const metrics = path.join(out, 'ppo', 'metrics.jsonl')
+  // Wait for a few logged steps, then interrupt.
+  while (!/ppo step \d+\/400/.test(stderr)) {
+    await new Promise((r) => setTimeout(r, 100))
+    if (child.exitCode !== null) break
+  }
+  child.kill('SIGINT')
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)))
+  t.equal(code, 130, 'exit 130 after an interrupt')
+  t.match(stderr, /SIGINT: stopping after this step and saving a checkpoint/)
+  const status = JSON.parse(fs.readFileSync(path.join(out, 'ppo', 'run.json'), 'utf8'))
+  t.equal(status.state, 'interrupted')
+  const checkpoints = fs.readdirSync(path.join(out, 'ppo', 'checkpoints'))
+  t.equal(checkpoints.at(-1), `step-${String(status.step).padStart(6, '0')}`, 'a checkpoint at the step it stopped after')
+  t.ok(status.step < 400)
+
+  const resumed = rlfarm(['train', 'examples/ppo.yaml', '--output-dir', out, '--name', 'ppo', '--resume', '--progress', 'none', '--set', 'training.max_steps=' + (status.step + 3)])
+  t.equal(resumed.code, 0, resumed.stderr)
+  const after = JSON.parse(fs.readFileSync(path.join(out, 'ppo', 'run.json'), 'utf8'))
+  t.equal(after.state, 'finished')
+  t.equal(after.step, status.step + 3)
+  const steps = fs.readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)
+  t.same(steps, Array.from({ length: status.step + 3 }, (_, i) => i + 1), 'metrics.jsonl holds each step once')
+})
+
+t.test('rlfarm run examples/pipeline.yaml', async (t) => {
+  const out = outDir(t)
+  const r = rlfarm(['run', 'examples/pipeline.yaml', '--set', `output_dir=${out}`, '--set', 'stages[0].run.training.max_steps=20', '--progress', 'none'])
+  t.equal(r.code, 0, r.stderr)
+  for (const stage of ['sft', 'reward', 'ppo', 'eval']) t.match(r.stdout, `stage: ${stage}`)
+  t.match(r.stdout, /stage: eval\nmetrics: reward=/)
+  t.ok(fs.existsSync(path.join(out, 'pipeline', 'summary.json')))
+})
+
+t.test('examples/embed.ts runs: steps, a stop on an AbortSignal, and a resume', async (t) => {
+  const out = outDir(t)
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'examples', 'embed.ts')], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, RLFARM_EXAMPLE_OUT: out },
+    timeout: 300_000,
+  })
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, /step 10: loss [\d.]+\nstep 20: loss [\d.]+\nstopped: true at step 20/)
+  t.match(r.stdout, /finished at step 30: held-out accuracy [\d.]+/)
+})
