@@ -124,6 +124,17 @@ t.test('rlfarm run examples/pipeline.yaml', async (t) => {
   t.ok(fs.existsSync(path.join(out, 'pipeline', 'summary.json')))
 })
 
+t.test('rlfarm run examples/algorithms.yaml: several algorithms from one SFT model, evaluated alike', async (t) => {
+  const out = outDir(t)
+  const r = rlfarm(['run', 'examples/algorithms.yaml', '--set', `output_dir=${out}`, '--progress', 'none'])
+  t.equal(r.code, 0, r.stderr)
+  const summary = JSON.parse(fs.readFileSync(path.join(out, 'algorithms', 'summary.json'), 'utf8')) as { name: string; metrics: Record<string, number> }[]
+  const reward = (name: string) => summary.find((s) => s.name === name)!.metrics.reward
+  for (const method of ['dpo', 'ppo', 'grpo']) {
+    t.ok(reward(`eval_${method}`) > reward('eval_sft'), `${method} beats SFT under the reward model: ${reward(`eval_${method}`)} > ${reward('eval_sft')}`)
+  }
+})
+
 t.test('examples/embed.ts runs: steps, a stop on an AbortSignal, and a resume', async (t) => {
   const out = outDir(t)
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'examples', 'embed.ts')], {

@@ -63,7 +63,7 @@ function lineLocator(text: string): (offset: number) => Position {
 /** Parses YAML; syntax errors (and warnings such as unknown tags) throw a ConfigError with line and column. */
 export function parseYamlSource(text: string, file: string): { value: unknown; source: SourceInfo } {
   const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true })
   const at = (offset: number): Position => {
     const { line, col } = lineCounter.linePos(offset)
     return { line: Math.max(line, 1), column: Math.max(col, 1) }
