@@ -24,7 +24,7 @@ function rlfarm(args: string[], options: { cwd?: string } = {}) {
 t.test('--help on every command, with examples', async (t) => {
   const top = rlfarm(['--help'])
   t.equal(top.code, 0)
-  for (const command of ['train', 'run', 'eval', 'generate']) {
+  for (const command of ['train', 'run', 'eval', 'generate', 'farm']) {
     t.match(top.stdout, new RegExp(`\\n  ${command} `), `lists ${command}`)
     const r = rlfarm([command, '--help'])
     t.equal(r.code, 0, `${command} --help`)
@@ -133,6 +133,18 @@ t.test('rlfarm run examples/algorithms.yaml: several algorithms from one SFT mod
   for (const method of ['dpo', 'ppo', 'grpo']) {
     t.ok(reward(`eval_${method}`) > reward('eval_sft'), `${method} beats SFT under the reward model: ${reward(`eval_${method}`)} > ${reward('eval_sft')}`)
   }
+})
+
+t.test('rlfarm farm writes the splits, and a trainer reads them', async (t) => {
+  const out = outDir(t)
+  const r = rlfarm(['farm', '--out', out, '--seed', '0', '--sft', '64', '--preference', '8', '--unlabelled', '8', '--eval', '20'])
+  t.equal(r.code, 0, r.stderr)
+  const lines = (name: string) => fs.readFileSync(path.join(out, `${name}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  t.same([lines('sft').length, lines('preference').length, lines('unlabelled').length, lines('eval').length], [64, 8, 8, 20])
+  t.ok(lines('eval').every((row) => typeof row.reference === 'string' && typeof row.family === 'string'))
+  t.equal(rlfarm(['farm', '--out', out, '--eval', 'many']).code, 2, 'a bad count: exit 2')
+  const sft = rlfarm(['train', 'examples/sft.yaml', '--output-dir', out, '--name', 'farm-sft', '--set', `data.train=${path.join(out, 'sft.jsonl')}`, '--set', 'training.max_steps=5', '--progress', 'none'])
+  t.equal(sft.code, 0, sft.stderr)
 })
 
 t.test('examples/embed.ts runs: steps, a stop on an AbortSignal, and a resume', async (t) => {

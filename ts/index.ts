@@ -75,5 +75,5 @@ export type { StageResult, TrainerContext, TrainerState } from './algorithms/con
 export { NonFiniteError } from './algorithms/context.js'
 export { FAMILIES, parseTask, positionalMatch } from './farm/families.js'
 export type { Family, Task } from './farm/families.js'
-export { AnnotatorPool, DEFAULT_POOL, answerOf, demonstrate, goldScore, goldWinRate, hash32, makeSplits, poolWinRate, winRateOf } from './farm/farm.js'
-export type { Annotator, DemonstratorOptions, FarmRow, FarmSplits, Judged, PoolOptions, SplitSizes, WinRate } from './farm/farm.js'
+export { AnnotatorPool, DEFAULT_POOL, answerOf, demonstrate, goldScore, goldWinRate, hash32, makeSplits, poolWinRate, winRateOf, writeSplits } from './farm/farm.js'
+export type { Annotator, DemonstratorOptions, FarmFiles, FarmRow, FarmSplits, Judged, PoolOptions, SplitSizes, WinRate } from './farm/farm.js'

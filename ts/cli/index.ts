@@ -60,6 +60,51 @@ function printResult(metrics: Record<string, number>, extra: Record<string, stri
 }
 
 const COMMANDS: Record<string, Command> = {
+  farm: {
+    summary: "write the farm's splits as JSONL (sft, preference, unlabelled, eval)",
+    usage: 'rlfarm farm --out DIR [--seed N] [--sft N] [--preference N] [--unlabelled N] [--eval N]',
+    options: {
+      out: { type: 'string', short: 'o' },
+      seed: { type: 'string' },
+      sft: { type: 'string' },
+      preference: { type: 'string' },
+      unlabelled: { type: 'string' },
+      eval: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    help: `Makes the farm's instructions (nine families), the noisy demonstrator's SFT
+data and the fixed reference outputs of the evaluation split, and writes
+DIR/sft.jsonl, preference.jsonl, unlabelled.jsonl and eval.jsonl. No
+instruction is in two splits; the same seed gives the same files.
+
+Options:
+  -o, --out DIR        where the files go
+      --seed N         default 0
+      --sft N, --preference N, --unlabelled N   default 2000 each
+      --eval N         default 500
+
+Examples:
+  rlfarm farm --out farm
+  rlfarm farm --out farm-small --sft 500 --eval 200 --seed 3`,
+    async run(values) {
+      const out = values.out as string | undefined
+      if (!out) throw new UsageError('--out is required')
+      const count = (name: string) => {
+        const v = values[name]
+        if (v === undefined) return undefined
+        const n = Number(v)
+        if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer; got '${v}'`)
+        return n
+      }
+      const { makeSplits, writeSplits } = await import('../farm/farm.js')
+      const sizes = { sft: count('sft'), preference: count('preference'), unlabelled: count('unlabelled'), eval: count('eval') }
+      const seed = values.seed === undefined ? 0 : Number(values.seed)
+      if (!Number.isInteger(seed) || seed < 0) throw new UsageError(`--seed must be a non-negative integer; got '${values.seed}'`)
+      const files = writeSplits(out, makeSplits(seed, sizes))
+      for (const [split, file] of Object.entries(files)) process.stdout.write(`${split}: ${file}\n`)
+      return 0
+    },
+  },
   train: {
     summary: 'train one stage from a config file',
     usage: 'rlfarm train <config.yaml> [--set key=value ...] [--name NAME] [--resume] [--progress MODE]',

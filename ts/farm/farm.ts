@@ -11,7 +11,10 @@
 //                    with fixed reference outputs for the evaluation split
 //   win-rate         (wins + ties / 2) / N against the references, with its
 //                    standard error, by the gold evaluator or by the pool
+import fs from 'node:fs'
+import path from 'node:path'
 import { Rng } from '../run/rng.js'
+import { writeFileAtomic } from '../util/fs.js'
 import { FAMILIES, parseTask, type Task } from './families.js'
 
 /** The answer part of a response: its first line, trimmed. */
@@ -268,4 +271,34 @@ export function poolWinRate(items: readonly Judged[], pool: AnnotatorPool): WinR
       return (label === 0) === responseFirst ? 1 : 0
     }),
   )
+}
+
+// ---- files for the trainers ----
+
+export interface FarmFiles {
+  sft: string
+  preference: string
+  unlabelled: string
+  eval: string
+}
+
+/**
+ * Writes the splits as JSONL files the trainers read (sft.jsonl rows
+ * {prompt, response, family}; preference.jsonl and unlabelled.jsonl rows
+ * {prompt, family}; eval.jsonl rows {prompt, family, reference}), each
+ * written to a temporary file and renamed into place.
+ */
+export function writeSplits(dir: string, splits: FarmSplits): FarmFiles {
+  fs.mkdirSync(dir, { recursive: true })
+  const write = (name: string, rows: readonly object[]) => {
+    const file = path.join(dir, `${name}.jsonl`)
+    writeFileAtomic(file, rows.map((r) => `${JSON.stringify(r)}\n`).join(''))
+    return file
+  }
+  return {
+    sft: write('sft', splits.sft),
+    preference: write('preference', splits.preference),
+    unlabelled: write('unlabelled', splits.unlabelled),
+    eval: write('eval', splits.eval),
+  }
 }
