@@ -5,12 +5,13 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { SequenceEncoder } from '../data/encode.js'
-import { parsePromptRow, type Prompt } from '../data/examples.js'
+import type { Prompt } from '../data/examples.js'
 import type { GenerationConfig } from '../config/types.generated.js'
 import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
+import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, readRows, sampleResponses, scorerFor, type Scorer } from './common.js'
+import { encoderFor, loadModelSpec, meanOf, readPrompts, sampleResponses, scorerFor, type Scorer } from './common.js'
 
 export interface Sample {
   /** The response's token ids (stop token included) and its text. */
@@ -70,7 +71,7 @@ export async function runBestOfN(ctx: TrainerContext): Promise<StageResult> {
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
   const { scorer } = await scorerFor(config, policy)
-  const rows = await readRows(config.data.prompts ?? config.data.train, 'prompts', parsePromptRow, config.data, (m) => ctx.note(m))
+  const rows = await readPrompts(ctx)
   const out = o.output ?? path.join(ctx.runDir, 'outputs.jsonl')
   const lines: string[] = []
   const bestScores: number[] = []
@@ -94,8 +95,6 @@ export async function runBestOfN(ctx: TrainerContext): Promise<StageResult> {
     ctx.log(Math.min(start + B, rows.length), { best_score: meanOf(bestScores), single_sample_score: meanOf(firstScores) }, { totalSteps: rows.length, phase: 'sample' })
   }
   fs.mkdirSync(path.dirname(out), { recursive: true })
-  const temp = `${out}.tmp-${process.pid}`
-  fs.writeFileSync(temp, lines.map((l) => `${l}\n`).join(''))
-  fs.renameSync(temp, out)
+  writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
   return { files: { outputs: out }, metrics: { best_score: meanOf(bestScores), single_sample_score: meanOf(firstScores), prompts: lines.length } }
 }

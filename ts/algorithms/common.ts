@@ -7,13 +7,14 @@ import type { DataConfig, GenerationConfig, ModelSpec, OptimizerConfig, RewardFu
 import { collatePrompts, lastPositionMask, type PromptBatch } from '../data/batch.js'
 import { SequenceEncoder } from '../data/encode.js'
 import { readJsonl } from '../data/jsonl.js'
-import type { Prompt } from '../data/examples.js'
+import { parsePromptRow, type Prompt, type PromptExample } from '../data/examples.js'
 import { Model } from '../model/model.js'
 import { AdamW, learningRate } from '../model/optim.js'
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.js'
 import * as ops from '../ops.js'
 import { Rng, type RngState } from '../run/rng.js'
 import { Tensor } from '../tensor.js'
+import type { TrainerContext } from './context.js'
 
 /** A model with the tokenizer that reads its text, and where that tokenizer came from. */
 export interface LoadedModel {
@@ -39,6 +40,16 @@ export function tokenizerSourceFor(spec: ModelSpec, what: string): string {
     }
   }
   throw new Error(`${what}: no tokenizer: set ${what}.tokenizer to a tokenizer directory or 'byte' (the model directory has no tokenizer.json)`)
+}
+
+/** Whether a config names this model: a directory to load or a shape to create. */
+export function isGiven(spec: ModelSpec): boolean {
+  return Boolean(spec.path || spec.init)
+}
+
+/** The frozen reference model: `reference` when given, else the starting policy. */
+export function referenceSpec(config: RunConfig): ModelSpec {
+  return isGiven(config.reference) ? config.reference : config.policy
 }
 
 /** Loads (or creates, with `init`) the model a ModelSpec names. */
@@ -103,6 +114,11 @@ export async function readRows<T>(
   if (result.skipped > 0) note(`${file}: skipped ${result.skipped} bad rows (first: ${result.skippedReasons[0]})`)
   if (result.rows.length === 0) throw new Error(`${file}: no usable rows`)
   return result.rows
+}
+
+/** The prompts a sampling trainer reads: data.prompts, else data.train (rows keep their other fields). */
+export function readPrompts(ctx: TrainerContext, file = ctx.config.data.prompts ?? ctx.config.data.train): Promise<PromptExample[]> {
+  return readRows(file, 'prompts', parsePromptRow, ctx.config.data, (m) => ctx.note(m))
 }
 
 /** Splits off `evalSize` rows for evaluation when no eval file is given (seeded). */
@@ -175,6 +191,11 @@ export function totalSteps(config: RunConfig, rows: number): number {
   const perStep = config.training.batch_size * config.training.gradient_accumulation
   const fromEpochs = Math.ceil(rows / perStep) * config.training.epochs
   return config.training.max_steps > 0 ? config.training.max_steps : fromEpochs
+}
+
+/** Rollout steps of an on-policy trainer: max_steps, or the epochs' worth of prompt batches. */
+export function rolloutSteps(config: RunConfig, prompts: number): number {
+  return config.training.max_steps > 0 ? config.training.max_steps : Math.ceil(prompts / config.training.batch_size) * config.training.epochs
 }
 
 export function makeOptimizer(model: Model, o: OptimizerConfig): AdamW {
@@ -335,7 +356,7 @@ export class FunctionScorer implements Scorer {
 
 /** The scorer a config names: reward_model (loaded with a scalar head) or reward_function. */
 export async function scorerFor(config: RunConfig, policy: LoadedModel): Promise<{ scorer: Scorer; model?: LoadedModel }> {
-  if (config.reward_model.path || config.reward_model.init) {
+  if (isGiven(config.reward_model)) {
     const rm = await loadModelSpec(config.reward_model, 'reward_model', { scalarHead: true, seed: config.seed + 2, tokenizer: sameTokenizer(config.reward_model, policy) })
     return { scorer: new RewardModelScorer(rm.model), model: rm }
   }

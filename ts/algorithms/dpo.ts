@@ -9,7 +9,7 @@ import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from './context.js'
-import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, sameTokenizer, totalSteps } from './common.js'
+import { EpochBatches, encoderFor, isGiven, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, sameTokenizer, totalSteps } from './common.js'
 import { pairBatch, preferenceSplit } from './reward.js'
 
 /** Sequence log-probs (sums over response tokens) of every row of a pair batch. */
@@ -45,7 +45,7 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
   let ref = { chosen: new Float32Array(split.train.length), rejected: new Float32Array(split.train.length) }
   let evalRef = { chosen: new Float32Array(split.eval.length), rejected: new Float32Array(split.eval.length) }
   if (needsReference) {
-    const reference = config.reference.path || config.reference.init
+    const reference = isGiven(config.reference)
       ? (await loadModelSpec(config.reference, 'reference', { seed: config.seed, tokenizer: sameTokenizer(config.reference, policy) })).model
       : policy.model
     ctx.note('computing reference log-probs')

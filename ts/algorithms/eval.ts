@@ -2,11 +2,10 @@
 // or reward function (mean reward, written to outputs.jsonl), and, when the
 // evaluated model has a scalar head and held-out pairs are given, its
 // pairwise accuracy.
-import fs from 'node:fs'
 import path from 'node:path'
-import { parsePromptRow } from '../data/examples.js'
+import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, padIdOf, readRows, sampleResponses, scorerFor } from './common.js'
+import { encoderFor, loadModelSpec, meanOf, padIdOf, readPrompts, sampleResponses, scorerFor } from './common.js'
 import { pairAccuracy, preferenceSplit } from './reward.js'
 
 export async function runEval(ctx: TrainerContext): Promise<StageResult> {
@@ -26,7 +25,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
   const { scorer } = await scorerFor(config, policy)
-  const rows = await readRows(config.data.prompts ?? config.data.eval ?? config.data.train, 'prompts', parsePromptRow, config.data, (m) => ctx.note(m))
+  const rows = await readPrompts(ctx, config.data.prompts ?? config.data.eval ?? config.data.train)
   const scores: number[] = []
   const lengths: number[] = []
   const lines: string[] = []
@@ -42,8 +41,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
     ctx.log(Math.min(start + B, rows.length), { reward: meanOf(scores) }, { totalSteps: rows.length, phase: 'eval' })
   }
   const out = path.join(ctx.runDir, 'outputs.jsonl')
-  fs.writeFileSync(`${out}.tmp-${process.pid}`, lines.map((l) => `${l}\n`).join(''))
-  fs.renameSync(`${out}.tmp-${process.pid}`, out)
+  writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
   files.outputs = out
   Object.assign(metrics, { reward: meanOf(scores), response_length: meanOf(lengths), prompts: scores.length })
   return { metrics, files }

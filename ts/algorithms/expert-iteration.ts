@@ -1,11 +1,10 @@
 // Expert iteration (as AlpacaFarm's and the ReST/RAFT line run it): each round
 // samples n responses to the unlabelled prompts with the current policy, keeps
 // the best by the reward, and fine-tunes the policy on those winners.
-import { parsePromptRow } from '../data/examples.js'
 import type { EncodedPair } from '../data/encode.js'
 import type { StageResult, TrainerContext } from './context.js'
 import { best, sampleAndScore } from './best-of-n.js'
-import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, meanOf, optimizerStep, padIdOf, readRows, scorerFor } from './common.js'
+import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, meanOf, optimizerStep, padIdOf, readPrompts, scorerFor } from './common.js'
 import { sftStep } from './sft.js'
 
 interface RoundState {
@@ -27,9 +26,7 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
   const encoder = encoderFor(policy.tokenizer, config.data)
   const pad = padIdOf(policy.tokenizer)
   const { scorer } = await scorerFor(config, policy)
-  const prompts = (await readRows(config.data.prompts ?? config.data.train, 'prompts', parsePromptRow, config.data, (m) => ctx.note(m))).map((r) =>
-    encoder.prompt(r.prompt),
-  )
+  const prompts = (await readPrompts(ctx)).map((r) => encoder.prompt(r.prompt))
   const opt = makeOptimizer(policy.model, config.optimizer)
   await ctx.track({ models: { policy: policy.model }, optimizers: { policy: opt } })
   const resumed = ctx.resumed as (RoundState & { step: number }) | undefined

@@ -5,7 +5,6 @@
 // sampling policy and, when kl_coef > 0, beta * KL(policy || reference) (k3)
 // added to the loss. RLOO (rloo.ts) runs the same loop with the leave-one-out
 // baseline and the KL in the reward.
-import { parsePromptRow } from '../data/examples.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from './context.js'
@@ -17,7 +16,9 @@ import {
   maskedMean,
   meanOf,
   optimizerStep,
-  readRows,
+  readPrompts,
+  referenceSpec,
+  rolloutSteps,
   sameTokenizer,
   sampleResponses,
   scorerFor,
@@ -54,19 +55,17 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
   const { scorer } = await scorerFor(config, policy)
   const reference =
     o.kl_coef > 0
-      ? await loadModelSpec(config.reference.path || config.reference.init ? config.reference : config.policy, 'reference', {
+      ? await loadModelSpec(referenceSpec(config), 'reference', {
           seed: config.seed,
           tokenizer: sameTokenizer(config.reference, policy),
         })
       : undefined
-  const prompts = (await readRows(config.data.prompts ?? config.data.train, 'prompts', parsePromptRow, config.data, (m) => ctx.note(m))).map((r) =>
-    encoder.prompt(r.prompt),
-  )
+  const prompts = (await readPrompts(ctx)).map((r) => encoder.prompt(r.prompt))
   const opt = makeOptimizer(policy.model, config.optimizer)
   await ctx.track({ models: { policy: policy.model }, optimizers: { policy: opt } })
   const B = config.training.batch_size
   const order = new EpochBatches(prompts.length, B, config.seed + 101, ctx.resumed?.order as never)
-  const steps = config.training.max_steps > 0 ? config.training.max_steps : Math.ceil(prompts.length / B) * config.training.epochs
+  const steps = rolloutSteps(config, prompts.length)
   const temperature = config.generation.temperature > 0 ? config.generation.temperature : 1
   let step = ctx.resumed?.step ?? 0
 

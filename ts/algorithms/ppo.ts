@@ -9,7 +9,6 @@
 //   update    `epochs` passes of minibatches: clipped policy loss (+ entropy
 //             bonus) for the policy, clipped value loss for the value model
 //   control   adaptive KL: beta <- beta (1 + clip(KL/target - 1, +-0.2) B/horizon)
-import { parsePromptRow } from '../data/examples.js'
 import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
@@ -17,6 +16,7 @@ import { checkFinite, type StageResult, type TrainerContext } from './context.js
 import {
   EpochBatches,
   encoderFor,
+  isGiven,
   leadingColumns,
   loadModelSpec,
   makeOptimizer,
@@ -24,7 +24,9 @@ import {
   meanOf,
   optimizerStep,
   padLastColumn,
-  readRows,
+  readPrompts,
+  referenceSpec,
+  rolloutSteps,
   sameTokenizer,
   sampleResponses,
   scorerFor,
@@ -62,16 +64,14 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
   const { scorer, model: rewardModel } = await scorerFor(config, policy)
-  const reference = await loadModelSpec(config.reference.path || config.reference.init ? config.reference : config.policy, 'reference', {
+  const reference = await loadModelSpec(referenceSpec(config), 'reference', {
     seed: config.seed,
     tokenizer: sameTokenizer(config.reference, policy),
   })
   // The value model starts from the reward model, as AlpacaFarm does, unless one is named.
-  const valueSpec = config.value_model.path || config.value_model.init ? config.value_model : rewardModel ? config.reward_model : config.policy
+  const valueSpec = isGiven(config.value_model) ? config.value_model : rewardModel ? config.reward_model : config.policy
   const value = await loadModelSpec(valueSpec, 'value_model', { scalarHead: true, seed: config.seed + 1, tokenizer: sameTokenizer(valueSpec, policy) })
-  const prompts = (await readRows(config.data.prompts ?? config.data.train, 'prompts', parsePromptRow, config.data, (m) => ctx.note(m))).map((r) =>
-    encoder.prompt(r.prompt),
-  )
+  const prompts = (await readPrompts(ctx)).map((r) => encoder.prompt(r.prompt))
 
   const policyOpt = makeOptimizer(policy.model, config.optimizer)
   const valueOpt = makeOptimizer(value.model, config.optimizer)
@@ -79,7 +79,7 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
   const resumed = ctx.resumed as { step: number; order: never; kl_coef: number; moments: [number, number, number] } | undefined
   const B = config.training.batch_size
   const order = new EpochBatches(prompts.length, B, config.seed + 101, resumed?.order)
-  const steps = config.training.max_steps > 0 ? config.training.max_steps : Math.ceil(prompts.length / B) * config.training.epochs
+  const steps = rolloutSteps(config, prompts.length)
   let klCoef = resumed?.kl_coef ?? o.kl_coef
   const moments = new RunningMoments(...(resumed?.moments ?? []))
   let step = resumed?.step ?? 0

@@ -6,10 +6,10 @@
 // given quantiles; train the reward model on a 1:1 mix of these and the base
 // pairs; the trained model is the next round's base. Reports the held-out
 // accuracy of the base and the new model.
-import { parsePromptRow, type PreferenceExample, type Prompt } from '../data/examples.js'
+import type { PreferenceExample, Prompt } from '../data/examples.js'
 import type { StageResult, TrainerContext } from './context.js'
 import { best, sampleAndScore } from './best-of-n.js'
-import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, readRows, RewardModelScorer, sameTokenizer } from './common.js'
+import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, readPrompts, RewardModelScorer, sameTokenizer } from './common.js'
 import { checkFinite } from './context.js'
 import { pairAccuracy, preferenceSplit, rewardStep } from './reward.js'
 
@@ -37,7 +37,7 @@ export async function trainWestOfN(ctx: TrainerContext): Promise<StageResult> {
   const rm = await loadModelSpec(config.reward_model, 'reward_model', { scalarHead: true, seed: config.seed + 2, tokenizer: sameTokenizer(config.reward_model, policy) })
   const encoder = encoderFor(policy.tokenizer, config.data)
   const pad = padIdOf(rm.tokenizer)
-  const promptRows = await readRows(config.data.prompts, 'prompts', parsePromptRow, config.data, (m) => ctx.note(m))
+  const promptRows = await readPrompts(ctx, config.data.prompts)
   const prompts = promptRows.map((r) => encoder.prompt(r.prompt))
   const split = await preferenceSplit(ctx)
   if (split.eval.length === 0) throw new Error('west_of_n needs held-out pairs to report accuracy: give data.eval or data.eval_size')
