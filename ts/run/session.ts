@@ -97,11 +97,6 @@ export async function runConfigFrom(config: string | RunConfig | RunConfigInput,
   return resolveConfig(config as RunConfigInput, { source: 'train(config)', set })
 }
 
-// The newest complete checkpoint's step, read before any model is loaded (for metrics and progress).
-function resumeStep(runDir: string): number | undefined {
-  const all = listCheckpoints(runDir)
-  return all.length > 0 ? all[all.length - 1].step : undefined
-}
 
 // Files of a Hugging Face tokenizer directory that a saved model carries along.
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'vocab.json', 'merges.txt', 'generation_config.json']
@@ -137,13 +132,14 @@ class Session implements TrainerContext {
     readonly run: RunDirectory,
     readonly interrupt: Interrupt,
     readonly options: TrainOptions & { stage?: string },
-    readonly startStep: number | undefined,
+    /** The checkpoint a resumed run continues from: its step is known before any model is loaded. */
+    readonly resumeFrom: { step: number; path: string } | undefined,
   ) {
     this.rng = new Rng(config.seed)
     this.runDir = run.path
     this.#logFile = path.join(run.path, 'run.log')
-    this.#metrics = run.metrics({ jsonl: config.logging.jsonl, tensorboard: config.logging.tensorboard, resumeStep: startStep ?? (run.resumed ? 0 : undefined) })
-    if (startStep !== undefined) this.#step = startStep
+    this.#metrics = run.metrics({ jsonl: config.logging.jsonl, tensorboard: config.logging.tensorboard, resumeStep: resumeFrom?.step ?? (run.resumed ? 0 : undefined) })
+    if (resumeFrom) this.#step = resumeFrom.step
   }
 
   get algorithm(): Algorithm {
@@ -167,7 +163,7 @@ class Session implements TrainerContext {
     if (mode === 'none') return undefined
     if (!this.#progress) {
       const label = this.options.stage ? `${this.options.stage} (${this.algorithm})` : this.algorithm
-      this.#progress = new Progress({ total, mode, label, start: this.startStep ?? 0, ...(this.options.stream ? { stream: this.options.stream } : {}) })
+      this.#progress = new Progress({ total, mode, label, start: this.resumeFrom?.step ?? 0, ...(this.options.stream ? { stream: this.options.stream } : {}) })
     }
     return this.#progress
   }
@@ -187,8 +183,8 @@ class Session implements TrainerContext {
   async track(parts: { models: Record<string, Model>; optimizers?: Record<string, AdamW> }): Promise<void> {
     if (this.#tracked) throw new Error('TrainerContext.track: called twice; a trainer tracks its models once')
     this.#tracked = { models: parts.models, optimizers: parts.optimizers ?? {} }
-    if (!this.run.resumed || this.startStep === undefined) return
-    const dir = listCheckpoints(this.runDir).at(-1)!.path
+    if (!this.resumeFrom) return
+    const dir = this.resumeFrom.path
     const { step, state } = await loadCheckpoint<{ trainer: TrainerState; rng: RngState }>(dir, this.#tracked)
     if (!state || typeof state !== 'object' || !state.trainer || state.trainer.step !== step) {
       throw new Error(`${dir}: state.json does not hold this trainer's state (was it written by another kind of run?)`)
@@ -262,9 +258,9 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   const run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume })
   await saveResolvedConfig(resolved, run.configFile)
   const interrupt = onInterrupt(undefined, { signal: options.signal, signals: options.handleSignals ? undefined : [], quiet: !options.handleSignals })
-  const startStep = resume ? resumeStep(run.path) : undefined
-  const session = new Session(resolved, run, interrupt, options, startStep)
-  if (resume && startStep === undefined) session.note(`${run.path}: no checkpoint yet; starting from the beginning`)
+  const resumeFrom = resume ? listCheckpoints(run.path).at(-1) : undefined
+  const session = new Session(resolved, run, interrupt, options, resumeFrom)
+  if (resume && !resumeFrom) session.note(`${run.path}: no checkpoint yet; starting from the beginning`)
   try {
     const result = await TRAINERS[resolved.algorithm](session)
     await session.checkpoint()
