@@ -3,16 +3,10 @@
 // way leaves the previous checkpoint alone, pruning keeps the newest.
 import t from 'tap'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { AdamW, latestCheckpoint, listCheckpoints, loadCheckpoint, Model, Rng, saveCheckpoint, Tensor } from 'rlfarm'
-import { assertRejectsWith } from './helpers/common'
+import { assertRejectsWith, tempDir } from './helpers/common'
 
-function tempDir(t: { teardown(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-checkpoint-'))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 const GPT2 = { arch: 'gpt2', vocab: 50, dim: 16, layers: 2, heads: 2, maxPositions: 16 } as const
 const LLAMA = { arch: 'llama', vocab: 50, dim: 16, layers: 1, heads: 2, kvHeads: 1, hidden: 32, maxPositions: 16 } as const
@@ -46,7 +40,7 @@ function sameBits(a: Tensor, b: Tensor): boolean {
 }
 
 t.test('save then load: bit-identical parameters, moments, state; training continues identically', async (t) => {
-  const run = tempDir(t)
+  const run = tempDir(t, 'checkpoint')
   const original = models(1)
   for (let step = 1; step <= 3; step++) await trainStep(original, step)
   const rng = new Rng(9)
@@ -84,7 +78,7 @@ t.test('save then load: bit-identical parameters, moments, state; training conti
 })
 
 t.test('a save that fails half way leaves the last checkpoint; leftovers are ignored and cleaned', async (t) => {
-  const run = tempDir(t)
+  const run = tempDir(t, 'checkpoint')
   const m = models(2)
   const good = await saveCheckpoint(run, { step: 10, models: { policy: m.policy }, optimizers: { policy: m.optimizers.policy }, state: { k: 1 } })
   await trainStep(m, 11)
@@ -120,7 +114,7 @@ t.test('a save that fails half way leaves the last checkpoint; leftovers are ign
 })
 
 t.test('pruning keeps the newest `keep`; saving a step again replaces it', async (t) => {
-  const run = tempDir(t)
+  const run = tempDir(t, 'checkpoint')
   const m = models(4)
   for (const step of [1, 2, 3, 4, 5]) await saveCheckpoint(run, { step, models: { policy: m.policy }, state: { step }, keep: 2 })
   t.same(listCheckpoints(run).map((c) => c.step), [4, 5], 'two kept')
@@ -132,7 +126,7 @@ t.test('pruning keeps the newest `keep`; saving a step again replaces it', async
 })
 
 t.test('checkpoint errors name the file and the problem', async (t) => {
-  const run = tempDir(t)
+  const run = tempDir(t, 'checkpoint')
   const m = models(6)
   await assertRejectsWith(t, () => saveCheckpoint(run, { step: 1, state: { kl: NaN } }), ['saveCheckpoint: state.kl is NaN, which JSON cannot hold'], 'NaN in the state')
   await assertRejectsWith(t, () => saveCheckpoint(run, { step: 1, state: { when: new Date() } }), ['state.when is Date', 'plain JSON'], 'class instances in the state')

@@ -3,18 +3,13 @@
 // finishing the run, and examples/embed.ts.
 import t from 'tap'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { spawn, spawnSync } from 'node:child_process'
+import { tempDir } from './helpers/common'
 
 const ROOT = path.join(__dirname, '..')
 const BIN = path.join(ROOT, 'bin', 'rlfarm.js')
 
-function outDir(t: { teardown(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-cli-'))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 function rlfarm(args: string[], options: { cwd?: string } = {}) {
   const r = spawnSync(process.execPath, [BIN, ...args], { cwd: options.cwd ?? ROOT, encoding: 'utf8', timeout: 300_000 })
@@ -39,7 +34,7 @@ t.test('--help on every command, with examples', async (t) => {
 })
 
 t.test('bad command lines and configs: exit 2 and a message naming the problem', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'cli')
   const missing = rlfarm(['train'])
   t.equal(missing.code, 2)
   t.match(missing.stderr, /expected one config file/)
@@ -60,7 +55,7 @@ t.test('bad command lines and configs: exit 2 and a message naming the problem',
 })
 
 t.test('train, eval and generate on the example configs', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'cli')
   const r = rlfarm(['train', 'examples/sft.yaml', '--output-dir', out, '--name', 'sft', '--set', 'training.max_steps=20', '--progress', 'lines'])
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, `model: ${path.join(out, 'sft', 'model')}`)
@@ -83,7 +78,7 @@ t.test('train, eval and generate on the example configs', async (t) => {
 })
 
 t.test('Ctrl-C saves a checkpoint and exits 130; --resume finishes the run', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'cli')
   const args = [BIN, 'train', 'examples/ppo.yaml', '--output-dir', out, '--name', 'ppo', '--progress', 'lines', '--set', 'training.max_steps=400', '--set', 'logging.every=1']
   const child = spawn(process.execPath, args, { cwd: ROOT })
   let stderr = ''
@@ -116,7 +111,7 @@ t.test('Ctrl-C saves a checkpoint and exits 130; --resume finishes the run', asy
 })
 
 t.test('rlfarm run examples/pipeline.yaml', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'cli')
   const r = rlfarm(['run', 'examples/pipeline.yaml', '--set', `output_dir=${out}`, '--set', 'stages[0].run.training.max_steps=20', '--progress', 'none'])
   t.equal(r.code, 0, r.stderr)
   for (const stage of ['sft', 'reward', 'ppo', 'eval']) t.match(r.stdout, `stage: ${stage}`)
@@ -125,7 +120,7 @@ t.test('rlfarm run examples/pipeline.yaml', async (t) => {
 })
 
 t.test('rlfarm run examples/algorithms.yaml: several algorithms from one SFT model, evaluated alike', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'cli')
   const r = rlfarm(['run', 'examples/algorithms.yaml', '--set', `output_dir=${out}`, '--progress', 'none'])
   t.equal(r.code, 0, r.stderr)
   const summary = JSON.parse(fs.readFileSync(path.join(out, 'algorithms', 'summary.json'), 'utf8')) as { name: string; metrics: Record<string, number> }[]
@@ -136,7 +131,7 @@ t.test('rlfarm run examples/algorithms.yaml: several algorithms from one SFT mod
 })
 
 t.test('rlfarm farm writes the splits, and a trainer reads them', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'cli')
   const r = rlfarm(['farm', '--out', out, '--seed', '0', '--sft', '64', '--preference', '8', '--unlabelled', '8', '--eval', '20'])
   t.equal(r.code, 0, r.stderr)
   const lines = (name: string) => fs.readFileSync(path.join(out, `${name}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
@@ -148,7 +143,7 @@ t.test('rlfarm farm writes the splits, and a trainer reads them', async (t) => {
 })
 
 t.test('examples/embed.ts runs: steps, a stop on an AbortSignal, and a resume', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'cli')
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'examples', 'embed.ts')], {
     cwd: ROOT,
     encoding: 'utf8',

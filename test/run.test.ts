@@ -10,13 +10,8 @@ import protobuf from 'protobufjs'
 import { MetricsLogger, onInterrupt, Progress, Rng, RunDirectory, TensorBoardWriter, type ProgressStream, type RngState } from 'rlfarm'
 // Internals, from the same compiled module the package exports.
 import { crc32c, maskedCrc32c } from '../dist/run/tensorboard.js'
-import { assertThrowsWith } from './helpers/common'
+import { assertThrowsWith, tempDir } from './helpers/common'
 
-function tempDir(t: { teardown(fn: () => void): void }, prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `rlfarm-${prefix}-`))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 // --- TensorBoard ---------------------------------------------------------------
 

@@ -4,19 +4,14 @@
 // give the documented errors.
 import t from 'tap'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { ConfigError, NonFiniteError, runPipeline, train, type RunConfigInput, type StepEvent } from 'rlfarm'
 import { mean, readMetrics, TINY_POLICY, toyData } from './helpers/toy-data'
+import { tempDir } from './helpers/common'
 
 const data = toyData()
 t.teardown(() => fs.rmSync(data.dir, { recursive: true, force: true }))
 
-function outDir(t: { teardown(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-runs-'))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 const quiet = { logging: { progress: 'none' as const } }
 
@@ -41,7 +36,7 @@ function config(out: string, algorithm: RunConfigInput['algorithm'], extra: RunC
 const train_ = (m: Record<string, number>[]) => m.filter((r) => r.loss !== undefined || r.score !== undefined)
 
 t.test('SFT: the loss on response tokens goes down; packing works too', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   const r = await train(
     config(out, 'sft', { name: 'sft', data: { train: data.sft, eval_size: 16 }, optimizer: { lr: 1e-2 }, training: { batch_size: 16, max_steps: 40, eval_every: 20 } }),
   )
@@ -61,7 +56,7 @@ t.test('SFT: the loss on response tokens goes down; packing works too', async (t
 })
 
 t.test('reward model: held-out pairwise accuracy goes up', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   const r = await train(config(out, 'reward', { data: { train: data.preferences, eval_size: 24 }, optimizer: { lr: 3e-3 }, training: { batch_size: 16, max_steps: 30 } }))
   t.ok(r.metrics.eval_accuracy_before <= 0.75, `before: ${r.metrics.eval_accuracy_before}`)
   t.ok(r.metrics.eval_accuracy >= 0.9, `after: ${r.metrics.eval_accuracy}`)
@@ -70,7 +65,7 @@ t.test('reward model: held-out pairwise accuracy goes up', async (t) => {
 })
 
 t.test('DPO: chosen-over-rejected accuracy goes up; every variant trains', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   const r = await train(config(out, 'dpo', { data: { train: data.preferences, eval_size: 24 }, optimizer: { lr: 3e-3 }, dpo: { beta: 0.1 }, training: { batch_size: 16, max_steps: 30 } }))
   const m = train_(readMetrics(r.runDir))
   t.ok(mean(m.slice(-5).map((x) => x.loss)) < mean(m.slice(0, 3).map((x) => x.loss)) - 0.1, 'the DPO loss falls')
@@ -95,7 +90,7 @@ const rl = (extra: RunConfigInput): RunConfigInput => ({
 })
 
 t.test('PPO raises the toy reward while the KL penalty bounds the drift from the reference', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   const run = (kl: number, name: string) =>
     train(config(out, 'ppo', rl({ name, ...countA(0.5), training: { batch_size: 16, max_steps: 30 }, ppo: { minibatch_size: 8, epochs: 2, kl_coef: kl } })))
   const penalised = readMetrics((await run(0.1, 'kl')).runDir)
@@ -113,7 +108,7 @@ t.test('PPO raises the toy reward while the KL penalty bounds the drift from the
 })
 
 t.test('GRPO and RLOO raise the toy reward', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   for (const algorithm of ['grpo', 'rloo'] as const) {
     const r = await train(config(out, algorithm, rl({ ...countA(), training: { batch_size: 16, max_steps: 20 }, group: { group_size: 4 } })))
     const m = readMetrics(r.runDir)
@@ -124,7 +119,7 @@ t.test('GRPO and RLOO raise the toy reward', async (t) => {
 })
 
 t.test('best-of-n, expert iteration and West-of-N', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   const bon = await train(config(out, 'best_of_n', rl({ ...countA(), best_of_n: { n: 16 }, training: { batch_size: 8 } })))
   t.ok(bon.metrics.best_score > bon.metrics.single_sample_score, `best of 16 beats one sample: ${bon.metrics.best_score} > ${bon.metrics.single_sample_score}`)
   const outputs = fs.readFileSync(bon.files!.outputs, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
@@ -142,7 +137,7 @@ t.test('best-of-n, expert iteration and West-of-N', async (t) => {
 })
 
 t.test('a resumed run equals an uninterrupted one, bit for bit', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   for (const [algorithm, extra] of [
     ['sft', { data: { train: data.sft }, optimizer: { lr: 1e-2 }, training: { batch_size: 8, max_steps: 8 } }],
     ['ppo', rl({ ...countA(), training: { batch_size: 8, max_steps: 6 }, ppo: { minibatch_size: 4, kl_target: 1, kl_horizon: 50, normalize_rewards: true } })],
@@ -171,7 +166,7 @@ t.test('a resumed run equals an uninterrupted one, bit for bit', async (t) => {
 })
 
 t.test('a pipeline feeds each stage into the next', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   const events: StepEvent[] = []
   const r = await runPipeline(
     {
@@ -203,7 +198,7 @@ t.test('a pipeline feeds each stage into the next', async (t) => {
 })
 
 t.test('embedding: train() leaves the event loop free and reports steps', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   let ticks = 0
   const timer = setInterval(() => ticks++, 5)
   const steps: number[] = []
@@ -216,7 +211,7 @@ t.test('embedding: train() leaves the event loop free and reports steps', async 
 })
 
 t.test('bad configs and bad runs give clear errors', async (t) => {
-  const out = outDir(t)
+  const out = tempDir(t, 'runs')
   await t.rejects(train(config(out, 'sft', { training: { batch_sise: 4 } as never })), { name: 'ConfigError', message: /batch_sise.*did you mean 'batch_size'/ })
   await t.rejects(train(config(out, 'sft', { training: { batch_size: 'four' as never } })), ConfigError)
   await t.rejects(train(config(out, 'sft', { training: { batch_size: 'four' as never } })), { message: /training\.batch_size/ })

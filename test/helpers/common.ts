@@ -1,5 +1,8 @@
 // Shared test helpers: seeded random inputs, the devices to run on, and
 // element-wise comparison against float64 references.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { devices, Tensor } from 'rlfarm'
 
 import type { Test } from 'tap'
@@ -158,4 +161,11 @@ export function randomMask(rng: Rng, rows: number, steps: number): Uint8Array {
     for (let t = start; t < end; t++) mask[r * steps + t] = rng.next() < 0.05 ? 0 : 1
   }
   return mask
+}
+
+/** A fresh directory under the OS temp dir (rlfarm-<prefix>-*), removed when test `t` ends. */
+export function tempDir(t: { teardown(fn: () => void): void }, prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `rlfarm-${prefix}-`))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
 }
