@@ -115,6 +115,9 @@ export async function saveModelWithTokenizer(model: Model, tokenizerSource: stri
   }
 }
 
+// Between checkpoints, run.json's step is brought up to date at most this often.
+const STATUS_EVERY_MS = 2000
+
 class Session implements TrainerContext {
   readonly rng: Rng
   readonly runDir: string
@@ -122,6 +125,7 @@ class Session implements TrainerContext {
   #tracked: { models: Record<string, Model>; optimizers: Record<string, AdamW> } | undefined
   #lastState: (() => TrainerState) | undefined
   #lastSaved = -1
+  #lastStatusWrite = Date.now()
   #step = 0
   #progress: Progress | undefined
   readonly #metrics: MetricsLogger
@@ -202,7 +206,11 @@ class Session implements TrainerContext {
     this.#step = step
     const every = this.config.checkpoint.every
     if ((every > 0 && step % every === 0) || this.stopRequested()) await this.checkpoint()
-    else if (step % this.config.logging.every === 0) this.run.update({ step })
+    else if (Date.now() - this.#lastStatusWrite >= STATUS_EVERY_MS) {
+      // run.json is read, rewritten and synced: keep that off the per-step path of fast runs.
+      this.run.update({ step })
+      this.#lastStatusWrite = Date.now()
+    }
   }
 
   /** Saves a checkpoint of the tracked models at the last reported step (once per step). */
