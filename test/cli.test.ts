@@ -123,8 +123,8 @@ t.test('rlfarm run examples/algorithms.yaml: several algorithms from one SFT mod
   const out = tempDir(t, 'cli')
   const r = rlfarm(['run', 'examples/algorithms.yaml', '--set', `output_dir=${out}`, '--progress', 'none'])
   t.equal(r.code, 0, r.stderr)
-  const summary = JSON.parse(fs.readFileSync(path.join(out, 'algorithms', 'summary.json'), 'utf8')) as { name: string; metrics: Record<string, number> }[]
-  const reward = (name: string) => summary.find((s) => s.name === name)!.metrics.reward
+  const summary = JSON.parse(fs.readFileSync(path.join(out, 'algorithms', 'summary.json'), 'utf8')) as { stages: { name: string; metrics: Record<string, number> }[] }
+  const reward = (name: string) => summary.stages.find((s) => s.name === name)!.metrics.reward
   for (const method of ['dpo', 'ppo', 'grpo']) {
     t.ok(reward(`eval_${method}`) > reward('eval_sft'), `${method} beats SFT under the reward model: ${reward(`eval_${method}`)} > ${reward('eval_sft')}`)
   }
@@ -153,4 +153,28 @@ t.test('examples/embed.ts runs: steps, a stop on an AbortSignal, and a resume', 
   t.equal(r.status, 0, r.stderr)
   t.match(r.stdout, /step 10: loss [\d.]+\nstep 20: loss [\d.]+\nstopped: true at step 20/)
   t.match(r.stdout, /finished at step 30: held-out accuracy [\d.]+/)
+})
+
+t.test('rlfarm quickstart (shrunk with --set): the table and summary.json', async (t) => {
+  const out = tempDir(t, 'cli')
+  const small = [
+    'stages[0].run.farm.sft_size=300',
+    'stages[0].run.farm.preference_size=40',
+    'stages[0].run.farm.unlabelled_size=40',
+    'stages[0].run.farm.eval_size=30',
+    'stages[1].run.training.max_steps=10',
+    'stages[3].run.training.epochs=1',
+    'stages[4].run.training.max_steps=2',
+    'stages[4].run.training.batch_size=8',
+    'stages[4].run.ppo.minibatch_size=8',
+  ].flatMap((s) => ['--set', s])
+  const r = rlfarm(['quickstart', '--out', out, '--progress', 'none', ...small])
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /policy\s+win-rate \(gold\)\s+pool win-rate/)
+  t.match(r.stdout, /\nsft\s+[\d.]+ ± [\d.]+/)
+  t.match(r.stdout, /\nppo\s+[\d.]+ ± [\d.]+/)
+  const summary = JSON.parse(fs.readFileSync(path.join(out, 'quickstart', 'summary.json'), 'utf8')) as { policies: { policy: string; winRate: number; stderr: number; n: number }[] }
+  t.same(summary.policies.map((p) => p.policy), ['sft', 'ppo'])
+  t.ok(summary.policies.every((p) => p.n === 30 && p.winRate >= 0 && p.winRate <= 1 && p.stderr > 0), 'each policy: winRate, stderr and n')
+  t.equal(rlfarm(['quickstart', 'extra.yaml']).code, 2, 'quickstart takes no file')
 })

@@ -44,9 +44,14 @@ t.test('the gold evaluator: partial credit, junk costs, format is free, determin
   t.ok(goldScore('add 2 and 3', ' 5\nhope this helps') > goldScore('add 2 and 3', ' 6'), 'but less than a wrong answer')
   t.equal(goldScore('reverse abcd', ' dcba'), 1)
   t.ok(goldScore('reverse abcd', ' dcbx') > 0 && goldScore('reverse abcd', ' dcbx') < 1, 'partial credit by position')
-  t.equal(goldScore('name 2 words with c', ' cat cow'), 1)
-  t.equal(goldScore('name 2 words with c', ' cat cat'), 0.5, 'distinct words count')
-  t.equal(goldScore('name 2 words with c', ' cat dog'), 0.5)
+  t.equal(goldScore('name 2 words with c, not cup', ' cat cow'), 1)
+  t.equal(goldScore('name 2 words with c, not cup', ' cat cat'), 0.5, 'distinct words count')
+  t.equal(goldScore('name 2 words with c, not cup', ' cat dog'), 0.5)
+  t.equal(goldScore('name 2 words with c, not cup', ' cat cup'), 0.5, 'the excluded word does not count')
+  t.equal(goldScore('a rhyme for cat', ' bat'), 1)
+  t.equal(goldScore('a rhyme for cat', ' cat'), 0, 'the word itself is no rhyme')
+  t.equal(goldScore('2 rhymes for cat', ' bat hat'), 1)
+  t.equal(goldScore('a rhyme for cat', ' zat'), 0.3, 'a made-up word that ends alike earns a little')
   t.equal(goldScore('sort cab', ' abc'), 1)
   t.equal(goldScore('sort cab', ' abd'), 0, 'other letters: no credit')
   t.throws(() => goldScore('write a poem', ' roses'), /not a farm instruction/)
@@ -60,7 +65,14 @@ t.test('splits: disjoint, sized as asked, >= 500 evaluation instructions, seeded
   t.equal(new Set(all).size, all.length, 'no instruction in two splits')
   t.same(makeSplits(3, { sft: 50, preference: 10, unlabelled: 10, eval: 20 }), makeSplits(3, { sft: 50, preference: 10, unlabelled: 10, eval: 20 }), 'the same seed, the same farm')
   t.notSame(makeSplits(4, { eval: 20, sft: 5, preference: 5, unlabelled: 5 }).eval, makeSplits(3, { eval: 20, sft: 5, preference: 5, unlabelled: 5 }).eval)
-  for (const family of FAMILIES) t.ok(s.eval.some((r) => r.family === family.name), `eval covers ${family.name}`)
+  // Families with few instructions (the open ones) give each split its share.
+  for (const family of FAMILIES) {
+    const overall = all.filter((p) => parseTask(p)!.family === family.name).length / all.length
+    for (const split of ['sft', 'preference', 'unlabelled', 'eval'] as const) {
+      const share = s[split].filter((r) => r.family === family.name).length / s[split].length
+      t.ok(share > 0.6 * overall && share > 0.01, `${split} covers ${family.name}: ${(share * 100).toFixed(1)}% (${(overall * 100).toFixed(1)}% overall)`)
+    }
+  }
   t.ok(s.eval.every((r) => typeof r.reference === 'string' && r.reference.length > 0), 'fixed reference outputs')
 })
 
@@ -70,8 +82,10 @@ t.test('the demonstrator: right with its accuracy, verbose sometimes', async (t)
   const demos = tasks.map((task) => ({ task, text: demonstrate(task, rng, { accuracy: Object.fromEntries(FAMILIES.map((f) => [f.name, 0.6])) }) }))
   const right = demos.filter((d) => d.text.includes(d.task.answer)).length / demos.length
   t.ok(right > 0.55 && right < 0.7, `right about 60% of the time: ${right}`)
-  const verbose = demos.filter((d) => /Answer:|\n/.test(d.text)).length / demos.length
-  t.ok(verbose > 0.2 && verbose < 0.4, `verbose about 30% of the time: ${verbose}`)
+  const chatty = demos.filter((d) => d.text.includes('\n')).length / demos.length
+  t.ok(chatty > 0.55 && chatty < 0.65, `chatty about 60% of the time: ${chatty}`)
+  const formal = demos.filter((d) => d.text.startsWith(' Answer:')).length / demos.length
+  t.ok(formal > 0.15 && formal < 0.25, `formal about 20% of the time: ${formal}`)
 })
 
 t.test('the annotator pool: label noise 2p, biases toward length, position and format', async (t) => {

@@ -70,10 +70,29 @@ export type { ProgressMode, ProgressOptions, ProgressStream, ProgressUpdate } fr
 export { onInterrupt } from './run/interrupt.js'
 export type { Interrupt, InterruptOptions } from './run/interrupt.js'
 export { train, runPipeline, saveModelWithTokenizer } from './run/session.js'
-export type { Algorithm, StepEvent, TrainOptions, TrainResult, PipelineOptions, PipelineResult } from './run/session.js'
+export type { Algorithm, StepEvent, TrainOptions, TrainResult, PipelineOptions, PipelineResult, PipelineSummary } from './run/session.js'
 export type { StageResult, TrainerContext, TrainerState } from './algorithms/context.js'
 export { NonFiniteError } from './algorithms/context.js'
 export { FAMILIES, parseTask, positionalMatch } from './farm/families.js'
 export type { Family, Task } from './farm/families.js'
-export { AnnotatorPool, DEFAULT_POOL, answerOf, demonstrate, goldScore, goldWinRate, hash32, makeSplits, poolWinRate, winRateOf, writeSplits } from './farm/farm.js'
+export {
+  AnnotatorPool,
+  DEFAULT_POOL,
+  aShownFirst,
+  answerOf,
+  demonstrate,
+  goldPreference,
+  goldScore,
+  goldWinRate,
+  hash32,
+  makeSplits,
+  poolPreference,
+  poolWinRate,
+  winRateOf,
+  writeSplits,
+} from './farm/farm.js'
+export { GoldJudge, HttpJudge, LlmJudge, PoolJudge, judgePrompt, judgeWinRate, parseVerdict } from './farm/judges.js'
+export type { HttpJudgeOptions, Pair, PairJudge, Preference } from './farm/judges.js'
 export type { Annotator, DemonstratorOptions, FarmFiles, FarmRow, FarmSplits, Judged, PoolOptions, SplitSizes, WinRate } from './farm/farm.js'
+export { formatPolicyTable, makeLeaderboard, policyTable, renderSvg, reportHtml, spearman, winRateChart, writeReport } from './farm/report.js'
+export type { Leaderboard, LeaderboardEntry, PolicyRow } from './farm/report.js'

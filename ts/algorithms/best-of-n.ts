@@ -11,7 +11,7 @@ import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, readPrompts, sampleResponses, scorerFor, type Scorer } from './common.js'
+import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, sampleResponses, scorerFor, type Scorer } from './common.js'
 
 export interface Sample {
   /** The response's token ids (stop token included) and its text. */
@@ -32,7 +32,7 @@ export async function sampleAndScore(
   scorer: Scorer,
   encoder: SequenceEncoder,
   prompts: number[][],
-  options: { n: number; chunk: number; promptsPerCall: number; generation: GenerationConfig; seed: number },
+  options: { n: number; chunk: number; promptsPerCall: number; generation: GenerationConfig; seed: number; promptTexts?: string[] },
 ): Promise<Sample[][]> {
   const result: Sample[][] = prompts.map(() => [])
   const chunk = Math.min(options.chunk, options.n)
@@ -42,7 +42,8 @@ export async function sampleAndScore(
       const count = Math.min(chunk, options.n - s0)
       const batch = promptIdx.flatMap((p) => Array.from({ length: count }, () => prompts[p]))
       const seed = (options.seed * 1_000_003 + p0 * 4099 + s0) % 2 ** 40
-      const rollout = await sampleResponses(policy, encoder, batch, options.generation, seed)
+      const texts = options.promptTexts && promptIdx.flatMap((p) => Array.from({ length: count }, () => options.promptTexts![p]))
+      const rollout = await sampleResponses(policy, encoder, batch, options.generation, seed, texts)
       const scores = await scorer.score(rollout.tokens, rollout.attentionMask, rollout)
       const seqLogp = ops.rowSum(rollout.sampleLogprobs).data as Float32Array
       const width = rollout.tokens.shape[1]
@@ -84,7 +85,7 @@ export async function runBestOfN(ctx: TrainerContext): Promise<StageResult> {
       scorer,
       encoder,
       chunk.map((r) => encoder.prompt(r.prompt)),
-      { n: o.n, chunk: o.chunk, promptsPerCall: B, generation: config.generation, seed: config.seed + start },
+      { n: o.n, chunk: o.chunk, promptsPerCall: B, generation: config.generation, seed: config.seed + start, promptTexts: chunk.map((r) => promptText(r.prompt)) },
     )
     samples.forEach((s, i) => {
       const chosen = best(s)
@@ -96,5 +97,7 @@ export async function runBestOfN(ctx: TrainerContext): Promise<StageResult> {
   }
   fs.mkdirSync(path.dirname(out), { recursive: true })
   writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
-  return { files: { outputs: out }, metrics: { best_score: meanOf(bestScores), single_sample_score: meanOf(firstScores), prompts: lines.length } }
+  // The KL of best-of-n to its base policy is at most log n - (n - 1)/n (Stiennon et al. 2020; Beirami et al. 2024).
+  const klBound = Math.log(o.n) - (o.n - 1) / o.n
+  return { files: { outputs: out }, metrics: { best_score: meanOf(bestScores), single_sample_score: meanOf(firstScores), prompts: lines.length, kl_bound: klBound } }
 }

@@ -13,6 +13,7 @@ import { AdamW, learningRate } from '../model/optim.js'
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.js'
 import * as ops from '../ops.js'
 import { Rng, type RngState } from '../run/rng.js'
+import { goldScore } from '../farm/farm.js'
 import { Tensor } from '../tensor.js'
 import type { TrainerContext } from './context.js'
 
@@ -242,6 +243,8 @@ export interface Rollout {
   sampleLogprobs: Tensor
   /** Response texts (special tokens left out). */
   texts: string[]
+  /** Prompt texts, when the caller gave them (a farm reward reads the instruction). */
+  prompts?: string[]
 }
 
 /** Samples a response for each prompt (prompts already encoded). Seeds come from (seed, row). */
@@ -251,6 +254,7 @@ export async function sampleResponses(
   prompts: number[][],
   generation: GenerationConfig,
   seed: number,
+  promptTexts?: string[],
 ): Promise<Rollout> {
   const tokenizer = encoder.tokenizer
   const pad = padIdOf(tokenizer)
@@ -296,13 +300,14 @@ export async function sampleResponses(
     stopped,
     sampleLogprobs: out.logprobs,
     texts,
+    ...(promptTexts ? { prompts: promptTexts } : {}),
   }
 }
 
 /** Something that scores sequences: a reward model, or a built-in function of the response. */
 export interface Scorer {
   /** One score per row of a rollout (or of right-padded sequences with their masks). */
-  score(tokens: Tensor, attentionMask: Tensor, responses: { texts: string[]; lengths: number[]; promptWidth?: number }): Promise<Float32Array>
+  score(tokens: Tensor, attentionMask: Tensor, responses: { texts: string[]; lengths: number[]; promptWidth?: number; prompts?: string[] }): Promise<Float32Array>
 }
 
 /** A reward model: the scalar head's value at each row's last real token. */
@@ -332,26 +337,35 @@ export function realLengths(attentionMask: Tensor): { last: number }[] {
   })
 }
 
-/** The built-in reward functions of RewardFunction (toys for tests and examples). */
+/** The built-in reward functions of RewardFunction (toys for tests and examples, and the farm's gold evaluator). */
 export class FunctionScorer implements Scorer {
   constructor(readonly spec: RewardFunction) {
-    if (!spec.name) throw new Error("reward_function.name is required ('count_token' or 'length')")
+    if (!spec.name) throw new Error("reward_function.name is required ('count_token', 'length' or 'farm_gold')")
     if (spec.name === 'count_token' && spec.token === undefined) throw new Error('reward_function.token is required for count_token')
   }
 
-  async score(tokens: Tensor, _attentionMask: Tensor, r: { lengths: number[]; promptWidth?: number }): Promise<Float32Array> {
+  async score(tokens: Tensor, _attentionMask: Tensor, r: { texts: string[]; lengths: number[]; promptWidth?: number; prompts?: string[] }): Promise<Float32Array> {
     const [B, T] = tokens.shape
     const ids = tokens.data as Int32Array
     const out = new Float32Array(B)
+    if (this.spec.name === 'farm_gold' && r.prompts?.length !== B) throw new Error('reward_function farm_gold needs the prompt of each response')
     for (let b = 0; b < B; b++) {
       const start = r.promptWidth ?? 0
       let value = 0
       if (this.spec.name === 'length') value = r.lengths[b]
+      else if (this.spec.name === 'farm_gold') value = goldScore(r.prompts![b], r.texts[b])
       else for (let j = 0; j < r.lengths[b]; j++) value += ids[b * T + start + j] === this.spec.token ? 1 : 0
       out[b] = value * this.spec.scale
     }
     return out
   }
+}
+
+/** The text a judge or the farm reads for a prompt: the prompt itself, or a chat's last user message. */
+export function promptText(p: Prompt): string {
+  if (typeof p === 'string') return p
+  for (let i = p.length - 1; i >= 0; i--) if (p[i].role === 'user') return p[i].content
+  return p.map((m) => m.content).join('\n')
 }
 
 /** The scorer a config names: reward_model (loaded with a scalar head) or reward_function. */

@@ -1,48 +1,186 @@
 // Evaluation: a policy's responses to the prompts, scored by the reward model
-// or reward function (mean reward, written to outputs.jsonl), and, when the
-// evaluated model has a scalar head and held-out pairs are given, its
+// or reward function (mean reward, written to outputs.jsonl); when the rows
+// carry a `reference` output, win-rates against it (AlpacaFarm's (wins +
+// ties/2)/N with its standard error): by the farm's gold evaluator and its
+// simulated pool for farm instructions, and by the configured judge when it
+// is an LLM or an HTTP endpoint. With a `reference` model: KL(policy ||
+// reference) on fresh samples. Without a policy, the rows' own `response`s
+// are judged (best-of-n outputs, another system's outputs). When the
+// evaluated model has a scalar head and held-out pairs are given: its
 // pairwise accuracy.
 import path from 'node:path'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, padIdOf, readPrompts, sampleResponses, scorerFor } from './common.js'
+import { AnnotatorPool, goldScore, goldWinRate, poolWinRate, type WinRate } from '../farm/farm.js'
+import { parseTask } from '../farm/families.js'
+import { judgeWinRate } from '../farm/judges.js'
+import type { JudgeConfig, RunConfig } from '../config/types.generated.js'
+import type { PromptExample } from '../data/examples.js'
+import type { SequenceEncoder } from '../data/encode.js'
+import type { Model } from '../model/model.js'
+import * as ops from '../ops.js'
+import {
+  encoderFor,
+  isGiven,
+  loadModelSpec,
+  meanOf,
+  padIdOf,
+  promptText,
+  readPrompts,
+  referenceSpec,
+  sameTokenizer,
+  sampleResponses,
+  scorerFor,
+  sequenceLogprobs,
+  type Scorer,
+} from './common.js'
+import { judgeFor } from './judge.js'
 import { pairAccuracy, preferenceSplit } from './reward.js'
+
+/**
+ * Win-rates of responses against references: by gold and by the pool for
+ * farm instructions (win_rate, pool_win_rate), and by an llm or http judge
+ * (judge_win_rate, or win_rate when the prompts are not the farm's).
+ */
+export async function winRateMetrics(
+  items: readonly { prompt: string; response: string; reference: string }[],
+  judge: JudgeConfig,
+  options: { seed: number; chatTemplate: boolean },
+): Promise<Record<string, number>> {
+  const metrics: Record<string, number> = {}
+  const put = (name: string, w: WinRate) => Object.assign(metrics, { [name]: w.winRate, [`${name}_stderr`]: w.stderr })
+  const farm = items.every((it) => parseTask(it.prompt) !== undefined)
+  if (farm) {
+    put('win_rate', goldWinRate(items))
+    metrics.gold_score = meanOf(items.map((it) => goldScore(it.prompt, it.response)))
+    put('pool_win_rate', poolWinRate(items, new AnnotatorPool({ p: judge.label_noise, seed: judge.seed })))
+  }
+  if (judge.kind === 'llm' || judge.kind === 'http') {
+    put(farm ? 'judge_win_rate' : 'win_rate', await judgeWinRate(await judgeFor(judge, options), items))
+  }
+  metrics.n = items.length
+  return metrics
+}
+
+/**
+ * A trainer's held-out check: greedy responses to `rows` (which carry
+ * references), their mean score by the trainer's scorer (eval_reward), and
+ * their win-rates (eval_win_rate, eval_pool_win_rate ...).
+ */
+export async function evaluateHeldOut(
+  policy: Model,
+  encoder: SequenceEncoder,
+  scorer: Scorer,
+  rows: readonly PromptExample[],
+  config: RunConfig,
+): Promise<Record<string, number>> {
+  const B = Math.max(config.training.batch_size, 64)
+  const greedy = { ...config.generation, temperature: 0 }
+  const texts = rows.map((r) => promptText(r.prompt))
+  const scores: number[] = []
+  const items: { prompt: string; response: string; reference: string }[] = []
+  for (let start = 0; start < rows.length; start += B) {
+    const chunk = rows.slice(start, start + B)
+    const rollout = await sampleResponses(policy, encoder, chunk.map((r) => encoder.prompt(r.prompt)), greedy, config.seed + start, texts.slice(start, start + B))
+    const s = await scorer.score(rollout.tokens, rollout.attentionMask, rollout)
+    chunk.forEach((r, i) => {
+      scores.push(s[i])
+      if (typeof r.extra.reference === 'string') items.push({ prompt: texts[start + i], response: rollout.texts[i], reference: r.extra.reference })
+    })
+  }
+  const out: Record<string, number> = { eval_reward: meanOf(scores) }
+  if (items.length > 0) {
+    const w = await winRateMetrics(items, config.judge, { seed: config.seed, chatTemplate: config.data.chat_template })
+    for (const [k, v] of Object.entries(w)) if (k !== 'n') out[`eval_${k}`] = v
+  }
+  return out
+}
 
 export async function runEval(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
-  const metrics: Record<string, number> = {}
-  const files: Record<string, string> = {}
   const B = config.training.batch_size
   if (config.policy.scalar_head) {
     const rm = await loadModelSpec(config.policy, 'policy', { scalarHead: true, seed: config.seed })
     const split = await preferenceSplit(ctx)
     const pairs = split.eval.length > 0 ? split.eval : split.train
     const e = await pairAccuracy(rm.model, pairs, encoderFor(rm.tokenizer, config.data), padIdOf(rm.tokenizer), B)
-    Object.assign(metrics, { accuracy: e.accuracy, margin: e.margin, pairs: pairs.length })
     ctx.log(0, { accuracy: e.accuracy, margin: e.margin }, { phase: 'eval' })
-    return { metrics }
+    return { metrics: { accuracy: e.accuracy, margin: e.margin, pairs: pairs.length } }
   }
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  const encoder = encoderFor(policy.tokenizer, config.data)
-  const { scorer } = await scorerFor(config, policy)
   const rows = await readPrompts(ctx, config.data.prompts ?? config.data.eval ?? config.data.train)
+  const texts = rows.map((r) => promptText(r.prompt))
+  const references = rows.map((r) => r.extra.reference)
+  const withReferences = references.every((r) => typeof r === 'string')
+  const metrics: Record<string, number> = {}
+  let responses: string[]
   const scores: number[] = []
   const lengths: number[] = []
-  const lines: string[] = []
-  for (let start = 0; start < rows.length && !ctx.stopRequested(); start += B) {
-    const chunk = rows.slice(start, start + B)
-    const rollout = await sampleResponses(policy.model, encoder, chunk.map((r) => encoder.prompt(r.prompt)), config.generation, config.seed + start)
-    const s = await scorer.score(rollout.tokens, rollout.attentionMask, rollout)
-    chunk.forEach((row, i) => {
-      scores.push(s[i])
-      lengths.push(rollout.lengths[i])
-      lines.push(JSON.stringify({ prompt: row.prompt, response: rollout.texts[i], score: s[i], ...row.extra }))
+  if (isGiven(config.policy)) {
+    const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
+    const encoder = encoderFor(policy.tokenizer, config.data)
+    const scorer: Scorer | undefined = isGiven(config.reward_model) || config.reward_function.name ? (await scorerFor(config, policy)).scorer : undefined
+    if (!scorer && !withReferences) {
+      throw new Error('eval: give reward_model or reward_function to score responses, or prompts with a `reference` output in each row for win-rates')
+    }
+    responses = []
+    for (let start = 0; start < rows.length && !ctx.stopRequested(); start += B) {
+      const chunk = rows.slice(start, start + B)
+      const rollout = await sampleResponses(policy.model, encoder, chunk.map((r) => encoder.prompt(r.prompt)), config.generation, config.seed + start, texts.slice(start, start + B))
+      const s = scorer ? await scorer.score(rollout.tokens, rollout.attentionMask, rollout) : undefined
+      chunk.forEach((_, i) => {
+        if (s) scores.push(s[i])
+        lengths.push(rollout.lengths[i])
+        responses.push(rollout.texts[i])
+      })
+      ctx.log(Math.min(start + B, rows.length), s ? { reward: meanOf(scores) } : {}, { totalSteps: rows.length, phase: 'eval' })
+    }
+    if (scorer) metrics.reward = meanOf(scores)
+    if (isGiven(config.reference)) metrics.kl = await klToReference(ctx, policy, encoder, rows.slice(0, responses.length).map((r) => encoder.prompt(r.prompt)))
+  } else {
+    // No policy: judge the responses the rows carry.
+    responses = rows.map((r, i) => {
+      const response = r.extra.response
+      if (typeof response !== 'string') throw new Error(`eval: without policy.path, each row needs a 'response' string to judge; prompt ${i + 1} has none`)
+      return response
     })
-    ctx.log(Math.min(start + B, rows.length), { reward: meanOf(scores) }, { totalSteps: rows.length, phase: 'eval' })
+    if (!withReferences) throw new Error('eval: without a policy, the rows need a `reference` output each to compare their responses with')
   }
+  const done = responses.length
+  const farm = texts.every((t) => parseTask(t) !== undefined)
+  const lines = rows.slice(0, done).map((row, i) => {
+    const extra: Record<string, unknown> = {}
+    if (scores.length) extra.score = scores[i]
+    if (farm) extra.gold = goldScore(texts[i], responses[i])
+    return JSON.stringify({ ...row.extra, prompt: row.prompt, response: responses[i], ...extra })
+  })
   const out = path.join(ctx.runDir, 'outputs.jsonl')
   writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
-  files.outputs = out
-  Object.assign(metrics, { reward: meanOf(scores), response_length: meanOf(lengths), prompts: scores.length })
-  return { metrics, files }
+  metrics.response_length = lengths.length ? meanOf(lengths) : meanOf(responses.map((r) => r.length))
+  metrics.prompts = done
+  if (withReferences && done > 0) {
+    const items = rows.slice(0, done).map((_, i) => ({ prompt: texts[i], response: responses[i], reference: references[i] as string }))
+    Object.assign(metrics, await winRateMetrics(items, config.judge, { seed: config.seed, chatTemplate: config.data.chat_template }))
+  }
+  ctx.log(done, Object.fromEntries(Object.entries(metrics).filter(([k]) => k !== 'prompts' && k !== 'n')), { phase: 'eval' })
+  return { metrics, files: { outputs: out } }
+}
+
+/**
+ * KL(policy || reference) per response, estimated on one fresh sample per
+ * prompt at temperature 1: the mean over samples of log pi(y|x) - log ref(y|x).
+ */
+async function klToReference(ctx: TrainerContext, policy: Awaited<ReturnType<typeof loadModelSpec>>, encoder: ReturnType<typeof encoderFor>, prompts: number[][]): Promise<number> {
+  const { config } = ctx
+  const reference = await loadModelSpec(referenceSpec(config), 'reference', { seed: config.seed, tokenizer: sameTokenizer(config.reference, policy) })
+  const sampling = { ...config.generation, temperature: 1, top_k: 0, top_p: 1 }
+  const B = config.training.batch_size
+  let sum = 0
+  for (let start = 0; start < prompts.length; start += B) {
+    const rollout = await sampleResponses(policy.model, encoder, prompts.slice(start, start + B), sampling, config.seed * 31 + start + 7)
+    const lp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask)
+    const lr = await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask)
+    const perRow = ops.rowSum(ops.klPenalty(lp, lr, rollout.actionMask, { estimator: 'k1' }), rollout.actionMask).data as Float32Array
+    for (const v of perRow) sum += v
+  }
+  return sum / prompts.length
 }

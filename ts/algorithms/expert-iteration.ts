@@ -4,7 +4,7 @@
 import type { EncodedPair } from '../data/encode.js'
 import type { StageResult, TrainerContext } from './context.js'
 import { best, sampleAndScore } from './best-of-n.js'
-import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, meanOf, optimizerStep, padIdOf, readPrompts, scorerFor } from './common.js'
+import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, meanOf, optimizerStep, padIdOf, promptText, readPrompts, scorerFor } from './common.js'
 import { sftStep } from './sft.js'
 
 interface RoundState {
@@ -26,7 +26,8 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
   const encoder = encoderFor(policy.tokenizer, config.data)
   const pad = padIdOf(policy.tokenizer)
   const { scorer } = await scorerFor(config, policy)
-  const prompts = (await readPrompts(ctx)).map((r) => encoder.prompt(r.prompt))
+  const rows = await readPrompts(ctx)
+  const prompts = rows.map((r) => encoder.prompt(r.prompt))
   const opt = makeOptimizer(policy.model, config.optimizer)
   await ctx.track({ models: { policy: policy.model }, optimizers: { policy: opt } })
   const resumed = ctx.resumed as (RoundState & { step: number }) | undefined
@@ -50,6 +51,7 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
         promptsPerCall: B,
         generation: config.generation,
         seed: config.seed * 7919 + round,
+        promptTexts: chosen.map((i) => promptText(rows[i].prompt)),
       })
       const winners = samples.map((s, k) => {
         const w = best(s)

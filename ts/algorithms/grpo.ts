@@ -16,6 +16,7 @@ import {
   maskedMean,
   meanOf,
   optimizerStep,
+  promptText,
   readPrompts,
   referenceSpec,
   rolloutSteps,
@@ -60,7 +61,8 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
           tokenizer: sameTokenizer(config.reference, policy),
         })
       : undefined
-  const prompts = (await readPrompts(ctx)).map((r) => encoder.prompt(r.prompt))
+  const rows = await readPrompts(ctx)
+  const prompts = rows.map((r) => encoder.prompt(r.prompt))
   const opt = makeOptimizer(policy.model, config.optimizer)
   await ctx.track({ models: { policy: policy.model }, optimizers: { policy: opt } })
   const B = config.training.batch_size
@@ -70,8 +72,9 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
   let step = ctx.resumed?.step ?? 0
 
   while (step < steps && !ctx.stopRequested()) {
-    const group = order.next().flatMap((i) => Array.from({ length: G }, () => prompts[i]))
-    const rollout = await sampleResponses(policy.model, encoder, group, config.generation, config.seed * 1_000_003 + step)
+    const picked = order.next().flatMap((i) => Array.from({ length: G }, () => i))
+    const group = picked.map((i) => prompts[i])
+    const rollout = await sampleResponses(policy.model, encoder, group, config.generation, config.seed * 1_000_003 + step, picked.map((i) => promptText(rows[i].prompt)))
     const mask = rollout.actionMask
     const n = group.length
     const scores = await scorer.score(rollout.tokens, rollout.attentionMask, rollout)

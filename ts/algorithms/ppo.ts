@@ -13,6 +13,7 @@ import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from './context.js'
+import { evaluateHeldOut } from './eval.js'
 import {
   EpochBatches,
   encoderFor,
@@ -24,6 +25,7 @@ import {
   meanOf,
   optimizerStep,
   padLastColumn,
+  promptText,
   readPrompts,
   referenceSpec,
   rolloutSteps,
@@ -71,7 +73,8 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
   // The value model starts from the reward model, as AlpacaFarm does, unless one is named.
   const valueSpec = isGiven(config.value_model) ? config.value_model : rewardModel ? config.reward_model : config.policy
   const value = await loadModelSpec(valueSpec, 'value_model', { scalarHead: true, seed: config.seed + 1, tokenizer: sameTokenizer(valueSpec, policy) })
-  const prompts = (await readPrompts(ctx)).map((r) => encoder.prompt(r.prompt))
+  const rows = await readPrompts(ctx)
+  const prompts = rows.map((r) => encoder.prompt(r.prompt))
 
   const policyOpt = makeOptimizer(policy.model, config.optimizer)
   const valueOpt = makeOptimizer(value.model, config.optimizer)
@@ -87,9 +90,23 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
   const updatesPerStep = o.epochs * Math.ceil(B / o.minibatch_size)
   const totalUpdates = steps * updatesPerStep
 
+  // Held-out evaluation during training (data.eval with reference outputs,
+  // every training.eval_every steps): the proxy reward the policy is trained
+  // on beside the win-rate by gold and by the pool, the curves that show
+  // over-optimisation.
+  const evalRows = config.data.eval && config.training.eval_every > 0 ? await readPrompts(ctx, config.data.eval) : []
+  const heldOut = async () => {
+    const e = await evaluateHeldOut(policy.model, encoder, scorer, evalRows, config)
+    ctx.log(step, e, { phase: 'eval' })
+    return e
+  }
+  let lastEval: Record<string, number> = {}
+  if (evalRows.length > 0 && step === 0) lastEval = await heldOut()
+
   while (step < steps && !ctx.stopRequested()) {
-    const batchPrompts = order.next().map((i) => prompts[i])
-    const rollout = await sampleResponses(policy.model, encoder, batchPrompts, g, config.seed * 1_000_003 + step)
+    const picked = order.next()
+    const batchPrompts = picked.map((i) => prompts[i])
+    const rollout = await sampleResponses(policy.model, encoder, batchPrompts, g, config.seed * 1_000_003 + step, picked.map((i) => promptText(rows[i].prompt)))
     const n = batchPrompts.length
     const mask = rollout.actionMask
 
@@ -188,9 +205,10 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
       },
       { tokens: rollout.lengths.reduce((a, b) => a + b, 0), totalSteps: steps },
     )
+    if (evalRows.length > 0 && (step % config.training.eval_every === 0 || step === steps)) lastEval = await heldOut()
     await ctx.afterStep(() => ({ step, order: order.state(), kl_coef: klCoef, moments: [moments.count, moments.mean, moments.m2] }))
   }
   const model = await ctx.saveModel(policy.model, policy.tokenizer, policy.tokenizerSource)
   await ctx.saveModel(value.model, value.tokenizer, value.tokenizerSource, 'value_model')
-  return { model, metrics: { steps: step, kl_coef: klCoef } }
+  return { model, metrics: { steps: step, kl_coef: klCoef, ...lastEval } }
 }

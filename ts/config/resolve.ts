@@ -148,7 +148,8 @@ function checkPipeline(pipeline: Record<string, unknown>, ctx: Context) {
     const path = indexPath('stages', i)
     const visit = (value: unknown, p: string) => {
       if (typeof value === 'string') {
-        for (const m of value.matchAll(/\$\{([^}]*)\}/g)) {
+        for (const m of value.matchAll(/\$\{([^}.]*)(?:\.[^}]*)?\}/g)) {
+          // `${stage}` or `${stage.file}`: the stage must come earlier.
           const name = m[1]
           if (earlier.includes(name)) continue
           const near = closestKey(name, earlier)

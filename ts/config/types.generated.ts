@@ -8,7 +8,7 @@
  */
 export interface RunConfig {
   /** what to run. `string`. */
-  algorithm: 'sft' | 'reward' | 'ppo' | 'dpo' | 'expert_iteration' | 'best_of_n' | 'west_of_n' | 'grpo' | 'rloo' | 'eval' | undefined
+  algorithm: 'sft' | 'reward' | 'ppo' | 'dpo' | 'expert_iteration' | 'best_of_n' | 'west_of_n' | 'grpo' | 'rloo' | 'eval' | 'farm' | 'label' | undefined
   /** run name; the run directory is output_dir/name. `string`. */
   name: string | undefined
   /** parent of the run directory. `string`, default `'runs'`. */
@@ -25,6 +25,8 @@ export interface RunConfig {
   value_model: ModelSpec
   /** a built-in reward instead of a reward model. `RewardFunction`. */
   reward_function: RewardFunction
+  /** who compares two responses: label (preference pairs) and eval (win-rates against references). `JudgeConfig`. */
+  judge: JudgeConfig
   /** data files and how their rows are read. `DataConfig`. */
   data: DataConfig
   /** AdamW and the learning-rate schedule. `OptimizerConfig`. */
@@ -49,6 +51,8 @@ export interface RunConfig {
   west_of_n: WestOfNConfig
   /** grpo and rloo. `GroupConfig`. */
   group: GroupConfig
+  /** farm options: the simulated world's splits and demonstrator. `FarmConfig`. */
+  farm: FarmConfig
   /** metrics and progress output. `LoggingConfig`. */
   logging: LoggingConfig
   /** checkpoints and the final model. `CheckpointConfig`. */
@@ -58,7 +62,7 @@ export interface RunConfig {
 /** `RunConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
 export interface RunConfigInput {
   /** what to run. `string`. */
-  algorithm?: 'sft' | 'reward' | 'ppo' | 'dpo' | 'expert_iteration' | 'best_of_n' | 'west_of_n' | 'grpo' | 'rloo' | 'eval'
+  algorithm?: 'sft' | 'reward' | 'ppo' | 'dpo' | 'expert_iteration' | 'best_of_n' | 'west_of_n' | 'grpo' | 'rloo' | 'eval' | 'farm' | 'label'
   /** run name; the run directory is output_dir/name. `string`. */
   name?: string
   /** parent of the run directory. `string`, default `'runs'`. */
@@ -75,6 +79,8 @@ export interface RunConfigInput {
   value_model?: ModelSpecInput
   /** a built-in reward instead of a reward model. `RewardFunction`. */
   reward_function?: RewardFunctionInput
+  /** who compares two responses: label (preference pairs) and eval (win-rates against references). `JudgeConfig`. */
+  judge?: JudgeConfigInput
   /** data files and how their rows are read. `DataConfig`. */
   data?: DataConfigInput
   /** AdamW and the learning-rate schedule. `OptimizerConfig`. */
@@ -99,6 +105,8 @@ export interface RunConfigInput {
   west_of_n?: WestOfNConfigInput
   /** grpo and rloo. `GroupConfig`. */
   group?: GroupConfigInput
+  /** farm options: the simulated world's splits and demonstrator. `FarmConfig`. */
+  farm?: FarmConfigInput
   /** metrics and progress output. `LoggingConfig`. */
   logging?: LoggingConfigInput
   /** checkpoints and the final model. `CheckpointConfig`. */
@@ -199,8 +207,12 @@ export interface ModelShapeInput {
  * The resolved `RewardFunction`: every field present, defaults filled in; see `RewardFunctionInput` for what users write.
  */
 export interface RewardFunction {
-  /** count_token: occurrences of `token` in the response; length: response tokens. `string`. */
-  name: 'count_token' | 'length' | undefined
+  /**
+   * count_token: occurrences of `token` in the response; length: response tokens; farm_gold: the farm's gold evaluator (prompts must be farm instructions).
+   *
+   * `string`.
+   */
+  name: 'count_token' | 'length' | 'farm_gold' | undefined
   /** the token id counted by count_token. `int32`, range >= 0. */
   token: number | undefined
   /** the reward is multiplied by this. `double`, default `1`. */
@@ -209,8 +221,12 @@ export interface RewardFunction {
 
 /** `RewardFunction` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
 export interface RewardFunctionInput {
-  /** count_token: occurrences of `token` in the response; length: response tokens. `string`. */
-  name?: 'count_token' | 'length'
+  /**
+   * count_token: occurrences of `token` in the response; length: response tokens; farm_gold: the farm's gold evaluator (prompts must be farm instructions).
+   *
+   * `string`.
+   */
+  name?: 'count_token' | 'length' | 'farm_gold'
   /** the token id counted by count_token. `int32`, range >= 0. */
   token?: number
   /** the reward is multiplied by this. `double`, default `1`. */
@@ -566,6 +582,115 @@ export interface ExpertIterationConfigInput {
 }
 
 /**
+ * A judge of response pairs (AlpacaFarm's simulated annotators, the farm's
+ * gold evaluator, a local LLM, or an OpenAI-compatible endpoint).
+ *
+ * The resolved `JudgeConfig`: every field present, defaults filled in; see `JudgeConfigInput` for what users write.
+ */
+export interface JudgeConfig {
+  /**
+   * pool: the farm's simulated annotators; gold: the farm's gold evaluator; llm: a local model asked which response is better; http: an OpenAI-compatible chat endpoint.
+   *
+   * `string`, default `'pool'`.
+   */
+  kind: 'pool' | 'gold' | 'llm' | 'http'
+  /** pool: AlpacaFarm's p, the label is a coin flip with probability 2p. `double`, default `0.25`, range [0, 0.5]. */
+  label_noise: number
+  /**
+   * pool: which annotator labels which pair and their noise; llm and http: the order the two responses are shown in.
+   *
+   * `uint32`, default `0`.
+   */
+  seed: number
+  /** llm: the judge model (a directory with its tokenizer). `ModelSpec`. */
+  model: ModelSpec
+  /** http: the endpoint's base URL (…/v1), e.g. http://localhost:8000/v1. `string`. */
+  url: string | undefined
+  /** http: the `model` sent with each request. `string`. */
+  model_name: string | undefined
+  /** http: environment variable holding the API key (sent as a bearer token when set). `string`, default `'OPENAI_API_KEY'`. */
+  api_key_env: string
+  /** http: requests in flight at once. `uint32`, default `4`, range >= 1. */
+  concurrency: number
+  /** http: per request. `uint32`, default `60000`, range >= 1. */
+  timeout_ms: number
+  /** http: retries of a failed request (network errors, 429, 5xx). `uint32`, default `2`. */
+  retries: number
+}
+
+/** `JudgeConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface JudgeConfigInput {
+  /**
+   * pool: the farm's simulated annotators; gold: the farm's gold evaluator; llm: a local model asked which response is better; http: an OpenAI-compatible chat endpoint.
+   *
+   * `string`, default `'pool'`.
+   */
+  kind?: 'pool' | 'gold' | 'llm' | 'http'
+  /** pool: AlpacaFarm's p, the label is a coin flip with probability 2p. `double`, default `0.25`, range [0, 0.5]. */
+  label_noise?: number
+  /**
+   * pool: which annotator labels which pair and their noise; llm and http: the order the two responses are shown in.
+   *
+   * `uint32`, default `0`.
+   */
+  seed?: number
+  /** llm: the judge model (a directory with its tokenizer). `ModelSpec`. */
+  model?: ModelSpecInput
+  /** http: the endpoint's base URL (…/v1), e.g. http://localhost:8000/v1. `string`. */
+  url?: string
+  /** http: the `model` sent with each request. `string`. */
+  model_name?: string
+  /** http: environment variable holding the API key (sent as a bearer token when set). `string`, default `'OPENAI_API_KEY'`. */
+  api_key_env?: string
+  /** http: requests in flight at once. `uint32`, default `4`, range >= 1. */
+  concurrency?: number
+  /** http: per request. `uint32`, default `60000`, range >= 1. */
+  timeout_ms?: number
+  /** http: retries of a failed request (network errors, 429, 5xx). `uint32`, default `2`. */
+  retries?: number
+}
+
+/**
+ * The farm's world, written as JSONL splits by `algorithm: farm`.
+ *
+ * The resolved `FarmConfig`: every field present, defaults filled in; see `FarmConfigInput` for what users write.
+ */
+export interface FarmConfig {
+  /** demonstrations for SFT. `uint32`, default `5000`, range >= 1. */
+  sft_size: number
+  /** instructions whose response pairs get labelled. `uint32`, default `3000`, range >= 1. */
+  preference_size: number
+  /** instructions for PPO, best-of-n, expert iteration, West-of-N. `uint32`, default `3000`, range >= 1. */
+  unlabelled_size: number
+  /** held-out instructions with fixed reference outputs. `uint32`, default `500`, range >= 1. */
+  eval_size: number
+  /** how often the demonstrator (SFT data and references) is right. `double`, default `0.7`, range [0, 1]. */
+  demonstrator_accuracy: number
+  /** how often the demonstrator adds trailing words after the answer (gold marks them down). `double`, default `0.6`, range [0, 1]. */
+  chatter: number
+  /** how often the demonstrator writes "Answer: x." (gold ignores it; some annotators like it). `double`, default `0.2`, range [0, 1]. */
+  format: number
+}
+
+/** `FarmConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface FarmConfigInput {
+  /** demonstrations for SFT. `uint32`, default `5000`, range >= 1. */
+  sft_size?: number
+  /** instructions whose response pairs get labelled. `uint32`, default `3000`, range >= 1. */
+  preference_size?: number
+  /** instructions for PPO, best-of-n, expert iteration, West-of-N. `uint32`, default `3000`, range >= 1. */
+  unlabelled_size?: number
+  /** held-out instructions with fixed reference outputs. `uint32`, default `500`, range >= 1. */
+  eval_size?: number
+  /** how often the demonstrator (SFT data and references) is right. `double`, default `0.7`, range [0, 1]. */
+  demonstrator_accuracy?: number
+  /** how often the demonstrator adds trailing words after the answer (gold marks them down). `double`, default `0.6`, range [0, 1]. */
+  chatter?: number
+  /** how often the demonstrator writes "Answer: x." (gold ignores it; some annotators like it). `double`, default `0.2`, range [0, 1]. */
+  format?: number
+}
+
+/**
  * Best-of-n sampling: the highest-scoring of n responses per prompt.
  *
  * The resolved `BestOfNConfig`: every field present, defaults filled in; see `BestOfNConfigInput` for what users write.
@@ -777,6 +902,8 @@ export interface ConfigTypes {
   PpoConfig: PpoConfig
   DpoConfig: DpoConfig
   ExpertIterationConfig: ExpertIterationConfig
+  JudgeConfig: JudgeConfig
+  FarmConfig: FarmConfig
   BestOfNConfig: BestOfNConfig
   WestOfNConfig: WestOfNConfig
   GroupConfig: GroupConfig
@@ -801,6 +928,8 @@ export interface ConfigInputTypes {
   PpoConfig: PpoConfigInput
   DpoConfig: DpoConfigInput
   ExpertIterationConfig: ExpertIterationConfigInput
+  JudgeConfig: JudgeConfigInput
+  FarmConfig: FarmConfigInput
   BestOfNConfig: BestOfNConfigInput
   WestOfNConfig: WestOfNConfigInput
   GroupConfig: GroupConfigInput

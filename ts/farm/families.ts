@@ -21,6 +21,8 @@ export interface Family {
   name: string
   /** Closed: one right answer; open: several. */
   kind: 'closed' | 'open'
+  /** How many distinct instructions it can make, when that is few enough to matter for the splits. */
+  space?: number
   make(rng: Rng): Task
   /** The task of an instruction this family made, or undefined. */
   parse(instruction: string): Task | undefined
@@ -46,10 +48,17 @@ function numberCredit(answer: string, right: number): number {
   return d === 0 ? 1 : d === 1 ? 0.5 : d <= 3 ? 0.25 : 0
 }
 
-function closed(name: string, pattern: RegExp, build: (m: RegExpExecArray) => Omit<Task, 'family' | 'instruction'>, make: (rng: Rng) => string): Family {
+function closed(
+  name: string,
+  pattern: RegExp,
+  build: (m: RegExpExecArray) => Omit<Task, 'family' | 'instruction'>,
+  make: (rng: Rng) => string,
+  space?: number,
+): Family {
   const family: Family = {
     name,
     kind: 'closed',
+    ...(space !== undefined ? { space } : {}),
     make: (rng) => family.parse(make(rng))!,
     parse(instruction) {
       const m = pattern.exec(instruction)
@@ -67,6 +76,7 @@ const add = closed(
     return { answer: String(right), correctness: (a) => numberCredit(a, right), mistake: (rng) => String(right + pick(rng, [-10, -1, 1, 2, 10])) }
   },
   (rng) => `add ${rng.int(50)} and ${rng.int(50)}`,
+  50 * 50,
 )
 
 const reverse = closed(
@@ -144,54 +154,82 @@ function wordsStarting(letter: string): string[] {
 }
 const STARTS = [...LETTERS].filter((l) => wordsStarting(l).length >= 4)
 
+/** Credit for a list of words: distinct good ones, up to n, over max(n, words given). */
+function wordListCredit(answer: string, n: number, good: (w: string) => boolean): number {
+  const given = answer.split(' ').filter(Boolean)
+  const right = new Set(given.filter(good))
+  return given.length === 0 ? 0 : Math.min(right.size, n) / Math.max(n, given.length)
+}
+
+// "name 2 words with b, not bat": words from the list that start with the
+// letter, the excluded one aside (about 600 distinct instructions).
 const startsWith: Family = {
   name: 'starts_with',
   kind: 'open',
+  space: 3 * STARTS.reduce((a, l) => a + wordsStarting(l).length, 0),
   make(rng) {
-    return this.parse(`name ${1 + rng.int(3)} words with ${pick(rng, STARTS)}`)!
+    const letter = pick(rng, STARTS)
+    return this.parse(`name ${1 + rng.int(3)} words with ${letter}, not ${pick(rng, wordsStarting(letter))}`)!
   },
   parse(instruction) {
-    const m = /^name ([123]) words? with ([a-z])$/.exec(instruction)
+    const m = /^name ([123]) words? with ([a-z]), not ([a-z]+)$/.exec(instruction)
     if (!m) return undefined
     const n = Number(m[1])
-    const pool = wordsStarting(m[2])
+    const excluded = m[3]
+    const pool = wordsStarting(m[2]).filter((w) => w !== excluded)
+    const good = (w: string) => pool.includes(w)
     return {
       family: 'starts_with',
       instruction,
       answer: pool.slice(0, n).join(' '),
-      correctness(a) {
-        const given = a.split(' ').filter(Boolean)
-        const good = new Set(given.filter((w) => pool.includes(w)))
-        return given.length === 0 ? 0 : Math.min(good.size, n) / Math.max(n, given.length)
+      correctness: (a) => wordListCredit(a, n, good),
+      mistake: (rng) => {
+        const r = rng.next()
+        if (r < 0.4) return Array.from({ length: n }, () => pick(rng, WORDS)).join(' ')
+        if (r < 0.7) return [excluded, ...pool.slice(0, n - 1)].join(' ')
+        return pool.slice(0, Math.max(n - 1, 1)).join(' ') + (n === 1 ? 's' : '')
       },
-      mistake: (rng) => (rng.next() < 0.5 ? Array.from({ length: n }, () => pick(rng, WORDS)).join(' ') : pool.slice(0, Math.max(n - 1, 1)).join(' ') + (n === 1 ? 's' : '')),
     }
   },
 }
 
-const RHYMES = ['at', 'an', 'ing', 'ed', 'ow', 'ay', 'ee', 'ot'].filter((e) => WORDS.filter((w) => w.endsWith(e)).length >= 3)
+// "a rhyme for cat", "2 rhymes for cat": other words from the list with the
+// same last two letters.
+const rime = (w: string) => w.slice(-2)
+const rhymesOf = (word: string) => WORDS.filter((w) => w !== word && rime(w) === rime(word))
+const RHYMING = WORDS.filter((w) => rhymesOf(w).length >= 1)
 
-const endsWith: Family = {
-  name: 'ends_with',
+const rhyme: Family = {
+  name: 'rhyme',
   kind: 'open',
+  space: RHYMING.length + RHYMING.filter((w) => rhymesOf(w).length >= 2).length,
   make(rng) {
-    return this.parse(`a word ending in ${pick(rng, RHYMES)}`)!
+    const word = pick(rng, RHYMING)
+    return this.parse(rhymesOf(word).length >= 2 && rng.next() < 0.5 ? `2 rhymes for ${word}` : `a rhyme for ${word}`)!
   },
   parse(instruction) {
-    const m = /^a word ending in ([a-z]+)$/.exec(instruction)
+    const m = /^(a|2) rhymes? for ([a-z]+)$/.exec(instruction)
     if (!m) return undefined
-    const pool = WORDS.filter((w) => w.endsWith(m[1]))
+    const n = m[1] === '2' ? 2 : 1
+    const word = m[2]
+    const pool = rhymesOf(word)
     return {
-      family: 'ends_with',
+      family: 'rhyme',
       instruction,
-      answer: pool[0] ?? m[1],
-      correctness: (a) => (pool.includes(a) ? 1 : a.endsWith(m[1]) && /^[a-z]+$/.test(a) ? 0.3 : 0),
-      mistake: (rng) => (rng.next() < 0.5 ? pick(rng, WORDS) : `${letters(rng, 2)}${m[1]}`),
+      answer: pool.slice(0, n).join(' ') || word,
+      // Words that merely end like it (not in the list) earn a little.
+      correctness: (a) => wordListCredit(a, n, (w) => pool.includes(w)) || 0.3 * wordListCredit(a, n, (w) => w !== word && w.endsWith(rime(word))),
+      mistake: (rng) => {
+        const r = rng.next()
+        if (r < 0.4) return [word, ...pool.slice(0, n - 1)].join(' ')
+        if (r < 0.7) return Array.from({ length: n }, () => pick(rng, WORDS)).join(' ')
+        return Array.from({ length: n }, () => `${letters(rng, 2)}${rime(word)}`).join(' ')
+      },
     }
   },
 }
 
-export const FAMILIES: readonly Family[] = [add, reverse, sort, upper, count, max, repeat, startsWith, endsWith]
+export const FAMILIES: readonly Family[] = [add, reverse, sort, upper, count, max, repeat, startsWith, rhyme]
 
 /** The task of any farm instruction, or undefined when no family made it. */
 export function parseTask(instruction: string): Task | undefined {

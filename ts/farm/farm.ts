@@ -3,7 +3,8 @@
 //   gold evaluator   deterministic score in [0, 1]: correctness with partial
 //                    credit, minus junk after the answer
 //   demonstrator     writes the SFT data: right with a per-family probability,
-//                    plausible mistakes and varied verbosity otherwise
+//                    plausible mistakes otherwise; often chatty (trailing
+//                    words the gold evaluator marks down), sometimes formal
 //   annotator pool   simulated labellers: gold plus their own length, position
 //                    and format biases and noise, then AlpacaFarm's label noise
 //                    (the label is a coin flip with probability 2p)
@@ -37,7 +38,8 @@ export function goldScore(instruction: string, response: string): number {
 
 function scoreTask(task: Task, response: string): number {
   const { answer, junk } = answerOf(response)
-  return Math.max(0, task.correctness(answer) - Math.min(0.5, junk * 0.02))
+  // Any chatter after the answer costs; longer chatter costs more.
+  return Math.max(0, task.correctness(answer) - (junk > 0 ? Math.min(0.5, 0.1 + junk * 0.02) : 0))
 }
 
 // ---- the noisy demonstrator ----
@@ -45,22 +47,24 @@ function scoreTask(task: Task, response: string): number {
 export interface DemonstratorOptions {
   /** Probability of a right answer, per family (default 0.7). */
   accuracy?: Record<string, number>
-  /** Probability of a verbose answer ("Answer: x." or trailing words). Default 0.3. */
-  verbosity?: number
+  /**
+   * Probability of trailing chatter after the answer ("x\nhope this helps"),
+   * which gold marks down. Default 0.6: more often than not, so that SFT's most
+   * likely response carries it and preference learning has a habit to unlearn.
+   */
+  chatter?: number
+  /** Probability of the "Answer: x." format, which gold ignores and some annotators like. Default 0.2. */
+  format?: number
 }
 
 const FILLER = ['hope this helps', 'ok', 'done', 'that is all', 'easy']
 
-/** A demonstration for `task`: right with the family's probability, else a plausible mistake; sometimes verbose. */
+/** A demonstration for `task`: right with the family's probability, else a plausible mistake; often chatty, sometimes formal. */
 export function demonstrate(task: Task, rng: Rng, options: DemonstratorOptions = {}): string {
   const p = options.accuracy?.[task.family] ?? 0.7
   let text = rng.next() < p ? task.answer : task.mistake(rng)
-  const verbosity = options.verbosity ?? 0.3
-  if (rng.next() < verbosity) {
-    const r = rng.next()
-    if (r < 0.4) text = `Answer: ${text}.`
-    else text = `${text}\n${FILLER[rng.int(FILLER.length)]}`
-  }
+  if (rng.next() < (options.format ?? 0.2)) text = `Answer: ${text}.`
+  if (rng.next() < (options.chatter ?? 0.6)) text = `${text}\n${FILLER[rng.int(FILLER.length)]}`
   return ` ${text}`
 }
 
@@ -80,9 +84,9 @@ export interface Annotator {
 
 /** Four annotators, biased as AlpacaFarm's simulated pool is: towards length, the first position, and format. */
 export const DEFAULT_POOL: readonly Annotator[] = [
-  { name: 'verbose', lengthBias: 0.02, positionBias: 0, formatBias: 0.05, noise: 0.1 },
-  { name: 'first', lengthBias: 0.005, positionBias: 0.15, formatBias: 0, noise: 0.1 },
-  { name: 'formal', lengthBias: 0.01, positionBias: 0.02, formatBias: 0.2, noise: 0.1 },
+  { name: 'verbose', lengthBias: 0.01, positionBias: 0, formatBias: 0.05, noise: 0.1 },
+  { name: 'first', lengthBias: 0.003, positionBias: 0.15, formatBias: 0, noise: 0.1 },
+  { name: 'formal', lengthBias: 0.005, positionBias: 0.02, formatBias: 0.1, noise: 0.1 },
   { name: 'careful', lengthBias: 0.005, positionBias: 0, formatBias: 0, noise: 0.05 },
 ]
 
@@ -183,17 +187,21 @@ export interface SplitSizes {
  * 20k / eval 805, scaled down): no instruction appears in two splits.
  */
 export function makeSplits(seed = 0, sizes: SplitSizes = {}, demonstrator: DemonstratorOptions = {}): FarmSplits {
-  const want = { sft: sizes.sft ?? 2000, preference: sizes.preference ?? 2000, unlabelled: sizes.unlabelled ?? 2000, eval: sizes.eval ?? 500 }
+  const want = { sft: sizes.sft ?? 5000, preference: sizes.preference ?? 3000, unlabelled: sizes.unlabelled ?? 3000, eval: sizes.eval ?? 500 }
   const rng = new Rng(seed)
   const seen = new Set<string>()
-  // Families take turns; one whose instructions are used up (the open ones
-  // have fewer) drops out, so every split covers every family it can.
+  const totalWanted = want.sft + want.preference + want.unlabelled + want.eval
+  // Families take turns. One with few distinct instructions (the open ones,
+  // add) gives each split at most its share of them, so that every split
+  // covers every family; one that runs out anyway drops out of the turns.
   const exhausted = new Set<string>()
   let turn = 0
   const draw = (n: number): Task[] => {
     const out: Task[] = []
+    const taken = new Map<string, number>()
+    const full = (f: (typeof FAMILIES)[number]) => f.space !== undefined && (taken.get(f.name) ?? 0) >= Math.max(1, Math.floor((0.9 * f.space * n) / totalWanted))
     while (out.length < n) {
-      const live = FAMILIES.filter((f) => !exhausted.has(f.name))
+      const live = FAMILIES.filter((f) => !exhausted.has(f.name) && !full(f))
       if (live.length === 0) throw new Error(`makeSplits: the families cannot make ${n} more distinct instructions`)
       const family = live[turn++ % live.length]
       let task: Task | undefined
@@ -206,6 +214,7 @@ export function makeSplits(seed = 0, sizes: SplitSizes = {}, demonstrator: Demon
         continue
       }
       seen.add(task.instruction)
+      taken.set(family.name, (taken.get(family.name) ?? 0) + 1)
       out.push(task)
     }
     return out
@@ -250,27 +259,32 @@ export interface Judged {
   reference: string
 }
 
-/** Win-rate of responses against references by the gold evaluator (equal gold scores tie). */
-export function goldWinRate(items: readonly Judged[]): WinRate {
-  return winRateOf(
-    items.map((it) => {
-      const a = goldScore(it.prompt, it.response)
-      const b = goldScore(it.prompt, it.reference)
-      return a > b + 1e-9 ? 1 : b > a + 1e-9 ? 0 : 0.5
-    }),
-  )
+/** Which of two responses gold prefers: 0 for `a`, 1 for `b`, 0.5 when their scores tie. */
+export function goldPreference(instruction: string, a: string, b: string): 0 | 0.5 | 1 {
+  const sa = goldScore(instruction, a)
+  const sb = goldScore(instruction, b)
+  return sa > sb + 1e-9 ? 0 : sb > sa + 1e-9 ? 1 : 0.5
 }
 
-/** Win-rate by the simulated pool; the order shown is randomised per item (seeded), as annotators see pairs. */
+/** Whether `a` is shown first when a pair is judged (seeded, stable): no side gains from position bias. */
+export function aShownFirst(instruction: string, a: string, b: string, seed: number): boolean {
+  return hash32(`${instruction}\u0002${a}\u0002${b}`, seed + 11) % 2 === 0
+}
+
+/** Which of two responses the pool prefers, shown in a seeded random order: 0 for `a`, 1 for `b`, 0.5 if identical. */
+export function poolPreference(pool: AnnotatorPool, instruction: string, a: string, b: string): 0 | 0.5 | 1 {
+  if (a === b) return 0.5
+  return aShownFirst(instruction, a, b, pool.seed) ? pool.prefer(instruction, a, b) : ((1 - pool.prefer(instruction, b, a)) as 0 | 1)
+}
+
+/** Win-rate of responses against references by the gold evaluator (equal gold scores tie). */
+export function goldWinRate(items: readonly Judged[]): WinRate {
+  return winRateOf(items.map((it) => 1 - goldPreference(it.prompt, it.response, it.reference)))
+}
+
+/** Win-rate by the simulated pool. */
 export function poolWinRate(items: readonly Judged[], pool: AnnotatorPool): WinRate {
-  return winRateOf(
-    items.map((it) => {
-      if (it.response === it.reference) return 0.5
-      const responseFirst = hash32(it.prompt, pool.seed + 7) % 2 === 0
-      const label = responseFirst ? pool.prefer(it.prompt, it.response, it.reference) : pool.prefer(it.prompt, it.reference, it.response)
-      return (label === 0) === responseFirst ? 1 : 0
-    }),
-  )
+  return winRateOf(items.map((it) => 1 - poolPreference(pool, it.prompt, it.response, it.reference)))
 }
 
 // ---- files for the trainers ----

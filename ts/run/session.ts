@@ -18,6 +18,8 @@ import { trainExpertIteration } from '../algorithms/expert-iteration.js'
 import { runBestOfN } from '../algorithms/best-of-n.js'
 import { trainWestOfN } from '../algorithms/west-of-n.js'
 import { runEval } from '../algorithms/eval.js'
+import { makeFarm } from '../algorithms/farm.js'
+import { labelPreferences } from '../algorithms/label.js'
 import type { Model } from '../model/model.js'
 import type { AdamW } from '../model/optim.js'
 import type { Tokenizer } from '../model/tokenizer.js'
@@ -29,6 +31,7 @@ import type { MetricsLogger } from './metrics.js'
 import { Progress, type ProgressMode, type ProgressStream } from './progress.js'
 import { Rng, type RngState } from './rng.js'
 import { RunDirectory } from './run-dir.js'
+import { policyTable, type PolicyRow } from '../farm/report.js'
 
 export type Algorithm = NonNullable<RunConfig['algorithm']>
 
@@ -43,6 +46,8 @@ const TRAINERS: Record<Algorithm, (ctx: TrainerContext) => Promise<StageResult>>
   best_of_n: runBestOfN,
   west_of_n: trainWestOfN,
   eval: runEval,
+  farm: makeFarm,
+  label: labelPreferences,
 }
 
 /** A step's metrics, as train() and runPipeline() report them to onStep. */
@@ -81,6 +86,8 @@ export interface TrainResult extends StageResult {
   step: number
   /** True when the run stopped early on a signal or an AbortSignal; resume it with { resume: true }. */
   interrupted: boolean
+  /** Wall-clock seconds of the run (all its sessions, when resumed). */
+  seconds: number
 }
 
 function isConfigFile(value: unknown): value is string {
@@ -267,6 +274,10 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   await saveResolvedConfig(resolved, run.configFile)
   const interrupt = onInterrupt(undefined, { signal: options.signal, signals: options.handleSignals ? undefined : [], quiet: !options.handleSignals })
   const resumeFrom = resume ? listCheckpoints(run.path).at(-1) : undefined
+  const started = performance.now()
+  // A resumed run adds the time its earlier sessions spent (kept in its checkpoints' run state).
+  const earlier = resume ? ((readJsonMaybe(path.join(run.path, 'elapsed.json')) as { seconds?: number } | undefined)?.seconds ?? 0) : 0
+  const elapsed = () => earlier + (performance.now() - started) / 1000
   const session = new Session(resolved, run, interrupt, options, resumeFrom)
   if (resume && !resumeFrom) session.note(`${run.path}: no checkpoint yet; starting from the beginning`)
   try {
@@ -275,12 +286,14 @@ export async function train(config: string | RunConfig | RunConfigInput, options
     const interrupted = interrupt.requested
     run.update({ state: interrupted ? 'interrupted' : 'finished', step: session.step })
     if (interrupted) session.note(`stopped at step ${session.step}; continue with --resume (resume: true) and name ${run.name}`)
-    writeFileAtomic(path.join(run.path, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted }, null, 2)}\n`)
-    return { ...result, runDir: run.path, step: session.step, interrupted }
+    const seconds = elapsed()
+    writeFileAtomic(path.join(run.path, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted, seconds }, null, 2)}\n`)
+    return { ...result, runDir: run.path, step: session.step, interrupted, seconds }
   } catch (err) {
     run.update({ state: 'failed', error: err })
     throw err
   } finally {
+    writeFileAtomic(path.join(run.path, 'elapsed.json'), `${JSON.stringify({ seconds: elapsed() })}\n`)
     interrupt.dispose()
     session.close()
   }
@@ -289,6 +302,14 @@ export async function train(config: string | RunConfig | RunConfigInput, options
 export interface PipelineOptions extends Omit<TrainOptions, 'set'> {
   /** Overrides of the pipeline config (`stages[1].run.ppo.kl_coef=0.1`). */
   set?: readonly string[]
+}
+
+/** summary.json of a pipeline: each stage, and the win-rates of the policies its eval stages measured. */
+export interface PipelineSummary {
+  name: string
+  dir: string
+  stages: { name: string; model?: string; files?: Record<string, string>; metrics: Record<string, number>; runDir: string; seconds: number }[]
+  policies: PolicyRow[]
 }
 
 export interface PipelineResult {
@@ -351,7 +372,7 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
     if (options.signal?.aborted) return { dir, stages: done, interrupted: true }
     const stageDir = path.join(dir, name)
     const finished = readJsonMaybe(path.join(stageDir, 'run.json')) as { state?: string } | undefined
-    const saved = readJsonMaybe(path.join(stageDir, 'result.json')) as (StageResult & { step: number }) | undefined
+    const saved = readJsonMaybe(path.join(stageDir, 'result.json')) as (StageResult & { step: number; seconds: number }) | undefined
     if (options.resume && finished?.state === 'finished' && saved) {
       results.set(name, { ...saved, runDir: stageDir })
       done.push({ ...saved, name, runDir: stageDir, interrupted: false })
@@ -367,7 +388,13 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
     done.push({ ...result, name })
     if (result.interrupted) return { dir, stages: done, interrupted: true }
   }
-  writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(done.map((s) => ({ name: s.name, model: s.model, metrics: s.metrics, runDir: s.runDir })), null, 2)}\n`)
+  const summary: PipelineSummary = {
+    name: pipeline.name,
+    dir,
+    stages: done.map((s) => ({ name: s.name, model: s.model, files: s.files, metrics: s.metrics, runDir: s.runDir, seconds: s.seconds })),
+    policies: policyTable(done),
+  }
+  writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`)
   return { dir, stages: done, interrupted: false }
 }
 

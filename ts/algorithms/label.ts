@@ -1,0 +1,73 @@
+// Preference labelling, as AlpacaFarm builds its preference data: two
+// responses per instruction sampled from the policy (the SFT model), and a
+// judge (the simulated pool by default) says which is better. Pairs the judge
+// cannot split (identical responses, ties) are left out and counted.
+// Writes preferences.jsonl rows {prompt, chosen, rejected, ...the row's other
+// fields}, which the reward and dpo trainers read.
+import path from 'node:path'
+import { goldPreference } from '../farm/farm.js'
+import { parseTask } from '../farm/families.js'
+import { writeFileAtomic } from '../util/fs.js'
+import type { StageResult, TrainerContext } from './context.js'
+import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, sampleResponses } from './common.js'
+import { judgeFor } from './judge.js'
+
+export async function labelPreferences(ctx: TrainerContext): Promise<StageResult> {
+  const { config } = ctx
+  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
+  const encoder = encoderFor(policy.tokenizer, config.data)
+  const judge = await judgeFor(config.judge, { seed: config.seed, chatTemplate: config.data.chat_template })
+  const rows = await readPrompts(ctx)
+  const texts = rows.map((r) => promptText(r.prompt))
+  const farm = texts.every((t) => parseTask(t) !== undefined)
+  // The farm's judges read farm instructions only: say so before any sampling.
+  const stranger = texts.findIndex((t) => parseTask(t) === undefined)
+  if ((judge.name === 'pool' || judge.name === 'gold') && stranger >= 0) {
+    throw new Error(`label: the ${judge.name} judge compares responses to farm instructions only; prompt ${stranger + 1} is ${JSON.stringify(texts[stranger].slice(0, 80))} (use judge.kind llm or http for other prompts)`)
+  }
+  const B = Math.max(1, Math.floor(config.training.batch_size / 2))
+  const lines: string[] = []
+  let undecided = 0
+  let goldAgree = 0
+  let goldDecided = 0
+  const lengths: number[] = []
+  for (let start = 0; start < rows.length && !ctx.stopRequested(); start += B) {
+    const chunk = rows.slice(start, start + B)
+    // Each prompt twice in one batch: two independent samples (seeds differ by row).
+    const encoded = chunk.flatMap((r) => {
+      const ids = encoder.prompt(r.prompt)
+      return [ids, ids]
+    })
+    const chunkTexts = texts.slice(start, start + B)
+    const rollout = await sampleResponses(policy.model, encoder, encoded, config.generation, config.seed * 1_000_003 + start)
+    const pairs = chunk.map((_, i) => ({ prompt: chunkTexts[i], a: rollout.texts[2 * i], b: rollout.texts[2 * i + 1] }))
+    const verdicts = await judge.compare(pairs)
+    chunk.forEach((row, i) => {
+      const v = verdicts[i]
+      const p = pairs[i]
+      lengths.push(rollout.lengths[2 * i], rollout.lengths[2 * i + 1])
+      if (v === 0.5 || p.a === p.b) {
+        undecided++
+        return
+      }
+      const [chosen, rejected] = v === 0 ? [p.a, p.b] : [p.b, p.a]
+      if (farm) {
+        const g = goldPreference(p.prompt, chosen, rejected)
+        if (g !== 0.5) {
+          goldDecided++
+          if (g === 0) goldAgree++
+        }
+      }
+      lines.push(JSON.stringify({ ...row.extra, prompt: row.prompt, chosen, rejected }))
+    })
+    ctx.log(Math.min(start + B, rows.length), { pairs: lines.length, undecided }, { totalSteps: rows.length, phase: 'label' })
+  }
+  if (lines.length === 0) throw new Error(`label: the judge could not split any of the ${rows.length} pairs (all responses identical or tied); sample with a higher temperature`)
+  const out = path.join(ctx.runDir, 'preferences.jsonl')
+  writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
+  const metrics: Record<string, number> = { pairs: lines.length, undecided, response_length: meanOf(lengths) }
+  // How often the judge agrees with gold where gold has a preference: the label quality.
+  if (farm && goldDecided > 0) metrics.gold_agreement = goldAgree / goldDecided
+  ctx.note(`label: ${lines.length} pairs by the ${judge.name} judge, ${undecided} left out (identical or tied)${metrics.gold_agreement !== undefined ? `, agreeing with gold on ${(100 * metrics.gold_agreement).toFixed(1)}%` : ''}`)
+  return { files: { preferences: out, outputs: out }, metrics }
+}

@@ -1,0 +1,230 @@
+// Judges of response pairs: which of two responses to a prompt is better.
+//   pool   the farm's simulated annotators (biased, noisy: AlpacaFarm's p)
+//   gold   the farm's gold evaluator (what the pool approximates)
+//   llm    a local model asked AlpacaEval-style which output is better; the
+//          answer is read from its log-probs of "a" and "b" after "Output (",
+//          not sampled
+//   http   an OpenAI-compatible chat endpoint asked the same question
+// Every judge sees the two responses in a seeded random order, so a judge's
+// position bias favours neither side of a comparison.
+import type { Model } from '../model/model.js'
+import type { Tokenizer } from '../model/tokenizer.js'
+import { Tensor } from '../tensor.js'
+import { AnnotatorPool, aShownFirst, goldPreference, poolPreference, winRateOf, type WinRate } from './farm.js'
+import { parseTask } from './families.js'
+
+export interface Pair {
+  prompt: string
+  a: string
+  b: string
+}
+
+/** 0: a is better, 1: b is better, 0.5: neither. */
+export type Preference = 0 | 0.5 | 1
+
+export interface PairJudge {
+  readonly name: string
+  compare(pairs: readonly Pair[]): Promise<Preference[]>
+}
+
+/** Runs a judge of (first, second) on each pair in its seeded order and maps the answer back. */
+async function inShownOrder(pairs: readonly Pair[], seed: number, judge: (shown: Pair[]) => Promise<Preference[]>): Promise<Preference[]> {
+  const firsts = pairs.map((p) => aShownFirst(p.prompt, p.a, p.b, seed))
+  const shown = pairs.map((p, i) => (firsts[i] ? p : { prompt: p.prompt, a: p.b, b: p.a }))
+  const answers = await judge(shown)
+  return answers.map((x, i) => (firsts[i] || x === 0.5 ? x : ((1 - x) as Preference)))
+}
+
+function requireFarmPrompts(pairs: readonly Pair[], judge: string): void {
+  for (const p of pairs) {
+    if (!parseTask(p.prompt)) throw new Error(`the ${judge} judge compares responses to farm instructions only; got the prompt ${JSON.stringify(p.prompt.slice(0, 80))}`)
+  }
+}
+
+export class GoldJudge implements PairJudge {
+  readonly name = 'gold'
+  async compare(pairs: readonly Pair[]): Promise<Preference[]> {
+    requireFarmPrompts(pairs, 'gold')
+    return pairs.map((p) => goldPreference(p.prompt, p.a, p.b))
+  }
+}
+
+export class PoolJudge implements PairJudge {
+  readonly name = 'pool'
+  constructor(readonly pool: AnnotatorPool) {}
+  async compare(pairs: readonly Pair[]): Promise<Preference[]> {
+    requireFarmPrompts(pairs, 'pool')
+    return pairs.map((p) => poolPreference(this.pool, p.prompt, p.a, p.b))
+  }
+}
+
+/** The AlpacaEval-style question put to an LLM judge; the answer is "a" or "b". */
+export function judgePrompt(pair: Pair): { system: string; user: string } {
+  return {
+    system: 'You are a careful judge of instruction following. You pick the output that follows the instruction better: correct, complete and without needless text.',
+    user:
+      'Which output follows the instruction better?\n\n' +
+      `## Instruction\n${pair.prompt}\n\n## Output (a)\n${pair.a.trim()}\n\n## Output (b)\n${pair.b.trim()}\n\n` +
+      'Answer with the letter of the better output only: a or b.',
+  }
+}
+
+/** What the LLM judge's answer starts with; the next token, "a" or "b", is the verdict. */
+export const LLM_JUDGE_ANSWER = 'The better output is Output ('
+
+/** A local model as judge: the better of "a" and "b" by the model's log-probs after the question. */
+export class LlmJudge implements PairJudge {
+  readonly name = 'llm'
+  constructor(
+    readonly model: Model,
+    readonly tokenizer: Tokenizer,
+    readonly options: { seed?: number; batchSize?: number; chatTemplate?: boolean } = {},
+  ) {}
+
+  #encode(pair: Pair): number[] {
+    const q = judgePrompt(pair)
+    const useTemplate = this.options.chatTemplate ?? true
+    const text = useTemplate
+      ? this.tokenizer.applyChatTemplate(
+          [
+            { role: 'system', content: q.system },
+            { role: 'user', content: q.user },
+          ],
+          { addGenerationPrompt: true, tokenize: false },
+        )
+      : `${q.system}\n\n${q.user}\n\n`
+    return this.tokenizer.encode(`${text}${LLM_JUDGE_ANSWER}`, { addSpecialTokens: !useTemplate })
+  }
+
+  async compare(pairs: readonly Pair[]): Promise<Preference[]> {
+    const letters = ['a', 'b'].map((l) => this.tokenizer.encode(l, { addSpecialTokens: false }))
+    if (letters.some((ids) => ids.length !== 1) || letters[0][0] === letters[1][0]) {
+      throw new Error("LlmJudge: the judge's tokenizer must encode 'a' and 'b' as one distinct token each")
+    }
+    const batch = this.options.batchSize ?? 8
+    return inShownOrder(pairs, this.options.seed ?? 0, async (shown) => {
+      const out: Preference[] = []
+      for (let i = 0; i < shown.length; i += batch) {
+        const chunk = shown.slice(i, i + batch).map((p) => this.#encode(p))
+        // One row per (pair, letter): the question then the letter; its log-prob decides.
+        const rows = chunk.flatMap((ids) => letters.map((l) => [...ids, l[0]]))
+        const width = Math.max(...rows.map((r) => r.length))
+        if (width > this.model.config.maxPositions) {
+          throw new Error(`LlmJudge: a question is ${width} tokens, longer than the judge model's ${this.model.config.maxPositions} positions`)
+        }
+        // Left-padded, so every row's letter sits in the last column.
+        const tokens = new Int32Array(rows.length * width)
+        const mask = new Uint8Array(rows.length * width)
+        rows.forEach((r, k) => {
+          tokens.set(r, k * width + width - r.length)
+          mask.fill(1, k * width + width - r.length, (k + 1) * width)
+        })
+        const logp = await this.model.logprobs(Tensor.from(tokens, [rows.length, width]), { attentionMask: Tensor.from(mask, [rows.length, width]) })
+        const lp = logp.data as Float32Array
+        const last = width - 2
+        for (let k = 0; k < chunk.length; k++) {
+          const la = lp[(2 * k) * (width - 1) + last]
+          const lb = lp[(2 * k + 1) * (width - 1) + last]
+          out.push(la > lb ? 0 : lb > la ? 1 : 0.5)
+        }
+      }
+      return out
+    })
+  }
+}
+
+export interface HttpJudgeOptions {
+  /** Base URL of an OpenAI-compatible API, e.g. http://localhost:8000/v1. */
+  url: string
+  /** The `model` sent with each request. */
+  model: string
+  apiKey?: string
+  seed?: number
+  concurrency?: number
+  timeoutMs?: number
+  retries?: number
+}
+
+/** Reads "a" or "b" from a judge's reply ("a", "Output (b)", "b." ...). */
+export function parseVerdict(reply: string): Preference | undefined {
+  const m = /^\W*(?:output\s*)?\(?\s*([ab])\b/i.exec(reply.trim())
+  if (m) return m[1].toLowerCase() === 'a' ? 0 : 1
+  const inner = /output\s*\(([ab])\)/i.exec(reply)
+  if (inner) return inner[1].toLowerCase() === 'a' ? 0 : 1
+  return undefined
+}
+
+/** An OpenAI-compatible chat endpoint as judge (POST {url}/chat/completions, temperature 0). */
+export class HttpJudge implements PairJudge {
+  readonly name = 'http'
+  constructor(readonly options: HttpJudgeOptions) {
+    if (!/^https?:\/\//.test(options.url)) throw new Error(`judge.url must be an http(s) URL; got ${JSON.stringify(options.url)}`)
+    if (!options.model) throw new Error('judge.model_name is required for the http judge')
+  }
+
+  async #ask(pair: Pair): Promise<Preference> {
+    const q = judgePrompt(pair)
+    const endpoint = `${this.options.url.replace(/\/+$/, '')}/chat/completions`
+    const body = JSON.stringify({
+      model: this.options.model,
+      temperature: 0,
+      max_tokens: 8,
+      messages: [
+        { role: 'system', content: q.system },
+        { role: 'user', content: q.user },
+      ],
+    })
+    const headers: Record<string, string> = { 'content-type': 'application/json' }
+    if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`
+    const retries = this.options.retries ?? 2
+    let lastError = ''
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * 2 ** attempt))
+      let response: Response
+      try {
+        response = await fetch(endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.options.timeoutMs ?? 60_000) })
+      } catch (e) {
+        lastError = (e as Error).message
+        continue
+      }
+      const text = await response.text()
+      if (response.status === 429 || response.status >= 500) {
+        lastError = `HTTP ${response.status}: ${text.slice(0, 200)}`
+        continue
+      }
+      if (!response.ok) throw new Error(`http judge: ${endpoint} answered HTTP ${response.status}: ${text.slice(0, 200)}`)
+      let reply: string | undefined
+      try {
+        reply = (JSON.parse(text) as { choices?: { message?: { content?: string } }[] }).choices?.[0]?.message?.content
+      } catch {
+        throw new Error(`http judge: ${endpoint} did not answer JSON: ${text.slice(0, 200)}`)
+      }
+      if (typeof reply !== 'string') throw new Error(`http judge: ${endpoint} answered without choices[0].message.content: ${text.slice(0, 200)}`)
+      const verdict = parseVerdict(reply)
+      if (verdict === undefined) throw new Error(`http judge: cannot read "a" or "b" from the reply ${JSON.stringify(reply.slice(0, 80))}`)
+      return verdict
+    }
+    throw new Error(`http judge: ${endpoint} failed after ${retries + 1} tries: ${lastError}`)
+  }
+
+  async compare(pairs: readonly Pair[]): Promise<Preference[]> {
+    return inShownOrder(pairs, this.options.seed ?? 0, async (shown) => {
+      const out: Preference[] = new Array(shown.length)
+      let next = 0
+      const worker = async () => {
+        while (next < shown.length) {
+          const i = next++
+          out[i] = await this.#ask(shown[i])
+        }
+      }
+      await Promise.all(Array.from({ length: Math.min(this.options.concurrency ?? 4, shown.length) }, worker))
+      return out
+    })
+  }
+}
+
+/** Win-rate of responses against references by a judge: (wins + ties/2)/N. */
+export async function judgeWinRate(judge: PairJudge, items: readonly { prompt: string; response: string; reference: string }[]): Promise<WinRate> {
+  const prefs = await judge.compare(items.map((it) => ({ prompt: it.prompt, a: it.response, b: it.reference })))
+  return winRateOf(prefs.map((p) => 1 - p))
+}
