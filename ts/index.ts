@@ -96,3 +96,8 @@ export type { HttpJudgeOptions, Pair, PairJudge, Preference } from './farm/judge
 export type { Annotator, DemonstratorOptions, FarmFiles, FarmRow, FarmSplits, Judged, PoolOptions, SplitSizes, WinRate } from './farm/farm.js'
 export { formatPolicyTable, makeLeaderboard, policyTable, renderSvg, reportHtml, spearman, winRateChart, writeReport } from './farm/report.js'
 export type { Leaderboard, LeaderboardEntry, PolicyRow } from './farm/report.js'
+export { readDataset, parseTranscript, RowAdapter } from './data/formats.js'
+export type { Binarize, DataFormat, ReadDatasetOptions } from './data/formats.js'
+export { parsePreferenceRow, parsePromptRow, parseSftRow } from './data/examples.js'
+export type { PreferenceExample, PromptExample, SftExample, Prompt } from './data/examples.js'
+export { SequenceEncoder } from './data/encode.js'

@@ -6,7 +6,7 @@ import path from 'node:path'
 import type { DataConfig, GenerationConfig, ModelSpec, OptimizerConfig, RewardFunction, RunConfig } from '../config/types.generated.js'
 import { collatePrompts, lastPositionMask, type PromptBatch } from '../data/batch.js'
 import { SequenceEncoder } from '../data/encode.js'
-import { readJsonl } from '../data/jsonl.js'
+import { readDataset, type Binarize, type DataFormat } from '../data/formats.js'
 import { parsePromptRow, type Prompt, type PromptExample } from '../data/examples.js'
 import { Model } from '../model/model.js'
 import { AdamW, learningRate } from '../model/optim.js'
@@ -102,7 +102,7 @@ export function padIdOf(tokenizer: Tokenizer): number {
   return tokenizer.padId ?? tokenizer.eosId ?? 0
 }
 
-/** Reads a JSONL file of rows; reports skipped rows through `note`. */
+/** Reads a file of rows (JSONL or Parquet, in data.format's shape); reports skipped rows through `note`. */
 export async function readRows<T>(
   file: string | undefined,
   what: string,
@@ -111,7 +111,7 @@ export async function readRows<T>(
   note: (message: string) => void,
 ): Promise<T[]> {
   if (!file) throw new Error(`data.${what} is required for this algorithm`)
-  const result = await readJsonl(file, (value) => parse(value), data.on_bad_row)
+  const result = await readDataset(file, parse, { format: data.format as DataFormat, binarize: data.binarize as Binarize, onBadRow: data.on_bad_row })
   if (result.skipped > 0) note(`${file}: skipped ${result.skipped} bad rows (first: ${result.skippedReasons[0]})`)
   if (result.rows.length === 0) throw new Error(`${file}: no usable rows`)
   return result.rows

@@ -259,6 +259,18 @@ export interface DataConfig {
   chat_template: boolean
   /** rows held out from train for evaluation when eval is not given. `uint32`, default `0`. */
   eval_size: number
+  /**
+   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; files are JSONL or Parquet (.parquet).
+   *
+   * `string`, default `'auto'`.
+   */
+  format: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
+  /**
+   * ultrafeedback: chosen is the completion with the highest overall_score (as Zephyr) or mean fine-grained rating; rejected is a random other (seed 42).
+   *
+   * `string`, default `'overall'`.
+   */
+  binarize: 'overall' | 'mean_rating'
 }
 
 /** `DataConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -283,6 +295,18 @@ export interface DataConfigInput {
   chat_template?: boolean
   /** rows held out from train for evaluation when eval is not given. `uint32`, default `0`. */
   eval_size?: number
+  /**
+   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; files are JSONL or Parquet (.parquet).
+   *
+   * `string`, default `'auto'`.
+   */
+  format?: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
+  /**
+   * ultrafeedback: chosen is the completion with the highest overall_score (as Zephyr) or mean fine-grained rating; rejected is a random other (seed 42).
+   *
+   * `string`, default `'overall'`.
+   */
+  binarize?: 'overall' | 'mean_rating'
 }
 
 /**

@@ -26,6 +26,42 @@ export interface ReadResult<T> {
 }
 
 /**
+ * Reads a table of rows: Parquet (a .parquet file, read with hyparquet) or
+ * JSON Lines; a bad row is named by its file and line (or Parquet row).
+ */
+export async function readTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop'): Promise<ReadResult<T>> {
+  if (!file.toLowerCase().endsWith('.parquet')) return readJsonl(file, parse, policy)
+  const { asyncBufferFromFile, parquetReadObjects } = await import('hyparquet')
+  let rows: Record<string, unknown>[]
+  try {
+    rows = await parquetReadObjects({ file: await asyncBufferFromFile(file) })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new Error(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : `not a readable Parquet file (${(err as Error).message})`}`)
+  }
+  const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
+  rows.forEach((value, i) => {
+    try {
+      result.rows.push(parse(toPlain(value), i + 1))
+    } catch (err) {
+      const reason = `${file}: row ${i + 1}: ${(err as Error).message}`
+      if (policy === 'stop') throw Object.assign(new Error(reason), { name: 'BadRowError' })
+      result.skipped++
+      if (result.skippedReasons.length < 100) result.skippedReasons.push(reason)
+    }
+  })
+  return result
+}
+
+/** Parquet values as JSON would give them (BigInt integers become numbers). */
+function toPlain(value: unknown): unknown {
+  if (typeof value === 'bigint') return Number(value)
+  if (Array.isArray(value)) return value.map(toPlain)
+  if (value && typeof value === 'object' && !(value instanceof Date)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toPlain(v)]))
+  return value
+}
+
+/**
  * Reads `file` line by line; `parse(value, line)` turns each JSON value into a
  * row or throws (an Error whose message is the reason). Blank lines are ignored.
  */

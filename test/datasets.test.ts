@@ -1,0 +1,98 @@
+// Loaders for the public preference datasets' formats, from JSONL and
+// Parquet (fixtures made by scripts/make-dataset-fixtures.mjs), and the
+// real-data example configs run on those fixtures with a tiny model.
+import fs from 'node:fs'
+import path from 'node:path'
+import t from 'tap'
+import { SequenceEncoder, loadConfig, loadTokenizer, parsePreferenceRow, parsePromptRow, readDataset, train, type PreferenceExample } from 'rlfarm'
+import { tempDir } from './helpers/common'
+
+const ROOT = path.join(__dirname, '..')
+const DATA = path.join(__dirname, 'fixtures', 'datasets')
+const file = (name: string) => path.join(DATA, name)
+const reply = (p: PreferenceExample) => [p.chosen, p.rejected]
+
+t.test('UltraFeedback raw, binarised as Zephyr did: chosen = highest overall_score, rejected = a random other (seed 42)', async (t) => {
+  await t.rejects(readDataset(file('ultrafeedback.jsonl'), parsePreferenceRow, { format: 'ultrafeedback' }), /ultrafeedback\.jsonl:3: 'completions' must be a list of at least two completions/)
+  const r = await readDataset(file('ultrafeedback.jsonl'), parsePreferenceRow, { format: 'ultrafeedback', onBadRow: 'skip' })
+  t.equal(r.rows.length, 2)
+  t.equal(r.skipped, 1)
+  t.same(r.rows[0].prompt, [{ role: 'user', content: 'Name a primary colour.' }], 'the instruction as a user message, for the chat template')
+  t.equal(r.rows[0].chosen, 'Red.')
+  t.equal(r.rows[1].chosen, 'Five, since 2 + 3 = 5.')
+  t.ok(r.rows.every((p) => p.rejected !== p.chosen))
+  const again = await readDataset(file('ultrafeedback.jsonl'), parsePreferenceRow, { format: 'ultrafeedback', onBadRow: 'skip' })
+  t.same(again.rows.map(reply), r.rows.map(reply), 'the random rejected is seeded: the same pairs on every read')
+  const byRating = await readDataset(file('ultrafeedback.jsonl'), parsePreferenceRow, { format: 'ultrafeedback', binarize: 'mean_rating', onBadRow: 'skip' })
+  t.equal(byRating.rows[1].chosen, '5', 'by the mean fine-grained rating the terse right answer wins (5.0 against 4.0)')
+})
+
+t.test('ultrafeedback_binarized: prompt/chosen/rejected message lists', async (t) => {
+  await t.rejects(readDataset(file('ultrafeedback_binarized.jsonl'), parsePreferenceRow, { format: 'ultrafeedback_binarized' }), /ultrafeedback_binarized\.jsonl:3: ultrafeedback_binarized rows need 'chosen' and 'rejected' message lists/)
+  const r = await readDataset(file('ultrafeedback_binarized.jsonl'), parsePreferenceRow, { format: 'ultrafeedback_binarized', onBadRow: 'skip' })
+  t.same(r.rows.map(reply), [['Red.', 'I like turtles.'], ['Five.', '6']])
+  t.same(r.rows[0].prompt, [{ role: 'user', content: 'Name a primary colour.' }])
+})
+
+t.test('Anthropic HH-RLHF transcripts become chats sharing their history', async (t) => {
+  await t.rejects(readDataset(file('hh_rlhf.jsonl'), parsePreferenceRow, { format: 'hh_rlhf' }), /hh_rlhf\.jsonl:3: 'chosen' must start with "\\n\\nHuman: "/)
+  const r = await readDataset(file('hh_rlhf.jsonl'), parsePreferenceRow, { format: 'hh_rlhf', onBadRow: 'skip' })
+  t.same(r.rows.map(reply), [['Paris.', 'I would rather not say.'], ['Honey never spoils.', 'No.']])
+  t.same(r.rows[1].prompt, [
+    { role: 'user', content: 'Hi' },
+    { role: 'assistant', content: 'Hello! How can I help?' },
+    { role: 'user', content: 'Tell me a fact.' },
+  ])
+})
+
+t.test('AlpacaFarm: instruction/input/output_1/output_2/preference', async (t) => {
+  await t.rejects(readDataset(file('alpacafarm.jsonl'), parsePreferenceRow, { format: 'alpacafarm' }), /alpacafarm\.jsonl:4: 'preference' must be 1 or 2; got 3/)
+  const r = await readDataset(file('alpacafarm.jsonl'), parsePreferenceRow, { format: 'alpacafarm', onBadRow: 'skip' })
+  t.same(r.rows.map(reply), [['glad', 'sad'], ['chat', 'dog'], ['hello there', 'hi']])
+  t.same(r.rows[0].prompt, [{ role: 'user', content: 'Give a synonym.\n\nhappy' }])
+  t.same(r.rows[2].prompt, [{ role: 'user', content: 'Say hi.' }], 'an empty input adds nothing')
+  const prompts = await readDataset(file('alpacafarm.jsonl'), parsePromptRow, { format: 'alpacafarm', onBadRow: 'skip' })
+  t.equal(prompts.rows.length, 3, 'a preference file serves as prompts too')
+})
+
+t.test('Parquet (hyparquet): the same rows as the JSONL, bad rows named by file and row', async (t) => {
+  const fromJsonl = await readDataset(file('alpacafarm.jsonl'), parsePreferenceRow, { format: 'alpacafarm', onBadRow: 'skip' })
+  const fromParquet = await readDataset(file('alpacafarm.parquet'), parsePreferenceRow, { format: 'alpacafarm', onBadRow: 'skip' })
+  t.same(fromParquet.rows, fromJsonl.rows)
+  t.equal(fromParquet.skipped, 1)
+  await t.rejects(readDataset(file('alpacafarm.parquet'), parsePreferenceRow, { format: 'alpacafarm' }), /alpacafarm\.parquet: row 4: 'preference' must be 1 or 2/)
+  const hh = await readDataset(file('hh_rlhf.parquet'), parsePreferenceRow, { format: 'hh_rlhf' })
+  t.same(hh.rows.map(reply), [['Paris.', 'I would rather not say.'], ['Honey never spoils.', 'No.']])
+  const dir = tempDir(t, 'datasets')
+  fs.writeFileSync(path.join(dir, 'broken.parquet'), 'PAR1 not really')
+  await t.rejects(readDataset(path.join(dir, 'broken.parquet'), parsePreferenceRow), /broken\.parquet: not a readable Parquet file/)
+  await t.rejects(readDataset(path.join(dir, 'missing.parquet'), parsePreferenceRow), /missing\.parquet: no such file/)
+})
+
+t.test("chat templates: a dataset's messages are rendered by the tokenizer's template", async (t) => {
+  const tokenizer = await loadTokenizer(path.join(__dirname, 'fixtures', 'tokenizers', 'qwen-bpe'))
+  const encoder = new SequenceEncoder({ tokenizer, maxLength: 256, maxPromptLength: 200, chatTemplate: true })
+  const [row] = (await readDataset(file('hh_rlhf.jsonl'), parsePreferenceRow, { format: 'hh_rlhf', onBadRow: 'skip' })).rows
+  const text = tokenizer.decode(encoder.prompt(row.prompt))
+  t.match(text, /<\|im_start\|>user\nWhat is the capital of France\?<\|im_end\|>\n<\|im_start\|>assistant\n$/)
+})
+
+t.test('the real-data example configs load, and run on the fixtures with a tiny model', async (t) => {
+  const dir = tempDir(t, 'datasets')
+  const tokenizer = path.join(__dirname, 'fixtures', 'tokenizers', 'qwen-bpe')
+  const tiny = { tokenizer, init: { arch: 'llama', hidden_size: 32, layers: 1, heads: 2, max_positions: 256 } }
+  const cases: [string, string[]][] = [
+    ['reward-hh-rlhf.yaml', [`data.train=${file('hh_rlhf.parquet')}`, 'data.eval_size=0']],
+    ['dpo-ultrafeedback.yaml', [`data.train=${file('ultrafeedback.jsonl')}`, 'data.eval_size=0', 'training.gradient_accumulation=1', 'training.batch_size=2']],
+    ['ppo-gpt2.yaml', [`data.prompts=${file('alpacafarm.parquet')}`, 'data.format=alpacafarm', 'data.on_bad_row=skip', 'data.chat_template=true', 'reward_function.name=length', 'training.batch_size=2', 'ppo.minibatch_size=2', 'generation.max_new_tokens=4']],
+  ]
+  for (const [name, set] of cases) {
+    const config = path.join(ROOT, 'examples', 'real', name)
+    t.ok(await loadConfig(config), `${name} is a valid config`)
+    // The user's model directory is swapped for a tiny random model; the data for the fixtures.
+    const overrides = [...set, 'policy.path=null', `policy.tokenizer=${tokenizer}`, `policy.init=${JSON.stringify(tiny.init)}`, 'training.max_steps=2', 'training.eval_every=0', `output_dir=${dir}`, 'checkpoint.every=0']
+    if (name.startsWith('ppo')) overrides.push('reward_model.path=null')
+    const result = await train(config, { set: overrides, progress: 'none' })
+    t.equal(result.step, 2, `${name}: two steps on the fixture`)
+  }
+})

@@ -1,0 +1,137 @@
+// The public preference datasets' row shapes, turned into rlfarm's
+// {prompt, chosen, rejected} rows (prompts as a user message, so the
+// tokenizer's chat template applies):
+//   ultrafeedback            openbmb/UltraFeedback: {instruction, completions:
+//                            [{response, overall_score, annotations: {aspect:
+//                            {Rating}}}]}, binarised as Zephyr did (chosen: the
+//                            highest overall_score; rejected: a random other,
+//                            seed 42) or by the mean fine-grained rating
+//   ultrafeedback_binarized  HuggingFaceH4/ultrafeedback_binarized: {prompt,
+//                            chosen: [messages], rejected: [messages]}
+//   hh_rlhf                  Anthropic/hh-rlhf: {chosen, rejected} transcripts
+//                            "\n\nHuman: ...\n\nAssistant: ..."
+//   alpacafarm               tatsu-lab/alpaca_farm: {instruction, input,
+//                            output_1, output_2, preference (1 or 2)}
+// A row that does not fit its format throws, and the reader names its file
+// and line (or Parquet row).
+import type { ChatMessage } from '../model/chat-template.js'
+import { Rng } from '../run/rng.js'
+import { readTable, type BadRowPolicy, type ReadResult } from './jsonl.js'
+
+export type DataFormat = 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
+export type Binarize = 'overall' | 'mean_rating'
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+function str(row: Record<string, unknown>, key: string): string {
+  const v = row[key]
+  if (typeof v !== 'string') throw new Error(`'${key}' must be a string; got ${JSON.stringify(v)?.slice(0, 60)}`)
+  return v
+}
+
+/** A row adapter for one read of a file: holds the Zephyr RNG (seed 42), consumed in row order. */
+export class RowAdapter {
+  readonly #rng = new Rng(42)
+  constructor(
+    readonly format: DataFormat,
+    readonly binarize: Binarize = 'overall',
+  ) {}
+
+  adapt(value: unknown): unknown {
+    if (this.format === 'auto') return value
+    if (!isObject(value)) throw new Error(`expected a JSON object (${this.format} row); got ${JSON.stringify(value)?.slice(0, 60)}`)
+    switch (this.format) {
+      case 'ultrafeedback':
+        return this.#ultrafeedback(value)
+      case 'ultrafeedback_binarized':
+        // Already rlfarm's shape (chosen/rejected message lists sharing the prompt turn).
+        if (!Array.isArray(value.chosen) || !Array.isArray(value.rejected)) throw new Error("ultrafeedback_binarized rows need 'chosen' and 'rejected' message lists")
+        return { chosen: value.chosen, rejected: value.rejected }
+      case 'hh_rlhf':
+        return hhRlhf(value)
+      case 'alpacafarm':
+        return alpacaFarm(value)
+    }
+  }
+
+  #ultrafeedback(row: Record<string, unknown>): { prompt: ChatMessage[]; chosen: string; rejected: string } {
+    const instruction = str(row, 'instruction')
+    const completions = row.completions
+    if (!Array.isArray(completions) || completions.length < 2) throw new Error("'completions' must be a list of at least two completions")
+    const scored = completions.map((c, i) => {
+      if (!isObject(c) || typeof c.response !== 'string') throw new Error(`completions[${i}] needs a 'response' string`)
+      return { response: c.response, score: this.binarize === 'overall' ? overallScore(c, i) : meanRating(c, i) }
+    })
+    let best = 0
+    for (let i = 1; i < scored.length; i++) if (scored[i].score > scored[best].score) best = i
+    const others = scored.filter((_, i) => i !== best)
+    const rejected = others[this.#rng.int(others.length)]
+    if (rejected.score === scored[best].score) throw new Error(`the chosen and the rejected completion score alike (${rejected.score}): no preference`)
+    return { prompt: [{ role: 'user', content: instruction }], chosen: scored[best].response, rejected: rejected.response }
+  }
+}
+
+function overallScore(c: Record<string, unknown>, i: number): number {
+  const s = c.overall_score
+  if (typeof s !== 'number' || !Number.isFinite(s)) throw new Error(`completions[${i}].overall_score must be a number; got ${JSON.stringify(s)}`)
+  return s
+}
+
+/** Mean of the fine-grained aspect ratings (helpfulness, honesty, ...); "N/A" ratings are left out. */
+function meanRating(c: Record<string, unknown>, i: number): number {
+  const annotations = c.annotations
+  if (!isObject(annotations)) throw new Error(`completions[${i}].annotations must be an object of aspect ratings`)
+  const ratings: number[] = []
+  for (const [aspect, a] of Object.entries(annotations)) {
+    const rating = isObject(a) ? a.Rating : undefined
+    if (rating === 'N/A') continue
+    const r = Number(rating)
+    if (!Number.isFinite(r)) throw new Error(`completions[${i}].annotations.${aspect}.Rating must be a number or "N/A"; got ${JSON.stringify(rating)}`)
+    ratings.push(r)
+  }
+  if (ratings.length === 0) throw new Error(`completions[${i}] has no numeric aspect rating`)
+  return ratings.reduce((a, b) => a + b, 0) / ratings.length
+}
+
+/** An HH-RLHF transcript as messages: "\n\nHuman: ..." and "\n\nAssistant: ..." turns. */
+export function parseTranscript(text: string, key: string): ChatMessage[] {
+  const parts = text.split(/\n\n(Human|Assistant): /)
+  if (parts[0].trim() !== '') throw new Error(`'${key}' must start with "\\n\\nHuman: "; got ${JSON.stringify(text.slice(0, 40))}`)
+  const messages: ChatMessage[] = []
+  for (let i = 1; i < parts.length; i += 2) messages.push({ role: parts[i] === 'Human' ? 'user' : 'assistant', content: parts[i + 1] })
+  if (messages.length < 2) throw new Error(`'${key}' needs a Human turn and an Assistant reply`)
+  return messages
+}
+
+function hhRlhf(row: Record<string, unknown>): { chosen: ChatMessage[]; rejected: ChatMessage[] } {
+  const chosen = parseTranscript(str(row, 'chosen'), 'chosen')
+  const rejected = parseTranscript(str(row, 'rejected'), 'rejected')
+  return { chosen, rejected }
+}
+
+function alpacaFarm(row: Record<string, unknown>): { prompt: ChatMessage[]; chosen: string; rejected: string } {
+  const instruction = str(row, 'instruction')
+  const input = row.input
+  if (input !== undefined && input !== null && typeof input !== 'string') throw new Error("'input' must be a string")
+  const preference = Number(row.preference)
+  if (preference !== 1 && preference !== 2) throw new Error(`'preference' must be 1 or 2; got ${JSON.stringify(row.preference)}`)
+  const [a, b] = [str(row, 'output_1'), str(row, 'output_2')]
+  const content = input ? `${instruction}\n\n${input}` : instruction
+  return { prompt: [{ role: 'user', content }], chosen: preference === 1 ? a : b, rejected: preference === 1 ? b : a }
+}
+
+export interface ReadDatasetOptions {
+  format?: DataFormat
+  binarize?: Binarize
+  /** Stop at a malformed row (default), or skip it and count it. */
+  onBadRow?: BadRowPolicy
+}
+
+/**
+ * Reads a JSONL or Parquet file in a dataset's format into rows that `parse`
+ * accepts (parsePreferenceRow, parsePromptRow, parseSftRow).
+ */
+export function readDataset<T>(file: string, parse: (value: unknown) => T, options: ReadDatasetOptions = {}): Promise<ReadResult<T>> {
+  const adapter = new RowAdapter(options.format ?? 'auto', options.binarize ?? 'overall')
+  return readTable(file, (value) => parse(adapter.adapt(value)), options.onBadRow ?? 'stop')
+}
