@@ -181,7 +181,9 @@ Examples:
         .map((s) => ({ title: `${s.name}: training curves`, metricsFile: path.join(s.runDir, 'metrics.jsonl'), metrics: ['score', 'kl', 'eval_win_rate', 'eval_reward', 'eval_pool_win_rate', 'response_length'] }))
       const written = await writeReport(result.dir, board, curves)
       const seconds = Object.fromEntries(board.entries.filter((e) => e.seconds !== undefined).map((e) => [e.method, e.seconds!]))
-      process.stdout.write(`\n${formatPolicyTable(summary.policies, { seconds })}\n`)
+      // The leaderboard's rows: best-of-n's reward and KL come from its stage.
+      const rows = board.entries.map((e) => ({ ...e, policy: e.method, stage: `eval_${e.method}` }))
+      process.stdout.write(`\n${formatPolicyTable(rows, { seconds })}\n`)
       if (board.poolGoldSpearman !== undefined) process.stdout.write(`\nSpearman rank correlation, pool vs gold: ${board.poolGoldSpearman.toFixed(3)}\n`)
       if (board.baseline) process.stdout.write(`above ${board.baseline} by more than 2 standard errors: ${board.aboveBaseline!.join(', ') || 'none'}\n`)
       process.stdout.write(`\nleaderboard: ${written.leaderboard}\nreport: ${written.report}\n`)

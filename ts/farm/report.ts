@@ -189,7 +189,7 @@ export function winRateChart(entries: readonly LeaderboardEntry[]): Record<strin
     encoding: { x, xOffset: { field: 'judge' }, color: { field: 'judge', type: 'nominal', title: 'judged by' } },
     layer: [
       { mark: 'bar', encoding: { y: { field: 'winRate', type: 'quantitative', title: 'win-rate', scale: { domain: [0, 1] } } } },
-      { mark: { type: 'errorbar', ticks: true }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' }, color: { value: 'black' } } },
+      { mark: { type: 'errorbar', ticks: true }, encoding: { y: { field: 'lo', type: 'quantitative', title: 'win-rate' }, y2: { field: 'hi' }, color: { value: 'black' } } },
       { mark: { type: 'rule', strokeDash: [4, 4] }, data: { values: [{ half: 0.5 }] }, encoding: { y: { field: 'half', type: 'quantitative' }, color: { value: 'gray' }, x: null, xOffset: null } },
     ],
   }
