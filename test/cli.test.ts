@@ -164,6 +164,7 @@ t.test('rlfarm quickstart (shrunk with --set): the table and summary.json', asyn
     'stages[0].run.farm.eval_size=30',
     'stages[1].run.training.max_steps=10',
     'stages[3].run.training.epochs=1',
+    'stages[3].run.data.eval_size=5',
     'stages[4].run.training.max_steps=2',
     'stages[4].run.training.batch_size=8',
     'stages[4].run.ppo.minibatch_size=8',
