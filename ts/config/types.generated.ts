@@ -365,7 +365,11 @@ export interface OptimizerConfigInput {
 export interface TrainingConfig {
   /** passes over the training data. `uint32`, default `1`, range >= 1. */
   epochs: number
-  /** optimizer steps; 0: as many as the epochs give. `uint32`, default `0`. */
+  /**
+   * optimizer steps; 0: as many as the epochs give (expert_iteration runs its rounds x epochs, and best_of_n, label and eval every prompt, whatever this says).
+   *
+   * `uint32`, default `0`.
+   */
   max_steps: number
   /** rows per optimizer step (before gradient accumulation). `uint32`, default `8`, range >= 1. */
   batch_size: number
@@ -379,7 +383,11 @@ export interface TrainingConfig {
 export interface TrainingConfigInput {
   /** passes over the training data. `uint32`, default `1`, range >= 1. */
   epochs?: number
-  /** optimizer steps; 0: as many as the epochs give. `uint32`, default `0`. */
+  /**
+   * optimizer steps; 0: as many as the epochs give (expert_iteration runs its rounds x epochs, and best_of_n, label and eval every prompt, whatever this says).
+   *
+   * `uint32`, default `0`.
+   */
   max_steps?: number
   /** rows per optimizer step (before gradient accumulation). `uint32`, default `8`, range >= 1. */
   batch_size?: number
