@@ -332,7 +332,7 @@ Examples:
 
 function mainHelp(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length))
-  return `rlfarm ${VERSION}: RLHF for Node.js (SFT, reward models, PPO, DPO, GRPO, RLOO, best-of-n, expert iteration, West-of-N)
+  return `rlfarm ${VERSION}: RLHF for Node.js (SFT, reward models, PPO, DPO, GRPO, RLOO, best-of-n, expert iteration, West-of-N) and the farm
 
 Usage: rlfarm <command> [options]      rlfarm <command> --help
 
@@ -342,6 +342,8 @@ ${Object.entries(COMMANDS)
   .join('\n')}
 
 Examples:
+  rlfarm quickstart
+  rlfarm compare examples/compare.yaml
   rlfarm train examples/ppo.yaml
   rlfarm run examples/pipeline.yaml
   rlfarm generate -m runs/sft/model -p "Hello"
