@@ -19,7 +19,7 @@ function rlfarm(args: string[], options: { cwd?: string } = {}) {
 t.test('--help on every command, with examples', async (t) => {
   const top = rlfarm(['--help'])
   t.equal(top.code, 0)
-  for (const command of ['train', 'run', 'eval', 'generate', 'farm']) {
+  for (const command of ['train', 'run', 'eval', 'generate', 'farm', 'quickstart', 'compare']) {
     t.match(top.stdout, new RegExp(`\\n  ${command} `), `lists ${command}`)
     const r = rlfarm([command, '--help'])
     t.equal(r.code, 0, `${command} --help`)
