@@ -176,6 +176,7 @@ Examples:
       const { result, summary } = await runFarmPipeline(file, values)
       if (result.interrupted) return 130
       const board = makeLeaderboard(summary.name, summary.stages)
+      if (board.entries.length === 0) process.stderr.write('rlfarm compare: no eval_<method> stage measured a win-rate (eval stages need prompts with a `reference` each; see examples/compare.yaml)\n')
       const curves = summary.stages
         .filter((s) => (JSON.parse(fs.readFileSync(path.join(s.runDir, 'run.json'), 'utf8')) as { algorithm?: string }).algorithm === 'ppo')
         .map((s) => ({ title: `${s.name}: training curves`, metricsFile: path.join(s.runDir, 'metrics.jsonl'), metrics: ['score', 'kl', 'eval_win_rate', 'eval_reward', 'eval_pool_win_rate', 'response_length'] }))
