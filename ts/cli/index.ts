@@ -132,7 +132,7 @@ pool; a reward model learns from those labels; PPO trains the SFT model against
 it; SFT and PPO are evaluated on 500 held-out instructions against fixed
 reference outputs, by the gold evaluator and by the pool. Prints the table and
 writes DIR/quickstart/summary.json (each policy's winRate, stderr and n).
-About five minutes on two CPU cores.
+About six minutes on two CPU cores.
 
 Options:
   -o, --out DIR         where the runs go (default: runs)
