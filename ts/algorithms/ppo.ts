@@ -144,7 +144,8 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
         const attention = pick(rollout.attentionMask)
         const mbMask = pick(mask)
         policy.model.zeroGrad()
-        const out = await policy.model.forward(tokens, { attentionMask: attention, train: true, temperature, entropy: o.entropy_coef !== 0 })
+        // Entropy is always measured (a collapse shows in the logs); it enters the loss only with entropy_coef.
+        const out = await policy.model.forward(tokens, { attentionMask: attention, train: true, temperature, entropy: true })
         const pg = ops.ppoPolicyLoss(out.logp!, pick(oldLogp), pick(advantages), mbMask, {
           clipLow: o.clip_low,
           clipHigh: o.clip_high ?? o.clip_low,
@@ -153,8 +154,8 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
         })
         const tokensInMb = Math.max(total(ops.rowSum(mbMask)), 1)
         let gradEntropy: Tensor | undefined
+        m.entropy += maskedMean(out.entropy!, mbMask)
         if (o.entropy_coef !== 0) {
-          m.entropy += maskedMean(out.entropy!, mbMask)
           gradEntropy = ops.add(mbMask, undefined, { alpha: -o.entropy_coef / tokensInMb }) // loss -= coef * mean entropy
         }
         await policy.model.backward({ gradLogp: pg.grad, gradEntropy })
