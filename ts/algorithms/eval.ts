@@ -14,7 +14,7 @@ import type { StageResult, TrainerContext } from './context.js'
 import { AnnotatorPool, goldScore, goldWinRate, poolWinRate, type WinRate } from '../farm/farm.js'
 import { parseTask } from '../farm/families.js'
 import { judgeWinRate } from '../farm/judges.js'
-import type { JudgeConfig, RunConfig } from '../config/types.generated.js'
+import type { GenerationConfig, JudgeConfig, RunConfig } from '../config/types.generated.js'
 import type { PromptExample } from '../data/examples.js'
 import type { SequenceEncoder } from '../data/encode.js'
 import type { Model } from '../model/model.js'
@@ -32,6 +32,7 @@ import {
   sampleResponses,
   scorerFor,
   sequenceLogprobs,
+  type LoadedModel,
   type Scorer,
 } from './common.js'
 import { judgeFor } from './judge.js'
@@ -63,6 +64,31 @@ export async function winRateMetrics(
 }
 
 /**
+ * Responses to `rows` in batches of `batch` (seeds from `seed` and the row),
+ * with their scores when a scorer is given. `onBatch` sees the progress;
+ * `stop` ends the loop early (the responses so far are returned).
+ */
+async function respond(
+  policy: Model,
+  encoder: SequenceEncoder,
+  rows: readonly PromptExample[],
+  texts: readonly string[],
+  options: { generation: GenerationConfig; seed: number; batch: number; scorer?: Scorer; onBatch?: (done: number, scores: number[]) => void; stop?: () => boolean },
+): Promise<{ responses: string[]; lengths: number[]; scores: number[] }> {
+  const out = { responses: [] as string[], lengths: [] as number[], scores: [] as number[] }
+  const B = options.batch
+  for (let start = 0; start < rows.length && !options.stop?.(); start += B) {
+    const chunk = rows.slice(start, start + B)
+    const rollout = await sampleResponses(policy, encoder, chunk.map((r) => encoder.prompt(r.prompt)), options.generation, options.seed + start, texts.slice(start, start + B))
+    if (options.scorer) out.scores.push(...(await options.scorer.score(rollout.tokens, rollout.attentionMask, rollout)))
+    out.responses.push(...rollout.texts)
+    out.lengths.push(...rollout.lengths)
+    options.onBatch?.(Math.min(start + B, rows.length), out.scores)
+  }
+  return out
+}
+
+/**
  * A trainer's held-out check: greedy responses to `rows` (which carry
  * references), their mean score by the trainer's scorer (eval_reward), and
  * their win-rates (eval_win_rate, eval_pool_win_rate ...).
@@ -74,20 +100,10 @@ export async function evaluateHeldOut(
   rows: readonly PromptExample[],
   config: RunConfig,
 ): Promise<Record<string, number>> {
-  const B = Math.max(config.training.batch_size, 64)
-  const greedy = { ...config.generation, temperature: 0 }
   const texts = rows.map((r) => promptText(r.prompt))
-  const scores: number[] = []
-  const items: { prompt: string; response: string; reference: string }[] = []
-  for (let start = 0; start < rows.length; start += B) {
-    const chunk = rows.slice(start, start + B)
-    const rollout = await sampleResponses(policy, encoder, chunk.map((r) => encoder.prompt(r.prompt)), greedy, config.seed + start, texts.slice(start, start + B))
-    const s = await scorer.score(rollout.tokens, rollout.attentionMask, rollout)
-    chunk.forEach((r, i) => {
-      scores.push(s[i])
-      if (typeof r.extra.reference === 'string') items.push({ prompt: texts[start + i], response: rollout.texts[i], reference: r.extra.reference })
-    })
-  }
+  const greedy = { ...config.generation, temperature: 0 }
+  const { responses, scores } = await respond(policy, encoder, rows, texts, { generation: greedy, seed: config.seed, batch: Math.max(config.training.batch_size, 64), scorer })
+  const items = rows.flatMap((r, i) => (typeof r.extra.reference === 'string' ? [{ prompt: texts[i], response: responses[i], reference: r.extra.reference }] : []))
   const out: Record<string, number> = { eval_reward: meanOf(scores) }
   if (items.length > 0) {
     const w = await winRateMetrics(items, config.judge, { seed: config.seed, chatTemplate: config.data.chat_template })
@@ -112,9 +128,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
   const references = rows.map((r) => r.extra.reference)
   const withReferences = references.every((r) => typeof r === 'string')
   const metrics: Record<string, number> = {}
-  let responses: string[]
-  const scores: number[] = []
-  const lengths: number[] = []
+  let sampled: { responses: string[]; lengths: number[]; scores: number[] }
   if (isGiven(config.policy)) {
     const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
     const encoder = encoderFor(policy.tokenizer, config.data)
@@ -122,29 +136,27 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
     if (!scorer && !withReferences) {
       throw new Error('eval: give reward_model or reward_function to score responses, or prompts with a `reference` output in each row for win-rates')
     }
-    responses = []
-    for (let start = 0; start < rows.length && !ctx.stopRequested(); start += B) {
-      const chunk = rows.slice(start, start + B)
-      const rollout = await sampleResponses(policy.model, encoder, chunk.map((r) => encoder.prompt(r.prompt)), config.generation, config.seed + start, texts.slice(start, start + B))
-      const s = scorer ? await scorer.score(rollout.tokens, rollout.attentionMask, rollout) : undefined
-      chunk.forEach((_, i) => {
-        if (s) scores.push(s[i])
-        lengths.push(rollout.lengths[i])
-        responses.push(rollout.texts[i])
-      })
-      ctx.log(Math.min(start + B, rows.length), s ? { reward: meanOf(scores) } : {}, { totalSteps: rows.length, phase: 'eval' })
-    }
-    if (scorer) metrics.reward = meanOf(scores)
-    if (isGiven(config.reference)) metrics.kl = await klToReference(ctx, policy, encoder, rows.slice(0, responses.length).map((r) => encoder.prompt(r.prompt)))
+    sampled = await respond(policy.model, encoder, rows, texts, {
+      generation: config.generation,
+      seed: config.seed,
+      batch: B,
+      scorer,
+      onBatch: (done, s) => ctx.log(done, scorer ? { reward: meanOf(s) } : {}, { totalSteps: rows.length, phase: 'eval' }),
+      stop: () => ctx.stopRequested(),
+    })
+    if (scorer) metrics.reward = meanOf(sampled.scores)
+    if (isGiven(config.reference)) metrics.kl = await klToReference(ctx, policy, encoder, rows.slice(0, sampled.responses.length).map((r) => encoder.prompt(r.prompt)))
   } else {
     // No policy: judge the responses the rows carry.
-    responses = rows.map((r, i) => {
+    const responses = rows.map((r, i) => {
       const response = r.extra.response
       if (typeof response !== 'string') throw new Error(`eval: without policy.path, each row needs a 'response' string to judge; prompt ${i + 1} has none`)
       return response
     })
     if (!withReferences) throw new Error('eval: without a policy, the rows need a `reference` output each to compare their responses with')
+    sampled = { responses, lengths: [], scores: [] }
   }
+  const { responses, scores, lengths } = sampled
   const done = responses.length
   const farm = texts.every((t) => parseTask(t) !== undefined)
   const lines = rows.slice(0, done).map((row, i) => {
@@ -169,7 +181,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
  * KL(policy || reference) per response, estimated on one fresh sample per
  * prompt at temperature 1: the mean over samples of log pi(y|x) - log ref(y|x).
  */
-async function klToReference(ctx: TrainerContext, policy: Awaited<ReturnType<typeof loadModelSpec>>, encoder: ReturnType<typeof encoderFor>, prompts: number[][]): Promise<number> {
+async function klToReference(ctx: TrainerContext, policy: LoadedModel, encoder: SequenceEncoder, prompts: number[][]): Promise<number> {
   const { config } = ctx
   const reference = await loadModelSpec(referenceSpec(config), 'reference', { seed: config.seed, tokenizer: sameTokenizer(config.reference, policy) })
   const sampling = { ...config.generation, temperature: 1, top_k: 0, top_p: 1 }
