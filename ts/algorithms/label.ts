@@ -19,12 +19,9 @@ export async function labelPreferences(ctx: TrainerContext): Promise<StageResult
   const judge = await judgeFor(config.judge, { seed: config.seed, chatTemplate: config.data.chat_template })
   const rows = await readPrompts(ctx)
   const texts = rows.map((r) => promptText(r.prompt))
+  // A judge that cannot read these prompts says so before any sampling.
+  judge.checkPrompts?.(texts)
   const farm = texts.every((t) => parseTask(t) !== undefined)
-  // The farm's judges read farm instructions only: say so before any sampling.
-  const stranger = texts.findIndex((t) => parseTask(t) === undefined)
-  if ((judge.name === 'pool' || judge.name === 'gold') && stranger >= 0) {
-    throw new Error(`label: the ${judge.name} judge compares responses to farm instructions only; prompt ${stranger + 1} is ${JSON.stringify(texts[stranger].slice(0, 80))} (use judge.kind llm or http for other prompts)`)
-  }
   const B = Math.max(1, Math.floor(config.training.batch_size / 2))
   const lines: string[] = []
   let undecided = 0

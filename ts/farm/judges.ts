@@ -24,6 +24,8 @@ export type Preference = 0 | 0.5 | 1
 
 export interface PairJudge {
   readonly name: string
+  /** Throws when the judge cannot read these prompts: callers check before they spend work on them. */
+  checkPrompts?(prompts: readonly string[]): void
   compare(pairs: readonly Pair[]): Promise<Preference[]>
 }
 
@@ -35,16 +37,20 @@ async function inShownOrder(pairs: readonly Pair[], seed: number, judge: (shown:
   return answers.map((x, i) => (firsts[i] || x === 0.5 ? x : ((1 - x) as Preference)))
 }
 
-function requireFarmPrompts(pairs: readonly Pair[], judge: string): void {
-  for (const p of pairs) {
-    if (!parseTask(p.prompt)) throw new Error(`the ${judge} judge compares responses to farm instructions only; got the prompt ${JSON.stringify(p.prompt.slice(0, 80))}`)
+function requireFarmPrompts(prompts: readonly string[], judge: string): void {
+  const i = prompts.findIndex((p) => parseTask(p) === undefined)
+  if (i >= 0) {
+    throw new Error(`the ${judge} judge compares responses to farm instructions only; prompt ${i + 1} is ${JSON.stringify(prompts[i].slice(0, 80))} (use judge.kind llm or http for other prompts)`)
   }
 }
 
 export class GoldJudge implements PairJudge {
   readonly name = 'gold'
+  checkPrompts(prompts: readonly string[]): void {
+    requireFarmPrompts(prompts, this.name)
+  }
   async compare(pairs: readonly Pair[]): Promise<Preference[]> {
-    requireFarmPrompts(pairs, 'gold')
+    this.checkPrompts(pairs.map((p) => p.prompt))
     return pairs.map((p) => goldPreference(p.prompt, p.a, p.b))
   }
 }
@@ -52,8 +58,11 @@ export class GoldJudge implements PairJudge {
 export class PoolJudge implements PairJudge {
   readonly name = 'pool'
   constructor(readonly pool: AnnotatorPool) {}
+  checkPrompts(prompts: readonly string[]): void {
+    requireFarmPrompts(prompts, this.name)
+  }
   async compare(pairs: readonly Pair[]): Promise<Preference[]> {
-    requireFarmPrompts(pairs, 'pool')
+    this.checkPrompts(pairs.map((p) => p.prompt))
     return pairs.map((p) => poolPreference(this.pool, p.prompt, p.a, p.b))
   }
 }
