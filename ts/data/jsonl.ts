@@ -6,14 +6,15 @@ import readline from 'node:readline'
 
 export type BadRowPolicy = 'stop' | 'skip'
 
-/** A row that could not be used; `message` says why. */
+/** A row that could not be used; `message` says where (file:line, or a Parquet file's row) and why. */
 export class BadRowError extends Error {
   constructor(
     readonly file: string,
     readonly line: number,
     readonly reason: string,
+    where = `${file}:${line}`,
   ) {
-    super(`${file}:${line}: ${reason}`)
+    super(`${where}: ${reason}`)
     this.name = 'BadRowError'
   }
 }
@@ -23,6 +24,18 @@ export interface ReadResult<T> {
   /** Rows skipped under the 'skip' policy, with the reason of each (the first 100 kept). */
   skipped: number
   skippedReasons: string[]
+}
+
+/** Adds the row `make` returns, or, when it throws, stops the read or skips and counts the row, as `policy` says. */
+function collect<T>(result: ReadResult<T>, policy: BadRowPolicy, make: () => T, bad: (reason: string) => BadRowError): void {
+  try {
+    result.rows.push(make())
+  } catch (err) {
+    const error = bad((err as Error).message)
+    if (policy === 'stop') throw error
+    result.skipped++
+    if (result.skippedReasons.length < 100) result.skippedReasons.push(error.message)
+  }
 }
 
 /**
@@ -40,16 +53,14 @@ export async function readTable<T>(file: string, parse: (value: unknown, line: n
     throw new Error(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : `not a readable Parquet file (${(err as Error).message})`}`)
   }
   const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
-  rows.forEach((value, i) => {
-    try {
-      result.rows.push(parse(toPlain(value), i + 1))
-    } catch (err) {
-      const reason = `${file}: row ${i + 1}: ${(err as Error).message}`
-      if (policy === 'stop') throw Object.assign(new Error(reason), { name: 'BadRowError' })
-      result.skipped++
-      if (result.skippedReasons.length < 100) result.skippedReasons.push(reason)
-    }
-  })
+  rows.forEach((value, i) =>
+    collect(
+      result,
+      policy,
+      () => parse(toPlain(value), i + 1),
+      (reason) => new BadRowError(file, i + 1, reason, `${file}: row ${i + 1}`),
+    ),
+  )
   return result
 }
 
@@ -84,20 +95,21 @@ export async function readJsonl<T>(
     for await (const text of lines) {
       lineNo++
       if (text.trim() === '') continue
-      try {
-        let value: unknown
-        try {
-          value = JSON.parse(text)
-        } catch (err) {
-          throw new Error(`not valid JSON (${(err as Error).message})`)
-        }
-        result.rows.push(parse(value, lineNo))
-      } catch (err) {
-        const bad = new BadRowError(file, lineNo, (err as Error).message)
-        if (policy === 'stop') throw bad
-        result.skipped++
-        if (result.skippedReasons.length < 100) result.skippedReasons.push(bad.message)
-      }
+      const line = lineNo
+      collect(
+        result,
+        policy,
+        () => {
+          let value: unknown
+          try {
+            value = JSON.parse(text)
+          } catch (err) {
+            throw new Error(`not valid JSON (${(err as Error).message})`)
+          }
+          return parse(value, line)
+        },
+        (reason) => new BadRowError(file, line, reason),
+      )
     }
   } finally {
     lines.close()
