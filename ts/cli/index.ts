@@ -10,8 +10,7 @@ import { encoderFor, loadModelSpec, sampleResponses } from '../algorithms/common
 import { runPipeline, train } from '../run/session.js'
 import type { ProgressMode } from '../run/progress.js'
 import { configSchema } from '../config/schema.js'
-import { formatPolicyTable, makeLeaderboard, writeReport } from '../farm/report.js'
-import type { PipelineSummary } from '../run/session.js'
+import { formatPolicyTable, makeLeaderboard, policyTable, writeReport } from '../farm/report.js'
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version
 
@@ -64,12 +63,10 @@ function printResult(metrics: Record<string, number>, extra: Record<string, stri
 // The shipped examples (quickstart.yaml, compare.yaml) live beside dist/.
 const EXAMPLES = path.join(__dirname, '..', '..', 'examples')
 
-/** Runs a pipeline with --out as its output_dir; returns the pipeline result and its summary. */
-async function runFarmPipeline(file: string, values: Record<string, unknown>) {
+/** Runs a pipeline with --out as its output_dir. */
+function runFarmPipeline(file: string, values: Record<string, unknown>) {
   const extra = values.out !== undefined ? [`output_dir=${path.resolve(values.out as string)}`] : []
-  const result = await runPipeline(file, { set: sets(values, extra), resume: values.resume as boolean | undefined, progress: progressMode(values.progress), handleSignals: true })
-  const summary = JSON.parse(fs.readFileSync(path.join(result.dir, 'summary.json'), 'utf8')) as PipelineSummary
-  return { result, summary }
+  return runPipeline(file, { set: sets(values, extra), resume: values.resume as boolean | undefined, progress: progressMode(values.progress), handleSignals: true })
 }
 
 const farmOptions = { ...common, out: { type: 'string', short: 'o' } } as const
@@ -145,9 +142,9 @@ Examples:
   rlfarm quickstart --out /tmp/farm --progress lines`,
     async run(values, positionals) {
       if (positionals.length > 0) throw new UsageError(`quickstart takes no file; got ${positionals.join(' ')}`)
-      const { result, summary } = await runFarmPipeline(path.join(EXAMPLES, 'quickstart.yaml'), values)
+      const result = await runFarmPipeline(path.join(EXAMPLES, 'quickstart.yaml'), values)
       if (result.interrupted) return 130
-      process.stdout.write(`\n${formatPolicyTable(summary.policies)}\n\nsummary: ${path.join(result.dir, 'summary.json')}\n`)
+      process.stdout.write(`\n${formatPolicyTable(policyTable(result.stages))}\n\nsummary: ${path.join(result.dir, 'summary.json')}\n`)
       return 0
     },
   },
@@ -173,11 +170,11 @@ Examples:
   rlfarm compare examples/compare.yaml --out /tmp/compare --resume`,
     async run(values, positionals) {
       const file = one(positionals, 'pipeline file')
-      const { result, summary } = await runFarmPipeline(file, values)
+      const result = await runFarmPipeline(file, values)
       if (result.interrupted) return 130
-      const board = makeLeaderboard(summary.name, summary.stages)
+      const board = makeLeaderboard(path.basename(result.dir), result.stages)
       if (board.entries.length === 0) process.stderr.write('rlfarm compare: no eval_<method> stage measured a win-rate (eval stages need prompts with a `reference` each; see examples/compare.yaml)\n')
-      const curves = summary.stages
+      const curves = result.stages
         .filter((s) => (JSON.parse(fs.readFileSync(path.join(s.runDir, 'run.json'), 'utf8')) as { algorithm?: string }).algorithm === 'ppo')
         .map((s) => ({ title: `${s.name}: training curves`, metricsFile: path.join(s.runDir, 'metrics.jsonl'), metrics: ['score', 'kl', 'eval_win_rate', 'eval_reward', 'eval_pool_win_rate', 'response_length'] }))
       const written = await writeReport(result.dir, board, curves)
