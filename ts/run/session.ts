@@ -275,7 +275,7 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   const interrupt = onInterrupt(undefined, { signal: options.signal, signals: options.handleSignals ? undefined : [], quiet: !options.handleSignals })
   const resumeFrom = resume ? listCheckpoints(run.path).at(-1) : undefined
   const started = performance.now()
-  // A resumed run adds the time its earlier sessions spent (kept in its checkpoints' run state).
+  // A resumed run adds the time its earlier sessions spent (elapsed.json, written as each session ends).
   const earlier = resume ? ((readJsonMaybe(path.join(run.path, 'elapsed.json')) as { seconds?: number } | undefined)?.seconds ?? 0) : 0
   const elapsed = () => earlier + (performance.now() - started) / 1000
   const session = new Session(resolved, run, interrupt, options, resumeFrom)
