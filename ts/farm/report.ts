@@ -4,6 +4,7 @@
 // renders to SVG in Node.
 import fs from 'node:fs'
 import path from 'node:path'
+import { writeFileAtomic } from '../util/fs.js'
 
 /** One evaluated policy: an `eval_<policy>` stage that measured win-rates against references. */
 export interface PolicyRow {
@@ -250,7 +251,6 @@ ${charts.map((c) => `<figure><figcaption>${escapeHtml(c.title)}</figcaption>\n${
 
 /** Writes leaderboard.json and report.html into `dir`; returns their paths. */
 export async function writeReport(dir: string, board: Leaderboard, curves: { title: string; metricsFile: string; metrics: string[] }[]): Promise<{ leaderboard: string; report: string }> {
-  const { writeFileAtomic } = await import('../util/fs.js')
   const charts = [{ title: 'Win-rates', svg: await renderSvg(winRateChart(board.entries)) }]
   for (const c of curves) {
     const points = readCurves(c.metricsFile, c.metrics)
