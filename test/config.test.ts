@@ -465,3 +465,90 @@ t.test('types.generated.ts is what the generator makes from the proto', async (t
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
   t.match(pkg.scripts['gen:config'], /gen-config-types\.mjs/, 'npm run gen:config')
 })
+
+t.test('pipelines extend others: the bases\' stages first, shared ones once, errors in the file at fault', async (t) => {
+  const dir = scratch(t)
+  const write = (name: string, lines: string[]) => {
+    const file = join(dir, name)
+    writeFileSync(file, `${lines.join('\n')}\n`)
+    return file
+  }
+  write('base.yaml', [
+    'name: base',
+    'seed: 3',
+    'output_dir: out',
+    'stages:',
+    '  - name: farm',
+    '    run: { algorithm: farm }',
+    '  - name: sft',
+    '    run:',
+    '      algorithm: sft',
+    '      data: { train: "data/sft.jsonl" }',
+  ])
+  const child = write('child.yaml', ['name: child', 'extends: base.yaml', 'stages:', '  - name: ppo', '    run: { algorithm: ppo, policy: { path: "${sft}" }, data: { prompts: prompts.jsonl } }'])
+  const loaded = await loadConfig(child, { type: 'PipelineConfig' })
+  t.same(loaded.stages.map((s) => s.name), ['farm', 'sft', 'ppo'], "the base's stages run first")
+  t.equal(loaded.name, 'child', 'the name is the file\'s own')
+  t.equal(loaded.seed, 3, 'the seed comes from the base when the file leaves it out')
+  t.equal(loaded.output_dir, 'out', 'and so does output_dir')
+  t.same(loaded.extends, [], 'the resolved config has no extends left (its stages are all there)')
+  t.equal(loaded.stages[1].run!.data.train, join(dir, 'data', 'sft.jsonl'), "a base's relative paths are taken from the base's directory")
+  t.equal(loaded.stages[2].run!.data.prompts, 'prompts.jsonl', "the file's own paths are left for resolvePaths")
+  const set = await loadConfig(child, { type: 'PipelineConfig', set: ['stages[1].run.training.max_steps=7', 'seed=5'] })
+  t.equal(set.stages[1].run!.training.max_steps, 7, '--set indexes the merged stages')
+  t.equal(set.seed, 5, '--set overrides an inherited seed')
+  const saved = join(dir, 'saved', 'pipeline.yaml')
+  await saveResolvedConfig(loaded, saved)
+  t.same(await loadConfig(saved, { type: 'PipelineConfig' }), loaded, 'the saved pipeline loads back equal')
+  const object = resolveConfig({ name: 'obj', extends: [join(dir, 'base.yaml')], stages: [] }, { type: 'PipelineConfig' })
+  t.same(object.stages.map((s) => s.name), ['farm', 'sft'], 'a pipeline object extends a file too (relative to the working directory)')
+
+  // Two bases that extend the same pipeline share its stages.
+  write('a.yaml', ['extends: base.yaml', 'stages:', '  - name: a', '    run: { algorithm: eval, policy: { path: "${sft}" } }'])
+  write('b.yaml', ['extends: [base.yaml]', 'seed: 9', 'stages:', '  - name: b', '    run: { algorithm: eval, policy: { path: "${sft}" } }'])
+  const both = await loadConfig(write('both.yaml', ['name: both', 'extends: [a.yaml, b.yaml]']), { type: 'PipelineConfig' })
+  t.same(both.stages.map((s) => s.name), ['farm', 'sft', 'a', 'b'], 'a stage two bases share runs once')
+  t.equal(both.seed, 3, 'the first base that sets the seed gives it')
+
+  // Errors.
+  write('x.yaml', ['stages:', '  - name: s', '    run: { algorithm: sft }'])
+  const y = write('y.yaml', ['stages:', '  - name: s', '    run: { algorithm: dpo }'])
+  await assertRejectsWith(t, () => loadConfig(write('xy.yaml', ['name: xy', 'extends: [x.yaml, y.yaml]']), { type: 'PipelineConfig' }), [`${y}:2:5: stages[0]: the stage 's' differs from the stage of that name in ${join(dir, 'x.yaml')}`], 'two bases with different stages of one name')
+  const bad = write('bad-base.yaml', ['stages:', '  - name: s', '    run:', '      polcy: {}'])
+  await assertRejectsWith(t, () => loadConfig(write('uses-bad.yaml', ['name: u', 'extends: bad-base.yaml']), { type: 'PipelineConfig' }), [`${bad}:4:7: stages[0].run.polcy: unknown key 'polcy' in RunConfig; did you mean 'policy'?`], 'an error in a base names the base file and line')
+  const own = write('own.yaml', ['name: o', 'extends: base.yaml', 'stages:', '  - name: sft', '    run: { algorithm: sft }', '  - name: r', '    run: { algorithm: eval, policy: { path: "${sfft}" } }'])
+  await assertRejectsWith(
+    t,
+    () => loadConfig(own, { type: 'PipelineConfig' }),
+    [`${own}:4:11: stages[2].name: the stage name 'sft' is already used by stages[1] (from ${join(dir, 'base.yaml')})`, `${own}:7:45: stages[3].run.policy.path: '\${sfft}' names no earlier stage (earlier stages: farm, sft); did you mean '\${sft}'?`],
+    "the file's own stages are checked against the bases' (names, references), at the file's own lines",
+  )
+  write('loop1.yaml', ['extends: loop2.yaml', 'stages: []'])
+  const loop2 = write('loop2.yaml', ['extends: loop1.yaml', 'stages: []'])
+  await assertRejectsWith(t, () => loadConfig(join(dir, 'loop1.yaml'), { type: 'PipelineConfig' }), [`${loop2}:1:10: extends: `, 'loop1.yaml extends itself', 'loop2.yaml -> '], 'a cycle')
+  const missing = write('missing.yaml', ['name: m', 'extends: [base.yaml, nowhere.yaml]'])
+  await assertRejectsWith(t, () => loadConfig(missing, { type: 'PipelineConfig' }), [`${missing}:2:22: extends[1]: cannot read the base pipeline `, 'nowhere.yaml: no such file'], 'a missing base')
+  const notList = write('not-list.yaml', ['name: n', 'extends: 3'])
+  await assertRejectsWith(t, () => loadConfig(notList, { type: 'PipelineConfig' }), [`${notList}:2:10: extends: expected a pipeline file or a list of them, got 3`], 'extends of the wrong type')
+  write('run.yaml', ['algorithm: sft'])
+  await assertRejectsWith(t, () => loadConfig(write('of-run.yaml', ['name: r', 'extends: run.yaml']), { type: 'PipelineConfig' }), ['extends: ', 'run.yaml is not a pipeline: it has no list of stages'], 'a base that is a RunConfig')
+})
+
+t.test('every example config loads, and the farm examples share farm-base.yaml\'s stages', async (t) => {
+  const dir = join(ROOT, 'examples')
+  const files = ['', 'fidelity', 'real'].flatMap((sub) => readdirSync(join(dir, sub)).filter((f) => f.endsWith('.yaml')).map((f) => join(dir, sub, f)))
+  t.ok(files.length >= 15, `${files.length} example configs`)
+  for (const file of files) {
+    const raw = parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown>
+    const type = 'stages' in raw || 'extends' in raw ? 'PipelineConfig' : 'RunConfig'
+    const config = await loadConfig(file, { type })
+    t.ok(config, `${file.slice(dir.length + 1)} loads as a ${type}`)
+  }
+  const base = await loadConfig(join(dir, 'farm-base.yaml'), { type: 'PipelineConfig' })
+  for (const name of ['quickstart.yaml', 'compare.yaml', 'fidelity.yaml', 'fidelity/over-optimisation.yaml', 'fidelity/west-of-n.yaml', 'fidelity/best-of-n.yaml']) {
+    const pipeline = await loadConfig(join(dir, name), { type: 'PipelineConfig' })
+    t.same(pipeline.stages.slice(0, base.stages.length), base.stages, `${name} begins with farm-base.yaml's stages`)
+    t.equal(pipeline.seed, base.seed, `${name} has farm-base.yaml's seed`)
+    t.equal(new Set(pipeline.stages.map((s) => s.name)).size, pipeline.stages.length, `${name}: every stage once`)
+  }
+})

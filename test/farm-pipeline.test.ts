@@ -31,6 +31,7 @@ const pipeline = {
     { name: 'farm', run: { algorithm: 'farm', farm: { sft_size: 400, preference_size: 64, unlabelled_size: 32, eval_size: 40 } } },
     { name: 'sft', run: { algorithm: 'sft', policy: tinyPolicy, data: { train: '${farm.sft}', ...data }, optimizer: { lr: 3e-3 }, training: { batch_size: 16, max_steps: 30 } } },
     { name: 'label', run: { algorithm: 'label', policy: { path: '${sft}' }, data: { prompts: '${farm.preference}', ...data }, generation: gen, training: { batch_size: 32 } } },
+    { name: 'label_x3', run: { algorithm: 'label', policy: { path: '${sft}' }, data: { prompts: '${farm.preference}', ...data }, generation: gen, training: { batch_size: 32 }, label: { pairs_per_prompt: 3 } } },
     { name: 'reward', run: { algorithm: 'reward', policy: { path: '${sft}' }, data: { train: '${label.preferences}', ...data }, training: { batch_size: 16, max_steps: 5 } } },
     {
       name: 'ppo',
@@ -78,6 +79,20 @@ t.test('rlfarm compare on a small farm pipeline', async (t) => {
     t.ok(rows.every((row) => typeof row.prompt === 'string' && typeof row.chosen === 'string' && typeof row.rejected === 'string' && row.chosen !== row.rejected))
     t.ok(rows.every((row) => typeof row.family === 'string'), "the row's other fields are kept")
     t.ok(m.gold_agreement >= 0 && m.gold_agreement <= 1, `agreement with gold: ${m.gold_agreement}`)
+  })
+
+  t.test('label: pairs_per_prompt independent pairs per instruction', async (t) => {
+    const rows = readJsonl(path.join(stage('label_x3'), 'preferences.jsonl'))
+    const m = metrics('label_x3')
+    t.equal(m.pairs + m.undecided, 3 * 64, 'three pairs (or counted ties) for every instruction')
+    const perPrompt = new Map<string, Set<string>>()
+    for (const row of rows) {
+      const pairs = perPrompt.get(row.prompt as string) ?? new Set<string>()
+      pairs.add(JSON.stringify([row.chosen, row.rejected]))
+      perPrompt.set(row.prompt as string, pairs)
+    }
+    t.ok([...perPrompt.values()].every((pairs) => pairs.size <= 3), 'at most three pairs per instruction')
+    t.ok([...perPrompt.values()].some((pairs) => pairs.size >= 2), 'an instruction gets different pairs, not one pair copied')
   })
 
   t.test('ppo: held-out win-rates and proxy reward during training', async (t) => {

@@ -1,6 +1,7 @@
 // Preference labelling, as AlpacaFarm builds its preference data: two
 // responses per instruction sampled from the policy (the SFT model), and a
-// judge (the simulated pool by default) says which is better. Pairs the judge
+// judge (the simulated pool by default) says which is better (or
+// label.pairs_per_prompt such pairs per instruction). Pairs the judge
 // cannot split (identical responses, ties) are left out and counted.
 // Writes preferences.jsonl rows {prompt, chosen, rejected, ...the row's other
 // fields}, which the reward and dpo trainers read.
@@ -17,7 +18,9 @@ export async function labelPreferences(ctx: TrainerContext): Promise<StageResult
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
   const judge = await judgeFor(config.judge, { seed: config.seed, chatTemplate: config.data.chat_template })
-  const rows = await readPrompts(ctx)
+  // Each prompt pairs_per_prompt times in a row: independent pairs (seeds differ by row).
+  const pairsPerPrompt = config.label.pairs_per_prompt
+  const rows = (await readPrompts(ctx)).flatMap((r) => Array.from({ length: pairsPerPrompt }, () => r))
   const texts = rows.map((r) => promptText(r.prompt))
   // A judge that cannot read these prompts says so before any sampling.
   judge.checkPrompts?.(texts)

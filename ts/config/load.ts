@@ -7,6 +7,7 @@ import { basename, dirname, extname, isAbsolute, join, resolve as resolvePath } 
 import { Document } from 'yaml'
 import { checkKeys } from '../util/options.js'
 import { ConfigError } from './errors.js'
+import { mergeExtends } from './extends.js'
 import { describeValue, isPlainObject, resolveWithSource, TOP_LEVEL_TYPES, type TopLevelType } from './resolve.js'
 import { messageSpec, type MessageSpec } from './schema.js'
 import { emptySource, parseJsonSource, parseYamlSource } from './source.js'
@@ -72,8 +73,9 @@ export async function loadConfig<T extends TopLevelType = 'RunConfig'>(file: str
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message
     throw new ConfigError([{ path: '', file, message: `cannot read the config: ${why}` }])
   }
-  const { value, source } = ext === '.json' ? parseJsonSource(text, file) : parseYamlSource(text, file)
-  return resolveWithSource(value, type, source, sets) as unknown as ConfigTypes[T]
+  let parsed = ext === '.json' ? parseJsonSource(text, file) : parseYamlSource(text, file)
+  if (type === 'PipelineConfig') parsed = mergeExtends(parsed, dirname(resolvePath(file)), [resolvePath(file)])
+  return resolveWithSource(parsed.value, type, parsed.source, sets) as unknown as ConfigTypes[T]
 }
 
 /**
@@ -87,7 +89,9 @@ export function resolveConfig<T extends TopLevelType = 'RunConfig'>(config: Conf
   const sets = checkSets('resolveConfig', options.set)
   const source = options.source ?? 'config'
   if (typeof source !== 'string') throw new TypeError(`resolveConfig: source must be a string; got ${describeValue(source)}`)
-  return resolveWithSource(config, type, emptySource(source), sets) as unknown as ConfigTypes[T]
+  // A pipeline object's `extends` files are relative to the working directory.
+  const parsed = type === 'PipelineConfig' ? mergeExtends({ value: config, source: emptySource(source) }, process.cwd()) : { value: config, source: emptySource(source) }
+  return resolveWithSource(parsed.value, type, parsed.source, sets) as unknown as ConfigTypes[T]
 }
 
 /** RunConfig, unless the object has pipeline stages. */

@@ -165,7 +165,10 @@ function checkPipeline(pipeline: Record<string, unknown>, ctx: Context) {
     const name = stage.name
     if (typeof name === 'string') {
       const first = firstAt.get(name)
-      if (first !== undefined) ctx.report(childPath(path, 'name'), 'value', `the stage name '${name}' is already used by stages[${first}]`)
+      if (first !== undefined) {
+        const from = ctx.source.values.get(indexPath('stages', first))?.file
+        ctx.report(childPath(path, 'name'), 'value', `the stage name '${name}' is already used by stages[${first}]${from ? ` (from ${from})` : ''}`)
+      }
       else {
         firstAt.set(name, i)
         earlier.push(name)

@@ -9,6 +9,8 @@ import { ConfigError, type ConfigProblem } from './errors.js'
 export interface Position {
   line: number
   column: number
+  /** The file, when it is not the config's own (a stage from a pipeline it extends). */
+  file?: string
 }
 
 /** Where the parts of a config came from. Paths look like 'ppo.kl_coef' and 'stages[0].run'. */

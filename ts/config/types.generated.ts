@@ -53,6 +53,8 @@ export interface RunConfig {
   group: GroupConfig
   /** farm options: the simulated world's splits and demonstrator. `FarmConfig`. */
   farm: FarmConfig
+  /** label options: how many pairs per instruction. `LabelConfig`. */
+  label: LabelConfig
   /** metrics and progress output. `LoggingConfig`. */
   logging: LoggingConfig
   /** checkpoints and the final model. `CheckpointConfig`. */
@@ -107,6 +109,8 @@ export interface RunConfigInput {
   group?: GroupConfigInput
   /** farm options: the simulated world's splits and demonstrator. `FarmConfig`. */
   farm?: FarmConfigInput
+  /** label options: how many pairs per instruction. `LabelConfig`. */
+  label?: LabelConfigInput
   /** metrics and progress output. `LoggingConfig`. */
   logging?: LoggingConfigInput
   /** checkpoints and the final model. `CheckpointConfig`. */
@@ -683,6 +687,22 @@ export interface JudgeConfigInput {
 }
 
 /**
+ * Preference labelling: `algorithm: label`.
+ *
+ * The resolved `LabelConfig`: every field present, defaults filled in; see `LabelConfigInput` for what users write.
+ */
+export interface LabelConfig {
+  /** independent pairs sampled and judged for each prompt (AlpacaFarm: 1). `uint32`, default `1`, range [1, 64]. */
+  pairs_per_prompt: number
+}
+
+/** `LabelConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface LabelConfigInput {
+  /** independent pairs sampled and judged for each prompt (AlpacaFarm: 1). `uint32`, default `1`, range [1, 64]. */
+  pairs_per_prompt?: number
+}
+
+/**
  * The farm's world, written as JSONL splits by `algorithm: farm`.
  *
  * The resolved `FarmConfig`: every field present, defaults filled in; see `FarmConfigInput` for what users write.
@@ -881,6 +901,12 @@ export interface PipelineConfig {
   seed: number
   /** the stages, run in order. `Stage[]`. */
   stages: Stage[]
+  /**
+   * pipeline files (one, or a list) whose stages run first, before this file's own; a stage two of them share is run once; seed and output_dir come from the first that sets them unless given here.
+   *
+   * `string[]`, a path, relative to the config file.
+   */
+  extends: string[]
 }
 
 /** `PipelineConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -893,6 +919,12 @@ export interface PipelineConfigInput {
   seed?: number
   /** the stages, run in order. `Stage[]`. */
   stages?: StageInput[]
+  /**
+   * pipeline files (one, or a list) whose stages run first, before this file's own; a stage two of them share is run once; seed and output_dir come from the first that sets them unless given here.
+   *
+   * `string[]`, a path, relative to the config file.
+   */
+  extends?: string[]
 }
 
 /**
@@ -935,6 +967,7 @@ export interface ConfigTypes {
   DpoConfig: DpoConfig
   ExpertIterationConfig: ExpertIterationConfig
   JudgeConfig: JudgeConfig
+  LabelConfig: LabelConfig
   FarmConfig: FarmConfig
   BestOfNConfig: BestOfNConfig
   WestOfNConfig: WestOfNConfig
@@ -961,6 +994,7 @@ export interface ConfigInputTypes {
   DpoConfig: DpoConfigInput
   ExpertIterationConfig: ExpertIterationConfigInput
   JudgeConfig: JudgeConfigInput
+  LabelConfig: LabelConfigInput
   FarmConfig: FarmConfigInput
   BestOfNConfig: BestOfNConfigInput
   WestOfNConfig: WestOfNConfigInput

@@ -1,0 +1,169 @@
+// Pipelines built on others: `extends: base.yaml` (or a list of files) puts
+// the base pipelines' stages before the file's own, so that configs sharing a
+// beginning (the farm, SFT, labels, a reward model) write it once. Merging is
+// done on the text's values, before validation, and the positions of the base
+// stages keep their own file: an error in a base names that file and line.
+import { readFileSync } from 'node:fs'
+import { dirname, extname, isAbsolute, relative, resolve as resolvePath } from 'node:path'
+import { ConfigError, type ConfigProblem } from './errors.js'
+import { describeValue, isPlainObject } from './resolve.js'
+import { messageSpec, type MessageSpec } from './schema.js'
+import { indexPath, parseJsonSource, parseYamlSource, type SourceInfo } from './source.js'
+
+/** Fields a pipeline takes from its first base that sets them, when it leaves them out itself. */
+const INHERITED = ['seed', 'output_dir'] as const
+
+interface Parsed {
+  value: unknown
+  source: SourceInfo
+}
+
+/** A file's name for messages: relative to the working directory when that is shorter. */
+function shown(file: string): string {
+  const rel = relative(process.cwd(), file)
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file
+}
+
+function problemAt(source: SourceInfo, path: string, message: string): ConfigProblem {
+  const pos = source.values.get(path) ?? source.keys.get(path)
+  return { path, message, file: source.file, ...(pos ?? {}) }
+}
+
+/** The base files named by `extends`: a path or a list of paths. */
+function baseFiles(value: unknown, source: SourceInfo): string[] {
+  if (typeof value === 'string' && value !== '') return [value]
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string' && v !== '')) return value as string[]
+  throw new ConfigError([problemAt(source, 'extends', `expected a pipeline file or a list of them, got ${describeValue(value)}`)])
+}
+
+/** Reads and parses a base pipeline; a file that cannot be read is an error at the `extends` that names it. */
+function readBase(file: string, from: SourceInfo, at: string): Parsed {
+  const ext = extname(file).toLowerCase()
+  if (!['.yaml', '.yml', '.json'].includes(ext)) {
+    throw new ConfigError([problemAt(from, at, `cannot tell the format of the base pipeline ${shown(file)} from the extension '${ext}': expected .yaml, .yml, .json`)])
+  }
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message
+    throw new ConfigError([problemAt(from, at, `cannot read the base pipeline ${shown(file)}: ${why}`)])
+  }
+  const name = shown(file)
+  return ext === '.json' ? parseJsonSource(text, name) : parseYamlSource(text, name)
+}
+
+/** Relative paths in a base's stages, made absolute against the base file's directory. */
+function absolutePaths(spec: MessageSpec, value: unknown, baseDir: string): unknown {
+  if (!isPlainObject(value)) return value
+  const out: Record<string, unknown> = { ...value }
+  for (const field of spec.fields) {
+    const v = value[field.name]
+    if (field.kind === 'message') {
+      const inner = messageSpec(field.message!)
+      if (field.repeated && Array.isArray(v)) out[field.name] = v.map((item) => absolutePaths(inner, item, baseDir))
+      else if (!field.repeated) out[field.name] = absolutePaths(inner, v, baseDir)
+    } else if (field.path && !field.repeated && typeof v === 'string' && v !== '' && !v.startsWith('${') && !isAbsolute(v)) {
+      if (spec.name === 'ModelSpec' && field.name === 'tokenizer' && v === 'byte') continue
+      out[field.name] = resolvePath(baseDir, v)
+    }
+  }
+  return out
+}
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((v, i) => deepEqual(v, b[i]))
+  if (isPlainObject(a) && isPlainObject(b)) {
+    const ka = Object.keys(a)
+    return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && deepEqual(a[k], b[k]))
+  }
+  return false
+}
+
+/** Copies the positions under `from` in `source` to `to` in `into`, each keeping the file it is in. */
+function movePositions(source: SourceInfo, from: string, into: SourceInfo, to: string) {
+  const maps = [
+    [source.keys, into.keys],
+    [source.values, into.values],
+  ] as const
+  const moved = (p: string) => (p === from ? to : p.startsWith(from) && (p[from.length] === '.' || p[from.length] === '[') ? to + p.slice(from.length) : undefined)
+  for (const [src, dst] of maps) {
+    for (const [p, pos] of src) {
+      const q = moved(p)
+      if (q !== undefined) dst.set(q, { ...pos, file: pos.file ?? source.file })
+    }
+  }
+  for (const [p, raw] of source.raw) {
+    const q = moved(p)
+    if (q !== undefined) into.raw.set(q, raw)
+  }
+}
+
+/**
+ * Returns the pipeline `value` with the stages of the pipelines it extends
+ * put first (recursively; a stage that two bases share, same name and same
+ * definition, is kept once), `seed` and `output_dir` taken from the first base
+ * that sets them when `value` leaves them out, and `extends` removed. Relative
+ * paths in a base are taken from the base file's directory; `dir` is the one
+ * `value`'s own `extends` paths are relative to. `chain` holds the files being
+ * extended, to catch a cycle.
+ */
+export function mergeExtends(parsed: Parsed, dir: string, chain: readonly string[] = []): Parsed {
+  const { value, source } = parsed
+  if (!isPlainObject(value) || value.extends === undefined || value.extends === null) return parsed
+  if (Array.isArray(value.extends) && value.extends.length === 0) {
+    const { extends: _, ...rest } = value
+    return { value: rest, source }
+  }
+  const files = baseFiles(value.extends, source)
+  const merged: SourceInfo = { file: source.file, keys: new Map(), values: new Map(), raw: new Map(), sets: new Map() }
+  const stages: unknown[] = []
+  const owner = new Map<string, { stage: unknown; file: string }>()
+  const inherited: Record<string, unknown> = {}
+  const pipelineSpec = messageSpec('PipelineConfig')
+  files.forEach((name, b) => {
+    const at = typeof value.extends === 'string' ? 'extends' : indexPath('extends', b)
+    const file = resolvePath(dir, name)
+    if (chain.includes(file)) {
+      throw new ConfigError([problemAt(source, at, `${shown(file)} extends itself: ${[...chain.slice(chain.indexOf(file)), file].map(shown).join(' -> ')}`)])
+    }
+    const base = mergeExtends(readBase(file, source, at), dirname(file), [...chain, file])
+    if (!isPlainObject(base.value) || !Array.isArray(base.value.stages)) {
+      throw new ConfigError([problemAt(source, at, `${shown(file)} is not a pipeline: it has no list of stages`)])
+    }
+    const baseValue = absolutePaths(pipelineSpec, base.value, dirname(file)) as Record<string, unknown>
+    for (const key of INHERITED) {
+      if (baseValue[key] !== undefined && !(key in inherited)) {
+        inherited[key] = baseValue[key]
+        movePositions(base.source, key, merged, key)
+      }
+    }
+    ;(baseValue.stages as unknown[]).forEach((stage, j) => {
+      const stageName = isPlainObject(stage) && typeof stage.name === 'string' ? stage.name : undefined
+      const first = stageName === undefined ? undefined : owner.get(stageName)
+      if (first !== undefined) {
+        if (deepEqual(first.stage, stage)) return
+        throw new ConfigError([problemAt(base.source, indexPath('stages', j), `the stage '${stageName}' differs from the stage of that name in ${first.file}, which this pipeline also extends`)])
+      }
+      if (stageName !== undefined) owner.set(stageName, { stage, file: base.source.file })
+      movePositions(base.source, indexPath('stages', j), merged, indexPath('stages', stages.length))
+      stages.push(stage)
+    })
+  })
+  const { extends: _, ...own } = value
+  for (const [key, v] of Object.entries(inherited)) if (own[key] === undefined) own[key] = v
+  // This file's own keys keep their positions; its stages come after the bases'.
+  const offset = stages.length
+  const ownStages = own.stages
+  const shift = (p: string) => {
+    const m = /^stages\[(\d+)\]/.exec(p)
+    return m ? indexPath('stages', offset + Number(m[1])) + p.slice(m[0].length) : p
+  }
+  for (const map of ['keys', 'values'] as const) for (const [p, pos] of source[map]) merged[map].set(shift(p), pos)
+  for (const [p, raw] of source.raw) merged.raw.set(shift(p), raw)
+  // Own stages that are not a list are left for validation to report.
+  own.stages = ownStages === undefined || ownStages === null ? stages : Array.isArray(ownStages) ? [...stages, ...ownStages] : ownStages
+  return { value: own, source: merged }
+}
