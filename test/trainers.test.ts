@@ -195,6 +195,12 @@ t.test('a pipeline feeds each stage into the next', async (t) => {
   // Resuming a finished pipeline keeps every stage.
   const again = await runPipeline(path.join(out, 'pipe', 'pipeline.yaml'), { resume: true })
   t.same(again.stages.map((s) => s.model), r.stages.map((s) => s.model))
+  // ...but not a stage that ran another config: its outputs are not this pipeline's.
+  await t.rejects(
+    runPipeline(path.join(out, 'pipe', 'pipeline.yaml'), { resume: true, set: ['stages[1].run.optimizer.lr=0.001'] }),
+    { message: `runPipeline: stages[1] (rm): the finished stage in ${path.join(out, 'pipe', 'rm')} ran another config (optimizer.lr: 0.003 then, 0.001 now); remove that directory to run the stage again, or resume with the config it ran` },
+    'a changed stage is not silently kept on resume',
+  )
 })
 
 t.test('embedding: train() leaves the event loop free and reports steps', async (t) => {

@@ -134,7 +134,7 @@ About six minutes on two CPU cores.
 Options:
   -o, --out DIR         where the runs go (default: runs)
   -s, --set key=value   override a pipeline value: --set stages[4].run.ppo.kl_coef=0.1
-      --resume          keep finished stages, resume the first unfinished one
+      --resume          keep finished stages (each must have run the same config), resume the first unfinished one
       --progress MODE   auto, bar, lines, none
 
 Examples:
@@ -162,7 +162,7 @@ correlation between the pool's ranking and gold's.
 Options:
   -o, --out DIR         where the runs go (default: the pipeline's output_dir)
   -s, --set key=value   override a pipeline value
-      --resume          keep finished stages, resume the first unfinished one
+      --resume          keep finished stages (each must have run the same config), resume the first unfinished one
       --progress MODE   auto, bar, lines, none
 
 Examples:

@@ -341,7 +341,8 @@ function substitute(value: unknown, results: Map<string, StageResult & { runDir:
  * Runs a pipeline's stages in order in output_dir/name/<stage>; `${stage}` in
  * a later stage's strings becomes that stage's model directory
  * (`${stage.outputs}` a file it wrote, `${stage.dir}` its run directory). With
- * `resume`, finished stages are kept and the first unfinished one resumes.
+ * `resume`, finished stages are kept (each must have run the config it has now:
+ * one that ran another is an error) and the first unfinished one resumes.
  */
 export async function runPipeline(config: string | PipelineConfig | PipelineConfigInput, options: PipelineOptions = {}): Promise<PipelineResult> {
   checkKeys('runPipeline', options, ['signal', 'onStep', 'resume', 'set', 'progress', 'stream', 'handleSignals'])
@@ -373,15 +374,17 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
     const stageDir = path.join(dir, name)
     const finished = readJsonMaybe(path.join(stageDir, 'run.json')) as { state?: string } | undefined
     const saved = readJsonMaybe(path.join(stageDir, 'result.json')) as (StageResult & { step: number; seconds: number }) | undefined
-    if (options.resume && finished?.state === 'finished' && saved) {
-      results.set(name, { ...saved, runDir: stageDir })
-      done.push({ ...saved, name, runDir: stageDir, interrupted: false })
-      continue
-    }
     const raw = stage.config ? resolvePaths(await loadConfig(stage.config), path.dirname(stage.config)) : stage.run
     const withRefs = substitute(raw, results, `stages[${i}] (${name})`) as RunConfig
     const seed = withRefs.seed === 0 ? pipeline.seed : withRefs.seed
     const run: RunConfig = { ...withRefs, seed, output_dir: dir, name }
+    if (options.resume && finished?.state === 'finished' && saved) {
+      // A finished stage is kept only if it ran this very config: outputs of another are not this pipeline's.
+      await checkSameConfig(stageDir, run, `stages[${i}] (${name})`)
+      results.set(name, { ...saved, runDir: stageDir })
+      done.push({ ...saved, name, runDir: stageDir, interrupted: false })
+      continue
+    }
     const resumeStage = options.resume === true && finished !== undefined
     const result = await train(run, { ...options, set: undefined, resume: resumeStage, stage: name })
     results.set(name, result)
@@ -396,6 +399,39 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
   }
   writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`)
   return { dir, stages: done, interrupted: false }
+}
+
+/** The first path at which two resolved configs differ, with both values; undefined when equal. */
+function firstDifference(a: unknown, b: unknown, at = ''): { path: string; was: unknown; now: unknown } | undefined {
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object' && Array.isArray(a) === Array.isArray(b)) {
+    const keys = Array.isArray(a) ? [...Array(Math.max(a.length, (b as unknown[]).length)).keys()].map(String) : [...new Set([...Object.keys(a), ...Object.keys(b)])]
+    for (const key of keys) {
+      const d = firstDifference((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], Array.isArray(a) ? `${at}[${key}]` : at ? `${at}.${key}` : key)
+      if (d) return d
+    }
+    return undefined
+  }
+  return Object.is(a, b) ? undefined : { path: at, was: a, now: b }
+}
+
+/** Refuses to keep a finished stage whose saved config.yaml differs from `run` (its output_dir aside: the directory may have moved). */
+async function checkSameConfig(stageDir: string, run: RunConfig, where: string) {
+  const file = path.join(stageDir, 'config.yaml')
+  let before: RunConfig
+  try {
+    before = await loadConfig(file)
+  } catch (err) {
+    throw new Error(`runPipeline: ${where}: cannot tell whether the finished stage in ${stageDir} ran this config: ${(err as Error).message}`, { cause: err })
+  }
+  const now = resolveConfig(run, { source: where })
+  const d = firstDifference({ ...before, output_dir: '' }, { ...now, output_dir: '' })
+  if (d) {
+    const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v))
+    throw new Error(
+      `runPipeline: ${where}: the finished stage in ${stageDir} ran another config (${d.path}: ${show(d.was)} then, ${show(d.now)} now); ` +
+        'remove that directory to run the stage again, or resume with the config it ran',
+    )
+  }
 }
 
 function readJsonMaybe(file: string): unknown {
