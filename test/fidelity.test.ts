@@ -12,6 +12,21 @@ import { tempDir } from './helpers/common'
 
 const data = { max_length: 64, chat_template: false }
 
+/** The farm's splits and a 64-wide byte-level GPT-2 fine-tuned on its demonstrations for `steps`. */
+const farmAndSft = (farm: Record<string, number>, steps: number) => [
+  { name: 'farm', run: { algorithm: 'farm', farm } },
+  {
+    name: 'sft',
+    run: {
+      algorithm: 'sft',
+      policy: { tokenizer: 'byte', init: { hidden_size: 64, layers: 2, heads: 4, max_positions: 64 } },
+      data: { train: '${farm.sft}', ...data },
+      optimizer: { lr: 3e-3, schedule: 'cosine', warmup_steps: 20 },
+      training: { batch_size: 32, max_steps: steps },
+    },
+  },
+]
+
 t.test('fidelity, small scale', async (t) => {
   const out = tempDir(t, 'fidelity')
   const bon = (n: number) => ({
@@ -25,17 +40,7 @@ t.test('fidelity, small scale', async (t) => {
       output_dir: out,
       seed: 2,
       stages: [
-        { name: 'farm', run: { algorithm: 'farm', farm: { sft_size: 4000, preference_size: 10, unlabelled_size: 200, eval_size: 120 } } },
-        {
-          name: 'sft',
-          run: {
-            algorithm: 'sft',
-            policy: { tokenizer: 'byte', init: { hidden_size: 64, layers: 2, heads: 4, max_positions: 64 } },
-            data: { train: '${farm.sft}', ...data },
-            optimizer: { lr: 3e-3, schedule: 'cosine', warmup_steps: 20 },
-            training: { batch_size: 32, max_steps: 300 },
-          },
-        },
+        ...farmAndSft({ sft_size: 4000, preference_size: 10, unlabelled_size: 200, eval_size: 120 }, 300),
         bon(1),
         bon(4),
         bon(16),
@@ -86,17 +91,7 @@ t.test('fidelity, small scale: West-of-N raises the reward model\'s accuracy on 
       output_dir: out,
       seed: 3,
       stages: [
-        { name: 'farm', run: { algorithm: 'farm', farm: { sft_size: 4000, preference_size: 3000, unlabelled_size: 1500, eval_size: 20 } } },
-        {
-          name: 'sft',
-          run: {
-            algorithm: 'sft',
-            policy: { tokenizer: 'byte', init: { hidden_size: 64, layers: 2, heads: 4, max_positions: 64 } },
-            data: { train: '${farm.sft}', ...data },
-            optimizer: { lr: 3e-3, schedule: 'cosine', warmup_steps: 20 },
-            training: { batch_size: 32, max_steps: 1000 },
-          },
-        },
+        ...farmAndSft({ sft_size: 4000, preference_size: 3000, unlabelled_size: 1500, eval_size: 20 }, 1000),
         { name: 'label', run: { algorithm: 'label', policy: { path: '${sft}' }, judge: { kind: 'pool' }, data: { prompts: '${farm.preference}', ...data }, generation: { max_new_tokens: 12, temperature: 1 }, training: { batch_size: 128 } } },
         {
           name: 'reward',

@@ -5,10 +5,10 @@
 // stages keep their own file: an error in a base names that file and line.
 import { readFileSync } from 'node:fs'
 import { dirname, extname, isAbsolute, relative, resolve as resolvePath } from 'node:path'
+import { firstDifference } from '../util/json.js'
 import { ConfigError, type ConfigProblem } from './errors.js'
-import { describeValue, isPlainObject } from './resolve.js'
-import { messageSpec, type MessageSpec } from './schema.js'
-import { indexPath, parseJsonSource, parseYamlSource, type SourceInfo } from './source.js'
+import { absolutePaths, describeValue, isPlainObject } from './resolve.js'
+import { CONFIG_EXTENSIONS, indexPath, parseConfigSource, unreadableReason, type SourceInfo } from './source.js'
 
 /** Fields a pipeline takes from its first base that sets them, when it leaves them out itself. */
 const INHERITED = ['seed', 'output_dir'] as const
@@ -39,47 +39,16 @@ function baseFiles(value: unknown, source: SourceInfo): string[] {
 /** Reads and parses a base pipeline; a file that cannot be read is an error at the `extends` that names it. */
 function readBase(file: string, from: SourceInfo, at: string): Parsed {
   const ext = extname(file).toLowerCase()
-  if (!['.yaml', '.yml', '.json'].includes(ext)) {
-    throw new ConfigError([problemAt(from, at, `cannot tell the format of the base pipeline ${shown(file)} from the extension '${ext}': expected .yaml, .yml, .json`)])
+  if (!CONFIG_EXTENSIONS.includes(ext)) {
+    throw new ConfigError([problemAt(from, at, `cannot tell the format of the base pipeline ${shown(file)} from the extension '${ext}': expected ${CONFIG_EXTENSIONS.join(', ')}`)])
   }
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message
-    throw new ConfigError([problemAt(from, at, `cannot read the base pipeline ${shown(file)}: ${why}`)])
+    throw new ConfigError([problemAt(from, at, `cannot read the base pipeline ${shown(file)}: ${unreadableReason(err)}`)])
   }
-  const name = shown(file)
-  return ext === '.json' ? parseJsonSource(text, name) : parseYamlSource(text, name)
-}
-
-/** Relative paths in a base's stages, made absolute against the base file's directory. */
-function absolutePaths(spec: MessageSpec, value: unknown, baseDir: string): unknown {
-  if (!isPlainObject(value)) return value
-  const out: Record<string, unknown> = { ...value }
-  for (const field of spec.fields) {
-    const v = value[field.name]
-    if (field.kind === 'message') {
-      const inner = messageSpec(field.message!)
-      if (field.repeated && Array.isArray(v)) out[field.name] = v.map((item) => absolutePaths(inner, item, baseDir))
-      else if (!field.repeated) out[field.name] = absolutePaths(inner, v, baseDir)
-    } else if (field.path && !field.repeated && typeof v === 'string' && v !== '' && !v.startsWith('${') && !isAbsolute(v)) {
-      if (spec.name === 'ModelSpec' && field.name === 'tokenizer' && v === 'byte') continue
-      out[field.name] = resolvePath(baseDir, v)
-    }
-  }
-  return out
-}
-
-function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((v, i) => deepEqual(v, b[i]))
-  if (isPlainObject(a) && isPlainObject(b)) {
-    const ka = Object.keys(a)
-    return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && deepEqual(a[k], b[k]))
-  }
-  return false
+  return parseConfigSource(text, shown(file))
 }
 
 /** Copies the positions under `from` in `source` to `to` in `into`, each keeping the file it is in. */
@@ -122,7 +91,6 @@ export function mergeExtends(parsed: Parsed, dir: string, chain: readonly string
   const stages: unknown[] = []
   const owner = new Map<string, { stage: unknown; file: string }>()
   const inherited: Record<string, unknown> = {}
-  const pipelineSpec = messageSpec('PipelineConfig')
   files.forEach((name, b) => {
     const at = typeof value.extends === 'string' ? 'extends' : indexPath('extends', b)
     const file = resolvePath(dir, name)
@@ -133,7 +101,7 @@ export function mergeExtends(parsed: Parsed, dir: string, chain: readonly string
     if (!isPlainObject(base.value) || !Array.isArray(base.value.stages)) {
       throw new ConfigError([problemAt(source, at, `${shown(file)} is not a pipeline: it has no list of stages`)])
     }
-    const baseValue = absolutePaths(pipelineSpec, base.value, dirname(file)) as Record<string, unknown>
+    const baseValue = absolutePaths('PipelineConfig', base.value, dirname(file)) as Record<string, unknown>
     for (const key of INHERITED) {
       if (baseValue[key] !== undefined && !(key in inherited)) {
         inherited[key] = baseValue[key]
@@ -144,7 +112,7 @@ export function mergeExtends(parsed: Parsed, dir: string, chain: readonly string
       const stageName = isPlainObject(stage) && typeof stage.name === 'string' ? stage.name : undefined
       const first = stageName === undefined ? undefined : owner.get(stageName)
       if (first !== undefined) {
-        if (deepEqual(first.stage, stage)) return
+        if (firstDifference(first.stage, stage) === undefined) return
         throw new ConfigError([problemAt(base.source, indexPath('stages', j), `the stage '${stageName}' differs from the stage of that name in ${first.file}, which this pipeline also extends`)])
       }
       if (stageName !== undefined) owner.set(stageName, { stage, file: base.source.file })

@@ -3,14 +3,13 @@
 // records) and resolvePaths (paths relative to the config file).
 import { randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
-import { basename, dirname, extname, isAbsolute, join, resolve as resolvePath } from 'node:path'
+import { basename, dirname, extname, join, resolve as resolvePath } from 'node:path'
 import { Document } from 'yaml'
 import { checkKeys } from '../util/options.js'
 import { ConfigError } from './errors.js'
 import { mergeExtends } from './extends.js'
-import { describeValue, isPlainObject, resolveWithSource, TOP_LEVEL_TYPES, type TopLevelType } from './resolve.js'
-import { messageSpec, type MessageSpec } from './schema.js'
-import { emptySource, parseJsonSource, parseYamlSource } from './source.js'
+import { absolutePaths, describeValue, isPlainObject, resolveWithSource, TOP_LEVEL_TYPES, type TopLevelType } from './resolve.js'
+import { CONFIG_EXTENSIONS, emptySource, parseConfigSource, unreadableReason } from './source.js'
 import type { ConfigInputTypes, ConfigTypes } from './types.generated.js'
 
 export type { TopLevelType } from './resolve.js'
@@ -30,8 +29,6 @@ export interface ResolveConfigOptions<T extends TopLevelType = 'RunConfig'> {
   /** Overrides, as for loadConfig. */
   set?: readonly string[]
 }
-
-const EXTENSIONS = ['.yaml', '.yml', '.json']
 
 function checkType(where: string, type: unknown): TopLevelType {
   if (type === undefined) return 'RunConfig'
@@ -62,18 +59,16 @@ export async function loadConfig<T extends TopLevelType = 'RunConfig'>(file: str
   const sets = checkSets('loadConfig', options.set)
   if (typeof file !== 'string' || file === '') throw new TypeError(`loadConfig: file must be a path; got ${describeValue(file)}`)
   const ext = extname(file).toLowerCase()
-  if (!EXTENSIONS.includes(ext)) {
-    throw new ConfigError([{ path: '', file, message: `cannot tell the format from the extension '${ext}': expected ${EXTENSIONS.join(', ')}` }])
+  if (!CONFIG_EXTENSIONS.includes(ext)) {
+    throw new ConfigError([{ path: '', file, message: `cannot tell the format from the extension '${ext}': expected ${CONFIG_EXTENSIONS.join(', ')}` }])
   }
   let text: string
   try {
     text = await readFile(file, 'utf8')
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message
-    throw new ConfigError([{ path: '', file, message: `cannot read the config: ${why}` }])
+    throw new ConfigError([{ path: '', file, message: `cannot read the config: ${unreadableReason(err)}` }])
   }
-  let parsed = ext === '.json' ? parseJsonSource(text, file) : parseYamlSource(text, file)
+  let parsed = parseConfigSource(text, file)
   if (type === 'PipelineConfig') parsed = mergeExtends(parsed, dirname(resolvePath(file)), [resolvePath(file)])
   return resolveWithSource(parsed.value, type, parsed.source, sets) as unknown as ConfigTypes[T]
 }
@@ -144,13 +139,6 @@ export interface ResolvePathsOptions {
   type?: TopLevelType
 }
 
-/** A path value left as it is: unset, a `${stage}` reference, or the built-in byte tokenizer. */
-function keepAsIs(value: unknown, owner: string, name: string): boolean {
-  if (typeof value !== 'string' || value === '') return true
-  if (value.startsWith('${')) return true
-  return owner === 'ModelSpec' && name === 'tokenizer' && value === 'byte'
-}
-
 /**
  * Returns a copy of `config` in which the path-valued fields (those marked
  * `(path)` in the proto: ModelSpec.path and .tokenizer, DataConfig.train, .eval
@@ -162,22 +150,5 @@ export function resolvePaths<C extends object>(config: C, baseDir: string, optio
   checkKeys('resolvePaths', options, ['type'])
   const type = options.type === undefined ? inferType(config) : checkType('resolvePaths', options.type)
   if (typeof baseDir !== 'string') throw new TypeError(`resolvePaths: baseDir must be a directory path; got ${describeValue(baseDir)}`)
-  const base = resolvePath(baseDir)
-  const walk = (spec: MessageSpec, value: unknown): unknown => {
-    if (!isPlainObject(value)) return value
-    const out: Record<string, unknown> = { ...value }
-    for (const field of spec.fields) {
-      const v = value[field.name]
-      if (field.kind === 'message') {
-        const inner = messageSpec(field.message!)
-        if (field.repeated && Array.isArray(v)) out[field.name] = v.map((item) => walk(inner, item))
-        else if (!field.repeated) out[field.name] = walk(inner, v)
-      } else if (field.path && !field.repeated && !keepAsIs(v, spec.name, field.name)) {
-        const p = v as string
-        out[field.name] = isAbsolute(p) ? p : resolvePath(base, p)
-      }
-    }
-    return out
-  }
-  return walk(messageSpec(type), config) as C
+  return absolutePaths(type, config, resolvePath(baseDir)) as C
 }

@@ -1,6 +1,7 @@
 // Validation against the schema and filling in of defaults, plus --set
 // overrides. Every problem found is collected, each with its field path and
 // (through the SourceInfo) its file, line and column or --set argument.
+import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { closestKey } from '../util/options.js'
 import { ConfigError, type ConfigProblem } from './errors.js'
@@ -175,6 +176,38 @@ function checkPipeline(pipeline: Record<string, unknown>, ctx: Context) {
       }
     }
   })
+}
+
+/** A path value left as it is: unset, a `${stage}` reference, or the built-in byte tokenizer. */
+function keepAsIs(value: unknown, owner: string, name: string): boolean {
+  if (typeof value !== 'string' || value === '') return true
+  if (value.startsWith('${')) return true
+  return owner === 'ModelSpec' && name === 'tokenizer' && value === 'byte'
+}
+
+/**
+ * A copy of `value` (a `type` message, resolved or as written) with its
+ * relative path-valued fields (marked `(path)` in the proto) made absolute
+ * against `baseDir`; `${stage}` references and `tokenizer: byte` are kept.
+ */
+export function absolutePaths(type: TopLevelType, value: unknown, baseDir: string): unknown {
+  const walk = (spec: MessageSpec, v: unknown): unknown => {
+    if (!isPlainObject(v)) return v
+    const out: Record<string, unknown> = { ...v }
+    for (const field of spec.fields) {
+      const x = v[field.name]
+      if (field.kind === 'message') {
+        const inner = messageSpec(field.message!)
+        if (field.repeated && Array.isArray(x)) out[field.name] = x.map((item) => walk(inner, item))
+        else if (!field.repeated) out[field.name] = walk(inner, x)
+      } else if (field.path && !field.repeated && !keepAsIs(x, spec.name, field.name)) {
+        const p = x as string
+        out[field.name] = isAbsolute(p) ? p : resolvePath(baseDir, p)
+      }
+    }
+    return out
+  }
+  return walk(messageSpec(type), value)
 }
 
 /** Clones plain objects and arrays (other values are kept as they are, for validation to judge). */

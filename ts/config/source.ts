@@ -198,3 +198,17 @@ export function parseJsonSource(text: string, file: string): { value: unknown; s
   const parsed = value('')
   return { value: parsed, source }
 }
+
+/** The extensions a config file may have: YAML or JSON. */
+export const CONFIG_EXTENSIONS = ['.yaml', '.yml', '.json']
+
+/** Parses a config file's text as JSON or YAML, by the file's extension. */
+export function parseConfigSource(text: string, file: string): { value: unknown; source: SourceInfo } {
+  return file.toLowerCase().endsWith('.json') ? parseJsonSource(text, file) : parseYamlSource(text, file)
+}
+
+/** Why a config file could not be read, in words. */
+export function unreadableReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code
+  return code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message
+}

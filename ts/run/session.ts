@@ -24,6 +24,7 @@ import type { Model } from '../model/model.js'
 import type { AdamW } from '../model/optim.js'
 import type { Tokenizer } from '../model/tokenizer.js'
 import { writeFileAtomic } from '../util/fs.js'
+import { firstDifference } from '../util/json.js'
 import { checkKeys, describe } from '../util/options.js'
 import { listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.js'
 import { onInterrupt, type Interrupt } from './interrupt.js'
@@ -399,19 +400,6 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
   }
   writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`)
   return { dir, stages: done, interrupted: false }
-}
-
-/** The first path at which two resolved configs differ, with both values; undefined when equal. */
-function firstDifference(a: unknown, b: unknown, at = ''): { path: string; was: unknown; now: unknown } | undefined {
-  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object' && Array.isArray(a) === Array.isArray(b)) {
-    const keys = Array.isArray(a) ? [...Array(Math.max(a.length, (b as unknown[]).length)).keys()].map(String) : [...new Set([...Object.keys(a), ...Object.keys(b)])]
-    for (const key of keys) {
-      const d = firstDifference((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], Array.isArray(a) ? `${at}[${key}]` : at ? `${at}.${key}` : key)
-      if (d) return d
-    }
-    return undefined
-  }
-  return Object.is(a, b) ? undefined : { path: at, was: a, now: b }
 }
 
 /** Refuses to keep a finished stage whose saved config.yaml differs from `run` (its output_dir aside: the directory may have moved). */

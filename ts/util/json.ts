@@ -52,3 +52,16 @@ export async function readJsonFile(file: string): Promise<unknown> {
   }
   return parseJson(text, file)
 }
+
+/** The first path ('a.b[2]') at which two JSON-like values differ, with both values there; undefined when they are equal. */
+export function firstDifference(a: unknown, b: unknown, at = ''): { path: string; was: unknown; now: unknown } | undefined {
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object' && Array.isArray(a) === Array.isArray(b)) {
+    const keys = Array.isArray(a) ? [...Array(Math.max(a.length, (b as unknown[]).length)).keys()].map(String) : [...new Set([...Object.keys(a), ...Object.keys(b)])]
+    for (const key of keys) {
+      const d = firstDifference((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], Array.isArray(a) ? `${at}[${key}]` : at ? `${at}.${key}` : key)
+      if (d) return d
+    }
+    return undefined
+  }
+  return Object.is(a, b) ? undefined : { path: at, was: a, now: b }
+}
