@@ -167,7 +167,7 @@ def main():
             times.append(time.perf_counter() - start)
     step_s = statistics.median(times)
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "step_ms": step_s * 1e3,
-           "tokens_per_second": a.batch * a.ctx / step_s}
+           "tokens_per_second": a.batch * a.ctx / step_s, "fastest_step_ms": min(times) * 1e3}
     if a.gen_tokens > 0:
         prompts = torch.randint(0, a.vocab, (a.gen_batch, a.gen_prompt))
         gen_times = []

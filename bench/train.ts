@@ -1,10 +1,14 @@
-// npm run bench:train -- --arch gpt2 --layers 4 --dim 256 --heads 4 --ctx 128 --batch 16 --vocab 256 --steps 10 [--json]
+// npm run bench:train -- --arch gpt2 --layers 4 --dim 256 --heads 4 --ctx 128 --batch 16 --vocab 256 --steps 10 [--rounds 3] [--json]
 //
 // Full optimizer steps of a freshly initialised model (forward, next-token
 // cross-entropy, backward, AdamW) on random tokens, and batched generation with
 // the KV cache; the same model and steps in PyTorch eager (bench/torch_train.py)
-// run in the same invocation as the peer. Prints a table and, with --json, one
-// JSON line last with tokensPerSecond (training) among other figures.
+// run in the same invocation as the peer. rlfarm and the peer take turns for
+// --rounds rounds (the peer tries every thread setting in the first round and
+// keeps the fastest), so that a slow spell of a shared machine falls on both;
+// the figures are medians over the rounds of each round's median step, and the
+// speed-up is their ratio. Prints a table and, with --json, one JSON line last
+// with tokensPerSecond (training) among other figures.
 import { spawnSync } from 'node:child_process'
 import os from 'node:os'
 import path from 'node:path'
@@ -26,12 +30,13 @@ interface Args {
   generate: boolean
   peer: boolean
   json: boolean
+  rounds: number
 }
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     arch: 'gpt2', layers: 4, dim: 256, heads: 4, kvHeads: 0, ctx: 128, batch: 16, vocab: 256, steps: 10,
-    genBatch: 64, genPrompt: 16, genTokens: 64, generate: true, peer: true, json: false,
+    genBatch: 64, genPrompt: 16, genTokens: 64, generate: true, peer: true, json: false, rounds: 3,
   }
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]
@@ -56,6 +61,7 @@ function parseArgs(argv: string[]): Args {
       case '--no-generate': a.generate = false; break
       case '--no-peer': a.peer = false; break
       case '--json': a.json = true; break
+      case '--rounds': a.rounds = Number(next()); break
       default: throw new Error(`unknown argument ${flag}; see the comment at the top of bench/train.ts`)
     }
   }
@@ -131,16 +137,17 @@ interface PeerResult {
   torch: string
   threads: number
   step_ms: number
+  fastest_step_ms: number
   tokens_per_second: number
   generate_ms?: number
   generate_tokens_per_second?: number
 }
 
-function runPeer(a: Args): { runs: PeerResult[]; error?: string } {
+function runPeer(a: Args, threadSettings: number[]): { runs: PeerResult[]; error?: string } {
   const script = path.join(__dirname, 'torch_train.py')
   const python = process.env.RLFARM_BENCH_PYTHON ?? '/usr/bin/python3'
   const runs: PeerResult[] = []
-  for (const threads of [1, 2, os.availableParallelism()].filter((v, i, all) => all.indexOf(v) === i)) {
+  for (const threads of threadSettings) {
     const r = spawnSync(
       python,
       [script, '--arch', a.arch, '--layers', String(a.layers), '--dim', String(a.dim), '--heads', String(a.heads), '--kv-heads', String(a.kvHeads),
@@ -154,35 +161,78 @@ function runPeer(a: Args): { runs: PeerResult[]; error?: string } {
   return { runs }
 }
 
+interface Round {
+  rlfarmStepMs: number
+  rlfarmGenerateMs?: number
+  torchStepMs?: number
+  torchGenerateMs?: number
+}
+
 async function main() {
   const a = parseArgs(process.argv.slice(2))
   const info = backend()
   const machine = `${os.cpus()[0]?.model ?? 'cpu'}, ${info.threads} threads, ${info.simd}`
   const shape = `${a.arch} L${a.layers} d${a.dim} h${a.heads}${a.kvHeads !== a.heads ? ` kv${a.kvHeads}` : ''} ctx${a.ctx} batch${a.batch} vocab${a.vocab}`
-  const train = await benchTrain(a)
-  const gen = a.generate ? await benchGenerate(a) : undefined
-  const peer = a.peer ? runPeer(a) : { runs: [] as PeerResult[] }
-  const bestTrain = peer.runs.reduce<PeerResult | undefined>((best, r) => (!best || r.tokens_per_second > best.tokens_per_second ? r : best), undefined)
-  const bestGen = peer.runs.filter((r) => r.generate_tokens_per_second).reduce<PeerResult | undefined>(
-    (best, r) => (!best || r.generate_tokens_per_second! > best.generate_tokens_per_second! ? r : best), undefined)
-  console.log(`rlfarm training on ${machine}: ${shape}`)
-  console.log(`  train: median step ${median(train.stepMs).toFixed(1)} ms, ${train.tokensPerSecond.toFixed(0)} tokens/s (loss ${train.loss.toFixed(3)})`)
-  if (bestTrain) {
-    console.log(`  torch ${bestTrain.torch} eager (best of threads ${peer.runs.map((r) => r.threads).join(', ')}: ${bestTrain.threads}): ${bestTrain.step_ms.toFixed(1)} ms, ${bestTrain.tokens_per_second.toFixed(0)} tokens/s -> rlfarm ${(train.tokensPerSecond / bestTrain.tokens_per_second).toFixed(2)}x`)
-  } else if (peer.error) {
-    console.log(`  peer failed: ${peer.error}`)
+  const tokensPerStep = a.batch * a.ctx
+  const genTokens = a.genBatch * a.genTokens
+  const rounds: Round[] = []
+  let threadSettings = [1, 2, os.availableParallelism()].filter((v, i, all) => all.indexOf(v) === i)
+  let firstPeer: { runs: PeerResult[]; error?: string } = { runs: [] }
+  let rlfarmFastest = Infinity
+  let torchFastest = Infinity
+  let loss = 0
+  for (let r = 0; r < Math.max(1, a.rounds); r++) {
+    const train = await benchTrain(a)
+    const gen = a.generate ? await benchGenerate(a) : undefined
+    loss = train.loss
+    rlfarmFastest = Math.min(rlfarmFastest, ...train.stepMs)
+    const round: Round = { rlfarmStepMs: median(train.stepMs), rlfarmGenerateMs: gen?.ms }
+    if (a.peer) {
+      const peer = runPeer(a, threadSettings)
+      if (r === 0) firstPeer = peer
+      if (peer.error) break
+      const best = peer.runs.reduce((x, y) => (y.tokens_per_second > x.tokens_per_second ? y : x))
+      threadSettings = [best.threads]  // the fastest for training, kept for the later rounds
+      round.torchStepMs = best.step_ms
+      round.torchGenerateMs = best.generate_ms
+      torchFastest = Math.min(torchFastest, best.fastest_step_ms)
+    }
+    rounds.push(round)
   }
-  if (gen) {
-    console.log(`  generate: batch ${a.genBatch}, prompt ${a.genPrompt}, ${a.genTokens} new tokens: ${gen.ms.toFixed(0)} ms, ${gen.tokensPerSecond.toFixed(0)} tokens/s`)
-    if (bestGen) {
-      console.log(`  torch generate (KV cache, best threads ${bestGen.threads}): ${bestGen.generate_ms!.toFixed(0)} ms, ${bestGen.generate_tokens_per_second!.toFixed(0)} tokens/s -> rlfarm ${(gen.tokensPerSecond / bestGen.generate_tokens_per_second!).toFixed(2)}x`)
+  const typical = (pick: (r: Round) => number | undefined) => {
+    const xs = rounds.map(pick).filter((x): x is number => x !== undefined)
+    return xs.length ? median(xs) : undefined
+  }
+  const stepMs = typical((r) => r.rlfarmStepMs)!
+  const torchStepMs = typical((r) => r.torchStepMs)
+  const genMs = typical((r) => r.rlfarmGenerateMs)
+  const torchGenMs = typical((r) => r.torchGenerateMs)
+  const tokensPerSecond = tokensPerStep / (stepMs / 1e3)
+  const peerTokensPerSecond = torchStepMs ? tokensPerStep / (torchStepMs / 1e3) : undefined
+  const generateTokensPerSecond = genMs ? genTokens / (genMs / 1e3) : undefined
+  const peerGenerateTokensPerSecond = torchGenMs ? genTokens / (torchGenMs / 1e3) : undefined
+  console.log(`rlfarm training on ${machine}: ${shape}, ${rounds.length} round(s) of ${a.steps} steps`)
+  console.log(`  train: median step ${stepMs.toFixed(1)} ms, ${tokensPerSecond.toFixed(0)} tokens/s (loss ${loss.toFixed(3)}); fastest step ${rlfarmFastest.toFixed(1)} ms`)
+  if (peerTokensPerSecond) {
+    const threads = firstPeer.runs.map((r) => r.threads).join(', ')
+    console.log(`  torch ${firstPeer.runs[0].torch} eager (best of threads ${threads}: ${threadSettings[0]}): ${torchStepMs!.toFixed(1)} ms, ${peerTokensPerSecond.toFixed(0)} tokens/s; fastest step ${torchFastest.toFixed(1)} ms -> rlfarm ${(tokensPerSecond / peerTokensPerSecond).toFixed(2)}x (fastest steps ${(torchFastest / rlfarmFastest).toFixed(2)}x)`)
+    if (rounds.length > 1) {
+      console.log(`  per round: ${rounds.map((r) => `${r.rlfarmStepMs.toFixed(0)}/${r.torchStepMs?.toFixed(0)} ms = ${(r.torchStepMs! / r.rlfarmStepMs).toFixed(2)}x`).join(', ')}`)
+    }
+  } else if (firstPeer.error) {
+    console.log(`  peer failed: ${firstPeer.error}`)
+  }
+  if (generateTokensPerSecond) {
+    console.log(`  generate: batch ${a.genBatch}, prompt ${a.genPrompt}, ${a.genTokens} new tokens: ${genMs!.toFixed(0)} ms, ${generateTokensPerSecond.toFixed(0)} tokens/s`)
+    if (peerGenerateTokensPerSecond) {
+      console.log(`  torch generate (KV cache, threads ${threadSettings[0]}): ${torchGenMs!.toFixed(0)} ms, ${peerGenerateTokensPerSecond.toFixed(0)} tokens/s -> rlfarm ${(generateTokensPerSecond / peerGenerateTokensPerSecond).toFixed(2)}x`)
     }
   }
   if (a.json) {
     console.log(JSON.stringify({
-      machine, shape, tokensPerSecond: train.tokensPerSecond, stepMs: median(train.stepMs),
-      generateTokensPerSecond: gen?.tokensPerSecond, peer: peer.runs,
-      peerTokensPerSecond: bestTrain?.tokens_per_second, peerGenerateTokensPerSecond: bestGen?.generate_tokens_per_second,
+      machine, shape, tokensPerSecond, stepMs, fastestStepMs: rlfarmFastest, generateTokensPerSecond,
+      peerTokensPerSecond, peerStepMs: torchStepMs, peerFastestStepMs: Number.isFinite(torchFastest) ? torchFastest : undefined,
+      peerGenerateTokensPerSecond, peerThreads: threadSettings[0], rounds, firstPeerRuns: firstPeer.runs,
     }))
   }
 }

@@ -250,6 +250,48 @@ t.test('batched products equal a loop of single products', async (t) => {
   })
 })
 
+t.test('a bias equals the product followed by a separate add, bit for bit', async (t) => {
+  // The builtin kernel adds the bias in the tile's epilogue, after the last
+  // depth block (K = 600 and 1100 have several); the result must round as
+  // sgemm then y[i, j] += bias[j] would, which the model's Linear layers rely on.
+  const rng = new Rng(seed + 3)
+  const cases: Array<{ p: Product; bias: Float32Array }> = []
+  let n = 0
+  for (const shape of [{ M: 33, N: 65, K: 17 }, { M: 25, N: 70, K: 600 }, { M: 61, N: 40, K: 1100 }, { M: 130, N: 97, K: 258 }, { M: 9, N: 21, K: 0 }]) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const [alpha, beta] = SCALES[n % SCALES.length]
+        cases.push({ p: makeProduct(rng, shape, transA, transB, alpha, beta, n % 3 === 1), bias: Float32Array.from(rng.normals(shape.N)) })
+        n++
+      }
+    }
+  }
+  await onEachConfiguration(t, (tt, config) => {
+    let mismatches = 0
+    let first = ''
+    for (const { p, bias } of cases) {
+      const plain = run(p)
+      const c = f32(p.c0, [p.cRows, p.ldc])
+      const sizes = p.padded ? { m: p.M, n: p.N, k: p.K } : {}
+      const fused = ops.matmul(f32(p.a, [p.aRows, p.lda]), f32(p.b, [p.bRows, p.ldb]), {
+        transA: p.transA, transB: p.transB, alpha: p.alpha, beta: p.beta, c, bias: f32(bias, [p.N]), ...sizes,
+      }).data as Float32Array
+      for (let i = 0; i < p.cRows; i++) {
+        for (let j = 0; j < p.ldc; j++) {
+          const at = i * p.ldc + j
+          // Inside the product: plain + bias rounded to f32; outside it (a padded c): untouched.
+          const want = i < p.M && j < p.N ? Math.fround(plain[at] + bias[j]) : plain[at]
+          if (!Object.is(fused[at], want)) {
+            if (!mismatches) first = `${p.name} C[${i}, ${j}] = ${fused[at]}, want ${want}`
+            mismatches++
+          }
+        }
+      }
+    }
+    tt.equal(mismatches, 0, `${cases.length} products with a bias ${config}${first ? `; first: ${first}` : ''}`)
+  })
+})
+
 t.test('deterministic: the same inputs give bit-identical outputs', async (t) => {
   const rng = new Rng(seed + 3)
   const a = f32(rng.normals(257 * 520), [257, 520])
@@ -312,4 +354,7 @@ t.test('argument errors name the argument', async (t) => {
   assertThrowsWith(t, () => ops.matmul(a, b, { transA: 1 } as never), ['transA must be true or false', 'got 1'], 'numeric transA')
   assertThrowsWith(t, () => ops.matmul(f32(new Float32Array(12), [2, 2, 3]), f32(new Float32Array(18), [3, 3, 2])), ['a and b must hold the same number of matrices'], 'batch sizes differ')
   assertThrowsWith(t, () => ops.matmul([1, 2] as unknown as Tensor, b), ['ops.matmul: a must be a Tensor', 'got an array'], 'an array for a tensor')
+  assertThrowsWith(t, () => ops.matmul(a, b, { bias: f32([1, 2, 3], [3]) }), ['ops.matmul', 'bias must have shape [2]', 'got [3]'], 'bias of the wrong length')
+  assertThrowsWith(t, () => ops.matmul(a, b, { bias: Tensor.zeros([2], { dtype: 'i32' }) }), ['bias must be f32', 'got i32'], 'i32 bias')
+  assertThrowsWith(t, () => ops.matmul(f32(new Float32Array(12), [2, 2, 3]), b, { bias: Tensor.zeros([2]) }), ['bias is for 2-D products', 'got a batch'], 'bias on a batch')
 })

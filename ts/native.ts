@@ -48,7 +48,7 @@ export interface NativeOps {
   ): { loss: number; gradChosen: H; gradRejected: H; chosenReward: H; rejectedReward: H; accuracy: number }
   rewardLoss(chosen: H, rejected: H, margin: H | number, centerCoef: number): { loss: number; gradChosen: H; gradRejected: H; accuracy: number }
   /** Sizes m, n, k are -1 when the shapes decide. */
-  matmul(a: H, b: H, transA: boolean, transB: boolean, alpha: number, beta: number, c: Optional, m: number, n: number, k: number): H
+  matmul(a: H, b: H, transA: boolean, transB: boolean, alpha: number, beta: number, c: Optional, m: number, n: number, k: number, bias: Optional): H
 }
 
 export interface CpuDeviceInfo {

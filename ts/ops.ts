@@ -390,6 +390,13 @@ export interface MatmulOptions {
   /** The output: written in place and returned. Default a new [M, N] tensor. */
   c?: Tensor
   /**
+   * f32 [N], added to every row after the product, as a Linear layer's bias
+   * (2-D products only). The result equals the product followed by a separate
+   * add, bit for bit; the builtin multiply adds it while the result is still in
+   * registers.
+   */
+  bias?: Tensor
+  /**
    * The product's sizes, by default those of op(a) and op(b). Given, they pick
    * the top-left blocks of a, b and c, whose row lengths then act as leading
    * dimensions: this is how a submatrix is multiplied.
@@ -408,7 +415,7 @@ function sizeOption(where: string, name: string, value: unknown): number {
 }
 
 /**
- * c = alpha op(a) op(b) + beta c on f32 CPU tensors, op(x) = x or x^T, with the
+ * c = alpha op(a) op(b) + beta c (+ bias) on f32 CPU tensors, op(x) = x or x^T, with the
  * CPU matrix multiply in use (see setGemmBackend). a [M, K] (or [K, M] with
  * transA), b [K, N] (or [N, K] with transB); 3-D tensors [batch, rows, cols]
  * multiply a batch of matrices, a 2-D a or b then being shared by all of them.
@@ -417,8 +424,9 @@ function sizeOption(where: string, name: string, value: unknown): number {
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const op = 'matmul'
   const where = `ops.${op}`
-  checkKeys(where, options, ['transA', 'transB', 'alpha', 'beta', 'c', 'm', 'n', 'k'])
+  checkKeys(where, options, ['transA', 'transB', 'alpha', 'beta', 'c', 'bias', 'm', 'n', 'k'])
   const c = optionalHandle(op, 'c', options.c)
+  const bias = optionalHandle(op, 'bias', options.bias)
   const out = native.ops.matmul(
     handle(op, 'a', a),
     handle(op, 'b', b),
@@ -430,6 +438,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     sizeOption(where, 'm', options.m),
     sizeOption(where, 'n', options.n),
     sizeOption(where, 'k', options.k),
+    bias,
   )
   return options.c ?? wrap(out)
 }

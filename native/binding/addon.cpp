@@ -279,7 +279,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   options.n = static_cast<int64_t>(number_arg(info[8], "ops.matmul: n"));
   options.k = static_cast<int64_t>(number_arg(info[9], "ops.matmul: k"));
   return wrap(info.Env(), ops::matmul(tensor(info, 0, "ops.matmul: a"), tensor(info, 1, "ops.matmul: b"),
-                                      optional(info, 6, "ops.matmul: c"), options));
+                                      optional(info, 6, "ops.matmul: c"), options,
+                                      optional(info, 10, "ops.matmul: bias")));
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -511,7 +511,7 @@ RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const
   return out;
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options) {
+Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options, const Tensor& bias) {
   const Args args("matmul");
   const auto check_matrices = [&](const Tensor& t, const char* name) {
     args.dtype(t, name, {DType::f32});
@@ -566,14 +566,25 @@ Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOpt
     if (options.beta != 0) args.fail("beta = ", options.beta, " needs c, the matrix to accumulate into");
     out = empty(result_shape, DType::f32, Device::host());
   }
+  if (bias.defined()) {
+    args.dtype(bias, "bias", {DType::f32});
+    if (!bias.device().is_cpu()) args.fail("bias must be on the cpu (matmul runs on the host); got ", bias.describe());
+    if (batched) {
+      args.fail("bias is for 2-D products; got a batch (a ", shape_str(a.shape), ", b ", shape_str(b.shape), ")");
+    }
+    if (bias.shape != Shape{N}) {
+      args.fail("bias must have shape [", N, "] (a value per column of the result); got ", shape_str(bias.shape));
+    }
+  }
   const float alpha = static_cast<float>(options.alpha), beta = static_cast<float>(options.beta);
   if (batched) {
     cpu::sgemm_batched(batch, options.trans_a, options.trans_b, M, N, K, alpha, a.data<float>(), row_stride(a),
                        matrix_stride(a), b.data<float>(), row_stride(b), matrix_stride(b), beta, out.data<float>(),
                        row_stride(out), matrix_stride(out));
   } else {
-    cpu::sgemm(options.trans_a, options.trans_b, M, N, K, alpha, a.data<float>(), row_stride(a), b.data<float>(),
-               row_stride(b), beta, out.data<float>(), row_stride(out));
+    cpu::sgemm_bias(options.trans_a, options.trans_b, M, N, K, alpha, a.data<float>(), row_stride(a), b.data<float>(),
+                    row_stride(b), beta, out.data<float>(), row_stride(out),
+                    bias.defined() ? bias.data<float>() : nullptr);
   }
   return out;
 }

@@ -96,6 +96,9 @@ struct MatmulOptions {
 // where a 2-D a or b is shared by every product. With c undefined the result
 // is a new tensor (beta must then be 0); otherwise it is written into c
 // (beta == 0: c is not read), which is returned.
-Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options);
+// A defined bias (f32 [N], 2-D products only) is added to every row after the
+// product, through cpu::sgemm_bias.
+Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options,
+              const Tensor& bias = Tensor());
 
 }  // namespace rlfarm::ops

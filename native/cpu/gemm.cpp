@@ -116,6 +116,16 @@ GemmProblem checked_problem(const char* op, bool trans_a, bool trans_b, int64_t 
   return GemmProblem{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
 }
 
+// C[i, j] += bias[j] over the problem's block of C (for the paths that do not
+// add it in the kernel).
+void add_bias_rows(const GemmProblem& p) {
+  if (!p.bias) return;
+  for (int64_t i = 0; i < p.M; ++i) {
+    float* row = p.C + i * p.ldc;
+    for (int64_t j = 0; j < p.N; ++j) row[j] += p.bias[j];
+  }
+}
+
 // Whether the kernels have anything to multiply; when not, C = beta * C.
 bool has_products(const GemmProblem& p) { return p.K > 0 && p.alpha != 0.0f; }
 
@@ -158,6 +168,7 @@ class Runner {
     openblas().sgemm(kCblasRowMajor, p.trans_a ? kCblasTrans : kCblasNoTrans, p.trans_b ? kCblasTrans : kCblasNoTrans,
                      static_cast<int>(p.M), static_cast<int>(p.N), static_cast<int>(p.K), p.alpha, p.A,
                      static_cast<int>(p.lda), p.B, static_cast<int>(p.ldb), p.beta, p.C, static_cast<int>(p.ldc));
+    add_bias_rows(p);
   }
 
   // The product cut into a grid of blocks of C, one per thread. The grid
@@ -211,10 +222,17 @@ class Runner {
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  const GemmProblem p = checked_problem("sgemm", trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  sgemm_bias(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+}
+
+void sgemm_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias) {
+  GemmProblem p = checked_problem("sgemm", trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (M == 0 || N == 0) return;
+  p.bias = bias;
   if (!has_products(p)) {
     scale_c(p);
+    add_bias_rows(p);
     return;
   }
   Runner().parallel(p);

@@ -38,6 +38,13 @@ namespace rlfarm::cpu {
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// sgemm, then C[i, j] += bias[j] for every row (a Linear layer's bias): the
+// builtin kernel adds it while the tile is still in registers, sparing a pass
+// over C. The sums are rounded as sgemm followed by a separate add would round
+// them, so the result is the same bit for bit. A null bias is plain sgemm.
+void sgemm_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias);
+
 // `batch` independent products with the same shapes, matrix i at A + i*stride_a
 // etc. (per-head attention). Parallel over the batch, each product on one
 // thread, when the batch can keep the pool busy.

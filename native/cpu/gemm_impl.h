@@ -71,6 +71,20 @@ inline VF multiply_add(VF a, VF b, VF c) {
 #endif
 }
 
+// a + b rounded on its own. GCC contracts a * b + c into one FMA by default,
+// which would round alpha * sum + bias once where a separate add (the
+// contract of sgemm_bias) rounds twice; the empty asm hides how a was made.
+inline VF add_unfused(VF a, VF b) {
+#if defined(__GNUC__) && (defined(__AVX2__) || defined(__AVX512F__))
+  __asm__("" : "+v"(a.v));
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(a.v));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  __asm__("" : "+w"(a.v));
+#endif
+  return a + b;
+}
+
 inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
 // A growable 64-byte-aligned scratch buffer; one per thread for each operand.
@@ -104,15 +118,47 @@ class PackBuffer {
 // (kPanel = kTileCols). Depending on the transpose flag a panel's lanes lie
 // side by side in memory (a copy per k) or each lane runs along k (a transpose).
 
-// out[k * kPanel + l] = x[k * ld + l] for l < lanes (<= kPanel), zero beyond.
+#if defined(__AVX512F__)
+// out[l] = x[l] for l < lanes (<= kPanel), zero up to kPanel: masked vector
+// moves, so a partial panel costs no more than a whole one.
+template <int kPanel>
+inline void copy_lanes(const float* x, int64_t lanes, float* out) {
+#pragma GCC unroll 4
+  for (int v = 0; v < kPanel; v += 16) {
+    const int64_t valid = std::clamp<int64_t>(lanes - v, 0, 16);
+    const __mmask16 load_mask = static_cast<__mmask16>((1u << valid) - 1);
+    const __mmask16 store_mask = static_cast<__mmask16>((1u << std::min(16, kPanel - v)) - 1);
+    _mm512_mask_storeu_ps(out + v, store_mask, _mm512_maskz_loadu_ps(load_mask, x + v));
+  }
+}
+#else
+template <int kPanel>
+inline void copy_lanes(const float* x, int64_t lanes, float* out) {
+  if (lanes == kPanel) {
+    std::memcpy(out, x, sizeof(float) * kPanel);  // fixed size: a few vector moves
+  } else {
+    std::memcpy(out, x, sizeof(float) * lanes);
+    std::memset(out + lanes, 0, sizeof(float) * (kPanel - lanes));
+  }
+}
+#endif
+
+// Panels of lanes that lie side by side: out (panel p)[k * kPanel + l] =
+// x[k * ld + p * kPanel + l]. A group of panels (at least 64 lanes, a few
+// cache lines) is copied together for each k: when ld is long every k is a
+// new line, and narrow A panels (8 lanes) copied one at a time left each
+// load waiting on its own miss.
 template <int kPanel>
 inline void pack_copy(const float* x, int64_t ld, int64_t lanes, int64_t depth, float* out) {
-  for (int64_t k = 0; k < depth; ++k, out += kPanel) {
-    if (lanes == kPanel) {
-      std::memcpy(out, x + k * ld, sizeof(float) * kPanel);  // fixed size: a few vector moves
-    } else {
-      std::memcpy(out, x + k * ld, sizeof(float) * lanes);
-      std::memset(out + lanes, 0, sizeof(float) * (kPanel - lanes));
+  constexpr int64_t kGroup = kPanel >= 64 ? kPanel : (64 + kPanel - 1) / kPanel * kPanel;
+  for (int64_t g = 0; g < lanes; g += kGroup) {
+    const int64_t group = std::min(kGroup, lanes - g);
+    float* panel0 = out + g * depth;
+    for (int64_t k = 0; k < depth; ++k) {
+      const float* row = x + k * ld + g;
+      for (int64_t p = 0; p < group; p += kPanel) {
+        copy_lanes<kPanel>(row + p, std::min<int64_t>(kPanel, group - p), panel0 + p * depth + k * kPanel);
+      }
     }
   }
 }
@@ -151,22 +197,39 @@ inline void transpose16(__m512 r[16]) {
   for (int c = 0; c < 16; ++c) r[c] = t[c];
 }
 
-// out[k * kPanel + l] = x[l * ld + k] for l < lanes (<= kPanel), zero beyond:
-// 16 lanes x 16 k at a time through registers.
+// Panels of lanes that each run along k: out (panel p)[k * kPanel + l] =
+// x[(p * kPanel + l) * ld + k], zero for lanes past `lanes`. 16 lanes x 16 k
+// at a time through registers; a strip of 16 lanes fills two 8-lane panels
+// (A) or a third of a 48-lane one (B), so no transpose carries zero rows
+// except at the end.
 template <int kPanel>
-inline void pack_transpose(const float* x, int64_t ld, int64_t lanes, int64_t depth, float* out) {
-  for (int l0 = 0; l0 < kPanel; l0 += 16) {
-    const __mmask16 store_mask = static_cast<__mmask16>((1u << std::min(16, kPanel - l0)) - 1);
+inline void pack_transpose_all(const float* x, int64_t ld, int64_t lanes, int64_t depth, float* out) {
+  static_assert(kPanel == 8 || kPanel % 16 == 0, "an AVX-512 panel is 8 lanes or whole vectors");
+  const int64_t padded = round_up(lanes, kPanel);
+  for (int64_t s = 0; s < padded; s += 16) {
+    float* panel = out + s / kPanel * kPanel * depth;
+    const int64_t offset = s % kPanel;  // where the strip starts in its panel (kPanel % 16 == 0)
+    const bool second = kPanel == 8 && s + 8 < padded;  // an 8-lane strip's upper half is the next panel
     for (int64_t k0 = 0; k0 < depth; k0 += 16) {
       const int64_t count = std::min<int64_t>(16, depth - k0);
       const __mmask16 load_mask = static_cast<__mmask16>((1u << count) - 1);
       __m512 v[16];
 #pragma GCC unroll 16
       for (int i = 0; i < 16; ++i) {
-        v[i] = l0 + i < lanes ? _mm512_maskz_loadu_ps(load_mask, x + (l0 + i) * ld + k0) : _mm512_setzero_ps();
+        v[i] = s + i < lanes ? _mm512_maskz_loadu_ps(load_mask, x + (s + i) * ld + k0) : _mm512_setzero_ps();
       }
       transpose16(v);
-      for (int64_t k = 0; k < count; ++k) _mm512_mask_storeu_ps(out + (k0 + k) * kPanel + l0, store_mask, v[k]);
+      for (int64_t k = 0; k < count; ++k) {
+        if constexpr (kPanel == 8) {
+          _mm256_storeu_ps(panel + (k0 + k) * 8, _mm512_castps512_ps256(v[k]));
+          if (second) {
+            _mm256_storeu_ps(panel + depth * 8 + (k0 + k) * 8,
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[k]), 1)));
+          }
+        } else {
+          _mm512_storeu_ps(panel + (k0 + k) * kPanel + offset, v[k]);
+        }
+      }
     }
   }
 }
@@ -239,20 +302,25 @@ inline void pack_transpose(const float* x, int64_t ld, int64_t lanes, int64_t de
 // (lane l, step k) is x[k * ld + l] when lanes_contiguous, else x[l * ld + k].
 template <int kPanel>
 inline void pack_panels(const float* x, int64_t ld, bool lanes_contiguous, int64_t lanes, int64_t depth, float* out) {
-  for (int64_t l = 0; l < lanes; l += kPanel, out += depth * kPanel) {
-    const int64_t n = std::min<int64_t>(kPanel, lanes - l);
-    if (lanes_contiguous) {
-      pack_copy<kPanel>(x + l, ld, n, depth, out);
-    } else {
-      pack_transpose<kPanel>(x + l * ld, ld, n, depth, out);
-    }
+  if (lanes_contiguous) {
+    pack_copy<kPanel>(x, ld, lanes, depth, out);
+    return;
   }
+#if defined(__AVX512F__)
+  pack_transpose_all<kPanel>(x, ld, lanes, depth, out);
+#else
+  for (int64_t l = 0; l < lanes; l += kPanel, out += depth * kPanel) {
+    pack_transpose<kPanel>(x + l * ld, ld, std::min<int64_t>(kPanel, lanes - l), depth, out);
+  }
+#endif
 }
 
 // One register tile: C[0:kRows, 0:cols] = alpha * A_panel * B_panel + beta * C,
-// where beta == 0 means C is not read. kRows < kTileRows serves the last rows.
+// where beta == 0 means C is not read, then + bias[0:cols] on each row when
+// bias is set. kRows < kTileRows serves the last rows.
 template <int kRows>
-void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, int cols, float alpha, float beta) {
+void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, int cols, float alpha, float beta,
+          const float* bias) {
   VF acc[kRows][kTileVectors];
   // C is stored at the end; fetching it now hides the misses behind the products.
 #pragma GCC unroll 16
@@ -289,6 +357,10 @@ void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, 
       const bool whole = lanes == kWidth;
       VF result = va * acc[r][v];
       if (beta != 0.0f) result = multiply_add(va, acc[r][v], vb * (whole ? vload(out) : vload_partial(out, lanes, 0.0f)));
+      if (bias) {
+        const float* bv = bias + v * kWidth;
+        result = add_unfused(result, whole ? vload(bv) : vload_partial(bv, lanes, 0.0f));
+      }
       if (whole) {
         vstore(out, result);
       } else {
@@ -298,7 +370,7 @@ void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, 
   }
 }
 
-using TileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float, float);
+using TileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float, float, const float*);
 template <size_t... kRowsMinusOne>
 constexpr std::array<TileFn, sizeof...(kRowsMinusOne)> tile_table(std::index_sequence<kRowsMinusOne...>) {
   return {&tile<static_cast<int>(kRowsMinusOne) + 1>...};
@@ -306,14 +378,15 @@ constexpr std::array<TileFn, sizeof...(kRowsMinusOne)> tile_table(std::index_seq
 // kTiles[n - 1] computes a tile of n rows.
 constexpr std::array<TileFn, kTileRows> kTiles = tile_table(std::make_index_sequence<kTileRows>{});
 
-// C[0:rows, 0:cols] from packed blocks of A (rows x depth) and B (depth x cols).
+// C[0:rows, 0:cols] from packed blocks of A (rows x depth) and B (depth x cols), plus bias[0:cols] when set.
 inline void packed_block(int64_t rows, int64_t cols, int64_t depth, const float* packed_a, const float* packed_b,
-                         float* c, int64_t ldc, float alpha, float beta) {
+                         float* c, int64_t ldc, float alpha, float beta, const float* bias) {
   for (int64_t i = 0; i < rows; i += kTileRows) {
     const int64_t tile_rows = std::min<int64_t>(kTileRows, rows - i);
     for (int64_t j = 0; j < cols; j += kTileCols) {
       const int tile_cols = static_cast<int>(std::min<int64_t>(kTileCols, cols - j));
-      kTiles[tile_rows - 1](depth, packed_a + i * depth, packed_b + j * depth, c + i * ldc + j, ldc, tile_cols, alpha, beta);
+      kTiles[tile_rows - 1](depth, packed_a + i * depth, packed_b + j * depth, c + i * ldc + j, ldc, tile_cols, alpha,
+                            beta, bias ? bias + j : nullptr);
     }
   }
 }
@@ -329,6 +402,7 @@ inline void gemm_serial(const GemmProblem& p) {
   for (int64_t k0 = 0; k0 < p.K; k0 += depth_step) {
     const int64_t depth = std::min(depth_step, p.K - k0);
     const float beta = k0 == 0 ? p.beta : 1.0f;
+    const bool last = k0 + depth >= p.K;  // the bias goes on after the whole sum
     for (int64_t i0 = 0; i0 < p.M; i0 += kBlockRows) {
       const int64_t rows = std::min(kBlockRows, p.M - i0);
       pack_panels<kTileRows>(p.trans_a ? p.A + k0 * p.lda + i0 : p.A + i0 * p.lda + k0, p.lda, p.trans_a, rows, depth,
@@ -337,7 +411,8 @@ inline void gemm_serial(const GemmProblem& p) {
         const int64_t cols = std::min(block_cols, p.N - j0);
         pack_panels<kTileCols>(p.trans_b ? p.B + j0 * p.ldb + k0 : p.B + k0 * p.ldb + j0, p.ldb, !p.trans_b, cols,
                                depth, packed_b);
-        packed_block(rows, cols, depth, packed_a, packed_b, p.C + i0 * p.ldc + j0, p.ldc, p.alpha, beta);
+        packed_block(rows, cols, depth, packed_a, packed_b, p.C + i0 * p.ldc + j0, p.ldc, p.alpha, beta,
+                     last && p.bias ? p.bias + j0 : nullptr);
       }
     }
   }

@@ -8,8 +8,9 @@
 
 namespace rlfarm::cpu {
 
-// C[M,N] = alpha * op(A) * op(B) + beta * C, row-major, as sgemm in gemm.h.
-// The kernels see only M, N, K > 0 and alpha != 0.
+// C[M,N] = alpha * op(A) * op(B) + beta * C (+ bias[j] on every row when bias
+// is set), row-major, as sgemm_bias in gemm.h. The kernels see only M, N, K > 0
+// and alpha != 0.
 struct GemmProblem {
   bool trans_a, trans_b;
   int64_t M, N, K;
@@ -21,6 +22,7 @@ struct GemmProblem {
   float beta;
   float* C;
   int64_t ldc;
+  const float* bias = nullptr;  // [N], added after the product
 };
 
 // The problem restricted to rows [row, row + rows) and columns [col, col + cols) of C.
@@ -31,6 +33,7 @@ inline GemmProblem sub_problem(const GemmProblem& p, int64_t row, int64_t rows, 
   s.A = p.trans_a ? p.A + row : p.A + row * p.lda;
   s.B = p.trans_b ? p.B + col * p.ldb : p.B + col;
   s.C = p.C + row * p.ldc + col;
+  if (p.bias) s.bias = p.bias + col;
   return s;
 }
 

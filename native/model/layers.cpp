@@ -30,17 +30,23 @@ constexpr int64_t kRowBlock = 32;
 template <typename F>
 void column_reduce(int64_t rows, int64_t cols, int64_t outputs, float* const* targets, F&& block_sums) {
   const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
-  std::vector<float> partial(static_cast<size_t>(blocks * outputs * cols), 0.0f);
+  // Kept per calling thread: at 128 KB and up a fresh vector is a fresh
+  // mapping, and faulting its pages in cost more than the sums.
+  // (The lambdas below use `sums`: named inside them, a thread_local would be
+  // the running thread's own.)
+  thread_local std::vector<float> scratch;
+  scratch.assign(static_cast<size_t>(blocks * outputs * cols), 0.0f);
+  float* const sums = scratch.data();
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
-      block_sums(blk * kRowBlock, std::min(rows, (blk + 1) * kRowBlock), partial.data() + blk * outputs * cols);
+      block_sums(blk * kRowBlock, std::min(rows, (blk + 1) * kRowBlock), sums + blk * outputs * cols);
     }
   });
   parallel_for(cols, 256, [&](int64_t c0, int64_t c1) {
     for (int64_t o = 0; o < outputs; ++o) {
       if (targets[o] == nullptr) continue;
       for (int64_t blk = 0; blk < blocks; ++blk) {
-        const float* p = partial.data() + (blk * outputs + o) * cols;
+        const float* p = sums + (blk * outputs + o) * cols;
         for (int64_t c = c0; c < c1; ++c) targets[o][c] += p[c];
       }
     }
@@ -131,15 +137,6 @@ void norm_backward(const float* dy, const float* x, const float* w, bool has_bia
         pdw[j] += dyr[j] * ((xr[j] - mean) * rstd);
         pdb[j] += dyr[j];
       }
-    }
-  });
-}
-
-void add_bias(float* y, int64_t ld, const float* b, int64_t rows, int64_t cols) {
-  parallel_for(rows, rows_for(cols), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      float* yr = y + r * ld;
-      for (int64_t c = 0; c < cols; ++c) yr[c] += b[c];
     }
   });
 }

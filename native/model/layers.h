@@ -24,8 +24,6 @@ void norm_reapply(const float* x, const float* w, const float* b, const float* s
 void norm_backward(const float* dy, const float* x, const float* w, bool has_bias, const float* stats, float* dx,
                    float* dw, float* db, int64_t rows, int64_t dim);
 
-// y[r, :] += b
-void add_bias(float* y, int64_t ld, const float* b, int64_t rows, int64_t cols);
 // db += sum over rows of dy[r, :]
 void bias_grad(const float* dy, int64_t ld, float* db, int64_t rows, int64_t cols);
 

@@ -35,9 +35,10 @@ void reserve(V& v, size_t n, const char* what) {
   }
 }
 
-// y[M, N] (+)= x[M, K] W^T for W stored [N, K], as nn.Linear.
-void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, float* y, int64_t ldy, bool accumulate) {
-  sgemm(false, true, M, N, K, 1.0f, x, K, w, K, accumulate ? 1.0f : 0.0f, y, ldy);
+// y[M, N] (+)= x[M, K] W^T (+ b) for W stored [N, K] and an optional bias b[N], as nn.Linear.
+void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, float* y, int64_t ldy, bool accumulate,
+            const float* b = nullptr) {
+  cpu::sgemm_bias(false, true, M, N, K, 1.0f, x, K, w, K, accumulate ? 1.0f : 0.0f, y, ldy, b);
 }
 
 }  // namespace
@@ -57,6 +58,9 @@ struct Transformer::Saved {
   Buffer normed, act;  // scratch
   // Backward's scratch, kept between calls (fresh pages cost more than the math).
   Buffer dnf, dx, dact, dpre, datt, dqkv, dhidden;
+  // The LM head's chunk of gathered hidden states and logits, kept between
+  // calls: fresh 2 MB pages each step cost a few percent of a small model's step.
+  Buffer head_hidden, head_logits;
   float temperature = 1;
   bool entropy = false;
 
@@ -180,8 +184,7 @@ void Transformer::run_layers(Saved& s, bool train, Buffer* cache_k, Buffer* cach
 
     // Attention block.
     norm_forward(x_in, P + L.norm1_w, opt(L.norm1_b), s.normed.data(), stats1, N, d, c.norm_eps);
-    linear(s.normed.data(), N, d, P + L.qkv_w, qkv_dim, qkv, qkv_dim, false);
-    if (L.qkv_b != kNone) add_bias(qkv, qkv_dim, P + L.qkv_b, N, qkv_dim);
+    linear(s.normed.data(), N, d, P + L.qkv_w, qkv_dim, qkv, qkv_dim, false, opt(L.qkv_b));
     if (!gpt2) {
       rope_.apply(qkv, N, qkv_dim, c.heads, s.positions.data(), false);
       rope_.apply(qkv + c.q_dim(), N, qkv_dim, c.kv_heads, s.positions.data(), false);
@@ -218,19 +221,16 @@ void Transformer::run_layers(Saved& s, bool train, Buffer* cache_k, Buffer* cach
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     attention_forward(a);
     if (x_mid != x_in) std::memcpy(x_mid, x_in, sizeof(float) * N * d);
-    linear(att, N, c.q_dim(), P + L.out_w, d, x_mid, d, true);
-    if (L.out_b != kNone) add_bias(x_mid, d, P + L.out_b, N, d);
+    linear(att, N, c.q_dim(), P + L.out_w, d, x_mid, d, true, opt(L.out_b));
 
     // MLP block.
     norm_forward(x_mid, P + L.norm2_w, opt(L.norm2_b), s.normed.data(), stats2, N, d, c.norm_eps);
-    linear(s.normed.data(), N, d, P + L.up_w, up_width, pre, up_width, false);
-    if (L.up_b != kNone) add_bias(pre, up_width, P + L.up_b, N, up_width);
+    linear(s.normed.data(), N, d, P + L.up_w, up_width, pre, up_width, false, opt(L.up_b));
     float* act = s.act.data() + s.layer_slot(l) * N * c.hidden;  // kept for backward when training
     if (gpt2) gelu(pre, act, N * c.hidden);
     else swiglu(pre, act, N, c.hidden);
     if (x_out != x_mid) std::memcpy(x_out, x_mid, sizeof(float) * N * d);
-    linear(act, N, c.hidden, P + L.down_w, d, x_out, d, true);
-    if (L.down_b != kNone) add_bias(x_out, d, P + L.down_b, N, d);
+    linear(act, N, c.hidden, P + L.down_w, d, x_out, d, true, opt(L.down_b));
   }
   const float* x_final = s.x.data() + s.x_slot(2 * c.layers) * N * d;
   float* stats_f = s.stats.data() + s.x_slot(2 * c.layers) * 2 * N;
@@ -245,14 +245,16 @@ namespace {
 // time (about 32 MB of logits), so the [B, T, V] logits never exist at once.
 class HeadChunks {
  public:
+  // hidden and logits are the caller's buffers, grown here as needed.
   HeadChunks(const Buffer& hidden_states, const std::vector<int32_t>& tokens, int64_t batch, int64_t steps,
-             int64_t dim, int64_t vocab)
-      : states_(hidden_states), tokens_(tokens), steps_(steps), dim_(dim), vocab_(vocab) {
+             int64_t dim, int64_t vocab, Buffer& hidden_buffer, Buffer& logits_buffer)
+      : hidden(hidden_buffer), logits(logits_buffer), states_(hidden_states), tokens_(tokens), steps_(steps),
+        dim_(dim), vocab_(vocab) {
     total_ = batch * (steps - 1);
     chunk_ = std::max<int64_t>(1, (int64_t(8) << 20) / vocab);
     const size_t most = static_cast<size_t>(std::min(chunk_, std::max<int64_t>(total_, 1)));
-    hidden.resize(most * dim);
-    logits.resize(most * vocab);
+    reserve(hidden, most * dim, "the LM head's hidden states");
+    reserve(logits, most * vocab, "the LM head's logits");
     next.resize(most);
   }
 
@@ -271,7 +273,7 @@ class HeadChunks {
     linear(hidden.data(), rows, dim_, W, vocab_, logits.data(), vocab_, false);
   }
 
-  Buffer hidden, logits;
+  Buffer &hidden, &logits;
   std::vector<int32_t> next;
 
  private:
@@ -285,7 +287,7 @@ class HeadChunks {
 void Transformer::head_logprobs(Saved& s, const ForwardOptions& o, ForwardResult& r) {
   r.logp = empty({s.batch, s.steps - 1}, DType::f32, Device::host());
   if (o.entropy) r.entropy = empty({s.batch, s.steps - 1}, DType::f32, Device::host());
-  HeadChunks head(s.final_normed, s.tokens, s.batch, s.steps, config_.dim, config_.vocab);
+  HeadChunks head(s.final_normed, s.tokens, s.batch, s.steps, config_.dim, config_.vocab, s.head_hidden, s.head_logits);
   for (int64_t start = 0; start < head.total(); start += head.chunk()) {
     const int64_t rows = std::min(head.chunk(), head.total() - start);
     head.load(start, rows, params_.data<float>() + layout_.lm_head);
@@ -380,7 +382,7 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
   // LM head: logits again a chunk at a time, d logits in place, then back to the hidden states.
   if (grad_logp.defined() || grad_entropy.defined()) {
     const float* W = P + layout_.lm_head;
-    HeadChunks head(s.final_normed, s.tokens, s.batch, T, d, c.vocab);
+    HeadChunks head(s.final_normed, s.tokens, s.batch, T, d, c.vocab, s.head_hidden, s.head_logits);
     reserve(s.dhidden, head.hidden.size(), "gradients");
     Buffer& dhidden = s.dhidden;
     for (int64_t start = 0; start < head.total(); start += head.chunk()) {
@@ -606,8 +608,7 @@ GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, 
       float* ck = cache_k.data() + l * B * slots * kv;
       float* cv = cache_v.data() + l * B * slots * kv;
       norm_forward(x.data(), Pm + L.norm1_w, opt(L.norm1_b), normed.data(), stats.data(), B, d, c.norm_eps);
-      linear(normed.data(), B, d, Pm + L.qkv_w, qkv_dim, qkv.data(), qkv_dim, false);
-      if (L.qkv_b != kNone) add_bias(qkv.data(), qkv_dim, Pm + L.qkv_b, B, qkv_dim);
+      linear(normed.data(), B, d, Pm + L.qkv_w, qkv_dim, qkv.data(), qkv_dim, false, opt(L.qkv_b));
       if (c.arch != Arch::gpt2) {
         rope_.apply(qkv.data(), B, qkv_dim, c.heads, step_positions.data(), false);
         rope_.apply(qkv.data() + c.q_dim(), B, qkv_dim, c.kv_heads, step_positions.data(), false);
@@ -637,15 +638,12 @@ GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, 
       a.out_batch = c.q_dim();
       a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
       attention_forward(a);
-      linear(att.data(), B, c.q_dim(), Pm + L.out_w, d, x.data(), d, true);
-      if (L.out_b != kNone) add_bias(x.data(), d, Pm + L.out_b, B, d);
+      linear(att.data(), B, c.q_dim(), Pm + L.out_w, d, x.data(), d, true, opt(L.out_b));
       norm_forward(x.data(), Pm + L.norm2_w, opt(L.norm2_b), normed.data(), stats.data(), B, d, c.norm_eps);
-      linear(normed.data(), B, d, Pm + L.up_w, up_width, pre.data(), up_width, false);
-      if (L.up_b != kNone) add_bias(pre.data(), up_width, Pm + L.up_b, B, up_width);
+      linear(normed.data(), B, d, Pm + L.up_w, up_width, pre.data(), up_width, false, opt(L.up_b));
       if (c.arch == Arch::gpt2) gelu(pre.data(), act.data(), B * c.hidden);
       else swiglu(pre.data(), act.data(), B, c.hidden);
-      linear(act.data(), B, c.hidden, Pm + L.down_w, d, x.data(), d, true);
-      if (L.down_b != kNone) add_bias(x.data(), d, Pm + L.down_b, B, d);
+      linear(act.data(), B, c.hidden, Pm + L.down_w, d, x.data(), d, true, opt(L.down_b));
     }
     norm_forward(x.data(), Pm + layout_.final_norm_w, opt(layout_.final_norm_b), normed.data(), stats.data(), B, d,
                  c.norm_eps);
