@@ -122,6 +122,10 @@ class Model(nn.Module):
             self.inv_freq = 1.0 / (10000 ** (torch.arange(0, hd, 2).float() / hd))
 
     def forward(self, tokens, start=0, caches=None):
+        return self.hidden(tokens, start, caches) @ self.wte.weight.T  # tied head
+
+    def hidden(self, tokens, start=0, caches=None):
+        """The final normed hidden states [B, T, dim]."""
         B, T = tokens.shape
         pos = torch.arange(start, start + T)
         x = self.wte(tokens)
@@ -135,7 +139,7 @@ class Model(nn.Module):
             cos, sin = emb.cos()[None, None], emb.sin()[None, None]
             for i, blk in enumerate(self.blocks):
                 x = blk(x, cos, sin, None if caches is None else caches[i])
-        return self.ln_f(x) @ self.wte.weight.T  # tied head
+        return self.ln_f(x)
 
 
 def main():
