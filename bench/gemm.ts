@@ -20,6 +20,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { backend, ops, setGemmBackend, Tensor } from 'rlfarm'
+import { median, runPython } from './peer'
 
 interface Args {
   repeat: number
@@ -87,12 +88,6 @@ function shapes(args: Args): Shape[] {
   return out
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-
 /** Fast seeded uniform fill in [-1, 1). */
 function randomTensor(shape: number[], seed: number): Tensor {
   const t = Tensor.empty(shape)
@@ -146,17 +141,11 @@ interface PeerRun {
 
 /** One round of the peer: torch threads 1 and 2; per shape the faster, in ms. */
 function runPeer(list: Shape[], repeat: number): { best: Record<string, { ms: number; threads: number }>; runs: PeerRun[]; error?: string } {
-  const script = path.join(__dirname, 'torch_gemm.py')
-  const python = process.env.RLFARM_BENCH_PYTHON ?? '/usr/bin/python3'
   const runs: PeerRun[] = []
   for (const threads of [1, 2]) {
-    const r = spawnSync(python, [script, '--threads', String(threads), '--repeat', String(repeat), '--shapes', JSON.stringify(list)], {
-      encoding: 'utf8',
-      env: { ...process.env, OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS ?? '2' },
-      maxBuffer: 1 << 24,
-    })
-    if (r.status !== 0) return { best: {}, runs, error: (r.stderr || r.error?.message || 'failed').trim().split('\n').slice(-3).join(' ') }
-    runs.push(JSON.parse(r.stdout.trim().split('\n').pop()!))
+    const r = runPython<PeerRun>('torch_gemm.py', ['--threads', threads, '--repeat', repeat, '--shapes', JSON.stringify(list)])
+    if ('error' in r) return { best: {}, runs, error: r.error }
+    runs.push(r)
   }
   const best: Record<string, { ms: number; threads: number }> = {}
   for (const run of runs) {

@@ -5,10 +5,9 @@
 // measured in the same run, and runs the PyTorch peer (bench/torch_kernels.py,
 // TRL-style eager code) on the same sizes for the speed-ups. Prints a table, a
 // markdown block for bench/RESULTS.md, and with --json a last JSON line.
-import { spawnSync } from 'node:child_process'
 import os from 'node:os'
-import path from 'node:path'
 import { backend, devices, ops, synchronize, Tensor } from 'rlfarm'
+import { median, runPython } from './peer'
 
 interface Args {
   device: 'cpu' | 'cuda:0'
@@ -41,12 +40,6 @@ function parseArgs(argv: string[]): Args {
     else throw new Error(`unknown argument ${a}; see the comment at the top of bench/kernels.ts`)
   }
   return args
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
 /** Tensors in an op's result, to dispose of them between runs as a training loop does. */
@@ -110,19 +103,13 @@ interface PeerResult {
 }
 
 function runPeer(args: Args): { best: Partial<Record<'logprobs_ms' | 'logprobs_entropy_ms' | 'gae_ms', { ms: number; threads: number }>>; runs: PeerResult[]; error?: string } {
-  const script = path.join(__dirname, 'torch_kernels.py')
-  const python = process.env.RLFARM_BENCH_PYTHON ?? '/usr/bin/python3'
   const settings = args.device === 'cpu' ? [1, 2, os.availableParallelism()].filter((v, i, a) => a.indexOf(v) === i) : [1]
   const runs: PeerResult[] = []
   for (const threads of settings) {
-    const r = spawnSync(
-      python,
-      [script, '--device', args.device === 'cpu' ? 'cpu' : 'cuda', '--threads', String(threads), '--repeat', String(args.repeat),
-        '--rows', String(args.rows), '--vocab', String(args.vocab), '--batch', String(args.batch), '--steps', String(args.steps)],
-      { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS ?? '2' } },
-    )
-    if (r.status !== 0) return { best: {}, runs, error: (r.stderr || r.error?.message || 'failed').trim().split('\n').slice(-3).join(' ') }
-    runs.push(JSON.parse(r.stdout.trim().split('\n').pop()!))
+    const r = runPython<PeerResult>('torch_kernels.py', ['--device', args.device === 'cpu' ? 'cpu' : 'cuda', '--threads', threads,
+      '--repeat', args.repeat, '--rows', args.rows, '--vocab', args.vocab, '--batch', args.batch, '--steps', args.steps])
+    if ('error' in r) return { best: {}, runs, error: r.error }
+    runs.push(r)
   }
   const best: ReturnType<typeof runPeer>['best'] = {}
   for (const key of ['logprobs_ms', 'logprobs_entropy_ms', 'gae_ms'] as const) {

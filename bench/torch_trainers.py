@@ -114,11 +114,11 @@ def ppo_step(a, policy, reference, reward, value, policy_opt, value_opt, prompts
             ratio = torch.exp(logp - old[idx])
             adv = advantages[idx]
             loss = masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - a.clip, 1 + a.clip)), mb_mask)
-            with torch.no_grad():
+            with torch.no_grad():  # the entropy TRL logs (rlfarm measures it too); it is not in the loss
                 response_logits = logits[:, P - 1:-1]
                 probs = F.softmax(response_logits, dim=-1)
                 entropy = torch.logsumexp(response_logits, dim=-1) - (probs * response_logits).sum(-1)
-                masked_mean(entropy, mb_mask)
+                logged_entropy = masked_mean(entropy, mb_mask)  # noqa: F841
             optimizer_step(policy, policy_opt, loss)
 
             v = value(tokens)[:, P - 1:-1]

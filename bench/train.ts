@@ -9,10 +9,9 @@
 // the figures are medians over the rounds of each round's median step, and the
 // speed-up is their ratio. Prints a table and, with --json, one JSON line last
 // with tokensPerSecond (training) among other figures.
-import { spawnSync } from 'node:child_process'
 import os from 'node:os'
-import path from 'node:path'
 import { AdamW, backend, Model, Tensor } from 'rlfarm'
+import { median, runPython } from './peer'
 
 interface Args {
   arch: 'gpt2' | 'llama'
@@ -67,12 +66,6 @@ function parseArgs(argv: string[]): Args {
   }
   if (!a.kvHeads) a.kvHeads = a.heads
   return a
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
 function randomTokens(batch: number, steps: number, vocab: number, seed: number): Tensor {
@@ -144,19 +137,13 @@ interface PeerResult {
 }
 
 function runPeer(a: Args, threadSettings: number[]): { runs: PeerResult[]; error?: string } {
-  const script = path.join(__dirname, 'torch_train.py')
-  const python = process.env.RLFARM_BENCH_PYTHON ?? '/usr/bin/python3'
   const runs: PeerResult[] = []
   for (const threads of threadSettings) {
-    const r = spawnSync(
-      python,
-      [script, '--arch', a.arch, '--layers', String(a.layers), '--dim', String(a.dim), '--heads', String(a.heads), '--kv-heads', String(a.kvHeads),
-        '--ctx', String(a.ctx), '--batch', String(a.batch), '--vocab', String(a.vocab), '--steps', String(a.steps), '--threads', String(threads),
-        '--gen-batch', String(a.genBatch), '--gen-prompt', String(a.genPrompt), '--gen-tokens', a.generate ? String(a.genTokens) : '0'],
-      { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS ?? '2' } },
-    )
-    if (r.status !== 0) return { runs, error: (r.stderr || r.error?.message || 'failed').trim().split('\n').slice(-3).join(' ') }
-    runs.push(JSON.parse(r.stdout.trim().split('\n').pop()!))
+    const r = runPython<PeerResult>('torch_train.py', ['--arch', a.arch, '--layers', a.layers, '--dim', a.dim, '--heads', a.heads, '--kv-heads', a.kvHeads,
+      '--ctx', a.ctx, '--batch', a.batch, '--vocab', a.vocab, '--steps', a.steps, '--threads', threads,
+      '--gen-batch', a.genBatch, '--gen-prompt', a.genPrompt, '--gen-tokens', a.generate ? a.genTokens : 0])
+    if ('error' in r) return { runs, error: r.error }
+    runs.push(r)
   }
   return { runs }
 }

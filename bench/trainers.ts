@@ -9,11 +9,11 @@
 // is the interval between step events, the first step (which also loads the
 // models and, for DPO, computes the reference log-probs) left out. Prints a
 // table and, with --json, one JSON line last.
-import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { backend, ByteTokenizer, train, type RunConfigInput } from 'rlfarm'
+import { median, runPython } from './peer'
 
 interface Args {
   layers: number
@@ -57,12 +57,6 @@ function parseArgs(argv: string[]): Args {
   }
   if (a.steps < 2) throw new Error('--steps must be at least 2: the first step is left out')
   return a
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
 /** Fixed-length text from a seeded stream: one byte token per character. */
@@ -122,15 +116,11 @@ interface PeerResult {
 }
 
 function runPeer(a: Args, s: Shapes, threads: number): PeerResult | { error: string } {
-  const python = process.env.RLFARM_BENCH_PYTHON ?? '/usr/bin/python3'
-  const args = [
-    path.join(__dirname, 'torch_trainers.py'), '--vocab', s.vocab, '--layers', a.layers, '--dim', a.dim, '--heads', a.heads, '--batch', a.batch,
+  return runPython<PeerResult>('torch_trainers.py', [
+    '--vocab', s.vocab, '--layers', a.layers, '--dim', a.dim, '--heads', a.heads, '--batch', a.batch,
     '--prompt', s.promptTokens, '--response', a.response, '--minibatch', a.minibatch, '--epochs', a.epochs,
     '--dpo-length', s.dpoLength, '--dpo-response', s.dpoResponse, '--steps', a.steps - 1, '--threads', threads,
-  ].map(String)
-  const r = spawnSync(python, args, { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS ?? '2' } })
-  if (r.status !== 0) return { error: (r.stderr || r.error?.message || 'failed').trim().split('\n').slice(-3).join(' ') }
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as PeerResult
+  ])
 }
 
 async function main() {
