@@ -143,9 +143,12 @@ async function onEachConfiguration(t: Test, body: (t: Test, config: string) => v
   }
 }
 
-// Shapes that are multiples of no tile (AVX-512 12x32, AVX2 6x16, generic 4x4)
+// Shapes that are multiples of no tile (AVX-512 8x48, AVX2 6x16, generic 4x4)
 // and cross every cache block: several depth blocks (K > 256 and K > 512),
-// several column blocks (N > 384) and several row blocks (M > 1536).
+// several column blocks (N > 384) and several row blocks (M > 1536). The last
+// is big enough to be shared out over the pool: with A as stored it shares
+// packed B in two column blocks and claims rows of C; with A transposed it
+// shares packed A in two row blocks and claims columns.
 const SHAPES: Shape[] = [
   { M: 1, N: 1, K: 1 },
   { M: 7, N: 13, K: 5 },
@@ -157,6 +160,7 @@ const SHAPES: Shape[] = [
   { M: 5, N: 1000, K: 3 },
   { M: 1600, N: 33, K: 9 },
   { M: 129, N: 128, K: 64 },
+  { M: 600, N: 700, K: 1100 },
 ]
 const SCALES: Array<[number, number]> = [[1, 0], [1, 1], [-0.5, -0.75], [2.5, 0], [0.75, 1]]
 
@@ -257,7 +261,7 @@ t.test('a bias equals the product followed by a separate add, bit for bit', asyn
   const rng = new Rng(seed + 3)
   const cases: Array<{ p: Product; bias: Float32Array }> = []
   let n = 0
-  for (const shape of [{ M: 33, N: 65, K: 17 }, { M: 25, N: 70, K: 600 }, { M: 61, N: 40, K: 1100 }, { M: 130, N: 97, K: 258 }, { M: 9, N: 21, K: 0 }]) {
+  for (const shape of [{ M: 33, N: 65, K: 17 }, { M: 25, N: 70, K: 600 }, { M: 61, N: 40, K: 1100 }, { M: 130, N: 97, K: 258 }, { M: 9, N: 21, K: 0 }, { M: 200, N: 500, K: 600 }]) {
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
         const [alpha, beta] = SCALES[n % SCALES.length]
@@ -309,8 +313,10 @@ t.test('builtin results do not depend on the thread count', async (t) => {
     setGemmBackend('builtin')
     const f = (rows, cols, k) => Tensor.from(Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * k)), [rows, cols])
     const out = ops.matmul(f(300, 600, 0.7), f(250, 600, 1.3), { transB: true }).data
+    // A transposed with few rows: packed A is shared and columns of C are claimed.
+    const shareA = ops.matmul(f(600, 300, 0.9), f(600, 500, 1.1), { transA: true }).data
     const batched = ops.matmul(Tensor.from(Float32Array.from({ length: 6 * 40 * 30 }, (_, i) => Math.cos(i)), [6, 40, 30]), f(30, 50, 0.3)).data
-    process.stdout.write(require('node:crypto').createHash('sha256').update(out).update(batched).digest('hex'))
+    process.stdout.write(require('node:crypto').createHash('sha256').update(out).update(shareA).update(batched).digest('hex'))
   `
   const digest = (threads: string) =>
     execFileSync(process.execPath, ['-e', script], { env: { ...process.env, RLFARM_THREADS: threads }, encoding: 'utf8' })

@@ -175,7 +175,7 @@ Pool& pool() {
 
 int thread_count() { return pool().size(); }
 
-void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
+void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn, int chunks_per_thread) {
   if (n <= 0) return;
   // Every chunk runs with denormals flushed, whichever thread runs it.
   const FlushDenormals flush;
@@ -184,7 +184,8 @@ void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t
   // A few chunks per thread, so that a thread the host delays holds up only a
   // small share; the split depends on n, min_chunk and the pool size only.
   int64_t chunks = (n + min_chunk - 1) / min_chunk;
-  if (chunks > 4 * p.size()) chunks = 4 * p.size();
+  if (chunks_per_thread < 1) chunks_per_thread = 1;
+  if (chunks > int64_t{chunks_per_thread} * p.size()) chunks = int64_t{chunks_per_thread} * p.size();
   if (chunks <= 1 || in_pool_task) {
     fn(0, n);
     return;

@@ -17,6 +17,7 @@ int thread_count();
 // Chunks run with denormal floats flushed to zero (float_mode.h).
 // Exceptions thrown by fn reach the caller. Calls from inside fn, or while
 // another caller holds the pool, run inline.
-void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
+void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn,
+                  int chunks_per_thread = 4);
 
 }  // namespace rlfarm

@@ -171,13 +171,23 @@ class Runner {
     add_bias_rows(p);
   }
 
-  // The product cut into a grid of blocks of C, one per thread. The grid
-  // depends only on the shape and the pool size: as many blocks as threads
-  // (fewer for small products), in whole register tiles, and among grids of
-  // that size the one whose blocks pack the least of A and B (each block packs
-  // its rows of A and its columns of B, so it minimises rows + columns).
+  // The product on the pool. builtin shares it out itself (gemm_parallel in
+  // gemm_impl.h: B packed once, rows of C claimed in chunks). OpenBLAS, held
+  // to one thread, gets a grid of blocks of C, one per thread, that depends
+  // only on the shape and the pool size: in whole register tiles, and among
+  // grids of that size the one whose blocks pack the least of A and B (each
+  // block packs its rows of A and its columns of B, so it minimises rows +
+  // columns).
   void parallel(const GemmProblem& p) const {
     const int64_t parts = parts_for(flops(p));
+    if (parts == 1) {
+      serial(p);
+      return;
+    }
+    if (backend_ == Backend::builtin) {
+      kernel_.run_parallel(p);
+      return;
+    }
     const int64_t row_tiles = (p.M + kernel_.tile_rows - 1) / kernel_.tile_rows;
     const int64_t col_tiles = (p.N + kernel_.tile_cols - 1) / kernel_.tile_cols;
     int64_t grid_rows = 1, grid_cols = 1;

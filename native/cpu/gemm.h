@@ -12,11 +12,13 @@
 // default is builtin (measured faster on the transformer shapes, see
 // bench/RESULTS.md "GEMM").
 //
-// Threads: C is cut into as many blocks as rlfarm's pool has threads (fewer
-// for small products), by a rule that depends only on M, N, K and the pool
-// size, and each block is one single-threaded product. OpenBLAS is held to one
-// thread of its own so that it never competes with the pool. Called from inside
-// a pool task, a product runs on the calling thread.
+// Threads: with builtin, each depth block and column block of B is packed once
+// into a buffer the pool's threads share, and the rows of C are claimed in
+// small chunks as threads come free, so a thread the host delays holds up only
+// its chunk. OpenBLAS is held to one thread of its own so that it never
+// competes with the pool, and C is cut into one block per thread by a rule
+// that depends only on M, N, K and the pool size. Products too small to share
+// out, and products called from inside a pool task, run on the calling thread.
 //
 // Determinism: results are bit-identical from run to run. With the builtin
 // kernel they also do not depend on the thread count (each element is summed

@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "../core/error.h"
+#include "../core/thread_pool.h"
 #include "gemm_kernel.h"
 #include "simd.h"
 
@@ -317,32 +318,34 @@ inline void pack_panels(const float* x, int64_t ld, bool lanes_contiguous, int64
 
 // One register tile: C[0:kRows, 0:cols] = alpha * A_panel * B_panel + beta * C,
 // where beta == 0 means C is not read, then + bias[0:cols] on each row when
-// bias is set. kRows < kTileRows serves the last rows.
-template <int kRows>
+// bias is set. kRows < kTileRows serves the last rows and kVectors <
+// kTileVectors the last columns (the B panel keeps its kTileCols stride), so
+// that a ragged edge of C costs only the vectors it needs.
+template <int kRows, int kVectors>
 void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, int cols, float alpha, float beta,
           const float* bias) {
-  VF acc[kRows][kTileVectors];
+  VF acc[kRows][kVectors];
   // C is stored at the end; fetching it now hides the misses behind the products.
 #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
     __builtin_prefetch(c + r * ldc, 1);
-    __builtin_prefetch(c + r * ldc + kTileCols - 1, 1);
+    __builtin_prefetch(c + r * ldc + kVectors * kWidth - 1, 1);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 4
-    for (int v = 0; v < kTileVectors; ++v) acc[r][v] = vset(0.0f);
+    for (int v = 0; v < kVectors; ++v) acc[r][v] = vset(0.0f);
   }
 #pragma GCC unroll 4
   for (int64_t k = 0; k < depth; ++k, a += kTileRows, b += kTileCols) {
-    VF bk[kTileVectors];
+    VF bk[kVectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < kTileVectors; ++v) bk[v] = vload(b + v * kWidth);
+    for (int v = 0; v < kVectors; ++v) bk[v] = vload(b + v * kWidth);
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       const VF ar = vset(a[r]);
 #pragma GCC unroll 4
-      for (int v = 0; v < kTileVectors; ++v) acc[r][v] = multiply_add(ar, bk[v], acc[r][v]);
+      for (int v = 0; v < kVectors; ++v) acc[r][v] = multiply_add(ar, bk[v], acc[r][v]);
     }
   }
   const VF va = vset(alpha), vb = vset(beta);
@@ -350,7 +353,7 @@ void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, 
   for (int r = 0; r < kRows; ++r) {
     float* row = c + r * ldc;
 #pragma GCC unroll 4
-    for (int v = 0; v < kTileVectors; ++v) {
+    for (int v = 0; v < kVectors; ++v) {
       const int lanes = std::min(kWidth, cols - v * kWidth);
       if (lanes <= 0) continue;
       float* out = row + v * kWidth;
@@ -371,12 +374,17 @@ void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, 
 }
 
 using TileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float, float, const float*);
-template <size_t... kRowsMinusOne>
-constexpr std::array<TileFn, sizeof...(kRowsMinusOne)> tile_table(std::index_sequence<kRowsMinusOne...>) {
-  return {&tile<static_cast<int>(kRowsMinusOne) + 1>...};
+template <int kVectors, size_t... kRowsMinusOne>
+constexpr std::array<TileFn, sizeof...(kRowsMinusOne)> tile_row_table(std::index_sequence<kRowsMinusOne...>) {
+  return {&tile<static_cast<int>(kRowsMinusOne) + 1, kVectors>...};
 }
-// kTiles[n - 1] computes a tile of n rows.
-constexpr std::array<TileFn, kTileRows> kTiles = tile_table(std::make_index_sequence<kTileRows>{});
+template <size_t... kVectorsMinusOne>
+constexpr std::array<std::array<TileFn, kTileRows>, kTileVectors> tile_table(std::index_sequence<kVectorsMinusOne...>) {
+  return {tile_row_table<static_cast<int>(kVectorsMinusOne) + 1>(std::make_index_sequence<kTileRows>{})...};
+}
+// kTiles[v - 1][n - 1] computes a tile of n rows and v vectors.
+constexpr std::array<std::array<TileFn, kTileRows>, kTileVectors> kTiles =
+    tile_table(std::make_index_sequence<kTileVectors>{});
 
 // C[0:rows, 0:cols] from packed blocks of A (rows x depth) and B (depth x cols), plus bias[0:cols] when set.
 inline void packed_block(int64_t rows, int64_t cols, int64_t depth, const float* packed_a, const float* packed_b,
@@ -385,17 +393,35 @@ inline void packed_block(int64_t rows, int64_t cols, int64_t depth, const float*
     const int64_t tile_rows = std::min<int64_t>(kTileRows, rows - i);
     for (int64_t j = 0; j < cols; j += kTileCols) {
       const int tile_cols = static_cast<int>(std::min<int64_t>(kTileCols, cols - j));
-      kTiles[tile_rows - 1](depth, packed_a + i * depth, packed_b + j * depth, c + i * ldc + j, ldc, tile_cols, alpha,
-                            beta, bias ? bias + j : nullptr);
+      kTiles[(tile_cols + kWidth - 1) / kWidth - 1][tile_rows - 1](depth, packed_a + i * depth, packed_b + j * depth,
+                                                                    c + i * ldc + j, ldc, tile_cols, alpha, beta,
+                                                                    bias ? bias + j : nullptr);
     }
   }
 }
 
+// Depth blocks of equal size (a last sliver would waste the tile's loads).
+// They depend on K only, so every element of C is summed the same way however
+// C is split.
+inline int64_t depth_step_for(int64_t K) {
+  const int64_t depth_blocks = (K + kMaxDepth - 1) / kMaxDepth;
+  return (K + depth_blocks - 1) / depth_blocks;
+}
+
+// The source of the rows [row0, row0 + rows) of op(A) in the depth block at k0,
+// packed into kTileRows-tall panels; likewise columns of op(B) into kTileCols-wide ones.
+inline void pack_a(const GemmProblem& p, int64_t k0, int64_t depth, int64_t row0, int64_t rows, float* out) {
+  pack_panels<kTileRows>(p.trans_a ? p.A + k0 * p.lda + row0 : p.A + row0 * p.lda + k0, p.lda, p.trans_a, rows, depth,
+                         out);
+}
+inline void pack_b(const GemmProblem& p, int64_t k0, int64_t depth, int64_t col0, int64_t cols, float* out) {
+  pack_panels<kTileCols>(p.trans_b ? p.B + col0 * p.ldb + k0 : p.B + k0 * p.ldb + col0, p.ldb, !p.trans_b, cols,
+                         depth, out);
+}
+
 inline void gemm_serial(const GemmProblem& p) {
   thread_local PackBuffer a_buffer, b_buffer;
-  // Depth blocks of equal size (a last sliver would waste the tile's loads).
-  const int64_t depth_blocks = (p.K + kMaxDepth - 1) / kMaxDepth;
-  const int64_t depth_step = (p.K + depth_blocks - 1) / depth_blocks;
+  const int64_t depth_step = depth_step_for(p.K);
   const int64_t block_cols = std::min(kBlockCols, round_up(p.N, kTileCols));
   float* packed_a = a_buffer.get(std::min(kBlockRows, round_up(p.M, kTileRows)) * depth_step);
   float* packed_b = b_buffer.get(block_cols * depth_step);
@@ -405,14 +431,86 @@ inline void gemm_serial(const GemmProblem& p) {
     const bool last = k0 + depth >= p.K;  // the bias goes on after the whole sum
     for (int64_t i0 = 0; i0 < p.M; i0 += kBlockRows) {
       const int64_t rows = std::min(kBlockRows, p.M - i0);
-      pack_panels<kTileRows>(p.trans_a ? p.A + k0 * p.lda + i0 : p.A + i0 * p.lda + k0, p.lda, p.trans_a, rows, depth,
-                             packed_a);
+      pack_a(p, k0, depth, i0, rows, packed_a);
       for (int64_t j0 = 0; j0 < p.N; j0 += block_cols) {
         const int64_t cols = std::min(block_cols, p.N - j0);
-        pack_panels<kTileCols>(p.trans_b ? p.B + j0 * p.ldb + k0 : p.B + k0 * p.ldb + j0, p.ldb, !p.trans_b, cols,
-                               depth, packed_b);
+        pack_b(p, k0, depth, j0, cols, packed_b);
         packed_block(rows, cols, depth, packed_a, packed_b, p.C + i0 * p.ldc + j0, p.ldc, p.alpha, beta,
                      last && p.bias ? p.bias + j0 : nullptr);
+      }
+    }
+  }
+}
+
+// The product on rlfarm's pool. One operand is shared: for each depth block
+// and each block of it small enough to stay in L2, it is packed once, its
+// panels shared out among the threads, into a buffer they all read. The other
+// operand's side of C is cut into chunks that threads claim as they come free,
+// each packing its own part of that operand. Which side is shared: the one
+// that leaves more chunks to claim, usually B, with rows of C claimed.
+// Compared with one block of C per thread, the shared operand is packed once
+// rather than once per thread, and a thread the host deschedules holds up only
+// the chunk it is on: the others take the rest. Each element is computed
+// exactly as in gemm_serial.
+constexpr int kChunksPerThread = 16;
+constexpr int64_t kMinChunkFlops = int64_t{2} << 20;
+// Rows of op(A) that lie side by side in memory (A transposed) are packed by
+// copying, at least this many at a time so that each step of k copies whole
+// cache lines instead of waiting on a miss for a few floats.
+constexpr int64_t kMinCopyRows = 64;
+constexpr int64_t kSharedFloats = kBlockCols * kMaxDepth;  // one packed block, as large as gemm_serial's B block
+
+// Equal blocks of `lanes`, in whole panels, each at most kSharedFloats packed.
+inline int64_t shared_block(int64_t lanes, int64_t depth, int64_t panel) {
+  const int64_t blocks = (round_up(lanes, panel) * depth + kSharedFloats - 1) / kSharedFloats;
+  return round_up((lanes + blocks - 1) / blocks, panel);
+}
+
+inline void gemm_parallel(const GemmProblem& p) {
+  thread_local PackBuffer shared_buffer;  // the caller's; the workers fill it and read it
+  const int64_t depth_step = depth_step_for(p.K);
+  const int64_t min_rows = p.trans_a ? kMinCopyRows : kTileRows;
+  const bool share_b = p.M / min_rows >= p.N / kTileCols;
+  const int64_t block = share_b ? shared_block(p.N, depth_step, kTileCols) : shared_block(p.M, depth_step, kTileRows);
+  float* shared = shared_buffer.get(block * depth_step);
+  for (int64_t k0 = 0; k0 < p.K; k0 += depth_step) {
+    const int64_t depth = std::min(depth_step, p.K - k0);
+    const float beta = k0 == 0 ? p.beta : 1.0f;
+    const float* bias = k0 + depth >= p.K ? p.bias : nullptr;  // the bias goes on after the whole sum
+    if (share_b) {
+      for (int64_t j0 = 0; j0 < p.N; j0 += block) {
+        const int64_t cols = std::min(block, p.N - j0);
+        parallel_for((cols + kTileCols - 1) / kTileCols, 1, [&](int64_t begin, int64_t end) {
+          const int64_t col = begin * kTileCols;
+          pack_b(p, k0, depth, j0 + col, std::min(cols, end * kTileCols) - col, shared + col * depth);
+        });
+        const int64_t min_tiles = std::max({int64_t{1}, kMinChunkFlops / (2 * kTileRows * cols * depth),
+                                            min_rows / kTileRows});
+        parallel_for((p.M + kTileRows - 1) / kTileRows, min_tiles, [&](int64_t begin, int64_t end) {
+          thread_local PackBuffer chunk;
+          const int64_t row0 = begin * kTileRows, rows = std::min(p.M, end * kTileRows) - row0;
+          float* packed_a = chunk.get(round_up(rows, kTileRows) * depth);
+          pack_a(p, k0, depth, row0, rows, packed_a);
+          packed_block(rows, cols, depth, packed_a, shared, p.C + row0 * p.ldc + j0, p.ldc, p.alpha, beta,
+                       bias ? bias + j0 : nullptr);
+        }, kChunksPerThread);
+      }
+    } else {
+      for (int64_t i0 = 0; i0 < p.M; i0 += block) {
+        const int64_t rows = std::min(block, p.M - i0);
+        parallel_for((rows + kTileRows - 1) / kTileRows, min_rows / kTileRows, [&](int64_t begin, int64_t end) {
+          const int64_t row = begin * kTileRows;
+          pack_a(p, k0, depth, i0 + row, std::min(rows, end * kTileRows) - row, shared + row * depth);
+        });
+        const int64_t min_tiles = std::max<int64_t>(1, kMinChunkFlops / (2 * kTileCols * rows * depth));
+        parallel_for((p.N + kTileCols - 1) / kTileCols, min_tiles, [&](int64_t begin, int64_t end) {
+          thread_local PackBuffer chunk;
+          const int64_t col0 = begin * kTileCols, cols = std::min(p.N, end * kTileCols) - col0;
+          float* packed_b = chunk.get(round_up(cols, kTileCols) * depth);
+          pack_b(p, k0, depth, col0, cols, packed_b);
+          packed_block(rows, cols, depth, shared, packed_b, p.C + i0 * p.ldc + col0, p.ldc, p.alpha, beta,
+                       bias ? bias + col0 : nullptr);
+        }, kChunksPerThread);
       }
     }
   }
@@ -424,5 +522,7 @@ inline void gemm_serial(const GemmProblem& p) {
 // Each per-ISA translation unit exports its kernel.
 #define RLFARM_DEFINE_GEMM_KERNEL                                                                    \
   namespace rlfarm::cpu::RLF_ISA {                                                                   \
-  GemmKernel gemm_kernel() { return {&gemm::gemm_serial, gemm::kTileRows, gemm::kTileCols}; }       \
+  GemmKernel gemm_kernel() {                                                                         \
+    return {&gemm::gemm_serial, &gemm::gemm_parallel, gemm::kTileRows, gemm::kTileCols};              \
+  }                                                                                                  \
   }

@@ -37,10 +37,12 @@ inline GemmProblem sub_problem(const GemmProblem& p, int64_t row, int64_t rows, 
   return s;
 }
 
-// One builtin kernel: the function and its register tile (rows x cols of C),
-// the unit in which the driver cuts C so that no thread gets a ragged tile.
+// One builtin kernel: the product on the calling thread, the product shared
+// out over rlfarm's pool (parallel_for), and its register tile (rows x cols
+// of C). Both compute every element of C the same way.
 struct GemmKernel {
   void (*run)(const GemmProblem& p);
+  void (*run_parallel)(const GemmProblem& p);
   int tile_rows, tile_cols;
 };
 
