@@ -320,10 +320,12 @@ inline void pack_panels(const float* x, int64_t ld, bool lanes_contiguous, int64
 // where beta == 0 means C is not read, then + bias[0:cols] on each row when
 // bias is set. kRows < kTileRows serves the last rows and kVectors <
 // kTileVectors the last columns (the B panel keeps its kTileCols stride), so
-// that a ragged edge of C costs only the vectors it needs.
-template <int kRows, int kVectors>
-void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, int cols, float alpha, float beta,
-          const float* bias) {
+// that a ragged edge of C costs only the vectors it needs. The A panel is
+// packed (row r of step k at a[k * kTileRows + r]) or, kInPlace, A itself
+// (a[r * a_ld + k]).
+template <int kRows, int kVectors, bool kInPlace>
+void tile(int64_t depth, const float* a, int64_t a_ld, const float* b, float* c, int64_t ldc, int cols, float alpha,
+          float beta, const float* bias) {
   VF acc[kRows][kVectors];
   // C is stored at the end; fetching it now hides the misses behind the products.
 #pragma GCC unroll 16
@@ -337,13 +339,13 @@ void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, 
     for (int v = 0; v < kVectors; ++v) acc[r][v] = vset(0.0f);
   }
 #pragma GCC unroll 4
-  for (int64_t k = 0; k < depth; ++k, a += kTileRows, b += kTileCols) {
+  for (int64_t k = 0; k < depth; ++k, a += kInPlace ? 1 : kTileRows, b += kTileCols) {
     VF bk[kVectors];
 #pragma GCC unroll 4
     for (int v = 0; v < kVectors; ++v) bk[v] = vload(b + v * kWidth);
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
-      const VF ar = vset(a[r]);
+      const VF ar = vset(kInPlace ? a[r * a_ld] : a[r]);
 #pragma GCC unroll 4
       for (int v = 0; v < kVectors; ++v) acc[r][v] = multiply_add(ar, bk[v], acc[r][v]);
     }
@@ -373,29 +375,45 @@ void tile(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, 
   }
 }
 
-using TileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float, float, const float*);
-template <int kVectors, size_t... kRowsMinusOne>
-constexpr std::array<TileFn, sizeof...(kRowsMinusOne)> tile_row_table(std::index_sequence<kRowsMinusOne...>) {
-  return {&tile<static_cast<int>(kRowsMinusOne) + 1, kVectors>...};
+using TileFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, float, float,
+                        const float*);
+template <int kVectors, bool kInPlace, size_t... kRowsMinusOne>
+constexpr std::array<TileFn, kTileRows> tile_row_table(std::index_sequence<kRowsMinusOne...>) {
+  return {&tile<static_cast<int>(kRowsMinusOne) + 1, kVectors, kInPlace>...};
 }
-template <size_t... kVectorsMinusOne>
+template <bool kInPlace, size_t... kVectorsMinusOne>
 constexpr std::array<std::array<TileFn, kTileRows>, kTileVectors> tile_table(std::index_sequence<kVectorsMinusOne...>) {
-  return {tile_row_table<static_cast<int>(kVectorsMinusOne) + 1>(std::make_index_sequence<kTileRows>{})...};
+  return {tile_row_table<static_cast<int>(kVectorsMinusOne) + 1, kInPlace>(std::make_index_sequence<kTileRows>{})...};
 }
-// kTiles[v - 1][n - 1] computes a tile of n rows and v vectors.
-constexpr std::array<std::array<TileFn, kTileRows>, kTileVectors> kTiles =
-    tile_table(std::make_index_sequence<kTileVectors>{});
+// kTiles[in place][v - 1][n - 1] computes a tile of n rows and v vectors.
+constexpr std::array<std::array<std::array<TileFn, kTileRows>, kTileVectors>, 2> kTiles = {
+    tile_table<false>(std::make_index_sequence<kTileVectors>{}),
+    tile_table<true>(std::make_index_sequence<kTileVectors>{})};
 
-// C[0:rows, 0:cols] from packed blocks of A (rows x depth) and B (depth x cols), plus bias[0:cols] when set.
-inline void packed_block(int64_t rows, int64_t cols, int64_t depth, const float* packed_a, const float* packed_b,
-                         float* c, int64_t ldc, float alpha, float beta, const float* bias) {
+// A block's rows of op(A) as the tiles read them: packed into panels (ld 0;
+// panel i at data + i * kTileRows * depth), or A in place (ld its row
+// stride) when its rows run along k, i.e. A is not transposed. In place, a
+// tile's 8 rows are 8 short runs that stay in L1 over the block's B panels
+// just as a packed panel does, and the pass that would pack them is saved.
+// (Rows of a transposed A lie across k: a step of k per cache line and page,
+// so those are packed.)
+struct BlockA {
+  const float* data;
+  int64_t ld;
+};
+
+// C[0:rows, 0:cols] from A's block (rows x depth) and packed B (depth x cols), plus bias[0:cols] when set.
+inline void packed_block(int64_t rows, int64_t cols, int64_t depth, BlockA a, const float* packed_b, float* c,
+                         int64_t ldc, float alpha, float beta, const float* bias) {
+  const auto& tiles = kTiles[a.ld != 0];
   for (int64_t i = 0; i < rows; i += kTileRows) {
     const int64_t tile_rows = std::min<int64_t>(kTileRows, rows - i);
+    const float* a_panel = a.ld ? a.data + i * a.ld : a.data + i * depth;
     for (int64_t j = 0; j < cols; j += kTileCols) {
       const int tile_cols = static_cast<int>(std::min<int64_t>(kTileCols, cols - j));
-      kTiles[(tile_cols + kWidth - 1) / kWidth - 1][tile_rows - 1](depth, packed_a + i * depth, packed_b + j * depth,
-                                                                    c + i * ldc + j, ldc, tile_cols, alpha, beta,
-                                                                    bias ? bias + j : nullptr);
+      tiles[(tile_cols + kWidth - 1) / kWidth - 1][tile_rows - 1](depth, a_panel, a.ld, packed_b + j * depth,
+                                                                   c + i * ldc + j, ldc, tile_cols, alpha, beta,
+                                                                   bias ? bias + j : nullptr);
     }
   }
 }
@@ -408,11 +426,15 @@ inline int64_t depth_step_for(int64_t K) {
   return (K + depth_blocks - 1) / depth_blocks;
 }
 
-// The source of the rows [row0, row0 + rows) of op(A) in the depth block at k0,
-// packed into kTileRows-tall panels; likewise columns of op(B) into kTileCols-wide ones.
-inline void pack_a(const GemmProblem& p, int64_t k0, int64_t depth, int64_t row0, int64_t rows, float* out) {
-  pack_panels<kTileRows>(p.trans_a ? p.A + k0 * p.lda + row0 : p.A + row0 * p.lda + k0, p.lda, p.trans_a, rows, depth,
-                         out);
+// Rows [row0, row0 + rows) of op(A) in the depth block at k0, as the tiles
+// read them: A in place when not transposed, else packed into `out`
+// (kTileRows-tall panels); likewise columns of op(B), always packed into
+// kTileCols-wide panels.
+inline bool a_in_place(const GemmProblem& p) { return !p.trans_a; }
+inline BlockA block_a(const GemmProblem& p, int64_t k0, int64_t depth, int64_t row0, int64_t rows, float* out) {
+  if (a_in_place(p)) return {p.A + row0 * p.lda + k0, p.lda};
+  pack_panels<kTileRows>(p.A + k0 * p.lda + row0, p.lda, true, rows, depth, out);
+  return {out, 0};
 }
 inline void pack_b(const GemmProblem& p, int64_t k0, int64_t depth, int64_t col0, int64_t cols, float* out) {
   pack_panels<kTileCols>(p.trans_b ? p.B + col0 * p.ldb + k0 : p.B + k0 * p.ldb + col0, p.ldb, !p.trans_b, cols,
@@ -423,7 +445,7 @@ inline void gemm_serial(const GemmProblem& p) {
   thread_local PackBuffer a_buffer, b_buffer;
   const int64_t depth_step = depth_step_for(p.K);
   const int64_t block_cols = std::min(kBlockCols, round_up(p.N, kTileCols));
-  float* packed_a = a_buffer.get(std::min(kBlockRows, round_up(p.M, kTileRows)) * depth_step);
+  float* packed_a = a_in_place(p) ? nullptr : a_buffer.get(std::min(kBlockRows, round_up(p.M, kTileRows)) * depth_step);
   float* packed_b = b_buffer.get(block_cols * depth_step);
   for (int64_t k0 = 0; k0 < p.K; k0 += depth_step) {
     const int64_t depth = std::min(depth_step, p.K - k0);
@@ -431,11 +453,11 @@ inline void gemm_serial(const GemmProblem& p) {
     const bool last = k0 + depth >= p.K;  // the bias goes on after the whole sum
     for (int64_t i0 = 0; i0 < p.M; i0 += kBlockRows) {
       const int64_t rows = std::min(kBlockRows, p.M - i0);
-      pack_a(p, k0, depth, i0, rows, packed_a);
+      const BlockA a = block_a(p, k0, depth, i0, rows, packed_a);
       for (int64_t j0 = 0; j0 < p.N; j0 += block_cols) {
         const int64_t cols = std::min(block_cols, p.N - j0);
         pack_b(p, k0, depth, j0, cols, packed_b);
-        packed_block(rows, cols, depth, packed_a, packed_b, p.C + i0 * p.ldc + j0, p.ldc, p.alpha, beta,
+        packed_block(rows, cols, depth, a, packed_b, p.C + i0 * p.ldc + j0, p.ldc, p.alpha, beta,
                      last && p.bias ? p.bias + j0 : nullptr);
       }
     }
@@ -472,7 +494,7 @@ inline void gemm_parallel(const GemmProblem& p) {
   const int64_t min_rows = p.trans_a ? kMinCopyRows : kTileRows;
   const bool share_b = p.M / min_rows >= p.N / kTileCols;
   const int64_t block = share_b ? shared_block(p.N, depth_step, kTileCols) : shared_block(p.M, depth_step, kTileRows);
-  float* shared = shared_buffer.get(block * depth_step);
+  float* shared = share_b || !a_in_place(p) ? shared_buffer.get(block * depth_step) : nullptr;
   for (int64_t k0 = 0; k0 < p.K; k0 += depth_step) {
     const int64_t depth = std::min(depth_step, p.K - k0);
     const float beta = k0 == 0 ? p.beta : 1.0f;
@@ -489,26 +511,31 @@ inline void gemm_parallel(const GemmProblem& p) {
         parallel_for((p.M + kTileRows - 1) / kTileRows, min_tiles, [&](int64_t begin, int64_t end) {
           thread_local PackBuffer chunk;
           const int64_t row0 = begin * kTileRows, rows = std::min(p.M, end * kTileRows) - row0;
-          float* packed_a = chunk.get(round_up(rows, kTileRows) * depth);
-          pack_a(p, k0, depth, row0, rows, packed_a);
-          packed_block(rows, cols, depth, packed_a, shared, p.C + row0 * p.ldc + j0, p.ldc, p.alpha, beta,
+          float* packed_a = a_in_place(p) ? nullptr : chunk.get(round_up(rows, kTileRows) * depth);
+          const BlockA a = block_a(p, k0, depth, row0, rows, packed_a);
+          packed_block(rows, cols, depth, a, shared, p.C + row0 * p.ldc + j0, p.ldc, p.alpha, beta,
                        bias ? bias + j0 : nullptr);
         }, kChunksPerThread);
       }
     } else {
       for (int64_t i0 = 0; i0 < p.M; i0 += block) {
         const int64_t rows = std::min(block, p.M - i0);
-        parallel_for((rows + kTileRows - 1) / kTileRows, min_rows / kTileRows, [&](int64_t begin, int64_t end) {
-          const int64_t row = begin * kTileRows;
-          pack_a(p, k0, depth, i0 + row, std::min(rows, end * kTileRows) - row, shared + row * depth);
-        });
+        BlockA a{shared, 0};
+        if (a_in_place(p)) {
+          a = block_a(p, k0, depth, i0, rows, nullptr);
+        } else {
+          parallel_for((rows + kTileRows - 1) / kTileRows, min_rows / kTileRows, [&](int64_t begin, int64_t end) {
+            const int64_t row = begin * kTileRows;
+            block_a(p, k0, depth, i0 + row, std::min(rows, end * kTileRows) - row, shared + row * depth);
+          });
+        }
         const int64_t min_tiles = std::max<int64_t>(1, kMinChunkFlops / (2 * kTileCols * rows * depth));
         parallel_for((p.N + kTileCols - 1) / kTileCols, min_tiles, [&](int64_t begin, int64_t end) {
           thread_local PackBuffer chunk;
           const int64_t col0 = begin * kTileCols, cols = std::min(p.N, end * kTileCols) - col0;
           float* packed_b = chunk.get(round_up(cols, kTileCols) * depth);
           pack_b(p, k0, depth, col0, cols, packed_b);
-          packed_block(rows, cols, depth, shared, packed_b, p.C + i0 * p.ldc + col0, p.ldc, p.alpha, beta,
+          packed_block(rows, cols, depth, a, packed_b, p.C + i0 * p.ldc + col0, p.ldc, p.alpha, beta,
                        bias ? bias + col0 : nullptr);
         }, kChunksPerThread);
       }
