@@ -150,7 +150,8 @@ async function onEachConfiguration(t: Test, body: (t: Test, config: string) => v
 // computed by a one-vector tile. The last is big enough to be shared out
 // over the pool: with A as stored it shares packed B in two column blocks and
 // claims rows of C; with A transposed it shares packed A in two row blocks
-// and claims columns.
+// and claims columns. The very wide one shares A and claims chunks of
+// columns wider than L2 holds packed, which go through in blocks.
 const SHAPES: Shape[] = [
   { M: 1, N: 1, K: 1 },
   { M: 7, N: 13, K: 5 },
@@ -163,6 +164,7 @@ const SHAPES: Shape[] = [
   { M: 1600, N: 33, K: 9 },
   { M: 129, N: 128, K: 64 },
   { M: 600, N: 640, K: 1100 },
+  { M: 16, N: 20100, K: 600 },
 ]
 const SCALES: Array<[number, number]> = [[1, 0], [1, 1], [-0.5, -0.75], [2.5, 0], [0.75, 1]]
 

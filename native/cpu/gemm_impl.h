@@ -1,13 +1,17 @@
-// The builtin single-threaded GEMM, written once over the vector layer in
-// simd.h and compiled per instruction set (gemm_generic.cpp, gemm_avx2.cpp,
-// gemm_avx512.cpp), in the GotoBLAS/BLIS shape:
+// The builtin GEMM, written once over the vector layer in simd.h and
+// compiled per instruction set (gemm_generic.cpp, gemm_avx2.cpp,
+// gemm_avx512.cpp), in the GotoBLAS/BLIS shape. On one thread (gemm_serial):
 //
 //   for each depth block of K (at most kMaxDepth deep):
 //     for each row block of C (kBlockRows tall, usually all rows):
 //       pack that block of op(A) into kTileRows-tall panels
+//         (or read A in place when its rows run along k)
 //       for each column block of C (kBlockCols wide):
 //         pack that block of op(B) into kTileCols-wide panels       (stays in L2)
 //         for each A panel (stays in L1), for each B panel: one register tile
+//
+// On the pool (gemm_parallel) the same tiles run over one shared packed
+// operand, with chunks of C claimed by the threads.
 //
 // The register tile keeps kTileRows x kTileCols of C in vector registers over
 // the whole depth block: per step of k it loads one row of the B panel and
@@ -468,8 +472,9 @@ inline void gemm_serial(const GemmProblem& p) {
 // and each block of it small enough to stay in L2, it is packed once, its
 // panels shared out among the threads, into a buffer they all read. The other
 // operand's side of C is cut into chunks that threads claim as they come free,
-// each packing its own part of that operand. Which side is shared: the one
-// that leaves more chunks to claim, usually B, with rows of C claimed.
+// each packing its own part of that operand. Which side is shared: B, with
+// rows of C claimed, unless C has too few rows to make many chunks and more
+// columns than rows to claim.
 // Compared with one block of C per thread, the shared operand is packed once
 // rather than once per thread, and a thread the host deschedules holds up only
 // the chunk it is on: the others take the rest. Each element is computed
@@ -492,7 +497,8 @@ inline void gemm_parallel(const GemmProblem& p) {
   thread_local PackBuffer shared_buffer;  // the caller's; the workers fill it and read it
   const int64_t depth_step = depth_step_for(p.K);
   const int64_t min_rows = p.trans_a ? kMinCopyRows : kTileRows;
-  const bool share_b = p.M / min_rows >= p.N / kTileCols;
+  const int64_t row_chunks = p.M / min_rows;
+  const bool share_b = row_chunks >= 2 * kChunksPerThread || row_chunks >= p.N / kTileCols;
   const int64_t block = share_b ? shared_block(p.N, depth_step, kTileCols) : shared_block(p.M, depth_step, kTileRows);
   float* shared = share_b || !a_in_place(p) ? shared_buffer.get(block * depth_step) : nullptr;
   for (int64_t k0 = 0; k0 < p.K; k0 += depth_step) {
@@ -532,11 +538,16 @@ inline void gemm_parallel(const GemmProblem& p) {
         const int64_t min_tiles = std::max<int64_t>(1, kMinChunkFlops / (2 * kTileCols * rows * depth));
         parallel_for((p.N + kTileCols - 1) / kTileCols, min_tiles, [&](int64_t begin, int64_t end) {
           thread_local PackBuffer chunk;
-          const int64_t col0 = begin * kTileCols, cols = std::min(p.N, end * kTileCols) - col0;
-          float* packed_b = chunk.get(round_up(cols, kTileCols) * depth);
-          pack_b(p, k0, depth, col0, cols, packed_b);
-          packed_block(rows, cols, depth, a, packed_b, p.C + i0 * p.ldc + col0, p.ldc, p.alpha, beta,
-                       bias ? bias + col0 : nullptr);
+          // The chunk's columns in blocks whose packed B stays in L2 while the A panels pass.
+          const int64_t chunk0 = begin * kTileCols, chunk1 = std::min(p.N, end * kTileCols);
+          const int64_t step = std::max<int64_t>(kTileCols, kSharedFloats / depth / kTileCols * kTileCols);
+          float* packed_b = chunk.get(std::min(round_up(chunk1 - chunk0, kTileCols), step) * depth);
+          for (int64_t col0 = chunk0; col0 < chunk1; col0 += step) {
+            const int64_t cols = std::min(step, chunk1 - col0);
+            pack_b(p, k0, depth, col0, cols, packed_b);
+            packed_block(rows, cols, depth, a, packed_b, p.C + i0 * p.ldc + col0, p.ldc, p.alpha, beta,
+                         bias ? bias + col0 : nullptr);
+          }
         }, kChunksPerThread);
       }
     }
