@@ -1,4 +1,6 @@
-// npm run bench:gemm -- [--repeat 7] [--rounds 3] [--no-peer] [--no-vocab] [--json]
+// npm run bench:gemm -- [--repeat 7] [--rounds 3] [--no-peer] [--no-vocab] [--only TEXT] [--json]
+//
+// --only keeps the products whose name contains TEXT (e.g. --only 50257).
 //
 // Times the CPU matrix multiply on the products of a transformer layer with
 // 2048 tokens (forward y = x W^T, backward dx = dy W and dW = dy^T x, for
@@ -27,6 +29,7 @@ interface Args {
   rounds: number
   peer: boolean
   vocab: boolean
+  only?: string
   json: boolean
 }
 
@@ -38,6 +41,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--rounds') args.rounds = Number(argv[++i])
     else if (a === '--no-peer') args.peer = false
     else if (a === '--no-vocab') args.vocab = false
+    else if (a === '--only') args.only = argv[++i]
     else if (a === '--json') args.json = true
     else throw new Error(`unknown argument ${a}; see the comment at the top of bench/gemm.ts`)
   }
@@ -85,7 +89,9 @@ function shapes(args: Args): Shape[] {
     { name: `${heads} x 128x64x128 TN`, role: 'attention dV = P^T dO, dK = dS^T Q', batch: heads, M: 128, N: 64, K: 128, transA: true, transB: false },
   ]
   if (args.vocab) out.push(...linear(768, 50257, Math.min(args.repeat, 3)))
-  return out
+  const kept = args.only === undefined ? out : out.filter((s) => s.name.includes(args.only!))
+  if (!kept.length) throw new Error(`--only ${args.only}: no product's name contains it (${out.map((s) => s.name).join(', ')})`)
+  return kept
 }
 
 /** Fast seeded uniform fill in [-1, 1). */
