@@ -454,7 +454,7 @@ inline void gemm_serial(const GemmProblem& p) {
   for (int64_t k0 = 0; k0 < p.K; k0 += depth_step) {
     const int64_t depth = std::min(depth_step, p.K - k0);
     const float beta = k0 == 0 ? p.beta : 1.0f;
-    const bool last = k0 + depth >= p.K;  // the bias goes on after the whole sum
+    const float* bias = k0 + depth >= p.K ? p.bias : nullptr;  // the bias goes on after the whole sum
     for (int64_t i0 = 0; i0 < p.M; i0 += kBlockRows) {
       const int64_t rows = std::min(kBlockRows, p.M - i0);
       const BlockA a = block_a(p, k0, depth, i0, rows, packed_a);
@@ -462,7 +462,7 @@ inline void gemm_serial(const GemmProblem& p) {
         const int64_t cols = std::min(block_cols, p.N - j0);
         pack_b(p, k0, depth, j0, cols, packed_b);
         packed_block(rows, cols, depth, a, packed_b, p.C + i0 * p.ldc + j0, p.ldc, p.alpha, beta,
-                     last && p.bias ? p.bias + j0 : nullptr);
+                     bias ? bias + j0 : nullptr);
       }
     }
   }
@@ -536,11 +536,11 @@ inline void gemm_parallel(const GemmProblem& p) {
           });
         }
         const int64_t min_tiles = std::max<int64_t>(1, kMinChunkFlops / (2 * kTileCols * rows * depth));
+        // A chunk's columns go in blocks whose packed B stays in L2 while the A panels pass.
+        const int64_t step = std::max<int64_t>(kTileCols, kSharedFloats / depth / kTileCols * kTileCols);
         parallel_for((p.N + kTileCols - 1) / kTileCols, min_tiles, [&](int64_t begin, int64_t end) {
           thread_local PackBuffer chunk;
-          // The chunk's columns in blocks whose packed B stays in L2 while the A panels pass.
           const int64_t chunk0 = begin * kTileCols, chunk1 = std::min(p.N, end * kTileCols);
-          const int64_t step = std::max<int64_t>(kTileCols, kSharedFloats / depth / kTileCols * kTileCols);
           float* packed_b = chunk.get(std::min(round_up(chunk1 - chunk0, kTileCols), step) * depth);
           for (int64_t col0 = chunk0; col0 < chunk1; col0 += step) {
             const int64_t cols = std::min(step, chunk1 - col0);
