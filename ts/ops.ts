@@ -1,7 +1,7 @@
 // The RLHF ops: log-probs and entropy, GAE, whitening, KL penalties, PPO and
 // value losses, the DPO family and the reward-model loss. Each runs natively on
-// the device of its inputs (CPU or CUDA); formulas in ../shared/DESIGN.md
-// ("Math reference") and in docs of each function below. Also matmul, the CPU
+// the device of its inputs (CPU or CUDA); formulas and their sources in
+// docs/math.md and in the doc of each function below. Also matmul, the CPU
 // matrix multiply exposed for its tests and benchmark.
 //
 // Losses return the loss and metrics as numbers and gradients as tensors; the
@@ -324,7 +324,7 @@ export interface DpoLossResult {
   accuracy: number
 }
 
-/** The DPO family of preference losses; formulas in DESIGN.md. */
+/** The DPO family of preference losses; formulas and sources in docs/math.md ("dpoLoss"). */
 export function dpoLoss(inputs: DpoInputs, options: DpoOptions = {}): DpoLossResult {
   const op = 'dpoLoss'
   const where = `ops.${op}`

@@ -1,7 +1,7 @@
 // The per-token and per-pair formulas of the RLHF losses, written once and
 // compiled into both backends (__host__ __device__ under nvcc), so the CPU and
-// CUDA kernels differ only in how they loop and reduce. The formulas follow
-// ../shared/DESIGN.md ("Math reference"); each returns its gradient as well.
+// CUDA kernels differ only in how they loop and reduce. The formulas and their
+// sources are in docs/math.md; each returns its gradient as well.
 //
 // NaN rule: a NaN input gives a NaN loss and gradient for that token or pair
 // (clamps are written so NaN passes through); masked tokens are skipped by the

@@ -1,5 +1,5 @@
 // Float64 reference implementations of the ops, written from the formulas in
-// DESIGN.md ("Math reference") and independent of the native kernels: plain
+// docs/math.md and independent of the native kernels: plain
 // loops, no online tricks, a different (textbook) entropy formula. Losses come
 // with analytic gradients, which test/reference.test.ts checks against finite
 // differences of the loss.
