@@ -5,7 +5,7 @@
 
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
-#include "../core/ops.h"
+#include "../ops/ops.h"
 #include "../core/thread_pool.h"
 #include "../cpu/dispatch.h"
 #include "../cpu/gemm.h"

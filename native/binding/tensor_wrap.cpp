@@ -4,6 +4,7 @@
 #include <string>
 
 #include "../core/error.h"
+#include "../ops/cast.h"
 
 namespace rlfarm::binding {
 

@@ -17,7 +17,6 @@
 
 #include "cuda_runtime.h"
 #include "error.h"
-#include "kernels.h"
 #include "thread_pool.h"
 
 namespace rlfarm {
@@ -393,20 +392,6 @@ Tensor reshape(const Tensor& t, const Shape& shape) {
             t.numel(), " elements) to ", shape_str(resolved), " (", shape_numel(resolved), " elements)");
   Tensor out = t;
   out.shape = resolved;
-  return out;
-}
-
-Tensor cast(const Tensor& t, DType dtype) {
-  check_usable(t, "cast");
-  if (t.dtype == dtype) return t;
-  Tensor out = empty(t.shape, dtype, t.device());
-  CastArgs args{t.raw(), t.dtype, out.raw(), dtype, t.numel()};
-  if (t.device().is_cpu()) {
-    cpu::cast(args);
-  } else {
-    cuda::set_device(t.device().index);
-    cuda::cast(args);
-  }
   return out;
 }
 

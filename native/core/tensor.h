@@ -108,7 +108,6 @@ Tensor zeros(const Shape& shape, DType dtype, Device device);
 Tensor to_device(const Tensor& t, Device device);
 Tensor clone(const Tensor& t);
 Tensor reshape(const Tensor& t, const Shape& shape);
-Tensor cast(const Tensor& t, DType dtype);
 
 // bfloat16 <-> float32 with round-to-nearest-even; NaN stays NaN.
 inline uint16_t float_to_bf16(float f) {

@@ -4,7 +4,7 @@
 #include <cstdlib>
 
 #include "../core/error.h"
-#include "../core/kernels.h"
+#include "../ops/kernels.h"
 #include "gemm_kernel.h"
 
 #if defined(__x86_64__) || defined(_M_X64)

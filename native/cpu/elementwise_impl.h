@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "../core/kernels.h"
+#include "../ops/kernels.h"
 #include "simd.h"
 
 namespace rlfarm::cpu::RLF_ISA {

@@ -11,7 +11,7 @@
 #include <cmath>
 #include <limits>
 
-#include "../core/kernels.h"
+#include "../ops/kernels.h"
 #include "../core/thread_pool.h"
 #include "simd.h"
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "../core/error.h"
-#include "../core/kernels.h"
-#include "../core/rl_math.h"
+#include "../ops/kernels.h"
+#include "../ops/rl_math.h"
 #include "../core/thread_pool.h"
 
 namespace rlfarm::cpu {

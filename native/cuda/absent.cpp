@@ -3,7 +3,7 @@
 // anything that needs one fails with a message that says why.
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
-#include "../core/kernels.h"
+#include "../ops/kernels.h"
 
 namespace rlfarm::cuda {
 namespace {

@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../core/kernels.h"
-#include "../core/rl_math.h"
+#include "../ops/kernels.h"
+#include "../ops/rl_math.h"
 #include "check.h"
 
 namespace rlfarm::cuda {

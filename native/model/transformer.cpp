@@ -10,7 +10,7 @@
 
 #include "../core/error.h"
 #include "../core/huge_pages.h"
-#include "../core/kernels.h"
+#include "../ops/kernels.h"
 #include "../core/thread_pool.h"
 #include "../cpu/gemm.h"
 #include "sampling.h"

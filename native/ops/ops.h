@@ -5,7 +5,7 @@
 #pragma once
 
 #include "kernels.h"
-#include "tensor.h"
+#include "../core/tensor.h"
 
 namespace rlfarm::ops {
 

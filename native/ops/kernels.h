@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "tensor.h"
+#include "../core/tensor.h"
 
 namespace rlfarm {
 

@@ -8,8 +8,9 @@
 #include <string>
 
 #include "../cpu/gemm.h"
-#include "cuda_runtime.h"
-#include "error.h"
+#include "cast.h"
+#include "../core/cuda_runtime.h"
+#include "../core/error.h"
 
 namespace rlfarm {
 
