@@ -34,6 +34,7 @@
         "native/ops/ops.cpp",
         "native/ops/cast.cpp",
         "native/model/layout.cpp",
+        "native/model/weights.cpp",
         "native/model/layers.cpp",
         "native/model/sampling.cpp",
         "native/model/optimizer.cpp",

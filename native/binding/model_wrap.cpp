@@ -5,9 +5,6 @@
 // call at a time per model: a second one while the first runs is an error.
 #include "model_wrap.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <functional>
 #include <memory>
 
@@ -15,6 +12,7 @@
 #include "../core/float_mode.h"
 #include "../model/optimizer.h"
 #include "../model/transformer.h"
+#include "../model/weights.h"
 #include "tensor_wrap.h"
 
 namespace rlfarm::binding {
@@ -23,60 +21,51 @@ namespace {
 using model::ModelConfig;
 using model::Transformer;
 
-int64_t int_field(const Napi::Object& o, const char* name, int64_t fallback = -1) {
+// Every field is required: the defaults live in one place, ts/model/config.ts,
+// which fills them before a config reaches the engine.
+Napi::Value required_field(const Napi::Object& o, const char* name) {
   const Napi::Value v = o.Get(name);
-  if (v.IsUndefined() || v.IsNull()) {
-    if (fallback >= 0) return fallback;
-    fail("model config: ", name, " is required");
-  }
-  const double d = number_arg(v, (std::string("model config: ") + name).c_str());
+  if (v.IsUndefined() || v.IsNull()) fail("model config: ", name, " is required");
+  return v;
+}
+
+int64_t int_field(const Napi::Object& o, const char* name) {
+  const double d = number_arg(required_field(o, name), (std::string("model config: ") + name).c_str());
   RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), "model config: ", name, " must be an integer; got ", d);
   return static_cast<int64_t>(d);
 }
 
-double num_field(const Napi::Object& o, const char* name, double fallback) {
-  const Napi::Value v = o.Get(name);
-  if (v.IsUndefined() || v.IsNull()) return fallback;
-  return number_arg(v, (std::string("model config: ") + name).c_str());
+float float_field(const Napi::Object& o, const char* name) {
+  return static_cast<float>(number_arg(required_field(o, name), (std::string("model config: ") + name).c_str()));
 }
 
-bool bool_field(const Napi::Object& o, const char* name, bool fallback) {
-  const Napi::Value v = o.Get(name);
-  if (v.IsUndefined() || v.IsNull()) return fallback;
-  return bool_arg(v, (std::string("model config: ") + name).c_str());
+bool bool_field(const Napi::Object& o, const char* name) {
+  return bool_arg(required_field(o, name), (std::string("model config: ") + name).c_str());
 }
 
 ModelConfig config_from_js(const Napi::Value& value) {
   if (!value.IsObject()) fail("model config must be an object");
   const Napi::Object o = value.As<Napi::Object>();
   ModelConfig c;
-  const std::string arch = string_arg(o.Get("arch"), "model config: arch");
-  if (arch == "gpt2") c.arch = model::Arch::gpt2;
-  else if (arch == "llama") c.arch = model::Arch::llama;
-  else fail("model config: arch must be 'gpt2' or 'llama'; got '", arch, "'");
+  c.arch = model::arch_from_name(string_arg(required_field(o, "arch"), "model config: arch"));
   c.vocab = int_field(o, "vocab");
   c.dim = int_field(o, "dim");
   c.layers = int_field(o, "layers");
   c.heads = int_field(o, "heads");
-  c.kv_heads = int_field(o, "kvHeads", c.heads);
-  c.head_dim = int_field(o, "headDim", c.heads > 0 ? c.dim / c.heads : 0);
+  c.kv_heads = int_field(o, "kvHeads");
+  c.head_dim = int_field(o, "headDim");
   c.hidden = int_field(o, "hidden");
   c.max_positions = int_field(o, "maxPositions");
-  c.norm_eps = static_cast<float>(num_field(o, "normEps", 1e-5));
-  c.rope_theta = static_cast<float>(num_field(o, "ropeTheta", 10000.0));
-  const Napi::Value scaling = o.Get("ropeScaling");
-  const std::string rope = scaling.IsUndefined() || scaling.IsNull() ? "none" : string_arg(scaling, "model config: ropeScaling");
-  if (rope == "none") c.rope_scaling = model::RopeScaling::none;
-  else if (rope == "linear") c.rope_scaling = model::RopeScaling::linear;
-  else if (rope == "llama3") c.rope_scaling = model::RopeScaling::llama3;
-  else fail("model config: ropeScaling must be 'none', 'linear' or 'llama3'; got '", rope, "'");
-  c.rope_factor = static_cast<float>(num_field(o, "ropeFactor", 1.0));
-  c.rope_low_freq_factor = static_cast<float>(num_field(o, "ropeLowFreqFactor", 1.0));
-  c.rope_high_freq_factor = static_cast<float>(num_field(o, "ropeHighFreqFactor", 4.0));
-  c.rope_original_max_positions = int_field(o, "ropeOriginalMaxPositions", 0);
-  c.tie_embeddings = bool_field(o, "tieEmbeddings", true);
-  c.qkv_bias = bool_field(o, "qkvBias", false);
-  c.scalar_head = bool_field(o, "scalarHead", false);
+  c.norm_eps = float_field(o, "normEps");
+  c.rope_theta = float_field(o, "ropeTheta");
+  c.rope_scaling = model::rope_scaling_from_name(string_arg(required_field(o, "ropeScaling"), "model config: ropeScaling"));
+  c.rope_factor = float_field(o, "ropeFactor");
+  c.rope_low_freq_factor = float_field(o, "ropeLowFreqFactor");
+  c.rope_high_freq_factor = float_field(o, "ropeHighFreqFactor");
+  c.rope_original_max_positions = int_field(o, "ropeOriginalMaxPositions");
+  c.tie_embeddings = bool_field(o, "tieEmbeddings");
+  c.qkv_bias = bool_field(o, "qkvBias");
+  c.scalar_head = bool_field(o, "scalarHead");
   c.validate();
   return c;
 }
@@ -205,61 +194,16 @@ Napi::Value NativeModel::LoadParameter(const Napi::CallbackInfo& info) {
   const std::string dtype = string_arg(info[2], "loadParameter: dtype");
   const Shape shape = shape_from_js(info[3], "loadParameter");
   const bool transpose = bool_arg(info[4], "loadParameter: transpose");
-  const model::ParamInfo* p = model_->layout().find(name);
-  RLF_CHECK(p != nullptr, "tensor ", name, ": the model has no such parameter");
-  Shape expected = p->shape;
-  if (transpose) std::reverse(expected.begin(), expected.end());
-  RLF_CHECK(shape == expected, "tensor ", name, ": shape ", shape_str(shape), " does not match the config's ",
-            shape_str(expected));
-  size_t width;
-  if (dtype == "F32") width = 4;
-  else if (dtype == "BF16" || dtype == "F16") width = 2;
-  else fail("tensor ", name, ": dtype ", dtype, " is not supported (F32, BF16 and F16 are)");
-  check_usable(bytes, "loadParameter");
-  RLF_CHECK(bytes.dtype == DType::u8 && bytes.device().is_cpu() && static_cast<size_t>(bytes.numel()) == p->numel * width,
-            "tensor ", name, ": expected ", p->numel * width, " bytes of ", dtype, "; got ", bytes.numel());
-  const uint8_t* src = bytes.data<uint8_t>();
-  float* dst = const_cast<float*>(model_->params().data<float>()) + p->offset;
-  const auto read = [&](size_t i) -> float {
-    if (width == 4) {
-      float f;
-      std::memcpy(&f, src + 4 * i, 4);
-      return f;
-    }
-    uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    return dtype == "BF16" ? bf16_to_float(h) : f16_to_float(h);
-  };
-  if (!transpose) {
-    for (size_t i = 0; i < p->numel; ++i) dst[i] = read(i);
-  } else {  // stored [in, out] -> kept [out, in]
-    const int64_t rows = p->shape[0], cols = p->shape[1];
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = read(static_cast<size_t>(c * rows + r));
-    }
-  }
+  model::load_parameter(*model_, name, bytes, dtype, shape, transpose);
   return info.Env().Undefined();
 }
 
-// readParameter(name, transpose, fromGrads?) -> f32 tensor in Hugging Face's
-// orientation: a view of the buffer, or a transposed copy.
+// readParameter(name, transpose, fromGrads?) -> f32 tensor in Hugging Face's orientation
 Napi::Value NativeModel::ReadParameter(const Napi::CallbackInfo& info) {
   const std::string name = string_arg(info[0], "readParameter: name");
   const bool transpose = bool_arg(info[1], "readParameter: transpose");
   const bool from_grads = info.Length() > 2 && bool_arg(info[2], "readParameter: fromGrads");
-  const model::ParamInfo* p = model_->layout().find(name);
-  RLF_CHECK(p != nullptr, "parameter ", name, ": the model has no such parameter");
-  const Tensor& buffer = from_grads ? model_->grads() : model_->params();
-  Tensor slice = view(buffer, static_cast<int64_t>(p->offset), p->shape);
-  if (!transpose) return NativeTensor::Wrap(info.Env(), slice);
-  const int64_t rows = p->shape[0], cols = p->shape[1];
-  Tensor out = empty({cols, rows}, DType::f32, Device::host());
-  const float* s = slice.data<float>();
-  float* d = out.data<float>();
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) d[c * rows + r] = s[r * cols + c];
-  }
-  return NativeTensor::Wrap(info.Env(), out);
+  return NativeTensor::Wrap(info.Env(), model::read_parameter(*model_, name, transpose, from_grads));
 }
 
 // forward(tokens, mask, { train, logprobs, entropy, temperature, logits, values })
@@ -366,33 +310,21 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
   options.eps = number_arg(o.Get("eps"), "optimizer.step: eps");
   options.weight_decay = number_arg(o.Get("weightDecay"), "optimizer.step: weightDecay");
   const double max_norm = number_arg(o.Get("maxGradNorm"), "optimizer.step: maxGradNorm");
-  const Napi::Array decay = o.Get("decay").As<Napi::Array>();
-  const auto& params = model_->layout().params;
-  RLF_CHECK(decay.Length() == params.size(), "optimizer.step: decay must have one flag per parameter");
-  std::vector<model::DecayRange> ranges;
-  for (size_t i = 0; i < params.size(); ++i) {
-    ranges.push_back({static_cast<int64_t>(params[i].offset), static_cast<int64_t>(params[i].numel),
-                      bool_arg(decay.Get(static_cast<uint32_t>(i)), "optimizer.step: decay")});
-  }
+  const Napi::Array decay_flags = o.Get("decay").As<Napi::Array>();
+  std::vector<bool> decay(decay_flags.Length());
+  for (uint32_t i = 0; i < decay_flags.Length(); ++i) decay[i] = bool_arg(decay_flags.Get(i), "optimizer.step: decay");
   const int64_t total = static_cast<int64_t>(model_->layout().total);
-  for (const auto& [t, name] : {std::pair{&m, "m"}, std::pair{&v, "v"}}) {
-    check_usable(*t, "optimizer.step");
-    RLF_CHECK(t->dtype == DType::f32 && t->device().is_cpu() && t->numel() == total, "optimizer.step: ", name,
-              " must be a cpu f32 tensor of ", total, " elements (the model's parameters); got ", t->describe());
-  }
-  RLF_CHECK(step >= 1, "optimizer.step: step counts from 1; got ", step);
+  const std::vector<model::DecayRange> ranges = model::decay_ranges(model_->layout(), decay);
+  model::check_adamw_state(m, v, step, total);
   Transformer* model = model_.get();
   model->grads();  // allocate on this thread
   auto norm = std::make_shared<double>(0.0);
   auto* work = new ModelWork(
       info.Env(), this, info.This().As<Napi::Object>(),
       [model, m, v, step, options, ranges, max_norm, total, norm] {
-        float* grads = const_cast<float*>(model->grads().data<float>());
-        *norm = max_norm > 0 ? model::clip_gradient_norm(grads, total, max_norm) : model::gradient_norm(grads, total);
-        RLF_CHECK(std::isfinite(*norm), "optimizer.step: the gradient norm is ", *norm,
-                  " (NaN or Inf in the gradients); the step was not taken");
-        model::adamw_step(const_cast<float*>(model->params().data<float>()), grads, m.data<float>(), v.data<float>(),
-                          step, options, ranges);
+        *norm = model::clipped_adamw_step(const_cast<float*>(model->params().data<float>()),
+                                          const_cast<float*>(model->grads().data<float>()), m.data<float>(),
+                                          v.data<float>(), total, step, options, ranges, max_norm);
       },
       [norm](Napi::Env e) { return static_cast<Napi::Value>(Napi::Number::New(e, *norm)); });
   SetBusy("an optimizer step");

@@ -1,7 +1,9 @@
 // The shape of a transformer, for the two families rlfarm runs: GPT-2
 // (learned positions, LayerNorm, GELU-tanh, fused qkv with biases) and Llama
 // (RMSNorm, RoPE, SwiGLU, grouped-query attention; optional q/k/v biases as
-// Qwen2 has). TypeScript reads Hugging Face's config.json into this.
+// Qwen2 has). TypeScript reads Hugging Face's config.json into this. Every
+// field is given by the caller: the defaults live in one place,
+// ts/model/config.ts (MODEL_DEFAULTS), so none are written here.
 #pragma once
 
 #include <cstdint>
@@ -23,14 +25,14 @@ struct ModelConfig {
   int64_t head_dim = 0;    // usually dim / heads
   int64_t hidden = 0;      // MLP inner size (4 * dim for GPT-2)
   int64_t max_positions = 0;
-  float norm_eps = 1e-5f;
-  float rope_theta = 10000.0f;
+  float norm_eps = 0;
+  float rope_theta = 0;
   RopeScaling rope_scaling = RopeScaling::none;
-  float rope_factor = 1.0f;
-  float rope_low_freq_factor = 1.0f;
-  float rope_high_freq_factor = 4.0f;
+  float rope_factor = 0;
+  float rope_low_freq_factor = 0;
+  float rope_high_freq_factor = 0;
   int64_t rope_original_max_positions = 0;
-  bool tie_embeddings = true;
+  bool tie_embeddings = false;
   bool qkv_bias = false;     // Llama with attention_bias, Qwen2
   bool scalar_head = false;  // a [1, dim] "score" head for reward and value models
 
@@ -42,5 +44,9 @@ struct ModelConfig {
 };
 
 const char* arch_name(Arch arch);
+// "gpt2" or "llama"; anything else is an error naming the field.
+Arch arch_from_name(const std::string& name);
+// "none", "linear" or "llama3".
+RopeScaling rope_scaling_from_name(const std::string& name);
 
 }  // namespace rlfarm::model

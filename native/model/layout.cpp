@@ -6,6 +6,19 @@ namespace rlfarm::model {
 
 const char* arch_name(Arch arch) { return arch == Arch::gpt2 ? "gpt2" : "llama"; }
 
+Arch arch_from_name(const std::string& name) {
+  if (name == "gpt2") return Arch::gpt2;
+  if (name == "llama") return Arch::llama;
+  fail("model config: arch must be 'gpt2' or 'llama'; got '", name, "'");
+}
+
+RopeScaling rope_scaling_from_name(const std::string& name) {
+  if (name == "none") return RopeScaling::none;
+  if (name == "linear") return RopeScaling::linear;
+  if (name == "llama3") return RopeScaling::llama3;
+  fail("model config: ropeScaling must be 'none', 'linear' or 'llama3'; got '", name, "'");
+}
+
 void ModelConfig::validate() const {
   const auto positive = [](int64_t v, const char* field) {
     RLF_CHECK(v > 0 && v < (int64_t(1) << 31), "model config: ", field, " must be a positive integer; got ", v);

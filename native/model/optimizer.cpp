@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../core/error.h"
 #include "../core/thread_pool.h"
 
 namespace rlfarm::model {
@@ -60,6 +61,34 @@ double clip_gradient_norm(float* grads, int64_t n, double max_norm) {
       for (int64_t i = begin; i < end; ++i) grads[i] *= c;
     });
   }
+  return norm;
+}
+
+std::vector<DecayRange> decay_ranges(const ParamLayout& layout, const std::vector<bool>& decay) {
+  const auto& params = layout.params;
+  RLF_CHECK(decay.size() == params.size(), "optimizer.step: decay must have one flag per parameter");
+  std::vector<DecayRange> ranges;
+  for (size_t i = 0; i < params.size(); ++i) {
+    ranges.push_back({static_cast<int64_t>(params[i].offset), static_cast<int64_t>(params[i].numel), decay[i]});
+  }
+  return ranges;
+}
+
+void check_adamw_state(const Tensor& m, const Tensor& v, int64_t step, int64_t total) {
+  for (const auto& [t, name] : {std::pair{&m, "m"}, std::pair{&v, "v"}}) {
+    check_usable(*t, "optimizer.step");
+    RLF_CHECK(t->dtype == DType::f32 && t->device().is_cpu() && t->numel() == total, "optimizer.step: ", name,
+              " must be a cpu f32 tensor of ", total, " elements (the model's parameters); got ", t->describe());
+  }
+  RLF_CHECK(step >= 1, "optimizer.step: step counts from 1; got ", step);
+}
+
+double clipped_adamw_step(float* params, float* grads, float* m, float* v, int64_t n, int64_t step,
+                          const AdamWOptions& o, const std::vector<DecayRange>& ranges, double max_norm) {
+  const double norm = max_norm > 0 ? clip_gradient_norm(grads, n, max_norm) : gradient_norm(grads, n);
+  RLF_CHECK(std::isfinite(norm), "optimizer.step: the gradient norm is ", norm,
+            " (NaN or Inf in the gradients); the step was not taken");
+  adamw_step(params, grads, m, v, step, o, ranges);
   return norm;
 }
 

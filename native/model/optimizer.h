@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "../core/tensor.h"
+#include "layout.h"
+
 namespace rlfarm::model {
 
 struct AdamWOptions {
@@ -27,5 +30,20 @@ double gradient_norm(const float* grads, int64_t n);
 // Scales the gradients by min(1, max_norm / (norm + 1e-6)), as
 // torch.nn.utils.clip_grad_norm_; returns the norm before clipping.
 double clip_gradient_norm(float* grads, int64_t n, double max_norm);
+
+// One flag per parameter of the layout (whether weight decay applies) as
+// ranges of the buffer; the flags must match the layout's parameters.
+std::vector<DecayRange> decay_ranges(const ParamLayout& layout, const std::vector<bool>& decay);
+
+// Checks the moments (cpu f32 tensors of `total` elements, the model's
+// parameter count) and the step (from 1); errors name the argument.
+void check_adamw_state(const Tensor& m, const Tensor& v, int64_t step, int64_t total);
+
+// The optimizer step a trainer takes: the global gradient norm, clipped to
+// max_norm when max_norm > 0; a NaN or infinite norm stops the step (nothing
+// is changed but the clipping); then one AdamW update. Returns the norm before
+// clipping.
+double clipped_adamw_step(float* params, float* grads, float* m, float* v, int64_t n, int64_t step,
+                          const AdamWOptions& o, const std::vector<DecayRange>& ranges, double max_norm);
 
 }  // namespace rlfarm::model

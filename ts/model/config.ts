@@ -9,6 +9,74 @@ type Json = Record<string, unknown>
 
 const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2']
 
+type Arch = ModelConfig['arch']
+type DefaultedField = Exclude<keyof ModelConfig, 'arch' | 'vocab' | 'dim' | 'layers' | 'heads'>
+
+/**
+ * Every default of a model config, in one place. Model.create, Model.load
+ * (a config.json field that is absent) and a config file's `init:` all take
+ * them from here; the native engine has none of its own. Fields that depend
+ * on the shape are functions of it. The values are Hugging Face's
+ * (GPT2Config, LlamaConfig) except `tieEmbeddings` for a Llama made here; see
+ * HF_FILE_DEFAULTS.
+ */
+export const MODEL_DEFAULTS: Record<Arch, { [K in DefaultedField]: ModelConfig[K] | ((shape: { dim: number; heads: number }) => ModelConfig[K]) }> = {
+  gpt2: {
+    kvHeads: ({ heads }) => heads,
+    headDim: ({ dim, heads }) => Math.floor(dim / heads),
+    hidden: ({ dim }) => 4 * dim,
+    maxPositions: 1024,
+    normEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: 'none',
+    ropeFactor: 1,
+    ropeLowFreqFactor: 1,
+    ropeHighFreqFactor: 4,
+    ropeOriginalMaxPositions: 0,
+    tieEmbeddings: true,
+    qkvBias: true,
+    scalarHead: false,
+  },
+  llama: {
+    kvHeads: ({ heads }) => heads,
+    headDim: ({ dim, heads }) => Math.floor(dim / heads),
+    // About 8/3 of the width (SwiGLU keeps the MLP's parameter count), rounded up to 32.
+    hidden: ({ dim }) => Math.ceil((8 * dim) / 3 / 32) * 32,
+    maxPositions: 2048,
+    normEps: 1e-6,
+    ropeTheta: 10000,
+    ropeScaling: 'none',
+    ropeFactor: 1,
+    ropeLowFreqFactor: 1,
+    ropeHighFreqFactor: 4,
+    ropeOriginalMaxPositions: 0,
+    tieEmbeddings: true,
+    qkvBias: false,
+    scalarHead: false,
+  },
+}
+
+/**
+ * Where a config.json that lacks a field means something other than
+ * MODEL_DEFAULTS: transformers' LlamaConfig unties the LM head
+ * (tie_word_embeddings=False), and reading such a file as tied would drop its
+ * lm_head.weight. A Llama made by Model.create is tied (a small model's head
+ * is most of its parameters); its config.json says so explicitly.
+ */
+const HF_FILE_DEFAULTS: Partial<Record<Arch, Partial<ModelConfig>>> = { llama: { tieEmbeddings: false } }
+
+/** The default of `field` for a model of this architecture and shape. */
+export function modelDefault<K extends DefaultedField>(arch: Arch, field: K, shape: { dim: number; heads: number }): ModelConfig[K] {
+  const d = MODEL_DEFAULTS[arch][field] as ModelConfig[K] | ((s: { dim: number; heads: number }) => ModelConfig[K])
+  return typeof d === 'function' ? (d as (s: { dim: number; heads: number }) => ModelConfig[K])(shape) : d
+}
+
+/** The default of a field absent from a config.json (HF_FILE_DEFAULTS, else MODEL_DEFAULTS). */
+function fileDefault<K extends DefaultedField>(arch: Arch, field: K, shape: { dim: number; heads: number }): ModelConfig[K] {
+  const own = HF_FILE_DEFAULTS[arch]?.[field]
+  return own !== undefined ? (own as ModelConfig[K]) : modelDefault(arch, field, shape)
+}
+
 class ConfigReader {
   constructor(readonly file: string, readonly json: Json) {}
 
@@ -66,6 +134,8 @@ export function configFromHf(json: Json, file: string, scalarHead = false): Mode
     const heads = r.int('n_head')
     if (dim % heads !== 0) r.fail('n_embd', `(${dim}) must be a multiple of n_head (${heads})`)
     if (!r.bool('tie_word_embeddings', true)) r.fail('tie_word_embeddings', 'false is not supported for GPT-2')
+    const shape = { dim, heads }
+    const d = <K extends DefaultedField>(field: K) => fileDefault('gpt2', field, shape)
     return {
       arch: 'gpt2',
       vocab: r.int('vocab_size'),
@@ -74,15 +144,15 @@ export function configFromHf(json: Json, file: string, scalarHead = false): Mode
       heads,
       kvHeads: heads,
       headDim: dim / heads,
-      hidden: r.int('n_inner', 4 * dim),
-      maxPositions: r.int('n_positions', r.int('n_ctx', 1024)),
-      normEps: r.num('layer_norm_epsilon', 1e-5),
-      ropeTheta: 10000,
-      ropeScaling: 'none',
-      ropeFactor: 1,
-      ropeLowFreqFactor: 1,
-      ropeHighFreqFactor: 4,
-      ropeOriginalMaxPositions: 0,
+      hidden: r.int('n_inner', d('hidden')),
+      maxPositions: r.int('n_positions', r.int('n_ctx', d('maxPositions'))),
+      normEps: r.num('layer_norm_epsilon', d('normEps')),
+      ropeTheta: d('ropeTheta'),
+      ropeScaling: d('ropeScaling'),
+      ropeFactor: d('ropeFactor'),
+      ropeLowFreqFactor: d('ropeLowFreqFactor'),
+      ropeHighFreqFactor: d('ropeHighFreqFactor'),
+      ropeOriginalMaxPositions: d('ropeOriginalMaxPositions'),
       tieEmbeddings: true,
       qkvBias: true,
       scalarHead,
@@ -94,11 +164,13 @@ export function configFromHf(json: Json, file: string, scalarHead = false): Mode
     if (r.bool('mlp_bias', false)) r.fail('mlp_bias', 'true is not supported')
     const dim = r.int('hidden_size')
     const heads = r.int('num_attention_heads')
-    let ropeScaling: ModelConfig['ropeScaling'] = 'none'
-    let ropeFactor = 1
-    let low = 1
-    let high = 4
-    let original = 0
+    const shape = { dim, heads }
+    const d = <K extends DefaultedField>(field: K) => fileDefault('llama', field, shape)
+    let ropeScaling = d('ropeScaling')
+    let ropeFactor = d('ropeFactor')
+    let low = d('ropeLowFreqFactor')
+    let high = d('ropeHighFreqFactor')
+    let original = d('ropeOriginalMaxPositions')
     const scaling = json.rope_scaling as Json | null | undefined
     if (scaling) {
       const sr = new ConfigReader(file, scaling)
@@ -122,20 +194,20 @@ export function configFromHf(json: Json, file: string, scalarHead = false): Mode
       dim,
       layers: r.int('num_hidden_layers'),
       heads,
-      kvHeads: r.int('num_key_value_heads', heads),
-      headDim: r.int('head_dim', Math.floor(dim / heads)),
+      kvHeads: r.int('num_key_value_heads', d('kvHeads')),
+      headDim: r.int('head_dim', d('headDim')),
       hidden: r.int('intermediate_size'),
-      maxPositions: r.int('max_position_embeddings', 2048),
-      normEps: r.num('rms_norm_eps', 1e-6),
-      ropeTheta: r.num('rope_theta', 10000),
+      maxPositions: r.int('max_position_embeddings', d('maxPositions')),
+      normEps: r.num('rms_norm_eps', d('normEps')),
+      ropeTheta: r.num('rope_theta', d('ropeTheta')),
       ropeScaling,
       ropeFactor,
       ropeLowFreqFactor: low,
       ropeHighFreqFactor: high,
       ropeOriginalMaxPositions: original,
-      tieEmbeddings: r.bool('tie_word_embeddings', false),
+      tieEmbeddings: r.bool('tie_word_embeddings', d('tieEmbeddings')),
       // Qwen2 always has q/k/v biases (its configs do not say so).
-      qkvBias: type === 'qwen2' ? true : r.bool('attention_bias', false),
+      qkvBias: type === 'qwen2' ? true : r.bool('attention_bias', d('qkvBias')),
       scalarHead,
     }
   }
@@ -194,25 +266,12 @@ export function configToHf(c: ModelConfig): Json {
   return json
 }
 
-/** Fills the defaults of a partly given config (for Model.create). */
+/** Fills the defaults of a partly given config (for Model.create), from MODEL_DEFAULTS. */
 export function completeConfig(given: Partial<ModelConfig> & Pick<ModelConfig, 'arch' | 'vocab' | 'dim' | 'layers' | 'heads'>): ModelConfig {
-  const heads = given.heads
-  const gpt2 = given.arch === 'gpt2'
-  return {
-    kvHeads: heads,
-    headDim: Math.floor(given.dim / heads),
-    hidden: gpt2 ? 4 * given.dim : Math.ceil((8 * given.dim) / 3 / 32) * 32,
-    maxPositions: gpt2 ? 1024 : 2048,
-    normEps: gpt2 ? 1e-5 : 1e-6,
-    ropeTheta: 10000,
-    ropeScaling: 'none',
-    ropeFactor: 1,
-    ropeLowFreqFactor: 1,
-    ropeHighFreqFactor: 4,
-    ropeOriginalMaxPositions: 0,
-    tieEmbeddings: true,
-    qkvBias: gpt2,
-    scalarHead: false,
-    ...given,
-  }
+  // An arch other than these two is refused by the engine, naming it.
+  const arch: Arch = given.arch === 'gpt2' ? 'gpt2' : 'llama'
+  const shape = { dim: given.dim, heads: given.heads }
+  const fields = Object.keys(MODEL_DEFAULTS[arch]) as DefaultedField[]
+  const defaults = Object.fromEntries(fields.map((field) => [field, modelDefault(arch, field, shape)])) as { [K in DefaultedField]: ModelConfig[K] }
+  return { ...defaults, ...given }
 }
