@@ -39,6 +39,7 @@
         "native/model/sampling.cpp",
         "native/model/optimizer.cpp",
         "native/model/transformer.cpp",
+        "native/model/generate.cpp",
         "native/binding/tensor_wrap.cpp",
         "native/binding/model_wrap.cpp",
         "native/binding/addon.cpp"

@@ -1,4 +1,5 @@
 #include "transformer.h"
+#include "transformer_impl.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,55 +19,6 @@
 namespace rlfarm::model {
 
 using cpu::sgemm;
-
-// Activation and cache buffers: large, reused, walked by the GEMMs.
-using Buffer = std::vector<float, HugePageAllocator<float>>;
-
-namespace {
-
-// Grows a buffer (never shrinks it), turning allocation failure into an Error.
-template <typename V>
-void reserve(V& v, size_t n, const char* what) {
-  if (v.size() >= n) return;
-  try {
-    v.resize(n);
-  } catch (const std::bad_alloc&) {
-    fail("out of memory allocating ", what, " (", n * sizeof(typename V::value_type), " bytes)");
-  }
-}
-
-// y[M, N] (+)= x[M, K] W^T (+ b) for W stored [N, K] and an optional bias b[N], as nn.Linear.
-void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, float* y, int64_t ldy, bool accumulate,
-            const float* b = nullptr) {
-  cpu::sgemm_bias(false, true, M, N, K, 1.0f, x, K, w, K, accumulate ? 1.0f : 0.0f, y, ldy, b);
-}
-
-}  // namespace
-
-struct Transformer::Saved {
-  int64_t batch = 0, steps = 0, rows = 0;
-  bool train = false;
-  int64_t slices = 1;  // per-layer activation copies: layers when training, else 1
-  std::vector<int32_t> tokens, positions;
-  std::vector<uint8_t> key_valid;
-  bool masked = false;
-  // Residual stream: x_in of layer l at slot 2l, x_mid at 2l + 1, the final at
-  // 2 layers (training); all in slot 0 when not training.
-  Buffer x, stats;
-  Buffer qkv, lse, att, pre;
-  Buffer final_normed;
-  Buffer normed, act;  // scratch
-  // Backward's scratch, kept between calls (fresh pages cost more than the math).
-  Buffer dnf, dx, dact, dpre, datt, dqkv, dhidden;
-  // The LM head's chunk of gathered hidden states and logits, kept between
-  // calls: fresh 2 MB pages each step cost a few percent of a small model's step.
-  Buffer head_hidden, head_logits;
-  float temperature = 1;
-  bool entropy = false;
-
-  int64_t x_slot(int64_t i) const { return train ? i : 0; }
-  int64_t layer_slot(int64_t l) const { return train ? l : 0; }
-};
 
 void Transformer::SavedDeleter::operator()(Saved* s) const { delete s; }
 
@@ -139,7 +91,8 @@ bool mask_at(const Tensor& mask, int64_t i) {
   }
 }
 
-// Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0.
+}  // namespace
+
 void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::vector<int32_t>& positions,
                          std::vector<uint8_t>& valid) {
   positions.resize(static_cast<size_t>(batch * steps));
@@ -156,81 +109,121 @@ void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::
   }
 }
 
+namespace {
+
+// Attention of `queries` query rows per batch row, read from qkv rows. Keys and
+// values come from the same qkv rows (cache_k null: a forward, or a prefill),
+// or from one layer's cache of `slots` slots per row (a decoding step, whose
+// queries sit at query_slot[b]).
+AttentionArgs attention_args(const ModelConfig& c, int64_t batch, int64_t queries, const float* qkv,
+                             const uint8_t* key_valid, float* out, float* lse, const float* cache_k = nullptr,
+                             const float* cache_v = nullptr, int64_t slots = 0, const int32_t* query_slot = nullptr) {
+  AttentionArgs a{};
+  a.batch = batch;
+  a.heads = c.heads;
+  a.kv_heads = c.kv_heads;
+  a.head_dim = c.head_dim;
+  a.queries = queries;
+  a.q = qkv;
+  a.q_ld = c.qkv_dim();
+  a.q_batch = queries * c.qkv_dim();
+  if (cache_k == nullptr) {
+    a.key_slots = queries;
+    a.k = qkv + c.q_dim();
+    a.v = qkv + c.q_dim() + c.kv_dim();
+    a.kv_ld = c.qkv_dim();
+    a.kv_batch = queries * c.qkv_dim();
+  } else {
+    a.key_slots = slots;
+    a.k = cache_k;
+    a.v = cache_v;
+    a.kv_ld = c.kv_dim();
+    a.kv_batch = slots * c.kv_dim();
+    a.query_slot = query_slot;
+  }
+  a.key_valid = key_valid;
+  a.out = out;
+  a.out_ld = c.q_dim();
+  a.out_batch = queries * c.q_dim();
+  a.lse = lse;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  return a;
+}
+
 }  // namespace
 
-void Transformer::run_layers(Saved& s, bool train, Buffer* cache_k, Buffer* cache_v,
-                             int64_t cache_slots) {
+void Transformer::layer_forward(int64_t l, const LayerStep& st, const LayerBuffers& b) {
+  const ModelConfig& c = config_;
+  const int64_t N = st.batch * st.queries, d = c.dim, qkv_dim = c.qkv_dim();
+  const bool gpt2 = c.arch == Arch::gpt2;
+  const int64_t up_width = gpt2 ? c.hidden : 2 * c.hidden;
+  const float* P = params_.data<float>();
+  const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : P + offset; };
+  const LayerOffsets& L = layout_.layers[l];
+
+  // Attention block.
+  norm_forward(b.x_in, P + L.norm1_w, opt(L.norm1_b), b.normed, b.stats1, N, d, c.norm_eps);
+  linear(b.normed, N, d, P + L.qkv_w, qkv_dim, b.qkv, qkv_dim, false, opt(L.qkv_b));
+  if (!gpt2) {
+    rope_.apply(b.qkv, N, qkv_dim, c.heads, st.positions, false);
+    rope_.apply(b.qkv + c.q_dim(), N, qkv_dim, c.kv_heads, st.positions, false);
+  }
+  float* cache_k = nullptr;
+  float* cache_v = nullptr;
+  if (st.cache != nullptr) {  // this step's keys and values go to the cache, query i of row b at slot query_slot[b] + i
+    const int64_t kv = c.kv_dim(), slots = st.cache->slots;
+    cache_k = st.cache->k.data() + l * st.batch * slots * kv;
+    cache_v = st.cache->v.data() + l * st.batch * slots * kv;
+    for (int64_t r = 0; r < st.batch; ++r) {
+      for (int64_t i = 0; i < st.queries; ++i) {
+        const float* row = b.qkv + (r * st.queries + i) * qkv_dim;
+        const int64_t slot = (st.query_slot != nullptr ? st.query_slot[r] : 0) + i;
+        std::memcpy(cache_k + (r * slots + slot) * kv, row + c.q_dim(), sizeof(float) * kv);
+        std::memcpy(cache_v + (r * slots + slot) * kv, row + c.q_dim() + kv, sizeof(float) * kv);
+      }
+    }
+  }
+  attention_forward(st.read_cache ? attention_args(c, st.batch, st.queries, b.qkv, st.key_valid, b.att, b.lse, cache_k,
+                                                   cache_v, st.cache->slots, st.query_slot)
+                                  : attention_args(c, st.batch, st.queries, b.qkv, st.key_valid, b.att, b.lse));
+  if (b.x_mid != b.x_in) std::memcpy(b.x_mid, b.x_in, sizeof(float) * N * d);
+  linear(b.att, N, c.q_dim(), P + L.out_w, d, b.x_mid, d, true, opt(L.out_b));
+
+  // MLP block.
+  norm_forward(b.x_mid, P + L.norm2_w, opt(L.norm2_b), b.normed, b.stats2, N, d, c.norm_eps);
+  linear(b.normed, N, d, P + L.up_w, up_width, b.pre, up_width, false, opt(L.up_b));
+  if (gpt2) gelu(b.pre, b.act, N * c.hidden);
+  else swiglu(b.pre, b.act, N, c.hidden);
+  if (b.x_out != b.x_mid) std::memcpy(b.x_out, b.x_mid, sizeof(float) * N * d);
+  linear(b.act, N, c.hidden, P + L.down_w, d, b.x_out, d, true, opt(L.down_b));
+}
+
+void Transformer::run_layers(Saved& s, KvCache* cache) {
   const ModelConfig& c = config_;
   const int64_t N = s.rows, d = c.dim, qkv_dim = c.qkv_dim(), up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
   const float* P = params_.data<float>();
-  const bool gpt2 = c.arch == Arch::gpt2;
   const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : P + offset; };
 
   float* x0 = s.x.data();
   embed(s.tokens.data(), s.positions.data(), P + layout_.token_embedding, opt(layout_.position_embedding), x0, N, d);
-  if (!gpt2) rope_.ensure(*std::max_element(s.positions.begin(), s.positions.end()) + 1);
+  if (c.arch != Arch::gpt2) rope_.ensure(*std::max_element(s.positions.begin(), s.positions.end()) + 1);
 
+  const LayerStep step{s.batch, s.steps, s.positions.data(), s.masked ? s.key_valid.data() : nullptr, cache, nullptr,
+                       false};
   for (int64_t l = 0; l < c.layers; ++l) {
-    const LayerOffsets& L = layout_.layers[l];
-    float* x_in = s.x.data() + s.x_slot(2 * l) * N * d;
-    float* x_mid = s.x.data() + s.x_slot(2 * l + 1) * N * d;
-    float* x_out = s.x.data() + s.x_slot(2 * l + 2) * N * d;
-    float* stats1 = s.stats.data() + s.x_slot(2 * l) * 2 * N;
-    float* stats2 = s.stats.data() + s.x_slot(2 * l + 1) * 2 * N;
-    float* qkv = s.qkv.data() + s.layer_slot(l) * N * qkv_dim;
-    float* lse = s.lse.data() + s.layer_slot(l) * s.batch * c.heads * s.steps;
-    float* att = s.att.data() + s.layer_slot(l) * N * c.q_dim();
-    float* pre = s.pre.data() + s.layer_slot(l) * N * up_width;
-
-    // Attention block.
-    norm_forward(x_in, P + L.norm1_w, opt(L.norm1_b), s.normed.data(), stats1, N, d, c.norm_eps);
-    linear(s.normed.data(), N, d, P + L.qkv_w, qkv_dim, qkv, qkv_dim, false, opt(L.qkv_b));
-    if (!gpt2) {
-      rope_.apply(qkv, N, qkv_dim, c.heads, s.positions.data(), false);
-      rope_.apply(qkv + c.q_dim(), N, qkv_dim, c.kv_heads, s.positions.data(), false);
-    }
-    if (cache_k != nullptr) {  // prefill: keys and values go to the cache at slot t
-      const int64_t kv = c.kv_dim();
-      for (int64_t b = 0; b < s.batch; ++b) {
-        for (int64_t t = 0; t < s.steps; ++t) {
-          const float* row = qkv + (b * s.steps + t) * qkv_dim;
-          const int64_t slot = ((l * s.batch + b) * cache_slots + t) * kv;
-          std::memcpy(cache_k->data() + slot, row + c.q_dim(), sizeof(float) * kv);
-          std::memcpy(cache_v->data() + slot, row + c.q_dim() + kv, sizeof(float) * kv);
-        }
-      }
-    }
-    AttentionArgs a{};
-    a.batch = s.batch;
-    a.heads = c.heads;
-    a.kv_heads = c.kv_heads;
-    a.head_dim = c.head_dim;
-    a.queries = a.key_slots = s.steps;
-    a.q = qkv;
-    a.q_ld = qkv_dim;
-    a.q_batch = s.steps * qkv_dim;
-    a.k = qkv + c.q_dim();
-    a.v = qkv + c.q_dim() + c.kv_dim();
-    a.kv_ld = qkv_dim;
-    a.kv_batch = s.steps * qkv_dim;
-    a.key_valid = s.masked ? s.key_valid.data() : nullptr;
-    a.out = att;
-    a.out_ld = c.q_dim();
-    a.out_batch = s.steps * c.q_dim();
-    a.lse = lse;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    attention_forward(a);
-    if (x_mid != x_in) std::memcpy(x_mid, x_in, sizeof(float) * N * d);
-    linear(att, N, c.q_dim(), P + L.out_w, d, x_mid, d, true, opt(L.out_b));
-
-    // MLP block.
-    norm_forward(x_mid, P + L.norm2_w, opt(L.norm2_b), s.normed.data(), stats2, N, d, c.norm_eps);
-    linear(s.normed.data(), N, d, P + L.up_w, up_width, pre, up_width, false, opt(L.up_b));
-    float* act = s.act.data() + s.layer_slot(l) * N * c.hidden;  // kept for backward when training
-    if (gpt2) gelu(pre, act, N * c.hidden);
-    else swiglu(pre, act, N, c.hidden);
-    if (x_out != x_mid) std::memcpy(x_out, x_mid, sizeof(float) * N * d);
-    linear(act, N, c.hidden, P + L.down_w, d, x_out, d, true, opt(L.down_b));
+    LayerBuffers b;
+    b.x_in = s.x.data() + s.x_slot(2 * l) * N * d;
+    b.x_mid = s.x.data() + s.x_slot(2 * l + 1) * N * d;
+    b.x_out = s.x.data() + s.x_slot(2 * l + 2) * N * d;
+    b.stats1 = s.stats.data() + s.x_slot(2 * l) * 2 * N;
+    b.stats2 = s.stats.data() + s.x_slot(2 * l + 1) * 2 * N;
+    b.normed = s.normed.data();
+    b.qkv = s.qkv.data() + s.layer_slot(l) * N * qkv_dim;
+    b.lse = s.lse.data() + s.layer_slot(l) * s.batch * c.heads * s.steps;
+    b.att = s.att.data() + s.layer_slot(l) * N * c.q_dim();
+    b.pre = s.pre.data() + s.layer_slot(l) * N * up_width;
+    b.act = s.act.data() + s.layer_slot(l) * N * c.hidden;  // kept for backward when training
+    layer_forward(l, step, b);
   }
   const float* x_final = s.x.data() + s.x_slot(2 * c.layers) * N * d;
   float* stats_f = s.stats.data() + s.x_slot(2 * c.layers) * 2 * N;
@@ -333,7 +326,7 @@ ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, con
   reserve(s.normed, static_cast<size_t>(N * d), "activations");
   reserve(s.act, static_cast<size_t>(layer_slots * N * c.hidden), "activations");
 
-  run_layers(s, o.train, nullptr, nullptr, 0);
+  run_layers(s, nullptr);
 
   ForwardResult r;
   if (o.logits) {
@@ -458,25 +451,8 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
     if (L.out_b != kNone) bias_grad(dx.data(), d, G + L.out_b, N, d);
     sgemm(false, false, N, c.q_dim(), d, 1.0f, dx.data(), d, P + L.out_w, c.q_dim(), 0.0f, datt.data(), c.q_dim());
     AttentionGradArgs ga{};
-    AttentionArgs& a = ga.fwd;
-    a.batch = s.batch;
-    a.heads = c.heads;
-    a.kv_heads = c.kv_heads;
-    a.head_dim = c.head_dim;
-    a.queries = a.key_slots = T;
-    a.q = qkv;
-    a.q_ld = qkv_dim;
-    a.q_batch = T * qkv_dim;
-    a.k = qkv + c.q_dim();
-    a.v = qkv + c.q_dim() + c.kv_dim();
-    a.kv_ld = qkv_dim;
-    a.kv_batch = T * qkv_dim;
-    a.key_valid = s.masked ? s.key_valid.data() : nullptr;
-    a.out = const_cast<float*>(att);
-    a.out_ld = c.q_dim();
-    a.out_batch = T * c.q_dim();
-    a.lse = const_cast<float*>(lse);
-    a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    ga.fwd = attention_args(c, s.batch, T, qkv, s.masked ? s.key_valid.data() : nullptr, const_cast<float*>(att),
+                            const_cast<float*>(lse));
     ga.dout = datt.data();
     ga.dq = dqkv.data();
     ga.dk = dqkv.data() + c.q_dim();
@@ -497,170 +473,6 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
   if (layout_.position_embedding != kNone) {
     embed_backward(s.positions.data(), dx.data(), G + layout_.position_embedding, N, d);
   }
-}
-
-}  // namespace rlfarm::model
-
-namespace rlfarm::model {
-
-GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) {
-  const char* op = "model.generate";
-  check_tokens(prompts, mask, op);
-  const ModelConfig& c = config_;
-  const int64_t B = prompts.shape[0], P = prompts.shape[1], new_tokens = o.max_new_tokens;
-  RLF_CHECK(new_tokens >= 0 && new_tokens < (int64_t(1) << 24), op, ": maxNewTokens must be >= 0; got ", new_tokens);
-  RLF_CHECK(std::isfinite(o.temperature) && o.temperature >= 0, op, ": temperature must be >= 0; got ", o.temperature);
-  RLF_CHECK(o.top_k >= 0, op, ": topK must be >= 0; got ", o.top_k);
-  RLF_CHECK(o.top_p > 0 && o.top_p <= 1, op, ": topP must be in (0, 1]; got ", o.top_p);
-  RLF_CHECK(o.seeds.size() == static_cast<size_t>(B), op, ": give one seed per prompt (", B, "); got ", o.seeds.size());
-  for (int32_t t : o.stop_tokens) {
-    RLF_CHECK(t >= 0 && t < c.vocab, op, ": stop token ", t, " is outside the vocabulary [0, ", c.vocab, ")");
-  }
-  RLF_CHECK(o.pad_token >= 0 && o.pad_token < c.vocab, op, ": padToken ", o.pad_token, " is outside the vocabulary");
-
-  Saved s;
-  s.batch = B;
-  s.steps = P;
-  s.rows = B * P;
-  s.tokens.assign(prompts.data<int32_t>(), prompts.data<int32_t>() + s.rows);
-  positions_from_mask(mask, B, P, s.positions, s.key_valid);
-  s.masked = true;
-  std::vector<int32_t> length(B, 0), last(B, 0);
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = 0; t < P; ++t) {
-      if (s.key_valid[b * P + t]) {
-        ++length[b];
-        last[b] = static_cast<int32_t>(t);
-      }
-    }
-    RLF_CHECK(length[b] > 0, op, ": prompt ", b, " has no tokens (its attention mask is all 0)");
-    if (c.arch == Arch::gpt2) {
-      RLF_CHECK(length[b] + new_tokens <= c.max_positions, op, ": prompt ", b, " has ", length[b],
-                " tokens; with maxNewTokens ", new_tokens, " it would pass GPT-2's n_positions (", c.max_positions, ")");
-    }
-  }
-
-  const int64_t d = c.dim, V = c.vocab, kv = c.kv_dim(), qkv_dim = c.qkv_dim();
-  const int64_t slots = P + std::max<int64_t>(new_tokens, 1);
-  const int64_t up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
-  Buffer cache_k, cache_v;
-  reserve(cache_k, static_cast<size_t>(c.layers * B * slots * kv), "the KV cache");
-  reserve(cache_v, static_cast<size_t>(c.layers * B * slots * kv), "the KV cache");
-  reserve(s.x, static_cast<size_t>(s.rows * d), "activations");
-  reserve(s.stats, static_cast<size_t>(2 * s.rows), "activations");
-  reserve(s.qkv, static_cast<size_t>(s.rows * qkv_dim), "activations");
-  reserve(s.lse, static_cast<size_t>(B * c.heads * P), "activations");
-  reserve(s.att, static_cast<size_t>(s.rows * c.q_dim()), "activations");
-  reserve(s.pre, static_cast<size_t>(s.rows * up_width), "activations");
-  reserve(s.final_normed, static_cast<size_t>(s.rows * d), "activations");
-  reserve(s.normed, static_cast<size_t>(s.rows * d), "activations");
-  reserve(s.act, static_cast<size_t>(s.rows * c.hidden), "activations");
-  if (c.arch != Arch::gpt2) rope_.ensure(*std::max_element(length.begin(), length.end()) + new_tokens + 1);
-  run_layers(s, false, &cache_k, &cache_v, slots);
-
-  std::vector<uint8_t> valid(static_cast<size_t>(B * slots), 0);
-  for (int64_t b = 0; b < B; ++b) std::memcpy(valid.data() + b * slots, s.key_valid.data() + b * P, P);
-
-  const float* Pm = params_.data<float>();
-  const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : Pm + offset; };
-  std::vector<float> x(B * d), normed(B * d), stats(2 * B), qkv(B * qkv_dim), att(B * c.q_dim()), pre(B * up_width),
-      act(B * c.hidden), logits(B * V);
-  for (int64_t b = 0; b < B; ++b) std::memcpy(normed.data() + b * d, s.final_normed.data() + (b * P + last[b]) * d, sizeof(float) * d);
-  linear(normed.data(), B, d, Pm + layout_.lm_head, V, logits.data(), V, false);
-
-  GenerateResult r;
-  std::vector<int32_t> out_tokens(static_cast<size_t>(B * new_tokens), o.pad_token), lengths(B, 0);
-  std::vector<float> out_logprobs(static_cast<size_t>(B * new_tokens), 0.0f);
-  std::vector<uint8_t> finished(B, 0);
-  std::vector<int32_t> step_tokens(B), step_positions(B), query_slot(B);
-  int64_t steps_done = 0;
-  for (int64_t step = 0; step < new_tokens; ++step) {
-    parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<int32_t> scratch;
-      for (int64_t b = b0; b < b1; ++b) {
-        if (finished[b]) {
-          step_tokens[b] = o.pad_token;
-          continue;
-        }
-        const Sample pick = sample_token(logits.data() + b * V, V, o.temperature, o.top_k, o.top_p,
-                                         uniform_draw(o.seeds[b], static_cast<uint64_t>(step)), scratch);
-        step_tokens[b] = pick.token;
-        out_tokens[b * new_tokens + step] = pick.token;
-        out_logprobs[b * new_tokens + step] = pick.logprob;
-        lengths[b] = static_cast<int32_t>(step + 1);
-        if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), pick.token) != o.stop_tokens.end()) finished[b] = 1;
-      }
-    });
-    steps_done = step + 1;
-    if (step + 1 == new_tokens || std::all_of(finished.begin(), finished.end(), [](uint8_t f) { return f != 0; })) break;
-
-    // One decoding step: the new token of each row at slot P + step.
-    const int64_t slot = P + step;
-    for (int64_t b = 0; b < B; ++b) {
-      step_positions[b] = length[b] + static_cast<int32_t>(step);
-      query_slot[b] = static_cast<int32_t>(slot);
-      valid[b * slots + slot] = 1;
-    }
-    embed(step_tokens.data(), step_positions.data(), Pm + layout_.token_embedding, opt(layout_.position_embedding),
-          x.data(), B, d);
-    for (int64_t l = 0; l < c.layers; ++l) {
-      const LayerOffsets& L = layout_.layers[l];
-      float* ck = cache_k.data() + l * B * slots * kv;
-      float* cv = cache_v.data() + l * B * slots * kv;
-      norm_forward(x.data(), Pm + L.norm1_w, opt(L.norm1_b), normed.data(), stats.data(), B, d, c.norm_eps);
-      linear(normed.data(), B, d, Pm + L.qkv_w, qkv_dim, qkv.data(), qkv_dim, false, opt(L.qkv_b));
-      if (c.arch != Arch::gpt2) {
-        rope_.apply(qkv.data(), B, qkv_dim, c.heads, step_positions.data(), false);
-        rope_.apply(qkv.data() + c.q_dim(), B, qkv_dim, c.kv_heads, step_positions.data(), false);
-      }
-      for (int64_t b = 0; b < B; ++b) {
-        std::memcpy(ck + (b * slots + slot) * kv, qkv.data() + b * qkv_dim + c.q_dim(), sizeof(float) * kv);
-        std::memcpy(cv + (b * slots + slot) * kv, qkv.data() + b * qkv_dim + c.q_dim() + kv, sizeof(float) * kv);
-      }
-      AttentionArgs a{};
-      a.batch = B;
-      a.heads = c.heads;
-      a.kv_heads = c.kv_heads;
-      a.head_dim = c.head_dim;
-      a.queries = 1;
-      a.key_slots = slots;
-      a.q = qkv.data();
-      a.q_ld = qkv_dim;
-      a.q_batch = qkv_dim;
-      a.k = ck;
-      a.v = cv;
-      a.kv_ld = kv;
-      a.kv_batch = slots * kv;
-      a.query_slot = query_slot.data();
-      a.key_valid = valid.data();
-      a.out = att.data();
-      a.out_ld = c.q_dim();
-      a.out_batch = c.q_dim();
-      a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-      attention_forward(a);
-      linear(att.data(), B, c.q_dim(), Pm + L.out_w, d, x.data(), d, true, opt(L.out_b));
-      norm_forward(x.data(), Pm + L.norm2_w, opt(L.norm2_b), normed.data(), stats.data(), B, d, c.norm_eps);
-      linear(normed.data(), B, d, Pm + L.up_w, up_width, pre.data(), up_width, false, opt(L.up_b));
-      if (c.arch == Arch::gpt2) gelu(pre.data(), act.data(), B * c.hidden);
-      else swiglu(pre.data(), act.data(), B, c.hidden);
-      linear(act.data(), B, c.hidden, Pm + L.down_w, d, x.data(), d, true, opt(L.down_b));
-    }
-    norm_forward(x.data(), Pm + layout_.final_norm_w, opt(layout_.final_norm_b), normed.data(), stats.data(), B, d,
-                 c.norm_eps);
-    linear(normed.data(), B, d, Pm + layout_.lm_head, V, logits.data(), V, false);
-  }
-
-  r.tokens = empty({B, P + steps_done}, DType::i32, Device::host());
-  r.logprobs = empty({B, steps_done}, DType::f32, Device::host());
-  r.lengths = empty({B}, DType::i32, Device::host());
-  for (int64_t b = 0; b < B; ++b) {
-    std::memcpy(r.tokens.data<int32_t>() + b * (P + steps_done), s.tokens.data() + b * P, sizeof(int32_t) * P);
-    std::memcpy(r.tokens.data<int32_t>() + b * (P + steps_done) + P, out_tokens.data() + b * new_tokens,
-                sizeof(int32_t) * steps_done);
-    std::memcpy(r.logprobs.data<float>() + b * steps_done, out_logprobs.data() + b * new_tokens, sizeof(float) * steps_done);
-    r.lengths.data<int32_t>()[b] = lengths[b];
-  }
-  return r;
 }
 
 }  // namespace rlfarm::model

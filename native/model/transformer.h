@@ -1,6 +1,7 @@
 // A decoder-only transformer on the CPU: forward (with or without a training
-// cache), backward into a gradient buffer, and batched generation with a KV
-// cache. Parameters and gradients are single contiguous buffers laid out by
+// cache) and backward into a gradient buffer (transformer.cpp), and batched
+// generation with a KV cache (generate.cpp); both run the same layer
+// (layer_forward). Parameters and gradients are single contiguous buffers laid out by
 // ParamLayout. Not thread-safe: one call at a time (the binding enforces it).
 #pragma once
 
@@ -14,6 +15,9 @@
 #include "layout.h"
 
 namespace rlfarm::model {
+
+// Activation and cache buffers: large, reused, walked by the GEMMs.
+using Buffer = std::vector<float, HugePageAllocator<float>>;
 
 struct ForwardOptions {
   bool train = false;     // keep activations for backward()
@@ -69,9 +73,36 @@ class Transformer {
 
  private:
   struct Saved;  // activations of one forward
+
+  // Keys and values of every layer during generation: [layers, batch, slots, kv_dim] each.
+  struct KvCache {
+    Buffer k, v;
+    int64_t slots = 0;
+  };
+  // The rows one pass of a layer works on: `queries` rows for each of `batch`
+  // sequences, at `positions` [batch * queries]. With a cache, this pass's keys
+  // and values are stored in it (query i of row b at slot query_slot[b] + i;
+  // query_slot null: slot i), and with read_cache attention reads every key
+  // from it (a decoding step) instead of from this pass's rows.
+  struct LayerStep {
+    int64_t batch, queries;
+    const int32_t* positions;
+    const uint8_t* key_valid;  // [batch, key slots], or null: all valid
+    KvCache* cache;
+    const int32_t* query_slot;
+    bool read_cache;
+  };
+  // Where a layer reads and writes: x_mid and x_out may be x_in (in place);
+  // lse may be null (not kept).
+  struct LayerBuffers {
+    float *x_in, *x_mid, *x_out, *stats1, *stats2, *normed, *qkv, *att, *pre, *act, *lse;
+  };
+
   void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
-  void run_layers(Saved& s, bool train, std::vector<float, HugePageAllocator<float>>* kv_cache_k,
-                  std::vector<float, HugePageAllocator<float>>* kv_cache_v, int64_t cache_slots);
+  // One transformer block (attention, then MLP, each with its residual), written once for every caller.
+  void layer_forward(int64_t layer, const LayerStep& step, const LayerBuffers& buffers);
+  // Embeddings, every layer and the final norm over s's tokens (a forward, or a prefill into `cache`).
+  void run_layers(Saved& s, KvCache* cache);
   void head_logprobs(Saved& s, const ForwardOptions& o, ForwardResult& r);
 
   ModelConfig config_;
