@@ -10,6 +10,7 @@ export type {
   WhitenOptions,
   KlEstimator,
   KlPenaltyOptions,
+  ShapeRewardsOptions,
   Aggregate,
   PpoPolicyLossOptions,
   PpoPolicyLossResult,

@@ -35,6 +35,7 @@ export interface NativeOps {
   whiten(x: H, mask: H, shiftMean: boolean): H
   klPenalty(logp: H, refLogp: H, mask: H, estimator: string, clamp: number): H
   klPenaltyGrad(logp: H, refLogp: H, mask: H, estimator: string, clamp: number): H
+  shapeRewards(logp: H, refLogp: H, mask: H, scores: H, lastMask: H, klCoef: number, estimator: string, clamp: number): { kl: H; rewards: H }
   add(a: H, b: Optional, alpha: number, beta: number): H
   mul(a: H, b: H): H
   rowSum(x: H, mask: Optional): H
@@ -84,6 +85,12 @@ export interface BackendInfo {
   cudaUnavailableReason: string
   /** Host memory kept for reuse by later tensors (see emptyCache). */
   hostCacheBytes: number
+  /**
+   * Calls from JavaScript into the addon so far in this process, this one
+   * included (every op, tensor method and getter, model call): a debug count
+   * of native boundary crossings, to compare two versions of a loop.
+   */
+  nativeCalls: number
 }
 
 export interface NativeModelConfig {
@@ -165,6 +172,9 @@ export interface NativeModel {
     tokens: NativeTensorHandle
     logprobs: NativeTensorHandle
     lengths: NativeTensorHandle
+    attentionMask: NativeTensorHandle
+    actionMask: NativeTensorHandle
+    lastMask: NativeTensorHandle
   }>
   adamwStep(m: NativeTensorHandle, v: NativeTensorHandle, step: number, options: NativeAdamWOptions): Promise<number>
   gradNorm(): number

@@ -166,6 +166,44 @@ export function klPenaltyGrad(logp: Tensor, refLogp: Tensor, mask?: Tensor, opti
   return wrap(native.ops.klPenaltyGrad(handle(op, 'logp', logp), handle(op, 'refLogp', refLogp), maskFor(op, mask, logp), estimator, clamp))
 }
 
+export interface ShapeRewardsOptions extends KlPenaltyOptions {
+  /** beta of the KL penalty. Required. */
+  klCoef?: number
+}
+
+/**
+ * PPO's per-token rewards in one call (Ziegler et al. 2019; docs/math.md,
+ * "Reward shaping"): kl = klPenalty(logp, refLogp, mask) and
+ * rewards = -klCoef * kl, plus each row's score at the position where lastMask
+ * is nonzero. logp, refLogp, mask, lastMask [B, T] (lastMask of mask's dtype),
+ * scores [B] f32. Equal, bit for bit, to
+ * add(kl, broadcastRows(scores, lastMask), { alpha: -klCoef }).
+ */
+export function shapeRewards(
+  logp: Tensor,
+  refLogp: Tensor,
+  mask: Tensor,
+  scores: Tensor,
+  lastMask: Tensor,
+  options: ShapeRewardsOptions = {},
+): { kl: Tensor; rewards: Tensor } {
+  const op = 'shapeRewards'
+  const { klCoef, ...klOptions } = options
+  if (typeof klCoef !== 'number') throw new TypeError(`ops.${op}: klCoef is required (a number); got ${describe(klCoef)}`)
+  const [estimator, clamp] = klArgs(op, klOptions)
+  const r = native.ops.shapeRewards(
+    handle(op, 'logp', logp),
+    handle(op, 'refLogp', refLogp),
+    handle(op, 'mask', mask),
+    handle(op, 'scores', scores),
+    handle(op, 'lastMask', lastMask),
+    klCoef,
+    estimator,
+    clamp,
+  )
+  return { kl: wrap(r.kl), rewards: wrap(r.rewards) }
+}
+
 /** alpha * a + beta * b element-wise (b omitted: alpha * a); f32 tensors of one shape. */
 export function add(a: Tensor, b?: Tensor, options: { alpha?: number; beta?: number } = {}): Tensor {
   const op = 'add'

@@ -9,6 +9,7 @@
 #include "../core/thread_pool.h"
 #include "../cpu/dispatch.h"
 #include "../cpu/gemm.h"
+#include "call_count.h"
 #include "model_wrap.h"
 #include "tensor_wrap.h"
 
@@ -52,6 +53,7 @@ Napi::Value Backend(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("threads", thread_count());
   out.Set("simd", cpu::simd_level());
+  out.Set("nativeCalls", static_cast<double>(native_calls.load(std::memory_order_relaxed)));
   Napi::Array levels = Napi::Array::New(env);
   const auto supported = cpu::simd_levels_supported();
   for (size_t i = 0; i < supported.size(); ++i) levels.Set(static_cast<uint32_t>(i), supported[i]);
@@ -168,6 +170,20 @@ Napi::Value KlPenaltyGrad(const Napi::CallbackInfo& info) {
                                                tensor(info, 2, "ops.klPenaltyGrad: mask"),
                                                kl_estimator(info[3], "ops.klPenaltyGrad"),
                                                number_arg(info[4], "ops.klPenaltyGrad: clamp")));
+}
+
+// shapeRewards(logp, refLogp, mask, scores, lastMask, klCoef, estimator, clamp) -> { kl, rewards }
+Napi::Value ShapeRewards(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto r = ops::shape_rewards(
+      tensor(info, 0, "ops.shapeRewards: logp"), tensor(info, 1, "ops.shapeRewards: refLogp"),
+      tensor(info, 2, "ops.shapeRewards: mask"), tensor(info, 3, "ops.shapeRewards: scores"),
+      tensor(info, 4, "ops.shapeRewards: lastMask"), number_arg(info[5], "ops.shapeRewards: klCoef"),
+      kl_estimator(info[6], "ops.shapeRewards"), number_arg(info[7], "ops.shapeRewards: clamp"));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("kl", wrap(env, r.kl));
+  out.Set("rewards", wrap(env, r.rewards));
+  return out;
 }
 
 Napi::Value Add(const Napi::CallbackInfo& info) {
@@ -293,32 +309,33 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);  // deleted when this environment goes away
 
   exports.Set("NativeTensor", constructor);
-  exports.Set("devices", Napi::Function::New<Devices>(env, "devices"));
-  exports.Set("backend", Napi::Function::New<Backend>(env, "backend"));
-  exports.Set("setSimdLevel", Napi::Function::New<SetSimdLevel>(env, "setSimdLevel"));
-  exports.Set("setGemmBackend", Napi::Function::New<SetGemmBackend>(env, "setGemmBackend"));
-  exports.Set("synchronize", Napi::Function::New<Synchronize>(env, "synchronize"));
-  exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
-  exports.Set("mapFile", Napi::Function::New<MapFile>(env, "mapFile"));
-  exports.Set("view", Napi::Function::New<View>(env, "view"));
-  exports.Set("viewBytes", Napi::Function::New<ViewBytes>(env, "viewBytes"));
+  exports.Set("devices", Napi::Function::New<CountedFunction<Devices>>(env, "devices"));
+  exports.Set("backend", Napi::Function::New<CountedFunction<Backend>>(env, "backend"));
+  exports.Set("setSimdLevel", Napi::Function::New<CountedFunction<SetSimdLevel>>(env, "setSimdLevel"));
+  exports.Set("setGemmBackend", Napi::Function::New<CountedFunction<SetGemmBackend>>(env, "setGemmBackend"));
+  exports.Set("synchronize", Napi::Function::New<CountedFunction<Synchronize>>(env, "synchronize"));
+  exports.Set("emptyCache", Napi::Function::New<CountedFunction<EmptyCache>>(env, "emptyCache"));
+  exports.Set("mapFile", Napi::Function::New<CountedFunction<MapFile>>(env, "mapFile"));
+  exports.Set("view", Napi::Function::New<CountedFunction<View>>(env, "view"));
+  exports.Set("viewBytes", Napi::Function::New<CountedFunction<ViewBytes>>(env, "viewBytes"));
   exports.Set("NativeModel", NativeModel::Define(env));
   Napi::Object ops = Napi::Object::New(env);
-  ops.Set("logprobs", Napi::Function::New<Logprobs>(env, "logprobs"));
-  ops.Set("logprobsBackward", Napi::Function::New<LogprobsBackward>(env, "logprobsBackward"));
-  ops.Set("gae", Napi::Function::New<Gae>(env, "gae"));
-  ops.Set("whiten", Napi::Function::New<Whiten>(env, "whiten"));
-  ops.Set("klPenalty", Napi::Function::New<KlPenalty>(env, "klPenalty"));
-  ops.Set("klPenaltyGrad", Napi::Function::New<KlPenaltyGrad>(env, "klPenaltyGrad"));
-  ops.Set("add", Napi::Function::New<Add>(env, "add"));
-  ops.Set("mul", Napi::Function::New<Mul>(env, "mul"));
-  ops.Set("rowSum", Napi::Function::New<RowSum>(env, "rowSum"));
-  ops.Set("broadcastRows", Napi::Function::New<BroadcastRows>(env, "broadcastRows"));
-  ops.Set("ppoPolicyLoss", Napi::Function::New<PpoPolicyLoss>(env, "ppoPolicyLoss"));
-  ops.Set("valueLoss", Napi::Function::New<ValueLoss>(env, "valueLoss"));
-  ops.Set("dpoLoss", Napi::Function::New<DpoLoss>(env, "dpoLoss"));
-  ops.Set("rewardLoss", Napi::Function::New<RewardLoss>(env, "rewardLoss"));
-  ops.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
+  ops.Set("logprobs", Napi::Function::New<CountedFunction<Logprobs>>(env, "logprobs"));
+  ops.Set("logprobsBackward", Napi::Function::New<CountedFunction<LogprobsBackward>>(env, "logprobsBackward"));
+  ops.Set("gae", Napi::Function::New<CountedFunction<Gae>>(env, "gae"));
+  ops.Set("whiten", Napi::Function::New<CountedFunction<Whiten>>(env, "whiten"));
+  ops.Set("klPenalty", Napi::Function::New<CountedFunction<KlPenalty>>(env, "klPenalty"));
+  ops.Set("klPenaltyGrad", Napi::Function::New<CountedFunction<KlPenaltyGrad>>(env, "klPenaltyGrad"));
+  ops.Set("shapeRewards", Napi::Function::New<CountedFunction<ShapeRewards>>(env, "shapeRewards"));
+  ops.Set("add", Napi::Function::New<CountedFunction<Add>>(env, "add"));
+  ops.Set("mul", Napi::Function::New<CountedFunction<Mul>>(env, "mul"));
+  ops.Set("rowSum", Napi::Function::New<CountedFunction<RowSum>>(env, "rowSum"));
+  ops.Set("broadcastRows", Napi::Function::New<CountedFunction<BroadcastRows>>(env, "broadcastRows"));
+  ops.Set("ppoPolicyLoss", Napi::Function::New<CountedFunction<PpoPolicyLoss>>(env, "ppoPolicyLoss"));
+  ops.Set("valueLoss", Napi::Function::New<CountedFunction<ValueLoss>>(env, "valueLoss"));
+  ops.Set("dpoLoss", Napi::Function::New<CountedFunction<DpoLoss>>(env, "dpoLoss"));
+  ops.Set("rewardLoss", Napi::Function::New<CountedFunction<RewardLoss>>(env, "rewardLoss"));
+  ops.Set("matmul", Napi::Function::New<CountedFunction<Matmul>>(env, "matmul"));
   exports.Set("ops", ops);
   return exports;
 }

@@ -122,22 +122,23 @@ class ModelWork : public Napi::AsyncWorker {
 Napi::Function NativeModel::Define(Napi::Env env) {
   return DefineClass(env, "NativeModel",
                      {
-                         InstanceMethod<&NativeModel::ParameterInfo>("parameterInfo"),
-                         InstanceMethod<&NativeModel::Params>("params"),
-                         InstanceMethod<&NativeModel::Grads>("grads"),
-                         InstanceMethod<&NativeModel::ZeroGrad>("zeroGrad"),
-                         InstanceMethod<&NativeModel::InitRandom>("initRandom"),
-                         InstanceMethod<&NativeModel::LoadParameter>("loadParameter"),
-                         InstanceMethod<&NativeModel::ReadParameter>("readParameter"),
-                         InstanceMethod<&NativeModel::Forward>("forward"),
-                         InstanceMethod<&NativeModel::Backward>("backward"),
-                         InstanceMethod<&NativeModel::Generate>("generate"),
-                         InstanceMethod<&NativeModel::AdamWStep>("adamwStep"),
-                         InstanceMethod<&NativeModel::GradNorm>("gradNorm"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ParameterInfo>>("parameterInfo"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Params>>("params"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Grads>>("grads"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ZeroGrad>>("zeroGrad"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::InitRandom>>("initRandom"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::LoadParameter>>("loadParameter"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ReadParameter>>("readParameter"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Forward>>("forward"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Backward>>("backward"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Generate>>("generate"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::AdamWStep>>("adamwStep"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::GradNorm>>("gradNorm"),
                      });
 }
 
 NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+  count_native_call();  // `new NativeModel(config)` from JavaScript
   model_ = std::make_unique<Transformer>(config_from_js(info[0]));
 }
 
@@ -288,6 +289,9 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
         out.Set("tokens", NativeTensor::Wrap(e, result->tokens));
         out.Set("logprobs", NativeTensor::Wrap(e, result->logprobs));
         out.Set("lengths", NativeTensor::Wrap(e, result->lengths));
+        out.Set("attentionMask", NativeTensor::Wrap(e, result->attention_mask));
+        out.Set("actionMask", NativeTensor::Wrap(e, result->action_mask));
+        out.Set("lastMask", NativeTensor::Wrap(e, result->last_mask));
         return static_cast<Napi::Value>(out);
       });
   SetBusy("generate");

@@ -3,6 +3,8 @@
 
 #include <napi.h>
 
+#include "call_count.h"
+
 #include <memory>
 
 namespace rlfarm::model {
@@ -13,6 +15,7 @@ namespace rlfarm::binding {
 
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
+  RLFARM_COUNTED_METHODS(NativeModel)
   static Napi::Function Define(Napi::Env env);
   explicit NativeModel(const Napi::CallbackInfo& info);
   ~NativeModel() override;

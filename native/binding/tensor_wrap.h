@@ -4,6 +4,8 @@
 
 #include <napi.h>
 
+#include "call_count.h"
+
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -42,6 +44,7 @@ AddonData& addon_data(Napi::Env env);
 
 class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
  public:
+  RLFARM_COUNTED_METHODS(NativeTensor)
   static Napi::Function Define(Napi::Env env);
   static Napi::Object Wrap(Napi::Env env, Tensor tensor);
   // The tensor behind a JavaScript value; throws a TypeError naming `what` otherwise.

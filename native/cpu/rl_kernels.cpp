@@ -131,6 +131,20 @@ void kl_penalty(const KlPenaltyArgs& a) {
   });
 }
 
+void shape_rewards(const ShapeRewardsArgs& a) {
+  with_mask(a.mask, [&](auto* mask) {
+    using M = std::remove_const_t<std::remove_pointer_t<decltype(mask)>>;
+    const M* last = static_cast<const M*>(a.last_mask.data);
+    parallel_for(a.rows * a.steps, kReduceBlock, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float kl = on(mask, i) ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+        a.kl[i] = kl;
+        a.rewards[i] = math::shaped_reward(kl, a.neg_kl_coef, on(last, i), a.scores[i / a.steps]);
+      }
+    });
+  });
+}
+
 void elementwise(const ElementwiseArgs& a) {
   parallel_for(a.n, 1 << 15, [&](int64_t b, int64_t e) {
     if (a.op == ElementwiseOp::mul) {

@@ -31,6 +31,7 @@ void logprobs_backward(const LogprobsBackwardArgs&) { unavailable(); }
 void gae(const GaeArgs&) { unavailable(); }
 void whiten(const WhitenArgs&) { unavailable(); }
 void kl_penalty(const KlPenaltyArgs&) { unavailable(); }
+void shape_rewards(const ShapeRewardsArgs&) { unavailable(); }
 void ppo_policy_loss(const PpoPolicyLossArgs&) { unavailable(); }
 void value_loss(const ValueLossArgs&) { unavailable(); }
 void dpo_loss(const DpoLossArgs&) { unavailable(); }

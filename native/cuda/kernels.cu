@@ -357,6 +357,17 @@ __global__ void row_broadcast_kernel(RowBroadcastArgs a) {
   }
 }
 
+template <typename M>
+__global__ void shape_rewards_kernel(ShapeRewardsArgs a) {
+  const int64_t n = a.rows * a.steps;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float kl = mask_on<M>(a.mask.data, i) ? math::kl_estimate(a.logp[i], a.ref_logp[i], a.estimator, a.clamp) : 0.0f;
+    a.kl[i] = kl;
+    a.rewards[i] = math::shaped_reward(kl, a.neg_kl_coef, mask_on<M>(a.last_mask.data, i), a.scores[i / a.steps]);
+  }
+}
+
 // ---------------------------------------------------------------- losses
 
 template <typename M>
@@ -590,6 +601,14 @@ void kl_penalty(const KlPenaltyArgs& a) {
     kl_kernel<M><<<grid_for(a.n, 256), 256>>>(a);
   });
   RLF_CUDA_CHECK_LAUNCH("klPenalty");
+}
+
+void shape_rewards(const ShapeRewardsArgs& a) {
+  with_mask(a.mask, [&](auto* tag) {
+    using M = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    shape_rewards_kernel<M><<<grid_for(a.rows * a.steps, 256), 256>>>(a);
+  });
+  RLF_CUDA_CHECK_LAUNCH("shapeRewards");
 }
 
 void ppo_policy_loss(const PpoPolicyLossArgs& a) {

@@ -133,6 +133,21 @@ GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, 
     std::memcpy(r.logprobs.data<float>() + b * steps_done, out_logprobs.data() + b * new_tokens, sizeof(float) * steps_done);
     r.lengths.data<int32_t>()[b] = lengths[b];
   }
+  const int64_t width = P + steps_done;
+  r.attention_mask = zeros({B, width}, DType::u8, Device::host());
+  r.action_mask = zeros({B, width - 1}, DType::f32, Device::host());
+  r.last_mask = zeros({B, width - 1}, DType::f32, Device::host());
+  for (int64_t b = 0; b < B; ++b) {
+    uint8_t* attention = r.attention_mask.data<uint8_t>() + b * width;
+    float* action = r.action_mask.data<float>() + b * (width - 1);
+    std::memcpy(attention, s.key_valid.data() + b * P, P);
+    // New token j sits at P + j; its log-prob at P - 1 + j (predicted from the token before it).
+    for (int64_t j = 0; j < lengths[b]; ++j) {
+      attention[P + j] = 1;
+      action[P - 1 + j] = 1.0f;
+    }
+    if (lengths[b] > 0) r.last_mask.data<float>()[b * (width - 1) + P - 1 + lengths[b] - 1] = 1.0f;
+  }
   return r;
 }
 

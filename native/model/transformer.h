@@ -46,6 +46,10 @@ struct GenerateResult {
   Tensor tokens;    // [B, P + n] i32: the prompts, then the new tokens (pad after a stop)
   Tensor logprobs;  // [B, n] f32: log-prob of each new token under softmax(logits / temperature), 0 after a stop
   Tensor lengths;   // [B] i32: new tokens per row, the stop token included
+  // The masks a trainer needs, made here so that no caller loops over tokens:
+  Tensor attention_mask;  // [B, P + n] u8: the prompt's mask, then 1 for each new token of the row
+  Tensor action_mask;     // [B, P + n - 1] f32: 1 at the log-prob positions of the new tokens
+  Tensor last_mask;       // [B, P + n - 1] f32: 1 at the log-prob position of each row's last new token
 };
 
 class Transformer {

@@ -70,6 +70,22 @@ struct KlPenaltyArgs {
   float* grad;  // d kl / d logp, or null
 };
 
+// PPO's per-token rewards in one pass: kl = the KL estimate (0 off the mask),
+// rewards = -kl_coef * kl, plus the row's score where last_mask is nonzero.
+struct ShapeRewardsArgs {
+  const float* logp;      // [rows, steps]
+  const float* ref_logp;  // [rows, steps]
+  MaskRef mask;           // [rows, steps]
+  MaskRef last_mask;      // [rows, steps], the dtype of mask
+  const float* scores;    // [rows]
+  int64_t rows, steps;
+  KlEstimator estimator;
+  float clamp;        // as KlPenaltyArgs
+  float neg_kl_coef;  // -kl_coef
+  float* kl;          // [rows, steps]
+  float* rewards;     // [rows, steps]
+};
+
 enum class Aggregate : int { token_mean = 0, seq_mean = 1 };
 
 struct PpoPolicyLossArgs {
@@ -183,6 +199,7 @@ struct CastArgs {
   void gae(const GaeArgs& a);                                \
   void whiten(const WhitenArgs& a);                          \
   void kl_penalty(const KlPenaltyArgs& a);                   \
+  void shape_rewards(const ShapeRewardsArgs& a);             \
   void ppo_policy_loss(const PpoPolicyLossArgs& a);          \
   void value_loss(const ValueLossArgs& a);                   \
   void dpo_loss(const DpoLossArgs& a);                       \

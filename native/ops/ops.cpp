@@ -267,6 +267,31 @@ Tensor kl_penalty_grad(const Tensor& logp, const Tensor& ref_logp, const Tensor&
   return kl_op("klPenaltyGrad", logp, ref_logp, mask, estimator, clamp, true);
 }
 
+ShapeRewardsResult shape_rewards(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, const Tensor& scores,
+                                 const Tensor& last_mask, double kl_coef, KlEstimator estimator, double clamp) {
+  const Args args("shapeRewards");
+  args.dtype(logp, "logp", {DType::f32});
+  if (logp.ndim() != 2) args.fail("logp must be [B, T]; got ", logp.describe());
+  args.dtype(ref_logp, "refLogp", {DType::f32});
+  args.same_shape(ref_logp, "refLogp", logp, "logp");
+  args.same_device(ref_logp, "refLogp", logp, "logp");
+  check_mask(args, mask, logp, "logp");
+  args.dtype(last_mask, "lastMask", {mask.dtype});
+  args.same_shape(last_mask, "lastMask", logp, "logp");
+  args.same_device(last_mask, "lastMask", logp, "logp");
+  args.dtype(scores, "scores", {DType::f32});
+  args.shape(scores, "scores", {logp.shape[0]}, "one score per row of logp");
+  args.same_device(scores, "scores", logp, "logp");
+  if (!std::isfinite(kl_coef)) args.fail("klCoef must be a finite number; got ", kl_coef);
+  if (clamp != 0) args.positive(clamp, "clamp");
+  ShapeRewardsResult r{empty(logp.shape, DType::f32, logp.device()), empty(logp.shape, DType::f32, logp.device())};
+  ShapeRewardsArgs a{logp.data<float>(), ref_logp.data<float>(), mask_ref(mask), mask_ref(last_mask),
+                     scores.data<float>(), logp.shape[0], logp.shape[1], estimator, static_cast<float>(clamp),
+                     static_cast<float>(-kl_coef), r.kl.data<float>(), r.rewards.data<float>()};
+  if (logp.numel() > 0) launch(logp, cpu::shape_rewards, cuda::shape_rewards, a);
+  return r;
+}
+
 namespace {
 Tensor elementwise_op(const char* op, const Tensor& a, const Tensor& b, ElementwiseOp kind, double alpha, double beta) {
   const Args args(op);

@@ -31,6 +31,15 @@ Tensor kl_penalty(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask
 Tensor kl_penalty_grad(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator estimator,
                        double clamp);
 
+struct ShapeRewardsResult {
+  Tensor kl, rewards;
+};
+// PPO's per-token rewards in one call: logp, ref_logp, mask, last_mask [B, T]
+// (last_mask of mask's dtype), scores [B] -> kl (the KL estimate, 0 off the
+// mask) and rewards = -kl_coef * kl, plus each row's score where last_mask is set.
+ShapeRewardsResult shape_rewards(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, const Tensor& scores,
+                                 const Tensor& last_mask, double kl_coef, KlEstimator estimator, double clamp);
+
 // alpha * a + beta * b (b undefined: alpha * a), element-wise, f32 of one shape.
 Tensor add(const Tensor& a, const Tensor& b, double alpha, double beta);
 Tensor mul(const Tensor& a, const Tensor& b);

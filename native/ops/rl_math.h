@@ -72,6 +72,12 @@ RLF_HD float kl_grad(float logp, float ref_logp, KlEstimator estimator, float cl
   return 1.0f - expf(-l);  // d(e^-l - 1 + l)/dl
 }
 
+// ---- PPO reward shaping for one token: r = -beta kl, plus the sequence score at its last token ----
+// Written as alpha * kl + (score or 0) so that it equals ops.add(kl, broadcastRows(scores, last), { alpha: -beta }).
+RLF_HD float shaped_reward(float kl, float neg_kl_coef, bool last, float score) {
+  return neg_kl_coef * kl + (last ? score : 0.0f);
+}
+
 // ---- PPO clipped policy loss for one token ----
 struct PpoToken {
   float loss, grad;  // grad = d loss / d logp

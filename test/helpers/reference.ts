@@ -350,3 +350,18 @@ export function rewardRef(
   }
   return { loss, gradChosen, gradRejected, accuracy: correct / n }
 }
+
+/** PPO's shaped rewards (docs/math.md, "Reward shaping"): -klCoef * kl, plus each row's score at its last token. */
+export function shapedRewardsRef(
+  logp: Arr,
+  ref: Arr,
+  mask: Arr,
+  scores: Arr,
+  last: Arr,
+  steps: number,
+  klCoef: number,
+  estimator: 'k1' | 'k2' | 'k3',
+): { kl: number[]; rewards: number[] } {
+  const kl = klRef(logp, ref, mask, estimator)
+  return { kl, rewards: kl.map((k, i) => -klCoef * k + (last[i] !== 0 ? scores[Math.floor(i / steps)] : 0)) }
+}

@@ -275,26 +275,19 @@ export async function sampleResponses(
   const width = out.tokens.shape[1]
   const lengths = out.lengths.toArray()
   const seqs = out.tokens.data as Int32Array
-  const attention = new Uint8Array(B * width)
-  const action = new Float32Array(B * (width - 1))
-  const last = new Float32Array(B * (width - 1))
-  const promptMask = batch.attentionMask.data as Uint8Array
+  // The masks come from generate; what is left per row is its text and whether it stopped.
   const stopped: boolean[] = []
   const texts: string[] = []
   for (let b = 0; b < B; b++) {
-    attention.set(promptMask.subarray(b * P, (b + 1) * P), b * width)
-    attention.fill(1, b * width + P, b * width + P + lengths[b])
-    for (let j = 0; j < lengths[b]; j++) action[b * (width - 1) + P - 1 + j] = 1
-    if (lengths[b] > 0) last[b * (width - 1) + P - 1 + lengths[b] - 1] = 1
     const response = seqs.subarray(b * width + P, b * width + P + lengths[b])
     stopped.push(lengths[b] > 0 && stops.includes(response[lengths[b] - 1]))
     texts.push(encoder.decodeResponse(response, lengths[b]))
   }
   return {
     tokens: out.tokens,
-    attentionMask: Tensor.from(attention, [B, width]),
-    actionMask: Tensor.from(action, [B, width - 1]),
-    lastMask: Tensor.from(last, [B, width - 1]),
+    attentionMask: out.attentionMask,
+    actionMask: out.actionMask,
+    lastMask: out.lastMask,
     promptWidth: P,
     lengths,
     stopped,

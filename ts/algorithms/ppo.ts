@@ -124,8 +124,8 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     const oldLogp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask, temperature)
     const refLogp = await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature)
     const oldValues = await actionValues(value.model, rollout.tokens, rollout.attentionMask, false)
-    const kl = ops.klPenalty(oldLogp, refLogp, mask, { estimator: o.kl_estimator })
-    const rewards = ops.add(kl, ops.broadcastRows(Tensor.from(scores, [n]), rollout.lastMask), { alpha: -klCoef, beta: 1 })
+    // r_t = -beta kl_t, plus the score at the last response token (one native call).
+    const { kl, rewards } = ops.shapeRewards(oldLogp, refLogp, mask, Tensor.from(scores, [n]), rollout.lastMask, { klCoef, estimator: o.kl_estimator })
     const gae = ops.gae(rewards, oldValues, mask, { gamma: o.gamma, lambda: o.lam })
     const advantages = o.whiten_advantages ? ops.whiten(gae.advantages, mask) : gae.advantages
 

@@ -12,6 +12,12 @@ const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2']
 type Arch = ModelConfig['arch']
 type DefaultedField = Exclude<keyof ModelConfig, 'arch' | 'vocab' | 'dim' | 'layers' | 'heads'>
 
+type Defaults = { [K in DefaultedField]: ModelConfig[K] | ((shape: { dim: number; heads: number }) => ModelConfig[K]) }
+
+// What both families share: one key/value head per head, head size dim / heads, no rope scaling.
+const HEADS_DEFAULTS = { kvHeads: ({ heads }: { heads: number }) => heads, headDim: ({ dim, heads }: { dim: number; heads: number }) => Math.floor(dim / heads) }
+const ROPE_DEFAULTS = { ropeTheta: 10000, ropeScaling: 'none' as const, ropeFactor: 1, ropeLowFreqFactor: 1, ropeHighFreqFactor: 4, ropeOriginalMaxPositions: 0 }
+
 /**
  * Every default of a model config, in one place. Model.create, Model.load
  * (a config.json field that is absent) and a config file's `init:` all take
@@ -20,36 +26,24 @@ type DefaultedField = Exclude<keyof ModelConfig, 'arch' | 'vocab' | 'dim' | 'lay
  * (GPT2Config, LlamaConfig) except `tieEmbeddings` for a Llama made here; see
  * HF_FILE_DEFAULTS.
  */
-export const MODEL_DEFAULTS: Record<Arch, { [K in DefaultedField]: ModelConfig[K] | ((shape: { dim: number; heads: number }) => ModelConfig[K]) }> = {
+export const MODEL_DEFAULTS: Record<Arch, Defaults> = {
   gpt2: {
-    kvHeads: ({ heads }) => heads,
-    headDim: ({ dim, heads }) => Math.floor(dim / heads),
+    ...HEADS_DEFAULTS,
     hidden: ({ dim }) => 4 * dim,
     maxPositions: 1024,
     normEps: 1e-5,
-    ropeTheta: 10000,
-    ropeScaling: 'none',
-    ropeFactor: 1,
-    ropeLowFreqFactor: 1,
-    ropeHighFreqFactor: 4,
-    ropeOriginalMaxPositions: 0,
+    ...ROPE_DEFAULTS,
     tieEmbeddings: true,
     qkvBias: true,
     scalarHead: false,
   },
   llama: {
-    kvHeads: ({ heads }) => heads,
-    headDim: ({ dim, heads }) => Math.floor(dim / heads),
+    ...HEADS_DEFAULTS,
     // About 8/3 of the width (SwiGLU keeps the MLP's parameter count), rounded up to 32.
     hidden: ({ dim }) => Math.ceil((8 * dim) / 3 / 32) * 32,
     maxPositions: 2048,
     normEps: 1e-6,
-    ropeTheta: 10000,
-    ropeScaling: 'none',
-    ropeFactor: 1,
-    ropeLowFreqFactor: 1,
-    ropeHighFreqFactor: 4,
-    ropeOriginalMaxPositions: 0,
+    ...ROPE_DEFAULTS,
     tieEmbeddings: true,
     qkvBias: false,
     scalarHead: false,

@@ -97,6 +97,12 @@ export interface GenerateOutput {
   logprobs: Tensor
   /** [B] i32: new tokens per row, the stop token included. */
   lengths: Tensor
+  /** [B, P + n] u8: the prompt's attention mask, then 1 for each new token of the row (0 after a stop). */
+  attentionMask: Tensor
+  /** [B, P + n - 1] f32: 1 at the log-prob positions of the new tokens (the response), as forward's logp is laid out. */
+  actionMask: Tensor
+  /** [B, P + n - 1] f32: 1 at the log-prob position of each row's last new token (where a sequence score goes). */
+  lastMask: Tensor
 }
 
 /** Runs an async native call and, if it fails, gives the error the caller's stack. */
@@ -366,7 +372,14 @@ export class Model {
         seeds,
       }),
     )
-    return { tokens: new Tensor(r.tokens), logprobs: new Tensor(r.logprobs), lengths: new Tensor(r.lengths) }
+    return {
+      tokens: new Tensor(r.tokens),
+      logprobs: new Tensor(r.logprobs),
+      lengths: new Tensor(r.lengths),
+      attentionMask: new Tensor(r.attentionMask),
+      actionMask: new Tensor(r.actionMask),
+      lastMask: new Tensor(r.lastMask),
+    }
   }
 
   /**

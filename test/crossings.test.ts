@@ -1,0 +1,60 @@
+// How often a PPO minibatch crosses into the native addon (backend().nativeCalls):
+// two tiny runs that differ only in the number of PPO epochs (one minibatch
+// each) differ by exactly one minibatch's crossings. The bound keeps per-token
+// or per-row work from creeping back into the loop.
+import t from 'tap'
+import fs from 'node:fs'
+import { backend, Tensor, ops, train, type RunConfigInput } from 'rlfarm'
+import { TINY_POLICY, toyData } from './helpers/toy-data'
+import { tempDir } from './helpers/common'
+
+const data = toyData()
+t.teardown(() => fs.rmSync(data.dir, { recursive: true, force: true }))
+
+// As measured: a minibatch 110 (unchanged since the counter came), a step 225
+// (235 before generate returned the masks and shapeRewards fused the shaping).
+// Lower them when the loop crosses less; a rise means work crept back into
+// JavaScript.
+const MINIBATCH_CROSSINGS_AT_MOST = 110
+const STEP_CROSSINGS_AT_MOST = 225
+
+t.test('backend().nativeCalls counts calls into the addon', async (t) => {
+  const before = backend().nativeCalls
+  const x = Tensor.from(new Float32Array([1, 2, 3]), [3]) // fromTypedArray
+  ops.add(x, x) // ops.add (and the wrapping of its result)
+  const after = backend().nativeCalls
+  t.ok(after - before >= 3, `a tensor, an op and backend(): ${after - before} calls`)
+})
+
+t.test('the crossings of one PPO minibatch', async (t) => {
+  const out = tempDir(t, 'runs')
+  const run = async (epochs: number, steps = 1): Promise<number> => {
+    const config: RunConfigInput = {
+      algorithm: 'ppo',
+      name: `epochs-${epochs}-steps-${steps}`,
+      output_dir: out,
+      seed: 1,
+      policy: TINY_POLICY,
+      data: { chat_template: false, max_length: 40, prompts: data.prompts },
+      generation: { max_new_tokens: 8, stop_at_eos: false },
+      reward_function: { name: 'count_token', token: 97 },
+      training: { batch_size: 4, max_steps: steps },
+      ppo: { minibatch_size: 4, epochs },
+      logging: { progress: 'none' },
+    }
+    const before = backend().nativeCalls
+    await train(config)
+    return backend().nativeCalls - before
+  }
+  const one = await run(1)
+  const two = await run(2)
+  const twoSteps = await run(1, 2)
+  const perMinibatch = two - one
+  const perStep = twoSteps - one
+  t.comment(`one PPO minibatch (policy and value update): ${perMinibatch} native calls`)
+  t.comment(`one PPO step (rollout, scoring, shaping, advantages, one minibatch, logging): ${perStep} native calls`)
+  t.ok(perMinibatch > 0, 'a minibatch crosses into the addon')
+  t.ok(perMinibatch <= MINIBATCH_CROSSINGS_AT_MOST, `${perMinibatch} <= ${MINIBATCH_CROSSINGS_AT_MOST}`)
+  t.ok(perStep > perMinibatch, 'a step is more than its minibatch')
+  t.ok(perStep <= STEP_CROSSINGS_AT_MOST, `${perStep} <= ${STEP_CROSSINGS_AT_MOST}`)
+})
