@@ -1,6 +1,6 @@
 // CPU kernels of the RLHF ops other than log-probs: GAE, whitening, KL penalty,
 // PPO policy and value losses, the DPO family, the reward-model loss, casts.
-// Per-token formulas come from core/rl_math.h (shared with CUDA); sums are
+// Per-token formulas come from ops/rl_math.h (shared with CUDA); sums are
 // taken in double, in a fixed order, so results do not depend on the thread count.
 #include <algorithm>
 #include <array>

@@ -1,5 +1,5 @@
 // CUDA kernels of the RLHF ops, one launch per op. Signatures and formulas are
-// shared with the CPU backend (core/kernels.h, core/rl_math.h).
+// shared with the CPU backend (ops/kernels.h, ops/rl_math.h).
 //
 //  - log-probs: a block per row; each thread keeps an online (max, sum,
 //    centered-sum) over 16-byte loads, merged across the warp with shuffles

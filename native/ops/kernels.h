@@ -1,6 +1,6 @@
 // The kernels behind ops.*: one argument struct per op, implemented once for the
 // CPU (native/cpu) and once for CUDA (native/cuda) with the same signature.
-// Arguments are already validated by native/core/ops.cpp; pointers live on the
+// Arguments are already validated by native/ops/ops.cpp; pointers live on the
 // backend's device. Scalar results go to `stats`, a few floats on that device.
 #pragma once
 
