@@ -58,6 +58,11 @@ export class Tensor {
   /** @internal The native tensor. */
   readonly native: NativeTensorHandle
   #view: TensorData | undefined
+  // A handle's shape, dtype and device never change (reshape, cast and to make
+  // new handles), so each is read across the native boundary once.
+  #shape: readonly number[] | undefined
+  #dtype: DType | undefined
+  #device: string | undefined
 
   /** @internal Use Tensor.from, Tensor.zeros or an op. */
   constructor(handle: NativeTensorHandle) {
@@ -124,20 +129,22 @@ export class Tensor {
   }
 
   get shape(): number[] {
-    return this.native.shape
+    this.#shape ??= this.native.shape
+    return [...this.#shape] // a copy: the caller may change it
   }
 
   get dtype(): DType {
-    return this.native.dtype
+    return (this.#dtype ??= this.native.dtype)
   }
 
   /** 'cpu' or 'cuda:N'. */
   get device(): string {
-    return this.native.device
+    return (this.#device ??= this.native.device)
   }
 
   get numel(): number {
-    return this.native.shape.reduce((a, b) => a * b, 1)
+    this.#shape ??= this.native.shape
+    return this.#shape.reduce((a, b) => a * b, 1)
   }
 
   /**
@@ -185,6 +192,8 @@ export class Tensor {
    */
   dispose(): void {
     this.#view = undefined
+    // Forgotten, so that shape and the rest throw as a disposed handle does.
+    this.#shape = this.#dtype = this.#device = undefined
     this.native.dispose()
   }
 
