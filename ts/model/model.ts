@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../util/fs.js'
 import { parseJson } from '../util/json.js'
 import { booleanOption, checkKeys, describe, numberOption } from '../util/options.js'
 import { completeConfig, configFromHf, configToHf, type ModelConfig } from './config.js'
+import { OperationQueue } from './operation-queue.js'
 import { SafetensorsFile, writeSafetensors } from './safetensors.js'
 
 export type { ModelConfig }
@@ -156,6 +157,7 @@ export class Model {
   readonly unusedTensors: string[] = []
   readonly #native: NativeModel
   readonly #info: NativeParameterInfo[]
+  readonly #queue = new OperationQueue()
 
   private constructor(config: ModelConfig, hfConfig: Record<string, unknown>) {
     this.config = config
@@ -196,7 +198,7 @@ export class Model {
    * fit throws an error naming the file, and leaves the model partly loaded.
    */
   async loadWeightsFrom(dir: string): Promise<string[]> {
-    return this.#loadWeights(dir)
+    return this.#queue.enqueue('loadWeightsFrom', () => this.#loadWeights(dir))
   }
 
   /** Reads every parameter from `dir`; a missing scalar head is initialised from `seed`, or is an error without one. */
@@ -271,21 +273,29 @@ export class Model {
    * are stored transposed and come back as a copy.
    */
   parameter(name: string): Tensor {
+    this.#queue.checkIdle('model.parameter')
+    return this.#parameter(name)
+  }
+
+  #parameter(name: string): Tensor {
     return new Tensor(this.#native.readParameter(name, this.#find(name).hfTransposed))
   }
 
   /** The accumulated gradient of a parameter, shaped like parameter(name). */
   gradient(name: string): Tensor {
+    this.#queue.checkIdle('model.gradient')
     return new Tensor(this.#native.readParameter(name, this.#find(name).hfTransposed, true))
   }
 
   /** All parameters as one flat f32 tensor (a view), in the engine's layout. */
   flatParameters(): Tensor {
+    this.#queue.checkIdle('model.flatParameters')
     return new Tensor(this.#native.params())
   }
 
   /** All gradients as one flat f32 tensor (a view). */
   flatGradients(): Tensor {
+    this.#queue.checkIdle('model.flatGradients')
     return new Tensor(this.#native.grads())
   }
 
@@ -300,15 +310,31 @@ export class Model {
     return this.#native
   }
 
+  /**
+   * @internal Runs `operation` as one operation of this model: after the ones
+   * called before it, before the ones called after it (the optimizer, checkpoints).
+   */
+  enqueue<T>(label: string, operation: () => T | Promise<T>): Promise<T> {
+    return this.#queue.enqueue(label, operation)
+  }
+
+  /** @internal Throws a "busy" error naming `call` when an operation is pending. */
+  checkIdle(call: string): void {
+    this.#queue.checkIdle(call)
+  }
+
   /** log p(tokens[t+1] | tokens[..t]) as [B, T-1], keeping no activations. */
   async logprobs(tokens: Tensor, options: { attentionMask?: Tensor; temperature?: number } = {}): Promise<Tensor> {
     checkKeys('model.logprobs', options, ['attentionMask', 'temperature'])
-    const out = await this.forward(tokens, { ...options, logprobs: true })
+    const out = await this.#forward('model.logprobs', tokens, { ...options, logprobs: true })
     return out.logp!
   }
 
   async forward(tokens: Tensor, options: ForwardOptions = {}): Promise<ForwardOutput> {
-    const where = 'model.forward'
+    return this.#forward('model.forward', tokens, options)
+  }
+
+  async #forward(where: string, tokens: Tensor, options: ForwardOptions): Promise<ForwardOutput> {
     checkKeys(where, options, ['attentionMask', 'train', 'logprobs', 'entropy', 'temperature', 'logits', 'values'])
     if (!(tokens instanceof Tensor)) throw new TypeError(`${where}: tokens must be an i32 Tensor [B, T]; got ${describe(tokens)}`)
     const mask = options.attentionMask
@@ -321,7 +347,7 @@ export class Model {
       logits: booleanOption(where, 'logits', options.logits, false),
       values: booleanOption(where, 'values', options.values, false),
     }
-    const r = await withCallerStack(() => this.#native.forward(tokens.native, mask?.native, nativeOptions))
+    const r = await withCallerStack(() => this.#queue.enqueue(where.slice('model.'.length), () => this.#native.forward(tokens.native, mask?.native, nativeOptions)))
     const out: ForwardOutput = {}
     if (r.logp) out.logp = new Tensor(r.logp)
     if (r.entropy) out.entropy = new Tensor(r.entropy)
@@ -336,10 +362,13 @@ export class Model {
     for (const [key, value] of Object.entries(grads)) {
       if (value !== undefined && !(value instanceof Tensor)) throw new TypeError(`model.backward: ${key} must be a Tensor`)
     }
-    await withCallerStack(() => this.#native.backward(grads.gradLogp?.native, grads.gradEntropy?.native, grads.gradValues?.native))
+    await withCallerStack(() =>
+      this.#queue.enqueue('backward', () => this.#native.backward(grads.gradLogp?.native, grads.gradEntropy?.native, grads.gradValues?.native)),
+    )
   }
 
   zeroGrad(): void {
+    this.#queue.checkIdle('model.zeroGrad')
     this.#native.zeroGrad()
   }
 
@@ -355,29 +384,38 @@ export class Model {
     }
     const stops = options.stopTokens ?? []
     if (!Array.isArray(stops) || !stops.every((s) => Number.isInteger(s))) throw new TypeError(`${where}: stopTokens must be an array of token ids`)
+    const nativeOptions = {
+      maxNewTokens: numberOption(where, 'maxNewTokens', options.maxNewTokens, 16),
+      temperature: numberOption(where, 'temperature', options.temperature, 1),
+      topK: numberOption(where, 'topK', options.topK, 0),
+      topP: numberOption(where, 'topP', options.topP, 1),
+      stopTokens: stops,
+      padToken: numberOption(where, 'padToken', options.padToken, 0),
+      seeds,
+    }
     const r = await withCallerStack(() =>
-      this.#native.generate(prompts.native, options.attentionMask?.native, {
-        maxNewTokens: numberOption(where, 'maxNewTokens', options.maxNewTokens, 16),
-        temperature: numberOption(where, 'temperature', options.temperature, 1),
-        topK: numberOption(where, 'topK', options.topK, 0),
-        topP: numberOption(where, 'topP', options.topP, 1),
-        stopTokens: stops,
-        padToken: numberOption(where, 'padToken', options.padToken, 0),
-        seeds,
-      }),
+      this.#queue.enqueue('generate', () => this.#native.generate(prompts.native, options.attentionMask?.native, nativeOptions)),
     )
     return { tokens: new Tensor(r.tokens), logprobs: new Tensor(r.logprobs), lengths: new Tensor(r.lengths) }
   }
 
   /**
    * Writes config.json and model.safetensors (Hugging Face names, orientations
-   * and metadata, so transformers loads it), each atomically.
+   * and metadata, so transformers loads it), each atomically. As every async
+   * operation, it runs after the ones called before it on this model: the
+   * values saved are those they leave.
    */
   async save(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || dir === '') throw new TypeError(`model.save: dir must be a directory path; got ${describe(dir)}`)
+    return this.#queue.enqueue('save', () => this.writeFiles(dir))
+  }
+
+  /** @internal save()'s work, for a caller that holds this model's queue (a checkpoint). */
+  writeFiles(dir: string): void {
     fs.mkdirSync(dir, { recursive: true })
     const tensors = this.#info
       .filter((p) => !(p.name === 'lm_head.weight' && this.config.tieEmbeddings))
-      .map((p) => ({ name: p.name, tensor: this.parameter(p.name) }))
+      .map((p) => ({ name: p.name, tensor: this.#parameter(p.name) }))
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' })
     const config = { ...this.hfConfig, torch_dtype: 'float32' }
     writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)

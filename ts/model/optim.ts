@@ -65,23 +65,29 @@ export class AdamW {
     this.#decay = model.parameters().map((p) => decide(p.name, p.decay))
   }
 
-  /** Clips (optionally), then applies one AdamW update from the accumulated gradients. */
+  /**
+   * Clips (optionally), then applies one AdamW update from the accumulated
+   * gradients. It is an operation of the model: it runs after the model's
+   * operations called before it (a save called after it sees the update).
+   */
   async step(options: StepOptions = {}): Promise<{ gradNorm: number; lr: number }> {
     const where = 'AdamW.step'
     checkKeys(where, options, ['lr', 'maxGradNorm'])
     const lr = numberOption(where, 'lr', options.lr, this.lr)
     const maxGradNorm = numberOption(where, 'maxGradNorm', options.maxGradNorm, 0)
-    const gradNorm = await this.model.nativeModel.adamwStep(this.#m.native, this.#v.native, this.stepCount + 1, {
-      lr,
-      beta1: this.betas[0],
-      beta2: this.betas[1],
-      eps: this.eps,
-      weightDecay: this.weightDecay,
-      maxGradNorm,
-      decay: this.#decay,
+    return this.model.enqueue(where, async () => {
+      const gradNorm = await this.model.nativeModel.adamwStep(this.#m.native, this.#v.native, this.stepCount + 1, {
+        lr,
+        beta1: this.betas[0],
+        beta2: this.betas[1],
+        eps: this.eps,
+        weightDecay: this.weightDecay,
+        maxGradNorm,
+        decay: this.#decay,
+      })
+      this.stepCount++
+      return { gradNorm, lr }
     })
-    this.stepCount++
-    return { gradNorm, lr }
   }
 
   /** The optimizer's state, for checkpoints (the moments are live views). */
@@ -91,6 +97,7 @@ export class AdamW {
 
   /** Restores a state saved by state(). */
   loadState(state: AdamWState): void {
+    this.model.checkIdle('AdamW.loadState')
     for (const [name, t] of [['m', state.m], ['v', state.v]] as const) {
       if (!(t instanceof Tensor) || t.dtype !== 'f32' || t.numel !== this.#m.numel) {
         const got = t instanceof Tensor ? `${t.dtype} of ${t.numel}` : describe(t)
