@@ -5,7 +5,7 @@ import t from 'tap'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { AdamW, loadCheckpoint, Model, saveCheckpoint, Tensor } from 'rlfarm'
+import { AdamW, loadCheckpoint, Model, SafetensorsFile, saveCheckpoint, Tensor } from 'rlfarm'
 import { assertThrowsWith, i32 } from './helpers/common'
 
 const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `rlfarm-${tag}-`))
@@ -100,4 +100,81 @@ t.test('a checkpoint taken while a step and a user save are pending is all of on
   t.equal(freshOptimizer.stepCount, 1, 'and the optimizer state of that same step')
   t.ok(sameValues(freshOptimizer.state().m.data as Float32Array, optimizer.state().m.data as Float32Array), 'its first moments are the post-step ones')
   fs.rmSync(run, { recursive: true, force: true })
+})
+
+/** A safetensors file from a header given as text and a data region. */
+function rawSafetensors(file: string, header: string, data: Uint8Array, lengthDelta = 0): string {
+  const json = Buffer.from(header, 'utf8')
+  const length = Buffer.alloc(8)
+  length.writeBigUInt64LE(BigInt(json.length + lengthDelta))
+  fs.writeFileSync(file, Buffer.concat([length, json, data]))
+  return file
+}
+
+const floats = (...v: number[]) => new Uint8Array(Float32Array.from(v).buffer)
+const padded = (json: string, to = 8) => json + ' '.repeat((to - (json.length % to)) % to)
+
+t.test('safetensors: the format rules are enforced as the reference implementation does', async (t) => {
+  const dir = tmp('st')
+  const f = (name: string) => path.join(dir, name)
+  const good = padded('{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}')
+  const data = floats(1.5, -2, 3)
+  const ok = SafetensorsFile.open(rawSafetensors(f('good.safetensors'), good, data))
+  t.same(ok.tensor('a').toArray(), [1.5, -2], 'a well-formed file reads')
+  t.same(ok.metadata, { format: 'pt' }, 'with its metadata')
+
+  // The reported bug: a header length short by the padding loaded data shifted by 1 or 2 bytes.
+  for (const delta of [-1, -2, 1, 2]) {
+    const file = rawSafetensors(f(`len${delta}.safetensors`), good, data, delta)
+    t.throws(() => SafetensorsFile.open(file), { message: new RegExp(`len${delta}\\.safetensors: .*(header length|cover|does not end with)`) }, `a header length ${delta > 0 ? '+' : ''}${delta} bytes off is an error`)
+  }
+  const cases: [string, string, Uint8Array, RegExp][] = [
+    ['nul-padding', '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}\0\0\0\0\0\0\0', floats(1), /does not end with '\}' before its padding/],
+    ['newline-padding', '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}\n', floats(1), /does not end with '\}'/],
+    ['leading-space', ' {"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', floats(1), /does not start with '\{'/],
+    ['gap', padded('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}'), floats(1, 2, 3), /bytes 4 to 8 of the data lie between tensors/],
+    ['overlap', padded('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'), floats(1, 2), /tensor b's data_offsets \[4, 8\] overlap/],
+    ['not-at-zero', padded('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'), floats(1, 2), /bytes 0 to 4 of the data lie between tensors/],
+    ['trailing-data', padded('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'), floats(1, 2), /cover 4 bytes of data but the file holds 8/],
+    ['backwards', padded('{"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}}'), floats(1), /end before they begin/],
+    ['duplicate', padded('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'), floats(1), /gives the key 'a' twice/],
+    ['duplicate-field', padded('{"a":{"dtype":"F32","dtype":"I32","shape":[1],"data_offsets":[0,4]}}'), floats(1), /gives the key 'a\.dtype' twice/],
+    ['wrong-size', padded('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}'), floats(1, 2), /tensor a \(F32 \[3\]\) needs 12 bytes but its data_offsets span 8/],
+    ['huge-shape', padded('{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}}'), floats(1), /needs 73786976294838206464 bytes/],
+    ['metadata-number', padded('{"__metadata__":{"step":3},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'), floats(1), /__metadata__\.step must be a string; got number/],
+    ['metadata-list', padded('{"__metadata__":["x"],"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'), floats(1), /__metadata__ must be an object of strings/],
+    ['not-object', padded('["a"]'), new Uint8Array(0), /does not start with '\{'/],
+    ['bad-json', padded('{"a":{"dtype":"F32",}}'), new Uint8Array(0), /the safetensors header is not valid JSON/],
+    ['entry-not-object', padded('{"a":3}'), new Uint8Array(0), /tensor a must be an object/],
+  ]
+  for (const [name, header, bytes, message] of cases) {
+    const file = rawSafetensors(f(`${name}.safetensors`), header, bytes)
+    t.throws(() => SafetensorsFile.open(file), { message }, name)
+  }
+  const utf8 = path.join(dir, 'bad-utf8.safetensors')
+  const length = Buffer.alloc(8)
+  length.writeBigUInt64LE(8n)
+  fs.writeFileSync(utf8, Buffer.concat([length, Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x20, 0x20, 0x20, 0x20])]))
+  t.throws(() => SafetensorsFile.open(utf8), { message: /not valid UTF-8/ }, 'invalid UTF-8 in the header')
+  const big = path.join(dir, 'big.safetensors')
+  length.writeBigUInt64LE(100_000_001n)
+  fs.writeFileSync(big, Buffer.concat([length, Buffer.from('{}')]))
+  t.throws(() => SafetensorsFile.open(big), { message: /header length 100000001 is over the format's limit of 100000000 bytes/ }, 'a header over the limit')
+
+  // A text file read as safetensors: the error never quotes it.
+  const text = path.join(dir, 'passwd.safetensors')
+  fs.writeFileSync(text, 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n')
+  const secretish = path.join(dir, 'json-like.safetensors')
+  length.writeBigUInt64LE(24n)
+  fs.writeFileSync(secretish, Buffer.concat([length, Buffer.from('{"password": hunter2 }  ')]))
+  for (const file of [text, secretish]) {
+    try {
+      SafetensorsFile.open(file)
+      t.fail(`${file}: did not throw`)
+    } catch (err) {
+      const message = (err as Error).message
+      t.notMatch(message, /root|daemon|hunter2|password/, `the error shows none of the file's text: ${message}`)
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true })
 })
