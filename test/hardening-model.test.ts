@@ -5,7 +5,7 @@ import t from 'tap'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { AdamW, loadCheckpoint, Model, SafetensorsFile, saveCheckpoint, Tensor } from 'rlfarm'
+import { AdamW, HfTokenizer, loadCheckpoint, loadConfig, Model, SafetensorsFile, saveCheckpoint, Tensor, train } from 'rlfarm'
 import { assertThrowsWith, i32 } from './helpers/common'
 
 const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `rlfarm-${tag}-`))
@@ -176,5 +176,166 @@ t.test('safetensors: the format rules are enforced as the reference implementati
       t.notMatch(message, /root|daemon|hunter2|password/, `the error shows none of the file's text: ${message}`)
     }
   }
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const FIXTURES = path.resolve(__dirname, 'fixtures')
+
+t.test('files that name files never lead out of their directory', async (t) => {
+  const dir = tmp('escape')
+  const outside = path.join(dir, 'outside')
+  fs.mkdirSync(outside)
+  fs.writeFileSync(path.join(outside, 'secret.txt'), 'root:x:0:0:root:/root:/bin/bash\n')
+  const sharded = (name: string) => {
+    const to = path.join(dir, name, 'model')
+    fs.cpSync(path.join(FIXTURES, 'models', 'llama-tiny-sharded'), to, { recursive: true })
+    return to
+  }
+  const setShard = (modelDir: string, file: string) => {
+    const indexFile = path.join(modelDir, 'model.safetensors.index.json')
+    const index = JSON.parse(fs.readFileSync(indexFile, 'utf8'))
+    const first = Object.keys(index.weight_map)[0]
+    index.weight_map[first] = file
+    fs.writeFileSync(indexFile, JSON.stringify(index))
+    return first
+  }
+
+  // The reported escapes: a shard outside the model directory, and a system file (whose bytes were echoed).
+  const up = sharded('up')
+  fs.copyFileSync(path.join(up, 'model-00001-of-00002.safetensors'), path.join(outside, 'w.safetensors'))
+  const tensor = setShard(up, '../../outside/w.safetensors')
+  await t.rejects(Model.load(up), { message: `${path.join(up, 'model.safetensors.index.json')}: weight_map['${tensor}']: "../../outside/w.safetensors" leads out of the directory (to ${path.join(outside, 'w.safetensors')}); a file may only name files inside ${up}` }, 'a shard named with ..')
+  const passwd = sharded('passwd')
+  setShard(passwd, '../../outside/secret.txt')
+  const refused = await Model.load(passwd).then(() => undefined, (err: Error) => err.message)
+  t.match(refused, /leads out of the directory/, 'a system file named by a shard is refused')
+  t.notMatch(refused, /root:/, 'and its contents are not shown')
+  const absolute = sharded('absolute')
+  setShard(absolute, path.join(outside, 'w.safetensors'))
+  await t.rejects(Model.load(absolute), /is an absolute path; a file may only name files inside/, 'an absolute shard path')
+  const notString = sharded('not-string')
+  setShard(notString, 5 as unknown as string)
+  await t.rejects(Model.load(notString), /weight_map\['.*'\] must be a file name; got 5/, 'a shard that is not a string')
+
+  // Symbolic links: one leading out is refused, whether the file or a folder on the way is the link.
+  const linkedFile = sharded('linked-file')
+  fs.symlinkSync(path.join(outside, 'w.safetensors'), path.join(linkedFile, 'linked.safetensors'))
+  setShard(linkedFile, 'linked.safetensors')
+  await t.rejects(Model.load(linkedFile), /"linked\.safetensors" is a symbolic link \(or lies under one\) that leads out of the directory/, 'a shard that links out')
+  const linkedDir = sharded('linked-dir')
+  fs.symlinkSync(outside, path.join(linkedDir, 'sub'))
+  setShard(linkedDir, 'sub/w.safetensors')
+  await t.rejects(Model.load(linkedDir), /"sub\/w\.safetensors" is a symbolic link \(or lies under one\) that leads out/, 'a shard under a folder that links out')
+  const linkedSingle = path.join(dir, 'linked-single')
+  fs.cpSync(path.join(FIXTURES, 'models', 'llama-tiny'), linkedSingle, { recursive: true })
+  fs.renameSync(path.join(linkedSingle, 'model.safetensors'), path.join(outside, 'model.safetensors'))
+  fs.symlinkSync(path.join(outside, 'model.safetensors'), path.join(linkedSingle, 'model.safetensors'))
+  await t.rejects(Model.load(linkedSingle), /"model\.safetensors" is a symbolic link .* leads out/, 'model.safetensors that links out')
+
+  // Allowed: a link inside the directory, a `..` that stays inside, and the Hugging Face hub cache's layout.
+  const inside = sharded('inside')
+  fs.mkdirSync(path.join(inside, 'shards'))
+  fs.renameSync(path.join(inside, 'model-00001-of-00002.safetensors'), path.join(inside, 'shards', 'one.safetensors'))
+  const index = JSON.parse(fs.readFileSync(path.join(inside, 'model.safetensors.index.json'), 'utf8'))
+  for (const [k, v] of Object.entries(index.weight_map)) if (v === 'model-00001-of-00002.safetensors') index.weight_map[k] = 'shards/../shards/one.safetensors'
+  fs.writeFileSync(path.join(inside, 'model.safetensors.index.json'), JSON.stringify(index))
+  fs.symlinkSync('model-00002-of-00002.safetensors', path.join(inside, 'two.safetensors'))
+  for (const [k, v] of Object.entries(index.weight_map)) if (v === 'model-00002-of-00002.safetensors') index.weight_map[k] = 'two.safetensors'
+  fs.writeFileSync(path.join(inside, 'model.safetensors.index.json'), JSON.stringify(index))
+  const reference = await Model.load(path.join(FIXTURES, 'models', 'llama-tiny-sharded'))
+  t.ok(sameValues(snapshot(await Model.load(inside)), snapshot(reference)), 'links and .. that stay inside load the same weights')
+  const repo = path.join(dir, 'hub', 'models--org--tiny')
+  const snap = path.join(repo, 'snapshots', 'abc123')
+  fs.mkdirSync(path.join(repo, 'blobs'), { recursive: true })
+  fs.mkdirSync(snap, { recursive: true })
+  for (const name of fs.readdirSync(path.join(FIXTURES, 'models', 'llama-tiny-sharded'))) {
+    fs.copyFileSync(path.join(FIXTURES, 'models', 'llama-tiny-sharded', name), path.join(repo, 'blobs', `blob-${name}`))
+    fs.symlinkSync(path.join('..', '..', 'blobs', `blob-${name}`), path.join(snap, name))
+  }
+  t.ok(sameValues(snapshot(await Model.load(snap)), snapshot(reference)), "a Hugging Face hub cache snapshot (links into the repository's blobs) loads")
+
+  // Tokenizer files.
+  const tok = path.join(dir, 'tokenizer')
+  fs.cpSync(path.join(FIXTURES, 'tokenizers', 'gpt2-bpe'), tok, { recursive: true })
+  fs.renameSync(path.join(tok, 'tokenizer.json'), path.join(outside, 'tokenizer.json'))
+  fs.symlinkSync(path.join(outside, 'tokenizer.json'), path.join(tok, 'tokenizer.json'))
+  await t.rejects(HfTokenizer.load(tok), /HfTokenizer\.load: .*tokenizer file: "tokenizer\.json" is a symbolic link .* leads out of the directory/, 'a tokenizer file that links out')
+
+  // Config extends.
+  const configs = path.join(dir, 'configs')
+  fs.mkdirSync(configs)
+  fs.writeFileSync(path.join(dir, 'base.yaml'), 'stages: []\n')
+  fs.writeFileSync(path.join(configs, 'child.yaml'), 'name: c\nextends: ../base.yaml\nstages: []\n')
+  await t.rejects(loadConfig(path.join(configs, 'child.yaml'), { type: 'PipelineConfig' }), /child\.yaml:2:10: extends: the base pipeline: "\.\.\/base\.yaml" leads out of the directory/, 'a base outside the config\'s directory (a config outside the working directory)')
+  fs.writeFileSync(path.join(configs, 'abs.yaml'), `name: c\nextends: ${path.join(configs, 'own.yaml')}\nstages: []\n`)
+  await t.rejects(loadConfig(path.join(configs, 'abs.yaml'), { type: 'PipelineConfig' }), /extends: the base pipeline: ".*own\.yaml" is an absolute path/, 'an absolute base path')
+  fs.symlinkSync(path.join(dir, 'base.yaml'), path.join(configs, 'link.yaml'))
+  fs.writeFileSync(path.join(configs, 'via-link.yaml'), 'name: c\nextends: link.yaml\nstages: []\n')
+  await t.rejects(loadConfig(path.join(configs, 'via-link.yaml'), { type: 'PipelineConfig' }), /"link\.yaml" is a symbolic link .* leads out/, 'a base that links out')
+  fs.writeFileSync(path.join(configs, 'base.yaml'), 'stages: []\n')
+  fs.mkdirSync(path.join(configs, 'sub'))
+  fs.writeFileSync(path.join(configs, 'sub', 'child.yaml'), 'name: c\nextends: ../base.yaml\nstages: []\n')
+  fs.writeFileSync(path.join(configs, 'top.yaml'), 'name: t\nextends: sub/child.yaml\nstages: []\n')
+  t.same((await loadConfig(path.join(configs, 'top.yaml'), { type: 'PipelineConfig' })).stages, [], "a base's base may go up to the top config's directory")
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/** Runs `body` with RLFARM_MAX_MODEL_BYTES set to `value`, then restores it. */
+async function withModelLimit<T>(value: string | undefined, body: () => T | Promise<T>): Promise<T> {
+  const before = process.env.RLFARM_MAX_MODEL_BYTES
+  if (value === undefined) delete process.env.RLFARM_MAX_MODEL_BYTES
+  else process.env.RLFARM_MAX_MODEL_BYTES = value
+  try {
+    return await body()
+  } finally {
+    if (before === undefined) delete process.env.RLFARM_MAX_MODEL_BYTES
+    else process.env.RLFARM_MAX_MODEL_BYTES = before
+  }
+}
+
+t.test('huge sizes fail fast, before anything is allocated', async (t) => {
+  const started = Date.now()
+  assertThrowsWith(t, () => Model.create({ arch: 'gpt2', vocab: 20, dim: 16, layers: 1e7, heads: 2 }), ['Model.create: layers is 10000000, over the largest rlfarm accepts (4096)'], 'layers: 1e7 in Model.create')
+  assertThrowsWith(t, () => Model.create({ arch: 'llama', vocab: 2 ** 24, dim: 2 ** 17, layers: 4096, heads: 4096 }), ['Model.create: this model needs', 'bytes', 'for its weights', 'over the limit of', 'RLFARM_MAX_MODEL_BYTES', "by default the machine's memory"], 'sizes within bounds whose product exceeds memory')
+  assertThrowsWith(t, () => Model.create({ arch: 'gpt2', vocab: 20, dim: 16, layers: 1.5, heads: 2 }), ['Model.create: layers must be a positive integer; got 1.5'], 'a fractional size')
+  assertThrowsWith(t, () => Model.create({ arch: 'gpt2', vocab: 20, dim: 16, layers: 1, heads: 0 }), ['Model.create: heads must be a positive integer; got 0'], 'a zero size')
+
+  await withModelLimit('100000', () => {
+    const small = { arch: 'gpt2', vocab: 20, dim: 16, layers: 1, heads: 2 } as const
+    const fits = Model.create(small)
+    t.ok(fits.parameterCount * 4 <= 100000, `a model under the limit is made (${fits.parameterCount * 4} bytes)`)
+    assertThrowsWith(t, () => Model.create({ ...small, layers: 40 }), ['Model.create: this model needs 591,744 bytes for its weights (147,936 parameters), over the limit of 100,000 bytes (RLFARM_MAX_MODEL_BYTES)'], 'RLFARM_MAX_MODEL_BYTES bounds the weights')
+  })
+  await withModelLimit('lots', () => assertThrowsWith(t, () => Model.create({ arch: 'gpt2', vocab: 20, dim: 16, layers: 1, heads: 2 }), ['RLFARM_MAX_MODEL_BYTES must be a positive whole number of bytes; got "lots"'], 'a bad limit is an error'))
+
+  const dir = tmp('huge')
+  const copy = (name: string, edit: Record<string, unknown>) => {
+    const to = path.join(dir, name)
+    fs.cpSync(path.join(FIXTURES, 'models', 'llama-tiny'), to, { recursive: true })
+    const config = JSON.parse(fs.readFileSync(path.join(to, 'config.json'), 'utf8'))
+    fs.writeFileSync(path.join(to, 'config.json'), JSON.stringify({ ...config, ...edit }))
+    return to
+  }
+  const layers = copy('layers', { num_hidden_layers: 1e9 })
+  await t.rejects(Model.load(layers), { message: `${path.join(layers, 'config.json')}: num_hidden_layers is 1000000000, over the largest rlfarm accepts (4096)` }, 'num_hidden_layers: 1e9 in config.json')
+  const wide = copy('wide', { vocab_size: 2 ** 24, hidden_size: 2 ** 16, intermediate_size: 2 ** 20, num_attention_heads: 1024, num_key_value_heads: 1024, head_dim: 64 })
+  await t.rejects(Model.load(wide), /config\.json: this model needs [\d,]+ bytes \([\d.]+ GiB\) for its weights .* over the limit of .*; check num_hidden_layers, hidden_size, vocab_size and intermediate_size/, 'a config.json whose weights exceed memory')
+  t.ok(Date.now() - started < 60_000, 'all of it without allocating (no test above took long)')
+
+  // The estimate is the engine's own count.
+  for (const name of ['gpt2-tiny', 'llama-tiny', 'qwen2-tiny', 'llama3-tiny']) {
+    const m = await Model.load(path.join(FIXTURES, 'models', name), { scalarHead: true })
+    await withModelLimit(String(m.parameterCount * 4), () => Model.load(path.join(FIXTURES, 'models', name), { scalarHead: true }))
+    await t.rejects(withModelLimit(String(m.parameterCount * 4 - 1), () => Model.load(path.join(FIXTURES, 'models', name), { scalarHead: true })), /over the limit of/, `${name}: the limit is exact at the engine's parameter count (${m.parameterCount})`)
+  }
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+t.test('a YAML config with layers: 100000000 fails fast', async (t) => {
+  const dir = tmp('yaml-huge')
+  fs.writeFileSync(path.join(dir, 'sft.jsonl'), '{"prompt": "a", "response": "b"}\n{"prompt": "c", "response": "d"}\n')
+  const file = path.join(dir, 'run.yaml')
+  fs.writeFileSync(file, ['algorithm: sft', `output_dir: ${dir}`, 'name: huge', 'policy:', '  tokenizer: byte', '  init: { arch: gpt2, hidden_size: 16, heads: 2, layers: 100000000 }', 'data: { train: sft.jsonl }', 'logging: { progress: none }', ''].join('\n'))
+  await t.rejects(train(file), { message: 'policy.init: Model.create: layers is 100000000, over the largest rlfarm accepts (4096)' }, 'refused before allocating')
   fs.rmSync(dir, { recursive: true, force: true })
 })

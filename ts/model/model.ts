@@ -5,10 +5,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { native, type NativeModel, type NativeParameterInfo } from '../native.js'
 import { Tensor, type Device } from '../tensor.js'
-import { writeFileAtomic } from '../util/fs.js'
+import { resolveInside, writeFileAtomic } from '../util/fs.js'
 import { parseJson } from '../util/json.js'
 import { booleanOption, checkKeys, describe, numberOption } from '../util/options.js'
-import { completeConfig, configFromHf, configToHf, type ModelConfig } from './config.js'
+import { checkModelSize, completeConfig, configFromHf, configToHf, MODEL_CONFIG_KEYS, type ModelConfig } from './config.js'
 import { OperationQueue } from './operation-queue.js'
 import { SafetensorsFile, writeSafetensors } from './safetensors.js'
 
@@ -132,15 +132,28 @@ function readJson(file: string): Record<string, unknown> {
   return parseJson(text, file) as Record<string, unknown>
 }
 
-/** The safetensors files of a Hugging Face directory: one file, or shards listed by an index. */
+/** A file of the model directory `dir`, which must not lead out of it (a link elsewhere). */
+function modelFile(dir: string, name: string): string {
+  return resolveInside(dir, name, `${dir}: model file`)
+}
+
+/**
+ * The safetensors files of a Hugging Face directory: one file, or shards
+ * listed by an index, each of which must lie inside the directory.
+ */
 function openWeights(dir: string): SafetensorsFile[] {
-  const single = path.join(dir, 'model.safetensors')
-  const index = path.join(dir, 'model.safetensors.index.json')
+  const single = modelFile(dir, 'model.safetensors')
+  const index = modelFile(dir, 'model.safetensors.index.json')
   if (fs.existsSync(single)) return [SafetensorsFile.open(single)]
   if (fs.existsSync(index)) {
-    const map = readJson(index).weight_map as Record<string, string> | undefined
-    if (!map || typeof map !== 'object') throw new Error(`${index}: weight_map is missing`)
-    return [...new Set(Object.values(map))].map((file) => SafetensorsFile.open(path.join(dir, file)))
+    const map = readJson(index).weight_map
+    if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new Error(`${index}: weight_map is missing, or not an object { tensor: file }`)
+    const files = new Set<string>()
+    for (const [tensor, file] of Object.entries(map)) {
+      if (typeof file !== 'string') throw new Error(`${index}: weight_map['${tensor}'] must be a file name; got ${describe(file)}`)
+      files.add(resolveInside(dir, file, `${index}: weight_map['${tensor}']`))
+    }
+    return [...files].map((file) => SafetensorsFile.open(file))
   }
   const bin = ['pytorch_model.bin', 'model.bin'].find((f) => fs.existsSync(path.join(dir, f)))
   throw new Error(
@@ -159,7 +172,9 @@ export class Model {
   readonly #info: NativeParameterInfo[]
   readonly #queue = new OperationQueue()
 
-  private constructor(config: ModelConfig, hfConfig: Record<string, unknown>) {
+  /** `where` names the config's source in errors; `hfNames`: it is a config.json, name its fields so. */
+  private constructor(config: ModelConfig, hfConfig: Record<string, unknown>, where: string, hfNames: boolean) {
+    checkModelSize(config, where, hfNames)
     this.config = config
     this.hfConfig = hfConfig
     this.#native = new native.NativeModel(config)
@@ -170,8 +185,12 @@ export class Model {
   static create(config: Partial<ModelConfig> & Pick<ModelConfig, 'arch' | 'vocab' | 'dim' | 'layers' | 'heads'>, options: CreateOptions = {}): Model {
     checkKeys('Model.create', options, ['device', 'scalarHead', 'seed'])
     checkDevice('Model.create', options.device)
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+      throw new TypeError(`Model.create: config must be an object { arch, vocab, dim, layers, heads, ... }; got ${describe(config)}`)
+    }
+    checkKeys('Model.create config', config, MODEL_CONFIG_KEYS)
     const full = completeConfig({ ...config, scalarHead: options.scalarHead ?? config.scalarHead ?? false })
-    const model = new Model(full, configToHf(full))
+    const model = new Model(full, configToHf(full), 'Model.create', false)
     model.#native.initRandom(numberOption('Model.create', 'seed', options.seed, 0))
     return model
   }
@@ -180,13 +199,13 @@ export class Model {
   static async load(dir: string, options: LoadOptions = {}): Promise<Model> {
     checkKeys('Model.load', options, ['device', 'scalarHead', 'seed'])
     checkDevice('Model.load', options.device)
-    const configFile = path.join(dir, 'config.json')
+    const configFile = modelFile(dir, 'config.json')
     if (!fs.existsSync(configFile)) {
       throw new Error(`${dir}: no config.json (a Hugging Face model directory holds config.json and model.safetensors)`)
     }
     const hf = readJson(configFile)
     const scalarHead = booleanOption('Model.load', 'scalarHead', options.scalarHead, false)
-    const model = new Model(configFromHf(hf, configFile, scalarHead), hf)
+    const model = new Model(configFromHf(hf, configFile, scalarHead), hf, configFile, true)
     model.unusedTensors.push(...model.#loadWeights(dir, numberOption('Model.load', 'seed', options.seed, 0)))
     return model
   }
@@ -204,7 +223,7 @@ export class Model {
   /** Reads every parameter from `dir`; a missing scalar head is initialised from `seed`, or is an error without one. */
   #loadWeights(dir: string, seed?: number): string[] {
     const files = openWeights(dir)
-    const scoreFile = path.join(dir, 'score.safetensors')
+    const scoreFile = modelFile(dir, 'score.safetensors')
     if (this.config.scalarHead && fs.existsSync(scoreFile)) files.push(SafetensorsFile.open(scoreFile))
     const used = new Set<string>()
     for (const p of this.#info) {
