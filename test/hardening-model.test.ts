@@ -5,7 +5,7 @@ import t from 'tap'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { AdamW, HfTokenizer, loadCheckpoint, loadConfig, Model, SafetensorsFile, saveCheckpoint, Tensor, train } from 'rlfarm'
+import { AdamW, HfTokenizer, learningRate, loadCheckpoint, loadConfig, Model, NonFiniteError, ops, SafetensorsFile, saveCheckpoint, Tensor, train } from 'rlfarm'
 import { assertThrowsWith, i32 } from './helpers/common'
 
 const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `rlfarm-${tag}-`))
@@ -339,3 +339,128 @@ t.test('a YAML config with layers: 100000000 fails fast', async (t) => {
   await t.rejects(train(file), { message: 'policy.init: Model.create: layers is 100000000, over the largest rlfarm accepts (4096)' }, 'refused before allocating')
   fs.rmSync(dir, { recursive: true, force: true })
 })
+
+t.test('non-finite numbers are errors, not NaN weights or token 0', async (t) => {
+  const { model, optimizer } = await modelWithGradients()
+  const before = snapshot(model)
+  for (const lr of [NaN, -1, Infinity]) {
+    await t.rejects(optimizer.step({ lr }), { message: `AdamW.step: lr must be a finite number >= 0; got ${lr}` }, `opt.step({ lr: ${lr} })`)
+  }
+  await t.rejects(optimizer.step({ maxGradNorm: NaN }), /maxGradNorm must be a finite number >= 0; got NaN/, 'maxGradNorm: NaN')
+  t.ok(sameValues(snapshot(model), before), 'no parameter changed')
+  t.equal(optimizer.stepCount, 0, 'no step counted')
+  assertThrowsWith(t, () => new AdamW(model, { lr: Infinity }), ['AdamW: lr must be a finite number >= 0; got Infinity'], 'AdamW({ lr: Infinity })')
+  assertThrowsWith(t, () => new AdamW(model, { eps: 0 }), ['AdamW: eps must be a finite number > 0; got 0'], 'AdamW({ eps: 0 })')
+  assertThrowsWith(t, () => learningRate({ lr: NaN }, 3), ['learningRate: lr must be a finite number >= 0; got NaN'], 'a NaN schedule')
+  assertThrowsWith(t, () => learningRate({} as never, 3), ['learningRate: lr (the peak learning rate) is required'], 'a schedule without lr')
+
+  // generate on NaN weights: a NonFiniteError naming the tensor, for greedy and sampled decoding.
+  for (const arch of ['gpt2', 'llama'] as const) {
+    const m = Model.create({ arch, vocab: 20, dim: 16, layers: 1, heads: 2, maxPositions: 32 })
+    const name = arch === 'gpt2' ? 'transformer.h.0.ln_1.weight' : 'model.layers.0.input_layernorm.weight'
+    m.parameter(name).data[3] = NaN
+    for (const temperature of [0, 1]) {
+      const err = await m.generate(i32([1, 2, 3, 4], [2, 2]), { maxNewTokens: 3, temperature }).then(() => undefined, (e: Error) => e)
+      t.ok(err instanceof NonFiniteError, `${arch}, temperature ${temperature}: a NonFiniteError`)
+      t.match(err?.message, `model.generate: parameter ${name} (element 3 is NaN) is not finite`, 'naming the tensor')
+    }
+  }
+
+  // Attention masks: NaN, values other than 0 and 1, and a row with nothing to attend to.
+  const m = Model.create({ arch: 'llama', vocab: 20, dim: 16, layers: 1, heads: 2, maxPositions: 32 })
+  const tokens = i32([1, 2, 3, 4], [2, 2])
+  await t.rejects(m.forward(tokens, { attentionMask: Tensor.from([1, NaN, 1, 1], [2, 2]) }), { message: 'model.forward: attentionMask[0][1] = NaN; a mask holds 1 (a real token) or 0 (padding)' }, 'a NaN mask')
+  await t.rejects(m.forward(tokens, { attentionMask: Tensor.from([1, 1, 0, 0], [2, 2]) }), { message: 'model.forward: attentionMask row 1 is all 0: the row has no real token to attend to' }, 'an all-zero row')
+  await t.rejects(m.logprobs(tokens, { attentionMask: Tensor.from([1, 2, 1, 1], [2, 2], { dtype: 'i32' }) }), /model\.logprobs: attentionMask\[0\]\[1\] = 2/, 'a 2 in the mask')
+  await t.rejects(m.generate(tokens, { attentionMask: Tensor.from([0, 0, 1, 1], [2, 2], { dtype: 'u8' }) }), /model\.generate: attentionMask row 0 is all 0/, 'generate with an empty prompt row')
+  t.same((await m.logprobs(tokens, { attentionMask: Tensor.from([0, 1, 1, 1], [2, 2], { dtype: 'u8' }) })).shape, [2, 1], 'a padded row is fine')
+  for (const [key, value, message] of [
+    ['temperature', NaN, 'temperature must be a finite number >= 0; got NaN'],
+    ['topK', 1.5, 'topK must be an integer >= 0; got 1.5'],
+    ['padToken', NaN, 'padToken must be an integer >= 0; got NaN'],
+    ['maxNewTokens', 1e9, "maxNewTokens is 1000000000, but the longest prompt has 2 tokens and the model's context length (maxPositions) is 32: at most 30 new tokens fit"],
+    ['maxNewTokens', -1, 'maxNewTokens must be an integer >= 0; got -1'],
+  ] as const) {
+    await t.rejects(m.generate(tokens, { [key]: value }), { message: `model.generate: ${message}` }, `generate ${key}: ${value}`)
+  }
+  t.same((await m.generate(tokens, { maxNewTokens: 30, temperature: 0 })).tokens.shape, [2, 32], 'up to the context length is fine')
+})
+
+t.test('every numeric option of every op refuses NaN and infinities', async (t) => {
+  const x = Tensor.from([0.1, 0.2, 0.3, 0.4], [2, 2])
+  const mask = Tensor.from([1, 1, 1, 1], [2, 2], { dtype: 'u8' })
+  const y = Tensor.from([0, 1], [2], { dtype: 'i32' })
+  const v = Tensor.from([0.1, -0.2], [2])
+  const pair = { policyChosen: v, policyRejected: v, refChosen: v, refRejected: v, chosenLength: Tensor.from([2, 3], [2]), rejectedLength: Tensor.from([2, 3], [2]) }
+  const options: [string, string, (n: number) => unknown][] = [
+    ['logprobs', 'temperature', (n) => ops.logprobs(x, y, { temperature: n })],
+    ['logprobsBackward', 'temperature', (n) => ops.logprobsBackward(x, y, v, { temperature: n })],
+    ['gae', 'gamma', (n) => ops.gae(x, x, mask, { gamma: n })],
+    ['gae', 'lambda', (n) => ops.gae(x, x, mask, { lambda: n })],
+    ['klPenalty', 'clamp', (n) => ops.klPenalty(x, x, mask, { clamp: n })],
+    ['klPenaltyGrad', 'clamp', (n) => ops.klPenaltyGrad(x, x, mask, { clamp: n })],
+    ['add', 'alpha', (n) => ops.add(x, x, { alpha: n })],
+    ['add', 'beta', (n) => ops.add(x, x, { beta: n })],
+    ['ppoPolicyLoss', 'clipLow', (n) => ops.ppoPolicyLoss(x, x, x, mask, { clipLow: n })],
+    ['ppoPolicyLoss', 'clipHigh', (n) => ops.ppoPolicyLoss(x, x, x, mask, { clipHigh: n })],
+    ['ppoPolicyLoss', 'dualClip', (n) => ops.ppoPolicyLoss(x, x, x, mask, { dualClip: n })],
+    ['valueLoss', 'clip', (n) => ops.valueLoss(x, x, x, mask, { clip: n })],
+    ['dpoLoss', 'beta', (n) => ops.dpoLoss(pair, { beta: n })],
+    ['dpoLoss', 'labelSmoothing', (n) => ops.dpoLoss(pair, { labelSmoothing: n })],
+    ['dpoLoss', 'gamma', (n) => ops.dpoLoss(pair, { variant: 'simpo', gamma: n })],
+    ['rewardLoss', 'margin', (n) => ops.rewardLoss(v, v, { margin: n })],
+    ['rewardLoss', 'centerCoef', (n) => ops.rewardLoss(v, v, { centerCoef: n })],
+    ['matmul', 'alpha', (n) => ops.matmul(x, x, { alpha: n })],
+    ['matmul', 'beta', (n) => ops.matmul(x, x, { beta: n, c: Tensor.zeros([2, 2]) })],
+  ]
+  for (const [op, name, call] of options) {
+    t.doesNotThrow(() => call(op === 'ppoPolicyLoss' && name === 'dualClip' ? 2 : 0.1), `ops.${op} ${name}: a sane value works`)
+    for (const n of [NaN, Infinity, -Infinity]) assertThrowsWith(t, () => call(n), [`ops.${op}`, name], `ops.${op} ${name}: ${n}`)
+  }
+  assertThrowsWith(t, () => ops.valueLoss(x, x, x, mask, { clip: NaN }), ['ops.valueLoss: clip (null for no clipping) must be a finite number >= 0; got NaN'], 'the reported one: valueLoss clip NaN')
+  t.doesNotThrow(() => ops.valueLoss(x, x, x, mask, { clip: null }), 'clip: null still turns clipping off')
+  assertThrowsWith(t, () => ops.dpoLoss(pair, { variant: 'robust', labelSmoothing: 0.5 }), ['labelSmoothing'], 'robust DPO with labelSmoothing 0.5 (a division by 1 - 2 eps)')
+})
+
+t.test('silent coercions, unknown keys and null arguments are errors', async (t) => {
+  assertThrowsWith(t, () => Tensor.from([2 ** 40, 1.7, NaN], [3], { dtype: 'i32' }), ['Tensor.from: data[0] = 1099511627776 does not fit i32, which holds integers in [-2147483648, 2147483647]'], 'i32 from 2**40')
+  assertThrowsWith(t, () => Tensor.from([1, 1.7], [2], { dtype: 'i32' }), ['Tensor.from: data[1] = 1.7 does not fit i32'], 'i32 from 1.7: refused, not truncated')
+  assertThrowsWith(t, () => Tensor.from([1, NaN], [2], { dtype: 'i32' }), ['Tensor.from: data[1] = NaN does not fit i32'], 'i32 from NaN')
+  assertThrowsWith(t, () => Tensor.from([300, -1], [2], { dtype: 'u8' }), ['Tensor.from: data[0] = 300 does not fit u8, which holds integers in [0, 255]'], 'u8 from 300')
+  assertThrowsWith(t, () => Tensor.from([3, -1], [2], { dtype: 'u8' }), ['Tensor.from: data[1] = -1 does not fit u8'], 'u8 from -1')
+  assertThrowsWith(t, () => Tensor.from([1, 1e39], [2]), ['Tensor.from: data[1] = 1e+39 does not fit f32'], 'f32 from 1e39')
+  assertThrowsWith(t, () => Tensor.full([2], 300, { dtype: 'u8' }), ['Tensor.full: value = 300 does not fit u8'], 'Tensor.full too')
+  t.same(Tensor.from([-(2 ** 31), 2 ** 31 - 1], [2], { dtype: 'i32' }).toArray(), [-(2 ** 31), 2 ** 31 - 1], 'the ends of i32 fit')
+  t.same(Tensor.from([NaN, Infinity, -3.5], [3]).toArray(), [NaN, Infinity, -3.5], 'f32 keeps NaN and infinities')
+
+  assertThrowsWith(t, () => Model.create({ arch: 'gpt2', vocab: 20, dim: 16, layers: 1, heads: 2, hiddn: 5 } as never), ["Model.create config: unknown option 'hiddn'. Did you mean 'hidden'?"], 'Model.create with hiddn')
+  assertThrowsWith(t, () => Model.create(null as never), ['Model.create: config must be an object', 'got null'], 'Model.create(null)')
+
+  const x = Tensor.from([0.1, 0.2], [1, 2])
+  const mask = Tensor.from([1, 1], [1, 2], { dtype: 'u8' })
+  const y = Tensor.from([0], [1], { dtype: 'i32' })
+  const nulls: [string, () => unknown][] = [
+    ['ops.logprobs', () => ops.logprobs(x, y, null as never)],
+    ['ops.logprobsBackward', () => ops.logprobsBackward(x, y, Tensor.from([1], [1]), null as never)],
+    ['ops.gae', () => ops.gae(x, x, mask, null as never)],
+    ['ops.whiten', () => ops.whiten(x, mask, null as never)],
+    ['ops.klPenalty', () => ops.klPenalty(x, x, mask, null as never)],
+    ['ops.klPenaltyGrad', () => ops.klPenaltyGrad(x, x, mask, null as never)],
+    ['ops.add', () => ops.add(x, x, null as never)],
+    ['ops.ppoPolicyLoss', () => ops.ppoPolicyLoss(x, x, x, mask, null as never)],
+    ['ops.valueLoss', () => ops.valueLoss(x, x, x, mask, null as never)],
+    ['ops.dpoLoss', () => ops.dpoLoss({ policyChosen: y, policyRejected: y }, null as never)],
+    ['ops.rewardLoss', () => ops.rewardLoss(x, x, null as never)],
+    ['ops.matmul', () => ops.matmul(x, x, null as never)],
+  ]
+  for (const [op, call] of nulls) assertThrowsWith(t, call, [op, 'options must be an object; got null'], `${op}(..., null)`)
+  for (const [op, call] of [['ops.ppoPolicyLoss', () => ops.ppoPolicyLoss(x, null as never, x)], ['ops.dpoLoss', () => ops.dpoLoss(null as never)], ['ops.logprobs', () => ops.logprobs(null as never, y)]] as const) {
+    assertThrowsWith(t, call, [op], `${op} with a null tensor`)
+  }
+  const model = Model.create({ arch: 'gpt2', vocab: 20, dim: 16, layers: 1, heads: 2, maxPositions: 8 })
+  await t.rejects(model.forward(i32([1, 2], [1, 2]), null as never), { message: 'model.forward: options must be an object; got null' }, 'model.forward(tokens, null)')
+  await t.rejects(model.generate(i32([1, 2], [1, 2]), null as never), { message: 'model.generate: options must be an object; got null' }, 'model.generate(prompts, null)')
+  await t.rejects(optimizerFor(model).step(null as never), { message: 'AdamW.step: options must be an object; got null' }, 'opt.step(null)')
+})
+
+const optimizerFor = (model: Model) => new AdamW(model)

@@ -9,7 +9,7 @@
 // whose nonzero entries mark the tokens that count; omitted, every token counts.
 import { native, type NativeTensorHandle } from './native.js'
 import { Tensor } from './tensor.js'
-import { booleanOption, checkKeys, choiceOption, describe, numberOption } from './util/options.js'
+import { booleanOption, checkKeys, choiceOption, describe, numberOption, rangedOption } from './util/options.js'
 
 function handle(op: string, name: string, t: unknown): NativeTensorHandle {
   if (t instanceof Tensor) {
@@ -259,8 +259,7 @@ export function valueLoss(
 ): { loss: number; grad: Tensor; clipFraction: number } {
   const op = 'valueLoss'
   checkKeys(`ops.${op}`, options, ['clip'])
-  const clip = options.clip === null ? -1 : numberOption(`ops.${op}`, 'clip', options.clip, 0.2)
-  if (options.clip !== null && clip < 0) throw new RangeError(`ops.${op}: clip must be >= 0 (or null for no clipping); got ${clip}`)
+  const clip = options.clip === null ? -1 : rangedOption(`ops.${op}`, 'clip (null for no clipping)', options.clip, 0.2, { min: 0 })
   const r = native.ops.valueLoss(
     handle(op, 'values', values),
     handle(op, 'oldValues', oldValues),

@@ -7,7 +7,8 @@ import { native, type NativeModel, type NativeParameterInfo } from '../native.js
 import { Tensor, type Device } from '../tensor.js'
 import { resolveInside, writeFileAtomic } from '../util/fs.js'
 import { parseJson } from '../util/json.js'
-import { booleanOption, checkKeys, describe, numberOption } from '../util/options.js'
+import { NonFiniteError } from '../util/non-finite.js'
+import { booleanOption, checkKeys, describe, numberOption, rangedOption } from '../util/options.js'
 import { checkModelSize, completeConfig, configFromHf, configToHf, MODEL_CONFIG_KEYS, type ModelConfig } from './config.js'
 import { OperationQueue } from './operation-queue.js'
 import { SafetensorsFile, writeSafetensors } from './safetensors.js'
@@ -113,6 +114,30 @@ async function withCallerStack<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Checks an attention mask against its tokens (when it has their shape and a
+ * mask dtype on the host; the engine reports the rest): every value 0 or 1,
+ * and every row attending to at least one token (a row with none has no
+ * softmax to take). Returns the number of attended tokens of each row.
+ */
+function checkAttentionMask(where: string, mask: Tensor, tokens: Tensor): number[] {
+  const [B, T] = tokens.shape
+  if (tokens.shape.length !== 2 || mask.device !== 'cpu' || mask.dtype === 'bf16' || mask.shape.join() !== tokens.shape.join()) return []
+  const m = mask.data
+  const counts: number[] = []
+  for (let b = 0; b < B; b++) {
+    let count = 0
+    for (let t = 0; t < T; t++) {
+      const v = m[b * T + t]
+      if (v !== 0 && v !== 1) throw new RangeError(`${where}: attentionMask[${b}][${t}] = ${v}; a mask holds 1 (a real token) or 0 (padding)`)
+      count += v
+    }
+    if (count === 0) throw new RangeError(`${where}: attentionMask row ${b} is all 0: the row has no real token to attend to`)
+    counts.push(count)
+  }
+  return counts
+}
+
 // Tensors that checkpoints carry but that are not parameters.
 const BUFFERS = [/\.attn\.bias$/, /\.attn\.masked_bias$/, /rotary_emb\.inv_freq$/]
 
@@ -191,7 +216,7 @@ export class Model {
     checkKeys('Model.create config', config, MODEL_CONFIG_KEYS)
     const full = completeConfig({ ...config, scalarHead: options.scalarHead ?? config.scalarHead ?? false })
     const model = new Model(full, configToHf(full), 'Model.create', false)
-    model.#native.initRandom(numberOption('Model.create', 'seed', options.seed, 0))
+    model.#native.initRandom(rangedOption('Model.create', 'seed', options.seed, 0, { integer: true, min: 0 }))
     return model
   }
 
@@ -206,7 +231,7 @@ export class Model {
     const hf = readJson(configFile)
     const scalarHead = booleanOption('Model.load', 'scalarHead', options.scalarHead, false)
     const model = new Model(configFromHf(hf, configFile, scalarHead), hf, configFile, true)
-    model.unusedTensors.push(...model.#loadWeights(dir, numberOption('Model.load', 'seed', options.seed, 0)))
+    model.unusedTensors.push(...model.#loadWeights(dir, rangedOption('Model.load', 'seed', options.seed, 0, { integer: true, min: 0 })))
     return model
   }
 
@@ -358,6 +383,7 @@ export class Model {
     if (!(tokens instanceof Tensor)) throw new TypeError(`${where}: tokens must be an i32 Tensor [B, T]; got ${describe(tokens)}`)
     const mask = options.attentionMask
     if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor`)
+    if (mask !== undefined) checkAttentionMask(where, mask, tokens)
     const nativeOptions = {
       train: booleanOption(where, 'train', options.train, false),
       logprobs: booleanOption(where, 'logprobs', options.logprobs, true),
@@ -395,27 +421,69 @@ export class Model {
     const where = 'model.generate'
     checkKeys(where, options, ['attentionMask', 'maxNewTokens', 'temperature', 'topK', 'topP', 'stopTokens', 'padToken', 'seed', 'seeds'])
     if (!(prompts instanceof Tensor)) throw new TypeError(`${where}: prompts must be an i32 Tensor [B, P]; got ${describe(prompts)}`)
+    const mask = options.attentionMask
+    if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor; got ${describe(mask)}`)
     const batch = prompts.shape[0] ?? 0
-    const seed = numberOption(where, 'seed', options.seed, 0)
+    const seed = rangedOption(where, 'seed', options.seed, 0, { integer: true, min: 0 })
     const seeds = options.seeds ?? Array.from({ length: batch }, (_, b) => seed + b)
     if (!Array.isArray(seeds) || seeds.length !== batch || !seeds.every((s) => Number.isSafeInteger(s) && s >= 0)) {
       throw new TypeError(`${where}: seeds must be ${batch} non-negative integers (one per prompt)`)
     }
     const stops = options.stopTokens ?? []
     if (!Array.isArray(stops) || !stops.every((s) => Number.isInteger(s))) throw new TypeError(`${where}: stopTokens must be an array of token ids`)
+    const maxNewTokens = rangedOption(where, 'maxNewTokens', options.maxNewTokens, 16, { integer: true, min: 0 })
+    // Positions run to the longest prompt's length plus the new tokens: the model's context bounds them.
+    const longest = prompts.shape.length === 2 ? Math.max(0, ...(mask ? checkAttentionMask(where, mask, prompts) : [prompts.shape[1]])) : 0
+    const room = this.config.maxPositions - longest
+    if (maxNewTokens > room) {
+      throw new RangeError(
+        `${where}: maxNewTokens is ${maxNewTokens}, but the longest prompt has ${longest} tokens and the model's context length (maxPositions) is ${this.config.maxPositions}: at most ${Math.max(0, room)} new tokens fit`,
+      )
+    }
     const nativeOptions = {
-      maxNewTokens: numberOption(where, 'maxNewTokens', options.maxNewTokens, 16),
-      temperature: numberOption(where, 'temperature', options.temperature, 1),
-      topK: numberOption(where, 'topK', options.topK, 0),
+      maxNewTokens,
+      temperature: rangedOption(where, 'temperature', options.temperature, 1, { min: 0 }),
+      topK: rangedOption(where, 'topK', options.topK, 0, { integer: true, min: 0 }),
       topP: numberOption(where, 'topP', options.topP, 1),
       stopTokens: stops,
-      padToken: numberOption(where, 'padToken', options.padToken, 0),
+      padToken: rangedOption(where, 'padToken', options.padToken, 0, { integer: true, min: 0 }),
       seeds,
     }
     const r = await withCallerStack(() =>
-      this.#queue.enqueue('generate', () => this.#native.generate(prompts.native, options.attentionMask?.native, nativeOptions)),
+      this.#queue.enqueue('generate', async () => {
+        const out = await this.#native.generate(prompts.native, mask?.native, nativeOptions)
+        this.#checkFiniteOutput(where, new Tensor(out.logprobs), 'the log-probability of a sampled token')
+        return out
+      }),
     )
     return { tokens: new Tensor(r.tokens), logprobs: new Tensor(r.logprobs), lengths: new Tensor(r.lengths) }
+  }
+
+  /**
+   * Throws a NonFiniteError when `output` holds a NaN or an infinity, naming
+   * the first parameter that does (weights gone bad), else the output itself.
+   * Runs inside an operation of the queue, so no step changes the weights meanwhile.
+   */
+  #checkFiniteOutput(where: string, output: Tensor, what: string): void {
+    const values = output.data as Float32Array
+    let bad = -1
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) {
+        bad = i
+        break
+      }
+    }
+    if (bad < 0) return
+    for (const p of this.#info) {
+      const w = new Tensor(this.#native.readParameter(p.name, false)).data as Float32Array
+      for (let i = 0; i < w.length; i++) {
+        if (!Number.isFinite(w[i])) {
+          throw new NonFiniteError(`${where}: parameter ${p.name} (element ${i} is ${w[i]})`, undefined, 'the model\'s weights are broken (a diverged run, or a damaged checkpoint); nothing was generated')
+        }
+      }
+    }
+    const row = output.shape.length === 2 ? `[${Math.floor(bad / output.shape[1])}][${bad % output.shape[1]}]` : `[${bad}]`
+    throw new NonFiniteError(`${where}: ${what} ${row} (${values[bad]})`, undefined, 'the weights are finite, so the logits overflowed; nothing was generated')
   }
 
   /**
