@@ -5,8 +5,9 @@ import t from 'tap'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { AdamW, HfTokenizer, learningRate, loadCheckpoint, loadConfig, Model, NonFiniteError, ops, SafetensorsFile, saveCheckpoint, Tensor, train } from 'rlfarm'
+import { AdamW, HfTokenizer, learningRate, listCheckpoints, loadCheckpoint, loadConfig, Model, NonFiniteError, ops, SafetensorsFile, saveCheckpoint, Tensor, train } from 'rlfarm'
 import { assertThrowsWith, i32 } from './helpers/common'
+import { TINY_POLICY, toyData } from './helpers/toy-data'
 
 const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `rlfarm-${tag}-`))
 
@@ -464,3 +465,46 @@ t.test('silent coercions, unknown keys and null arguments are errors', async (t)
 })
 
 const optimizerFor = (model: Model) => new AdamW(model)
+
+t.test("a user's onStep handler that saves the trainer's model beside the trainer's checkpoints", async (t) => {
+  const data = toyData()
+  const out = tmp('onstep')
+  // A spy on Model.create (the real one runs) hands the test the trainer's policy.
+  const created: Model[] = []
+  const create = Model.create
+  Model.create = ((...args: Parameters<typeof Model.create>) => {
+    const m = create.apply(Model, args)
+    created.push(m)
+    return m
+  }) as typeof Model.create
+  const saves: Promise<void>[] = []
+  try {
+    const result = await train(
+      {
+        algorithm: 'sft', output_dir: out, name: 'sft', seed: 1, policy: TINY_POLICY, data: { train: data.sft, chat_template: false, max_length: 40 },
+        training: { batch_size: 8, max_steps: 6 }, checkpoint: { every: 1, keep: 100 }, logging: { progress: 'none' },
+      },
+      {
+        onStep: (e) => {
+          // At once (before the trainer's checkpoint and next step) and after an await (in the middle of a later step).
+          saves.push(created[0].save(path.join(out, 'user', `now-${e.step}`)))
+          saves.push(new Promise<void>((done) => setImmediate(done)).then(() => created[0].save(path.join(out, 'user', `later-${e.step}`))))
+        },
+      },
+    )
+    await Promise.all(saves)
+    t.equal(result.step, 6, 'the run finished: the saves did not break its steps')
+  } finally {
+    Model.create = create
+  }
+  const checkpoints = await Promise.all(listCheckpoints(path.join(out, 'sft')).map(async (c) => ({ step: c.step, weights: await savedValues(path.join(c.path, 'policy')) })))
+  t.equal(checkpoints.length, 6, 'a checkpoint per step')
+  for (let step = 1; step <= 6; step++) {
+    const now = await savedValues(path.join(out, 'user', `now-${step}`))
+    t.ok(sameValues(now, checkpoints[step - 1].weights), `step ${step}: the handler's immediate save holds exactly the checkpoint's weights`)
+    const later = await savedValues(path.join(out, 'user', `later-${step}`))
+    t.ok(checkpoints.some((c) => c.step >= step && sameValues(later, c.weights)), `step ${step}: its later save holds the weights of one whole step, never a mixture`)
+  }
+  fs.rmSync(out, { recursive: true, force: true })
+  fs.rmSync(data.dir, { recursive: true, force: true })
+})

@@ -358,8 +358,8 @@ export class Model {
    * @internal Runs `operation` as one operation of this model: after the ones
    * called before it, before the ones called after it (the optimizer, checkpoints).
    */
-  enqueue<T>(label: string, operation: () => T | Promise<T>): Promise<T> {
-    return this.#queue.enqueue(label, operation)
+  enqueue<T>(label: string, operation: () => T | Promise<T>, options: { readsWeightsOnly?: boolean } = {}): Promise<T> {
+    return this.#queue.enqueue(label, operation, options)
   }
 
   /** @internal Throws a "busy" error naming `call` when an operation is pending. */
@@ -413,7 +413,8 @@ export class Model {
   }
 
   zeroGrad(): void {
-    this.#queue.checkIdle('model.zeroGrad')
+    // A pending save does not stop it: a user's save in an onStep handler must not break the trainer's next step.
+    this.#queue.checkIdle('model.zeroGrad', { besideWeightReaders: true })
     this.#native.zeroGrad()
   }
 
@@ -494,7 +495,7 @@ export class Model {
    */
   async save(dir: string): Promise<void> {
     if (typeof dir !== 'string' || dir === '') throw new TypeError(`model.save: dir must be a directory path; got ${describe(dir)}`)
-    return this.#queue.enqueue('save', () => this.writeFiles(dir))
+    return this.#queue.enqueue('save', () => this.writeFiles(dir), { readsWeightsOnly: true })
   }
 
   /** @internal save()'s work, for a caller that holds this model's queue (a checkpoint). */

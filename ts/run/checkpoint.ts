@@ -89,7 +89,7 @@ export async function saveCheckpoint(runDir: string, options: SaveCheckpointOpti
     // of that model, so a step called meanwhile lands wholly before or after them.
     const owners = [...new Set([...models.map(([, model]) => model), ...optimizers.map(([, optimizer]) => optimizer.model)])]
     for (const owner of owners) {
-      await owner.enqueue(where, () => {
+      const writeOwned = () => {
         for (const [name, model] of models) if (model === owner) model.writeFiles(path.join(temp, name))
         for (const [name, optimizer] of optimizers) {
           if (optimizer.model !== owner) continue
@@ -99,7 +99,8 @@ export async function saveCheckpoint(runDir: string, options: SaveCheckpointOpti
             step: String(optimizerStep),
           })
         }
-      })
+      }
+      await owner.enqueue(where, writeOwned, { readsWeightsOnly: true })
     }
     const stateFile: StateFile = {
       step,
