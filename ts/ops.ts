@@ -9,7 +9,7 @@
 // whose nonzero entries mark the tokens that count; omitted, every token counts.
 import { native, type NativeTensorHandle } from './native.js'
 import { Tensor } from './tensor.js'
-import { booleanOption, checkKeys, choiceOption, describe, numberOption, rangedOption } from './util/options.js'
+import { booleanOption, checkKeys, choiceOption, describe, numberOption } from './util/options.js'
 
 function handle(op: string, name: string, t: unknown): NativeTensorHandle {
   if (t instanceof Tensor) {
@@ -259,7 +259,9 @@ export function valueLoss(
 ): { loss: number; grad: Tensor; clipFraction: number } {
   const op = 'valueLoss'
   checkKeys(`ops.${op}`, options, ['clip'])
-  const clip = options.clip === null ? -1 : rangedOption(`ops.${op}`, 'clip (null for no clipping)', options.clip, 0.2, { min: 0 })
+  const clip = options.clip === null ? -1 : numberOption(`ops.${op}`, 'clip', options.clip, 0.2)
+  // NaN compares false with everything: only a finite clip >= 0 passes.
+  if (options.clip !== null && !(Number.isFinite(clip) && clip >= 0)) throw new RangeError(`ops.${op}: clip must be >= 0 (or null for no clipping); got ${clip}`)
   const r = native.ops.valueLoss(
     handle(op, 'values', values),
     handle(op, 'oldValues', oldValues),

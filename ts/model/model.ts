@@ -327,7 +327,7 @@ export class Model {
 
   /** The accumulated gradient of a parameter, shaped like parameter(name). */
   gradient(name: string): Tensor {
-    this.#queue.checkIdle('model.gradient')
+    this.#queue.checkIdle('model.gradient', { besideWeightReaders: true })
     return new Tensor(this.#native.readParameter(name, this.#find(name).hfTransposed, true))
   }
 
@@ -339,7 +339,7 @@ export class Model {
 
   /** All gradients as one flat f32 tensor (a view). */
   flatGradients(): Tensor {
-    this.#queue.checkIdle('model.flatGradients')
+    this.#queue.checkIdle('model.flatGradients', { besideWeightReaders: true })
     return new Tensor(this.#native.grads())
   }
 

@@ -25,7 +25,7 @@ export class OperationQueue {
    * Throws when an operation is pending: `call` would otherwise interleave
    * with it, or run before operations called earlier. With
    * `besideWeightReaders` (a call that touches neither the weights nor the
-   * optimizer state, as zeroGrad), pending operations that only read those
+   * optimizer state: zeroGrad, reading gradients), pending operations that only read those
    * (saves, checkpoints) do not count: running the call now changes nothing
    * they see.
    */
