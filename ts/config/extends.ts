@@ -110,7 +110,8 @@ export function mergeExtends(parsed: Parsed, dir: string, chain: readonly string
       try {
         file = resolveInside(root, name, 'the base pipeline', dir)
       } catch (err) {
-        throw new ConfigError([problemAt(source, at, (err as Error).message)])
+        const hint = ' (a base must lie inside the working directory, or, for a config outside it, inside that config\'s directory: run from a directory that holds both files)'
+        throw new ConfigError([problemAt(source, at, `${(err as Error).message}${hint}`)])
       }
     }
     if (chain.includes(file)) {
