@@ -508,3 +508,13 @@ t.test("a user's onStep handler that saves the trainer's model beside the traine
   fs.rmSync(out, { recursive: true, force: true })
   fs.rmSync(data.dir, { recursive: true, force: true })
 })
+
+t.test('a safetensors path that is not a regular file is refused without waiting', { skip: process.platform === 'win32' && 'no FIFOs' }, async (t) => {
+  const dir = tmp('fifo')
+  const fifo = path.join(dir, 'model.safetensors')
+  const { execFileSync } = await import('node:child_process')
+  execFileSync('mkfifo', [fifo])
+  t.throws(() => SafetensorsFile.open(fifo), { message: `cannot open ${fifo}: not a regular file, so not a safetensors file` }, 'a FIFO')
+  t.throws(() => SafetensorsFile.open(dir), { message: /not a regular file/ }, 'a directory')
+  fs.rmSync(dir, { recursive: true, force: true })
+})

@@ -50,14 +50,14 @@ export class SafetensorsFile {
   static open(file: string): SafetensorsFile {
     let fd: number
     try {
+      // Before opening: opening a FIFO would wait for a writer forever.
+      if (!fs.statSync(file).isFile()) throw new Error('not a regular file, so not a safetensors file')
       fd = fs.openSync(file, 'r')
     } catch (err) {
       throw new Error(`cannot open ${file}: ${(err as Error).message}`)
     }
     try {
-      const stat = fs.fstatSync(fd)
-      if (!stat.isFile()) throw new Error(`${file}: not a regular file, so not a safetensors file`)
-      const size = stat.size
+      const size = fs.fstatSync(fd).size
       if (size < 8) throw new Error(`${file}: not a safetensors file (${size} bytes, less than the 8-byte header length)`)
       const lengthBytes = Buffer.alloc(8)
       readFully(fd, lengthBytes, 0)
