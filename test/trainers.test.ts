@@ -195,6 +195,18 @@ t.test('a pipeline feeds each stage into the next', async (t) => {
   // Resuming a finished pipeline keeps every stage.
   const again = await runPipeline(path.join(out, 'pipe', 'pipeline.yaml'), { resume: true })
   t.same(again.stages.map((s) => s.model), r.stages.map((s) => s.model))
+  // ...and refuses a result.json that names outputs outside the stage's directory (${rm} would read them).
+  const rmResult = path.join(out, 'pipe', 'rm', 'result.json')
+  const original = fs.readFileSync(rmResult, 'utf8')
+  for (const model of [path.join(out, 'elsewhere'), '../../../etc']) {
+    fs.writeFileSync(rmResult, JSON.stringify({ ...JSON.parse(original), model }))
+    await t.rejects(
+      runPipeline(path.join(out, 'pipe', 'pipeline.yaml'), { resume: true }),
+      { message: new RegExp(`^${rmResult.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: model: ".*" leads out of the directory`) },
+      `a stage output outside its directory is refused (${model})`,
+    )
+  }
+  fs.writeFileSync(rmResult, original)
   // ...but not a stage that ran another config: its outputs are not this pipeline's.
   await t.rejects(
     runPipeline(path.join(out, 'pipe', 'pipeline.yaml'), { resume: true, set: ['stages[1].run.optimizer.lr=0.001'] }),

@@ -298,7 +298,8 @@ export function valueLoss(
   const op = 'valueLoss'
   checkKeys(`ops.${op}`, options, ['clip'])
   const clip = options.clip === null ? -1 : numberOption(`ops.${op}`, 'clip', options.clip, 0.2)
-  if (options.clip !== null && clip < 0) throw new RangeError(`ops.${op}: clip must be >= 0 (or null for no clipping); got ${clip}`)
+  // NaN compares false with everything: only a finite clip >= 0 passes.
+  if (options.clip !== null && !(Number.isFinite(clip) && clip >= 0)) throw new RangeError(`ops.${op}: clip must be >= 0 (or null for no clipping); got ${clip}`)
   const r = native.ops.valueLoss(
     handle(op, 'values', values),
     handle(op, 'oldValues', oldValues),

@@ -42,6 +42,29 @@ function newArray(dtype: DType, length: number): TensorData {
   }
 }
 
+const F32_MAX = 3.4028234663852886e38
+const BF16_MAX = 3.3895313892515355e38
+const INT_RANGE: Partial<Record<DType, [number, number]>> = { i32: [-(2 ** 31), 2 ** 31 - 1], u8: [0, 255] }
+
+/**
+ * Throws unless `value` is a number that `dtype` holds: for i32 and u8 an
+ * integer in range (1.7 is refused, not truncated); for f32 and bf16 any number
+ * whose magnitude is not beyond the type's largest finite value (NaN and the
+ * infinities are kept). `at` names the value ('data[2]').
+ */
+function checkFits(where: string, at: string, value: unknown, dtype: DType): number {
+  if (typeof value !== 'number') throw new TypeError(`${where}: ${at} is not a number (${describe(value)})`)
+  const range = INT_RANGE[dtype]
+  if (range) {
+    if (!Number.isInteger(value) || value < range[0] || value > range[1]) {
+      throw new RangeError(`${where}: ${at} = ${value} does not fit ${dtype}, which holds integers in [${range[0]}, ${range[1]}]`)
+    }
+  } else if (Number.isFinite(value) && Math.abs(value) > (dtype === 'bf16' ? BF16_MAX : F32_MAX)) {
+    throw new RangeError(`${where}: ${at} = ${value} does not fit ${dtype} (its largest magnitude is ${dtype === 'bf16' ? BF16_MAX : F32_MAX})`)
+  }
+  return value
+}
+
 function floatToBf16Bits(x: number): number {
   const f = new Float32Array([x])
   const bits = new Uint32Array(f.buffer)[0]
@@ -76,8 +99,11 @@ export class Tensor {
    * A tensor over `data`. A typed array is wrapped without copying (Float32Array
    * -> f32, Int32Array -> i32, Uint8Array -> u8, Uint16Array -> bf16 bits), so
    * writes through either side are seen by the other; a plain array of numbers
-   * is copied into new storage of `dtype` (default f32). With a CUDA device the
-   * data is copied there.
+   * is copied into new storage of `dtype` (default f32), each value of which
+   * must fit it: i32 and u8 take integers in their range only (1.7, 300 or -1
+   * for u8 are errors naming the index, never truncated or wrapped); f32 and
+   * bf16 take any number up to their largest magnitude (NaN and infinities
+   * included). With a CUDA device the data is copied there.
    */
   static from(data: TensorData | readonly number[], shape?: readonly number[], options: TensorOptions = {}): Tensor {
     checkKeys('Tensor.from', options, ['device', 'dtype'])
@@ -87,8 +113,7 @@ export class Tensor {
       if (!DTYPES.includes(dtype)) throw new TypeError(`Tensor.from: dtype must be one of ${DTYPES.join(', ')}; got ${describe(dtype)}`)
       const array = newArray(dtype, data.length)
       for (let i = 0; i < data.length; i++) {
-        const v = data[i]
-        if (typeof v !== 'number') throw new TypeError(`Tensor.from: data[${i}] is not a number (${describe(v)})`)
+        const v = checkFits('Tensor.from', `data[${i}]`, data[i], dtype)
         array[i] = dtype === 'bf16' ? floatToBf16Bits(v) : v
       }
       handle = native.NativeTensor.fromTypedArray(array, [...(shape ?? [data.length])], dtype)
@@ -123,6 +148,7 @@ export class Tensor {
   static full(shape: readonly number[], value: number, options: TensorOptions = {}): Tensor {
     checkKeys('Tensor.full', options, ['device', 'dtype'])
     const dtype = options.dtype ?? 'f32'
+    if (DTYPES.includes(dtype)) checkFits('Tensor.full', 'value', value, dtype)
     const host = new Tensor(native.NativeTensor.empty([...shape], dtype, 'cpu'))
     host.data.fill(dtype === 'bf16' ? floatToBf16Bits(value) : value)
     return options.device && options.device !== 'cpu' ? host.to(options.device) : host

@@ -71,7 +71,14 @@ export async function loadModelSpec(
     if (vocab < tokenizer.vocabSize) {
       throw new Error(`${what}.init.vocab_size (${vocab}) is smaller than the tokenizer's vocabulary (${tokenizer.vocabSize})`)
     }
-    model = Model.create(
+    const create = (...args: Parameters<typeof Model.create>) => {
+      try {
+        return Model.create(...args)
+      } catch (err) {
+        throw new Error(`${what}.init: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    model = create(
       {
         arch: s.arch,
         vocab,

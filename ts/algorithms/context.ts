@@ -7,6 +7,7 @@ import type { Model } from '../model/model.js'
 import type { AdamW } from '../model/optim.js'
 import type { Tokenizer } from '../model/tokenizer.js'
 import type { Rng } from '../run/rng.js'
+import { NonFiniteError } from '../util/non-finite.js'
 
 /** State a trainer needs to continue exactly where it stopped (JSON). */
 export type TrainerState = Record<string, unknown> & { step: number }
@@ -33,13 +34,8 @@ export interface TrainerContext {
   saveModel(model: Model, tokenizer: Tokenizer, tokenizerSource: string, name?: string): Promise<string>
 }
 
-/** Raised when a loss or a gradient is not finite: the step is not applied and the run stops. */
-export class NonFiniteError extends Error {
-  constructor(what: string, step: number) {
-    super(`${what} is not finite at step ${step}; the step was not applied and the run stopped (the last checkpoint is kept)`)
-    this.name = 'NonFiniteError'
-  }
-}
+// Raised when a loss or a gradient is not finite: the step is not applied and the run stops.
+export { NonFiniteError }
 
 export function checkFinite(value: number, what: string, step: number): number {
   if (!Number.isFinite(value)) throw new NonFiniteError(what, step)

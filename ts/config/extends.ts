@@ -4,11 +4,23 @@
 // done on the text's values, before validation, and the positions of the base
 // stages keep their own file: an error in a base names that file and line.
 import { readFileSync } from 'node:fs'
-import { dirname, extname, isAbsolute, relative, resolve as resolvePath } from 'node:path'
+import { dirname, extname, isAbsolute, relative, resolve as resolvePath, sep } from 'node:path'
+import { resolveInside } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
 import { ConfigError, type ConfigProblem } from './errors.js'
 import { absolutePaths, describeValue, isPlainObject } from './resolve.js'
 import { CONFIG_EXTENSIONS, indexPath, parseConfigSource, unreadableReason, type SourceInfo } from './source.js'
+
+/**
+ * The directory that the bases a config file extends must lie in: the working
+ * directory when the file is inside it (so configs in sub-folders of a project
+ * share a base higher up), else the file's own directory.
+ */
+export function configRoot(file: string): string {
+  const abs = resolvePath(file)
+  const rel = relative(process.cwd(), abs)
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel) ? process.cwd() : dirname(abs)
+}
 
 /** Fields a pipeline takes from its first base that sets them, when it leaves them out itself. */
 const INHERITED = ['seed', 'output_dir'] as const
@@ -79,7 +91,7 @@ function movePositions(source: SourceInfo, from: string, into: SourceInfo, to: s
  * `value`'s own `extends` paths are relative to. `chain` holds the files being
  * extended, to catch a cycle.
  */
-export function mergeExtends(parsed: Parsed, dir: string, chain: readonly string[] = []): Parsed {
+export function mergeExtends(parsed: Parsed, dir: string, chain: readonly string[] = [], root?: string): Parsed {
   const { value, source } = parsed
   if (!isPlainObject(value) || value.extends === undefined || value.extends === null) return parsed
   if (Array.isArray(value.extends) && value.extends.length === 0) {
@@ -93,11 +105,19 @@ export function mergeExtends(parsed: Parsed, dir: string, chain: readonly string
   const inherited: Record<string, unknown> = {}
   files.forEach((name, b) => {
     const at = typeof value.extends === 'string' ? 'extends' : indexPath('extends', b)
-    const file = resolvePath(dir, name)
+    let file = resolvePath(dir, name)
+    if (root !== undefined) {
+      try {
+        file = resolveInside(root, name, 'the base pipeline', dir)
+      } catch (err) {
+        const hint = ' (a base must lie inside the working directory, or, for a config outside it, inside that config\'s directory: run from a directory that holds both files)'
+        throw new ConfigError([problemAt(source, at, `${(err as Error).message}${hint}`)])
+      }
+    }
     if (chain.includes(file)) {
       throw new ConfigError([problemAt(source, at, `${shown(file)} extends itself: ${[...chain.slice(chain.indexOf(file)), file].map(shown).join(' -> ')}`)])
     }
-    const base = mergeExtends(readBase(file, source, at), dirname(file), [...chain, file])
+    const base = mergeExtends(readBase(file, source, at), dirname(file), [...chain, file], root ?? configRoot(file))
     if (!isPlainObject(base.value) || !Array.isArray(base.value.stages)) {
       throw new ConfigError([problemAt(source, at, `${shown(file)} is not a pipeline: it has no list of stages`)])
     }

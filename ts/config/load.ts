@@ -7,7 +7,7 @@ import { basename, dirname, extname, join, resolve as resolvePath } from 'node:p
 import { Document } from 'yaml'
 import { checkKeys } from '../util/options.js'
 import { ConfigError } from './errors.js'
-import { mergeExtends } from './extends.js'
+import { configRoot, mergeExtends } from './extends.js'
 import { absolutePaths, describeValue, isPlainObject, resolveWithSource, TOP_LEVEL_TYPES, type TopLevelType } from './resolve.js'
 import { CONFIG_EXTENSIONS, emptySource, parseConfigSource, unreadableReason } from './source.js'
 import type { ConfigInputTypes, ConfigTypes } from './types.generated.js'
@@ -69,7 +69,7 @@ export async function loadConfig<T extends TopLevelType = 'RunConfig'>(file: str
     throw new ConfigError([{ path: '', file, message: `cannot read the config: ${unreadableReason(err)}` }])
   }
   let parsed = parseConfigSource(text, file)
-  if (type === 'PipelineConfig') parsed = mergeExtends(parsed, dirname(resolvePath(file)), [resolvePath(file)])
+  if (type === 'PipelineConfig') parsed = mergeExtends(parsed, dirname(resolvePath(file)), [resolvePath(file)], configRoot(file))
   return resolveWithSource(parsed.value, type, parsed.source, sets) as unknown as ConfigTypes[T]
 }
 

@@ -1,6 +1,7 @@
 // Hugging Face config.json <-> rlfarm's model config. GPT-2 and the Llama
 // family (Llama, Mistral, Qwen2, SmolLM) are read; anything the engine would
 // compute differently is refused with the file and the field named.
+import os from 'node:os'
 import type { NativeModelConfig } from '../native.js'
 
 export type ModelConfig = NativeModelConfig
@@ -268,4 +269,94 @@ export function completeConfig(given: Partial<ModelConfig> & Pick<ModelConfig, '
   const fields = Object.keys(MODEL_DEFAULTS[arch]) as DefaultedField[]
   const defaults = Object.fromEntries(fields.map((field) => [field, modelDefault(arch, field, shape)])) as { [K in DefaultedField]: ModelConfig[K] }
   return { ...defaults, ...given }
+}
+
+/** Every key of a model config (Model.create refuses others). */
+export const MODEL_CONFIG_KEYS: readonly (keyof ModelConfig)[] = [
+  'arch', 'vocab', 'dim', 'layers', 'heads', 'kvHeads', 'headDim', 'hidden', 'maxPositions', 'normEps', 'ropeTheta',
+  'ropeScaling', 'ropeFactor', 'ropeLowFreqFactor', 'ropeHighFreqFactor', 'ropeOriginalMaxPositions', 'tieEmbeddings', 'qkvBias', 'scalarHead',
+]
+
+type SizeKey = 'vocab' | 'dim' | 'layers' | 'heads' | 'kvHeads' | 'headDim' | 'hidden' | 'maxPositions'
+
+/**
+ * The largest value of each size: far above any released model (vocabularies
+ * reach 256k, widths 16k, depths 126, contexts 1M), and low enough that a
+ * config cannot describe a model whose bookkeeping alone exhausts memory.
+ */
+export const MODEL_SIZE_LIMITS: Readonly<Record<SizeKey, number>> = {
+  vocab: 2 ** 24,
+  dim: 2 ** 17,
+  layers: 2 ** 12,
+  heads: 2 ** 12,
+  kvHeads: 2 ** 12,
+  headDim: 2 ** 12,
+  hidden: 2 ** 20,
+  maxPositions: 2 ** 24,
+}
+
+/** Hugging Face's names for the sizes, as config.json gives them. */
+const HF_SIZE_NAMES: Record<ModelConfig['arch'], Record<SizeKey, string>> = {
+  gpt2: { vocab: 'vocab_size', dim: 'n_embd', layers: 'n_layer', heads: 'n_head', kvHeads: 'n_head', headDim: 'n_embd / n_head', hidden: 'n_inner', maxPositions: 'n_positions' },
+  llama: {
+    vocab: 'vocab_size', dim: 'hidden_size', layers: 'num_hidden_layers', heads: 'num_attention_heads', kvHeads: 'num_key_value_heads',
+    headDim: 'head_dim', hidden: 'intermediate_size', maxPositions: 'max_position_embeddings',
+  },
+}
+
+/** Parameters of a model of this config, as the engine lays them out (a tied head counted once). */
+export function parameterCountOf(c: ModelConfig): number {
+  const d = c.dim
+  let n: number
+  if (c.arch === 'gpt2') {
+    const layer = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (c.hidden * d + c.hidden) + (d * c.hidden + d)
+    n = c.vocab * d + c.maxPositions * d + c.layers * layer + 2 * d
+  } else {
+    const q = c.heads * c.headDim
+    const kv = c.kvHeads * c.headDim
+    const layer = 2 * d + q * d + 2 * kv * d + (c.qkvBias ? q + 2 * kv : 0) + d * q + 3 * c.hidden * d
+    n = c.vocab * d + c.layers * layer + d + (c.tieEmbeddings ? 0 : c.vocab * d)
+  }
+  return n + (c.scalarHead ? d : 0)
+}
+
+/** The most bytes a model may need: RLFARM_MAX_MODEL_BYTES, else the machine's memory. */
+export function maxModelBytes(): number {
+  const raw = process.env.RLFARM_MAX_MODEL_BYTES
+  if (raw === undefined || raw === '') return os.totalmem()
+  const value = Number(raw)
+  if (!/^\s*\d+(\.\d+)?(e\d+)?\s*$/i.test(raw) || !Number.isSafeInteger(value) || value <= 0) {
+    throw new Error(`RLFARM_MAX_MODEL_BYTES must be a positive whole number of bytes; got ${JSON.stringify(raw)}`)
+  }
+  return value
+}
+
+const GIB = 2 ** 30
+
+function showBytes(n: number): string {
+  return n >= GIB / 10 ? `${n.toLocaleString('en-US')} bytes (${(n / GIB).toFixed(1)} GiB)` : `${n.toLocaleString('en-US')} bytes`
+}
+
+/**
+ * Checks a model config before anything is allocated: each size a positive
+ * integer within MODEL_SIZE_LIMITS, and the weights, which the engine
+ * allocates when the model is made (4 bytes a parameter), within maxModelBytes(). `where` names the source (a
+ * config.json, or Model.create); with `hfNames` the fields are named as
+ * config.json names them.
+ */
+export function checkModelSize(c: ModelConfig, where: string, hfNames = false): void {
+  const name = (key: SizeKey) => (hfNames ? (HF_SIZE_NAMES[c.arch]?.[key] ?? key) : key)
+  for (const key of Object.keys(MODEL_SIZE_LIMITS) as SizeKey[]) {
+    const v = c[key] as unknown
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${where}: ${name(key)} must be a positive integer; got ${typeof v === 'number' ? String(v) : JSON.stringify(v)}`)
+    if (v > MODEL_SIZE_LIMITS[key]) throw new Error(`${where}: ${name(key)} is ${v}, over the largest rlfarm accepts (${MODEL_SIZE_LIMITS[key]})`)
+  }
+  const needed = parameterCountOf(c) * 4
+  const limit = maxModelBytes()
+  if (needed > limit) {
+    throw new Error(
+      `${where}: this model needs ${showBytes(needed)} for its weights (${parameterCountOf(c).toLocaleString('en-US')} parameters), over the limit of ${showBytes(limit)} ` +
+        `(RLFARM_MAX_MODEL_BYTES${process.env.RLFARM_MAX_MODEL_BYTES ? '' : ', by default the machine\'s memory'}); check ${name('layers')}, ${name('dim')}, ${name('vocab')} and ${name('hidden')}`,
+    )
+  }
 }

@@ -5,10 +5,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { native, type NativeModel, type NativeParameterInfo } from '../native.js'
 import { Tensor, type Device } from '../tensor.js'
-import { writeFileAtomic } from '../util/fs.js'
+import { resolveInside, writeFileAtomic } from '../util/fs.js'
 import { parseJson } from '../util/json.js'
-import { booleanOption, checkKeys, describe, numberOption } from '../util/options.js'
-import { completeConfig, configFromHf, configToHf, type ModelConfig } from './config.js'
+import { NonFiniteError } from '../util/non-finite.js'
+import { booleanOption, checkKeys, describe, numberOption, rangedOption } from '../util/options.js'
+import { checkModelSize, completeConfig, configFromHf, configToHf, MODEL_CONFIG_KEYS, type ModelConfig } from './config.js'
+import { OperationQueue } from './operation-queue.js'
 import { SafetensorsFile, writeSafetensors } from './safetensors.js'
 
 export type { ModelConfig }
@@ -118,6 +120,30 @@ async function withCallerStack<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Checks an attention mask against its tokens (when it has their shape and a
+ * mask dtype on the host; the engine reports the rest): every value 0 or 1,
+ * and every row attending to at least one token (a row with none has no
+ * softmax to take). Returns the number of attended tokens of each row.
+ */
+function checkAttentionMask(where: string, mask: Tensor, tokens: Tensor): number[] {
+  const [B, T] = tokens.shape
+  if (tokens.shape.length !== 2 || mask.device !== 'cpu' || mask.dtype === 'bf16' || mask.shape.join() !== tokens.shape.join()) return []
+  const m = mask.data
+  const counts: number[] = []
+  for (let b = 0; b < B; b++) {
+    let count = 0
+    for (let t = 0; t < T; t++) {
+      const v = m[b * T + t]
+      if (v !== 0 && v !== 1) throw new RangeError(`${where}: attentionMask[${b}][${t}] = ${v}; a mask holds 1 (a real token) or 0 (padding)`)
+      count += v
+    }
+    if (count === 0) throw new RangeError(`${where}: attentionMask row ${b} is all 0: the row has no real token to attend to`)
+    counts.push(count)
+  }
+  return counts
+}
+
 // Tensors that checkpoints carry but that are not parameters.
 const BUFFERS = [/\.attn\.bias$/, /\.attn\.masked_bias$/, /rotary_emb\.inv_freq$/]
 
@@ -137,15 +163,28 @@ function readJson(file: string): Record<string, unknown> {
   return parseJson(text, file) as Record<string, unknown>
 }
 
-/** The safetensors files of a Hugging Face directory: one file, or shards listed by an index. */
+/** A file of the model directory `dir`, which must not lead out of it (a link elsewhere). */
+function modelFile(dir: string, name: string): string {
+  return resolveInside(dir, name, `${dir}: model file`)
+}
+
+/**
+ * The safetensors files of a Hugging Face directory: one file, or shards
+ * listed by an index, each of which must lie inside the directory.
+ */
 function openWeights(dir: string): SafetensorsFile[] {
-  const single = path.join(dir, 'model.safetensors')
-  const index = path.join(dir, 'model.safetensors.index.json')
+  const single = modelFile(dir, 'model.safetensors')
+  const index = modelFile(dir, 'model.safetensors.index.json')
   if (fs.existsSync(single)) return [SafetensorsFile.open(single)]
   if (fs.existsSync(index)) {
-    const map = readJson(index).weight_map as Record<string, string> | undefined
-    if (!map || typeof map !== 'object') throw new Error(`${index}: weight_map is missing`)
-    return [...new Set(Object.values(map))].map((file) => SafetensorsFile.open(path.join(dir, file)))
+    const map = readJson(index).weight_map
+    if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new Error(`${index}: weight_map is missing, or not an object { tensor: file }`)
+    const files = new Set<string>()
+    for (const [tensor, file] of Object.entries(map)) {
+      if (typeof file !== 'string') throw new Error(`${index}: weight_map['${tensor}'] must be a file name; got ${describe(file)}`)
+      files.add(resolveInside(dir, file, `${index}: weight_map['${tensor}']`))
+    }
+    return [...files].map((file) => SafetensorsFile.open(file))
   }
   const bin = ['pytorch_model.bin', 'model.bin'].find((f) => fs.existsSync(path.join(dir, f)))
   throw new Error(
@@ -162,8 +201,11 @@ export class Model {
   readonly unusedTensors: string[] = []
   readonly #native: NativeModel
   readonly #info: NativeParameterInfo[]
+  readonly #queue = new OperationQueue()
 
-  private constructor(config: ModelConfig, hfConfig: Record<string, unknown>) {
+  /** `where` names the config's source in errors; `hfNames`: it is a config.json, name its fields so. */
+  private constructor(config: ModelConfig, hfConfig: Record<string, unknown>, where: string, hfNames: boolean) {
+    checkModelSize(config, where, hfNames)
     this.config = config
     this.hfConfig = hfConfig
     this.#native = new native.NativeModel(config)
@@ -174,9 +216,13 @@ export class Model {
   static create(config: Partial<ModelConfig> & Pick<ModelConfig, 'arch' | 'vocab' | 'dim' | 'layers' | 'heads'>, options: CreateOptions = {}): Model {
     checkKeys('Model.create', options, ['device', 'scalarHead', 'seed'])
     checkDevice('Model.create', options.device)
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+      throw new TypeError(`Model.create: config must be an object { arch, vocab, dim, layers, heads, ... }; got ${describe(config)}`)
+    }
+    checkKeys('Model.create config', config, MODEL_CONFIG_KEYS)
     const full = completeConfig({ ...config, scalarHead: options.scalarHead ?? config.scalarHead ?? false })
-    const model = new Model(full, configToHf(full))
-    model.#native.initRandom(numberOption('Model.create', 'seed', options.seed, 0))
+    const model = new Model(full, configToHf(full), 'Model.create', false)
+    model.#native.initRandom(rangedOption('Model.create', 'seed', options.seed, 0, { integer: true, min: 0 }))
     return model
   }
 
@@ -184,14 +230,14 @@ export class Model {
   static async load(dir: string, options: LoadOptions = {}): Promise<Model> {
     checkKeys('Model.load', options, ['device', 'scalarHead', 'seed'])
     checkDevice('Model.load', options.device)
-    const configFile = path.join(dir, 'config.json')
+    const configFile = modelFile(dir, 'config.json')
     if (!fs.existsSync(configFile)) {
       throw new Error(`${dir}: no config.json (a Hugging Face model directory holds config.json and model.safetensors)`)
     }
     const hf = readJson(configFile)
     const scalarHead = booleanOption('Model.load', 'scalarHead', options.scalarHead, false)
-    const model = new Model(configFromHf(hf, configFile, scalarHead), hf)
-    model.unusedTensors.push(...model.#loadWeights(dir, numberOption('Model.load', 'seed', options.seed, 0)))
+    const model = new Model(configFromHf(hf, configFile, scalarHead), hf, configFile, true)
+    model.unusedTensors.push(...model.#loadWeights(dir, rangedOption('Model.load', 'seed', options.seed, 0, { integer: true, min: 0 })))
     return model
   }
 
@@ -202,13 +248,13 @@ export class Model {
    * fit throws an error naming the file, and leaves the model partly loaded.
    */
   async loadWeightsFrom(dir: string): Promise<string[]> {
-    return this.#loadWeights(dir)
+    return this.#queue.enqueue('loadWeightsFrom', () => this.#loadWeights(dir))
   }
 
   /** Reads every parameter from `dir`; a missing scalar head is initialised from `seed`, or is an error without one. */
   #loadWeights(dir: string, seed?: number): string[] {
     const files = openWeights(dir)
-    const scoreFile = path.join(dir, 'score.safetensors')
+    const scoreFile = modelFile(dir, 'score.safetensors')
     if (this.config.scalarHead && fs.existsSync(scoreFile)) files.push(SafetensorsFile.open(scoreFile))
     const used = new Set<string>()
     for (const p of this.#info) {
@@ -277,21 +323,29 @@ export class Model {
    * are stored transposed and come back as a copy.
    */
   parameter(name: string): Tensor {
+    this.#queue.checkIdle('model.parameter')
+    return this.#parameter(name)
+  }
+
+  #parameter(name: string): Tensor {
     return new Tensor(this.#native.readParameter(name, this.#find(name).hfTransposed))
   }
 
   /** The accumulated gradient of a parameter, shaped like parameter(name). */
   gradient(name: string): Tensor {
+    this.#queue.checkIdle('model.gradient', { besideWeightReaders: true })
     return new Tensor(this.#native.readParameter(name, this.#find(name).hfTransposed, true))
   }
 
   /** All parameters as one flat f32 tensor (a view), in the engine's layout. */
   flatParameters(): Tensor {
+    this.#queue.checkIdle('model.flatParameters')
     return new Tensor(this.#native.params())
   }
 
   /** All gradients as one flat f32 tensor (a view). */
   flatGradients(): Tensor {
+    this.#queue.checkIdle('model.flatGradients', { besideWeightReaders: true })
     return new Tensor(this.#native.grads())
   }
 
@@ -306,19 +360,36 @@ export class Model {
     return this.#native
   }
 
+  /**
+   * @internal Runs `operation` as one operation of this model: after the ones
+   * called before it, before the ones called after it (the optimizer, checkpoints).
+   */
+  enqueue<T>(label: string, operation: () => T | Promise<T>, options: { readsWeightsOnly?: boolean } = {}): Promise<T> {
+    return this.#queue.enqueue(label, operation, options)
+  }
+
+  /** @internal Throws a "busy" error naming `call` when an operation is pending. */
+  checkIdle(call: string): void {
+    this.#queue.checkIdle(call)
+  }
+
   /** log p(tokens[t+1] | tokens[..t]) as [B, T-1], keeping no activations. */
   async logprobs(tokens: Tensor, options: { attentionMask?: Tensor; temperature?: number } = {}): Promise<Tensor> {
     checkKeys('model.logprobs', options, ['attentionMask', 'temperature'])
-    const out = await this.forward(tokens, { ...options, logprobs: true })
+    const out = await this.#forward('model.logprobs', tokens, { ...options, logprobs: true })
     return out.logp!
   }
 
   async forward(tokens: Tensor, options: ForwardOptions = {}): Promise<ForwardOutput> {
-    const where = 'model.forward'
+    return this.#forward('model.forward', tokens, options)
+  }
+
+  async #forward(where: string, tokens: Tensor, options: ForwardOptions): Promise<ForwardOutput> {
     checkKeys(where, options, ['attentionMask', 'train', 'logprobs', 'entropy', 'temperature', 'logits', 'values'])
     if (!(tokens instanceof Tensor)) throw new TypeError(`${where}: tokens must be an i32 Tensor [B, T]; got ${describe(tokens)}`)
     const mask = options.attentionMask
     if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor`)
+    if (mask !== undefined) checkAttentionMask(where, mask, tokens)
     const nativeOptions = {
       train: booleanOption(where, 'train', options.train, false),
       logprobs: booleanOption(where, 'logprobs', options.logprobs, true),
@@ -327,7 +398,7 @@ export class Model {
       logits: booleanOption(where, 'logits', options.logits, false),
       values: booleanOption(where, 'values', options.values, false),
     }
-    const r = await withCallerStack(() => this.#native.forward(tokens.native, mask?.native, nativeOptions))
+    const r = await withCallerStack(() => this.#queue.enqueue(where.slice('model.'.length), () => this.#native.forward(tokens.native, mask?.native, nativeOptions)))
     const out: ForwardOutput = {}
     if (r.logp) out.logp = new Tensor(r.logp)
     if (r.entropy) out.entropy = new Tensor(r.entropy)
@@ -342,10 +413,14 @@ export class Model {
     for (const [key, value] of Object.entries(grads)) {
       if (value !== undefined && !(value instanceof Tensor)) throw new TypeError(`model.backward: ${key} must be a Tensor`)
     }
-    await withCallerStack(() => this.#native.backward(grads.gradLogp?.native, grads.gradEntropy?.native, grads.gradValues?.native))
+    await withCallerStack(() =>
+      this.#queue.enqueue('backward', () => this.#native.backward(grads.gradLogp?.native, grads.gradEntropy?.native, grads.gradValues?.native)),
+    )
   }
 
   zeroGrad(): void {
+    // A pending save does not stop it: a user's save in an onStep handler must not break the trainer's next step.
+    this.#queue.checkIdle('model.zeroGrad', { besideWeightReaders: true })
     this.#native.zeroGrad()
   }
 
@@ -353,23 +428,39 @@ export class Model {
     const where = 'model.generate'
     checkKeys(where, options, ['attentionMask', 'maxNewTokens', 'temperature', 'topK', 'topP', 'stopTokens', 'padToken', 'seed', 'seeds'])
     if (!(prompts instanceof Tensor)) throw new TypeError(`${where}: prompts must be an i32 Tensor [B, P]; got ${describe(prompts)}`)
+    const mask = options.attentionMask
+    if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor; got ${describe(mask)}`)
     const batch = prompts.shape[0] ?? 0
-    const seed = numberOption(where, 'seed', options.seed, 0)
+    const seed = rangedOption(where, 'seed', options.seed, 0, { integer: true, min: 0 })
     const seeds = options.seeds ?? Array.from({ length: batch }, (_, b) => seed + b)
     if (!Array.isArray(seeds) || seeds.length !== batch || !seeds.every((s) => Number.isSafeInteger(s) && s >= 0)) {
       throw new TypeError(`${where}: seeds must be ${batch} non-negative integers (one per prompt)`)
     }
     const stops = options.stopTokens ?? []
     if (!Array.isArray(stops) || !stops.every((s) => Number.isInteger(s))) throw new TypeError(`${where}: stopTokens must be an array of token ids`)
+    const maxNewTokens = rangedOption(where, 'maxNewTokens', options.maxNewTokens, 16, { integer: true, min: 0 })
+    // Positions run to the longest prompt's length plus the new tokens: the model's context bounds them.
+    const longest = prompts.shape.length === 2 ? Math.max(0, ...(mask ? checkAttentionMask(where, mask, prompts) : [prompts.shape[1]])) : 0
+    const room = this.config.maxPositions - longest
+    if (maxNewTokens > room) {
+      throw new RangeError(
+        `${where}: maxNewTokens is ${maxNewTokens}, but the longest prompt has ${longest} tokens and the model's context length (maxPositions) is ${this.config.maxPositions}: at most ${Math.max(0, room)} new tokens fit`,
+      )
+    }
+    const nativeOptions = {
+      maxNewTokens,
+      temperature: rangedOption(where, 'temperature', options.temperature, 1, { min: 0 }),
+      topK: rangedOption(where, 'topK', options.topK, 0, { integer: true, min: 0 }),
+      topP: numberOption(where, 'topP', options.topP, 1),
+      stopTokens: stops,
+      padToken: rangedOption(where, 'padToken', options.padToken, 0, { integer: true, min: 0 }),
+      seeds,
+    }
     const r = await withCallerStack(() =>
-      this.#native.generate(prompts.native, options.attentionMask?.native, {
-        maxNewTokens: numberOption(where, 'maxNewTokens', options.maxNewTokens, 16),
-        temperature: numberOption(where, 'temperature', options.temperature, 1),
-        topK: numberOption(where, 'topK', options.topK, 0),
-        topP: numberOption(where, 'topP', options.topP, 1),
-        stopTokens: stops,
-        padToken: numberOption(where, 'padToken', options.padToken, 0),
-        seeds,
+      this.#queue.enqueue('generate', async () => {
+        const out = await this.#native.generate(prompts.native, mask?.native, nativeOptions)
+        this.#checkFiniteOutput(where, new Tensor(out.logprobs), 'the log-probability of a sampled token')
+        return out
       }),
     )
     return {
@@ -383,14 +474,49 @@ export class Model {
   }
 
   /**
+   * Throws a NonFiniteError when `output` holds a NaN or an infinity, naming
+   * the first parameter that does (weights gone bad), else the output itself.
+   * Runs inside an operation of the queue, so no step changes the weights meanwhile.
+   */
+  #checkFiniteOutput(where: string, output: Tensor, what: string): void {
+    const values = output.data as Float32Array
+    let bad = -1
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) {
+        bad = i
+        break
+      }
+    }
+    if (bad < 0) return
+    for (const p of this.#info) {
+      const w = new Tensor(this.#native.readParameter(p.name, false)).data as Float32Array
+      for (let i = 0; i < w.length; i++) {
+        if (!Number.isFinite(w[i])) {
+          throw new NonFiniteError(`${where}: parameter ${p.name} (element ${i} is ${w[i]})`, undefined, 'the model\'s weights are broken (a diverged run, or a damaged checkpoint); nothing was generated')
+        }
+      }
+    }
+    const row = output.shape.length === 2 ? `[${Math.floor(bad / output.shape[1])}][${bad % output.shape[1]}]` : `[${bad}]`
+    throw new NonFiniteError(`${where}: ${what} ${row} (${values[bad]})`, undefined, 'the weights are finite, so the logits overflowed; nothing was generated')
+  }
+
+  /**
    * Writes config.json and model.safetensors (Hugging Face names, orientations
-   * and metadata, so transformers loads it), each atomically.
+   * and metadata, so transformers loads it), each atomically. As every async
+   * operation, it runs after the ones called before it on this model: the
+   * values saved are those they leave.
    */
   async save(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || dir === '') throw new TypeError(`model.save: dir must be a directory path; got ${describe(dir)}`)
+    return this.#queue.enqueue('save', () => this.writeFiles(dir), { readsWeightsOnly: true })
+  }
+
+  /** @internal save()'s work, for a caller that holds this model's queue (a checkpoint). */
+  writeFiles(dir: string): void {
     fs.mkdirSync(dir, { recursive: true })
     const tensors = this.#info
       .filter((p) => !(p.name === 'lm_head.weight' && this.config.tieEmbeddings))
-      .map((p) => ({ name: p.name, tensor: this.parameter(p.name) }))
+      .map((p) => ({ name: p.name, tensor: this.#parameter(p.name) }))
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' })
     const config = { ...this.hfConfig, torch_dtype: 'float32' }
     writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)

@@ -2,7 +2,7 @@
 // with global gradient-norm clipping, and the learning-rate schedules trainers
 // use: constant, linear and cosine, each with linear warm-up.
 import { Tensor } from '../tensor.js'
-import { checkKeys, choiceOption, describe, numberOption } from '../util/options.js'
+import { checkKeys, choiceOption, describe, numberOption, rangedOption } from '../util/options.js'
 import type { Model } from './model.js'
 
 export interface AdamWOptions {
@@ -47,17 +47,14 @@ export class AdamW {
     const where = 'AdamW'
     checkKeys(where, options, ['lr', 'betas', 'eps', 'weightDecay', 'decay'])
     this.model = model
-    this.lr = numberOption(where, 'lr', options.lr, 1e-3)
+    this.lr = rangedOption(where, 'lr', options.lr, 1e-3, { min: 0 })
     const betas = options.betas ?? [0.9, 0.999]
     if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number' && b >= 0 && b < 1)) {
       throw new RangeError(`${where}: betas must be two numbers in [0, 1); got ${JSON.stringify(betas)}`)
     }
     this.betas = [betas[0], betas[1]]
-    this.eps = numberOption(where, 'eps', options.eps, 1e-8)
-    this.weightDecay = numberOption(where, 'weightDecay', options.weightDecay, 0.01)
-    if (!(this.lr >= 0) || !(this.eps > 0) || !(this.weightDecay >= 0)) {
-      throw new RangeError(`${where}: lr and weightDecay must be >= 0 and eps > 0`)
-    }
+    this.eps = rangedOption(where, 'eps', options.eps, 1e-8, { min: 0, minExclusive: true })
+    this.weightDecay = rangedOption(where, 'weightDecay', options.weightDecay, 0.01, { min: 0 })
     const total = model.parameterCount
     this.#m = Tensor.zeros([total])
     this.#v = Tensor.zeros([total])
@@ -65,23 +62,30 @@ export class AdamW {
     this.#decay = model.parameters().map((p) => decide(p.name, p.decay))
   }
 
-  /** Clips (optionally), then applies one AdamW update from the accumulated gradients. */
+  /**
+   * Clips (optionally), then applies one AdamW update from the accumulated
+   * gradients. It is an operation of the model: it runs after the model's
+   * operations called before it (a save called after it sees the update).
+   */
   async step(options: StepOptions = {}): Promise<{ gradNorm: number; lr: number }> {
     const where = 'AdamW.step'
     checkKeys(where, options, ['lr', 'maxGradNorm'])
-    const lr = numberOption(where, 'lr', options.lr, this.lr)
-    const maxGradNorm = numberOption(where, 'maxGradNorm', options.maxGradNorm, 0)
-    const gradNorm = await this.model.nativeModel.adamwStep(this.#m.native, this.#v.native, this.stepCount + 1, {
-      lr,
-      beta1: this.betas[0],
-      beta2: this.betas[1],
-      eps: this.eps,
-      weightDecay: this.weightDecay,
-      maxGradNorm,
-      decay: this.#decay,
+    // A NaN, infinite or negative rate would turn every parameter into NaN or garbage.
+    const lr = rangedOption(where, 'lr', options.lr, this.lr, { min: 0 })
+    const maxGradNorm = rangedOption(where, 'maxGradNorm', options.maxGradNorm, 0, { min: 0 })
+    return this.model.enqueue(where, async () => {
+      const gradNorm = await this.model.nativeModel.adamwStep(this.#m.native, this.#v.native, this.stepCount + 1, {
+        lr,
+        beta1: this.betas[0],
+        beta2: this.betas[1],
+        eps: this.eps,
+        weightDecay: this.weightDecay,
+        maxGradNorm,
+        decay: this.#decay,
+      })
+      this.stepCount++
+      return { gradNorm, lr }
     })
-    this.stepCount++
-    return { gradNorm, lr }
   }
 
   /** The optimizer's state, for checkpoints (the moments are live views). */
@@ -91,6 +95,7 @@ export class AdamW {
 
   /** Restores a state saved by state(). */
   loadState(state: AdamWState): void {
+    this.model.checkIdle('AdamW.loadState')
     for (const [name, t] of [['m', state.m], ['v', state.v]] as const) {
       if (!(t instanceof Tensor) || t.dtype !== 'f32' || t.numel !== this.#m.numel) {
         const got = t instanceof Tensor ? `${t.dtype} of ${t.numel}` : describe(t)
@@ -121,14 +126,17 @@ export interface Schedule {
 /** The learning rate at `step` (counting from 0), as Hugging Face's schedulers give it. */
 export function learningRate(schedule: Schedule, step: number): number {
   const where = 'learningRate'
+  if (schedule === null || typeof schedule !== 'object') throw new TypeError(`${where}: schedule must be an object { kind, lr, warmupSteps, totalSteps, minLr }; got ${describe(schedule)}`)
   checkKeys(where, schedule, ['kind', 'lr', 'warmupSteps', 'totalSteps', 'minLr'])
   const kind = choiceOption(where, 'kind', schedule.kind, ['constant', 'linear', 'cosine'] as const, 'constant')
-  const peak = numberOption(where, 'lr', schedule.lr, NaN)
-  const warmup = numberOption(where, 'warmupSteps', schedule.warmupSteps, 0)
-  const minLr = numberOption(where, 'minLr', schedule.minLr, 0)
+  if (schedule.lr === undefined) throw new TypeError(`${where}: lr (the peak learning rate) is required`)
+  const peak = rangedOption(where, 'lr', schedule.lr, NaN, { min: 0 })
+  const warmup = rangedOption(where, 'warmupSteps', schedule.warmupSteps, 0, { min: 0, integer: true })
+  const minLr = rangedOption(where, 'minLr', schedule.minLr, 0, { min: 0 })
+  if (!Number.isFinite(step) || step < 0) throw new RangeError(`${where}: step must be a finite number >= 0; got ${step}`)
   if (step < warmup) return (peak * step) / Math.max(1, warmup)
   if (kind === 'constant') return peak
-  const total = numberOption(where, 'totalSteps', schedule.totalSteps, NaN)
+  const total = rangedOption(where, 'totalSteps', schedule.totalSteps, NaN, { min: 0 })
   if (!(total > warmup)) throw new RangeError(`${where}: totalSteps must be more than warmupSteps for a ${kind} schedule`)
   const progress = Math.min(1, (step - warmup) / (total - warmup))
   const factor = kind === 'linear' ? 1 - progress : 0.5 * (1 + Math.cos(Math.PI * progress))

@@ -12,7 +12,8 @@ export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 
 
 const BYTES: Record<SafetensorsDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 }
 const AS_DTYPE: Partial<Record<SafetensorsDType, DType>> = { F32: 'f32', BF16: 'bf16', I32: 'i32', U8: 'u8', BOOL: 'u8' }
-const MAX_HEADER = 100 * 2 ** 20
+/** The reference implementation's limit on the header length. */
+const MAX_HEADER = 100_000_000
 
 export interface SafetensorsEntry {
   name: string
@@ -35,10 +36,22 @@ export class SafetensorsFile {
     this.metadata = metadata
   }
 
-  /** Reads and checks the header; the data is mapped on first use. */
+  /**
+   * Reads and checks the header as the reference implementation
+   * (huggingface/safetensors) does; the data is mapped on first use. The
+   * header is a JSON object (starting with '{', padded at the end with spaces
+   * only) of at most 100,000,000 bytes inside the file, with no key given
+   * twice; each tensor's dtype and shape give exactly its byte count; sorted
+   * by offset, the tensors start at 0 and follow each other without a gap or
+   * overlap, and the last one ends where the file ends; __metadata__, when
+   * present, maps strings to strings. Errors name the file and never quote
+   * its bytes.
+   */
   static open(file: string): SafetensorsFile {
     let fd: number
     try {
+      // Before opening: opening a FIFO would wait for a writer forever.
+      if (!fs.statSync(file).isFile()) throw new Error('not a regular file, so not a safetensors file')
       fd = fs.openSync(file, 'r')
     } catch (err) {
       throw new Error(`cannot open ${file}: ${(err as Error).message}`)
@@ -47,48 +60,18 @@ export class SafetensorsFile {
       const size = fs.fstatSync(fd).size
       if (size < 8) throw new Error(`${file}: not a safetensors file (${size} bytes, less than the 8-byte header length)`)
       const lengthBytes = Buffer.alloc(8)
-      fs.readSync(fd, lengthBytes, 0, 8, 0)
-      const headerLength = Number(lengthBytes.readBigUInt64LE(0))
-      if (headerLength > MAX_HEADER || 8 + headerLength > size) {
-        throw new Error(`${file}: not a safetensors file, or truncated (header length ${headerLength}, file size ${size})`)
+      readFully(fd, lengthBytes, 0)
+      const headerLength = lengthBytes.readBigUInt64LE(0)
+      if (headerLength > BigInt(MAX_HEADER)) {
+        throw new Error(`${file}: not a safetensors file: its header length ${headerLength} is over the format's limit of ${MAX_HEADER} bytes`)
       }
-      const headerBytes = Buffer.alloc(headerLength)
-      fs.readSync(fd, headerBytes, 0, headerLength, 8)
-      let header: Record<string, unknown>
-      try {
-        header = JSON.parse(headerBytes.toString('utf8'))
-      } catch (err) {
-        throw new Error(`${file}: the safetensors header is not valid JSON (${(err as Error).message})`)
+      const n = Number(headerLength)
+      if (n < 2 || 8 + n > size) {
+        throw new Error(`${file}: not a safetensors file, or truncated: header length ${n}, but the file has ${size} bytes (a header is 2 to ${size - 8} bytes here)`)
       }
-      const dataStart = 8 + headerLength
-      const entries = new Map<string, SafetensorsEntry>()
-      let metadata: Record<string, string> = {}
-      for (const [name, raw] of Object.entries(header)) {
-        if (name === '__metadata__') {
-          metadata = (raw ?? {}) as Record<string, string>
-          continue
-        }
-        const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown }
-        const dtype = info?.dtype as SafetensorsDType
-        if (!(dtype in BYTES)) throw new Error(`${file}: tensor ${name} has an unknown dtype ${JSON.stringify(info?.dtype)}`)
-        const shape = info.shape
-        if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-          throw new Error(`${file}: tensor ${name} has an invalid shape ${JSON.stringify(shape)}`)
-        }
-        const offsets = info.data_offsets
-        if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0)) {
-          throw new Error(`${file}: tensor ${name} has invalid data_offsets ${JSON.stringify(offsets)}`)
-        }
-        const bytes = shape.reduce((a: number, b: number) => a * b, 1) * BYTES[dtype]
-        const [begin, end] = offsets as number[]
-        if (end - begin !== bytes) {
-          throw new Error(`${file}: tensor ${name} (${dtype} [${shape.join(', ')}]) needs ${bytes} bytes but its data_offsets span ${end - begin}`)
-        }
-        if (dataStart + end > size) {
-          throw new Error(`${file}: truncated: tensor ${name} ends at byte ${dataStart + end} but the file has ${size} bytes`)
-        }
-        entries.set(name, { name, dtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end })
-      }
+      const headerBytes = Buffer.alloc(n)
+      readFully(fd, headerBytes, 8)
+      const { entries, metadata } = parseHeader(file, headerBytes, size)
       return new SafetensorsFile(file, entries, metadata)
     } finally {
       fs.closeSync(fd)
@@ -127,6 +110,140 @@ export class SafetensorsFile {
     if (!dtype) throw new Error(`${this.path}: tensor ${name} has dtype ${e.dtype}, which rlfarm cannot hold (F32, F16, BF16, I32, U8, BOOL)`)
     return new Tensor(native.viewBytes(this.bytes().native, e.begin, dtype, e.shape))
   }
+}
+
+function readFully(fd: number, into: Buffer, position: number): void {
+  let done = 0
+  while (done < into.length) {
+    const n = fs.readSync(fd, into, done, into.length - done, position + done)
+    if (n === 0) throw new Error('the file ended early')
+    done += n
+  }
+}
+
+/**
+ * The first key that an object of a JSON text (known to be valid) gives twice,
+ * with the path of its object: JSON.parse keeps the last one silently, the
+ * reference implementation refuses the file.
+ */
+function duplicateKey(text: string): string | undefined {
+  interface Level {
+    keys?: Set<string> // objects only
+    path: string
+    key?: string
+    expectKey: boolean
+  }
+  const stack: Level[] = []
+  const childPath = (parent: Level | undefined) => (parent === undefined ? '' : parent.keys ? `${parent.path}${parent.path ? '.' : ''}${parent.key}` : `${parent.path}[]`)
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]
+    const top = stack.at(-1)
+    if (c === '"') {
+      let j = i + 1
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1
+      if (top?.keys && top.expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string
+        if (top.keys.has(key)) return `${top.path}${top.path ? '.' : ''}${key}`
+        top.keys.add(key)
+        top.key = key
+        top.expectKey = false
+      }
+      i = j
+    } else if (c === '{') stack.push({ keys: new Set(), path: childPath(top), expectKey: true })
+    else if (c === '[') stack.push({ path: childPath(top), expectKey: false })
+    else if (c === '}' || c === ']') stack.pop()
+    else if (c === ',' && top?.keys) top.expectKey = true
+  }
+  return undefined
+}
+
+/** Reads the header (the bytes after the length) of a safetensors file of `size` bytes. */
+function parseHeader(file: string, headerBytes: Buffer, size: number): { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
+  const fail = (message: string): never => {
+    throw new Error(`${file}: ${message}`)
+  }
+  let text: string
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes)
+  } catch {
+    return fail('the safetensors header is not valid UTF-8')
+  }
+  if (text[0] !== '{') fail("not a safetensors file: the header does not start with '{'")
+  // The format pads the header to a multiple of 8 bytes with spaces, and with nothing else.
+  let end = text.length
+  while (end > 0 && text.charCodeAt(end - 1) === 0x20) end--
+  if (text[end - 1] !== '}') {
+    fail(`the safetensors header does not end with '}' before its padding (byte ${8 + end - 1} is neither '}' nor a space): the header length is wrong or the header is damaged`)
+  }
+  let header: unknown
+  try {
+    header = JSON.parse(text.slice(0, end))
+  } catch (err) {
+    // Never the parser's message: it quotes the file's bytes.
+    const at = /position (\d+)/.exec((err as Error).message)?.[1]
+    return fail(`the safetensors header is not valid JSON${at === undefined ? '' : ` (at byte ${8 + Number(at)})`}`)
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) fail('the safetensors header is not a JSON object')
+  const twice = duplicateKey(text.slice(0, end))
+  if (twice !== undefined) fail(`the safetensors header gives the key '${twice}' twice`)
+
+  const dataStart = 8 + headerBytes.length
+  const dataLength = size - dataStart
+  let metadata: Record<string, string> = {}
+  const tensors: SafetensorsEntry[] = []
+  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (raw === null) continue
+      if (typeof raw !== 'object' || Array.isArray(raw)) fail('__metadata__ must be an object of strings')
+      for (const [key, value] of Object.entries(raw as object)) {
+        if (typeof value !== 'string') fail(`__metadata__.${key} must be a string; got ${typeof value === 'object' ? (value === null ? 'null' : Array.isArray(value) ? 'an array' : 'an object') : typeof value}`)
+      }
+      metadata = raw as Record<string, string>
+      continue
+    }
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(`tensor ${name} must be an object { dtype, shape, data_offsets }`)
+    const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown }
+    const dtype = info.dtype as SafetensorsDType
+    if (typeof dtype !== 'string' || !Object.hasOwn(BYTES, dtype)) fail(`tensor ${name} has an unknown dtype ${JSON.stringify(info.dtype)}`)
+    const shape = info.shape
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      fail(`tensor ${name} has an invalid shape ${JSON.stringify(shape)}`)
+    }
+    const offsets = info.data_offsets
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+      fail(`tensor ${name} has invalid data_offsets ${JSON.stringify(offsets)}`)
+    }
+    const [begin, end] = offsets as number[]
+    if (end < begin) fail(`tensor ${name} has data_offsets [${begin}, ${end}] that end before they begin`)
+    // In BigInt: a shape's product can pass 2^53 where the byte count cannot be exact.
+    const bytes = (shape as number[]).reduce((a, d) => a * BigInt(d), 1n) * BigInt(BYTES[dtype])
+    if (bytes !== BigInt(end - begin)) {
+      fail(`tensor ${name} (${dtype} [${(shape as number[]).join(', ')}]) needs ${bytes} bytes but its data_offsets span ${end - begin}`)
+    }
+    if (end > dataLength) {
+      fail(`truncated: tensor ${name} ends at byte ${dataStart + end} but the file has ${size} bytes`)
+    }
+    tensors.push({ name, dtype, shape: shape as number[], begin, end })
+  }
+  // As the reference: in offset order, the tensors tile the data region exactly.
+  tensors.sort((a, b) => a.begin - b.begin || a.end - b.end)
+  let covered = 0
+  for (const t of tensors) {
+    if (t.begin !== covered) {
+      fail(
+        t.begin < covered
+          ? `tensor ${t.name}'s data_offsets [${t.begin}, ${t.end}] overlap the tensor before it, which ends at ${covered}`
+          : `bytes ${covered} to ${t.begin} of the data lie between tensors, which no tensor covers (tensor ${t.name} starts at ${t.begin})`,
+      )
+    }
+    covered = t.end
+  }
+  if (covered !== dataLength) {
+    fail(`the tensors cover ${covered} bytes of data but the file holds ${dataLength} after its ${headerBytes.length}-byte header: the header length or the file size is wrong`)
+  }
+  const entries = new Map<string, SafetensorsEntry>()
+  for (const t of tensors) entries.set(t.name, { ...t, begin: dataStart + t.begin, end: dataStart + t.end })
+  return { entries, metadata }
 }
 
 function halfToFloat(h: number): number {

@@ -21,6 +21,7 @@ import { readFile, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type * as HfTokenizersModule from '@huggingface/tokenizers' with { 'resolution-mode': 'import' }
 import { BYTE_CHAT_TEMPLATE, CHAT_TEMPLATE_OPTIONS, ChatTemplate, checkMessages, type ChatMessage, type ChatTemplateOptions } from './chat-template.js'
+import { resolveInside } from '../util/fs.js'
 import { readJsonFile } from '../util/json.js'
 import { booleanOption, checkKeys, describe } from '../util/options.js'
 
@@ -345,13 +346,15 @@ interface Files {
   chatTemplate: string
 }
 
+/** The files of a tokenizer directory, each of which must not lead out of it (a link elsewhere). */
 function filesOf(dir: string): Files {
+  const inside = (name: string) => resolveInside(dir, name, `HfTokenizer.load: ${dir}: tokenizer file`)
   return {
     dir,
-    tokenizer: join(dir, 'tokenizer.json'),
-    config: join(dir, 'tokenizer_config.json'),
-    specialTokensMap: join(dir, 'special_tokens_map.json'),
-    chatTemplate: join(dir, 'chat_template.jinja'),
+    tokenizer: inside('tokenizer.json'),
+    config: inside('tokenizer_config.json'),
+    specialTokensMap: inside('special_tokens_map.json'),
+    chatTemplate: inside('chat_template.jinja'),
   }
 }
 

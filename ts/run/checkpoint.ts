@@ -85,13 +85,22 @@ export async function saveCheckpoint(runDir: string, options: SaveCheckpointOpti
   const temp = tempPathFor(final)
   fs.mkdirSync(temp)
   try {
-    for (const [name, model] of models) await model.save(path.join(temp, name))
-    for (const [name, optimizer] of optimizers) {
-      const { step: optimizerStep, m, v } = optimizer.state()
-      writeSafetensors(path.join(temp, `optimizer-${name}.safetensors`), [{ name: 'm', tensor: m }, { name: 'v', tensor: v }], {
-        format: 'rlfarm-adamw',
-        step: String(optimizerStep),
-      })
+    // A model's weights and its optimizers' moments are written as one operation
+    // of that model, so a step called meanwhile lands wholly before or after them.
+    const owners = [...new Set([...models.map(([, model]) => model), ...optimizers.map(([, optimizer]) => optimizer.model)])]
+    for (const owner of owners) {
+      const writeOwned = () => {
+        for (const [name, model] of models) if (model === owner) model.writeFiles(path.join(temp, name))
+        for (const [name, optimizer] of optimizers) {
+          if (optimizer.model !== owner) continue
+          const { step: optimizerStep, m, v } = optimizer.state()
+          writeSafetensors(path.join(temp, `optimizer-${name}.safetensors`), [{ name: 'm', tensor: m }, { name: 'v', tensor: v }], {
+            format: 'rlfarm-adamw',
+            step: String(optimizerStep),
+          })
+        }
+      }
+      await owner.enqueue(where, writeOwned, { readsWeightsOnly: true })
     }
     const stateFile: StateFile = {
       step,

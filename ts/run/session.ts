@@ -23,7 +23,7 @@ import { labelPreferences } from '../algorithms/label.js'
 import type { Model } from '../model/model.js'
 import type { AdamW } from '../model/optim.js'
 import type { Tokenizer } from '../model/tokenizer.js'
-import { writeFileAtomic } from '../util/fs.js'
+import { resolveInside, writeFileAtomic } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
 import { checkKeys, describe } from '../util/options.js'
 import { listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.js'
@@ -118,7 +118,7 @@ export async function saveModelWithTokenizer(model: Model, tokenizerSource: stri
   }
   if (path.resolve(tokenizerSource) === path.resolve(dir)) return
   for (const name of TOKENIZER_FILES) {
-    const from = path.join(tokenizerSource, name)
+    const from = resolveInside(tokenizerSource, name, `${tokenizerSource}: tokenizer file`)
     if (fs.existsSync(from)) writeFileAtomic(path.join(dir, name), fs.readFileSync(from))
   }
 }
@@ -382,8 +382,9 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
     if (options.resume && finished?.state === 'finished' && saved) {
       // A finished stage is kept only if it ran this very config: outputs of another are not this pipeline's.
       await checkSameConfig(stageDir, run, `stages[${i}] (${name})`)
-      results.set(name, { ...saved, runDir: stageDir })
-      done.push({ ...saved, name, runDir: stageDir, interrupted: false })
+      const kept = { ...saved, ...stageOutputsInside(saved, stageDir) }
+      results.set(name, { ...kept, runDir: stageDir })
+      done.push({ ...kept, name, runDir: stageDir, interrupted: false })
       continue
     }
     const resumeStage = options.resume === true && finished !== undefined
@@ -400,6 +401,23 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
   }
   writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`)
   return { dir, stages: done, interrupted: false }
+}
+
+/**
+ * The model and files that a finished stage's result.json names, each of which
+ * must lie inside the stage's directory: a later stage's ${stage} reads them.
+ */
+function stageOutputsInside(saved: StageResult, stageDir: string): Pick<StageResult, 'model' | 'files'> {
+  const where = path.join(stageDir, 'result.json')
+  const inside = (p: unknown, field: string) =>
+    resolveInside(stageDir, typeof p === 'string' && p !== '' ? path.relative(stageDir, path.resolve(stageDir, p)) || '.' : p, `${where}: ${field}`)
+  const out: Pick<StageResult, 'model' | 'files'> = {}
+  if (saved.model !== undefined) out.model = inside(saved.model, 'model')
+  if (saved.files !== undefined) {
+    if (saved.files === null || typeof saved.files !== 'object') throw new Error(`${where}: files must be an object { name: file }; got ${describe(saved.files)}`)
+    out.files = Object.fromEntries(Object.entries(saved.files).map(([key, file]) => [key, inside(file, `files.${key}`)]))
+  }
+  return out
 }
 
 /** Refuses to keep a finished stage whose saved config.yaml differs from `run` (its output_dir aside: the directory may have moved). */

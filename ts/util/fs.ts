@@ -99,3 +99,50 @@ export class AppendFile {
     }
   }
 }
+
+/** Whether `target` is `root` or lies under it (both absolute and normalised). */
+function isUnder(root: string, target: string): boolean {
+  const rel = path.relative(root, target)
+  return rel === '' || (!rel.startsWith(`..${path.sep}`) && rel !== '..' && !path.isAbsolute(rel))
+}
+
+/** The real path of `p`, or of its nearest existing ancestor joined with the rest when `p` does not exist yet. */
+function realPathOf(p: string): string {
+  try {
+    return fs.realpathSync(p)
+  } catch {
+    const parent = path.dirname(p)
+    return parent === p ? p : path.join(realPathOf(parent), path.basename(p))
+  }
+}
+
+/**
+ * Resolves `name`, a path that a file in `root` gives for another file (a
+ * shard of a weight index, a tokenizer file, a stage's output, a base config),
+ * and refuses it unless it stays inside `root`: it must be relative, may use
+ * `..` only within root, and following symbolic links must not lead out of
+ * root. The name is taken relative to `from` (default: root itself), a
+ * directory inside root. One exception: a model directory in the Hugging Face hub cache
+ * (`…/snapshots/<revision>`) holds links into its repository's `blobs`
+ * folder, which are allowed. `what` names the file that gave the name; errors
+ * show the name and the directory, never a file's contents.
+ */
+export function resolveInside(root: string, name: unknown, what: string, from: string = root): string {
+  const refuse = (why: string): never => {
+    throw new Error(`${what}: ${JSON.stringify(name)} ${why}; a file may only name files inside ${root}`)
+  }
+  if (typeof name !== 'string' || name === '') return refuse('is not a file name')
+  if (name.includes('\0')) refuse('holds a NUL character')
+  if (path.isAbsolute(name) || path.win32.isAbsolute(name)) refuse('is an absolute path')
+  const base = path.resolve(root)
+  const target = path.resolve(base, from, name)
+  if (!isUnder(base, target)) refuse(`leads out of the directory (to ${target})`)
+  const realBase = realPathOf(base)
+  const realTarget = realPathOf(target)
+  if (!isUnder(realBase, realTarget)) {
+    const snapshots = path.dirname(realBase)
+    const hubBlobs = path.basename(snapshots) === 'snapshots' ? path.join(path.dirname(snapshots), 'blobs') : undefined
+    if (hubBlobs === undefined || !isUnder(hubBlobs, realTarget)) refuse(`is a symbolic link (or lies under one) that leads out of the directory, to ${realTarget}`)
+  }
+  return target
+}

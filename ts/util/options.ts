@@ -33,8 +33,9 @@ export function closestKey(key: string, known: readonly string[]): string | unde
 
 /** Throws when `given` has a key outside `known`, naming the closest known key. */
 export function checkKeys(where: string, given: object | undefined, known: readonly string[]): void {
-  if (given === undefined || given === null) return
-  if (typeof given !== 'object' || Array.isArray(given)) {
+  if (given === undefined) return
+  // null too: reading an option of it would fail with "Cannot read properties of null".
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) {
     throw new TypeError(`${where}: options must be an object; got ${describe(given)}`)
   }
   for (const key of Object.keys(given)) {
@@ -57,6 +58,37 @@ export function numberOption(where: string, name: string, value: unknown, fallba
   if (value === undefined) return fallback
   if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a number; got ${describe(value)}`)
   return value
+}
+
+export interface NumberRange {
+  min?: number
+  max?: number
+  /** The minimum itself is not allowed. */
+  minExclusive?: boolean
+  integer?: boolean
+}
+
+function describeRange(r: NumberRange): string {
+  const low = r.min === undefined ? undefined : `${r.minExclusive ? '(' : '['}${r.min}`
+  if (low !== undefined && r.max !== undefined) return ` in ${low}, ${r.max}]`
+  if (low !== undefined) return ` ${r.minExclusive ? '>' : '>='} ${r.min}`
+  if (r.max !== undefined) return ` <= ${r.max}`
+  return ''
+}
+
+/**
+ * A number option that must be finite (an integer with `integer`) and within
+ * `range`: NaN, Infinity and out-of-range values are errors naming the option.
+ */
+export function rangedOption(where: string, name: string, value: unknown, fallback: number, range: NumberRange = {}): number {
+  if (value === undefined) return fallback
+  const v = numberOption(where, name, value, fallback)
+  const ok =
+    (range.integer ? Number.isSafeInteger(v) : Number.isFinite(v)) &&
+    (range.min === undefined || (range.minExclusive ? v > range.min : v >= range.min)) &&
+    (range.max === undefined || v <= range.max)
+  if (!ok) throw new RangeError(`${where}: ${name} must be ${range.integer ? 'an integer' : 'a finite number'}${describeRange(range)}; got ${v}`)
+  return v
 }
 
 export function booleanOption(where: string, name: string, value: unknown, fallback: boolean): boolean {
