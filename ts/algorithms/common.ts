@@ -4,6 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { DataConfig, GenerationConfig, ModelSpec, OptimizerConfig, RewardFunction, RunConfig } from '../config/types.generated.js'
+import { ConfigError } from '../config/errors.js'
 import { collatePrompts, lastPositionMask, type PromptBatch } from '../data/batch.js'
 import { SequenceEncoder } from '../data/encode.js'
 import { readDataset, type Binarize, type DataFormat } from '../data/formats.js'
@@ -59,14 +60,15 @@ export async function loadModelSpec(
   what: string,
   options: { scalarHead?: boolean; seed: number; tokenizer?: LoadedModel },
 ): Promise<LoadedModel> {
+  if (!spec?.path && !spec?.init) throw new ConfigError([{ path: what, message: `give ${what}.path (a model directory) or ${what}.init (a new model's shape)` }])
   const tokenizerSource = options.tokenizer?.tokenizerSource ?? tokenizerSourceFor(spec, what)
   const tokenizer = options.tokenizer?.tokenizer ?? (await loadTokenizer(tokenizerSource))
   const scalarHead = options.scalarHead ?? spec.scalar_head
   let model: Model
   if (spec.path) {
     model = await Model.load(spec.path, { scalarHead, seed: options.seed })
-  } else if (spec.init) {
-    const s = spec.init
+  } else {
+    const s = spec.init!
     const vocab = s.vocab_size ?? tokenizer.vocabSize
     if (vocab < tokenizer.vocabSize) {
       throw new Error(`${what}.init.vocab_size (${vocab}) is smaller than the tokenizer's vocabulary (${tokenizer.vocabSize})`)
@@ -84,8 +86,6 @@ export async function loadModelSpec(
       },
       { seed: options.seed, scalarHead },
     )
-  } else {
-    throw new Error(`${what}: give ${what}.path (a model directory) or ${what}.init (a new model's shape)`)
   }
   if (model.config.vocab < tokenizer.vocabSize) {
     throw new Error(`${what}: the model's vocabulary (${model.config.vocab}) is smaller than its tokenizer's (${tokenizer.vocabSize})`)
@@ -110,7 +110,7 @@ export async function readRows<T>(
   data: DataConfig,
   note: (message: string) => void,
 ): Promise<T[]> {
-  if (!file) throw new Error(`data.${what} is required for this algorithm`)
+  if (!file) throw new ConfigError([{ path: `data.${what}`, message: 'is required for this algorithm' }])
   const result = await readDataset(file, parse, { format: data.format as DataFormat, binarize: data.binarize as Binarize, onBadRow: data.on_bad_row })
   if (result.skipped > 0) note(`${file}: skipped ${result.skipped} bad rows (first: ${result.skippedReasons[0]})`)
   if (result.rows.length === 0) throw new Error(`${file}: no usable rows`)

@@ -373,17 +373,54 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await command.run(values as Record<string, unknown>, positionals)
   } catch (err) {
-    const e = err as Error & { code?: string }
-    if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`rlfarm ${name}: ${e.message}\nUsage: ${command.usage}   (rlfarm ${name} --help)\n`)
-      return 2
+    const failure = describeFailure(err)
+    if (err instanceof UsageError || failure.code.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`rlfarm ${name}: ${failure.message}\nUsage: ${command.usage}   (rlfarm ${name} --help)\n`)
+      return EXIT.usage
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`rlfarm ${name}: ${e.message}\n`)
-      return 2
+      process.stderr.write(`rlfarm ${name}: ${failure.message}\n`)
+      return EXIT.usage
     }
-    process.stderr.write(`rlfarm ${name}: ${process.env.RLFARM_DEBUG ? e.stack : e.message}\n`)
-    return 1
+    process.stderr.write(`rlfarm ${name}: ${process.env.RLFARM_DEBUG && failure.stack ? failure.stack : failure.message}\n`)
+    return EXIT.failed
   }
 }
 
+/** The exit codes of `rlfarm` (README "Exit codes"). */
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const
+
+/**
+ * What the user is shown of anything thrown: its message (or, for a value
+ * that is not an Error, the value), never empty, and its code as a string
+ * (`.code` may be a number, an errno, or missing).
+ */
+export function describeFailure(err: unknown): { message: string; code: string; stack?: string } {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code
+    const message = err.message.trim() || `${err.name || err.constructor?.name || 'Error'}${code !== undefined ? ` (code ${String(code)})` : ''} without a message`
+    return { message, code: code === undefined || code === null ? '' : String(code), stack: err.stack }
+  }
+  let shown: string
+  try {
+    shown = typeof err === 'string' ? err : (JSON.stringify(err) ?? String(err))
+  } catch {
+    shown = String(err)
+  }
+  return { message: `failed with a thrown ${err === null ? 'null' : typeof err}: ${shown.slice(0, 300)}`, code: '' }
+}
+
+/**
+ * For the `rlfarm` binary: an error that escapes every handler (an event
+ * emitter's 'error', a rejected promise nobody awaited) still ends the
+ * process with one line and exit code 1, not a stack trace or a hang.
+ */
+export function installFatalHandlers(argv: readonly string[]): void {
+  const fatal = (err: unknown) => {
+    const failure = describeFailure(err)
+    process.stderr.write(`rlfarm${argv[0] ? ` ${argv[0]}` : ''}: ${process.env.RLFARM_DEBUG && failure.stack ? failure.stack : failure.message}\n`)
+    process.exit(EXIT.failed)
+  }
+  process.on('uncaughtException', fatal)
+  process.on('unhandledRejection', fatal)
+}

@@ -79,10 +79,10 @@ export class RunDirectory {
     const now = options.now ?? (() => new Date())
     const resume = booleanOption(where, 'resume', options.resume, false)
     const algorithm = options.algorithm
-    if (algorithm !== undefined && (typeof algorithm !== 'string' || !isName(algorithm))) {
+    if (algorithm !== undefined && (typeof algorithm !== 'string' || !isRunName(algorithm))) {
       throw new TypeError(`${where}: algorithm must be a plain name; got ${describe(algorithm)}`)
     }
-    if (options.name !== undefined && (typeof options.name !== 'string' || !isName(options.name))) {
+    if (options.name !== undefined && (typeof options.name !== 'string' || !isRunName(options.name))) {
       throw new TypeError(`${where}: name must be a directory name (not empty, no '/', not '.' or '..'); got ${describe(options.name)}`)
     }
     if (resume && options.name === undefined) throw new TypeError(`${where}: resume needs the name of the run to continue`)
@@ -200,7 +200,8 @@ export class RunDirectory {
   }
 }
 
-function isName(name: string): boolean {
+/** A run or stage name: one directory name (not empty, no separator or NUL, not '.' or '..'). */
+export function isRunName(name: string): boolean {
   return name.length > 0 && name !== '.' && name !== '..' && !/[/\\\0]/.test(name)
 }
 

@@ -4,7 +4,7 @@
 // requests (Ctrl-C, an AbortSignal), checkpoints on a cadence and resume.
 import fs from 'node:fs'
 import path from 'node:path'
-import { loadConfig, resolveConfig, resolvePaths, saveResolvedConfig } from '../config/index.js'
+import { ConfigError, loadConfig, resolveConfig, resolvePaths, saveResolvedConfig } from '../config/index.js'
 import type { PipelineConfig, PipelineConfigInput, RunConfig, RunConfigInput } from '../config/types.generated.js'
 import type { StageResult, TrainerContext, TrainerState } from '../algorithms/context.js'
 import { RLFARM_META } from '../algorithms/common.js'
@@ -31,7 +31,7 @@ import { onInterrupt, type Interrupt } from './interrupt.js'
 import type { MetricsLogger } from './metrics.js'
 import { Progress, type ProgressMode, type ProgressStream } from './progress.js'
 import { Rng, type RngState } from './rng.js'
-import { RunDirectory } from './run-dir.js'
+import { isRunName, RunDirectory } from './run-dir.js'
 import { policyTable, type PolicyRow } from '../farm/report.js'
 
 export type Algorithm = NonNullable<RunConfig['algorithm']>
@@ -267,9 +267,13 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError(`train: signal must be an AbortSignal; got ${describe(options.signal)}`)
   if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new TypeError(`train: onStep must be a function; got ${describe(options.onStep)}`)
   const resolved = await runConfigFrom(config, options.set)
-  if (!resolved.algorithm) throw new Error(`${isConfigFile(config) ? config : 'train(config)'}: algorithm is required (one of ${Object.keys(TRAINERS).join(', ')})`)
+  const source = isConfigFile(config) ? config : 'train(config)'
+  if (!resolved.algorithm) throw new ConfigError([{ file: source, path: 'algorithm', message: `is required (one of ${Object.keys(TRAINERS).join(', ')})` }])
+  if (resolved.name !== undefined && !isRunName(resolved.name)) {
+    throw new ConfigError([{ file: source, path: 'name', message: `must be a directory name (not empty, no '/' or '\\', not '.' or '..'); got ${JSON.stringify(resolved.name)}` }])
+  }
   const resume = options.resume ?? false
-  if (resume && !resolved.name) throw new Error('train: resume needs the run\'s name (config name, or --set name=...) to find output_dir/name')
+  if (resume && !resolved.name) throw new ConfigError([{ file: source, path: 'name', message: "is required to resume (config name, or --set name=...): the run to continue is output_dir/name" }])
 
   const run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume })
   await saveResolvedConfig(resolved, run.configFile)
@@ -355,13 +359,14 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
   } else {
     pipeline = resolvePaths(resolveConfig(config as PipelineConfigInput, { type: 'PipelineConfig', source: 'runPipeline(config)', set: options.set }), baseDir, { type: 'PipelineConfig' })
   }
-  if (!pipeline.name) throw new Error('runPipeline: the pipeline needs a name (its stages go into output_dir/name)')
-  if (pipeline.stages.length === 0) throw new Error('runPipeline: the pipeline has no stages')
+  const source = isConfigFile(config) ? config : 'runPipeline(config)'
+  if (!pipeline.name || !isRunName(pipeline.name)) throw new ConfigError([{ file: source, path: 'name', message: `must be a directory name (its stages go into output_dir/name); got ${JSON.stringify(pipeline.name)}` }])
+  if (pipeline.stages.length === 0) throw new ConfigError([{ file: source, path: 'stages', message: 'the pipeline has no stages' }])
   const dir = path.resolve(pipeline.output_dir, pipeline.name)
   const names = new Set<string>()
   pipeline.stages.forEach((s, i) => {
-    if (!s.name) throw new Error(`runPipeline: stages[${i}] needs a name`)
-    if (names.has(s.name)) throw new Error(`runPipeline: stages[${i}]: the name ${s.name} is used twice`)
+    if (!s.name || !isRunName(s.name)) throw new ConfigError([{ file: source, path: `stages[${i}].name`, message: `must be a directory name; got ${JSON.stringify(s.name)}` }])
+    if (names.has(s.name)) throw new ConfigError([{ file: source, path: `stages[${i}].name`, message: `${s.name} is used twice` }])
     names.add(s.name)
   })
   fs.mkdirSync(dir, { recursive: true })
