@@ -111,7 +111,13 @@ export async function readRows<T>(
   note: (message: string) => void,
 ): Promise<T[]> {
   if (!file) throw new ConfigError([{ path: `data.${what}`, message: 'is required for this algorithm' }])
-  const result = await readDataset(file, parse, { format: data.format as DataFormat, binarize: data.binarize as Binarize, onBadRow: data.on_bad_row })
+  const result = await readDataset(file, parse, {
+    format: data.format as DataFormat,
+    binarize: data.binarize as Binarize,
+    onBadRow: data.on_bad_row,
+    maxRowBytes: data.max_row_bytes,
+    allowSpecialFiles: data.allow_special_files,
+  })
   if (result.skipped > 0) note(`${file}: skipped ${result.skipped} bad rows (first: ${result.skippedReasons[0]})`)
   if (result.rows.length === 0) throw new Error(`${file}: no usable rows`)
   return result.rows

@@ -44,6 +44,12 @@ function text(row: Record<string, unknown>, key: string): string {
   return v
 }
 
+/** A response, prompt or reply: a string with something in it (an empty one teaches nothing and is a bad row). */
+function nonEmpty(value: string, key: string): string {
+  if (value.trim() === '') throw new Error(`'${key}' is empty${value === '' ? '' : ' (only whitespace)'}`)
+  return value
+}
+
 function messages(value: unknown, key: string): ChatMessage[] {
   if (!Array.isArray(value) || value.length === 0) throw new Error(`'${key}' must be a non-empty list of {role, content} messages`)
   return value.map((m, i) => {
@@ -56,11 +62,13 @@ function messages(value: unknown, key: string): ChatMessage[] {
 
 function prompt(row: Record<string, unknown>, key = 'prompt'): Prompt {
   const v = row[key]
-  return typeof v === 'string' ? v : messages(v, key)
+  if (typeof v === 'string') return nonEmpty(v, key)
+  if (!Array.isArray(v)) throw new Error(`'${key}' must be a string or a non-empty list of {role, content} messages; got ${keysOf(v)}`)
+  return messages(v, key)
 }
 
 function alpacaPrompt(row: Record<string, unknown>): string {
-  const instruction = text(row, 'instruction')
+  const instruction = nonEmpty(text(row, 'instruction'), 'instruction')
   const input = row.input
   if (input !== undefined && input !== null && typeof input !== 'string') throw new Error(`'input' must be a string`)
   return input ? `${instruction}\n\n${input}` : instruction
@@ -71,7 +79,7 @@ function splitLastAssistant(chat: ChatMessage[], key: string): { history: ChatMe
   const last = chat[chat.length - 1]
   if (last.role !== 'assistant') throw new Error(`the last message of '${key}' must be the assistant's; got role '${last.role}'`)
   if (chat.length < 2) throw new Error(`'${key}' needs a prompt message before the assistant's reply`)
-  return { history: chat.slice(0, -1), reply: last.content }
+  return { history: chat.slice(0, -1), reply: nonEmpty(last.content, `${key}[${chat.length - 1}].content`) }
 }
 
 export function parseSftRow(value: unknown): SftExample {
@@ -81,10 +89,11 @@ export function parseSftRow(value: unknown): SftExample {
     return { prompt: history, response: reply }
   }
   if ('prompt' in value && ('response' in value || 'completion' in value)) {
-    return { prompt: prompt(value), response: text(value, 'response' in value ? 'response' : 'completion') }
+    const key = 'response' in value ? 'response' : 'completion'
+    return { prompt: prompt(value), response: nonEmpty(text(value, key), key) }
   }
-  if ('instruction' in value && 'output' in value) return { prompt: alpacaPrompt(value), response: text(value, 'output') }
-  if ('text' in value) return { prompt: '', response: text(value, 'text') }
+  if ('instruction' in value && 'output' in value) return { prompt: alpacaPrompt(value), response: nonEmpty(text(value, 'output'), 'output') }
+  if ('text' in value) return { prompt: '', response: nonEmpty(text(value, 'text'), 'text') }
   throw new Error(
     `expected {prompt, response}, {prompt, completion}, {messages}, {instruction, output} or {text}; got ${keysOf(value)}`,
   )
@@ -106,10 +115,16 @@ export function parsePreferenceRow(value: unknown): PreferenceExample {
     if (JSON.stringify(chosen.history) !== JSON.stringify(rejected.history)) {
       throw new Error(`'chosen' and 'rejected' must share the same messages before the final assistant reply`)
     }
-    return { prompt: chosen.history, chosen: chosen.reply, rejected: rejected.reply, margin }
+    return distinctPair({ prompt: chosen.history, chosen: chosen.reply, rejected: rejected.reply, margin })
   }
   if (!('prompt' in value)) throw new Error(`'prompt' is required when chosen and rejected are strings`)
-  return { prompt: prompt(value), chosen: text(value, 'chosen'), rejected: text(value, 'rejected'), margin }
+  return distinctPair({ prompt: prompt(value), chosen: nonEmpty(text(value, 'chosen'), 'chosen'), rejected: nonEmpty(text(value, 'rejected'), 'rejected'), margin })
+}
+
+/** A pair whose two responses are the same text prefers nothing: a bad row. */
+function distinctPair(pair: PreferenceExample): PreferenceExample {
+  if (pair.chosen === pair.rejected) throw new Error(`'chosen' and 'rejected' are the same text: the pair prefers nothing`)
+  return pair
 }
 
 export function parsePromptRow(value: unknown): PromptExample {

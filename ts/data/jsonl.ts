@@ -2,9 +2,20 @@
 // either stops the read or is skipped and counted, as the caller (the
 // config's data.on_bad_row) says.
 import fs from 'node:fs'
-import readline from 'node:readline'
+import net from 'node:net'
+import type { Readable } from 'node:stream'
 
 export type BadRowPolicy = 'stop' | 'skip'
+
+/** The longest row read by default (data.max_row_bytes): 16 MiB. */
+export const DEFAULT_MAX_ROW_BYTES = 16 * 1024 * 1024
+
+export interface ReadLimits {
+  /** A longer row (a JSONL line, in bytes) is a bad row; the reader holds no more of it than this. Default 16 MiB. */
+  maxRowBytes?: number
+  /** Read a FIFO, a device or a socket too. Default false: only regular files. */
+  allowSpecialFiles?: boolean
+}
 
 /** A row that could not be used; `message` says where (file:line, or a Parquet file's row) and why. */
 export class BadRowError extends Error {
@@ -31,19 +42,133 @@ function collect<T>(result: ReadResult<T>, policy: BadRowPolicy, make: () => T, 
   try {
     result.rows.push(make())
   } catch (err) {
-    const error = bad((err as Error).message)
-    if (policy === 'stop') throw error
-    result.skipped++
-    if (result.skippedReasons.length < 100) result.skippedReasons.push(error.message)
+    skipOrStop(result, policy, bad((err as Error).message))
   }
+}
+
+function skipOrStop(result: ReadResult<unknown>, policy: BadRowPolicy, error: BadRowError): void {
+  if (policy === 'stop') throw error
+  result.skipped++
+  if (result.skippedReasons.length < 100) result.skippedReasons.push(error.message)
+}
+
+const CHAR_NAMES: Record<string, string> = { '\0': 'a NUL character (U+0000)' }
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/**
+ * Refuses text no tokenizer should see silently: a NUL character, or a lone
+ * UTF-16 surrogate (from a "\ud800" escape); `where` is the field's path.
+ */
+export function checkRowText(value: unknown, where = ''): void {
+  if (typeof value === 'string') {
+    const nul = value.indexOf('\0')
+    if (nul >= 0) throw new Error(`${where ? `'${where}' ` : ''}contains ${CHAR_NAMES['\0']} at character ${nul}`)
+    const lone = LONE_SURROGATE.exec(value)
+    if (lone) {
+      const code = lone[0].charCodeAt(0).toString(16).toUpperCase()
+      throw new Error(`${where ? `'${where}' ` : ''}contains a lone surrogate (U+${code}, half of a UTF-16 pair: not text) at character ${lone.index}`)
+    }
+  } else if (Array.isArray(value)) value.forEach((v, i) => checkRowText(v, `${where}[${i}]`))
+  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) checkRowText(v, where ? `${where}.${k}` : k)
+}
+
+function describeFileType(stat: fs.Stats): string {
+  if (stat.isDirectory()) return 'a directory'
+  if (stat.isFIFO()) return 'a FIFO (named pipe)'
+  if (stat.isCharacterDevice()) return 'a character device'
+  if (stat.isBlockDevice()) return 'a block device'
+  if (stat.isSocket()) return 'a socket'
+  return 'not a regular file'
+}
+
+/**
+ * Opens `file` for reading without ever blocking: a FIFO with no writer would
+ * hang a plain open() (and a thread with it, so that even process.exit
+ * waits). Only regular files are read unless `allowSpecial`; a FIFO or socket
+ * that is allowed is read as a non-blocking stream.
+ */
+export function openDataFile(file: string, allowSpecial = false): { stream: Readable; size?: number } {
+  let fd: number
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
+  }
+  const stat = fs.fstatSync(fd)
+  if (!stat.isFile() && (!allowSpecial || stat.isDirectory())) {
+    fs.closeSync(fd)
+    throw new Error(`cannot read ${file}: it is ${describeFileType(stat)}, not a regular file${stat.isDirectory() ? '' : ' (data.allow_special_files: true reads one)'}`)
+  }
+  if (stat.isFIFO() || stat.isSocket()) return { stream: new net.Socket({ fd, readable: true, writable: false }) }
+  return { stream: fs.createReadStream('', { fd, highWaterMark: 1 << 16 }), size: stat.isFile() ? stat.size : undefined }
+}
+
+/** Throws unless `file` is a regular file (or `allowSpecial`), naming what it is; does not open it. */
+export function checkRegularFile(file: string, allowSpecial = false): void {
+  const { stream } = openDataFile(file, allowSpecial)
+  stream.destroy()
+}
+
+type Line = { line: number; text: string } | { line: number; tooLong: true } | { line: number; notUtf8: true }
+
+/**
+ * The lines of a byte stream (\n or \r\n), decoded as UTF-8. A line over
+ * `maxBytes` is reported as soon as it crosses the limit (so a caller that
+ * stops there reads no further) and its remaining bytes are dropped, not held.
+ */
+async function* splitLines(stream: Readable, maxBytes: number): AsyncGenerator<Line> {
+  const decoder = new TextDecoder('utf-8', { fatal: true })
+  let parts: Buffer[] = []
+  let held = 0
+  let dropping = false
+  let line = 0
+  const text = (): Line => {
+    let bytes = parts.length === 1 ? parts[0] : Buffer.concat(parts)
+    parts = []
+    held = 0
+    if (bytes.length > 0 && bytes[bytes.length - 1] === 13) bytes = bytes.subarray(0, -1)
+    try {
+      return { line, text: decoder.decode(bytes) }
+    } catch {
+      return { line, notUtf8: true }
+    }
+  }
+  /** Adds a piece of the current line; true when it has just crossed the limit. */
+  const add = (piece: Buffer): boolean => {
+    if (dropping || piece.length === 0) return false
+    if (held + piece.length > maxBytes) {
+      dropping = true
+      parts = []
+      held = 0
+      return true
+    }
+    parts.push(piece)
+    held += piece.length
+    return false
+  }
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    let start = 0
+    for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, start)) {
+      line++
+      if (add(chunk.subarray(start, nl))) yield { line, tooLong: true }
+      if (dropping) dropping = false
+      else yield text()
+      start = nl + 1
+    }
+    if (add(chunk.subarray(start))) yield { line: line + 1, tooLong: true }
+  }
+  line++
+  if (!dropping && held > 0) yield text()
 }
 
 /**
  * Reads a table of rows: Parquet (a .parquet file, read with hyparquet) or
  * JSON Lines; a bad row is named by its file and line (or Parquet row).
  */
-export async function readTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop'): Promise<ReadResult<T>> {
-  if (!file.toLowerCase().endsWith('.parquet')) return readJsonl(file, parse, policy)
+export async function readTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop', limits: ReadLimits = {}): Promise<ReadResult<T>> {
+  if (!file.toLowerCase().endsWith('.parquet')) return readJsonl(file, parse, policy, limits)
+  // Parquet is read by random access: a regular file only.
+  checkRegularFile(file)
   const { asyncBufferFromFile, parquetReadObjects } = await import('hyparquet')
   let rows: Record<string, unknown>[]
   try {
@@ -57,7 +182,11 @@ export async function readTable<T>(file: string, parse: (value: unknown, line: n
     collect(
       result,
       policy,
-      () => parse(toPlain(value), i + 1),
+      () => {
+        const row = toPlain(value)
+        checkRowText(row)
+        return parse(row, i + 1)
+      },
       (reason) => new BadRowError(file, i + 1, reason, `${file}: row ${i + 1}`),
     ),
   )
@@ -74,28 +203,33 @@ function toPlain(value: unknown): unknown {
 
 /**
  * Reads `file` line by line; `parse(value, line)` turns each JSON value into a
- * row or throws (an Error whose message is the reason). Blank lines are ignored.
+ * row or throws (an Error whose message is the reason). Blank lines are
+ * ignored. A line longer than `limits.maxRowBytes`, one that is not UTF-8 and
+ * a string holding NUL or a lone surrogate are bad rows too.
  */
 export async function readJsonl<T>(
   file: string,
   parse: (value: unknown, line: number) => T,
   policy: BadRowPolicy = 'stop',
+  limits: ReadLimits = {},
 ): Promise<ReadResult<T>> {
-  let stream: fs.ReadStream
-  try {
-    await fs.promises.access(file, fs.constants.R_OK)
-    stream = fs.createReadStream(file, { encoding: 'utf8' })
-  } catch (err) {
-    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
-  }
-  const lines = readline.createInterface({ input: stream, crlfDelay: Infinity })
+  const maxBytes = limits.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new RangeError(`readJsonl: maxRowBytes must be a positive integer; got ${maxBytes}`)
+  const { stream } = openDataFile(file, limits.allowSpecialFiles)
   const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
-  let lineNo = 0
   try {
-    for await (const text of lines) {
-      lineNo++
+    for await (const piece of splitLines(stream, maxBytes)) {
+      const line = piece.line
+      if ('tooLong' in piece) {
+        skipOrStop(result, policy, new BadRowError(file, line, `the row is over ${maxBytes} bytes (data.max_row_bytes)`))
+        continue
+      }
+      if ('notUtf8' in piece) {
+        skipOrStop(result, policy, new BadRowError(file, line, 'the row is not valid UTF-8'))
+        continue
+      }
+      const text = piece.text
       if (text.trim() === '') continue
-      const line = lineNo
       collect(
         result,
         policy,
@@ -106,13 +240,16 @@ export async function readJsonl<T>(
           } catch (err) {
             throw new Error(`not valid JSON (${(err as Error).message})`)
           }
+          checkRowText(value)
           return parse(value, line)
         },
         (reason) => new BadRowError(file, line, reason),
       )
     }
+  } catch (err) {
+    if (err instanceof BadRowError) throw err
+    throw new Error(`cannot read ${file}: ${(err as Error).message}`, { cause: err })
   } finally {
-    lines.close()
     stream.destroy()
   }
   return result
