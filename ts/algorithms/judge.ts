@@ -26,6 +26,8 @@ export async function judgeFor(judge: JudgeConfig, options: { seed: number; chat
         concurrency: judge.concurrency,
         timeoutMs: judge.timeout_ms,
         retries: judge.retries,
+        maxReplyBytes: judge.max_reply_bytes,
+        maxRetryAfterMs: judge.max_retry_after_ms,
       })
     default:
       throw new Error(`judge.kind must be pool, gold, llm or http; got ${JSON.stringify(judge.kind)}`)
