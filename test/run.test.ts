@@ -379,7 +379,8 @@ function child(script: string, onLine: (line: string, kill: (signal: NodeJS.Sign
     })
     proc.stderr.on('data', (chunk: Buffer) => (err += chunk))
     proc.on('error', reject)
-    proc.on('exit', (code) => resolve({ code, out, err }))
+    // A process ended by a signal reports as a shell does: 128 + the signal's number.
+    proc.on('exit', (code, signal) => resolve({ code: code ?? (signal ? 128 + os.constants.signals[signal] : null), out, err }))
   })
 }
 

@@ -4,6 +4,7 @@
 import fs from 'node:fs'
 import net from 'node:net'
 import type { Readable } from 'node:stream'
+import { openForReading } from '../util/fs.js'
 
 export type BadRowPolicy = 'stop' | 'skip'
 
@@ -72,35 +73,15 @@ export function checkRowText(value: unknown, where = ''): void {
   else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) checkRowText(v, where ? `${where}.${k}` : k)
 }
 
-function describeFileType(stat: fs.Stats): string {
-  if (stat.isDirectory()) return 'a directory'
-  if (stat.isFIFO()) return 'a FIFO (named pipe)'
-  if (stat.isCharacterDevice()) return 'a character device'
-  if (stat.isBlockDevice()) return 'a block device'
-  if (stat.isSocket()) return 'a socket'
-  return 'not a regular file'
-}
-
 /**
- * Opens `file` for reading without ever blocking: a FIFO with no writer would
- * hang a plain open() (and a thread with it, so that even process.exit
- * waits). Only regular files are read unless `allowSpecial`; a FIFO or socket
- * that is allowed is read as a non-blocking stream.
+ * Opens a data file for reading without ever blocking (see openForReading):
+ * only regular files unless `allowSpecial`; a FIFO or socket that is allowed
+ * is read as a non-blocking stream, which waits for its writer in the event loop.
  */
-export function openDataFile(file: string, allowSpecial = false): { stream: Readable; size?: number } {
-  let fd: number
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
-  } catch (err) {
-    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
-  }
-  const stat = fs.fstatSync(fd)
-  if (!stat.isFile() && (!allowSpecial || stat.isDirectory())) {
-    fs.closeSync(fd)
-    throw new Error(`cannot read ${file}: it is ${describeFileType(stat)}, not a regular file${stat.isDirectory() ? '' : ' (data.allow_special_files: true reads one)'}`)
-  }
+export function openDataFile(file: string, allowSpecial = false): { stream: Readable } {
+  const { fd, stat } = openForReading(file, { allowSpecial, hint: 'data.allow_special_files: true reads one' })
   if (stat.isFIFO() || stat.isSocket()) return { stream: new net.Socket({ fd, readable: true, writable: false }) }
-  return { stream: fs.createReadStream('', { fd, highWaterMark: 1 << 16 }), size: stat.isFile() ? stat.size : undefined }
+  return { stream: fs.createReadStream('', { fd, highWaterMark: 1 << 16 }) }
 }
 
 /** Throws unless `file` is a regular file (or `allowSpecial`), naming what it is; does not open it. */
