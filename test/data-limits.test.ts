@@ -107,3 +107,23 @@ t.test('train(): data.max_row_bytes and on_bad_row: skip count an over-long row'
   t.equal(r.step, 1)
   t.match(fs.readFileSync(path.join(dir, 'skip', 'run.log'), 'utf8'), /skipped 1 bad rows \(first: .*sft\.jsonl:31: the row is over 2000 bytes/)
 })
+
+t.test('a corrupt Parquet file that sends the decoder into an endless loop: a bounded read and a clear error', async (t) => {
+  const dir = tempDir(t, 'data-limits')
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { parquetWriteBuffer } = require('hyparquet-writer')
+  const bytes = Buffer.from(parquetWriteBuffer({ columnData: [{ name: 'prompt', data: ['a', 'b', 'c'], type: 'STRING' }, { name: 'response', data: ['x', 'y', 'z'], type: 'STRING' }] }))
+  const good = path.join(dir, 'good.parquet')
+  fs.writeFileSync(good, bytes)
+  t.same((await readDataset(good, parseSftRow)).rows.map((r) => r.response), ['x', 'y', 'z'])
+  // Byte 11 is in the first data page's header (found by the fuzz suite, seed in bench/RESULTS.md): hyparquet loops on it.
+  bytes[11] = 0
+  const looping = path.join(dir, 'looping.parquet')
+  fs.writeFileSync(looping, bytes)
+  const started = Date.now()
+  await t.rejects(readDataset(looping, parseSftRow, { parquetTimeoutMs: 2000 }), { message: `cannot read ${looping}: reading it took over 2 s; a corrupt Parquet file can make the decoder loop` })
+  t.ok(Date.now() - started < 30_000, 'bounded')
+  const fifo = path.join(dir, 'rows.parquet')
+  spawnSync('mkfifo', [fifo])
+  await t.rejects(readDataset(fifo, parseSftRow, { allowSpecialFiles: true }), { message: `cannot read ${fifo}: it is a FIFO (named pipe), not a regular file` }, 'Parquet needs random access: never a FIFO')
+})

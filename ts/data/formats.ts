@@ -133,5 +133,5 @@ export interface ReadDatasetOptions extends ReadLimits {
  */
 export function readDataset<T>(file: string, parse: (value: unknown) => T, options: ReadDatasetOptions = {}): Promise<ReadResult<T>> {
   const adapter = new RowAdapter(options.format ?? 'auto', options.binarize ?? 'overall')
-  return readTable(file, (value) => parse(adapter.adapt(value)), options.onBadRow ?? 'stop', { maxRowBytes: options.maxRowBytes, allowSpecialFiles: options.allowSpecialFiles })
+  return readTable(file, (value) => parse(adapter.adapt(value)), options.onBadRow ?? 'stop', { maxRowBytes: options.maxRowBytes, allowSpecialFiles: options.allowSpecialFiles, parquetTimeoutMs: options.parquetTimeoutMs })
 }

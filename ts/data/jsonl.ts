@@ -3,6 +3,8 @@
 // config's data.on_bad_row) says.
 import fs from 'node:fs'
 import net from 'node:net'
+import path from 'node:path'
+import { Worker } from 'node:worker_threads'
 import type { Readable } from 'node:stream'
 import { openForReading } from '../util/fs.js'
 
@@ -16,6 +18,8 @@ export interface ReadLimits {
   maxRowBytes?: number
   /** Read a FIFO, a device or a socket too. Default false: only regular files. */
   allowSpecialFiles?: boolean
+  /** How long reading a Parquet file may take. Default: a minute, and a minute more per 100 MB. */
+  parquetTimeoutMs?: number
 }
 
 /** A row that could not be used; `message` says where (file:line, or a Parquet file's row) and why. */
@@ -84,12 +88,6 @@ export function openDataFile(file: string, allowSpecial = false): { stream: Read
   return { stream: fs.createReadStream('', { fd, highWaterMark: 1 << 16 }) }
 }
 
-/** Throws unless `file` is a regular file (or `allowSpecial`), naming what it is; does not open it. */
-export function checkRegularFile(file: string, allowSpecial = false): void {
-  const { stream } = openDataFile(file, allowSpecial)
-  stream.destroy()
-}
-
 type Line = { line: number; text: string } | { line: number; tooLong: true } | { line: number; notUtf8: true }
 
 /**
@@ -148,23 +146,13 @@ async function* splitLines(stream: Readable, maxBytes: number): AsyncGenerator<L
  */
 export async function readTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop', limits: ReadLimits = {}): Promise<ReadResult<T>> {
   if (!file.toLowerCase().endsWith('.parquet')) return readJsonl(file, parse, policy, limits)
-  // Parquet is read by random access: a regular file only.
-  checkRegularFile(file)
-  const { asyncBufferFromFile, parquetReadObjects } = await import('hyparquet')
-  let rows: Record<string, unknown>[]
-  try {
-    rows = await parquetReadObjects({ file: await asyncBufferFromFile(file) })
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new Error(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : `not a readable Parquet file (${(err as Error).message})`}`)
-  }
+  const rows = await readParquetRows(file, limits.parquetTimeoutMs)
   const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
-  rows.forEach((value, i) =>
+  rows.forEach((row, i) =>
     collect(
       result,
       policy,
       () => {
-        const row = toPlain(value)
         checkRowText(row)
         return parse(row, i + 1)
       },
@@ -174,12 +162,39 @@ export async function readTable<T>(file: string, parse: (value: unknown, line: n
   return result
 }
 
-/** Parquet values as JSON would give them (BigInt integers become numbers). */
-function toPlain(value: unknown): unknown {
-  if (typeof value === 'bigint') return Number(value)
-  if (Array.isArray(value)) return value.map(toPlain)
-  if (value && typeof value === 'object' && !(value instanceof Date)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toPlain(v)]))
-  return value
+/** The default bound on reading a Parquet file: a minute, and a minute more per 100 MB. */
+function parquetTimeoutFor(bytes: number): number {
+  return 60_000 * (1 + bytes / 100e6)
+}
+
+/**
+ * A Parquet file's rows (BigInt integers as numbers), read by hyparquet in a
+ * worker thread that is stopped after `timeoutMs`: a corrupt file can send
+ * the decoder into a loop that never ends (a page header that says 0 bytes).
+ */
+async function readParquetRows(file: string, timeoutMs?: number): Promise<Record<string, unknown>[]> {
+  // Parquet is read by random access: a regular file only.
+  const { fd, stat } = openForReading(file)
+  fs.closeSync(fd)
+  const limit = timeoutMs ?? parquetTimeoutFor(stat.size)
+  const worker = new Worker(path.join(__dirname, 'parquet-worker.js'), { workerData: { file } })
+  try {
+    const reply = await new Promise<{ rows?: Record<string, unknown>[]; error?: string; code?: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`cannot read ${file}: reading it took over ${Math.round(limit / 1000)} s; a corrupt Parquet file can make the decoder loop`)), limit)
+      worker.once('message', (m) => {
+        clearTimeout(timer)
+        resolve(m)
+      })
+      worker.once('error', (err) => {
+        clearTimeout(timer)
+        reject(new Error(`cannot read ${file}: the Parquet reader failed (${err.message})`))
+      })
+    })
+    if (reply.error !== undefined) throw new Error(`cannot read ${file}: ${reply.code === 'ENOENT' ? 'no such file' : `not a readable Parquet file (${reply.error})`}`)
+    return reply.rows!
+  } finally {
+    await worker.terminate()
+  }
 }
 
 /**
