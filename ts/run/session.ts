@@ -276,14 +276,35 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   if (resume && !resolved.name) throw new ConfigError([{ file: source, path: 'name', message: "is required to resume (config name, or --set name=...): the run to continue is output_dir/name" }])
 
   const run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume })
-  await saveResolvedConfig(resolved, run.configFile)
+  // From here on, whatever ends the run is recorded in run.json.
+  const recordFailure = (err: unknown) => {
+    try {
+      run.update({ state: 'failed', error: err })
+    } catch (statusError) {
+      // The run's own error is the one to report; that run.json could not say so is told beside it.
+      ;(options.stream ?? process.stderr).write(`rlfarm: could not record the failure in ${run.statusFile}: ${(statusError as Error).message}\n`)
+    }
+  }
+  try {
+    await saveResolvedConfig(resolved, run.configFile)
+  } catch (err) {
+    recordFailure(err)
+    throw err
+  }
   const interrupt = onInterrupt(undefined, { signal: options.signal, signals: options.handleSignals ? undefined : [], quiet: !options.handleSignals })
   const resumeFrom = resume ? listCheckpoints(run.path).at(-1) : undefined
   const started = performance.now()
   // A resumed run adds the time its earlier sessions spent (elapsed.json, written as each session ends).
   const earlier = resume ? ((readJsonMaybe(path.join(run.path, 'elapsed.json')) as { seconds?: number } | undefined)?.seconds ?? 0) : 0
   const elapsed = () => earlier + (performance.now() - started) / 1000
-  const session = new Session(resolved, run, interrupt, options, resumeFrom)
+  let session: Session
+  try {
+    session = new Session(resolved, run, interrupt, options, resumeFrom)
+  } catch (err) {
+    interrupt.dispose()
+    recordFailure(err)
+    throw err
+  }
   if (resume && !resumeFrom) session.note(`${run.path}: no checkpoint yet; starting from the beginning`)
   try {
     const result = await TRAINERS[resolved.algorithm](session)
@@ -295,10 +316,14 @@ export async function train(config: string | RunConfig | RunConfigInput, options
     writeFileAtomic(path.join(run.path, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted, seconds }, null, 2)}\n`)
     return { ...result, runDir: run.path, step: session.step, interrupted, seconds }
   } catch (err) {
-    run.update({ state: 'failed', error: err })
+    recordFailure(err)
     throw err
   } finally {
-    writeFileAtomic(path.join(run.path, 'elapsed.json'), `${JSON.stringify({ seconds: elapsed() })}\n`)
+    try {
+      writeFileAtomic(path.join(run.path, 'elapsed.json'), `${JSON.stringify({ seconds: elapsed() })}\n`)
+    } catch {
+      // Best effort (a full disk): a resumed run then counts only its own time.
+    }
     interrupt.dispose()
     session.close()
   }
