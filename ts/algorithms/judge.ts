@@ -17,7 +17,10 @@ export async function judgeFor(judge: JudgeConfig, options: { seed: number; chat
       return new LlmJudge(m.model, m.tokenizer, { seed: judge.seed, chatTemplate: options.chatTemplate && m.tokenizer.hasChatTemplate })
     }
     case 'http':
-      if (!judge.url) throw new ConfigError([{ path: 'judge.url', message: 'is required for the http judge (an OpenAI-compatible base URL, e.g. http://localhost:8000/v1)' }])
+      if (!judge.url || !/^https?:\/\//.test(judge.url)) {
+        throw new ConfigError([{ path: 'judge.url', message: `must be the http(s) base URL of an OpenAI-compatible API for the http judge, e.g. http://localhost:8000/v1; got ${JSON.stringify(judge.url ?? null)}` }])
+      }
+      if (!judge.model_name) throw new ConfigError([{ path: 'judge.model_name', message: 'is required for the http judge (the `model` sent with each request)' }])
       return new HttpJudge({
         url: judge.url,
         model: judge.model_name ?? '',
