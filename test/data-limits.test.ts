@@ -127,3 +127,14 @@ t.test('a corrupt Parquet file that sends the decoder into an endless loop: a bo
   spawnSync('mkfifo', [fifo])
   await t.rejects(readDataset(fifo, parseSftRow, { allowSpecialFiles: true }), { message: `cannot read ${fifo}: it is a FIFO (named pipe), not a regular file` }, 'Parquet needs random access: never a FIFO')
 })
+
+t.test('checkText: false (data.check_text) keeps NUL and empty text a model sampled; invalid text is still refused', async (t) => {
+  const dir = tempDir(t, 'data-limits')
+  const file = path.join(dir, 'sampled.jsonl')
+  fs.writeFileSync(file, `${JSON.stringify({ prompt: 'p', chosen: 'a\u0000b', rejected: '' })}\n${JSON.stringify({ prompt: 'p', chosen: 'x\ud800', rejected: 'y' })}\n`)
+  await t.rejects(readDataset(file, parsePreferenceRow), { message: `${file}:1: 'chosen' contains a NUL character (U+0000) at character 1` })
+  const r = await readDataset(file, parsePreferenceRow, { checkText: false, onBadRow: 'skip' })
+  t.same(r.rows, [{ prompt: 'p', chosen: 'a\u0000b', rejected: '', margin: undefined }])
+  t.same(r.skippedReasons, [`${file}:2: 'chosen' contains a lone surrogate (U+D800, half of a UTF-16 pair: not text) at character 1`])
+  t.throws(() => parseSftRow({ prompt: 'p', response: '' }, { checkText: false }) && parsePreferenceRow({ prompt: 'p', chosen: 's', rejected: 's' }, { checkText: false }), { message: "'chosen' and 'rejected' are the same text: the pair prefers nothing" })
+})

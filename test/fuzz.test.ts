@@ -10,9 +10,10 @@ import { fuzz, propertyFiles } from './fuzz/run'
 const seed = Number(process.env.RLFARM_FUZZ_SEED ?? 15)
 const seconds = Number(process.env.RLFARM_FUZZ_SECONDS ?? 120)
 
-/** Failures found by the suite in code under repair elsewhere (issue 15, items 9-10: null arguments and options). */
+/** Failures found by the suite in code under repair elsewhere (issue 15: items 3 and 10, the safetensors rules and null arguments). */
 const KNOWN: { file: string; error: RegExp; owner: string }[] = [
   { file: 'tensor-ops', error: /Cannot read properties of null \(reading '(dtype|device)'\)|\bis not iterable/, owner: 'issue 15 item 10 (null arguments, Tensor.from/zeros coercion): harden-model' },
+  { file: 'safetensors', error: /loaded as .*, not .*\(header length [+-]\d/, owner: 'issue 15 item 3 (a header length a byte or two short loads shifted values): harden-model' },
   { file: 'model', error: /Cannot read properties of null \(reading '(device|dtype)'\)/, owner: 'issue 15 item 10 (null options to Model.create): harden-model' },
 ]
 

@@ -8,7 +8,7 @@ import { ConfigError } from '../config/errors.js'
 import { collatePrompts, lastPositionMask, type PromptBatch } from '../data/batch.js'
 import { SequenceEncoder } from '../data/encode.js'
 import { readDataset, type Binarize, type DataFormat } from '../data/formats.js'
-import { parsePromptRow, type Prompt, type PromptExample } from '../data/examples.js'
+import { parsePromptRow, type Prompt, type PromptExample, type RowRules } from '../data/examples.js'
 import { Model } from '../model/model.js'
 import { AdamW, learningRate } from '../model/optim.js'
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.js'
@@ -106,7 +106,7 @@ export function padIdOf(tokenizer: Tokenizer): number {
 export async function readRows<T>(
   file: string | undefined,
   what: string,
-  parse: (value: unknown) => T,
+  parse: (value: unknown, rules: RowRules) => T,
   data: DataConfig,
   note: (message: string) => void,
 ): Promise<T[]> {
@@ -117,6 +117,7 @@ export async function readRows<T>(
     onBadRow: data.on_bad_row,
     maxRowBytes: data.max_row_bytes,
     allowSpecialFiles: data.allow_special_files,
+    checkText: data.check_text,
   })
   if (result.skipped > 0) note(`${file}: skipped ${result.skipped} bad rows (first: ${result.skippedReasons[0]})`)
   if (result.rows.length === 0) throw new Error(`${file}: no usable rows`)

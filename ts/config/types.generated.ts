@@ -283,6 +283,12 @@ export interface DataConfig {
   max_row_bytes: number
   /** read data from a FIFO, a device or a socket (by default only regular files are read). `bool`, default `false`. */
   allow_special_files: boolean
+  /**
+   * a row with a NUL character or an empty prompt or response is a bad row; false for text a model sampled (a byte-level model can sample NUL and empty responses), as the farm's pipelines set.
+   *
+   * `bool`, default `true`.
+   */
+  check_text: boolean
 }
 
 /** `DataConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -327,6 +333,12 @@ export interface DataConfigInput {
   max_row_bytes?: number
   /** read data from a FIFO, a device or a socket (by default only regular files are read). `bool`, default `false`. */
   allow_special_files?: boolean
+  /**
+   * a row with a NUL character or an empty prompt or response is a bad row; false for text a model sampled (a byte-level model can sample NUL and empty responses), as the farm's pipelines set.
+   *
+   * `bool`, default `true`.
+   */
+  check_text?: boolean
 }
 
 /**

@@ -15,6 +15,7 @@
 // A row that does not fit its format throws, and the reader names its file
 // and line (or Parquet row).
 import type { ChatMessage } from '../model/chat-template.js'
+import type { RowRules } from './examples.js'
 import { Rng } from '../run/rng.js'
 import { readTable, type BadRowPolicy, type ReadLimits, type ReadResult } from './jsonl.js'
 
@@ -131,7 +132,13 @@ export interface ReadDatasetOptions extends ReadLimits {
  * Reads a JSONL or Parquet file in a dataset's format into rows that `parse`
  * accepts (parsePreferenceRow, parsePromptRow, parseSftRow).
  */
-export function readDataset<T>(file: string, parse: (value: unknown) => T, options: ReadDatasetOptions = {}): Promise<ReadResult<T>> {
+export function readDataset<T>(file: string, parse: (value: unknown, rules: RowRules) => T, options: ReadDatasetOptions = {}): Promise<ReadResult<T>> {
   const adapter = new RowAdapter(options.format ?? 'auto', options.binarize ?? 'overall')
-  return readTable(file, (value) => parse(adapter.adapt(value)), options.onBadRow ?? 'stop', { maxRowBytes: options.maxRowBytes, allowSpecialFiles: options.allowSpecialFiles, parquetTimeoutMs: options.parquetTimeoutMs })
+  const rules: RowRules = { checkText: options.checkText ?? true }
+  return readTable(file, (value) => parse(adapter.adapt(value), rules), options.onBadRow ?? 'stop', {
+    maxRowBytes: options.maxRowBytes,
+    allowSpecialFiles: options.allowSpecialFiles,
+    parquetTimeoutMs: options.parquetTimeoutMs,
+    checkText: rules.checkText,
+  })
 }

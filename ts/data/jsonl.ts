@@ -20,6 +20,8 @@ export interface ReadLimits {
   allowSpecialFiles?: boolean
   /** How long reading a Parquet file may take. Default: a minute, and a minute more per 100 MB. */
   parquetTimeoutMs?: number
+  /** Refuse NUL characters in text (and, in the row parsers, empty prompts and responses). Default true. */
+  checkText?: boolean
 }
 
 /** A row that could not be used; `message` says where (file:line, or a Parquet file's row) and why. */
@@ -61,20 +63,21 @@ const CHAR_NAMES: Record<string, string> = { '\0': 'a NUL character (U+0000)' }
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
 /**
- * Refuses text no tokenizer should see silently: a NUL character, or a lone
- * UTF-16 surrogate (from a "\ud800" escape); `where` is the field's path.
+ * Refuses text no tokenizer should see silently: a lone UTF-16 surrogate
+ * (from a "\ud800" escape), and a NUL character unless `nulAllowed`; `where`
+ * is the field's path.
  */
-export function checkRowText(value: unknown, where = ''): void {
+export function checkRowText(value: unknown, nulAllowed = false, where = ''): void {
   if (typeof value === 'string') {
-    const nul = value.indexOf('\0')
+    const nul = nulAllowed ? -1 : value.indexOf('\0')
     if (nul >= 0) throw new Error(`${where ? `'${where}' ` : ''}contains ${CHAR_NAMES['\0']} at character ${nul}`)
     const lone = LONE_SURROGATE.exec(value)
     if (lone) {
       const code = lone[0].charCodeAt(0).toString(16).toUpperCase()
       throw new Error(`${where ? `'${where}' ` : ''}contains a lone surrogate (U+${code}, half of a UTF-16 pair: not text) at character ${lone.index}`)
     }
-  } else if (Array.isArray(value)) value.forEach((v, i) => checkRowText(v, `${where}[${i}]`))
-  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) checkRowText(v, where ? `${where}.${k}` : k)
+  } else if (Array.isArray(value)) value.forEach((v, i) => checkRowText(v, nulAllowed, `${where}[${i}]`))
+  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) checkRowText(v, nulAllowed, where ? `${where}.${k}` : k)
 }
 
 /**
@@ -153,7 +156,7 @@ export async function readTable<T>(file: string, parse: (value: unknown, line: n
       result,
       policy,
       () => {
-        checkRowText(row)
+        checkRowText(row, limits.checkText === false)
         return parse(row, i + 1)
       },
       (reason) => new BadRowError(file, i + 1, reason, `${file}: row ${i + 1}`),
@@ -236,7 +239,7 @@ export async function readJsonl<T>(
           } catch (err) {
             throw new Error(`not valid JSON (${(err as Error).message})`)
           }
-          checkRowText(value)
+          checkRowText(value, limits.checkText === false)
           return parse(value, line)
         },
         (reason) => new BadRowError(file, line, reason),
