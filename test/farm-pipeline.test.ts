@@ -32,7 +32,7 @@ const pipeline = {
     { name: 'sft', run: { algorithm: 'sft', policy: tinyPolicy, data: { train: '${farm.sft}', ...data }, optimizer: { lr: 3e-3 }, training: { batch_size: 16, max_steps: 30 } } },
     { name: 'label', run: { algorithm: 'label', policy: { path: '${sft}' }, data: { prompts: '${farm.preference}', ...data }, generation: gen, training: { batch_size: 32 } } },
     { name: 'label_x3', run: { algorithm: 'label', policy: { path: '${sft}' }, data: { prompts: '${farm.preference}', ...data }, generation: gen, training: { batch_size: 32 }, label: { pairs_per_prompt: 3 } } },
-    { name: 'reward', run: { algorithm: 'reward', policy: { path: '${sft}' }, data: { train: '${label.preferences}', ...data }, training: { batch_size: 16, max_steps: 5 } } },
+    { name: 'reward', run: { algorithm: 'reward', policy: { path: '${sft}' }, data: { train: '${label.preferences}', ...data, check_text: false }, training: { batch_size: 16, max_steps: 5 } } },
     {
       name: 'ppo',
       run: {
@@ -52,7 +52,7 @@ const pipeline = {
     },
     { name: 'eval_sft', run: evalStage('sft') },
     { name: 'eval_ppo', run: evalStage('ppo') },
-    { name: 'eval_best_of_4', run: { algorithm: 'eval', data: { prompts: '${best_of_4.outputs}', ...data }, training: { batch_size: 20 } } },
+    { name: 'eval_best_of_4', run: { algorithm: 'eval', data: { prompts: '${best_of_4.outputs}', ...data, check_text: false }, training: { batch_size: 20 } } },
   ],
 }
 

@@ -514,7 +514,7 @@ t.test('a safetensors path that is not a regular file is refused without waiting
   const fifo = path.join(dir, 'model.safetensors')
   const { execFileSync } = await import('node:child_process')
   execFileSync('mkfifo', [fifo])
-  t.throws(() => SafetensorsFile.open(fifo), { message: `cannot open ${fifo}: not a regular file, so not a safetensors file` }, 'a FIFO')
+  t.throws(() => SafetensorsFile.open(fifo), { message: `cannot read ${fifo}: it is a FIFO (named pipe), not a regular file` }, 'a FIFO')
   t.throws(() => SafetensorsFile.open(dir), { message: /not a regular file/ }, 'a directory')
   fs.rmSync(dir, { recursive: true, force: true })
 })

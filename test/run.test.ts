@@ -182,7 +182,7 @@ t.test('RunDirectory: layout, default names, refusing to reuse, run.json', async
   t.equal(RunDirectory.create(out, { name: 'empty' }).path, path.join(out, 'empty'), 'an empty directory may be used')
   assertThrowsWith(t, () => RunDirectory.create(out, { name: run.name }), [run.path, 'already exists and is not empty', 'resume'], 'a non-empty directory is refused')
   assertThrowsWith(t, () => RunDirectory.create(out, { name: '../escape' }), ['name must be a directory name'], 'names with a slash')
-  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'nothing', resume: true }), [path.join(out, 'nothing'), 'not a run directory'], 'nothing to resume')
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'nothing', resume: true }), [path.join(out, 'nothing'), 'there is nothing to resume, the directory does not exist'], 'nothing to resume')
   assertThrowsWith(t, () => RunDirectory.create(out, { resume: true }), ['resume needs the name'], 'resume without a name')
 
   run.writeConfig('algorithm: ppo\n')
@@ -379,7 +379,8 @@ function child(script: string, onLine: (line: string, kill: (signal: NodeJS.Sign
     })
     proc.stderr.on('data', (chunk: Buffer) => (err += chunk))
     proc.on('error', reject)
-    proc.on('exit', (code) => resolve({ code, out, err }))
+    // A process ended by a signal reports as a shell does: 128 + the signal's number.
+    proc.on('exit', (code, signal) => resolve({ code: code ?? (signal ? 128 + os.constants.signals[signal] : null), out, err }))
   })
 }
 

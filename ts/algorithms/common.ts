@@ -4,10 +4,11 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { DataConfig, GenerationConfig, ModelSpec, OptimizerConfig, RewardFunction, RunConfig } from '../config/types.generated.js'
+import { ConfigError } from '../config/errors.js'
 import { collatePrompts, lastPositionMask, type PromptBatch } from '../data/batch.js'
 import { SequenceEncoder } from '../data/encode.js'
 import { readDataset, type Binarize, type DataFormat } from '../data/formats.js'
-import { parsePromptRow, type Prompt, type PromptExample } from '../data/examples.js'
+import { parsePromptRow, type Prompt, type PromptExample, type RowRules } from '../data/examples.js'
 import { Model } from '../model/model.js'
 import { AdamW, learningRate } from '../model/optim.js'
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.js'
@@ -59,14 +60,15 @@ export async function loadModelSpec(
   what: string,
   options: { scalarHead?: boolean; seed: number; tokenizer?: LoadedModel },
 ): Promise<LoadedModel> {
+  if (!spec?.path && !spec?.init) throw new ConfigError([{ path: what, message: `give ${what}.path (a model directory) or ${what}.init (a new model's shape)` }])
   const tokenizerSource = options.tokenizer?.tokenizerSource ?? tokenizerSourceFor(spec, what)
   const tokenizer = options.tokenizer?.tokenizer ?? (await loadTokenizer(tokenizerSource))
   const scalarHead = options.scalarHead ?? spec.scalar_head
   let model: Model
   if (spec.path) {
     model = await Model.load(spec.path, { scalarHead, seed: options.seed })
-  } else if (spec.init) {
-    const s = spec.init
+  } else {
+    const s = spec.init!
     const vocab = s.vocab_size ?? tokenizer.vocabSize
     if (vocab < tokenizer.vocabSize) {
       throw new Error(`${what}.init.vocab_size (${vocab}) is smaller than the tokenizer's vocabulary (${tokenizer.vocabSize})`)
@@ -91,8 +93,6 @@ export async function loadModelSpec(
       },
       { seed: options.seed, scalarHead },
     )
-  } else {
-    throw new Error(`${what}: give ${what}.path (a model directory) or ${what}.init (a new model's shape)`)
   }
   if (model.config.vocab < tokenizer.vocabSize) {
     throw new Error(`${what}: the model's vocabulary (${model.config.vocab}) is smaller than its tokenizer's (${tokenizer.vocabSize})`)
@@ -113,12 +113,19 @@ export function padIdOf(tokenizer: Tokenizer): number {
 export async function readRows<T>(
   file: string | undefined,
   what: string,
-  parse: (value: unknown) => T,
+  parse: (value: unknown, rules: RowRules) => T,
   data: DataConfig,
   note: (message: string) => void,
 ): Promise<T[]> {
-  if (!file) throw new Error(`data.${what} is required for this algorithm`)
-  const result = await readDataset(file, parse, { format: data.format as DataFormat, binarize: data.binarize as Binarize, onBadRow: data.on_bad_row })
+  if (!file) throw new ConfigError([{ path: `data.${what}`, message: 'is required for this algorithm' }])
+  const result = await readDataset(file, parse, {
+    format: data.format as DataFormat,
+    binarize: data.binarize as Binarize,
+    onBadRow: data.on_bad_row,
+    maxRowBytes: data.max_row_bytes,
+    allowSpecialFiles: data.allow_special_files,
+    checkText: data.check_text,
+  })
   if (result.skipped > 0) note(`${file}: skipped ${result.skipped} bad rows (first: ${result.skippedReasons[0]})`)
   if (result.rows.length === 0) throw new Error(`${file}: no usable rows`)
   return result.rows

@@ -57,7 +57,10 @@ export async function winRateMetrics(
     put('pool_win_rate', poolWinRate(items, new AnnotatorPool({ p: judge.label_noise, seed: judge.seed })))
   }
   if (judge.kind === 'llm' || judge.kind === 'http') {
-    put(farm ? 'judge_win_rate' : 'win_rate', await judgeWinRate(await judgeFor(judge, options), items))
+    const name = farm ? 'judge_win_rate' : 'win_rate'
+    const w = await judgeWinRate(await judgeFor(judge, options), items)
+    put(name, w)
+    if (w.skipped > 0) metrics[`${name}_skipped`] = w.skipped
   }
   metrics.n = items.length
   return metrics

@@ -28,6 +28,8 @@ export async function labelPreferences(ctx: TrainerContext): Promise<StageResult
   const B = Math.max(1, Math.floor(config.training.batch_size / 2))
   const lines: string[] = []
   let undecided = 0
+  // Pairs the judge gave no usable answer for (an HTTP judge's unreadable replies, after its retries).
+  let skipped = 0
   let goldAgree = 0
   let goldDecided = 0
   const lengths: number[] = []
@@ -46,6 +48,10 @@ export async function labelPreferences(ctx: TrainerContext): Promise<StageResult
       const v = verdicts[i]
       const p = pairs[i]
       lengths.push(rollout.lengths[2 * i], rollout.lengths[2 * i + 1])
+      if (v === null) {
+        skipped++
+        return
+      }
       if (v === 0.5 || p.a === p.b) {
         undecided++
         return
@@ -66,8 +72,9 @@ export async function labelPreferences(ctx: TrainerContext): Promise<StageResult
   const out = path.join(ctx.runDir, 'preferences.jsonl')
   writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
   const metrics: Record<string, number> = { pairs: lines.length, undecided, response_length: meanOf(lengths) }
+  if (skipped > 0) metrics.judge_skipped = skipped
   // How often the judge agrees with gold where gold has a preference: the label quality.
   if (farm && goldDecided > 0) metrics.gold_agreement = goldAgree / goldDecided
-  ctx.note(`label: ${lines.length} pairs by the ${judge.name} judge, ${undecided} left out (identical or tied)${metrics.gold_agreement !== undefined ? `, agreeing with gold on ${(100 * metrics.gold_agreement).toFixed(1)}%` : ''}`)
+  ctx.note(`label: ${lines.length} pairs by the ${judge.name} judge, ${undecided} left out (identical or tied)${skipped > 0 ? `, ${skipped} without a usable answer from the judge` : ''}${metrics.gold_agreement !== undefined ? `, agreeing with gold on ${(100 * metrics.gold_agreement).toFixed(1)}%` : ''}`)
   return { files: { preferences: out, outputs: out }, metrics }
 }

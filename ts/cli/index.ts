@@ -310,11 +310,11 @@ Examples:
         if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a non-negative number; got '${v}'`)
         return n
       }
-      const { readTable } = await import('../data/jsonl.js')
+      const { readTable, DEFAULT_MAX_ROW_BYTES } = await import('../data/jsonl.js')
       const { parsePromptRow } = await import('../data/examples.js')
-      const rows = file ? (await readTable(file, parsePromptRow, 'stop')).rows : texts.map((prompt) => ({ prompt, extra: {} }))
+      const rows = file ? (await readTable(file, (value) => parsePromptRow(value), 'stop')).rows : texts.map((prompt) => ({ prompt, extra: {} }))
       const policy = await loadModelSpec({ path: model, tokenizer: values.tokenizer as string | undefined, init: undefined, scalar_head: false }, 'model', { seed: 0 })
-      const data = { train: undefined, eval: undefined, prompts: undefined, on_bad_row: 'stop' as const, max_length: policy.model.config.maxPositions, max_prompt_length: Math.floor(policy.model.config.maxPositions / 2), chat_template: values['chat-template'] === true, eval_size: 0, format: 'auto' as const, binarize: 'overall' as const }
+      const data = { train: undefined, eval: undefined, prompts: undefined, on_bad_row: 'stop' as const, max_length: policy.model.config.maxPositions, max_prompt_length: Math.floor(policy.model.config.maxPositions / 2), chat_template: values['chat-template'] === true, eval_size: 0, format: 'auto' as const, binarize: 'overall' as const, max_row_bytes: DEFAULT_MAX_ROW_BYTES, allow_special_files: false, check_text: true }
       const encoder = encoderFor(policy.tokenizer, data)
       const generation = { max_new_tokens: num('max-new-tokens', 64), temperature: num('temperature', 1), top_k: num('top-k', 0), top_p: num('top-p', 1), stop_at_eos: true }
       const seed = num('seed', 0)
@@ -373,17 +373,54 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await command.run(values as Record<string, unknown>, positionals)
   } catch (err) {
-    const e = err as Error & { code?: string }
-    if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`rlfarm ${name}: ${e.message}\nUsage: ${command.usage}   (rlfarm ${name} --help)\n`)
-      return 2
+    const failure = describeFailure(err)
+    if (err instanceof UsageError || failure.code.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`rlfarm ${name}: ${failure.message}\nUsage: ${command.usage}   (rlfarm ${name} --help)\n`)
+      return EXIT.usage
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`rlfarm ${name}: ${e.message}\n`)
-      return 2
+      process.stderr.write(`rlfarm ${name}: ${failure.message}\n`)
+      return EXIT.usage
     }
-    process.stderr.write(`rlfarm ${name}: ${process.env.RLFARM_DEBUG ? e.stack : e.message}\n`)
-    return 1
+    process.stderr.write(`rlfarm ${name}: ${process.env.RLFARM_DEBUG && failure.stack ? failure.stack : failure.message}\n`)
+    return EXIT.failed
   }
 }
 
+/** The exit codes of `rlfarm` (README "Exit codes"). */
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const
+
+/**
+ * What the user is shown of anything thrown: its message (or, for a value
+ * that is not an Error, the value), never empty, and its code as a string
+ * (`.code` may be a number, an errno, or missing).
+ */
+export function describeFailure(err: unknown): { message: string; code: string; stack?: string } {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code
+    const message = err.message.trim() || `${err.name || err.constructor?.name || 'Error'}${code !== undefined ? ` (code ${String(code)})` : ''} without a message`
+    return { message, code: code === undefined || code === null ? '' : String(code), stack: err.stack }
+  }
+  let shown: string
+  try {
+    shown = typeof err === 'string' ? err : (JSON.stringify(err) ?? String(err))
+  } catch {
+    shown = String(err)
+  }
+  return { message: `failed with a thrown ${err === null ? 'null' : typeof err}: ${shown.slice(0, 300)}`, code: '' }
+}
+
+/**
+ * For the `rlfarm` binary: an error that escapes every handler (an event
+ * emitter's 'error', a rejected promise nobody awaited) still ends the
+ * process with one line and exit code 1, not a stack trace or a hang.
+ */
+export function installFatalHandlers(argv: readonly string[]): void {
+  const fatal = (err: unknown) => {
+    const failure = describeFailure(err)
+    process.stderr.write(`rlfarm${argv[0] ? ` ${argv[0]}` : ''}: ${process.env.RLFARM_DEBUG && failure.stack ? failure.stack : failure.message}\n`)
+    process.exit(EXIT.failed)
+  }
+  process.on('uncaughtException', fatal)
+  process.on('unhandledRejection', fatal)
+}

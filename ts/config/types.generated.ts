@@ -275,6 +275,20 @@ export interface DataConfig {
    * `string`, default `'overall'`.
    */
   binarize: 'overall' | 'mean_rating'
+  /**
+   * longest row (a JSONL line, in bytes); a longer one is a bad row named by file:line, read no further than the limit.
+   *
+   * `uint32`, default `16777216`, range >= 1.
+   */
+  max_row_bytes: number
+  /** read data from a FIFO, a device or a socket (by default only regular files are read). `bool`, default `false`. */
+  allow_special_files: boolean
+  /**
+   * a row with a NUL character or an empty prompt or response is a bad row; false for text a model sampled (a byte-level model can sample NUL and empty responses), as the farm's pipelines set.
+   *
+   * `bool`, default `true`.
+   */
+  check_text: boolean
 }
 
 /** `DataConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -311,6 +325,20 @@ export interface DataConfigInput {
    * `string`, default `'overall'`.
    */
   binarize?: 'overall' | 'mean_rating'
+  /**
+   * longest row (a JSONL line, in bytes); a longer one is a bad row named by file:line, read no further than the limit.
+   *
+   * `uint32`, default `16777216`, range >= 1.
+   */
+  max_row_bytes?: number
+  /** read data from a FIFO, a device or a socket (by default only regular files are read). `bool`, default `false`. */
+  allow_special_files?: boolean
+  /**
+   * a row with a NUL character or an empty prompt or response is a bad row; false for text a model sampled (a byte-level model can sample NUL and empty responses), as the farm's pipelines set.
+   *
+   * `bool`, default `true`.
+   */
+  check_text?: boolean
 }
 
 /**
@@ -650,8 +678,16 @@ export interface JudgeConfig {
   concurrency: number
   /** http: per request. `uint32`, default `60000`, range >= 1. */
   timeout_ms: number
-  /** http: retries of a failed request (network errors, 429, 5xx). `uint32`, default `2`. */
+  /**
+   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted).
+   *
+   * `uint32`, default `2`.
+   */
   retries: number
+  /** http: a longer reply is cut off and counts as unreadable. `uint32`, default `1048576`, range >= 1. */
+  max_reply_bytes: number
+  /** http: the longest wait a Retry-After header may ask for before a retry. `uint32`, default `60000`. */
+  max_retry_after_ms: number
 }
 
 /** `JudgeConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -682,8 +718,16 @@ export interface JudgeConfigInput {
   concurrency?: number
   /** http: per request. `uint32`, default `60000`, range >= 1. */
   timeout_ms?: number
-  /** http: retries of a failed request (network errors, 429, 5xx). `uint32`, default `2`. */
+  /**
+   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted).
+   *
+   * `uint32`, default `2`.
+   */
   retries?: number
+  /** http: a longer reply is cut off and counts as unreadable. `uint32`, default `1048576`, range >= 1. */
+  max_reply_bytes?: number
+  /** http: the longest wait a Retry-After header may ask for before a retry. `uint32`, default `60000`. */
+  max_retry_after_ms?: number
 }
 
 /**

@@ -15,8 +15,9 @@
 // A row that does not fit its format throws, and the reader names its file
 // and line (or Parquet row).
 import type { ChatMessage } from '../model/chat-template.js'
+import type { RowRules } from './examples.js'
 import { Rng } from '../run/rng.js'
-import { readTable, type BadRowPolicy, type ReadResult } from './jsonl.js'
+import { readTable, type BadRowPolicy, type ReadLimits, type ReadResult } from './jsonl.js'
 
 export type DataFormat = 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
 export type Binarize = 'overall' | 'mean_rating'
@@ -120,7 +121,7 @@ function alpacaFarm(row: Record<string, unknown>): { prompt: ChatMessage[]; chos
   return { prompt: [{ role: 'user', content }], chosen: preference === 1 ? a : b, rejected: preference === 1 ? b : a }
 }
 
-export interface ReadDatasetOptions {
+export interface ReadDatasetOptions extends ReadLimits {
   format?: DataFormat
   binarize?: Binarize
   /** Stop at a malformed row (default), or skip it and count it. */
@@ -131,7 +132,13 @@ export interface ReadDatasetOptions {
  * Reads a JSONL or Parquet file in a dataset's format into rows that `parse`
  * accepts (parsePreferenceRow, parsePromptRow, parseSftRow).
  */
-export function readDataset<T>(file: string, parse: (value: unknown) => T, options: ReadDatasetOptions = {}): Promise<ReadResult<T>> {
+export function readDataset<T>(file: string, parse: (value: unknown, rules: RowRules) => T, options: ReadDatasetOptions = {}): Promise<ReadResult<T>> {
   const adapter = new RowAdapter(options.format ?? 'auto', options.binarize ?? 'overall')
-  return readTable(file, (value) => parse(adapter.adapt(value)), options.onBadRow ?? 'stop')
+  const rules: RowRules = { checkText: options.checkText ?? true }
+  return readTable(file, (value) => parse(adapter.adapt(value), rules), options.onBadRow ?? 'stop', {
+    maxRowBytes: options.maxRowBytes,
+    allowSpecialFiles: options.allowSpecialFiles,
+    parquetTimeoutMs: options.parquetTimeoutMs,
+    checkText: rules.checkText,
+  })
 }

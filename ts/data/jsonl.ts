@@ -2,9 +2,27 @@
 // either stops the read or is skipped and counted, as the caller (the
 // config's data.on_bad_row) says.
 import fs from 'node:fs'
-import readline from 'node:readline'
+import net from 'node:net'
+import path from 'node:path'
+import { Worker } from 'node:worker_threads'
+import type { Readable } from 'node:stream'
+import { openForReading } from '../util/fs.js'
 
 export type BadRowPolicy = 'stop' | 'skip'
+
+/** The longest row read by default (data.max_row_bytes): 16 MiB. */
+export const DEFAULT_MAX_ROW_BYTES = 16 * 1024 * 1024
+
+export interface ReadLimits {
+  /** A longer row (a JSONL line, in bytes) is a bad row; the reader holds no more of it than this. Default 16 MiB. */
+  maxRowBytes?: number
+  /** Read a FIFO, a device or a socket too. Default false: only regular files. */
+  allowSpecialFiles?: boolean
+  /** How long reading a Parquet file may take. Default: a minute, and a minute more per 100 MB. */
+  parquetTimeoutMs?: number
+  /** Refuse NUL characters in text (and, in the row parsers, empty prompts and responses). Default true. */
+  checkText?: boolean
+}
 
 /** A row that could not be used; `message` says where (file:line, or a Parquet file's row) and why. */
 export class BadRowError extends Error {
@@ -31,71 +49,186 @@ function collect<T>(result: ReadResult<T>, policy: BadRowPolicy, make: () => T, 
   try {
     result.rows.push(make())
   } catch (err) {
-    const error = bad((err as Error).message)
-    if (policy === 'stop') throw error
-    result.skipped++
-    if (result.skippedReasons.length < 100) result.skippedReasons.push(error.message)
+    skipOrStop(result, policy, bad((err as Error).message))
   }
+}
+
+function skipOrStop(result: ReadResult<unknown>, policy: BadRowPolicy, error: BadRowError): void {
+  if (policy === 'stop') throw error
+  result.skipped++
+  if (result.skippedReasons.length < 100) result.skippedReasons.push(error.message)
+}
+
+const CHAR_NAMES: Record<string, string> = { '\0': 'a NUL character (U+0000)' }
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/**
+ * Refuses text no tokenizer should see silently: a lone UTF-16 surrogate
+ * (from a "\ud800" escape), and a NUL character unless `nulAllowed`; `where`
+ * is the field's path.
+ */
+export function checkRowText(value: unknown, nulAllowed = false, where = ''): void {
+  if (typeof value === 'string') {
+    const nul = nulAllowed ? -1 : value.indexOf('\0')
+    if (nul >= 0) throw new Error(`${where ? `'${where}' ` : ''}contains ${CHAR_NAMES['\0']} at character ${nul}`)
+    const lone = LONE_SURROGATE.exec(value)
+    if (lone) {
+      const code = lone[0].charCodeAt(0).toString(16).toUpperCase()
+      throw new Error(`${where ? `'${where}' ` : ''}contains a lone surrogate (U+${code}, half of a UTF-16 pair: not text) at character ${lone.index}`)
+    }
+  } else if (Array.isArray(value)) value.forEach((v, i) => checkRowText(v, nulAllowed, `${where}[${i}]`))
+  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) checkRowText(v, nulAllowed, where ? `${where}.${k}` : k)
+}
+
+/**
+ * Opens a data file for reading without ever blocking (see openForReading):
+ * only regular files unless `allowSpecial`; a FIFO or socket that is allowed
+ * is read as a non-blocking stream, which waits for its writer in the event loop.
+ */
+export function openDataFile(file: string, allowSpecial = false): { stream: Readable } {
+  const { fd, stat } = openForReading(file, { allowSpecial, hint: 'data.allow_special_files: true reads one' })
+  if (stat.isFIFO() || stat.isSocket()) return { stream: new net.Socket({ fd, readable: true, writable: false }) }
+  return { stream: fs.createReadStream('', { fd, highWaterMark: 1 << 16 }) }
+}
+
+type Line = { line: number; text: string } | { line: number; tooLong: true } | { line: number; notUtf8: true }
+
+/**
+ * The lines of a byte stream (\n or \r\n), decoded as UTF-8. A line over
+ * `maxBytes` is reported as soon as it crosses the limit (so a caller that
+ * stops there reads no further) and its remaining bytes are dropped, not held.
+ */
+async function* splitLines(stream: Readable, maxBytes: number): AsyncGenerator<Line> {
+  const decoder = new TextDecoder('utf-8', { fatal: true })
+  let parts: Buffer[] = []
+  let held = 0
+  let dropping = false
+  let line = 0
+  const text = (): Line => {
+    let bytes = parts.length === 1 ? parts[0] : Buffer.concat(parts)
+    parts = []
+    held = 0
+    if (bytes.length > 0 && bytes[bytes.length - 1] === 13) bytes = bytes.subarray(0, -1)
+    try {
+      return { line, text: decoder.decode(bytes) }
+    } catch {
+      return { line, notUtf8: true }
+    }
+  }
+  /** Adds a piece of the current line; true when it has just crossed the limit. */
+  const add = (piece: Buffer): boolean => {
+    if (dropping || piece.length === 0) return false
+    if (held + piece.length > maxBytes) {
+      dropping = true
+      parts = []
+      held = 0
+      return true
+    }
+    parts.push(piece)
+    held += piece.length
+    return false
+  }
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    let start = 0
+    for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, start)) {
+      line++
+      if (add(chunk.subarray(start, nl))) yield { line, tooLong: true }
+      if (dropping) dropping = false
+      else yield text()
+      start = nl + 1
+    }
+    if (add(chunk.subarray(start))) yield { line: line + 1, tooLong: true }
+  }
+  line++
+  if (!dropping && held > 0) yield text()
 }
 
 /**
  * Reads a table of rows: Parquet (a .parquet file, read with hyparquet) or
  * JSON Lines; a bad row is named by its file and line (or Parquet row).
  */
-export async function readTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop'): Promise<ReadResult<T>> {
-  if (!file.toLowerCase().endsWith('.parquet')) return readJsonl(file, parse, policy)
-  const { asyncBufferFromFile, parquetReadObjects } = await import('hyparquet')
-  let rows: Record<string, unknown>[]
-  try {
-    rows = await parquetReadObjects({ file: await asyncBufferFromFile(file) })
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new Error(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : `not a readable Parquet file (${(err as Error).message})`}`)
-  }
+export async function readTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop', limits: ReadLimits = {}): Promise<ReadResult<T>> {
+  if (!file.toLowerCase().endsWith('.parquet')) return readJsonl(file, parse, policy, limits)
+  const rows = await readParquetRows(file, limits.parquetTimeoutMs)
   const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
-  rows.forEach((value, i) =>
+  rows.forEach((row, i) =>
     collect(
       result,
       policy,
-      () => parse(toPlain(value), i + 1),
+      () => {
+        checkRowText(row, limits.checkText === false)
+        return parse(row, i + 1)
+      },
       (reason) => new BadRowError(file, i + 1, reason, `${file}: row ${i + 1}`),
     ),
   )
   return result
 }
 
-/** Parquet values as JSON would give them (BigInt integers become numbers). */
-function toPlain(value: unknown): unknown {
-  if (typeof value === 'bigint') return Number(value)
-  if (Array.isArray(value)) return value.map(toPlain)
-  if (value && typeof value === 'object' && !(value instanceof Date)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toPlain(v)]))
-  return value
+/** The default bound on reading a Parquet file: a minute, and a minute more per 100 MB. */
+function parquetTimeoutFor(bytes: number): number {
+  return 60_000 * (1 + bytes / 100e6)
+}
+
+/**
+ * A Parquet file's rows (BigInt integers as numbers), read by hyparquet in a
+ * worker thread that is stopped after `timeoutMs`: a corrupt file can send
+ * the decoder into a loop that never ends (a page header that says 0 bytes).
+ */
+async function readParquetRows(file: string, timeoutMs?: number): Promise<Record<string, unknown>[]> {
+  // Parquet is read by random access: a regular file only.
+  const { fd, stat } = openForReading(file)
+  fs.closeSync(fd)
+  const limit = timeoutMs ?? parquetTimeoutFor(stat.size)
+  const worker = new Worker(path.join(__dirname, 'parquet-worker.js'), { workerData: { file } })
+  try {
+    const reply = await new Promise<{ rows?: Record<string, unknown>[]; error?: string; code?: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`cannot read ${file}: reading it took over ${Math.round(limit / 1000)} s; a corrupt Parquet file can make the decoder loop`)), limit)
+      worker.once('message', (m) => {
+        clearTimeout(timer)
+        resolve(m)
+      })
+      worker.once('error', (err) => {
+        clearTimeout(timer)
+        reject(new Error(`cannot read ${file}: the Parquet reader failed (${err.message})`))
+      })
+    })
+    if (reply.error !== undefined) throw new Error(`cannot read ${file}: ${reply.code === 'ENOENT' ? 'no such file' : `not a readable Parquet file (${reply.error})`}`)
+    return reply.rows!
+  } finally {
+    await worker.terminate()
+  }
 }
 
 /**
  * Reads `file` line by line; `parse(value, line)` turns each JSON value into a
- * row or throws (an Error whose message is the reason). Blank lines are ignored.
+ * row or throws (an Error whose message is the reason). Blank lines are
+ * ignored. A line longer than `limits.maxRowBytes`, one that is not UTF-8 and
+ * a string holding NUL or a lone surrogate are bad rows too.
  */
 export async function readJsonl<T>(
   file: string,
   parse: (value: unknown, line: number) => T,
   policy: BadRowPolicy = 'stop',
+  limits: ReadLimits = {},
 ): Promise<ReadResult<T>> {
-  let stream: fs.ReadStream
-  try {
-    await fs.promises.access(file, fs.constants.R_OK)
-    stream = fs.createReadStream(file, { encoding: 'utf8' })
-  } catch (err) {
-    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
-  }
-  const lines = readline.createInterface({ input: stream, crlfDelay: Infinity })
+  const maxBytes = limits.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new RangeError(`readJsonl: maxRowBytes must be a positive integer; got ${maxBytes}`)
+  const { stream } = openDataFile(file, limits.allowSpecialFiles)
   const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
-  let lineNo = 0
   try {
-    for await (const text of lines) {
-      lineNo++
+    for await (const piece of splitLines(stream, maxBytes)) {
+      const line = piece.line
+      if ('tooLong' in piece) {
+        skipOrStop(result, policy, new BadRowError(file, line, `the row is over ${maxBytes} bytes (data.max_row_bytes)`))
+        continue
+      }
+      if ('notUtf8' in piece) {
+        skipOrStop(result, policy, new BadRowError(file, line, 'the row is not valid UTF-8'))
+        continue
+      }
+      const text = piece.text
       if (text.trim() === '') continue
-      const line = lineNo
       collect(
         result,
         policy,
@@ -106,13 +239,16 @@ export async function readJsonl<T>(
           } catch (err) {
             throw new Error(`not valid JSON (${(err as Error).message})`)
           }
+          checkRowText(value, limits.checkText === false)
           return parse(value, line)
         },
         (reason) => new BadRowError(file, line, reason),
       )
     }
+  } catch (err) {
+    if (err instanceof BadRowError) throw err
+    throw new Error(`cannot read ${file}: ${(err as Error).message}`, { cause: err })
   } finally {
-    lines.close()
     stream.destroy()
   }
   return result

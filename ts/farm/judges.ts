@@ -26,15 +26,16 @@ export interface PairJudge {
   readonly name: string
   /** Throws when the judge cannot read these prompts: callers check before they spend work on them. */
   checkPrompts?(prompts: readonly string[]): void
-  compare(pairs: readonly Pair[]): Promise<Preference[]>
+  /** A verdict per pair; null where the judge gave no usable answer (the pair is left out and counted). */
+  compare(pairs: readonly Pair[]): Promise<(Preference | null)[]>
 }
 
 /** Runs a judge of (first, second) on each pair in its seeded order and maps the answer back. */
-async function inShownOrder(pairs: readonly Pair[], seed: number, judge: (shown: Pair[]) => Promise<Preference[]>): Promise<Preference[]> {
+async function inShownOrder<V extends Preference | null>(pairs: readonly Pair[], seed: number, judge: (shown: Pair[]) => Promise<V[]>): Promise<V[]> {
   const firsts = pairs.map((p) => aShownFirst(p.prompt, p.a, p.b, seed))
   const shown = pairs.map((p, i) => (firsts[i] ? p : { prompt: p.prompt, a: p.b, b: p.a }))
   const answers = await judge(shown)
-  return answers.map((x, i) => (firsts[i] || x === 0.5 ? x : ((1 - x) as Preference)))
+  return answers.map((x, i) => (firsts[i] || x === 0.5 || x === null ? x : ((1 - x) as V)))
 }
 
 function requireFarmPrompts(prompts: readonly string[], judge: string): void {
@@ -150,8 +151,14 @@ export interface HttpJudgeOptions {
   apiKey?: string
   seed?: number
   concurrency?: number
+  /** Per request, headers and body together. Default 60000. */
   timeoutMs?: number
+  /** Retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply). Default 2. */
   retries?: number
+  /** A reply longer than this is cut off and counts as unreadable. Default 1 MiB. */
+  maxReplyBytes?: number
+  /** The longest wait a `Retry-After` header may ask for; longer asks wait this long. Default 60000. */
+  maxRetryAfterMs?: number
 }
 
 /** Reads "a" or "b" from a judge's reply ("a", "Output (b)", "b." ...). */
@@ -163,17 +170,109 @@ export function parseVerdict(reply: string): Preference | undefined {
   return undefined
 }
 
-/** An OpenAI-compatible chat endpoint as judge (POST {url}/chat/completions, temperature 0). */
+/** The wait a Retry-After header asks for (delay-seconds or an HTTP date), in ms; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+  if (header === null) return undefined
+  const text = header.trim()
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000
+  const date = Date.parse(text)
+  return Number.isFinite(date) ? Math.max(0, date - now) : undefined
+}
+
+/** A failed try: `retry` says whether another try may help; `garbage` marks a reply that came but could not be read. */
+class TryFailure extends Error {
+  constructor(
+    message: string,
+    readonly garbage: boolean,
+    readonly waitMs?: number,
+  ) {
+    super(message)
+  }
+}
+
+/** The body of `response` as text, refusing more than `limit` bytes (the read stops there). */
+async function readCapped(response: Response, limit: number): Promise<string> {
+  const declared = Number(response.headers.get('content-length'))
+  if (Number.isFinite(declared) && declared > limit) {
+    await response.body?.cancel().catch(() => {})
+    throw new TryFailure(`the reply is ${declared} bytes, over the ${limit}-byte limit (maxReplyBytes)`, true)
+  }
+  if (!response.body) return ''
+  const reader = response.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > limit) {
+      await reader.cancel().catch(() => {})
+      throw new TryFailure(`the reply is over the ${limit}-byte limit (maxReplyBytes)`, true)
+    }
+    chunks.push(value)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/**
+ * An OpenAI-compatible chat endpoint as judge (POST {url}/chat/completions,
+ * temperature 0). Each request is bounded in time (timeoutMs, body included)
+ * and size (maxReplyBytes). Network errors, timeouts, 429 and 5xx are retried
+ * (after the Retry-After the server asks for, up to maxRetryAfterMs, else with
+ * a growing backoff); once the retries are spent they fail the comparison. A
+ * reply that comes but cannot be read (not JSON, no content, no verdict, too
+ * long) is retried too, and then that pair is left out and counted
+ * (`skipped`), so one bad reply does not stop an evaluation. Any other 4xx
+ * fails at once: it will not change on a retry.
+ */
 export class HttpJudge implements PairJudge {
   readonly name = 'http'
+  /** Pairs left out because every try gave an unreadable reply, with the first reasons. */
+  readonly skipped = { count: 0, reasons: [] as string[] }
   constructor(readonly options: HttpJudgeOptions) {
     if (!/^https?:\/\//.test(options.url)) throw new Error(`judge.url must be an http(s) URL; got ${JSON.stringify(options.url)}`)
     if (!options.model) throw new Error('judge.model_name is required for the http judge')
   }
 
-  async #ask(pair: Pair): Promise<Preference> {
+  get #endpoint(): string {
+    return `${this.options.url.replace(/\/+$/, '')}/chat/completions`
+  }
+
+  /** One request: the verdict, or a TryFailure. */
+  async #try(body: string, headers: Record<string, string>): Promise<Preference> {
+    const endpoint = this.#endpoint
+    const timeoutMs = this.options.timeoutMs ?? 60_000
+    const timeout = AbortSignal.timeout(timeoutMs)
+    let text: string
+    let response: Response
+    try {
+      response = await fetch(endpoint, { method: 'POST', headers, body, signal: timeout })
+      text = await readCapped(response, this.options.maxReplyBytes ?? 1 << 20)
+    } catch (e) {
+      if (e instanceof TryFailure) throw e
+      const err = e as Error
+      const why = timeout.aborted ? `no complete reply within ${timeoutMs} ms (timeoutMs)` : `${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ''}`
+      throw new TryFailure(why, false)
+    }
+    if (response.status === 429 || response.status >= 500) {
+      const asked = retryAfterMs(response.headers.get('retry-after'))
+      throw new TryFailure(`HTTP ${response.status}: ${text.slice(0, 200)}`, false, asked === undefined ? undefined : Math.min(asked, this.options.maxRetryAfterMs ?? 60_000))
+    }
+    if (!response.ok) throw new Error(`http judge: ${endpoint} answered HTTP ${response.status}: ${text.slice(0, 200)}`)
+    let reply: unknown
+    try {
+      reply = (JSON.parse(text) as { choices?: { message?: { content?: unknown } }[] } | null)?.choices?.[0]?.message?.content
+    } catch {
+      throw new TryFailure(`not JSON: ${JSON.stringify(text.slice(0, 200))}`, true)
+    }
+    if (typeof reply !== 'string') throw new TryFailure(`no choices[0].message.content string: ${JSON.stringify(text.slice(0, 200))}`, true)
+    const verdict = parseVerdict(reply)
+    if (verdict === undefined) throw new TryFailure(`cannot read "a" or "b" from the reply ${JSON.stringify(reply.slice(0, 80))}`, true)
+    return verdict
+  }
+
+  async #ask(pair: Pair): Promise<Preference | null> {
     const q = judgePrompt(pair)
-    const endpoint = `${this.options.url.replace(/\/+$/, '')}/chat/completions`
     const body = JSON.stringify({
       model: this.options.model,
       temperature: 0,
@@ -186,39 +285,27 @@ export class HttpJudge implements PairJudge {
     const headers: Record<string, string> = { 'content-type': 'application/json' }
     if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`
     const retries = this.options.retries ?? 2
-    let lastError = ''
+    let last: TryFailure | undefined
     for (let attempt = 0; attempt <= retries; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * 2 ** attempt))
-      let response: Response
+      if (attempt > 0) await new Promise((r) => setTimeout(r, last?.waitMs ?? 200 * 2 ** attempt))
       try {
-        response = await fetch(endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.options.timeoutMs ?? 60_000) })
+        return await this.#try(body, headers)
       } catch (e) {
-        lastError = (e as Error).message
-        continue
+        if (!(e instanceof TryFailure)) throw e
+        last = e
       }
-      const text = await response.text()
-      if (response.status === 429 || response.status >= 500) {
-        lastError = `HTTP ${response.status}: ${text.slice(0, 200)}`
-        continue
-      }
-      if (!response.ok) throw new Error(`http judge: ${endpoint} answered HTTP ${response.status}: ${text.slice(0, 200)}`)
-      let reply: string | undefined
-      try {
-        reply = (JSON.parse(text) as { choices?: { message?: { content?: string } }[] }).choices?.[0]?.message?.content
-      } catch {
-        throw new Error(`http judge: ${endpoint} did not answer JSON: ${text.slice(0, 200)}`)
-      }
-      if (typeof reply !== 'string') throw new Error(`http judge: ${endpoint} answered without choices[0].message.content: ${text.slice(0, 200)}`)
-      const verdict = parseVerdict(reply)
-      if (verdict === undefined) throw new Error(`http judge: cannot read "a" or "b" from the reply ${JSON.stringify(reply.slice(0, 80))}`)
-      return verdict
     }
-    throw new Error(`http judge: ${endpoint} failed after ${retries + 1} tries: ${lastError}`)
+    if (last!.garbage) {
+      this.skipped.count++
+      if (this.skipped.reasons.length < 10) this.skipped.reasons.push(last!.message)
+      return null
+    }
+    throw new Error(`http judge: ${this.#endpoint} failed after ${retries + 1} tries: ${last!.message}`)
   }
 
-  async compare(pairs: readonly Pair[]): Promise<Preference[]> {
+  async compare(pairs: readonly Pair[]): Promise<(Preference | null)[]> {
     return inShownOrder(pairs, this.options.seed ?? 0, async (shown) => {
-      const out: Preference[] = new Array(shown.length)
+      const out: (Preference | null)[] = new Array(shown.length)
       let next = 0
       const worker = async () => {
         while (next < shown.length) {
@@ -232,8 +319,13 @@ export class HttpJudge implements PairJudge {
   }
 }
 
-/** Win-rate of responses against references by a judge: (wins + ties/2)/N. */
-export async function judgeWinRate(judge: PairJudge, items: readonly { prompt: string; response: string; reference: string }[]): Promise<WinRate> {
+/**
+ * Win-rate of responses against references by a judge: (wins + ties/2)/N over
+ * the pairs it decided; `skipped` counts those it gave no usable answer for.
+ */
+export async function judgeWinRate(judge: PairJudge, items: readonly { prompt: string; response: string; reference: string }[]): Promise<WinRate & { skipped: number }> {
   const prefs = await judge.compare(items.map((it) => ({ prompt: it.prompt, a: it.response, b: it.reference })))
-  return winRateOf(prefs.map((p) => 1 - p))
+  const decided = prefs.filter((p): p is Preference => p !== null)
+  if (decided.length === 0) throw new Error(`the ${judge.name} judge gave no usable answer for any of the ${items.length} pairs${judge instanceof HttpJudge ? ` (first: ${judge.skipped.reasons[0]})` : ''}`)
+  return { ...winRateOf(decided.map((p) => 1 - p)), skipped: prefs.length - decided.length }
 }

@@ -10,6 +10,50 @@ import { describe } from '../util/options.js'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const jinja: typeof JinjaModule = require('@huggingface/jinja')
 
+/** Bounds on rendering one conversation: templates come from downloaded model folders, so nothing in one may run for ever or fill memory. */
+export interface ChatTemplateLimits {
+  /** Wall-clock time of one render. Default 5000 ms. */
+  maxRenderMs?: number
+  /** Characters of any value the template builds (its output included). Default 16 Mi. */
+  maxChars?: number
+  /** Items of one range(...). Default 1,000,000. */
+  maxRange?: number
+}
+
+export const DEFAULT_CHAT_TEMPLATE_LIMITS: Required<ChatTemplateLimits> = { maxRenderMs: 5000, maxChars: 16 * 1024 * 1024, maxRange: 1_000_000 }
+
+/** The budget of the render under way (renders are synchronous, so there is at most one). */
+let budget: { limits: Required<ChatTemplateLimits>; deadline: number; steps: number } | undefined
+
+class TemplateLimitError extends Error {}
+
+type Evaluate = (this: JinjaModule.Interpreter, statement: unknown, environment: unknown) => { type: string; value: unknown }
+type Node = { type: string; callee?: { type: string; value: string }; args?: unknown[] }
+
+// @huggingface/jinja has no hooks: every node the interpreter evaluates goes
+// through Interpreter.prototype.evaluate, so that is where the budget is
+// checked (time every 256 nodes, the size of every string and list built),
+// and range() is sized from its arguments before it builds its list.
+const proto = jinja.Interpreter.prototype as unknown as { evaluate: Evaluate; evaluateArguments(args: unknown[], env: unknown): [{ value: unknown }[], Map<string, unknown>] }
+const evaluate = proto.evaluate
+proto.evaluate = function (this: JinjaModule.Interpreter, statement: unknown, environment: unknown) {
+  const b = budget
+  if (b === undefined) return evaluate.call(this, statement, environment)
+  if (++b.steps % 256 === 0 && Date.now() > b.deadline) throw new TemplateLimitError(`rendering took over ${b.limits.maxRenderMs} ms (the limit on one render)`)
+  const node = statement as Node | undefined
+  if (node?.type === 'CallExpression' && node.callee?.type === 'Identifier' && node.callee.value === 'range') {
+    const [args] = proto.evaluateArguments.call(this, node.args ?? [], environment)
+    const [a, b2, c] = args.map((x) => Number(x.value))
+    const [start, stop, step] = args.length === 1 ? [0, a, 1] : [a, b2, args.length > 2 ? c : 1]
+    const items = step === 0 ? 0 : Math.ceil((stop - start) / step)
+    if (!(items <= b.limits.maxRange)) throw new TemplateLimitError(`range() of ${items} items is over the limit of ${b.limits.maxRange}`)
+  }
+  const value = evaluate.call(this, statement, environment)
+  const size = typeof value.value === 'string' || Array.isArray(value.value) ? (value.value as string | unknown[]).length : 0
+  if (size > b.limits.maxChars) throw new TemplateLimitError(`the template built a value of ${size} ${typeof value.value === 'string' ? 'characters' : 'items'}, over the limit of ${b.limits.maxChars}`)
+  return value
+}
+
 /** One turn of a conversation. Templates may read further fields (e.g. tool calls). */
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | (string & {})
@@ -71,10 +115,13 @@ export class ChatTemplate {
   readonly source: string
   #compiled: JinjaModule.Template | undefined
 
-  constructor(text: string, source: string) {
+  readonly limits: Required<ChatTemplateLimits>
+
+  constructor(text: string, source: string, limits: ChatTemplateLimits = {}) {
     if (typeof text !== 'string') throw new TypeError(`${source}: a chat template must be a string; got ${describe(text)}`)
     this.text = text
     this.source = source
+    this.limits = { ...DEFAULT_CHAT_TEMPLATE_LIMITS, ...limits }
   }
 
   /** Parses the template on first use, so that a template nobody renders cannot stop a tokenizer from loading. */
@@ -95,11 +142,17 @@ export class ChatTemplate {
    */
   render(messages: ChatMessage[], addGenerationPrompt: boolean, variables: Record<string, unknown>): string {
     const template = this.#template()
+    budget = { limits: this.limits, deadline: Date.now() + this.limits.maxRenderMs, steps: 0 }
+    let text: string
     try {
       // raise_exception(message) is a global of @huggingface/jinja: it throws an Error with the message.
-      return template.render({ ...variables, messages, add_generation_prompt: addGenerationPrompt })
+      text = template.render({ ...variables, messages, add_generation_prompt: addGenerationPrompt })
     } catch (err) {
-      throw new Error(`${this.source}: rendering the chat template failed: ${(err as Error).message}`)
+      const why = err instanceof TemplateLimitError ? `stopped: ${err.message}` : `failed: ${(err as Error)?.message ?? String(err)}`
+      throw new Error(`${this.source}: rendering the chat template ${why}`)
+    } finally {
+      budget = undefined
     }
+    return text
   }
 }

@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { native, type NativeModel, type NativeParameterInfo } from '../native.js'
 import { Tensor, type Device } from '../tensor.js'
-import { resolveInside, writeFileAtomic } from '../util/fs.js'
+import { readRegularFileSync, resolveInside, writeFileAtomic } from '../util/fs.js'
 import { parseJson } from '../util/json.js'
 import { NonFiniteError } from '../util/non-finite.js'
 import { booleanOption, checkKeys, describe, numberOption, rangedOption } from '../util/options.js'
@@ -154,12 +154,8 @@ function checkDevice(where: string, device: Device | undefined): void {
 }
 
 function readJson(file: string): Record<string, unknown> {
-  let text: string
-  try {
-    text = fs.readFileSync(file, 'utf8')
-  } catch (err) {
-    throw new Error(`cannot read ${file}: ${(err as Error).message}`)
-  }
+  // Never a plain read: a FIFO would block the main thread, and every signal with it.
+  const text = readRegularFileSync(file, 'utf8')
   return parseJson(text, file) as Record<string, unknown>
 }
 

@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import { native } from '../native.js'
 import { Tensor, type DType } from '../tensor.js'
-import { tempPathFor } from '../util/fs.js'
+import { openForReading, tempPathFor } from '../util/fs.js'
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL'
 
@@ -48,14 +48,8 @@ export class SafetensorsFile {
    * its bytes.
    */
   static open(file: string): SafetensorsFile {
-    let fd: number
-    try {
-      // Before opening: opening a FIFO would wait for a writer forever.
-      if (!fs.statSync(file).isFile()) throw new Error('not a regular file, so not a safetensors file')
-      fd = fs.openSync(file, 'r')
-    } catch (err) {
-      throw new Error(`cannot open ${file}: ${(err as Error).message}`)
-    }
+    // Never a plain open(): a FIFO would block the main thread, and every signal with it.
+    const { fd } = openForReading(file)
     try {
       const size = fs.fstatSync(fd).size
       if (size < 8) throw new Error(`${file}: not a safetensors file (${size} bytes, less than the 8-byte header length)`)

@@ -1,7 +1,10 @@
 // Stopping a run cleanly. While installed, SIGINT and SIGTERM only set a flag
 // that the trainer checks between steps (so it can save a checkpoint and
-// exit); a second signal exits at once. An AbortSignal stops the run the same
-// way. dispose() removes every listener it added.
+// exit); a second signal exits at once, by that signal's default action, so
+// that nothing can hold the exit up: process.exit waits for the thread pool,
+// and a thread blocked there (an open() of a FIFO, a stuck native call) would
+// keep the process alive for good. An AbortSignal stops the run the same way.
+// dispose() removes every listener it added.
 import os from 'node:os'
 import { checkKeys } from '../util/options.js'
 
@@ -26,6 +29,18 @@ export interface Interrupt {
 }
 
 /**
+ * Ends the process by `name`'s default action (the shell sees 128 + its
+ * number), whatever other threads are doing: with no listener left, Node puts
+ * the default disposition back, and the signal is raised again.
+ */
+function exitBySignal(name: NodeJS.Signals): void {
+  process.removeAllListeners(name)
+  process.kill(process.pid, name)
+  // Only reached if the signal's default action is not to end the process.
+  process.exit(128 + (os.constants.signals[name] ?? 2))
+}
+
+/**
  * Installs the handlers for the length of a run; `handler` is called once,
  * with the reason, when the run is first asked to stop.
  */
@@ -45,7 +60,8 @@ export function onInterrupt(handler?: (reason: string) => void, options: Interru
   const onSignal = (name: NodeJS.Signals) => {
     if (reason !== undefined) {
       say(`${name} again: exiting now, without a checkpoint`)
-      process.exit(128 + (os.constants.signals[name] ?? 2))
+      exitBySignal(name)
+      return
     }
     say(`${name}: stopping after this step and saving a checkpoint (${name === 'SIGINT' ? 'Ctrl-C' : name} again exits at once)`)
     request(name)

@@ -79,10 +79,10 @@ export class RunDirectory {
     const now = options.now ?? (() => new Date())
     const resume = booleanOption(where, 'resume', options.resume, false)
     const algorithm = options.algorithm
-    if (algorithm !== undefined && (typeof algorithm !== 'string' || !isName(algorithm))) {
+    if (algorithm !== undefined && (typeof algorithm !== 'string' || !isRunName(algorithm))) {
       throw new TypeError(`${where}: algorithm must be a plain name; got ${describe(algorithm)}`)
     }
-    if (options.name !== undefined && (typeof options.name !== 'string' || !isName(options.name))) {
+    if (options.name !== undefined && (typeof options.name !== 'string' || !isRunName(options.name))) {
       throw new TypeError(`${where}: name must be a directory name (not empty, no '/', not '.' or '..'); got ${describe(options.name)}`)
     }
     if (resume && options.name === undefined) throw new TypeError(`${where}: resume needs the name of the run to continue`)
@@ -95,7 +95,12 @@ export class RunDirectory {
     }
     const dir = path.join(outputDir, name)
     if (resume) {
-      if (!fs.existsSync(path.join(dir, 'run.json'))) throw new Error(`${where}: cannot resume ${dir}: it is not a run directory (no run.json)`)
+      if (!fs.existsSync(dir)) {
+        throw new Error(`${where}: cannot resume ${dir}: there is nothing to resume, the directory does not exist (the run was stopped before it made it, or output_dir or name differ); start the run without resume`)
+      }
+      if (!fs.existsSync(path.join(dir, 'run.json'))) {
+        throw new Error(`${where}: cannot resume ${dir}: there is nothing to resume, it has no run.json (the run was stopped before it started, or it is not a run directory); remove it and start the run without resume`)
+      }
       const run = new RunDirectory(dir, name, true, now)
       const stamp = now().toISOString()
       run.#write({ ...run.status(), state: 'running', error: undefined, resumedAt: stamp, updatedAt: stamp, host: os.hostname(), pid: process.pid })
@@ -196,11 +201,36 @@ export class RunDirectory {
   }
 
   #write(status: RunStatus): void {
-    writeFileAtomic(this.statusFile, `${JSON.stringify(status, null, 2)}\n`)
+    const text = `${JSON.stringify(status, null, 2)}\n`
+    try {
+      writeFileAtomic(this.statusFile, text)
+    } catch (err) {
+      // A full disk cannot take the temporary file, but run.json's own blocks can take its new
+      // contents: rewritten in place, a run that fails for want of space still ends 'failed', not 'running'.
+      try {
+        overwriteInPlace(this.statusFile, text)
+      } catch (again) {
+        throw new Error(`${(err as Error).message}; rewriting it in place failed too: ${(again as Error).message}`, { cause: err })
+      }
+    }
   }
 }
 
-function isName(name: string): boolean {
+/** A run or stage name: one directory name (not empty, no separator or NUL, not '.' or '..'). */
+/** Rewrites an existing file's contents in place (no new file, so no new directory entry or inode), synced. */
+function overwriteInPlace(file: string, text: string): void {
+  const bytes = Buffer.from(text)
+  const fd = fs.openSync(file, 'r+')
+  try {
+    fs.writeSync(fd, bytes, 0, bytes.length, 0)
+    fs.ftruncateSync(fd, bytes.length)
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+export function isRunName(name: string): boolean {
   return name.length > 0 && name !== '.' && name !== '..' && !/[/\\\0]/.test(name)
 }
 

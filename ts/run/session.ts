@@ -4,7 +4,7 @@
 // requests (Ctrl-C, an AbortSignal), checkpoints on a cadence and resume.
 import fs from 'node:fs'
 import path from 'node:path'
-import { loadConfig, resolveConfig, resolvePaths, saveResolvedConfig } from '../config/index.js'
+import { ConfigError, loadConfig, resolveConfig, resolvePaths, saveResolvedConfig } from '../config/index.js'
 import type { PipelineConfig, PipelineConfigInput, RunConfig, RunConfigInput } from '../config/types.generated.js'
 import type { StageResult, TrainerContext, TrainerState } from '../algorithms/context.js'
 import { RLFARM_META } from '../algorithms/common.js'
@@ -31,7 +31,7 @@ import { onInterrupt, type Interrupt } from './interrupt.js'
 import type { MetricsLogger } from './metrics.js'
 import { Progress, type ProgressMode, type ProgressStream } from './progress.js'
 import { Rng, type RngState } from './rng.js'
-import { RunDirectory } from './run-dir.js'
+import { isRunName, RunDirectory } from './run-dir.js'
 import { policyTable, type PolicyRow } from '../farm/report.js'
 
 export type Algorithm = NonNullable<RunConfig['algorithm']>
@@ -267,19 +267,44 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError(`train: signal must be an AbortSignal; got ${describe(options.signal)}`)
   if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new TypeError(`train: onStep must be a function; got ${describe(options.onStep)}`)
   const resolved = await runConfigFrom(config, options.set)
-  if (!resolved.algorithm) throw new Error(`${isConfigFile(config) ? config : 'train(config)'}: algorithm is required (one of ${Object.keys(TRAINERS).join(', ')})`)
+  const source = isConfigFile(config) ? config : 'train(config)'
+  if (!resolved.algorithm) throw new ConfigError([{ file: source, path: 'algorithm', message: `is required (one of ${Object.keys(TRAINERS).join(', ')})` }])
+  if (resolved.name !== undefined && !isRunName(resolved.name)) {
+    throw new ConfigError([{ file: source, path: 'name', message: `must be a directory name (not empty, no '/' or '\\', not '.' or '..'); got ${JSON.stringify(resolved.name)}` }])
+  }
   const resume = options.resume ?? false
-  if (resume && !resolved.name) throw new Error('train: resume needs the run\'s name (config name, or --set name=...) to find output_dir/name')
+  if (resume && !resolved.name) throw new ConfigError([{ file: source, path: 'name', message: "is required to resume (config name, or --set name=...): the run to continue is output_dir/name" }])
 
   const run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume })
-  await saveResolvedConfig(resolved, run.configFile)
+  // From here on, whatever ends the run is recorded in run.json.
+  const recordFailure = (err: unknown) => {
+    try {
+      run.update({ state: 'failed', error: err })
+    } catch (statusError) {
+      // The run's own error is the one to report; that run.json could not say so is told beside it.
+      ;(options.stream ?? process.stderr).write(`rlfarm: could not record the failure in ${run.statusFile}: ${(statusError as Error).message}\n`)
+    }
+  }
+  try {
+    await saveResolvedConfig(resolved, run.configFile)
+  } catch (err) {
+    recordFailure(err)
+    throw err
+  }
   const interrupt = onInterrupt(undefined, { signal: options.signal, signals: options.handleSignals ? undefined : [], quiet: !options.handleSignals })
   const resumeFrom = resume ? listCheckpoints(run.path).at(-1) : undefined
   const started = performance.now()
   // A resumed run adds the time its earlier sessions spent (elapsed.json, written as each session ends).
   const earlier = resume ? ((readJsonMaybe(path.join(run.path, 'elapsed.json')) as { seconds?: number } | undefined)?.seconds ?? 0) : 0
   const elapsed = () => earlier + (performance.now() - started) / 1000
-  const session = new Session(resolved, run, interrupt, options, resumeFrom)
+  let session: Session
+  try {
+    session = new Session(resolved, run, interrupt, options, resumeFrom)
+  } catch (err) {
+    interrupt.dispose()
+    recordFailure(err)
+    throw err
+  }
   if (resume && !resumeFrom) session.note(`${run.path}: no checkpoint yet; starting from the beginning`)
   try {
     const result = await TRAINERS[resolved.algorithm](session)
@@ -291,10 +316,14 @@ export async function train(config: string | RunConfig | RunConfigInput, options
     writeFileAtomic(path.join(run.path, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted, seconds }, null, 2)}\n`)
     return { ...result, runDir: run.path, step: session.step, interrupted, seconds }
   } catch (err) {
-    run.update({ state: 'failed', error: err })
+    recordFailure(err)
     throw err
   } finally {
-    writeFileAtomic(path.join(run.path, 'elapsed.json'), `${JSON.stringify({ seconds: elapsed() })}\n`)
+    try {
+      writeFileAtomic(path.join(run.path, 'elapsed.json'), `${JSON.stringify({ seconds: elapsed() })}\n`)
+    } catch {
+      // Best effort (a full disk): a resumed run then counts only its own time.
+    }
     interrupt.dispose()
     session.close()
   }
@@ -355,13 +384,14 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
   } else {
     pipeline = resolvePaths(resolveConfig(config as PipelineConfigInput, { type: 'PipelineConfig', source: 'runPipeline(config)', set: options.set }), baseDir, { type: 'PipelineConfig' })
   }
-  if (!pipeline.name) throw new Error('runPipeline: the pipeline needs a name (its stages go into output_dir/name)')
-  if (pipeline.stages.length === 0) throw new Error('runPipeline: the pipeline has no stages')
+  const source = isConfigFile(config) ? config : 'runPipeline(config)'
+  if (!pipeline.name || !isRunName(pipeline.name)) throw new ConfigError([{ file: source, path: 'name', message: `must be a directory name (its stages go into output_dir/name); got ${JSON.stringify(pipeline.name)}` }])
+  if (pipeline.stages.length === 0) throw new ConfigError([{ file: source, path: 'stages', message: 'the pipeline has no stages' }])
   const dir = path.resolve(pipeline.output_dir, pipeline.name)
   const names = new Set<string>()
   pipeline.stages.forEach((s, i) => {
-    if (!s.name) throw new Error(`runPipeline: stages[${i}] needs a name`)
-    if (names.has(s.name)) throw new Error(`runPipeline: stages[${i}]: the name ${s.name} is used twice`)
+    if (!s.name || !isRunName(s.name)) throw new ConfigError([{ file: source, path: `stages[${i}].name`, message: `must be a directory name; got ${JSON.stringify(s.name)}` }])
+    if (names.has(s.name)) throw new ConfigError([{ file: source, path: `stages[${i}].name`, message: `${s.name} is used twice` }])
     names.add(s.name)
   })
   fs.mkdirSync(dir, { recursive: true })

@@ -3,6 +3,54 @@
 import fs from 'node:fs'
 import path from 'node:path'
 
+/** What a file that is not a regular file is, for errors: 'a FIFO (named pipe)', 'a directory' ... */
+export function describeFileType(stat: fs.Stats): string {
+  if (stat.isFile()) return 'a regular file'
+  if (stat.isDirectory()) return 'a directory'
+  if (stat.isFIFO()) return 'a FIFO (named pipe)'
+  if (stat.isCharacterDevice()) return 'a character device'
+  if (stat.isBlockDevice()) return 'a block device'
+  if (stat.isSocket()) return 'a socket'
+  return 'not a regular file'
+}
+
+/**
+ * Opens `file` read-only without ever blocking: O_NONBLOCK, then fstat. A
+ * plain open() of a FIFO with no writer blocks the thread that makes it for
+ * good (on the main thread, signals are never handled again; in the thread
+ * pool, even process.exit waits for it). Anything but a regular file is
+ * refused unless `allowSpecial` (a directory always); `hint` ends the error
+ * (how to allow one). Returns the descriptor and its stat; the caller closes it.
+ */
+export function openForReading(file: string, options: { allowSpecial?: boolean; hint?: string } = {}): { fd: number; stat: fs.Stats } {
+  let fd: number
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, { cause: err })
+  }
+  const stat = fs.fstatSync(fd)
+  if (!stat.isFile() && (!options.allowSpecial || stat.isDirectory())) {
+    fs.closeSync(fd)
+    throw new Error(`cannot read ${file}: it is ${describeFileType(stat)}, not a regular file${stat.isDirectory() || !options.hint ? '' : ` (${options.hint})`}`)
+  }
+  return { fd, stat }
+}
+
+/** fs.readFileSync for a file that must be a regular file (see openForReading). */
+export function readRegularFileSync(file: string): Buffer
+export function readRegularFileSync(file: string, encoding: 'utf8'): string
+export function readRegularFileSync(file: string, encoding?: 'utf8'): Buffer | string {
+  const { fd } = openForReading(file)
+  try {
+    return encoding ? fs.readFileSync(fd, encoding) : fs.readFileSync(fd)
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as Error).message}`, { cause: err })
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 /** A path for a temporary file or directory next to `target` (same file system, so rename is atomic). */
 export function tempPathFor(target: string, tag = 'tmp'): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${tag}-${process.pid}`)
