@@ -6,6 +6,7 @@
 // its batch, the logged metrics are there and agree with each other.
 import t from 'tap'
 import fs from 'node:fs'
+import path from 'node:path'
 import { Tensor, train, type RunConfigInput } from 'rlfarm'
 import { groupAdvantages, groupLossPart, resolveGroupOptions, zeroStdShare, type GroupLossOptions, type LossType } from '../dist/algorithms/grpo.js'
 import type { GroupConfig } from '../dist/config/types.generated.js'
@@ -237,4 +238,21 @@ t.test('config errors for the former names', async (t) => {
   const out = tempDir(t, 'runs')
   await t.rejects(train(grpoConfig(out, 'both', { epochs: 2, num_iterations: 3 })), { message: /group\.epochs \(2\) and group\.num_iterations \(3\) are one setting/ })
   await t.rejects(train({ ...grpoConfig(out, 'rloo', { scale_rewards: 'group' }), algorithm: 'rloo' }), { message: /group\.scale_rewards \(group\) applies to grpo/ })
+})
+
+t.test('a resumed GRPO run with dynamic sampling, GSPO, mu = 2 and KL equals an uninterrupted one, bit for bit', async (t) => {
+  const out = tempDir(t, 'runs')
+  const group = { dynamic_sampling: true, importance_sampling_level: 'sequence', clip_low: 3e-4, clip_high: 4e-4, num_iterations: 2, kl_coef: 0.01 } as const
+  const extra = { training: { batch_size: 8, max_steps: 6 } }
+  const whole = await train(grpoConfig(out, 'whole', group, extra))
+  const controller = new AbortController()
+  const cut = await train(grpoConfig(out, 'cut', group, extra), { signal: controller.signal, onStep: (e) => e.step === 3 && controller.abort() })
+  t.equal(cut.step, 3, 'stopped after step 3')
+  const resumed = await train(grpoConfig(out, 'cut', group, extra), { resume: true })
+  const bytes = (dir: string) => fs.readFileSync(path.join(dir, 'model', 'model.safetensors'))
+  t.ok(bytes(resumed.runDir).equals(bytes(whole.runDir)), 'the final weights are identical')
+  const strip = (m: Record<string, number>[]) => m.map(({ time: _, ...rest }) => rest)
+  const wm = strip(readMetrics(whole.runDir))
+  t.same(strip(readMetrics(resumed.runDir)), wm, 'the same metrics, step for step')
+  t.ok(wm.some((x) => x.sampling_rounds > 1), 'the run drew extra sampling rounds')
 })
