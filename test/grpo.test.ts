@@ -18,8 +18,8 @@ const seed = freshSeed()
 t.comment(`seed ${seed} (set RLFARM_TEST_SEED to replay)`)
 
 /**
- * A rollout batch: rows x steps, right-padded masks of random lengths (row 0
- * empty), log-ratios spread around 0, each row's shifted by (r % 4 - 1.5) x
+ * A rollout batch: rows x steps, right-padded masks of random lengths of 3 or
+ * more (row 0 empty), log-ratios spread around 0, each row's shifted by (r % 4 - 1.5) x
  * shift, and advantages of sign + on odd rows, - on even ones.
  */
 function batch(rng: Rng, rows: number, steps: number, spread: number, shift = 0) {
@@ -30,7 +30,7 @@ function batch(rng: Rng, rows: number, steps: number, spread: number, shift = 0)
   const adv = Float32Array.from({ length: rows }, (_, r) => Math.abs(rng.normal()) * (r % 2 ? 1 : -1))
   const mask = new Float32Array(n)
   for (let r = 1; r < rows; r++) {
-    const len = rng.int(1, steps + 1)
+    const len = rng.int(3, steps + 1)
     for (let s = 0; s < len; s++) mask[r * steps + s] = 1
   }
   return { logp, old, ref, adv, mask }
@@ -62,9 +62,10 @@ t.test('each loss_type at token and sequence level, with and without KL, against
   const [rows, steps] = [12, 9]
   const microBatches = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
   for (const level of ['token', 'sequence'] as const) {
-    // Sequence-level ratios are means of the row's log-ratios, so rows are shifted (and GSPO's
-    // clips are small) to clip: rows 3, 7, 11 (A > 0) above, rows 4, 8 (A < 0) below.
-    const b = level === 'token' ? batch(rng, rows, steps, 0.3) : batch(rng, rows, steps, 0.1, 0.15)
+    // Rows are shifted so that both bounds clip: rows 3, 7, 11 (A > 0) up, rows 4, 8 (A < 0)
+    // down, most of their tokens past the token clips, and their means (sequence-level ratios)
+    // past GSPO's small clips.
+    const b = level === 'token' ? batch(rng, rows, steps, 0.3, 0.3) : batch(rng, rows, steps, 0.1, 0.15)
     for (const lossType of LOSS_TYPES) {
       for (const beta of [0, 0.04]) {
         const o: GrpoRefOptions = { lossType, level, clipLow: level === 'token' ? 0.2 : 0.05, clipHigh: level === 'token' ? 0.28 : 0.08, beta, maxCompletionLength: 10 }

@@ -175,7 +175,6 @@ export function groupLossPart(
   let pg: ops.PpoPolicyLossResult
   let clipShares: { low: number; high: number; region: number; weight: number }
   let approxKl: number
-  const logRatio = ops.add(logp, oldLogp, { alpha: 1, beta: -1 })
   if (o.level === 'token') {
     pg = ops.ppoPolicyLoss(logp, oldLogp, adv, mask, { ...clip, aggregate })
     clipShares = { low: pg.clipLowFraction, high: pg.clipHighFraction, region: pg.clipFraction, weight: tokens / Math.max(batch.tokens, 1) }
@@ -187,6 +186,7 @@ export function groupLossPart(
     // each token's gradient is its weight times d loss_i / d log s_i: with
     // weights equal along a row, exactly the gradient through the mean
     // (d log s_i / d logp_t = 1 / |row i|), which is GSPO-token's too.
+    const logRatio = ops.add(logp, oldLogp, { alpha: 1, beta: -1 })
     const seqLogRatio = Float32Array.from(ops.rowSum(logRatio, mask).data as Float32Array, (s, i) => s / Math.max(rowTokens[i], 1))
     const seqLogp = ops.broadcastRows(Tensor.from(seqLogRatio, [rows]), mask)
     pg = ops.ppoPolicyLoss(seqLogp, Tensor.zeros(mask.shape), adv, mask, { ...clip, aggregate })
