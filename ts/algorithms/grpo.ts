@@ -64,7 +64,7 @@ export function allEqual(group: ArrayLike<number>): boolean {
  * Per-response advantages from group scores (groups of `size` consecutive rows).
  * grpo: r - mean(group), divided by std(group) + 1e-4 (scale 'group'), by the
  * std of all the scores + 1e-4 ('batch'), or not divided ('none'), as TRL.
- * rloo: r - mean of the other responses of the group (scale must be 'none').
+ * rloo: r - mean of the other responses of the group (scale is not used).
  */
 export function groupAdvantages(scores: Float32Array, size: number, baseline: GroupBaseline, scale: ScaleRewards = 'group'): Float32Array {
   if (scores.length % size !== 0) throw new RangeError(`groupAdvantages: ${scores.length} scores do not make groups of ${size}`)
