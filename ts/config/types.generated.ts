@@ -806,9 +806,13 @@ export interface GroupConfig {
   epochs: number | undefined
   /** ratio clip below: 1 - clip_low. `double`, default `0.2`, range [0, 1]. */
   clip_low: number
-  /** ratio clip above: 1 + clip_high (default: clip_low). `double`, range >= 0. */
+  /** ratio clip above: 1 + clip_high (default: clip_low; DAPO's clip-higher uses 0.28). `double`, range >= 0. */
   clip_high: number | undefined
-  /** beta of the KL term. `double`, default `0`, range >= 0. */
+  /**
+   * beta of the KL to the reference: grpo adds beta x KL to each token's loss, rloo subtracts beta x KL from each reward; 0 (as TRL's GRPO) loads no reference model.
+   *
+   * `double`, default `0`, range >= 0.
+   */
   kl_coef: number
   /** per-token KL estimate of the KL term. `string`, default `'k3'`. */
   kl_estimator: 'k1' | 'k2' | 'k3'
@@ -860,9 +864,13 @@ export interface GroupConfigInput {
   epochs?: number
   /** ratio clip below: 1 - clip_low. `double`, default `0.2`, range [0, 1]. */
   clip_low?: number
-  /** ratio clip above: 1 + clip_high (default: clip_low). `double`, range >= 0. */
+  /** ratio clip above: 1 + clip_high (default: clip_low; DAPO's clip-higher uses 0.28). `double`, range >= 0. */
   clip_high?: number
-  /** beta of the KL term. `double`, default `0`, range >= 0. */
+  /**
+   * beta of the KL to the reference: grpo adds beta x KL to each token's loss, rloo subtracts beta x KL from each reward; 0 (as TRL's GRPO) loads no reference model.
+   *
+   * `double`, default `0`, range >= 0.
+   */
   kl_coef?: number
   /** per-token KL estimate of the KL term. `string`, default `'k3'`. */
   kl_estimator?: 'k1' | 'k2' | 'k3'
