@@ -37,6 +37,9 @@ t.test('ppoPolicyLoss', async (t) => {
         )
         const ref = ppoRef(logp, old, adv, mask, rows, steps, options)
         assertClose(tt, [got.loss, got.clipFraction, got.approxKl, got.dualClipFraction], [ref.loss, ref.clipFraction, ref.approxKl, ref.dualClipFraction], `${label}: loss, clipFraction, approxKl, dualClipFraction`, { atol: 1e-6, rtol: 1e-5 })
+        assertClose(tt, [got.clipLowFraction, got.clipHighFraction], [ref.clipLowFraction, ref.clipHighFraction], `${label}: clipLowFraction, clipHighFraction`, { atol: 1e-6, rtol: 1e-5 })
+        if (n > 50) tt.ok(ref.clipLowFraction > 0 && ref.clipHighFraction > 0, `${label}: the case clips at both bounds`)
+        assertClose(tt, [got.clipLowFraction + got.clipHighFraction], [got.clipFraction], `${label}: low + high = the clipped region`, { atol: 1e-6, rtol: 1e-5 })
         assertClose(tt, values(got.grad), ref.grad, `${label}: grad`, { atol: 1e-7, rtol: 1e-5 })
       }
     }

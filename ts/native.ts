@@ -42,7 +42,7 @@ export interface NativeOps {
   broadcastRows(values: H, mask: H): H
   ppoPolicyLoss(
     logp: H, oldLogp: H, advantages: H, mask: H, clipLow: number, clipHigh: number, dualClip: number, aggregate: string,
-  ): { loss: number; grad: H; clipFraction: number; approxKl: number; dualClipFraction: number }
+  ): { loss: number; grad: H; clipFraction: number; approxKl: number; dualClipFraction: number; clipLowFraction: number; clipHighFraction: number }
   valueLoss(values: H, oldValues: H, returns: H, mask: H, clip: number): { loss: number; grad: H; clipFraction: number }
   dpoLoss(
     inputs: Record<string, Optional>, variant: string, beta: number, labelSmoothing: number, gamma: number, referenceFree: boolean,

@@ -251,6 +251,10 @@ export interface PpoPolicyLossResult {
   approxKl: number
   /** Share of tokens capped by the dual clip. */
   dualClipFraction: number
+  /** Share of tokens clipped at the lower bound: rho < 1 - clipLow with A < 0 (TRL's clip_ratio/low_mean). */
+  clipLowFraction: number
+  /** Share of tokens clipped at the upper bound: rho > 1 + clipHigh with A > 0 (TRL's clip_ratio/high_mean). */
+  clipHighFraction: number
 }
 
 /**

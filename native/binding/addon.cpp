@@ -222,6 +222,8 @@ Napi::Value PpoPolicyLoss(const Napi::CallbackInfo& info) {
   out.Set("clipFraction", r.clip_fraction);
   out.Set("approxKl", r.approx_kl);
   out.Set("dualClipFraction", r.dual_clip_fraction);
+  out.Set("clipLowFraction", r.clip_low_fraction);
+  out.Set("clipHighFraction", r.clip_high_fraction);
   return out;
 }
 

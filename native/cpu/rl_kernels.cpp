@@ -203,8 +203,8 @@ void ppo_policy_loss(const PpoPolicyLossArgs& a) {
       tokens += n;
       rows_with_tokens += n > 0 ? 1 : 0;
     }
-    // One block per row: [loss, clipped, dual-clipped, squared log-ratio].
-    const auto total = reduce_blocks<4>(a.rows * a.steps, a.steps, [&](int64_t b, int64_t e, std::array<double, 4>& acc) {
+    // One block per row: [loss, clipped, dual-clipped, squared log-ratio, clipped low, clipped high].
+    const auto total = reduce_blocks<6>(a.rows * a.steps, a.steps, [&](int64_t b, int64_t e, std::array<double, 6>& acc) {
       const int64_t r = b / a.steps;
       double weight = 0.0;  // d(aggregate)/d(token loss)
       if (row_count[r] > 0) {
@@ -222,6 +222,8 @@ void ppo_policy_loss(const PpoPolicyLossArgs& a) {
         acc[1] += tok.clipped ? 1.0 : 0.0;
         acc[2] += tok.dual_clipped ? 1.0 : 0.0;
         acc[3] += 0.5 * double(tok.log_ratio) * tok.log_ratio;
+        acc[4] += tok.clipped_low ? 1.0 : 0.0;
+        acc[5] += tok.clipped_high ? 1.0 : 0.0;
       }
     });
     const double per_token = tokens > 0 ? 1.0 / tokens : 0.0;
@@ -229,6 +231,8 @@ void ppo_policy_loss(const PpoPolicyLossArgs& a) {
     a.stats[1] = static_cast<float>(total[1] * per_token);
     a.stats[2] = static_cast<float>(total[3] * per_token);
     a.stats[3] = static_cast<float>(total[2] * per_token);
+    a.stats[4] = static_cast<float>(total[4] * per_token);
+    a.stats[5] = static_cast<float>(total[5] * per_token);
   });
 }
 

@@ -393,7 +393,7 @@ __global__ void ppo_policy_kernel(PpoPolicyLossArgs a) {
   tokens = block_sum(tokens, scratch);
   rows_with_tokens = block_sum(rows_with_tokens, scratch);
   // Pass 2: per-token loss and gradient with the aggregate's weight.
-  double loss = 0.0, clipped = 0.0, dual = 0.0, kl = 0.0;
+  double loss = 0.0, clipped = 0.0, dual = 0.0, kl = 0.0, low = 0.0, high = 0.0;
   for (int64_t r = warp; r < a.rows; r += warps) {
     const int64_t n = row_tokens<M>(a.mask.data, r, a.steps, lane);
     double weight = 0.0;
@@ -411,18 +411,24 @@ __global__ void ppo_policy_kernel(PpoPolicyLossArgs a) {
       clipped += tok.clipped ? 1.0 : 0.0;
       dual += tok.dual_clipped ? 1.0 : 0.0;
       kl += 0.5 * double(tok.log_ratio) * tok.log_ratio;
+      low += tok.clipped_low ? 1.0 : 0.0;
+      high += tok.clipped_high ? 1.0 : 0.0;
     }
   }
   loss = block_sum(loss, scratch);
   clipped = block_sum(clipped, scratch);
   dual = block_sum(dual, scratch);
   kl = block_sum(kl, scratch);
+  low = block_sum(low, scratch);
+  high = block_sum(high, scratch);
   if (threadIdx.x == 0) {
     const double per_token = tokens > 0.0 ? 1.0 / tokens : 0.0;
     a.stats[0] = static_cast<float>(loss);
     a.stats[1] = static_cast<float>(clipped * per_token);
     a.stats[2] = static_cast<float>(kl * per_token);
     a.stats[3] = static_cast<float>(dual * per_token);
+    a.stats[4] = static_cast<float>(low * per_token);
+    a.stats[5] = static_cast<float>(high * per_token);
   }
 }
 

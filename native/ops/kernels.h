@@ -98,9 +98,9 @@ struct PpoPolicyLossArgs {
   float dual_clip;  // c > 1, or 0 for none
   Aggregate aggregate;
   float* grad;   // [rows, steps]: d loss / d logp
-  float* stats;  // [loss, clipFraction, approxKl, dualClipFraction]
+  float* stats;  // [loss, clipFraction, approxKl, dualClipFraction, clipLowFraction, clipHighFraction]
 };
-constexpr int kPpoStats = 4;
+constexpr int kPpoStats = 6;
 
 struct ValueLossArgs {
   const float* values;

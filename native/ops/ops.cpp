@@ -384,6 +384,8 @@ PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, 
   out.clip_fraction = s.v[1];
   out.approx_kl = s.v[2];
   out.dual_clip_fraction = s.v[3];
+  out.clip_low_fraction = s.v[4];
+  out.clip_high_fraction = s.v[5];
   return out;
 }
 

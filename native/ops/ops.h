@@ -51,7 +51,7 @@ Tensor broadcast_rows(const Tensor& values, const Tensor& mask);
 struct PpoPolicyLossResult {
   double loss;
   Tensor grad;
-  double clip_fraction, approx_kl, dual_clip_fraction;
+  double clip_fraction, approx_kl, dual_clip_fraction, clip_low_fraction, clip_high_fraction;
 };
 PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,
                                     const Tensor& mask, double clip_low, double clip_high, double dual_clip,

@@ -82,6 +82,8 @@ RLF_HD float shaped_reward(float kl, float neg_kl_coef, bool last, float score) 
 struct PpoToken {
   float loss, grad;  // grad = d loss / d logp
   bool clipped;      // the clipped surrogate was the larger term
+  bool clipped_low;  // ... at the lower bound (ratio < 1 - clip_low with A < 0)
+  bool clipped_high; // ... at the upper bound (ratio > 1 + clip_high with A > 0)
   bool dual_clipped;
   float log_ratio;
 };
@@ -95,6 +97,8 @@ RLF_HD PpoToken ppo_token(float logp, float old_logp, float advantage, float cli
   const float unclipped = -advantage * ratio;
   const float clipped = -advantage * clampf(ratio, 1.0f - clip_low, 1.0f + clip_high);
   t.clipped = clipped > unclipped;
+  t.clipped_low = t.clipped && advantage < 0.0f;
+  t.clipped_high = t.clipped && advantage > 0.0f;
   t.dual_clipped = false;
   if (t.clipped) {
     t.loss = clipped;

@@ -181,12 +181,14 @@ export function ppoRef(
   rows: number,
   steps: number,
   o: PpoRefOptions,
-): { loss: number; grad: number[]; clipFraction: number; approxKl: number; dualClipFraction: number } {
+): { loss: number; grad: number[]; clipFraction: number; approxKl: number; dualClipFraction: number; clipLowFraction: number; clipHighFraction: number } {
   const w = ppoWeights(mask, rows, steps, o.aggregate)
   let loss = 0
   let tokens = 0
   let clippedCount = 0
   let dualCount = 0
+  let lowCount = 0
+  let highCount = 0
   let kl = 0
   const grad = new Array<number>(logp.length).fill(0)
   for (let i = 0; i < logp.length; i++) {
@@ -200,6 +202,9 @@ export function ppoRef(
     let tokenLoss = Math.max(unclipped, clipped)
     let g = clipped > unclipped || Math.abs(lr) >= 20 ? 0 : unclipped
     if (clipped > unclipped) clippedCount++
+    // TRL's clip_ratio/low_mean and high_mean: the ratio past a bound, on the side where the bound binds.
+    if (ratio < 1 - o.clipLow && adv[i] < 0) lowCount++
+    if (ratio > 1 + o.clipHigh && adv[i] > 0) highCount++
     if (o.dualClip > 0 && adv[i] < 0 && tokenLoss > -o.dualClip * adv[i]) {
       tokenLoss = -o.dualClip * adv[i]
       g = 0
@@ -210,7 +215,15 @@ export function ppoRef(
     kl += 0.5 * lr * lr
   }
   const per = tokens > 0 ? 1 / tokens : 0
-  return { loss, grad, clipFraction: clippedCount * per, approxKl: kl * per, dualClipFraction: dualCount * per }
+  return {
+    loss,
+    grad,
+    clipFraction: clippedCount * per,
+    approxKl: kl * per,
+    dualClipFraction: dualCount * per,
+    clipLowFraction: lowCount * per,
+    clipHighFraction: highCount * per,
+  }
 }
 
 export function valueTokenLoss(v: number, old: number, ret: number, clip: number): number {
@@ -364,4 +377,129 @@ export function shapedRewardsRef(
 ): { kl: number[]; rewards: number[] } {
   const kl = klRef(logp, ref, mask, estimator)
   return { kl, rewards: kl.map((k, i) => -klCoef * k + (last[i] !== 0 ? scores[Math.floor(i / steps)] : 0)) }
+}
+
+export interface GrpoRefOptions {
+  lossType: 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo'
+  level: 'token' | 'sequence'
+  clipLow: number
+  clipHigh: number
+  /** beta of the k3 KL to the reference in each token's loss. */
+  beta: number
+  maxCompletionLength: number
+}
+
+/**
+ * TRL's GRPOTrainer._compute_loss (trl/trainer/grpo_trainer.py), in float64,
+ * over a rollout batch of `rows` x `steps` split into `microBatches` (lists of
+ * rows) whose losses accumulate into one optimizer step: each micro-batch's
+ * loss is divided by the number of micro-batches, except dapo's, which is
+ * divided by the batch's token count. Returns the accumulated loss, its
+ * gradient with respect to logp (analytic; checked by finite differences in
+ * grpo.test.ts), and the shares of tokens (of sequences, at sequence level)
+ * clipped low, high, and either.
+ */
+export function grpoRef(
+  logp: Arr,
+  old: Arr,
+  ref: Arr,
+  adv: Arr,
+  mask: Arr,
+  rows: number,
+  steps: number,
+  microBatches: number[][],
+  o: GrpoRefOptions,
+): { loss: number; grad: number[]; clipLow: number; clipHigh: number; clipRegion: number } {
+  const at = (r: number, t: number) => r * steps + t
+  const count = (r: number) => Array.from({ length: steps }, (_, t) => (mask[at(r, t)] !== 0 ? 1 : 0) as number).reduce((a, b) => a + b, 0)
+  let allTokens = 0
+  for (let r = 0; r < rows; r++) allTokens += count(r)
+  const accumulation = microBatches.length
+  let loss = 0
+  const grad = new Array<number>(rows * steps).fill(0)
+  let low = 0
+  let high = 0
+  let region = 0
+  for (const mb of microBatches) {
+    const mbTokens = mb.reduce((a, r) => a + count(r), 0)
+    // Weight of each token of row r in this micro-batch's normalised loss.
+    const weight = (r: number): number => {
+      switch (o.lossType) {
+        case 'grpo':
+          return 1 / Math.max(count(r), 1) / mb.length / accumulation
+        case 'bnpo':
+          return 1 / Math.max(mbTokens, 1) / accumulation
+        case 'dr_grpo':
+          return 1 / (mb.length * o.maxCompletionLength) / accumulation
+        case 'dapo':
+          return 1 / Math.max(allTokens, 1)
+      }
+    }
+    for (const r of mb) {
+      const n = count(r)
+      const w = weight(r)
+      let seqLogRatio = 0
+      for (let t = 0; t < steps; t++) if (mask[at(r, t)] !== 0) seqLogRatio += logp[at(r, t)] - old[at(r, t)]
+      seqLogRatio /= Math.max(n, 1)
+      // d (token loss) / d (log importance weight), and the clip flags.
+      const surrogate = (logWeight: number) => {
+        const coef1 = Math.exp(logWeight)
+        const coef2 = Math.min(1 + o.clipHigh, Math.max(1 - o.clipLow, coef1))
+        const a = adv[r]
+        const unclipped = coef1 * a
+        const clipped = coef2 * a
+        return {
+          loss: -Math.min(unclipped, clipped),
+          dLogWeight: unclipped <= clipped ? -a * coef1 : 0,
+          low: coef1 < 1 - o.clipLow && a < 0,
+          high: coef1 > 1 + o.clipHigh && a > 0,
+        }
+      }
+      const seq = surrogate(seqLogRatio)
+      if (o.level === 'sequence') {
+        low += seq.low ? 1 / rows : 0
+        high += seq.high ? 1 / rows : 0
+        region += seq.low || seq.high ? 1 / rows : 0
+      }
+      for (let t = 0; t < steps; t++) {
+        const i = at(r, t)
+        if (mask[i] === 0) continue
+        const s = o.level === 'token' ? surrogate(logp[i] - old[i]) : seq
+        const d = ref[i] - logp[i]
+        const kl = Math.exp(d) - d - 1
+        loss += w * (s.loss + o.beta * kl)
+        // Sequence level: every token of the row carries the row's loss; the
+        // mean log-ratio moves by 1/n with this token's logp.
+        grad[i] += o.level === 'token' ? w * s.dLogWeight : (w * n * s.dLogWeight) / n
+        grad[i] += w * o.beta * (1 - Math.exp(d))
+        if (o.level === 'token') {
+          low += s.low ? 1 / allTokens : 0
+          high += s.high ? 1 / allTokens : 0
+          region += s.low || s.high ? 1 / allTokens : 0
+        }
+      }
+    }
+  }
+  return { loss, grad, clipLow: low, clipHigh: high, clipRegion: region }
+}
+
+/**
+ * GRPO's advantages as TRL computes them (grpo_trainer.py, sum_then_normalize):
+ * r - mean(group), divided by nanstd(group) + 1e-4 ('group'), by nanstd(all) +
+ * 1e-4 ('batch'), or by nothing ('none'); nanstd is torch.std's unbiased one.
+ */
+export function grpoAdvantagesRef(rewards: Arr, size: number, scale: 'group' | 'batch' | 'none'): number[] {
+  const std = (xs: number[]) => {
+    const m = xs.reduce((a, b) => a + b, 0) / xs.length
+    return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1))
+  }
+  const all = Array.from(rewards)
+  const out: number[] = []
+  for (let g = 0; g < all.length; g += size) {
+    const group = all.slice(g, g + size)
+    const mean = group.reduce((a, b) => a + b, 0) / size
+    const divisor = scale === 'group' ? std(group) + 1e-4 : scale === 'batch' ? std(all) + 1e-4 : 1
+    for (const r of group) out.push((r - mean) / divisor)
+  }
+  return out
 }

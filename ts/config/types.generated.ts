@@ -846,36 +846,116 @@ export interface WestOfNConfigInput {
 export interface GroupConfig {
   /** samples per prompt. `uint32`, default `4`, range >= 2. */
   group_size: number
-  /** passes over each rollout batch. `uint32`, default `1`, range >= 1. */
-  epochs: number
+  /** the former name of num_iterations (give one of the two). `uint32`, range >= 1. */
+  epochs: number | undefined
   /** ratio clip below: 1 - clip_low. `double`, default `0.2`, range [0, 1]. */
   clip_low: number
-  /** ratio clip above: 1 + clip_high (default: clip_low). `double`, range >= 0. */
+  /** ratio clip above: 1 + clip_high (default: clip_low; DAPO's clip-higher uses 0.28). `double`, range >= 0. */
   clip_high: number | undefined
-  /** beta of the KL term. `double`, default `0`, range >= 0. */
+  /**
+   * beta of the KL to the reference: grpo adds beta x KL to each token's loss, rloo subtracts beta x KL from each reward; 0 (as TRL's GRPO) loads no reference model.
+   *
+   * `double`, default `0`, range >= 0.
+   */
   kl_coef: number
   /** per-token KL estimate of the KL term. `string`, default `'k3'`. */
   kl_estimator: 'k1' | 'k2' | 'k3'
-  /** loss mean over all tokens, or per sequence then over sequences. `string`, default `'token-mean'`. */
-  aggregate: 'token-mean' | 'seq-mean'
+  /** the former form of loss_type: token-mean is bnpo, seq-mean is grpo (give one of the two). `string`. */
+  aggregate: 'token-mean' | 'seq-mean' | undefined
+  /**
+   * how token losses are averaged (TRL's loss_type): grpo: per sequence, then over sequences; bnpo: over the tokens of each micro-batch (training.batch_size rows); dr_grpo: sum over tokens / (rows x generation.max_new_tokens); dapo: over the tokens of the whole rollout batch (default).
+   *
+   * `string`.
+   */
+  loss_type: 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo' | undefined
+  /**
+   * grpo: divide the advantage r - mean(group) by the std of the group (default), of the whole batch, or not at all (Dr. GRPO); not for rloo.
+   *
+   * `string`.
+   */
+  scale_rewards: 'group' | 'batch' | 'none' | undefined
+  /**
+   * the ratio pi/pi_old per token, or per sequence as exp(mean over its tokens of log pi - log pi_old) (GSPO; use small clips, e.g. clip_low 3e-4, clip_high 4e-4).
+   *
+   * `string`, default `'token'`.
+   */
+  importance_sampling_level: 'token' | 'sequence'
+  /**
+   * mu: optimizer steps on each rollout batch, each with the ratio clipped against the sampling policy (default 1).
+   *
+   * `uint32`, range >= 1.
+   */
+  num_iterations: number | undefined
+  /**
+   * DAPO's dynamic sampling: drop groups whose rewards are all equal and sample more prompts until the batch is full.
+   *
+   * `bool`, default `false`.
+   */
+  dynamic_sampling: boolean
+  /**
+   * dynamic_sampling: rounds of training.batch_size prompts sampled per step at most, the first included; a step that stays short trains on the groups it has.
+   *
+   * `uint32`, default `4`, range >= 1.
+   */
+  max_sampling_rounds: number
 }
 
 /** `GroupConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
 export interface GroupConfigInput {
   /** samples per prompt. `uint32`, default `4`, range >= 2. */
   group_size?: number
-  /** passes over each rollout batch. `uint32`, default `1`, range >= 1. */
+  /** the former name of num_iterations (give one of the two). `uint32`, range >= 1. */
   epochs?: number
   /** ratio clip below: 1 - clip_low. `double`, default `0.2`, range [0, 1]. */
   clip_low?: number
-  /** ratio clip above: 1 + clip_high (default: clip_low). `double`, range >= 0. */
+  /** ratio clip above: 1 + clip_high (default: clip_low; DAPO's clip-higher uses 0.28). `double`, range >= 0. */
   clip_high?: number
-  /** beta of the KL term. `double`, default `0`, range >= 0. */
+  /**
+   * beta of the KL to the reference: grpo adds beta x KL to each token's loss, rloo subtracts beta x KL from each reward; 0 (as TRL's GRPO) loads no reference model.
+   *
+   * `double`, default `0`, range >= 0.
+   */
   kl_coef?: number
   /** per-token KL estimate of the KL term. `string`, default `'k3'`. */
   kl_estimator?: 'k1' | 'k2' | 'k3'
-  /** loss mean over all tokens, or per sequence then over sequences. `string`, default `'token-mean'`. */
+  /** the former form of loss_type: token-mean is bnpo, seq-mean is grpo (give one of the two). `string`. */
   aggregate?: 'token-mean' | 'seq-mean'
+  /**
+   * how token losses are averaged (TRL's loss_type): grpo: per sequence, then over sequences; bnpo: over the tokens of each micro-batch (training.batch_size rows); dr_grpo: sum over tokens / (rows x generation.max_new_tokens); dapo: over the tokens of the whole rollout batch (default).
+   *
+   * `string`.
+   */
+  loss_type?: 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo'
+  /**
+   * grpo: divide the advantage r - mean(group) by the std of the group (default), of the whole batch, or not at all (Dr. GRPO); not for rloo.
+   *
+   * `string`.
+   */
+  scale_rewards?: 'group' | 'batch' | 'none'
+  /**
+   * the ratio pi/pi_old per token, or per sequence as exp(mean over its tokens of log pi - log pi_old) (GSPO; use small clips, e.g. clip_low 3e-4, clip_high 4e-4).
+   *
+   * `string`, default `'token'`.
+   */
+  importance_sampling_level?: 'token' | 'sequence'
+  /**
+   * mu: optimizer steps on each rollout batch, each with the ratio clipped against the sampling policy (default 1).
+   *
+   * `uint32`, range >= 1.
+   */
+  num_iterations?: number
+  /**
+   * DAPO's dynamic sampling: drop groups whose rewards are all equal and sample more prompts until the batch is full.
+   *
+   * `bool`, default `false`.
+   */
+  dynamic_sampling?: boolean
+  /**
+   * dynamic_sampling: rounds of training.batch_size prompts sampled per step at most, the first included; a step that stays short trains on the groups it has.
+   *
+   * `uint32`, default `4`, range >= 1.
+   */
+  max_sampling_rounds?: number
 }
 
 /**
