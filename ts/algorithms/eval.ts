@@ -21,6 +21,7 @@ import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import {
   encoderFor,
+  hasScorer,
   isGiven,
   loadModelSpec,
   meanOf,
@@ -80,7 +81,7 @@ async function respond(
   for (let start = 0; start < rows.length && !options.stop?.(); start += B) {
     const chunk = rows.slice(start, start + B)
     const rollout = await sampleResponses(policy, encoder, chunk.map((r) => encoder.prompt(r.prompt)), options.generation, options.seed + start, texts.slice(start, start + B))
-    if (options.scorer) out.scores.push(...(await options.scorer.score(rollout.tokens, rollout.attentionMask, rollout)))
+    if (options.scorer) out.scores.push(...(await options.scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: chunk.map((r) => r.row) })))
     out.responses.push(...rollout.texts)
     out.lengths.push(...rollout.lengths)
     options.onBatch?.(Math.min(start + B, rows.length), out.scores)
@@ -132,16 +133,16 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
   if (isGiven(config.policy)) {
     const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
     const encoder = encoderFor(policy.tokenizer, config.data)
-    const scorer: Scorer | undefined = isGiven(config.reward_model) || config.reward_function.name ? (await scorerFor(config, policy)).scorer : undefined
+    const scorer: Scorer | undefined = hasScorer(config) ? (await scorerFor(ctx, policy)).scorer : undefined
     if (!scorer && !withReferences) {
-      throw new Error('eval: give reward_model or reward_function to score responses, or prompts with a `reference` output in each row for win-rates')
+      throw new Error('eval: give reward_model or reward_function(s) to score responses, or prompts with a `reference` output in each row for win-rates')
     }
     sampled = await respond(policy.model, encoder, rows, texts, {
       generation: config.generation,
       seed: config.seed,
       batch: B,
       scorer,
-      onBatch: (done, s) => ctx.log(done, scorer ? { reward: meanOf(s) } : {}, { totalSteps: rows.length, phase: 'eval' }),
+      onBatch: (done, s) => ctx.log(done, scorer ? { reward: meanOf(s), ...scorer.metrics?.() } : {}, { totalSteps: rows.length, phase: 'eval' }),
       stop: () => ctx.stopRequested(),
     })
     if (scorer) metrics.reward = meanOf(sampled.scores)

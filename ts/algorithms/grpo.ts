@@ -53,7 +53,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
   const G = o.group_size
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
-  const { scorer } = await scorerFor(config, policy)
+  const { scorer } = await scorerFor(ctx, policy)
   const reference =
     o.kl_coef > 0
       ? await loadModelSpec(referenceSpec(config), 'reference', {
@@ -77,7 +77,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
     const rollout = await sampleResponses(policy.model, encoder, group, config.generation, config.seed * 1_000_003 + step, picked.map((i) => promptText(rows[i].prompt)))
     const mask = rollout.actionMask
     const n = group.length
-    const scores = await scorer.score(rollout.tokens, rollout.attentionMask, rollout)
+    const scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: picked.map((i) => rows[i].row), step })
     const oldLogp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask, temperature)
     const refLogp = reference ? await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature) : undefined
     const seqKl = refLogp ? (ops.rowSum(ops.klPenalty(oldLogp, refLogp, mask, { estimator: o.kl_estimator }), mask).data as Float32Array) : new Float32Array(n)
@@ -126,6 +126,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
         reward: meanOf(rewards),
         kl: meanOf(seqKl),
         ...m,
+        ...scorer.metrics?.(),
         response_length: meanOf(rollout.lengths),
         advantage_abs: maskedMean(ops.mul(advantages, advantages), mask) ** 0.5,
         grad_norm: gradNorm,
