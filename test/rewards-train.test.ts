@@ -8,7 +8,7 @@ import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
-import { RewardError, train, type RewardFn, type RunConfigInput } from 'rlfarm'
+import { FAMILIES, RewardError, Rng, train, type RewardFn, type RunConfigInput } from 'rlfarm'
 import { mean, readMetrics, TINY_POLICY, toyData, writeJsonl } from './helpers/toy-data'
 import { tempDir } from './helpers/common'
 
@@ -142,4 +142,19 @@ t.test('the CLI exits 1 on a failing module reward, with the error', async (t) =
   const r = spawnSync(process.execPath, [CLI, 'train', file], { encoding: 'utf8', timeout: 120_000 })
   t.equal(r.status, 1, 'exit status 1')
   t.match(r.stderr, /reward function 'broken', row \d+ \(step 0\): threw: cannot score b:/)
+})
+
+t.test("eval on farm instructions: gold_accuracy, the share of closed-family answers exactly right, with its standard error", async (t) => {
+  const dir = tempDir(t, 'gold')
+  const rng = new Rng(3)
+  const rows = FAMILIES.flatMap((f) => [0, 1].map((k) => {
+    const task = f.make(rng)
+    return { prompt: task.instruction, reference: task.answer, response: k === 0 ? task.answer : `${task.answer}\nhope this helps`, kind: f.kind }
+  }))
+  const file = writeJsonl(path.join(dir, 'rows.jsonl'), rows)
+  const r = await train({ algorithm: 'eval', output_dir: path.join(dir, 'runs'), data: { prompts: file }, logging: { progress: 'none' } })
+  const closed = rows.filter((row) => row.kind === 'closed').length
+  t.equal(r.metrics.gold_accuracy_n, closed, 'over the closed families only')
+  t.equal(r.metrics.gold_accuracy, 0.5, 'the chatty half is not exact')
+  t.ok(Math.abs(r.metrics.gold_accuracy_stderr - Math.sqrt(0.25 * closed / (closed - 1) / closed)) < 1e-12, 'standard error of the mean')
 })

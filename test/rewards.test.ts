@@ -17,6 +17,8 @@ import {
   runCodeTests,
   sameAnswer,
   codeOf,
+  FAMILIES,
+  Rng,
   type RewardBatch,
   type RewardFn,
   type RunConfigInput,
@@ -273,4 +275,13 @@ t.test('code_tests: escape attempts fail their tests and harm nothing', async (t
   t.notOk(fs.existsSync(marker), 'no file was written')
   // A kill by the parent's own process id would have ended this test run; it is still here.
   t.same(await runCodeTests('globalThis.__done = true', [ok], o), [true], 'and a well-behaved completion still passes')
+})
+
+t.test('examples/rewards.mjs: 1 for exactly the right answer of a closed family, 0 otherwise, null on open ones', async (t) => {
+  const rng = new Rng(5)
+  const closed = FAMILIES.find((f) => f.kind === 'closed')!.make(rng)
+  const open = FAMILIES.find((f) => f.kind === 'open')!.make(rng)
+  const f = await functions({ reward_function: { module: path.join(__dirname, '..', 'examples', 'rewards.mjs'), export: 'accuracy' } })
+  const b: RewardBatch = { ...batch([closed.answer, `${closed.answer}\nhope this helps`, `${closed.answer}x`, open.answer]), prompts: [closed.instruction, closed.instruction, closed.instruction, open.instruction] }
+  t.same((await f.score(b)).perFunction.accuracy, [1, 0, 0, null])
 })

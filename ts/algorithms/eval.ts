@@ -11,8 +11,8 @@
 import path from 'node:path'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { AnnotatorPool, goldScore, goldWinRate, poolWinRate, type WinRate } from '../farm/farm.js'
-import { parseTask } from '../farm/families.js'
+import { AnnotatorPool, goldScore, goldWinRate, poolWinRate, winRateOf, type WinRate } from '../farm/farm.js'
+import { FAMILIES, parseTask } from '../farm/families.js'
 import { judgeWinRate } from '../farm/judges.js'
 import type { GenerationConfig, JudgeConfig, RunConfig } from '../config/types.generated.js'
 import type { PromptExample } from '../data/examples.js'
@@ -55,6 +55,12 @@ export async function winRateMetrics(
   if (farm) {
     put('win_rate', goldWinRate(items))
     metrics.gold_score = meanOf(items.map((it) => goldScore(it.prompt, it.response)))
+    // On the closed families (one right answer): the share answered exactly (gold 1).
+    const closed = items.filter((it) => FAMILIES.find((f) => f.name === parseTask(it.prompt)!.family)?.kind === 'closed')
+    if (closed.length > 0) {
+      const exact = winRateOf(closed.map((it) => Number(goldScore(it.prompt, it.response) === 1)))
+      Object.assign(metrics, { gold_accuracy: exact.winRate, gold_accuracy_stderr: exact.stderr, gold_accuracy_n: closed.length })
+    }
     put('pool_win_rate', poolWinRate(items, new AnnotatorPool({ p: judge.label_noise, seed: judge.seed })))
   }
   if (judge.kind === 'llm' || judge.kind === 'http') {
