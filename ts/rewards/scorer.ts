@@ -34,16 +34,16 @@ export interface RewardCall {
   weight: number
   scale: number
   args: Record<string, unknown>
-  /** Calls it once on a batch (raw result, unchecked); `timeout` true when it ran past reward.timeout. */
+  /** Calls it once on a batch (raw result, unchecked); a call past reward.timeout rejects with a timeout CallError. */
   call(batch: RewardBatch): Promise<unknown>
   close(): Promise<void>
 }
 
-function rewardSpecs(config: RunConfig): RewardFunction[] {
+/** reward_function (when set) and reward_functions, each with the config path errors name. */
+function rewardSpecs(config: RunConfig): { spec: RewardFunction; where: string }[] {
   const single = config.reward_function
-  const given = (r: RewardFunction) => r.name !== undefined || r.module !== undefined
-  const specs = config.reward_functions.slice()
-  if (given(single)) specs.unshift(single)
+  const specs = config.reward_functions.map((spec, i) => ({ spec, where: `reward_functions[${i}]` }))
+  if (single.name !== undefined || single.module !== undefined) specs.unshift({ spec: single, where: 'reward_function' })
   return specs
 }
 
@@ -67,15 +67,12 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
  */
 export async function makeRewardCalls(config: RunConfig, inProcess: Readonly<Record<string, RewardFn>> = {}): Promise<RewardCall[]> {
   const specs = rewardSpecs(config)
-  const single = specs.length === 1 && (config.reward_function.name !== undefined || config.reward_function.module !== undefined)
   const run: BuiltinContext = { maxNewTokens: config.generation.max_new_tokens }
   const timeoutMs = config.reward.timeout * 1000
   const calls: RewardCall[] = []
   const used = new Map<string, number>()
   try {
-    for (let i = 0; i < specs.length; i++) {
-      const spec = specs[i]
-      const where = single ? 'reward_function' : config.reward_function.name !== undefined || config.reward_function.module !== undefined ? (i === 0 ? 'reward_function' : `reward_functions[${i - 1}]`) : `reward_functions[${i}]`
+    for (const { spec, where } of specs) {
       if (spec.name !== undefined && spec.module !== undefined) throw new Error(`${where}: give name (a built-in or a train() reward) or module (a file), not both`)
       if (spec.export !== undefined && spec.module === undefined) throw new Error(`${where}.export: names an export of a module; set ${where}.module too`)
       if (!Number.isFinite(spec.weight)) throw new Error(`${where}.weight must be a finite number; got ${spec.weight}`)
