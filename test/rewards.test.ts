@@ -6,6 +6,7 @@
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
+import { spawnSync } from 'node:child_process'
 import {
   extractAnswer,
   makeRewardCalls,
@@ -284,4 +285,32 @@ t.test('examples/rewards.mjs: 1 for exactly the right answer of a closed family,
   const f = await functions({ reward_function: { module: path.join(__dirname, '..', 'examples', 'rewards.mjs'), export: 'accuracy' } })
   const b: RewardBatch = { ...batch([closed.answer, `${closed.answer}\nhope this helps`, `${closed.answer}x`, open.answer]), prompts: [closed.instruction, closed.instruction, closed.instruction, open.instruction] }
   t.same((await f.score(b)).perFunction.accuracy, [1, 0, 0, null])
+})
+
+t.test('code_tests: beneath the vm context, the child has no file, process, network or signal access', async (t) => {
+  // What code that got out of the context would find: the lockdown, under the permission model.
+  const { LOCKDOWN } = await import('../dist/rewards/code-tests.js')
+  const probes = {
+    readFile: "process.getBuiltinModule('fs').readFileSync('/etc/hostname')",
+    writeFile: "process.getBuiltinModule('fs').writeFileSync('/tmp/rlfarm-sandbox-probe', 'x')",
+    childProcess: "process.getBuiltinModule('child_process').execSync('true')",
+    worker: "new (process.getBuiltinModule('worker_threads').Worker)('1', { eval: true })",
+    binding: "process.binding('tcp_wrap')",
+    netConnect: "process.getBuiltinModule('net').connect(80, '127.0.0.1')",
+    socketConnect: "new (process.getBuiltinModule('net').Socket)().connect(80, '127.0.0.1')",
+    httpGet: "process.getBuiltinModule('http').get('http://127.0.0.1:1/')",
+    fetch: "fetch('http://127.0.0.1:1/')",
+    dns: "process.getBuiltinModule('dns').lookup('localhost', () => {})",
+    udp: "process.getBuiltinModule('dgram').createSocket('udp4')",
+    kill: 'process.kill(process.ppid, 0)',
+    rawKill: 'process._kill(process.ppid, 0)',
+    require: "require('fs')",
+  }
+  const script = `${LOCKDOWN}\nconst probes = ${JSON.stringify(probes)}\nfor (const [name, code] of Object.entries(probes)) { let ok = true; try { (0, eval)(code) } catch { ok = false } write(name + ' ' + (ok ? 'ALLOWED' : 'denied') + '\\n') }\n`
+  const flag = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission'
+  const r = spawnSync('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$@"', 'sh', process.execPath, flag, '--no-warnings', '-e', script], { encoding: 'utf8', timeout: 60_000, env: {} })
+  const lines = r.stdout.trim().split('\n')
+  t.equal(lines.length, Object.keys(probes).length, `every probe ran (stderr: ${r.stderr.slice(0, 200)})`)
+  for (const name of Object.keys(probes)) t.ok(lines.includes(`${name} denied`), `${name}: denied`)
+  t.notOk(fs.existsSync('/tmp/rlfarm-sandbox-probe'), 'nothing was written')
 })

@@ -28,9 +28,10 @@ export interface CodeTestOptions {
   memoryMb: number
 }
 
-// The child's program (node -e). It reads {nonce, code, tests, timeoutMs} from
-// stdin, locks itself down, then runs each test in a fresh context.
-const RUNNER = String.raw`
+// The start of the child's program: it takes away what the permission model
+// leaves (sockets, DNS, signals, fetch, require). Exported for the tests,
+// which probe it beneath the vm context.
+export const LOCKDOWN = String.raw`
 'use strict'
 const vm = require('node:vm')
 const write = process.stdout.write.bind(process.stdout)
@@ -50,6 +51,11 @@ for (const key of ['fetch', 'WebSocket', 'EventSource', 'require', 'module', 'ex
 process.kill = deny('process.kill')
 process._kill = deny('process._kill')
 process.dlopen = deny('process.dlopen')
+`
+
+// The child's program (node -e): the lockdown, then it reads {nonce, code,
+// tests, timeoutMs} from stdin and runs each test in a fresh context.
+const RUNNER = LOCKDOWN + String.raw`
 let input = ''
 process.stdin.setEncoding('utf8')
 process.stdin.on('data', (c) => { input += c })
