@@ -176,7 +176,10 @@ function writeModules(dir: string): Record<string, string> {
       'export default ({ rows }, args) => rows.map((r) => r.answer * (args.times ?? 1))',
       'export function spin() { for (;;) {} }',
       'export const sleepy = async ({ completions }) => { await new Promise((r) => setTimeout(r, 200)); return completions.map(() => 1) }',
-      "export function threadId({ completions }) { return completions.map(() => require('node:worker_threads').threadId) }",
+      "import { threadId } from 'node:worker_threads'",
+      'export const thread = ({ completions }) => completions.map(() => threadId)',
+      'export const lengths = ({ completions }) => completions.map((c) => c.length)',
+      'export const dropOne = ({ completions }) => completions.slice(1).map(() => 1)',
     ].join('\n'),
   )
   fs.writeFileSync(files.cjs, "exports.len = ({ completions }) => completions.map((c) => c.length)\n")
@@ -219,6 +222,17 @@ t.test('reward.workers: calls run in worker threads; one past the timeout is end
   const spin = await functions({ reward_function: { module: files.mjs, export: 'spin' }, reward: { workers: 1, timeout: 0.5 } })
   await t.rejects(spin.score(batch(['a', 'b'])), { message: /reward function 'spin' \(step 0\): timed out after 0.5 s \(reward.timeout\); its worker was ended \(all 2 rows of the batch\)/ }, 'a synchronous infinite loop is stopped')
   await spin.close()
+
+  // A batch is split among the workers, one contiguous part each, and put back in order.
+  const split = await functions({ reward_functions: [{ module: files.mjs, export: 'thread' }, { module: files.mjs, export: 'lengths' }], reward: { workers: 2 } })
+  const parts = await split.score(batch(['a', 'bb', 'ccc', 'dddd']))
+  t.same(parts.perFunction.lengths, [1, 2, 3, 4], 'values in the batch order')
+  const threads = parts.perFunction.thread as number[]
+  t.ok(threads[0] === threads[1] && threads[2] === threads[3] && threads[0] !== threads[2] && threads[0] !== 0, `two worker threads, a part each: ${threads}`)
+  await split.close()
+  const drop = await functions({ reward_function: { module: files.mjs, export: 'dropOne' }, reward: { workers: 2 } })
+  await t.rejects(drop.score(batch(['a', 'b', 'c', 'd'])), { message: /reward function 'dropOne' \(step 0\): returned 1 values for rows [02]-[13] \(one worker's part of the batch, 2 completions\)/ })
+  await drop.close()
 
   // Two workers take two calls at once: four 200 ms calls finish in about two rounds, not four.
   const sleepy = await functions({ reward_function: { module: files.mjs, export: 'sleepy' }, reward: { workers: 2 } })

@@ -500,7 +500,7 @@ export interface RewardTrainingConfig {
   /** coefficient of mean((r_c + r_r)^2). `double`, default `0`, range >= 0. */
   center_coef: number
   /**
-   * reward functions: worker threads that run module rewards' calls in parallel and off the event loop; 0 runs them in the main thread.
+   * reward functions: worker threads for module rewards, off the event loop; a batch is split into this many contiguous parts, one call each, in parallel; 0 calls them in the main thread.
    *
    * `uint32`, default `0`.
    */
@@ -526,7 +526,7 @@ export interface RewardTrainingConfigInput {
   /** coefficient of mean((r_c + r_r)^2). `double`, default `0`, range >= 0. */
   center_coef?: number
   /**
-   * reward functions: worker threads that run module rewards' calls in parallel and off the event loop; 0 runs them in the main thread.
+   * reward functions: worker threads for module rewards, off the event loop; a batch is split into this many contiguous parts, one call each, in parallel; 0 calls them in the main thread.
    *
    * `uint32`, default `0`.
    */

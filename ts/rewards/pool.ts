@@ -6,11 +6,16 @@ import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import type { RewardBatch } from './types.js'
 
-/** A call that failed: `timeout` when it ran past the limit, else the function's throw (or a bad reply). */
+/**
+ * A call that failed: `timeout` when it ran past the limit, else the
+ * function's throw (or a bad reply); `whole`: the failure is the whole
+ * call's (a timeout, a result of the wrong shape), not one row's.
+ */
 export class CallError extends Error {
   constructor(
     message: string,
     readonly timeout: boolean,
+    readonly whole = timeout,
   ) {
     super(message)
   }
@@ -120,6 +125,38 @@ export class RewardWorkerPool {
   /** Resolves once a worker has loaded the module; rejects with the module's load error. */
   async ready(): Promise<void> {
     await Promise.race(this.#slots.map((s) => s.ready))
+  }
+
+  /**
+   * Runs a batch in up to `size` workers at once: split into that many
+   * contiguous parts, one call each, their values put back in order. A part
+   * whose result is not an array of its length fails the whole call.
+   */
+  async callSplit(batch: RewardBatch, args: Record<string, unknown>): Promise<unknown> {
+    const n = batch.completions.length
+    const parts = Math.max(1, Math.min(this.size, n))
+    if (parts === 1) return this.call(batch, args)
+    const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * n) / parts))
+    const results = await Promise.all(
+      bounds.slice(0, -1).map((start, k) => {
+        const end = bounds[k + 1]
+        const part: RewardBatch = {
+          prompts: batch.prompts.slice(start, end),
+          completions: batch.completions.slice(start, end),
+          completionIds: batch.completionIds.slice(start, end),
+          rows: batch.rows.slice(start, end),
+          step: batch.step,
+        }
+        return this.call(part, args).then((values) => {
+          if (!Array.isArray(values) || values.length !== end - start) {
+            const got = Array.isArray(values) ? `${values.length} values` : `${values === null ? 'null' : typeof values}`
+            throw new CallError(`returned ${got} for rows ${start}-${end - 1} (one worker's part of the batch, ${end - start} completions); expected an array of one number (or null) per completion`, false, true)
+          }
+          return values as unknown[]
+        })
+      }),
+    )
+    return results.flat()
   }
 
   /** Runs one call in the first idle worker; rejects with a CallError (or the module's load error). */

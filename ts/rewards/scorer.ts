@@ -113,7 +113,7 @@ export async function makeRewardCalls(config: RunConfig, inProcess: Readonly<Rec
         weight: spec.weight,
         scale: spec.scale,
         args,
-        call: (batch) => (p ? p.call(batch, args) : withTimeout(Promise.resolve().then(() => f!(batch, args)), timeoutMs)),
+        call: (batch) => (p ? p.callSplit(batch, args) : withTimeout(Promise.resolve().then(() => f!(batch, args)), timeoutMs)),
         close: async () => p?.close(),
       })
     }
@@ -183,7 +183,7 @@ export class RewardFunctions {
       result = await c.call(batch)
     } catch (err) {
       const problem = failureOf(err)
-      if ((err instanceof CallError && err.timeout) || n <= 1) {
+      if ((err instanceof CallError && err.whole) || n <= 1) {
         for (let i = 0; i < n; i++) failures.set(i, problem)
         return { values: new Array(n).fill(null), failures }
       }
