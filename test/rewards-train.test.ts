@@ -8,7 +8,7 @@ import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
-import { FAMILIES, RewardError, Rng, train, type RewardFn, type RunConfigInput } from 'rlfarm'
+import { FAMILIES, RewardError, Rng, runPipeline, train, type RewardFn, type RunConfigInput } from 'rlfarm'
 import { mean, readMetrics, TINY_POLICY, toyData, writeJsonl } from './helpers/toy-data'
 import { tempDir } from './helpers/common'
 
@@ -157,4 +157,18 @@ t.test("eval on farm instructions: gold_accuracy, the share of closed-family ans
   t.equal(r.metrics.gold_accuracy_n, closed, 'over the closed families only')
   t.equal(r.metrics.gold_accuracy, 0.5, 'the chatty half is not exact')
   t.ok(Math.abs(r.metrics.gold_accuracy_stderr - Math.sqrt(0.25 * closed / (closed - 1) / closed)) < 1e-12, 'standard error of the mean')
+})
+
+t.test('runPipeline(config, { rewards }) hands them to its stages', async (t) => {
+  const out = tempDir(t, 'runs')
+  const calls: number[] = []
+  const counted: RewardFn = ({ completions }) => {
+    calls.push(completions.length)
+    return completions.map(() => 1)
+  }
+  const stage = { algorithm: 'best_of_n' as const, policy: TINY_POLICY, data: { prompts: data.prompts, chat_template: false, max_length: 40 }, generation: { max_new_tokens: 4 }, reward_function: { name: 'counted' }, best_of_n: { n: 2 }, training: { batch_size: 48 } }
+  const r = await runPipeline({ name: 'p', output_dir: out, stages: [{ name: 'bon', run: stage }] }, { rewards: { counted }, progress: 'none' })
+  t.equal(r.stages[0].metrics.best_score, 1)
+  t.equal(calls.reduce((a, b) => a + b, 0), 96 * 2, 'called on every sample')
+  await t.rejects(runPipeline({ name: 'q', output_dir: out, stages: [{ name: 'bon', run: stage }] }, { rewards: [] as never }), { message: /rewards must be an object of reward functions by name/ })
 })

@@ -1,9 +1,10 @@
 // Reward functions as a Scorer: the config's reward_function and
 // reward_functions, each a module's export (run in the main thread or in
 // worker threads), a built-in, or a function given to train({ rewards }).
-// Each is called once per batch; its values are checked (one finite number
-// or null per row) and combined as TRL combines them: the weighted sum over
-// functions, a null (TRL's None) left out of it. A failure names the
+// Each is called once per batch (once per part of it with reward.workers > 1);
+// its values are checked (one finite number or null per row) and combined as
+// TRL combines them: the weighted sum over functions, a null (TRL's None)
+// left out of it. A failure names the
 // function, the row and what is wrong; with reward.on_error: skip the row's
 // value is 0 for that function and the failures are counted instead.
 import path from 'node:path'
