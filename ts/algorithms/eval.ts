@@ -141,7 +141,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
     const encoder = encoderFor(policy.tokenizer, config.data)
     const scorer: Scorer | undefined = hasScorer(config) ? (await scorerFor(ctx, policy)).scorer : undefined
     if (!scorer && !withReferences) {
-      throw new Error('eval: give reward_model or reward_function(s) to score responses, or prompts with a `reference` output in each row for win-rates')
+      throw new Error('eval: give reward_model or reward_function to score responses, or prompts with a `reference` output in each row for win-rates')
     }
     sampled = await respond(policy.model, encoder, rows, texts, {
       generation: config.generation,
