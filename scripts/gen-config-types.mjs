@@ -84,7 +84,10 @@ function fieldInfo(field) {
   const o = field.options ?? {}
   let ts
   let kind
-  if (field.resolvedType instanceof protobuf.Type) {
+  if (field.resolvedType instanceof protobuf.Type && field.resolvedType.fullName === '.google.protobuf.Struct') {
+    kind = 'json'
+    ts = 'Record<string, unknown>'
+  } else if (field.resolvedType instanceof protobuf.Type) {
     kind = 'message'
     ts = field.resolvedType.name
   } else if (field.resolvedType instanceof protobuf.Enum) {

@@ -87,4 +87,19 @@ const parquet = (name, rows, types) => {
 }
 parquet('alpacafarm.parquet', [...alpaca, { instruction: 'Bad preference.', input: '', output_1: 'a', output_2: 'b', preference: 3 }], { preference: 'INT64' })
 parquet('hh_rlhf.parquet', hh, {})
+
+// Math items as openai/gsm8k ({question, answer ending '#### n'}) and
+// hendrycks MATH ({problem, solution with \boxed{}}) publish them.
+const gsm8k = [
+  { question: 'Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?', answer: 'Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72' },
+  { question: 'Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?', answer: 'Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10' },
+]
+const math = [
+  { problem: 'What is $\\frac{1}{2} + \\frac{1}{4}$?', solution: 'We have $\\frac{1}{2} + \\frac{1}{4} = \\frac{2}{4} + \\frac{1}{4} = \\boxed{\\frac{3}{4}}$.', level: 'Level 1', type: 'Prealgebra' },
+  { problem: 'Compute $2^5$.', solution: '$2^5 = \\boxed{32}$.', level: 'Level 1', type: 'Algebra' },
+]
+jsonl('gsm8k.jsonl', gsm8k)
+jsonl('math.jsonl', math)
+parquet('gsm8k.parquet', gsm8k, {})
+parquet('math.parquet', math, {})
 console.log(`wrote ${fs.readdirSync(dir).join(', ')} in ${dir}`)

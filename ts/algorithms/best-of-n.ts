@@ -32,7 +32,7 @@ export async function sampleAndScore(
   scorer: Scorer,
   encoder: SequenceEncoder,
   prompts: number[][],
-  options: { n: number; chunk: number; promptsPerCall: number; generation: GenerationConfig; seed: number; promptTexts?: string[] },
+  options: { n: number; chunk: number; promptsPerCall: number; generation: GenerationConfig; seed: number; promptTexts?: string[]; rows?: Record<string, unknown>[] },
 ): Promise<Sample[][]> {
   const result: Sample[][] = prompts.map(() => [])
   const chunk = Math.min(options.chunk, options.n)
@@ -44,7 +44,8 @@ export async function sampleAndScore(
       const seed = (options.seed * 1_000_003 + p0 * 4099 + s0) % 2 ** 40
       const texts = options.promptTexts && promptIdx.flatMap((p) => Array.from({ length: count }, () => options.promptTexts![p]))
       const rollout = await sampleResponses(policy, encoder, batch, options.generation, seed, texts)
-      const scores = await scorer.score(rollout.tokens, rollout.attentionMask, rollout)
+      const rows = options.rows && promptIdx.flatMap((p) => Array.from({ length: count }, () => options.rows![p]))
+      const scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows })
       const seqLogp = ops.rowSum(rollout.sampleLogprobs).data as Float32Array
       const width = rollout.tokens.shape[1]
       const ids = rollout.tokens.data as Int32Array
@@ -71,7 +72,7 @@ export async function runBestOfN(ctx: TrainerContext): Promise<StageResult> {
   const o = config.best_of_n
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
-  const { scorer } = await scorerFor(config, policy)
+  const { scorer } = await scorerFor(ctx, policy)
   const rows = await readPrompts(ctx)
   const out = o.output ?? path.join(ctx.runDir, 'outputs.jsonl')
   const lines: string[] = []
@@ -85,7 +86,7 @@ export async function runBestOfN(ctx: TrainerContext): Promise<StageResult> {
       scorer,
       encoder,
       chunk.map((r) => encoder.prompt(r.prompt)),
-      { n: o.n, chunk: o.chunk, promptsPerCall: B, generation: config.generation, seed: config.seed + start, promptTexts: chunk.map((r) => promptText(r.prompt)) },
+      { n: o.n, chunk: o.chunk, promptsPerCall: B, generation: config.generation, seed: config.seed + start, promptTexts: chunk.map((r) => promptText(r.prompt)), rows: chunk.map((r) => r.row) },
     )
     samples.forEach((s, i) => {
       const chosen = best(s)

@@ -14,7 +14,7 @@ import { AdamW, learningRate } from '../model/optim.js'
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.js'
 import * as ops from '../ops.js'
 import { Rng, type RngState } from '../run/rng.js'
-import { goldScore } from '../farm/farm.js'
+import { hasRewardFunctions, makeRewardCalls, RewardFunctions } from '../rewards/scorer.js'
 import { Tensor } from '../tensor.js'
 import type { TrainerContext } from './context.js'
 
@@ -311,20 +311,44 @@ export async function sampleResponses(
   }
 }
 
-/** Something that scores sequences: a reward model, or a built-in function of the response. */
+/** What a scorer reads besides the tokens: the responses, their prompts and dataset rows, and the step. */
+export interface ScoreInput {
+  texts: string[]
+  lengths: number[]
+  /** Where responses start in `tokens` (0: the rows are responses alone). */
+  promptWidth?: number
+  /** Prompt texts (a farm reward reads the instruction). */
+  prompts?: string[]
+  /** The dataset row of each response, all its columns (reward functions read e.g. `answer`). */
+  rows?: Record<string, unknown>[]
+  /** The trainer's step. */
+  step?: number
+}
+
+/** Something that scores sequences: a reward model, reward functions, or both summed. */
 export interface Scorer {
   /** One score per row of a rollout (or of right-padded sequences with their masks). */
-  score(tokens: Tensor, attentionMask: Tensor, responses: { texts: string[]; lengths: number[]; promptWidth?: number; prompts?: string[] }): Promise<Float32Array>
+  score(tokens: Tensor, attentionMask: Tensor, responses: ScoreInput): Promise<Float32Array>
+  /** The last call's metrics (each reward function's mean and std ...), for the log. */
+  metrics?(): Record<string, number>
 }
 
 /** A reward model: the scalar head's value at each row's last real token. */
 export class RewardModelScorer implements Scorer {
+  #mean = NaN
+
   constructor(readonly model: Model) {}
 
   async score(tokens: Tensor, attentionMask: Tensor): Promise<Float32Array> {
     const { values } = await this.model.forward(tokens, { attentionMask, logprobs: false, values: true })
     const lengths = realLengths(attentionMask)
-    return ops.rowSum(values!, lastPositionMask(lengths.map((l) => l.last + 1), tokens.shape[1])).data as Float32Array
+    const scores = ops.rowSum(values!, lastPositionMask(lengths.map((l) => l.last + 1), tokens.shape[1])).data as Float32Array
+    this.#mean = meanOf(scores)
+    return scores
+  }
+
+  metrics(): Record<string, number> {
+    return { 'rewards/reward_model/mean': this.#mean }
   }
 }
 
@@ -344,27 +368,53 @@ export function realLengths(attentionMask: Tensor): { last: number }[] {
   })
 }
 
-/** The built-in reward functions of RewardFunction (toys for tests and examples, and the farm's gold evaluator). */
+/** Reward functions (ts/rewards): their weighted sum per response, each one's mean and std in the metrics. */
 export class FunctionScorer implements Scorer {
-  constructor(readonly spec: RewardFunction) {
-    if (!spec.name) throw new Error("reward_function.name is required ('count_token', 'length' or 'farm_gold')")
-    if (spec.name === 'count_token' && spec.token === undefined) throw new Error('reward_function.token is required for count_token')
-  }
+  #metrics: Record<string, number> = {}
 
-  async score(tokens: Tensor, _attentionMask: Tensor, r: { texts: string[]; lengths: number[]; promptWidth?: number; prompts?: string[] }): Promise<Float32Array> {
+  constructor(readonly functions: RewardFunctions) {}
+
+  async score(tokens: Tensor, _attentionMask: Tensor, r: ScoreInput): Promise<Float32Array> {
     const [B, T] = tokens.shape
     const ids = tokens.data as Int32Array
-    const out = new Float32Array(B)
-    if (this.spec.name === 'farm_gold' && r.prompts?.length !== B) throw new Error('reward_function farm_gold needs the prompt of each response')
-    for (let b = 0; b < B; b++) {
-      const start = r.promptWidth ?? 0
-      let value = 0
-      if (this.spec.name === 'length') value = r.lengths[b]
-      else if (this.spec.name === 'farm_gold') value = goldScore(r.prompts![b], r.texts[b])
-      else for (let j = 0; j < r.lengths[b]; j++) value += ids[b * T + start + j] === this.spec.token ? 1 : 0
-      out[b] = value * this.spec.scale
+    const start = r.promptWidth ?? 0
+    const completionIds = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * T + start, b * T + start + r.lengths[b])))
+    const prompts = r.prompts ?? new Array<string>(B).fill('')
+    const out = await this.functions.score({
+      prompts,
+      completions: r.texts,
+      completionIds,
+      rows: r.rows ?? prompts.map((prompt) => ({ prompt })),
+      step: r.step ?? 0,
+    })
+    this.#metrics = out.metrics
+    return out.total
+  }
+
+  metrics(): Record<string, number> {
+    return this.#metrics
+  }
+}
+
+/** A reward model's score plus reward functions' weighted sum (ppo's "added to a reward model"). */
+export class SumScorer implements Scorer {
+  #metrics: Record<string, number> = {}
+
+  constructor(readonly parts: Scorer[]) {}
+
+  async score(tokens: Tensor, attentionMask: Tensor, r: ScoreInput): Promise<Float32Array> {
+    const out = new Float32Array(tokens.shape[0])
+    this.#metrics = {}
+    for (const part of this.parts) {
+      const s = await part.score(tokens, attentionMask, r)
+      s.forEach((v, i) => (out[i] += v))
+      Object.assign(this.#metrics, part.metrics?.())
     }
     return out
+  }
+
+  metrics(): Record<string, number> {
+    return this.#metrics
   }
 }
 
@@ -375,14 +425,31 @@ export function promptText(p: Prompt): string {
   return p.map((m) => m.content).join('\n')
 }
 
-/** The scorer a config names: reward_model (loaded with a scalar head) or reward_function. */
-export async function scorerFor(config: RunConfig, policy: LoadedModel): Promise<{ scorer: Scorer; model?: LoadedModel }> {
+/** Whether the config names something to score responses with: a reward model or reward functions. */
+export function hasScorer(config: RunConfig): boolean {
+  return isGiven(config.reward_model) || hasRewardFunctions(config)
+}
+
+/**
+ * The scorer a config names: reward_model (loaded with a scalar head), reward
+ * functions (reward_function, reward_functions), or both, summed. Worker
+ * threads of reward functions end with the run.
+ */
+export async function scorerFor(ctx: TrainerContext, policy: LoadedModel): Promise<{ scorer: Scorer; model?: LoadedModel }> {
+  const { config } = ctx
+  let rm: LoadedModel | undefined
+  const parts: Scorer[] = []
   if (isGiven(config.reward_model)) {
-    const rm = await loadModelSpec(config.reward_model, 'reward_model', { scalarHead: true, seed: config.seed + 2, tokenizer: sameTokenizer(config.reward_model, policy) })
-    return { scorer: new RewardModelScorer(rm.model), model: rm }
+    rm = await loadModelSpec(config.reward_model, 'reward_model', { scalarHead: true, seed: config.seed + 2, tokenizer: sameTokenizer(config.reward_model, policy) })
+    parts.push(new RewardModelScorer(rm.model))
   }
-  if (config.reward_function.name) return { scorer: new FunctionScorer(config.reward_function) }
-  throw new Error('give reward_model (a reward model directory) or reward_function (a built-in reward)')
+  if (hasRewardFunctions(config)) {
+    const functions = new RewardFunctions(await makeRewardCalls(config, ctx.rewards), config.reward.on_error as 'stop' | 'skip', (m) => ctx.note(m))
+    ctx.defer(() => functions.close())
+    parts.push(new FunctionScorer(functions))
+  }
+  if (parts.length === 0) throw new Error('give reward_model (a reward model directory) or reward_function / reward_functions (rewards as code)')
+  return { scorer: parts.length === 1 ? parts[0] : new SumScorer(parts), model: rm }
 }
 
 /** Models trained together must read the same tokens: reuse the policy's tokenizer unless one is named. */

@@ -7,6 +7,7 @@ import type { Model } from '../model/model.js'
 import type { AdamW } from '../model/optim.js'
 import type { Tokenizer } from '../model/tokenizer.js'
 import type { Rng } from '../run/rng.js'
+import type { RewardFn } from '../rewards/types.js'
 import { NonFiniteError } from '../util/non-finite.js'
 
 /** State a trainer needs to continue exactly where it stopped (JSON). */
@@ -30,6 +31,10 @@ export interface TrainerContext {
   track(parts: { models: Record<string, Model>; optimizers?: Record<string, AdamW> }): Promise<void>
   /** After an optimizer step: saves a checkpoint when the cadence (or a stop request) says so. */
   afterStep(state: () => TrainerState): Promise<void>
+  /** Reward functions given to train({ rewards }), by the name a config's reward_function.name uses. */
+  readonly rewards?: Readonly<Record<string, RewardFn>>
+  /** Runs `cleanup` when the run ends, however it ends (worker threads of reward functions ...). */
+  defer(cleanup: () => void | Promise<void>): void
   /** Writes a finished model (with its tokenizer) to the run's model/ directory; returns its path. */
   saveModel(model: Model, tokenizer: Tokenizer, tokenizerSource: string, name?: string): Promise<string>
 }

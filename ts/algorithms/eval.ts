@@ -11,8 +11,8 @@
 import path from 'node:path'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { AnnotatorPool, goldScore, goldWinRate, poolWinRate, type WinRate } from '../farm/farm.js'
-import { parseTask } from '../farm/families.js'
+import { AnnotatorPool, goldScore, goldWinRate, poolWinRate, winRateOf, type WinRate } from '../farm/farm.js'
+import { FAMILIES, parseTask } from '../farm/families.js'
 import { judgeWinRate } from '../farm/judges.js'
 import type { GenerationConfig, JudgeConfig, RunConfig } from '../config/types.generated.js'
 import type { PromptExample } from '../data/examples.js'
@@ -21,6 +21,7 @@ import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import {
   encoderFor,
+  hasScorer,
   isGiven,
   loadModelSpec,
   meanOf,
@@ -54,6 +55,12 @@ export async function winRateMetrics(
   if (farm) {
     put('win_rate', goldWinRate(items))
     metrics.gold_score = meanOf(items.map((it) => goldScore(it.prompt, it.response)))
+    // On the closed families (one right answer): the share answered exactly (gold 1).
+    const closed = items.filter((it) => FAMILIES.find((f) => f.name === parseTask(it.prompt)!.family)?.kind === 'closed')
+    if (closed.length > 0) {
+      const exact = winRateOf(closed.map((it) => Number(goldScore(it.prompt, it.response) === 1)))
+      Object.assign(metrics, { gold_accuracy: exact.winRate, gold_accuracy_stderr: exact.stderr, gold_accuracy_n: closed.length })
+    }
     put('pool_win_rate', poolWinRate(items, new AnnotatorPool({ p: judge.label_noise, seed: judge.seed })))
   }
   if (judge.kind === 'llm' || judge.kind === 'http') {
@@ -83,7 +90,7 @@ async function respond(
   for (let start = 0; start < rows.length && !options.stop?.(); start += B) {
     const chunk = rows.slice(start, start + B)
     const rollout = await sampleResponses(policy, encoder, chunk.map((r) => encoder.prompt(r.prompt)), options.generation, options.seed + start, texts.slice(start, start + B))
-    if (options.scorer) out.scores.push(...(await options.scorer.score(rollout.tokens, rollout.attentionMask, rollout)))
+    if (options.scorer) out.scores.push(...(await options.scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: chunk.map((r) => r.row) })))
     out.responses.push(...rollout.texts)
     out.lengths.push(...rollout.lengths)
     options.onBatch?.(Math.min(start + B, rows.length), out.scores)
@@ -135,7 +142,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
   if (isGiven(config.policy)) {
     const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
     const encoder = encoderFor(policy.tokenizer, config.data)
-    const scorer: Scorer | undefined = isGiven(config.reward_model) || config.reward_function.name ? (await scorerFor(config, policy)).scorer : undefined
+    const scorer: Scorer | undefined = hasScorer(config) ? (await scorerFor(ctx, policy)).scorer : undefined
     if (!scorer && !withReferences) {
       throw new Error('eval: give reward_model or reward_function to score responses, or prompts with a `reference` output in each row for win-rates')
     }
@@ -144,7 +151,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
       seed: config.seed,
       batch: B,
       scorer,
-      onBatch: (done, s) => ctx.log(done, scorer ? { reward: meanOf(s) } : {}, { totalSteps: rows.length, phase: 'eval' }),
+      onBatch: (done, s) => ctx.log(done, scorer ? { reward: meanOf(s), ...scorer.metrics?.() } : {}, { totalSteps: rows.length, phase: 'eval' }),
       stop: () => ctx.stopRequested(),
     })
     if (scorer) metrics.reward = meanOf(sampled.scores)

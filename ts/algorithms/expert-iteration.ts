@@ -25,7 +25,7 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
   const pad = padIdOf(policy.tokenizer)
-  const { scorer } = await scorerFor(config, policy)
+  const { scorer } = await scorerFor(ctx, policy)
   const rows = await readPrompts(ctx)
   const prompts = rows.map((r) => encoder.prompt(r.prompt))
   const opt = makeOptimizer(policy.model, config.optimizer)
@@ -52,6 +52,7 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
         generation: config.generation,
         seed: config.seed * 7919 + round,
         promptTexts: chosen.map((i) => promptText(rows[i].prompt)),
+        rows: chosen.map((i) => rows[i].row),
       })
       const winners = samples.map((s, k) => {
         const w = best(s)

@@ -298,7 +298,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
   const mu = resolved.numIterations
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
-  const { scorer } = await scorerFor(config, policy)
+  const { scorer } = await scorerFor(ctx, policy)
   const reference =
     o.kl_coef > 0
       ? await loadModelSpec(referenceSpec(config), 'reference', {
@@ -330,7 +330,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
   const sampleGroups = async (picked: number[], seed: number): Promise<SampledGroups> => {
     const each = picked.flatMap((i) => Array.from({ length: G }, () => i))
     const rollout = await sampleResponses(policy.model, encoder, each.map((i) => prompts[i]), config.generation, seed, each.map((i) => promptText(rows[i].prompt)))
-    const scores = await scorer.score(rollout.tokens, rollout.attentionMask, rollout)
+    const scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: each.map((i) => rows[i].row), step })
     return { rollout, scores }
   }
 
@@ -428,6 +428,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
         reward: meanOf(rewards),
         kl: meanOf(seqKl),
         ...m,
+        ...scorer.metrics?.(),
         ...lengthMetrics(chunks.map((c) => c.rollout), config),
         zero_std_groups: zeroStdShare(allSampled, G),
         ...(o.dynamic_sampling ? { prompts_drawn: promptsDrawn, sampling_rounds: rounds, groups_kept: keptGroups } : {}),

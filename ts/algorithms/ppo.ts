@@ -65,7 +65,7 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
   const g = config.generation
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
-  const { scorer, model: rewardModel } = await scorerFor(config, policy)
+  const { scorer, model: rewardModel } = await scorerFor(ctx, policy)
   const reference = await loadModelSpec(referenceSpec(config), 'reference', {
     seed: config.seed,
     tokenizer: sameTokenizer(config.reference, policy),
@@ -111,7 +111,8 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     const mask = rollout.actionMask
 
     // Scores at the last token, with the EOS penalty, clipping and normalisation.
-    const scores = await scorer.score(rollout.tokens, rollout.attentionMask, rollout)
+    const scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: picked.map((i) => rows[i].row), step })
+    const scoreMetrics = scorer.metrics?.()
     if (o.missing_eos_penalty !== undefined) rollout.stopped.forEach((s, b) => (scores[b] -= s ? 0 : o.missing_eos_penalty!))
     if (o.reward_clip > 0) scores.forEach((s, b) => (scores[b] = Math.max(-o.reward_clip, Math.min(o.reward_clip, s))))
     const rawScore = meanOf(scores)
@@ -198,6 +199,7 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
         kl: klPerSeq,
         kl_coef: klCoef,
         ...m,
+        ...scoreMetrics,
         value_explained_variance: 1 - variance(residual) / Math.max(variance(gae.returns), 1e-8),
         response_length: meanOf(rollout.lengths),
         eos_fraction: meanOf(rollout.stopped.map(Number)),

@@ -120,6 +120,11 @@ function resolveOne(field: FieldSpec, value: unknown, path: string, ctx: Context
   if (field.kind === 'message' && field.presence && (value === undefined || value === null)) return undefined
   if (field.kind === 'message') return resolveMessage(messageSpec(field.message!), value, path, ctx)
   if (value === undefined || value === null) return field.default
+  if (field.kind === 'json') {
+    if (isPlainObject(value)) return clonePlain(value)
+    ctx.report(path, 'value', `expected a mapping, got ${describeValue(value)}`)
+    return undefined
+  }
   // YAML reads `name: 2024` as a number; a string field takes the text as written.
   if ((field.kind === 'string' || field.kind === 'enum') && typeof value !== 'string') {
     const raw = ctx.source.raw.get(path)

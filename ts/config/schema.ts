@@ -23,7 +23,8 @@ const INTEGER_RANGES: Record<string, [number, number]> = {
   fixed64: [0, Number.MAX_SAFE_INTEGER],
 }
 
-export type FieldKind = 'number' | 'integer' | 'bool' | 'string' | 'enum' | 'message'
+// 'json': a google.protobuf.Struct field, any mapping (a reward function's args).
+export type FieldKind = 'number' | 'integer' | 'bool' | 'string' | 'enum' | 'message' | 'json'
 
 /** One field of a config message, with its options read out of the proto. */
 export interface FieldSpec {
@@ -109,7 +110,9 @@ function fieldSpec(owner: string, f: protobuf.Field): FieldSpec {
   let kind: FieldKind
   let choices: string[] | undefined
   let message: string | undefined
-  if (f.resolvedType instanceof protobuf.Type) {
+  if (f.resolvedType instanceof protobuf.Type && f.resolvedType.fullName === '.google.protobuf.Struct') {
+    kind = 'json'
+  } else if (f.resolvedType instanceof protobuf.Type) {
     kind = 'message'
     message = f.resolvedType.name
   } else if (f.resolvedType instanceof protobuf.Enum) {
@@ -124,7 +127,7 @@ function fieldSpec(owner: string, f: protobuf.Field): FieldSpec {
   const spec: FieldSpec = {
     name: f.name,
     owner,
-    type: kind === 'message' || kind === 'enum' ? (f.resolvedType as protobuf.ReflectionObject).name : f.type,
+    type: kind === 'message' || kind === 'enum' || kind === 'json' ? (f.resolvedType as protobuf.ReflectionObject).name : f.type,
     kind,
     repeated: f.repeated,
     minExclusive: options['(min_exclusive)'] === true,
@@ -150,7 +153,7 @@ function fieldSpec(owner: string, f: protobuf.Field): FieldSpec {
     let value = options.default
     // 64-bit defaults come as Long objects (when the long package is present).
     if (value !== null && typeof value === 'object' && typeof (value as { toNumber?: unknown }).toNumber === 'function') value = (value as { toNumber(): number }).toNumber()
-    if (f.repeated || kind === 'message') throw new Error(`${where}: a repeated or message field cannot have a default`)
+    if (f.repeated || kind === 'message' || kind === 'json') throw new Error(`${where}: a repeated or message field cannot have a default`)
     spec.default = value as number | boolean | string
     const problem = checkScalar(spec, spec.default)
     if (problem) throw new Error(`${where}: the default ${JSON.stringify(spec.default)} is not allowed: expected ${problem}`)
@@ -161,6 +164,7 @@ function fieldSpec(owner: string, f: protobuf.Field): FieldSpec {
 /** What a field takes, in words: 'a number in [0, 1]', "one of 'k1', 'k2'"... */
 export function expectation(field: FieldSpec): string {
   if (field.kind === 'message') return `a mapping (${field.message})`
+  if (field.kind === 'json') return 'a mapping'
   if (field.kind === 'bool') return 'true or false'
   if (field.kind === 'string' && !field.choices) return 'a string'
   if (field.choices) return `one of ${field.choices.map((c) => `'${c}'`).join(', ')}`

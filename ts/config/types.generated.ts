@@ -23,7 +23,11 @@ export interface RunConfig {
   reward_model: ModelSpec
   /** value model for ppo (default: initialised from the reward model). `ModelSpec`. */
   value_model: ModelSpec
-  /** a built-in reward instead of a reward model. `RewardFunction`. */
+  /**
+   * a reward written as code (a module's export, a built-in, or one passed to train()) instead of, or (ppo) added to, a reward model.
+   *
+   * `RewardFunction`.
+   */
   reward_function: RewardFunction
   /** who compares two responses: label (preference pairs) and eval (win-rates against references). `JudgeConfig`. */
   judge: JudgeConfig
@@ -37,7 +41,7 @@ export interface RunConfig {
   generation: GenerationConfig
   /** sft options. `SftConfig`. */
   sft: SftConfig
-  /** reward-model training options. `RewardTrainingConfig`. */
+  /** reward-model training options, and how reward functions are called. `RewardTrainingConfig`. */
   reward: RewardTrainingConfig
   /** ppo options. `PpoConfig`. */
   ppo: PpoConfig
@@ -59,6 +63,8 @@ export interface RunConfig {
   logging: LoggingConfig
   /** checkpoints and the final model. `CheckpointConfig`. */
   checkpoint: CheckpointConfig
+  /** several rewards, combined as their weighted sum (TRL's reward_weights); each is logged on its own. `RewardFunction[]`. */
+  reward_functions: RewardFunction[]
 }
 
 /** `RunConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -79,7 +85,11 @@ export interface RunConfigInput {
   reward_model?: ModelSpecInput
   /** value model for ppo (default: initialised from the reward model). `ModelSpec`. */
   value_model?: ModelSpecInput
-  /** a built-in reward instead of a reward model. `RewardFunction`. */
+  /**
+   * a reward written as code (a module's export, a built-in, or one passed to train()) instead of, or (ppo) added to, a reward model.
+   *
+   * `RewardFunction`.
+   */
   reward_function?: RewardFunctionInput
   /** who compares two responses: label (preference pairs) and eval (win-rates against references). `JudgeConfig`. */
   judge?: JudgeConfigInput
@@ -93,7 +103,7 @@ export interface RunConfigInput {
   generation?: GenerationConfigInput
   /** sft options. `SftConfig`. */
   sft?: SftConfigInput
-  /** reward-model training options. `RewardTrainingConfig`. */
+  /** reward-model training options, and how reward functions are called. `RewardTrainingConfig`. */
   reward?: RewardTrainingConfigInput
   /** ppo options. `PpoConfig`. */
   ppo?: PpoConfigInput
@@ -115,6 +125,8 @@ export interface RunConfigInput {
   logging?: LoggingConfigInput
   /** checkpoints and the final model. `CheckpointConfig`. */
   checkpoint?: CheckpointConfigInput
+  /** several rewards, combined as their weighted sum (TRL's reward_weights); each is logged on its own. `RewardFunction[]`. */
+  reward_functions?: RewardFunctionInput[]
 }
 
 /**
@@ -212,29 +224,53 @@ export interface ModelShapeInput {
  */
 export interface RewardFunction {
   /**
-   * count_token: occurrences of `token` in the response; length: response tokens; farm_gold: the farm's gold evaluator (prompts must be farm instructions).
+   * a reward passed to train({ rewards }) under this name, else a built-in: exact_match, math, format, code_tests, overlong_penalty, count_token, length, farm_gold (README: Rewards as code).
    *
    * `string`.
    */
-  name: 'count_token' | 'length' | 'farm_gold' | undefined
+  name: string | undefined
   /** the token id counted by count_token. `int32`, range >= 0. */
   token: number | undefined
   /** the reward is multiplied by this. `double`, default `1`. */
   scale: number
+  /**
+   * a .js, .mjs, .cjs or .ts file (relative to the config file) whose export is the reward function; instead of name.
+   *
+   * `string`, a path, relative to the config file.
+   */
+  module: string | undefined
+  /** the module's export to call (default: its default export). `string`. */
+  export: string | undefined
+  /** a mapping passed to the function as its second argument (a built-in's options). `google.protobuf.Struct`. */
+  args: Record<string, unknown> | undefined
+  /** its weight in the sum of reward_functions (TRL's reward_weights). `double`, default `1`. */
+  weight: number
 }
 
 /** `RewardFunction` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
 export interface RewardFunctionInput {
   /**
-   * count_token: occurrences of `token` in the response; length: response tokens; farm_gold: the farm's gold evaluator (prompts must be farm instructions).
+   * a reward passed to train({ rewards }) under this name, else a built-in: exact_match, math, format, code_tests, overlong_penalty, count_token, length, farm_gold (README: Rewards as code).
    *
    * `string`.
    */
-  name?: 'count_token' | 'length' | 'farm_gold'
+  name?: string
   /** the token id counted by count_token. `int32`, range >= 0. */
   token?: number
   /** the reward is multiplied by this. `double`, default `1`. */
   scale?: number
+  /**
+   * a .js, .mjs, .cjs or .ts file (relative to the config file) whose export is the reward function; instead of name.
+   *
+   * `string`, a path, relative to the config file.
+   */
+  module?: string
+  /** the module's export to call (default: its default export). `string`. */
+  export?: string
+  /** a mapping passed to the function as its second argument (a built-in's options). `google.protobuf.Struct`. */
+  args?: Record<string, unknown>
+  /** its weight in the sum of reward_functions (TRL's reward_weights). `double`, default `1`. */
+  weight?: number
 }
 
 /**
@@ -491,6 +527,24 @@ export interface RewardTrainingConfig {
   margin: number
   /** coefficient of mean((r_c + r_r)^2). `double`, default `0`, range >= 0. */
   center_coef: number
+  /**
+   * reward functions: worker threads for module rewards, off the event loop; a batch is split into this many contiguous parts, one call each, in parallel; 0 calls them in the main thread.
+   *
+   * `uint32`, default `0`.
+   */
+  workers: number
+  /**
+   * reward functions: a throw, a wrong length, a non-number or a timeout stops the run (stop), or scores the rows 0 and counts them (skip).
+   *
+   * `string`, default `'stop'`.
+   */
+  on_error: 'stop' | 'skip'
+  /**
+   * reward functions: seconds one call may take (a worker past it is ended; in the main thread, an async call past it fails).
+   *
+   * `double`, default `60`, range > 0.
+   */
+  timeout: number
 }
 
 /** `RewardTrainingConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -499,6 +553,24 @@ export interface RewardTrainingConfigInput {
   margin?: number
   /** coefficient of mean((r_c + r_r)^2). `double`, default `0`, range >= 0. */
   center_coef?: number
+  /**
+   * reward functions: worker threads for module rewards, off the event loop; a batch is split into this many contiguous parts, one call each, in parallel; 0 calls them in the main thread.
+   *
+   * `uint32`, default `0`.
+   */
+  workers?: number
+  /**
+   * reward functions: a throw, a wrong length, a non-number or a timeout stops the run (stop), or scores the rows 0 and counts them (skip).
+   *
+   * `string`, default `'stop'`.
+   */
+  on_error?: 'stop' | 'skip'
+  /**
+   * reward functions: seconds one call may take (a worker past it is ended; in the main thread, an async call past it fails).
+   *
+   * `double`, default `60`, range > 0.
+   */
+  timeout?: number
 }
 
 /**

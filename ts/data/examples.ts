@@ -3,7 +3,8 @@
 //               {instruction, input?, output} (Alpaca), {text}
 //   preference: {prompt, chosen, rejected, margin?} with strings, or chosen and
 //               rejected as message lists sharing their history
-//   prompts:    {prompt}, {messages}, {instruction, input?}
+//   prompts:    {prompt}, {messages}, {instruction, input?}, and math items:
+//               {question, answer} (GSM8K), {problem, solution} (MATH)
 // A parse error's message says what was expected; readJsonl adds file:line.
 import type { ChatMessage } from '../model/chat-template.js'
 
@@ -27,6 +28,8 @@ export interface PromptExample {
   prompt: Prompt
   /** The rest of the row (reference outputs, metadata), kept for evaluation. */
   extra: Record<string, unknown>
+  /** The row as read, with all its columns (what reward functions see). */
+  row: Record<string, unknown>
 }
 
 function keysOf(value: unknown): string {
@@ -151,8 +154,12 @@ export function parsePromptRow(value: unknown, rules: RowRules = {}): PromptExam
     p = alpacaPrompt(value, rules)
     delete extra.instruction
     delete extra.input
+  } else if ('question' in value || 'problem' in value) {
+    const key = 'question' in value ? 'question' : 'problem'
+    p = text(value, key)
+    delete extra[key]
   } else {
-    throw new Error(`expected {prompt}, {messages} or {instruction, input?}; got ${keysOf(value)}`)
+    throw new Error(`expected {prompt}, {messages}, {instruction, input?}, {question} (GSM8K) or {problem} (MATH); got ${keysOf(value)}`)
   }
-  return { prompt: p, extra }
+  return { prompt: p, extra, row: value }
 }

@@ -23,6 +23,7 @@ import { labelPreferences } from '../algorithms/label.js'
 import type { Model } from '../model/model.js'
 import type { AdamW } from '../model/optim.js'
 import type { Tokenizer } from '../model/tokenizer.js'
+import type { RewardFn } from '../rewards/types.js'
 import { resolveInside, writeFileAtomic } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
 import { checkKeys, describe } from '../util/options.js'
@@ -78,6 +79,8 @@ export interface TrainOptions {
   stream?: ProgressStream
   /** Handle SIGINT/SIGTERM (save and stop) while the run lasts. Default false: the CLI turns it on. */
   handleSignals?: boolean
+  /** Reward functions by name, for a config's `reward_function: { name }` (and reward_functions): called once per batch. */
+  rewards?: Readonly<Record<string, RewardFn>>
 }
 
 export interface TrainResult extends StageResult {
@@ -89,6 +92,15 @@ export interface TrainResult extends StageResult {
   interrupted: boolean
   /** Wall-clock seconds of the run (all its sessions, when resumed). */
   seconds: number
+}
+
+/** train({ rewards }) must map names to functions. */
+function checkRewards(rewards: unknown): void {
+  if (rewards === undefined) return
+  if (rewards === null || typeof rewards !== 'object' || Array.isArray(rewards)) throw new TypeError(`rewards must be an object of reward functions by name; got ${describe(rewards)}`)
+  for (const [name, fn] of Object.entries(rewards)) {
+    if (typeof fn !== 'function') throw new TypeError(`rewards.${name} must be a function ({ prompts, completions, completionIds, rows, step }) => number[]; got ${describe(fn)}`)
+  }
 }
 
 function isConfigFile(value: unknown): value is string {
@@ -136,6 +148,7 @@ class Session implements TrainerContext {
   #lastStatusWrite = Date.now()
   #step = 0
   #progress: Progress | undefined
+  readonly #cleanups: (() => void | Promise<void>)[] = []
   readonly #metrics: MetricsLogger
   readonly #logFile: string
 
@@ -152,6 +165,25 @@ class Session implements TrainerContext {
     this.#logFile = path.join(run.path, 'run.log')
     this.#metrics = run.metrics({ jsonl: config.logging.jsonl, tensorboard: config.logging.tensorboard, resumeStep: resumeFrom?.step ?? (run.resumed ? 0 : undefined) })
     if (resumeFrom) this.#step = resumeFrom.step
+  }
+
+  get rewards(): Readonly<Record<string, RewardFn>> | undefined {
+    return this.options.rewards
+  }
+
+  defer(cleanup: () => void | Promise<void>): void {
+    this.#cleanups.push(cleanup)
+  }
+
+  /** Runs the deferred cleanups (latest first); a failing one is noted, not thrown over the run's own outcome. */
+  async cleanUp(): Promise<void> {
+    for (const cleanup of this.#cleanups.splice(0).reverse()) {
+      try {
+        await cleanup()
+      } catch (err) {
+        this.note(`cleanup failed: ${(err as Error)?.message ?? String(err)}`)
+      }
+    }
   }
 
   get algorithm(): Algorithm {
@@ -263,7 +295,8 @@ class Session implements TrainerContext {
  * checkpoint. Resolves when the run finishes or stops on the signal.
  */
 export async function train(config: string | RunConfig | RunConfigInput, options: TrainOptions & { stage?: string } = {}): Promise<TrainResult> {
-  checkKeys('train', options, ['signal', 'onStep', 'resume', 'set', 'progress', 'stream', 'handleSignals', 'stage'])
+  checkKeys('train', options, ['signal', 'onStep', 'resume', 'set', 'progress', 'stream', 'handleSignals', 'stage', 'rewards'])
+  checkRewards(options.rewards)
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError(`train: signal must be an AbortSignal; got ${describe(options.signal)}`)
   if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new TypeError(`train: onStep must be a function; got ${describe(options.onStep)}`)
   const resolved = await runConfigFrom(config, options.set)
@@ -325,6 +358,7 @@ export async function train(config: string | RunConfig | RunConfigInput, options
       // Best effort (a full disk): a resumed run then counts only its own time.
     }
     interrupt.dispose()
+    await session.cleanUp()
     session.close()
   }
 }
@@ -375,7 +409,8 @@ function substitute(value: unknown, results: Map<string, StageResult & { runDir:
  * one that ran another is an error) and the first unfinished one resumes.
  */
 export async function runPipeline(config: string | PipelineConfig | PipelineConfigInput, options: PipelineOptions = {}): Promise<PipelineResult> {
-  checkKeys('runPipeline', options, ['signal', 'onStep', 'resume', 'set', 'progress', 'stream', 'handleSignals'])
+  checkKeys('runPipeline', options, ['signal', 'onStep', 'resume', 'set', 'progress', 'stream', 'handleSignals', 'rewards'])
+  checkRewards(options.rewards)
   let pipeline: PipelineConfig
   let baseDir = process.cwd()
   if (isConfigFile(config)) {
