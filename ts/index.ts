@@ -101,3 +101,5 @@ export type { Binarize, DataFormat, ReadDatasetOptions } from './data/formats.js
 export { parsePreferenceRow, parsePromptRow, parseSftRow } from './data/examples.js'
 export type { PreferenceExample, PromptExample, SftExample, Prompt } from './data/examples.js'
 export { SequenceEncoder } from './data/encode.js'
+export { startDashboard } from './dashboard/server.js'
+export type { Dashboard, DashboardOptions } from './dashboard/server.js'
