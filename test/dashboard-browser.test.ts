@@ -86,6 +86,12 @@ t.test('the dashboard in chromium: charts render and follow a run live', { skip 
   await page.waitForFunction(() => (window as any).rlfarmDashboard.chartPoints().length === 6, { timeout: 30_000 })
   t.equal(await page.$$eval('#chart svg .mark-line path', (p) => p.length), 1, 'score: only the PPO run has it')
 
+  // Smoothing: a debiased exponential moving average (weight 0.9) of score = 0.1, 0.2, ...
+  await page.select('#smoothing', '0.9')
+  await page.waitForFunction(() => (window as any).rlfarmDashboard.chartPoints()[1]?.value !== 0.2, { timeout: 30_000 })
+  const smoothed = await page.evaluate(() => (window as any).rlfarmDashboard.chartPoints().map((p: any) => p.value))
+  t.ok(Math.abs(smoothed[0] - 0.1) < 1e-12 && Math.abs(smoothed[1] - (0.9 * 0.1 * 0.1 + 0.1 * 0.2) / (1 - 0.81)) < 1e-12, `smoothed: ${smoothed.slice(0, 2)}`)
+
   if (process.env.RLFARM_DASHBOARD_SCREENSHOT) await page.screenshot({ path: process.env.RLFARM_DASHBOARD_SCREENSHOT, fullPage: true })
   t.same(errors, [], 'no script errors and no failed requests')
 })

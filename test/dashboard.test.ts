@@ -266,6 +266,10 @@ t.test('a bad folder, a file, a port in use, a bad port: clear errors', async (t
   t.equal(bad.status, 2)
   t.match(bad.stderr, /--port must be an integer from 0 to 65535; got 'abc'/)
   t.equal(cli([root, '--prot', '1']).status, 2, 'an unknown flag')
+  const help = cli(['--help'])
+  t.equal(help.status, 0)
+  t.match(help.stdout, /^Usage: rlfarm dashboard \[runs\/\] \[--port 6006\]/)
+  t.match(help.stdout, /Examples:\n  rlfarm dashboard\n/)
 })
 
 t.test('rlfarm dashboard serves until Ctrl-C', async (t) => {

@@ -113,7 +113,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     if (route === '/favicon.ico') return void res.writeHead(204).end()
     if (vendor[route]) return serveFile(res, vendor[route], 'public, max-age=3600')
     if (route === '/api/runs') return json(snapshot())
-    if (route === '/api/metrics') return json({ run: runParam(url), rows: watcher.rows(runParam(url)) })
+    if (route === '/api/metrics') {
+      const id = runParam(url)
+      return json({ run: id, rows: watcher.rows(id) })
+    }
     if (route === '/api/outputs') {
       const id = runParam(url)
       const limit = Math.min(Math.max(Number(url.searchParams.get('limit') ?? 20) || 20, 1), 500)

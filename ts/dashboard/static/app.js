@@ -16,6 +16,8 @@ const state = {
   compares: [],
   outputsRun: '',
   view: null,
+  smoothing: 0, // EMA weight, as TensorBoard's smoothing slider
+  ema: new Map(), // id -> { last, n }: the smoothing state of each charted run
   viewKey: '',
 }
 
@@ -104,9 +106,18 @@ function renderMetricChoices() {
   select.value = state.metric
 }
 
+// Chart points of a run's rows; with smoothing, a debiased exponential moving average that continues across calls.
 function pointsOf(id, rows) {
   const points = []
-  for (const row of rows) if (typeof row[state.metric] === 'number') points.push({ run: id, step: row.step, value: row[state.metric] })
+  const w = state.smoothing
+  let ema = state.ema.get(id) ?? { last: 0, n: 0 }
+  for (const row of rows) {
+    const raw = row[state.metric]
+    if (typeof raw !== 'number') continue
+    ema = { last: ema.last * w + (1 - w) * raw, n: ema.n + 1 }
+    points.push({ run: id, step: row.step, value: w > 0 ? ema.last / (1 - w ** ema.n) : raw, raw })
+  }
+  state.ema.set(id, ema)
   return points
 }
 
@@ -124,6 +135,7 @@ function renderChart() {
   state.view = null
   const container = $('#chart')
   container.replaceChildren()
+  state.ema.clear()
   const points = state.metric ? ids.flatMap((id) => pointsOf(id, state.rows.get(id))) : []
   $('#no-curves').hidden = points.length > 0
   if (!state.metric || ids.length === 0) return
@@ -132,7 +144,8 @@ function renderChart() {
     width: Math.max(400, Math.min(1100, container.clientWidth - 200)),
     height: 300,
     data: { name: 'points' },
-    mark: { type: 'line', point: { size: 18 }, tooltip: true },
+    // Dots only where there are few points: on a long run they hide the line.
+    mark: { type: 'line', point: points.length <= 200 * ids.length ? { size: 18 } : false, tooltip: true },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'step' },
       y: { field: 'value', type: 'quantitative', title: state.metric, scale: { zero: false } },
@@ -275,6 +288,11 @@ function connect() {
 $('#metric').addEventListener('change', (e) => {
   state.metric = e.target.value
   state.metricChosen = true
+  renderChart()
+})
+$('#smoothing').addEventListener('change', (e) => {
+  state.smoothing = Number(e.target.value)
+  state.viewKey = ''
   renderChart()
 })
 $('#outputs-run').addEventListener('change', (e) => {
