@@ -8,7 +8,7 @@ import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
 import { spawn, spawnSync } from 'node:child_process'
-import { RunDirectory, startDashboard, type Dashboard } from 'rlfarm'
+import { RunDirectory, startDashboard, type Dashboard, type PipelineSummary } from 'rlfarm'
 import { tempDir } from './helpers/common'
 import { JsonlTail } from '../dist/dashboard/files.js'
 import { makeLeaderboard, writeReport } from '../dist/farm/report.js'
@@ -134,6 +134,27 @@ t.test('lists every run under the folder, pipelines stages included, and compare
   t.match(report.body, /<svg/)
   t.match(report.headers['content-security-policy'], /sandbox/, 'a served HTML file runs no script')
   t.equal((await get(d, '/api/runs', { host: 'attacker.example:6006' })).status, 403, 'a Host that is not this machine (DNS rebinding)')
+})
+
+t.test("a pipeline's summary.json with win-rates (the quickstart's) shows as a comparison; one without does not", async (t) => {
+  const root = tempDir(t, 'dash')
+  const summary = (name: string, stages: PipelineSummary['stages']): PipelineSummary => ({ name, dir: path.join(root, name), stages, policies: [] })
+  const stage = (name: string, metrics: Record<string, number>) => ({ name, metrics, runDir: path.join(root, name), seconds: 1 })
+  fs.mkdirSync(path.join(root, 'quickstart'))
+  fs.writeFileSync(path.join(root, 'quickstart', 'summary.json'), JSON.stringify(summary('quickstart', [
+    stage('sft', { loss: 1 }),
+    stage('eval_sft', { win_rate: 0.45, win_rate_stderr: 0.02, n: 500, pool_win_rate: 0.49, pool_win_rate_stderr: 0.02 }),
+    stage('eval_ppo', { win_rate: 0.65, win_rate_stderr: 0.02, n: 500, pool_win_rate: 0.53, pool_win_rate_stderr: 0.02 }),
+  ])))
+  fs.mkdirSync(path.join(root, 'pipeline'))
+  fs.writeFileSync(path.join(root, 'pipeline', 'summary.json'), JSON.stringify(summary('pipeline', [stage('sft', { loss: 1 }), stage('eval', { reward: 2 })])))
+  const d = await startDashboard({ dir: root, port: 0 })
+  t.teardown(() => d.close())
+  const { compares } = JSON.parse((await get(d, '/api/runs')).body)
+  t.same(compares.map((c: any) => c.id), ['quickstart'])
+  t.same(compares[0].leaderboard.entries.map((e: any) => [e.method, e.winRate, e.poolWinRate]), [['ppo', 0.65, 0.53], ['sft', 0.45, 0.49]])
+  t.same(compares[0].leaderboard.aboveBaseline, ['ppo'])
+  t.notOk(compares[0].hasReport)
 })
 
 t.test('follows metrics.jsonl as it grows: partial last lines wait, rewritten files start over; the event stream carries it', async (t) => {

@@ -5,7 +5,8 @@
 import { EventEmitter } from 'node:events'
 import fs from 'node:fs'
 import path from 'node:path'
-import { winRateChart, type Leaderboard } from '../farm/report.js'
+import { makeLeaderboard, winRateChart, type Leaderboard } from '../farm/report.js'
+import type { PipelineSummary } from '../run/session.js'
 import { insideRoot, JsonlTail, OutsideRootError, readSmallFile } from './files.js'
 
 export interface RunSummary {
@@ -132,7 +133,7 @@ export class RunWatcher extends EventEmitter {
       // Dirent types come from lstat: a symlink is neither a file nor a directory here, so none is followed.
       for (const e of entries) {
         if (e.isFile() && e.name === 'run.json') runs.add(id)
-        if (e.isFile() && e.name === 'leaderboard.json') compares.add(id)
+        if (e.isFile() && (e.name === 'leaderboard.json' || e.name === 'summary.json')) compares.add(id)
       }
       if (depth >= this.#options.maxDepth) return
       for (const e of entries) {
@@ -210,19 +211,27 @@ export class RunWatcher extends EventEmitter {
     return changed
   }
 
+  // A compare's leaderboard.json, or else the leaderboard of a pipeline's summary.json (the quickstart's win-rates).
   #pollCompare(id: string): boolean {
-    const rel = this.#file(id, 'leaderboard.json')
-    let key: string
-    try {
-      const st = fs.statSync(insideRoot(this.root, rel))
-      key = `${st.mtimeMs}:${st.size}`
-    } catch {
-      return false
-    }
+    const file = ['leaderboard.json', 'summary.json'].map((name) => this.#file(id, name)).find((rel) => {
+      try {
+        return fs.statSync(insideRoot(this.root, rel)).isFile()
+      } catch {
+        return false
+      }
+    })
+    if (!file) return false
+    const st = fs.statSync(insideRoot(this.root, file))
+    const key = `${file}:${st.mtimeMs}:${st.size}`
     if (this.#compares.get(id)?.key === key) return false
     try {
-      const leaderboard = JSON.parse(readSmallFile(this.root, rel) ?? 'null') as Leaderboard
+      const json = JSON.parse(readSmallFile(this.root, file) ?? 'null') as (Leaderboard & { stages?: undefined }) | PipelineSummary
+      const leaderboard = json && Array.isArray(json.stages) ? makeLeaderboard(json.name, json.stages) : (json as Leaderboard)
       if (!leaderboard || !Array.isArray(leaderboard.entries)) return false
+      if (leaderboard.entries.length === 0) {
+        // A pipeline without eval stages: no comparison to show.
+        return this.#compares.delete(id)
+      }
       const hasReport = fs.existsSync(insideRoot(this.root, this.#file(id, 'report.html')))
       this.#compares.set(id, { key, summary: { id, name: leaderboard.name ?? id, leaderboard, winRateSpec: winRateChart(leaderboard.entries), hasReport } })
       return true
