@@ -109,3 +109,5 @@ export { BUILTIN_NAMES, normalizeAnswer, overlongPenalty, THINK_ANSWER } from '.
 export { extractAnswer, markedAnswer, sameAnswer, valuesOf } from './rewards/math.js'
 export { codeOf, runCodeTests } from './rewards/code-tests.js'
 export { loadRewardExport } from './rewards/load.js'
+export { startDashboard } from './dashboard/server.js'
+export type { Dashboard, DashboardOptions } from './dashboard/server.js'

@@ -204,7 +204,7 @@ function load(): NativeAddon {
     return require(path.resolve(override)) as NativeAddon
   }
   try {
-    // node-gyp-build looks in prebuilds/ and build/Release.
+    // node-gyp-build loads build/Release (a build from source) first, then prebuilds/<platform>-<arch>/ (the npm package's).
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon
     return nodeGypBuild(root)

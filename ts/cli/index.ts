@@ -326,6 +326,37 @@ Examples:
       return 0
     },
   },
+  dashboard: {
+    summary: 'a local web page of the runs under a folder: states, live curves, outputs, comparisons',
+    usage: 'rlfarm dashboard [runs/] [--port 6006] [--host 127.0.0.1]',
+    options: { port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    help: `Serves a web page of every run under the folder (default runs/, searched
+recursively, so a pipeline's stages show too): its state, algorithm and step;
+training curves from metrics.jsonl, several runs on one chart; the last
+samples of outputs.jsonl; and the leaderboard and win-rate chart of each
+compare result. The page follows the runs as they train. It reads only files
+under the folder and listens on this machine only, unless --host says otherwise.
+Ctrl-C stops it.
+
+Options:
+      --port N      default 6006 (0: any free port)
+      --host ADDR   default 127.0.0.1; 0.0.0.0 shows it to the network
+
+Examples:
+  rlfarm dashboard
+  rlfarm dashboard runs/quickstart --port 8080`,
+    async run(values, positionals) {
+      if (positionals.length > 1) throw new UsageError(`expected one folder; got ${positionals.join(' ')}`)
+      const port = values.port === undefined ? 6006 : Number(values.port)
+      if (!/^\d+$/.test(String(values.port ?? 6006)) || port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535; got '${values.port}'`)
+      const { startDashboard } = await import('../dashboard/server.js')
+      const dashboard = await startDashboard({ dir: positionals[0] ?? 'runs', port, host: values.host as string | undefined })
+      process.stdout.write(`rlfarm dashboard: ${dashboard.url} (runs under ${dashboard.root}; Ctrl-C stops it)\n`)
+      await new Promise<void>((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve))
+      await dashboard.close()
+      return 0
+    },
+  },
 }
 
 function mainHelp(): string {
