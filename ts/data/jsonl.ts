@@ -1,8 +1,11 @@
 // Reading JSON Lines data: every error names the file and the line; a bad row
 // either stops the read or is skipped and counted, as the caller (the
-// config's data.on_bad_row) says.
+// config's data.on_bad_row) says. A data path may also be a directory or a
+// glob of shards (as the Hub ships them), and JSON Lines may be gzipped.
 import fs from 'node:fs'
+import path from 'node:path'
 import readline from 'node:readline'
+import zlib from 'node:zlib'
 
 export type BadRowPolicy = 'stop' | 'skip'
 
@@ -38,11 +41,79 @@ function collect<T>(result: ReadResult<T>, policy: BadRowPolicy, make: () => T, 
   }
 }
 
+// What a directory of data holds: Parquet and JSON Lines, plain or gzipped.
+const DATA_FILE = /\.(parquet|jsonl|jsonl\.gz)$/i
+
+/**
+ * The files a data path names: the file itself; every data file of a
+ * directory (.parquet, .jsonl, .jsonl.gz), in name order; or the files a glob
+ * in the last part of the path matches (`data/train-*.parquet`: `*`, `?`,
+ * `[abc]`), in name order.
+ */
+export function dataFiles(spec: string): string[] {
+  const dir = path.dirname(spec)
+  const base = path.basename(spec)
+  if (/[*?[]/.test(base)) {
+    const pattern = globPattern(base)
+    let names: string[]
+    try {
+      names = fs.readdirSync(dir)
+    } catch (err) {
+      throw new Error(`cannot read ${spec}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? `no directory ${dir}` : (err as Error).message}`)
+    }
+    const files = names.filter((n) => pattern.test(n)).sort().map((n) => path.join(dir, n))
+    if (files.length === 0) throw new Error(`${spec}: no file in ${dir} matches ${base}`)
+    return files
+  }
+  let stat: fs.Stats | undefined
+  try {
+    stat = fs.statSync(spec)
+  } catch {
+    stat = undefined // reading it says why
+  }
+  if (!stat?.isDirectory()) return [spec]
+  const files = fs.readdirSync(spec).filter((n) => DATA_FILE.test(n)).sort().map((n) => path.join(spec, n))
+  if (files.length === 0) throw new Error(`${spec}: a directory with no data files (.parquet, .jsonl, .jsonl.gz)`)
+  return files
+}
+
+/** A glob of one path segment as a RegExp: `*` any run of characters, `?` one, `[...]` a class. */
+function globPattern(glob: string): RegExp {
+  let re = ''
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]
+    if (c === '*') re += '[^/]*'
+    else if (c === '?') re += '[^/]'
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1)
+      if (end < 0) throw new Error(`${glob}: '[' without its ']'`)
+      re += `[${glob.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\')}]`
+      i = end
+    } else re += c.replace(/[.+^${}()|\\]/g, '\\$&')
+  }
+  return new RegExp(`^${re}$`)
+}
+
 /**
  * Reads a table of rows: Parquet (a .parquet file, read with hyparquet) or
- * JSON Lines; a bad row is named by its file and line (or Parquet row).
+ * JSON Lines (gzipped when it ends in .gz); a directory or a glob of shards
+ * is read file after file. A bad row is named by its file and line (or
+ * Parquet row).
  */
-export async function readTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop'): Promise<ReadResult<T>> {
+export async function readTable<T>(spec: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop'): Promise<ReadResult<T>> {
+  const files = dataFiles(spec)
+  if (files.length === 1) return readOneTable(files[0], parse, policy)
+  const all: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
+  for (const file of files) {
+    const part = await readOneTable(file, parse, policy)
+    for (const row of part.rows) all.rows.push(row)
+    all.skipped += part.skipped
+    all.skippedReasons.push(...part.skippedReasons.slice(0, 100 - all.skippedReasons.length))
+  }
+  return all
+}
+
+async function readOneTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy): Promise<ReadResult<T>> {
   if (!file.toLowerCase().endsWith('.parquet')) return readJsonl(file, parse, policy)
   const { asyncBufferFromFile, parquetReadObjects } = await import('hyparquet')
   let rows: Record<string, unknown>[]
@@ -72,9 +143,23 @@ function toPlain(value: unknown): unknown {
   return value
 }
 
+const GZIP_MAGIC = [0x1f, 0x8b]
+
+/** Whether a file starts with gzip's magic bytes. */
+function isGzip(file: string): boolean {
+  const head = Buffer.alloc(2)
+  const fd = fs.openSync(file, 'r')
+  try {
+    return fs.readSync(fd, head, 0, 2, 0) === 2 && head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1]
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 /**
- * Reads `file` line by line; `parse(value, line)` turns each JSON value into a
- * row or throws (an Error whose message is the reason). Blank lines are ignored.
+ * Reads `file` line by line (gunzipped when it ends in .gz); `parse(value,
+ * line)` turns each JSON value into a row or throws (an Error whose message is
+ * the reason). Blank lines are ignored.
  */
 export async function readJsonl<T>(
   file: string,
@@ -82,13 +167,26 @@ export async function readJsonl<T>(
   policy: BadRowPolicy = 'stop',
 ): Promise<ReadResult<T>> {
   let stream: fs.ReadStream
+  const gzipped = file.toLowerCase().endsWith('.gz')
   try {
     await fs.promises.access(file, fs.constants.R_OK)
-    stream = fs.createReadStream(file, { encoding: 'utf8' })
+    if (!gzipped && isGzip(file)) throw new Error('it is gzip-compressed but not named .gz; rename it (e.g. data.jsonl.gz) so it is read as gzip')
+    stream = fs.createReadStream(file)
   } catch (err) {
     throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
   }
-  const lines = readline.createInterface({ input: stream, crlfDelay: Infinity })
+  let input: NodeJS.ReadableStream = stream
+  let gzipError: Error | undefined
+  if (gzipped) {
+    const gunzip = zlib.createGunzip()
+    // A stream error would end the line loop early: keep it, and say it after.
+    gunzip.on('error', (err) => {
+      gzipError = err
+      lines.close()
+    })
+    input = stream.pipe(gunzip)
+  }
+  const lines = readline.createInterface({ input, crlfDelay: Infinity })
   const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
   let lineNo = 0
   try {
@@ -115,5 +213,6 @@ export async function readJsonl<T>(
     lines.close()
     stream.destroy()
   }
+  if (gzipError) throw new Error(`cannot read ${file}: not valid gzip data after line ${lineNo} (${gzipError.message})`)
   return result
 }
