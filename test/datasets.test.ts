@@ -3,6 +3,7 @@
 // real-data example configs run on those fixtures with a tiny model.
 import fs from 'node:fs'
 import path from 'node:path'
+import zlib from 'node:zlib'
 import t from 'tap'
 import { SequenceEncoder, loadConfig, loadTokenizer, parsePreferenceRow, parsePromptRow, readDataset, train, type PreferenceExample } from 'rlfarm'
 import { tempDir } from './helpers/common'
@@ -67,6 +68,49 @@ t.test('Parquet (hyparquet): the same rows as the JSONL, bad rows named by file 
   fs.writeFileSync(path.join(dir, 'broken.parquet'), 'PAR1 not really')
   await t.rejects(readDataset(path.join(dir, 'broken.parquet'), parsePreferenceRow), /broken\.parquet: not a readable Parquet file/)
   await t.rejects(readDataset(path.join(dir, 'missing.parquet'), parsePreferenceRow), /missing\.parquet: no such file/)
+})
+
+t.test('gzipped JSON Lines, and a directory or a glob of shards, wherever a data file is read', async (t) => {
+  const dir = tempDir(t, 'datasets')
+  const hh = await readDataset(file('hh_rlhf.jsonl'), parsePreferenceRow, { format: 'hh_rlhf', onBadRow: 'skip' })
+  fs.writeFileSync(path.join(dir, 'train.jsonl.gz'), zlib.gzipSync(fs.readFileSync(file('hh_rlhf.jsonl'))))
+  const gz = await readDataset(path.join(dir, 'train.jsonl.gz'), parsePreferenceRow, { format: 'hh_rlhf', onBadRow: 'skip' })
+  t.same(gz.rows, hh.rows, '.jsonl.gz: the rows of the plain file')
+  t.equal(gz.skipped, hh.skipped)
+  await t.rejects(readDataset(path.join(dir, 'train.jsonl.gz'), parsePreferenceRow, { format: 'hh_rlhf' }), /train\.jsonl\.gz:3: 'chosen' must start with/, 'a bad row is named by file and line')
+
+  fs.writeFileSync(path.join(dir, 'hidden.jsonl'), zlib.gzipSync(fs.readFileSync(file('hh_rlhf.jsonl'))))
+  await t.rejects(readDataset(path.join(dir, 'hidden.jsonl'), parsePreferenceRow), /hidden\.jsonl: it is gzip-compressed but not named \.gz/, 'a gzip file not named .gz says so')
+  fs.writeFileSync(path.join(dir, 'torn.jsonl.gz'), zlib.gzipSync(fs.readFileSync(file('hh_rlhf.jsonl'))).subarray(0, 60))
+  await t.rejects(readDataset(path.join(dir, 'torn.jsonl.gz'), parsePreferenceRow, { format: 'hh_rlhf', onBadRow: 'skip' }), /torn\.jsonl\.gz: not valid gzip data/, 'a torn gzip file')
+  fs.writeFileSync(path.join(dir, 'plain.jsonl.gz'), 'not gzip at all\n')
+  await t.rejects(readDataset(path.join(dir, 'plain.jsonl.gz'), parsePreferenceRow), /plain\.jsonl\.gz: not valid gzip data/, 'a .gz that is not gzip')
+
+  // Shards as the Hub names them; a directory reads every data file in it, in name order.
+  const shards = path.join(dir, 'data')
+  fs.mkdirSync(shards)
+  fs.copyFileSync(file('alpacafarm.parquet'), path.join(shards, 'train-00000-of-00002.parquet'))
+  fs.copyFileSync(file('alpacafarm.parquet'), path.join(shards, 'train-00001-of-00002.parquet'))
+  fs.copyFileSync(file('alpacafarm.parquet'), path.join(shards, 'test-00000-of-00001.parquet'))
+  const one = await readDataset(file('alpacafarm.parquet'), parsePreferenceRow, { format: 'alpacafarm', onBadRow: 'skip' })
+  const glob = await readDataset(path.join(shards, 'train-*.parquet'), parsePreferenceRow, { format: 'alpacafarm', onBadRow: 'skip' })
+  t.same(glob.rows, [...one.rows, ...one.rows], 'a glob: the shards it matches, in order')
+  t.equal(glob.skipped, 2, 'skipped rows counted over the shards')
+  t.equal((await readDataset(shards, parsePreferenceRow, { format: 'alpacafarm', onBadRow: 'skip' })).rows.length, 3 * one.rows.length, 'a directory: every shard')
+  t.equal((await readDataset(path.join(shards, 'train-0000[1]-of-*.parquet'), parsePreferenceRow, { format: 'alpacafarm', onBadRow: 'skip' })).rows.length, one.rows.length, '[...] classes')
+  await t.rejects(readDataset(path.join(shards, 'train-*.parquet'), parsePreferenceRow, { format: 'alpacafarm' }), /train-00000-of-00002\.parquet: row 4:/, 'a bad row names its shard')
+  await t.rejects(readDataset(path.join(shards, 'valid-*.parquet'), parsePreferenceRow), /no file in .*data matches valid-\*\.parquet/)
+  await t.rejects(readDataset(path.join(dir, 'nowhere', '*.jsonl'), parsePreferenceRow), /no directory .*nowhere/)
+  fs.mkdirSync(path.join(dir, 'empty'))
+  await t.rejects(readDataset(path.join(dir, 'empty'), parsePreferenceRow), /empty: a directory with no data files/)
+
+  // In a config: a glob for data.train, taken from the config's directory.
+  fs.writeFileSync(path.join(dir, 'sft.yaml'), 'algorithm: sft\npolicy: { tokenizer: byte, init: { hidden_size: 16, layers: 1, heads: 2, max_positions: 64 } }\ndata: { train: "sft-*.jsonl.gz", chat_template: false, max_length: 64 }\ntraining: { batch_size: 4, max_steps: 2 }\ncheckpoint: { every: 0 }\n')
+  const sft = fs.readFileSync(path.join(ROOT, 'examples', 'data', 'sft.jsonl'))
+  fs.writeFileSync(path.join(dir, 'sft-00000-of-00002.jsonl.gz'), zlib.gzipSync(sft))
+  fs.writeFileSync(path.join(dir, 'sft-00001-of-00002.jsonl.gz'), zlib.gzipSync(sft))
+  const result = await train(path.join(dir, 'sft.yaml'), { set: [`output_dir=${dir}`], progress: 'none' })
+  t.equal(result.step, 2, 'SFT on gzipped shards named by a glob')
 })
 
 t.test("chat templates: a dataset's messages are rendered by the tokenizer's template", async (t) => {

@@ -175,17 +175,8 @@ export async function readJsonl<T>(
   } catch (err) {
     throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
   }
-  let input: NodeJS.ReadableStream = stream
-  let gzipError: Error | undefined
-  if (gzipped) {
-    const gunzip = zlib.createGunzip()
-    // A stream error would end the line loop early: keep it, and say it after.
-    gunzip.on('error', (err) => {
-      gzipError = err
-      lines.close()
-    })
-    input = stream.pipe(gunzip)
-  }
+  // readline passes an error of its input (bad gzip data) to the loop below.
+  const input = gzipped ? stream.pipe(zlib.createGunzip()) : stream
   const lines = readline.createInterface({ input, crlfDelay: Infinity })
   const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
   let lineNo = 0
@@ -209,10 +200,13 @@ export async function readJsonl<T>(
         (reason) => new BadRowError(file, line, reason),
       )
     }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (gzipped && typeof code === 'string' && code.startsWith('Z_')) throw new Error(`cannot read ${file}: not valid gzip data (${(err as Error).message}${lineNo > 0 ? `, after line ${lineNo}` : ''})`)
+    throw err
   } finally {
     lines.close()
     stream.destroy()
   }
-  if (gzipError) throw new Error(`cannot read ${file}: not valid gzip data after line ${lineNo} (${gzipError.message})`)
   return result
 }
