@@ -183,7 +183,12 @@ t.test('RunDirectory: layout, default names, refusing to reuse, run.json', async
   assertThrowsWith(t, () => RunDirectory.create(out, { name: run.name }), [run.path, 'a run still running', `pid ${process.pid}`], 'a running run is refused')
   assertThrowsWith(t, () => RunDirectory.create(out, { name: run.name, overwrite: true }), [run.path, 'a run still running'], 'even with overwrite')
   assertThrowsWith(t, () => RunDirectory.create(out, { name: '../escape' }), ['name must be a directory name'], 'names with a slash')
-  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'nothing', resume: true }), [path.join(out, 'nothing'), 'not a run directory'], 'nothing to resume')
+  fs.mkdirSync(path.join(out, 'other'))
+  fs.writeFileSync(path.join(out, 'other', 'notes.txt'), '')
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'other', resume: true }), [path.join(out, 'other'), 'not a run directory'], 'not a run to resume')
+  const begun = RunDirectory.create(out, { name: 'nothing', resume: true })
+  t.equal(begun.resumed, false, 'resuming a run that has not begun begins it')
+  t.match(begun.status(), { state: 'running', step: 0 })
   assertThrowsWith(t, () => RunDirectory.create(out, { resume: true }), ['resume needs the name'], 'resume without a name')
 
   run.writeConfig('algorithm: ppo\n')

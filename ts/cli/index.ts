@@ -35,7 +35,7 @@ const FLAGS = {
   name: { type: 'string', value: 'NAME', help: "the run's directory name (same as --set name=NAME)" },
   'output-dir': { type: 'string', value: 'DIR', help: 'parent of the run directory (same as --set output_dir=DIR)' },
   out: { type: 'string', short: 'o', value: 'DIR', help: 'where the runs go (default: the pipeline\'s output_dir, "runs")' },
-  resume: { type: 'boolean', help: 'continue the run of this name from its last checkpoint (a pipeline: keep its finished stages)' },
+  resume: { type: 'boolean', help: 'continue the run of this name from its last checkpoint, or begin it (a pipeline: keep its finished stages)' },
   overwrite: { type: 'boolean', help: 'start the run of this name again from scratch, deleting what it wrote' },
   progress: { type: 'string', value: 'MODE', help: 'auto (a bar on a terminal, lines otherwise), bar, lines, none' },
   help: { type: 'boolean', short: 'h', help: 'this help' },
@@ -229,7 +229,7 @@ that has begun is not run over: give --resume, --overwrite or a new --name.`,
 pipeline of the same name that has begun is not run over: give --resume,
 --overwrite or a new --name.`,
     flags: shared('out', 'set', 'name', 'resume', 'overwrite', 'progress', 'help'),
-    examples: ['rlfarm run examples/pipeline.yaml', 'rlfarm run examples/pipeline.yaml --resume', 'rlfarm run examples/pipeline.yaml --out /tmp/runs --name pipeline-2'],
+    examples: ['rlfarm run examples/pipeline.yaml', 'rlfarm run examples/pipeline.yaml --resume', 'rlfarm run examples/pipeline.yaml --out other-runs --name pipeline-2'],
     async run(values, positionals) {
       const file = one(positionals, 'pipeline file')
       const result = await runPipeline(file, { set: sets(values, 'PipelineConfig'), ...rerun(values), progress: progressMode(values.progress), handleSignals: true })

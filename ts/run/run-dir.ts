@@ -40,7 +40,7 @@ export interface RunDirectoryOptions {
   name?: string
   /** What the run trains ('ppo', 'dpo'...), for the default name and run.json. */
   algorithm?: string
-  /** Continue the existing run `name` instead of refusing a non-empty directory. Default false. */
+  /** Continue the existing run `name` instead of refusing a non-empty directory (a run not begun begins). Default false. */
   resume?: boolean
   /** Start the run `name` again from scratch: an existing run directory of that name is emptied first. Default false. */
   overwrite?: boolean
@@ -99,7 +99,8 @@ export class RunDirectory {
       for (let n = 2; !isEmptyOrMissing(path.join(outputDir, name)); n++) name = `${base}-${n}`
     }
     const dir = path.join(outputDir, name)
-    if (resume) {
+    // Resuming a run that has not begun (no directory, or an empty one) begins it: "run or continue".
+    if (resume && (fs.existsSync(path.join(dir, 'run.json')) || !isEmptyOrMissing(dir))) {
       if (!fs.existsSync(path.join(dir, 'run.json'))) throw new Error(`${where}: cannot resume ${dir}: it is not a run directory (no run.json)`)
       const run = new RunDirectory(dir, name, true, now)
       const stamp = now().toISOString()
