@@ -105,8 +105,8 @@ function workspace(t: Test): string {
 /** Runs a help example's `rlfarm ...` or a README line as written, through the shell, in `cwd`. */
 function runCommand(t: Test, command: string, cwd: string) {
   const line = command.startsWith('rlfarm ') ? `npx ${command}` : command
-  // Offline: npx must find the local rlfarm, never reach for the registry.
-  const r = spawnSync('sh', ['-c', line], { cwd, encoding: 'utf8', env: { ...process.env, npm_config_offline: 'true', npm_config_update_notifier: 'false' }, timeout: 1_200_000 })
+  // Offline, and no install scripts: npx must find the local rlfarm, never fetch or build one.
+  const r = spawnSync('sh', ['-c', line], { cwd, encoding: 'utf8', env: { ...process.env, npm_config_offline: 'true', npm_config_ignore_scripts: 'true', npm_config_update_notifier: 'false' }, timeout: 1_200_000 })
   t.equal(r.status, 0, `${line}  (in ${cwd})${r.status === 0 ? '' : `\n${r.stderr.slice(-2000)}`}`)
   return r
 }
