@@ -31,9 +31,10 @@ export const RLFARM_META = 'rlfarm.json'
 
 /** Where a model's tokenizer comes from: the spec, the model directory, or its rlfarm.json. */
 export function tokenizerSourceFor(spec: ModelSpec, what: string): string {
+  // A missing model directory is the problem to name, not the tokenizer it would have held.
+  if (spec.path && !isDirectory(spec.path)) throw new Error(`${what}.path: ${spec.path} is not a model directory (${fs.existsSync(spec.path) ? 'it is a file' : 'nothing is there'})`)
   if (spec.tokenizer) return spec.tokenizer
   if (spec.path) {
-    if (!isDirectory(spec.path)) throw new Error(`${what}.path: ${spec.path} is not a model directory (${fs.existsSync(spec.path) ? 'it is a file' : 'nothing is there'})`)
     if (fs.existsSync(path.join(spec.path, 'tokenizer.json'))) return spec.path
     const meta = path.join(spec.path, RLFARM_META)
     if (fs.existsSync(meta)) {
