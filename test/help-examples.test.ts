@@ -4,9 +4,7 @@
 // test/readme-commands.test.ts). What is not run, and why, is a visible skip:
 // see test/helpers/commands.ts.
 import t from 'tap'
-import fs from 'node:fs'
-import path from 'node:path'
-import { cli, helpExamples, ROOT, runAll, workspace } from './helpers/commands'
+import { cli, helpExamples, namedFilesExist, runAll, workspace } from './helpers/commands'
 
 t.test('the examples of rlfarm --help and of each command\'s --help, as written, each help in a fresh directory', async (t) => {
   const top = cli(['--help'])
@@ -17,8 +15,7 @@ t.test('the examples of rlfarm --help and of each command\'s --help, as written,
     await t.test(`${name}: its examples`, async (t) => {
       const examples = helpExamples(help)
       t.ok(examples.length > 0, `${name} has examples`)
-      // Every file an example names exists.
-      for (const file of examples.flatMap((e) => e.match(/examples\/[\w./-]+/g) ?? [])) t.ok(fs.existsSync(path.join(ROOT, file)), `${file} exists`)
+      namedFilesExist(t, examples)
       await runAll(t, examples, workspace(t))
     })
   }

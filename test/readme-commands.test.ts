@@ -6,11 +6,12 @@
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
-import { cli, helpExamples, notRunHere, readmeCommands, ROOT, runAll, workspace } from './helpers/commands'
+import { cli, helpExamples, namedFilesExist, notRunHere, readmeCommands, ROOT, runAll, workspace } from './helpers/commands'
 
 t.test('the commands of README.md, as written, in order', async (t) => {
   const { blocks, elsewhere } = readmeCommands(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8'))
   t.ok(blocks.some((c) => c.startsWith('npx rlfarm generate')) && blocks.includes('npm test'), `found the README's commands: ${blocks.length} in sh blocks, ${elsewhere.length} elsewhere`)
+  namedFilesExist(t, [...blocks, ...elsewhere])
   const dir = workspace(t)
   await runAll(t, [...blocks, ...elsewhere], dir)
   // What the README says they leave behind.
@@ -22,6 +23,7 @@ t.test('the commands of README.md, as written, in order', async (t) => {
     await t.test(`rlfarm ${command} --help: its examples`, async (t) => {
       const examples = helpExamples(cli([command, '--help']))
       t.ok(examples.length > 0)
+      namedFilesExist(t, examples)
       await runAll(t, examples, dir)
     })
   }

@@ -75,6 +75,11 @@ export function cli(args: string[]): string {
   return r.stdout
 }
 
+/** Every file of examples/ that the commands name exists. */
+export function namedFilesExist(t: Test, commands: string[]): void {
+  for (const file of commands.flatMap((c) => c.match(/examples\/[\w./-]+/g) ?? [])) t.ok(fs.existsSync(path.join(ROOT, file)), `${file} exists`)
+}
+
 /** Why a command is not run here, or undefined when it is. */
 export function notRunHere(command: string): string | undefined {
   if (/^npm (install|ci)\b/.test(command)) return 'installs: this checkout is installed (.ci/run runs npm install)'
