@@ -191,6 +191,12 @@ t.test('rlfarm run examples/pipeline.yaml', async (t) => {
     t.match(last, / step (\d+)\/\1 +100% .*ETA 0s/, `stage ${k + 1}/4 shows its total and ETA: ${last}`)
     if (k < 3) t.match(lines.stderr, new RegExp(`stage ${k + 1}/4 ${stage} .*pipeline ETA \\d`), 'and the pipeline ETA')
   }
+  // A reward model's evaluation goes by pairs, with a total and an ETA too.
+  const rm = rlfarm(['eval', 'examples/dpo.yaml', '--output-dir', out, '--set', `policy.path=${path.join(out, 'pipeline', 'reward', 'model')}`, '--set', 'policy.init=null', '--set', 'policy.scalar_head=true', '--set', 'data.eval_size=0', '--progress', 'lines'])
+  t.equal(rm.code, 0, rm.stderr)
+  t.match(rm.stderr, /eval step 80\/100 +80% +ETA \S+ +accuracy [\d.]+\n/, "lines as batches of pairs are done")
+  t.match(rm.stderr, /eval step 100\/100 +100% +ETA 0s +accuracy [\d.]+ +margin /)
+  t.match(rm.stdout, /metrics: accuracy=[\d.]+ margin=[-\d.]+ pairs=100/)
 })
 
 t.test('rlfarm run examples/algorithms.yaml: several algorithms from one SFT model, evaluated alike', async (t) => {
