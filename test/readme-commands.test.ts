@@ -35,5 +35,7 @@ t.test('reading commands out of Markdown', async (t) => {
   t.same(blocks, ['npx rlfarm train a.yaml', 'echo "# not a comment"'])
   t.same(elsewhere, ['npx rlfarm farm --out x', 'npx rlfarm quickstart [--out DIR]', 'npx rlfarm farm --out y'])
   t.equal(notRunHere('npx rlfarm quickstart [--out DIR]'), 'usage notation, not a command')
+  t.match(notRunHere('npx rlfarm dashboard runs --port 6006'), /a server/)
+  t.equal(notRunHere('npx rlfarm train examples/ppo.yaml'), undefined)
   t.same(helpExamples('Usage: x\n\nExamples:\n  rlfarm a\n  rlfarm b\n\nmore'), ['rlfarm a', 'rlfarm b'])
 })

@@ -87,6 +87,7 @@ export function notRunHere(command: string): string | undefined {
   if (/^npm run bench:/.test(command)) return 'a benchmark: minutes, with its PyTorch peer (bench/RESULTS.md has its figures)'
   if (/^tensorboard\b/.test(command) && spawnSync('sh', ['-c', 'command -v tensorboard']).status !== 0) return "TensorBoard (Python's) is not installed here"
   if (/(\[|<|\.\.\.)/.test(command)) return 'usage notation, not a command'
+  if (/rlfarm dashboard\b/.test(command)) return 'a server that runs until it is stopped (its own test drives it in a browser)'
   return undefined
 }
 
