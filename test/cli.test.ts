@@ -40,7 +40,17 @@ t.test('bad command lines and configs: exit 2 and a message naming the problem',
   t.match(missing.stderr, /expected one config file/)
   const flag = rlfarm(['train', 'examples/sft.yaml', '--epochs', '3'])
   t.equal(flag.code, 2)
-  t.match(flag.stderr, /Unknown option '--epochs'/)
+  t.match(flag.stderr, /unknown option '--epochs' for train \(its options: --set, --name/)
+  const typoFlag = rlfarm(['train', 'examples/sft.yaml', '--overwite'])
+  t.equal(typoFlag.code, 2)
+  t.match(typoFlag.stderr, /unknown option '--overwite' for train; did you mean '--overwrite'\?/, 'a mistyped flag: did you mean')
+  const otherCommand = rlfarm(['train', 'examples/sft.yaml', '--out', out])
+  t.match(otherCommand.stderr, /unknown option '--out' for train; did you mean '--output-dir'\? \(--out is an option of .*\brun\b/, "another command's flag")
+  t.match(rlfarm(['generate', '-m', out, '--temprature', '0']).stderr, /did you mean '--temperature'/)
+  t.match(rlfarm(['trian']).stderr, /unknown command 'trian'; did you mean 'train'\?/)
+  const both = rlfarm(['train', 'examples/sft.yaml', '--resume', '--overwrite'])
+  t.equal(both.code, 2)
+  t.match(both.stderr, /give one of them/)
   const typo = rlfarm(['train', 'examples/sft.yaml', '--set', 'optimizer.lrate=1e-3', '--output-dir', out])
   t.equal(typo.code, 2)
   t.match(typo.stderr, /--set 'optimizer\.lrate=1e-3': unknown key 'lrate' in optimizer.*\blr\b/)
@@ -65,7 +75,19 @@ t.test('train, eval and generate on the example configs', async (t) => {
 
   const g = rlfarm(['generate', '-m', path.join(out, 'sft', 'model'), '-p', 'copy: abc', '-p', 'copy: xyz', '--max-new-tokens', '6', '--temperature', '0'])
   t.equal(g.code, 0, g.stderr)
-  t.equal(g.stdout.split('\n').length, 3, 'one line per prompt')
+  t.match(g.stdout, /^\[1\] copy: abc\n=> [^\n]*\n\n\[2\] copy: xyz\n=> [^\n]*\n$/, 'each response under the prompt it answers')
+  t.equal(g.stderr, '', 'no note when the context has room')
+  // The model has 64 positions; "copy: hello" is 12 tokens: 64 new tokens are cut to 52, said once.
+  const capped = rlfarm(['generate', '-m', path.join(out, 'sft', 'model'), '-p', 'copy: hello', '-p', 'copy: hello', '--temperature', '0'])
+  t.equal(capped.code, 0, capped.stderr)
+  t.equal(capped.stderr, "rlfarm generate: max new tokens cut from 64 to 52: prompts of 12 tokens leave 52 of the model's 64 positions\n", 'the cap is said once')
+  const one = rlfarm(['generate', '-m', path.join(out, 'sft', 'model'), '-p', 'copy: hello', '--temperature', '0', '--max-new-tokens', '52'])
+  t.match(one.stdout, /^copy: hello\n=> /, 'one prompt: no number')
+  t.equal(one.stdout, capped.stdout.split('\n\n')[0].replace('[1] ', '') + '\n', 'the capped response is the one 52 new tokens give')
+  const missing = rlfarm(['generate', '-m', path.join(out, 'no-such-model'), '-p', 'hi'])
+  t.equal(missing.code, 1)
+  t.match(missing.stderr, `model.path: ${path.join(out, 'no-such-model')} is not a model directory (nothing is there)`, 'a missing model folder is named, not its tokenizer')
+  t.notMatch(missing.stderr, /tokenizer/)
   const gj = rlfarm(['generate', '-m', path.join(out, 'sft', 'model'), '--prompts', 'examples/data/prompts.jsonl', '--max-new-tokens', '4'])
   const rows = gj.stdout.trim().split('\n').map((l) => JSON.parse(l))
   t.equal(rows.length, 100)
@@ -75,6 +97,44 @@ t.test('train, eval and generate on the example configs', async (t) => {
   t.equal(e.code, 0, e.stderr)
   t.match(e.stdout, /metrics: reward=[\d.]+ response_length=/)
   t.ok(fs.existsSync(path.join(out, 'eval', 'outputs.jsonl')))
+
+  // As the README writes it, from another directory: a relative --set path is taken from there,
+  // and the evaluation is a run of its own beside the training run of the config's name (ppo).
+  fs.mkdirSync(path.join(out, 'runs', 'ppo'), { recursive: true })
+  fs.cpSync(path.join(out, 'sft', 'model'), path.join(out, 'runs', 'ppo', 'model'), { recursive: true })
+  fs.writeFileSync(path.join(out, 'runs', 'ppo', 'run.json'), JSON.stringify({ name: 'ppo', state: 'finished', step: 40 }))
+  const readme = ['eval', path.join(ROOT, 'examples', 'ppo.yaml'), '--set', 'policy.path=runs/ppo/model', '--set', 'policy.init=null', '--progress', 'none']
+  const first = rlfarm(readme, { cwd: out })
+  t.equal(first.code, 0, first.stderr)
+  const second = rlfarm(readme, { cwd: out })
+  t.equal(second.code, 0, second.stderr)
+  const runOf = (r: { stdout: string }) => /^run: (.*)$/m.exec(r.stdout)?.[1] ?? ''
+  t.match(runOf(first), new RegExp(`^${path.join(fs.realpathSync(out), 'runs', 'eval-')}`), `an eval-<time> run in ./runs: ${runOf(first)}`)
+  t.not(runOf(first), runOf(second), 'a second evaluation is another run')
+  t.same(fs.readdirSync(path.join(out, 'runs', 'ppo')).sort(), ['model', 'run.json'], 'the training run is left alone')
+})
+
+t.test('re-running: refused with the three ways on, --overwrite, a failed start reused, --set paths from the current directory', async (t) => {
+  const out = tempDir(t, 'cli')
+  fs.copyFileSync(path.join(ROOT, 'examples', 'data', 'sft.jsonl'), path.join(out, 'mine.jsonl'))
+  const args = ['train', path.join(ROOT, 'examples', 'sft.yaml'), '--set', 'training.max_steps=3', '--progress', 'none']
+  const failed = rlfarm([...args, '--set', 'data.train=missing.jsonl'], { cwd: out })
+  t.equal(failed.code, 1)
+  t.match(failed.stderr, path.join(fs.realpathSync(out), 'missing.jsonl'), 'a --set path is taken from the current directory')
+  t.match(JSON.parse(fs.readFileSync(path.join(out, 'runs', 'sft', 'run.json'), 'utf8')), { state: 'failed', step: 0 })
+  const retry = rlfarm([...args, '--set', 'data.train=mine.jsonl'], { cwd: out })
+  t.equal(retry.code, 0, `a run that failed at step 0 does not block its retry: ${retry.stderr}`)
+  const again = rlfarm([...args, '--set', 'data.train=mine.jsonl'], { cwd: out })
+  t.equal(again.code, 1)
+  t.match(again.stderr, /runs\/sft already exists: a finished run \(step 3\)\. To go on: --resume .*, --overwrite .*, or --name NEW/)
+  t.notMatch(again.stderr, /resume: true/)
+  const before = fs.statSync(path.join(out, 'runs', 'sft', 'model', 'model.safetensors')).mtimeMs
+  const over = rlfarm([...args, '--set', 'data.train=mine.jsonl', '--overwrite'], { cwd: out })
+  t.equal(over.code, 0, over.stderr)
+  t.ok(fs.statSync(path.join(out, 'runs', 'sft', 'model', 'model.safetensors')).mtimeMs > before, '--overwrite trains it again')
+  const named = rlfarm([...args, '--set', 'data.train=mine.jsonl', '--name', 'sft-2'], { cwd: out })
+  t.equal(named.code, 0, named.stderr)
+  t.ok(fs.existsSync(path.join(out, 'runs', 'sft-2', 'model')), 'a new --name: a new run beside it')
 })
 
 t.test('Ctrl-C saves a checkpoint and exits 130; --resume finishes the run', async (t) => {
@@ -117,6 +177,26 @@ t.test('rlfarm run examples/pipeline.yaml', async (t) => {
   for (const stage of ['sft', 'reward', 'ppo', 'eval']) t.match(r.stdout, `stage: ${stage}`)
   t.match(r.stdout, /stage: eval\nmetrics: reward=/)
   t.ok(fs.existsSync(path.join(out, 'pipeline', 'summary.json')))
+  const again = rlfarm(['run', 'examples/pipeline.yaml', '--out', out, '--set', 'stages[0].run.training.max_steps=20', '--progress', 'none'])
+  t.equal(again.code, 1, 'a finished pipeline is not run over')
+  t.match(again.stderr, /pipeline already exists: a finished pipeline\. To go on: --resume .*--overwrite .*--name NEW/)
+  const resumed = rlfarm(['run', 'examples/pipeline.yaml', '--out', out, '--set', 'stages[0].run.training.max_steps=20', '--resume', '--progress', 'none'])
+  t.equal(resumed.code, 0, resumed.stderr)
+  t.equal(resumed.stdout, r.stdout, '--resume: the finished stages, as they were')
+  const lines = rlfarm(['run', 'examples/pipeline.yaml', '--out', out, '--name', 'pipeline-2', '--set', 'stages[0].run.training.max_steps=20', '--progress', 'lines'])
+  t.equal(lines.code, 0, lines.stderr)
+  t.ok(fs.existsSync(path.join(out, 'pipeline-2', 'summary.json')), '--out and --name')
+  for (const [k, stage] of ['sft', 'reward', 'ppo', 'eval'].entries()) {
+    const last = lines.stderr.split('\n').filter((l) => l.startsWith(`stage ${k + 1}/4 ${stage} (`)).at(-1) ?? ''
+    t.match(last, / step (\d+)\/\1 +100% .*ETA 0s/, `stage ${k + 1}/4 shows its total and ETA: ${last}`)
+    if (k < 3) t.match(lines.stderr, new RegExp(`stage ${k + 1}/4 ${stage} .*pipeline ETA \\d`), 'and the pipeline ETA')
+  }
+  // A reward model's evaluation goes by pairs, with a total and an ETA too.
+  const rm = rlfarm(['eval', 'examples/dpo.yaml', '--output-dir', out, '--set', `policy.path=${path.join(out, 'pipeline', 'reward', 'model')}`, '--set', 'policy.init=null', '--set', 'policy.scalar_head=true', '--set', 'data.eval_size=0', '--progress', 'lines'])
+  t.equal(rm.code, 0, rm.stderr)
+  t.match(rm.stderr, /eval step 80\/100 +80% +ETA \S+ +accuracy [\d.]+\n/, "lines as batches of pairs are done")
+  t.match(rm.stderr, /eval step 100\/100 +100% +ETA 0s +accuracy [\d.]+ +margin /)
+  t.match(rm.stdout, /metrics: accuracy=[\d.]+ margin=[-\d.]+ pairs=100/)
 })
 
 t.test('rlfarm run examples/algorithms.yaml: several algorithms from one SFT model, evaluated alike', async (t) => {
@@ -177,5 +257,14 @@ t.test('rlfarm quickstart (shrunk with --set): the table and summary.json', asyn
   const summary = JSON.parse(fs.readFileSync(path.join(out, 'quickstart', 'summary.json'), 'utf8')) as { policies: { policy: string; winRate: number; stderr: number; n: number }[] }
   t.same(summary.policies.map((p) => p.policy), ['sft', 'ppo'])
   t.ok(summary.policies.every((p) => p.n === 30 && p.winRate >= 0 && p.winRate <= 1 && p.stderr > 0), 'each policy: winRate, stderr and n')
+  const modelFile = path.join(out, 'quickstart', 'ppo', 'model', 'model.safetensors')
+  const trained = fs.statSync(modelFile).mtimeMs
+  const again = rlfarm(['quickstart', '--out', out, '--progress', 'none', ...small])
+  t.equal(again.code, 0, again.stderr)
+  t.equal(again.stdout, r.stdout, 'a second quickstart prints the finished run\'s table')
+  t.equal(fs.statSync(modelFile).mtimeMs, trained, 'without training again')
+  const changed = rlfarm(['quickstart', '--out', out, '--progress', 'none', ...small, '--set', 'stages[4].run.ppo.kl_coef=0.5'])
+  t.equal(changed.code, 1)
+  t.match(changed.stderr, /stages\[4\] \(ppo\): the finished stage in .* ran another config \(ppo\.kl_coef: .*\); run the pipeline again from scratch with --overwrite/)
   t.equal(rlfarm(['quickstart', 'extra.yaml']).code, 2, 'quickstart takes no file')
 })

@@ -130,6 +130,16 @@ t.test('rlfarm compare on a small farm pipeline', async (t) => {
     t.match(r.stdout, /Spearman rank correlation, pool vs gold: -?[\d.]+/)
     t.match(r.stdout, /win-rate \(gold\)/)
   })
+
+  t.test('compare a second time: the finished leaderboard, nothing trained again', async (t) => {
+    const model = path.join(stage('ppo'), 'model', 'model.safetensors')
+    const trained = fs.statSync(model).mtimeMs
+    const again = spawnSync(process.execPath, [BIN, 'compare', file, '--out', out, '--progress', 'none'], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 })
+    t.equal(again.status, 0, again.stderr)
+    // The wall-time column is each stage's own, so the tables are the same too.
+    t.equal(again.stdout, r.stdout, 'the same leaderboard')
+    t.equal(fs.statSync(model).mtimeMs, trained, 'from the finished run')
+  })
 })
 
 t.test('eval: clear errors for rows it cannot judge', async (t) => {

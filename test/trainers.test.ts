@@ -210,7 +210,7 @@ t.test('a pipeline feeds each stage into the next', async (t) => {
   // ...but not a stage that ran another config: its outputs are not this pipeline's.
   await t.rejects(
     runPipeline(path.join(out, 'pipe', 'pipeline.yaml'), { resume: true, set: ['stages[1].run.optimizer.lr=0.001'] }),
-    { message: `runPipeline: stages[1] (rm): the finished stage in ${path.join(out, 'pipe', 'rm')} ran another config (optimizer.lr: 0.003 then, 0.001 now); remove that directory to run the stage again, or resume with the config it ran` },
+    { message: `runPipeline: stages[1] (rm): the finished stage in ${path.join(out, 'pipe', 'rm')} ran another config (optimizer.lr: 0.003 then, 0.001 now); run the pipeline again from scratch with --overwrite, give it a new --name, or resume with the config it ran` },
     'a changed stage is not silently kept on resume',
   )
 })

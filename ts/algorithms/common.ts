@@ -32,6 +32,8 @@ export const RLFARM_META = 'rlfarm.json'
 
 /** Where a model's tokenizer comes from: the spec, the model directory, or its rlfarm.json. */
 export function tokenizerSourceFor(spec: ModelSpec, what: string): string {
+  // A missing model directory is the problem to name, not the tokenizer it would have held.
+  if (spec.path && !isDirectory(spec.path)) throw new Error(`${what}.path: ${spec.path} is not a model directory (${fs.existsSync(spec.path) ? 'it is a file' : 'nothing is there'})`)
   if (spec.tokenizer) return spec.tokenizer
   if (spec.path) {
     if (fs.existsSync(path.join(spec.path, 'tokenizer.json'))) return spec.path
@@ -42,6 +44,14 @@ export function tokenizerSourceFor(spec: ModelSpec, what: string): string {
     }
   }
   throw new Error(`${what}: no tokenizer: set ${what}.tokenizer to a tokenizer directory or 'byte' (the model directory has no tokenizer.json)`)
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory()
+  } catch {
+    return false
+  }
 }
 
 /** Whether a config names this model: a directory to load or a shape to create. */
@@ -261,7 +271,12 @@ export interface Rollout {
   prompts?: string[]
 }
 
-/** Samples a response for each prompt (prompts already encoded). Seeds come from (seed, row). */
+/**
+ * Samples a response for each prompt (prompts already encoded). Seeds come
+ * from (seed, row). With `onCap`, a batch whose prompts leave less context
+ * than max_new_tokens gets fewer new tokens, and onCap is told why; without
+ * it, such a batch is an error.
+ */
 export async function sampleResponses(
   policy: Model,
   encoder: SequenceEncoder,
@@ -269,14 +284,22 @@ export async function sampleResponses(
   generation: GenerationConfig,
   seed: number,
   promptTexts?: string[],
+  options: { onCap?: (message: string) => void } = {},
 ): Promise<Rollout> {
   const tokenizer = encoder.tokenizer
   const pad = padIdOf(tokenizer)
   const batch: PromptBatch = collatePrompts(prompts, pad)
   const stops = generation.stop_at_eos && tokenizer.eosId !== undefined ? [tokenizer.eosId] : []
+  let maxNewTokens = generation.max_new_tokens
+  const left = policy.config.maxPositions - batch.width
+  if (options.onCap && maxNewTokens > left) {
+    if (left < 1) throw new Error(`a prompt of ${batch.width} tokens fills the model's context (${policy.config.maxPositions} positions); shorten it`)
+    options.onCap(`max new tokens cut from ${maxNewTokens} to ${left}: prompts of ${batch.width} tokens leave ${left} of the model's ${policy.config.maxPositions} positions`)
+    maxNewTokens = left
+  }
   const out = await policy.generate(batch.tokens, {
     attentionMask: batch.attentionMask,
-    maxNewTokens: generation.max_new_tokens,
+    maxNewTokens,
     temperature: generation.temperature,
     topK: generation.top_k,
     topP: generation.top_p,

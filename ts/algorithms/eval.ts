@@ -129,8 +129,11 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
     const rm = await loadModelSpec(config.policy, 'policy', { scalarHead: true, seed: config.seed })
     const split = await preferenceSplit(ctx)
     const pairs = split.eval.length > 0 ? split.eval : split.train
-    const e = await pairAccuracy(rm.model, pairs, encoderFor(rm.tokenizer, config.data), padIdOf(rm.tokenizer), B)
-    ctx.log(0, { accuracy: e.accuracy, margin: e.margin }, { phase: 'eval' })
+    // Progress by pairs, as a policy's evaluation goes by prompts: a total and an ETA.
+    const e = await pairAccuracy(rm.model, pairs, encoderFor(rm.tokenizer, config.data), padIdOf(rm.tokenizer), B, (done, accuracy) => {
+      if (done < pairs.length) ctx.log(done, { accuracy }, { totalSteps: pairs.length, phase: 'eval' })
+    })
+    ctx.log(pairs.length, { accuracy: e.accuracy, margin: e.margin }, { totalSteps: pairs.length, phase: 'eval' })
     return { metrics: { accuracy: e.accuracy, margin: e.margin, pairs: pairs.length } }
   }
   const rows = await readPrompts(ctx, config.data.prompts ?? config.data.eval ?? config.data.train)

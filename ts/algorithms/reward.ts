@@ -26,7 +26,15 @@ export async function rowRewards(model: Model, batch: SequenceBatch, train: bool
 }
 
 /** Share of pairs whose chosen response gets the higher reward, and the mean reward gap. */
-export async function pairAccuracy(model: Model, pairs: readonly PreferenceExample[], encoder: SequenceEncoder, pad: number, batchSize: number) {
+export async function pairAccuracy(
+  model: Model,
+  pairs: readonly PreferenceExample[],
+  encoder: SequenceEncoder,
+  pad: number,
+  batchSize: number,
+  /** Told after each batch: pairs done, and the accuracy so far. */
+  onBatch?: (done: number, accuracy: number) => void,
+) {
   let right = 0
   let gap = 0
   for (let i = 0; i < pairs.length; i += batchSize) {
@@ -37,6 +45,7 @@ export async function pairAccuracy(model: Model, pairs: readonly PreferenceExamp
       right += r[k] > r[k + chunk.length] ? 1 : 0
       gap += r[k] - r[k + chunk.length]
     }
+    onBatch?.(i + chunk.length, right / (i + chunk.length))
   }
   return { accuracy: right / pairs.length, margin: gap / pairs.length }
 }

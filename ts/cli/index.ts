@@ -1,35 +1,63 @@
 // The `rlfarm` command: train one stage, run a pipeline, generate, evaluate.
-// Each command parses its flags with node:util parseArgs, answers --help with
-// examples, and turns errors into one message and an exit code (2 for a bad
-// command line or config, 1 for a failed run, 130 for a run stopped by Ctrl-C).
+// Every flag is declared once in FLAGS (its parseArgs type and its help line);
+// each command lists the flags it takes, so its parseArgs options, its
+// "Options:" help and the "did you mean" for a mistyped flag all come from one
+// table. Errors become one message and an exit code (2 for a bad command line
+// or config, 1 for a failed run, 130 for a run stopped by Ctrl-C).
 import fs from 'node:fs'
 import path from 'node:path'
-import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { parseArgs } from 'node:util'
 import { ConfigError } from '../config/errors.js'
-import { encoderFor, loadModelSpec, sampleResponses } from '../algorithms/common.js'
+import { absoluteSetPaths, type TopLevelType } from '../config/resolve.js'
+import { encoderFor, loadModelSpec, promptText, sampleResponses } from '../algorithms/common.js'
 import { runPipeline, train } from '../run/session.js'
 import type { ProgressMode } from '../run/progress.js'
 import { configSchema } from '../config/schema.js'
 import { formatPolicyTable, makeLeaderboard, policyTable, writeReport } from '../farm/report.js'
+import { closestKey } from '../util/options.js'
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version
 
 class UsageError extends Error {}
 
+/** A flag: its parseArgs type, its short form, the name of its value in help, and its help line. */
+interface Flag {
+  type: 'string' | 'boolean'
+  short?: string
+  multiple?: boolean
+  /** The value's name in help ('DIR', 'key=value'); none for a boolean. */
+  value?: string
+  help: string
+}
+
+const FLAGS = {
+  set: { type: 'string', short: 's', multiple: true, value: 'key=value', help: 'override a config value (repeatable); a path is taken from the current directory' },
+  name: { type: 'string', value: 'NAME', help: "the run's directory name (same as --set name=NAME)" },
+  'output-dir': { type: 'string', value: 'DIR', help: 'parent of the run directory (same as --set output_dir=DIR)' },
+  out: { type: 'string', short: 'o', value: 'DIR', help: 'where the runs go (default: the pipeline\'s output_dir, "runs")' },
+  resume: { type: 'boolean', help: 'continue the run of this name from its last checkpoint, or begin it (a pipeline: keep its finished stages)' },
+  overwrite: { type: 'boolean', help: 'start the run of this name again from scratch, deleting what it wrote' },
+  progress: { type: 'string', value: 'MODE', help: 'auto (a bar on a terminal, lines otherwise), bar, lines, none' },
+  help: { type: 'boolean', short: 'h', help: 'this help' },
+} as const satisfies Record<string, Flag>
+
+type Values = Record<string, unknown>
+
 interface Command {
   summary: string
   usage: string
-  options: NonNullable<ParseArgsConfig['options']>
-  help: string
-  run(values: Record<string, unknown>, positionals: string[]): Promise<number>
+  /** What the command does (help, before the options). */
+  description: string
+  /** The flags it takes: names of FLAGS, or flags of its own. */
+  flags: Record<string, Flag>
+  examples: string[]
+  run(values: Values, positionals: string[]): Promise<number>
 }
 
-const common = {
-  set: { type: 'string', multiple: true, short: 's' },
-  resume: { type: 'boolean' },
-  progress: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const
+/** The shared flags `names`, from FLAGS. */
+function shared(...names: (keyof typeof FLAGS)[]): Record<string, Flag> {
+  return Object.fromEntries(names.map((n) => [n, FLAGS[n]]))
+}
 
 function progressMode(value: unknown): ProgressMode | undefined {
   if (value === undefined) return undefined
@@ -42,16 +70,23 @@ function one(positionals: string[], what: string): string {
   return positionals[0]
 }
 
-function sets(values: Record<string, unknown>, extra: string[] = []): string[] {
-  return [...((values.set as string[] | undefined) ?? []), ...extra]
-}
-
-// --name and --output-dir, as --set overrides.
-function nameSets(values: Record<string, unknown>): string[] {
+/**
+ * The --set overrides, then --name, --output-dir and --out as overrides. A
+ * path in them is taken from the current directory, as on any command line
+ * (paths inside the config file stay relative to the file).
+ */
+function sets(values: Values, type: TopLevelType, before: string[] = [], after: string[] = []): string[] {
   const extra: string[] = []
   if (values.name !== undefined) extra.push(`name=${values.name}`)
   if (values['output-dir'] !== undefined) extra.push(`output_dir=${values['output-dir']}`)
-  return extra
+  if (values.out !== undefined) extra.push(`output_dir=${path.resolve(values.out as string)}`)
+  return [...before, ...absoluteSetPaths(type, (values.set as string[] | undefined) ?? [], process.cwd()), ...extra, ...after]
+}
+
+/** --resume and --overwrite, which exclude each other. */
+function rerun(values: Values): { resume?: boolean; overwrite?: boolean } {
+  if (values.resume && values.overwrite) throw new UsageError('--resume continues a run and --overwrite starts it again: give one of them')
+  return { resume: values.resume as boolean | undefined, overwrite: values.overwrite as boolean | undefined }
 }
 
 function printResult(metrics: Record<string, number>, extra: Record<string, string | undefined>): void {
@@ -63,42 +98,31 @@ function printResult(metrics: Record<string, number>, extra: Record<string, stri
 // The shipped examples (quickstart.yaml, compare.yaml) live beside dist/.
 const EXAMPLES = path.join(__dirname, '..', '..', 'examples')
 
-/** Runs a pipeline with --out as its output_dir. */
-function runFarmPipeline(file: string, values: Record<string, unknown>) {
-  const extra = values.out !== undefined ? [`output_dir=${path.resolve(values.out as string)}`] : []
-  return runPipeline(file, { set: sets(values, extra), resume: values.resume as boolean | undefined, progress: progressMode(values.progress), handleSignals: true })
+/** Runs a farm pipeline; a second run of a finished one shows its results unless --overwrite or --resume says otherwise. */
+function runFarmPipeline(file: string, values: Values) {
+  return runPipeline(file, { set: sets(values, 'PipelineConfig'), ...rerun(values), reuseFinished: true, progress: progressMode(values.progress), handleSignals: true })
 }
 
-const farmOptions = { ...common, out: { type: 'string', short: 'o' } } as const
+const farmFlags = shared('out', 'name', 'set', 'resume', 'overwrite', 'progress', 'help')
 
 const COMMANDS: Record<string, Command> = {
   farm: {
     summary: "write the farm's splits as JSONL (sft, preference, unlabelled, eval)",
     usage: 'rlfarm farm --out DIR [--seed N] [--sft N] [--preference N] [--unlabelled N] [--eval N]',
-    options: {
-      out: { type: 'string', short: 'o' },
-      seed: { type: 'string' },
-      sft: { type: 'string' },
-      preference: { type: 'string' },
-      unlabelled: { type: 'string' },
-      eval: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    help: `Makes the farm's instructions (nine families), the noisy demonstrator's SFT
+    description: `Makes the farm's instructions (nine families), the noisy demonstrator's SFT
 data and the fixed reference outputs of the evaluation split, and writes
 DIR/sft.jsonl, preference.jsonl, unlabelled.jsonl and eval.jsonl. No
-instruction is in two splits; the same seed gives the same files.
-
-Options:
-  -o, --out DIR        where the files go
-      --seed N         default 0
-      --sft N          default 5000
-      --preference N, --unlabelled N   default 3000 each
-      --eval N         default 500
-
-Examples:
-  rlfarm farm --out farm
-  rlfarm farm --out farm-small --sft 500 --eval 200 --seed 3`,
+instruction is in two splits; the same seed gives the same files.`,
+    flags: {
+      out: { type: 'string', short: 'o', value: 'DIR', help: 'where the files go' },
+      seed: { type: 'string', value: 'N', help: 'default 0' },
+      sft: { type: 'string', value: 'N', help: 'default 5000' },
+      preference: { type: 'string', value: 'N', help: 'default 3000' },
+      unlabelled: { type: 'string', value: 'N', help: 'default 3000' },
+      eval: { type: 'string', value: 'N', help: 'default 500' },
+      ...shared('help'),
+    },
+    examples: ['rlfarm farm --out farm', 'rlfarm farm --out farm-small --sft 500 --eval 200 --seed 3'],
     async run(values) {
       const out = values.out as string | undefined
       if (!out) throw new UsageError('--out is required')
@@ -120,26 +144,18 @@ Examples:
   },
   quickstart: {
     summary: 'SFT -> simulated preferences -> reward model -> PPO -> win-rates, on the farm, in minutes',
-    usage: 'rlfarm quickstart [--out DIR] [--set key=value ...] [--resume] [--progress MODE]',
-    options: farmOptions,
-    help: `Runs examples/quickstart.yaml: the farm writes its instructions and the noisy
+    usage: 'rlfarm quickstart [--out DIR] [--set key=value ...] [--resume | --overwrite] [--progress MODE]',
+    description: `Runs examples/quickstart.yaml: the farm writes its instructions and the noisy
 demonstrator's data; a tiny byte-level GPT-2 is fine-tuned on them (SFT); two
 SFT samples per preference instruction are labelled by the simulated annotator
 pool; a reward model learns from those labels; PPO trains the SFT model against
 it; SFT and PPO are evaluated on 500 held-out instructions against fixed
 reference outputs, by the gold evaluator and by the pool. Prints the table and
 writes DIR/quickstart/summary.json (each policy's winRate, stderr and n).
-About six minutes on two CPU cores.
-
-Options:
-  -o, --out DIR         where the runs go (default: runs)
-  -s, --set key=value   override a pipeline value: --set stages[4].run.ppo.kl_coef=0.1
-      --resume          keep finished stages (each must have run the same config), resume the first unfinished one
-      --progress MODE   auto, bar, lines, none
-
-Examples:
-  rlfarm quickstart
-  rlfarm quickstart --out /tmp/farm --progress lines`,
+About six minutes on two CPU cores. Run again, it prints the finished run's
+table (--overwrite trains it all again).`,
+    flags: farmFlags,
+    examples: ['rlfarm quickstart', 'rlfarm quickstart --out /tmp/farm --progress lines'],
     async run(values, positionals) {
       if (positionals.length > 0) throw new UsageError(`quickstart takes no file; got ${positionals.join(' ')}`)
       const result = await runFarmPipeline(path.join(EXAMPLES, 'quickstart.yaml'), values)
@@ -150,24 +166,17 @@ Examples:
   },
   compare: {
     summary: 'train several methods on the same feedback; leaderboard.json and report.html',
-    usage: 'rlfarm compare <compare.yaml> [--out DIR] [--set key=value ...] [--resume] [--progress MODE]',
-    options: farmOptions,
-    help: `Runs a pipeline whose eval_<method> stages measure each method's win-rate
+    usage: 'rlfarm compare <compare.yaml> [--out DIR] [--set key=value ...] [--resume | --overwrite] [--progress MODE]',
+    description: `Runs a pipeline whose eval_<method> stages measure each method's win-rate
 against the same references, then writes, in its directory, leaderboard.json
 (method, win-rate and standard error by gold and by the pool, reward, KL to
 the SFT model, wall time) and report.html (win-rates with error bars, the PPO
 stages' curves), and prints the leaderboard with the Spearman rank
-correlation between the pool's ranking and gold's.
-
-Options:
-  -o, --out DIR         where the runs go (default: the pipeline's output_dir)
-  -s, --set key=value   override a pipeline value
-      --resume          keep finished stages (each must have run the same config), resume the first unfinished one
-      --progress MODE   auto, bar, lines, none
-
-Examples:
-  rlfarm compare examples/compare.yaml
-  rlfarm compare examples/compare.yaml --out /tmp/compare --resume`,
+correlation between the pool's ranking and gold's (for three methods or
+more). Run again, it prints the finished run's leaderboard (--overwrite trains
+it all again).`,
+    flags: farmFlags,
+    examples: ['rlfarm compare examples/compare.yaml', 'rlfarm compare examples/compare.yaml --out /tmp/compare --resume'],
     async run(values, positionals) {
       const file = one(positionals, 'pipeline file')
       const result = await runFarmPipeline(file, values)
@@ -190,52 +199,40 @@ Examples:
   },
   train: {
     summary: 'train one stage from a config file',
-    usage: 'rlfarm train <config.yaml> [--set key=value ...] [--name NAME] [--resume] [--progress MODE]',
-    options: { ...common, name: { type: 'string' }, 'output-dir': { type: 'string' } },
-    help: `Runs the algorithm of a RunConfig file (YAML or JSON; schema: proto/rlfarm.proto)
+    usage: 'rlfarm train <config.yaml> [--set key=value ...] [--name NAME] [--resume | --overwrite] [--progress MODE]',
+    description: `Runs the algorithm of a RunConfig file (YAML or JSON; schema: proto/rlfarm.proto)
 in output_dir/name: the resolved config, metrics.jsonl, TensorBoard events,
 checkpoints and the final model. Ctrl-C saves a checkpoint and stops;
---resume continues the run from its newest checkpoint.
-
-Options:
-  -s, --set key=value   override a config value (repeatable): --set ppo.kl_coef=0.1
-      --name NAME       the run's directory name (same as --set name=NAME)
-      --output-dir DIR  parent of the run directory (same as --set output_dir=DIR)
-      --resume          continue the run output_dir/name from its last checkpoint
-      --progress MODE   auto (a bar on a terminal, lines otherwise), bar, lines, none
-
-Examples:
-  rlfarm train examples/ppo.yaml
-  rlfarm train examples/dpo.yaml --set dpo.beta=0.05 --set optimizer.lr=5e-4
-  rlfarm train examples/ppo.yaml --name ppo-1 --resume
-  tensorboard --logdir runs`,
+--resume continues the run from its newest checkpoint. A run of the same name
+that has begun is not run over: give --resume, --overwrite or a new --name.`,
+    flags: shared('set', 'name', 'output-dir', 'resume', 'overwrite', 'progress', 'help'),
+    examples: [
+      'rlfarm train examples/ppo.yaml',
+      'rlfarm train examples/dpo.yaml --set dpo.beta=0.05 --set optimizer.lr=5e-4',
+      'rlfarm train examples/ppo.yaml --name ppo-1 --resume',
+      'rlfarm train examples/ppo.yaml --overwrite',
+    ],
     async run(values, positionals) {
       const file = one(positionals, 'config file')
-      const result = await train(file, { set: sets(values, nameSets(values)), resume: values.resume as boolean | undefined, progress: progressMode(values.progress), handleSignals: true })
+      const result = await train(file, { set: sets(values, 'RunConfig'), ...rerun(values), progress: progressMode(values.progress), handleSignals: true })
       printResult(result.metrics, { run: result.runDir, model: result.model, ...result.files })
       return result.interrupted ? 130 : 0
     },
   },
   run: {
     summary: 'run a pipeline of stages (sft -> reward -> ppo -> eval ...)',
-    usage: 'rlfarm run <pipeline.yaml> [--set key=value ...] [--resume] [--progress MODE]',
-    options: { ...common },
-    help: `Runs the stages of a PipelineConfig in order in output_dir/name/<stage>.
+    usage: 'rlfarm run <pipeline.yaml> [--out DIR] [--set key=value ...] [--name NAME] [--resume | --overwrite] [--progress MODE]',
+    description: `Runs the stages of a PipelineConfig in order in output_dir/name/<stage>.
 \${stage} in a later stage names that stage's model directory
 (\${stage.outputs}: a file it wrote, \${stage.dir}: its run directory).
---resume keeps finished stages and resumes the first unfinished one.
-
-Options:
-  -s, --set key=value   override a pipeline value: --set stages[2].run.ppo.kl_coef=0.1
-      --resume          continue the pipeline
-      --progress MODE   auto, bar, lines, none
-
-Examples:
-  rlfarm run examples/pipeline.yaml
-  rlfarm run examples/pipeline.yaml --resume`,
+--resume keeps finished stages and resumes the first unfinished one. A
+pipeline of the same name that has begun is not run over: give --resume,
+--overwrite or a new --name.`,
+    flags: shared('out', 'set', 'name', 'resume', 'overwrite', 'progress', 'help'),
+    examples: ['rlfarm run examples/pipeline.yaml', 'rlfarm run examples/pipeline.yaml --resume', 'rlfarm run examples/pipeline.yaml --out other-runs --name pipeline-2'],
     async run(values, positionals) {
       const file = one(positionals, 'pipeline file')
-      const result = await runPipeline(file, { set: sets(values), resume: values.resume as boolean | undefined, progress: progressMode(values.progress), handleSignals: true })
+      const result = await runPipeline(file, { set: sets(values, 'PipelineConfig'), ...rerun(values), progress: progressMode(values.progress), handleSignals: true })
       for (const s of result.stages) printResult(s.metrics, { stage: s.name, model: s.model })
       process.stdout.write(`pipeline: ${result.dir}\n`)
       return result.interrupted ? 130 : 0
@@ -244,23 +241,21 @@ Examples:
   eval: {
     summary: 'evaluate a policy (mean reward) or a reward model (pairwise accuracy)',
     usage: 'rlfarm eval <config.yaml> [--set key=value ...] [--name NAME] [--output-dir DIR]',
-    options: { ...common, name: { type: 'string' }, 'output-dir': { type: 'string' } },
-    help: `Runs a config as algorithm 'eval': a policy's responses to data.prompts
+    description: `Runs a config as algorithm 'eval': a policy's responses to data.prompts
 scored by reward_model or reward_function (outputs.jsonl, mean reward), or,
 when policy.scalar_head is true, a reward model's accuracy on the pairs of
-data.eval (or data.train).
-
-Options:
-  -s, --set key=value   override a config value (repeatable)
-      --name NAME       the run's directory name
-      --output-dir DIR  parent of the run directory
-
-Examples:
-  rlfarm eval examples/eval.yaml
-  rlfarm eval examples/ppo.yaml --set policy.path=runs/ppo/model`,
+data.eval (or data.train). The evaluation is a run of its own, named
+eval-<time> unless --name says otherwise, so it never meets the training run
+of the config's name.`,
+    flags: shared('set', 'name', 'output-dir', 'progress', 'help'),
+    examples: [
+      'rlfarm eval examples/ppo.yaml --set policy.path=runs/ppo/model --set policy.init=null',
+      'rlfarm eval examples/ppo.yaml --set policy.path=runs/pipeline/ppo/model --set policy.init=null --name eval-pipeline-ppo',
+    ],
     async run(values, positionals) {
       const file = one(positionals, 'config file')
-      const result = await train(file, { set: sets(values, [...nameSets(values), 'algorithm=eval']), progress: progressMode(values.progress), handleSignals: true })
+      // name= first: the config's name is its training run's; an evaluation gets its own (the user's --set or --name may still give one).
+      const result = await train(file, { set: sets(values, 'RunConfig', ['name='], ['algorithm=eval']), progress: progressMode(values.progress), handleSignals: true })
       printResult(result.metrics, { run: result.runDir, ...result.files })
       return result.interrupted ? 130 : 0
     },
@@ -268,35 +263,26 @@ Examples:
   generate: {
     summary: 'sample responses from a model',
     usage: 'rlfarm generate --model DIR (--prompt TEXT | --prompts FILE.jsonl) [options]',
-    options: {
-      model: { type: 'string', short: 'm' },
-      tokenizer: { type: 'string' },
-      prompt: { type: 'string', short: 'p', multiple: true },
-      prompts: { type: 'string' },
-      'max-new-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-k': { type: 'string' },
-      'top-p': { type: 'string' },
-      seed: { type: 'string' },
-      'chat-template': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
+    description: `Samples one response per prompt and prints each prompt with its response
+(JSONL rows {prompt, response, ...} with --prompts). New tokens stop where the
+model's context ends (a note says so).`,
+    flags: {
+      model: { type: 'string', short: 'm', value: 'DIR', help: "a model directory (Hugging Face, or a run's model/)" },
+      tokenizer: { type: 'string', value: 'T', help: "a tokenizer directory or 'byte' (default: the model's)" },
+      prompt: { type: 'string', short: 'p', multiple: true, value: 'TEXT', help: 'a prompt (repeatable)' },
+      prompts: { type: 'string', value: 'FILE', help: 'JSONL rows {prompt} | {messages} | {instruction, input}' },
+      'max-new-tokens': { type: 'string', value: 'N', help: 'default 64' },
+      temperature: { type: 'string', value: 'T', help: 'default 1; 0 is greedy' },
+      'top-k': { type: 'string', value: 'K', help: 'default off' },
+      'top-p': { type: 'string', value: 'P', help: 'default off' },
+      seed: { type: 'string', value: 'S', help: 'default 0' },
+      'chat-template': { type: 'boolean', help: "render prompts with the tokenizer's chat template" },
+      ...shared('help'),
     },
-    help: `Samples one response per prompt and prints it (JSONL with --prompts).
-
-Options:
-  -m, --model DIR           a model directory (Hugging Face, or a run's model/)
-      --tokenizer T         a tokenizer directory or 'byte' (default: the model's)
-  -p, --prompt TEXT         a prompt (repeatable)
-      --prompts FILE        JSONL rows {prompt} | {messages} | {instruction, input}
-      --max-new-tokens N    default 64
-      --temperature T       default 1; 0 is greedy
-      --top-k K, --top-p P  default off
-      --seed S              default 0
-      --chat-template       render prompts with the tokenizer's chat template
-
-Examples:
-  rlfarm generate -m runs/sft/model -p "Write a haiku about rain."
-  rlfarm generate -m runs/ppo/model --prompts prompts.jsonl --temperature 0 > out.jsonl`,
+    examples: [
+      'rlfarm generate -m runs/pipeline/sft/model -p "copy: hello" -p "copy: abc" --temperature 0',
+      'rlfarm generate -m runs/pipeline/ppo/model --prompts examples/data/prompts.jsonl --temperature 0 > out.jsonl',
+    ],
     async run(values) {
       const model = values.model as string | undefined
       if (!model) throw new UsageError('--model is required')
@@ -318,10 +304,19 @@ Examples:
       const encoder = encoderFor(policy.tokenizer, data)
       const generation = { max_new_tokens: num('max-new-tokens', 64), temperature: num('temperature', 1), top_k: num('top-k', 0), top_p: num('top-p', 1), stop_at_eos: true }
       const seed = num('seed', 0)
+      // Like transformers: the cap is said once, not per batch.
+      let capNoted = false
+      const onCap = (message: string) => {
+        if (!capNoted) process.stderr.write(`rlfarm generate: ${message}\n`)
+        capNoted = true
+      }
       for (let start = 0; start < rows.length; start += 16) {
         const chunk = rows.slice(start, start + 16)
-        const out = await sampleResponses(policy.model, encoder, chunk.map((r) => encoder.prompt(r.prompt)), generation, seed + start)
-        chunk.forEach((r, i) => process.stdout.write(file ? `${JSON.stringify({ prompt: r.prompt, response: out.texts[i], ...r.extra })}\n` : `${out.texts[i]}\n`))
+        const out = await sampleResponses(policy.model, encoder, chunk.map((r) => encoder.prompt(r.prompt)), generation, seed + start, undefined, { onCap })
+        chunk.forEach((r, i) => {
+          if (file) process.stdout.write(`${JSON.stringify({ prompt: r.prompt, response: out.texts[i], ...r.extra })}\n`)
+          else process.stdout.write(`${rows.length > 1 ? `[${start + i + 1}] ` : ''}${promptText(r.prompt)}\n=> ${out.texts[i]}\n${start + i + 1 < rows.length ? '\n' : ''}`)
+        })
       }
       return 0
     },
@@ -329,22 +324,19 @@ Examples:
   dashboard: {
     summary: 'a local web page of the runs under a folder: states, live curves, outputs, comparisons',
     usage: 'rlfarm dashboard [runs/] [--port 6006] [--host 127.0.0.1]',
-    options: { port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    help: `Serves a web page of every run under the folder (default runs/, searched
+    description: `Serves a web page of every run under the folder (default runs/, searched
 recursively, so a pipeline's stages show too): its state, algorithm and step;
 training curves from metrics.jsonl, several runs on one chart; the last
 samples of outputs.jsonl; and the leaderboard and win-rate chart of each
 compare result. The page follows the runs as they train. It reads only files
 under the folder and listens on this machine only, unless --host says otherwise.
-Ctrl-C stops it.
-
-Options:
-      --port N      default 6006 (0: any free port)
-      --host ADDR   default 127.0.0.1; 0.0.0.0 shows it to the network
-
-Examples:
-  rlfarm dashboard
-  rlfarm dashboard runs/quickstart --port 8080`,
+Ctrl-C stops it.`,
+    flags: {
+      port: { type: 'string', value: 'N', help: 'default 6006 (0: any free port)' },
+      host: { type: 'string', value: 'ADDR', help: 'default 127.0.0.1; 0.0.0.0 shows it to the network' },
+      ...shared('help'),
+    },
+    examples: ['rlfarm dashboard', 'rlfarm dashboard runs/quickstart --port 8080'],
     async run(values, positionals) {
       if (positionals.length > 1) throw new UsageError(`expected one folder; got ${positionals.join(' ')}`)
       const port = values.port === undefined ? 6006 : Number(values.port)
@@ -357,6 +349,39 @@ Examples:
       return 0
     },
   },
+}
+
+/** parseArgs options of a command. */
+function parseOptions(command: Command) {
+  return Object.fromEntries(
+    Object.entries(command.flags).map(([name, f]) => [name, { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) }]),
+  )
+}
+
+/** The "Options:" lines of a command's help, from its flags. */
+function optionsHelp(command: Command): string {
+  const left = Object.entries(command.flags).map(([name, f]) => `${f.short ? `-${f.short}, ` : '    '}--${name}${f.value ? ` ${f.value}` : ''}`)
+  const width = Math.max(...left.map((l) => l.length))
+  return Object.values(command.flags)
+    .map((f, i) => `  ${left[i].padEnd(width)}  ${f.help}`)
+    .join('\n')
+}
+
+function commandHelp(command: Command): string {
+  return `Usage: ${command.usage}\n\n${command.description}\n\nOptions:\n${optionsHelp(command)}\n\nExamples:\n${command.examples.map((e) => `  ${e}`).join('\n')}\n`
+}
+
+/** "unknown option '--epoch'; did you mean '--epochs'?", for a flag parseArgs refused. */
+function unknownFlag(name: string, command: Command, given: string): string {
+  const flag = given.replace(/^-+/, '').split('=')[0]
+  const known = Object.keys(command.flags)
+  // A flag cut short (--out for --output-dir) before a typo's nearest spelling.
+  const near = (flag.length >= 3 ? known.find((k) => k.startsWith(flag)) : undefined) ?? closestKey(flag, known)
+  const elsewhere = Object.entries(COMMANDS)
+    .filter(([, c]) => c !== command && flag in c.flags)
+    .map(([n]) => n)
+  const hint = [near ? `; did you mean '--${near}'?` : '', elsewhere.length ? ` (--${flag} is an option of ${elsewhere.join(', ')})` : ''].join('')
+  return `unknown option '${given}' for ${name}${hint} (its options: ${Object.keys(command.flags).map((f) => `--${f}`).join(', ')})`
 }
 
 function mainHelp(): string {
@@ -375,7 +400,7 @@ Examples:
   rlfarm compare examples/compare.yaml
   rlfarm train examples/ppo.yaml
   rlfarm run examples/pipeline.yaml
-  rlfarm generate -m runs/sft/model -p "Hello"
+  rlfarm generate -m runs/pipeline/ppo/model -p "copy: hello" --temperature 0
 
 Config keys, defaults and ranges: proto/rlfarm.proto (${configSchema().messages.size} messages).`
 }
@@ -393,16 +418,25 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = COMMANDS[name]
   if (!command) {
-    process.stderr.write(`rlfarm: unknown command '${name}'; the commands are ${Object.keys(COMMANDS).join(', ')} (rlfarm --help)\n`)
+    const near = closestKey(name, Object.keys(COMMANDS))
+    process.stderr.write(`rlfarm: unknown command '${name}'${near ? `; did you mean '${near}'?` : ''} The commands are ${Object.keys(COMMANDS).join(', ')} (rlfarm --help)\n`)
     return 2
   }
   try {
-    const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true })
+    let parsed: ReturnType<typeof parseArgs>
+    try {
+      parsed = parseArgs({ args: rest, options: parseOptions(command), allowPositionals: true, strict: true })
+    } catch (err) {
+      const e = err as Error & { code?: string }
+      const given = e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-[^']*)'/.exec(e.message)?.[1] : undefined
+      throw new UsageError(given ? unknownFlag(name, command, given) : e.message)
+    }
+    const { values, positionals } = parsed
     if (values.help) {
-      process.stdout.write(`Usage: ${command.usage}\n\n${command.help}\n`)
+      process.stdout.write(commandHelp(command))
       return 0
     }
-    return await command.run(values as Record<string, unknown>, positionals)
+    return await command.run(values as Values, positionals)
   } catch (err) {
     const failure = describeFailure(err)
     if (err instanceof UsageError || failure.code.startsWith('ERR_PARSE_ARGS')) {
@@ -454,4 +488,9 @@ export function installFatalHandlers(argv: readonly string[]): void {
   }
   process.on('uncaughtException', fatal)
   process.on('unhandledRejection', fatal)
+}
+
+/** Each command's help examples, for the test that runs them. */
+export function helpExamples(): { command: string; example: string }[] {
+  return Object.entries(COMMANDS).flatMap(([command, c]) => c.examples.map((example) => ({ command, example })))
 }

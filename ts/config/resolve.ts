@@ -215,6 +215,35 @@ export function absolutePaths(type: TopLevelType, value: unknown, baseDir: strin
   return walk(messageSpec(type), value)
 }
 
+/**
+ * `--set` arguments whose field is path-valued (marked `(path)`), with a
+ * relative value made absolute against `baseDir`: a path typed on a command
+ * line is taken from the directory it was typed in, not from the config
+ * file's. Other arguments, and malformed ones (validation reports those), are
+ * kept as they are.
+ */
+export function absoluteSetPaths(type: TopLevelType, sets: readonly string[], baseDir: string): string[] {
+  return sets.map((arg) => {
+    const eq = typeof arg === 'string' ? arg.indexOf('=') : -1
+    const segments = eq > 0 ? parseSetPath(arg.slice(0, eq).trim()) : undefined
+    if (!segments) return arg
+    let spec: MessageSpec | undefined = messageSpec(type)
+    let owner = spec
+    let field: FieldSpec | undefined
+    for (const seg of segments) {
+      if (typeof seg === 'number') continue // an item of the list field just named
+      if (!spec) return arg
+      field = spec.byName.get(seg)
+      if (!field) return arg
+      owner = spec
+      spec = field.kind === 'message' ? messageSpec(field.message!) : undefined
+    }
+    const text = arg.slice(eq + 1).trim()
+    if (!field?.path || field.repeated || text === 'null' || text === '~' || keepAsIs(text, owner.name, field.name) || isAbsolute(text)) return arg
+    return `${arg.slice(0, eq)}=${resolvePath(baseDir, text)}`
+  })
+}
+
 /** Clones plain objects and arrays (other values are kept as they are, for validation to judge). */
 export function clonePlain(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(clonePlain)

@@ -88,7 +88,7 @@ function alpacaPrompt(row: Record<string, unknown>, rules: RowRules): string {
 }
 
 /** The history before a chat's final assistant message, and that message. */
-function splitLastAssistant(chat: ChatMessage[], key: string, rules: RowRules): { history: ChatMessage[]; reply: string } {
+export function splitLastAssistant(chat: ChatMessage[], key: string, rules: RowRules = {}): { history: ChatMessage[]; reply: string } {
   const last = chat[chat.length - 1]
   if (last.role !== 'assistant') throw new Error(`the last message of '${key}' must be the assistant's; got role '${last.role}'`)
   if (chat.length < 2) throw new Error(`'${key}' needs a prompt message before the assistant's reply`)

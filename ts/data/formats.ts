@@ -17,6 +17,7 @@
 import type { ChatMessage } from '../model/chat-template.js'
 import type { RowRules } from './examples.js'
 import { Rng } from '../run/rng.js'
+import { splitLastAssistant } from './examples.js'
 import { readTable, type BadRowPolicy, type ReadLimits, type ReadResult } from './jsonl.js'
 
 export type DataFormat = 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
@@ -47,7 +48,7 @@ export class RowAdapter {
       case 'ultrafeedback_binarized':
         // Already rlfarm's shape (chosen/rejected message lists sharing the prompt turn).
         if (!Array.isArray(value.chosen) || !Array.isArray(value.rejected)) throw new Error("ultrafeedback_binarized rows need 'chosen' and 'rejected' message lists")
-        return { chosen: value.chosen, rejected: value.rejected }
+        return withPrompt({ chosen: value.chosen as ChatMessage[], rejected: value.rejected as ChatMessage[] })
       case 'hh_rlhf':
         return hhRlhf(value)
       case 'alpacafarm':
@@ -104,10 +105,15 @@ export function parseTranscript(text: string, key: string): ChatMessage[] {
   return messages
 }
 
-function hhRlhf(row: Record<string, unknown>): { chosen: ChatMessage[]; rejected: ChatMessage[] } {
+function hhRlhf(row: Record<string, unknown>): { prompt: ChatMessage[]; chosen: ChatMessage[]; rejected: ChatMessage[] } {
   const chosen = parseTranscript(str(row, 'chosen'), 'chosen')
   const rejected = parseTranscript(str(row, 'rejected'), 'rejected')
-  return { chosen, rejected }
+  return withPrompt({ chosen, rejected })
+}
+
+/** A pair of chats with the turns before chosen's reply as `prompt`, so the file serves as prompts too (PPO on HH-RLHF). */
+function withPrompt(pair: { chosen: ChatMessage[]; rejected: ChatMessage[] }): { prompt: ChatMessage[]; chosen: ChatMessage[]; rejected: ChatMessage[] } {
+  return { prompt: splitLastAssistant(pair.chosen, 'chosen').history, ...pair }
 }
 
 function alpacaFarm(row: Record<string, unknown>): { prompt: ChatMessage[]; chosen: string; rejected: string } {

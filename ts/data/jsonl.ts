@@ -1,11 +1,14 @@
 // Reading JSON Lines data: every error names the file and the line; a bad row
 // either stops the read or is skipped and counted, as the caller (the
-// config's data.on_bad_row) says.
+// config's data.on_bad_row) says. A data path may also be a directory or a
+// glob of shards (as the Hub ships them), and JSON Lines may be gzipped.
+import fs from 'node:fs'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import type { Readable } from 'node:stream'
+import zlib from 'node:zlib'
 import { openForReading } from '../util/fs.js'
 
 export type BadRowPolicy = 'stop' | 'skip'
@@ -143,11 +146,79 @@ async function* splitLines(stream: Readable, maxBytes: number): AsyncGenerator<L
   if (!dropping && held > 0) yield text()
 }
 
+// What a directory of data holds: Parquet and JSON Lines, plain or gzipped.
+const DATA_FILE = /\.(parquet|jsonl|jsonl\.gz)$/i
+
+/**
+ * The files a data path names: the file itself; every data file of a
+ * directory (.parquet, .jsonl, .jsonl.gz), in name order; or the files a glob
+ * in the last part of the path matches (`data/train-*.parquet`: `*`, `?`,
+ * `[abc]`), in name order.
+ */
+export function dataFiles(spec: string): string[] {
+  const dir = path.dirname(spec)
+  const base = path.basename(spec)
+  if (/[*?[]/.test(base)) {
+    const pattern = globPattern(base)
+    let names: string[]
+    try {
+      names = fs.readdirSync(dir)
+    } catch (err) {
+      throw new Error(`cannot read ${spec}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? `no directory ${dir}` : (err as Error).message}`)
+    }
+    const files = names.filter((n) => pattern.test(n)).sort().map((n) => path.join(dir, n))
+    if (files.length === 0) throw new Error(`${spec}: no file in ${dir} matches ${base}`)
+    return files
+  }
+  let stat: fs.Stats | undefined
+  try {
+    stat = fs.statSync(spec)
+  } catch {
+    stat = undefined // reading it says why
+  }
+  if (!stat?.isDirectory()) return [spec]
+  const files = fs.readdirSync(spec).filter((n) => DATA_FILE.test(n)).sort().map((n) => path.join(spec, n))
+  if (files.length === 0) throw new Error(`${spec}: a directory with no data files (.parquet, .jsonl, .jsonl.gz)`)
+  return files
+}
+
+/** A glob of one path segment as a RegExp: `*` any run of characters, `?` one, `[...]` a class. */
+function globPattern(glob: string): RegExp {
+  let re = ''
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]
+    if (c === '*') re += '[^/]*'
+    else if (c === '?') re += '[^/]'
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1)
+      if (end < 0) throw new Error(`${glob}: '[' without its ']'`)
+      re += `[${glob.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\')}]`
+      i = end
+    } else re += c.replace(/[.+^${}()|\\]/g, '\\$&')
+  }
+  return new RegExp(`^${re}$`)
+}
+
 /**
  * Reads a table of rows: Parquet (a .parquet file, read with hyparquet) or
- * JSON Lines; a bad row is named by its file and line (or Parquet row).
+ * JSON Lines (gzipped when it ends in .gz); a directory or a glob of shards
+ * is read file after file. A bad row is named by its file and line (or
+ * Parquet row).
  */
-export async function readTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop', limits: ReadLimits = {}): Promise<ReadResult<T>> {
+export async function readTable<T>(spec: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy = 'stop', limits: ReadLimits = {}): Promise<ReadResult<T>> {
+  const files = dataFiles(spec)
+  if (files.length === 1) return readOneTable(files[0], parse, policy, limits)
+  const all: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
+  for (const file of files) {
+    const part = await readOneTable(file, parse, policy, limits)
+    for (const row of part.rows) all.rows.push(row)
+    all.skipped += part.skipped
+    all.skippedReasons.push(...part.skippedReasons.slice(0, 100 - all.skippedReasons.length))
+  }
+  return all
+}
+
+async function readOneTable<T>(file: string, parse: (value: unknown, line: number) => T, policy: BadRowPolicy, limits: ReadLimits): Promise<ReadResult<T>> {
   if (!file.toLowerCase().endsWith('.parquet')) return readJsonl(file, parse, policy, limits)
   const rows = await readParquetRows(file, limits.parquetTimeoutMs)
   const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
@@ -200,11 +271,26 @@ async function readParquetRows(file: string, timeoutMs?: number): Promise<Record
   }
 }
 
+const GZIP_MAGIC = [0x1f, 0x8b]
+
+/** Whether a file starts with gzip's magic bytes. */
+function isGzip(file: string): boolean {
+  const head = Buffer.alloc(2)
+  // Non-blocking, and only a regular file is looked at: a stream's first bytes are its reader's.
+  const { fd, stat } = openForReading(file, { allowSpecial: true })
+  try {
+    return stat.isFile() && fs.readSync(fd, head, 0, 2, 0) === 2 && head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1]
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 /**
- * Reads `file` line by line; `parse(value, line)` turns each JSON value into a
- * row or throws (an Error whose message is the reason). Blank lines are
- * ignored. A line longer than `limits.maxRowBytes`, one that is not UTF-8 and
- * a string holding NUL or a lone surrogate are bad rows too.
+ * Reads `file` line by line (gunzipped when it ends in .gz); `parse(value,
+ * line)` turns each JSON value into a row or throws (an Error whose message is
+ * the reason). Blank lines are ignored. A line longer than
+ * `limits.maxRowBytes` (after gunzip), one that is not UTF-8 and a string
+ * holding NUL or a lone surrogate are bad rows too.
  */
 export async function readJsonl<T>(
   file: string,
@@ -214,11 +300,20 @@ export async function readJsonl<T>(
 ): Promise<ReadResult<T>> {
   const maxBytes = limits.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new RangeError(`readJsonl: maxRowBytes must be a positive integer; got ${maxBytes}`)
+  const gzipped = file.toLowerCase().endsWith('.gz')
   const { stream } = openDataFile(file, limits.allowSpecialFiles)
+  if (!gzipped && isGzip(file)) {
+    stream.destroy()
+    throw new Error(`cannot read ${file}: it is gzip-compressed but not named .gz; rename it (e.g. data.jsonl.gz) so it is read as gzip`)
+  }
+  // A gunzip error (bad gzip data) reaches the loop below through the iterator.
+  const input: Readable = gzipped ? stream.pipe(zlib.createGunzip()) : stream
+  let lastLine = 0
   const result: ReadResult<T> = { rows: [], skipped: 0, skippedReasons: [] }
   try {
-    for await (const piece of splitLines(stream, maxBytes)) {
+    for await (const piece of splitLines(input, maxBytes)) {
       const line = piece.line
+      lastLine = line
       if ('tooLong' in piece) {
         skipOrStop(result, policy, new BadRowError(file, line, `the row is over ${maxBytes} bytes (data.max_row_bytes)`))
         continue
@@ -247,9 +342,14 @@ export async function readJsonl<T>(
     }
   } catch (err) {
     if (err instanceof BadRowError) throw err
+    const code = (err as NodeJS.ErrnoException).code
+    if (gzipped && typeof code === 'string' && code.startsWith('Z_')) {
+      throw new Error(`cannot read ${file}: not valid gzip data (${(err as Error).message}${lastLine > 0 ? `, after line ${lastLine}` : ''})`, { cause: err })
+    }
     throw new Error(`cannot read ${file}: ${(err as Error).message}`, { cause: err })
   } finally {
     stream.destroy()
+    if (input !== stream) input.destroy()
   }
   return result
 }

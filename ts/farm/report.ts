@@ -123,7 +123,7 @@ export interface LeaderboardEntry {
 export interface Leaderboard {
   name: string
   entries: LeaderboardEntry[]
-  /** Spearman rank correlation between the pool's and gold's rankings of the methods. */
+  /** Spearman rank correlation between the pool's and gold's rankings of the methods (three methods or more). */
   poolGoldSpearman?: number
   /** Methods whose gold win-rate is above the baseline's by more than two standard errors of the difference. */
   baseline?: string
@@ -153,7 +153,8 @@ export function makeLeaderboard(name: string, stages: readonly (StageLike & { se
   entries.sort((a, b) => b.winRate - a.winRate)
   const board: Leaderboard = { name, entries }
   const pooled = entries.filter((e) => e.poolWinRate !== undefined)
-  if (pooled.length >= 2) board.poolGoldSpearman = spearman(pooled.map((e) => e.winRate), pooled.map((e) => e.poolWinRate!))
+  // Two methods' ranks correlate at +1 or -1 and nothing between: too few to say anything.
+  if (pooled.length >= 3) board.poolGoldSpearman = spearman(pooled.map((e) => e.winRate), pooled.map((e) => e.poolWinRate!))
   const base = entries.find((e) => e.method === baseline)
   if (base) {
     board.baseline = baseline

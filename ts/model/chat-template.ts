@@ -71,9 +71,42 @@ export interface ChatTemplateOptions {
    * templates: the one to use. Default 'default'.
    */
   templateName?: string
+  /** Tool definitions (JSON schemas), as the template's `tools`, as transformers' apply_chat_template(tools=...). */
+  tools?: readonly object[]
+  /** Documents for retrieval-augmented templates, as the template's `documents`. */
+  documents?: readonly object[]
+  /**
+   * Further variables the template reads, as transformers' **kwargs:
+   * `{ enable_thinking: false }` (Qwen3), `{ date_string: ... }`. They may
+   * replace the special tokens; `messages` and `add_generation_prompt` come
+   * from the arguments.
+   */
+  variables?: Readonly<Record<string, unknown>>
 }
 
-export const CHAT_TEMPLATE_OPTIONS = ['addGenerationPrompt', 'tokenize', 'templateName'] as const
+export const CHAT_TEMPLATE_OPTIONS = ['addGenerationPrompt', 'tokenize', 'templateName', 'tools', 'documents', 'variables'] as const
+
+/** The variables a template gets beyond the messages: `tools`, `documents` and `variables`, checked. */
+export function extraTemplateVariables(where: string, options: ChatTemplateOptions): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const name of ['tools', 'documents'] as const) {
+    const list = options[name]
+    if (list === undefined || list === null) continue
+    if (!Array.isArray(list) || !list.every((x) => x !== null && typeof x === 'object')) throw new TypeError(`${where}: ${name} must be an array of objects; got ${describe(list)}`)
+    out[name] = list
+  }
+  const variables = options.variables
+  if (variables !== undefined) {
+    if (variables === null || typeof variables !== 'object' || Array.isArray(variables)) throw new TypeError(`${where}: variables must be an object of template variables; got ${describe(variables)}`)
+    for (const [name, value] of Object.entries(variables)) {
+      if (name === 'messages') throw new TypeError(`${where}: variables.messages: the messages are the first argument`)
+      if (name === 'add_generation_prompt') throw new TypeError(`${where}: variables.add_generation_prompt: use the addGenerationPrompt option`)
+      if ((name === 'tools' || name === 'documents') && options[name] !== undefined) throw new TypeError(`${where}: ${name} is given twice (as an option and in variables)`)
+      out[name] = value
+    }
+  }
+  return out
+}
 
 /**
  * The chat template of the ByteTokenizer. A conversation renders as

@@ -20,7 +20,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type * as HfTokenizersModule from '@huggingface/tokenizers' with { 'resolution-mode': 'import' }
-import { BYTE_CHAT_TEMPLATE, CHAT_TEMPLATE_OPTIONS, ChatTemplate, checkMessages, type ChatMessage, type ChatTemplateOptions } from './chat-template.js'
+import { BYTE_CHAT_TEMPLATE, CHAT_TEMPLATE_OPTIONS, ChatTemplate, checkMessages, extraTemplateVariables, type ChatMessage, type ChatTemplateOptions } from './chat-template.js'
 import { resolveInside } from '../util/fs.js'
 import { readJsonFile } from '../util/json.js'
 import { booleanOption, checkKeys, describe } from '../util/options.js'
@@ -269,6 +269,7 @@ export class ByteTokenizer implements Tokenizer {
       eos_token: ByteTokenizer.EOS,
       pad_token: ByteTokenizer.PAD,
       additional_special_tokens: this.specialTokens.slice(3),
+      ...extraTemplateVariables(where, options),
     })
     return tokenize ? this.encode(text, { addSpecialTokens: false }) : text
   }
@@ -412,14 +413,25 @@ function checkComponents(json: Json, file: string): { splitMetaspace: string | u
     if (kind === 'pre_tokenizer' && type === 'Split') {
       const behavior = String(node.behavior ?? 'Isolated')
       const pattern = isObject(node.pattern) ? node.pattern : {}
+      if (node.invert === true) {
+        // Inverted, the pattern matches the pieces rather than the delimiters. The port then
+        // keeps the matches and drops the text between them, which is the Rust library's
+        // 'Removed' (cl100k- and o200k-style files). 'Isolated' keeps the text between as
+        // pieces too: the same pieces as the pattern not inverted, which the port runs as such.
+        if (behavior === 'Isolated') node.invert = false
+        else if (behavior !== 'Removed') {
+          throw new Error(`${file}: ${path} is a Split with behavior '${behavior}' and invert: true, which @huggingface/tokenizers does not reproduce (with invert it handles 'Removed' and 'Isolated')`)
+        }
+        if (behavior === 'Removed') return
+      }
       // With 'Removed' the port calls String.split, which keeps what capturing groups match
       // (and it wraps a String pattern in one).
       const capturing = typeof pattern.String === 'string' || (typeof pattern.Regex === 'string' && /(^|[^\\])\((?!\?)/.test(pattern.Regex))
-      if (node.invert === true || !['Isolated', 'Removed'].includes(behavior) || (behavior === 'Removed' && capturing)) {
+      if (!['Isolated', 'Removed'].includes(behavior) || (behavior === 'Removed' && capturing)) {
         throw new Error(
-          `${file}: ${path} is a Split with behavior '${behavior}'${node.invert === true ? ' and invert: true' : ''}` +
+          `${file}: ${path} is a Split with behavior '${behavior}'` +
             `${behavior === 'Removed' && capturing ? ' and a pattern with a capturing group' : ''}, which @huggingface/tokenizers does not reproduce ` +
-            `(it handles 'Isolated', and 'Removed' with a Regex without capturing groups, without invert)`,
+            `(it handles 'Isolated', and 'Removed' with a Regex without capturing groups; with invert: true, 'Removed' and 'Isolated')`,
         )
       }
     }
@@ -863,7 +875,7 @@ export class HfTokenizer implements Tokenizer {
           (options.templateName === undefined ? '. Choose one with the templateName option' : ''),
       )
     }
-    const text = template.render(messages, addGenerationPrompt, this.#templateVariables)
+    const text = template.render(messages, addGenerationPrompt, { ...this.#templateVariables, ...extraTemplateVariables(where, options) })
     return tokenize ? this.#encodeText(where, text) : text
   }
 

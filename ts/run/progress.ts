@@ -27,6 +27,12 @@ export interface ProgressOptions {
   label?: string
   /** The metrics shown, in order; default: every metric given to update(). */
   metrics?: string[]
+  /**
+   * An ETA for more than this progress (a pipeline's): given the seconds this
+   * progress is expected to take in all, returns a label and the seconds
+   * expected after it ends; shown as `<label> ETA ...`.
+   */
+  overall?: (projectedSeconds: number) => { label: string; secondsAfter: number } | undefined
   /** Clock in ms (tests). Default Date.now. */
   now?: () => number
 }
@@ -42,8 +48,10 @@ const REDRAW_MS = 100
 export class Progress {
   readonly mode: 'bar' | 'lines' | 'none'
   readonly #stream: ProgressStream
-  readonly #total: number
-  readonly #every: number
+  #total: number
+  #every: number
+  readonly #everyGiven: boolean
+  readonly #overall: ProgressOptions['overall']
   readonly #start: number
   readonly #label: string
   readonly #shown: string[] | undefined
@@ -58,18 +66,28 @@ export class Progress {
 
   constructor(options: ProgressOptions = {}) {
     const where = 'Progress'
-    checkKeys(where, options, ['total', 'mode', 'stream', 'every', 'start', 'label', 'metrics', 'now'])
+    checkKeys(where, options, ['total', 'mode', 'stream', 'every', 'start', 'label', 'metrics', 'now', 'overall'])
     this.#stream = options.stream ?? process.stderr
     const mode = choiceOption(where, 'mode', options.mode, ['auto', 'bar', 'lines', 'none'] as const, 'auto')
     this.mode = mode === 'auto' ? (this.#stream.isTTY ? 'bar' : 'lines') : mode
     this.#total = numberOption(where, 'total', options.total, 0)
-    this.#every = numberOption(where, 'every', options.every, this.#total > 0 ? Math.max(1, Math.round(this.#total / 20)) : 10)
+    this.#everyGiven = options.every !== undefined
+    this.#every = numberOption(where, 'every', options.every, defaultEvery(this.#total))
     if (!(this.#every >= 1)) throw new RangeError(`${where}: every must be at least 1; got ${describe(options.every)}`)
+    if (options.overall !== undefined && typeof options.overall !== 'function') throw new TypeError(`${where}: overall must be a function; got ${describe(options.overall)}`)
+    this.#overall = options.overall
     this.#start = this.#step = numberOption(where, 'start', options.start, 0)
     this.#label = options.label ?? ''
     this.#shown = options.metrics
     this.#now = options.now ?? Date.now
     this.#startTime = this.#now()
+  }
+
+  /** The number of steps, when it becomes known (or changes) after the progress began. */
+  setTotal(total: number): void {
+    if (typeof total !== 'number' || !Number.isInteger(total) || total < 0) throw new RangeError(`Progress.setTotal: total must be a non-negative integer; got ${describe(total)}`)
+    this.#total = total
+    if (!this.#everyGiven) this.#every = defaultEvery(this.#total)
   }
 
   /** Reports that `step` is done. */
@@ -107,7 +125,12 @@ export class Progress {
     const facts = [this.#total > 0 ? `${this.#step}/${this.#total}` : `${this.#step}`]
     if (this.#total > 0) facts.push(`${Math.floor((100 * this.#step) / this.#total)}%`)
     if (this.#tokens > 0 && elapsed > 0) facts.push(`${formatRate(this.#tokens / elapsed)} tok/s`)
-    if (this.#total > 0 && done > 0 && elapsed > 0) facts.push(`ETA ${formatDuration(((this.#total - this.#step) * elapsed) / done)}`)
+    if (this.#total > 0 && done > 0 && elapsed > 0) {
+      const left = (Math.max(0, this.#total - this.#step) * elapsed) / done
+      facts.push(`ETA ${formatDuration(left)}`)
+      const overall = this.#overall?.(elapsed + left)
+      if (overall) facts.push(`${overall.label} ETA ${formatDuration(left + overall.secondsAfter)}`)
+    }
     for (const name of this.#shown ?? Object.keys(this.#metrics)) {
       if (name in this.#metrics) facts.push(`${name} ${formatNumber(this.#metrics[name])}`)
     }
@@ -135,6 +158,11 @@ export class Progress {
     this.#lastDraw = this.#now()
     this.#barVisible = true
   }
+}
+
+/** Lines mode: a line every twentieth of the run, or every 10 steps when the total is unknown. */
+function defaultEvery(total: number): number {
+  return total > 0 ? Math.max(1, Math.round(total / 20)) : 10
 }
 
 function formatNumber(x: number): string {

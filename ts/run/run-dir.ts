@@ -40,8 +40,10 @@ export interface RunDirectoryOptions {
   name?: string
   /** What the run trains ('ppo', 'dpo'...), for the default name and run.json. */
   algorithm?: string
-  /** Continue the existing run `name` instead of refusing a non-empty directory. Default false. */
+  /** Continue the existing run `name` instead of refusing a non-empty directory (a run not begun begins). Default false. */
   resume?: boolean
+  /** Start the run `name` again from scratch: an existing run directory of that name is emptied first. Default false. */
+  overwrite?: boolean
   /** Clock (tests). Default: new Date(). */
   now?: () => Date
 }
@@ -71,13 +73,16 @@ export class RunDirectory {
   /**
    * Makes <outputDir>/<name> and marks the run as running in run.json. A
    * non-empty directory is refused unless `resume` is set, which needs an
-   * existing run directory.
+   * existing run directory, or `overwrite`, which empties a run directory
+   * first; one whose run ended before step 1 with no checkpoint is reused.
    */
   static create(outputDir: string, options: RunDirectoryOptions = {}): RunDirectory {
     const where = 'RunDirectory.create'
-    checkKeys(where, options, ['name', 'algorithm', 'resume', 'now'])
+    checkKeys(where, options, ['name', 'algorithm', 'resume', 'overwrite', 'now'])
     const now = options.now ?? (() => new Date())
     const resume = booleanOption(where, 'resume', options.resume, false)
+    const overwrite = booleanOption(where, 'overwrite', options.overwrite, false)
+    if (resume && overwrite) throw new TypeError(`${where}: resume and overwrite exclude each other (continue the run, or start it again)`)
     const algorithm = options.algorithm
     if (algorithm !== undefined && (typeof algorithm !== 'string' || !isRunName(algorithm))) {
       throw new TypeError(`${where}: algorithm must be a plain name; got ${describe(algorithm)}`)
@@ -94,20 +99,21 @@ export class RunDirectory {
       for (let n = 2; !isEmptyOrMissing(path.join(outputDir, name)); n++) name = `${base}-${n}`
     }
     const dir = path.join(outputDir, name)
-    if (resume) {
-      if (!fs.existsSync(dir)) {
-        throw new Error(`${where}: cannot resume ${dir}: there is nothing to resume, the directory does not exist (the run was stopped before it made it, or output_dir or name differ); start the run without resume`)
-      }
-      if (!fs.existsSync(path.join(dir, 'run.json'))) {
-        throw new Error(`${where}: cannot resume ${dir}: there is nothing to resume, it has no run.json (the run was stopped before it started, or it is not a run directory); remove it and start the run without resume`)
-      }
+    // Resuming a run that has not begun (no directory, or an empty one) begins it: "run or continue".
+    if (resume && (fs.existsSync(path.join(dir, 'run.json')) || !isEmptyOrMissing(dir))) {
+      if (!fs.existsSync(path.join(dir, 'run.json'))) throw new Error(`${where}: cannot resume ${dir}: it is not a run directory (no run.json)`)
       const run = new RunDirectory(dir, name, true, now)
       const stamp = now().toISOString()
       run.#write({ ...run.status(), state: 'running', error: undefined, resumedAt: stamp, updatedAt: stamp, host: os.hostname(), pid: process.pid })
       return run
     }
     if (!isEmptyOrMissing(dir)) {
-      throw new Error(`${where}: ${dir} already exists and is not empty; choose another name, remove it, or resume the run (resume: true)`)
+      const existing = existingRun(dir)
+      if (existing === undefined) throw new Error(`${where}: ${dir} already exists and is not a run directory (no run.json); choose another name (--name NEW) or output directory`)
+      if (existing.active) throw new Error(`${where}: ${dir} holds ${existing.description}; wait for it to end, or use another --name`)
+      // A run that never got past step 0 left nothing worth keeping; --overwrite says the rest may go.
+      if (!overwrite && !existing.reusable) throw new Error(`${where}: ${runExistsMessage(dir, existing.description)}`)
+      emptyDirectory(dir)
     }
     try {
       fs.mkdirSync(dir, { recursive: true })
@@ -216,7 +222,6 @@ export class RunDirectory {
   }
 }
 
-/** A run or stage name: one directory name (not empty, no separator or NUL, not '.' or '..'). */
 /** Rewrites an existing file's contents in place (no new file, so no new directory entry or inode), synced. */
 function overwriteInPlace(file: string, text: string): void {
   const bytes = Buffer.from(text)
@@ -230,6 +235,61 @@ function overwriteInPlace(file: string, text: string): void {
   }
 }
 
+/** What is in an existing run directory: its state, and whether a new run may simply take its place. */
+export interface ExistingRun {
+  /** "a finished run (step 40)", "a failed run (step 0)". */
+  description: string
+  state: RunState | undefined
+  step: number
+  /** True for a run that ended (or died) before step 1 and left no checkpoint. */
+  reusable: boolean
+  /** True while the process that runs it is alive on this host. */
+  active: boolean
+}
+
+/** Reads dir/run.json; undefined when there is none (not a run directory). */
+export function existingRun(dir: string): ExistingRun | undefined {
+  const file = path.join(dir, 'run.json')
+  if (!fs.existsSync(file)) return undefined
+  let status: Partial<RunStatus> | undefined
+  try {
+    status = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<RunStatus>
+  } catch {
+    status = undefined
+  }
+  const state = status && STATES.includes(status.state as RunState) ? (status.state as RunState) : undefined
+  const step = Number.isSafeInteger(status?.step) ? status!.step! : 0
+  const active = state === 'running' && status!.host === os.hostname() && processAlive(status!.pid)
+  const ended = state === 'failed' || state === 'interrupted' || (state === 'running' && !active)
+  const reusable = ended && step === 0 && latestCheckpoint(dir) === undefined
+  const what = state === 'running' ? (active ? `a run still running (pid ${status!.pid})` : 'a run that stopped without saying so') : state ? `${state === 'interrupted' ? 'an' : 'a'} ${state} run` : 'a run whose run.json cannot be read'
+  return { description: `${what} (step ${step})`, state, step, reusable, active }
+}
+
+/** The refusal for a run directory that holds a run worth keeping, with the three ways on. */
+export function runExistsMessage(dir: string, description: string): string {
+  return (
+    `${dir} already exists: ${description}. To go on: --resume continues it from its last checkpoint, ` +
+    '--overwrite starts it again from scratch (deleting it), or --name NEW starts a new run beside it'
+  )
+}
+
+function processAlive(pid: unknown): boolean {
+  if (!Number.isSafeInteger(pid) || (pid as number) <= 0) return false
+  try {
+    process.kill(pid as number, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Removes what a directory holds, keeping the directory. */
+export function emptyDirectory(dir: string): void {
+  for (const entry of fs.readdirSync(dir)) fs.rmSync(path.join(dir, entry), { recursive: true, force: true })
+}
+
+/** A run or stage name: one directory name (not empty, no separator or NUL, not '.' or '..'). */
 export function isRunName(name: string): boolean {
   return name.length > 0 && name !== '.' && name !== '..' && !/[/\\\0]/.test(name)
 }

@@ -32,7 +32,7 @@ import { onInterrupt, type Interrupt } from './interrupt.js'
 import type { MetricsLogger } from './metrics.js'
 import { Progress, type ProgressMode, type ProgressStream } from './progress.js'
 import { Rng, type RngState } from './rng.js'
-import { isRunName, RunDirectory } from './run-dir.js'
+import { emptyDirectory, existingRun, isRunName, RunDirectory, runExistsMessage } from './run-dir.js'
 import { policyTable, type PolicyRow } from '../farm/report.js'
 
 export type Algorithm = NonNullable<RunConfig['algorithm']>
@@ -71,6 +71,8 @@ export interface TrainOptions {
   onStep?: (event: StepEvent) => void
   /** Continue the run output_dir/name from its newest checkpoint. Default false. */
   resume?: boolean
+  /** Start the run output_dir/name again from scratch when it exists (its directory is emptied). Default false. */
+  overwrite?: boolean
   /** Overrides, `path=value` each, applied before validation (as `--set`). */
   set?: readonly string[]
   /** Overrides logging.progress. */
@@ -81,6 +83,22 @@ export interface TrainOptions {
   handleSignals?: boolean
   /** Reward functions by name, for a config's `reward_function: { name }` (and reward_functions): called once per batch. */
   rewards?: Readonly<Record<string, RewardFn>>
+}
+
+/** What runPipeline tells the train() of each stage (not public options). */
+interface StageOptions {
+  /** The stage's name. */
+  stage?: string
+  /** Where the stage stands in its pipeline, for progress. */
+  pipeline?: PipelinePosition
+}
+
+/** Stage k of n, and the seconds of the stages this session ran before it (for the pipeline's ETA). */
+interface PipelinePosition {
+  index: number
+  count: number
+  /** Seconds each stage run so far in this session took (kept stages are not counted). */
+  ranSeconds: number[]
 }
 
 export interface TrainResult extends StageResult {
@@ -135,6 +153,17 @@ export async function saveModelWithTokenizer(model: Model, tokenizerSource: stri
   }
 }
 
+/**
+ * The pipeline's ETA after the current stage: each later stage is guessed to
+ * take the mean time of the stages run so far (this one as projected), since
+ * a stage's length is known only once it has loaded its data.
+ */
+function pipelineRemaining(at: PipelinePosition, projectedSeconds: number): { label: string; secondsAfter: number } {
+  const seen = [...at.ranSeconds, projectedSeconds]
+  const mean = seen.reduce((a, b) => a + b, 0) / seen.length
+  return { label: 'pipeline', secondsAfter: mean * (at.count - at.index - 1) }
+}
+
 // Between checkpoints, run.json's step is brought up to date at most this often.
 const STATUS_EVERY_MS = 2000
 
@@ -156,7 +185,7 @@ class Session implements TrainerContext {
     readonly config: RunConfig,
     readonly run: RunDirectory,
     readonly interrupt: Interrupt,
-    readonly options: TrainOptions & { stage?: string },
+    readonly options: TrainOptions & StageOptions,
     /** The checkpoint a resumed run continues from: its step is known before any model is loaded. */
     readonly resumeFrom: { step: number; path: string } | undefined,
   ) {
@@ -206,8 +235,19 @@ class Session implements TrainerContext {
     const mode = this.options.progress ?? this.config.logging.progress
     if (mode === 'none') return undefined
     if (!this.#progress) {
-      const label = this.options.stage ? `${this.options.stage} (${this.algorithm})` : this.algorithm
-      this.#progress = new Progress({ total, mode, label, start: this.resumeFrom?.step ?? 0, ...(this.options.stream ? { stream: this.options.stream } : {}) })
+      const at = this.options.pipeline
+      const label = this.options.stage ? `${at ? `stage ${at.index + 1}/${at.count} ` : ''}${this.options.stage} (${this.algorithm})` : this.algorithm
+      this.#progress = new Progress({
+        total,
+        mode,
+        label,
+        start: this.resumeFrom?.step ?? 0,
+        ...(at && at.index + 1 < at.count ? { overall: (projected: number) => pipelineRemaining(at, projected) } : {}),
+        ...(this.options.stream ? { stream: this.options.stream } : {}),
+      })
+    } else if (total !== undefined && total > 0) {
+      // A stage may report before it knows its length (a baseline evaluation at step 0).
+      this.#progress.setTotal(total)
     }
     return this.#progress
   }
@@ -294,8 +334,8 @@ class Session implements TrainerContext {
  * algorithm and the time); with `resume` it continues that run from its newest
  * checkpoint. Resolves when the run finishes or stops on the signal.
  */
-export async function train(config: string | RunConfig | RunConfigInput, options: TrainOptions & { stage?: string } = {}): Promise<TrainResult> {
-  checkKeys('train', options, ['signal', 'onStep', 'resume', 'set', 'progress', 'stream', 'handleSignals', 'stage', 'rewards'])
+export async function train(config: string | RunConfig | RunConfigInput, options: TrainOptions & StageOptions = {}): Promise<TrainResult> {
+  checkKeys('train', options, ['signal', 'onStep', 'resume', 'overwrite', 'set', 'progress', 'stream', 'handleSignals', 'stage', 'pipeline', 'rewards'])
   checkRewards(options.rewards)
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError(`train: signal must be an AbortSignal; got ${describe(options.signal)}`)
   if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new TypeError(`train: onStep must be a function; got ${describe(options.onStep)}`)
@@ -308,7 +348,7 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   const resume = options.resume ?? false
   if (resume && !resolved.name) throw new ConfigError([{ file: source, path: 'name', message: "is required to resume (config name, or --set name=...): the run to continue is output_dir/name" }])
 
-  const run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume })
+  const run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume, overwrite: options.overwrite ?? false })
   // From here on, whatever ends the run is recorded in run.json.
   const recordFailure = (err: unknown) => {
     try {
@@ -344,7 +384,7 @@ export async function train(config: string | RunConfig | RunConfigInput, options
     await session.checkpoint()
     const interrupted = interrupt.requested
     run.update({ state: interrupted ? 'interrupted' : 'finished', step: session.step })
-    if (interrupted) session.note(`stopped at step ${session.step}; continue with --resume (resume: true) and name ${run.name}`)
+    if (interrupted) session.note(`stopped at step ${session.step}; continue it with --resume${options.stage ? '' : ` --name ${run.name}`}`)
     const seconds = elapsed()
     writeFileAtomic(path.join(run.path, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted, seconds }, null, 2)}\n`)
     return { ...result, runDir: run.path, step: session.step, interrupted, seconds }
@@ -366,6 +406,12 @@ export async function train(config: string | RunConfig | RunConfigInput, options
 export interface PipelineOptions extends Omit<TrainOptions, 'set'> {
   /** Overrides of the pipeline config (`stages[1].run.ppo.kl_coef=0.1`). */
   set?: readonly string[]
+  /**
+   * When the pipeline output_dir/name has finished before with this config,
+   * return its results (as `resume` would, running nothing) instead of
+   * refusing to run over it. Default false; quickstart and compare set it.
+   */
+  reuseFinished?: boolean
 }
 
 /** summary.json of a pipeline: each stage, and the win-rates of the policies its eval stages measured. */
@@ -409,7 +455,7 @@ function substitute(value: unknown, results: Map<string, StageResult & { runDir:
  * one that ran another is an error) and the first unfinished one resumes.
  */
 export async function runPipeline(config: string | PipelineConfig | PipelineConfigInput, options: PipelineOptions = {}): Promise<PipelineResult> {
-  checkKeys('runPipeline', options, ['signal', 'onStep', 'resume', 'set', 'progress', 'stream', 'handleSignals', 'rewards'])
+  checkKeys('runPipeline', options, ['signal', 'onStep', 'resume', 'overwrite', 'reuseFinished', 'set', 'progress', 'stream', 'handleSignals', 'rewards'])
   checkRewards(options.rewards)
   let pipeline: PipelineConfig
   let baseDir = process.cwd()
@@ -429,11 +475,29 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
     if (names.has(s.name)) throw new ConfigError([{ file: source, path: `stages[${i}].name`, message: `${s.name} is used twice` }])
     names.add(s.name)
   })
+  if (options.resume && options.overwrite) throw new TypeError('runPipeline: resume and overwrite exclude each other (continue the pipeline, or start it again)')
+  const { reuseFinished, overwrite, ...stageOptions } = options
+  let resume = options.resume ?? false
+  if (!resume && fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
+    const keep = [...names].filter((name) => {
+      const existing = existingRun(path.join(dir, name))
+      return existing !== undefined && !existing.reusable
+    })
+    if (overwrite) {
+      if (!fs.existsSync(path.join(dir, 'pipeline.yaml'))) throw new Error(`runPipeline: ${dir} is not a pipeline's directory (no pipeline.yaml); --overwrite deletes only a pipeline's own directory`)
+      emptyDirectory(dir)
+    } else if (reuseFinished && fs.existsSync(path.join(dir, 'summary.json'))) resume = true
+    else if (keep.length > 0) {
+      const finished = fs.existsSync(path.join(dir, 'summary.json')) ? 'a finished pipeline' : `a pipeline whose stage${keep.length > 1 ? 's' : ''} ${keep.join(', ')} ran`
+      throw new Error(`runPipeline: ${runExistsMessage(dir, finished)}`)
+    }
+  }
   fs.mkdirSync(dir, { recursive: true })
   await saveResolvedConfig(pipeline, path.join(dir, 'pipeline.yaml'), { type: 'PipelineConfig' })
 
   const results = new Map<string, StageResult & { runDir: string }>()
   const done: PipelineResult['stages'] = []
+  const ranSeconds: number[] = []
   for (const [i, stage] of pipeline.stages.entries()) {
     const name = stage.name!
     if (options.signal?.aborted) return { dir, stages: done, interrupted: true }
@@ -444,7 +508,7 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
     const withRefs = substitute(raw, results, `stages[${i}] (${name})`) as RunConfig
     const seed = withRefs.seed === 0 ? pipeline.seed : withRefs.seed
     const run: RunConfig = { ...withRefs, seed, output_dir: dir, name }
-    if (options.resume && finished?.state === 'finished' && saved) {
+    if (resume && finished?.state === 'finished' && saved) {
       // A finished stage is kept only if it ran this very config: outputs of another are not this pipeline's.
       await checkSameConfig(stageDir, run, `stages[${i}] (${name})`)
       const kept = { ...saved, ...stageOutputsInside(saved, stageDir) }
@@ -452,8 +516,9 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
       done.push({ ...kept, name, runDir: stageDir, interrupted: false })
       continue
     }
-    const resumeStage = options.resume === true && finished !== undefined
-    const result = await train(run, { ...options, set: undefined, resume: resumeStage, stage: name })
+    const resumeStage = resume && finished !== undefined
+    const result = await train(run, { ...stageOptions, set: undefined, resume: resumeStage, stage: name, pipeline: { index: i, count: pipeline.stages.length, ranSeconds } })
+    ranSeconds.push(result.seconds)
     results.set(name, result)
     done.push({ ...result, name })
     if (result.interrupted) return { dir, stages: done, interrupted: true }
@@ -500,7 +565,7 @@ async function checkSameConfig(stageDir: string, run: RunConfig, where: string) 
     const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v))
     throw new Error(
       `runPipeline: ${where}: the finished stage in ${stageDir} ran another config (${d.path}: ${show(d.was)} then, ${show(d.now)} now); ` +
-        'remove that directory to run the stage again, or resume with the config it ran',
+        'run the pipeline again from scratch with --overwrite, give it a new --name, or resume with the config it ran',
     )
   }
 }
