@@ -101,3 +101,5 @@ export type { Binarize, DataFormat, ReadDatasetOptions } from './data/formats.js
 export { parsePreferenceRow, parsePromptRow, parseSftRow } from './data/examples.js'
 export type { PreferenceExample, PromptExample, SftExample, Prompt } from './data/examples.js'
 export { SequenceEncoder } from './data/encode.js'
+export { distributed } from './distributed/index.js'
+export type { InitOptions, CollectiveOptions, AllReduceOptions, BroadcastOptions, ReduceOp } from './distributed/index.js'
