@@ -11,6 +11,8 @@ import { runPipeline, train } from '../run/session.js'
 import type { ProgressMode } from '../run/progress.js'
 import { configSchema } from '../config/schema.js'
 import { formatPolicyTable, makeLeaderboard, policyTable, writeReport } from '../farm/report.js'
+import { distributed } from '../distributed/index.js'
+import { LAUNCH_FLAGS, LAUNCH_HELP, launch, launchOptionsFrom } from '../distributed/launch.js'
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version
 
@@ -29,6 +31,7 @@ const common = {
   resume: { type: 'boolean' },
   progress: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  ...LAUNCH_FLAGS,
 } as const
 
 function progressMode(value: unknown): ProgressMode | undefined {
@@ -367,11 +370,26 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true })
+    const dataParallel = 'nproc' in command.options
     if (values.help) {
-      process.stdout.write(`Usage: ${command.usage}\n\n${command.help}\n`)
+      process.stdout.write(`Usage: ${command.usage}\n\n${command.help}\n${dataParallel ? `\n${LAUNCH_HELP}\n` : ''}`)
       return 0
     }
-    return await command.run(values as Record<string, unknown>, positionals)
+    let launching
+    try {
+      launching = dataParallel ? launchOptionsFrom(values as Record<string, unknown>, rest) : undefined
+    } catch (err) {
+      throw new UsageError((err as Error).message)
+    }
+    if (launching) return await launch({ ...launching, args: [name, ...launching.args] })
+    // A rank of a data-parallel run (started by --nproc, torchrun-style env, srun or mpirun).
+    const rankOfMany = dataParallel && Number(process.env.WORLD_SIZE ?? 1) > 1
+    if (rankOfMany) await distributed.init()
+    try {
+      return await command.run(values as Record<string, unknown>, positionals)
+    } finally {
+      if (rankOfMany) await distributed.destroy()
+    }
   } catch (err) {
     const e = err as Error & { code?: string }
     if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {

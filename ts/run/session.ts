@@ -23,6 +23,8 @@ import { labelPreferences } from '../algorithms/label.js'
 import type { Model } from '../model/model.js'
 import type { AdamW } from '../model/optim.js'
 import type { Tokenizer } from '../model/tokenizer.js'
+import { distributed } from '../distributed/index.js'
+import { anyRank, checkSameRun } from '../distributed/data-parallel.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
 import { checkKeys, describe } from '../util/options.js'
@@ -126,6 +128,9 @@ export async function saveModelWithTokenizer(model: Model, tokenizerSource: stri
 // Between checkpoints, run.json's step is brought up to date at most this often.
 const STATUS_EVERY_MS = 2000
 
+// In a data-parallel run (distributed.worldSize > 1) every rank has a Session;
+// only rank 0's has a RunDirectory and writes (metrics, progress, notes,
+// checkpoints, the model), and stop requests are agreed at each step's end.
 class Session implements TrainerContext {
   readonly rng: Rng
   readonly runDir: string
@@ -136,21 +141,24 @@ class Session implements TrainerContext {
   #lastStatusWrite = Date.now()
   #step = 0
   #progress: Progress | undefined
-  readonly #metrics: MetricsLogger
+  #stopAgreed = false
+  readonly #metrics: MetricsLogger | undefined
   readonly #logFile: string
 
   constructor(
     readonly config: RunConfig,
-    readonly run: RunDirectory,
+    /** Undefined on ranks other than 0, which write nothing. */
+    readonly run: RunDirectory | undefined,
+    runDir: string,
     readonly interrupt: Interrupt,
     readonly options: TrainOptions & { stage?: string },
     /** The checkpoint a resumed run continues from: its step is known before any model is loaded. */
     readonly resumeFrom: { step: number; path: string } | undefined,
   ) {
     this.rng = new Rng(config.seed)
-    this.runDir = run.path
-    this.#logFile = path.join(run.path, 'run.log')
-    this.#metrics = run.metrics({ jsonl: config.logging.jsonl, tensorboard: config.logging.tensorboard, resumeStep: resumeFrom?.step ?? (run.resumed ? 0 : undefined) })
+    this.runDir = runDir
+    this.#logFile = path.join(runDir, 'run.log')
+    this.#metrics = run?.metrics({ jsonl: config.logging.jsonl, tensorboard: config.logging.tensorboard, resumeStep: resumeFrom?.step ?? (run?.resumed ? 0 : undefined) })
     if (resumeFrom) this.#step = resumeFrom.step
   }
 
@@ -165,14 +173,14 @@ class Session implements TrainerContext {
       this.#progressFor(info.totalSteps)?.update(step, { tokens: info.tokens })
       return
     }
-    this.#metrics.log(step, phase === 'train' ? metrics : Object.fromEntries(Object.entries(metrics).map(([k, v]) => [k.startsWith(`${phase}_`) ? k : `${phase}/${k}`, v])))
+    this.#metrics?.log(step, phase === 'train' ? metrics : Object.fromEntries(Object.entries(metrics).map(([k, v]) => [k.startsWith(`${phase}_`) ? k : `${phase}/${k}`, v])))
     this.#progressFor(info.totalSteps)?.update(step, { tokens: info.tokens, metrics })
     this.options.onStep?.({ stage: this.options.stage, algorithm: this.algorithm, step, totalSteps: info.totalSteps, phase, metrics: { ...metrics } })
   }
 
   #progressFor(total: number | undefined): Progress | undefined {
     const mode = this.options.progress ?? this.config.logging.progress
-    if (mode === 'none') return undefined
+    if (mode === 'none' || !this.run) return undefined
     if (!this.#progress) {
       const label = this.options.stage ? `${this.options.stage} (${this.algorithm})` : this.algorithm
       this.#progress = new Progress({ total, mode, label, start: this.resumeFrom?.step ?? 0, ...(this.options.stream ? { stream: this.options.stream } : {}) })
@@ -181,6 +189,7 @@ class Session implements TrainerContext {
   }
 
   note(message: string): void {
+    if (!this.run) return
     fs.appendFileSync(this.#logFile, `${new Date().toISOString()} ${message}\n`)
     const mode = this.options.progress ?? this.config.logging.progress
     if (mode === 'none') return
@@ -189,7 +198,7 @@ class Session implements TrainerContext {
   }
 
   stopRequested(): boolean {
-    return this.interrupt.requested
+    return distributed.worldSize > 1 ? this.#stopAgreed : this.interrupt.requested
   }
 
   async track(parts: { models: Record<string, Model>; optimizers?: Record<string, AdamW> }): Promise<void> {
@@ -212,9 +221,10 @@ class Session implements TrainerContext {
     this.#lastState = state
     const step = state().step
     this.#step = step
+    if (distributed.worldSize > 1) this.#stopAgreed = await anyRank(this.interrupt.requested)
     const every = this.config.checkpoint.every
     if ((every > 0 && step % every === 0) || this.stopRequested()) await this.checkpoint()
-    else if (Date.now() - this.#lastStatusWrite >= STATUS_EVERY_MS) {
+    else if (this.run && Date.now() - this.#lastStatusWrite >= STATUS_EVERY_MS) {
       // run.json is read, rewritten and synced: keep that off the per-step path of fast runs.
       this.run.update({ step })
       this.#lastStatusWrite = Date.now()
@@ -225,8 +235,8 @@ class Session implements TrainerContext {
   async checkpoint(): Promise<void> {
     if (!this.#tracked || !this.#lastState) return
     const trainer = this.#lastState()
-    if (trainer.step === this.#lastSaved) return
-    this.#metrics.flush()
+    if (trainer.step === this.#lastSaved || !this.run) return
+    this.#metrics?.flush()
     await saveCheckpoint(this.runDir, {
       step: trainer.step,
       models: this.#tracked.models,
@@ -239,8 +249,8 @@ class Session implements TrainerContext {
   }
 
   async saveModel(model: Model, _tokenizer: Tokenizer, tokenizerSource: string, name = 'model'): Promise<string> {
-    const dir = name === 'model' ? this.run.modelDir : path.join(this.runDir, name)
-    if (!this.config.checkpoint.save_final && name === 'model') return dir
+    const dir = path.join(this.runDir, name) // 'model' is run.modelDir
+    if ((!this.config.checkpoint.save_final && name === 'model') || !this.run) return dir
     await saveModelWithTokenizer(model, tokenizerSource, dir)
     return dir
   }
@@ -251,7 +261,7 @@ class Session implements TrainerContext {
 
   close(): void {
     this.#progress?.done()
-    this.#metrics.close()
+    this.#metrics?.close()
   }
 }
 
@@ -271,30 +281,35 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   const resume = options.resume ?? false
   if (resume && !resolved.name) throw new Error('train: resume needs the run\'s name (config name, or --set name=...) to find output_dir/name')
 
-  const run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume })
-  await saveResolvedConfig(resolved, run.configFile)
+  await checkSameRun('config', resolved)
+  const writer = distributed.rank === 0
+  const run = writer ? RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume }) : undefined
+  if (run) await saveResolvedConfig(resolved, run.configFile)
+  // Rank 0 names the run directory and the checkpoint every rank resumes from.
+  let runDir = run?.path ?? ''
+  let resumeFrom = resume && run ? listCheckpoints(run.path).at(-1) : undefined
+  if (distributed.worldSize > 1) [{ runDir, resumeFrom }] = (await distributed.exchange('run', JSON.stringify({ runDir, resumeFrom }))).map((s) => JSON.parse(s) as { runDir: string; resumeFrom: typeof resumeFrom })
   const interrupt = onInterrupt(undefined, { signal: options.signal, signals: options.handleSignals ? undefined : [], quiet: !options.handleSignals })
-  const resumeFrom = resume ? listCheckpoints(run.path).at(-1) : undefined
   const started = performance.now()
   // A resumed run adds the time its earlier sessions spent (elapsed.json, written as each session ends).
-  const earlier = resume ? ((readJsonMaybe(path.join(run.path, 'elapsed.json')) as { seconds?: number } | undefined)?.seconds ?? 0) : 0
+  const earlier = resume ? ((readJsonMaybe(path.join(runDir, 'elapsed.json')) as { seconds?: number } | undefined)?.seconds ?? 0) : 0
   const elapsed = () => earlier + (performance.now() - started) / 1000
-  const session = new Session(resolved, run, interrupt, options, resumeFrom)
-  if (resume && !resumeFrom) session.note(`${run.path}: no checkpoint yet; starting from the beginning`)
+  const session = new Session(resolved, run, runDir, interrupt, options, resumeFrom)
+  if (resume && !resumeFrom) session.note(`${runDir}: no checkpoint yet; starting from the beginning`)
   try {
     const result = await TRAINERS[resolved.algorithm](session)
     await session.checkpoint()
-    const interrupted = interrupt.requested
-    run.update({ state: interrupted ? 'interrupted' : 'finished', step: session.step })
-    if (interrupted) session.note(`stopped at step ${session.step}; continue with --resume (resume: true) and name ${run.name}`)
+    const interrupted = session.stopRequested()
+    run?.update({ state: interrupted ? 'interrupted' : 'finished', step: session.step })
+    if (interrupted) session.note(`stopped at step ${session.step}; continue with --resume (resume: true) and name ${path.basename(runDir)}`)
     const seconds = elapsed()
-    writeFileAtomic(path.join(run.path, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted, seconds }, null, 2)}\n`)
-    return { ...result, runDir: run.path, step: session.step, interrupted, seconds }
+    if (run) writeFileAtomic(path.join(runDir, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted, seconds }, null, 2)}\n`)
+    return { ...result, runDir, step: session.step, interrupted, seconds }
   } catch (err) {
-    run.update({ state: 'failed', error: err })
+    run?.update({ state: 'failed', error: err })
     throw err
   } finally {
-    writeFileAtomic(path.join(run.path, 'elapsed.json'), `${JSON.stringify({ seconds: elapsed() })}\n`)
+    if (run) writeFileAtomic(path.join(runDir, 'elapsed.json'), `${JSON.stringify({ seconds: elapsed() })}\n`)
     interrupt.dispose()
     session.close()
   }
@@ -364,8 +379,11 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
     if (names.has(s.name)) throw new Error(`runPipeline: stages[${i}]: the name ${s.name} is used twice`)
     names.add(s.name)
   })
-  fs.mkdirSync(dir, { recursive: true })
-  await saveResolvedConfig(pipeline, path.join(dir, 'pipeline.yaml'), { type: 'PipelineConfig' })
+  const writer = distributed.rank === 0
+  if (writer) {
+    fs.mkdirSync(dir, { recursive: true })
+    await saveResolvedConfig(pipeline, path.join(dir, 'pipeline.yaml'), { type: 'PipelineConfig' })
+  }
 
   const results = new Map<string, StageResult & { runDir: string }>()
   const done: PipelineResult['stages'] = []
@@ -398,7 +416,7 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
     stages: done.map((s) => ({ name: s.name, model: s.model, files: s.files, metrics: s.metrics, runDir: s.runDir, seconds: s.seconds })),
     policies: policyTable(done),
   }
-  writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`)
+  if (writer) writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`)
   return { dir, stages: done, interrupted: false }
 }
 
