@@ -53,7 +53,7 @@ std::string gloo_version() {
 
 namespace {
 
-// Gloo's FileStore, with the key check its rendezvous errors need.
+// Gloo's FileStore, with timeouts that name the missing keys.
 class FileKeyValueStore : public KeyValueStore, private gloo::rendezvous::FileStore {
  public:
   explicit FileKeyValueStore(const std::string& dir) : FileStore(dir), dir_(dir) {}
@@ -66,17 +66,15 @@ class FileKeyValueStore : public KeyValueStore, private gloo::rendezvous::FileSt
     try {
       FileStore::wait(keys, timeout);
     } catch (const gloo::Exception&) {
-      std::string absent;
-      const auto present = check(keys);
-      for (size_t i = 0; i < keys.size(); ++i)
-        if (!present[i]) absent += (absent.empty() ? "" : ", ") + keys[i];
-      fail("rendezvous store ", where(), ": timed out after ", timeout.count() / 1000.0, " s waiting for key(s) ", absent);
+      std::vector<std::string> absent;
+      for (const auto& key : keys)
+        if (!FileStore::check({key})) absent.push_back(key);
+      std::string list;
+      for (const auto& k : absent) list += (list.empty() ? "" : ", ") + k;
+      throw StoreTimeout("rendezvous store " + where() + ": timed out after " + seconds_text(timeout) +
+                             " s waiting for key(s) " + list,
+                         absent);
     }
-  }
-  std::vector<bool> check(const std::vector<std::string>& keys) override {
-    std::vector<bool> out;
-    for (const auto& k : keys) out.push_back(FileStore::check({k}));
-    return out;
   }
   std::string where() const override { return "file://" + dir_; }
 
@@ -336,12 +334,10 @@ class GlooGroup : public ProcessGroup {
     for (int r = 0; r < o.world_size; ++r) keys.push_back("rlfarm/joined/" + std::to_string(r));
     try {
       store_->wait(keys, o.rendezvous_timeout);
-    } catch (const Error&) {
+    } catch (const StoreTimeout& timeout) {
       std::string missing;
       int count = 0;
-      const auto present = store_->check(keys);
-      for (int r = 0; r < o.world_size; ++r)
-        if (!present[r]) missing += (count++ ? ", " : "") + std::to_string(r);
+      for (const auto& key : timeout.missing) missing += (count++ ? ", " : "") + key.substr(key.rfind('/') + 1);
       fail("rendezvous timed out after ", o.rendezvous_timeout.count() / 1000.0, " s at ", store_->where(), ": ",
            count == 1 ? "rank " : "ranks ", missing, " of WORLD_SIZE=", o.world_size,
            " never joined (not started, crashed, or pointed at another MASTER_ADDR/MASTER_PORT)");

@@ -1,7 +1,7 @@
 // The TCP rendezvous store. Wire format: a message is a u32 field count, then
 // each field as a u32 length and its bytes (little-endian, as every host we
 // build for). Requests: hello rank world | set key value | get key ms |
-// wait ms key... | check key...; replies: ok ... | error why |
+// wait ms key...; replies: ok ... | error why |
 // timeout missing-key...
 #include "store.h"
 
@@ -144,8 +144,9 @@ struct TcpStoreServer::State {
     return out;
   }
 
-  // Answers every waiter whose keys are all set, or whose time is up.
-  void settle_waiters() {
+  // Answers every waiter whose keys are all set, or whose time is up (all
+  // of them when `closing`: rank 0 stops serving, so their keys never come).
+  void settle_waiters(bool closing = false) {
     const auto now = Clock::now();
     std::vector<Waiter> still;
     std::vector<std::pair<int, Fields>> replies;
@@ -153,7 +154,7 @@ struct TcpStoreServer::State {
       const Fields absent = missing(w.keys);
       if (absent.empty()) {
         replies.emplace_back(w.fd, w.is_get ? Fields{"ok", data.at(w.keys[0])} : Fields{"ok"});
-      } else if (now >= w.deadline) {
+      } else if (closing || now >= w.deadline) {
         Fields r{"timeout"};
         r.insert(r.end(), absent.begin(), absent.end());
         replies.emplace_back(w.fd, r);
@@ -188,11 +189,6 @@ struct TcpStoreServer::State {
       data[m[1]] = m[2];
       reply(fd, {"ok"});
       return settle_waiters();
-    }
-    if (op == "check") {
-      Fields r{"ok"};
-      for (size_t i = 1; i < m.size(); ++i) r.push_back(data.count(m[i]) ? "1" : "0");
-      return reply(fd, r);
     }
     if ((op == "get" && m.size() == 3) || (op == "wait" && m.size() >= 2)) {
       const bool is_get = op == "get";
@@ -243,7 +239,7 @@ struct TcpStoreServer::State {
       }
       const int n = ::poll(fds.data(), fds.size(), timeout_ms);
       if (n < 0 && errno != EINTR) return;
-      if (fds[0].revents) return;  // stop
+      if (fds[0].revents) return settle_waiters(true);  // stop
       if (fds[1].revents & POLLIN) {
         const int fd = ::accept(listen_fd, nullptr, nullptr);
         if (fd >= 0) {
@@ -412,8 +408,9 @@ std::vector<std::string> TcpStoreClient::request(const Fields& fields, Milliseco
   if (!reply.empty() && reply[0] == "error") fail("rendezvous: ", reply.size() > 1 ? reply[1] : "error");
   if (!reply.empty() && reply[0] == "timeout") {
     const Fields absent(reply.begin() + 1, reply.end());
-    fail("rendezvous store ", where(), ": timed out after ", reply_within.count() / 1000.0,
-         " s waiting for key(s) ", join_keys(absent));
+    throw StoreTimeout("rendezvous store " + where() + ": timed out after " + seconds_text(reply_within) +
+                           " s waiting for key(s) " + join_keys(absent),
+                       absent);
   }
   RLF_CHECK(!reply.empty() && reply[0] == "ok", "rendezvous store ", where(), ": unexpected reply to '", fields[0], "'");
   return Fields(reply.begin() + 1, reply.end());
@@ -435,14 +432,5 @@ void TcpStoreClient::wait(const std::vector<std::string>& keys, Milliseconds tim
   request(m, timeout);
 }
 
-std::vector<bool> TcpStoreClient::check(const std::vector<std::string>& keys) {
-  Fields m{"check"};
-  m.insert(m.end(), keys.begin(), keys.end());
-  const Fields r = request(m, Milliseconds(30000));
-  RLF_CHECK(r.size() == keys.size(), "rendezvous store ", where(), ": malformed reply to check");
-  std::vector<bool> out;
-  for (const auto& f : r) out.push_back(f == "1");
-  return out;
-}
 
 }  // namespace rlfarm::distributed

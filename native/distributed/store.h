@@ -1,19 +1,36 @@
 // Key-value stores for the rendezvous of a process group, with the contract of
-// Gloo's rendezvous::Store: set, get (waits for the key) and wait with a timeout,
-// plus check (which keys exist, for errors that
-// name the ranks that never came). The TCP store is served by rank 0, as
+// Gloo's rendezvous::Store: set, get (waits for the key) and wait with a
+// timeout whose error names the keys, so the ranks, that never came. The TCP store is served by rank 0, as
 // torchrun's TCPStore is; plain POSIX sockets, no Node and no Gloo here.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include "../core/error.h"
 
 namespace rlfarm::distributed {
 
 using Milliseconds = std::chrono::milliseconds;
+
+// "2.5": seconds as messages show them.
+inline std::string seconds_text(Milliseconds ms) {
+  std::ostringstream out;
+  out << ms.count() / 1000.0;
+  return out.str();
+}
+
+// A wait that ran out of time, with the keys still missing then.
+class StoreTimeout : public Error {
+ public:
+  StoreTimeout(const std::string& message, std::vector<std::string> missing)
+      : Error(message), missing(std::move(missing)) {}
+  std::vector<std::string> missing;
+};
 
 class KeyValueStore {
  public:
@@ -21,10 +38,8 @@ class KeyValueStore {
   virtual void set(const std::string& key, const std::vector<char>& value) = 0;
   // Waits up to `timeout` for the key; throws naming the key otherwise.
   virtual std::vector<char> get(const std::string& key, Milliseconds timeout) = 0;
-  // Waits up to `timeout` for every key; throws naming the missing keys otherwise.
+  // Waits up to `timeout` for every key; throws StoreTimeout naming the missing keys otherwise.
   virtual void wait(const std::vector<std::string>& keys, Milliseconds timeout) = 0;
-  // For each key, whether it is set now.
-  virtual std::vector<bool> check(const std::vector<std::string>& keys) = 0;
   // Where the store lives, for error messages ("tcp://host:port", "file://dir").
   virtual std::string where() const = 0;
 };
@@ -54,7 +69,6 @@ class TcpStoreClient : public KeyValueStore {
   void set(const std::string& key, const std::vector<char>& value) override;
   std::vector<char> get(const std::string& key, Milliseconds timeout) override;
   void wait(const std::vector<std::string>& keys, Milliseconds timeout) override;
-  std::vector<bool> check(const std::vector<std::string>& keys) override;
   std::string where() const override;
 
  private:
