@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { distributed, SafetensorsFile } from 'rlfarm'
+import { distributed, SafetensorsFile, Tensor } from 'rlfarm'
 import { tempDir } from './helpers/common'
 import { toyData, TINY_POLICY } from './helpers/toy-data'
 
@@ -266,4 +266,21 @@ t.test('a rank killed mid-run stops the other; the last checkpoint is intact and
   t.equal(resumed.code, 0, resumed.stderr)
   t.match(resumed.stderr + fs.readFileSync(path.join(runDir, 'run.log'), 'utf8'), /resumed from .*step-0000\d\d/, 'from the last checkpoint')
   t.match(resumed.stdout, /metrics: steps=150/, 'the resumed run finishes')
+})
+
+t.test('one rank needs no Gloo: collectives return their input; bad arguments are named', async (t) => {
+  await t.rejects(distributed.allReduce(Tensor.from([1])), /distributed\.allReduce: call distributed\.init\(\) first/)
+  await distributed.init({ worldSize: 1, rank: 0 })
+  t.teardown(() => distributed.destroy())
+  t.equal(distributed.worldSize, 1)
+  const x = Tensor.from([1, 2, 3])
+  t.same(Array.from((await distributed.allReduce(x, { op: 'avg' })).data), [1, 2, 3])
+  t.same((await distributed.allGather(x)).shape, [1, 3])
+  t.same(Array.from((await distributed.reduceScatter(Tensor.from([4, 5]))).data), [4, 5])
+  await distributed.barrier()
+  await t.rejects(distributed.allReduce([1, 2] as never), /distributed\.allReduce: expected a Tensor; got an array/)
+  await t.rejects(distributed.allReduce(x, { op: 'mean' as never }), /op must be one of 'sum', 'avg', 'max', 'min'; got 'mean'/)
+  await t.rejects(distributed.broadcast(x, { root: 1 }), /root must be a rank in 0\.\.0; got 1/)
+  await t.rejects(distributed.barrier({ timeout: 5 } as never), /unknown option 'timeout'\. Did you mean 'timeoutMs'\?/)
+  await t.rejects(distributed.init(), /already initialised/)
 })

@@ -129,41 +129,40 @@ function timeoutOf(what: string, options: CollectiveOptions): number | undefined
   return t
 }
 
-function hostTensor(what: string, t: unknown): Tensor {
-  if (!(t instanceof Tensor)) throw new TypeError(`distributed.${what}: expected a Tensor; got ${describe(t)}`)
-  return t
+const NO_TENSOR = Symbol('no tensor')
+
+// What every collective checks first: its options, init, its tensor.
+function begin(what: string, t: unknown, options: CollectiveOptions, keys: readonly string[]): { s: State; timeoutMs: number | undefined } {
+  checkKeys(`distributed.${what}`, options, keys)
+  const s = current(what)
+  if (t !== NO_TENSOR && !(t instanceof Tensor)) throw new TypeError(`distributed.${what}: expected a Tensor; got ${describe(t)}`)
+  return { s, timeoutMs: timeoutOf(what, options) }
 }
 
 /** Reduces `t` over every rank, in place; resolves to `t`. avg divides the sum by the world size. */
 export async function allReduce(t: Tensor, options: AllReduceOptions = {}): Promise<Tensor> {
-  checkKeys('distributed.allReduce', options, ['op', 'timeoutMs'])
-  const s = current('allReduce')
+  const { s, timeoutMs } = begin('allReduce', t, options, ['op', 'timeoutMs'])
   const op = choiceOption('distributed.allReduce', 'op', options.op, REDUCE_OPS, 'sum')
-  hostTensor('allReduce', t)
-  if (s.group) await s.group.allReduce(t.native, op, timeoutOf('allReduce', options))
+  if (s.group) await s.group.allReduce(t.native, op, timeoutMs)
   return t
 }
 
 /** Copies rank `root`'s values into `t` on every rank, in place; resolves to `t`. */
 export async function broadcast(t: Tensor, options: BroadcastOptions = {}): Promise<Tensor> {
-  checkKeys('distributed.broadcast', options, ['root', 'timeoutMs'])
-  const s = current('broadcast')
+  const { s, timeoutMs } = begin('broadcast', t, options, ['root', 'timeoutMs'])
   const root = numberOption('distributed.broadcast', 'root', options.root, 0)
   if (!Number.isInteger(root) || root < 0 || root >= s.worldSize) {
     throw new RangeError(`distributed.broadcast: root must be a rank in 0..${s.worldSize - 1}; got ${describe(options.root)}`)
   }
-  hostTensor('broadcast', t)
-  if (s.group) await s.group.broadcast(t.native, root, timeoutOf('broadcast', options))
+  if (s.group) await s.group.broadcast(t.native, root, timeoutMs)
   return t
 }
 
 /** Every rank's `t`, stacked in rank order: a new tensor of shape [worldSize, ...t.shape]. */
 export async function allGather(t: Tensor, options: CollectiveOptions = {}): Promise<Tensor> {
-  checkKeys('distributed.allGather', options, ['timeoutMs'])
-  const s = current('allGather')
-  hostTensor('allGather', t)
+  const { s, timeoutMs } = begin('allGather', t, options, ['timeoutMs'])
   const out = Tensor.empty([s.worldSize, ...t.shape], { dtype: t.dtype })
-  if (s.group) await s.group.allGather(t.native, out.native, timeoutOf('allGather', options))
+  if (s.group) await s.group.allGather(t.native, out.native, timeoutMs)
   else out.data.set(t.data)
   return out
 }
@@ -173,25 +172,22 @@ export async function allGather(t: Tensor, options: CollectiveOptions = {}): Pro
  * slices of its first dimension: a new tensor of shape [t.shape[0] / worldSize, ...].
  */
 export async function reduceScatter(t: Tensor, options: AllReduceOptions = {}): Promise<Tensor> {
-  checkKeys('distributed.reduceScatter', options, ['op', 'timeoutMs'])
-  const s = current('reduceScatter')
+  const { s, timeoutMs } = begin('reduceScatter', t, options, ['op', 'timeoutMs'])
   const op = choiceOption('distributed.reduceScatter', 'op', options.op, REDUCE_OPS, 'sum')
-  hostTensor('reduceScatter', t)
   const rows = t.shape[0]
   if (t.shape.length === 0 || rows % s.worldSize !== 0) {
     throw new RangeError(`distributed.reduceScatter: the first dimension (${t.shape.length ? rows : 'none'}) must divide by the world size ${s.worldSize}; shape [${t.shape.join(', ')}]`)
   }
   const out = Tensor.empty([rows / s.worldSize, ...t.shape.slice(1)], { dtype: t.dtype })
-  if (s.group) await s.group.reduceScatter(t.native, out.native, op, timeoutOf('reduceScatter', options))
+  if (s.group) await s.group.reduceScatter(t.native, out.native, op, timeoutMs)
   else out.data.set(t.data)
   return out
 }
 
 /** Resolves when every rank has called it. */
 export async function barrier(options: CollectiveOptions = {}): Promise<void> {
-  checkKeys('distributed.barrier', options, ['timeoutMs'])
-  const s = current('barrier')
-  if (s.group) await s.group.barrier(timeoutOf('barrier', options))
+  const { s, timeoutMs } = begin('barrier', NO_TENSOR, options, ['timeoutMs'])
+  if (s.group) await s.group.barrier(timeoutMs)
 }
 
 /**
