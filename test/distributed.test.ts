@@ -112,6 +112,8 @@ t.test('collectives are exact on f32, bf16 and i32, sizes not multiples of the r
         }
       }
       t.equal(wrong, 0, `rank ${res.rank} of ${world}: every reduce, broadcast, gather and scatter is exact`)
+      const sumAt = (i: number) => [...Array(world).keys()].reduce((a, r) => a + value(r, i), 0)
+      t.same(res.concurrent, [3, 70001, 5, 1000, 2, 40000, 9, 17].map((n) => [0, 1, 2].slice(0, n).map(sumAt)), 'collectives started together complete in order')
     }
   }
 })

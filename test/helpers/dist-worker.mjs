@@ -40,6 +40,10 @@ const scenarios = {
         out.scatter[`${dtype}/${n}`] = { shape: s.shape, values: read(s) }
       }
     }
+    // Calls made without waiting run in the order they were made, on every rank.
+    const sizes = [3, 70001, 5, 1000, 2, 40000, 9, 17]
+    const pending = sizes.map((n) => distributed.allReduce(make('i32', n, rank)))
+    out.concurrent = (await Promise.all(pending)).map((t) => read(t).slice(0, 3))
     await distributed.barrier()
     return out
   },
