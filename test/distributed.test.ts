@@ -286,3 +286,31 @@ t.test('one rank needs no Gloo: collectives return their input; bad arguments ar
   await t.rejects(distributed.barrier({ timeout: 5 } as never), /unknown option 'timeout'\. Did you mean 'timeoutMs'\?/)
   await t.rejects(distributed.init(), /already initialised/)
 })
+
+t.test('a pipeline with --nproc 2: SFT and reward data-parallel, PPO and eval whole on each rank, rank 0 writes', { skip }, async (t) => {
+  const dir = tempDir(t, 'pipeline')
+  const tiny = { policy: { tokenizer: 'byte', init: TINY_POLICY.init }, data: { chat_template: false, max_length: 40 }, logging: { progress: 'none' } }
+  const rl = { data: { prompts: data.prompts, chat_template: false, max_length: 40 }, generation: { max_new_tokens: 8, stop_at_eos: false }, optimizer: { lr: 1e-2 } }
+  const pipeline = (name: string) => ({
+    name,
+    output_dir: dir,
+    seed: 2,
+    stages: [
+      { name: 'sft', run: { ...tiny, algorithm: 'sft', data: { ...tiny.data, train: data.sft }, optimizer: { lr: 1e-2 }, training: { batch_size: 16, max_steps: 4 } } },
+      { name: 'rm', run: { ...tiny, algorithm: 'reward', policy: { path: '${sft}' }, data: { ...tiny.data, train: data.preferences }, training: { batch_size: 16, max_steps: 3 } } },
+      { name: 'ppo', run: { ...tiny, ...rl, algorithm: 'ppo', policy: { path: '${sft}' }, reward_model: { path: '${rm}' }, training: { batch_size: 8, max_steps: 2 }, ppo: { minibatch_size: 4 } } },
+      { name: 'eval', run: { ...tiny, ...rl, algorithm: 'eval', policy: { path: '${ppo}' }, reward_model: { path: '${rm}' }, training: { batch_size: 16 } } },
+    ],
+  })
+  const results: Record<string, { stages: { name: string; metrics: Record<string, number> }[] }> = {}
+  for (const [name, extra] of [['one', []], ['two', ['--nproc', '2']]] as const) {
+    const file = path.join(dir, `${name}.json`)
+    fs.writeFileSync(file, JSON.stringify(pipeline(name)))
+    const r = await run([BIN, 'run', file, ...extra])
+    t.equal(r.code, 0, r.stderr)
+    results[name] = JSON.parse(fs.readFileSync(path.join(dir, name, 'summary.json'), 'utf8'))
+  }
+  t.same(results.two.stages.map((s) => s.name), ['sft', 'rm', 'ppo', 'eval'])
+  const reward = (name: string) => results[name].stages[3].metrics.reward
+  t.ok(Math.abs(reward('one') - reward('two')) < 1e-3, `eval reward of the PPO policy: ${reward('one')} (1 rank) vs ${reward('two')} (2 ranks)`)
+})
