@@ -151,17 +151,21 @@ export async function launch(o: LaunchOptions): Promise<number> {
     }
     exits.push(
       new Promise((resolve) => {
-        child.on('error', (err) => {
-          process.stderr.write(`rlfarm: rank ${rank} could not start: ${err.message}\n`)
-        })
-        child.on('exit', (code, signal) => {
+        const ended = (code: number | null, signal: NodeJS.Signals | null) => {
+          if (entry.done) return
           entry.done = true
           if ((code !== 0 || signal) && !failure) {
             failure = { rank, code, signal }
             stopOthers()
           }
           resolve()
+        }
+        // A process that could not be started emits no 'exit'.
+        child.on('error', (err) => {
+          process.stderr.write(`rlfarm: rank ${rank} could not start: ${err.message}\n`)
+          if (child.pid === undefined) ended(1, null)
         })
+        child.on('exit', ended)
       }),
     )
   }
