@@ -314,3 +314,11 @@ t.test('a pipeline with --nproc 2: SFT and reward data-parallel, PPO and eval wh
   const reward = (name: string) => results[name].stages[3].metrics.reward
   t.ok(Math.abs(reward('one') - reward('two')) < 1e-3, `eval reward of the PPO policy: ${reward('one')} (1 rank) vs ${reward('two')} (2 ranks)`)
 })
+
+t.test('without Gloo, --nproc 2 says what to install', { skip: skip ? false : 'this addon has Gloo (build with RLFARM_GLOO=0, or run with RLFARM_ADDON naming such a build)' }, async (t) => {
+  const dir = tempDir(t, 'nogloo')
+  const r = await run([BIN, 'train', writeConfig(dir, 'sft', '{}'), '--nproc', '2'])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /built without Gloo.*apt-get install libgloo-dev.*npm rebuild rlfarm/)
+  t.notOk(fs.existsSync(path.join(dir, 'runs')), 'no rank started')
+})

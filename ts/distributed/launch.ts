@@ -9,6 +9,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
+import { GLOO_MISSING, glooAvailable } from './index.js'
 
 export interface LaunchOptions {
   nproc: number
@@ -105,6 +106,7 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null): strin
 /** Runs this node's ranks; resolves to the exit code of the whole. */
 export async function launch(o: LaunchOptions): Promise<number> {
   const worldSize = o.nproc * o.nnodes
+  if (worldSize > 1 && !glooAvailable()) throw new Error(`--nproc ${o.nproc} --nnodes ${o.nnodes}: ${GLOO_MISSING}`)
   const masterPort = o.masterPort ?? (o.nnodes === 1 ? await freePort() : 29500)
   const bin = path.join(__dirname, '..', '..', 'bin', 'rlfarm.js')
   const children: { rank: number; child: ChildProcess; done: boolean }[] = []
