@@ -1,5 +1,5 @@
 # node-gyp build of the CPU backend, for environments without CMake.
-# CMakeLists.txt is the main build (it also builds the CUDA backend).
+# CMakeLists.txt is the main build (it also builds the CUDA backend and links Gloo).
 {
   "targets": [
     {
@@ -42,6 +42,9 @@
         "native/model/generate.cpp",
         "native/binding/tensor_wrap.cpp",
         "native/binding/model_wrap.cpp",
+        "native/distributed/store.cpp",
+        "native/distributed/gloo.cpp",
+        "native/binding/distributed_wrap.cpp",
         "native/binding/addon.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -91,6 +91,8 @@ export interface BackendInfo {
    * of native boundary crossings, to compare two versions of a loop.
    */
   nativeCalls: number
+  /** The Gloo version linked for data-parallel runs; empty when built without Gloo. */
+  glooVersion: string
 }
 
 export interface NativeModelConfig {
@@ -180,6 +182,31 @@ export interface NativeModel {
   gradNorm(): number
 }
 
+export interface NativeGroupOptions {
+  rank: number
+  worldSize: number
+  rendezvous: 'tcp' | 'file'
+  masterAddr: string
+  masterPort: number
+  fileDir: string
+  transportHost: string
+  timeoutMs: number
+  rendezvousTimeoutMs: number
+}
+
+/** Calls run in the order they are made; each resolves when its collective is done. */
+export interface NativeProcessGroup {
+  connect(options: NativeGroupOptions): Promise<void>
+  allReduce(t: NativeTensorHandle, op: string, timeoutMs?: number): Promise<void>
+  broadcast(t: NativeTensorHandle, root: number, timeoutMs?: number): Promise<void>
+  allGather(input: NativeTensorHandle, output: NativeTensorHandle, timeoutMs?: number): Promise<void>
+  reduceScatter(input: NativeTensorHandle, output: NativeTensorHandle, op: string, timeoutMs?: number): Promise<void>
+  barrier(timeoutMs?: number): Promise<void>
+  storeSet(key: string, value: string): Promise<void>
+  storeGet(key: string, timeoutMs?: number): Promise<string>
+  destroy(): Promise<void>
+}
+
 export interface NativeAddon {
   NativeTensor: NativeTensorClass & (new (...args: never[]) => NativeTensorHandle)
   devices(): DeviceInfo[]
@@ -192,6 +219,7 @@ export interface NativeAddon {
   view(base: NativeTensorHandle, offset: number, shape: number[]): NativeTensorHandle
   viewBytes(bytes: NativeTensorHandle, byteOffset: number, dtype: DType, shape: number[]): NativeTensorHandle
   NativeModel: new (config: NativeModelConfig) => NativeModel
+  NativeProcessGroup: new () => NativeProcessGroup
   ops: NativeOps
 }
 

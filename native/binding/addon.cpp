@@ -10,6 +10,8 @@
 #include "../cpu/dispatch.h"
 #include "../cpu/gemm.h"
 #include "call_count.h"
+#include "../distributed/process_group.h"
+#include "distributed_wrap.h"
 #include "model_wrap.h"
 #include "tensor_wrap.h"
 
@@ -68,6 +70,7 @@ Napi::Value Backend(const Napi::CallbackInfo& info) {
   out.Set("cudaDevices", cuda::device_count());
   out.Set("cudaUnavailableReason", cuda::device_count() > 0 ? std::string() : cuda::unavailable_reason());
   out.Set("hostCacheBytes", static_cast<double>(host_cache_bytes()));
+  out.Set("glooVersion", distributed::gloo_version());  // empty: built without Gloo
   return out;
 }
 
@@ -321,6 +324,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("view", Napi::Function::New<CountedFunction<View>>(env, "view"));
   exports.Set("viewBytes", Napi::Function::New<CountedFunction<ViewBytes>>(env, "viewBytes"));
   exports.Set("NativeModel", NativeModel::Define(env));
+  exports.Set("NativeProcessGroup", DefineProcessGroup(env));
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("logprobs", Napi::Function::New<CountedFunction<Logprobs>>(env, "logprobs"));
   ops.Set("logprobsBackward", Napi::Function::New<CountedFunction<LogprobsBackward>>(env, "logprobsBackward"));

@@ -6,6 +6,7 @@ import type { SequenceBatch } from '../data/batch.js'
 import type { SequenceEncoder } from '../data/encode.js'
 import type { PreferenceExample } from '../data/examples.js'
 import type { Model } from '../model/model.js'
+import { dataParallel, type DataParallel } from '../distributed/data-parallel.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from './context.js'
@@ -18,15 +19,24 @@ async function sequenceSums(model: Model, batch: SequenceBatch, train: boolean):
   return ops.rowSum(logp!, batch.responseMask)
 }
 
-/** Reference sequence log-probs of every pair: [chosen..., rejected...] per batch, flattened per pair. */
-async function referenceSums(reference: Model, pairs: PreferenceExample[], encoder: SequenceEncoder, pad: number, batchSize: number) {
+/**
+ * Reference sequence log-probs of every pair: [chosen..., rejected...] per
+ * batch, flattened per pair. With `dp`, each rank scores every worldSize-th
+ * batch and the ranks sum what they have (zeros elsewhere), so all hold all.
+ */
+async function referenceSums(reference: Model, pairs: PreferenceExample[], encoder: SequenceEncoder, pad: number, batchSize: number, dp?: DataParallel) {
   const chosen = new Float32Array(pairs.length)
   const rejected = new Float32Array(pairs.length)
   for (let i = 0; i < pairs.length; i += batchSize) {
+    if (dp && (i / batchSize) % dp.worldSize !== dp.rank) continue
     const chunk = pairs.slice(i, i + batchSize)
     const sums = (await sequenceSums(reference, pairBatch(chunk, encoder, pad), false)).data as Float32Array
     chosen.set(sums.subarray(0, chunk.length), i)
     rejected.set(sums.subarray(chunk.length), i)
+  }
+  if (dp) {
+    await dp.sumInPlace(chosen)
+    await dp.sumInPlace(rejected)
   }
   return { chosen, rejected }
 }
@@ -40,6 +50,7 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
   const split = await preferenceSplit(ctx)
   const batchSize = config.training.batch_size
   const needsReference = !o.reference_free && o.variant !== 'simpo'
+  const dp = dataParallel()
 
   // The reference's log-probs, once: from `reference` if given, else from the initial policy.
   let ref = { chosen: new Float32Array(split.train.length), rejected: new Float32Array(split.train.length) }
@@ -49,8 +60,8 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
       ? (await loadModelSpec(config.reference, 'reference', { seed: config.seed, tokenizer: sameTokenizer(config.reference, policy) })).model
       : policy.model
     ctx.note('computing reference log-probs')
-    ref = await referenceSums(reference, split.train, encoder, pad, batchSize)
-    evalRef = await referenceSums(reference, split.eval, encoder, pad, batchSize)
+    ref = await referenceSums(reference, split.train, encoder, pad, batchSize, dp)
+    evalRef = await referenceSums(reference, split.eval, encoder, pad, batchSize, dp)
   }
 
   const dpo = async (pairs: PreferenceExample[], refChosen: Float32Array, refRejected: Float32Array, train: boolean) => {
@@ -96,16 +107,24 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
     policy.model.zeroGrad()
     const m = { loss: 0, accuracy: 0, chosen_reward: 0, rejected_reward: 0 }
     for (let k = 0; k < micro; k++) {
-      const idx = order.next()
+      const whole = order.next()
+      // With dp: this rank's shard of the micro-batch; its means count for its share.
+      const idx = dp ? dp.shard(whole) : whole
+      if (idx.length === 0) continue
+      const w = dp ? idx.length / whole.length / micro : 1 / micro
       const pairs = idx.map((i) => split.train[i])
       const r = await dpo(pairs, Float32Array.from(idx, (i) => ref.chosen[i]), Float32Array.from(idx, (i) => ref.rejected[i]), true)
       // d loss / d logp of a response token is d loss / d (its sequence's log-prob).
-      const rowGrads = Float32Array.from([...(r.loss.gradChosen.data as Float32Array), ...(r.loss.gradRejected.data as Float32Array)], (g) => g / micro)
+      const rowGrads = Float32Array.from([...(r.loss.gradChosen.data as Float32Array), ...(r.loss.gradRejected.data as Float32Array)], (g) => (dp ? g * w : g / micro))
       await policy.model.backward({ gradLogp: ops.broadcastRows(Tensor.from(rowGrads, [rowGrads.length]), r.batch.responseMask) })
-      m.loss += r.loss.loss / micro
-      m.accuracy += r.loss.accuracy / micro
-      m.chosen_reward += mean(r.loss.chosenReward) / micro
-      m.rejected_reward += mean(r.loss.rejectedReward) / micro
+      m.loss += dp ? r.loss.loss * w : r.loss.loss / micro
+      m.accuracy += dp ? r.loss.accuracy * w : r.loss.accuracy / micro
+      m.chosen_reward += dp ? mean(r.loss.chosenReward) * w : mean(r.loss.chosenReward) / micro
+      m.rejected_reward += dp ? mean(r.loss.rejectedReward) * w : mean(r.loss.rejectedReward) / micro
+    }
+    if (dp) {
+      ;[m.loss, m.accuracy, m.chosen_reward, m.rejected_reward] = await dp.sum([m.loss, m.accuracy, m.chosen_reward, m.rejected_reward])
+      await dp.allReduceGradients(policy.model)
     }
     checkFinite(m.loss, 'the DPO loss', step)
     const { gradNorm, lr } = await optimizerStep(opt, config.optimizer, step, steps)

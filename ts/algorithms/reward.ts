@@ -6,6 +6,7 @@ import { collateSequences, lastPositionMask, type SequenceBatch } from '../data/
 import type { SequenceEncoder } from '../data/encode.js'
 import { parsePreferenceRow, type PreferenceExample } from '../data/examples.js'
 import type { Model } from '../model/model.js'
+import { dataParallel, type DataParallel } from '../distributed/data-parallel.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from './context.js'
@@ -53,6 +54,8 @@ export async function pairAccuracy(
 /**
  * The gradients of one reward-model step over micro-batches of pairs (the mean
  * loss over them), placed at each sequence's last token; zeroes them first.
+ * With `dp`, this rank takes its shard of each micro-batch, weighted by its
+ * share of the micro-batch, and loss, accuracy and gradients are summed over the ranks.
  */
 export async function rewardStep(
   model: Model,
@@ -60,12 +63,17 @@ export async function rewardStep(
   encoder: SequenceEncoder,
   pad: number,
   o: { margin: number; center_coef: number },
+  dp?: DataParallel,
 ): Promise<{ loss: number; accuracy: number }> {
   model.zeroGrad()
   let loss = 0
   let accuracy = 0
   const micro = chunks.length
-  for (const pairs of chunks) {
+  for (const whole of chunks) {
+    const pairs = dp ? dp.shard(whole) : whole
+    if (pairs.length === 0) continue
+    // The loss is a mean over the micro-batch: this shard's mean counts for its share.
+    const share = dp ? pairs.length / whole.length : 1
     const batch = pairBatch(pairs, encoder, pad)
     const { rewards, last } = await rowRewards(model, batch, true)
     const n = pairs.length
@@ -75,10 +83,14 @@ export async function rewardStep(
       ? Tensor.from(Float32Array.from(pairs, (p) => (p.margin ?? 0) + o.margin), [n])
       : o.margin
     const r = ops.rewardLoss(chosen, rejected, { margin: margins, centerCoef: o.center_coef })
-    const rowGrads = Float32Array.from([...(r.gradChosen.data as Float32Array), ...(r.gradRejected.data as Float32Array)], (g) => g / micro)
+    const rowGrads = Float32Array.from([...(r.gradChosen.data as Float32Array), ...(r.gradRejected.data as Float32Array)], (g) => (dp ? (g * share) / micro : g / micro))
     await model.backward({ gradValues: ops.broadcastRows(Tensor.from(rowGrads, [2 * n]), last) })
-    loss += r.loss / micro
-    accuracy += r.accuracy / micro
+    loss += dp ? (r.loss * share) / micro : r.loss / micro
+    accuracy += dp ? (r.accuracy * share) / micro : r.accuracy / micro
+  }
+  if (dp) {
+    ;[loss, accuracy] = await dp.sum([loss, accuracy])
+    await dp.allReduceGradients(model)
   }
   return { loss, accuracy }
 }
@@ -104,12 +116,13 @@ export async function trainReward(ctx: TrainerContext): Promise<StageResult> {
   const steps = totalSteps(config, split.train.length)
   const batchSize = config.training.batch_size
   let step = ctx.resumed?.step ?? 0
+  const dp = dataParallel()
   const baseline = split.eval.length > 0 && step === 0 ? await pairAccuracy(rm.model, split.eval, encoder, pad, batchSize) : undefined
   if (baseline) ctx.log(0, { eval_accuracy: baseline.accuracy, eval_margin: baseline.margin }, { phase: 'eval' })
 
   while (step < steps && !ctx.stopRequested()) {
     const chunks = Array.from({ length: config.training.gradient_accumulation }, () => order.next().map((i) => split.train[i]))
-    const { loss, accuracy } = await rewardStep(rm.model, chunks, encoder, pad, config.reward)
+    const { loss, accuracy } = await rewardStep(rm.model, chunks, encoder, pad, config.reward, dp)
     checkFinite(loss, 'the reward-model loss', step)
     const { gradNorm, lr } = await optimizerStep(opt, config.optimizer, step, steps)
     step++

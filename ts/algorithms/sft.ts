@@ -6,6 +6,7 @@ import type { EncodedPair } from '../data/encode.js'
 import { parseSftRow, type SftExample } from '../data/examples.js'
 import * as ops from '../ops.js'
 import type { Model } from '../model/model.js'
+import { dataParallel, type DataParallel } from '../distributed/data-parallel.js'
 import { checkFinite, type StageResult, type TrainerContext } from './context.js'
 import {
   EpochBatches,
@@ -42,17 +43,25 @@ export function packPairs(pairs: EncodedPair[], length: number, completionOnly: 
 /**
  * The gradients of one SFT step over micro-batches of pairs: loss = -sum(mask
  * logp) / tokens over the whole step, so d loss / d logp = -mask / tokens.
- * The caller zeroes nothing; this zeroes the gradients first.
+ * The caller zeroes nothing; this zeroes the gradients first. With `dp`, this
+ * rank takes its shard of each micro-batch, tokens and loss count every rank's,
+ * and the gradients are summed over the ranks.
  */
-export async function sftStep(model: Model, chunks: EncodedPair[][], pad: number, step: number): Promise<{ loss: number; tokens: number }> {
-  const batches = chunks.filter((c) => c.length > 0).map((c) => collateSequences(c, pad))
-  const tokens = Math.max(batches.reduce((n, b) => n + b.responseLengths.reduce((x, y) => x + y, 0), 0), 1)
+export async function sftStep(model: Model, chunks: EncodedPair[][], pad: number, step: number, dp?: DataParallel): Promise<{ loss: number; tokens: number }> {
+  const batches = chunks.map((c) => (dp ? dp.shard(c) : c)).filter((c) => c.length > 0).map((c) => collateSequences(c, pad))
+  let tokens = batches.reduce((n, b) => n + b.responseLengths.reduce((x, y) => x + y, 0), 0)
+  if (dp) [tokens] = await dp.sum([tokens], 'i32')
+  tokens = Math.max(tokens, 1)
   model.zeroGrad()
   let nll = 0
   for (const batch of batches) {
     const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train: true })
     nll -= total(ops.rowSum(logp!, batch.responseMask))
     await model.backward({ gradLogp: ops.add(batch.responseMask, undefined, { alpha: -1 / tokens }) })
+  }
+  if (dp) {
+    ;[nll] = await dp.sum([nll])
+    await dp.allReduceGradients(model)
   }
   return { loss: checkFinite(nll / tokens, 'the SFT loss', step), tokens }
 }
@@ -94,10 +103,11 @@ export async function trainSft(ctx: TrainerContext): Promise<StageResult> {
   const order = new EpochBatches(train.length, config.training.batch_size, config.seed + 101, resumed?.order as never)
   const steps = totalSteps(config, train.length)
   let step = resumed?.step ?? 0
+  const dp = dataParallel()
 
   while (step < steps && !ctx.stopRequested()) {
     const chunks = Array.from({ length: config.training.gradient_accumulation }, () => order.next().map((i) => train[i]))
-    const { loss, tokens } = await sftStep(policy.model, chunks, pad, step)
+    const { loss, tokens } = await sftStep(policy.model, chunks, pad, step, dp)
     const { gradNorm, lr } = await optimizerStep(opt, config.optimizer, step, steps)
     step++
     const metrics: Record<string, number> = { loss, grad_norm: gradNorm, lr, epoch: order.epoch }

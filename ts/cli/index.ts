@@ -15,6 +15,8 @@ import type { ProgressMode } from '../run/progress.js'
 import { configSchema } from '../config/schema.js'
 import { formatPolicyTable, makeLeaderboard, policyTable, writeReport } from '../farm/report.js'
 import { closestKey } from '../util/options.js'
+import { distributed } from '../distributed/index.js'
+import { LAUNCH_FLAGS, launch, launchOptionsFrom } from '../distributed/launch.js'
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version
 
@@ -103,7 +105,7 @@ function runFarmPipeline(file: string, values: Values) {
   return runPipeline(file, { set: sets(values, 'PipelineConfig'), ...rerun(values), reuseFinished: true, progress: progressMode(values.progress), handleSignals: true })
 }
 
-const farmFlags = shared('out', 'name', 'set', 'resume', 'overwrite', 'progress', 'help')
+const farmFlags = { ...shared('out', 'name', 'set', 'resume', 'overwrite', 'progress'), ...LAUNCH_FLAGS, ...shared('help') }
 
 const COMMANDS: Record<string, Command> = {
   farm: {
@@ -205,7 +207,7 @@ in output_dir/name: the resolved config, metrics.jsonl, TensorBoard events,
 checkpoints and the final model. Ctrl-C saves a checkpoint and stops;
 --resume continues the run from its newest checkpoint. A run of the same name
 that has begun is not run over: give --resume, --overwrite or a new --name.`,
-    flags: shared('set', 'name', 'output-dir', 'resume', 'overwrite', 'progress', 'help'),
+    flags: { ...shared('set', 'name', 'output-dir', 'resume', 'overwrite', 'progress'), ...LAUNCH_FLAGS, ...shared('help') },
     examples: [
       'rlfarm train examples/ppo.yaml',
       'rlfarm train examples/dpo.yaml --set dpo.beta=0.05 --set optimizer.lr=5e-4',
@@ -228,7 +230,7 @@ that has begun is not run over: give --resume, --overwrite or a new --name.`,
 --resume keeps finished stages and resumes the first unfinished one. A
 pipeline of the same name that has begun is not run over: give --resume,
 --overwrite or a new --name.`,
-    flags: shared('out', 'set', 'name', 'resume', 'overwrite', 'progress', 'help'),
+    flags: { ...shared('out', 'set', 'name', 'resume', 'overwrite', 'progress'), ...LAUNCH_FLAGS, ...shared('help') },
     examples: ['rlfarm run examples/pipeline.yaml', 'rlfarm run examples/pipeline.yaml --resume', 'rlfarm run examples/pipeline.yaml --out other-runs --name pipeline-2'],
     async run(values, positionals) {
       const file = one(positionals, 'pipeline file')
@@ -436,7 +438,22 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(commandHelp(command))
       return 0
     }
-    return await command.run(values as Values, positionals)
+    const dataParallel = 'nproc' in command.flags
+    let launching
+    try {
+      launching = dataParallel ? launchOptionsFrom(values as Values, rest) : undefined
+    } catch (err) {
+      throw new UsageError((err as Error).message)
+    }
+    if (launching) return await launch({ ...launching, args: [name, ...launching.args] })
+    // A rank of a data-parallel run (started by --nproc, torchrun-style env, srun or mpirun).
+    const rankOfMany = dataParallel && Number(process.env.WORLD_SIZE ?? 1) > 1
+    if (rankOfMany) await distributed.init()
+    try {
+      return await command.run(values as Values, positionals)
+    } finally {
+      if (rankOfMany) await distributed.destroy()
+    }
   } catch (err) {
     const failure = describeFailure(err)
     if (err instanceof UsageError || failure.code.startsWith('ERR_PARSE_ARGS')) {

@@ -24,6 +24,8 @@ import type { Model } from '../model/model.js'
 import type { AdamW } from '../model/optim.js'
 import type { Tokenizer } from '../model/tokenizer.js'
 import type { RewardFn } from '../rewards/types.js'
+import { distributed } from '../distributed/index.js'
+import { anyRank, checkSameRun } from '../distributed/data-parallel.js'
 import { resolveInside, writeFileAtomic } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
 import { checkKeys, describe } from '../util/options.js'
@@ -167,6 +169,9 @@ function pipelineRemaining(at: PipelinePosition, projectedSeconds: number): { la
 // Between checkpoints, run.json's step is brought up to date at most this often.
 const STATUS_EVERY_MS = 2000
 
+// In a data-parallel run (distributed.worldSize > 1) every rank has a Session;
+// only rank 0's has a RunDirectory and writes (metrics, progress, notes,
+// checkpoints, the model), and stop requests are agreed at each step's end.
 class Session implements TrainerContext {
   readonly rng: Rng
   readonly runDir: string
@@ -178,21 +183,24 @@ class Session implements TrainerContext {
   #step = 0
   #progress: Progress | undefined
   readonly #cleanups: (() => void | Promise<void>)[] = []
-  readonly #metrics: MetricsLogger
+  #stopAgreed = false
+  readonly #metrics: MetricsLogger | undefined
   readonly #logFile: string
 
   constructor(
     readonly config: RunConfig,
-    readonly run: RunDirectory,
+    /** Undefined on ranks other than 0, which write nothing. */
+    readonly run: RunDirectory | undefined,
+    runDir: string,
     readonly interrupt: Interrupt,
     readonly options: TrainOptions & StageOptions,
     /** The checkpoint a resumed run continues from: its step is known before any model is loaded. */
     readonly resumeFrom: { step: number; path: string } | undefined,
   ) {
     this.rng = new Rng(config.seed)
-    this.runDir = run.path
-    this.#logFile = path.join(run.path, 'run.log')
-    this.#metrics = run.metrics({ jsonl: config.logging.jsonl, tensorboard: config.logging.tensorboard, resumeStep: resumeFrom?.step ?? (run.resumed ? 0 : undefined) })
+    this.runDir = runDir
+    this.#logFile = path.join(runDir, 'run.log')
+    this.#metrics = run?.metrics({ jsonl: config.logging.jsonl, tensorboard: config.logging.tensorboard, resumeStep: resumeFrom?.step ?? (run?.resumed ? 0 : undefined) })
     if (resumeFrom) this.#step = resumeFrom.step
   }
 
@@ -226,14 +234,14 @@ class Session implements TrainerContext {
       this.#progressFor(info.totalSteps)?.update(step, { tokens: info.tokens })
       return
     }
-    this.#metrics.log(step, phase === 'train' ? metrics : Object.fromEntries(Object.entries(metrics).map(([k, v]) => [k.startsWith(`${phase}_`) ? k : `${phase}/${k}`, v])))
+    this.#metrics?.log(step, phase === 'train' ? metrics : Object.fromEntries(Object.entries(metrics).map(([k, v]) => [k.startsWith(`${phase}_`) ? k : `${phase}/${k}`, v])))
     this.#progressFor(info.totalSteps)?.update(step, { tokens: info.tokens, metrics })
     this.options.onStep?.({ stage: this.options.stage, algorithm: this.algorithm, step, totalSteps: info.totalSteps, phase, metrics: { ...metrics } })
   }
 
   #progressFor(total: number | undefined): Progress | undefined {
     const mode = this.options.progress ?? this.config.logging.progress
-    if (mode === 'none') return undefined
+    if (mode === 'none' || !this.run) return undefined
     if (!this.#progress) {
       const at = this.options.pipeline
       const label = this.options.stage ? `${at ? `stage ${at.index + 1}/${at.count} ` : ''}${this.options.stage} (${this.algorithm})` : this.algorithm
@@ -253,6 +261,7 @@ class Session implements TrainerContext {
   }
 
   note(message: string): void {
+    if (!this.run) return
     fs.appendFileSync(this.#logFile, `${new Date().toISOString()} ${message}\n`)
     const mode = this.options.progress ?? this.config.logging.progress
     if (mode === 'none') return
@@ -261,7 +270,7 @@ class Session implements TrainerContext {
   }
 
   stopRequested(): boolean {
-    return this.interrupt.requested
+    return distributed.worldSize > 1 ? this.#stopAgreed : this.interrupt.requested
   }
 
   async track(parts: { models: Record<string, Model>; optimizers?: Record<string, AdamW> }): Promise<void> {
@@ -284,9 +293,10 @@ class Session implements TrainerContext {
     this.#lastState = state
     const step = state().step
     this.#step = step
+    if (distributed.worldSize > 1) this.#stopAgreed = await anyRank(this.interrupt.requested)
     const every = this.config.checkpoint.every
     if ((every > 0 && step % every === 0) || this.stopRequested()) await this.checkpoint()
-    else if (Date.now() - this.#lastStatusWrite >= STATUS_EVERY_MS) {
+    else if (this.run && Date.now() - this.#lastStatusWrite >= STATUS_EVERY_MS) {
       // run.json is read, rewritten and synced: keep that off the per-step path of fast runs.
       this.run.update({ step })
       this.#lastStatusWrite = Date.now()
@@ -297,8 +307,8 @@ class Session implements TrainerContext {
   async checkpoint(): Promise<void> {
     if (!this.#tracked || !this.#lastState) return
     const trainer = this.#lastState()
-    if (trainer.step === this.#lastSaved) return
-    this.#metrics.flush()
+    if (trainer.step === this.#lastSaved || !this.run) return
+    this.#metrics?.flush()
     await saveCheckpoint(this.runDir, {
       step: trainer.step,
       models: this.#tracked.models,
@@ -311,8 +321,8 @@ class Session implements TrainerContext {
   }
 
   async saveModel(model: Model, _tokenizer: Tokenizer, tokenizerSource: string, name = 'model'): Promise<string> {
-    const dir = name === 'model' ? this.run.modelDir : path.join(this.runDir, name)
-    if (!this.config.checkpoint.save_final && name === 'model') return dir
+    const dir = path.join(this.runDir, name) // 'model' is run.modelDir
+    if ((!this.config.checkpoint.save_final && name === 'model') || !this.run) return dir
     await saveModelWithTokenizer(model, tokenizerSource, dir)
     return dir
   }
@@ -323,7 +333,7 @@ class Session implements TrainerContext {
 
   close(): void {
     this.#progress?.done()
-    this.#metrics.close()
+    this.#metrics?.close()
   }
 }
 
@@ -348,9 +358,14 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   const resume = options.resume ?? false
   if (resume && !resolved.name) throw new ConfigError([{ file: source, path: 'name', message: "is required to resume (config name, or --set name=...): the run to continue is output_dir/name" }])
 
-  const run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume, overwrite: options.overwrite ?? false })
+  await checkSameRun('config', resolved)
+  // Rank 0 makes the run directory and writes it; it names the directory and
+  // the checkpoint every rank resumes from, or why it could not start.
+  const writer = distributed.rank === 0
+  let run: RunDirectory | undefined
   // From here on, whatever ends the run is recorded in run.json.
   const recordFailure = (err: unknown) => {
+    if (!run) return
     try {
       run.update({ state: 'failed', error: err })
     } catch (statusError) {
@@ -358,44 +373,58 @@ export async function train(config: string | RunConfig | RunConfigInput, options
       ;(options.stream ?? process.stderr).write(`rlfarm: could not record the failure in ${run.statusFile}: ${(statusError as Error).message}\n`)
     }
   }
-  try {
-    await saveResolvedConfig(resolved, run.configFile)
-  } catch (err) {
-    recordFailure(err)
-    throw err
+  let startError: unknown
+  if (writer) {
+    try {
+      run = RunDirectory.create(path.resolve(resolved.output_dir), { name: resolved.name, algorithm: resolved.algorithm, resume, overwrite: options.overwrite ?? false })
+      await saveResolvedConfig(resolved, run.configFile)
+    } catch (err) {
+      recordFailure(err)
+      startError = err
+    }
   }
+  let runDir = run?.path ?? ''
+  let resumeFrom = resume && run ? listCheckpoints(run.path).at(-1) : undefined
+  if (distributed.worldSize > 1) {
+    const error = startError === undefined ? undefined : startError instanceof Error ? startError.message : String(startError)
+    const [first] = (await distributed.exchange('run', JSON.stringify({ runDir, resumeFrom, error }))).map((s) => JSON.parse(s) as { runDir: string; resumeFrom: typeof resumeFrom; error?: string })
+    if (!writer && first.error !== undefined) throw new Error(`rank 0 could not start the run: ${first.error}`)
+    ;({ runDir, resumeFrom } = first)
+  }
+  if (startError !== undefined) throw startError
   const interrupt = onInterrupt(undefined, { signal: options.signal, signals: options.handleSignals ? undefined : [], quiet: !options.handleSignals })
-  const resumeFrom = resume ? listCheckpoints(run.path).at(-1) : undefined
   const started = performance.now()
   // A resumed run adds the time its earlier sessions spent (elapsed.json, written as each session ends).
-  const earlier = resume ? ((readJsonMaybe(path.join(run.path, 'elapsed.json')) as { seconds?: number } | undefined)?.seconds ?? 0) : 0
+  const earlier = resume ? ((readJsonMaybe(path.join(runDir, 'elapsed.json')) as { seconds?: number } | undefined)?.seconds ?? 0) : 0
   const elapsed = () => earlier + (performance.now() - started) / 1000
   let session: Session
   try {
-    session = new Session(resolved, run, interrupt, options, resumeFrom)
+    session = new Session(resolved, run, runDir, interrupt, options, resumeFrom)
   } catch (err) {
     interrupt.dispose()
     recordFailure(err)
     throw err
   }
-  if (resume && !resumeFrom) session.note(`${run.path}: no checkpoint yet; starting from the beginning`)
+  if (resume && !resumeFrom) session.note(`${runDir}: no checkpoint yet; starting from the beginning`)
   try {
     const result = await TRAINERS[resolved.algorithm](session)
     await session.checkpoint()
-    const interrupted = interrupt.requested
-    run.update({ state: interrupted ? 'interrupted' : 'finished', step: session.step })
-    if (interrupted) session.note(`stopped at step ${session.step}; continue it with --resume${options.stage ? '' : ` --name ${run.name}`}`)
+    const interrupted = session.stopRequested()
+    run?.update({ state: interrupted ? 'interrupted' : 'finished', step: session.step })
+    if (interrupted) session.note(`stopped at step ${session.step}; continue it with --resume${options.stage ? '' : ` --name ${path.basename(runDir)}`}`)
     const seconds = elapsed()
-    writeFileAtomic(path.join(run.path, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted, seconds }, null, 2)}\n`)
-    return { ...result, runDir: run.path, step: session.step, interrupted, seconds }
+    if (run) writeFileAtomic(path.join(runDir, 'result.json'), `${JSON.stringify({ ...result, step: session.step, interrupted, seconds }, null, 2)}\n`)
+    return { ...result, runDir, step: session.step, interrupted, seconds }
   } catch (err) {
     recordFailure(err)
     throw err
   } finally {
-    try {
-      writeFileAtomic(path.join(run.path, 'elapsed.json'), `${JSON.stringify({ seconds: elapsed() })}\n`)
-    } catch {
-      // Best effort (a full disk): a resumed run then counts only its own time.
+    if (run) {
+      try {
+        writeFileAtomic(path.join(runDir, 'elapsed.json'), `${JSON.stringify({ seconds: elapsed() })}\n`)
+      } catch {
+        // Best effort (a full disk): a resumed run then counts only its own time.
+      }
     }
     interrupt.dispose()
     await session.cleanUp()
@@ -478,22 +507,38 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
   if (options.resume && options.overwrite) throw new TypeError('runPipeline: resume and overwrite exclude each other (continue the pipeline, or start it again)')
   const { reuseFinished, overwrite, ...stageOptions } = options
   let resume = options.resume ?? false
-  if (!resume && fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
-    const keep = [...names].filter((name) => {
-      const existing = existingRun(path.join(dir, name))
-      return existing !== undefined && !existing.reusable
-    })
-    if (overwrite) {
-      if (!fs.existsSync(path.join(dir, 'pipeline.yaml'))) throw new Error(`runPipeline: ${dir} is not a pipeline's directory (no pipeline.yaml); --overwrite deletes only a pipeline's own directory`)
-      emptyDirectory(dir)
-    } else if (reuseFinished && fs.existsSync(path.join(dir, 'summary.json'))) resume = true
-    else if (keep.length > 0) {
-      const finished = fs.existsSync(path.join(dir, 'summary.json')) ? 'a finished pipeline' : `a pipeline whose stage${keep.length > 1 ? 's' : ''} ${keep.join(', ')} ran`
-      throw new Error(`runPipeline: ${runExistsMessage(dir, finished)}`)
+  // Rank 0 alone looks at (and may empty) the pipeline's directory, and tells the others what it found.
+  const writer = distributed.rank === 0
+  let startError: unknown
+  if (writer) {
+    try {
+      if (!resume && fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
+        const keep = [...names].filter((name) => {
+          const existing = existingRun(path.join(dir, name))
+          return existing !== undefined && !existing.reusable
+        })
+        if (overwrite) {
+          if (!fs.existsSync(path.join(dir, 'pipeline.yaml'))) throw new Error(`runPipeline: ${dir} is not a pipeline's directory (no pipeline.yaml); --overwrite deletes only a pipeline's own directory`)
+          emptyDirectory(dir)
+        } else if (reuseFinished && fs.existsSync(path.join(dir, 'summary.json'))) resume = true
+        else if (keep.length > 0) {
+          const finished = fs.existsSync(path.join(dir, 'summary.json')) ? 'a finished pipeline' : `a pipeline whose stage${keep.length > 1 ? 's' : ''} ${keep.join(', ')} ran`
+          throw new Error(`runPipeline: ${runExistsMessage(dir, finished)}`)
+        }
+      }
+      fs.mkdirSync(dir, { recursive: true })
+      await saveResolvedConfig(pipeline, path.join(dir, 'pipeline.yaml'), { type: 'PipelineConfig' })
+    } catch (err) {
+      startError = err
     }
   }
-  fs.mkdirSync(dir, { recursive: true })
-  await saveResolvedConfig(pipeline, path.join(dir, 'pipeline.yaml'), { type: 'PipelineConfig' })
+  if (distributed.initialized && distributed.worldSize > 1) {
+    const error = startError === undefined ? undefined : startError instanceof Error ? startError.message : String(startError)
+    const [first] = (await distributed.exchange('pipeline', JSON.stringify({ resume, error }))).map((s) => JSON.parse(s) as { resume: boolean; error?: string })
+    if (!writer && first.error !== undefined) throw new Error(`rank 0 could not start the pipeline: ${first.error}`)
+    resume = first.resume
+  }
+  if (startError !== undefined) throw startError
 
   const results = new Map<string, StageResult & { runDir: string }>()
   const done: PipelineResult['stages'] = []
@@ -529,7 +574,7 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
     stages: done.map((s) => ({ name: s.name, model: s.model, files: s.files, metrics: s.metrics, runDir: s.runDir, seconds: s.seconds })),
     policies: policyTable(done),
   }
-  writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`)
+  if (writer) writeFileAtomic(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`)
   return { dir, stages: done, interrupted: false }
 }
 

@@ -1,0 +1,238 @@
+// The N-API face of distributed::ProcessGroup (ts/distributed/index.ts).
+// Every call runs as an AsyncWorker off the event loop and resolves a Promise.
+// Collectives must run in the same order on every rank, but libuv's pool may
+// start two workers in either order, so each call takes a ticket when it is
+// made and runs only when every earlier ticket has run.
+#include <napi.h>
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+
+#include "../core/error.h"
+#include "../distributed/process_group.h"
+#include "distributed_wrap.h"
+#include "tensor_wrap.h"
+
+namespace rlfarm::binding {
+namespace {
+
+using distributed::Milliseconds;
+using distributed::ProcessGroup;
+
+struct GroupSlot {
+  std::unique_ptr<ProcessGroup> group;
+  std::mutex mutex;
+  std::condition_variable turn;
+  uint64_t next_ticket = 0;
+  uint64_t serving = 0;
+};
+
+class GroupWork : public Napi::AsyncWorker {
+ public:
+  GroupWork(Napi::Env env, std::shared_ptr<GroupSlot> slot, const Napi::Object& self, std::function<void()> work,
+            std::function<Napi::Value(Napi::Env)> done)
+      : Napi::AsyncWorker(env, "rlfarm.distributed"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        slot_(std::move(slot)),
+        self_(Napi::Persistent(self)),
+        work_(std::move(work)),
+        done_(std::move(done)) {
+    std::lock_guard<std::mutex> lock(slot_->mutex);
+    ticket_ = slot_->next_ticket++;
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    std::unique_lock<std::mutex> lock(slot_->mutex);
+    slot_->turn.wait(lock, [&] { return slot_->serving == ticket_; });
+    lock.unlock();
+    try {
+      work_();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+    lock.lock();
+    ++slot_->serving;
+    slot_->turn.notify_all();
+  }
+
+  void OnOK() override { deferred_.Resolve(done_ ? done_(Env()) : Env().Undefined()); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<GroupSlot> slot_;
+  Napi::ObjectReference self_;  // keeps the group object alive while the work runs
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+  uint64_t ticket_ = 0;
+};
+
+int int_option(const Napi::Object& o, const char* name) {
+  const double d = number_arg(o.Get(name), (std::string("distributed options: ") + name).c_str());
+  RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), "distributed options: ", name, " must be an integer; got ", d);
+  return static_cast<int>(d);
+}
+
+Milliseconds ms_arg(const Napi::Value& v, const char* what) {
+  const double d = number_arg(v, what);
+  RLF_CHECK(d > 0 && d <= 7 * 24 * 3600e3, what, " must be a positive number of milliseconds; got ", d);
+  return Milliseconds(static_cast<int64_t>(d));
+}
+
+}  // namespace
+
+class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeProcessGroup",
+                       {
+                           InstanceMethod<&NativeProcessGroup::Connect>("connect"),
+                           InstanceMethod<&NativeProcessGroup::AllReduce>("allReduce"),
+                           InstanceMethod<&NativeProcessGroup::Broadcast>("broadcast"),
+                           InstanceMethod<&NativeProcessGroup::AllGather>("allGather"),
+                           InstanceMethod<&NativeProcessGroup::ReduceScatter>("reduceScatter"),
+                           InstanceMethod<&NativeProcessGroup::Barrier>("barrier"),
+                           InstanceMethod<&NativeProcessGroup::StoreSet>("storeSet"),
+                           InstanceMethod<&NativeProcessGroup::StoreGet>("storeGet"),
+                           InstanceMethod<&NativeProcessGroup::Destroy>("destroy"),
+                       });
+  }
+
+  explicit NativeProcessGroup(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<NativeProcessGroup>(info), slot_(std::make_shared<GroupSlot>()) {}
+
+ private:
+  Napi::Value Queue(const Napi::CallbackInfo& info, std::function<void()> work,
+                    std::function<Napi::Value(Napi::Env)> done = nullptr) {
+    auto* w = new GroupWork(info.Env(), slot_, info.This().As<Napi::Object>(), std::move(work), std::move(done));
+    w->Queue();
+    return w->Promise();
+  }
+
+  // Queues a call on the group; it finds the group when its turn comes, so
+  // calls made while init() runs wait for it, and calls after destroy() fail.
+  Napi::Value Collective(const Napi::CallbackInfo& info, const char* op, std::function<void(ProcessGroup&)> work,
+                         std::function<Napi::Value(Napi::Env)> done = nullptr) {
+    RLF_CHECK(connected_, "distributed.", op, ": the process group is not initialised or was destroyed; call distributed.init() first");
+    auto slot = slot_;
+    return Queue(
+        info,
+        [slot, op, work = std::move(work)] {
+          RLF_CHECK(slot->group, "distributed.", op, ": the process group was not connected (init failed) or was destroyed");
+          work(*slot->group);
+        },
+        std::move(done));
+  }
+
+  // connect({ rank, worldSize, rendezvous, masterAddr, masterPort, fileDir, timeoutMs, rendezvousTimeoutMs })
+  Napi::Value Connect(const Napi::CallbackInfo& info) {
+    RLF_CHECK(!connected_, "distributed.init: this process group is already connected");
+    RLF_CHECK(info[0].IsObject(), "distributed.init: options must be an object");
+    const Napi::Object o = info[0].As<Napi::Object>();
+    distributed::GroupOptions opts;
+    opts.rank = int_option(o, "rank");
+    opts.world_size = int_option(o, "worldSize");
+    opts.rendezvous = string_arg(o.Get("rendezvous"), "distributed options: rendezvous");
+    opts.master_addr = string_arg(o.Get("masterAddr"), "distributed options: masterAddr");
+    opts.master_port = int_option(o, "masterPort");
+    opts.file_dir = string_arg(o.Get("fileDir"), "distributed options: fileDir");
+    opts.transport_host = string_arg(o.Get("transportHost"), "distributed options: transportHost");
+    opts.timeout = ms_arg(o.Get("timeoutMs"), "distributed options: timeoutMs");
+    opts.rendezvous_timeout = ms_arg(o.Get("rendezvousTimeoutMs"), "distributed options: rendezvousTimeoutMs");
+    connected_ = true;
+    default_timeout_ = opts.timeout;
+    auto slot = slot_;
+    return Queue(info, [slot, opts] { slot->group = distributed::create_process_group(opts); });
+  }
+
+  Milliseconds Timeout(const Napi::Value& v) {
+    return v.IsUndefined() || v.IsNull() ? default_timeout_ : ms_arg(v, "timeoutMs");
+  }
+
+  // allReduce(t, op, timeoutMs?)
+  Napi::Value AllReduce(const Napi::CallbackInfo& info) {
+    const char* op = "allReduce";
+    const Tensor t = NativeTensor::FromValue(info[0], "distributed.allReduce: tensor");
+    const auto reduce = distributed::parse_reduce_op(string_arg(info[1], "distributed.allReduce: op"));
+    const Milliseconds ms = Timeout(info[2]);
+    return Collective(info, op, [t, reduce, ms](ProcessGroup& g) { g.all_reduce(t, reduce, ms); });
+  }
+
+  // broadcast(t, root, timeoutMs?)
+  Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+    const char* op = "broadcast";
+    const Tensor t = NativeTensor::FromValue(info[0], "distributed.broadcast: tensor");
+    const double root = number_arg(info[1], "distributed.broadcast: root");
+    RLF_CHECK(root == static_cast<int>(root), "distributed.broadcast: root must be an integer rank; got ", root);
+    const Milliseconds ms = Timeout(info[2]);
+    return Collective(info, op, [t, root, ms](ProcessGroup& g) { g.broadcast(t, static_cast<int>(root), ms); });
+  }
+
+  // allGather(in, out, timeoutMs?)
+  Napi::Value AllGather(const Napi::CallbackInfo& info) {
+    const char* op = "allGather";
+    const Tensor in = NativeTensor::FromValue(info[0], "distributed.allGather: input");
+    const Tensor out = NativeTensor::FromValue(info[1], "distributed.allGather: output");
+    const Milliseconds ms = Timeout(info[2]);
+    return Collective(info, op, [in, out, ms](ProcessGroup& g) { g.all_gather(in, out, ms); });
+  }
+
+  // reduceScatter(in, out, op, timeoutMs?)
+  Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
+    const char* op = "reduceScatter";
+    const Tensor in = NativeTensor::FromValue(info[0], "distributed.reduceScatter: input");
+    const Tensor out = NativeTensor::FromValue(info[1], "distributed.reduceScatter: output");
+    const auto reduce = distributed::parse_reduce_op(string_arg(info[2], "distributed.reduceScatter: op"));
+    const Milliseconds ms = Timeout(info[3]);
+    return Collective(info, op, [in, out, reduce, ms](ProcessGroup& g) { g.reduce_scatter(in, out, reduce, ms); });
+  }
+
+  // barrier(timeoutMs?)
+  Napi::Value Barrier(const Napi::CallbackInfo& info) {
+    const char* op = "barrier";
+    const Milliseconds ms = Timeout(info[0]);
+    return Collective(info, op, [ms](ProcessGroup& g) { g.barrier(ms); });
+  }
+
+  // storeSet(key, value: string)
+  Napi::Value StoreSet(const Napi::CallbackInfo& info) {
+    const char* op = "storeSet";
+    const std::string key = "rlfarm/user/" + string_arg(info[0], "distributed store: key");
+    const std::string value = string_arg(info[1], "distributed store: value");
+    return Collective(info, op, [key, value](ProcessGroup& g) { g.store().set(key, std::vector<char>(value.begin(), value.end())); });
+  }
+
+  // storeGet(key, timeoutMs?) -> string, waiting for the key
+  Napi::Value StoreGet(const Napi::CallbackInfo& info) {
+    const char* op = "storeGet";
+    const std::string key = "rlfarm/user/" + string_arg(info[0], "distributed store: key");
+    const Milliseconds ms = Timeout(info[1]);
+    auto value = std::make_shared<std::string>();
+    return Collective(
+        info, op,
+        [key, ms, value](ProcessGroup& g) {
+          const auto bytes = g.store().get(key, ms);
+          value->assign(bytes.begin(), bytes.end());
+        },
+        [value](Napi::Env env) { return Napi::String::New(env, *value); });
+  }
+
+  // destroy(): closes the group after every call made before it has run.
+  Napi::Value Destroy(const Napi::CallbackInfo& info) {
+    connected_ = false;
+    auto slot = slot_;
+    return Queue(info, [slot] { slot->group.reset(); });
+  }
+
+  std::shared_ptr<GroupSlot> slot_;
+  bool connected_ = false;  // connect() was called and destroy() was not
+  Milliseconds default_timeout_{0};
+};
+
+Napi::Function DefineProcessGroup(Napi::Env env) { return NativeProcessGroup::Define(env); }
+
+}  // namespace rlfarm::binding

@@ -1,0 +1,324 @@
+// Data-parallel runs on Gloo, with 2-3 ranks over 127.0.0.1: collectives are
+// exact, a rank that never calls times out, rendezvous errors name the
+// problem, and SFT, reward and DPO on 2 ranks reach the weights of 1 rank.
+// Without Gloo in the addon these tests skip, saying so.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { distributed, SafetensorsFile, Tensor } from 'rlfarm'
+import { tempDir } from './helpers/common'
+import { toyData, TINY_POLICY } from './helpers/toy-data'
+
+const ROOT = path.join(__dirname, '..')
+const BIN = path.join(ROOT, 'bin', 'rlfarm.js')
+const WORKER = path.join(__dirname, 'helpers', 'dist-worker.mjs')
+const skip = distributed.glooAvailable() ? false : 'rlfarm was built without Gloo (apt-get install libgloo-dev, then npm run build:native)'
+
+interface Exit {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 240_000): Promise<Exit> & { pid: number | undefined } {
+  const child = spawn(process.execPath, args, { cwd: __dirname, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  child.stderr.on('data', (d) => (stderr += d))
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  const done = new Promise<Exit>((resolve) =>
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
+    }),
+  )
+  return Object.assign(done, { pid: child.pid })
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/** Starts the worker as ranks `ranks` of `worldSize`; resolves to each rank's JSON line. */
+async function ranks(scenario: string, worldSize: number, env: NodeJS.ProcessEnv = {}, which = [...Array(worldSize).keys()]) {
+  const port = await freePort()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-dist-'))
+  const file = (rank: number) => path.join(dir, `rank-${rank}.json`)
+  const exits = await Promise.all(
+    which.map((rank) =>
+      run([WORKER, scenario], { RANK: String(rank), WORLD_SIZE: String(worldSize), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), TEST_RESULT_FILE: file(rank), ...env }),
+    ),
+  )
+  try {
+    return exits.map((e, k) => {
+      if (!fs.existsSync(file(which[k]))) throw new Error(`rank ${which[k]} wrote no result (exit ${e.code} ${e.signal ?? ''}): ${e.stdout}\n${e.stderr}`)
+      return { ...(JSON.parse(fs.readFileSync(file(which[k]), 'utf8')) as Record<string, unknown>), exit: e }
+    })
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const value = (r: number, i: number) => ((i * 7 + r * 5) % 23) - 11
+
+t.test('collectives are exact on f32, bf16 and i32, sizes not multiples of the ranks', { skip }, async (t) => {
+  for (const world of [2, 3]) {
+    const results = await ranks('collectives', world)
+    for (const res of results) {
+      t.equal(res.exit.code, 0, `rank ${res.rank} of ${world} exits cleanly`)
+      const reduce = res.reduce as Record<string, number[]>
+      const broadcast = res.broadcast as Record<string, number[]>
+      const gather = res.gather as Record<string, { shape: number[]; values: number[] }>
+      const scatter = res.scatter as Record<string, { shape: number[]; values: number[] }>
+      let wrong = 0
+      for (const dtype of ['f32', 'bf16', 'i32']) {
+        for (const n of [1, 7, 1001, 65537]) {
+          const at = (i: number) => [...Array(world).keys()].map((r) => value(r, i))
+          const sum = (i: number) => at(i).reduce((a, b) => a + b, 0)
+          const expect: Record<string, (i: number) => number> = {
+            sum,
+            avg: (i) => (dtype === 'i32' ? Math.trunc(sum(i) / world) : dtype === 'f32' ? Math.fround(sum(i) / world) : sum(i) / world),
+            max: (i) => Math.max(...at(i)),
+            min: (i) => Math.min(...at(i)),
+          }
+          for (const [op, f] of Object.entries(expect)) {
+            const got = reduce[`${dtype}/${n}/${op}`]
+            if (dtype === 'bf16' && op === 'avg') {
+              // bf16 keeps 8 bits of mantissa: the quotient is rounded once.
+              if (got.some((v, i) => Math.abs(v - f(i)) > Math.abs(f(i)) / 128)) wrong++
+            } else if (got.length !== n || got.some((v, i) => v !== f(i))) {
+              wrong++
+              t.fail(`${dtype} n=${n} ${op} on rank ${res.rank}: first values ${got.slice(0, 4)} vs ${[0, 1, 2, 3].map(f)}`)
+            }
+          }
+          if (broadcast[`${dtype}/${n}`].some((v, i) => v !== value(world - 1, i))) wrong++
+          const g = gather[`${dtype}/${n}`]
+          t.same(g.shape, [world, n])
+          if (g.values.some((v, k) => v !== value(Math.floor(k / n), k % n))) wrong++
+          // reduceScatter of [world, n]: rank r gets row r of the sum.
+          const s = scatter[`${dtype}/${n}`]
+          t.same(s.shape, [1, n])
+          if (s.values.some((v, i) => v !== sum(res.rank as number * n + i))) wrong++
+        }
+      }
+      t.equal(wrong, 0, `rank ${res.rank} of ${world}: every reduce, broadcast, gather and scatter is exact`)
+      const sumAt = (i: number) => [...Array(world).keys()].reduce((a, r) => a + value(r, i), 0)
+      t.same(res.concurrent, [3, 70001, 5, 1000, 2, 40000, 9, 17].map((n) => [0, 1, 2].slice(0, n).map(sumAt)), 'collectives started together complete in order')
+    }
+  }
+})
+
+t.test('a collective that another rank never makes times out, naming the operation and the rank', { skip }, async (t) => {
+  const [zero, one] = await ranks('silent', 2)
+  t.match(zero.error, /distributed\.allReduce of .* failed on rank 0 of 2: .*(Timed out|timed out)/)
+  t.match(zero.error, /another rank did not make the same call in time/)
+  t.ok((zero.seconds as number) < 60, `the timeout is kept (${zero.seconds} s for 1.5 s)`)
+  t.equal(one.exit.code, 0)
+})
+
+t.test('rendezvous: file store, wrong world size, a rank that never joins, a port in use', { skip }, async (t) => {
+  const dir = tempDir(t, 'rdzv')
+  const viaFiles = await ranks('exchange', 2, { RLFARM_RDZV: `file://${dir}` })
+  t.same(viaFiles.map((r) => r.values), [['from 0', 'from 1'], ['from 0', 'from 1']], 'file:// rendezvous (Gloo FileStore) connects the ranks')
+
+  const port = await freePort()
+  const env = (rank: number, world: number) => ({ RANK: String(rank), WORLD_SIZE: String(world), MASTER_PORT: String(port), TEST_RDZV_TIMEOUT_MS: '3000' })
+  const [a, b] = await Promise.all([run([WORKER, 'exchange'], env(0, 2)), run([WORKER, 'exchange'], env(1, 3))])
+  t.match(b.stdout, /rank 1 has WORLD_SIZE=3 but rank 0, which serves the store, has WORLD_SIZE=2/, 'a wrong world size is named')
+  t.not(a.code, 0, 'rank 0 fails too')
+
+  const missing = await ranks('exchange', 3, { TEST_RDZV_TIMEOUT_MS: '2000' }, [0, 1])
+  for (const r of missing) t.match(r.error, /rendezvous timed out after 2 s .*: rank 2 of WORLD_SIZE=3 never joined/, `rank ${r.rank} names the missing rank`)
+
+  const holder = net.createServer()
+  const busy = await new Promise<number>((resolve) => holder.listen(0, () => resolve((holder.address() as net.AddressInfo).port)))
+  const inUse = await run([WORKER, 'exchange'], { RANK: '0', WORLD_SIZE: '2', MASTER_PORT: String(busy), TEST_RDZV_TIMEOUT_MS: '2000' })
+  holder.close()
+  t.match(inUse.stdout, new RegExp(`MASTER_PORT ${busy} is already in use`), 'a port in use is named')
+
+  await t.rejects(distributed.init({ worldSize: 2, rank: 2 }), /rank 2 is outside 0\.\.1/)
+  await t.rejects(distributed.init({ worldSize: 2, rdzv: 'etcd://x' }), /rdzv must be 'tcp' or 'file:\/\/DIR'/)
+})
+
+// ---- trainers: 2 ranks reach the weights of 1 with the same global batch ----
+
+const data = toyData()
+t.teardown(() => fs.rmSync(data.dir, { recursive: true, force: true }))
+
+function writeConfig(dir: string, algorithm: string, extra: string): string {
+  const file = path.join(dir, `${algorithm}.json`)
+  const init = TINY_POLICY.init
+  const base = {
+    algorithm,
+    seed: 3,
+    output_dir: path.join(dir, 'runs'),
+    policy: { tokenizer: 'byte', init },
+    data: { chat_template: false, max_length: 40, train: algorithm === 'sft' ? data.sft : data.preferences, eval_size: 8 },
+    optimizer: { lr: 3e-3 },
+    training: { batch_size: 8, gradient_accumulation: 2, max_steps: 6 },
+    checkpoint: { every: 2 },
+    logging: { progress: 'none' },
+    ...JSON.parse(extra),
+  }
+  fs.writeFileSync(file, JSON.stringify(base))
+  return file
+}
+
+function maxDifference(a: string, b: string): number {
+  const fa = SafetensorsFile.open(a)
+  const fb = SafetensorsFile.open(b)
+  let worst = 0
+  for (const name of fa.entries.keys()) {
+    const x = fa.tensor(name).data as Float32Array
+    const y = fb.tensor(name).data as Float32Array
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]))
+  }
+  return worst
+}
+
+for (const [algorithm, extra] of [
+  ['sft', '{}'],
+  ['reward', '{}'],
+  ['dpo', '{"dpo": {"beta": 0.1}}'],
+] as const) {
+  t.test(`${algorithm}: --nproc 2 reaches the weights of --nproc 1`, { skip }, async (t) => {
+    const dir = tempDir(t, algorithm)
+    const file = writeConfig(dir, algorithm, extra)
+    const one = await run([BIN, 'train', file, '--name', 'one'])
+    t.equal(one.code, 0, one.stderr)
+    const two = await run([BIN, 'train', file, '--name', 'two', '--nproc', '2'])
+    t.equal(two.code, 0, two.stderr)
+    const model = (name: string) => path.join(dir, 'runs', name, 'model', 'model.safetensors')
+    // Parameters the loss is invariant to (attention key biases; the reward
+    // model's final-norm bias, which shifts chosen and rejected alike) get
+    // gradients that are float noise, which AdamW turns into steps of up to
+    // lr: hence 1e-3 here, and the gradient norms below, which AdamW's scale
+    // invariance would otherwise hide, at 1e-4 relative.
+    const diff = maxDifference(model('one'), model('two'))
+    t.ok(diff < 1e-3, `largest weight difference ${diff} (float summation order only)`)
+    const metrics = (name: string) =>
+      fs.readFileSync(path.join(dir, 'runs', name, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number; grad_norm?: number })
+    const series = (name: string, key: 'loss' | 'grad_norm') => metrics(name).filter((m) => m[key] !== undefined).map((m) => m[key]!)
+    const close = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) < 1e-4 * Math.max(1, Math.abs(x)))
+    const [l1, l2] = [series('one', 'loss'), series('two', 'loss')]
+    t.equal(l2.length, 6, 'rank 0 logs every step once')
+    t.ok(close(l1, l2), `the logged loss is the global one (${l1.at(-1)} vs ${l2.at(-1)})`)
+    const [g1, g2] = [series('one', 'grad_norm'), series('two', 'grad_norm')]
+    t.ok(close(g1, g2), `the all-reduced gradient has the norm of one process's (${g1.at(-1)} vs ${g2.at(-1)})`)
+    t.same(fs.readdirSync(path.join(dir, 'runs')).sort(), ['one', 'two'], 'only rank 0 made a run directory')
+  })
+}
+
+t.test('two "nodes" started as two commands with --nnodes 2', { skip }, async (t) => {
+  const dir = tempDir(t, 'nodes')
+  const file = writeConfig(dir, 'sft', '{}')
+  const port = String(await freePort())
+  const node = (rank: number) => run([BIN, 'train', file, '--name', 'nodes', '--nnodes', '2', '--node-rank', String(rank), '--nproc', '1', '--master-addr', '127.0.0.1', '--master-port', port])
+  const [n0, n1] = await Promise.all([node(0), node(1)])
+  t.equal(n0.code, 0, n0.stderr)
+  t.equal(n1.code, 0, n1.stderr)
+  t.match(n0.stdout, /metrics: steps=6/, 'node 0 prints the result')
+  t.ok(fs.existsSync(path.join(dir, 'runs', 'nodes', 'model', 'model.safetensors')))
+})
+
+t.test('ranks with different configs: the error names the rank and the first field', { skip }, async (t) => {
+  const dir = tempDir(t, 'differ')
+  const file = writeConfig(dir, 'sft', '{}')
+  const port = String(await freePort())
+  const rank = (r: number, lr: string) => run([BIN, 'train', file, '--name', 'differ', '--set', `optimizer.lr=${lr}`], { RANK: String(r), WORLD_SIZE: '2', MASTER_PORT: port })
+  const [a, b] = await Promise.all([rank(0, '0.003'), rank(1, '0.004')])
+  for (const e of [a, b]) {
+    t.not(e.code, 0)
+    t.match(e.stderr, /rank 1 differs from rank 0 in the config field optimizer\.lr: 0\.004 on rank 1, 0\.003 on rank 0/)
+  }
+  t.notOk(fs.existsSync(path.join(dir, 'runs', 'differ')), 'nothing was written')
+})
+
+t.test('a rank killed mid-run stops the other; the last checkpoint is intact and --resume finishes', { skip }, async (t) => {
+  const dir = tempDir(t, 'killed')
+  const file = writeConfig(dir, 'sft', '{"training": {"batch_size": 8, "gradient_accumulation": 1, "max_steps": 150}, "checkpoint": {"every": 2, "keep": 2}}')
+  const runDir = path.join(dir, 'runs', 'killed')
+  const launcher = run([BIN, 'train', file, '--name', 'killed', '--nproc', '2'], { RLFARM_DIST_TIMEOUT_MS: '60000' })
+  // Wait for a checkpoint, then kill rank 1 (the launcher's second child).
+  const children = () => fs.readFileSync(`/proc/${launcher.pid}/task/${launcher.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+  const started = Date.now()
+  while (!(fs.existsSync(path.join(runDir, 'checkpoints')) && fs.readdirSync(path.join(runDir, 'checkpoints')).some((d) => /^step-/.test(d)))) {
+    if (Date.now() - started > 120_000) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  const kids = children()
+  t.equal(kids.length, 2, 'the launcher runs two ranks')
+  process.kill(kids[1], 'SIGKILL')
+  const killedAt = Date.now()
+  const exit = await launcher
+  t.not(exit.code, 0, 'the launcher fails')
+  t.match(exit.stderr, /rank 1 of 2 was killed by SIGKILL/, 'and names the rank')
+  t.ok(Date.now() - killedAt < 60_000, 'the other rank stopped within the collective timeout')
+  const resumed = await run([BIN, 'train', file, '--name', 'killed', '--nproc', '2', '--resume'])
+  t.equal(resumed.code, 0, resumed.stderr)
+  t.match(resumed.stderr + fs.readFileSync(path.join(runDir, 'run.log'), 'utf8'), /resumed from .*step-0000\d\d/, 'from the last checkpoint')
+  t.match(resumed.stdout, /metrics: steps=150/, 'the resumed run finishes')
+})
+
+t.test('one rank needs no Gloo: collectives return their input; bad arguments are named', async (t) => {
+  await t.rejects(distributed.allReduce(Tensor.from([1])), /distributed\.allReduce: call distributed\.init\(\) first/)
+  await distributed.init({ worldSize: 1, rank: 0 })
+  t.teardown(() => distributed.destroy())
+  t.equal(distributed.worldSize, 1)
+  const x = Tensor.from([1, 2, 3])
+  t.same(Array.from((await distributed.allReduce(x, { op: 'avg' })).data), [1, 2, 3])
+  t.same((await distributed.allGather(x)).shape, [1, 3])
+  t.same(Array.from((await distributed.reduceScatter(Tensor.from([4, 5]))).data), [4, 5])
+  await distributed.barrier()
+  await t.rejects(distributed.allReduce([1, 2] as never), /distributed\.allReduce: expected a Tensor; got an array/)
+  await t.rejects(distributed.allReduce(x, { op: 'mean' as never }), /op must be one of 'sum', 'avg', 'max', 'min'; got 'mean'/)
+  await t.rejects(distributed.broadcast(x, { root: 1 }), /root must be a rank in 0\.\.0; got 1/)
+  await t.rejects(distributed.barrier({ timeout: 5 } as never), /unknown option 'timeout'\. Did you mean 'timeoutMs'\?/)
+  await t.rejects(distributed.init(), /already initialised/)
+})
+
+t.test('a pipeline with --nproc 2: SFT and reward data-parallel, PPO and eval whole on each rank, rank 0 writes', { skip }, async (t) => {
+  const dir = tempDir(t, 'pipeline')
+  const tiny = { policy: { tokenizer: 'byte', init: TINY_POLICY.init }, data: { chat_template: false, max_length: 40 }, logging: { progress: 'none' } }
+  const rl = { data: { prompts: data.prompts, chat_template: false, max_length: 40 }, generation: { max_new_tokens: 8, stop_at_eos: false }, optimizer: { lr: 1e-2 } }
+  const pipeline = (name: string) => ({
+    name,
+    output_dir: dir,
+    seed: 2,
+    stages: [
+      { name: 'sft', run: { ...tiny, algorithm: 'sft', data: { ...tiny.data, train: data.sft }, optimizer: { lr: 1e-2 }, training: { batch_size: 16, max_steps: 4 } } },
+      { name: 'rm', run: { ...tiny, algorithm: 'reward', policy: { path: '${sft}' }, data: { ...tiny.data, train: data.preferences }, training: { batch_size: 16, max_steps: 3 } } },
+      { name: 'ppo', run: { ...tiny, ...rl, algorithm: 'ppo', policy: { path: '${sft}' }, reward_model: { path: '${rm}' }, training: { batch_size: 8, max_steps: 2 }, ppo: { minibatch_size: 4 } } },
+      { name: 'eval', run: { ...tiny, ...rl, algorithm: 'eval', policy: { path: '${ppo}' }, reward_model: { path: '${rm}' }, training: { batch_size: 16 } } },
+    ],
+  })
+  const results: Record<string, { stages: { name: string; metrics: Record<string, number> }[] }> = {}
+  for (const [name, extra] of [['one', []], ['two', ['--nproc', '2']]] as const) {
+    const file = path.join(dir, `${name}.json`)
+    fs.writeFileSync(file, JSON.stringify(pipeline(name)))
+    const r = await run([BIN, 'run', file, ...extra])
+    t.equal(r.code, 0, r.stderr)
+    results[name] = JSON.parse(fs.readFileSync(path.join(dir, name, 'summary.json'), 'utf8'))
+  }
+  t.same(results.two.stages.map((s) => s.name), ['sft', 'rm', 'ppo', 'eval'])
+  const reward = (name: string) => results[name].stages[3].metrics.reward
+  t.ok(Math.abs(reward('one') - reward('two')) < 1e-3, `eval reward of the PPO policy: ${reward('one')} (1 rank) vs ${reward('two')} (2 ranks)`)
+})
+
+t.test('without Gloo, --nproc 2 says what to install', { skip: skip ? false : 'this addon has Gloo (build with RLFARM_GLOO=0, or run with RLFARM_ADDON naming such a build)' }, async (t) => {
+  const dir = tempDir(t, 'nogloo')
+  const r = await run([BIN, 'train', writeConfig(dir, 'sft', '{}'), '--nproc', '2'])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /built without Gloo.*apt-get install libgloo-dev.*npm rebuild rlfarm/)
+  t.notOk(fs.existsSync(path.join(dir, 'runs')), 'no rank started')
+})

@@ -1,0 +1,82 @@
+// One rank of the distributed tests (test/distributed.test.ts): joins the
+// group from RANK/WORLD_SIZE/MASTER_* (and RLFARM_RDZV), runs the scenario
+// named by argv[2], and writes one JSON line, what it saw or { error }, to
+// the file TEST_RESULT_FILE (or stdout).
+import fs from 'node:fs'
+import { distributed, Tensor } from 'rlfarm'
+
+const scenario = process.argv[2]
+const rank = Number(process.env.RANK)
+const worldSize = Number(process.env.WORLD_SIZE)
+
+// Small integers: exact in f32, bf16 and i32 whatever the order of the sums.
+const value = (r, i) => ((i * 7 + r * 5) % 23) - 11
+const bf16 = (x) => new Uint32Array(new Float32Array([x]).buffer)[0] >>> 16
+const fromBf16 = (h) => new Float32Array(new Uint32Array([h << 16]).buffer)[0]
+
+function make(dtype, n, r) {
+  if (dtype === 'f32') return Tensor.from(Float32Array.from({ length: n }, (_, i) => value(r, i)))
+  if (dtype === 'i32') return Tensor.from(Int32Array.from({ length: n }, (_, i) => value(r, i)))
+  return Tensor.from(Uint16Array.from({ length: n }, (_, i) => bf16(value(r, i))))
+}
+const read = (t) => (t.dtype === 'bf16' ? Array.from(t.data, fromBf16) : Array.from(t.data))
+
+const scenarios = {
+  async collectives() {
+    const out = { reduce: {}, broadcast: {}, gather: {}, scatter: {} }
+    for (const dtype of ['f32', 'bf16', 'i32']) {
+      for (const n of [1, 7, 1001, 65537]) {
+        for (const op of ['sum', 'avg', 'max', 'min']) {
+          const t = make(dtype, n, rank)
+          await distributed.allReduce(t, { op })
+          out.reduce[`${dtype}/${n}/${op}`] = read(t)
+        }
+        const b = make(dtype, n, rank)
+        await distributed.broadcast(b, { root: worldSize - 1 })
+        out.broadcast[`${dtype}/${n}`] = read(b)
+        const g = await distributed.allGather(make(dtype, n, rank))
+        out.gather[`${dtype}/${n}`] = { shape: g.shape, values: read(g) }
+        const s = await distributed.reduceScatter(make(dtype, n * worldSize, rank).reshape([worldSize, n]))
+        out.scatter[`${dtype}/${n}`] = { shape: s.shape, values: read(s) }
+      }
+    }
+    // Calls made without waiting run in the order they were made, on every rank.
+    const sizes = [3, 70001, 5, 1000, 2, 40000, 9, 17]
+    const pending = sizes.map((n) => distributed.allReduce(make('i32', n, rank)))
+    out.concurrent = (await Promise.all(pending)).map((t) => read(t).slice(0, 3))
+    await distributed.barrier()
+    return out
+  },
+  async silent() {
+    // Rank 0 reduces; the others never make the call, then wait to be stopped.
+    if (rank === 0) {
+      const started = Date.now()
+      try {
+        await distributed.allReduce(make('f32', 4, 0), { timeoutMs: 1500 })
+        return { error: 'no error' }
+      } catch (err) {
+        return { error: err.message, seconds: (Date.now() - started) / 1000 }
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 8000))
+    return {}
+  },
+  async exchange() {
+    return { values: await distributed.exchange('hello', `from ${rank}`) }
+  },
+}
+
+const report = (result) => {
+  const line = `${JSON.stringify({ rank, ...result })}\n`
+  if (process.env.TEST_RESULT_FILE) fs.writeFileSync(process.env.TEST_RESULT_FILE, line)
+  else process.stdout.write(line)
+}
+try {
+  await distributed.init({ rendezvousTimeoutMs: Number(process.env.TEST_RDZV_TIMEOUT_MS ?? 60000) })
+  report(await scenarios[scenario]())
+  // The silent ranks' group is left to exit with the process (rank 0's call broke it).
+  if (scenario !== 'silent') await distributed.destroy()
+} catch (err) {
+  report({ error: err.message })
+  process.exitCode = 1
+}

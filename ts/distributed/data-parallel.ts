@@ -1,0 +1,89 @@
+// What a trainer needs to run data-parallel: its share of each batch, sums of
+// statistics over every rank, gradients all-reduced before clipping and AdamW,
+// and the start-of-run check that every rank runs the same thing.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import type { Model } from '../model/model.js'
+import { backend, Tensor } from '../tensor.js'
+import { firstDifference } from '../util/json.js'
+import { distributed } from './index.js'
+
+export interface DataParallel {
+  readonly rank: number
+  readonly worldSize: number
+  /** This rank's rows of a batch: rows rank, rank + worldSize, ... (possibly none). */
+  shard<T>(rows: readonly T[]): T[]
+  /** Element-wise sums of `values` over every rank ('i32' for exact counts). */
+  sum(values: readonly number[], dtype?: 'f32' | 'i32'): Promise<number[]>
+  /** Sums a Float32Array over every rank, in place. */
+  sumInPlace(values: Float32Array): Promise<void>
+  /** Sums the model's gradients (one contiguous buffer) over every rank, in place. */
+  allReduceGradients(model: Model): Promise<void>
+}
+
+/** The data-parallel helpers of this run; undefined with one rank, so single-process paths stay as they are. */
+export function dataParallel(): DataParallel | undefined {
+  if (!distributed.initialized || distributed.worldSize === 1) return undefined
+  const rank = distributed.rank
+  const worldSize = distributed.worldSize
+  return {
+    rank,
+    worldSize,
+    shard: (rows) => rows.filter((_, i) => i % worldSize === rank),
+    async sum(values, dtype = 'f32') {
+      const t = dtype === 'i32' ? Tensor.from(Int32Array.from(values)) : Tensor.from(Float32Array.from(values))
+      await distributed.allReduce(t, { op: 'sum' })
+      return Array.from(t.data as Float32Array | Int32Array)
+    },
+    async sumInPlace(values) {
+      await distributed.allReduce(Tensor.from(values), { op: 'sum' })
+    },
+    async allReduceGradients(model) {
+      // Gloo's ring allreduce cuts the buffer into segments itself: one call
+      // moves all of it, with no per-parameter latency.
+      await distributed.allReduce(model.flatGradients(), { op: 'sum' })
+    },
+  }
+}
+
+/** True on every rank when `flag` is true on any (a stop request seen by one rank stops all at the same step). */
+export async function anyRank(flag: boolean): Promise<boolean> {
+  if (!distributed.initialized || distributed.worldSize === 1) return flag
+  const t = Tensor.from(Int32Array.of(flag ? 1 : 0))
+  await distributed.allReduce(t, { op: 'max' })
+  return (t.data as Int32Array)[0] === 1
+}
+
+/** What identifies the native build: the addon file's hash and what it was built with. */
+export function addonBuild(): Record<string, string> {
+  const info = backend()
+  let file = process.env.RLFARM_ADDON ? path.resolve(process.env.RLFARM_ADDON) : ''
+  if (!file) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const gypBuild = require('node-gyp-build') as { resolve(dir: string): string }
+    file = gypBuild.resolve(path.join(__dirname, '..', '..'))
+  }
+  const sha256 = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')
+  return { sha256, gloo: info.glooVersion, cuda: info.cudaCompiled ? info.cudaArchs : 'off' }
+}
+
+/**
+ * Every rank must run the same resolved config on the same addon build; the
+ * error names the first rank that differs from rank 0 and the first field.
+ */
+export async function checkSameRun(what: string, config: unknown): Promise<void> {
+  if (!distributed.initialized || distributed.worldSize === 1) return
+  const mine = { config, build: addonBuild() }
+  const all = (await distributed.exchange(`same-run/${what}`, JSON.stringify(mine))).map((s) => JSON.parse(s) as typeof mine)
+  for (let r = 1; r < all.length; r++) {
+    const d = firstDifference(all[0], all[r])
+    if (!d) continue
+    const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v))
+    const field = d.path.startsWith('build.') ? `the addon build (${d.path.slice('build.'.length)})` : `the ${what} field ${d.path.replace(/^config\.?/, '') || '(root)'}`
+    throw new Error(
+      `distributed: rank ${r} differs from rank 0 in ${field}: ${show(d.now)} on rank ${r}, ${show(d.was)} on rank 0; ` +
+        'every rank must run the same config with the same rlfarm build',
+    )
+  }
+}
