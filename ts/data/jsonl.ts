@@ -3,7 +3,6 @@
 // config's data.on_bad_row) says. A data path may also be a directory or a
 // glob of shards (as the Hub ships them), and JSON Lines may be gzipped.
 import fs from 'node:fs'
-import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
