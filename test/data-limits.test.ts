@@ -32,7 +32,7 @@ t.test('a row over maxRowBytes is a bad row named by file:line, held no further 
 
 t.test('/dev/zero and other special files: refused unless allowed, and then capped', async (t) => {
   await t.rejects(readDataset('/dev/zero', parseSftRow), { message: 'cannot read /dev/zero: it is a character device, not a regular file (data.allow_special_files: true reads one)' })
-  await t.rejects(readDataset(ROOT, parseSftRow), { message: `cannot read ${ROOT}: it is a directory, not a regular file` })
+  await t.rejects(readDataset(ROOT, parseSftRow), { message: `${ROOT}: a directory with no data files (.parquet, .jsonl, .jsonl.gz)` }, 'a directory is read as shards; this one has none')
   await t.rejects(readDataset('/dev/zero', parseSftRow, { allowSpecialFiles: true, maxRowBytes: 1 << 20 }), { message: '/dev/zero:1: the row is over 1048576 bytes (data.max_row_bytes)' })
 })
 

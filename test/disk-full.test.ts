@@ -1,6 +1,6 @@
 // A full disk and a resume with nothing to resume: run.json ends 'failed'
 // with the error even when no new file can be written (it is rewritten in
-// place), and --resume of a run that never started says so.
+// place), and --resume of a run that never started begins it and says so.
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -57,12 +57,17 @@ t.test('a run on a full disk (a tmpfs filled to the last byte): run.json ends fa
   t.match(status.error, /ENOSPC|no space/i)
 })
 
-t.test('--resume of a run that never started: a clear message', async (t) => {
+t.test('--resume of a run that never started begins it and says so; a directory that is not a run is refused', async (t) => {
   const out = tempDir(t, 'disk-full')
-  const r = spawnSync(process.execPath, [BIN, 'train', 'examples/sft.yaml', '--output-dir', out, '--name', 'never', '--resume'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 })
-  t.equal(r.status, 1)
-  t.equal(r.stderr, `rlfarm train: RunDirectory.create: cannot resume ${path.join(out, 'never')}: there is nothing to resume, the directory does not exist (the run was stopped before it made it, or output_dir or name differ); start the run without resume\n`)
-  fs.mkdirSync(path.join(out, 'never'))
-  const empty = spawnSync(process.execPath, [BIN, 'train', 'examples/sft.yaml', '--output-dir', out, '--name', 'never', '--resume'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 })
-  t.match(empty.stderr, /there is nothing to resume, it has no run\.json \(the run was stopped before it started/)
+  const args = ['train', 'examples/sft.yaml', '--output-dir', out, '--name', 'never', '--resume', '--set', 'training.max_steps=1', '--progress', 'lines']
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 })
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stderr + r.stdout, `${path.join(out, 'never')}: nothing to resume yet (no checkpoint: the run had not begun, or stopped before its first one); starting from the beginning`)
+  t.equal(JSON.parse(fs.readFileSync(path.join(out, 'never', 'run.json'), 'utf8')).state, 'finished', 'and it ran')
+  fs.mkdirSync(path.join(out, 'other'))
+  fs.writeFileSync(path.join(out, 'other', 'notes.txt'), 'keep me\n')
+  const other = spawnSync(process.execPath, [BIN, ...args.map((a) => (a === 'never' ? 'other' : a))], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 })
+  t.equal(other.status, 1)
+  t.equal(other.stderr, `rlfarm train: RunDirectory.create: cannot resume ${path.join(out, 'other')}: it is not a run directory (no run.json)\n`)
+  t.equal(fs.readFileSync(path.join(out, 'other', 'notes.txt'), 'utf8'), 'keep me\n', 'its files are left alone')
 })

@@ -116,7 +116,7 @@ export class Tensor {
         const v = checkFits('Tensor.from', `data[${i}]`, data[i], dtype)
         array[i] = dtype === 'bf16' ? floatToBf16Bits(v) : v
       }
-      handle = native.NativeTensor.fromTypedArray(array, [...(shape ?? [data.length])], dtype)
+      handle = native.NativeTensor.fromTypedArray(array, shapeArg('Tensor.from', shape ?? [data.length]), dtype)
     } else if (ArrayBuffer.isView(data)) {
       const dtype = arrayDType(data)
       if (dtype === undefined) {
@@ -124,7 +124,7 @@ export class Tensor {
           `Tensor.from: data is a ${data.constructor.name}; expected Float32Array, Int32Array, Uint8Array or Uint16Array (bf16), or an array of numbers`,
         )
       }
-      handle = native.NativeTensor.fromTypedArray(data, [...(shape ?? [(data as TensorData).length])], options.dtype)
+      handle = native.NativeTensor.fromTypedArray(data, shapeArg('Tensor.from', shape ?? [(data as TensorData).length]), options.dtype)
     } else {
       throw new TypeError(`Tensor.from: data must be a typed array or an array of numbers; got ${describe(data)}`)
     }
@@ -135,13 +135,13 @@ export class Tensor {
   /** A tensor of zeros. */
   static zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
     checkKeys('Tensor.zeros', options, ['device', 'dtype'])
-    return new Tensor(native.NativeTensor.zeros([...shape], options.dtype ?? 'f32', options.device ?? 'cpu'))
+    return new Tensor(native.NativeTensor.zeros(shapeArg('Tensor.zeros', shape), options.dtype ?? 'f32', options.device ?? 'cpu'))
   }
 
   /** A tensor whose contents are whatever the memory held: write before reading. */
   static empty(shape: readonly number[], options: TensorOptions = {}): Tensor {
     checkKeys('Tensor.empty', options, ['device', 'dtype'])
-    return new Tensor(native.NativeTensor.empty([...shape], options.dtype ?? 'f32', options.device ?? 'cpu'))
+    return new Tensor(native.NativeTensor.empty(shapeArg('Tensor.empty', shape), options.dtype ?? 'f32', options.device ?? 'cpu'))
   }
 
   /** A tensor filled with `value`. */
@@ -149,7 +149,7 @@ export class Tensor {
     checkKeys('Tensor.full', options, ['device', 'dtype'])
     const dtype = options.dtype ?? 'f32'
     if (DTYPES.includes(dtype)) checkFits('Tensor.full', 'value', value, dtype)
-    const host = new Tensor(native.NativeTensor.empty([...shape], dtype, 'cpu'))
+    const host = new Tensor(native.NativeTensor.empty(shapeArg('Tensor.full', shape), dtype, 'cpu'))
     host.data.fill(dtype === 'bf16' ? floatToBf16Bits(value) : value)
     return options.device && options.device !== 'cpu' ? host.to(options.device) : host
   }
@@ -201,7 +201,7 @@ export class Tensor {
 
   /** The same memory under another shape; one dimension may be -1. */
   reshape(shape: readonly number[]): Tensor {
-    return new Tensor(this.native.reshape([...shape]))
+    return new Tensor(this.native.reshape(shapeArg('Tensor.reshape', shape)))
   }
 
   /** A copy converted to `dtype` (itself when it has that dtype). */
@@ -295,4 +295,10 @@ export function emptyCache(): void {
 /** Waits for all queued work on a device (a no-op for the CPU). */
 export function synchronize(device: Device = 'cuda:0'): void {
   native.synchronize(device)
+}
+
+/** A shape argument as a fresh array; its entries are checked natively (each a non-negative integer). */
+function shapeArg(where: string, shape: unknown): number[] {
+  if (!Array.isArray(shape)) throw new TypeError(`${where}: shape must be an array of dimensions; got ${describe(shape)}`)
+  return [...(shape as number[])]
 }

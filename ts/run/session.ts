@@ -405,7 +405,7 @@ export async function train(config: string | RunConfig | RunConfigInput, options
     recordFailure(err)
     throw err
   }
-  if (resume && !resumeFrom) session.note(`${runDir}: no checkpoint yet; starting from the beginning`)
+  if (resume && !resumeFrom) session.note(`${runDir}: nothing to resume yet (no checkpoint: the run had not begun, or stopped before its first one); starting from the beginning`)
   try {
     const result = await TRAINERS[resolved.algorithm](session)
     await session.checkpoint()
