@@ -308,3 +308,17 @@ t.test('errors name the file, the tensor or the argument', async (t) => {
   await t.rejects(model.generate(i32([1, 2], [1, 2]), { maxNewTokens: 4, topP: 0 }), /topP must be in \(0, 1\]/, 'bad sampling option')
   await t.rejects(Model.load(path.join(FIXTURES, 'llama-tiny'), { device: 'cuda' }), /device 'cuda' is not available for models yet/, 'CUDA models are not built yet')
 })
+
+t.test('a model directory given relative to the working directory loads (its files are checked to stay inside it)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-relative-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const model = Model.create({ arch: 'gpt2', vocab: 32, dim: 16, layers: 1, heads: 2, maxPositions: 16 }, { seed: 3 })
+  await model.save(path.join(dir, 'nested', 'model'))
+  const cwd = process.cwd()
+  process.chdir(dir)
+  t.teardown(() => process.chdir(cwd))
+  const loaded = await Model.load(path.join('nested', 'model'))
+  t.same(loaded.config, model.config, 'the same config')
+  const name = model.parameters()[0].name
+  t.same(Array.from(loaded.parameter(name).data as Float32Array), Array.from(model.parameter(name).data as Float32Array), 'the same weights')
+})

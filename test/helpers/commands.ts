@@ -85,6 +85,9 @@ export function notRunHere(command: string): string | undefined {
   if (/^npm (install|ci)\b/.test(command)) return 'installs: this checkout is installed (.ci/run runs npm install)'
   if (/^npm test\b/.test(command)) return 'npm test is this suite'
   if (/^npm run bench:/.test(command)) return 'a benchmark: minutes, with its PyTorch peer (bench/RESULTS.md has its figures)'
+  if (/^npm run prebuild\b|^npm pack\b/.test(command)) return 'packaging, done in the checkout: test/install.test.ts runs both and installs the tarball'
+  if (/^npm run fuzz\b/.test(command)) return 'the long fuzz run (test/fuzz.test.ts runs the suite, bounded, from a fixed seed)'
+  if (/^(sudo )?apt(-get)? install\b/.test(command)) return 'installs a system package (.ci/run installs what the tests need)'
   if (/^tensorboard\b/.test(command) && spawnSync('sh', ['-c', 'command -v tensorboard']).status !== 0) return "TensorBoard (Python's) is not installed here"
   if (/(\[|<|\.\.\.)/.test(command)) return 'usage notation, not a command'
   if (/rlfarm dashboard\b/.test(command)) return 'a server that runs until it is stopped (its own test drives it in a browser)'

@@ -183,7 +183,8 @@ export function resolveInside(root: string, name: unknown, what: string, from: s
   if (name.includes('\0')) refuse('holds a NUL character')
   if (path.isAbsolute(name) || path.win32.isAbsolute(name)) refuse('is an absolute path')
   const base = path.resolve(root)
-  const target = path.resolve(base, from, name)
+  // `from` may be relative to the working directory, as `root` may.
+  const target = path.resolve(path.resolve(from), name)
   if (!isUnder(base, target)) refuse(`leads out of the directory (to ${target})`)
   const realBase = realPathOf(base)
   const realTarget = realPathOf(target)
