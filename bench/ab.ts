@@ -12,6 +12,7 @@
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import { benchArgs } from './args'
 import { median } from './peer'
 
 interface Result {
@@ -20,28 +21,13 @@ interface Result {
 }
 
 function parseArgs(argv: string[]): { addons: string[]; rounds: number; json: boolean; trainArgs: string[] } {
-  let addons: string[] = []
-  let rounds = 10
-  let json = false
-  const trainArgs: string[] = []
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]
-    if (flag === '--addons') {
-      addons = (argv[++i] ?? '').split(',').filter(Boolean)
-    } else if (flag === '--rounds') {
-      rounds = Number(argv[++i])
-    } else if (flag === '--json') {
-      json = true
-    } else {
-      trainArgs.push(flag)
-    }
-  }
+  const { args, rest } = benchArgs('ab', argv, { addons: '', rounds: 10, json: false }, { rest: true })
+  const addons = args.addons.split(',').filter(Boolean)
   if (addons.length < 1) throw new Error('--addons needs one or more builds, comma-separated: --addons before.node,after.node')
   for (const addon of addons) {
     if (!fs.existsSync(addon)) throw new Error(`--addons: ${addon} does not exist`)
   }
-  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a whole number >= 1; got ${rounds}`)
-  return { addons: addons.map((a) => path.resolve(a)), rounds, json, trainArgs }
+  return { addons: addons.map((a) => path.resolve(a)), rounds: args.rounds, json: args.json, trainArgs: rest }
 }
 
 function runOnce(addon: string, trainArgs: string[]): Result {

@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process'
 import net from 'node:net'
 import os from 'node:os'
 import { backend, distributed, Tensor } from 'rlfarm'
+import { benchArgs } from './args'
 import { median } from './peer'
 
 interface Args {
@@ -21,19 +22,7 @@ interface Args {
 }
 
 function parse(argv: string[]): Args {
-  const args: Args = { ranks: 2, sizes: [1, 4, 16, 64, 256, 500], repeat: 5 }
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]
-    const value = argv[++i]
-    if (flag === '--ranks') args.ranks = Number(value)
-    else if (flag === '--sizes') args.sizes = value.split(',').map(Number)
-    else if (flag === '--repeat') args.repeat = Number(value)
-    else throw new Error(`bench:distributed: unknown flag ${flag} (--ranks N, --sizes MB,MB..., --repeat N)`)
-  }
-  if (!Number.isInteger(args.ranks) || args.ranks < 2) throw new Error('--ranks must be an integer >= 2')
-  if (args.sizes.some((s) => !(s > 0))) throw new Error('--sizes must be positive numbers of MB')
-  if (!Number.isInteger(args.repeat) || args.repeat < 1) throw new Error('--repeat must be a positive integer')
-  return args
+  return benchArgs('distributed', argv, { ranks: 2, sizes: [1, 4, 16, 64, 256, 500], repeat: 5 }, { min: { ranks: 2 } }).args
 }
 
 interface Row {

@@ -22,6 +22,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { backend, ops, setGemmBackend, Tensor } from 'rlfarm'
+import { benchArgs, printTable } from './args'
 import { median, runPython } from './peer'
 
 interface Args {
@@ -34,21 +35,8 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { repeat: 7, rounds: 3, peer: true, vocab: true, json: false }
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--repeat') args.repeat = Number(argv[++i])
-    else if (a === '--rounds') args.rounds = Number(argv[++i])
-    else if (a === '--no-peer') args.peer = false
-    else if (a === '--no-vocab') args.vocab = false
-    else if (a === '--only') args.only = argv[++i]
-    else if (a === '--json') args.json = true
-    else throw new Error(`unknown argument ${a}; see the comment at the top of bench/gemm.ts`)
-  }
-  for (const name of ['repeat', 'rounds'] as const) {
-    if (!(Number.isInteger(args[name]) && args[name] > 0)) throw new Error(`--${name} needs a positive integer`)
-  }
-  return args
+  const { args } = benchArgs('gemm', argv, { repeat: 7, rounds: 3, peer: true, vocab: true, only: '', json: false })
+  return { ...args, only: args.only === '' ? undefined : args.only }
 }
 
 interface Shape {
@@ -248,12 +236,7 @@ function main() {
   })
   console.log(`rlfarm gemm on ${machine}; ${args.rounds} rounds of ${args.repeat} calls; ${peerNote}`)
   if (peak) console.log(`FMA peak with ${info.threads} threads: AVX-512 ${peak.avx512_gflops ?? 'n/a'} GFLOP/s, AVX2 ${peak.avx2_gflops ?? 'n/a'} GFLOP/s (bench/fma_peak.c, best of 5)`)
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
-  for (const l of [header, ...lines]) console.log(l.map((c, i) => c.padEnd(widths[i])).join('  '))
-  console.log('\nmarkdown:')
-  console.log(`| ${header.join(' | ')} |`)
-  console.log(`| ${header.map(() => '---').join(' | ')} |`)
-  for (const l of lines) console.log(`| ${l.join(' | ')} |`)
+  printTable(header, lines, { markdown: true })
   if (args.json) console.log(JSON.stringify({ machine, peak, rounds: args.rounds, results, rlfarmMs, peer: peerRuns }))
 }
 

@@ -7,6 +7,7 @@
 // markdown block for bench/RESULTS.md, and with --json a last JSON line.
 import os from 'node:os'
 import { backend, devices, ops, synchronize, Tensor } from 'rlfarm'
+import { benchArgs, printTable } from './args'
 import { median, runPython } from './peer'
 
 interface Args {
@@ -21,25 +22,9 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { device: 'cpu', repeat: 9, peer: true, json: false, rows: 4096, vocab: 32000, batch: 256, steps: 512 }
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    const value = () => {
-      const v = argv[++i]
-      if (v === undefined) throw new Error(`${a} needs a value`)
-      return v
-    }
-    if (a === '--device') args.device = value() === 'cpu' ? 'cpu' : 'cuda:0'
-    else if (a === '--repeat') args.repeat = Number(value())
-    else if (a === '--no-peer') args.peer = false
-    else if (a === '--json') args.json = true
-    else if (a === '--rows') args.rows = Number(value())
-    else if (a === '--vocab') args.vocab = Number(value())
-    else if (a === '--batch') args.batch = Number(value())
-    else if (a === '--steps') args.steps = Number(value())
-    else throw new Error(`unknown argument ${a}; see the comment at the top of bench/kernels.ts`)
-  }
-  return args
+  const defaults = { device: 'cpu', repeat: 9, peer: true, json: false, rows: 4096, vocab: 32000, batch: 256, steps: 512 }
+  const { args } = benchArgs('kernels', argv, defaults, { choices: { device: ['cpu', 'cuda'] } })
+  return { ...args, device: args.device === 'cpu' ? 'cpu' : 'cuda:0' }
 }
 
 /** Tensors in an op's result, to dispose of them between runs as a training loop does. */
@@ -203,12 +188,7 @@ function main() {
     fmt(row.peerMs, 1), row.speedup === undefined ? '' : `${row.speedup.toFixed(1)}x`,
     row.target === undefined ? '' : `>= ${row.target}x ${row.speedup! >= row.target ? 'met' : 'MISSED'}`,
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
-  for (const l of [header, ...lines]) console.log(l.map((c, i) => c.padEnd(widths[i])).join('  '))
-  console.log('\nmarkdown:')
-  console.log(`| ${header.join(' | ')} |`)
-  console.log(`| ${header.map(() => '---').join(' | ')} |`)
-  for (const l of lines) console.log(`| ${l.join(' | ')} |`)
+  printTable(header, lines, { markdown: true })
   if (args.json) {
     console.log(JSON.stringify({ machine, device, simd: info.simd, threads: info.threads, copyGbps, results, peer: peerRuns }))
   }

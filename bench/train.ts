@@ -11,6 +11,7 @@
 // with tokensPerSecond (training) among other figures.
 import os from 'node:os'
 import { AdamW, backend, Model, Tensor } from 'rlfarm'
+import { benchArgs } from './args'
 import { median, runPython } from './peer'
 
 interface Args {
@@ -33,39 +34,12 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = {
+  const defaults = {
     arch: 'gpt2', layers: 4, dim: 256, heads: 4, kvHeads: 0, ctx: 128, batch: 16, vocab: 256, steps: 10,
     genBatch: 64, genPrompt: 16, genTokens: 64, generate: true, peer: true, json: false, rounds: 3,
   }
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]
-    const next = () => {
-      const v = argv[++i]
-      if (v === undefined) throw new Error(`${flag} needs a value`)
-      return v
-    }
-    switch (flag) {
-      case '--arch': a.arch = next() === 'llama' ? 'llama' : 'gpt2'; break
-      case '--layers': a.layers = Number(next()); break
-      case '--dim': a.dim = Number(next()); break
-      case '--heads': a.heads = Number(next()); break
-      case '--kv-heads': a.kvHeads = Number(next()); break
-      case '--ctx': a.ctx = Number(next()); break
-      case '--batch': a.batch = Number(next()); break
-      case '--vocab': a.vocab = Number(next()); break
-      case '--steps': a.steps = Number(next()); break
-      case '--gen-batch': a.genBatch = Number(next()); break
-      case '--gen-prompt': a.genPrompt = Number(next()); break
-      case '--gen-tokens': a.genTokens = Number(next()); break
-      case '--no-generate': a.generate = false; break
-      case '--no-peer': a.peer = false; break
-      case '--json': a.json = true; break
-      case '--rounds': a.rounds = Number(next()); break
-      default: throw new Error(`unknown argument ${flag}; see the comment at the top of bench/train.ts`)
-    }
-  }
-  if (!a.kvHeads) a.kvHeads = a.heads
-  return a
+  const { args } = benchArgs('train', argv, defaults, { min: { kvHeads: 0 }, choices: { arch: ['gpt2', 'llama'] } })
+  return { ...args, arch: args.arch as Args['arch'], kvHeads: args.kvHeads || args.heads }
 }
 
 function randomTokens(batch: number, steps: number, vocab: number, seed: number): Tensor {

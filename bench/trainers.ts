@@ -13,6 +13,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { backend, ByteTokenizer, train, type RunConfigInput } from 'rlfarm'
+import { benchArgs } from './args'
 import { median, runPython } from './peer'
 
 interface Args {
@@ -31,32 +32,9 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { layers: 4, dim: 256, heads: 4, batch: 16, prompt: 16, response: 48, minibatch: 8, epochs: 2, steps: 6, rounds: 3, peer: true, json: false }
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]
-    const next = () => {
-      const v = Number(argv[++i])
-      if (!Number.isInteger(v) || v < 1) throw new Error(`${flag} needs a whole number >= 1`)
-      return v
-    }
-    switch (flag) {
-      case '--layers': a.layers = next(); break
-      case '--dim': a.dim = next(); break
-      case '--heads': a.heads = next(); break
-      case '--batch': a.batch = next(); break
-      case '--prompt': a.prompt = next(); break
-      case '--response': a.response = next(); break
-      case '--minibatch': a.minibatch = next(); break
-      case '--epochs': a.epochs = next(); break
-      case '--steps': a.steps = next(); break
-      case '--rounds': a.rounds = next(); break
-      case '--no-peer': a.peer = false; break
-      case '--json': a.json = true; break
-      default: throw new Error(`unknown argument ${flag}; see the comment at the top of bench/trainers.ts`)
-    }
-  }
-  if (a.steps < 2) throw new Error('--steps must be at least 2: the first step is left out')
-  return a
+  const defaults = { layers: 4, dim: 256, heads: 4, batch: 16, prompt: 16, response: 48, minibatch: 8, epochs: 2, steps: 6, rounds: 3, peer: true, json: false }
+  // The first step is left out of the timings, so at least two.
+  return benchArgs('trainers', argv, defaults, { min: { steps: 2 } }).args
 }
 
 /** Fixed-length text from a seeded stream: one byte token per character. */

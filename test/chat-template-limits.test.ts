@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { BYTE_CHAT_TEMPLATE, loadTokenizer } from 'rlfarm'
 import { tempDir } from './helpers/common'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { ChatTemplate } = require('../dist/model/chat-template.js') as typeof import('../ts/model/chat-template')
+const { ChatTemplate } = require('../dist/tokenizers/chat-template.js') as typeof import('../ts/tokenizers/chat-template')
 
 const ROOT = path.join(__dirname, '..')
 const chat = [{ role: 'user', content: 'hi' }]

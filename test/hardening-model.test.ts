@@ -518,3 +518,21 @@ t.test('a safetensors path that is not a regular file is refused without waiting
   t.throws(() => SafetensorsFile.open(dir), { message: /not a regular file/ }, 'a directory')
   fs.rmSync(dir, { recursive: true, force: true })
 })
+
+t.test('Tensor shapes: not an array, or so many elements that the count wraps, are refused (found by the fuzz suite)', async (t) => {
+  for (const [what, call] of [
+    ['Tensor.from(data, 0)', () => Tensor.from(new Float32Array(2), 0 as never)],
+    ['Tensor.from(data, {})', () => Tensor.from([1, 2], {} as never)],
+    ['Tensor.zeros(null)', () => Tensor.zeros(null as never)],
+    ['Tensor.zeros(0)', () => Tensor.zeros(0 as never)],
+    ['Tensor.empty(2)', () => Tensor.empty(2 as never)],
+    ['Tensor.full(null, 1)', () => Tensor.full(null as never, 1)],
+    ['reshape(3)', () => Tensor.zeros([3]).reshape(3 as never)],
+  ] as const) {
+    assertThrowsWith(t, call, [what.split('(')[0].replace('reshape', 'Tensor.reshape'), 'shape must be an array of dimensions'], what)
+  }
+  // 2^31 * 4 * 2^31 = 2^64, which is 0 in 64-bit arithmetic: it must not pass for an empty tensor.
+  assertThrowsWith(t, () => Tensor.from([], [2147483648, 4, 2147483648]), ['[2147483648, 4, 2147483648]', 'more elements than a tensor can hold'], 'a wrapping element count')
+  assertThrowsWith(t, () => Tensor.zeros([2 ** 27, 2 ** 27]), ['more elements than a tensor can hold'], '2^54 elements')
+  t.same(Tensor.zeros([0, 2 ** 40, 2 ** 40]).shape, [0, 2 ** 40, 2 ** 40], 'a zero dimension makes any shape empty')
+})

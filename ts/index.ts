@@ -30,7 +30,7 @@ export type { AdamWOptions, StepOptions, AdamWState, Schedule, ScheduleKind } fr
 export { SafetensorsFile, writeSafetensors } from './model/safetensors.js'
 export type { SafetensorsEntry, SafetensorsDType, TensorToWrite } from './model/safetensors.js'
 export { configFromHf, configToHf } from './model/config.js'
-export { ByteTokenizer, HfTokenizer, loadTokenizer, BYTE_CHAT_TEMPLATE } from './model/tokenizer.js'
+export { ByteTokenizer, HfTokenizer, loadTokenizer, BYTE_CHAT_TEMPLATE } from './tokenizers/index.js'
 export type {
   Tokenizer,
   ChatMessage,
@@ -41,7 +41,7 @@ export type {
   HfTokenizerOptions,
   HfTokenizerJsonOptions,
   LoadTokenizerOptions,
-} from './model/tokenizer.js'
+} from './tokenizers/index.js'
 export { loadConfig, resolveConfig, saveResolvedConfig, resolvePaths, ConfigError, configSchema, messageSpec } from './config/index.js'
 export type {
   LoadConfigOptions,
@@ -64,8 +64,8 @@ export { RunDirectory } from './run/run-dir.js'
 export type { RunDirectoryOptions, RunState, RunStatus, RunUpdate } from './run/run-dir.js'
 export { saveCheckpoint, loadCheckpoint, latestCheckpoint, listCheckpoints } from './run/checkpoint.js'
 export type { CheckpointTargets, SaveCheckpointOptions, LoadedCheckpoint } from './run/checkpoint.js'
-export { Rng } from './run/rng.js'
-export type { RngState } from './run/rng.js'
+export { Rng } from './util/rng.js'
+export type { RngState } from './util/rng.js'
 export { Progress } from './run/progress.js'
 export type { ProgressMode, ProgressOptions, ProgressStream, ProgressUpdate } from './run/progress.js'
 export { onInterrupt } from './run/interrupt.js'

@@ -133,6 +133,17 @@ Shape shape_from_js(const Napi::Value& value, const char* what) {
     }
     shape.push_back(static_cast<int64_t>(d));
   }
+  // The element count must not wrap: [2^31, 4, 2^31] would multiply to 0 in
+  // 64 bits and pass for an empty tensor. A zero dimension makes any shape empty.
+  bool empty = false;
+  for (int64_t d : shape) empty = empty || d == 0;
+  int64_t numel = 1;
+  for (int64_t d : shape) {
+    if (empty) break;
+    if (__builtin_mul_overflow(numel, d, &numel) || numel > (int64_t{1} << 53)) {
+      fail(what, ": shape ", shape_str(shape), " has more elements than a tensor can hold (over 2^53)");
+    }
+  }
   return shape;
 }
 

@@ -5,8 +5,8 @@
 import type { RunConfig } from '../config/types.generated.js'
 import type { Model } from '../model/model.js'
 import type { AdamW } from '../model/optim.js'
-import type { Tokenizer } from '../model/tokenizer.js'
-import type { Rng } from '../run/rng.js'
+import type { Tokenizer } from '../tokenizers/index.js'
+import type { Rng } from '../util/rng.js'
 import type { RewardFn } from '../rewards/types.js'
 import { NonFiniteError } from '../util/non-finite.js'
 

@@ -10,7 +10,7 @@ import { dataParallel, type DataParallel } from '../distributed/data-parallel.js
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from './context.js'
-import { EpochBatches, encoderFor, isGiven, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, sameTokenizer, totalSteps } from './common.js'
+import { EpochBatches, encoderFor, isGiven, loadModelSpec, makeOptimizer, meanOf, optimizerStep, padIdOf, sameTokenizer, totalSteps } from './common.js'
 import { pairBatch, preferenceSplit } from './reward.js'
 
 /** Sequence log-probs (sums over response tokens) of every row of a pair batch. */
@@ -119,8 +119,8 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
       await policy.model.backward({ gradLogp: ops.broadcastRows(Tensor.from(rowGrads, [rowGrads.length]), r.batch.responseMask) })
       m.loss += dp ? r.loss.loss * w : r.loss.loss / micro
       m.accuracy += dp ? r.loss.accuracy * w : r.loss.accuracy / micro
-      m.chosen_reward += dp ? mean(r.loss.chosenReward) * w : mean(r.loss.chosenReward) / micro
-      m.rejected_reward += dp ? mean(r.loss.rejectedReward) * w : mean(r.loss.rejectedReward) / micro
+      m.chosen_reward += dp ? meanOf(r.loss.chosenReward) * w : meanOf(r.loss.chosenReward) / micro
+      m.rejected_reward += dp ? meanOf(r.loss.rejectedReward) * w : meanOf(r.loss.rejectedReward) / micro
     }
     if (dp) {
       ;[m.loss, m.accuracy, m.chosen_reward, m.rejected_reward] = await dp.sum([m.loss, m.accuracy, m.chosen_reward, m.rejected_reward])
@@ -142,9 +142,4 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
   }
   const model = await ctx.saveModel(policy.model, policy.tokenizer, policy.tokenizerSource)
   return { model, metrics }
-}
-
-function mean(t: Tensor): number {
-  const d = t.data as Float32Array
-  return d.reduce((a, b) => a + b, 0) / Math.max(d.length, 1)
 }

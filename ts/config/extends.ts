@@ -8,7 +8,8 @@ import { dirname, extname, isAbsolute, relative, resolve as resolvePath, sep } f
 import { resolveInside } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
 import { ConfigError, type ConfigProblem } from './errors.js'
-import { absolutePaths, describeValue, isPlainObject } from './resolve.js'
+import { describe, isPlainObject } from '../util/options.js'
+import { absolutePaths } from './paths.js'
 import { CONFIG_EXTENSIONS, indexPath, parseConfigSource, unreadableReason, type SourceInfo } from './source.js'
 
 /**
@@ -45,7 +46,7 @@ function problemAt(source: SourceInfo, path: string, message: string): ConfigPro
 function baseFiles(value: unknown, source: SourceInfo): string[] {
   if (typeof value === 'string' && value !== '') return [value]
   if (Array.isArray(value) && value.every((v) => typeof v === 'string' && v !== '')) return value as string[]
-  throw new ConfigError([problemAt(source, 'extends', `expected a pipeline file or a list of them, got ${describeValue(value)}`)])
+  throw new ConfigError([problemAt(source, 'extends', `expected a pipeline file or a list of them, got ${describe(value, 'yaml')}`)])
 }
 
 /** Reads and parses a base pipeline; a file that cannot be read is an error at the `extends` that names it. */

@@ -5,10 +5,11 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
 import { basename, dirname, extname, join, resolve as resolvePath } from 'node:path'
 import { Document } from 'yaml'
-import { checkKeys } from '../util/options.js'
+import { checkKeys, describe, isPlainObject } from '../util/options.js'
 import { ConfigError } from './errors.js'
 import { configRoot, mergeExtends } from './extends.js'
-import { absolutePaths, describeValue, isPlainObject, resolveWithSource, TOP_LEVEL_TYPES, type TopLevelType } from './resolve.js'
+import { absolutePaths } from './paths.js'
+import { resolveWithSource, TOP_LEVEL_TYPES, type TopLevelType } from './resolve.js'
 import { CONFIG_EXTENSIONS, emptySource, parseConfigSource, unreadableReason } from './source.js'
 import type { ConfigInputTypes, ConfigTypes } from './types.generated.js'
 
@@ -33,14 +34,14 @@ export interface ResolveConfigOptions<T extends TopLevelType = 'RunConfig'> {
 function checkType(where: string, type: unknown): TopLevelType {
   if (type === undefined) return 'RunConfig'
   if (typeof type !== 'string' || !(TOP_LEVEL_TYPES as readonly string[]).includes(type)) {
-    throw new TypeError(`${where}: type must be one of ${TOP_LEVEL_TYPES.map((t) => `'${t}'`).join(', ')}; got ${describeValue(type)}`)
+    throw new TypeError(`${where}: type must be one of ${TOP_LEVEL_TYPES.map((t) => `'${t}'`).join(', ')}; got ${describe(type, 'yaml')}`)
   }
   return type as TopLevelType
 }
 
 function checkSets(where: string, set: unknown): readonly string[] {
   if (set === undefined) return []
-  if (!Array.isArray(set)) throw new TypeError(`${where}: set must be a list of 'path=value' strings; got ${describeValue(set)}`)
+  if (!Array.isArray(set)) throw new TypeError(`${where}: set must be a list of 'path=value' strings; got ${describe(set, 'yaml')}`)
   return set as string[]
 }
 
@@ -57,7 +58,7 @@ export async function loadConfig<T extends TopLevelType = 'RunConfig'>(file: str
   checkKeys('loadConfig', options, ['set', 'type'])
   const type = checkType('loadConfig', options.type)
   const sets = checkSets('loadConfig', options.set)
-  if (typeof file !== 'string' || file === '') throw new TypeError(`loadConfig: file must be a path; got ${describeValue(file)}`)
+  if (typeof file !== 'string' || file === '') throw new TypeError(`loadConfig: file must be a path; got ${describe(file, 'yaml')}`)
   const ext = extname(file).toLowerCase()
   if (!CONFIG_EXTENSIONS.includes(ext)) {
     throw new ConfigError([{ path: '', file, message: `cannot tell the format from the extension '${ext}': expected ${CONFIG_EXTENSIONS.join(', ')}` }])
@@ -83,7 +84,7 @@ export function resolveConfig<T extends TopLevelType = 'RunConfig'>(config: Conf
   const type = checkType('resolveConfig', options.type)
   const sets = checkSets('resolveConfig', options.set)
   const source = options.source ?? 'config'
-  if (typeof source !== 'string') throw new TypeError(`resolveConfig: source must be a string; got ${describeValue(source)}`)
+  if (typeof source !== 'string') throw new TypeError(`resolveConfig: source must be a string; got ${describe(source, 'yaml')}`)
   // A pipeline object's `extends` files are relative to the working directory.
   const parsed = type === 'PipelineConfig' ? mergeExtends({ value: config, source: emptySource(source) }, process.cwd()) : { value: config, source: emptySource(source) }
   return resolveWithSource(parsed.value, type, parsed.source, sets) as unknown as ConfigTypes[T]
@@ -149,6 +150,6 @@ export interface ResolvePathsOptions {
 export function resolvePaths<C extends object>(config: C, baseDir: string, options: ResolvePathsOptions = {}): C {
   checkKeys('resolvePaths', options, ['type'])
   const type = options.type === undefined ? inferType(config) : checkType('resolvePaths', options.type)
-  if (typeof baseDir !== 'string') throw new TypeError(`resolvePaths: baseDir must be a directory path; got ${describeValue(baseDir)}`)
+  if (typeof baseDir !== 'string') throw new TypeError(`resolvePaths: baseDir must be a directory path; got ${describe(baseDir, 'yaml')}`)
   return absolutePaths(type, config, resolvePath(baseDir)) as C
 }

@@ -1,36 +1,15 @@
-// Validation against the schema and filling in of defaults, plus --set
-// overrides. Every problem found is collected, each with its field path and
-// (through the SourceInfo) its file, line and column or --set argument.
-import { isAbsolute, resolve as resolvePath } from 'node:path'
-import { parse as parseYaml } from 'yaml'
-import { closestKey } from '../util/options.js'
+// Validation against the schema and filling in of defaults, after the --set
+// overrides (sets.ts). Every problem found is collected, each with its field
+// path and (through the SourceInfo) its file, line and column or --set argument.
+import { closestKey, describe, isPlainObject } from '../util/options.js'
 import { ConfigError, type ConfigProblem } from './errors.js'
 import { checkScalar, configSchema, expectation, messageSpec, type FieldSpec, type MessageSpec } from './schema.js'
 import { childPath, indexPath, parentPath, type Position, type SourceInfo } from './source.js'
+import { applySets, clonePlain } from './sets.js'
 
 /** The config messages a file can hold at its top level. */
 export const TOP_LEVEL_TYPES = ['RunConfig', 'PipelineConfig'] as const
 export type TopLevelType = (typeof TOP_LEVEL_TYPES)[number]
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
-  const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
-}
-
-/** A value in words, for "got ...". */
-export function describeValue(value: unknown): string {
-  if (value === null) return 'null'
-  if (value === undefined) return 'nothing'
-  if (Array.isArray(value)) return 'a list'
-  if (typeof value === 'string') return `the string '${JSON.stringify(value).slice(1, -1)}'`
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
-  if (typeof value === 'bigint') return `${value}n`
-  if (isPlainObject(value)) return 'a mapping'
-  if (typeof value === 'function') return 'a function'
-  if (typeof value === 'object') return `a ${(value as object).constructor?.name ?? 'object'}`
-  return typeof value
-}
 
 class Context {
   readonly problems: ConfigProblem[] = []
@@ -91,7 +70,7 @@ function resolveMessage(spec: MessageSpec, value: unknown, path: string, ctx: Co
   let given: Record<string, unknown> = {}
   if (isPlainObject(value)) given = value
   else if (value !== undefined && value !== null) {
-    ctx.report(path, 'value', `expected a mapping (${spec.name}), got ${describeValue(value)}`)
+    ctx.report(path, 'value', `expected a mapping (${spec.name}), got ${describe(value, 'yaml')}`)
   }
   for (const key of Object.keys(given)) {
     if (!spec.byName.has(key)) ctx.report(childPath(path, key), 'key', unknownKeyMessage(spec, key, ctx, path === ''))
@@ -108,7 +87,7 @@ function resolveField(field: FieldSpec, value: unknown, path: string, ctx: Conte
   if (field.repeated) {
     if (value === undefined || value === null) return []
     if (!Array.isArray(value)) {
-      ctx.report(path, 'value', `expected a list of ${field.kind === 'message' ? `${field.message} mappings` : expectation(field)}, got ${describeValue(value)}`)
+      ctx.report(path, 'value', `expected a list of ${field.kind === 'message' ? `${field.message} mappings` : expectation(field)}, got ${describe(value, 'yaml')}`)
       return []
     }
     return value.map((item, i) => resolveOne(field, item, indexPath(path, i), ctx))
@@ -122,7 +101,7 @@ function resolveOne(field: FieldSpec, value: unknown, path: string, ctx: Context
   if (value === undefined || value === null) return field.default
   if (field.kind === 'json') {
     if (isPlainObject(value)) return clonePlain(value)
-    ctx.report(path, 'value', `expected a mapping, got ${describeValue(value)}`)
+    ctx.report(path, 'value', `expected a mapping, got ${describe(value, 'yaml')}`)
     return undefined
   }
   // YAML reads `name: 2024` as a number; a string field takes the text as written.
@@ -132,7 +111,7 @@ function resolveOne(field: FieldSpec, value: unknown, path: string, ctx: Context
   }
   const expected = checkScalar(field, value)
   if (expected === undefined) return value
-  let message = `expected ${expected}, got ${describeValue(value)}`
+  let message = `expected ${expected}, got ${describe(value, 'yaml')}`
   if (typeof value === 'string' && field.choices) {
     const near = closestKey(value, field.choices)
     if (near) message += `; did you mean '${near}'?`
@@ -181,227 +160,6 @@ function checkPipeline(pipeline: Record<string, unknown>, ctx: Context) {
       }
     }
   })
-}
-
-/** A path value left as it is: unset, a `${stage}` reference, or the built-in byte tokenizer. */
-function keepAsIs(value: unknown, owner: string, name: string): boolean {
-  if (typeof value !== 'string' || value === '') return true
-  if (value.startsWith('${')) return true
-  return owner === 'ModelSpec' && name === 'tokenizer' && value === 'byte'
-}
-
-/**
- * A copy of `value` (a `type` message, resolved or as written) with its
- * relative path-valued fields (marked `(path)` in the proto) made absolute
- * against `baseDir`; `${stage}` references and `tokenizer: byte` are kept.
- */
-export function absolutePaths(type: TopLevelType, value: unknown, baseDir: string): unknown {
-  const walk = (spec: MessageSpec, v: unknown): unknown => {
-    if (!isPlainObject(v)) return v
-    const out: Record<string, unknown> = { ...v }
-    for (const field of spec.fields) {
-      const x = v[field.name]
-      if (field.kind === 'message') {
-        const inner = messageSpec(field.message!)
-        if (field.repeated && Array.isArray(x)) out[field.name] = x.map((item) => walk(inner, item))
-        else if (!field.repeated) out[field.name] = walk(inner, x)
-      } else if (field.path && !field.repeated && !keepAsIs(x, spec.name, field.name)) {
-        const p = x as string
-        out[field.name] = isAbsolute(p) ? p : resolvePath(baseDir, p)
-      }
-    }
-    return out
-  }
-  return walk(messageSpec(type), value)
-}
-
-/**
- * `--set` arguments whose field is path-valued (marked `(path)`), with a
- * relative value made absolute against `baseDir`: a path typed on a command
- * line is taken from the directory it was typed in, not from the config
- * file's. Other arguments, and malformed ones (validation reports those), are
- * kept as they are.
- */
-export function absoluteSetPaths(type: TopLevelType, sets: readonly string[], baseDir: string): string[] {
-  return sets.map((arg) => {
-    const eq = typeof arg === 'string' ? arg.indexOf('=') : -1
-    const segments = eq > 0 ? parseSetPath(arg.slice(0, eq).trim()) : undefined
-    if (!segments) return arg
-    let spec: MessageSpec | undefined = messageSpec(type)
-    let owner = spec
-    let field: FieldSpec | undefined
-    for (const seg of segments) {
-      if (typeof seg === 'number') continue // an item of the list field just named
-      if (!spec) return arg
-      field = spec.byName.get(seg)
-      if (!field) return arg
-      owner = spec
-      spec = field.kind === 'message' ? messageSpec(field.message!) : undefined
-    }
-    const text = arg.slice(eq + 1).trim()
-    if (!field?.path || field.repeated || text === 'null' || text === '~' || keepAsIs(text, owner.name, field.name) || isAbsolute(text)) return arg
-    return `${arg.slice(0, eq)}=${resolvePath(baseDir, text)}`
-  })
-}
-
-/** Clones plain objects and arrays (other values are kept as they are, for validation to judge). */
-export function clonePlain(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(clonePlain)
-  if (isPlainObject(value)) {
-    const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(value)) Object.defineProperty(out, k, { value: clonePlain(v), enumerable: true, writable: true, configurable: true })
-    return out
-  }
-  return value
-}
-
-type Segment = string | number
-
-function parseSetPath(text: string): Segment[] | undefined {
-  const out: Segment[] = []
-  for (const part of text.split('.')) {
-    if (/^\d+$/.test(part)) {
-      out.push(Number(part))
-      continue
-    }
-    const m = /^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$/.exec(part)
-    if (!m) return undefined
-    out.push(m[1])
-    for (const idx of m[2].matchAll(/\[(\d+)\]/g)) out.push(Number(idx[1]))
-  }
-  return out
-}
-
-/** The value of a --set: a YAML scalar (or a flow collection: [1, 2], {a: 1}); a string field takes the text as written. */
-function setValue(text: string, field: FieldSpec | undefined, whole: boolean): unknown {
-  let value: unknown
-  try {
-    value = parseYaml(text, { prettyErrors: false })
-  } catch {
-    value = text
-  }
-  // A string field takes the text as written: name=2024, name=a: b.
-  if (field && whole && !field.repeated && (field.kind === 'string' || field.kind === 'enum') && value !== null && typeof value !== 'string') {
-    return text.trim()
-  }
-  return value
-}
-
-/**
- * Applies `--set path=value` overrides to `root` (mutated), recording in
- * `source.sets` which paths each one wrote. Problems with the arguments
- * themselves (no '=', unknown keys) are reported to `ctx`.
- */
-function applySets(root: Record<string, unknown>, sets: readonly string[], top: MessageSpec, ctx: Context) {
-  const source = ctx.source
-  const fail = (arg: string, message: string) => ctx.problems.push({ path: '', file: source.file, set: arg, message })
-  for (const arg of sets) {
-    if (typeof arg !== 'string') {
-      fail(String(arg), `expected a string 'path=value', got ${describeValue(arg)}`)
-      continue
-    }
-    const eq = arg.indexOf('=')
-    if (eq <= 0) {
-      fail(arg, `expected path=value, e.g. ppo.kl_coef=0.1`)
-      continue
-    }
-    const segments = parseSetPath(arg.slice(0, eq).trim())
-    if (!segments) {
-      fail(arg, `'${arg.slice(0, eq).trim()}' is not a path; write keys separated by dots, list items as stages[0] or stages.0`)
-      continue
-    }
-    const text = arg.slice(eq + 1)
-    let spec = top
-    let container: Record<string, unknown> | unknown[] = root
-    let path = ''
-    const created: string[] = []
-    let done = false
-    for (let k = 0; k < segments.length && !done; k++) {
-      const seg = segments[k]
-      if (typeof seg === 'number') {
-        fail(arg, `${path || 'the config'} is not a list; [${seg}] cannot index it`)
-        break
-      }
-      const field = spec.byName.get(seg)
-      if (!field) {
-        const near = closestKey(seg, spec.fields.map((f) => f.name))
-        const where = path ? `${path} (${spec.name})` : spec.name
-        const hint = near ? `; did you mean '${childPath(path, near)}'?` : `; its keys are ${spec.fields.map((f) => f.name).join(', ')}`
-        fail(arg, `unknown key '${seg}' in ${where}${hint}`)
-        break
-      }
-      const fieldPath = childPath(path, seg)
-      const obj = container as Record<string, unknown>
-      const last = k === segments.length - 1
-      if (last) {
-        obj[seg] = setValue(text, field, true)
-        source.sets.set(fieldPath, arg)
-        done = true
-        break
-      }
-      if (field.repeated) {
-        const index = segments[k + 1]
-        if (typeof index !== 'number') {
-          fail(arg, `${fieldPath} is a list; give an item's index, e.g. ${fieldPath}[0].${String(index)}`)
-          break
-        }
-        if (obj[seg] === undefined || obj[seg] === null) {
-          obj[seg] = []
-          created.push(fieldPath)
-        }
-        const list = obj[seg]
-        if (!Array.isArray(list)) {
-          fail(arg, `${fieldPath} is ${describeValue(list)} in ${source.file}, not a list`)
-          break
-        }
-        if (index > list.length) {
-          fail(arg, `${fieldPath} has ${list.length} item${list.length === 1 ? '' : 's'}; [${index}] is past its end (use [${list.length}] to add one)`)
-          break
-        }
-        const itemPath = indexPath(fieldPath, index)
-        if (k + 1 === segments.length - 1) {
-          list[index] = setValue(text, field, false)
-          source.sets.set(itemPath, arg)
-          done = true
-          break
-        }
-        if (field.kind !== 'message') {
-          fail(arg, `${itemPath} is ${expectation(field)}; it has no keys`)
-          break
-        }
-        if (list[index] === undefined || list[index] === null) {
-          list[index] = {}
-          created.push(itemPath)
-        }
-        if (!isPlainObject(list[index])) {
-          fail(arg, `${itemPath} is ${describeValue(list[index])} in ${source.file}, not a mapping`)
-          break
-        }
-        container = list[index] as Record<string, unknown>
-        spec = messageSpec(field.message!)
-        path = itemPath
-        k++
-        continue
-      }
-      if (field.kind !== 'message') {
-        fail(arg, `${fieldPath} is ${expectation(field)}; it has no keys`)
-        break
-      }
-      if (obj[seg] === undefined || obj[seg] === null) {
-        obj[seg] = {}
-        created.push(fieldPath)
-      }
-      if (!isPlainObject(obj[seg])) {
-        fail(arg, `${fieldPath} is ${describeValue(obj[seg])} in ${source.file}, not a mapping`)
-        break
-      }
-      container = obj[seg] as Record<string, unknown>
-      spec = messageSpec(field.message!)
-      path = fieldPath
-    }
-    // Parents made for this override belong to it (unless an earlier one made them).
-    for (const p of created) if (!source.sets.has(p)) source.sets.set(p, arg)
-  }
 }
 
 /**

@@ -2,7 +2,7 @@
 // data or the tokenizer calls for one, responses ended with the end-of-turn
 // tokens the template writes (or EOS), prompts cut from the left and whole
 // sequences from the right to the configured lengths.
-import type { Tokenizer } from '../model/tokenizer.js'
+import type { Tokenizer } from '../tokenizers/index.js'
 import type { Prompt } from './examples.js'
 
 export interface EncoderOptions {

@@ -6,7 +6,7 @@
 //   prompts:    {prompt}, {messages}, {instruction, input?}, and math items:
 //               {question, answer} (GSM8K), {problem, solution} (MATH)
 // A parse error's message says what was expected; readJsonl adds file:line.
-import type { ChatMessage } from '../model/chat-template.js'
+import type { ChatMessage } from '../tokenizers/chat-template.js'
 
 /** A prompt: plain text, or a chat whose assistant turn is to come. */
 export type Prompt = string | ChatMessage[]

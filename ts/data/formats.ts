@@ -14,9 +14,9 @@
 //                            output_1, output_2, preference (1 or 2)}
 // A row that does not fit its format throws, and the reader names its file
 // and line (or Parquet row).
-import type { ChatMessage } from '../model/chat-template.js'
+import type { ChatMessage } from '../tokenizers/chat-template.js'
 import type { RowRules } from './examples.js'
-import { Rng } from '../run/rng.js'
+import { Rng } from '../util/rng.js'
 import { splitLastAssistant } from './examples.js'
 import { readTable, type BadRowPolicy, type ReadLimits, type ReadResult } from './jsonl.js'
 

@@ -3,7 +3,7 @@
 // instructions back (so the gold evaluator needs nothing but the text), knows
 // a right answer, scores any answer in [0, 1] with partial credit, and makes
 // the plausible mistakes the noisy demonstrator writes.
-import type { Rng } from '../run/rng.js'
+import type { Rng } from '../util/rng.js'
 import { WORDS } from './words.js'
 
 export interface Task {

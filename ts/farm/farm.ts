@@ -14,7 +14,7 @@
 //                    standard error, by the gold evaluator or by the pool
 import fs from 'node:fs'
 import path from 'node:path'
-import { Rng } from '../run/rng.js'
+import { Rng } from '../util/rng.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { FAMILIES, parseTask, type Task } from './families.js'
 

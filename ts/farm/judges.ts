@@ -8,7 +8,7 @@
 // Every judge sees the two responses in a seeded random order, so a judge's
 // position bias favours neither side of a comparison.
 import type { Model } from '../model/model.js'
-import type { Tokenizer } from '../model/tokenizer.js'
+import type { Tokenizer } from '../tokenizers/index.js'
 import { Tensor } from '../tensor.js'
 import { AnnotatorPool, aShownFirst, goldPreference, poolPreference, winRateOf, type WinRate } from './farm.js'
 import { parseTask } from './families.js'

@@ -46,12 +46,31 @@ export function checkKeys(where: string, given: object | undefined, known: reado
   }
 }
 
-export function describe(value: unknown): string {
+/** An object literal's kind of value (not an array, a class instance or null). */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+/**
+ * A value in words, for "got ...": in JavaScript's terms for API errors
+ * ('an array', 'Float32Array'), or in YAML's for config errors ('a list', 'a
+ * mapping', "the string 'x'").
+ */
+export function describe(value: unknown, terms: 'js' | 'yaml' = 'js'): string {
+  const yaml = terms === 'yaml'
   if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'string') return `'${value}'`
-  if (typeof value === 'object') return (value as object).constructor?.name ?? 'an object'
-  return String(value)
+  if (Array.isArray(value)) return yaml ? 'a list' : 'an array'
+  if (typeof value === 'string') return yaml ? `the string '${JSON.stringify(value).slice(1, -1)}'` : `'${value}'`
+  if (!yaml) return typeof value === 'object' ? ((value as object).constructor?.name ?? 'an object') : String(value)
+  if (value === undefined) return 'nothing'
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
+  if (typeof value === 'bigint') return `${value}n`
+  if (isPlainObject(value)) return 'a mapping'
+  if (typeof value === 'function') return 'a function'
+  if (typeof value === 'object') return `a ${(value as object).constructor?.name ?? 'object'}`
+  return typeof value
 }
 
 export function numberOption(where: string, name: string, value: unknown, fallback: number): number {
