@@ -9,18 +9,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os'
 import { isAbsolute, join } from 'node:path'
 import { parse as parseYaml } from 'yaml'
-import {
-  ConfigError,
-  configSchema,
-  loadConfig,
-  messageSpec,
-  resolveConfig,
-  resolvePaths,
-  saveResolvedConfig,
-  type PipelineConfig,
-  type RunConfig,
-  type RunConfigInput,
-} from 'rlfarm'
+import { ConfigError, loadConfig, resolveConfig, resolvePaths, saveResolvedConfig, type PipelineConfig, type RunConfig, type RunConfigInput } from 'rlfarm'
+import { configSchema, messageSpec } from 'rlfarm/internal'
 import { assertRejectsWith, assertThrowsWith } from './helpers/common'
 
 const ROOT = join(__dirname, '..')

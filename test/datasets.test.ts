@@ -5,7 +5,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import zlib from 'node:zlib'
 import t from 'tap'
-import { SequenceEncoder, loadConfig, loadTokenizer, resolvePaths, parsePreferenceRow, parsePromptRow, readDataset, train, type PreferenceExample } from 'rlfarm'
+import { loadConfig, loadTokenizer, resolvePaths, parsePreferenceRow, parsePromptRow, readDataset, train, type PreferenceExample } from 'rlfarm'
+import { SequenceEncoder } from 'rlfarm/internal'
 import { tempDir } from './helpers/common'
 
 const ROOT = path.join(__dirname, '..')

@@ -2,20 +2,8 @@
 // demonstrator, the biased annotator pool with AlpacaFarm's label noise,
 // the splits and the win-rate.
 import t from 'tap'
-import {
-  AnnotatorPool,
-  DEFAULT_POOL,
-  FAMILIES,
-  Rng,
-  demonstrate,
-  goldScore,
-  goldWinRate,
-  makeSplits,
-  parseTask,
-  poolWinRate,
-  winRateOf,
-  type Annotator,
-} from 'rlfarm'
+import { AnnotatorPool, FAMILIES, Rng, goldScore, goldWinRate, makeSplits, parseTask, poolWinRate, winRateOf, type Annotator } from 'rlfarm'
+import { DEFAULT_POOL, demonstrate } from 'rlfarm/internal'
 
 t.test('at least eight families, closed and open; each reads its own instructions back', async (t) => {
   t.ok(FAMILIES.length >= 8, `${FAMILIES.length} families`)

@@ -6,26 +6,8 @@ import type { AddressInfo } from 'node:net'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import {
-  AnnotatorPool,
-  ByteTokenizer,
-  FAMILIES,
-  GoldJudge,
-  HttpJudge,
-  LlmJudge,
-  Model,
-  PoolJudge,
-  Rng,
-  Tensor,
-  goldScore,
-  judgePrompt,
-  judgeWinRate,
-  makeLeaderboard,
-  parseVerdict,
-  poolWinRate,
-  spearman,
-  writeReport,
-} from 'rlfarm'
+import { AnnotatorPool, ByteTokenizer, FAMILIES, GoldJudge, HttpJudge, LlmJudge, Model, PoolJudge, Rng, Tensor, goldScore, judgeWinRate, makeLeaderboard, poolWinRate, spearman, writeReport } from 'rlfarm'
+import { judgePrompt, parseVerdict } from 'rlfarm/internal'
 import { tempDir } from './helpers/common'
 
 const rng = new Rng(3)
@@ -72,7 +54,7 @@ t.test('LLM judge: the verdict is the more likely of "a" and "b" after the quest
   const prefs = await judge.compare(pairs)
   t.equal(prefs.length, pairs.length)
   // The same decision by hand: log p("a") vs log p("b") after the question, in the order shown.
-  const { aShownFirst } = await import('rlfarm')
+  const { aShownFirst } = await import('rlfarm/internal')
   for (const [i, p] of pairs.entries()) {
     const firstIsA = aShownFirst(p.prompt, p.a, p.b, 1)
     const shown = firstIsA ? p : { prompt: p.prompt, a: p.b, b: p.a }

@@ -7,23 +7,8 @@ import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
-import {
-  extractAnswer,
-  makeRewardCalls,
-  normalizeAnswer,
-  overlongPenalty,
-  resolveConfig,
-  RewardError,
-  RewardFunctions,
-  runCodeTests,
-  sameAnswer,
-  codeOf,
-  FAMILIES,
-  Rng,
-  type RewardBatch,
-  type RewardFn,
-  type RunConfigInput,
-} from 'rlfarm'
+import { resolveConfig, RewardError, FAMILIES, Rng, type RewardBatch, type RewardFn, type RunConfigInput } from 'rlfarm'
+import { extractAnswer, makeRewardCalls, normalizeAnswer, overlongPenalty, RewardFunctions, runCodeTests, sameAnswer, codeOf } from 'rlfarm/internal'
 import { tempDir } from './helpers/common'
 
 function batch(completions: string[], rows: Record<string, unknown>[] = completions.map(() => ({})), step = 0): RewardBatch {

@@ -1,4 +1,7 @@
-// rlfarm: RLHF for Node.js on a native CPU/CUDA engine.
+// rlfarm: RLHF for Node.js on a native CPU/CUDA engine. This file is the
+// public API, listed with what each part is for in docs/api.md; what the
+// tests and tools reach beyond it is in internal.ts ('rlfarm/internal'), with
+// no promise that it stays.
 import * as ops from './ops.js'
 
 export { Tensor, devices, backend, emptyCache, setGemmBackend, setSimdLevel, synchronize } from './tensor.js'
@@ -42,7 +45,7 @@ export type {
   HfTokenizerJsonOptions,
   LoadTokenizerOptions,
 } from './tokenizers/index.js'
-export { loadConfig, resolveConfig, saveResolvedConfig, resolvePaths, ConfigError, configSchema, messageSpec } from './config/index.js'
+export { loadConfig, resolveConfig, saveResolvedConfig, resolvePaths, ConfigError } from './config/index.js'
 export type {
   LoadConfigOptions,
   ResolveConfigOptions,
@@ -50,10 +53,6 @@ export type {
   ResolvePathsOptions,
   TopLevelType,
   ConfigProblem,
-  ConfigSchema,
-  MessageSpec,
-  FieldSpec,
-  FieldKind,
 } from './config/index.js'
 export type * from './config/types.generated.js'
 export { MetricsLogger } from './run/metrics.js'
@@ -74,41 +73,21 @@ export { train, runPipeline, saveModelWithTokenizer } from './run/session.js'
 export type { Algorithm, StepEvent, TrainOptions, TrainResult, PipelineOptions, PipelineResult, PipelineSummary } from './run/session.js'
 export type { StageResult, TrainerContext, TrainerState } from './algorithms/context.js'
 export { NonFiniteError } from './algorithms/context.js'
-export { FAMILIES, parseTask, positionalMatch } from './farm/families.js'
+export { FAMILIES, parseTask } from './farm/families.js'
 export type { Family, Task } from './farm/families.js'
-export {
-  AnnotatorPool,
-  DEFAULT_POOL,
-  aShownFirst,
-  answerOf,
-  demonstrate,
-  goldPreference,
-  goldScore,
-  goldWinRate,
-  hash32,
-  makeSplits,
-  poolPreference,
-  poolWinRate,
-  winRateOf,
-  writeSplits,
-} from './farm/farm.js'
-export { GoldJudge, HttpJudge, LlmJudge, PoolJudge, judgePrompt, judgeWinRate, parseVerdict } from './farm/judges.js'
+export { AnnotatorPool, goldPreference, goldScore, goldWinRate, makeSplits, poolPreference, poolWinRate, winRateOf, writeSplits } from './farm/farm.js'
+export { GoldJudge, HttpJudge, LlmJudge, PoolJudge, judgeWinRate } from './farm/judges.js'
 export type { HttpJudgeOptions, Pair, PairJudge, Preference } from './farm/judges.js'
 export type { Annotator, DemonstratorOptions, FarmFiles, FarmRow, FarmSplits, Judged, PoolOptions, SplitSizes, WinRate } from './farm/farm.js'
-export { formatPolicyTable, makeLeaderboard, policyTable, renderSvg, reportHtml, spearman, winRateChart, writeReport } from './farm/report.js'
+export { formatPolicyTable, makeLeaderboard, policyTable, spearman, writeReport } from './farm/report.js'
 export type { Leaderboard, LeaderboardEntry, PolicyRow } from './farm/report.js'
-export { readDataset, parseTranscript, RowAdapter } from './data/formats.js'
+export { readDataset } from './data/formats.js'
 export type { Binarize, DataFormat, ReadDatasetOptions } from './data/formats.js'
 export { parsePreferenceRow, parsePromptRow, parseSftRow } from './data/examples.js'
 export type { PreferenceExample, PromptExample, SftExample, Prompt } from './data/examples.js'
-export { SequenceEncoder } from './data/encode.js'
-export { RewardError, RewardFunctions, makeRewardCalls, checkValues } from './rewards/scorer.js'
-export type { RewardCall, RewardScores } from './rewards/scorer.js'
+export { RewardError } from './rewards/scorer.js'
 export type { RewardBatch, RewardFn, RewardValues } from './rewards/types.js'
-export { BUILTIN_NAMES, normalizeAnswer, overlongPenalty, THINK_ANSWER } from './rewards/builtin.js'
-export { extractAnswer, markedAnswer, sameAnswer, valuesOf } from './rewards/math.js'
-export { codeOf, runCodeTests } from './rewards/code-tests.js'
-export { loadRewardExport } from './rewards/load.js'
+export { BUILTIN_NAMES } from './rewards/builtin.js'
 export { startDashboard } from './dashboard/server.js'
 export type { Dashboard, DashboardOptions } from './dashboard/server.js'
 export { distributed } from './distributed/index.js'

@@ -1,0 +1,16 @@
+// 'rlfarm/internal': the pieces behind the public API (index.ts) that the
+// tests and tools use. Nothing here is promised to stay as it is.
+export { configSchema, messageSpec } from './config/index.js'
+export type { ConfigSchema, MessageSpec, FieldSpec, FieldKind } from './config/index.js'
+export { positionalMatch } from './farm/families.js'
+export { DEFAULT_POOL, aShownFirst, answerOf, demonstrate, hash32 } from './farm/farm.js'
+export { judgePrompt, parseVerdict } from './farm/judges.js'
+export { renderSvg, reportHtml, winRateChart } from './farm/report.js'
+export { parseTranscript, RowAdapter } from './data/formats.js'
+export { SequenceEncoder } from './data/encode.js'
+export { RewardFunctions, makeRewardCalls, checkValues } from './rewards/scorer.js'
+export type { RewardCall, RewardScores } from './rewards/scorer.js'
+export { normalizeAnswer, overlongPenalty, THINK_ANSWER } from './rewards/builtin.js'
+export { extractAnswer, markedAnswer, sameAnswer, valuesOf } from './rewards/math.js'
+export { codeOf, runCodeTests } from './rewards/code-tests.js'
+export { loadRewardExport } from './rewards/load.js'
