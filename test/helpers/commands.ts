@@ -88,6 +88,8 @@ export function notRunHere(command: string): string | undefined {
   if (/^npm run prebuild\b|^npm pack\b/.test(command)) return 'packaging, done in the checkout: test/install.test.ts runs both and installs the tarball'
   if (/^npm run fuzz\b/.test(command)) return 'the long fuzz run (test/fuzz.test.ts runs the suite, bounded, from a fixed seed)'
   if (/^(sudo )?apt(-get)? install\b/.test(command)) return 'installs a system package (.ci/run installs what the tests need)'
+  if (/--nnodes [2-9]|--master-addr (?!127\.0\.0\.1)/.test(command)) return 'a launch across machines (test/distributed.test.ts runs two "nodes" on 127.0.0.1)'
+  if (/['"]$/.test(command)) return "part of a cluster launcher's line (srun, mpirun), shown for a cluster"
   if (/^tensorboard\b/.test(command) && spawnSync('sh', ['-c', 'command -v tensorboard']).status !== 0) return "TensorBoard (Python's) is not installed here"
   if (/(\[|<|\.\.\.)/.test(command)) return 'usage notation, not a command'
   if (/rlfarm dashboard\b/.test(command)) return 'a server that runs until it is stopped (its own test drives it in a browser)'
