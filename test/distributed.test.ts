@@ -8,7 +8,8 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { distributed, SafetensorsFile, Tensor } from 'rlfarm'
+import { distributed, resolveConfig, SafetensorsFile, Tensor } from 'rlfarm'
+import { encoderFor, loadModelSpec, sampleResponses } from '../dist/algorithms/common.js'
 import { tempDir } from './helpers/common'
 import { toyData, TINY_POLICY } from './helpers/toy-data'
 
@@ -285,6 +286,26 @@ t.test('one rank needs no Gloo: collectives return their input; bad arguments ar
   await t.rejects(distributed.broadcast(x, { root: 1 }), /root must be a rank in 0\.\.0; got 1/)
   await t.rejects(distributed.barrier({ timeout: 5 } as never), /unknown option 'timeout'\. Did you mean 'timeoutMs'\?/)
   await t.rejects(distributed.init(), /already initialised/)
+})
+
+t.test('a prompt gets the same sample whichever rank draws it; one process keeps its seeds', async (t) => {
+  const config = resolveConfig({ algorithm: 'ppo', policy: TINY_POLICY, data: { max_length: 40, chat_template: false }, generation: { max_new_tokens: 6, temperature: 1, stop_at_eos: false } })
+  const policy = await loadModelSpec(config.policy, 'policy', { seed: 5 })
+  const encoder = encoderFor(policy.tokenizer, config.data)
+  const prompts = ['bcd:', 'x:', 'longer one:', 'qq:', 'mno pq:'].map((p) => encoder.prompt(p))
+  const generation = config.generation
+  const whole = await sampleResponses(policy.model, encoder, prompts, generation, 11)
+  const width = Math.max(...prompts.map((p) => p.length))
+  for (const [rank, world] of [[0, 2], [1, 2], [2, 3]]) {
+    const rows = prompts.map((_, i) => i).filter((i) => i % world === rank)
+    const shard = await sampleResponses(policy.model, encoder, rows.map((i) => prompts[i]), generation, 11, undefined, { global: { rowIndices: rows, promptWidth: width } })
+    t.same(shard.texts, rows.map((i) => whole.texts[i]), `rank ${rank} of ${world} samples what one process samples for its rows`)
+  }
+  // A row alone, given its index and width in the batch, samples what it did in the batch.
+  const alone = await sampleResponses(policy.model, encoder, [prompts[0]], generation, 11, undefined, { global: { rowIndices: [0], promptWidth: width } })
+  t.same(alone.texts, [whole.texts[0]])
+  t.not(new Set(whole.texts).size, 1, 'the rows draw different samples')
+  await t.rejects(sampleResponses(policy.model, encoder, prompts, generation, 11, undefined, { global: { rowIndices: [0], promptWidth: width } }), /sampleResponses: 1 row indices for 5 prompts/)
 })
 
 t.test('a pipeline with --nproc 2: SFT and reward data-parallel, PPO and eval whole on each rank, rank 0 writes', { skip }, async (t) => {
