@@ -187,35 +187,73 @@ function maxDifference(a: string, b: string): number {
   return worst
 }
 
-for (const [algorithm, extra] of [
-  ['sft', '{}'],
-  ['reward', '{}'],
-  ['dpo', '{"dpo": {"beta": 0.1}}'],
+// The sampling trainers: a reward model (random, so scores vary), 7 prompts a batch (4 and 3 rows
+// on the ranks; a minibatch of 3 may fall on one rank only), and the
+// statistics that need the whole batch (normalisation, whitening, the
+// adaptive KL) switched on.
+const rl = (steps: number, extra: object) =>
+  JSON.stringify({
+    data: { chat_template: false, max_length: 40, prompts: data.prompts },
+    generation: { max_new_tokens: 8 },
+    reward_model: { tokenizer: 'byte', init: TINY_POLICY.init },
+    optimizer: { lr: 1e-2 },
+    training: { batch_size: 7, max_steps: steps },
+    ...extra,
+  })
+const SCORE_KEYS = ['score', 'kl', 'grad_norm', 'rewards/reward_model/mean', 'response_length']
+
+for (const { algorithm, extra, models, keys } of [
+  { algorithm: 'sft', extra: '{}', models: ['model'], keys: ['loss', 'grad_norm'] },
+  { algorithm: 'reward', extra: '{}', models: ['model'], keys: ['loss', 'grad_norm'] },
+  { algorithm: 'dpo', extra: '{"dpo": {"beta": 0.1}}', models: ['model'], keys: ['loss', 'grad_norm'] },
+  {
+    algorithm: 'ppo',
+    extra: rl(4, { ppo: { minibatch_size: 3, epochs: 2, normalize_rewards: true, kl_target: 1, kl_horizon: 50, entropy_coef: 0.01 } }),
+    models: ['model', 'value_model'],
+    keys: [...SCORE_KEYS, 'kl_coef', 'reward', 'policy_loss', 'value_loss', 'clip_fraction', 'approx_kl', 'entropy', 'value_explained_variance', 'eos_fraction'],
+  },
+  // Groups of 3 on 5 prompts: 9 and 6 rows on the ranks, and micro-batches of 5 rows that cut across groups (bnpo's token mean is the micro-batch's).
+  {
+    algorithm: 'grpo',
+    extra: rl(3, { training: { batch_size: 5, max_steps: 3 }, group: { group_size: 3, loss_type: 'bnpo', scale_rewards: 'batch', kl_coef: 0.05, num_iterations: 2 } }),
+    models: ['model'],
+    keys: [...SCORE_KEYS, 'score_std', 'reward', 'loss', 'policy_loss', 'kl_loss', 'clip_fraction', 'approx_kl', 'entropy', 'advantage_abs', 'response_length_max'],
+  },
+  {
+    algorithm: 'rloo',
+    extra: rl(3, { training: { batch_size: 5, max_steps: 3 }, group: { group_size: 3, kl_coef: 0.05 } }),
+    models: ['model'],
+    keys: [...SCORE_KEYS, 'reward', 'loss', 'clip_fraction', 'entropy', 'advantage_abs'],
+  },
 ] as const) {
   t.test(`${algorithm}: --nproc 2 reaches the weights of --nproc 1`, { skip }, async (t) => {
     const dir = tempDir(t, algorithm)
     const file = writeConfig(dir, algorithm, extra)
+    const steps = (JSON.parse(fs.readFileSync(file, 'utf8')) as { training: { max_steps: number } }).training.max_steps
     const one = await run([BIN, 'train', file, '--name', 'one'])
     t.equal(one.code, 0, one.stderr)
     const two = await run([BIN, 'train', file, '--name', 'two', '--nproc', '2'])
     t.equal(two.code, 0, two.stderr)
-    const model = (name: string) => path.join(dir, 'runs', name, 'model', 'model.safetensors')
+    const model = (name: string, which = 'model') => path.join(dir, 'runs', name, which, 'model.safetensors')
     // Parameters the loss is invariant to (attention key biases; the reward
     // model's final-norm bias, which shifts chosen and rejected alike) get
     // gradients that are float noise, which AdamW turns into steps of up to
     // lr: hence 1e-3 here, and the gradient norms below, which AdamW's scale
     // invariance would otherwise hide, at 1e-4 relative.
-    const diff = maxDifference(model('one'), model('two'))
-    t.ok(diff < 1e-3, `largest weight difference ${diff} (float summation order only)`)
+    for (const which of models) {
+      const diff = maxDifference(model('one', which), model('two', which))
+      t.ok(diff < 1e-3, `${which}: largest weight difference ${diff} (float summation order only)`)
+    }
     const metrics = (name: string) =>
-      fs.readFileSync(path.join(dir, 'runs', name, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number; grad_norm?: number })
-    const series = (name: string, key: 'loss' | 'grad_norm') => metrics(name).filter((m) => m[key] !== undefined).map((m) => m[key]!)
+      fs.readFileSync(path.join(dir, 'runs', name, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>)
+    const series = (name: string, key: string) => metrics(name).filter((m) => m[key] !== undefined).map((m) => m[key])
     const close = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) < 1e-4 * Math.max(1, Math.abs(x)))
-    const [l1, l2] = [series('one', 'loss'), series('two', 'loss')]
-    t.equal(l2.length, 6, 'rank 0 logs every step once')
-    t.ok(close(l1, l2), `the logged loss is the global one (${l1.at(-1)} vs ${l2.at(-1)})`)
-    const [g1, g2] = [series('one', 'grad_norm'), series('two', 'grad_norm')]
-    t.ok(close(g1, g2), `the all-reduced gradient has the norm of one process's (${g1.at(-1)} vs ${g2.at(-1)})`)
+    t.equal(series('two', keys[0]).length, steps, 'rank 0 logs every step once')
+    // The logged figures are the whole batch's, not rank 0's share.
+    for (const key of keys) {
+      const [a, b] = [series('one', key), series('two', key)]
+      t.ok(a.length > 0 && close(a, b), `${key}: ${a.at(-1)} (1 process) vs ${b.at(-1)} (2 ranks)`)
+    }
     t.same(fs.readdirSync(path.join(dir, 'runs')).sort(), ['one', 'two'], 'only rank 0 made a run directory')
   })
 }
