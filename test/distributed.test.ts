@@ -1,6 +1,7 @@
 // Data-parallel runs on Gloo, with 2-3 ranks over 127.0.0.1: collectives are
 // exact, a rank that never calls times out, rendezvous errors name the
-// problem, and SFT, reward and DPO on 2 ranks reach the weights of 1 rank.
+// problem, SFT, reward, DPO, PPO, GRPO and RLOO on 2 ranks reach the weights
+// of 1 rank, and eval and best-of-n on 2 ranks write what 1 rank writes.
 // Without Gloo in the addon these tests skip, saying so.
 import t from 'tap'
 import { spawn } from 'node:child_process'
@@ -258,6 +259,28 @@ for (const { algorithm, extra, models, keys } of [
   })
 }
 
+for (const [algorithm, extra] of [
+  ['eval', { training: { batch_size: 7 } }],
+  ['best_of_n', { training: { batch_size: 5 }, best_of_n: { n: 4, chunk: 3 } }],
+] as const) {
+  t.test(`${algorithm}: --nproc 2 splits the prompts and writes the outputs of --nproc 1, in prompt order`, { skip }, async (t) => {
+    const dir = tempDir(t, algorithm)
+    const file = writeConfig(dir, algorithm, rl(0, extra))
+    for (const [name, more] of [['one', []], ['two', ['--nproc', '2']]] as const) {
+      const r = await run([BIN, 'train', file, '--name', name, ...more])
+      t.equal(r.code, 0, r.stderr)
+    }
+    const outputs = (name: string) =>
+      fs.readFileSync(path.join(dir, 'runs', name, 'outputs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prompt: string; response: string; score: number })
+    const [one, two] = [outputs('one'), outputs('two')]
+    t.equal(two.length, 96, 'one line per prompt')
+    t.same(two.map((o) => [o.prompt, o.response]), one.map((o) => [o.prompt, o.response]), 'the same responses to the same prompts, in order')
+    const worst = Math.max(...one.map((o, i) => Math.abs(o.score - two[i].score)))
+    t.ok(worst < 1e-5, `scores agree (largest difference ${worst})`)
+    t.ok(new Set(two.map((o) => o.response)).size > 10, 'the responses differ from prompt to prompt')
+  })
+}
+
 t.test('two "nodes" started as two commands with --nnodes 2', { skip }, async (t) => {
   const dir = tempDir(t, 'nodes')
   const file = writeConfig(dir, 'sft', '{}')
@@ -346,7 +369,7 @@ t.test('a prompt gets the same sample whichever rank draws it; one process keeps
   await t.rejects(sampleResponses(policy.model, encoder, prompts, generation, 11, undefined, { global: { rowIndices: [0], promptWidth: width } }), /sampleResponses: 1 row indices for 5 prompts/)
 })
 
-t.test('a pipeline with --nproc 2: SFT and reward data-parallel, PPO and eval whole on each rank, rank 0 writes', { skip }, async (t) => {
+t.test('a pipeline with --nproc 2: SFT, reward, PPO and eval data-parallel, rank 0 writes', { skip }, async (t) => {
   const dir = tempDir(t, 'pipeline')
   const tiny = { policy: { tokenizer: 'byte', init: TINY_POLICY.init }, data: { chat_template: false, max_length: 40 }, logging: { progress: 'none' } }
   const rl = { data: { prompts: data.prompts, chat_template: false, max_length: 40 }, generation: { max_new_tokens: 8, stop_at_eos: false }, optimizer: { lr: 1e-2 } }

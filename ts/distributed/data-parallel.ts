@@ -40,6 +40,13 @@ export interface DataParallel {
    * anything else weighted by rows.
    */
   poolMetrics(metrics: Record<string, number>, rows: number): Promise<Record<string, number>>
+  /** As gatherRows for JSON values (texts, samples): this rank's item j is item rows[j] of `total`, on every rank. */
+  gatherItems<T>(local: readonly T[], rows: readonly number[], total: number): Promise<T[]>
+  /**
+   * What `compute` gives on rank 0, on every rank (work done once, such as
+   * asking a judge); rank 0's error is every rank's.
+   */
+  fromRankZero<T>(what: string, compute: () => Promise<T>): Promise<T>
 }
 
 /** The data-parallel helpers of this run; undefined with one rank, so single-process paths stay as they are. */
@@ -100,6 +107,32 @@ export function dataParallel(): DataParallel | undefined {
         }
       }
       return out
+    },
+    async gatherItems<T>(local: readonly T[], rows: readonly number[], total: number) {
+      if (local.length !== rows.length) throw new RangeError(`gatherItems: ${local.length} items for ${rows.length} rows`)
+      const out = new Array<T>(total)
+      const all = await distributed.exchange('gather-items', JSON.stringify({ local, rows }))
+      for (const text of all) {
+        const part = JSON.parse(text) as { local: T[]; rows: number[] }
+        part.rows.forEach((r, j) => (out[r] = part.local[j]))
+      }
+      return out
+    },
+    async fromRankZero<T>(what: string, compute: () => Promise<T>) {
+      let mine = ''
+      let failure: unknown
+      if (rank === 0) {
+        try {
+          mine = JSON.stringify({ value: await compute() })
+        } catch (err) {
+          failure = err
+          mine = JSON.stringify({ error: err instanceof Error ? err.message : String(err) })
+        }
+      }
+      const [first] = (await distributed.exchange(`rank-zero/${what}`, mine)).map((t) => (t ? (JSON.parse(t) as { value?: T; error?: string }) : {}))
+      if (failure !== undefined) throw failure
+      if (first.error !== undefined) throw new Error(`${what} failed on rank 0: ${first.error}`)
+      return first.value as T
     },
   }
 }
