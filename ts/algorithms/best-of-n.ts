@@ -13,7 +13,7 @@ import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, sampleResponses, scorerFor, type Scorer } from './common.js'
+import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, rowsOfRank, sampleResponses, scorerFor, shareOf, type Scorer } from './common.js'
 
 export interface Sample {
   /** The response's token ids (stop token included) and its text. */
@@ -44,7 +44,7 @@ export async function sampleAndScore(
   const mine: number[] = []
   for (let p0 = 0; p0 < prompts.length; p0 += options.promptsPerCall) {
     const callPrompts = Array.from({ length: Math.min(options.promptsPerCall, prompts.length - p0) }, (_, i) => p0 + i)
-    const promptIdx = callPrompts.filter((p) => !dp || (p - p0) % dp.worldSize === dp.rank)
+    const promptIdx = rowsOfRank(callPrompts.length, dp).map((i) => p0 + i)
     mine.push(...promptIdx)
     if (promptIdx.length === 0) continue
     for (let s0 = 0; s0 < options.n; s0 += chunk) {
@@ -52,11 +52,8 @@ export async function sampleAndScore(
       const batch = promptIdx.flatMap((p) => Array.from({ length: count }, () => prompts[p]))
       const seed = (options.seed * 1_000_003 + p0 * 4099 + s0) % 2 ** 40
       const texts = options.promptTexts && promptIdx.flatMap((p) => Array.from({ length: count }, () => options.promptTexts![p]))
-      const global = dp && {
-        rowIndices: promptIdx.flatMap((p) => Array.from({ length: count }, (_, k) => (p - p0) * count + k)),
-        promptWidth: Math.max(1, ...callPrompts.map((p) => prompts[p].length)),
-      }
-      const rollout = await sampleResponses(policy, encoder, batch, options.generation, seed, texts, global ? { global } : {})
+      const rowIndices = promptIdx.flatMap((p) => Array.from({ length: count }, (_, k) => (p - p0) * count + k))
+      const rollout = await sampleResponses(policy, encoder, batch, options.generation, seed, texts, shareOf(dp, rowIndices, callPrompts.map((p) => prompts[p])))
       const rows = options.rows && promptIdx.flatMap((p) => Array.from({ length: count }, () => options.rows![p]))
       const scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows })
       const seqLogp = ops.rowSum(rollout.sampleLogprobs).data as Float32Array

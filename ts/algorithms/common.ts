@@ -16,6 +16,7 @@ import * as ops from '../ops.js'
 import { Rng, type RngState } from '../run/rng.js'
 import { hasRewardFunctions, makeRewardCalls, RewardFunctions } from '../rewards/scorer.js'
 import { Tensor } from '../tensor.js'
+import type { DataParallel } from '../distributed/data-parallel.js'
 import type { TrainerContext } from './context.js'
 
 /** A model with the tokenizer that reads its text, and where that tokenizer came from. */
@@ -277,6 +278,17 @@ export interface GlobalRows {
   rowIndices: readonly number[]
   /** The whole batch's prompt width: every rank left-pads to it, so a row's padding is the same on any rank. */
   promptWidth: number
+}
+
+/** The positions of a batch of n rows this rank takes: rank, rank + N, ... (all n with one process). */
+export function rowsOfRank(n: number, dp: DataParallel | undefined): number[] {
+  const all = Array.from({ length: n }, (_, i) => i)
+  return dp ? dp.shard(all) : all
+}
+
+/** sampleResponses' options for a rank's rows of a batch (none with one process): their indices in it, and its prompt width. */
+export function shareOf(dp: DataParallel | undefined, rowIndices: readonly number[], batch: readonly (readonly number[])[]): { global?: GlobalRows } {
+  return dp ? { global: { rowIndices, promptWidth: Math.max(1, ...batch.map((p) => p.length)) } } : {}
 }
 
 /**

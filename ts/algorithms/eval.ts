@@ -31,9 +31,11 @@ import {
   promptText,
   readPrompts,
   referenceSpec,
+  rowsOfRank,
   sameTokenizer,
   sampleResponses,
   scorerFor,
+  shareOf,
   sequenceLogprobs,
   type LoadedModel,
   type Scorer,
@@ -105,13 +107,11 @@ async function respond(
   for (let start = 0; start < rows.length && !options.stop?.(); start += B) {
     const chunk = rows.slice(start, start + B)
     const prompts = chunk.map((r) => encoder.prompt(r.prompt))
-    const mine = chunk.map((_, i) => i).filter((i) => !dp || i % dp.worldSize === dp.rank)
+    const mine = rowsOfRank(chunk.length, dp)
     let answers: { text: string; length: number; score?: number }[] = []
     let metrics = undefined as Record<string, number> | undefined
     if (mine.length > 0) {
-      const rollout = await sampleResponses(policy, encoder, mine.map((i) => prompts[i]), options.generation, options.seed + start, mine.map((i) => texts[start + i]), {
-        ...(dp ? { global: { rowIndices: mine, promptWidth: Math.max(1, ...prompts.map((p) => p.length)) } } : {}),
-      })
+      const rollout = await sampleResponses(policy, encoder, mine.map((i) => prompts[i]), options.generation, options.seed + start, mine.map((i) => texts[start + i]), shareOf(dp, mine, prompts))
       const scores = options.scorer ? await options.scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: mine.map((i) => chunk[i].row) }) : undefined
       metrics = options.scorer?.metrics?.()
       answers = rollout.texts.map((text, j) => ({ text, length: rollout.lengths[j], ...(scores ? { score: scores[j] } : {}) }))
@@ -234,11 +234,9 @@ async function klToReference(ctx: TrainerContext, policy: LoadedModel, encoder: 
   for (let start = 0; start < prompts.length; start += B) {
     const chunk = prompts.slice(start, start + B)
     // Data-parallel: this rank's rows of the batch, the sums added up below.
-    const mine = chunk.map((_, i) => i).filter((i) => !dp || i % dp.worldSize === dp.rank)
+    const mine = rowsOfRank(chunk.length, dp)
     if (mine.length === 0) continue
-    const rollout = await sampleResponses(policy.model, encoder, mine.map((i) => chunk[i]), sampling, config.seed * 31 + start + 7, undefined, {
-      ...(dp ? { global: { rowIndices: mine, promptWidth: Math.max(1, ...chunk.map((p) => p.length)) } } : {}),
-    })
+    const rollout = await sampleResponses(policy.model, encoder, mine.map((i) => chunk[i]), sampling, config.seed * 31 + start + 7, undefined, shareOf(dp, mine, chunk))
     const lp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask)
     const lr = await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask)
     const perRow = ops.rowSum(ops.klPenalty(lp, lr, rollout.actionMask, { estimator: 'k1' }), rollout.actionMask).data as Float32Array

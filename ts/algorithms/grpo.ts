@@ -32,10 +32,12 @@ import {
   readPrompts,
   referenceSpec,
   rolloutSteps,
+  rowsOfRank,
   sameTokenizer,
   sampleResponses,
   scorerFor,
   selectRows,
+  shareOf,
   sequenceLogprobs,
   total,
   type Rollout,
@@ -343,16 +345,14 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
 
   /** G responses to each of the prompts `picked` (this rank's share of them), scored. */
   const sampleGroups = async (picked: number[], seed: number): Promise<SampledGroups> => {
-    const mine = picked.map((_, p) => p).filter((p) => !dp || p % dp.worldSize === dp.rank)
+    const mine = rowsOfRank(picked.length, dp)
     const rowsOf = mine.flatMap((p) => Array.from({ length: G }, (_, j) => p * G + j))
     const each = rowsOf.map((r) => picked[Math.floor(r / G)])
     let rollout: Rollout | undefined
     let scores: Float32Array = new Float32Array(0)
     scored = { metrics: {}, rows: 0 }
     if (each.length > 0) {
-      rollout = await sampleResponses(policy.model, encoder, each.map((i) => prompts[i]), config.generation, seed, each.map((i) => promptText(rows[i].prompt)), {
-        ...(dp ? { global: { rowIndices: rowsOf, promptWidth: Math.max(1, ...picked.map((i) => prompts[i].length)) } } : {}),
-      })
+      rollout = await sampleResponses(policy.model, encoder, each.map((i) => prompts[i]), config.generation, seed, each.map((i) => promptText(rows[i].prompt)), shareOf(dp, rowsOf, picked.map((i) => prompts[i])))
       scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: each.map((i) => rows[i].row), step })
       scored = { metrics: scorer.metrics?.() ?? {}, rows: each.length }
     }

@@ -14,7 +14,7 @@ import { goldPreference } from '../farm/farm.js'
 import { parseTask } from '../farm/families.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, sampleResponses } from './common.js'
+import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, rowsOfRank, sampleResponses, shareOf } from './common.js'
 import { judgeFor } from './judge.js'
 
 export async function labelPreferences(ctx: TrainerContext): Promise<StageResult> {
@@ -40,17 +40,15 @@ export async function labelPreferences(ctx: TrainerContext): Promise<StageResult
   const dp = dataParallel()
   for (let start = 0; start < rows.length && !ctx.stopRequested(); start += B) {
     const chunk = rows.slice(start, start + B)
-    const mine = chunk.map((_, i) => i).filter((i) => !dp || i % dp.worldSize === dp.rank)
+    const mine = rowsOfRank(chunk.length, dp)
+    const prompts = chunk.map((r) => encoder.prompt(r.prompt))
     // Each prompt twice in one batch: two independent samples (seeds differ by row).
-    const encoded = mine.flatMap((i) => {
-      const ids = encoder.prompt(chunk[i].prompt)
-      return [ids, ids]
-    })
+    const encoded = mine.flatMap((i) => [prompts[i], prompts[i]])
     const chunkTexts = texts.slice(start, start + B)
     let sampled: { a: string; b: string; lengths: [number, number] }[] = []
     if (mine.length > 0) {
-      const global = dp && { rowIndices: mine.flatMap((i) => [2 * i, 2 * i + 1]), promptWidth: Math.max(1, ...chunk.map((r) => encoder.prompt(r.prompt).length)) }
-      const rollout = await sampleResponses(policy.model, encoder, encoded, config.generation, config.seed * 1_000_003 + start, undefined, global ? { global } : {})
+      const share = shareOf(dp, mine.flatMap((i) => [2 * i, 2 * i + 1]), prompts)
+      const rollout = await sampleResponses(policy.model, encoder, encoded, config.generation, config.seed * 1_000_003 + start, undefined, share)
       sampled = mine.map((_, j) => ({ a: rollout.texts[2 * j], b: rollout.texts[2 * j + 1], lengths: [rollout.lengths[2 * j], rollout.lengths[2 * j + 1]] }))
     }
     if (dp) sampled = await dp.gatherItems(sampled, mine, chunk.length)

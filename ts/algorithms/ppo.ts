@@ -33,10 +33,12 @@ import {
   readPrompts,
   referenceSpec,
   rolloutSteps,
+  rowsOfRank,
   sameTokenizer,
   sampleResponses,
   scorerFor,
   selectRows,
+  shareOf,
   sequenceLogprobs,
   total,
 } from './common.js'
@@ -112,14 +114,12 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     const picked = order.next()
     const n = picked.length
     // This rank's rows of the batch (all of them with one process); a rank may have none.
-    const mine = Array.from({ length: n }, (_, i) => i).filter((i) => !dp || i % dp.worldSize === dp.rank)
+    const mine = rowsOfRank(n, dp)
     const local = mine.length > 0 ? new Map(mine.map((b, j) => [b, j])) : undefined
     // The whole batch's per-row values, in batch order, on every rank.
     const gather = (values: Float32Array, width = 1) => (dp ? dp.gatherRows(values, mine, n, width) : Promise.resolve(values))
     const rollout = local
-      ? await sampleResponses(policy.model, encoder, mine.map((b) => prompts[picked[b]]), g, config.seed * 1_000_003 + step, mine.map((b) => promptText(rows[picked[b]].prompt)), {
-          ...(dp ? { global: { rowIndices: mine, promptWidth: Math.max(1, ...picked.map((i) => prompts[i].length)) } } : {}),
-        })
+      ? await sampleResponses(policy.model, encoder, mine.map((b) => prompts[picked[b]]), g, config.seed * 1_000_003 + step, mine.map((b) => promptText(rows[picked[b]].prompt)), shareOf(dp, mine, picked.map((i) => prompts[i])))
       : undefined
     const mask = rollout?.actionMask
 
