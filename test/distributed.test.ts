@@ -203,7 +203,7 @@ const rl = (steps: number, extra: object) =>
   })
 const SCORE_KEYS = ['score', 'kl', 'grad_norm', 'rewards/reward_model/mean', 'response_length']
 
-for (const { algorithm, extra, models, keys } of [
+for (const { algorithm, extra, models, keys, rounds } of [
   { algorithm: 'sft', extra: '{}', models: ['model'], keys: ['loss', 'grad_norm'] },
   { algorithm: 'reward', extra: '{}', models: ['model'], keys: ['loss', 'grad_norm'] },
   { algorithm: 'dpo', extra: '{"dpo": {"beta": 0.1}}', models: ['model'], keys: ['loss', 'grad_norm'] },
@@ -220,6 +220,14 @@ for (const { algorithm, extra, models, keys } of [
     models: ['model'],
     keys: [...SCORE_KEYS, 'score_std', 'reward', 'loss', 'policy_loss', 'kl_loss', 'clip_fraction', 'approx_kl', 'entropy', 'advantage_abs', 'response_length_max'],
   },
+  // Best of 4 on 14 prompts a round (split across the ranks), then SFT on the winners (each batch split), twice.
+  {
+    algorithm: 'expert_iteration',
+    extra: rl(0, { training: { batch_size: 7 }, expert_iteration: { rounds: 2, n: 4, prompts_per_round: 14 } }),
+    models: ['model'],
+    keys: ['loss', 'grad_norm', 'winner_score'],
+    rounds: 2,
+  },
   {
     algorithm: 'rloo',
     extra: rl(3, { training: { batch_size: 5, max_steps: 3 }, group: { group_size: 3, kl_coef: 0.05 } }),
@@ -230,7 +238,8 @@ for (const { algorithm, extra, models, keys } of [
   t.test(`${algorithm}: --nproc 2 reaches the weights of --nproc 1`, { skip }, async (t) => {
     const dir = tempDir(t, algorithm)
     const file = writeConfig(dir, algorithm, extra)
-    const steps = (JSON.parse(fs.readFileSync(file, 'utf8')) as { training: { max_steps: number } }).training.max_steps
+    // Expert iteration: 14 prompts in batches of 7, each round.
+    const steps = rounds ? rounds * 2 : (JSON.parse(fs.readFileSync(file, 'utf8')) as { training: { max_steps: number } }).training.max_steps
     const one = await run([BIN, 'train', file, '--name', 'one'])
     t.equal(one.code, 0, one.stderr)
     const two = await run([BIN, 'train', file, '--name', 'two', '--nproc', '2'])
