@@ -328,6 +328,22 @@ t.test('--resume at another --nproc than the run started with continues it as on
   }
 })
 
+t.test('a rank that fails on its own rows ends the run at once with its error, not after the collective timeout', { skip }, async (t) => {
+  const dir = tempDir(t, 'fails')
+  // Row 0 (rank 0's) leaves the model no room to answer; rank 1's rows are fine, and it waits for rank 0's answers.
+  const prompts = path.join(dir, 'prompts.jsonl')
+  fs.writeFileSync(prompts, [{ prompt: 'x'.repeat(45) }, ...Array.from({ length: 13 }, (_, i) => ({ prompt: `p${i}:` }))].map((r) => `${JSON.stringify(r)}\n`).join(''))
+  const file = writeConfig(dir, 'eval', rl(0, { data: { chat_template: false, max_length: 48, prompts }, training: { batch_size: 7 } }))
+  const started = Date.now()
+  const r = await run([BIN, 'train', file, '--name', 'fails', '--nproc', '2'])
+  const seconds = (Date.now() - started) / 1000
+  t.equal(r.code, 1)
+  t.match(r.stderr, /rlfarm train: model\.generate: maxNewTokens is 8, but the longest prompt has \d+ tokens/, "rank 0's error is shown")
+  // Whichever of the two ends first, the launcher stops the other.
+  t.match(r.stderr, /rank [01] of 2 exited with code 1; the other ranks of this node were stopped/)
+  t.ok(seconds < 200, `the run ended in ${seconds.toFixed(0)} s (the collective timeout is 300 s)`)
+})
+
 t.test('two "nodes" started as two commands with --nnodes 2', { skip }, async (t) => {
   const dir = tempDir(t, 'nodes')
   const file = writeConfig(dir, 'sft', '{}')
