@@ -189,12 +189,10 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
         policy.model.zeroGrad()
         value.model.zeroGrad()
         let valueGrad: Tensor | undefined
-        let tokens: Tensor | undefined
-        let attention: Tensor | undefined
         if (mb.length > 0 && rollout && shard && mask) {
           const pick = (t: Tensor) => selectRows(t, mb)
-          tokens = pick(rollout.tokens)
-          attention = pick(rollout.attentionMask)
+          const tokens = pick(rollout.tokens)
+          const attention = pick(rollout.attentionMask)
           const mbMask = pick(mask)
           // Entropy is always measured (a collapse shows in the logs); it enters the loss only with entropy_coef.
           const out = await policy.model.forward(tokens, { attentionMask: attention, train: true, temperature, entropy: true })
