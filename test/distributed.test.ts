@@ -1,6 +1,7 @@
 // Data-parallel runs on Gloo, with 2-3 ranks over 127.0.0.1: collectives are
 // exact, a rank that never calls times out, rendezvous errors name the
-// problem, and SFT, reward and DPO on 2 ranks reach the weights of 1 rank.
+// problem, SFT, reward, DPO, PPO, GRPO and RLOO on 2 ranks reach the weights
+// of 1 rank, and eval and best-of-n on 2 ranks write what 1 rank writes.
 // Without Gloo in the addon these tests skip, saying so.
 import t from 'tap'
 import { spawn } from 'node:child_process'
@@ -8,7 +9,8 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { distributed, SafetensorsFile, Tensor } from 'rlfarm'
+import { distributed, resolveConfig, SafetensorsFile, Tensor } from 'rlfarm'
+import { encoderFor, loadModelSpec, sampleResponses } from '../dist/algorithms/common.js'
 import { tempDir } from './helpers/common'
 import { toyData, TINY_POLICY } from './helpers/toy-data'
 
@@ -186,38 +188,161 @@ function maxDifference(a: string, b: string): number {
   return worst
 }
 
-for (const [algorithm, extra] of [
-  ['sft', '{}'],
-  ['reward', '{}'],
-  ['dpo', '{"dpo": {"beta": 0.1}}'],
+// The sampling trainers: a reward model (random, so scores vary), 7 prompts a batch (4 and 3 rows
+// on the ranks; a minibatch of 3 may fall on one rank only), and the
+// statistics that need the whole batch (normalisation, whitening, the
+// adaptive KL) switched on.
+const rl = (steps: number, extra: object) =>
+  JSON.stringify({
+    data: { chat_template: false, max_length: 40, prompts: data.prompts },
+    generation: { max_new_tokens: 8 },
+    reward_model: { tokenizer: 'byte', init: TINY_POLICY.init },
+    optimizer: { lr: 1e-2 },
+    training: { batch_size: 7, max_steps: steps },
+    ...extra,
+  })
+const SCORE_KEYS = ['score', 'kl', 'grad_norm', 'rewards/reward_model/mean', 'response_length']
+
+for (const { algorithm, extra, models, keys, rounds } of [
+  { algorithm: 'sft', extra: '{}', models: ['model'], keys: ['loss', 'grad_norm'] },
+  { algorithm: 'reward', extra: '{}', models: ['model'], keys: ['loss', 'grad_norm'] },
+  { algorithm: 'dpo', extra: '{"dpo": {"beta": 0.1}}', models: ['model'], keys: ['loss', 'grad_norm'] },
+  {
+    algorithm: 'ppo',
+    extra: rl(4, { ppo: { minibatch_size: 3, epochs: 2, normalize_rewards: true, kl_target: 1, kl_horizon: 50, entropy_coef: 0.01 } }),
+    models: ['model', 'value_model'],
+    keys: [...SCORE_KEYS, 'kl_coef', 'reward', 'policy_loss', 'value_loss', 'clip_fraction', 'approx_kl', 'entropy', 'value_explained_variance', 'eos_fraction'],
+  },
+  // Groups of 3 on 5 prompts: 9 and 6 rows on the ranks, and micro-batches of 5 rows that cut across groups (bnpo's token mean is the micro-batch's).
+  {
+    algorithm: 'grpo',
+    extra: rl(3, { training: { batch_size: 5, max_steps: 3 }, group: { group_size: 3, loss_type: 'bnpo', scale_rewards: 'batch', kl_coef: 0.05, num_iterations: 2 } }),
+    models: ['model'],
+    keys: [...SCORE_KEYS, 'score_std', 'reward', 'loss', 'policy_loss', 'kl_loss', 'clip_fraction', 'approx_kl', 'entropy', 'advantage_abs', 'response_length_max'],
+  },
+  // Best of 4 on 14 prompts a round (split across the ranks), then SFT on the winners (each batch split), twice.
+  {
+    algorithm: 'expert_iteration',
+    extra: rl(0, { training: { batch_size: 7 }, expert_iteration: { rounds: 2, n: 4, prompts_per_round: 14 } }),
+    models: ['model'],
+    keys: ['loss', 'grad_norm', 'winner_score'],
+    rounds: 2,
+  },
+  {
+    algorithm: 'rloo',
+    extra: rl(3, { training: { batch_size: 5, max_steps: 3 }, group: { group_size: 3, kl_coef: 0.05 } }),
+    models: ['model'],
+    keys: [...SCORE_KEYS, 'reward', 'loss', 'clip_fraction', 'entropy', 'advantage_abs'],
+  },
 ] as const) {
   t.test(`${algorithm}: --nproc 2 reaches the weights of --nproc 1`, { skip }, async (t) => {
     const dir = tempDir(t, algorithm)
     const file = writeConfig(dir, algorithm, extra)
+    // Expert iteration: 14 prompts in batches of 7, each round.
+    const steps = rounds ? rounds * 2 : (JSON.parse(fs.readFileSync(file, 'utf8')) as { training: { max_steps: number } }).training.max_steps
     const one = await run([BIN, 'train', file, '--name', 'one'])
     t.equal(one.code, 0, one.stderr)
     const two = await run([BIN, 'train', file, '--name', 'two', '--nproc', '2'])
     t.equal(two.code, 0, two.stderr)
-    const model = (name: string) => path.join(dir, 'runs', name, 'model', 'model.safetensors')
+    const model = (name: string, which = 'model') => path.join(dir, 'runs', name, which, 'model.safetensors')
     // Parameters the loss is invariant to (attention key biases; the reward
     // model's final-norm bias, which shifts chosen and rejected alike) get
     // gradients that are float noise, which AdamW turns into steps of up to
     // lr: hence 1e-3 here, and the gradient norms below, which AdamW's scale
     // invariance would otherwise hide, at 1e-4 relative.
-    const diff = maxDifference(model('one'), model('two'))
-    t.ok(diff < 1e-3, `largest weight difference ${diff} (float summation order only)`)
+    for (const which of models) {
+      const diff = maxDifference(model('one', which), model('two', which))
+      t.ok(diff < 1e-3, `${which}: largest weight difference ${diff} (float summation order only)`)
+    }
     const metrics = (name: string) =>
-      fs.readFileSync(path.join(dir, 'runs', name, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number; grad_norm?: number })
-    const series = (name: string, key: 'loss' | 'grad_norm') => metrics(name).filter((m) => m[key] !== undefined).map((m) => m[key]!)
+      fs.readFileSync(path.join(dir, 'runs', name, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>)
+    const series = (name: string, key: string) => metrics(name).filter((m) => m[key] !== undefined).map((m) => m[key])
     const close = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) < 1e-4 * Math.max(1, Math.abs(x)))
-    const [l1, l2] = [series('one', 'loss'), series('two', 'loss')]
-    t.equal(l2.length, 6, 'rank 0 logs every step once')
-    t.ok(close(l1, l2), `the logged loss is the global one (${l1.at(-1)} vs ${l2.at(-1)})`)
-    const [g1, g2] = [series('one', 'grad_norm'), series('two', 'grad_norm')]
-    t.ok(close(g1, g2), `the all-reduced gradient has the norm of one process's (${g1.at(-1)} vs ${g2.at(-1)})`)
+    t.equal(series('two', keys[0]).length, steps, 'rank 0 logs every step once')
+    // The logged figures are the whole batch's, not rank 0's share.
+    for (const key of keys) {
+      const [a, b] = [series('one', key), series('two', key)]
+      t.ok(a.length > 0 && close(a, b), `${key}: ${a.at(-1)} (1 process) vs ${b.at(-1)} (2 ranks)`)
+    }
     t.same(fs.readdirSync(path.join(dir, 'runs')).sort(), ['one', 'two'], 'only rank 0 made a run directory')
   })
 }
+
+for (const [algorithm, extra] of [
+  ['eval', { training: { batch_size: 7 } }],
+  ['best_of_n', { training: { batch_size: 5 }, best_of_n: { n: 4, chunk: 3 } }],
+] as const) {
+  t.test(`${algorithm}: --nproc 2 splits the prompts and writes the outputs of --nproc 1, in prompt order`, { skip }, async (t) => {
+    const dir = tempDir(t, algorithm)
+    const file = writeConfig(dir, algorithm, rl(0, extra))
+    for (const [name, more] of [['one', []], ['two', ['--nproc', '2']]] as const) {
+      const r = await run([BIN, 'train', file, '--name', name, ...more])
+      t.equal(r.code, 0, r.stderr)
+    }
+    const outputs = (name: string) =>
+      fs.readFileSync(path.join(dir, 'runs', name, 'outputs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prompt: string; response: string; score: number })
+    const [one, two] = [outputs('one'), outputs('two')]
+    t.equal(two.length, 96, 'one line per prompt')
+    t.same(two.map((o) => [o.prompt, o.response]), one.map((o) => [o.prompt, o.response]), 'the same responses to the same prompts, in order')
+    const worst = Math.max(...one.map((o, i) => Math.abs(o.score - two[i].score)))
+    t.ok(worst < 1e-5, `scores agree (largest difference ${worst})`)
+    t.ok(new Set(two.map((o) => o.response)).size > 10, 'the responses differ from prompt to prompt')
+  })
+}
+
+t.test('--resume at another --nproc than the run started with continues it as one process would', { skip }, async (t) => {
+  const dir = tempDir(t, 'renproc')
+  const steps = 10
+  const file = writeConfig(dir, 'ppo', rl(steps, { ppo: { minibatch_size: 3, normalize_rewards: true, kl_target: 1, kl_horizon: 50 }, optimizer: { lr: 3e-3 }, checkpoint: { every: 2 } }))
+  const runs = path.join(dir, 'runs')
+  const whole = await run([BIN, 'train', file, '--name', 'whole'])
+  t.equal(whole.code, 0, whole.stderr)
+  for (const [from, to] of [[2, 1], [1, 2]]) {
+    const name = `from-${from}-to-${to}`
+    const checkpoints = path.join(runs, name, 'checkpoints')
+    const cut = run([BIN, 'train', file, '--name', name, '--nproc', String(from)])
+    // Stopped (SIGTERM, as a scheduler stops a job) once it has a checkpoint: it saves one more where it stops.
+    const started = Date.now()
+    while (!(fs.existsSync(checkpoints) && fs.readdirSync(checkpoints).some((d) => /^step-/.test(d))) && Date.now() - started < 120_000) await new Promise((r) => setTimeout(r, 50))
+    process.kill(cut.pid!, 'SIGTERM')
+    const stopped = await cut
+    t.equal(stopped.code, 130, `${name}: the run stops on SIGTERM, interrupted`)
+    const at = JSON.parse(fs.readFileSync(path.join(runs, name, 'run.json'), 'utf8')) as { state: string; step: number }
+    t.ok(at.state === 'interrupted' && at.step < steps, `${name}: stopped at step ${at.step} of ${steps}`)
+    const resumed = await run([BIN, 'train', file, '--name', name, '--resume', '--nproc', String(to)])
+    t.equal(resumed.code, 0, resumed.stderr)
+    t.match(resumed.stdout, new RegExp(`metrics: steps=${steps}`), `${name}: the resumed run finishes`)
+    // Over 10 steps AdamW turns the float noise in the gradients of
+    // parameters the loss does not depend on into steps of up to lr each
+    // (see above): hence 3e-3 on the weights, and the figures below, which
+    // that noise does not move, at 1e-3 relative.
+    for (const which of ['model', 'value_model']) {
+      const diff = maxDifference(path.join(runs, 'whole', which, 'model.safetensors'), path.join(runs, name, which, 'model.safetensors'))
+      t.ok(diff < 3e-3, `${name}: ${which} as the uninterrupted run's (largest difference ${diff})`)
+    }
+    for (const key of ['score', 'kl', 'kl_coef', 'policy_loss', 'value_loss', 'grad_norm']) {
+      const series = (run: string) => fs.readFileSync(path.join(runs, run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).flatMap((m) => (m[key] === undefined ? [] : [m[key]]))
+      const [a, b] = [series('whole'), series(name)]
+      t.ok(a.length === steps && b.length === steps && a.every((x, i) => Math.abs(x - b[i]) < 1e-3 * Math.max(Math.abs(x), 1e-3)), `${name}: ${key} step for step (last ${a.at(-1)} vs ${b.at(-1)})`)
+    }
+  }
+})
+
+t.test('a rank that fails on its own rows ends the run at once with its error, not after the collective timeout', { skip }, async (t) => {
+  const dir = tempDir(t, 'fails')
+  // Row 0 (rank 0's) leaves the model no room to answer; rank 1's rows are fine, and it waits for rank 0's answers.
+  const prompts = path.join(dir, 'prompts.jsonl')
+  fs.writeFileSync(prompts, [{ prompt: 'x'.repeat(45) }, ...Array.from({ length: 13 }, (_, i) => ({ prompt: `p${i}:` }))].map((r) => `${JSON.stringify(r)}\n`).join(''))
+  const file = writeConfig(dir, 'eval', rl(0, { data: { chat_template: false, max_length: 48, prompts }, training: { batch_size: 7 } }))
+  const started = Date.now()
+  const r = await run([BIN, 'train', file, '--name', 'fails', '--nproc', '2'])
+  const seconds = (Date.now() - started) / 1000
+  t.equal(r.code, 1)
+  t.match(r.stderr, /rlfarm train: model\.generate: maxNewTokens is 8, but the longest prompt has \d+ tokens/, "rank 0's error is shown")
+  // Whichever of the two ends first, the launcher stops the other.
+  t.match(r.stderr, /rank [01] of 2 exited with code 1; the other ranks of this node were stopped/)
+  t.ok(seconds < 200, `the run ended in ${seconds.toFixed(0)} s (the collective timeout is 300 s)`)
+})
 
 t.test('two "nodes" started as two commands with --nnodes 2', { skip }, async (t) => {
   const dir = tempDir(t, 'nodes')
@@ -287,7 +412,27 @@ t.test('one rank needs no Gloo: collectives return their input; bad arguments ar
   await t.rejects(distributed.init(), /already initialised/)
 })
 
-t.test('a pipeline with --nproc 2: SFT and reward data-parallel, PPO and eval whole on each rank, rank 0 writes', { skip }, async (t) => {
+t.test('a prompt gets the same sample whichever rank draws it; one process keeps its seeds', async (t) => {
+  const config = resolveConfig({ algorithm: 'ppo', policy: TINY_POLICY, data: { max_length: 40, chat_template: false }, generation: { max_new_tokens: 6, temperature: 1, stop_at_eos: false } })
+  const policy = await loadModelSpec(config.policy, 'policy', { seed: 5 })
+  const encoder = encoderFor(policy.tokenizer, config.data)
+  const prompts = ['bcd:', 'x:', 'longer one:', 'qq:', 'mno pq:'].map((p) => encoder.prompt(p))
+  const generation = config.generation
+  const whole = await sampleResponses(policy.model, encoder, prompts, generation, 11)
+  const width = Math.max(...prompts.map((p) => p.length))
+  for (const [rank, world] of [[0, 2], [1, 2], [2, 3]]) {
+    const rows = prompts.map((_, i) => i).filter((i) => i % world === rank)
+    const shard = await sampleResponses(policy.model, encoder, rows.map((i) => prompts[i]), generation, 11, undefined, { global: { rowIndices: rows, promptWidth: width } })
+    t.same(shard.texts, rows.map((i) => whole.texts[i]), `rank ${rank} of ${world} samples what one process samples for its rows`)
+  }
+  // A row alone, given its index and width in the batch, samples what it did in the batch.
+  const alone = await sampleResponses(policy.model, encoder, [prompts[0]], generation, 11, undefined, { global: { rowIndices: [0], promptWidth: width } })
+  t.same(alone.texts, [whole.texts[0]])
+  t.not(new Set(whole.texts).size, 1, 'the rows draw different samples')
+  await t.rejects(sampleResponses(policy.model, encoder, prompts, generation, 11, undefined, { global: { rowIndices: [0], promptWidth: width } }), /sampleResponses: 1 row indices for 5 prompts/)
+})
+
+t.test('a pipeline with --nproc 2: SFT, reward, PPO and eval data-parallel, rank 0 writes', { skip }, async (t) => {
   const dir = tempDir(t, 'pipeline')
   const tiny = { policy: { tokenizer: 'byte', init: TINY_POLICY.init }, data: { chat_template: false, max_length: 40 }, logging: { progress: 'none' } }
   const rl = { data: { prompts: data.prompts, chat_template: false, max_length: 40 }, generation: { max_new_tokens: 8, stop_at_eos: false }, optimizer: { lr: 1e-2 } }

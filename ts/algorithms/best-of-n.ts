@@ -7,11 +7,13 @@ import path from 'node:path'
 import type { SequenceEncoder } from '../data/encode.js'
 import type { Prompt } from '../data/examples.js'
 import type { GenerationConfig } from '../config/types.generated.js'
+import { dataParallel } from '../distributed/data-parallel.js'
+import { distributed } from '../distributed/index.js'
 import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, sampleResponses, scorerFor, type Scorer } from './common.js'
+import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, rowsOfRank, sampleResponses, scorerFor, shareOf, type Scorer } from './common.js'
 
 export interface Sample {
   /** The response's token ids (stop token included) and its text. */
@@ -26,6 +28,8 @@ export interface Sample {
  * n samples for each prompt, scored: for prompts[i], result[i] holds its n
  * samples in sampling order. Generation runs `chunk` samples of each of up to
  * `prompts per call` prompts at a time; seeds come from (seed, prompt, sample).
+ * Data-parallel, each rank samples its prompts of each call (with the seeds
+ * one process would use) and every rank gets all the samples.
  */
 export async function sampleAndScore(
   policy: Model,
@@ -36,14 +40,20 @@ export async function sampleAndScore(
 ): Promise<Sample[][]> {
   const result: Sample[][] = prompts.map(() => [])
   const chunk = Math.min(options.chunk, options.n)
+  const dp = dataParallel()
+  const mine: number[] = []
   for (let p0 = 0; p0 < prompts.length; p0 += options.promptsPerCall) {
-    const promptIdx = Array.from({ length: Math.min(options.promptsPerCall, prompts.length - p0) }, (_, i) => p0 + i)
+    const callPrompts = Array.from({ length: Math.min(options.promptsPerCall, prompts.length - p0) }, (_, i) => p0 + i)
+    const promptIdx = rowsOfRank(callPrompts.length, dp).map((i) => p0 + i)
+    mine.push(...promptIdx)
+    if (promptIdx.length === 0) continue
     for (let s0 = 0; s0 < options.n; s0 += chunk) {
       const count = Math.min(chunk, options.n - s0)
       const batch = promptIdx.flatMap((p) => Array.from({ length: count }, () => prompts[p]))
       const seed = (options.seed * 1_000_003 + p0 * 4099 + s0) % 2 ** 40
       const texts = options.promptTexts && promptIdx.flatMap((p) => Array.from({ length: count }, () => options.promptTexts![p]))
-      const rollout = await sampleResponses(policy, encoder, batch, options.generation, seed, texts)
+      const rowIndices = promptIdx.flatMap((p) => Array.from({ length: count }, (_, k) => (p - p0) * count + k))
+      const rollout = await sampleResponses(policy, encoder, batch, options.generation, seed, texts, shareOf(dp, rowIndices, callPrompts.map((p) => prompts[p])))
       const rows = options.rows && promptIdx.flatMap((p) => Array.from({ length: count }, () => options.rows![p]))
       const scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows })
       const seqLogp = ops.rowSum(rollout.sampleLogprobs).data as Float32Array
@@ -60,7 +70,7 @@ export async function sampleAndScore(
       })
     }
   }
-  return result
+  return dp ? dp.gatherItems(mine.map((p) => result[p]), mine, prompts.length) : result
 }
 
 export function best(samples: Sample[]): Sample {
@@ -96,8 +106,10 @@ export async function runBestOfN(ctx: TrainerContext): Promise<StageResult> {
     })
     ctx.log(Math.min(start + B, rows.length), { best_score: meanOf(bestScores), single_sample_score: meanOf(firstScores) }, { totalSteps: rows.length, phase: 'sample' })
   }
-  fs.mkdirSync(path.dirname(out), { recursive: true })
-  writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
+  if (distributed.rank === 0) {
+    fs.mkdirSync(path.dirname(out), { recursive: true })
+    writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
+  }
   // The KL of best-of-n to its base policy is at most log n - (n - 1)/n (Stiennon et al. 2020; Beirami et al. 2024).
   const klBound = Math.log(o.n) - (o.n - 1) / o.n
   return { files: { outputs: out }, metrics: { best_score: meanOf(bestScores), single_sample_score: meanOf(firstScores), prompts: lines.length, kl_bound: klBound } }

@@ -16,6 +16,7 @@ import * as ops from '../ops.js'
 import { Rng, type RngState } from '../util/rng.js'
 import { hasRewardFunctions, makeRewardCalls, RewardFunctions } from '../rewards/scorer.js'
 import { Tensor } from '../tensor.js'
+import type { DataParallel } from '../distributed/data-parallel.js'
 import type { TrainerContext } from './context.js'
 
 /** A model with the tokenizer that reads its text, and where that tokenizer came from. */
@@ -271,11 +272,32 @@ export interface Rollout {
   prompts?: string[]
 }
 
+/** Where a rank's rows sit in the batch one process would sample (see sampleResponses). */
+export interface GlobalRows {
+  /** Each prompt's index in the whole batch: its sample's seed comes from it. */
+  rowIndices: readonly number[]
+  /** The whole batch's prompt width: every rank left-pads to it, so a row's padding is the same on any rank. */
+  promptWidth: number
+}
+
+/** The positions of a batch of n rows this rank takes: rank, rank + N, ... (all n with one process). */
+export function rowsOfRank(n: number, dp: DataParallel | undefined): number[] {
+  const all = Array.from({ length: n }, (_, i) => i)
+  return dp ? dp.shard(all) : all
+}
+
+/** sampleResponses' options for a rank's rows of a batch (none with one process): their indices in it, and its prompt width. */
+export function shareOf(dp: DataParallel | undefined, rowIndices: readonly number[], batch: readonly (readonly number[])[]): { global?: GlobalRows } {
+  return dp ? { global: { rowIndices, promptWidth: Math.max(1, ...batch.map((p) => p.length)) } } : {}
+}
+
 /**
  * Samples a response for each prompt (prompts already encoded). Seeds come
- * from (seed, row). With `onCap`, a batch whose prompts leave less context
- * than max_new_tokens gets fewer new tokens, and onCap is told why; without
- * it, such a batch is an error.
+ * from (seed, row), row being the prompt's index in this call or, with
+ * `global` (a data-parallel rank's shard), in the whole batch: a prompt gets
+ * the same sample whichever rank draws it. With `onCap`, a batch whose
+ * prompts leave less context than max_new_tokens gets fewer new tokens, and
+ * onCap is told why; without it, such a batch is an error.
  */
 export async function sampleResponses(
   policy: Model,
@@ -284,11 +306,13 @@ export async function sampleResponses(
   generation: GenerationConfig,
   seed: number,
   promptTexts?: string[],
-  options: { onCap?: (message: string) => void } = {},
+  options: { onCap?: (message: string) => void; global?: GlobalRows } = {},
 ): Promise<Rollout> {
   const tokenizer = encoder.tokenizer
   const pad = padIdOf(tokenizer)
-  const batch: PromptBatch = collatePrompts(prompts, pad)
+  const rowIndices = options.global?.rowIndices
+  if (rowIndices && rowIndices.length !== prompts.length) throw new RangeError(`sampleResponses: ${rowIndices.length} row indices for ${prompts.length} prompts`)
+  const batch: PromptBatch = collatePrompts(prompts, pad, options.global?.promptWidth)
   const stops = generation.stop_at_eos && tokenizer.eosId !== undefined ? [tokenizer.eosId] : []
   let maxNewTokens = generation.max_new_tokens
   const left = policy.config.maxPositions - batch.width
@@ -305,7 +329,7 @@ export async function sampleResponses(
     topP: generation.top_p,
     stopTokens: stops,
     padToken: pad,
-    seeds: prompts.map((_, b) => (seed * 4096 + b) % 2 ** 52),
+    seeds: prompts.map((_, b) => (seed * 4096 + (rowIndices ? rowIndices[b] : b)) % 2 ** 52),
   })
   const B = prompts.length
   const P = batch.width

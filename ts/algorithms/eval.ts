@@ -9,6 +9,8 @@
 // evaluated model has a scalar head and held-out pairs are given: its
 // pairwise accuracy.
 import path from 'node:path'
+import { dataParallel } from '../distributed/data-parallel.js'
+import { distributed } from '../distributed/index.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
 import { AnnotatorPool, goldScore, goldWinRate, poolWinRate, winRateOf, type WinRate } from '../farm/farm.js'
@@ -29,9 +31,11 @@ import {
   promptText,
   readPrompts,
   referenceSpec,
+  rowsOfRank,
   sameTokenizer,
   sampleResponses,
   scorerFor,
+  shareOf,
   sequenceLogprobs,
   type LoadedModel,
   type Scorer,
@@ -65,7 +69,10 @@ export async function winRateMetrics(
   }
   if (judge.kind === 'llm' || judge.kind === 'http') {
     const name = farm ? 'judge_win_rate' : 'win_rate'
-    const w = await judgeWinRate(await judgeFor(judge, options), items)
+    // A model or an endpoint judges once, on rank 0, in a data-parallel run.
+    const dp = dataParallel()
+    const ask = async () => judgeWinRate(await judgeFor(judge, options), items)
+    const w = dp ? await dp.fromRankZero('judge', ask) : await ask()
     put(name, w)
     if (w.skipped > 0) metrics[`${name}_skipped`] = w.skipped
   }
@@ -75,25 +82,48 @@ export async function winRateMetrics(
 
 /**
  * Responses to `rows` in batches of `batch` (seeds from `seed` and the row),
- * with their scores when a scorer is given. `onBatch` sees the progress;
- * `stop` ends the loop early (the responses so far are returned).
+ * with their scores when a scorer is given. `onBatch` sees the progress and
+ * the scorer's figures; `stop` ends the loop early (the responses so far are
+ * returned). Data-parallel, each rank answers its rows of each batch and
+ * every rank gets all the answers, in prompt order.
  */
 async function respond(
   policy: Model,
   encoder: SequenceEncoder,
   rows: readonly PromptExample[],
   texts: readonly string[],
-  options: { generation: GenerationConfig; seed: number; batch: number; scorer?: Scorer; onBatch?: (done: number, scores: number[]) => void; stop?: () => boolean },
+  options: {
+    generation: GenerationConfig
+    seed: number
+    batch: number
+    scorer?: Scorer
+    onBatch?: (done: number, scores: number[], metrics: Record<string, number> | undefined) => void
+    stop?: () => boolean
+  },
 ): Promise<{ responses: string[]; lengths: number[]; scores: number[] }> {
   const out = { responses: [] as string[], lengths: [] as number[], scores: [] as number[] }
   const B = options.batch
+  const dp = dataParallel()
   for (let start = 0; start < rows.length && !options.stop?.(); start += B) {
     const chunk = rows.slice(start, start + B)
-    const rollout = await sampleResponses(policy, encoder, chunk.map((r) => encoder.prompt(r.prompt)), options.generation, options.seed + start, texts.slice(start, start + B))
-    if (options.scorer) out.scores.push(...(await options.scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: chunk.map((r) => r.row) })))
-    out.responses.push(...rollout.texts)
-    out.lengths.push(...rollout.lengths)
-    options.onBatch?.(Math.min(start + B, rows.length), out.scores)
+    const prompts = chunk.map((r) => encoder.prompt(r.prompt))
+    const mine = rowsOfRank(chunk.length, dp)
+    let answers: { text: string; length: number; score?: number }[] = []
+    let metrics = undefined as Record<string, number> | undefined
+    if (mine.length > 0) {
+      const rollout = await sampleResponses(policy, encoder, mine.map((i) => prompts[i]), options.generation, options.seed + start, mine.map((i) => texts[start + i]), shareOf(dp, mine, prompts))
+      const scores = options.scorer ? await options.scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: mine.map((i) => chunk[i].row) }) : undefined
+      metrics = options.scorer?.metrics?.()
+      answers = rollout.texts.map((text, j) => ({ text, length: rollout.lengths[j], ...(scores ? { score: scores[j] } : {}) }))
+    }
+    if (dp) {
+      if (options.scorer) metrics = await dp.poolMetrics(metrics ?? {}, mine.length)
+      answers = await dp.gatherItems(answers, mine, chunk.length)
+    }
+    if (options.scorer) out.scores.push(...answers.map((a) => a.score!))
+    out.responses.push(...answers.map((a) => a.text))
+    out.lengths.push(...answers.map((a) => a.length))
+    options.onBatch?.(Math.min(start + B, rows.length), out.scores, metrics)
   }
   return out
 }
@@ -154,7 +184,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
       seed: config.seed,
       batch: B,
       scorer,
-      onBatch: (done, s) => ctx.log(done, scorer ? { reward: meanOf(s), ...scorer.metrics?.() } : {}, { totalSteps: rows.length, phase: 'eval' }),
+      onBatch: (done, s, scoreMetrics) => ctx.log(done, scorer ? { reward: meanOf(s), ...scoreMetrics } : {}, { totalSteps: rows.length, phase: 'eval' }),
       stop: () => ctx.stopRequested(),
     })
     if (scorer) metrics.reward = meanOf(sampled.scores)
@@ -179,7 +209,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
     return JSON.stringify({ ...row.extra, prompt: row.prompt, response: responses[i], ...extra })
   })
   const out = path.join(ctx.runDir, 'outputs.jsonl')
-  writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
+  if (distributed.rank === 0) writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
   metrics.response_length = lengths.length ? meanOf(lengths) : meanOf(responses.map((r) => r.length))
   metrics.prompts = done
   if (withReferences && done > 0) {
@@ -199,13 +229,19 @@ async function klToReference(ctx: TrainerContext, policy: LoadedModel, encoder: 
   const reference = await loadModelSpec(referenceSpec(config), 'reference', { seed: config.seed, tokenizer: sameTokenizer(config.reference, policy) })
   const sampling = { ...config.generation, temperature: 1, top_k: 0, top_p: 1 }
   const B = config.training.batch_size
+  const dp = dataParallel()
   let sum = 0
   for (let start = 0; start < prompts.length; start += B) {
-    const rollout = await sampleResponses(policy.model, encoder, prompts.slice(start, start + B), sampling, config.seed * 31 + start + 7)
+    const chunk = prompts.slice(start, start + B)
+    // Data-parallel: this rank's rows of the batch, the sums added up below.
+    const mine = rowsOfRank(chunk.length, dp)
+    if (mine.length === 0) continue
+    const rollout = await sampleResponses(policy.model, encoder, mine.map((i) => chunk[i]), sampling, config.seed * 31 + start + 7, undefined, shareOf(dp, mine, chunk))
     const lp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask)
     const lr = await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask)
     const perRow = ops.rowSum(ops.klPenalty(lp, lr, rollout.actionMask, { estimator: 'k1' }), rollout.actionMask).data as Float32Array
     for (const v of perRow) sum += v
   }
+  if (dp) [sum] = await dp.sum([sum])
   return sum / prompts.length
 }

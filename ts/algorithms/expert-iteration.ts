@@ -1,7 +1,10 @@
 // Expert iteration (as AlpacaFarm's and the ReST/RAFT line run it): each round
 // samples n responses to the unlabelled prompts with the current policy, keeps
 // the best by the reward, and fine-tunes the policy on those winners.
+// Data-parallel, the ranks split the prompts of the sampling and the rows of
+// each SFT batch (sampleAndScore and sftStep).
 import type { EncodedPair } from '../data/encode.js'
+import { dataParallel } from '../distributed/data-parallel.js'
 import type { StageResult, TrainerContext } from './context.js'
 import { best, sampleAndScore } from './best-of-n.js'
 import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, meanOf, optimizerStep, padIdOf, promptText, readPrompts, scorerFor } from './common.js'
@@ -37,6 +40,7 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
   const perRound = o.prompts_per_round > 0 ? Math.min(o.prompts_per_round, prompts.length) : prompts.length
   const roundSteps = Math.ceil(perRound / (B * config.training.gradient_accumulation)) * config.training.epochs
   const allSteps = roundSteps * o.rounds
+  const dp = dataParallel()
 
   for (let round = state?.round ?? 0; round < o.rounds && !ctx.stopRequested(); round++) {
     if (!state || state.round !== round) {
@@ -67,7 +71,7 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
     const order = new EpochBatches(current.winners.length, B, config.seed + 101, current.order as never)
     while (current.roundStep < roundSteps && !ctx.stopRequested()) {
       const chunks = Array.from({ length: config.training.gradient_accumulation }, () => order.next().map((i) => current.winners[i]))
-      const { loss, tokens } = await sftStep(policy.model, chunks, pad, step)
+      const { loss, tokens } = await sftStep(policy.model, chunks, pad, step, dp)
       const { gradNorm, lr } = await optimizerStep(opt, config.optimizer, step, allSteps)
       step++
       current.roundStep++

@@ -10,7 +10,13 @@
 // batch. RLOO (rloo.ts) runs the same loop with the leave-one-out baseline and
 // the KL in the reward. The formulas, with their sources, are in README.md
 // ("GRPO and RLOO").
-import type { GroupConfig, RunConfig } from '../config/types.generated.js'
+// Data-parallel, each rank samples the groups of its prompts of the batch
+// (prompts rank, rank + N, ...): a group stays on one rank. Its scores, KL and
+// lengths are gathered, so dynamic sampling, advantages (the batch std too)
+// and every logged figure are the whole batch's; the loss parts are weighed
+// by the whole batch (and micro-batch), and gradients summed before AdamW.
+import type { GroupConfig } from '../config/types.generated.js'
+import { dataParallel } from '../distributed/data-parallel.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from './context.js'
@@ -26,10 +32,12 @@ import {
   readPrompts,
   referenceSpec,
   rolloutSteps,
+  rowsOfRank,
   sameTokenizer,
   sampleResponses,
   scorerFor,
   selectRows,
+  shareOf,
   sequenceLogprobs,
   total,
   type Rollout,
@@ -132,8 +140,10 @@ export interface GroupLossPart {
  * One micro-batch's part of the GRPO-family loss of a rollout batch (TRL's
  * GRPOTrainer._compute_loss): the parts of the batch's micro-batches sum to
  * the loss of one optimizer step over the batch with gradient accumulation.
- * logp, oldLogp, refLogp, mask: [rows, T]; advantages: one per row. No work is
- * done per token here: the per-token math runs in native ops.
+ * logp, oldLogp, refLogp, mask: [rows, T]; advantages: one per row. `micro`:
+ * the micro-batch these rows are a share of (a data-parallel rank's rows of
+ * it; default these rows), which bnpo's token mean is over. No work is done
+ * per token here: the per-token math runs in native ops.
  */
 export function groupLossPart(
   logp: Tensor,
@@ -143,6 +153,7 @@ export function groupLossPart(
   mask: Tensor,
   batch: GroupBatchSize,
   o: GroupLossOptions,
+  micro?: GroupBatchSize,
 ): GroupLossPart {
   const rows = mask.shape[0]
   if (advantages.length !== rows) throw new RangeError(`groupLossPart: ${advantages.length} advantages for ${rows} rows`)
@@ -160,7 +171,7 @@ export function groupLossPart(
       scale = rowsWithTokens / batch.rows
       break
     case 'bnpo': // token mean of the micro-batch; micro-batches weighed by their rows (TRL: / gradient accumulation steps)
-      scale = rows / batch.rows
+      scale = micro ? (tokens / Math.max(micro.tokens, 1)) * (micro.rows / batch.rows) : rows / batch.rows
       break
     case 'dr_grpo': // sum over tokens / (rows x max completion length)
       scale = tokens / (batch.rows * o.maxCompletionLength)
@@ -263,9 +274,13 @@ function selectRollout(r: Rollout, rows: readonly number[]): Rollout {
   }
 }
 
-/** Groups sampled in one round: G consecutive rows per prompt. */
+/** Groups sampled in one round (or kept from it): G consecutive rows per prompt. */
 interface SampledGroups {
-  rollout: Rollout
+  /** This rank's rows (all of them with one process); undefined when it has none. */
+  rollout: Rollout | undefined
+  /** The index of each of them among the round's rows. */
+  rows: number[]
+  /** The scores of all the round's rows, in order. */
   scores: Float32Array
 }
 
@@ -280,9 +295,8 @@ function concat(parts: Float32Array[]): Float32Array {
 }
 
 /** The response-length figures TRL logs: mean, max, and the share cut at max_new_tokens without a stop token. */
-function lengthMetrics(rollouts: Rollout[], config: RunConfig): Record<string, number> {
-  const lengths = rollouts.flatMap((r) => r.lengths)
-  const cut = rollouts.flatMap((r) => r.lengths.map((n, i) => !r.stopped[i] && n >= config.generation.max_new_tokens))
+function lengthMetrics(lengths: number[], stopped: boolean[], maxNewTokens: number): Record<string, number> {
+  const cut = lengths.map((n, i) => !stopped[i] && n >= maxNewTokens)
   return {
     response_length: meanOf(lengths),
     response_length_max: lengths.reduce((a, b) => Math.max(a, b), 0),
@@ -325,13 +339,35 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
     maxCompletionLength: config.generation.max_new_tokens,
   }
   let step = ctx.resumed?.step ?? 0
+  const dp = dataParallel()
+  // The scorer's figures for the rows of the last round on this rank, and how many.
+  let scored: { metrics: Record<string, number>; rows: number } = { metrics: {}, rows: 0 }
 
-  /** G responses to each of the prompts `picked`, scored. */
+  /** G responses to each of the prompts `picked` (this rank's share of them), scored. */
   const sampleGroups = async (picked: number[], seed: number): Promise<SampledGroups> => {
-    const each = picked.flatMap((i) => Array.from({ length: G }, () => i))
-    const rollout = await sampleResponses(policy.model, encoder, each.map((i) => prompts[i]), config.generation, seed, each.map((i) => promptText(rows[i].prompt)))
-    const scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: each.map((i) => rows[i].row), step })
-    return { rollout, scores }
+    const mine = rowsOfRank(picked.length, dp)
+    const rowsOf = mine.flatMap((p) => Array.from({ length: G }, (_, j) => p * G + j))
+    const each = rowsOf.map((r) => picked[Math.floor(r / G)])
+    let rollout: Rollout | undefined
+    let scores: Float32Array = new Float32Array(0)
+    scored = { metrics: {}, rows: 0 }
+    if (each.length > 0) {
+      rollout = await sampleResponses(policy.model, encoder, each.map((i) => prompts[i]), config.generation, seed, each.map((i) => promptText(rows[i].prompt)), shareOf(dp, rowsOf, picked.map((i) => prompts[i])))
+      scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: each.map((i) => rows[i].row), step })
+      scored = { metrics: scorer.metrics?.() ?? {}, rows: each.length }
+    }
+    return { rollout, rows: rowsOf, scores: dp ? await dp.gatherRows(scores, rowsOf, picked.length * G) : scores }
+  }
+
+  /** The rows `keepRows` of a round (in that order), the rank's among them. */
+  const keepOf = (sampled: SampledGroups, keepRows: number[]): SampledGroups => {
+    const position = new Map(keepRows.map((r, k) => [r, k]))
+    const local = sampled.rows.flatMap((r, j) => (position.has(r) ? [j] : []))
+    return {
+      rollout: local.length > 0 ? selectRollout(sampled.rollout!, local) : undefined,
+      rows: local.map((j) => position.get(sampled.rows[j])!),
+      scores: Float32Array.from(keepRows, (i) => sampled.scores[i]),
+    }
   }
 
   while (step < steps && !ctx.stopRequested()) {
@@ -358,7 +394,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
       if (keep.length === 0) continue
       keptGroups += keep.length
       const keepRows = keep.flatMap((g) => Array.from({ length: G }, (_, j) => g * G + j))
-      kept.push(keep.length === groups.length ? sampled : { rollout: selectRollout(sampled.rollout, keepRows), scores: Float32Array.from(keepRows, (i) => sampled.scores[i]) })
+      kept.push(keep.length === groups.length ? sampled : keepOf(sampled, keepRows))
     }
     // A step that keeps no group has nothing to learn from: it logs its samples and makes no update.
     const update = kept.length > 0
@@ -367,16 +403,27 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
     const chunkData = []
     for (const c of chunks) {
       const { rollout } = c
-      const oldLogp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask, temperature)
-      const refLogp = reference ? await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature) : undefined
-      const seqKl = refLogp ? (ops.rowSum(ops.klPenalty(oldLogp, refLogp, rollout.actionMask, { estimator: o.kl_estimator }), rollout.actionMask).data as Float32Array) : new Float32Array(rollout.lengths.length)
-      chunkData.push({ rollout, oldLogp, refLogp, seqKl })
+      let logprobs: { oldLogp: Tensor; refLogp: Tensor | undefined } | undefined
+      // Per row: the sequence KL to the reference, the response length, whether it stopped.
+      const local = new Float32Array(c.rows.length * 3)
+      if (rollout) {
+        const oldLogp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask, temperature)
+        const refLogp = reference ? await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature) : undefined
+        const seqKl = refLogp ? (ops.rowSum(ops.klPenalty(oldLogp, refLogp, rollout.actionMask, { estimator: o.kl_estimator }), rollout.actionMask).data as Float32Array) : new Float32Array(rollout.lengths.length)
+        logprobs = { oldLogp, refLogp }
+        c.rows.forEach((_, j) => local.set([seqKl[j], rollout.lengths[j], Number(rollout.stopped[j])], j * 3))
+      }
+      const n = c.scores.length
+      const perRow = dp ? await dp.gatherRows(local, c.rows, n, 3) : local
+      const column = (k: number) => Float32Array.from({ length: n }, (_, i) => perRow[i * 3 + k])
+      chunkData.push({ rollout, rows: c.rows, logprobs, seqKl: column(0), lengths: Array.from(column(1)), stopped: Array.from(column(2), Boolean) })
     }
     const scores = concat(chunks.map((c) => c.scores))
     const seqKl = concat(chunkData.map((c) => c.seqKl))
     const rewards = baseline === 'rloo' ? Float32Array.from(scores, (s, i) => s - o.kl_coef * seqKl[i]) : scores
     const advantages = groupAdvantages(rewards, G, baseline, resolved.scaleRewards)
-    const batch: GroupBatchSize = { rows: scores.length, tokens: chunks.reduce((a, c) => a + c.rollout.lengths.reduce((x, y) => x + y, 0), 0) }
+    const lengths = chunkData.flatMap((c) => c.lengths)
+    const batch: GroupBatchSize = { rows: scores.length, tokens: chunkData.reduce((a, c) => a + c.lengths.reduce((x, y) => x + y, 0), 0) }
 
     const m = { loss: 0, policy_loss: 0, kl_loss: 0, clip_fraction: 0, clip_fraction_low: 0, clip_fraction_high: 0, approx_kl: 0, entropy: 0 }
     let gradNorm = 0
@@ -385,23 +432,31 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
       policy.model.zeroGrad()
       // Micro-batches of B rows; their parts sum to the loss of the whole batch.
       let offset = 0
+      let iterationLoss = 0
       for (const c of chunkData) {
-        const n = c.rollout.lengths.length
+        const n = c.lengths.length
         for (let start = 0; start < n; start += B) {
-          const mb = Array.from({ length: Math.min(B, n - start) }, (_, i) => start + i)
+          const end = Math.min(start + B, n)
+          // This rank's rows of the micro-batch [start, end) of the chunk.
+          const mb = c.rows.flatMap((r, j) => (r >= start && r < end ? [j] : []))
+          if (mb.length === 0 || !c.rollout || !c.logprobs) continue
           const mbMask = selectRows(c.rollout.actionMask, mb)
           const out = await policy.model.forward(selectRows(c.rollout.tokens, mb), { attentionMask: selectRows(c.rollout.attentionMask, mb), train: true, temperature, entropy: true })
+          const micro = dp ? { rows: end - start, tokens: c.lengths.slice(start, end).reduce((x, y) => x + y, 0) } : undefined
           const part = groupLossPart(
             out.logp!,
-            selectRows(c.oldLogp, mb),
-            c.refLogp ? selectRows(c.refLogp, mb) : undefined,
-            advantages.subarray(offset + start, offset + start + mb.length),
+            selectRows(c.logprobs.oldLogp, mb),
+            c.logprobs.refLogp ? selectRows(c.logprobs.refLogp, mb) : undefined,
+            dp ? Float32Array.from(mb, (j) => advantages[offset + c.rows[j]]) : advantages.subarray(offset + start, offset + start + mb.length),
             mbMask,
             batch,
             lossOptions,
+            micro,
           )
           await policy.model.backward({ gradLogp: part.grad })
-          checkFinite(part.loss, `the ${baseline.toUpperCase()} loss`, step)
+          // With more ranks the loss is checked once summed (below), so that every rank stops alike.
+          if (!dp) checkFinite(part.loss, `the ${baseline.toUpperCase()} loss`, step)
+          iterationLoss += part.loss
           const tokens = total(ops.rowSum(mbMask))
           m.loss += part.loss / mu
           m.policy_loss += part.policyLoss / mu
@@ -414,10 +469,20 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
         }
         offset += n
       }
+      if (dp) {
+        checkFinite((await dp.sum([iterationLoss]))[0], `the ${baseline.toUpperCase()} loss`, step)
+        await dp.allReduceGradients(policy.model)
+      }
       const r = await optimizerStep(opt, config.optimizer, step * mu + iteration, steps * mu)
       gradNorm = r.gradNorm
       lr = r.lr
     }
+    if (dp) {
+      const keys = Object.keys(m) as (keyof typeof m)[]
+      const sums = await dp.sum(keys.map((k) => m[k]))
+      keys.forEach((k, i) => (m[k] = sums[i]))
+    }
+    const scoreMetrics = dp ? await dp.poolMetrics(scored.metrics, scored.rows) : scorer.metrics?.()
     step++
     const allSampled = concat(sampledScores)
     ctx.log(
@@ -428,11 +493,11 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
         reward: meanOf(rewards),
         kl: meanOf(seqKl),
         ...m,
-        ...scorer.metrics?.(),
-        ...lengthMetrics(chunks.map((c) => c.rollout), config),
+        ...scoreMetrics,
+        ...lengthMetrics(lengths, chunkData.flatMap((c) => c.stopped), config.generation.max_new_tokens),
         zero_std_groups: zeroStdShare(allSampled, G),
         ...(o.dynamic_sampling ? { prompts_drawn: promptsDrawn, sampling_rounds: rounds, groups_kept: keptGroups } : {}),
-        advantage_abs: Math.sqrt(chunks.flatMap((c) => c.rollout.lengths).reduce((a, len, i) => a + advantages[i] ** 2 * len, 0) / Math.max(batch.tokens, 1)),
+        advantage_abs: Math.sqrt(lengths.reduce((a, len, i) => a + advantages[i] ** 2 * len, 0) / Math.max(batch.tokens, 1)),
         grad_norm: gradNorm,
         lr,
       },

@@ -4,13 +4,17 @@
 // label.pairs_per_prompt such pairs per instruction). Pairs the judge
 // cannot split (identical responses, ties) are left out and counted.
 // Writes preferences.jsonl rows {prompt, chosen, rejected, ...the row's other
-// fields}, which the reward and dpo trainers read.
+// fields}, which the reward and dpo trainers read. Data-parallel, each rank
+// samples its prompts of each batch; rank 0 asks the judge about the whole
+// batch (once) and every rank gets its verdicts.
 import path from 'node:path'
+import { dataParallel } from '../distributed/data-parallel.js'
+import { distributed } from '../distributed/index.js'
 import { goldPreference } from '../farm/farm.js'
 import { parseTask } from '../farm/families.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, sampleResponses } from './common.js'
+import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, rowsOfRank, sampleResponses, shareOf } from './common.js'
 import { judgeFor } from './judge.js'
 
 export async function labelPreferences(ctx: TrainerContext): Promise<StageResult> {
@@ -33,21 +37,27 @@ export async function labelPreferences(ctx: TrainerContext): Promise<StageResult
   let goldAgree = 0
   let goldDecided = 0
   const lengths: number[] = []
+  const dp = dataParallel()
   for (let start = 0; start < rows.length && !ctx.stopRequested(); start += B) {
     const chunk = rows.slice(start, start + B)
+    const mine = rowsOfRank(chunk.length, dp)
+    const prompts = chunk.map((r) => encoder.prompt(r.prompt))
     // Each prompt twice in one batch: two independent samples (seeds differ by row).
-    const encoded = chunk.flatMap((r) => {
-      const ids = encoder.prompt(r.prompt)
-      return [ids, ids]
-    })
+    const encoded = mine.flatMap((i) => [prompts[i], prompts[i]])
     const chunkTexts = texts.slice(start, start + B)
-    const rollout = await sampleResponses(policy.model, encoder, encoded, config.generation, config.seed * 1_000_003 + start)
-    const pairs = chunk.map((_, i) => ({ prompt: chunkTexts[i], a: rollout.texts[2 * i], b: rollout.texts[2 * i + 1] }))
-    const verdicts = await judge.compare(pairs)
+    let sampled: { a: string; b: string; lengths: [number, number] }[] = []
+    if (mine.length > 0) {
+      const share = shareOf(dp, mine.flatMap((i) => [2 * i, 2 * i + 1]), prompts)
+      const rollout = await sampleResponses(policy.model, encoder, encoded, config.generation, config.seed * 1_000_003 + start, undefined, share)
+      sampled = mine.map((_, j) => ({ a: rollout.texts[2 * j], b: rollout.texts[2 * j + 1], lengths: [rollout.lengths[2 * j], rollout.lengths[2 * j + 1]] }))
+    }
+    if (dp) sampled = await dp.gatherItems(sampled, mine, chunk.length)
+    const pairs = chunk.map((_, i) => ({ prompt: chunkTexts[i], a: sampled[i].a, b: sampled[i].b }))
+    const verdicts = dp ? await dp.fromRankZero('judge', () => judge.compare(pairs)) : await judge.compare(pairs)
     chunk.forEach((row, i) => {
       const v = verdicts[i]
       const p = pairs[i]
-      lengths.push(rollout.lengths[2 * i], rollout.lengths[2 * i + 1])
+      lengths.push(...sampled[i].lengths)
       if (v === null) {
         skipped++
         return
@@ -70,7 +80,7 @@ export async function labelPreferences(ctx: TrainerContext): Promise<StageResult
   }
   if (lines.length === 0) throw new Error(`label: the judge could not split any of the ${rows.length} pairs (all responses identical or tied); sample with a higher temperature`)
   const out = path.join(ctx.runDir, 'preferences.jsonl')
-  writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
+  if (distributed.rank === 0) writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
   const metrics: Record<string, number> = { pairs: lines.length, undecided, response_length: meanOf(lengths) }
   if (skipped > 0) metrics.judge_skipped = skipped
   // How often the judge agrees with gold where gold has a preference: the label quality.

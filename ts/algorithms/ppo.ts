@@ -9,6 +9,10 @@
 //   update    `epochs` passes of minibatches: clipped policy loss (+ entropy
 //             bonus) for the policy, clipped value loss for the value model
 //   control   adaptive KL: beta <- beta (1 + clip(KL/target - 1, +-0.2) B/horizon)
+// Data-parallel, each rank rolls out and trains on its rows of the batch (rows
+// rank, rank + N, ...); scores, normalisation, whitening, each minibatch's
+// token mean and every logged figure are over the whole batch.
+import { dataParallel } from '../distributed/data-parallel.js'
 import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
@@ -29,10 +33,12 @@ import {
   readPrompts,
   referenceSpec,
   rolloutSteps,
+  rowsOfRank,
   sameTokenizer,
   sampleResponses,
   scorerFor,
   selectRows,
+  shareOf,
   sequenceLogprobs,
   total,
 } from './common.js'
@@ -102,19 +108,27 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
   }
   let lastEval: Record<string, number> = {}
   if (evalRows.length > 0 && step === 0) lastEval = await heldOut()
+  const dp = dataParallel()
 
   while (step < steps && !ctx.stopRequested()) {
     const picked = order.next()
-    const batchPrompts = picked.map((i) => prompts[i])
-    const rollout = await sampleResponses(policy.model, encoder, batchPrompts, g, config.seed * 1_000_003 + step, picked.map((i) => promptText(rows[i].prompt)))
-    const n = batchPrompts.length
-    const mask = rollout.actionMask
+    const n = picked.length
+    // This rank's rows of the batch (all of them with one process); a rank may have none.
+    const mine = rowsOfRank(n, dp)
+    const local = mine.length > 0 ? new Map(mine.map((b, j) => [b, j])) : undefined
+    // The whole batch's per-row values, in batch order, on every rank.
+    const gather = (values: Float32Array, width = 1) => (dp ? dp.gatherRows(values, mine, n, width) : Promise.resolve(values))
+    const rollout = local
+      ? await sampleResponses(policy.model, encoder, mine.map((b) => prompts[picked[b]]), g, config.seed * 1_000_003 + step, mine.map((b) => promptText(rows[picked[b]].prompt)), shareOf(dp, mine, picked.map((i) => prompts[i])))
+      : undefined
+    const mask = rollout?.actionMask
 
-    // Scores at the last token, with the EOS penalty, clipping and normalisation.
-    const scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: picked.map((i) => rows[i].row), step })
-    const scoreMetrics = scorer.metrics?.()
-    if (o.missing_eos_penalty !== undefined) rollout.stopped.forEach((s, b) => (scores[b] -= s ? 0 : o.missing_eos_penalty!))
-    if (o.reward_clip > 0) scores.forEach((s, b) => (scores[b] = Math.max(-o.reward_clip, Math.min(o.reward_clip, s))))
+    // Scores at the last token, with the EOS penalty, clipping and normalisation (over the whole batch).
+    const localScores = rollout ? await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: mine.map((b) => rows[picked[b]].row), step }) : new Float32Array(0)
+    const scoreMetrics = dp ? await dp.poolMetrics(rollout ? (scorer.metrics?.() ?? {}) : {}, mine.length) : scorer.metrics?.()
+    if (o.missing_eos_penalty !== undefined) rollout?.stopped.forEach((s, b) => (localScores[b] -= s ? 0 : o.missing_eos_penalty!))
+    if (o.reward_clip > 0) localScores.forEach((s, b) => (localScores[b] = Math.max(-o.reward_clip, Math.min(o.reward_clip, s))))
+    const scores = await gather(localScores)
     const rawScore = meanOf(scores)
     if (o.normalize_rewards) {
       moments.update(scores)
@@ -122,91 +136,144 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     }
 
     const temperature = g.temperature > 0 ? g.temperature : 1
-    const oldLogp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask, temperature)
-    const refLogp = await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature)
-    const oldValues = await actionValues(value.model, rollout.tokens, rollout.attentionMask, false)
-    // r_t = -beta kl_t, plus the score at the last response token (one native call).
-    const { kl, rewards } = ops.shapeRewards(oldLogp, refLogp, mask, Tensor.from(scores, [n]), rollout.lastMask, { klCoef, estimator: o.kl_estimator })
-    const gae = ops.gae(rewards, oldValues, mask, { gamma: o.gamma, lambda: o.lam })
-    const advantages = o.whiten_advantages ? ops.whiten(gae.advantages, mask) : gae.advantages
+    let shard: { kl: Tensor; rewards: Tensor; oldLogp: Tensor; oldValues: Tensor; returns: Tensor; advantages: Tensor | undefined } | undefined
+    if (rollout && mask) {
+      const oldLogp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask, temperature)
+      const refLogp = await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature)
+      const oldValues = await actionValues(value.model, rollout.tokens, rollout.attentionMask, false)
+      // r_t = -beta kl_t, plus the score at the last response token (one native call).
+      const rowScores = dp ? Float32Array.from(mine, (b) => scores[b]) : scores
+      const { kl, rewards } = ops.shapeRewards(oldLogp, refLogp, mask, Tensor.from(rowScores, [mine.length]), rollout.lastMask, { klCoef, estimator: o.kl_estimator })
+      const gae = ops.gae(rewards, oldValues, mask, { gamma: o.gamma, lambda: o.lam })
+      shard = { kl, rewards, oldLogp, oldValues, returns: gae.returns, advantages: gae.advantages }
+    }
+    if (o.whiten_advantages) {
+      if (dp) {
+        const whitened = await dp.whiten(shard?.advantages, mask)
+        if (shard) shard.advantages = whitened
+      } else if (shard && mask) shard.advantages = ops.whiten(shard.advantages!, mask)
+    }
 
-    // K epochs of minibatch updates.
+    // Per row: response tokens, then the sums over them of the KL, the shaped
+    // reward, the value residual and the returns (and their squares), the
+    // response length and whether it stopped.
+    const STATS = 9
+    const localStats = new Float32Array(mine.length * STATS)
+    if (shard && mask && rollout) {
+      const residual = ops.add(shard.returns, shard.oldValues, { alpha: 1, beta: -1 })
+      const sums = [shard.kl, shard.rewards, residual, ops.mul(residual, residual), shard.returns, ops.mul(shard.returns, shard.returns)].map((x) => ops.rowSum(x, mask).data as Float32Array)
+      const columns = [ops.rowSum(mask).data as Float32Array, ...sums, rollout.lengths, rollout.stopped.map(Number)]
+      columns.forEach((c, k) => c.forEach((v, j) => (localStats[j * STATS + k] = v)))
+    }
+    const stats = await gather(localStats, STATS)
+    const column = (k: number) => Float32Array.from({ length: n }, (_, b) => stats[b * STATS + k])
+    const rowTokens = column(0)
+    const lengths = Array.from(column(7))
+
+    // K epochs of minibatch updates. With more ranks, each rank's rows of a
+    // minibatch weigh by their share of its tokens (or of its sequences, for
+    // seq-mean), and the gradients are summed before clipping and AdamW.
     const m = { policy_loss: 0, value_loss: 0, clip_fraction: 0, approx_kl: 0, entropy: 0, value_clip_fraction: 0 }
     let updates = 0
     let gradNorm = 0
     let lr = 0
     for (let epoch = 0; epoch < o.epochs; epoch++) {
-      const rows = Array.from({ length: n }, (_, i) => i)
-      ctx.rng.shuffle(rows)
+      const shuffled = Array.from({ length: n }, (_, i) => i)
+      ctx.rng.shuffle(shuffled)
       for (let start = 0; start < n; start += o.minibatch_size) {
-        const mb = rows.slice(start, start + o.minibatch_size)
-        const pick = (t: Tensor) => selectRows(t, mb)
-        const tokens = pick(rollout.tokens)
-        const attention = pick(rollout.attentionMask)
-        const mbMask = pick(mask)
+        const whole = shuffled.slice(start, start + o.minibatch_size)
+        const mb = whole.filter((b) => local?.has(b)).map((b) => local!.get(b)!)
+        const mbTokens = whole.reduce((a, b) => a + rowTokens[b], 0)
+        const mbSequences = whole.reduce((a, b) => a + (rowTokens[b] > 0 ? 1 : 0), 0)
+        const part = { policy: [0, 0, 0, 0], value: [0, 0] }
         policy.model.zeroGrad()
-        // Entropy is always measured (a collapse shows in the logs); it enters the loss only with entropy_coef.
-        const out = await policy.model.forward(tokens, { attentionMask: attention, train: true, temperature, entropy: true })
-        const pg = ops.ppoPolicyLoss(out.logp!, pick(oldLogp), pick(advantages), mbMask, {
-          clipLow: o.clip_low,
-          clipHigh: o.clip_high ?? o.clip_low,
-          dualClip: o.dual_clip > 1 ? o.dual_clip : undefined,
-          aggregate: o.aggregate as 'token-mean',
-        })
-        const tokensInMb = Math.max(total(ops.rowSum(mbMask)), 1)
-        let gradEntropy: Tensor | undefined
-        m.entropy += maskedMean(out.entropy!, mbMask)
-        if (o.entropy_coef !== 0) {
-          gradEntropy = ops.add(mbMask, undefined, { alpha: -o.entropy_coef / tokensInMb }) // loss -= coef * mean entropy
+        value.model.zeroGrad()
+        let valueGrad: Tensor | undefined
+        if (mb.length > 0 && rollout && shard && mask) {
+          const pick = (t: Tensor) => selectRows(t, mb)
+          const tokens = pick(rollout.tokens)
+          const attention = pick(rollout.attentionMask)
+          const mbMask = pick(mask)
+          // Entropy is always measured (a collapse shows in the logs); it enters the loss only with entropy_coef.
+          const out = await policy.model.forward(tokens, { attentionMask: attention, train: true, temperature, entropy: true })
+          const pg = ops.ppoPolicyLoss(out.logp!, pick(shard.oldLogp), pick(shard.advantages!), mbMask, {
+            clipLow: o.clip_low,
+            clipHigh: o.clip_high ?? o.clip_low,
+            dualClip: o.dual_clip > 1 ? o.dual_clip : undefined,
+            aggregate: o.aggregate as 'token-mean',
+          })
+          const localTokens = total(ops.rowSum(mbMask))
+          const tokensInMb = Math.max(dp ? mbTokens : localTokens, 1)
+          // This rank's share of the minibatch's token mean (1 with one process).
+          const tokenShare = dp ? localTokens / tokensInMb : 1
+          const lossShare = !dp ? 1 : o.aggregate === 'seq-mean' ? mb.filter((j) => rowTokens[mine[j]] > 0).length / Math.max(mbSequences, 1) : tokenShare
+          let gradEntropy: Tensor | undefined
+          if (o.entropy_coef !== 0) {
+            gradEntropy = ops.add(mbMask, undefined, { alpha: -o.entropy_coef / tokensInMb }) // loss -= coef * mean entropy
+          }
+          await policy.model.backward({ gradLogp: dp ? ops.add(pg.grad, undefined, { alpha: lossShare }) : pg.grad, gradEntropy })
+          part.policy = [pg.loss * lossShare, pg.clipFraction * tokenShare, pg.approxKl * tokenShare, maskedMean(out.entropy!, mbMask) * tokenShare]
+
+          const v = await actionValues(value.model, tokens, attention, true)
+          const vl = ops.valueLoss(v, pick(shard.oldValues), pick(shard.returns), mbMask, { clip: o.value_clip })
+          valueGrad = padLastColumn(ops.add(vl.grad, undefined, { alpha: dp ? o.value_coef * tokenShare : o.value_coef }))
+          part.value = [vl.loss * tokenShare, vl.clipFraction * tokenShare]
         }
-        await policy.model.backward({ gradLogp: pg.grad, gradEntropy })
-        checkFinite(pg.loss, 'the PPO policy loss', step)
+        if (dp) {
+          part.policy = await dp.sum(part.policy)
+          await dp.allReduceGradients(policy.model)
+        }
+        checkFinite(part.policy[0], 'the PPO policy loss', step)
         const step1 = await optimizerStep(policyOpt, config.optimizer, step * updatesPerStep + updates, totalUpdates)
         gradNorm = step1.gradNorm
         lr = step1.lr
 
-        value.model.zeroGrad()
-        const v = await actionValues(value.model, tokens, attention, true)
-        const vl = ops.valueLoss(v, pick(oldValues), pick(gae.returns), mbMask, { clip: o.value_clip })
-        await value.model.backward({ gradValues: padLastColumn(ops.add(vl.grad, undefined, { alpha: o.value_coef })) })
-        checkFinite(vl.loss, 'the PPO value loss', step)
+        if (valueGrad) await value.model.backward({ gradValues: valueGrad })
+        if (dp) {
+          part.value = await dp.sum(part.value)
+          await dp.allReduceGradients(value.model)
+        }
+        checkFinite(part.value[0], 'the PPO value loss', step)
         await optimizerStep(valueOpt, config.optimizer, step * updatesPerStep + updates, totalUpdates)
 
-        m.policy_loss += pg.loss
-        m.clip_fraction += pg.clipFraction
-        m.approx_kl += pg.approxKl
-        m.value_loss += vl.loss
-        m.value_clip_fraction += vl.clipFraction
+        m.policy_loss += part.policy[0]
+        m.clip_fraction += part.policy[1]
+        m.approx_kl += part.policy[2]
+        m.entropy += part.policy[3]
+        m.value_loss += part.value[0]
+        m.value_clip_fraction += part.value[1]
         updates++
       }
     }
     for (const key of Object.keys(m) as (keyof typeof m)[]) m[key] /= updates
 
     // KL per sequence drives the adaptive controller.
-    const klPerSeq = total(ops.rowSum(kl, mask)) / n
+    const sum = (k: number) => column(k).reduce((a, b) => a + b, 0)
+    const klPerSeq = sum(1) / n
     if (o.kl_target > 0) {
       const e = Math.max(-0.2, Math.min(0.2, klPerSeq / o.kl_target - 1))
       klCoef *= 1 + (e * n) / o.kl_horizon
     }
-    const residual = ops.add(gae.returns, oldValues, { alpha: 1, beta: -1 })
-    const variance = (x: Tensor) => maskedMean(ops.mul(x, x), mask) - maskedMean(x, mask) ** 2
+    const count = sum(0)
+    const maskedMeanOf = (k: number) => (count > 0 ? sum(k) / count : 0)
+    const variance = (k: number) => maskedMeanOf(k + 1) - maskedMeanOf(k) ** 2
     step++
     ctx.log(
       step,
       {
         score: rawScore,
-        reward: total(ops.rowSum(rewards, mask)) / n,
+        reward: sum(2) / n,
         kl: klPerSeq,
         kl_coef: klCoef,
         ...m,
         ...scoreMetrics,
-        value_explained_variance: 1 - variance(residual) / Math.max(variance(gae.returns), 1e-8),
-        response_length: meanOf(rollout.lengths),
-        eos_fraction: meanOf(rollout.stopped.map(Number)),
+        value_explained_variance: 1 - variance(3) / Math.max(variance(5), 1e-8),
+        response_length: meanOf(lengths),
+        eos_fraction: meanOf(column(8)),
         grad_norm: gradNorm,
         lr,
       },
-      { tokens: rollout.lengths.reduce((a, b) => a + b, 0), totalSteps: steps },
+      { tokens: lengths.reduce((a, b) => a + b, 0), totalSteps: steps },
     )
     if (evalRows.length > 0 && (step % config.training.eval_every === 0 || step === steps)) lastEval = await heldOut()
     await ctx.afterStep(() => ({ step, order: order.state(), kl_coef: klCoef, moments: [moments.count, moments.mean, moments.m2] }))

@@ -8,6 +8,7 @@
 // accuracy of the base and the new model.
 import type { PreferenceExample, Prompt } from '../data/examples.js'
 import type { StageResult, TrainerContext } from './context.js'
+import { dataParallel } from '../distributed/data-parallel.js'
 import { best, sampleAndScore } from './best-of-n.js'
 import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, readPrompts, RewardModelScorer, sameTokenizer } from './common.js'
 import { checkFinite } from './context.js'
@@ -50,6 +51,8 @@ export async function trainWestOfN(ctx: TrainerContext): Promise<StageResult> {
   let step = resumed?.step ?? 0
   let state: RoundState | undefined = resumed
   const metrics: Record<string, number> = {}
+  // Data-parallel, the ranks split the sampling's prompts (sampleAndScore) and each batch's pairs (rewardStep).
+  const dp = dataParallel()
 
   for (let round = state?.round ?? 0; round < o.rounds && !ctx.stopRequested(); round++) {
     if (!state || state.round !== round) {
@@ -92,7 +95,7 @@ export async function trainWestOfN(ctx: TrainerContext): Promise<StageResult> {
     const allSteps = roundSteps * o.rounds
     while (current.roundStep < roundSteps && !ctx.stopRequested()) {
       const chunks = Array.from({ length: config.training.gradient_accumulation }, () => order.next().map((i) => current.mix[i]))
-      const { loss, accuracy: trainAccuracy } = await rewardStep(rm.model, chunks, encoder, pad, config.reward)
+      const { loss, accuracy: trainAccuracy } = await rewardStep(rm.model, chunks, encoder, pad, config.reward, dp)
       checkFinite(loss, 'the reward-model loss', step)
       const { gradNorm, lr } = await optimizerStep(opt, config.optimizer, step, allSteps)
       step++

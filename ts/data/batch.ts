@@ -73,9 +73,9 @@ export interface PromptBatch {
   width: number
 }
 
-export function collatePrompts(prompts: readonly number[][], padId: number): PromptBatch {
+export function collatePrompts(prompts: readonly number[][], padId: number, minWidth = 1): PromptBatch {
   if (prompts.length === 0) throw new Error('collatePrompts: empty batch')
-  const width = Math.max(1, ...prompts.map((p) => p.length))
+  const width = Math.max(minWidth, ...prompts.map((p) => p.length))
   const B = prompts.length
   const tokens = new Int32Array(B * width).fill(padId)
   const attention = new Uint8Array(B * width)

@@ -4,7 +4,9 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import { total } from '../algorithms/common.js'
 import type { Model } from '../model/model.js'
+import * as ops from '../ops.js'
 import { backend, Tensor } from '../tensor.js'
 import { firstDifference } from '../util/json.js'
 import { distributed } from './index.js'
@@ -20,6 +22,31 @@ export interface DataParallel {
   sumInPlace(values: Float32Array): Promise<void>
   /** Sums the model's gradients (one contiguous buffer) over every rank, in place. */
   allReduceGradients(model: Model): Promise<void>
+  /**
+   * The whole batch's per-row values on every rank, in batch order: this
+   * rank's row j (width values each) goes to row rows[j] of `total`. Exact:
+   * each entry is one rank's value plus zeros.
+   */
+  gatherRows(local: Float32Array, rows: readonly number[], total: number, width?: number): Promise<Float32Array>
+  /**
+   * ops.whiten over the masked entries of every rank's x together (the mean
+   * subtracted, unbiased variance), as one process whitens the whole batch;
+   * x undefined on a rank with no rows (it still takes part).
+   */
+  whiten(x: Tensor | undefined, mask: Tensor | undefined): Promise<Tensor | undefined>
+  /**
+   * Metrics of this rank's `rows` rows pooled over every rank: a '/mean' and
+   * its '/std' (population) as over all rows, counts ('reward_errors') summed,
+   * anything else weighted by rows.
+   */
+  poolMetrics(metrics: Record<string, number>, rows: number): Promise<Record<string, number>>
+  /** As gatherRows for JSON values (texts, samples): this rank's item j is item rows[j] of `total`, on every rank. */
+  gatherItems<T>(local: readonly T[], rows: readonly number[], total: number): Promise<T[]>
+  /**
+   * What `compute` gives on rank 0, on every rank (work done once, such as
+   * asking a judge); rank 0's error is every rank's.
+   */
+  fromRankZero<T>(what: string, compute: () => Promise<T>): Promise<T>
 }
 
 /** The data-parallel helpers of this run; undefined with one rank, so single-process paths stay as they are. */
@@ -43,6 +70,69 @@ export function dataParallel(): DataParallel | undefined {
       // Gloo's ring allreduce cuts the buffer into segments itself: one call
       // moves all of it, with no per-parameter latency.
       await distributed.allReduce(model.flatGradients(), { op: 'sum' })
+    },
+    async gatherRows(local, rows, total, width = 1) {
+      if (local.length !== rows.length * width) throw new RangeError(`gatherRows: ${local.length} values for ${rows.length} rows of ${width}`)
+      const out = new Float32Array(total * width)
+      rows.forEach((r, j) => out.set(local.subarray(j * width, (j + 1) * width), r * width))
+      await this.sumInPlace(out)
+      return out
+    },
+    async whiten(x, mask) {
+      const masked = (t: Tensor) => total(ops.rowSum(t, mask))
+      const [sum, count] = await this.sum(x ? [masked(x), total(ops.rowSum(mask!))] : [0, 0])
+      const mean = count > 0 ? sum / count : 0
+      const centered = x && ops.add(x, ops.broadcastRows(Tensor.full([x.shape[0]], mean), mask!), { alpha: 1, beta: -1 })
+      const [squares] = await this.sum([centered ? masked(ops.mul(centered, centered)) : 0])
+      if (!centered) return undefined
+      if (count === 0) return Tensor.zeros(centered.shape)
+      // As the native whiten: unbiased variance, a single token has variance 0.
+      const variance = count > 1 ? squares / (count - 1) : 0
+      return ops.mul(ops.add(centered, undefined, { alpha: 1 / Math.sqrt(variance + 1e-8) }), mask!)
+    },
+    async poolMetrics(metrics, rows) {
+      const all = (await distributed.exchange('pool-metrics', JSON.stringify({ metrics, rows }))).map((s) => JSON.parse(s) as { metrics: Record<string, number>; rows: number })
+      const n = all.reduce((a, r) => a + r.rows, 0)
+      const weighted = (f: (m: Record<string, number>) => number) => all.reduce((a, r) => a + (r.rows > 0 ? f(r.metrics) * r.rows : 0), 0) / Math.max(n, 1)
+      const out: Record<string, number> = {}
+      for (const key of new Set(all.flatMap((r) => Object.keys(r.metrics)))) {
+        const meanKey = key.replace(/\/std$/, '/mean')
+        if (key.endsWith('/std') && meanKey !== key) {
+          const mean = weighted((m) => m[meanKey])
+          out[key] = Math.sqrt(Math.max(0, weighted((m) => m[key] ** 2 + m[meanKey] ** 2) - mean ** 2))
+        } else if (key === 'reward_errors') {
+          out[key] = all.reduce((a, r) => a + (r.metrics[key] ?? 0), 0)
+        } else {
+          out[key] = weighted((m) => m[key])
+        }
+      }
+      return out
+    },
+    async gatherItems<T>(local: readonly T[], rows: readonly number[], total: number) {
+      if (local.length !== rows.length) throw new RangeError(`gatherItems: ${local.length} items for ${rows.length} rows`)
+      const out = new Array<T>(total)
+      const all = await distributed.exchange('gather-items', JSON.stringify({ local, rows }))
+      for (const text of all) {
+        const part = JSON.parse(text) as { local: T[]; rows: number[] }
+        part.rows.forEach((r, j) => (out[r] = part.local[j]))
+      }
+      return out
+    },
+    async fromRankZero<T>(what: string, compute: () => Promise<T>) {
+      let mine = ''
+      let failure: unknown
+      if (rank === 0) {
+        try {
+          mine = JSON.stringify({ value: await compute() })
+        } catch (err) {
+          failure = err
+          mine = JSON.stringify({ error: err instanceof Error ? err.message : String(err) })
+        }
+      }
+      const [first] = (await distributed.exchange(`rank-zero/${what}`, mine)).map((t) => (t ? (JSON.parse(t) as { value?: T; error?: string }) : {}))
+      if (failure !== undefined) throw failure
+      if (first.error !== undefined) throw new Error(`${what} failed on rank 0: ${first.error}`)
+      return first.value as T
     },
   }
 }
