@@ -95,8 +95,25 @@ export {
 export { GoldJudge, HttpJudge, LlmJudge, PoolJudge, judgePrompt, judgeWinRate, parseVerdict } from './farm/judges.js'
 export type { HttpJudgeOptions, Pair, PairJudge, Preference } from './farm/judges.js'
 export type { Annotator, DemonstratorOptions, FarmFiles, FarmRow, FarmSplits, Judged, PoolOptions, SplitSizes, WinRate } from './farm/farm.js'
-export { formatPolicyTable, makeLeaderboard, policyTable, renderSvg, reportHtml, spearman, winRateChart, writeReport } from './farm/report.js'
-export type { Leaderboard, LeaderboardEntry, PolicyRow } from './farm/report.js'
+export {
+  formatPolicyTable,
+  formatRewardModels,
+  formatValidation,
+  kendall,
+  makeLeaderboard,
+  pipelineValidation,
+  policyTable,
+  quantile,
+  renderSvg,
+  reportHtml,
+  rewardModelAccuracies,
+  spearman,
+  validationChart,
+  validationOf,
+  winRateChart,
+  writeReport,
+} from './farm/report.js'
+export type { Leaderboard, LeaderboardEntry, PolicyRow, RewardModelAccuracy, Validation, ValidationMethod, ValidationOutcomes } from './farm/report.js'
 export { readDataset, parseTranscript, RowAdapter } from './data/formats.js'
 export type { Binarize, DataFormat, ReadDatasetOptions } from './data/formats.js'
 export { parsePreferenceRow, parsePromptRow, parseSftRow } from './data/examples.js'

@@ -760,6 +760,12 @@ export interface JudgeConfig {
   max_reply_bytes: number
   /** http: the longest wait a Retry-After header may ask for before a retry. `uint32`, default `60000`. */
   max_retry_after_ms: number
+  /**
+   * pool: the p of the pool that judges win-rates against references (eval stages, held-out checks); AlpacaFarm evaluates without the training pool's flips (0); unset: label_noise.
+   *
+   * `double`, range [0, 0.5].
+   */
+  eval_label_noise: number | undefined
 }
 
 /** `JudgeConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -800,6 +806,12 @@ export interface JudgeConfigInput {
   max_reply_bytes?: number
   /** http: the longest wait a Retry-After header may ask for before a retry. `uint32`, default `60000`. */
   max_retry_after_ms?: number
+  /**
+   * pool: the p of the pool that judges win-rates against references (eval stages, held-out checks); AlpacaFarm evaluates without the training pool's flips (0); unset: label_noise.
+   *
+   * `double`, range [0, 0.5].
+   */
+  eval_label_noise?: number
 }
 
 /**
