@@ -822,12 +822,48 @@ export interface JudgeConfigInput {
 export interface LabelConfig {
   /** independent pairs sampled and judged for each prompt (AlpacaFarm: 1). `uint32`, default `1`, range [1, 64]. */
   pairs_per_prompt: number
+  /**
+   * pair: two samples of the policy, the judge picks one (preferences.jsonl); rate: completions from a pool of policies, each rated by the judge on UltraFeedback's four aspects with rationales, an overall score and a critique (ratings.jsonl, UltraFeedback's raw layout: data.format ultrafeedback reads it).
+   *
+   * `string`, default `'pair'`.
+   */
+  mode: 'pair' | 'rate'
+  /**
+   * rate: the pool of policies completions are sampled from (models or earlier stages: { path: "${sft}" }), as UltraFeedback samples 4 of 17 models; default: policy.
+   *
+   * `ModelSpec[]`.
+   */
+  policies: ModelSpec[]
+  /**
+   * rate: completions per prompt, taken from the pool's policies in turn from a seeded start per prompt (UltraFeedback: 4).
+   *
+   * `uint32`, default `4`, range [2, 64].
+   */
+  completions_per_prompt: number
 }
 
 /** `LabelConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
 export interface LabelConfigInput {
   /** independent pairs sampled and judged for each prompt (AlpacaFarm: 1). `uint32`, default `1`, range [1, 64]. */
   pairs_per_prompt?: number
+  /**
+   * pair: two samples of the policy, the judge picks one (preferences.jsonl); rate: completions from a pool of policies, each rated by the judge on UltraFeedback's four aspects with rationales, an overall score and a critique (ratings.jsonl, UltraFeedback's raw layout: data.format ultrafeedback reads it).
+   *
+   * `string`, default `'pair'`.
+   */
+  mode?: 'pair' | 'rate'
+  /**
+   * rate: the pool of policies completions are sampled from (models or earlier stages: { path: "${sft}" }), as UltraFeedback samples 4 of 17 models; default: policy.
+   *
+   * `ModelSpec[]`.
+   */
+  policies?: ModelSpecInput[]
+  /**
+   * rate: completions per prompt, taken from the pool's policies in turn from a seeded start per prompt (UltraFeedback: 4).
+   *
+   * `uint32`, default `4`, range [2, 64].
+   */
+  completions_per_prompt?: number
 }
 
 /**
