@@ -1,12 +1,13 @@
 // UltraFeedback-style ratings on the farm (label.mode: rate): gold's exact
 // ratings and critiques by hand, the pool's noisy ones, and a small pipeline
 // farm -> two SFT models -> rate -> reward model whose ratings.jsonl
-// data.format ultrafeedback reads back.
+// data.format ultrafeedback reads back, and a critique model trained on them
+// (data.format ultrafeedback_critique).
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { AnnotatorPool, ASPECTS, goldRating, goldScore, makeSplits, parsePreferenceRow, poolRating, readDataset, spearman, train } from 'rlfarm'
+import { AnnotatorPool, ASPECTS, critiquePrompt, goldRating, goldScore, makeSplits, parseCritiqueScore, parsePreferenceRow, parseSftRow, poolRating, readDataset, spearman, train } from 'rlfarm'
 import { tempDir } from './helpers/common'
 
 const ROOT = path.join(__dirname, '..')
@@ -67,6 +68,15 @@ t.test('label.mode rate: a pool of two SFT models rated by the pool; data.format
         },
       },
       { name: 'reward', run: { algorithm: 'reward', policy: { path: '${sft}' }, data: { train: '${rate.ratings}', format: 'ultrafeedback', on_bad_row: 'skip', ...data, check_text: false }, training: { batch_size: 8, max_steps: 3 } } },
+      {
+        name: 'critic',
+        run: {
+          algorithm: 'sft',
+          policy: { tokenizer: 'byte', init: { hidden_size: 32, layers: 1, heads: 2, max_positions: 320 } },
+          data: { train: '${rate.ratings}', format: 'ultrafeedback_critique', max_length: 320, max_prompt_length: 200, chat_template: false, check_text: false },
+          training: { batch_size: 8, max_steps: 3 },
+        },
+      },
     ],
   }
   const file = path.join(out, 'rate.json')
@@ -99,6 +109,24 @@ t.test('label.mode rate: a pool of two SFT models rated by the pool; data.format
   t.ok(m.gold_spearman > 0, `overall scores agree with gold: Spearman ${m.gold_spearman}`)
   t.ok(fs.existsSync(path.join(out, 'rate', 'reward', 'model')), 'a reward model trained on the binarised ratings')
 
+  const critiques = await readDataset(ratings, parseSftRow, { format: 'ultrafeedback_critique', checkText: false })
+  t.equal(critiques.rows.length, 160, 'a critique row per rated completion')
+  const first = rows[0].completions[0]
+  t.same(critiques.rows[0], { prompt: critiquePrompt(rows[0].instruction, first.response), response: ` ${first.critique}\nOverall score: ${first.overall_score}` })
+  t.equal(parseCritiqueScore(critiques.rows[0].response), first.overall_score, 'the score reads back from the answer')
+  t.ok(fs.existsSync(path.join(out, 'rate', 'critic', 'model')), 'a critique model trained on them')
+  const bad = path.join(out, 'bad.jsonl')
+  fs.writeFileSync(bad, `${JSON.stringify({ instruction: 'add 1 and 2', completions: [{ response: ' 3', overall_score: 10 }] })}\n`)
+  await t.rejects(readDataset(bad, parseSftRow, { format: 'ultrafeedback_critique' }), /bad\.jsonl:1: .*completions\[0\]\.critique must be a non-empty string/)
+
   const llm = await train({ algorithm: 'label', output_dir: out, name: 'bad', policy: { path: path.join(out, 'rate', 'sft', 'model') }, label: { mode: 'rate' }, judge: { kind: 'http', url: 'http://localhost:1/v1', model_name: 'x' }, data: { prompts: path.join(out, 'rate', 'farm', 'preference.jsonl'), ...data }, logging: { progress: 'none' } }).catch((e: Error) => e)
   t.match(String(llm), /judge\.kind.*label\.mode rate rates with the farm's pool or gold judge; got "http"/)
+})
+
+t.test('parseCritiqueScore: the score after "Overall score:", 1 to 10, or nothing', async (t) => {
+  t.equal(parseCritiqueScore(' Fine.\nOverall score: 7.5'), 7.5)
+  t.equal(parseCritiqueScore('overall SCORE:3'), 3)
+  t.equal(parseCritiqueScore('Overall score: 11'), undefined, 'out of the scale')
+  t.equal(parseCritiqueScore('Overall score: high'), undefined)
+  t.equal(parseCritiqueScore('no score'), undefined)
 })

@@ -114,7 +114,7 @@ export {
   writeReport,
 } from './farm/report.js'
 export type { Leaderboard, LeaderboardEntry, PolicyRow, RewardModelAccuracy, Validation, ValidationMethod, ValidationOutcomes } from './farm/report.js'
-export { readDataset, parseTranscript, RowAdapter } from './data/formats.js'
+export { critiqueAnswer, critiquePrompt, parseCritiqueScore, readDataset, parseTranscript, RowAdapter } from './data/formats.js'
 export { ASPECTS, critiqueOf, faultsOf, goldRating, poolRating, ultraFeedbackCompletion } from './farm/ratings.js'
 export type { Aspect, Faults, RatedCompletion } from './farm/ratings.js'
 export type { Binarize, DataFormat, ReadDatasetOptions } from './data/formats.js'

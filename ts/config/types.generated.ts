@@ -300,11 +300,11 @@ export interface DataConfig {
   /** rows held out from train for evaluation when eval is not given. `uint32`, default `0`. */
   eval_size: number
   /**
-   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; files are JSONL or Parquet (.parquet).
+   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; ultrafeedback_critique: UltraFeedback's raw rows as SFT rows for a critique model (UltraCM), one per rated completion; files are JSONL or Parquet (.parquet).
    *
    * `string`, default `'auto'`.
    */
-  format: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
+  format: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm' | 'ultrafeedback_critique'
   /**
    * ultrafeedback: chosen is the completion with the highest overall_score (as Zephyr) or mean fine-grained rating; rejected is a random other (seed 42).
    *
@@ -350,11 +350,11 @@ export interface DataConfigInput {
   /** rows held out from train for evaluation when eval is not given. `uint32`, default `0`. */
   eval_size?: number
   /**
-   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; files are JSONL or Parquet (.parquet).
+   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; ultrafeedback_critique: UltraFeedback's raw rows as SFT rows for a critique model (UltraCM), one per rated completion; files are JSONL or Parquet (.parquet).
    *
    * `string`, default `'auto'`.
    */
-  format?: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
+  format?: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm' | 'ultrafeedback_critique'
   /**
    * ultrafeedback: chosen is the completion with the highest overall_score (as Zephyr) or mean fine-grained rating; rejected is a random other (seed 42).
    *
