@@ -70,10 +70,16 @@ export function formatPolicyTable(rows: readonly PolicyRow[], extra: { seconds?:
   columns.push({ title: 'n', cell: (r) => String(r.n) })
   const seconds = extra.seconds
   if (seconds) columns.push({ title: 'wall s', cell: (r) => (seconds[r.policy] === undefined ? '-' : seconds[r.policy].toFixed(0)) })
-  const lines = rows.map((r) => columns.map((c) => c.cell(r)))
-  const header = columns.map((c) => c.title)
+  return textTable(
+    columns.map((c) => c.title),
+    rows.map((r) => columns.map((c) => c.cell(r))),
+  )
+}
+
+/** A plain-text table: the first column left-aligned, the others right-aligned, a rule under the header. */
+function textTable(header: readonly string[], lines: readonly string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
-  const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
+  const row = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
   return [row(header), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(row)].join('\n')
 }
 
@@ -289,12 +295,8 @@ export function formatValidation(v: Validation): string {
   const rows = v.methods.map((m, i) => ({ m, sim: simRanks[i], hum: humRanks[i] })).sort((a, b) => b.m.humanWinRate - a.m.humanWinRate)
   const header = ['method', 'simulated (pool labels, pool judge)', 'rank', 'human (gold labels, gold judge)', 'rank']
   const lines = rows.map((r) => [r.m.method, `${fmt(r.m.simulatedWinRate)} ± ${fmt(r.m.simulatedStderr)}`, String(r.sim), `${fmt(r.m.humanWinRate)} ± ${fmt(r.m.humanStderr)}`, String(r.hum)])
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
-  const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
   return [
-    row(header),
-    widths.map((w) => '-'.repeat(w)).join('  '),
-    ...lines.map(row),
+    textTable(header, lines),
     '',
     `simulated vs human over ${v.methods.length} methods: Spearman ${v.spearman.toFixed(3)} (95% bootstrap interval over ${v.instructions} instructions ${v.spearmanInterval[0].toFixed(3)} to ${v.spearmanInterval[1].toFixed(3)}), Kendall ${v.kendall.toFixed(3)}`,
   ].join('\n')
