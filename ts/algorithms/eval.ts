@@ -13,7 +13,7 @@ import { dataParallel } from '../distributed/data-parallel.js'
 import { distributed } from '../distributed/index.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
-import { AnnotatorPool, goldScore, goldWinRate, poolWinRate, winRateOf, type WinRate } from '../farm/farm.js'
+import { AnnotatorPool, goldPreference, goldScore, poolPreference, winRateOf, type WinRate } from '../farm/farm.js'
 import { FAMILIES, parseTask } from '../farm/families.js'
 import { judgeWinRate } from '../farm/judges.js'
 import type { GenerationConfig, JudgeConfig, RunConfig } from '../config/types.generated.js'
@@ -41,23 +41,32 @@ import {
   type Scorer,
 } from './common.js'
 import { judgeFor } from './judge.js'
-import { pairAccuracy, preferenceSplit } from './reward.js'
+import { goldAccuracyMetrics, pairAccuracy, preferenceSplit } from './reward.js'
+
+/** The pool that judges win-rates: judge.eval_label_noise, when set, replaces the training pool's label noise. */
+export function evaluationPool(judge: JudgeConfig): AnnotatorPool {
+  return new AnnotatorPool({ p: judge.eval_label_noise ?? judge.label_noise, seed: judge.seed })
+}
 
 /**
  * Win-rates of responses against references: by gold and by the pool for
  * farm instructions (win_rate, pool_win_rate), and by an llm or http judge
  * (judge_win_rate, or win_rate when the prompts are not the farm's).
+ * `outcomes`, when given, gets each item's gold and pool outcome (1 win,
+ * 0.5 tie, 0 loss), which a comparison resamples for its intervals.
  */
 export async function winRateMetrics(
   items: readonly { prompt: string; response: string; reference: string }[],
   judge: JudgeConfig,
   options: { seed: number; chatTemplate: boolean },
+  outcomes?: { gold?: number[]; pool?: number[] },
 ): Promise<Record<string, number>> {
   const metrics: Record<string, number> = {}
   const put = (name: string, w: WinRate) => Object.assign(metrics, { [name]: w.winRate, [`${name}_stderr`]: w.stderr })
   const farm = items.every((it) => parseTask(it.prompt) !== undefined)
   if (farm) {
-    put('win_rate', goldWinRate(items))
+    const gold = items.map((it) => 1 - goldPreference(it.prompt, it.response, it.reference))
+    put('win_rate', winRateOf(gold))
     metrics.gold_score = meanOf(items.map((it) => goldScore(it.prompt, it.response)))
     // On the closed families (one right answer): the share answered exactly (gold 1).
     const closed = items.filter((it) => FAMILIES.find((f) => f.name === parseTask(it.prompt)!.family)?.kind === 'closed')
@@ -65,7 +74,10 @@ export async function winRateMetrics(
       const exact = winRateOf(closed.map((it) => Number(goldScore(it.prompt, it.response) === 1)))
       Object.assign(metrics, { gold_accuracy: exact.winRate, gold_accuracy_stderr: exact.stderr, gold_accuracy_n: closed.length })
     }
-    put('pool_win_rate', poolWinRate(items, new AnnotatorPool({ p: judge.label_noise, seed: judge.seed })))
+    const evalPool = evaluationPool(judge)
+    const pool = items.map((it) => 1 - poolPreference(evalPool, it.prompt, it.response, it.reference))
+    put('pool_win_rate', winRateOf(pool))
+    if (outcomes) Object.assign(outcomes, { gold, pool })
   }
   if (judge.kind === 'llm' || judge.kind === 'http') {
     const name = farm ? 'judge_win_rate' : 'win_rate'
@@ -163,8 +175,9 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
     const e = await pairAccuracy(rm.model, pairs, encoderFor(rm.tokenizer, config.data), padIdOf(rm.tokenizer), B, (done, accuracy) => {
       if (done < pairs.length) ctx.log(done, { accuracy }, { totalSteps: pairs.length, phase: 'eval' })
     })
-    ctx.log(pairs.length, { accuracy: e.accuracy, margin: e.margin }, { totalSteps: pairs.length, phase: 'eval' })
-    return { metrics: { accuracy: e.accuracy, margin: e.margin, pairs: pairs.length } }
+    const gold = await goldAccuracyMetrics(rm.model, pairs, encoderFor(rm.tokenizer, config.data), padIdOf(rm.tokenizer), B)
+    ctx.log(pairs.length, { accuracy: e.accuracy, margin: e.margin, ...(gold.gold_pair_accuracy === undefined ? {} : { gold_pair_accuracy: gold.gold_pair_accuracy }) }, { totalSteps: pairs.length, phase: 'eval' })
+    return { metrics: { accuracy: e.accuracy, margin: e.margin, pairs: pairs.length, ...gold } }
   }
   const rows = await readPrompts(ctx, config.data.prompts ?? config.data.eval ?? config.data.train)
   const texts = rows.map((r) => promptText(r.prompt))
@@ -202,20 +215,25 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
   const { responses, scores, lengths } = sampled
   const done = responses.length
   const farm = texts.every((t) => parseTask(t) !== undefined)
+  const outcomes: { gold?: number[]; pool?: number[] } = {}
+  let winRates: Record<string, number> = {}
+  if (withReferences && done > 0) {
+    const items = rows.slice(0, done).map((_, i) => ({ prompt: texts[i], response: responses[i], reference: references[i] as string }))
+    winRates = await winRateMetrics(items, config.judge, { seed: config.seed, chatTemplate: config.data.chat_template }, outcomes)
+  }
   const lines = rows.slice(0, done).map((row, i) => {
     const extra: Record<string, unknown> = {}
     if (scores.length) extra.score = scores[i]
     if (farm) extra.gold = goldScore(texts[i], responses[i])
+    // Against the reference (1 win, 0.5 tie, 0 loss): what a comparison's bootstrap resamples.
+    if (outcomes.gold) Object.assign(extra, { gold_outcome: outcomes.gold[i], pool_outcome: outcomes.pool![i] })
     return JSON.stringify({ ...row.extra, prompt: row.prompt, response: responses[i], ...extra })
   })
   const out = path.join(ctx.runDir, 'outputs.jsonl')
   if (distributed.rank === 0) writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
   metrics.response_length = lengths.length ? meanOf(lengths) : meanOf(responses.map((r) => r.length))
   metrics.prompts = done
-  if (withReferences && done > 0) {
-    const items = rows.slice(0, done).map((_, i) => ({ prompt: texts[i], response: responses[i], reference: references[i] as string }))
-    Object.assign(metrics, await winRateMetrics(items, config.judge, { seed: config.seed, chatTemplate: config.data.chat_template }))
-  }
+  Object.assign(metrics, winRates)
   ctx.log(done, Object.fromEntries(Object.entries(metrics).filter(([k]) => k !== 'prompts' && k !== 'n')), { phase: 'eval' })
   return { metrics, files: { outputs: out } }
 }

@@ -7,11 +7,19 @@
 // fields}, which the reward and dpo trainers read. Data-parallel, each rank
 // samples its prompts of each batch; rank 0 asks the judge about the whole
 // batch (once) and every rank gets its verdicts.
+// label.mode rate, as UltraFeedback builds its data: completions_per_prompt
+// completions per instruction from a pool of policies (label.policies), each
+// rated by the judge on four aspects with rationales, an overall score and a
+// critique; ratings.jsonl holds UltraFeedback's raw rows, which
+// data.format ultrafeedback binarises.
 import path from 'node:path'
+import { ConfigError } from '../config/errors.js'
 import { dataParallel } from '../distributed/data-parallel.js'
 import { distributed } from '../distributed/index.js'
-import { goldPreference } from '../farm/farm.js'
+import { AnnotatorPool, goldPreference, goldScore, hash32 } from '../farm/farm.js'
 import { parseTask } from '../farm/families.js'
+import { goldRating, poolRating, ultraFeedbackCompletion } from '../farm/ratings.js'
+import { spearman } from '../farm/report.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from './context.js'
 import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, rowsOfRank, sampleResponses, shareOf } from './common.js'
@@ -19,6 +27,7 @@ import { judgeFor } from './judge.js'
 
 export async function labelPreferences(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
+  if (config.label.mode === 'rate') return rateCompletions(ctx)
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
   const encoder = encoderFor(policy.tokenizer, config.data)
   const judge = await judgeFor(config.judge, { seed: config.seed, chatTemplate: config.data.chat_template })
@@ -87,4 +96,66 @@ export async function labelPreferences(ctx: TrainerContext): Promise<StageResult
   if (farm && goldDecided > 0) metrics.gold_agreement = goldAgree / goldDecided
   ctx.note(`label: ${lines.length} pairs by the ${judge.name} judge, ${undecided} left out (identical or tied)${skipped > 0 ? `, ${skipped} without a usable answer from the judge` : ''}${metrics.gold_agreement !== undefined ? `, agreeing with gold on ${(100 * metrics.gold_agreement).toFixed(1)}%` : ''}`)
   return { files: { preferences: out, outputs: out }, metrics }
+}
+
+/** The name a rated completion gives its policy: the stage that trained it (…/<stage>/model), else the directory's name. */
+function policyName(modelPath: string): string {
+  const base = path.basename(modelPath)
+  return base === 'model' ? path.basename(path.dirname(modelPath)) : base
+}
+
+async function rateCompletions(ctx: TrainerContext): Promise<StageResult> {
+  const { config } = ctx
+  const { kind } = config.judge
+  if (kind !== 'pool' && kind !== 'gold') {
+    throw new ConfigError([{ path: 'judge.kind', message: `label.mode rate rates with the farm's pool or gold judge; got ${JSON.stringify(kind)} (llm and http judges compare pairs only)` }])
+  }
+  const specs = config.label.policies.length > 0 ? config.label.policies : [config.policy]
+  const rows = await readPrompts(ctx)
+  const texts = rows.map((r) => promptText(r.prompt))
+  const notFarm = texts.findIndex((t) => parseTask(t) === undefined)
+  if (notFarm >= 0) throw new Error(`label.mode rate: the ${kind} judge rates responses to farm instructions only; prompt ${notFarm + 1} is ${JSON.stringify(texts[notFarm].slice(0, 80))}`)
+  const n = config.label.completions_per_prompt
+  // Completion j of prompt i comes from policy (start_i + j) mod k, start_i a seeded hash of the prompt.
+  const starts = texts.map((t) => hash32(t, config.seed) % specs.length)
+  const responses: string[][] = rows.map(() => new Array<string>(n))
+  const models: string[][] = rows.map(() => new Array<string>(n))
+  const B = config.training.batch_size
+  for (const [k, spec] of specs.entries()) {
+    const policy = await loadModelSpec(spec, config.label.policies.length > 0 ? `label.policies[${k}]` : 'policy', { seed: config.seed })
+    const encoder = encoderFor(policy.tokenizer, config.data)
+    const name = spec.path ? policyName(spec.path) : `policy_${k}`
+    const slots = rows.flatMap((_, i) => Array.from({ length: n }, (_, j) => [i, j] as const).filter(([, j]) => (starts[i] + j) % specs.length === k))
+    for (let start = 0; start < slots.length && !ctx.stopRequested(); start += B) {
+      const chunk = slots.slice(start, start + B)
+      const rollout = await sampleResponses(policy.model, encoder, chunk.map(([i]) => encoder.prompt(rows[i].prompt)), config.generation, config.seed * 1_000_003 + k * 7919 + start)
+      chunk.forEach(([i, j], m) => {
+        responses[i][j] = rollout.texts[m]
+        models[i][j] = name
+      })
+      ctx.log(start + chunk.length, { policy: k }, { totalSteps: slots.length, phase: 'label' })
+    }
+  }
+  if (ctx.stopRequested()) return { metrics: { prompts: 0 } }
+  const pool = new AnnotatorPool({ p: config.judge.label_noise, seed: config.judge.seed })
+  const overall: number[] = []
+  const gold: number[] = []
+  const lines = rows.map((row, i) => {
+    const completions = responses[i].map((response, j) => {
+      const rated = kind === 'gold' ? goldRating(texts[i], response) : poolRating(pool, texts[i], response)
+      overall.push(rated.overall)
+      gold.push(goldScore(texts[i], response))
+      return ultraFeedbackCompletion(models[i][j], response, rated)
+    })
+    const task = parseTask(texts[i])!
+    return JSON.stringify({ ...row.extra, source: 'farm', instruction: texts[i], models: models[i], completions, correct_answers: [task.answer], incorrect_answers: [] })
+  })
+  const out = path.join(ctx.runDir, 'ratings.jsonl')
+  // Not split across ranks: each rank rates every prompt alike (seeds fixed), and rank 0 writes.
+  if (distributed.rank === 0) writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
+  const metrics: Record<string, number> = { prompts: rows.length, completions: overall.length, overall_score: meanOf(overall) }
+  // How the overall scores rank the completions against gold: the ratings' quality.
+  if (overall.length >= 2) metrics.gold_spearman = spearman(overall, gold)
+  ctx.note(`label: ${overall.length} completions of ${rows.length} prompts from ${specs.length} ${specs.length === 1 ? 'policy' : 'policies'} rated by the ${kind} judge${metrics.gold_spearman !== undefined ? `, Spearman ${metrics.gold_spearman.toFixed(3)} with gold` : ''}`)
+  return { files: { ratings: out, outputs: out }, metrics }
 }

@@ -10,7 +10,9 @@ import { dataParallel, type DataParallel } from '../distributed/data-parallel.js
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from './context.js'
-import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, readRows, splitEval, totalSteps } from './common.js'
+import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, promptText, readRows, splitEval, totalSteps } from './common.js'
+import { goldPreference } from '../farm/farm.js'
+import { parseTask } from '../farm/families.js'
 
 /** chosen rows then rejected rows of a batch of pairs, as one right-padded batch. */
 export function pairBatch(pairs: readonly PreferenceExample[], encoder: SequenceEncoder, pad: number): SequenceBatch {
@@ -49,6 +51,31 @@ export async function pairAccuracy(
     onBatch?.(i + chunk.length, right / (i + chunk.length))
   }
   return { accuracy: right / pairs.length, margin: gap / pairs.length }
+}
+
+/**
+ * Held-out pairs relabelled by the farm's gold evaluator (chosen = the one
+ * gold scores higher; pairs gold ties are left out): the pool's labels are
+ * half coin flips, so accuracy on them cannot tell what a reward model
+ * learned. Undefined when a prompt is not a farm instruction.
+ */
+export function goldLabelled(pairs: readonly PreferenceExample[]): PreferenceExample[] | undefined {
+  if (pairs.length === 0 || pairs.some((p) => parseTask(promptText(p.prompt)) === undefined)) return undefined
+  return pairs.flatMap((p) => {
+    const g = goldPreference(promptText(p.prompt), p.chosen, p.rejected)
+    return g === 0.5 ? [] : [g === 0 ? p : { ...p, chosen: p.rejected, rejected: p.chosen }]
+  })
+}
+
+/**
+ * Accuracy on the gold-labelled held-out pairs (gold_pair_accuracy, its standard
+ * error, gold_pairs), for farm prompts; {} otherwise.
+ */
+export async function goldAccuracyMetrics(model: Model, pairs: readonly PreferenceExample[], encoder: SequenceEncoder, pad: number, batchSize: number): Promise<Record<string, number>> {
+  const gold = goldLabelled(pairs)
+  if (!gold || gold.length === 0) return {}
+  const { accuracy } = await pairAccuracy(model, gold, encoder, pad, batchSize)
+  return { gold_pair_accuracy: accuracy, gold_pair_accuracy_stderr: Math.sqrt((accuracy * (1 - accuracy)) / gold.length), gold_pairs: gold.length }
 }
 
 /**
@@ -142,7 +169,9 @@ export async function trainReward(ctx: TrainerContext): Promise<StageResult> {
     metrics.eval_accuracy = e.accuracy
     metrics.eval_margin = e.margin
     if (baseline) metrics.eval_accuracy_before = baseline.accuracy
-    ctx.log(step, { eval_accuracy: e.accuracy, eval_margin: e.margin }, { phase: 'eval' })
+    const gold = await goldAccuracyMetrics(rm.model, split.eval, encoder, pad, batchSize)
+    for (const [k, v] of Object.entries(gold)) metrics[`eval_${k}`] = v
+    ctx.log(step, { eval_accuracy: e.accuracy, eval_margin: e.margin, ...(gold.gold_pair_accuracy === undefined ? {} : { eval_gold_pair_accuracy: gold.gold_pair_accuracy }) }, { phase: 'eval' })
   }
   const model = await ctx.saveModel(rm.model, rm.tokenizer, rm.tokenizerSource)
   return { model, metrics }

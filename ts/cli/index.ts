@@ -14,7 +14,7 @@ import { encoderFor, loadModelSpec, promptText, sampleResponses } from '../algor
 import { runPipeline, train } from '../run/session.js'
 import type { ProgressMode } from '../run/progress.js'
 import { configSchema } from '../config/schema.js'
-import { formatPolicyTable, makeLeaderboard, policyTable, writeReport } from '../farm/report.js'
+import { formatPolicyTable, formatRewardModels, formatValidation, makeLeaderboard, pipelineValidation, policyTable, rewardModelAccuracies, writeReport } from '../farm/report.js'
 import { closestKey } from '../util/options.js'
 import { distributed } from '../distributed/index.js'
 import { LAUNCH_FLAGS, launch, launchOptionsFrom } from '../distributed/launch.js'
@@ -163,7 +163,9 @@ table (--overwrite trains it all again).`,
       if (positionals.length > 0) throw new UsageError(`quickstart takes no file; got ${positionals.join(' ')}`)
       const result = await runFarmPipeline(path.join(EXAMPLES, 'quickstart.yaml'), values)
       if (result.interrupted) return 130
-      process.stdout.write(`\n${formatPolicyTable(policyTable(result.stages))}\n\nsummary: ${path.join(result.dir, 'summary.json')}\n`)
+      // The reward model's accuracy on gold labels goes below the table, which stays as it was.
+      const rewardModels = formatRewardModels(rewardModelAccuracies(result.stages))
+      process.stdout.write(`\n${formatPolicyTable(policyTable(result.stages))}\n${rewardModels ? `\n${rewardModels}\n` : ''}\nsummary: ${path.join(result.dir, 'summary.json')}\n`)
       return 0
     },
   },
@@ -176,8 +178,13 @@ against the same references, then writes, in its directory, leaderboard.json
 the SFT model, wall time) and report.html (win-rates with error bars, the PPO
 stages' curves), and prints the leaderboard with the Spearman rank
 correlation between the pool's ranking and gold's (for three methods or
-more). Run again, it prints the finished run's leaderboard (--overwrite trains
-it all again).`,
+more), and each reward model's held-out accuracy on gold-labelled pairs.
+A validation pipeline (examples/validation.yaml) names its eval stages
+eval_simulated_<method> and eval_human_<method>: compare then prints both
+worlds' leaderboards side by side with their Spearman and Kendall rank
+correlations and a bootstrap interval, writes validation.json, and plots
+simulated against human win-rates in report.html. Run again, it prints the
+finished run's leaderboard (--overwrite trains it all again).`,
     flags: farmFlags,
     examples: ['rlfarm compare examples/compare.yaml', 'rlfarm compare examples/compare.yaml --out /tmp/compare --resume'],
     async run(values, positionals) {
@@ -189,14 +196,17 @@ it all again).`,
       const curves = result.stages
         .filter((s) => (JSON.parse(fs.readFileSync(path.join(s.runDir, 'run.json'), 'utf8')) as { algorithm?: string }).algorithm === 'ppo')
         .map((s) => ({ title: `${s.name}: training curves`, metricsFile: path.join(s.runDir, 'metrics.jsonl'), metrics: ['score', 'kl', 'eval_win_rate', 'eval_reward', 'eval_pool_win_rate', 'response_length'] }))
-      const written = await writeReport(result.dir, board, curves)
+      const validation = pipelineValidation(result.stages, { seed: 0 })
+      const written = await writeReport(result.dir, board, curves, validation)
       const seconds = Object.fromEntries(board.entries.filter((e) => e.seconds !== undefined).map((e) => [e.method, e.seconds!]))
       // The leaderboard's rows: best-of-n's reward and KL come from its stage.
       const rows = board.entries.map((e) => ({ ...e, policy: e.method, stage: `eval_${e.method}` }))
       process.stdout.write(`\n${formatPolicyTable(rows, { seconds })}\n`)
       if (board.poolGoldSpearman !== undefined) process.stdout.write(`\nSpearman rank correlation, pool vs gold: ${board.poolGoldSpearman.toFixed(3)}\n`)
       if (board.baseline) process.stdout.write(`above ${board.baseline} by more than 2 standard errors: ${board.aboveBaseline!.join(', ') || 'none'}\n`)
-      process.stdout.write(`\nleaderboard: ${written.leaderboard}\nreport: ${written.report}\n`)
+      if (board.rewardModels) process.stdout.write(`\n${formatRewardModels(board.rewardModels)}\n`)
+      if (validation) process.stdout.write(`\nValidation, the same methods in two worlds:\n${formatValidation(validation)}\n`)
+      process.stdout.write(`\nleaderboard: ${written.leaderboard}\nreport: ${written.report}\n${written.validation ? `validation: ${written.validation}\n` : ''}`)
       return 0
     },
   },

@@ -300,11 +300,11 @@ export interface DataConfig {
   /** rows held out from train for evaluation when eval is not given. `uint32`, default `0`. */
   eval_size: number
   /**
-   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; files are JSONL or Parquet (.parquet).
+   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; ultrafeedback_critique: UltraFeedback's raw rows as SFT rows for a critique model (UltraCM), one per rated completion; files are JSONL or Parquet (.parquet).
    *
    * `string`, default `'auto'`.
    */
-  format: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
+  format: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm' | 'ultrafeedback_critique'
   /**
    * ultrafeedback: chosen is the completion with the highest overall_score (as Zephyr) or mean fine-grained rating; rejected is a random other (seed 42).
    *
@@ -350,11 +350,11 @@ export interface DataConfigInput {
   /** rows held out from train for evaluation when eval is not given. `uint32`, default `0`. */
   eval_size?: number
   /**
-   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; files are JSONL or Parquet (.parquet).
+   * row shape: auto (rlfarm's shapes), or a public dataset's, turned into preference pairs; ultrafeedback_critique: UltraFeedback's raw rows as SFT rows for a critique model (UltraCM), one per rated completion; files are JSONL or Parquet (.parquet).
    *
    * `string`, default `'auto'`.
    */
-  format?: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
+  format?: 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm' | 'ultrafeedback_critique'
   /**
    * ultrafeedback: chosen is the completion with the highest overall_score (as Zephyr) or mean fine-grained rating; rejected is a random other (seed 42).
    *
@@ -760,6 +760,12 @@ export interface JudgeConfig {
   max_reply_bytes: number
   /** http: the longest wait a Retry-After header may ask for before a retry. `uint32`, default `60000`. */
   max_retry_after_ms: number
+  /**
+   * pool: the p of the pool that judges win-rates against references (eval stages, held-out checks); AlpacaFarm evaluates without the training pool's flips (0); unset: label_noise.
+   *
+   * `double`, range [0, 0.5].
+   */
+  eval_label_noise: number | undefined
 }
 
 /** `JudgeConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -800,6 +806,12 @@ export interface JudgeConfigInput {
   max_reply_bytes?: number
   /** http: the longest wait a Retry-After header may ask for before a retry. `uint32`, default `60000`. */
   max_retry_after_ms?: number
+  /**
+   * pool: the p of the pool that judges win-rates against references (eval stages, held-out checks); AlpacaFarm evaluates without the training pool's flips (0); unset: label_noise.
+   *
+   * `double`, range [0, 0.5].
+   */
+  eval_label_noise?: number
 }
 
 /**
@@ -810,12 +822,48 @@ export interface JudgeConfigInput {
 export interface LabelConfig {
   /** independent pairs sampled and judged for each prompt (AlpacaFarm: 1). `uint32`, default `1`, range [1, 64]. */
   pairs_per_prompt: number
+  /**
+   * pair: two samples of the policy, the judge picks one (preferences.jsonl); rate: completions from a pool of policies, each rated by the judge on UltraFeedback's four aspects with rationales, an overall score and a critique (ratings.jsonl, UltraFeedback's raw layout: data.format ultrafeedback reads it).
+   *
+   * `string`, default `'pair'`.
+   */
+  mode: 'pair' | 'rate'
+  /**
+   * rate: the pool of policies completions are sampled from (models or earlier stages: { path: "${sft}" }), as UltraFeedback samples 4 of 17 models; default: policy.
+   *
+   * `ModelSpec[]`.
+   */
+  policies: ModelSpec[]
+  /**
+   * rate: completions per prompt, taken from the pool's policies in turn from a seeded start per prompt (UltraFeedback: 4).
+   *
+   * `uint32`, default `4`, range [2, 64].
+   */
+  completions_per_prompt: number
 }
 
 /** `LabelConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
 export interface LabelConfigInput {
   /** independent pairs sampled and judged for each prompt (AlpacaFarm: 1). `uint32`, default `1`, range [1, 64]. */
   pairs_per_prompt?: number
+  /**
+   * pair: two samples of the policy, the judge picks one (preferences.jsonl); rate: completions from a pool of policies, each rated by the judge on UltraFeedback's four aspects with rationales, an overall score and a critique (ratings.jsonl, UltraFeedback's raw layout: data.format ultrafeedback reads it).
+   *
+   * `string`, default `'pair'`.
+   */
+  mode?: 'pair' | 'rate'
+  /**
+   * rate: the pool of policies completions are sampled from (models or earlier stages: { path: "${sft}" }), as UltraFeedback samples 4 of 17 models; default: policy.
+   *
+   * `ModelSpec[]`.
+   */
+  policies?: ModelSpecInput[]
+  /**
+   * rate: completions per prompt, taken from the pool's policies in turn from a seeded start per prompt (UltraFeedback: 4).
+   *
+   * `uint32`, default `4`, range [2, 64].
+   */
+  completions_per_prompt?: number
 }
 
 /**

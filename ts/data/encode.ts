@@ -47,6 +47,9 @@ export class SequenceEncoder {
       ids = this.tokenizer.applyChatTemplate(chat, { addGenerationPrompt: true })
     } else if (typeof prompt === 'string') {
       ids = this.tokenizer.encode(prompt)
+    } else if (prompt.length === 1 && prompt[0].role === 'user') {
+      // One user turn without a template is its text (UltraFeedback rows the farm rated, read with a byte tokenizer).
+      ids = this.tokenizer.encode(prompt[0].content)
     } else {
       throw new Error(`a chat prompt needs a tokenizer with a chat template (or set data.chat_template to true)`)
     }

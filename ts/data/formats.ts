@@ -20,7 +20,7 @@ import { Rng } from '../util/rng.js'
 import { splitLastAssistant } from './examples.js'
 import { readTable, type BadRowPolicy, type ReadLimits, type ReadResult } from './jsonl.js'
 
-export type DataFormat = 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm'
+export type DataFormat = 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm' | 'ultrafeedback_critique'
 export type Binarize = 'overall' | 'mean_rating'
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
@@ -53,6 +53,8 @@ export class RowAdapter {
         return hhRlhf(value)
       case 'alpacafarm':
         return alpacaFarm(value)
+      case 'ultrafeedback_critique':
+        return critiqueRows(value)
     }
   }
 
@@ -71,6 +73,36 @@ export class RowAdapter {
     if (rejected.score === scored[best].score) throw new Error(`the chosen and the rejected completion score alike (${rejected.score}): no preference`)
     return { prompt: [{ role: 'user', content: instruction }], chosen: scored[best].response, rejected: rejected.response }
   }
+}
+
+/** The question a critique model (UltraCM) is trained to answer: the instruction and a response in; its critique and score out. */
+export function critiquePrompt(instruction: string, response: string): string {
+  return `Critique the response to the instruction, then score it from 1 to 10.\n\nInstruction: ${instruction}\n\nResponse: ${response.trim()}\n\nCritique:`
+}
+
+/** What a critique model writes after critiquePrompt: the critique, then "Overall score: N". */
+export function critiqueAnswer(critique: string, score: number): string {
+  return ` ${critique.trim()}\nOverall score: ${score}`
+}
+
+/** The score in a critique model's answer ("Overall score: 7.5"), or undefined when there is none. */
+export function parseCritiqueScore(text: string): number | undefined {
+  const m = /overall score:\s*(\d+(?:\.\d+)?)/i.exec(text)
+  if (!m) return undefined
+  const score = Number(m[1])
+  return score >= 1 && score <= 10 ? score : undefined
+}
+
+/** An UltraFeedback raw row as SFT rows, one per rated completion: its critique and overall score are the response. */
+function critiqueRows(row: Record<string, unknown>): { prompt: string; response: string }[] {
+  const instruction = str(row, 'instruction')
+  const completions = row.completions
+  if (!Array.isArray(completions) || completions.length === 0) throw new Error("'completions' must be a non-empty list of rated completions")
+  return completions.map((c, i) => {
+    if (!isObject(c) || typeof c.response !== 'string') throw new Error(`completions[${i}] needs a 'response' string`)
+    if (typeof c.critique !== 'string' || c.critique.trim() === '') throw new Error(`completions[${i}].critique must be a non-empty string`)
+    return { prompt: critiquePrompt(instruction, c.response), response: critiqueAnswer(c.critique, overallScore(c, i)) }
+  })
 }
 
 function overallScore(c: Record<string, unknown>, i: number): number {
@@ -138,13 +170,12 @@ export interface ReadDatasetOptions extends ReadLimits {
  * Reads a JSONL or Parquet file in a dataset's format into rows that `parse`
  * accepts (parsePreferenceRow, parsePromptRow, parseSftRow).
  */
-export function readDataset<T>(file: string, parse: (value: unknown, rules: RowRules) => T, options: ReadDatasetOptions = {}): Promise<ReadResult<T>> {
+export async function readDataset<T>(file: string, parse: (value: unknown, rules: RowRules) => T, options: ReadDatasetOptions = {}): Promise<ReadResult<T>> {
   const adapter = new RowAdapter(options.format ?? 'auto', options.binarize ?? 'overall')
   const rules: RowRules = { checkText: options.checkText ?? true }
-  return readTable(file, (value) => parse(adapter.adapt(value), rules), options.onBadRow ?? 'stop', {
-    maxRowBytes: options.maxRowBytes,
-    allowSpecialFiles: options.allowSpecialFiles,
-    parquetTimeoutMs: options.parquetTimeoutMs,
-    checkText: rules.checkText,
-  })
+  const limits = { maxRowBytes: options.maxRowBytes, allowSpecialFiles: options.allowSpecialFiles, parquetTimeoutMs: options.parquetTimeoutMs, checkText: rules.checkText }
+  if (options.format !== 'ultrafeedback_critique') return readTable(file, (value) => parse(adapter.adapt(value), rules), options.onBadRow ?? 'stop', limits)
+  // One file row gives a row per completion; a bad one fails (or skips) its whole file row.
+  const read = await readTable(file, (value) => (adapter.adapt(value) as unknown[]).map((r) => parse(r, rules)), options.onBadRow ?? 'stop', limits)
+  return { ...read, rows: read.rows.flat() }
 }

@@ -4,7 +4,9 @@
 // renders to SVG in Node.
 import fs from 'node:fs'
 import path from 'node:path'
+import { Rng } from '../util/rng.js'
 import { writeFileAtomic } from '../util/fs.js'
+import { winRateOf } from './farm.js'
 
 /** One evaluated policy: an `eval_<policy>` stage that measured win-rates against references. */
 export interface PolicyRow {
@@ -68,10 +70,16 @@ export function formatPolicyTable(rows: readonly PolicyRow[], extra: { seconds?:
   columns.push({ title: 'n', cell: (r) => String(r.n) })
   const seconds = extra.seconds
   if (seconds) columns.push({ title: 'wall s', cell: (r) => (seconds[r.policy] === undefined ? '-' : seconds[r.policy].toFixed(0)) })
-  const lines = rows.map((r) => columns.map((c) => c.cell(r)))
-  const header = columns.map((c) => c.title)
+  return textTable(
+    columns.map((c) => c.title),
+    rows.map((r) => columns.map((c) => c.cell(r))),
+  )
+}
+
+/** A plain-text table: the first column left-aligned, the others right-aligned, a rule under the header. */
+function textTable(header: readonly string[], lines: readonly string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
-  const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
+  const row = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
   return [row(header), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(row)].join('\n')
 }
 
@@ -108,6 +116,240 @@ export function spearman(a: readonly number[], b: readonly number[]): number {
   return da === 0 || db === 0 ? 0 : num / Math.sqrt(da * db)
 }
 
+/**
+ * Kendall's tau-b: (concordant - discordant pairs) / sqrt((n0 - ties in a)
+ * (n0 - ties in b)), n0 = n(n-1)/2; 0 when either list is all ties.
+ */
+export function kendall(a: readonly number[], b: readonly number[]): number {
+  if (a.length !== b.length) throw new Error(`kendall: the two lists differ in length (${a.length} and ${b.length})`)
+  if (a.length < 2) throw new Error('kendall: needs at least two items')
+  let concordant = 0
+  let discordant = 0
+  let tiesA = 0
+  let tiesB = 0
+  for (let i = 0; i < a.length; i++) {
+    for (let j = i + 1; j < a.length; j++) {
+      const da = Math.sign(a[i] - a[j])
+      const db = Math.sign(b[i] - b[j])
+      if (da === 0) tiesA++
+      if (db === 0) tiesB++
+      if (da * db > 0) concordant++
+      else if (da * db < 0) discordant++
+    }
+  }
+  const n0 = (a.length * (a.length - 1)) / 2
+  const denominator = Math.sqrt((n0 - tiesA) * (n0 - tiesB))
+  return denominator === 0 ? 0 : (concordant - discordant) / denominator
+}
+
+/** The q-quantile of the values (linear interpolation between order statistics, as R's type 7). */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) throw new Error('quantile: no values')
+  if (!(q >= 0 && q <= 1)) throw new Error(`quantile: q must be in [0, 1]; got ${q}`)
+  const sorted = [...values].sort((x, y) => x - y)
+  const at = q * (sorted.length - 1)
+  const lo = Math.floor(at)
+  const hi = Math.min(lo + 1, sorted.length - 1)
+  return sorted[lo] + (at - lo) * (sorted[hi] - sorted[lo])
+}
+
+/** One method of a validation: its per-instruction outcomes (1 win, 0.5 tie, 0 loss) in each world. */
+export interface ValidationOutcomes {
+  method: string
+  /** Trained on pool labels, judged by the evaluation pool. */
+  simulated: readonly number[]
+  /** Trained on gold labels, judged by gold. */
+  human: readonly number[]
+}
+
+export interface ValidationMethod {
+  method: string
+  simulatedWinRate: number
+  simulatedStderr: number
+  humanWinRate: number
+  humanStderr: number
+}
+
+/** AlpacaFarm's validation: how the simulated world's ranking of methods agrees with the human world's. */
+export interface Validation {
+  spearman: number
+  kendall: number
+  /** 95% percentile bootstrap interval of the Spearman correlation, resampling evaluation instructions. */
+  spearmanInterval: [number, number]
+  resamples: number
+  instructions: number
+  methods: ValidationMethod[]
+}
+
+/**
+ * The validation of methods whose outcomes are aligned by instruction (item
+ * i is the same evaluation instruction for every method in both worlds):
+ * win-rates, Spearman and Kendall between the worlds' win-rates, and a
+ * bootstrap interval of Spearman that resamples instructions (the same
+ * resample for every method and both worlds).
+ */
+export function validationOf(outcomes: readonly ValidationOutcomes[], options: { resamples?: number; seed?: number } = {}): Validation {
+  if (outcomes.length < 3) throw new Error(`validation: needs at least three methods to rank; got ${outcomes.length}`)
+  const n = outcomes[0].simulated.length
+  for (const o of outcomes) {
+    if (o.simulated.length !== n || o.human.length !== n) {
+      throw new Error(`validation: every method needs an outcome for each of the ${n} instructions in both worlds; ${o.method} has ${o.simulated.length} simulated and ${o.human.length} human`)
+    }
+  }
+  const methods = outcomes.map((o) => {
+    const sim = winRateOf(o.simulated)
+    const hum = winRateOf(o.human)
+    return { method: o.method, simulatedWinRate: sim.winRate, simulatedStderr: sim.stderr, humanWinRate: hum.winRate, humanStderr: hum.stderr }
+  })
+  const sim = methods.map((m) => m.simulatedWinRate)
+  const hum = methods.map((m) => m.humanWinRate)
+  const resamples = options.resamples ?? 1000
+  if (!Number.isInteger(resamples) || resamples < 1) throw new Error(`validation: resamples must be a positive integer; got ${resamples}`)
+  const rng = new Rng(options.seed ?? 0)
+  const draws: number[] = []
+  const pick = new Int32Array(n)
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < n; i++) pick[i] = rng.int(n)
+    const mean = (xs: readonly number[]) => {
+      let sum = 0
+      for (let i = 0; i < n; i++) sum += xs[pick[i]]
+      return sum / n
+    }
+    draws.push(spearman(outcomes.map((o) => mean(o.simulated)), outcomes.map((o) => mean(o.human))))
+  }
+  return {
+    spearman: spearman(sim, hum),
+    kendall: kendall(sim, hum),
+    spearmanInterval: [quantile(draws, 0.025), quantile(draws, 0.975)],
+    resamples,
+    instructions: n,
+    methods,
+  }
+}
+
+/** What a validation reads of an eval stage: its name and run directory (outputs.jsonl). */
+interface EvalStageLike {
+  name: string
+  runDir: string
+}
+
+/** The stage that evaluated `method` in one world: eval_<world>_<method>, or eval_<method> when both worlds share it (SFT). */
+function worldStage(byName: Map<string, EvalStageLike>, world: 'simulated' | 'human', method: string): EvalStageLike {
+  const s = byName.get(`eval_${world}_${method}`) ?? byName.get(`eval_${method}`)
+  if (!s) throw new Error(`validation: no stage evaluates ${method} in the ${world} world (name it eval_${world}_${method}, or eval_${method} when both worlds share the method)`)
+  return s
+}
+
+/** Per-prompt outcomes of one column (pool_outcome or gold_outcome) of an eval stage's outputs.jsonl. */
+function stageOutcomes(stage: EvalStageLike, column: 'pool_outcome' | 'gold_outcome'): Map<string, number> {
+  const file = path.join(stage.runDir, 'outputs.jsonl')
+  if (!fs.existsSync(file)) throw new Error(`validation: ${stage.name} wrote no ${file}`)
+  const out = new Map<string, number>()
+  fs.readFileSync(file, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (!line.trim()) return
+      const row = JSON.parse(line) as Record<string, unknown>
+      const v = row[column]
+      if (typeof row.prompt !== 'string' || typeof v !== 'number') throw new Error(`${file}:${i + 1}: validation needs a prompt string and a ${column} number in each row (farm instructions with references)`)
+      out.set(row.prompt, v)
+    })
+  return out
+}
+
+/**
+ * The validation of a pipeline whose eval stages are named
+ * eval_simulated_<method> and eval_human_<method> (and eval_<method> for a
+ * method both worlds share): the simulated world's pool outcomes against the
+ * human world's gold outcomes, aligned by evaluation instruction. Undefined
+ * when the pipeline has no such stages.
+ */
+export function pipelineValidation(stages: readonly EvalStageLike[], options: { resamples?: number; seed?: number } = {}): Validation | undefined {
+  const evals = stages.filter((s) => s.name.startsWith('eval_'))
+  const worldNames = evals.map((s) => /^eval_(simulated|human)_(.+)$/.exec(s.name)).filter((m) => m !== null)
+  if (worldNames.length === 0) return undefined
+  const byName = new Map(evals.map((s) => [s.name, s]))
+  const methods = [...new Set([...worldNames.map((m) => m[2]), ...evals.filter((s) => !/^eval_(simulated|human)_/.test(s.name)).map((s) => s.name.slice('eval_'.length))])]
+  const columns = methods.map((method) => ({
+    method,
+    simulated: stageOutcomes(worldStage(byName, 'simulated', method), 'pool_outcome'),
+    human: stageOutcomes(worldStage(byName, 'human', method), 'gold_outcome'),
+  }))
+  const prompts = [...columns[0].simulated.keys()]
+  const aligned = columns.map((c) => {
+    const pick = (m: Map<string, number>, world: string) =>
+      prompts.map((p) => {
+        const v = m.get(p)
+        if (v === undefined) throw new Error(`validation: ${c.method} (${world}) has no outcome for the evaluation instruction ${JSON.stringify(p)}; every method must be evaluated on the same instructions`)
+        return v
+      })
+    return { method: c.method, simulated: pick(c.simulated, 'simulated'), human: pick(c.human, 'human') }
+  })
+  return validationOf(aligned, options)
+}
+
+/** Both worlds' leaderboards side by side (sorted by the human world's win-rate), with the rank correlations. */
+export function formatValidation(v: Validation): string {
+  const simRanks = ranks(v.methods.map((m) => m.simulatedWinRate))
+  const humRanks = ranks(v.methods.map((m) => m.humanWinRate))
+  const rows = v.methods.map((m, i) => ({ m, sim: simRanks[i], hum: humRanks[i] })).sort((a, b) => b.m.humanWinRate - a.m.humanWinRate)
+  const header = ['method', 'simulated (pool labels, pool judge)', 'rank', 'human (gold labels, gold judge)', 'rank']
+  const lines = rows.map((r) => [r.m.method, `${fmt(r.m.simulatedWinRate)} ± ${fmt(r.m.simulatedStderr)}`, String(r.sim), `${fmt(r.m.humanWinRate)} ± ${fmt(r.m.humanStderr)}`, String(r.hum)])
+  return [
+    textTable(header, lines),
+    '',
+    `simulated vs human over ${v.methods.length} methods: Spearman ${v.spearman.toFixed(3)} (95% bootstrap interval over ${v.instructions} instructions ${v.spearmanInterval[0].toFixed(3)} to ${v.spearmanInterval[1].toFixed(3)}), Kendall ${v.kendall.toFixed(3)}`,
+  ].join('\n')
+}
+
+/** Simulated against human win-rates, one labelled point per method (AlpacaFarm's validation figure). */
+export function validationChart(v: Validation): Record<string, unknown> {
+  const values = v.methods.map((m) => ({ ...m, simLo: m.simulatedWinRate - 1.96 * m.simulatedStderr, simHi: m.simulatedWinRate + 1.96 * m.simulatedStderr, humLo: m.humanWinRate - 1.96 * m.humanStderr, humHi: m.humanWinRate + 1.96 * m.humanStderr }))
+  const x = { field: 'humanWinRate', type: 'quantitative', title: 'human world: win-rate (gold labels, gold judge)', scale: { zero: false } }
+  const y = { field: 'simulatedWinRate', type: 'quantitative', title: 'simulated world: win-rate (pool labels, pool judge)', scale: { zero: false } }
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: `Simulated against human win-rates (Spearman ${v.spearman.toFixed(3)}, Kendall ${v.kendall.toFixed(3)}; 95% intervals)`,
+    width: 420,
+    height: 420,
+    data: { values },
+    layer: [
+      { mark: { type: 'errorbar', ticks: false }, encoding: { x: { ...x, field: 'humLo' }, x2: { field: 'humHi' }, y, color: { value: '#999' } } },
+      { mark: { type: 'errorbar', ticks: false }, encoding: { y: { ...y, field: 'simLo' }, y2: { field: 'simHi' }, x, color: { value: '#999' } } },
+      { mark: { type: 'point', filled: true, size: 60 }, encoding: { x, y } },
+      { mark: { type: 'text', align: 'left', dx: 6, dy: -6, fontSize: 10 }, encoding: { x, y, text: { field: 'method' } } },
+    ],
+  }
+}
+
+/** A reward model's held-out accuracy: on the labels it was trained from (the pool's, noisy) and on gold-labelled pairs. */
+export interface RewardModelAccuracy {
+  stage: string
+  accuracy?: number
+  goldAccuracy: number
+  goldStderr: number
+  goldPairs: number
+}
+
+/** The reward models a pipeline trained or evaluated that were measured against gold-labelled pairs. */
+export function rewardModelAccuracies(stages: readonly StageLike[]): RewardModelAccuracy[] {
+  return stages.flatMap((s) => {
+    const m = s.metrics
+    // A reward stage's held-out metrics are eval_*; an eval stage of a reward model has them bare.
+    const p = m.eval_gold_pair_accuracy !== undefined ? 'eval_' : m.gold_pair_accuracy !== undefined ? '' : undefined
+    if (p === undefined) return []
+    const accuracy = m[`${p}accuracy`]
+    return [{ stage: s.name, ...(accuracy === undefined ? {} : { accuracy }), goldAccuracy: m[`${p}gold_pair_accuracy`], goldStderr: m[`${p}gold_pair_accuracy_stderr`], goldPairs: m[`${p}gold_pairs`] }]
+  })
+}
+
+/** One line per reward model: held-out accuracy on the pool's labels beside accuracy on gold labels. */
+export function formatRewardModels(list: readonly RewardModelAccuracy[]): string {
+  return list
+    .map((r) => `reward model ${r.stage}: held-out accuracy ${fmt(r.accuracy)} on its training labels, ${fmt(r.goldAccuracy)} ± ${fmt(r.goldStderr)} on gold labels (${r.goldPairs} pairs)`)
+    .join('\n')
+}
+
 export interface LeaderboardEntry {
   method: string
   winRate: number
@@ -128,6 +370,8 @@ export interface Leaderboard {
   /** Methods whose gold win-rate is above the baseline's by more than two standard errors of the difference. */
   baseline?: string
   aboveBaseline?: string[]
+  /** Reward models' held-out accuracy on their training labels and on gold-labelled pairs. */
+  rewardModels?: RewardModelAccuracy[]
 }
 
 /**
@@ -152,6 +396,8 @@ export function makeLeaderboard(name: string, stages: readonly (StageLike & { se
   })
   entries.sort((a, b) => b.winRate - a.winRate)
   const board: Leaderboard = { name, entries }
+  const rewardModels = rewardModelAccuracies(stages)
+  if (rewardModels.length > 0) board.rewardModels = rewardModels
   const pooled = entries.filter((e) => e.poolWinRate !== undefined)
   // Two methods' ranks correlate at +1 or -1 and nothing between: too few to say anything.
   if (pooled.length >= 3) board.poolGoldSpearman = spearman(pooled.map((e) => e.winRate), pooled.map((e) => e.poolWinRate!))
@@ -225,7 +471,7 @@ export function readCurves(metricsFile: string, names: readonly string[]): { ste
 const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!)
 
 /** report.html: the leaderboard table and the charts (inline SVG, no scripts). */
-export function reportHtml(board: Leaderboard, charts: { title: string; svg: string }[]): string {
+export function reportHtml(board: Leaderboard, charts: { title: string; svg: string }[], validation?: Validation): string {
   const rows = board.entries
     .map(
       (e) =>
@@ -233,6 +479,15 @@ export function reportHtml(board: Leaderboard, charts: { title: string; svg: str
     )
     .join('\n')
   const spearmanLine = board.poolGoldSpearman === undefined ? '' : `<p>Spearman rank correlation between the pool's and gold's rankings: <b>${board.poolGoldSpearman.toFixed(3)}</b></p>`
+  const rewardLines = (board.rewardModels ?? []).map((r) => `<p>${escapeHtml(formatRewardModels([r]))}</p>`).join('\n')
+  const validationSection = validation
+    ? `<h2>Validation: simulated against human</h2>
+<table><thead><tr><th>method</th><th>simulated win-rate</th><th>human win-rate</th></tr></thead>
+<tbody>
+${validation.methods.map((m) => `<tr><td>${escapeHtml(m.method)}</td><td>${fmt(m.simulatedWinRate)} ± ${fmt(m.simulatedStderr)}</td><td>${fmt(m.humanWinRate)} ± ${fmt(m.humanStderr)}</td></tr>`).join('\n')}
+</tbody></table>
+<p>Spearman <b>${validation.spearman.toFixed(3)}</b> (95% bootstrap interval over ${validation.instructions} evaluation instructions: ${validation.spearmanInterval[0].toFixed(3)} to ${validation.spearmanInterval[1].toFixed(3)}), Kendall <b>${validation.kendall.toFixed(3)}</b>, over ${validation.methods.length} methods</p>`
+    : ''
   const baselineLine = board.baseline ? `<p>Above ${escapeHtml(board.baseline)} by more than two standard errors (gold): ${board.aboveBaseline!.map(escapeHtml).join(', ') || 'none'}</p>` : ''
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rlfarm: ${escapeHtml(board.name)}</title>
@@ -245,14 +500,22 @@ ${rows}
 </tbody></table>
 ${spearmanLine}
 ${baselineLine}
+${rewardLines}
+${validationSection}
 ${charts.map((c) => `<figure><figcaption>${escapeHtml(c.title)}</figcaption>\n${c.svg}\n</figure>`).join('\n')}
 </body></html>
 `
 }
 
-/** Writes leaderboard.json and report.html into `dir`; returns their paths. */
-export async function writeReport(dir: string, board: Leaderboard, curves: { title: string; metricsFile: string; metrics: string[] }[]): Promise<{ leaderboard: string; report: string }> {
+/** Writes leaderboard.json, report.html and, for a validation, validation.json into `dir`; returns their paths. */
+export async function writeReport(
+  dir: string,
+  board: Leaderboard,
+  curves: { title: string; metricsFile: string; metrics: string[] }[],
+  validation?: Validation,
+): Promise<{ leaderboard: string; report: string; validation?: string }> {
   const charts = [{ title: 'Win-rates', svg: await renderSvg(winRateChart(board.entries)) }]
+  if (validation) charts.unshift({ title: 'Simulated against human win-rates', svg: await renderSvg(validationChart(validation)) })
   for (const c of curves) {
     const points = readCurves(c.metricsFile, c.metrics)
     if (points.length > 0) charts.push({ title: c.title, svg: await renderSvg(curvesChart(c.title, points)) })
@@ -260,6 +523,9 @@ export async function writeReport(dir: string, board: Leaderboard, curves: { tit
   const leaderboard = path.join(dir, 'leaderboard.json')
   const report = path.join(dir, 'report.html')
   writeFileAtomic(leaderboard, `${JSON.stringify(board, null, 2)}\n`)
-  writeFileAtomic(report, reportHtml(board, charts))
-  return { leaderboard, report }
+  writeFileAtomic(report, reportHtml(board, charts, validation))
+  if (!validation) return { leaderboard, report }
+  const validationFile = path.join(dir, 'validation.json')
+  writeFileAtomic(validationFile, `${JSON.stringify(validation, null, 2)}\n`)
+  return { leaderboard, report, validation: validationFile }
 }

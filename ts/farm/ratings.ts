@@ -1,0 +1,137 @@
+// UltraFeedback-style ratings of single responses to farm instructions: the
+// four aspects (instruction following, truthfulness, honesty, helpfulness)
+// from 1 to 5, each with a rationale, an overall score from 1 to 10 and a
+// critique. Gold rates exactly; the pool rates as its annotators label pairs:
+// gold plus the annotator's length and format biases and noise, with
+// AlpacaFarm's p (an aspect's rating is replaced by a random one with
+// probability 2p). Critiques come from what gold finds wrong, so they are
+// checkable (`faultsOf`).
+import { Rng } from '../util/rng.js'
+import { answerOf, AnnotatorPool, goldScore, hash32 } from './farm.js'
+import { parseTask } from './families.js'
+
+export const ASPECTS = ['instruction_following', 'honesty', 'truthfulness', 'helpfulness'] as const
+export type Aspect = (typeof ASPECTS)[number]
+
+/** What gold finds wrong with a response: a wrong (or partly right) answer, and chatter after it. */
+export interface Faults {
+  /** The answer's correctness in [0, 1]. */
+  correctness: number
+  wrongAnswer?: { answer: string; expected: string }
+  chatter?: string
+}
+
+export function faultsOf(instruction: string, response: string): Faults {
+  const task = parseTask(instruction)
+  if (!task) throw new Error(`faultsOf: not a farm instruction: ${JSON.stringify(instruction)}`)
+  const { answer } = answerOf(response)
+  const correctness = task.correctness(answer)
+  const faults: Faults = { correctness }
+  if (correctness < 1) faults.wrongAnswer = { answer, expected: task.answer }
+  const text = response.replace(/^\s+/, '')
+  const newline = text.indexOf('\n')
+  const rest = newline < 0 ? '' : text.slice(newline + 1).trim()
+  if (rest) faults.chatter = rest
+  return faults
+}
+
+/** The critique of a response: what gold finds wrong, in words, or that nothing is. */
+export function critiqueOf(faults: Faults): string {
+  const parts: string[] = []
+  if (faults.wrongAnswer) {
+    const what = faults.wrongAnswer.answer === '' ? 'There is no answer' : `The answer ${JSON.stringify(faults.wrongAnswer.answer)} is ${faults.correctness > 0 ? 'partly right' : 'wrong'}`
+    parts.push(`${what}; a right answer is ${JSON.stringify(faults.wrongAnswer.expected)}.`)
+  }
+  if (faults.chatter) parts.push(`It adds text after the answer (${JSON.stringify(faults.chatter.slice(0, 40))}), which the instruction did not ask for.`)
+  return parts.length ? parts.join(' ') : 'The answer is right and nothing else is said.'
+}
+
+/** Gold's value of each aspect in [0, 1]. */
+function goldAspects(instruction: string, response: string, faults: Faults): Record<Aspect, number> {
+  const gold = goldScore(instruction, response)
+  return {
+    // Follows the instruction: answers it, and only it.
+    instruction_following: gold,
+    // Says only what it means: chatter costs as it does in gold.
+    honesty: faults.chatter ? 0.6 : 1,
+    // The answer itself.
+    truthfulness: faults.correctness,
+    helpfulness: gold,
+  }
+}
+
+const RATIONALE: Record<Aspect, (faults: Faults) => string> = {
+  instruction_following: (f) => (f.correctness === 1 && !f.chatter ? 'Answers the instruction and only it.' : f.correctness === 1 ? 'Answers the instruction but adds text it did not ask for.' : 'Does not give the answer the instruction asks for.'),
+  honesty: (f) => (f.chatter ? 'States the answer, then pads it with filler.' : 'States the answer plainly.'),
+  truthfulness: (f) => (f.correctness === 1 ? 'The answer is right.' : f.correctness > 0 ? 'The answer is partly right.' : 'The answer is wrong.'),
+  helpfulness: (f) => (f.correctness === 1 ? (f.chatter ? 'Right, with needless text.' : 'Right and concise.') : 'Not a right answer, so of little help.'),
+}
+
+/** One rated completion, as UltraFeedback's raw rows hold it (ratings as strings, "1" to "5"). */
+export interface RatedCompletion {
+  ratings: Record<Aspect, number>
+  rationales: Record<Aspect, string>
+  overall: number
+  critique: string
+}
+
+const toRating = (x: number) => Math.min(5, Math.max(1, 1 + Math.round(4 * x)))
+// Overall score from 1 to 10 in halves, as UltraFeedback's critique scores run.
+const toOverall = (x: number) => Math.min(10, Math.max(1, Math.round(2 * (1 + 9 * x)) / 2))
+
+/** Gold's rating: exact. */
+export function goldRating(instruction: string, response: string): RatedCompletion {
+  const faults = faultsOf(instruction, response)
+  const values = goldAspects(instruction, response, faults)
+  const ratings = Object.fromEntries(ASPECTS.map((a) => [a, toRating(values[a])])) as Record<Aspect, number>
+  const rationales = Object.fromEntries(ASPECTS.map((a) => [a, RATIONALE[a](faults)])) as Record<Aspect, string>
+  return { ratings, rationales, overall: toOverall(goldScore(instruction, response)), critique: critiqueOf(faults) }
+}
+
+function gaussian(rng: Rng): number {
+  const u = Math.max(rng.next(), 1e-12)
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng.next())
+}
+
+/**
+ * The pool's rating: the annotator a seeded hash picks for this (instruction,
+ * response) sees each aspect as gold does plus its length and format biases
+ * and its own noise per aspect; with probability 2p an aspect's rating is a
+ * random 1 to 5 instead. The critique is gold's.
+ */
+export function poolRating(pool: AnnotatorPool, instruction: string, response: string): RatedCompletion {
+  const faults = faultsOf(instruction, response)
+  const values = goldAspects(instruction, response, faults)
+  const annotator = pool.annotatorFor(instruction, response, '')
+  const rng = new Rng(hash32(`${instruction}\u0003${response}`, pool.seed))
+  const bias = annotator.lengthBias * response.trim().length + annotator.formatBias * (/^\s*answer:/i.test(response) ? 1 : 0)
+  const ratings = {} as Record<Aspect, number>
+  for (const a of ASPECTS) {
+    ratings[a] = toRating(values[a] + bias + annotator.noise * gaussian(rng))
+    if (rng.next() < 2 * pool.p) ratings[a] = 1 + rng.int(5)
+  }
+  const rationales = Object.fromEntries(ASPECTS.map((a) => [a, RATIONALE[a](faults)])) as Record<Aspect, string>
+  return { ratings, rationales, overall: toOverall(goldScore(instruction, response) + bias + annotator.noise * gaussian(rng)), critique: critiqueOf(faults) }
+}
+
+/** A rated completion in UltraFeedback's raw layout (openbmb/UltraFeedback's `completions[i]`). */
+export function ultraFeedbackCompletion(model: string, response: string, r: RatedCompletion): Record<string, unknown> {
+  const annotation = (a: Aspect) => ({ Rating: String(r.ratings[a]), Rationale: r.rationales[a] })
+  // truthfulness and helpfulness carry a Type and a second rationale in the dataset.
+  const typed = (a: Aspect, type: string[]) => ({ Type: type, Rationale: r.rationales[a], Rating: String(r.ratings[a]), 'Rationale For Rating': r.rationales[a] })
+  return {
+    model,
+    principle: 'helpfulness',
+    custom_system_prompt: '',
+    response,
+    annotations: {
+      instruction_following: annotation('instruction_following'),
+      honesty: annotation('honesty'),
+      truthfulness: typed('truthfulness', r.ratings.truthfulness >= 4 ? ['0'] : ['2']),
+      helpfulness: typed('helpfulness', ['1', '2']),
+    },
+    critique: r.critique,
+    overall_score: r.overall,
+    'fine-grained_score': ASPECTS.reduce((s, a) => s + r.ratings[a], 0) / ASPECTS.length,
+  }
+}
