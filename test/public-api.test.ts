@@ -26,3 +26,16 @@ t.test("'rlfarm/internal' holds what the public API does not", async (t) => {
   t.same(both, [], 'nothing exported twice')
   t.ok(Object.keys(internal).length > 10, `${Object.keys(internal).length} internal exports`)
 })
+
+t.test("what README.md's code and the examples take from 'rlfarm' is exported by it", async (t) => {
+  const root = path.join(__dirname, '..')
+  const texts = [fs.readFileSync(path.join(root, 'README.md'), 'utf8'), ...fs.readdirSync(path.join(root, 'examples')).filter((f) => /\.(m?js|ts)$/.test(f)).map((f) => fs.readFileSync(path.join(root, 'examples', f), 'utf8'))]
+  const taken = new Set<string>()
+  for (const text of texts) {
+    for (const m of text.matchAll(/(?:const|import)\s*\{([^}]*)\}\s*(?:=\s*require\('rlfarm'\)|from 'rlfarm')/g)) {
+      for (const name of m[1].split(',')) if (name.trim() && !name.trim().startsWith('type ')) taken.add(name.trim().split(/\s+as\s+|:/)[0].trim())
+    }
+  }
+  t.ok(taken.size > 20, `${taken.size} names taken`)
+  t.same([...taken].filter((n) => !(n in rlfarm)), [], 'names not exported')
+})

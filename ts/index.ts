@@ -75,7 +75,7 @@ export type { StageResult, TrainerContext, TrainerState } from './algorithms/con
 export { NonFiniteError } from './algorithms/context.js'
 export { FAMILIES, parseTask } from './farm/families.js'
 export type { Family, Task } from './farm/families.js'
-export { AnnotatorPool, goldPreference, goldScore, goldWinRate, makeSplits, poolPreference, poolWinRate, winRateOf, writeSplits } from './farm/farm.js'
+export { AnnotatorPool, answerOf, goldPreference, goldScore, goldWinRate, makeSplits, poolPreference, poolWinRate, winRateOf, writeSplits } from './farm/farm.js'
 export { GoldJudge, HttpJudge, LlmJudge, PoolJudge, judgeWinRate } from './farm/judges.js'
 export type { HttpJudgeOptions, Pair, PairJudge, Preference } from './farm/judges.js'
 export type { Annotator, DemonstratorOptions, FarmFiles, FarmRow, FarmSplits, Judged, PoolOptions, SplitSizes, WinRate } from './farm/farm.js'

@@ -3,7 +3,7 @@
 export { configSchema, messageSpec } from './config/index.js'
 export type { ConfigSchema, MessageSpec, FieldSpec, FieldKind } from './config/index.js'
 export { positionalMatch } from './farm/families.js'
-export { DEFAULT_POOL, aShownFirst, answerOf, demonstrate, hash32 } from './farm/farm.js'
+export { DEFAULT_POOL, aShownFirst, demonstrate, hash32 } from './farm/farm.js'
 export { judgePrompt, parseVerdict } from './farm/judges.js'
 export { formatRewardModels, formatValidation, pipelineValidation, quantile, renderSvg, reportHtml, rewardModelAccuracies, validationChart, validationOf, winRateChart } from './farm/report.js'
 export { critiqueAnswer, critiquePrompt, parseCritiqueScore, parseTranscript, RowAdapter } from './data/formats.js'
