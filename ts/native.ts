@@ -219,6 +219,7 @@ export interface NativeAddon {
   view(base: NativeTensorHandle, offset: number, shape: number[]): NativeTensorHandle
   viewBytes(bytes: NativeTensorHandle, byteOffset: number, dtype: DType, shape: number[]): NativeTensorHandle
   NativeModel: new (config: NativeModelConfig) => NativeModel
+  cudaPlan(config: NativeModelConfig, batch: number, steps: number, precision: string, train: boolean, sms: number): unknown
   NativeProcessGroup: new () => NativeProcessGroup
   ops: NativeOps
 }

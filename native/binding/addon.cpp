@@ -324,6 +324,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("view", Napi::Function::New<CountedFunction<View>>(env, "view"));
   exports.Set("viewBytes", Napi::Function::New<CountedFunction<ViewBytes>>(env, "viewBytes"));
   exports.Set("NativeModel", NativeModel::Define(env));
+  exports.Set("cudaPlan", Napi::Function::New<CountedFunction<CudaPlan>>(env, "cudaPlan"));
   exports.Set("NativeProcessGroup", DefineProcessGroup(env));
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("logprobs", Napi::Function::New<CountedFunction<Logprobs>>(env, "logprobs"));

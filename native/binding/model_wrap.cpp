@@ -10,6 +10,7 @@
 
 #include "../core/error.h"
 #include "../core/float_mode.h"
+#include "../cuda/plan.h"
 #include "../model/optimizer.h"
 #include "../model/transformer.h"
 #include "../model/weights.h"
@@ -340,6 +341,84 @@ Napi::Value NativeModel::GradNorm(const Napi::CallbackInfo& info) {
   CheckIdle("model.gradNorm");
   return Napi::Number::New(info.Env(), model::gradient_norm(model_->grads().data<float>(),
                                                             static_cast<int64_t>(model_->layout().total)));
+}
+
+namespace {
+
+Napi::Object launch_to_js(Napi::Env env, const cuda::Launch& l) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array grid = Napi::Array::New(env, 3);
+  grid.Set(0u, static_cast<double>(l.grid_x));
+  grid.Set(1u, static_cast<double>(l.grid_y));
+  grid.Set(2u, static_cast<double>(l.grid_z));
+  o.Set("grid", grid);
+  o.Set("block", l.block);
+  o.Set("smemBytes", static_cast<double>(l.smem_bytes));
+  return o;
+}
+
+}  // namespace
+
+// cudaPlan(config, batch, steps, precision, train, sms): what the CUDA engine
+// launches and allocates for that step (pure host code; runs without a GPU).
+Napi::Value CudaPlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ModelConfig config = config_from_js(info[0]);
+  const auto integer = [&](size_t i, const char* what) {
+    const double d = number_arg(info[i], what);
+    RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), what, " must be an integer; got ", d);
+    return static_cast<int64_t>(d);
+  };
+  const int64_t batch = integer(1, "cudaPlan: batch"), steps = integer(2, "cudaPlan: steps");
+  const cuda::Precision precision = cuda::precision_from_name(string_arg(info[3], "cudaPlan: precision"), "cudaPlan");
+  const bool train = bool_arg(info[4], "cudaPlan: train");
+  const int64_t sms = integer(5, "cudaPlan: sms");
+  RLF_CHECK(sms > 0 && sms <= 1024, "cudaPlan: sms must be in [1, 1024]; got ", sms);
+  const cuda::EnginePlan p = cuda::plan_engine(config, batch, steps, precision, train, static_cast<int>(sms));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("rows", static_cast<double>(p.rows));
+  out.Set("precision", cuda::precision_name(p.precision));
+  out.Set("headChunkRows", static_cast<double>(p.head_chunk_rows));
+  Napi::Array gemms = Napi::Array::New(env, p.gemms.size());
+  for (size_t i = 0; i < p.gemms.size(); ++i) {
+    const cuda::GemmPlan& g = p.gemms[i].plan;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", p.gemms[i].name);
+    o.Set("m", static_cast<double>(g.m));
+    o.Set("n", static_cast<double>(g.n));
+    o.Set("k", static_cast<double>(g.k));
+    o.Set("batch", static_cast<double>(g.batch));
+    Napi::Array tile = Napi::Array::New(env, 3);
+    tile.Set(0u, g.tiling.tile_m);
+    tile.Set(1u, g.tiling.tile_n);
+    tile.Set(2u, g.tiling.tile_k);
+    o.Set("tile", tile);
+    o.Set("warps", g.tiling.warps);
+    o.Set("tensorCores", g.tiling.tensor_cores);
+    o.Set("launch", launch_to_js(env, g.launch));
+    o.Set("waves", g.waves);
+    gemms.Set(static_cast<uint32_t>(i), o);
+  }
+  out.Set("gemms", gemms);
+  Napi::Object launches = Napi::Object::New(env);
+  for (const auto& [name, l] : {std::pair{"norm", p.norm}, std::pair{"embed", p.embed},
+                                std::pair{"elementwise", p.elementwise}, std::pair{"attentionSoftmax", p.attention_softmax},
+                                std::pair{"attentionDecode", p.attention_decode}, std::pair{"classifier", p.classifier},
+                                std::pair{"adamw", p.adamw}}) {
+    launches.Set(name, launch_to_js(env, l));
+  }
+  out.Set("launches", launches);
+  const cuda::MemoryPlan& m = p.memory;
+  Napi::Object mem = Napi::Object::New(env);
+  for (const auto& [name, v] : {std::pair{"params", m.params}, std::pair{"working", m.working}, std::pair{"grads", m.grads},
+                                std::pair{"adamM", m.adam_m}, std::pair{"adamV", m.adam_v},
+                                std::pair{"activations", m.activations}, std::pair{"scratch", m.scratch},
+                                std::pair{"head", m.head}, std::pair{"attention", m.attention},
+                                std::pair{"total", m.total()}}) {
+    mem.Set(name, static_cast<double>(v));
+  }
+  out.Set("memory", mem);
+  return out;
 }
 
 }  // namespace rlfarm::binding

@@ -13,6 +13,9 @@ class Transformer;
 
 namespace rlfarm::binding {
 
+// cudaPlan(config, batch, steps, precision, train, sms) for JavaScript (native/cuda/plan.h).
+Napi::Value CudaPlan(const Napi::CallbackInfo& info);
+
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   RLFARM_COUNTED_METHODS(NativeModel)
