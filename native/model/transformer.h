@@ -10,6 +10,7 @@
 
 #include "../core/huge_pages.h"
 #include "../core/tensor.h"
+#include "block_impl.h"
 #include "config.h"
 #include "layers.h"
 #include "layout.h"
@@ -96,14 +97,10 @@ class Transformer {
     const int32_t* query_slot;
     bool read_cache;
   };
-  // Where a layer reads and writes: x_mid and x_out may be x_in (in place);
-  // lse may be null (not kept).
-  struct LayerBuffers {
-    float *x_in, *x_mid, *x_out, *stats1, *stats2, *normed, *qkv, *att, *pre, *act, *lse;
-  };
+  using LayerBuffers = BlockBuffers;
 
   void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
-  // One transformer block (attention, then MLP, each with its residual), written once for every caller.
+  // One transformer block (block_forward over the CPU's ops), written once for every caller.
   void layer_forward(int64_t layer, const LayerStep& step, const LayerBuffers& buffers);
   // Embeddings, every layer and the final norm over s's tokens (a forward, or a prefill into `cache`).
   void run_layers(Saved& s, KvCache* cache);
