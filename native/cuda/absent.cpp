@@ -40,5 +40,6 @@ void elementwise(const ElementwiseArgs&) { unavailable(); }
 void row_sum(const RowSumArgs&) { unavailable(); }
 void row_broadcast(const RowBroadcastArgs&) { unavailable(); }
 void cast(const CastArgs&) { unavailable(); }
+void gemm(const GemmArgs&) { unavailable(); }
 
 }  // namespace rlfarm::cuda
