@@ -110,7 +110,7 @@ t.test('bad plans are refused, naming the argument', async (t) => {
   assertThrowsWith(t, () => cudaPlan(small, { steps: 4 } as never), ['cudaPlan: batch is required'], 'no batch')
   assertThrowsWith(t, () => cudaPlan(small, { batch: 1, steps: 4, precision: 'fp16' as never }), ['cudaPlan: precision', 'fp16'], 'fp16')
   assertThrowsWith(t, () => cudaPlan(small, { batch: 1, steps: 4, sms: 0 }), ['cudaPlan: sms'], 'sms 0')
-  assertThrowsWith(t, () => cudaPlan(small, { batch: 1, steps: 17 }), ['steps 17 is past GPT-2\'s n_positions (16)'], 'past n_positions')
+  assertThrowsWith(t, () => cudaPlan(small, { batch: 1, steps: 0 }), ['cudaPlan: steps must be an integer', 'got 0'], 'steps 0')
   assertThrowsWith(t, () => cudaPlan(small, { batch: 1, steps: 4, tile: 3 } as never), ['cudaPlan', 'tile'], 'an unknown option')
   assertThrowsWith(t, () => cudaPlan({ ...small, dim: 15 }, { batch: 1, steps: 4 }), ['n_embd (15)'], 'a config the engine refuses')
 })

@@ -180,6 +180,8 @@ export interface NativeModel {
   }>
   adamwStep(m: NativeTensorHandle, v: NativeTensorHandle, step: number, options: NativeAdamWOptions): Promise<number>
   gradNorm(): number
+  toDevice(device: string, precision: string): void
+  device(): { device: string; precision: string }
 }
 
 export interface NativeGroupOptions {

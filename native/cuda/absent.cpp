@@ -4,6 +4,7 @@
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
 #include "../ops/kernels.h"
+#include "engine.h"
 
 namespace rlfarm::cuda {
 namespace {
@@ -41,5 +42,7 @@ void row_sum(const RowSumArgs&) { unavailable(); }
 void row_broadcast(const RowBroadcastArgs&) { unavailable(); }
 void cast(const CastArgs&) { unavailable(); }
 void gemm(const GemmArgs&) { unavailable(); }
+
+std::unique_ptr<Engine> make_engine(const model::Transformer&, int, Precision) { unavailable(); }
 
 }  // namespace rlfarm::cuda

@@ -105,8 +105,6 @@ EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps
   check_positive(batch, what, "batch");
   check_positive(steps, what, "steps");
   RLF_CHECK(sms > 0, what, ": the GPU's multiprocessor count must be > 0; got ", sms);
-  RLF_CHECK(c.arch != model::Arch::gpt2 || steps <= c.max_positions, what, ": steps ", steps,
-            " is past GPT-2's n_positions (", c.max_positions, ")");
   EnginePlan e{};
   e.batch = batch;
   e.steps = steps;

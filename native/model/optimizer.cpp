@@ -72,11 +72,15 @@ void check_adamw_state(const Tensor& m, const Tensor& v, int64_t step, int64_t t
   RLF_CHECK(step >= 1, "optimizer.step: step counts from 1; got ", step);
 }
 
+void check_finite_norm(double norm) {
+  RLF_CHECK(std::isfinite(norm), "optimizer.step: the gradient norm is ", norm,
+            " (NaN or Inf in the gradients); the step was not taken");
+}
+
 double clipped_adamw_step(float* params, float* grads, float* m, float* v, int64_t n, int64_t step,
                           const AdamWOptions& o, const std::vector<DecayRange>& ranges, double max_norm) {
   const double norm = max_norm > 0 ? clip_gradient_norm(grads, n, max_norm) : gradient_norm(grads, n);
-  RLF_CHECK(std::isfinite(norm), "optimizer.step: the gradient norm is ", norm,
-            " (NaN or Inf in the gradients); the step was not taken");
+  check_finite_norm(norm);
   adamw_step(params, grads, m, v, step, o, ranges);
   return norm;
 }

@@ -81,6 +81,36 @@ void Transformer::check_tokens(const Tensor& tokens, const Tensor& mask, const c
   }
 }
 
+void Transformer::check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const {
+  check_tokens(tokens, mask, "model.forward");
+  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, "model.forward: temperature must be > 0; got ",
+            o.temperature);
+  RLF_CHECK(!o.values || layout_.score != kNone,
+            "model.forward: values need a scalar head; load or create the model with scalarHead: true");
+}
+
+void Transformer::check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values,
+                                 int64_t batch, int64_t steps, bool entropy_kept) const {
+  const Shape target_shape{batch, steps - 1};
+  for (const auto& [g, name, shape] : {std::tuple{&grad_logp, "gradLogp", target_shape},
+                                       std::tuple{&grad_entropy, "gradEntropy", target_shape},
+                                       std::tuple{&grad_values, "gradValues", Shape{batch, steps}}}) {
+    if (!g->defined()) continue;
+    check_usable(*g, "model.backward");
+    RLF_CHECK(g->dtype == DType::f32 && g->device().is_cpu() && g->shape == shape, "model.backward: ", name,
+              " must be a cpu f32 tensor ", shape_str(shape), " (the forward's batch); got ", g->describe());
+  }
+  RLF_CHECK(!grad_entropy.defined() || entropy_kept, "model.backward: gradEntropy needs a forward with entropy: true");
+  RLF_CHECK(!grad_values.defined() || layout_.score != kNone, "model.backward: gradValues needs a scalar head");
+}
+
+void check_positions(const ModelConfig& c, const std::vector<int32_t>& positions, const char* op) {
+  if (c.arch != Arch::gpt2) return;
+  const int32_t longest = *std::max_element(positions.begin(), positions.end());
+  RLF_CHECK(longest < c.max_positions, op, ": position ", longest, " is past GPT-2's n_positions (", c.max_positions,
+            "); use sequences of at most ", c.max_positions, " tokens");
+}
+
 namespace {
 
 bool mask_at(const Tensor& mask, int64_t i) {
@@ -215,11 +245,7 @@ void Transformer::head_logprobs(Saved& s, const ForwardOptions& o, ForwardResult
 }
 
 ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) {
-  check_tokens(tokens, mask, "model.forward");
-  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, "model.forward: temperature must be > 0; got ",
-            o.temperature);
-  RLF_CHECK(!o.values || layout_.score != kNone,
-            "model.forward: values need a scalar head; load or create the model with scalarHead: true");
+  check_forward(tokens, mask, o);
   const ModelConfig& c = config_;
   if (!saved_) saved_.reset(new Saved());
   Saved& s = *saved_;
@@ -232,11 +258,7 @@ ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, con
   s.tokens.assign(tokens.data<int32_t>(), tokens.data<int32_t>() + s.rows);
   positions_from_mask(mask, s.batch, s.steps, s.positions, s.key_valid);
   s.masked = mask.defined();
-  if (c.arch == Arch::gpt2) {
-    const int32_t longest = *std::max_element(s.positions.begin(), s.positions.end());
-    RLF_CHECK(longest < c.max_positions, "model.forward: position ", longest, " is past GPT-2's n_positions (",
-              c.max_positions, "); use sequences of at most ", c.max_positions, " tokens");
-  }
+  check_positions(c, s.positions, "model.forward");
   const int64_t N = s.rows, d = c.dim, layers = c.layers;
   const int64_t up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
   const int64_t x_slots = o.train ? 2 * layers + 1 : 1, layer_slots = o.train ? layers : 1;
@@ -271,18 +293,8 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
   RLF_CHECK(saved_ && saved_->train, "model.backward: run a forward with train: true first");
   Saved& s = *saved_;
   const ModelConfig& c = config_;
-  const int64_t N = s.rows, d = c.dim, T = s.steps, targets = T - 1;
-  const Shape target_shape{s.batch, targets};
-  for (const auto& [g, name, shape] : {std::tuple{&grad_logp, "gradLogp", target_shape},
-                                       std::tuple{&grad_entropy, "gradEntropy", target_shape},
-                                       std::tuple{&grad_values, "gradValues", Shape{s.batch, T}}}) {
-    if (!g->defined()) continue;
-    check_usable(*g, "model.backward");
-    RLF_CHECK(g->dtype == DType::f32 && g->device().is_cpu() && g->shape == shape, "model.backward: ", name,
-              " must be a cpu f32 tensor ", shape_str(shape), " (the forward's batch); got ", g->describe());
-  }
-  RLF_CHECK(!grad_entropy.defined() || s.entropy, "model.backward: gradEntropy needs a forward with entropy: true");
-  RLF_CHECK(!grad_values.defined() || layout_.score != kNone, "model.backward: gradValues needs a scalar head");
+  const int64_t N = s.rows, d = c.dim, T = s.steps;
+  check_backward(grad_logp, grad_entropy, grad_values, s.batch, T, s.entropy);
   const float* P = params_.data<float>();
   float* G = const_cast<float*>(grads().data<float>());
   const bool gpt2 = c.arch == Arch::gpt2;

@@ -33,10 +33,6 @@ inline void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t
   cpu::sgemm_bias(false, true, M, N, K, 1.0f, x, K, w, K, accumulate ? 1.0f : 0.0f, y, ldy, b);
 }
 
-// Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0;
-// valid[i] is 1 where the mask is (every token without a mask).
-void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::vector<int32_t>& positions,
-                         std::vector<uint8_t>& valid);
 
 // The CPU's layer ops for block_forward and block_backward (block_impl.h).
 struct CpuOps {
