@@ -7,9 +7,11 @@
 //  - a few AdamW steps whose losses track the CPU's;
 //  - greedy generation equal to the CPU's in f32.
 import t from 'tap'
+import fs from 'node:fs'
 import path from 'node:path'
-import { AdamW, backend, Model, ops, Tensor } from 'rlfarm'
-import { assertThrowsWith, i32 } from './helpers/common'
+import { AdamW, backend, Model, ops, Tensor, train } from 'rlfarm'
+import { assertThrowsWith, i32, tempDir } from './helpers/common'
+import { TINY_POLICY } from './helpers/toy-data'
 
 const FIXTURES = path.resolve(__dirname, 'fixtures/models')
 const FULL = ['gpt2-tiny', 'llama-tiny', 'qwen2-tiny', 'llama3-tiny']
@@ -132,3 +134,14 @@ for (const name of FULL) {
     })
   }
 }
+
+t.test('a trainer\'s model spec takes device and precision; without a GPU the run fails saying why', { skip: gpu ? 'a GPU is present' : false }, async (t) => {
+  const dir = tempDir(t, 'cuda-spec')
+  const file = path.join(dir, 'sft.jsonl')
+  fs.writeFileSync(file, Array.from({ length: 8 }, (_, i) => JSON.stringify({ prompt: `p${i}`, response: `r${i}` })).join('\n'))
+  await t.rejects(
+    train({ algorithm: 'sft', output_dir: dir, name: 'cuda', policy: { ...TINY_POLICY, device: 'cuda', precision: 'f32' }, data: { train: file, chat_template: false }, training: { max_steps: 1 }, logging: { progress: 'none' } }),
+    { message: new RegExp(`device 'cuda' is not available: ${backend().cudaUnavailableReason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`) },
+    'policy.device: cuda',
+  )
+})

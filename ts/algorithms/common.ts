@@ -10,6 +10,7 @@ import { SequenceEncoder } from '../data/encode.js'
 import { readDataset, type Binarize, type DataFormat } from '../data/formats.js'
 import { parsePromptRow, type Prompt, type PromptExample, type RowRules } from '../data/examples.js'
 import { Model } from '../model/model.js'
+import type { Device } from '../tensor.js'
 import { AdamW, learningRate } from '../model/optim.js'
 import { loadTokenizer, type Tokenizer } from '../model/tokenizer.js'
 import * as ops from '../ops.js'
@@ -75,8 +76,9 @@ export async function loadModelSpec(
   const tokenizer = options.tokenizer?.tokenizer ?? (await loadTokenizer(tokenizerSource))
   const scalarHead = options.scalarHead ?? spec.scalar_head
   let model: Model
+  const placement = { device: spec.device as Device, ...(spec.device === 'cpu' ? {} : { precision: spec.precision as 'f32' | 'bf16' }) }
   if (spec.path) {
-    model = await Model.load(spec.path, { scalarHead, seed: options.seed })
+    model = await Model.load(spec.path, { scalarHead, seed: options.seed, ...placement })
   } else {
     const s = spec.init!
     const vocab = s.vocab_size ?? tokenizer.vocabSize
@@ -101,7 +103,7 @@ export async function loadModelSpec(
         ...(s.intermediate_size !== undefined ? { hidden: s.intermediate_size } : {}),
         maxPositions: s.max_positions,
       },
-      { seed: options.seed, scalarHead },
+      { seed: options.seed, scalarHead, ...placement },
     )
   }
   if (model.config.vocab < tokenizer.vocabSize) {
