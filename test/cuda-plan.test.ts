@@ -7,6 +7,7 @@ import t, { type Test } from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
 import { configFromHf, cudaPlan, Model, type CudaGemmPlan, type CudaPlan, type ModelConfig } from 'rlfarm'
+import { native } from '../ts/native'
 import { assertThrowsWith } from './helpers/common'
 
 const FIXTURES = path.resolve(__dirname, 'fixtures/models')
@@ -113,4 +114,48 @@ t.test('bad plans are refused, naming the argument', async (t) => {
   assertThrowsWith(t, () => cudaPlan(small, { batch: 1, steps: 0 }), ['cudaPlan: steps must be an integer', 'got 0'], 'steps 0')
   assertThrowsWith(t, () => cudaPlan(small, { batch: 1, steps: 4, tile: 3 } as never), ['cudaPlan', 'tile'], 'an unknown option')
   assertThrowsWith(t, () => cudaPlan({ ...small, dim: 15 }, { batch: 1, steps: 4 }), ['n_embd (15)'], 'a config the engine refuses')
+})
+
+t.test("cuBLASLt's column-major layouts of a row-major product compute it", async (t) => {
+  // Multiplies as cuBLASLt would, from the layouts alone: D (col-major, c's
+  // rows x cols, ld) = op(A) op(B), A read from our b's memory and B from our
+  // a's; then D's memory read row-major must be our C.
+  let seed = 5
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1
+  for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+    for (const [m, n, k] of [[1, 1, 1], [3, 5, 7], [6, 2, 4]]) {
+      const lda = (transA ? m : k) + 1 // padded rows, as submatrices have
+      const ldb = (transB ? k : n) + 2
+      const ldc = n + 3
+      const a = Array.from({ length: (transA ? k : m) * lda }, rnd)
+      const b = Array.from({ length: (transB ? n : k) * ldb }, rnd)
+      const A = (i: number, j: number) => (transA ? a[j * lda + i] : a[i * lda + j]) // op(A)[i, j]
+      const B = (i: number, j: number) => (transB ? b[j * ldb + i] : b[i * ldb + j])
+      const p = native.cublasltPlan(transA, transB, m, n, k, lda, ldb, ldc)
+      const colMajor = (mem: number[], l: { rows: number; cols: number; ld: number; transposed: boolean }) => (i: number, j: number) =>
+        l.transposed ? mem[i * l.ld + j] : mem[j * l.ld + i] // op(X)[i, j] of a column-major X
+      const ltA = colMajor(b, p.a)
+      const ltB = colMajor(a, p.b)
+      const shapesOk = (p.a.transposed ? p.a.cols : p.a.rows) === p.c.rows && (p.b.transposed ? p.b.rows : p.b.cols) === p.c.cols &&
+        (p.a.transposed ? p.a.rows : p.a.cols) === k && (p.b.transposed ? p.b.cols : p.b.rows) === k
+      const d = new Array<number>(m * ldc).fill(0)
+      for (let i = 0; i < p.c.rows; i++) {
+        for (let j = 0; j < p.c.cols; j++) {
+          let s = 0
+          for (let q = 0; q < k; q++) s += ltA(i, q) * ltB(q, j)
+          d[j * p.c.ld + i] = s
+        }
+      }
+      let worst = 0
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let want = 0
+          for (let q = 0; q < k; q++) want += A(i, q) * B(q, j)
+          worst = Math.max(worst, Math.abs(d[i * ldc + j] - want))
+        }
+      }
+      t.ok(shapesOk && worst < 1e-12, `transA ${transA} transB ${transB}, ${m}x${n}x${k}: layouts ${JSON.stringify(p)}; worst difference ${worst}`)
+    }
+  }
+  assertThrowsWith(t, () => native.cublasltPlan(false, false, 0, 1, 1, 1, 1, 1), ['cublasltPlan: m must be an integer >= 1; got 0'], 'm 0')
 })

@@ -434,6 +434,32 @@ Napi::Object launch_to_js(Napi::Env env, const cuda::Launch& l) {
 
 }  // namespace
 
+// cublasltPlan(transA, transB, m, n, k, lda, ldb, ldc): cuBLASLt's column-major
+// view of a row-major product (plan_cublaslt), for the tests.
+Napi::Value CublasltPlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t v[6];
+  const char* names[6] = {"cublasltPlan: m", "cublasltPlan: n", "cublasltPlan: k", "cublasltPlan: lda", "cublasltPlan: ldb",
+                          "cublasltPlan: ldc"};
+  for (int i = 0; i < 6; ++i) {
+    const double d = number_arg(info[2 + i], names[i]);
+    RLF_CHECK(d >= 1 && d == static_cast<double>(static_cast<int64_t>(d)), names[i], " must be an integer >= 1; got ", d);
+    v[i] = static_cast<int64_t>(d);
+  }
+  const cuda::LtGemm p = cuda::plan_cublaslt(bool_arg(info[0], "cublasltPlan: transA"),
+                                             bool_arg(info[1], "cublasltPlan: transB"), v[0], v[1], v[2], v[3], v[4], v[5]);
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& [name, m] : {std::pair{"a", p.a}, std::pair{"b", p.b}, std::pair{"c", p.c}}) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("rows", static_cast<double>(m.rows));
+    o.Set("cols", static_cast<double>(m.cols));
+    o.Set("ld", static_cast<double>(m.ld));
+    o.Set("transposed", m.transposed);
+    out.Set(name, o);
+  }
+  return out;
+}
+
 // cudaPlan(config, batch, steps, precision, train, sms): what the CUDA engine
 // launches and allocates for that step (pure host code; runs without a GPU).
 Napi::Value CudaPlan(const Napi::CallbackInfo& info) {

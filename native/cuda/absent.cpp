@@ -18,6 +18,7 @@ std::string compiled_archs() { return ""; }
 int device_count() { return 0; }
 std::string unavailable_reason() { return "rlfarm was built without its CUDA backend"; }
 DeviceInfo device_info(int) { unavailable(); }
+std::string gemm_backend() { return ""; }
 void* malloc(int, size_t) { unavailable(); }
 void free(int, void*) noexcept {}
 void copy_to_device(int, void*, const void*, size_t) { unavailable(); }

@@ -28,6 +28,7 @@
 #include "../model/nn_math.h"
 #include "../ops/kernels.h"
 #include "check.h"
+#include "cublaslt.h"
 #include "engine.h"
 #include "plan.h"
 #include "reduce.cuh"
@@ -337,15 +338,15 @@ struct CudaOps {
   int sms;
   bool bf16;
   const float* master;            // the fp32 parameters
-  const __nv_bfloat16* working;   // their bf16 copy (bf16 precision)
+  const __nv_bfloat16* working;   // their bf16 copy, read by the own GEMM kernels (null: GEMMs read master)
   int64_t total;
   const float *cos_table, *sin_table;
   DeviceBuffer *scores, *dscores;  // attention's [batch * heads, queries, keys]
   int device;
 
-  // A parameter's bf16 copy in bf16 precision; anything else as it is.
+  // A parameter's bf16 copy where the own kernels multiply in bf16; anything else as it is.
   GemmOperand operand(const float* p, int64_t ld) const {
-    if (bf16 && p >= master && p < master + total) return GemmOperand{working + (p - master), DType::bf16, ld};
+    if (working != nullptr && p >= master && p < master + total) return GemmOperand{working + (p - master), DType::bf16, ld};
     return GemmOperand{p, DType::f32, ld};
   }
 
@@ -368,8 +369,8 @@ struct CudaOps {
     norm_param_grad_kernel<<<grid1((dim + 127) / 128), 128>>>(dy, x, stats, has_bias, dw, db, rows, dim);
     launch_check("norm_backward (weights)");
   }
-  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-            int64_t ldb, float beta, float* C, int64_t ldc, const float* bias = nullptr) {
+  // A product's sizes and scalars; operands and C are the caller's.
+  GemmArgs product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) const {
     GemmArgs g;
     g.trans_a = ta;
     g.trans_b = tb;
@@ -378,12 +379,17 @@ struct CudaOps {
     g.k = K;
     g.alpha = alpha;
     g.beta = beta;
+    g.bf16_compute = bf16;
+    return g;
+  }
+  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+            int64_t ldb, float beta, float* C, int64_t ldc, const float* bias = nullptr) {
+    GemmArgs g = product(ta, tb, M, N, K, alpha, beta);
     g.a = operand(A, lda);
     g.b = operand(B, ldb);
     g.c = C;
     g.ldc = ldc;
     g.bias = bias;
-    g.bf16_compute = bf16;
     cuda::gemm(g);
   }
   void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, float* y, int64_t ldy, bool accumulate,
@@ -438,23 +444,15 @@ struct CudaOps {
   };
   void head_gemm(const AttentionArgs& a, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, Side A, Side B,
                  float beta, Side C, int64_t batch_inner) {
-    GemmArgs g;
-    g.trans_a = ta;
-    g.trans_b = tb;
-    g.m = M;
-    g.n = N;
-    g.k = K;
+    GemmArgs g = product(ta, tb, M, N, K, alpha, beta);
     g.batch = a.batch * batch_inner;
     g.batch_inner = batch_inner;
-    g.alpha = alpha;
-    g.beta = beta;
     g.a = GemmOperand{A.p, DType::f32, A.ld, A.outer, A.inner, A.group};
     g.b = GemmOperand{B.p, DType::f32, B.ld, B.outer, B.inner, B.group};
     g.c = const_cast<float*>(C.p);
     g.ldc = C.ld;
     g.c_outer = C.outer;
     g.c_inner = C.inner;
-    g.bf16_compute = bf16;
     cuda::gemm(g);
   }
 
@@ -548,8 +546,12 @@ class CudaEngine final : public Engine {
     cast(CastArgs{params_.as<float>(), DType::f32, working_.as<void>(), DType::bf16, total_});
   }
   CudaOps ops() {
-    return CudaOps{c_,         sms_,   precision_ == Precision::bf16, params_.as<float>(), working_.as<__nv_bfloat16>(),
-                   total_,     cos_.as<float>(), sin_.as<float>(), &scores_, &dscores_, device_};
+    // With cuBLASLt the fp32 weights go in as they are (its compute type rounds
+    // them to bf16); the own kernels read the bf16 copy, half the bytes.
+    const bool bf16 = precision_ == Precision::bf16;
+    const bool own_kernels = cublaslt_status().rfind("cublaslt", 0) != 0;
+    return CudaOps{c_,     sms_,           bf16, params_.as<float>(), bf16 && own_kernels ? working_.as<__nv_bfloat16>() : nullptr,
+                   total_, cos_.as<float>(), sin_.as<float>(), &scores_, &dscores_, device_};
   }
   float* P() const { return params_.as<float>(); }
   const float* opt(size_t offset) const { return offset == kNone ? nullptr : P() + offset; }

@@ -10,8 +10,9 @@
 // Both finish with alpha, beta * C and the bias in fp32. Matrix z of a batch
 // is at blockIdx.z, with GemmOperand's offsets (grouped kv heads included).
 //
-// cuBLASLt, loaded with dlopen where it is installed, is the intended fast
-// path; it is not wired yet, so these kernels run every product.
+// cuBLASLt, loaded with dlopen where it is installed (cublaslt.cu), takes
+// every product it can; these kernels run the rest, and all of them where it
+// is missing or RLFARM_CUDA_GEMM=own.
 #include <cuda_bf16.h>
 #include <mma.h>
 
@@ -19,6 +20,7 @@
 
 #include "../ops/kernels.h"
 #include "check.h"
+#include "cublaslt.h"
 #include "plan.h"
 
 namespace rlfarm::cuda {
@@ -185,6 +187,7 @@ void gemm(const GemmArgs& g) {
     RLF_CHECK(g.bf16_compute || o->dtype == DType::f32, "gemm: ", name,
               " is bf16: bf16 operands need bf16_compute (tensor cores)");
   }
+  if (cublaslt_gemm(g)) return;
   const Precision precision = g.bf16_compute ? Precision::bf16 : Precision::f32;
   int device = 0;
   RLF_CUDA_CHECK(cudaGetDevice(&device));

@@ -81,6 +81,17 @@ GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k, int64_t batch, Precision p, 
   return best;
 }
 
+LtGemm plan_cublaslt(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
+  // Row-major X [r, c] with row stride ld is column-major X^T [c, r] with the same ld.
+  LtGemm p;
+  // op(B) is [k, n]; cuBLASLt's A must be [n, k] after its op.
+  p.a = trans_b ? LtMatrix{k, n, ldb, true} : LtMatrix{n, k, ldb, false};
+  // op(A) is [m, k]; cuBLASLt's B must be [k, m] after its op.
+  p.b = trans_a ? LtMatrix{m, k, lda, true} : LtMatrix{k, m, lda, false};
+  p.c = LtMatrix{n, m, ldc, false};
+  return p;
+}
+
 int row_block(int64_t width) {
   int threads = 32;
   while (threads < 1024 && threads * 4 < width) threads *= 2;

@@ -47,6 +47,20 @@ struct GemmPlan {
 // tiling whose grid has a block for every SM, else the one with the most blocks.
 GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k, int64_t batch, Precision p, int sms, const char* what);
 
+// cuBLASLt's view of a row-major product (cublaslt.cu): it sees column-major
+// matrices, and the row-major C = op(A) op(B) is the column-major
+// C^T = op(B)^T op(A)^T, so its first operand is our B and its second our A.
+// Each matrix as cuBLASLt's layout describes it: rows x cols with leading
+// dimension ld, column-major, and whether the product takes it transposed.
+struct LtMatrix {
+  int64_t rows, cols, ld;
+  bool transposed;
+};
+struct LtGemm {
+  LtMatrix a, b, c;  // cuBLASLt's A (our B), B (our A), and C = D (ours, n x m)
+};
+LtGemm plan_cublaslt(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc);
+
 // A named GEMM of a training step, for reports and tests.
 struct NamedGemm {
   std::string name;

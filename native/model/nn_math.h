@@ -8,11 +8,7 @@
 
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define RLF_HD __host__ __device__ __forceinline__
-#else
-#define RLF_HD inline
-#endif
+#include "../core/host_device.h"
 
 namespace rlfarm::model::math {
 

@@ -9,7 +9,8 @@
 // What is not run, and why, is reported as a skip:
 // - `npm install` (the checkout is installed already; .ci/run runs it), `npm
 //   test` (the suite itself), `npm run bench:*` (minutes each, with a PyTorch
-//   peer; bench/RESULTS.md), `tensorboard` (Python's, when not installed);
+//   peer; bench/RESULTS.md), `npm run check:cuda` (test/check-cuda.test.ts
+//   runs it), `tensorboard` (Python's, when not installed);
 // - quickstart and compare take 6 to 15 minutes each on two cores. `npx rlfarm
 //   quickstart` as written is run in the checkout when runs/quickstart has
 //   finished there (.ci/run makes it before `npm test`): a second run prints
@@ -85,6 +86,7 @@ export function notRunHere(command: string): string | undefined {
   if (/^npm (install|ci)\b/.test(command)) return 'installs: this checkout is installed (.ci/run runs npm install)'
   if (/^npm test\b/.test(command)) return 'npm test is this suite'
   if (/^npm run bench:/.test(command)) return 'a benchmark: minutes, with its PyTorch peer (bench/RESULTS.md has its figures)'
+  if (/^npm run check:cuda\b/.test(command)) return 'the CUDA check, run from the checkout: test/check-cuda.test.ts runs it (its GPU stages need a GPU)'
   if (/^tensorboard\b/.test(command) && spawnSync('sh', ['-c', 'command -v tensorboard']).status !== 0) return "TensorBoard (Python's) is not installed here"
   if (/(\[|<|\.\.\.)/.test(command)) return 'usage notation, not a command'
   if (/rlfarm dashboard\b/.test(command)) return 'a server that runs until it is stopped (its own test drives it in a browser)'
