@@ -4,12 +4,13 @@
 // a dev dependency, is not installed):
 //   npx tsx bench/cuda-checks.ts      (prints one line per check, exits 1 on a failure)
 // Each needs a CUDA device:
-//  - GEMMs: ops.matmul on cuda tensors, f32 (SIMT kernel) and bf16 (tensor cores);
+//  - GEMMs: ops.matmul on cuda tensors, f32 and bf16 operands, against the CPU,
+//    and cuBLASLt against the own kernels where cuBLASLt loaded;
 //  - every fixture model: forward log-probs, entropies and values (relative
 //    error < 1e-4 in f32, < 1e-2 in bf16), every parameter gradient, a few
 //    AdamW steps whose losses track the CPU's, greedy generation in f32.
 import path from 'node:path'
-import { AdamW, Model, ops, Tensor } from 'rlfarm'
+import { AdamW, backend, Model, ops, Tensor } from 'rlfarm'
 
 export type Report = (name: string, ok: boolean, detail: string) => void
 
@@ -58,6 +59,23 @@ export function checkGemms(report: Report): void {
     within(report, `gemm ${m}x${n}x${k} bf16 tensor cores`, relError(got16, want16), TOL.f32)
     const mixed = ops.matmul(a.to('cuda'), b16.to('cuda'), { transB: true }).to('cpu').toArray()
     within(report, `gemm ${m}x${n}x${k} f32 x bf16`, relError(mixed, want), TOL.bf16)
+  }
+  // cuBLASLt (where it loaded) against the own kernels, on the same products.
+  if (backend().cudaGemm.startsWith('cublaslt')) {
+    const a = Tensor.from(Float32Array.from(random(96 * 80, 21)), [96, 80]).to('cuda')
+    const b = Tensor.from(Float32Array.from(random(72 * 80, 22)), [72, 80]).to('cuda')
+    const saved = process.env.RLFARM_CUDA_GEMM
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const [x, y] = dtype === 'f32' ? [a, b] : [a.to('cpu').cast('bf16').to('cuda'), b.to('cpu').cast('bf16').to('cuda')]
+      const lt = ops.matmul(x, y, { transB: true }).to('cpu').toArray()
+      process.env.RLFARM_CUDA_GEMM = 'own'
+      const own = ops.matmul(x, y, { transB: true }).to('cpu').toArray()
+      if (saved === undefined) delete process.env.RLFARM_CUDA_GEMM
+      else process.env.RLFARM_CUDA_GEMM = saved
+      within(report, `gemm 96x72x80 ${dtype}: cuBLASLt against the own kernel`, relError(lt, own), TOL.f32)
+    }
+  } else {
+    report('gemm: cuBLASLt', true, `not used: ${backend().cudaGemm}`)
   }
   // A batch, as attention uses it: [batch, m, k] x [batch, n, k]^T.
   const a = Tensor.from(Float32Array.from(random(3 * 20 * 16, 5)), [3, 20, 16])

@@ -12,7 +12,8 @@
 //   peer-shapes  bench/ppo_shapes.py (python, no torch) against rlfarm's PPO trainer run
 //                at the benchmark's batch, prompt, response, minibatch and epochs
 //                (a tiny model on whatever device there is)
-//   checks       bench/cuda-checks.ts: GEMMs, and every fixture model's forward
+//   checks       bench/cuda-checks.ts: GEMMs (cuBLASLt, found in PyTorch's wheels, against
+//                the own kernels too), and every fixture model's forward
 //                (rel. error < 1e-4 f32, < 1e-2 bf16), gradients, AdamW steps
 //                tracking the CPU's losses and greedy generation in f32      [GPU]
 //   peak         bench/torch_peak.py: the bf16 matmul rate (torch.matmul) of this
@@ -136,6 +137,13 @@ if (!tiny.json) {
 }
 
 // ---------------------------------------------------------------- GPU stages
+// cuBLASLt: the GPU machine has it inside PyTorch's CUDA wheels, off the loader's path.
+if (gpu && !process.env.RLFARM_CUBLASLT) {
+  const find = run(python, ['-c', "import glob, os, sys; print(next(iter(sorted(f for p in sys.path if os.path.isdir(p) for f in glob.glob(os.path.join(p, 'nvidia', '**', 'libcublasLt.so*'), recursive=True))), ''))"], { timeout: 60 })
+  const lib = find.out.trim().split('\n').pop()
+  if (find.ok && lib) process.env.RLFARM_CUBLASLT = lib
+  say(`cuBLASLt: ${process.env.RLFARM_CUBLASLT ?? 'not found in PyTorch\'s wheels; the own GEMM kernels run every product'}`)
+}
 const NEEDS_GPU = `needs a GPU: ${info.why || 'none found'}`
 if (!gpu) {
   for (const name of ['checks', 'peak', 'train', 'ppo']) stage(name, 'skipped', NEEDS_GPU)
