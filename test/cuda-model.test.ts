@@ -58,3 +58,11 @@ t.test('a trainer\'s model spec takes device and precision; without a GPU the ru
     'policy.device: cuda',
   )
 })
+
+t.test('a model spec made in code without device or precision loads on the cpu', async (t) => {
+  const { loadModelSpec } = await import('../ts/algorithms/common')
+  const spec = { tokenizer: 'byte', init: { arch: 'gpt2', hidden_size: 16, layers: 1, heads: 2, max_positions: 16 } }
+  const loaded = await loadModelSpec(spec as never, 'policy', { seed: 1 })
+  t.equal(loaded.model.device, 'cpu', 'on the cpu')
+  t.equal(loaded.model.precision, 'f32', 'in f32')
+})

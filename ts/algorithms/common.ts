@@ -76,7 +76,9 @@ export async function loadModelSpec(
   const tokenizer = options.tokenizer?.tokenizer ?? (await loadTokenizer(tokenizerSource))
   const scalarHead = options.scalarHead ?? spec.scalar_head
   let model: Model
-  const placement = { device: spec.device as Device, ...(spec.device === 'cpu' ? {} : { precision: spec.precision as 'f32' | 'bf16' }) }
+  // A spec made in code rather than read from a config may lack the defaults: cpu, and bf16 on cuda.
+  const device = (spec.device ?? 'cpu') as Device
+  const placement = device === 'cpu' ? {} : { device, precision: (spec.precision ?? 'bf16') as 'f32' | 'bf16' }
   if (spec.path) {
     model = await Model.load(spec.path, { scalarHead, seed: options.seed, ...placement })
   } else {
