@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { backend, Model, ops, Tensor, train } from 'rlfarm'
 import { checkGemms, checkModel, FULL } from '../bench/cuda-checks'
+import { loadModelSpec } from '../dist/algorithms/common.js'
 import { assertThrowsWith, tempDir } from './helpers/common'
 import { TINY_POLICY } from './helpers/toy-data'
 
@@ -60,7 +61,6 @@ t.test('a trainer\'s model spec takes device and precision; without a GPU the ru
 })
 
 t.test('a model spec made in code without device or precision loads on the cpu', async (t) => {
-  const { loadModelSpec } = await import('../ts/algorithms/common')
   const spec = { tokenizer: 'byte', init: { arch: 'gpt2', hidden_size: 16, layers: 1, heads: 2, max_positions: 16 } }
   const loaded = await loadModelSpec(spec as never, 'policy', { seed: 1 })
   t.equal(loaded.model.device, 'cpu', 'on the cpu')
