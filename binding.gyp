@@ -40,6 +40,7 @@
         "native/model/optimizer.cpp",
         "native/model/transformer.cpp",
         "native/model/generate.cpp",
+        "native/cuda/plan.cpp",
         "native/binding/tensor_wrap.cpp",
         "native/binding/model_wrap.cpp",
         "native/distributed/store.cpp",

@@ -4,7 +4,12 @@ Hugging Face writes them (eager PyTorch modules), trained with AdamW on
 next-token cross-entropy, and generating with a KV cache. Prints one JSON line.
 
   OPENBLAS_NUM_THREADS=2 python3 bench/torch_train.py --arch gpt2 --layers 4 --dim 256 --heads 4 --ctx 128 --batch 16 --vocab 256 --threads 1
+
+--device cuda puts everything on the GPU (torch.set_default_device) and
+synchronizes before each clock reading; --autocast-bf16 runs the forward
+passes under torch.autocast(bfloat16), the peer of rlfarm's bf16 precision.
 """
+import contextlib
 import argparse
 import json
 import math
@@ -148,8 +153,14 @@ def main():
                           ("steps", 10), ("threads", 1), ("gen-batch", 64), ("gen-prompt", 16), ("gen-tokens", 64)]:
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--arch", default="gpt2")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--autocast-bf16", action="store_true")
     a = p.parse_args()
     a.kv_heads = a.kv_heads or a.heads
+    torch.set_default_device(a.device)
+    cuda = a.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if a.autocast_bf16 else contextlib.nullcontext
     torch.set_num_threads(a.threads)
     # Denormal floats (from exp of very negative logits) made some backward
     # passes 7x slower here; flushing them is the setting that serves torch best.
@@ -160,24 +171,28 @@ def main():
     times = []
     for step in range(a.steps + 1):
         tokens = torch.randint(0, a.vocab, (a.batch, a.ctx))
+        sync()
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        logits = model(tokens)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, a.vocab), tokens[:, 1:].reshape(-1))
+        with autocast():
+            logits = model(tokens)
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, a.vocab).float(), tokens[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync()
         if step > 0:
             times.append(time.perf_counter() - start)
     step_s = statistics.median(times)
-    out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "step_ms": step_s * 1e3,
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": a.device, "step_ms": step_s * 1e3,
            "tokens_per_second": a.batch * a.ctx / step_s, "fastest_step_ms": min(times) * 1e3}
     if a.gen_tokens > 0:
         prompts = torch.randint(0, a.vocab, (a.gen_batch, a.gen_prompt))
         gen_times = []
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             for _ in range(2):
                 caches = [[None, None] for _ in range(a.layers)]
+                sync()
                 start = time.perf_counter()
                 logits = model(prompts, 0, caches)[:, -1]
                 for s in range(a.gen_tokens):
@@ -185,6 +200,7 @@ def main():
                     if s + 1 == a.gen_tokens:
                         break
                     logits = model(nxt, a.gen_prompt + s, caches)[:, -1]
+                sync()
                 gen_times.append(time.perf_counter() - start)
         gen_s = min(gen_times[1:] or gen_times)
         out["generate_ms"] = gen_s * 1e3

@@ -21,8 +21,15 @@ DPO step: the policy's forward over the batch's chosen and rejected rows
 concatenated, log-probs summed over response tokens, the sigmoid loss against
 reference sums computed once before training (rlfarm computes them once too),
 backward, clip_grad_norm_(1), AdamW.
+
+--device cuda puts everything on the GPU (torch.set_default_device) and
+synchronizes before each clock reading; --autocast-bf16 runs the forward
+passes under torch.autocast(bfloat16). The shapes each stage of the PPO step
+must have are ppo_shapes.py's (asserted here as the step runs; check-cuda runs
+that file without torch).
 """
 import argparse
+import contextlib
 import copy
 import json
 import statistics
@@ -32,6 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ppo_shapes import ppo_shapes
 from torch_train import Model
 
 
@@ -83,15 +91,23 @@ def optimizer_step(model, opt, loss):
     opt.step()
 
 
+def check_shape(name, tensor, want):
+    if list(tensor.shape) != want[name]:
+        raise RuntimeError(f"{name}: shape {list(tensor.shape)}, ppo_shapes.py says {want[name]}")
+
+
 def ppo_step(a, policy, reference, reward, value, policy_opt, value_opt, prompts):
     B, P = prompts.shape
-    seq = sample(policy, prompts, a.response)
+    want = ppo_shapes(B, P, a.response, a.minibatch, a.epochs)
+    with AUTOCAST():
+        seq = sample(policy, prompts, a.response)
+    check_shape("sequences", seq, want)
     R = a.response
-    with torch.no_grad():
+    with torch.no_grad(), AUTOCAST():
         old = token_logprobs(policy(seq), seq)[:, P - 1:]
         ref = token_logprobs(reference(seq), seq)[:, P - 1:]
-        score = reward(seq)[:, -1]
-        old_values = value(seq)[:, P - 1:-1]
+        score = reward(seq)[:, -1].float()
+        old_values = value(seq)[:, P - 1:-1].float()
         rewards = -a.kl_coef * (old - ref)
         rewards[:, -1] += score
         advantages = torch.zeros(B, R)
@@ -104,12 +120,20 @@ def ppo_step(a, policy, reference, reward, value, policy_opt, value_opt, prompts
         returns = advantages + old_values
         mask = torch.ones(B, R)
         advantages = whiten(advantages, mask)
+    for name, x in [("old_logprobs", old), ("ref_logprobs", ref), ("scores", score), ("values", old_values),
+                    ("rewards", rewards), ("advantages", advantages), ("returns", returns)]:
+        check_shape(name, x, want)
+    updates = 0
     for _ in range(a.epochs):
         order = torch.randperm(B)
         for start in range(0, B, a.minibatch):
             idx = order[start:start + a.minibatch]
             tokens, mb_mask = seq[idx], mask[idx]
-            logits = policy(tokens)
+            if updates == 0:  # the first minibatch (a last one may be smaller)
+                check_shape("minibatch", tokens, want)
+            updates += 1
+            with AUTOCAST():
+                logits = policy(tokens).float()
             logp = token_logprobs(logits, tokens)[:, P - 1:]
             ratio = torch.exp(logp - old[idx])
             adv = advantages[idx]
@@ -121,10 +145,13 @@ def ppo_step(a, policy, reference, reward, value, policy_opt, value_opt, prompts
                 logged_entropy = masked_mean(entropy, mb_mask)  # noqa: F841
             optimizer_step(policy, policy_opt, loss)
 
-            v = value(tokens)[:, P - 1:-1]
+            with AUTOCAST():
+                v = value(tokens)[:, P - 1:-1].float()
             clipped = old_values[idx] + (v - old_values[idx]).clamp(-a.value_clip, a.value_clip)
             value_loss = 0.5 * masked_mean(torch.max((v - returns[idx]) ** 2, (clipped - returns[idx]) ** 2), mb_mask)
             optimizer_step(value, value_opt, a.value_coef * value_loss)
+    if updates != want["updates"]:
+        raise RuntimeError(f"{updates} minibatch updates, ppo_shapes.py says {want['updates']}")
 
 
 def dpo_step(a, policy, opt, chosen, rejected, ref_chosen, ref_rejected):
@@ -137,11 +164,17 @@ def dpo_step(a, policy, opt, chosen, rejected, ref_chosen, ref_rejected):
     optimizer_step(policy, opt, loss)
 
 
+AUTOCAST = contextlib.nullcontext
+SYNC = lambda: None  # noqa: E731
+
+
 def timed(steps, fn):
     times = []
     for step in range(steps + 1):
+        SYNC()
         start = time.perf_counter()
         fn()
+        SYNC()
         if step > 0:  # the first step warms up
             times.append(time.perf_counter() - start)
     return times
@@ -156,7 +189,15 @@ def main():
     for name, default in [("kl-coef", 0.05), ("gamma", 1.0), ("lam", 0.95), ("clip", 0.2), ("value-clip", 0.2),
                           ("value-coef", 0.1), ("beta", 0.1), ("lr", 1e-5)]:
         p.add_argument(f"--{name}", type=float, default=default)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--autocast-bf16", action="store_true")
     a = p.parse_args()
+    global AUTOCAST, SYNC
+    torch.set_default_device(a.device)
+    if a.device.startswith("cuda"):
+        SYNC = torch.cuda.synchronize
+    if a.autocast_bf16:
+        AUTOCAST = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
     # What torch_train.Model reads.
     a.arch, a.kv_heads, a.gen_prompt, a.gen_tokens = "gpt2", a.heads, 0, 0
     a.ctx = max(a.prompt + a.response, a.dpo_length)
@@ -182,7 +223,7 @@ def main():
     dpo = timed(a.steps, lambda: dpo_step(a, policy, opt, chosen, rejected, ref_sums[:a.batch], ref_sums[a.batch:]))
 
     print(json.dumps({
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "device": a.device,
         "ppo_step_ms": statistics.median(ppo) * 1e3, "ppo_fastest_step_ms": min(ppo) * 1e3,
         "dpo_step_ms": statistics.median(dpo) * 1e3, "dpo_fastest_step_ms": min(dpo) * 1e3,
     }))

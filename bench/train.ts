@@ -1,4 +1,5 @@
 // npm run bench:train -- --arch gpt2 --layers 4 --dim 256 --heads 4 --ctx 128 --batch 16 --vocab 256 --steps 10 [--rounds 3] [--json]
+//   [--device cuda --precision bf16]: the model on the CUDA engine, the peer on the same GPU (scripts/check-cuda.mjs)
 //
 // Full optimizer steps of a freshly initialised model (forward, next-token
 // cross-entropy, backward, AdamW) on random tokens, and batched generation with
@@ -10,7 +11,7 @@
 // speed-up is their ratio. Prints a table and, with --json, one JSON line last
 // with tokensPerSecond (training) among other figures.
 import os from 'node:os'
-import { AdamW, backend, Model, Tensor } from 'rlfarm'
+import { AdamW, backend, devices, Model, Tensor } from 'rlfarm'
 import { benchArgs } from './args'
 import { median, runPython } from './peer'
 
@@ -31,15 +32,23 @@ interface Args {
   peer: boolean
   json: boolean
   rounds: number
+  device: 'cpu' | 'cuda'
+  precision: 'f32' | 'bf16'
 }
 
 function parseArgs(argv: string[]): Args {
   const defaults = {
     arch: 'gpt2', layers: 4, dim: 256, heads: 4, kvHeads: 0, ctx: 128, batch: 16, vocab: 256, steps: 10,
     genBatch: 64, genPrompt: 16, genTokens: 64, generate: true, peer: true, json: false, rounds: 3,
+    device: 'cpu', precision: 'bf16',
   }
-  const { args } = benchArgs('train', argv, defaults, { min: { kvHeads: 0 }, choices: { arch: ['gpt2', 'llama'] } })
-  return { ...args, arch: args.arch as Args['arch'], kvHeads: args.kvHeads || args.heads }
+  const { args } = benchArgs('train', argv, defaults, { min: { kvHeads: 0 }, choices: { arch: ['gpt2', 'llama'], device: ['cpu', 'cuda'], precision: ['bf16', 'f32'] } })
+  return { ...args, arch: args.arch as Args['arch'], device: args.device as Args['device'], precision: args.precision as Args['precision'], kvHeads: args.kvHeads || args.heads }
+}
+
+/** Model.create's device options for the bench's --device and --precision. */
+function placement(a: Args): { device?: 'cuda'; precision?: 'f32' | 'bf16' } {
+  return a.device === 'cuda' ? { device: 'cuda', precision: a.precision } : {}
 }
 
 function randomTokens(batch: number, steps: number, vocab: number, seed: number): Tensor {
@@ -58,7 +67,7 @@ function randomTokens(batch: number, steps: number, vocab: number, seed: number)
 async function benchTrain(a: Args): Promise<{ stepMs: number[]; tokensPerSecond: number; loss: number }> {
   const model = Model.create(
     { arch: a.arch, vocab: a.vocab, dim: a.dim, layers: a.layers, heads: a.heads, kvHeads: a.kvHeads, maxPositions: Math.max(a.ctx, a.genPrompt + a.genTokens) },
-    { seed: 1 },
+    { seed: 1, ...placement(a) },
   )
   const opt = new AdamW(model, { lr: 3e-4, weightDecay: 0.1 })
   const targets = a.batch * (a.ctx - 1)
@@ -85,7 +94,7 @@ async function benchTrain(a: Args): Promise<{ stepMs: number[]; tokensPerSecond:
 async function benchGenerate(a: Args): Promise<{ ms: number; tokensPerSecond: number }> {
   const model = Model.create(
     { arch: a.arch, vocab: a.vocab, dim: a.dim, layers: a.layers, heads: a.heads, kvHeads: a.kvHeads, maxPositions: Math.max(a.ctx, a.genPrompt + a.genTokens) },
-    { seed: 1 },
+    { seed: 1, ...placement(a) },
   )
   const prompts = randomTokens(a.genBatch, a.genPrompt, a.vocab, 7)
   await model.generate(prompts, { maxNewTokens: 4, temperature: 1 }) // warm-up
@@ -115,7 +124,8 @@ function runPeer(a: Args, threadSettings: number[]): { runs: PeerResult[]; error
   for (const threads of threadSettings) {
     const r = runPython<PeerResult>('torch_train.py', ['--arch', a.arch, '--layers', a.layers, '--dim', a.dim, '--heads', a.heads, '--kv-heads', a.kvHeads,
       '--ctx', a.ctx, '--batch', a.batch, '--vocab', a.vocab, '--steps', a.steps, '--threads', threads,
-      '--gen-batch', a.genBatch, '--gen-prompt', a.genPrompt, '--gen-tokens', a.generate ? a.genTokens : 0])
+      '--gen-batch', a.genBatch, '--gen-prompt', a.genPrompt, '--gen-tokens', a.generate ? a.genTokens : 0,
+      '--device', a.device, ...(a.device === 'cuda' && a.precision === 'bf16' ? ['--autocast-bf16'] : [])])
     if ('error' in r) return { runs, error: r.error }
     runs.push(r)
   }
@@ -132,12 +142,13 @@ interface Round {
 async function main() {
   const a = parseArgs(process.argv.slice(2))
   const info = backend()
-  const machine = `${os.cpus()[0]?.model ?? 'cpu'}, ${info.threads} threads, ${info.simd}`
+  const machine = a.device === 'cuda' ? `${(devices().find((d) => d.kind === 'cuda') as { name?: string } | undefined)?.name ?? 'cuda'} (${a.precision})` : `${os.cpus()[0]?.model ?? 'cpu'}, ${info.threads} threads, ${info.simd}`
   const shape = `${a.arch} L${a.layers} d${a.dim} h${a.heads}${a.kvHeads !== a.heads ? ` kv${a.kvHeads}` : ''} ctx${a.ctx} batch${a.batch} vocab${a.vocab}`
   const tokensPerStep = a.batch * a.ctx
   const genTokens = a.genBatch * a.genTokens
   const rounds: Round[] = []
-  let threadSettings = [1, 2, os.availableParallelism()].filter((v, i, all) => all.indexOf(v) === i)
+  // Host threads matter to the CPU peer only: on a GPU one setting.
+  let threadSettings = a.device === 'cuda' ? [1] : [1, 2, os.availableParallelism()].filter((v, i, all) => all.indexOf(v) === i)
   let firstPeer: { runs: PeerResult[]; error?: string } = { runs: [] }
   let rlfarmFastest = Infinity
   let torchFastest = Infinity

@@ -1,4 +1,5 @@
 // npm run bench:trainers -- [--layers 4 --dim 256 --heads 4 --batch 16 --prompt 16 --response 48 --minibatch 8 --steps 6 --rounds 3] [--json]
+//   [--device cuda]: every model of the runs on the CUDA engine (bf16), the peer on the same GPU (scripts/check-cuda.mjs)
 //
 // Trainer throughput: PPO and DPO steps through rlfarm's own trainers
 // (`train` with a config, the path a user's run takes: data rows, tokenizer,
@@ -29,12 +30,14 @@ interface Args {
   rounds: number
   peer: boolean
   json: boolean
+  device: 'cpu' | 'cuda'
 }
 
 function parseArgs(argv: string[]): Args {
-  const defaults = { layers: 4, dim: 256, heads: 4, batch: 16, prompt: 16, response: 48, minibatch: 8, epochs: 2, steps: 6, rounds: 3, peer: true, json: false }
+  const defaults = { layers: 4, dim: 256, heads: 4, batch: 16, prompt: 16, response: 48, minibatch: 8, epochs: 2, steps: 6, rounds: 3, peer: true, json: false, device: 'cpu' }
   // The first step is left out of the timings, so at least two.
-  return benchArgs('trainers', argv, defaults, { min: { steps: 2 } }).args
+  const { args } = benchArgs('trainers', argv, defaults, { min: { steps: 2 }, choices: { device: ['cpu', 'cuda'] } })
+  return { ...args, device: args.device as Args['device'] }
 }
 
 /** Fixed-length text from a seeded stream: one byte token per character. */
@@ -98,6 +101,7 @@ function runPeer(a: Args, s: Shapes, threads: number): PeerResult | { error: str
     '--vocab', s.vocab, '--layers', a.layers, '--dim', a.dim, '--heads', a.heads, '--batch', a.batch,
     '--prompt', s.promptTokens, '--response', a.response, '--minibatch', a.minibatch, '--epochs', a.epochs,
     '--dpo-length', s.dpoLength, '--dpo-response', s.dpoResponse, '--steps', a.steps - 1, '--threads', threads,
+    '--device', a.device, ...(a.device === 'cuda' ? ['--autocast-bf16'] : []),
   ])
 }
 
@@ -111,14 +115,14 @@ async function main() {
     const init = { hidden_size: a.dim, layers: a.layers, heads: a.heads, max_positions: Math.max(data.promptTokens + a.response, data.dpoLength) }
     const common = (name: string): RunConfigInput => ({
       output_dir: dir, name, seed: 1,
-      policy: { tokenizer: 'byte', init },
+      policy: { tokenizer: 'byte', init, device: a.device },
       data: { chat_template: false, max_length: 512 },
       training: { batch_size: a.batch, max_steps: a.steps },
       logging: { progress: 'none' },
     })
     const ppoConfig = (round: number): RunConfigInput => ({
       ...common(`ppo-${round}`), algorithm: 'ppo',
-      reward_model: { tokenizer: 'byte', init },
+      reward_model: { tokenizer: 'byte', init, device: a.device },
       data: { chat_template: false, max_length: 512, prompts: data.prompts },
       generation: { max_new_tokens: a.response, temperature: 1, stop_at_eos: false },
       ppo: { epochs: a.epochs, minibatch_size: a.minibatch },
@@ -127,7 +131,7 @@ async function main() {
 
     const rounds: Array<{ ppo: number; dpo: number; torchPpo?: number; torchDpo?: number }> = []
     const fastest = { ppo: Infinity, dpo: Infinity, torchPpo: Infinity, torchDpo: Infinity }
-    let threadSettings = [1, 2]
+    let threadSettings = a.device === 'cuda' ? [1] : [1, 2] // host threads matter to the CPU peer only
     let peerInfo: PeerResult | undefined
     let peerError: string | undefined
     for (let r = 0; r < a.rounds; r++) {
@@ -186,7 +190,8 @@ async function main() {
     }
     if (a.json) {
       console.log(JSON.stringify({
-        machine, shape, ppoStepMs: ppoMs, dpoStepMs: dpoMs, peerPpoStepMs: typical('torchPpo'), peerDpoStepMs: typical('torchDpo'),
+        machine, shape, device: a.device, batch: a.batch, promptTokens: data.promptTokens, response: a.response, minibatch: a.minibatch, epochs: a.epochs,
+        ppoStepMs: ppoMs, dpoStepMs: dpoMs, peerPpoStepMs: typical('torchPpo'), peerDpoStepMs: typical('torchDpo'),
         fastest, peerThreads: peerInfo?.threads, rounds,
       }))
     }

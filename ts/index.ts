@@ -28,6 +28,8 @@ export type {
 export { ops }
 export { Model } from './model/model.js'
 export type { ModelConfig, LoadOptions, CreateOptions, ParameterInfo, ForwardOptions, ForwardOutput, BackwardGradients, GenerateOptions, GenerateOutput } from './model/model.js'
+export { cudaPlan } from './model/cuda.js'
+export type { CudaPlan, CudaPlanOptions, CudaGemmPlan, CudaLaunch, CudaPrecision } from './model/cuda.js'
 export { AdamW, learningRate } from './model/optim.js'
 export type { AdamWOptions, StepOptions, AdamWState, Schedule, ScheduleKind } from './model/optim.js'
 export { SafetensorsFile, writeSafetensors } from './model/safetensors.js'

@@ -83,6 +83,8 @@ export interface BackendInfo {
   cudaArchs: string
   cudaDevices: number
   cudaUnavailableReason: string
+  /** With a GPU: 'cublaslt (<library>)', or why the engine's own GEMM kernels run every product; '' without one. */
+  cudaGemm: string
   /** Host memory kept for reuse by later tensors (see emptyCache). */
   hostCacheBytes: number
   /**
@@ -180,6 +182,8 @@ export interface NativeModel {
   }>
   adamwStep(m: NativeTensorHandle, v: NativeTensorHandle, step: number, options: NativeAdamWOptions): Promise<number>
   gradNorm(): number
+  toDevice(device: string, precision: string): void
+  device(): { device: string; precision: string }
 }
 
 export interface NativeGroupOptions {
@@ -219,6 +223,9 @@ export interface NativeAddon {
   view(base: NativeTensorHandle, offset: number, shape: number[]): NativeTensorHandle
   viewBytes(bytes: NativeTensorHandle, byteOffset: number, dtype: DType, shape: number[]): NativeTensorHandle
   NativeModel: new (config: NativeModelConfig) => NativeModel
+  nnMath(name: string, x: number[], y?: number[]): number[]
+  cublasltPlan(transA: boolean, transB: boolean, m: number, n: number, k: number, lda: number, ldb: number, ldc: number): Record<'a' | 'b' | 'c', { rows: number; cols: number; ld: number; transposed: boolean }>
+  cudaPlan(config: NativeModelConfig, batch: number, steps: number, precision: string, train: boolean, sms: number): unknown
   NativeProcessGroup: new () => NativeProcessGroup
   ops: NativeOps
 }

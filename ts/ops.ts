@@ -458,8 +458,10 @@ function sizeOption(where: string, name: string, value: unknown): number {
 }
 
 /**
- * c = alpha op(a) op(b) + beta c (+ bias) on f32 CPU tensors, op(x) = x or x^T, with the
- * CPU matrix multiply in use (see setGemmBackend). a [M, K] (or [K, M] with
+ * c = alpha op(a) op(b) + beta c (+ bias), op(x) = x or x^T, on the tensors'
+ * device: f32 CPU tensors with the CPU matrix multiply in use (see
+ * setGemmBackend), or CUDA tensors with the CUDA engine's GEMM (a and b f32,
+ * or bf16 for its tensor-core kernel; c and bias f32). a [M, K] (or [K, M] with
  * transA), b [K, N] (or [N, K] with transB); 3-D tensors [batch, rows, cols]
  * multiply a batch of matrices, a 2-D a or b then being shared by all of them.
  * For testing and benchmarking that multiply; models call it natively.

@@ -5,6 +5,7 @@
 
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
+#include "../model/nn_math.h"
 #include "../ops/ops.h"
 #include "../core/thread_pool.h"
 #include "../cpu/dispatch.h"
@@ -67,6 +68,7 @@ Napi::Value Backend(const Napi::CallbackInfo& info) {
   out.Set("gemmAvailable", gemm_backends);
   out.Set("cudaCompiled", cuda::compiled());
   out.Set("cudaArchs", cuda::compiled_archs());
+  out.Set("cudaGemm", cuda::device_count() > 0 ? cuda::gemm_backend() : std::string());
   out.Set("cudaDevices", cuda::device_count());
   out.Set("cudaUnavailableReason", cuda::device_count() > 0 ? std::string() : cuda::unavailable_reason());
   out.Set("hostCacheBytes", static_cast<double>(host_cache_bytes()));
@@ -290,6 +292,41 @@ Napi::Value RewardLoss(const Napi::CallbackInfo& info) {
 }
 
 // Sizes arrive as -1 when not given (the shapes decide).
+// nnMath(name, x[, y]): the per-element math the CPU and CUDA engines share
+// (model/nn_math.h), evaluated on the host over plain numbers, for the tests:
+// gelu, geluGrad (x); swiglu, swigluGradGate, swigluGradUp (gate x, up y; dy = 1).
+Napi::Value NnMath(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string name = string_arg(info[0], "nnMath: name");
+  const auto numbers = [&](size_t i, const char* what) {
+    RLF_CHECK(info[i].IsArray(), "nnMath: ", what, " must be an array of numbers");
+    const Napi::Array a = info[i].As<Napi::Array>();
+    std::vector<float> v(a.Length());
+    for (uint32_t k = 0; k < a.Length(); ++k) v[k] = static_cast<float>(number_arg(a.Get(k), "nnMath: an element"));
+    return v;
+  };
+  const std::vector<float> x = numbers(1, "x");
+  const bool two = name.rfind("swiglu", 0) == 0;
+  const std::vector<float> y = two ? numbers(2, "y") : std::vector<float>();
+  RLF_CHECK(!two || y.size() == x.size(), "nnMath: y must have x's length, ", x.size(), "; got ", y.size());
+  Napi::Array out = Napi::Array::New(env, x.size());
+  for (size_t k = 0; k < x.size(); ++k) {
+    float r;
+    if (name == "gelu") r = model::math::gelu(x[k]);
+    else if (name == "geluGrad") r = model::math::gelu_grad(x[k]);
+    else if (name == "swiglu") r = model::math::swiglu(x[k], y[k]);
+    else if (name == "swigluGradGate" || name == "swigluGradUp") {
+      float dg, du;
+      model::math::swiglu_grad(x[k], y[k], 1.0f, dg, du);
+      r = name == "swigluGradGate" ? dg : du;
+    } else {
+      fail("nnMath: name must be gelu, geluGrad, swiglu, swigluGradGate or swigluGradUp; got '", name, "'");
+    }
+    out.Set(static_cast<uint32_t>(k), static_cast<double>(r));
+  }
+  return out;
+}
+
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   ops::MatmulOptions options;
   options.trans_a = bool_arg(info[2], "ops.matmul: transA");
@@ -324,6 +361,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("view", Napi::Function::New<CountedFunction<View>>(env, "view"));
   exports.Set("viewBytes", Napi::Function::New<CountedFunction<ViewBytes>>(env, "viewBytes"));
   exports.Set("NativeModel", NativeModel::Define(env));
+  exports.Set("nnMath", Napi::Function::New<CountedFunction<NnMath>>(env, "nnMath"));
+  exports.Set("cublasltPlan", Napi::Function::New<CountedFunction<CublasltPlan>>(env, "cublasltPlan"));
+  exports.Set("cudaPlan", Napi::Function::New<CountedFunction<CudaPlan>>(env, "cudaPlan"));
   exports.Set("NativeProcessGroup", DefineProcessGroup(env));
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("logprobs", Napi::Function::New<CountedFunction<Logprobs>>(env, "logprobs"));

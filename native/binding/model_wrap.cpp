@@ -9,7 +9,10 @@
 #include <memory>
 
 #include "../core/error.h"
+#include "../core/cuda_runtime.h"
 #include "../core/float_mode.h"
+#include "../cuda/engine.h"
+#include "../cuda/plan.h"
 #include "../model/optimizer.h"
 #include "../model/transformer.h"
 #include "../model/weights.h"
@@ -134,6 +137,8 @@ Napi::Function NativeModel::Define(Napi::Env env) {
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Generate>>("generate"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::AdamWStep>>("adamwStep"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::GradNorm>>("gradNorm"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ToDevice>>("toDevice"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Placement>>("device"),
                      });
 }
 
@@ -168,23 +173,74 @@ Napi::Value NativeModel::ParameterInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value NativeModel::Params(const Napi::CallbackInfo& info) { return NativeTensor::Wrap(info.Env(), model_->params()); }
+void NativeModel::SyncToDevice() {
+  if (engine_ && host_dirty_) {
+    engine_->upload_params(model_->params().data<float>());
+    host_dirty_ = false;
+  }
+}
 
+void NativeModel::SyncToHost() {
+  if (!engine_) return;
+  SyncToDevice();  // host writes not yet uploaded win, as they came last
+  engine_->download_params(const_cast<float*>(model_->params().data<float>()));
+}
+
+// The parameters as a host view: on a cuda model, the host copy, brought up to
+// date; writes to it reach the device before the next device call.
+Napi::Value NativeModel::Params(const Napi::CallbackInfo& info) {
+  SyncToHost();
+  if (engine_) host_dirty_ = true;
+  return NativeTensor::Wrap(info.Env(), model_->params());
+}
+
+// The gradients (on a cuda model, a host copy of the device's).
 Napi::Value NativeModel::Grads(const Napi::CallbackInfo& info) {
   CheckIdle("model.gradients");
+  if (engine_) engine_->download_grads(const_cast<float*>(model_->grads().data<float>()));
   return NativeTensor::Wrap(info.Env(), model_->grads());
 }
 
 Napi::Value NativeModel::ZeroGrad(const Napi::CallbackInfo& info) {
   CheckIdle("model.zeroGrad");
   model_->zero_grad();
+  if (engine_) engine_->zero_grad();
   return info.Env().Undefined();
 }
 
 Napi::Value NativeModel::InitRandom(const Napi::CallbackInfo& info) {
   CheckIdle("model.initRandom");
   model_->init_random(static_cast<uint64_t>(number_arg(info[0], "model.initRandom: seed")));
+  host_dirty_ = engine_ != nullptr;
   return info.Env().Undefined();
+}
+
+// toDevice('cpu' | 'cuda' | 'cuda:N', precision 'f32' | 'bf16'): moves the
+// parameters; gradients start again from zero on the new device.
+Napi::Value NativeModel::ToDevice(const Napi::CallbackInfo& info) {
+  CheckIdle("model.toDevice");
+  const Device device = parse_device(string_arg(info[0], "model.toDevice: device"), "model.toDevice: device");
+  const cuda::Precision precision =
+      cuda::precision_from_name(string_arg(info[1], "model.toDevice: precision"), "model.toDevice");
+  SyncToHost();
+  if (device.is_cpu()) {
+    engine_.reset();
+  } else {
+    RLF_CHECK(cuda::device_count() > 0, "model.toDevice: device '", device.name(), "' is not available: ",
+              cuda::unavailable_reason());
+    engine_ = cuda::make_engine(*model_, device.index, precision);
+  }
+  host_dirty_ = false;
+  model_->zero_grad();
+  return info.Env().Undefined();
+}
+
+// { device: 'cpu' | 'cuda:N', precision: 'f32' | 'bf16' }
+Napi::Value NativeModel::Placement(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("device", engine_ ? Device::gpu(engine_->device()).name() : std::string("cpu"));
+  out.Set("precision", engine_ ? cuda::precision_name(engine_->precision()) : "f32");
+  return out;
 }
 
 // loadParameter(name, bytes: u8 tensor, dtype: 'F32'|'BF16'|'F16', shape, transpose)
@@ -195,7 +251,9 @@ Napi::Value NativeModel::LoadParameter(const Napi::CallbackInfo& info) {
   const std::string dtype = string_arg(info[2], "loadParameter: dtype");
   const Shape shape = shape_from_js(info[3], "loadParameter");
   const bool transpose = bool_arg(info[4], "loadParameter: transpose");
+  if (engine_) SyncToHost();  // the other parameters stay as the device has them
   model::load_parameter(*model_, name, bytes, dtype, shape, transpose);
+  host_dirty_ = engine_ != nullptr;
   return info.Env().Undefined();
 }
 
@@ -204,6 +262,8 @@ Napi::Value NativeModel::ReadParameter(const Napi::CallbackInfo& info) {
   const std::string name = string_arg(info[0], "readParameter: name");
   const bool transpose = bool_arg(info[1], "readParameter: transpose");
   const bool from_grads = info.Length() > 2 && bool_arg(info[2], "readParameter: fromGrads");
+  if (engine_ && from_grads) engine_->download_grads(const_cast<float*>(model_->grads().data<float>()));
+  else SyncToHost();
   return NativeTensor::Wrap(info.Env(), model::read_parameter(*model_, name, transpose, from_grads));
 }
 
@@ -225,9 +285,13 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   options.values = bool_arg(o.Get("values"), "model.forward: values");
   auto result = std::make_shared<model::ForwardResult>();
   Transformer* m = model_.get();
+  SyncToDevice();
+  cuda::Engine* engine = engine_.get();
   auto* work = new ModelWork(
       env, this, info.This().As<Napi::Object>(),
-      [m, tokens, mask_slot, options, result] { *result = m->forward(tokens, mask_slot, options); },
+      [m, engine, tokens, mask_slot, options, result] {
+        *result = engine ? engine->forward(tokens, mask_slot, options) : m->forward(tokens, mask_slot, options);
+      },
       [result](Napi::Env e) {
         Napi::Object out = Napi::Object::New(e);
         if (result->logp.defined()) out.Set("logp", NativeTensor::Wrap(e, result->logp));
@@ -249,8 +313,10 @@ Napi::Value NativeModel::Backward(const Napi::CallbackInfo& info) {
   optional_tensor(info[2], "model.backward: gradValues", v);
   RLF_CHECK(g.defined() || e.defined() || v.defined(), "model.backward: give gradLogp, gradEntropy or gradValues");
   Transformer* m = model_.get();
+  cuda::Engine* engine = engine_.get();
   auto* work = new ModelWork(
-      info.Env(), this, info.This().As<Napi::Object>(), [m, g, e, v] { m->backward(g, e, v); },
+      info.Env(), this, info.This().As<Napi::Object>(),
+      [m, engine, g, e, v] { engine ? engine->backward(g, e, v) : m->backward(g, e, v); },
       [](Napi::Env env) { return env.Undefined(); });
   SetBusy("backward");
   work->Queue();
@@ -280,6 +346,9 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
     options.seeds.push_back(static_cast<uint64_t>(number_arg(seeds.Get(i), "model.generate: seeds")));
   }
   auto result = std::make_shared<model::GenerateResult>();
+  // A cuda model samples on the host from its current weights: the KV-cache
+  // decode kernels are not written yet (README, "CUDA").
+  SyncToHost();
   Transformer* m = model_.get();
   auto* work = new ModelWork(
       info.Env(), this, info.This().As<Napi::Object>(),
@@ -322,10 +391,16 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
   model::check_adamw_state(m, v, step, total);
   Transformer* model = model_.get();
   model->grads();  // allocate on this thread
+  SyncToDevice();
+  cuda::Engine* engine = engine_.get();
   auto norm = std::make_shared<double>(0.0);
   auto* work = new ModelWork(
       info.Env(), this, info.This().As<Napi::Object>(),
-      [model, m, v, step, options, ranges, max_norm, total, norm] {
+      [model, engine, m, v, step, options, ranges, max_norm, total, norm] {
+        if (engine) {
+          *norm = engine->adamw_step(m.data<float>(), v.data<float>(), step, options, ranges, max_norm);
+          return;
+        }
         *norm = model::clipped_adamw_step(const_cast<float*>(model->params().data<float>()),
                                           const_cast<float*>(model->grads().data<float>()), m.data<float>(),
                                           v.data<float>(), total, step, options, ranges, max_norm);
@@ -338,8 +413,113 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeModel::GradNorm(const Napi::CallbackInfo& info) {
   CheckIdle("model.gradNorm");
+  if (engine_) return Napi::Number::New(info.Env(), engine_->grad_norm());
   return Napi::Number::New(info.Env(), model::gradient_norm(model_->grads().data<float>(),
                                                             static_cast<int64_t>(model_->layout().total)));
+}
+
+namespace {
+
+Napi::Object launch_to_js(Napi::Env env, const cuda::Launch& l) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array grid = Napi::Array::New(env, 3);
+  grid.Set(0u, static_cast<double>(l.grid_x));
+  grid.Set(1u, static_cast<double>(l.grid_y));
+  grid.Set(2u, static_cast<double>(l.grid_z));
+  o.Set("grid", grid);
+  o.Set("block", l.block);
+  o.Set("smemBytes", static_cast<double>(l.smem_bytes));
+  return o;
+}
+
+}  // namespace
+
+// cublasltPlan(transA, transB, m, n, k, lda, ldb, ldc): cuBLASLt's column-major
+// view of a row-major product (plan_cublaslt), for the tests.
+Napi::Value CublasltPlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t v[6];
+  const char* names[6] = {"cublasltPlan: m", "cublasltPlan: n", "cublasltPlan: k", "cublasltPlan: lda", "cublasltPlan: ldb",
+                          "cublasltPlan: ldc"};
+  for (int i = 0; i < 6; ++i) {
+    const double d = number_arg(info[2 + i], names[i]);
+    RLF_CHECK(d >= 1 && d == static_cast<double>(static_cast<int64_t>(d)), names[i], " must be an integer >= 1; got ", d);
+    v[i] = static_cast<int64_t>(d);
+  }
+  const cuda::LtGemm p = cuda::plan_cublaslt(bool_arg(info[0], "cublasltPlan: transA"),
+                                             bool_arg(info[1], "cublasltPlan: transB"), v[0], v[1], v[2], v[3], v[4], v[5]);
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& [name, m] : {std::pair{"a", p.a}, std::pair{"b", p.b}, std::pair{"c", p.c}}) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("rows", static_cast<double>(m.rows));
+    o.Set("cols", static_cast<double>(m.cols));
+    o.Set("ld", static_cast<double>(m.ld));
+    o.Set("transposed", m.transposed);
+    out.Set(name, o);
+  }
+  return out;
+}
+
+// cudaPlan(config, batch, steps, precision, train, sms): what the CUDA engine
+// launches and allocates for that step (pure host code; runs without a GPU).
+Napi::Value CudaPlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ModelConfig config = config_from_js(info[0]);
+  const auto integer = [&](size_t i, const char* what) {
+    const double d = number_arg(info[i], what);
+    RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), what, " must be an integer; got ", d);
+    return static_cast<int64_t>(d);
+  };
+  const int64_t batch = integer(1, "cudaPlan: batch"), steps = integer(2, "cudaPlan: steps");
+  const cuda::Precision precision = cuda::precision_from_name(string_arg(info[3], "cudaPlan: precision"), "cudaPlan");
+  const bool train = bool_arg(info[4], "cudaPlan: train");
+  const int64_t sms = integer(5, "cudaPlan: sms");
+  RLF_CHECK(sms > 0 && sms <= 1024, "cudaPlan: sms must be in [1, 1024]; got ", sms);
+  const cuda::EnginePlan p = cuda::plan_engine(config, batch, steps, precision, train, static_cast<int>(sms));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("rows", static_cast<double>(p.rows));
+  out.Set("precision", cuda::precision_name(p.precision));
+  out.Set("headChunkRows", static_cast<double>(p.head_chunk_rows));
+  Napi::Array gemms = Napi::Array::New(env, p.gemms.size());
+  for (size_t i = 0; i < p.gemms.size(); ++i) {
+    const cuda::GemmPlan& g = p.gemms[i].plan;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", p.gemms[i].name);
+    o.Set("m", static_cast<double>(g.m));
+    o.Set("n", static_cast<double>(g.n));
+    o.Set("k", static_cast<double>(g.k));
+    o.Set("batch", static_cast<double>(g.batch));
+    Napi::Array tile = Napi::Array::New(env, 3);
+    tile.Set(0u, g.tiling.tile_m);
+    tile.Set(1u, g.tiling.tile_n);
+    tile.Set(2u, g.tiling.tile_k);
+    o.Set("tile", tile);
+    o.Set("warps", g.tiling.warps);
+    o.Set("tensorCores", g.tiling.tensor_cores);
+    o.Set("launch", launch_to_js(env, g.launch));
+    o.Set("waves", g.waves);
+    gemms.Set(static_cast<uint32_t>(i), o);
+  }
+  out.Set("gemms", gemms);
+  Napi::Object launches = Napi::Object::New(env);
+  for (const auto& [name, l] : {std::pair{"norm", p.norm}, std::pair{"embed", p.embed},
+                                std::pair{"elementwise", p.elementwise}, std::pair{"attentionSoftmax", p.attention_softmax},
+                                std::pair{"attentionDecode", p.attention_decode}, std::pair{"classifier", p.classifier},
+                                std::pair{"adamw", p.adamw}}) {
+    launches.Set(name, launch_to_js(env, l));
+  }
+  out.Set("launches", launches);
+  const cuda::MemoryPlan& m = p.memory;
+  Napi::Object mem = Napi::Object::New(env);
+  for (const auto& [name, v] : {std::pair{"params", m.params}, std::pair{"working", m.working}, std::pair{"grads", m.grads},
+                                std::pair{"adamM", m.adam_m}, std::pair{"adamV", m.adam_v},
+                                std::pair{"activations", m.activations}, std::pair{"scratch", m.scratch},
+                                std::pair{"head", m.head}, std::pair{"attention", m.attention},
+                                std::pair{"total", m.total()}}) {
+    mem.Set(name, static_cast<double>(v));
+  }
+  out.Set("memory", mem);
+  return out;
 }
 
 }  // namespace rlfarm::binding

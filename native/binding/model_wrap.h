@@ -10,8 +10,16 @@
 namespace rlfarm::model {
 class Transformer;
 }
+namespace rlfarm::cuda {
+class Engine;
+}
 
 namespace rlfarm::binding {
+
+// cudaPlan(config, batch, steps, precision, train, sms) for JavaScript (native/cuda/plan.h).
+Napi::Value CudaPlan(const Napi::CallbackInfo& info);
+// cublasltPlan(transA, transB, m, n, k, lda, ldb, ldc): cuBLASLt's layouts of a product (plan_cublaslt).
+Napi::Value CublasltPlan(const Napi::CallbackInfo& info);
 
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
@@ -37,8 +45,19 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value AdamWStep(const Napi::CallbackInfo& info);
   Napi::Value GradNorm(const Napi::CallbackInfo& info);
+  Napi::Value ToDevice(const Napi::CallbackInfo& info);
+  Napi::Value Placement(const Napi::CallbackInfo& info);
+
+  // On a cuda model: the host copy of the parameters (model_'s buffer) to the
+  // engine when it changed there, and the engine's parameters back to it.
+  void SyncToDevice();
+  void SyncToHost();
 
   std::unique_ptr<model::Transformer> model_;
+  // The CUDA engine when the model lives on a GPU; model_ then holds the
+  // layout and a host copy of the parameters, synced on demand.
+  std::unique_ptr<cuda::Engine> engine_;
+  bool host_dirty_ = false;  // the host copy may differ from the device's (loaded, or handed out as a view)
   const char* busy_ = nullptr;
 };
 

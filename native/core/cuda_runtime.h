@@ -30,6 +30,8 @@ void copy_to_host(int device, void* dst, const void* src, size_t bytes);
 void copy_device_to_device(int device, void* dst, const void* src, size_t bytes);
 void memset_zero(int device, void* ptr, size_t bytes);
 void synchronize(int device);
+// Which GEMM runs CUDA products: "cublaslt (<library>)" or why the engine's own kernels do.
+std::string gemm_backend();
 // Makes `device` current for the kernels that follow on this thread.
 void set_device(int device);
 

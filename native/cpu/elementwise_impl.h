@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "../model/nn_math.h"
 #include "../ops/kernels.h"
 #include "simd.h"
 
@@ -15,8 +16,8 @@ namespace rlfarm::cpu::RLF_ISA {
 
 namespace ew {
 
-constexpr float kSqrt2OverPi = 0.7978845608028654f;
-constexpr float kGeluCubic = 0.044715f;
+using model::math::kGeluCubic;  // the constants of the scalar forms (model/nn_math.h)
+using model::math::kSqrt2OverPi;
 
 // tanh(u) = 1 - 2 / (1 + e^{2u}); exact limits at +-inf.
 inline VF vtanh(VF u) { return vset(1.0f) - vset(2.0f) / (vset(1.0f) + vexp(u + u)); }

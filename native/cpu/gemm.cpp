@@ -9,6 +9,7 @@
 
 #include "../core/error.h"
 #include "../core/thread_pool.h"
+#include "../ops/kernels.h"
 #include "gemm_kernel.h"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -299,6 +300,34 @@ void set_gemm_backend(const std::string& name) {
   const Backend backend = parse_backend(name, "");
   require_available(backend, "");
   active_backend().store(static_cast<int>(backend));
+}
+
+// The gemm kernel's signature (ops/kernels.h) over sgemm: f32 operands only.
+void gemm(const GemmArgs& g) {
+  RLF_CHECK(!g.bf16_compute, "gemm: bf16 tensor-core products run on CUDA only; the cpu multiplies f32");
+  RLF_CHECK(g.a.dtype == DType::f32 && g.b.dtype == DType::f32, "gemm: the cpu multiplies f32 operands; got a ",
+            dtype_name(g.a.dtype), " and b ", dtype_name(g.b.dtype));
+  const float* A = static_cast<const float*>(g.a.data);
+  const float* B = static_cast<const float*>(g.b.data);
+  if (g.batch == 1) {
+    sgemm_bias(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, A, g.a.ld, B, g.b.ld, g.beta, g.c, g.ldc, g.bias);
+    return;
+  }
+  RLF_CHECK(g.bias == nullptr, "gemm: a bias is for a single product; got a batch of ", g.batch);
+  if (g.batch_inner == 1) {
+    sgemm_batched(g.batch, g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, A, g.a.ld, g.a.outer, B, g.b.ld, g.b.outer,
+                  g.beta, g.c, g.ldc, g.c_outer);
+    return;
+  }
+  const auto at = [&](const GemmOperand& o, int64_t z) {
+    return (z / g.batch_inner) * o.outer + ((z % g.batch_inner) / o.group) * o.inner;
+  };
+  parallel_for(g.batch, 1, [&](int64_t z0, int64_t z1) {
+    for (int64_t z = z0; z < z1; ++z) {
+      sgemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, A + at(g.a, z), g.a.ld, B + at(g.b, z), g.b.ld, g.beta,
+            g.c + (z / g.batch_inner) * g.c_outer + (z % g.batch_inner) * g.c_inner, g.ldc);
+    }
+  });
 }
 
 }  // namespace rlfarm::cpu

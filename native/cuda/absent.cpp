@@ -4,6 +4,7 @@
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
 #include "../ops/kernels.h"
+#include "engine.h"
 
 namespace rlfarm::cuda {
 namespace {
@@ -17,6 +18,7 @@ std::string compiled_archs() { return ""; }
 int device_count() { return 0; }
 std::string unavailable_reason() { return "rlfarm was built without its CUDA backend"; }
 DeviceInfo device_info(int) { unavailable(); }
+std::string gemm_backend() { return ""; }
 void* malloc(int, size_t) { unavailable(); }
 void free(int, void*) noexcept {}
 void copy_to_device(int, void*, const void*, size_t) { unavailable(); }
@@ -40,5 +42,8 @@ void elementwise(const ElementwiseArgs&) { unavailable(); }
 void row_sum(const RowSumArgs&) { unavailable(); }
 void row_broadcast(const RowBroadcastArgs&) { unavailable(); }
 void cast(const CastArgs&) { unavailable(); }
+void gemm(const GemmArgs&) { unavailable(); }
+
+std::unique_ptr<Engine> make_engine(const model::Transformer&, int, Precision) { unavailable(); }
 
 }  // namespace rlfarm::cuda

@@ -16,6 +16,7 @@
 #include "../ops/kernels.h"
 #include "../ops/rl_math.h"
 #include "check.h"
+#include "reduce.cuh"
 
 namespace rlfarm::cuda {
 namespace {
@@ -49,24 +50,8 @@ void with_mask(const MaskRef& mask, F&& f) {
 
 // ---------------------------------------------------------------- reductions
 
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-// Sum over the block; every thread gets the result. `scratch` holds one T per warp.
-template <typename T>
-__device__ T block_sum(T v, T* scratch) {
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = (blockDim.x + kWarp - 1) / kWarp;
-  v = warp_sum(v);
-  __syncthreads();  // scratch may still be read by a previous call
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  T total = T(0);
-  for (int w = 0; w < warps; ++w) total += scratch[w];  // same order in every thread
-  return total;
-}
+using reduce::block_sum;  // reduce.cuh
+using reduce::warp_sum;
 
 // Online log-sum-exp state over x = z / T: max m, S = sum e^(x-m), C = sum e^(x-m) (x-m).
 struct Lse {

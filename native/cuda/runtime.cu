@@ -7,6 +7,7 @@
 
 #include "../core/cuda_runtime.h"
 #include "check.h"
+#include "cublaslt.h"
 
 #ifndef RLFARM_CUDA_ARCHS
 #define RLFARM_CUDA_ARCHS ""
@@ -60,6 +61,8 @@ DeviceInfo device_info(int index) {
   RLF_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
   return DeviceInfo{index, prop.name, prop.totalGlobalMem, prop.major, prop.minor, prop.multiProcessorCount};
 }
+
+std::string gemm_backend() { return cublaslt_status(); }
 
 void set_device(int device) { RLF_CUDA_CHECK(cudaSetDevice(device)); }
 

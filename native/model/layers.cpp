@@ -8,6 +8,7 @@
 #include "../core/thread_pool.h"
 #include "../cpu/dispatch.h"
 #include "../cpu/gemm.h"
+#include "nn_math.h"
 
 namespace rlfarm::model {
 namespace {
@@ -252,11 +253,7 @@ void RopeTable::apply(float* x, int64_t rows, int64_t ld, int64_t heads, const i
       const float* s = sin_.data() + static_cast<int64_t>(positions[r]) * half;
       for (int64_t h = 0; h < heads; ++h) {
         float* v = x + r * ld + h * head_dim_;
-        for (int64_t i = 0; i < half; ++i) {
-          const float a = v[i], b = v[i + half], sn = sign * s[i];
-          v[i] = a * c[i] - b * sn;
-          v[i + half] = b * c[i] + a * sn;
-        }
+        for (int64_t i = 0; i < half; ++i) math::rope_rotate(v[i], v[i + half], c[i], sign * s[i]);
       }
     }
   });

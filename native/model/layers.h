@@ -49,6 +49,10 @@ class RopeTable {
   // Rotates `heads` consecutive head vectors in each row (rotate_half
   // convention); inverse rotates back (the backward of the forward rotation).
   void apply(float* x, int64_t rows, int64_t ld, int64_t heads, const int32_t* positions, bool inverse) const;
+  // The tables, [positions covered, head_dim / 2] each (the CUDA engine copies them to the device).
+  const float* cos_table() const { return cos_.data(); }
+  const float* sin_table() const { return sin_.data(); }
+  int64_t positions_covered() const { return size_; }
 
  private:
   int64_t head_dim_;

@@ -5,32 +5,21 @@
 
 #include "../core/error.h"
 #include "../core/thread_pool.h"
+#include "nn_math.h"
 
 namespace rlfarm::model {
 
 void adamw_step(float* params, const float* grads, float* m, float* v, int64_t step, const AdamWOptions& o,
                 const std::vector<DecayRange>& ranges) {
-  const double bias1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
-  const double bias2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
-  const float step_size = static_cast<float>(o.lr / bias1);
-  const float bias2_sqrt = static_cast<float>(std::sqrt(bias2));
-  const float b1 = static_cast<float>(o.beta1), b2 = static_cast<float>(o.beta2), eps = static_cast<float>(o.eps);
-  const float one_minus_b1 = static_cast<float>(1.0 - o.beta1), one_minus_b2 = static_cast<float>(1.0 - o.beta2);
-  const float decay = static_cast<float>(1.0 - o.lr * o.weight_decay);
+  const math::AdamWScalars k = math::adamw_scalars(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   for (const DecayRange& r : ranges) {
-    const float keep = r.decay ? decay : 1.0f;  // decoupled weight decay: p *= 1 - lr wd
+    const float keep = r.decay ? k.decay : 1.0f;  // decoupled weight decay: p *= 1 - lr wd
     parallel_for(r.numel, 1 << 15, [&](int64_t begin, int64_t end) {
       float* p = params + r.offset;
       const float* g = grads + r.offset;
       float* mr = m + r.offset;
       float* vr = v + r.offset;
-      for (int64_t i = begin; i < end; ++i) {
-        const float mi = mr[i] * b1 + one_minus_b1 * g[i];
-        const float vi = vr[i] * b2 + one_minus_b2 * g[i] * g[i];
-        mr[i] = mi;
-        vr[i] = vi;
-        p[i] = p[i] * keep - step_size * (mi / (std::sqrt(vi) / bias2_sqrt + eps));
-      }
+      for (int64_t i = begin; i < end; ++i) math::adamw_update(p[i], g[i], mr[i], vr[i], keep, k);
     });
   }
 }
@@ -83,11 +72,15 @@ void check_adamw_state(const Tensor& m, const Tensor& v, int64_t step, int64_t t
   RLF_CHECK(step >= 1, "optimizer.step: step counts from 1; got ", step);
 }
 
+void check_finite_norm(double norm) {
+  RLF_CHECK(std::isfinite(norm), "optimizer.step: the gradient norm is ", norm,
+            " (NaN or Inf in the gradients); the step was not taken");
+}
+
 double clipped_adamw_step(float* params, float* grads, float* m, float* v, int64_t n, int64_t step,
                           const AdamWOptions& o, const std::vector<DecayRange>& ranges, double max_norm) {
   const double norm = max_norm > 0 ? clip_gradient_norm(grads, n, max_norm) : gradient_norm(grads, n);
-  RLF_CHECK(std::isfinite(norm), "optimizer.step: the gradient norm is ", norm,
-            " (NaN or Inf in the gradients); the step was not taken");
+  check_finite_norm(norm);
   adamw_step(params, grads, m, v, step, o, ranges);
   return norm;
 }

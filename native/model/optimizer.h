@@ -39,6 +39,9 @@ std::vector<DecayRange> decay_ranges(const ParamLayout& layout, const std::vecto
 // parameter count) and the step (from 1); errors name the argument.
 void check_adamw_state(const Tensor& m, const Tensor& v, int64_t step, int64_t total);
 
+// The error of a step whose gradient norm is NaN or infinite.
+void check_finite_norm(double norm);
+
 // The optimizer step a trainer takes: the global gradient norm, clipped to
 // max_norm when max_norm > 0; a NaN or infinite norm stops the step (nothing
 // is changed but the clipping); then one AdamW update. Returns the norm before

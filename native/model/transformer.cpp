@@ -81,6 +81,36 @@ void Transformer::check_tokens(const Tensor& tokens, const Tensor& mask, const c
   }
 }
 
+void Transformer::check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const {
+  check_tokens(tokens, mask, "model.forward");
+  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, "model.forward: temperature must be > 0; got ",
+            o.temperature);
+  RLF_CHECK(!o.values || layout_.score != kNone,
+            "model.forward: values need a scalar head; load or create the model with scalarHead: true");
+}
+
+void Transformer::check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values,
+                                 int64_t batch, int64_t steps, bool entropy_kept) const {
+  const Shape target_shape{batch, steps - 1};
+  for (const auto& [g, name, shape] : {std::tuple{&grad_logp, "gradLogp", target_shape},
+                                       std::tuple{&grad_entropy, "gradEntropy", target_shape},
+                                       std::tuple{&grad_values, "gradValues", Shape{batch, steps}}}) {
+    if (!g->defined()) continue;
+    check_usable(*g, "model.backward");
+    RLF_CHECK(g->dtype == DType::f32 && g->device().is_cpu() && g->shape == shape, "model.backward: ", name,
+              " must be a cpu f32 tensor ", shape_str(shape), " (the forward's batch); got ", g->describe());
+  }
+  RLF_CHECK(!grad_entropy.defined() || entropy_kept, "model.backward: gradEntropy needs a forward with entropy: true");
+  RLF_CHECK(!grad_values.defined() || layout_.score != kNone, "model.backward: gradValues needs a scalar head");
+}
+
+void check_positions(const ModelConfig& c, const std::vector<int32_t>& positions, const char* op) {
+  if (c.arch != Arch::gpt2) return;
+  const int32_t longest = *std::max_element(positions.begin(), positions.end());
+  RLF_CHECK(longest < c.max_positions, op, ": position ", longest, " is past GPT-2's n_positions (", c.max_positions,
+            "); use sequences of at most ", c.max_positions, " tokens");
+}
+
 namespace {
 
 bool mask_at(const Tensor& mask, int64_t i) {
@@ -109,93 +139,17 @@ void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::
   }
 }
 
-namespace {
-
-// Attention of `queries` query rows per batch row, read from qkv rows. Keys and
-// values come from the same qkv rows (cache_k null: a forward, or a prefill),
-// or from one layer's cache of `slots` slots per row (a decoding step, whose
-// queries sit at query_slot[b]).
-AttentionArgs attention_args(const ModelConfig& c, int64_t batch, int64_t queries, const float* qkv,
-                             const uint8_t* key_valid, float* out, float* lse, const float* cache_k = nullptr,
-                             const float* cache_v = nullptr, int64_t slots = 0, const int32_t* query_slot = nullptr) {
-  AttentionArgs a{};
-  a.batch = batch;
-  a.heads = c.heads;
-  a.kv_heads = c.kv_heads;
-  a.head_dim = c.head_dim;
-  a.queries = queries;
-  a.q = qkv;
-  a.q_ld = c.qkv_dim();
-  a.q_batch = queries * c.qkv_dim();
-  if (cache_k == nullptr) {
-    a.key_slots = queries;
-    a.k = qkv + c.q_dim();
-    a.v = qkv + c.q_dim() + c.kv_dim();
-    a.kv_ld = c.qkv_dim();
-    a.kv_batch = queries * c.qkv_dim();
-  } else {
-    a.key_slots = slots;
-    a.k = cache_k;
-    a.v = cache_v;
-    a.kv_ld = c.kv_dim();
-    a.kv_batch = slots * c.kv_dim();
-    a.query_slot = query_slot;
-  }
-  a.key_valid = key_valid;
-  a.out = out;
-  a.out_ld = c.q_dim();
-  a.out_batch = queries * c.q_dim();
-  a.lse = lse;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  return a;
-}
-
-}  // namespace
 
 void Transformer::layer_forward(int64_t l, const LayerStep& st, const LayerBuffers& b) {
-  const ModelConfig& c = config_;
-  const int64_t N = st.batch * st.queries, d = c.dim, qkv_dim = c.qkv_dim();
-  const bool gpt2 = c.arch == Arch::gpt2;
-  const int64_t up_width = gpt2 ? c.hidden : 2 * c.hidden;
-  const float* P = params_.data<float>();
-  const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : P + offset; };
-  const LayerOffsets& L = layout_.layers[l];
-
-  // Attention block.
-  norm_forward(b.x_in, P + L.norm1_w, opt(L.norm1_b), b.normed, b.stats1, N, d, c.norm_eps);
-  linear(b.normed, N, d, P + L.qkv_w, qkv_dim, b.qkv, qkv_dim, false, opt(L.qkv_b));
-  if (!gpt2) {
-    rope_.apply(b.qkv, N, qkv_dim, c.heads, st.positions, false);
-    rope_.apply(b.qkv + c.q_dim(), N, qkv_dim, c.kv_heads, st.positions, false);
+  BlockStep step{st.batch, st.queries, st.positions, st.key_valid, nullptr, nullptr, 0, st.query_slot, st.read_cache};
+  if (st.cache != nullptr) {  // this layer's slice of the cache
+    const int64_t kv = config_.kv_dim();
+    step.slots = st.cache->slots;
+    step.cache_k = st.cache->k.data() + l * st.batch * step.slots * kv;
+    step.cache_v = st.cache->v.data() + l * st.batch * step.slots * kv;
   }
-  float* cache_k = nullptr;
-  float* cache_v = nullptr;
-  if (st.cache != nullptr) {  // this step's keys and values go to the cache, query i of row b at slot query_slot[b] + i
-    const int64_t kv = c.kv_dim(), slots = st.cache->slots;
-    cache_k = st.cache->k.data() + l * st.batch * slots * kv;
-    cache_v = st.cache->v.data() + l * st.batch * slots * kv;
-    for (int64_t r = 0; r < st.batch; ++r) {
-      for (int64_t i = 0; i < st.queries; ++i) {
-        const float* row = b.qkv + (r * st.queries + i) * qkv_dim;
-        const int64_t slot = (st.query_slot != nullptr ? st.query_slot[r] : 0) + i;
-        std::memcpy(cache_k + (r * slots + slot) * kv, row + c.q_dim(), sizeof(float) * kv);
-        std::memcpy(cache_v + (r * slots + slot) * kv, row + c.q_dim() + kv, sizeof(float) * kv);
-      }
-    }
-  }
-  attention_forward(st.read_cache ? attention_args(c, st.batch, st.queries, b.qkv, st.key_valid, b.att, b.lse, cache_k,
-                                                   cache_v, st.cache->slots, st.query_slot)
-                                  : attention_args(c, st.batch, st.queries, b.qkv, st.key_valid, b.att, b.lse));
-  if (b.x_mid != b.x_in) std::memcpy(b.x_mid, b.x_in, sizeof(float) * N * d);
-  linear(b.att, N, c.q_dim(), P + L.out_w, d, b.x_mid, d, true, opt(L.out_b));
-
-  // MLP block.
-  norm_forward(b.x_mid, P + L.norm2_w, opt(L.norm2_b), b.normed, b.stats2, N, d, c.norm_eps);
-  linear(b.normed, N, d, P + L.up_w, up_width, b.pre, up_width, false, opt(L.up_b));
-  if (gpt2) gelu(b.pre, b.act, N * c.hidden);
-  else swiglu(b.pre, b.act, N, c.hidden);
-  if (b.x_out != b.x_mid) std::memcpy(b.x_out, b.x_mid, sizeof(float) * N * d);
-  linear(b.act, N, c.hidden, P + L.down_w, d, b.x_out, d, true, opt(L.down_b));
+  CpuOps ops{config_, rope_};
+  block_forward(ops, config_, layout_.layers[l], params_.data<float>(), step, b);
 }
 
 void Transformer::run_layers(Saved& s, KvCache* cache) {
@@ -291,11 +245,7 @@ void Transformer::head_logprobs(Saved& s, const ForwardOptions& o, ForwardResult
 }
 
 ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) {
-  check_tokens(tokens, mask, "model.forward");
-  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, "model.forward: temperature must be > 0; got ",
-            o.temperature);
-  RLF_CHECK(!o.values || layout_.score != kNone,
-            "model.forward: values need a scalar head; load or create the model with scalarHead: true");
+  check_forward(tokens, mask, o);
   const ModelConfig& c = config_;
   if (!saved_) saved_.reset(new Saved());
   Saved& s = *saved_;
@@ -308,11 +258,7 @@ ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, con
   s.tokens.assign(tokens.data<int32_t>(), tokens.data<int32_t>() + s.rows);
   positions_from_mask(mask, s.batch, s.steps, s.positions, s.key_valid);
   s.masked = mask.defined();
-  if (c.arch == Arch::gpt2) {
-    const int32_t longest = *std::max_element(s.positions.begin(), s.positions.end());
-    RLF_CHECK(longest < c.max_positions, "model.forward: position ", longest, " is past GPT-2's n_positions (",
-              c.max_positions, "); use sequences of at most ", c.max_positions, " tokens");
-  }
+  check_positions(c, s.positions, "model.forward");
   const int64_t N = s.rows, d = c.dim, layers = c.layers;
   const int64_t up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
   const int64_t x_slots = o.train ? 2 * layers + 1 : 1, layer_slots = o.train ? layers : 1;
@@ -347,18 +293,8 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
   RLF_CHECK(saved_ && saved_->train, "model.backward: run a forward with train: true first");
   Saved& s = *saved_;
   const ModelConfig& c = config_;
-  const int64_t N = s.rows, d = c.dim, T = s.steps, targets = T - 1;
-  const Shape target_shape{s.batch, targets};
-  for (const auto& [g, name, shape] : {std::tuple{&grad_logp, "gradLogp", target_shape},
-                                       std::tuple{&grad_entropy, "gradEntropy", target_shape},
-                                       std::tuple{&grad_values, "gradValues", Shape{s.batch, T}}}) {
-    if (!g->defined()) continue;
-    check_usable(*g, "model.backward");
-    RLF_CHECK(g->dtype == DType::f32 && g->device().is_cpu() && g->shape == shape, "model.backward: ", name,
-              " must be a cpu f32 tensor ", shape_str(shape), " (the forward's batch); got ", g->describe());
-  }
-  RLF_CHECK(!grad_entropy.defined() || s.entropy, "model.backward: gradEntropy needs a forward with entropy: true");
-  RLF_CHECK(!grad_values.defined() || layout_.score != kNone, "model.backward: gradValues needs a scalar head");
+  const int64_t N = s.rows, d = c.dim, T = s.steps;
+  check_backward(grad_logp, grad_entropy, grad_values, s.batch, T, s.entropy);
   const float* P = params_.data<float>();
   float* G = const_cast<float*>(grads().data<float>());
   const bool gpt2 = c.arch == Arch::gpt2;
@@ -411,7 +347,6 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
     sgemm(true, false, 1, d, N, 1.0f, gv, 1, s.final_normed.data(), d, 1.0f, G + layout_.score, d);
   }
 
-  const auto opt = [&](size_t offset) { return offset == kNone ? nullptr : P + offset; };
   const auto gopt = [&](size_t offset) { return offset == kNone ? nullptr : G + offset; };
   Buffer& dx = s.dx;
   std::fill(dx.begin(), dx.begin() + N * d, 0.0f);
@@ -419,55 +354,24 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
                 s.stats.data() + 2 * c.layers * 2 * N, dx.data(), G + layout_.final_norm_w, gopt(layout_.final_norm_b),
                 N, d);
 
-  Buffer &dact = s.dact, &dpre = s.dpre, &datt = s.datt, &dqkv = s.dqkv;
-  Buffer& dn = dnf;  // reused as the gradient at a norm's output
+  CpuOps ops{c, rope_};
+  const BlockGrads grads_buffers{dx.data(), dnf.data(), s.normed.data(), s.dact.data(), s.dpre.data(), s.datt.data(),
+                                 s.dqkv.data()};  // dnf is reused as the gradient at a norm's output
   for (int64_t l = c.layers - 1; l >= 0; --l) {
-    const LayerOffsets& L = layout_.layers[l];
-    const float* x_in = s.x.data() + 2 * l * N * d;
-    const float* x_mid = s.x.data() + (2 * l + 1) * N * d;
-    const float* stats1 = s.stats.data() + 2 * l * 2 * N;
-    const float* stats2 = s.stats.data() + (2 * l + 1) * 2 * N;
-    const float* qkv = s.qkv.data() + l * N * qkv_dim;
-    const float* lse = s.lse.data() + l * s.batch * c.heads * T;
-    const float* att = s.att.data() + l * N * c.q_dim();
-    const float* pre = s.pre.data() + l * N * up_width;
-
-    // MLP block: x_out = x_mid + act W_down^T + b_down, act = f(pre), pre = norm2(x_mid) W_up^T + b_up.
-    norm_reapply(x_mid, P + L.norm2_w, opt(L.norm2_b), stats2, s.normed.data(), N, d);
-    const float* act = s.act.data() + l * N * c.hidden;
-    sgemm(true, false, d, c.hidden, N, 1.0f, dx.data(), d, act, c.hidden, 1.0f, G + L.down_w, c.hidden);
-    if (L.down_b != kNone) bias_grad(dx.data(), d, G + L.down_b, N, d);
-    sgemm(false, false, N, c.hidden, d, 1.0f, dx.data(), d, P + L.down_w, c.hidden, 0.0f, dact.data(), c.hidden);
-    if (gpt2) gelu_backward(pre, dact.data(), dpre.data(), N * c.hidden);
-    else swiglu_backward(pre, dact.data(), dpre.data(), N, c.hidden);
-    sgemm(true, false, up_width, d, N, 1.0f, dpre.data(), up_width, s.normed.data(), d, 1.0f, G + L.up_w, d);
-    if (L.up_b != kNone) bias_grad(dpre.data(), up_width, G + L.up_b, N, up_width);
-    sgemm(false, false, N, d, up_width, 1.0f, dpre.data(), up_width, P + L.up_w, d, 0.0f, dn.data(), d);
-    norm_backward(dn.data(), x_mid, P + L.norm2_w, L.norm2_b != kNone, stats2, dx.data(), G + L.norm2_w,
-                  gopt(L.norm2_b), N, d);
-
-    // Attention block: x_mid = x_in + att W_out^T + b_out.
-    sgemm(true, false, d, c.q_dim(), N, 1.0f, dx.data(), d, att, c.q_dim(), 1.0f, G + L.out_w, c.q_dim());
-    if (L.out_b != kNone) bias_grad(dx.data(), d, G + L.out_b, N, d);
-    sgemm(false, false, N, c.q_dim(), d, 1.0f, dx.data(), d, P + L.out_w, c.q_dim(), 0.0f, datt.data(), c.q_dim());
-    AttentionGradArgs ga{};
-    ga.fwd = attention_args(c, s.batch, T, qkv, s.masked ? s.key_valid.data() : nullptr, const_cast<float*>(att),
-                            const_cast<float*>(lse));
-    ga.dout = datt.data();
-    ga.dq = dqkv.data();
-    ga.dk = dqkv.data() + c.q_dim();
-    ga.dv = dqkv.data() + c.q_dim() + c.kv_dim();
-    attention_backward(ga);
-    if (!gpt2) {
-      rope_.apply(dqkv.data(), N, qkv_dim, c.heads, s.positions.data(), true);
-      rope_.apply(dqkv.data() + c.q_dim(), N, qkv_dim, c.kv_heads, s.positions.data(), true);
-    }
-    norm_reapply(x_in, P + L.norm1_w, opt(L.norm1_b), stats1, s.normed.data(), N, d);
-    sgemm(true, false, qkv_dim, d, N, 1.0f, dqkv.data(), qkv_dim, s.normed.data(), d, 1.0f, G + L.qkv_w, d);
-    if (L.qkv_b != kNone) bias_grad(dqkv.data(), qkv_dim, G + L.qkv_b, N, qkv_dim);
-    sgemm(false, false, N, d, qkv_dim, 1.0f, dqkv.data(), qkv_dim, P + L.qkv_w, d, 0.0f, dn.data(), d);
-    norm_backward(dn.data(), x_in, P + L.norm1_w, L.norm1_b != kNone, stats1, dx.data(), G + L.norm1_w,
-                  gopt(L.norm1_b), N, d);
+    const BlockSaved saved{s.batch,
+                           T,
+                           s.positions.data(),
+                           s.masked ? s.key_valid.data() : nullptr,
+                           s.x.data() + 2 * l * N * d,
+                           s.x.data() + (2 * l + 1) * N * d,
+                           s.stats.data() + 2 * l * 2 * N,
+                           s.stats.data() + (2 * l + 1) * 2 * N,
+                           s.qkv.data() + l * N * qkv_dim,
+                           s.lse.data() + l * s.batch * c.heads * T,
+                           s.att.data() + l * N * c.q_dim(),
+                           s.pre.data() + l * N * up_width,
+                           s.act.data() + l * N * c.hidden};
+    block_backward(ops, c, layout_.layers[l], P, G, saved, grads_buffers);
   }
   embed_backward(s.tokens.data(), dx.data(), G + layout_.token_embedding, N, d);
   if (layout_.position_embedding != kNone) {

@@ -10,6 +10,7 @@
 
 #include "../core/huge_pages.h"
 #include "../core/tensor.h"
+#include "block_impl.h"
 #include "config.h"
 #include "layers.h"
 #include "layout.h"
@@ -52,6 +53,13 @@ struct GenerateResult {
   Tensor last_mask;       // [B, P + n - 1] f32: 1 at the log-prob position of each row's last new token
 };
 
+// Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0;
+// valid[i] is 1 where the mask is (every token without a mask).
+void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::vector<int32_t>& positions,
+                         std::vector<uint8_t>& valid);
+// GPT-2's learned positions end at n_positions: an error naming op past them.
+void check_positions(const ModelConfig& config, const std::vector<int32_t>& positions, const char* op);
+
 class Transformer {
  public:
   explicit Transformer(const ModelConfig& config);
@@ -75,6 +83,12 @@ class Transformer {
   void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values);
   GenerateResult generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& options);
 
+  // The checks of forward() and backward() (the CUDA engine makes the same ones).
+  void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
+  void check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const;
+  void check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values, int64_t batch,
+                      int64_t steps, bool entropy_kept) const;
+
  private:
   struct Saved;  // activations of one forward
 
@@ -96,14 +110,9 @@ class Transformer {
     const int32_t* query_slot;
     bool read_cache;
   };
-  // Where a layer reads and writes: x_mid and x_out may be x_in (in place);
-  // lse may be null (not kept).
-  struct LayerBuffers {
-    float *x_in, *x_mid, *x_out, *stats1, *stats2, *normed, *qkv, *att, *pre, *act, *lse;
-  };
+  using LayerBuffers = BlockBuffers;
 
-  void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
-  // One transformer block (attention, then MLP, each with its residual), written once for every caller.
+  // One transformer block (block_forward over the CPU's ops), written once for every caller.
   void layer_forward(int64_t layer, const LayerStep& step, const LayerBuffers& buffers);
   // Embeddings, every layer and the final norm over s's tokens (a forward, or a prefill into `cache`).
   void run_layers(Saved& s, KvCache* cache);

@@ -4,11 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <new>
 #include <vector>
 
 #include "../core/error.h"
 #include "../cpu/gemm.h"
+#include "block_impl.h"
+#include "layers.h"
 #include "transformer.h"
 
 namespace rlfarm::model {
@@ -30,10 +33,60 @@ inline void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t
   cpu::sgemm_bias(false, true, M, N, K, 1.0f, x, K, w, K, accumulate ? 1.0f : 0.0f, y, ldy, b);
 }
 
-// Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0;
-// valid[i] is 1 where the mask is (every token without a mask).
-void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::vector<int32_t>& positions,
-                         std::vector<uint8_t>& valid);
+
+// The CPU's layer ops for block_forward and block_backward (block_impl.h).
+struct CpuOps {
+  const ModelConfig& c;
+  const RopeTable& rope_table;
+
+  void norm_forward(const float* x, const float* w, const float* b, float* y, float* stats, int64_t rows, int64_t dim,
+                    float eps) {
+    model::norm_forward(x, w, b, y, stats, rows, dim, eps);
+  }
+  void norm_reapply(const float* x, const float* w, const float* b, const float* stats, float* y, int64_t rows,
+                    int64_t dim) {
+    model::norm_reapply(x, w, b, stats, y, rows, dim);
+  }
+  void norm_backward(const float* dy, const float* x, const float* w, bool has_bias, const float* stats, float* dx,
+                     float* dw, float* db, int64_t rows, int64_t dim) {
+    model::norm_backward(dy, x, w, has_bias, stats, dx, dw, db, rows, dim);
+  }
+  void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, float* y, int64_t ldy, bool accumulate,
+              const float* b) {
+    model::linear(x, M, K, w, N, y, ldy, accumulate, b);
+  }
+  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+            int64_t ldb, float beta, float* C, int64_t ldc) {
+    cpu::sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  void bias_grad(const float* dy, int64_t ld, float* db, int64_t rows, int64_t cols) {
+    model::bias_grad(dy, ld, db, rows, cols);
+  }
+  void rope(float* x, int64_t rows, int64_t ld, int64_t heads, const int32_t* positions, bool inverse) {
+    rope_table.apply(x, rows, ld, heads, positions, inverse);
+  }
+  void attention_forward(const AttentionArgs& a) { model::attention_forward(a); }
+  void attention_backward(const AttentionGradArgs& a) { model::attention_backward(a); }
+  void gelu(const float* x, float* y, int64_t n) { model::gelu(x, y, n); }
+  void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) { model::gelu_backward(x, dy, dx, n); }
+  void swiglu(const float* gu, float* y, int64_t rows, int64_t hidden) { model::swiglu(gu, y, rows, hidden); }
+  void swiglu_backward(const float* gu, const float* dy, float* dgu, int64_t rows, int64_t hidden) {
+    model::swiglu_backward(gu, dy, dgu, rows, hidden);
+  }
+  void copy(float* dst, const float* src, int64_t n) { std::memcpy(dst, src, sizeof(float) * n); }
+  void store_kv(const float* qkv, int64_t batch, int64_t queries, float* cache_k, float* cache_v, int64_t slots,
+                const int32_t* query_slot) {
+    const int64_t kv = c.kv_dim(), qkv_dim = c.qkv_dim();
+    for (int64_t r = 0; r < batch; ++r) {
+      for (int64_t i = 0; i < queries; ++i) {
+        const float* row = qkv + (r * queries + i) * qkv_dim;
+        const int64_t slot = (query_slot != nullptr ? query_slot[r] : 0) + i;
+        std::memcpy(cache_k + (r * slots + slot) * kv, row + c.q_dim(), sizeof(float) * kv);
+        std::memcpy(cache_v + (r * slots + slot) * kv, row + c.q_dim() + kv, sizeof(float) * kv);
+      }
+    }
+  }
+};
 
 struct Transformer::Saved {
   int64_t batch = 0, steps = 0, rows = 0;

@@ -193,6 +193,34 @@ struct CastArgs {
   int64_t n;
 };
 
+// One operand of a GEMM: a row-major matrix with row stride ld, f32 or bf16
+// (bf16 on CUDA only). Matrix z of a batch starts at
+//   (z / batch_inner) * outer + ((z % batch_inner) / group) * inner
+// elements in, so a batch over (row b, head h) can read a grouped kv head
+// (group = heads per kv head) without copies; outer = inner = 0 shares one matrix.
+struct GemmOperand {
+  const void* data;
+  DType dtype = DType::f32;
+  int64_t ld;
+  int64_t outer = 0, inner = 0, group = 1;
+};
+
+// C = alpha * op(A) op(B) + beta * C (+ bias[n] on every row), C [m, n] f32,
+// for each of the batch's matrices (C's offsets as an operand's, group 1).
+// bf16_compute (CUDA only): operands rounded to bf16 and multiplied on tensor
+// cores with fp32 accumulation; else fp32 (both operands f32).
+struct GemmArgs {
+  bool trans_a = false, trans_b = false;
+  int64_t m, n, k;
+  int64_t batch = 1, batch_inner = 1;
+  float alpha = 1, beta = 0;
+  GemmOperand a, b;
+  float* c;
+  int64_t ldc, c_outer = 0, c_inner = 0;
+  const float* bias = nullptr;  // [n], batch 1 only
+  bool bf16_compute = false;
+};
+
 #define RLFARM_KERNEL_DECLS                                  \
   void logprobs(const LogprobsArgs& a);                      \
   void logprobs_backward(const LogprobsBackwardArgs& a);     \
@@ -207,7 +235,8 @@ struct CastArgs {
   void elementwise(const ElementwiseArgs& a);                \
   void row_sum(const RowSumArgs& a);                         \
   void row_broadcast(const RowBroadcastArgs& a);             \
-  void cast(const CastArgs& a);
+  void cast(const CastArgs& a);                              \
+  void gemm(const GemmArgs& a);
 
 namespace cpu {
 RLFARM_KERNEL_DECLS

@@ -541,13 +541,16 @@ RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const
 
 Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options, const Tensor& bias) {
   const Args args("matmul");
-  const auto check_matrices = [&](const Tensor& t, const char* name) {
-    args.dtype(t, name, {DType::f32});
+  // On the cpu every tensor is f32; on CUDA a and b may be bf16 (tensor cores, fp32 accumulation).
+  const auto check_matrices = [&](const Tensor& t, const char* name, bool operand) {
+    args.present(t, name);
+    if (operand && t.device().is_cuda()) args.dtype(t, name, {DType::f32, DType::bf16});
+    else args.dtype(t, name, {DType::f32});
     if (t.ndim() != 2 && t.ndim() != 3) args.fail(name, " must be 2-D, or 3-D for a batch; got ", t.describe());
-    if (!t.device().is_cpu()) args.fail(name, " must be on the cpu (matmul runs on the host); got ", t.describe());
+    if (t.device() != a.device()) args.same_device(t, name, a, "a");
   };
-  check_matrices(a, "a");
-  check_matrices(b, "b");
+  check_matrices(a, "a", true);
+  check_matrices(b, "b", true);
   const bool batched = a.ndim() == 3 || b.ndim() == 3;
   if (a.ndim() == 3 && b.ndim() == 3 && a.shape[0] != b.shape[0]) {
     args.fail("a and b must hold the same number of matrices; got a ", shape_str(a.shape), " and b ", shape_str(b.shape));
@@ -583,7 +586,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOpt
   const Shape result_shape = batched ? Shape{batch, M, N} : Shape{M, N};
   Tensor out = c;
   if (c.defined()) {
-    check_matrices(c, "c");
+    check_matrices(c, "c", false);
     const bool fits = c.ndim() == static_cast<int>(result_shape.size()) && (!batched || c.shape[0] == batch) &&
                       (explicit_sizes ? rows(c) >= M && cols(c) >= N : c.shape == result_shape);
     if (!fits) {
@@ -592,11 +595,11 @@ Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOpt
     }
   } else {
     if (options.beta != 0) args.fail("beta = ", options.beta, " needs c, the matrix to accumulate into");
-    out = empty(result_shape, DType::f32, Device::host());
+    out = empty(result_shape, DType::f32, a.device());
   }
   if (bias.defined()) {
     args.dtype(bias, "bias", {DType::f32});
-    if (!bias.device().is_cpu()) args.fail("bias must be on the cpu (matmul runs on the host); got ", bias.describe());
+    if (bias.device() != a.device()) args.same_device(bias, "bias", a, "a");
     if (batched) {
       args.fail("bias is for 2-D products; got a batch (a ", shape_str(a.shape), ", b ", shape_str(b.shape), ")");
     }
@@ -604,15 +607,27 @@ Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOpt
       args.fail("bias must have shape [", N, "] (a value per column of the result); got ", shape_str(bias.shape));
     }
   }
-  const float alpha = static_cast<float>(options.alpha), beta = static_cast<float>(options.beta);
-  if (batched) {
-    cpu::sgemm_batched(batch, options.trans_a, options.trans_b, M, N, K, alpha, a.data<float>(), row_stride(a),
-                       matrix_stride(a), b.data<float>(), row_stride(b), matrix_stride(b), beta, out.data<float>(),
-                       row_stride(out), matrix_stride(out));
+  GemmArgs g;
+  g.trans_a = options.trans_a;
+  g.trans_b = options.trans_b;
+  g.m = M;
+  g.n = N;
+  g.k = K;
+  g.batch = batch;
+  g.alpha = static_cast<float>(options.alpha);
+  g.beta = static_cast<float>(options.beta);
+  g.a = GemmOperand{a.raw(), a.dtype, row_stride(a), matrix_stride(a)};
+  g.b = GemmOperand{b.raw(), b.dtype, row_stride(b), matrix_stride(b)};
+  g.c = out.data<float>();
+  g.ldc = row_stride(out);
+  g.c_outer = matrix_stride(out);
+  g.bias = bias.defined() ? bias.data<float>() : nullptr;
+  g.bf16_compute = a.dtype == DType::bf16 || b.dtype == DType::bf16;
+  if (a.device().is_cuda()) {
+    cuda::set_device(a.device().index);
+    cuda::gemm(g);
   } else {
-    cpu::sgemm_bias(options.trans_a, options.trans_b, M, N, K, alpha, a.data<float>(), row_stride(a), b.data<float>(),
-                    row_stride(b), beta, out.data<float>(), row_stride(out),
-                    bias.defined() ? bias.data<float>() : nullptr);
+    cpu::gemm(g);
   }
   return out;
 }

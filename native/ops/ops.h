@@ -99,8 +99,10 @@ struct MatmulOptions {
   // then act as leading dimensions (how submatrices are multiplied).
   int64_t m = -1, n = -1, k = -1;
 };
-// c = alpha * op(a) * op(b) + beta * c on host f32 tensors, through
-// cpu::sgemm; for tests and benchmarks of the GEMM. 2-D tensors are one
+// c = alpha * op(a) * op(b) + beta * c through the gemm kernel of the
+// tensors' device (kernels.h): on the cpu f32 tensors through cpu::sgemm; on
+// CUDA a and b may also be bf16 (tensor cores, fp32 accumulation), c is f32.
+// For tests and benchmarks of the GEMMs. 2-D tensors are one
 // product; 3-D ones [batch, rows, cols] a batch through cpu::sgemm_batched,
 // where a 2-D a or b is shared by every product. With c undefined the result
 // is a new tensor (beta must then be 0); otherwise it is written into c

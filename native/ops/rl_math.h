@@ -13,11 +13,7 @@
 
 #include "kernels.h"
 
-#if defined(__CUDACC__)
-#define RLF_HD __host__ __device__ __forceinline__
-#else
-#define RLF_HD inline
-#endif
+#include "../core/host_device.h"
 
 namespace rlfarm::math {
 

@@ -9,7 +9,8 @@
 // What is not run, and why, is reported as a skip:
 // - `npm install` (the checkout is installed already; .ci/run runs it), `npm
 //   test` (the suite itself), `npm run bench:*` (minutes each, with a PyTorch
-//   peer; bench/RESULTS.md), `tensorboard` (Python's, when not installed);
+//   peer; bench/RESULTS.md), `npm run check:cuda` (test/check-cuda.test.ts
+//   runs it), `tensorboard` (Python's, when not installed);
 // - quickstart and compare take 6 to 15 minutes each on two cores. `npx rlfarm
 //   quickstart` as written is run in the checkout when runs/quickstart has
 //   finished there (.ci/run makes it before `npm test`): a second run prints
@@ -90,6 +91,7 @@ export function notRunHere(command: string): string | undefined {
   if (/^(sudo )?apt(-get)? install\b/.test(command)) return 'installs a system package (.ci/run installs what the tests need)'
   if (/--nnodes [2-9]|--master-addr (?!127\.0\.0\.1)/.test(command)) return 'a launch across machines (test/distributed.test.ts runs two "nodes" on 127.0.0.1)'
   if (/['"]$/.test(command)) return "part of a cluster launcher's line (srun, mpirun), shown for a cluster"
+  if (/^npm run check:cuda\b/.test(command)) return 'the CUDA check, run from the checkout: test/check-cuda.test.ts runs it (its GPU stages need a GPU)'
   if (/^tensorboard\b/.test(command) && spawnSync('sh', ['-c', 'command -v tensorboard']).status !== 0) return "TensorBoard (Python's) is not installed here"
   if (/(\[|<|\.\.\.)/.test(command)) return 'usage notation, not a command'
   if (/rlfarm dashboard\b/.test(command)) return 'a server that runs until it is stopped (its own test drives it in a browser)'

@@ -10,6 +10,7 @@ import { SequenceEncoder } from '../data/encode.js'
 import { readDataset, type Binarize, type DataFormat } from '../data/formats.js'
 import { parsePromptRow, type Prompt, type PromptExample, type RowRules } from '../data/examples.js'
 import { Model } from '../model/model.js'
+import type { Device } from '../tensor.js'
 import { AdamW, learningRate } from '../model/optim.js'
 import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js'
 import * as ops from '../ops.js'
@@ -76,8 +77,11 @@ export async function loadModelSpec(
   const tokenizer = options.tokenizer?.tokenizer ?? (await loadTokenizer(tokenizerSource))
   const scalarHead = options.scalarHead ?? spec.scalar_head
   let model: Model
+  // A spec made in code rather than read from a config may lack the defaults: cpu, and bf16 on cuda.
+  const device = (spec.device ?? 'cpu') as Device
+  const placement = device === 'cpu' ? {} : { device, precision: (spec.precision ?? 'bf16') as 'f32' | 'bf16' }
   if (spec.path) {
-    model = await Model.load(spec.path, { scalarHead, seed: options.seed })
+    model = await Model.load(spec.path, { scalarHead, seed: options.seed, ...placement })
   } else {
     const s = spec.init!
     const vocab = s.vocab_size ?? tokenizer.vocabSize
@@ -102,7 +106,7 @@ export async function loadModelSpec(
         ...(s.intermediate_size !== undefined ? { hidden: s.intermediate_size } : {}),
         maxPositions: s.max_positions,
       },
-      { seed: options.seed, scalarHead },
+      { seed: options.seed, scalarHead, ...placement },
     )
   }
   if (model.config.vocab < tokenizer.vocabSize) {

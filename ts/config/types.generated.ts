@@ -151,6 +151,18 @@ export interface ModelSpec {
   init: ModelShape | undefined
   /** add a [1, hidden] scalar head (reward and value models). `bool`, default `false`. */
   scalar_head: boolean
+  /**
+   * cpu, cuda or cuda:N: where the model's parameters, forward, backward and optimizer steps live (the CUDA engine has not yet run on a GPU: README, CUDA).
+   *
+   * `string`, default `'cpu'`.
+   */
+  device: string
+  /**
+   * on cuda: bf16 weights and tensor-core GEMMs with fp32 master weights and moments, or f32; a cpu model computes in f32.
+   *
+   * `string`, default `'bf16'`.
+   */
+  precision: 'bf16' | 'f32'
 }
 
 /** `ModelSpec` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -171,6 +183,18 @@ export interface ModelSpecInput {
   init?: ModelShapeInput
   /** add a [1, hidden] scalar head (reward and value models). `bool`, default `false`. */
   scalar_head?: boolean
+  /**
+   * cpu, cuda or cuda:N: where the model's parameters, forward, backward and optimizer steps live (the CUDA engine has not yet run on a GPU: README, CUDA).
+   *
+   * `string`, default `'cpu'`.
+   */
+  device?: string
+  /**
+   * on cuda: bf16 weights and tensor-core GEMMs with fp32 master weights and moments, or f32; a cpu model computes in f32.
+   *
+   * `string`, default `'bf16'`.
+   */
+  precision?: 'bf16' | 'f32'
 }
 
 /**

@@ -16,8 +16,15 @@ import { SafetensorsFile, writeSafetensors } from './safetensors.js'
 export type { ModelConfig }
 
 export interface LoadOptions {
-  /** Only 'cpu' for now; the CUDA engine is its own piece of work. */
+  /**
+   * 'cpu' (default), or 'cuda' / 'cuda:N': the parameters, gradients and AdamW
+   * moments live on that GPU, and forward, backward and optimizer steps run
+   * there (generation samples on the host from the current weights). The
+   * CUDA engine has not yet run on a GPU: see README.md, "CUDA".
+   */
   device?: Device
+  /** On cuda: 'bf16' (default: bf16 weights and tensor-core GEMMs, fp32 master weights and moments) or 'f32'. */
+  precision?: 'f32' | 'bf16'
   /** Add a [1, hidden] scalar head ("score") for reward and value models. */
   scalarHead?: boolean
   /** Seed for parameters the checkpoint lacks (a new scalar head). */
@@ -26,6 +33,7 @@ export interface LoadOptions {
 
 export interface CreateOptions {
   device?: Device
+  precision?: 'f32' | 'bf16'
   scalarHead?: boolean
   seed?: number
 }
@@ -147,10 +155,28 @@ function checkAttentionMask(where: string, mask: Tensor, tokens: Tensor): number
 // Tensors that checkpoints carry but that are not parameters.
 const BUFFERS = [/\.attn\.bias$/, /\.attn\.masked_bias$/, /rotary_emb\.inv_freq$/]
 
-function checkDevice(where: string, device: Device | undefined): void {
-  if (device !== undefined && device !== 'cpu') {
-    throw new Error(`${where}: device '${device}' is not available for models yet (the CUDA engine is not built); use 'cpu'`)
+interface Placement {
+  device: Device
+  precision: 'f32' | 'bf16'
+}
+
+/** The device and precision a model is asked for; a GPU that is not there is an error saying why. */
+function checkDevice(where: string, device: unknown, precision: unknown): Placement {
+  if (precision !== undefined && precision !== 'f32' && precision !== 'bf16') {
+    throw new TypeError(`${where}: precision must be 'f32' or 'bf16'; got ${describe(precision)}`)
   }
+  if (device === undefined || device === 'cpu') {
+    if (precision !== undefined && precision !== 'f32') throw new Error(`${where}: precision '${precision}' is for device 'cuda'; a cpu model computes in f32`)
+    return { device: 'cpu', precision: 'f32' }
+  }
+  if (typeof device !== 'string' || !/^cuda(:(0|[1-9][0-9]*))?$/.test(device)) {
+    throw new TypeError(`${where}: device must be 'cpu', 'cuda' or 'cuda:N'; got ${describe(device)}`)
+  }
+  const b = native.backend()
+  if (b.cudaDevices === 0) throw new Error(`${where}: device '${device}' is not available: ${b.cudaUnavailableReason}`)
+  const index = device === 'cuda' ? 0 : Number(device.slice(5))
+  if (index >= b.cudaDevices) throw new Error(`${where}: device '${device}' does not exist (${b.cudaDevices} CUDA device(s))`)
+  return { device: `cuda:${index}`, precision: (precision as 'f32' | 'bf16' | undefined) ?? 'bf16' }
 }
 
 function readJson(file: string): Record<string, unknown> {
@@ -210,8 +236,8 @@ export class Model {
 
   /** A model with random weights (normal(0, 0.02), norms 1, biases 0), deterministic in `seed`. */
   static create(config: Partial<ModelConfig> & Pick<ModelConfig, 'arch' | 'vocab' | 'dim' | 'layers' | 'heads'>, options: CreateOptions = {}): Model {
-    checkKeys('Model.create', options, ['device', 'scalarHead', 'seed'])
-    checkDevice('Model.create', options.device)
+    checkKeys('Model.create', options, ['device', 'precision', 'scalarHead', 'seed'])
+    const placement = checkDevice('Model.create', options.device, options.precision)
     if (config === null || typeof config !== 'object' || Array.isArray(config)) {
       throw new TypeError(`Model.create: config must be an object { arch, vocab, dim, layers, heads, ... }; got ${describe(config)}`)
     }
@@ -219,13 +245,14 @@ export class Model {
     const full = completeConfig({ ...config, scalarHead: options.scalarHead ?? config.scalarHead ?? false })
     const model = new Model(full, configToHf(full), 'Model.create', false)
     model.#native.initRandom(rangedOption('Model.create', 'seed', options.seed, 0, { integer: true, min: 0 }))
+    if (placement.device !== 'cpu') model.#native.toDevice(placement.device, placement.precision)
     return model
   }
 
   /** Loads a Hugging Face directory: config.json and model.safetensors (or shards with an index). */
   static async load(dir: string, options: LoadOptions = {}): Promise<Model> {
-    checkKeys('Model.load', options, ['device', 'scalarHead', 'seed'])
-    checkDevice('Model.load', options.device)
+    checkKeys('Model.load', options, ['device', 'precision', 'scalarHead', 'seed'])
+    const placement = checkDevice('Model.load', options.device, options.precision)
     const configFile = modelFile(dir, 'config.json')
     if (!fs.existsSync(configFile)) {
       throw new Error(`${dir}: no config.json (a Hugging Face model directory holds config.json and model.safetensors)`)
@@ -234,6 +261,7 @@ export class Model {
     const scalarHead = booleanOption('Model.load', 'scalarHead', options.scalarHead, false)
     const model = new Model(configFromHf(hf, configFile, scalarHead), hf, configFile, true)
     model.unusedTensors.push(...model.#loadWeights(dir, rangedOption('Model.load', 'seed', options.seed, 0, { integer: true, min: 0 })))
+    if (placement.device !== 'cpu') model.#native.toDevice(placement.device, placement.precision)
     return model
   }
 
@@ -299,8 +327,14 @@ export class Model {
     }
   }
 
+  /** 'cpu', or 'cuda:N' where the CUDA engine holds the model. */
   get device(): Device {
-    return 'cpu'
+    return this.#native.device().device as Device
+  }
+
+  /** 'f32' on the cpu; on cuda the precision it was given ('bf16' by default). */
+  get precision(): 'f32' | 'bf16' {
+    return this.#native.device().precision as 'f32' | 'bf16'
   }
 
   /** Every parameter, with its Hugging Face name and shape. */

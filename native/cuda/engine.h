@@ -1,0 +1,46 @@
+// The CUDA engine of a model: its parameters (fp32 master weights, and a bf16
+// working copy in bf16 precision), gradients and AdamW moments each live in
+// one contiguous device buffer laid out by the model's ParamLayout, as the CPU
+// engine's do. Forward and backward run the transformer block written once in
+// model/block_impl.h over CUDA layer ops (engine.cu); buffers are sized by
+// plan_engine (plan.h). Tokens and masks come from the host; log-probs,
+// entropies and values go back to it ([B, T] floats, never logits).
+//
+// Built only with the CUDA backend; without it make_engine says why (absent.cpp).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "../model/optimizer.h"
+#include "../model/transformer.h"
+#include "plan.h"
+
+namespace rlfarm::cuda {
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual Precision precision() const = 0;
+  virtual int device() const = 0;
+  // The model's flat fp32 parameter buffer to and from the device.
+  virtual void upload_params(const float* host) = 0;
+  virtual void download_params(float* host) = 0;
+  // The gradient buffer (zeros before the first backward).
+  virtual void download_grads(float* host) = 0;
+  virtual void zero_grad() = 0;
+  // As model::Transformer's, with the same checks and messages.
+  virtual model::ForwardResult forward(const Tensor& tokens, const Tensor& mask, const model::ForwardOptions& o) = 0;
+  virtual void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) = 0;
+  // clipped_adamw_step on the device. The moments live on the device; host_m
+  // and host_v (the optimizer's state, `total` floats) are read unless the
+  // step continues the last one on the same state, and written back after each.
+  virtual double adamw_step(float* host_m, float* host_v, int64_t step, const model::AdamWOptions& o,
+                            const std::vector<model::DecayRange>& ranges, double max_norm) = 0;
+  virtual double grad_norm() = 0;
+};
+
+// An engine on cuda:`device` for `host`'s shape, holding a copy of its parameters.
+std::unique_ptr<Engine> make_engine(const model::Transformer& host, int device, Precision precision);
+
+}  // namespace rlfarm::cuda

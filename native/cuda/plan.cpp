@@ -1,0 +1,187 @@
+#include "plan.h"
+
+#include <algorithm>
+
+#include "../core/error.h"
+#include "../model/layout.h"
+
+namespace rlfarm::cuda {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+constexpr int64_t kF32 = 4, kBf16 = 2;
+// Shared memory a block may use without opting in (the engine never opts in).
+constexpr int64_t kDefaultSmem = 48 * 1024;
+
+int64_t tiling_smem(const GemmTiling& t) {
+  if (t.tensor_cores) {
+    // A tile [tile_m, tile_k + 8] and B tile [tile_k, tile_n + 8] in bf16 (the
+    // padding staggers banks), and a 16 x 16 fp32 staging tile per warp for the epilogue.
+    return (t.tile_m * (t.tile_k + 8) + t.tile_k * (t.tile_n + 8)) * kBf16 + t.warps * 256 * kF32;
+  }
+  // A stored k-major [tile_k, tile_m + 4] and B [tile_k, tile_n + 4], fp32.
+  return (t.tile_k * (t.tile_m + 4) + t.tile_k * (t.tile_n + 4)) * kF32;
+}
+
+int blocks_per_sm(const GemmTiling& t) {
+  const int64_t by_threads = 2048 / (t.warps * 32);
+  const int64_t by_smem = (228 * 1024) / std::max<int64_t>(tiling_smem(t), 1);
+  return static_cast<int>(std::max<int64_t>(1, std::min(by_threads, by_smem)));
+}
+
+void check_positive(int64_t v, const char* what, const char* name) {
+  RLF_CHECK(v > 0, what, ": ", name, " must be > 0; got ", v);
+}
+
+}  // namespace
+
+const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "f32"; }
+
+Precision precision_from_name(const std::string& name, const char* what) {
+  if (name == "f32" || name == "fp32") return Precision::f32;
+  if (name == "bf16") return Precision::bf16;
+  fail(what, ": precision must be 'f32' or 'bf16'; got '", name, "'");
+}
+
+const std::vector<GemmTiling>& gemm_tilings(Precision p) {
+  // Largest first: plan_gemm takes the first that fills the GPU.
+  static const std::vector<GemmTiling> bf16{{128, 128, 32, 8, true}, {64, 128, 32, 4, true}, {64, 64, 32, 4, true}};
+  static const std::vector<GemmTiling> f32{{64, 64, 16, 8, false}, {32, 32, 16, 4, false}};
+  return p == Precision::bf16 ? bf16 : f32;
+}
+
+GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k, int64_t batch, Precision p, int sms, const char* what) {
+  check_positive(m, what, "m");
+  check_positive(n, what, "n");
+  check_positive(k, what, "k");
+  check_positive(batch, what, "batch");
+  RLF_CHECK(sms > 0, what, ": the GPU's multiprocessor count must be > 0; got ", sms);
+  const std::vector<GemmTiling>& tilings = gemm_tilings(p);
+  GemmPlan best{};
+  bool have = false;
+  for (const GemmTiling& t : tilings) {
+    GemmPlan plan{m, n, k, batch, t, {}, 0};
+    plan.launch.grid_x = ceil_div(n, t.tile_n);
+    plan.launch.grid_y = ceil_div(m, t.tile_m);
+    plan.launch.grid_z = batch;
+    plan.launch.block = t.warps * 32;
+    plan.launch.smem_bytes = tiling_smem(t);
+    RLF_CHECK(plan.launch.smem_bytes <= kDefaultSmem, what, ": tiling ", t.tile_m, "x", t.tile_n,
+              " needs more shared memory than a block gets by default");
+    const double blocks = static_cast<double>(plan.launch.grid_x * plan.launch.grid_y * batch);
+    plan.waves = blocks / (static_cast<double>(sms) * blocks_per_sm(t));
+    // The first (largest) tiling with a block for every SM; else the one with the most blocks.
+    if (blocks >= sms) return plan;
+    if (!have || blocks > static_cast<double>(best.launch.grid_x * best.launch.grid_y * batch)) {
+      best = plan;
+      have = true;
+    }
+  }
+  return best;
+}
+
+LtGemm plan_cublaslt(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
+  // Row-major X [r, c] with row stride ld is column-major X^T [c, r] with the same ld.
+  LtGemm p;
+  // op(B) is [k, n]; cuBLASLt's A must be [n, k] after its op.
+  p.a = trans_b ? LtMatrix{k, n, ldb, true} : LtMatrix{n, k, ldb, false};
+  // op(A) is [m, k]; cuBLASLt's B must be [k, m] after its op.
+  p.b = trans_a ? LtMatrix{m, k, lda, true} : LtMatrix{k, m, lda, false};
+  p.c = LtMatrix{n, m, ldc, false};
+  return p;
+}
+
+int row_block(int64_t width) {
+  int threads = 32;
+  while (threads < 1024 && threads * 4 < width) threads *= 2;
+  return threads;
+}
+
+Launch elementwise_launch(int64_t n, int sms) {
+  Launch l;
+  l.block = 256;
+  l.grid_x = std::max<int64_t>(1, std::min<int64_t>(ceil_div(n, l.block), static_cast<int64_t>(sms) * 8));
+  return l;
+}
+
+int64_t head_chunk_rows(int64_t vocab, int64_t rows) {
+  const int64_t chunk = std::max<int64_t>(1, (int64_t(16) << 20) / vocab);  // 16 M floats: 64 MB of logits
+  return std::max<int64_t>(1, std::min(chunk, rows));
+}
+
+EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps, Precision p, bool train, int sms) {
+  const char* what = "cuda plan";
+  c.validate();
+  check_positive(batch, what, "batch");
+  check_positive(steps, what, "steps");
+  RLF_CHECK(sms > 0, what, ": the GPU's multiprocessor count must be > 0; got ", sms);
+  EnginePlan e{};
+  e.batch = batch;
+  e.steps = steps;
+  e.rows = batch * steps;
+  e.precision = p;
+  e.train = train;
+  const int64_t N = e.rows, d = c.dim, L = c.layers, H = c.heads, T = steps, hd = c.head_dim;
+  const int64_t up = c.arch == model::Arch::gpt2 ? c.hidden : 2 * c.hidden;
+  const int64_t targets = batch * std::max<int64_t>(T - 1, 1);
+  e.head_chunk_rows = head_chunk_rows(c.vocab, targets);
+  const int64_t chunk = e.head_chunk_rows;
+
+  const auto gemm = [&](const char* name, int64_t m, int64_t n, int64_t k, int64_t count) {
+    e.gemms.push_back({name, plan_gemm(m, n, k, count, p, sms, name)});
+  };
+  gemm("qkv", N, c.qkv_dim(), d, 1);
+  gemm("attention scores", T, T, hd, batch * H);
+  gemm("attention values", T, hd, T, batch * H);
+  gemm("out", N, d, c.q_dim(), 1);
+  gemm("up", N, up, d, 1);
+  gemm("down", N, d, c.hidden, 1);
+  gemm("head", chunk, c.vocab, d, 1);
+  if (train) {
+    gemm("down dW", d, c.hidden, N, 1);
+    gemm("down dX", N, c.hidden, d, 1);
+    gemm("up dW", up, d, N, 1);
+    gemm("up dX", N, d, up, 1);
+    gemm("out dW", d, c.q_dim(), N, 1);
+    gemm("out dX", N, c.q_dim(), d, 1);
+    gemm("attention dP", T, T, hd, batch * H);
+    gemm("attention dV", T, hd, T, batch * H);
+    gemm("attention dQ", T, hd, T, batch * H);
+    gemm("attention dK", T, hd, T, batch * H);
+    gemm("qkv dW", c.qkv_dim(), d, N, 1);
+    gemm("qkv dX", N, d, c.qkv_dim(), 1);
+    gemm("head dX", chunk, d, c.vocab, 1);
+    gemm("head dW", c.vocab, d, chunk, 1);
+  }
+
+  e.norm = Launch{N, 1, 1, row_block(d), 0};
+  e.embed = Launch{N, 1, 1, row_block(d), 0};
+  e.elementwise = elementwise_launch(N * std::max(up, d), sms);
+  e.attention_softmax = Launch{batch * H * T, 1, 1, row_block(T), 0};
+  e.attention_decode = Launch{batch * H, 1, 1, std::max(32, row_block(hd)), 0};
+  e.classifier = Launch{chunk, 1, 1, 256, 0};
+
+  MemoryPlan& m = e.memory;
+  const int64_t total = static_cast<int64_t>(model::make_layout(c).total);  // the buffer the engine allocates
+  m.params = total * kF32;
+  m.working = p == Precision::bf16 ? total * kBf16 : 0;
+  e.adamw = elementwise_launch(total, sms);
+  if (train) {
+    m.grads = total * kF32;
+    m.adam_m = total * kF32;
+    m.adam_v = total * kF32;
+  }
+  const int64_t x_slots = train ? 2 * L + 1 : 1, layer_slots = train ? L : 1;
+  m.activations = (x_slots * N * d + x_slots * 2 * N + layer_slots * (N * c.qkv_dim() + batch * H * T + N * c.q_dim() +
+                                                                       N * up + N * c.hidden) +
+                   N * d) *
+                  kF32;
+  m.scratch = N * d * kF32 + N * (4 + 4 + 1);  // normed; tokens, positions, key_valid
+  if (train) m.scratch += (2 * N * d + N * c.hidden + N * up + N * c.q_dim() + N * c.qkv_dim()) * kF32;
+  m.head = (chunk * d + chunk * c.vocab + (train ? chunk * d : 0)) * kF32 + chunk * 4;
+  m.attention = batch * H * T * T * kF32 * (train ? 2 : 1);
+  return e;
+}
+
+}  // namespace rlfarm::cuda

@@ -1,0 +1,106 @@
+// Host-side planning of the CUDA engine, pure C++ (compiled in every build, so
+// the CPU tests check it for every model shape): which GEMM tiling each matrix
+// product takes and its launch shape, the classifier's chunk over the
+// vocabulary, the attention kernels' launch shapes, and the bytes of every
+// device buffer the engine allocates. The engine (engine.cu) launches what
+// these functions return; nothing here touches a device.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../model/config.h"
+
+namespace rlfarm::cuda {
+
+// Weights and GEMM inputs in fp32, or a bf16 working copy of the weights
+// (fp32 master weights and AdamW moments) with bf16 tensor-core GEMMs that
+// accumulate in fp32.
+enum class Precision { f32, bf16 };
+const char* precision_name(Precision p);
+Precision precision_from_name(const std::string& name, const char* what);
+
+struct Launch {
+  int64_t grid_x = 1, grid_y = 1, grid_z = 1;
+  int block = 1;
+  int64_t smem_bytes = 0;
+};
+
+// One tiling of the engine's own GEMM kernels (gemm.cu): a block computes a
+// tile_m x tile_n tile of C, stepping tile_k along K; `tensor_cores` picks the
+// bf16 mma kernel, else the fp32 SIMT kernel.
+struct GemmTiling {
+  int tile_m, tile_n, tile_k, warps;
+  bool tensor_cores;
+};
+// The tilings the kernels are compiled for (gemm.cu instantiates each).
+const std::vector<GemmTiling>& gemm_tilings(Precision p);
+
+struct GemmPlan {
+  int64_t m, n, k, batch;
+  GemmTiling tiling;
+  Launch launch;
+  double waves;  // blocks / (SMs * blocks per SM): how well the grid fills the GPU
+};
+// C[m, n] (batch of them) on a GPU with `sms` multiprocessors: the largest
+// tiling whose grid has a block for every SM, else the one with the most blocks.
+GemmPlan plan_gemm(int64_t m, int64_t n, int64_t k, int64_t batch, Precision p, int sms, const char* what);
+
+// cuBLASLt's view of a row-major product (cublaslt.cu): it sees column-major
+// matrices, and the row-major C = op(A) op(B) is the column-major
+// C^T = op(B)^T op(A)^T, so its first operand is our B and its second our A.
+// Each matrix as cuBLASLt's layout describes it: rows x cols with leading
+// dimension ld, column-major, and whether the product takes it transposed.
+struct LtMatrix {
+  int64_t rows, cols, ld;
+  bool transposed;
+};
+struct LtGemm {
+  LtMatrix a, b, c;  // cuBLASLt's A (our B), B (our A), and C = D (ours, n x m)
+};
+LtGemm plan_cublaslt(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc);
+
+// A named GEMM of a training step, for reports and tests.
+struct NamedGemm {
+  std::string name;
+  GemmPlan plan;
+};
+
+// Bytes of each device buffer, as the engine allocates them.
+struct MemoryPlan {
+  int64_t params = 0;      // fp32 master weights (the model's flat buffer)
+  int64_t working = 0;     // bf16 copy of the weights (bf16 only)
+  int64_t grads = 0;       // fp32
+  int64_t adam_m = 0, adam_v = 0;
+  int64_t activations = 0; // kept by a training forward (x, stats, qkv, lse, att, pre, act per layer)
+  int64_t scratch = 0;     // per-step scratch (normed, backward's gradients)
+  int64_t head = 0;        // the classifier's chunk: hidden rows and logits
+  int64_t attention = 0;   // the reference attention's scores [batch * heads, T, T] per layer call
+  int64_t total() const { return params + working + grads + adam_m + adam_v + activations + scratch + head + attention; }
+};
+
+struct EnginePlan {
+  int64_t batch, steps, rows;
+  Precision precision;
+  bool train;
+  int64_t head_chunk_rows;  // classifier rows per chunk: [rows, vocab] logits at most ~64 MB
+  std::vector<NamedGemm> gemms;
+  Launch norm, elementwise, embed, attention_softmax, attention_decode, classifier, adamw;
+  MemoryPlan memory;
+};
+
+// Everything the engine launches for a forward (train: and its backward) of
+// [batch, steps] tokens; checks the shapes, naming the bad one.
+EnginePlan plan_engine(const model::ModelConfig& config, int64_t batch, int64_t steps, Precision p, bool train,
+                       int sms);
+
+// Threads of a row-wise kernel (norms, softmax): a power of two in [32, 1024]
+// near width / 4 (each thread takes at least 4 elements).
+int row_block(int64_t width);
+// A 1-D grid-stride launch over n elements.
+Launch elementwise_launch(int64_t n, int sms);
+// Rows of the classifier's chunk for a vocabulary: at most ~64 MB of fp32 logits, at least 1.
+int64_t head_chunk_rows(int64_t vocab, int64_t rows);
+
+}  // namespace rlfarm::cuda
