@@ -84,7 +84,7 @@ t.test('config errors all exit 2: a missing algorithm, a missing policy, a bad n
 
 t.test('the http judge without a usable url or model_name: a ConfigError naming the field', async (t) => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { judgeFor } = require(path.join(ROOT, 'dist', 'algorithms', 'judge.js')) as typeof import('../ts/algorithms/judge')
+  const { judgeFor } = require(path.join(ROOT, 'dist', 'training', 'judges.js')) as typeof import('../ts/training/judges')
   const base = { kind: 'http', label_noise: 0.25, seed: 0, api_key_env: 'X', concurrency: 1, timeout_ms: 1000, retries: 0, max_reply_bytes: 1024, max_retry_after_ms: 0 }
   const options = { seed: 0, chatTemplate: false }
   await t.rejects(judgeFor({ ...base, model_name: 'm' } as never, options), { name: 'ConfigError', message: /judge\.url: must be the http\(s\) base URL .*; got null/ })

@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { backend, Model, ops, Tensor, train } from 'rlfarm'
 import { checkGemms, checkModel, FULL } from '../bench/cuda-checks'
-import { loadModelSpec } from '../dist/algorithms/common.js'
+import { loadModelSpec } from '../dist/training/models.js'
 import { assertThrowsWith, tempDir } from './helpers/common'
 import { TINY_POLICY } from './helpers/toy-data'
 

@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { Model, loadConfig } from 'rlfarm'
 import { MODEL_DEFAULTS } from '../dist/model/config.js'
-import { loadModelSpec } from '../dist/algorithms/common.js'
+import { loadModelSpec } from '../dist/training/models.js'
 import { native } from '../dist/native.js'
 import { assertThrowsWith } from './helpers/common'
 

@@ -12,8 +12,12 @@ import { distributed } from '../distributed/index.js'
 import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { writeFileAtomic } from '../util/fs.js'
-import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, rowsOfRank, sampleResponses, scorerFor, shareOf, type Scorer } from './common.js'
+import type { StageResult, TrainerContext } from '../training/context.js'
+import { encoderFor, loadModelSpec } from '../training/models.js'
+import { meanOf } from '../training/host-tensors.js'
+import { promptText, rowsOfRank, sampleResponses, shareOf } from '../training/rollout.js'
+import { readPrompts } from '../training/data-order.js'
+import { scorerFor, type Scorer } from '../training/scoring.js'
 
 export interface Sample {
   /** The response's token ids (stop token included) and its text. */

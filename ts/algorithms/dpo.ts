@@ -9,9 +9,12 @@ import type { Model } from '../model/model.js'
 import { dataParallel, type DataParallel } from '../distributed/data-parallel.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
-import { checkFinite, type StageResult, type TrainerContext } from './context.js'
-import { EpochBatches, encoderFor, isGiven, loadModelSpec, makeOptimizer, meanOf, optimizerStep, padIdOf, sameTokenizer, totalSteps } from './common.js'
-import { pairBatch, preferenceSplit } from './reward.js'
+import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
+import { EpochBatches, totalSteps } from '../training/data-order.js'
+import { encoderFor, isGiven, loadModelSpec, padIdOf, sameTokenizer } from '../training/models.js'
+import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
+import { meanOf } from '../training/host-tensors.js'
+import { pairBatch, preferenceSplit } from '../training/preference-pairs.js'
 
 /** Sequence log-probs (sums over response tokens) of every row of a pair batch. */
 async function sequenceSums(model: Model, batch: SequenceBatch, train: boolean): Promise<Tensor> {

@@ -5,9 +5,14 @@
 // each SFT batch (sampleAndScore and sftStep).
 import type { EncodedPair } from '../data/encode.js'
 import { dataParallel } from '../distributed/data-parallel.js'
-import type { StageResult, TrainerContext } from './context.js'
+import type { StageResult, TrainerContext } from '../training/context.js'
 import { best, sampleAndScore } from './best-of-n.js'
-import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, meanOf, optimizerStep, padIdOf, promptText, readPrompts, scorerFor } from './common.js'
+import { EpochBatches, readPrompts } from '../training/data-order.js'
+import { encoderFor, loadModelSpec, padIdOf } from '../training/models.js'
+import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
+import { meanOf } from '../training/host-tensors.js'
+import { promptText } from '../training/rollout.js'
+import { scorerFor } from '../training/scoring.js'
 import { sftStep } from './sft.js'
 
 interface RoundState {

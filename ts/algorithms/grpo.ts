@@ -16,32 +16,13 @@
 // and every logged figure are the whole batch's; the loss parts are weighed
 // by the whole batch (and micro-batch), and gradients summed before AdamW.
 import type { GroupConfig } from '../config/types.generated.js'
-import { dataParallel } from '../distributed/data-parallel.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
-import { checkFinite, type StageResult, type TrainerContext } from './context.js'
-import {
-  EpochBatches,
-  encoderFor,
-  loadModelSpec,
-  makeOptimizer,
-  maskedMean,
-  meanOf,
-  optimizerStep,
-  promptText,
-  readPrompts,
-  referenceSpec,
-  rolloutSteps,
-  rowsOfRank,
-  sameTokenizer,
-  sampleResponses,
-  scorerFor,
-  selectRows,
-  shareOf,
-  sequenceLogprobs,
-  total,
-  type Rollout,
-} from './common.js'
+import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
+import { optimizerStep } from '../training/optimizer.js'
+import { maskedMean, meanOf, selectRows, total } from '../training/host-tensors.js'
+import { setupOnPolicy } from '../training/on-policy.js'
+import { rowsOfRank, sequenceLogprobs, type Rollout } from '../training/rollout.js'
 
 export type GroupBaseline = 'grpo' | 'rloo'
 export type LossType = 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo'
@@ -310,24 +291,11 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
   const G = o.group_size
   const resolved = resolveGroupOptions(o, baseline)
   const mu = resolved.numIterations
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  const encoder = encoderFor(policy.tokenizer, config.data)
-  const { scorer } = await scorerFor(ctx, policy)
-  const reference =
-    o.kl_coef > 0
-      ? await loadModelSpec(referenceSpec(config), 'reference', {
-          seed: config.seed,
-          tokenizer: sameTokenizer(config.reference, policy),
-        })
-      : undefined
-  const rows = await readPrompts(ctx)
-  const prompts = rows.map((r) => encoder.prompt(r.prompt))
-  const opt = makeOptimizer(policy.model, config.optimizer)
-  await ctx.track({ models: { policy: policy.model }, optimizers: { policy: opt } })
+  // RLOO folds the KL into the reward and GRPO into the loss: either way a reference is needed only with a KL.
+  const run = await setupOnPolicy(ctx, { reference: o.kl_coef > 0 })
+  const { policy, scorer, reference, order, steps, temperature, dp } = run
+  const opt = run.optimizer
   const B = config.training.batch_size
-  const order = new EpochBatches(prompts.length, B, config.seed + 101, ctx.resumed?.order as never)
-  const steps = rolloutSteps(config, prompts.length)
-  const temperature = config.generation.temperature > 0 ? config.generation.temperature : 1
   const lossOptions: GroupLossOptions = {
     lossType: resolved.lossType,
     level: resolved.level,
@@ -338,8 +306,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
     klEstimator: o.kl_estimator as ops.KlEstimator,
     maxCompletionLength: config.generation.max_new_tokens,
   }
-  let step = ctx.resumed?.step ?? 0
-  const dp = dataParallel()
+  let step = run.firstStep
   // The scorer's figures for the rows of the last round on this rank, and how many.
   let scored: { metrics: Record<string, number>; rows: number } = { metrics: {}, rows: 0 }
 
@@ -352,8 +319,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
     let scores: Float32Array = new Float32Array(0)
     scored = { metrics: {}, rows: 0 }
     if (each.length > 0) {
-      rollout = await sampleResponses(policy.model, encoder, each.map((i) => prompts[i]), config.generation, seed, each.map((i) => promptText(rows[i].prompt)), shareOf(dp, rowsOf, picked.map((i) => prompts[i])))
-      scores = await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: each.map((i) => rows[i].row), step })
+      ;({ rollout, scores } = await run.sample(each, seed, step, { rows: rowsOf, prompts: picked }))
       scored = { metrics: scorer.metrics?.() ?? {}, rows: each.length }
     }
     return { rollout, rows: rowsOf, scores: dp ? await dp.gatherRows(scores, rowsOf, picked.length * G) : scores }

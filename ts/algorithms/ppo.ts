@@ -12,36 +12,17 @@
 // Data-parallel, each rank rolls out and trains on its rows of the batch (rows
 // rank, rank + N, ...); scores, normalisation, whitening, each minibatch's
 // token mean and every logged figure are over the whole batch.
-import { dataParallel } from '../distributed/data-parallel.js'
 import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
-import { checkFinite, type StageResult, type TrainerContext } from './context.js'
-import { evaluateHeldOut } from './eval.js'
-import {
-  EpochBatches,
-  encoderFor,
-  isGiven,
-  leadingColumns,
-  loadModelSpec,
-  makeOptimizer,
-  maskedMean,
-  meanOf,
-  optimizerStep,
-  padLastColumn,
-  promptText,
-  readPrompts,
-  referenceSpec,
-  rolloutSteps,
-  rowsOfRank,
-  sameTokenizer,
-  sampleResponses,
-  scorerFor,
-  selectRows,
-  shareOf,
-  sequenceLogprobs,
-  total,
-} from './common.js'
+import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
+import { evaluateHeldOut } from '../training/evaluation.js'
+import { readPrompts } from '../training/data-order.js'
+import { isGiven, loadModelSpec, sameTokenizer } from '../training/models.js'
+import { leadingColumns, maskedMean, meanOf, padLastColumn, selectRows, total } from '../training/host-tensors.js'
+import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
+import { setupOnPolicy } from '../training/on-policy.js'
+import { rowsOfRank, sequenceLogprobs } from '../training/rollout.js'
 
 /** Values of a value model aligned with log-prob positions: [B, T] -> [B, T - 1]. */
 async function actionValues(model: Model, tokens: Tensor, attentionMask: Tensor, train: boolean): Promise<Tensor> {
@@ -68,30 +49,25 @@ class RunningMoments {
 export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
   const o = config.ppo
-  const g = config.generation
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  const encoder = encoderFor(policy.tokenizer, config.data)
-  const { scorer, model: rewardModel } = await scorerFor(ctx, policy)
-  const reference = await loadModelSpec(referenceSpec(config), 'reference', {
-    seed: config.seed,
-    tokenizer: sameTokenizer(config.reference, policy),
+  const run = await setupOnPolicy(ctx, {
+    reference: true,
+    // The value model starts from the reward model, as AlpacaFarm does, unless one is named.
+    more: async ({ policy, rewardModel }) => {
+      const spec = isGiven(config.value_model) ? config.value_model : rewardModel ? config.reward_model : config.policy
+      const value = await loadModelSpec(spec, 'value_model', { scalarHead: true, seed: config.seed + 1, tokenizer: sameTokenizer(spec, policy) })
+      const optimizer = makeOptimizer(value.model, config.optimizer)
+      return { value, valueOpt: optimizer, models: { value: value.model }, optimizers: { value: optimizer } }
+    },
   })
-  // The value model starts from the reward model, as AlpacaFarm does, unless one is named.
-  const valueSpec = isGiven(config.value_model) ? config.value_model : rewardModel ? config.reward_model : config.policy
-  const value = await loadModelSpec(valueSpec, 'value_model', { scalarHead: true, seed: config.seed + 1, tokenizer: sameTokenizer(valueSpec, policy) })
-  const rows = await readPrompts(ctx)
-  const prompts = rows.map((r) => encoder.prompt(r.prompt))
-
-  const policyOpt = makeOptimizer(policy.model, config.optimizer)
-  const valueOpt = makeOptimizer(value.model, config.optimizer)
-  await ctx.track({ models: { policy: policy.model, value: value.model }, optimizers: { policy: policyOpt, value: valueOpt } })
-  const resumed = ctx.resumed as { step: number; order: never; kl_coef: number; moments: [number, number, number] } | undefined
+  const { policy, encoder, scorer, order, steps, temperature, dp } = run
+  const reference = run.reference!
+  const { value, valueOpt } = run.extra
+  const policyOpt = run.optimizer
+  const resumed = run.resumed as { kl_coef: number; moments: [number, number, number] } | undefined
   const B = config.training.batch_size
-  const order = new EpochBatches(prompts.length, B, config.seed + 101, resumed?.order)
-  const steps = rolloutSteps(config, prompts.length)
   let klCoef = resumed?.kl_coef ?? o.kl_coef
   const moments = new RunningMoments(...(resumed?.moments ?? []))
-  let step = resumed?.step ?? 0
+  let step = run.firstStep
   // Optimizer steps per rollout (minibatches x epochs), for the schedule.
   const updatesPerStep = o.epochs * Math.ceil(B / o.minibatch_size)
   const totalUpdates = steps * updatesPerStep
@@ -108,7 +84,6 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
   }
   let lastEval: Record<string, number> = {}
   if (evalRows.length > 0 && step === 0) lastEval = await heldOut()
-  const dp = dataParallel()
 
   while (step < steps && !ctx.stopRequested()) {
     const picked = order.next()
@@ -118,13 +93,12 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     const local = mine.length > 0 ? new Map(mine.map((b, j) => [b, j])) : undefined
     // The whole batch's per-row values, in batch order, on every rank.
     const gather = (values: Float32Array, width = 1) => (dp ? dp.gatherRows(values, mine, n, width) : Promise.resolve(values))
-    const rollout = local
-      ? await sampleResponses(policy.model, encoder, mine.map((b) => prompts[picked[b]]), g, config.seed * 1_000_003 + step, mine.map((b) => promptText(rows[picked[b]].prompt)), shareOf(dp, mine, picked.map((i) => prompts[i])))
-      : undefined
+    const sampled = local ? await run.sample(mine.map((b) => picked[b]), config.seed * 1_000_003 + step, step, { rows: mine, prompts: picked }) : undefined
+    const rollout = sampled?.rollout
     const mask = rollout?.actionMask
 
     // Scores at the last token, with the EOS penalty, clipping and normalisation (over the whole batch).
-    const localScores = rollout ? await scorer.score(rollout.tokens, rollout.attentionMask, { ...rollout, rows: mine.map((b) => rows[picked[b]].row), step }) : new Float32Array(0)
+    const localScores = sampled?.scores ?? new Float32Array(0)
     const scoreMetrics = dp ? await dp.poolMetrics(rollout ? (scorer.metrics?.() ?? {}) : {}, mine.length) : scorer.metrics?.()
     if (o.missing_eos_penalty !== undefined) rollout?.stopped.forEach((s, b) => (localScores[b] -= s ? 0 : o.missing_eos_penalty!))
     if (o.reward_clip > 0) localScores.forEach((s, b) => (localScores[b] = Math.max(-o.reward_clip, Math.min(o.reward_clip, s))))
@@ -135,7 +109,6 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
       scores.forEach((s, b) => (scores[b] = s / moments.std))
     }
 
-    const temperature = g.temperature > 0 ? g.temperature : 1
     let shard: { kl: Tensor; rewards: Tensor; oldLogp: Tensor; oldValues: Tensor; returns: Tensor; advantages: Tensor | undefined } | undefined
     if (rollout && mask) {
       const oldLogp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask, temperature)

@@ -5,7 +5,7 @@
 // with PPO's clipped ratio against the sampling policy. The loop is GRPO's
 // (grpo.ts) with this baseline: loss_type, the ratio level, num_iterations and
 // dynamic sampling apply alike; the advantage is not scaled.
-import type { StageResult, TrainerContext } from './context.js'
+import type { StageResult, TrainerContext } from '../training/context.js'
 import { trainGroupRl } from './grpo.js'
 
 export function trainRloo(ctx: TrainerContext): Promise<StageResult> {

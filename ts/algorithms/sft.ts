@@ -7,19 +7,11 @@ import { parseSftRow, type SftExample } from '../data/examples.js'
 import * as ops from '../ops.js'
 import type { Model } from '../model/model.js'
 import { dataParallel, type DataParallel } from '../distributed/data-parallel.js'
-import { checkFinite, type StageResult, type TrainerContext } from './context.js'
-import {
-  EpochBatches,
-  encoderFor,
-  loadModelSpec,
-  makeOptimizer,
-  optimizerStep,
-  padIdOf,
-  readRows,
-  splitEval,
-  total,
-  totalSteps,
-} from './common.js'
+import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
+import { EpochBatches, readRows, splitEval, totalSteps } from '../training/data-order.js'
+import { encoderFor, loadModelSpec, padIdOf } from '../training/models.js'
+import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
+import { total } from '../training/host-tensors.js'
 
 /** Concatenates examples into sequences of exactly `length` tokens (the last may be shorter). */
 export function packPairs(pairs: EncodedPair[], length: number, completionOnly: boolean): EncodedPair[] {

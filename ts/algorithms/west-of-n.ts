@@ -7,12 +7,15 @@
 // pairs; the trained model is the next round's base. Reports the held-out
 // accuracy of the base and the new model.
 import type { PreferenceExample, Prompt } from '../data/examples.js'
-import type { StageResult, TrainerContext } from './context.js'
+import type { StageResult, TrainerContext } from '../training/context.js'
 import { dataParallel } from '../distributed/data-parallel.js'
 import { best, sampleAndScore } from './best-of-n.js'
-import { EpochBatches, encoderFor, loadModelSpec, makeOptimizer, optimizerStep, padIdOf, readPrompts, RewardModelScorer, sameTokenizer } from './common.js'
-import { checkFinite } from './context.js'
-import { pairAccuracy, preferenceSplit, rewardStep } from './reward.js'
+import { EpochBatches, readPrompts } from '../training/data-order.js'
+import { encoderFor, loadModelSpec, padIdOf, sameTokenizer } from '../training/models.js'
+import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
+import { RewardModelScorer } from '../training/scoring.js'
+import { checkFinite } from '../training/context.js'
+import { pairAccuracy, preferenceSplit, rewardStep } from '../training/preference-pairs.js'
 
 /** The q-quantile (0..1) of values, by linear interpolation. */
 export function quantile(values: readonly number[], q: number): number {

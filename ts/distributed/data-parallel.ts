@@ -4,7 +4,6 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { total } from '../algorithms/common.js'
 import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { backend, Tensor } from '../tensor.js'
@@ -79,8 +78,9 @@ export function dataParallel(): DataParallel | undefined {
       return out
     },
     async whiten(x, mask) {
-      const masked = (t: Tensor) => total(ops.rowSum(t, mask))
-      const [sum, count] = await this.sum(x ? [masked(x), total(ops.rowSum(mask!))] : [0, 0])
+      // Sums over this rank's masked tokens (rowSum is native; its B row sums are added here).
+      const masked = (t: Tensor) => (ops.rowSum(t, mask).data as Float32Array).reduce((a, b) => a + b, 0)
+      const [sum, count] = await this.sum(x ? [masked(x), masked(mask!)] : [0, 0])
       const mean = count > 0 ? sum / count : 0
       const centered = x && ops.add(x, ops.broadcastRows(Tensor.full([x.shape[0]], mean), mask!), { alpha: 1, beta: -1 })
       const [squares] = await this.sum([centered ? masked(ops.mul(centered, centered)) : 0])

@@ -4,7 +4,7 @@ import { ConfigError } from '../config/errors.js'
 import type { JudgeConfig } from '../config/types.generated.js'
 import { AnnotatorPool } from '../farm/farm.js'
 import { GoldJudge, HttpJudge, LlmJudge, PoolJudge, type PairJudge } from '../farm/judges.js'
-import { loadModelSpec } from './common.js'
+import { loadModelSpec } from '../training/models.js'
 
 export async function judgeFor(judge: JudgeConfig, options: { seed: number; chatTemplate: boolean }): Promise<PairJudge> {
   switch (judge.kind) {

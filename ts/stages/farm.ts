@@ -4,7 +4,7 @@
 // in a pipeline).
 import { makeSplits, writeSplits } from '../farm/farm.js'
 import { FAMILIES } from '../farm/families.js'
-import type { StageResult, TrainerContext } from './context.js'
+import type { StageResult, TrainerContext } from '../training/context.js'
 
 export async function makeFarm(ctx: TrainerContext): Promise<StageResult> {
   const f = ctx.config.farm

@@ -21,9 +21,12 @@ import { parseTask } from '../farm/families.js'
 import { goldRating, poolRating, ultraFeedbackCompletion } from '../farm/ratings.js'
 import { spearman } from '../farm/report.js'
 import { writeFileAtomic } from '../util/fs.js'
-import type { StageResult, TrainerContext } from './context.js'
-import { encoderFor, loadModelSpec, meanOf, promptText, readPrompts, rowsOfRank, sampleResponses, shareOf } from './common.js'
-import { judgeFor } from './judge.js'
+import type { StageResult, TrainerContext } from '../training/context.js'
+import { encoderFor, loadModelSpec } from '../training/models.js'
+import { meanOf } from '../training/host-tensors.js'
+import { promptText, rowsOfRank, sampleResponses, shareOf } from '../training/rollout.js'
+import { readPrompts } from '../training/data-order.js'
+import { judgeFor } from '../training/judges.js'
 
 export async function labelPreferences(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx

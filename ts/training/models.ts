@@ -1,0 +1,119 @@
+// The models a config names: loading a directory or creating a shape, with
+// the tokenizer that reads its text, and the encoder of a run's data.
+import fs from 'node:fs'
+import path from 'node:path'
+import type { DataConfig, ModelSpec, RunConfig } from '../config/types.generated.js'
+import { ConfigError } from '../config/errors.js'
+import { SequenceEncoder } from '../data/encode.js'
+import { Model } from '../model/model.js'
+import type { Device } from '../tensor.js'
+import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js'
+
+/** A model with the tokenizer that reads its text, and where that tokenizer came from. */
+export interface LoadedModel {
+  model: Model
+  tokenizer: Tokenizer
+  /** 'byte' or the directory the tokenizer was read from (saved next to trained models). */
+  tokenizerSource: string
+}
+
+// A model directory saved by rlfarm records a byte tokenizer here, since the
+// byte tokenizer has no tokenizer.json.
+export const RLFARM_META = 'rlfarm.json'
+
+/** Where a model's tokenizer comes from: the spec, the model directory, or its rlfarm.json. */
+export function tokenizerSourceFor(spec: ModelSpec, what: string): string {
+  // A missing model directory is the problem to name, not the tokenizer it would have held.
+  if (spec.path && !isDirectory(spec.path)) throw new Error(`${what}.path: ${spec.path} is not a model directory (${fs.existsSync(spec.path) ? 'it is a file' : 'nothing is there'})`)
+  if (spec.tokenizer) return spec.tokenizer
+  if (spec.path) {
+    if (fs.existsSync(path.join(spec.path, 'tokenizer.json'))) return spec.path
+    const meta = path.join(spec.path, RLFARM_META)
+    if (fs.existsSync(meta)) {
+      const tokenizer = (JSON.parse(fs.readFileSync(meta, 'utf8')) as { tokenizer?: string }).tokenizer
+      if (tokenizer) return tokenizer
+    }
+  }
+  throw new Error(`${what}: no tokenizer: set ${what}.tokenizer to a tokenizer directory or 'byte' (the model directory has no tokenizer.json)`)
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+/** Whether a config names this model: a directory to load or a shape to create. */
+export function isGiven(spec: ModelSpec): boolean {
+  return Boolean(spec.path || spec.init)
+}
+
+/** The frozen reference model: `reference` when given, else the starting policy. */
+export function referenceSpec(config: RunConfig): ModelSpec {
+  return isGiven(config.reference) ? config.reference : config.policy
+}
+
+/** Loads (or creates, with `init`) the model a ModelSpec names. */
+export async function loadModelSpec(
+  spec: ModelSpec,
+  what: string,
+  options: { scalarHead?: boolean; seed: number; tokenizer?: LoadedModel },
+): Promise<LoadedModel> {
+  if (!spec?.path && !spec?.init) throw new ConfigError([{ path: what, message: `give ${what}.path (a model directory) or ${what}.init (a new model's shape)` }])
+  const tokenizerSource = options.tokenizer?.tokenizerSource ?? tokenizerSourceFor(spec, what)
+  const tokenizer = options.tokenizer?.tokenizer ?? (await loadTokenizer(tokenizerSource))
+  const scalarHead = options.scalarHead ?? spec.scalar_head
+  let model: Model
+  // A spec made in code rather than read from a config may lack the defaults: cpu, and bf16 on cuda.
+  const device = (spec.device ?? 'cpu') as Device
+  const placement = device === 'cpu' ? {} : { device, precision: (spec.precision ?? 'bf16') as 'f32' | 'bf16' }
+  if (spec.path) {
+    model = await Model.load(spec.path, { scalarHead, seed: options.seed, ...placement })
+  } else {
+    const s = spec.init!
+    const vocab = s.vocab_size ?? tokenizer.vocabSize
+    if (vocab < tokenizer.vocabSize) {
+      throw new Error(`${what}.init.vocab_size (${vocab}) is smaller than the tokenizer's vocabulary (${tokenizer.vocabSize})`)
+    }
+    const create = (...args: Parameters<typeof Model.create>) => {
+      try {
+        return Model.create(...args)
+      } catch (err) {
+        throw new Error(`${what}.init: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    model = create(
+      {
+        arch: s.arch,
+        vocab,
+        dim: s.hidden_size,
+        layers: s.layers,
+        heads: s.heads,
+        kvHeads: s.kv_heads ?? s.heads,
+        ...(s.intermediate_size !== undefined ? { hidden: s.intermediate_size } : {}),
+        maxPositions: s.max_positions,
+      },
+      { seed: options.seed, scalarHead, ...placement },
+    )
+  }
+  if (model.config.vocab < tokenizer.vocabSize) {
+    throw new Error(`${what}: the model's vocabulary (${model.config.vocab}) is smaller than its tokenizer's (${tokenizer.vocabSize})`)
+  }
+  return { model, tokenizer, tokenizerSource }
+}
+
+export function encoderFor(tokenizer: Tokenizer, data: DataConfig): SequenceEncoder {
+  return new SequenceEncoder({ tokenizer, maxLength: data.max_length, maxPromptLength: data.max_prompt_length, chatTemplate: data.chat_template })
+}
+
+/** The pad id of a tokenizer (its pad, else its EOS, else 0). */
+export function padIdOf(tokenizer: Tokenizer): number {
+  return tokenizer.padId ?? tokenizer.eosId ?? 0
+}
+
+/** Models trained together must read the same tokens: reuse the policy's tokenizer unless one is named. */
+export function sameTokenizer(spec: ModelSpec, policy: LoadedModel): LoadedModel | undefined {
+  return spec.tokenizer ? undefined : policy
+}
