@@ -172,3 +172,18 @@ t.test('runPipeline(config, { rewards }) hands them to its stages', async (t) =>
   t.equal(calls.reduce((a, b) => a + b, 0), 96 * 2, 'called on every sample')
   await t.rejects(runPipeline({ name: 'q', output_dir: out, stages: [{ name: 'bon', run: stage }] }, { rewards: [] as never }), { message: /rewards must be an object of reward functions by name/ })
 })
+
+t.test('ppo.normalize_rewards: scores that are all equal stay finite (no spread yet: left unscaled)', async (t) => {
+  const out = tempDir(t, 'runs')
+  const constant: RewardFn = ({ completions }) => completions.map(() => 2)
+  const r = await train(
+    config(out, { algorithm: 'ppo', name: 'ppo-constant', reward_function: { name: 'constant' }, training: { batch_size: 4, max_steps: 3 }, ppo: { minibatch_size: 4, normalize_rewards: true } }),
+    { rewards: { constant } },
+  )
+  const rows = readMetrics(r.runDir).filter((m) => m.policy_loss !== undefined)
+  t.equal(rows.length, 3, 'three steps')
+  for (const m of rows) {
+    t.equal(m.score, 2, 'the raw score is logged')
+    t.ok([m.reward, m.policy_loss, m.value_loss].every(Number.isFinite), `step ${m.step}: reward, policy and value losses are finite`)
+  }
+})

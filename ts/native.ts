@@ -4,7 +4,17 @@ import path from 'node:path'
 
 export type DType = 'f32' | 'bf16' | 'i32' | 'u8'
 
+/** What a handle is, set by the addon when it made the handle: reading it is no call into the addon. */
+export interface NativeTensorMeta {
+  readonly shape: readonly number[]
+  readonly dtype: DType
+  readonly device: string
+  readonly byteOffset: number
+  readonly disposed: boolean
+}
+
 export interface NativeTensorHandle {
+  readonly meta: NativeTensorMeta
   readonly shape: number[]
   readonly dtype: DType
   readonly device: string
@@ -41,9 +51,11 @@ export interface NativeOps {
   rowSum(x: H, mask: Optional): H
   broadcastRows(values: H, mask: H): H
   ppoPolicyLoss(
-    logp: H, oldLogp: H, advantages: H, mask: H, clipLow: number, clipHigh: number, dualClip: number, aggregate: string,
-  ): { loss: number; grad: H; clipFraction: number; approxKl: number; dualClipFraction: number; clipLowFraction: number; clipHighFraction: number }
-  valueLoss(values: H, oldValues: H, returns: H, mask: H, clip: number): { loss: number; grad: H; clipFraction: number }
+    logp: H, oldLogp: H, advantages: H, mask: H, clipLow: number, clipHigh: number, dualClip: number, aggregate: string, gradScale: number, entropy: Optional,
+  ): { loss: number; grad: H; clipFraction: number; approxKl: number; dualClipFraction: number; clipLowFraction: number; clipHighFraction: number; tokens: number; entropy?: number }
+  valueLoss(values: H, oldValues: H, returns: H, mask: H, clip: number, gradScale: number): { loss: number; grad: H; clipFraction: number }
+  selectRows(tensors: H[], rows: Int32Array): H[]
+  rowMoments(xs: H[], mask: H): H
   dpoLoss(
     inputs: Record<string, Optional>, variant: string, beta: number, labelSmoothing: number, gamma: number, referenceFree: boolean,
   ): { loss: number; gradChosen: H; gradRejected: H; chosenReward: H; rejectedReward: H; accuracy: number }
@@ -135,6 +147,7 @@ export interface NativeForwardOptions {
   temperature: number
   logits: boolean
   values: boolean
+  actionValues: boolean
 }
 
 export interface NativeGenerateOptions {

@@ -228,6 +228,36 @@ export function broadcastRows(values: Tensor, mask: Tensor): Tensor {
   return wrap(native.ops.broadcastRows(handle('broadcastRows', 'values', values), handle('broadcastRows', 'mask', mask)))
 }
 
+/**
+ * Rows `rows` of each tensor ([B, ...] -> [rows.length, ...]), copied, in one
+ * call: a minibatch of a rollout's tensors. Each row index must be inside
+ * every tensor.
+ */
+export function selectRows(tensors: readonly Tensor[], rows: readonly number[] | Int32Array): Tensor[] {
+  if (!Array.isArray(tensors)) throw new TypeError(`ops.selectRows: tensors must be an array of Tensors; got ${describe(tensors)}`)
+  const handles = tensors.map((t, i) => handle('selectRows', `tensors[${i}]`, t))
+  const picked = rows instanceof Int32Array ? rows : Array.isArray(rows) ? rowIndices(rows) : undefined
+  if (!picked) throw new TypeError(`ops.selectRows: rows must be an array of row indices or an Int32Array; got ${describe(rows)}`)
+  return native.ops.selectRows(handles, picked).map(wrap)
+}
+
+function rowIndices(rows: readonly number[]): Int32Array {
+  rows.forEach((r, i) => {
+    if (!Number.isInteger(r) || r < 0 || r > 2 ** 31 - 1) throw new RangeError(`ops.selectRows: rows[${i}] must be a row index (an integer >= 0); got ${describe(r)}`)
+  })
+  return Int32Array.from(rows)
+}
+
+/**
+ * Per row of f32 tensors shaped like `mask` [B, T]: the masked token count,
+ * then for each x its masked sum and masked sum of squares, as [B, 1 + 2k]
+ * (statistics a trainer logs, e.g. explained variance, in one call).
+ */
+export function rowMoments(xs: readonly Tensor[], mask: Tensor): Tensor {
+  if (!Array.isArray(xs)) throw new TypeError(`ops.rowMoments: xs must be an array of Tensors; got ${describe(xs)}`)
+  return wrap(native.ops.rowMoments(xs.map((x, i) => handle('rowMoments', `xs[${i}]`, x)), handle('rowMoments', 'mask', mask)))
+}
+
 export type Aggregate = 'token-mean' | 'seq-mean'
 
 export interface PpoPolicyLossOptions {
@@ -239,6 +269,10 @@ export interface PpoPolicyLossOptions {
   dualClip?: number
   /** Mean over all tokens, or over sequences of their token means. Default token-mean. */
   aggregate?: Aggregate
+  /** Multiplies the gradient (not the loss): e.g. a data-parallel rank's share of the minibatch. Default 1. */
+  gradScale?: number
+  /** The policy's entropy [B, T] (from the same forward), measured only: its masked mean comes back as `entropy`. */
+  entropy?: Tensor
 }
 
 export interface PpoPolicyLossResult {
@@ -255,6 +289,10 @@ export interface PpoPolicyLossResult {
   clipLowFraction: number
   /** Share of tokens clipped at the upper bound: rho > 1 + clipHigh with A > 0 (TRL's clip_ratio/high_mean). */
   clipHighFraction: number
+  /** The mask's sum: the tokens the loss averages over. */
+  tokens: number
+  /** The masked mean of options.entropy, when given. */
+  entropy?: number
 }
 
 /**
@@ -271,7 +309,7 @@ export function ppoPolicyLoss(
 ): PpoPolicyLossResult {
   const op = 'ppoPolicyLoss'
   const where = `ops.${op}`
-  checkKeys(where, options, ['clipLow', 'clipHigh', 'dualClip', 'aggregate'])
+  checkKeys(where, options, ['clipLow', 'clipHigh', 'dualClip', 'aggregate', 'gradScale', 'entropy'])
   const clipLow = numberOption(where, 'clipLow', options.clipLow, 0.2)
   const r = native.ops.ppoPolicyLoss(
     handle(op, 'logp', logp),
@@ -282,6 +320,8 @@ export function ppoPolicyLoss(
     numberOption(where, 'clipHigh', options.clipHigh, clipLow),
     numberOption(where, 'dualClip', options.dualClip, 0),
     choiceOption(where, 'aggregate', options.aggregate, ['token-mean', 'seq-mean'] as const, 'token-mean'),
+    gradScaleOption(where, options.gradScale),
+    optionalHandle(op, 'entropy', options.entropy),
   )
   return { ...r, grad: wrap(r.grad) }
 }
@@ -289,6 +329,15 @@ export function ppoPolicyLoss(
 export interface ValueLossOptions {
   /** Value clip epsilon; null turns clipping off. Default 0.2 (as TRL). */
   clip?: number | null
+  /** Multiplies the gradient (not the loss): e.g. the value coefficient. Default 1. */
+  gradScale?: number
+}
+
+/** A finite gradient multiplier. */
+function gradScaleOption(where: string, value: unknown): number {
+  const scale = numberOption(where, 'gradScale', value, 1)
+  if (!Number.isFinite(scale)) throw new RangeError(`${where}: gradScale must be a finite number; got ${scale}`)
+  return scale
 }
 
 /** Clipped value loss, token mean of max((V - R)^2, (V_old + clip(V - V_old) - R)^2) / 2. */
@@ -300,7 +349,7 @@ export function valueLoss(
   options: ValueLossOptions = {},
 ): { loss: number; grad: Tensor; clipFraction: number } {
   const op = 'valueLoss'
-  checkKeys(`ops.${op}`, options, ['clip'])
+  checkKeys(`ops.${op}`, options, ['clip', 'gradScale'])
   const clip = options.clip === null ? -1 : numberOption(`ops.${op}`, 'clip', options.clip, 0.2)
   // NaN compares false with everything: only a finite clip >= 0 passes.
   if (options.clip !== null && !(Number.isFinite(clip) && clip >= 0)) throw new RangeError(`ops.${op}: clip must be >= 0 (or null for no clipping); got ${clip}`)
@@ -310,6 +359,7 @@ export function valueLoss(
     handle(op, 'returns', returns),
     maskFor(op, mask, values),
     clip,
+    gradScaleOption(`ops.${op}`, options.gradScale),
   )
   return { ...r, grad: wrap(r.grad) }
 }

@@ -3,7 +3,7 @@
 // Tensor.from wraps existing memory (an ArrayBuffer or a SharedArrayBuffer)
 // without copying, so worker threads can share it.
 import { inspect } from 'node:util'
-import { native, type DType, type NativeTensorHandle, type DeviceInfo, type BackendInfo } from './native.js'
+import { native, type DType, type NativeTensorHandle, type NativeTensorMeta, type DeviceInfo, type BackendInfo } from './native.js'
 import { checkKeys, describe } from './util/options.js'
 
 export type { DType, DeviceInfo, BackendInfo }
@@ -81,11 +81,6 @@ export class Tensor {
   /** @internal The native tensor. */
   readonly native: NativeTensorHandle
   #view: TensorData | undefined
-  // A handle's shape, dtype and device never change (reshape, cast and to make
-  // new handles), so each is read across the native boundary once.
-  #shape: readonly number[] | undefined
-  #dtype: DType | undefined
-  #device: string | undefined
 
   /** @internal Use Tensor.from, Tensor.zeros or an op. */
   constructor(handle: NativeTensorHandle) {
@@ -154,23 +149,30 @@ export class Tensor {
     return options.device && options.device !== 'cpu' ? host.to(options.device) : host
   }
 
+  // The handle's shape, dtype and device never change (reshape, cast and to
+  // make new handles): the addon sets them on the handle once, as plain
+  // properties, so reading them does not cross into the addon.
+  #meta(): NativeTensorMeta {
+    const meta = this.native.meta
+    if (meta.disposed) throw new Error('this tensor was disposed')
+    return meta
+  }
+
   get shape(): number[] {
-    this.#shape ??= this.native.shape
-    return [...this.#shape] // a copy: the caller may change it
+    return [...this.#meta().shape] // a copy: the caller may change it
   }
 
   get dtype(): DType {
-    return (this.#dtype ??= this.native.dtype)
+    return this.#meta().dtype
   }
 
   /** 'cpu' or 'cuda:N'. */
   get device(): string {
-    return (this.#device ??= this.native.device)
+    return this.#meta().device
   }
 
   get numel(): number {
-    this.#shape ??= this.native.shape
-    return this.#shape.reduce((a, b) => a * b, 1)
+    return this.#meta().shape.reduce((a, b) => a * b, 1)
   }
 
   /**
@@ -179,9 +181,9 @@ export class Tensor {
    * Host tensors only.
    */
   get data(): TensorData {
-    if (this.#view === undefined || this.native.disposed) {
+    if (this.#view === undefined || this.native.meta.disposed) {
       const whole = this.native.storageView()
-      const start = this.native.byteOffset / whole.BYTES_PER_ELEMENT
+      const start = this.native.meta.byteOffset / whole.BYTES_PER_ELEMENT
       const n = this.numel
       this.#view = start === 0 && whole.length === n ? whole : whole.subarray(start, start + n)
     }
@@ -218,13 +220,11 @@ export class Tensor {
    */
   dispose(): void {
     this.#view = undefined
-    // Forgotten, so that shape and the rest throw as a disposed handle does.
-    this.#shape = this.#dtype = this.#device = undefined
     this.native.dispose()
   }
 
   get disposed(): boolean {
-    return this.native.disposed
+    return this.native.meta.disposed
   }
 
   /** Whether both tensors are views of the same memory. */

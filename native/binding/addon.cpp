@@ -220,8 +220,11 @@ Napi::Value PpoPolicyLoss(const Napi::CallbackInfo& info) {
       tensor(info, 0, "ops.ppoPolicyLoss: logp"), tensor(info, 1, "ops.ppoPolicyLoss: oldLogp"),
       tensor(info, 2, "ops.ppoPolicyLoss: advantages"), tensor(info, 3, "ops.ppoPolicyLoss: mask"),
       number_arg(info[4], "ops.ppoPolicyLoss: clipLow"), number_arg(info[5], "ops.ppoPolicyLoss: clipHigh"),
-      number_arg(info[6], "ops.ppoPolicyLoss: dualClip"), agg);
+      number_arg(info[6], "ops.ppoPolicyLoss: dualClip"), agg, number_arg(info[8], "ops.ppoPolicyLoss: gradScale"),
+      optional(info, 9, "ops.ppoPolicyLoss: entropy"));
   Napi::Object out = Napi::Object::New(env);
+  out.Set("tokens", r.tokens);
+  if (!info[9].IsUndefined()) out.Set("entropy", r.entropy_mean);
   out.Set("loss", r.loss);
   out.Set("grad", wrap(env, r.grad));
   out.Set("clipFraction", r.clip_fraction);
@@ -236,12 +239,44 @@ Napi::Value ValueLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto r = ops::value_loss(tensor(info, 0, "ops.valueLoss: values"), tensor(info, 1, "ops.valueLoss: oldValues"),
                                  tensor(info, 2, "ops.valueLoss: returns"), tensor(info, 3, "ops.valueLoss: mask"),
-                                 number_arg(info[4], "ops.valueLoss: clip"));
+                                 number_arg(info[4], "ops.valueLoss: clip"), number_arg(info[5], "ops.valueLoss: gradScale"));
   Napi::Object out = Napi::Object::New(env);
   out.Set("loss", r.loss);
   out.Set("grad", wrap(env, r.grad));
   out.Set("clipFraction", r.clip_fraction);
   return out;
+}
+
+// A list of tensors from a JavaScript array.
+std::vector<Tensor> tensor_list(const Napi::Value& value, const char* what) {
+  if (!value.IsArray()) fail(what, " must be an array of Tensors");
+  const Napi::Array array = value.As<Napi::Array>();
+  std::vector<Tensor> out;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const std::string name = std::string(what) + "[" + std::to_string(i) + "]";
+    out.push_back(NativeTensor::FromValue(array.Get(i), name.c_str()));
+  }
+  return out;
+}
+
+// selectRows(tensors, rows: Int32Array) -> tensors
+Napi::Value SelectRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::vector<Tensor> xs = tensor_list(info[0], "ops.selectRows: tensors");
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    fail("ops.selectRows: rows must be an Int32Array");
+  }
+  const Napi::Int32Array rows_js = info[1].As<Napi::Int32Array>();
+  const std::vector<int64_t> rows(rows_js.Data(), rows_js.Data() + rows_js.ElementLength());
+  const std::vector<Tensor> ys = ops::select_rows(xs, rows);
+  Napi::Array out = Napi::Array::New(env, ys.size());
+  for (size_t i = 0; i < ys.size(); ++i) out.Set(static_cast<uint32_t>(i), wrap(env, ys[i]));
+  return out;
+}
+
+// rowMoments(xs, mask) -> [B, 1 + 2k]
+Napi::Value RowMoments(const Napi::CallbackInfo& info) {
+  return wrap(info.Env(), ops::row_moments(tensor_list(info[0], "ops.rowMoments: xs"), tensor(info, 1, "ops.rowMoments: mask")));
 }
 
 Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
@@ -379,6 +414,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ops.Set("broadcastRows", Napi::Function::New<CountedFunction<BroadcastRows>>(env, "broadcastRows"));
   ops.Set("ppoPolicyLoss", Napi::Function::New<CountedFunction<PpoPolicyLoss>>(env, "ppoPolicyLoss"));
   ops.Set("valueLoss", Napi::Function::New<CountedFunction<ValueLoss>>(env, "valueLoss"));
+  ops.Set("selectRows", Napi::Function::New<CountedFunction<SelectRows>>(env, "selectRows"));
+  ops.Set("rowMoments", Napi::Function::New<CountedFunction<RowMoments>>(env, "rowMoments"));
   ops.Set("dpoLoss", Napi::Function::New<CountedFunction<DpoLoss>>(env, "dpoLoss"));
   ops.Set("rewardLoss", Napi::Function::New<CountedFunction<RewardLoss>>(env, "rewardLoss"));
   ops.Set("matmul", Napi::Function::New<CountedFunction<Matmul>>(env, "matmul"));

@@ -188,6 +188,24 @@ NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
     throw Napi::TypeError::New(info.Env(), "NativeTensor is made by Tensor.from, Tensor.zeros or an op");
   }
   tensor = *info[0].As<Napi::External<Tensor>>().Data();
+  // What the handle is, as plain properties of `meta` (shape, dtype and device
+  // never change for a handle): JavaScript reads them without a call into the
+  // addon. Dispose sets meta.disposed.
+  Napi::Env env = info.Env();
+  Napi::Array shape = Napi::Array::New(env, tensor.shape.size());
+  for (size_t i = 0; i < tensor.shape.size(); ++i) shape.Set(static_cast<uint32_t>(i), static_cast<double>(tensor.shape[i]));
+  shape.Freeze();
+  Napi::Object meta = Napi::Object::New(env);
+  meta.DefineProperties({
+      Napi::PropertyDescriptor::Value("shape", shape, napi_enumerable),
+      Napi::PropertyDescriptor::Value("dtype", Napi::String::New(env, dtype_name(tensor.dtype)), napi_enumerable),
+      Napi::PropertyDescriptor::Value("device", Napi::String::New(env, tensor.device().name()), napi_enumerable),
+      Napi::PropertyDescriptor::Value("byteOffset", Napi::Number::New(env, static_cast<double>(tensor.offset)),
+                                      napi_enumerable),
+      Napi::PropertyDescriptor::Value("disposed", Napi::Boolean::New(env, false),
+                                      static_cast<napi_property_attributes>(napi_enumerable | napi_writable)),
+  });
+  info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value("meta", meta, napi_enumerable));
   // Tell V8 about memory it cannot see, so that it collects dropped tensors
   // in time (memory borrowed from JavaScript is already counted by V8).
   if (!dynamic_cast<JsMemoryOwner*>(tensor.storage->owner.get())) {
@@ -213,6 +231,7 @@ const Tensor& NativeTensor::Get() const {
 
 Napi::Value NativeTensor::Dispose(const Napi::CallbackInfo& info) {
   ReleaseStorage(info.Env());
+  info.This().As<Napi::Object>().Get("meta").As<Napi::Object>().Set("disposed", true);
   return info.Env().Undefined();
 }
 

@@ -578,7 +578,7 @@ class CudaEngine final : public Engine {
   DeviceBuffer head_hidden_, head_logits_, head_next_, head_dhidden_, bad_target_;
   DeviceBuffer dnf_, dx_, dact_, dpre_, datt_, dqkv_, grad_in_, partial_;
   int64_t batch_ = 0, steps_ = 0, chunk_ = 1;
-  bool train_ = false, masked_ = false, entropy_ = false;
+  bool train_ = false, masked_ = false, entropy_ = false, action_values_ = false;
   const float* last_m_ = nullptr;  // the optimizer state the device's moments came from
   const float* last_v_ = nullptr;
   int64_t last_step_ = -1;
@@ -612,6 +612,7 @@ model::ForwardResult CudaEngine::forward(const Tensor& tokens, const Tensor& mas
   train_ = o.train;
   masked_ = mask.defined();
   entropy_ = o.entropy;
+  action_values_ = o.action_values;
   temperature_ = o.temperature;
   chunk_ = plan.head_chunk_rows;
 
@@ -692,6 +693,7 @@ model::ForwardResult CudaEngine::forward(const Tensor& tokens, const Tensor& mas
     k.gemm(false, true, N, 1, d, 1.0f, final_normed_.as<float>(), d, P() + layout_.score, d, 0.0f, values.as<float>(), 1);
     r.values = empty({B, T}, DType::f32, Device::host());
     copy_to_host(device_, r.values.raw(), values.as<float>(), fl(N));
+    if (o.action_values) r.values = model::values_on_action_grid(r.values);
   }
   return r;
 }
@@ -708,9 +710,10 @@ void CudaEngine::head_chunk(CudaOps& k, int64_t start, int64_t rows) {
            false, nullptr);
 }
 
-void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) {
+void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values_in) {
   RLF_CHECK(train_, "model.backward: run a forward with train: true first");
-  host_.check_backward(grad_logp, grad_entropy, grad_values, batch_, steps_, entropy_);
+  host_.check_backward(grad_logp, grad_entropy, grad_values_in, batch_, steps_, entropy_, action_values_);
+  const Tensor grad_values = grad_values_in.defined() && action_values_ ? model::grad_from_action_grid(grad_values_in, steps_) : grad_values_in;
   set_device(device_);
   const int64_t B = batch_, T = steps_, N = B * T, d = c_.dim, L = c_.layers, targets = B * (T - 1);
   const auto fl = [](int64_t n) { return sizeof(float) * static_cast<size_t>(n); };

@@ -87,14 +87,35 @@ void Transformer::check_forward(const Tensor& tokens, const Tensor& mask, const 
             o.temperature);
   RLF_CHECK(!o.values || layout_.score != kNone,
             "model.forward: values need a scalar head; load or create the model with scalarHead: true");
+  RLF_CHECK(!o.action_values || o.values, "model.forward: action values are values: ask for values too");
+  RLF_CHECK(!o.action_values || tokens.shape[1] >= 2,
+            "model.forward: values at log-prob positions need sequences of at least 2 tokens; got ", tokens.shape[1]);
+}
+
+Tensor values_on_action_grid(const Tensor& values) {
+  const int64_t B = values.shape[0], T = values.shape[1];
+  Tensor out = empty({B, T - 1}, DType::f32, Device::host());
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy_n(values.data<float>() + b * T, T - 1, out.data<float>() + b * (T - 1));
+  }
+  return out;
+}
+
+Tensor grad_from_action_grid(const Tensor& grad, int64_t steps) {
+  const int64_t B = grad.shape[0];
+  Tensor out = zeros({B, steps}, DType::f32, Device::host());
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy_n(grad.data<float>() + b * (steps - 1), steps - 1, out.data<float>() + b * steps);
+  }
+  return out;
 }
 
 void Transformer::check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values,
-                                 int64_t batch, int64_t steps, bool entropy_kept) const {
+                                 int64_t batch, int64_t steps, bool entropy_kept, bool action_values) const {
   const Shape target_shape{batch, steps - 1};
   for (const auto& [g, name, shape] : {std::tuple{&grad_logp, "gradLogp", target_shape},
                                        std::tuple{&grad_entropy, "gradEntropy", target_shape},
-                                       std::tuple{&grad_values, "gradValues", Shape{batch, steps}}}) {
+                                       std::tuple{&grad_values, "gradValues", Shape{batch, action_values ? steps - 1 : steps}}}) {
     if (!g->defined()) continue;
     check_usable(*g, "model.backward");
     RLF_CHECK(g->dtype == DType::f32 && g->device().is_cpu() && g->shape == shape, "model.backward: ", name,
@@ -255,6 +276,7 @@ ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, con
   s.train = o.train;
   s.temperature = o.temperature;
   s.entropy = o.entropy;
+  s.action_values = o.action_values;
   s.tokens.assign(tokens.data<int32_t>(), tokens.data<int32_t>() + s.rows);
   positions_from_mask(mask, s.batch, s.steps, s.positions, s.key_valid);
   s.masked = mask.defined();
@@ -284,17 +306,19 @@ ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, con
   if (o.values) {
     r.values = empty({s.batch, s.steps}, DType::f32, Device::host());
     linear(s.final_normed.data(), N, d, params_.data<float>() + layout_.score, 1, r.values.data<float>(), 1, false);
+    if (o.action_values) r.values = values_on_action_grid(r.values);
   }
   if (!o.train) s.train = false;
   return r;
 }
 
-void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) {
+void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values_in) {
   RLF_CHECK(saved_ && saved_->train, "model.backward: run a forward with train: true first");
   Saved& s = *saved_;
   const ModelConfig& c = config_;
   const int64_t N = s.rows, d = c.dim, T = s.steps;
-  check_backward(grad_logp, grad_entropy, grad_values, s.batch, T, s.entropy);
+  check_backward(grad_logp, grad_entropy, grad_values_in, s.batch, T, s.entropy, s.action_values);
+  const Tensor grad_values = grad_values_in.defined() && s.action_values ? grad_from_action_grid(grad_values_in, T) : grad_values_in;
   const float* P = params_.data<float>();
   float* G = const_cast<float*>(grads().data<float>());
   const bool gpt2 = c.arch == Arch::gpt2;

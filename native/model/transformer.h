@@ -27,6 +27,10 @@ struct ForwardOptions {
   float temperature = 1;  // log-probs and entropy of softmax(logits / temperature)
   bool logits = false;    // all logits, [B, T, V] (memory-hungry; for tests and small vocabularies)
   bool values = false;    // the scalar head at every position, [B, T]
+  // With values: only the positions that have a log-prob, [B, T-1] (value t
+  // beside logp[t], what a PPO value model needs); backward then takes
+  // gradValues on that grid too.
+  bool action_values = false;
 };
 
 struct ForwardResult {
@@ -52,6 +56,12 @@ struct GenerateResult {
   Tensor action_mask;     // [B, P + n - 1] f32: 1 at the log-prob positions of the new tokens
   Tensor last_mask;       // [B, P + n - 1] f32: 1 at the log-prob position of each row's last new token
 };
+
+// Values on the log-prob grid: [B, T] -> [B, T-1] (the last position has no
+// next token), and a gradient on that grid back to [B, T] (zero there). Both
+// engines produce and take host values, so they share these.
+Tensor values_on_action_grid(const Tensor& values);
+Tensor grad_from_action_grid(const Tensor& grad, int64_t steps);
 
 // Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0;
 // valid[i] is 1 where the mask is (every token without a mask).
@@ -87,7 +97,7 @@ class Transformer {
   void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
   void check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const;
   void check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values, int64_t batch,
-                      int64_t steps, bool entropy_kept) const;
+                      int64_t steps, bool entropy_kept, bool action_values) const;
 
  private:
   struct Saved;  // activations of one forward

@@ -108,6 +108,7 @@ struct Transformer::Saved {
   Buffer head_hidden, head_logits;
   float temperature = 1;
   bool entropy = false;
+  bool action_values = false;  // values were on the log-prob grid
 
   int64_t x_slot(int64_t i) const { return train ? i : 0; }
   int64_t layer_slot(int64_t l) const { return train ? l : 0; }

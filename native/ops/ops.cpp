@@ -1,6 +1,7 @@
 #include "ops.h"
 
 #include <algorithm>
+#include <cstring>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -116,6 +117,18 @@ HostStats<N> read_stats(const Tensor& stats) {
   for (int i = 0; i < N; ++i) out.v[i] = host.data<float>()[i];
   return out;
 }
+
+// The sum of a tensor's f32 values, in double, in order (as JavaScript adds a
+// row-sum tensor's values), read back to the host if needed.
+double host_total(const Tensor& t) {
+  const Tensor host = to_device(t, Device::host());
+  double s = 0;
+  for (int64_t i = 0; i < host.numel(); ++i) s += host.data<float>()[i];
+  return s;
+}
+
+// A mask as f32 (row sums take f32).
+Tensor mask_f32(const Tensor& mask) { return mask.dtype == DType::f32 ? mask : cast(mask, DType::f32); }
 
 double row_count(const Tensor& t) { return t.ndim() == 0 ? 1 : static_cast<double>(t.numel() / t.shape.back()); }
 
@@ -349,7 +362,7 @@ Tensor broadcast_rows(const Tensor& values, const Tensor& mask) {
 
 PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,
                                     const Tensor& mask, double clip_low, double clip_high, double dual_clip,
-                                    Aggregate aggregate) {
+                                    Aggregate aggregate, double grad_scale, const Tensor& entropy) {
   const Args args("ppoPolicyLoss");
   args.dtype(logp, "logp", {DType::f32});
   if (logp.ndim() < 1 || logp.ndim() > 2) args.fail("logp must be [B, T] or [T]; got ", logp.describe());
@@ -386,11 +399,20 @@ PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, 
   out.dual_clip_fraction = s.v[3];
   out.clip_low_fraction = s.v[4];
   out.clip_high_fraction = s.v[5];
+  if (grad_scale != 1) out.grad = add(out.grad, Tensor{}, grad_scale, 0);
+  const Tensor m = mask_f32(mask);
+  out.tokens = host_total(row_sum(m, Tensor{}));
+  if (entropy.defined()) {
+    args.dtype(entropy, "entropy", {DType::f32});
+    args.same_shape(entropy, "entropy", logp, "logp");
+    args.same_device(entropy, "entropy", logp, "logp");
+    out.entropy_mean = out.tokens > 0 ? host_total(row_sum(entropy, m)) / out.tokens : 0;
+  }
   return out;
 }
 
 ValueLossResult value_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
-                           const Tensor& mask, double clip) {
+                           const Tensor& mask, double clip, double grad_scale) {
   const Args args("valueLoss");
   args.dtype(values, "values", {DType::f32});
   args.nonempty(values, "values");
@@ -410,7 +432,59 @@ ValueLossResult value_loss(const Tensor& values, const Tensor& old_values, const
   const auto s = read_stats<kValueStats>(stats);
   out.loss = s.v[0];
   out.clip_fraction = s.v[1];
+  if (grad_scale != 1) out.grad = add(out.grad, Tensor{}, grad_scale, 0);
   return out;
+}
+
+std::vector<Tensor> select_rows(const std::vector<Tensor>& xs, const std::vector<int64_t>& rows) {
+  const Args args("selectRows");
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Tensor& x = xs[i];
+    if (x.ndim() < 1) args.fail("tensor ", i, " must have a row dimension [B, ...]; got ", x.describe());
+    for (const int64_t r : rows) {
+      if (r < 0 || r >= x.shape[0]) args.fail("row ", r, " is outside tensor ", i, " (", x.describe(), ")");
+    }
+    Shape shape = x.shape;
+    shape[0] = static_cast<int64_t>(rows.size());
+    Tensor y = empty(shape, x.dtype, x.device());
+    const size_t row_bytes = x.shape[0] > 0 ? x.nbytes() / static_cast<size_t>(x.shape[0]) : 0;
+    const char* src = static_cast<const char*>(x.raw());
+    char* dst = static_cast<char*>(y.raw());
+    for (size_t j = 0; j < rows.size(); ++j) {
+      if (x.device().is_cpu()) {
+        std::memcpy(dst + j * row_bytes, src + static_cast<size_t>(rows[j]) * row_bytes, row_bytes);
+      } else {
+        cuda::copy_device_to_device(x.device().index, dst + j * row_bytes, src + static_cast<size_t>(rows[j]) * row_bytes,
+                                    row_bytes);
+      }
+    }
+    out.push_back(std::move(y));
+  }
+  return out;
+}
+
+Tensor row_moments(const std::vector<Tensor>& xs, const Tensor& mask) {
+  const Args args("rowMoments");
+  args.dtype(mask, "mask", {DType::f32, DType::i32, DType::u8});
+  if (mask.ndim() != 2) args.fail("mask must be [B, T]; got ", mask.describe());
+  const Tensor m = mask_f32(mask);
+  std::vector<Tensor> columns{row_sum(m, Tensor{})};
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const std::string name = "xs[" + std::to_string(i) + "]";
+    args.dtype(xs[i], name.c_str(), {DType::f32});
+    args.same_shape(xs[i], name.c_str(), mask, "mask");
+    args.same_device(xs[i], name.c_str(), mask, "mask");
+    columns.push_back(row_sum(xs[i], m));
+    columns.push_back(row_sum(mul(xs[i], xs[i]), m));
+  }
+  const int64_t B = mask.shape[0], K = static_cast<int64_t>(columns.size());
+  Tensor out = empty({B, K}, DType::f32, Device::host());
+  for (int64_t k = 0; k < K; ++k) {
+    const Tensor host = to_device(columns[k], Device::host());
+    for (int64_t b = 0; b < B; ++b) out.data<float>()[b * K + k] = host.data<float>()[b];
+  }
+  return to_device(out, mask.device());
 }
 
 DpoVariant parse_dpo_variant(const std::string& name) {

@@ -4,6 +4,8 @@
 // Optional tensors are passed as undefined Tensors.
 #pragma once
 
+#include <vector>
+
 #include "kernels.h"
 #include "../core/tensor.h"
 
@@ -48,23 +50,35 @@ Tensor row_sum(const Tensor& x, const Tensor& mask);
 // values [...] and mask [..., T] -> [..., T]: values broadcast along the last dimension where mask is nonzero.
 Tensor broadcast_rows(const Tensor& values, const Tensor& mask);
 
+// x [B, ...] -> [rows.size(), ...]: the rows `rows` of each tensor, copied
+// (a minibatch of a rollout's tensors in one call).
+std::vector<Tensor> select_rows(const std::vector<Tensor>& xs, const std::vector<int64_t>& rows);
+
+// Per row of the f32 tensors xs (each [B, T], shaped like mask): the masked
+// token count, then for each x its masked sum and sum of squares: [B, 1 + 2k].
+Tensor row_moments(const std::vector<Tensor>& xs, const Tensor& mask);
+
 struct PpoPolicyLossResult {
   double loss;
   Tensor grad;
   double clip_fraction, approx_kl, dual_clip_fraction, clip_low_fraction, clip_high_fraction;
+  double tokens;        // the mask's sum
+  double entropy_mean;  // the masked mean of `entropy`, when given (else 0)
 };
+// grad_scale multiplies the gradient (a data-parallel rank's share of the
+// minibatch); `entropy` (shaped like logp, may be undefined) is only measured.
 PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,
                                     const Tensor& mask, double clip_low, double clip_high, double dual_clip,
-                                    Aggregate aggregate);
+                                    Aggregate aggregate, double grad_scale = 1, const Tensor& entropy = Tensor{});
 
 struct ValueLossResult {
   double loss;
   Tensor grad;
   double clip_fraction;
 };
-// clip < 0: no value clipping.
+// clip < 0: no value clipping. grad_scale multiplies the gradient (the value coefficient).
 ValueLossResult value_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
-                           const Tensor& mask, double clip);
+                           const Tensor& mask, double clip, double grad_scale = 1);
 
 struct DpoInputs {
   Tensor policy_chosen, policy_rejected, ref_chosen, ref_rejected, chosen_length, rejected_length;

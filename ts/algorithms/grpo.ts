@@ -20,7 +20,7 @@ import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
 import { optimizerStep } from '../training/optimizer.js'
-import { maskedMean, meanOf, selectRows, total } from '../training/host-tensors.js'
+import { maskedMean, meanOf, total } from '../training/host-tensors.js'
 import { setupOnPolicy } from '../training/on-policy.js'
 import { rowsOfRank, sequenceLogprobs, type Rollout } from '../training/rollout.js'
 
@@ -241,15 +241,16 @@ export function resolveGroupOptions(o: GroupConfig, baseline: GroupBaseline): Re
 
 /** Rows `rows` of a rollout. */
 function selectRollout(r: Rollout, rows: readonly number[]): Rollout {
+  const [tokens, attentionMask, actionMask, lastMask, sampleLogprobs] = ops.selectRows([r.tokens, r.attentionMask, r.actionMask, r.lastMask, r.sampleLogprobs], rows)
   return {
-    tokens: selectRows(r.tokens, rows),
-    attentionMask: selectRows(r.attentionMask, rows),
-    actionMask: selectRows(r.actionMask, rows),
-    lastMask: selectRows(r.lastMask, rows),
+    tokens,
+    attentionMask,
+    actionMask,
+    lastMask,
     promptWidth: r.promptWidth,
     lengths: rows.map((i) => r.lengths[i]),
     stopped: rows.map((i) => r.stopped[i]),
-    sampleLogprobs: selectRows(r.sampleLogprobs, rows),
+    sampleLogprobs,
     texts: rows.map((i) => r.texts[i]),
     ...(r.prompts ? { prompts: rows.map((i) => r.prompts![i]) } : {}),
   }
@@ -406,13 +407,16 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
           // This rank's rows of the micro-batch [start, end) of the chunk.
           const mb = c.rows.flatMap((r, j) => (r >= start && r < end ? [j] : []))
           if (mb.length === 0 || !c.rollout || !c.logprobs) continue
-          const mbMask = selectRows(c.rollout.actionMask, mb)
-          const out = await policy.model.forward(selectRows(c.rollout.tokens, mb), { attentionMask: selectRows(c.rollout.attentionMask, mb), train: true, temperature, entropy: true })
+          const [mbMask, mbTokens, attention, oldLogp, refLogp] = ops.selectRows(
+            [c.rollout.actionMask, c.rollout.tokens, c.rollout.attentionMask, c.logprobs.oldLogp, ...(c.logprobs.refLogp ? [c.logprobs.refLogp] : [])],
+            mb,
+          )
+          const out = await policy.model.forward(mbTokens, { attentionMask: attention, train: true, temperature, entropy: true })
           const micro = dp ? { rows: end - start, tokens: c.lengths.slice(start, end).reduce((x, y) => x + y, 0) } : undefined
           const part = groupLossPart(
             out.logp!,
-            selectRows(c.logprobs.oldLogp, mb),
-            c.logprobs.refLogp ? selectRows(c.logprobs.refLogp, mb) : undefined,
+            oldLogp,
+            refLogp,
             dp ? Float32Array.from(mb, (j) => advantages[offset + c.rows[j]]) : advantages.subarray(offset + start, offset + start + mb.length),
             mbMask,
             batch,

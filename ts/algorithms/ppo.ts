@@ -19,15 +19,15 @@ import { checkFinite, type StageResult, type TrainerContext } from '../training/
 import { evaluateHeldOut } from '../training/evaluation.js'
 import { readPrompts } from '../training/data-order.js'
 import { isGiven, loadModelSpec, sameTokenizer } from '../training/models.js'
-import { leadingColumns, maskedMean, meanOf, padLastColumn, selectRows, total } from '../training/host-tensors.js'
+import { meanOf } from '../training/host-tensors.js'
 import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
 import { setupOnPolicy } from '../training/on-policy.js'
 import { rowsOfRank, sequenceLogprobs } from '../training/rollout.js'
 
-/** Values of a value model aligned with log-prob positions: [B, T] -> [B, T - 1]. */
+/** A value model's estimates on the log-prob grid: [B, T - 1], value t beside logp[t]. */
 async function actionValues(model: Model, tokens: Tensor, attentionMask: Tensor, train: boolean): Promise<Tensor> {
-  const { values } = await model.forward(tokens, { attentionMask, train, logprobs: false, values: true })
-  return leadingColumns(values!, tokens.shape[1] - 1)
+  const { values } = await model.forward(tokens, { attentionMask, train, logprobs: false, values: 'actions' })
+  return values!
 }
 
 /** Running mean and variance of scores (Welford), for normalize_rewards. */
@@ -43,6 +43,11 @@ class RunningMoments {
   }
   get std(): number {
     return this.count > 1 ? Math.sqrt(this.m2 / (this.count - 1)) : 1
+  }
+  /** A score over the running std; unscaled while the scores have shown no spread (dividing by ~0 would blow them up or give NaN). */
+  scale(score: number): number {
+    const std = this.std
+    return std > 1e-8 ? score / std : score
   }
 }
 
@@ -106,7 +111,7 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     const rawScore = meanOf(scores)
     if (o.normalize_rewards) {
       moments.update(scores)
-      scores.forEach((s, b) => (scores[b] = s / moments.std))
+      scores.forEach((s, b) => (scores[b] = moments.scale(s)))
     }
 
     let shard: { kl: Tensor; rewards: Tensor; oldLogp: Tensor; oldValues: Tensor; returns: Tensor; advantages: Tensor | undefined } | undefined
@@ -128,20 +133,26 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     }
 
     // Per row: response tokens, then the sums over them of the KL, the shaped
-    // reward, the value residual and the returns (and their squares), the
-    // response length and whether it stopped.
-    const STATS = 9
+    // reward, the value residual and the returns, and of their squares (one
+    // native call), the response length and whether it stopped.
+    // (Each sum's square follows it: variance(k) reads column k + 1.)
+    const [TOKENS, KL, REWARD, RESIDUAL, RETURN, LENGTH, STOPPED] = [0, 1, 3, 5, 7, 9, 10]
+    const STATS = 11
     const localStats = new Float32Array(mine.length * STATS)
     if (shard && mask && rollout) {
       const residual = ops.add(shard.returns, shard.oldValues, { alpha: 1, beta: -1 })
-      const sums = [shard.kl, shard.rewards, residual, ops.mul(residual, residual), shard.returns, ops.mul(shard.returns, shard.returns)].map((x) => ops.rowSum(x, mask).data as Float32Array)
-      const columns = [ops.rowSum(mask).data as Float32Array, ...sums, rollout.lengths, rollout.stopped.map(Number)]
-      columns.forEach((c, k) => c.forEach((v, j) => (localStats[j * STATS + k] = v)))
+      const moments = ops.rowMoments([shard.kl, shard.rewards, residual, shard.returns], mask).data as Float32Array
+      const width = STATS - 2
+      mine.forEach((_, j) => {
+        localStats.set(moments.subarray(j * width, (j + 1) * width), j * STATS)
+        localStats[j * STATS + LENGTH] = rollout.lengths[j]
+        localStats[j * STATS + STOPPED] = Number(rollout.stopped[j])
+      })
     }
     const stats = await gather(localStats, STATS)
     const column = (k: number) => Float32Array.from({ length: n }, (_, b) => stats[b * STATS + k])
-    const rowTokens = column(0)
-    const lengths = Array.from(column(7))
+    const rowTokens = column(TOKENS)
+    const lengths = Array.from(column(LENGTH))
 
     // K epochs of minibatch updates. With more ranks, each rank's rows of a
     // minibatch weigh by their share of its tokens (or of its sequences, for
@@ -163,33 +174,35 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
         value.model.zeroGrad()
         let valueGrad: Tensor | undefined
         if (mb.length > 0 && rollout && shard && mask) {
-          const pick = (t: Tensor) => selectRows(t, mb)
-          const tokens = pick(rollout.tokens)
-          const attention = pick(rollout.attentionMask)
-          const mbMask = pick(mask)
-          // Entropy is always measured (a collapse shows in the logs); it enters the loss only with entropy_coef.
-          const out = await policy.model.forward(tokens, { attentionMask: attention, train: true, temperature, entropy: true })
-          const pg = ops.ppoPolicyLoss(out.logp!, pick(shard.oldLogp), pick(shard.advantages!), mbMask, {
-            clipLow: o.clip_low,
-            clipHigh: o.clip_high ?? o.clip_low,
-            dualClip: o.dual_clip > 1 ? o.dual_clip : undefined,
-            aggregate: o.aggregate as 'token-mean',
-          })
-          const localTokens = total(ops.rowSum(mbMask))
+          const [tokens, attention, mbMask, oldLogp, advantages, oldValues, returns] = ops.selectRows(
+            [rollout.tokens, rollout.attentionMask, mask, shard.oldLogp, shard.advantages!, shard.oldValues, shard.returns],
+            mb,
+          )
+          const localTokens = mb.reduce((a, j) => a + rowTokens[mine[j]], 0)
           const tokensInMb = Math.max(dp ? mbTokens : localTokens, 1)
           // This rank's share of the minibatch's token mean (1 with one process).
           const tokenShare = dp ? localTokens / tokensInMb : 1
           const lossShare = !dp ? 1 : o.aggregate === 'seq-mean' ? mb.filter((j) => rowTokens[mine[j]] > 0).length / Math.max(mbSequences, 1) : tokenShare
+          // Entropy is always measured (a collapse shows in the logs); it enters the loss only with entropy_coef.
+          const out = await policy.model.forward(tokens, { attentionMask: attention, train: true, temperature, entropy: true })
+          const pg = ops.ppoPolicyLoss(out.logp!, oldLogp, advantages, mbMask, {
+            clipLow: o.clip_low,
+            clipHigh: o.clip_high ?? o.clip_low,
+            dualClip: o.dual_clip > 1 ? o.dual_clip : undefined,
+            aggregate: o.aggregate as 'token-mean',
+            gradScale: lossShare,
+            entropy: out.entropy,
+          })
           let gradEntropy: Tensor | undefined
           if (o.entropy_coef !== 0) {
             gradEntropy = ops.add(mbMask, undefined, { alpha: -o.entropy_coef / tokensInMb }) // loss -= coef * mean entropy
           }
-          await policy.model.backward({ gradLogp: dp ? ops.add(pg.grad, undefined, { alpha: lossShare }) : pg.grad, gradEntropy })
-          part.policy = [pg.loss * lossShare, pg.clipFraction * tokenShare, pg.approxKl * tokenShare, maskedMean(out.entropy!, mbMask) * tokenShare]
+          await policy.model.backward({ gradLogp: pg.grad, gradEntropy })
+          part.policy = [pg.loss * lossShare, pg.clipFraction * tokenShare, pg.approxKl * tokenShare, pg.entropy! * tokenShare]
 
           const v = await actionValues(value.model, tokens, attention, true)
-          const vl = ops.valueLoss(v, pick(shard.oldValues), pick(shard.returns), mbMask, { clip: o.value_clip })
-          valueGrad = padLastColumn(ops.add(vl.grad, undefined, { alpha: dp ? o.value_coef * tokenShare : o.value_coef }))
+          const vl = ops.valueLoss(v, oldValues, returns, mbMask, { clip: o.value_clip, gradScale: dp ? o.value_coef * tokenShare : o.value_coef })
+          valueGrad = vl.grad
           part.value = [vl.loss * tokenShare, vl.clipFraction * tokenShare]
         }
         if (dp) {
@@ -222,12 +235,12 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
 
     // KL per sequence drives the adaptive controller.
     const sum = (k: number) => column(k).reduce((a, b) => a + b, 0)
-    const klPerSeq = sum(1) / n
+    const klPerSeq = sum(KL) / n
     if (o.kl_target > 0) {
       const e = Math.max(-0.2, Math.min(0.2, klPerSeq / o.kl_target - 1))
       klCoef *= 1 + (e * n) / o.kl_horizon
     }
-    const count = sum(0)
+    const count = sum(TOKENS)
     const maskedMeanOf = (k: number) => (count > 0 ? sum(k) / count : 0)
     const variance = (k: number) => maskedMeanOf(k + 1) - maskedMeanOf(k) ** 2
     step++
@@ -235,14 +248,14 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
       step,
       {
         score: rawScore,
-        reward: sum(2) / n,
+        reward: sum(REWARD) / n,
         kl: klPerSeq,
         kl_coef: klCoef,
         ...m,
         ...scoreMetrics,
-        value_explained_variance: 1 - variance(3) / Math.max(variance(5), 1e-8),
+        value_explained_variance: 1 - variance(RESIDUAL) / Math.max(variance(RETURN), 1e-8),
         response_length: meanOf(lengths),
-        eos_fraction: meanOf(column(8)),
+        eos_fraction: meanOf(column(STOPPED)),
         grad_norm: gradNorm,
         lr,
       },

@@ -60,8 +60,13 @@ export interface ForwardOptions {
   temperature?: number
   /** All logits [B, T, V] (large). Default false. */
   logits?: boolean
-  /** The scalar head at every position [B, T] (needs scalarHead). Default false. */
-  values?: boolean
+  /**
+   * The scalar head at every position [B, T] (needs scalarHead); 'actions': at
+   * the positions that have a log-prob only, [B, T-1], value t beside logp[t]
+   * (a PPO value model's grid; backward's gradValues is then [B, T-1] too).
+   * Default false.
+   */
+  values?: boolean | 'actions'
 }
 
 export interface ForwardOutput {
@@ -76,7 +81,7 @@ export interface BackwardGradients {
   gradLogp?: Tensor
   /** d loss / d entropy, [B, T-1] (the forward must have had entropy: true). */
   gradEntropy?: Tensor
-  /** d loss / d values, [B, T]. */
+  /** d loss / d values, [B, T] (or [B, T-1] after a forward with values: 'actions'). */
   gradValues?: Tensor
 }
 
@@ -420,13 +425,16 @@ export class Model {
     const mask = options.attentionMask
     if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor`)
     if (mask !== undefined) checkAttentionMask(where, mask, tokens)
+    const values = options.values ?? false
+    if (values !== true && values !== false && values !== 'actions') throw new TypeError(`${where}: values must be true, false or 'actions'; got ${describe(values)}`)
     const nativeOptions = {
       train: booleanOption(where, 'train', options.train, false),
       logprobs: booleanOption(where, 'logprobs', options.logprobs, true),
       entropy: booleanOption(where, 'entropy', options.entropy, false),
       temperature: numberOption(where, 'temperature', options.temperature, 1),
       logits: booleanOption(where, 'logits', options.logits, false),
-      values: booleanOption(where, 'values', options.values, false),
+      values: values !== false,
+      actionValues: values === 'actions',
     }
     const r = await withCallerStack(() => this.#queue.enqueue(where.slice('model.'.length), () => this.#native.forward(tokens.native, mask?.native, nativeOptions)))
     const out: ForwardOutput = {}
