@@ -38,10 +38,12 @@ export class RewardModelScorer implements Scorer {
 
   constructor(readonly model: Model) {}
 
-  async score(tokens: Tensor, attentionMask: Tensor): Promise<Float32Array> {
+  async score(tokens: Tensor, attentionMask: Tensor, r: ScoreInput): Promise<Float32Array> {
     const { values } = await this.model.forward(tokens, { attentionMask, logprobs: false, values: true })
-    const lengths = realLengths(attentionMask)
-    const scores = ops.rowSum(values!, lastPositionMask(lengths.map((l) => l.last + 1), tokens.shape[1])).data as Float32Array
+    // Each row's last real token: its response's last, which the rollout already knows (no scan of the mask).
+    const start = r.promptWidth ?? 0
+    const ends = r.lengths.map((length) => Math.max(start + length, 1))
+    const scores = ops.rowSum(values!, lastPositionMask(ends, tokens.shape[1])).data as Float32Array
     this.#mean = meanOf(scores)
     return scores
   }
@@ -49,22 +51,6 @@ export class RewardModelScorer implements Scorer {
   metrics(): Record<string, number> {
     return { 'rewards/reward_model/mean': this.#mean }
   }
-}
-
-/** Per row: the index of the last real token (attention mask 1). */
-export function realLengths(attentionMask: Tensor): { last: number }[] {
-  const [B, T] = attentionMask.shape
-  const m = attentionMask.cast('u8').data as Uint8Array
-  return Array.from({ length: B }, (_, b) => {
-    let last = 0
-    for (let t = T - 1; t >= 0; t--) {
-      if (m[b * T + t]) {
-        last = t
-        break
-      }
-    }
-    return { last }
-  })
 }
 
 /** Reward functions (ts/rewards): their weighted sum per response, each one's mean and std in the metrics. */
