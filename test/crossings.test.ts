@@ -13,11 +13,14 @@ t.teardown(() => fs.rmSync(data.dir, { recursive: true, force: true }))
 
 // As measured: a minibatch 110 -> 79 once Tensor kept its shape, dtype and
 // device; a step 235 -> 225 (generate returns the masks, shapeRewards fuses the
-// shaping) -> 197. After the merge with issue 15's hardening (the same ops;
-// more reads of tensor properties by the model's argument checks): 83 and 213. Lower them when the loop crosses less; a
-// rise means work crept back into JavaScript.
-const MINIBATCH_CROSSINGS_AT_MOST = 83
-const STEP_CROSSINGS_AT_MOST = 213
+// shaping) -> 197; after issue 15's argument checks, 83 and 198. Then 12 and
+// 30: handles carry their shape, dtype and device as plain properties,
+// ops.selectRows picks a minibatch of every tensor in one call, the losses
+// scale their gradients and count their tokens, values come on the log-prob
+// grid, and ops.rowMoments gives the step's statistics. Lower the bounds when
+// the loop crosses less; a rise means work crept back into JavaScript.
+const MINIBATCH_CROSSINGS_AT_MOST = 12
+const STEP_CROSSINGS_AT_MOST = 30
 
 t.test('backend().nativeCalls counts calls into the addon', async (t) => {
   const before = backend().nativeCalls
