@@ -204,6 +204,11 @@ export async function exchange(name: string, value: string): Promise<string[]> {
   return out
 }
 
+/** @internal The native group of this process (undefined with one rank), for native work that takes its turn among the collectives. */
+export function nativeGroup(what: string): NativeProcessGroup | undefined {
+  return current(what).group
+}
+
 /** Leaves the group (after every call already made); init may be called again. */
 export async function destroy(): Promise<void> {
   const s = state
