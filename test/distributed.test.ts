@@ -152,6 +152,18 @@ t.test('rendezvous: file store, wrong world size, a rank that never joins, a por
   await t.rejects(distributed.init({ worldSize: 2, rdzv: 'etcd://x' }), /rdzv must be 'tcp' or 'file:\/\/DIR'/)
 })
 
+t.test('the store: old exchange keys are erased; a rank waiting when rank 0 exits says so, not that it timed out', { skip }, async (t) => {
+  const dir = tempDir(t, 'store')
+  const [a, b] = await ranks('exchanges', 2, { RLFARM_RDZV: `file://${dir}` })
+  const files = a.files as number[]
+  t.ok(files[0] === files[1], `the file store holds ${files.join(' then ')} files after 10 and 40 exchanges`)
+  t.same(b.files, files)
+  const [, waiting] = await ranks('rankZeroExits', 2, { RLFARM_DIST_TIMEOUT_MS: '120000' })
+  t.match(waiting.error, /rank 0 stopped serving the store .* while this rank waited for key\(s\) .*exchange\/1\/never\/0/, waiting.error as string)
+  t.notMatch(waiting.error, /timed out/, 'no timeout is claimed')
+  t.ok((waiting.seconds as number) < 60, `it says so at once (${waiting.seconds} s)`)
+})
+
 // ---- trainers: 2 ranks reach the weights of 1 with the same global batch ----
 
 const data = toyData()
@@ -359,7 +371,7 @@ t.test('distributed.shard_optimizer: PPO (two models) at --nproc 2 reaches the w
   }
   const series = (name: string) => fs.readFileSync(path.join(dir, 'runs', name, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as Record<string, number>).grad_norm)
   const [a, b] = [series('one'), series('two')]
-  t.ok(a.length === 4 && a.every((x, i) => Math.abs(x - b[i]) < 1e-4 * Math.max(1, x)), `grad_norm step for step (${a.at(-1)} vs ${b.at(-1)})`)
+  t.ok(a.length === 4 && a.every((x, i) => Math.abs(x - b[i]) < 1e-4 * Math.max(1, x)), `grad_norm step for step (${a.join(", ")} vs ${b.join(", ")})`)
 })
 
 t.test('a rank that fails on its own rows ends the run at once with its error, not after the collective timeout', { skip }, async (t) => {

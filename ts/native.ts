@@ -215,6 +215,7 @@ export interface NativeProcessGroup {
   barrier(timeoutMs?: number): Promise<void>
   storeSet(key: string, value: string): Promise<void>
   storeGet(key: string, timeoutMs?: number): Promise<string>
+  storeErase(key: string): Promise<void>
   destroy(): Promise<void>
 }
 

@@ -135,6 +135,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
                            InstanceMethod<&NativeProcessGroup::Barrier>("barrier"),
                            InstanceMethod<&NativeProcessGroup::StoreSet>("storeSet"),
                            InstanceMethod<&NativeProcessGroup::StoreGet>("storeGet"),
+                           InstanceMethod<&NativeProcessGroup::StoreErase>("storeErase"),
                            InstanceMethod<&NativeProcessGroup::Destroy>("destroy"),
                        });
   }
@@ -255,6 +256,13 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
           value->assign(bytes.begin(), bytes.end());
         },
         [value](Napi::Env env) { return Napi::String::New(env, *value); });
+  }
+
+  // storeErase(key)
+  Napi::Value StoreErase(const Napi::CallbackInfo& info) {
+    const char* op = "storeErase";
+    const std::string key = "rlfarm/user/" + string_arg(info[0], "distributed store: key");
+    return Collective(info, op, [key](ProcessGroup& g) { g.store().erase(key); });
   }
 
   // destroy(): closes the group after every call made before it has run.

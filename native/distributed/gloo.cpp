@@ -80,6 +80,7 @@ class FileKeyValueStore : public KeyValueStore, private gloo::rendezvous::FileSt
                          absent);
     }
   }
+  void erase(const std::string& key) override { ::unlink(objectPath(key).c_str()); }
   std::string where() const override { return "file://" + dir_; }
 
  private:

@@ -65,6 +65,36 @@ const scenarios = {
   async exchange() {
     return { values: await distributed.exchange('hello', `from ${rank}`) }
   },
+  async exchanges() {
+    // The files of the file store after 10 and after 40 exchanges: each rank erases its old keys.
+    const dir = process.env.RLFARM_RDZV.slice('file://'.length)
+    const files = []
+    for (let k = 1; k <= 40; k++) {
+      await distributed.exchange('step', `${rank}/${k}`)
+      if (k === 10 || k === 40) {
+        await distributed.barrier()
+        files.push(fs.readdirSync(dir).length)
+        await distributed.barrier()
+      }
+    }
+    return { files }
+  },
+  async rankZeroExits() {
+    // Rank 0 leaves (a moment after both are in, so rank 1 is waiting on the
+    // store by then); rank 1 waits for a message rank 0 never sends.
+    await distributed.exchange('ready', '')
+    if (rank === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 2000))
+      return {}
+    }
+    const started = Date.now()
+    try {
+      await distributed.exchange('never', 'from 1')
+      return { error: 'no error' }
+    } catch (err) {
+      return { error: err.message, seconds: (Date.now() - started) / 1000 }
+    }
+  },
   async zero() {
     // ZeRO-1's step against one process's AdamW on the summed gradients: a
     // model of over 2M parameters, so the ring moves each shard in pieces.
