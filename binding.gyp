@@ -45,7 +45,9 @@
         "native/binding/model_wrap.cpp",
         "native/distributed/store.cpp",
         "native/distributed/gloo.cpp",
+        "native/distributed/zero.cpp",
         "native/binding/distributed_wrap.cpp",
+        "native/binding/optimizer_wrap.cpp",
         "native/binding/addon.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -1,4 +1,5 @@
 // npm run bench:distributed -- [--ranks 2] [--sizes 1,4,16,64,256,500] [--repeat 5]
+// npm run bench:distributed -- --step [--rows 2] [--tokens 64] [--steps 3]
 //
 // All-reduce bus bandwidth of the Gloo process group over loopback, the ranks
 // being local processes (this script started again with RANK/WORLD_SIZE),
@@ -8,10 +9,20 @@
 // time, the bytes each rank sends and receives in a ring all-reduce. Each
 // figure is the median of --repeat timed calls after one warm-up call.
 // Prints a table and a markdown block for bench/RESULTS.md.
+//
+// --step: one training step of the GPT-2 124M shape (random weights) with a
+// global batch of --rows rows of --tokens tokens, at 1 rank, at 2 ranks
+// (gradients all-reduced, as the trainers do) and at 2 ranks with ZeRO-1
+// (distributed.shard_optimizer). Each rank uses cores / ranks threads. It
+// reports tokens/s, the step's phases (forward + backward, the all-reduce,
+// AdamW; ZeRO-1's reduce-scatter and all-gather are inside its AdamW step),
+// the collective's share of the step, and each rank's peak RSS and AdamW
+// moments. Each figure is the median of --steps steps after one warm-up step.
 import { spawn } from 'node:child_process'
 import net from 'node:net'
 import os from 'node:os'
-import { backend, distributed, Tensor } from 'rlfarm'
+import { AdamW, backend, distributed, Model, Tensor } from 'rlfarm'
+import { shardOptimizer } from 'rlfarm/internal'
 import { benchArgs } from './args'
 import { median } from './peer'
 
@@ -19,10 +30,76 @@ interface Args {
   ranks: number
   sizes: number[]
   repeat: number
+  step: boolean
+  rows: number
+  tokens: number
+  steps: number
 }
 
 function parse(argv: string[]): Args {
-  return benchArgs('distributed', argv, { ranks: 2, sizes: [1, 4, 16, 64, 256, 500], repeat: 5 }, { min: { ranks: 2 } }).args
+  const defaults = { ranks: 2, sizes: [1, 4, 16, 64, 256, 500], repeat: 5, step: false, rows: 2, tokens: 64, steps: 3 }
+  return benchArgs('distributed', argv, defaults, { min: { ranks: 2, tokens: 2 } }).args
+}
+
+const GPT2_124M = { arch: 'gpt2', vocab: 50257, dim: 768, layers: 12, heads: 12, maxPositions: 1024 } as const
+
+interface StepRow {
+  rank: number
+  stepMs: number
+  computeMs: number
+  allReduceMs: number
+  optimizerMs: number
+  peakRssMB: number
+  momentsMB: number
+  parameters: number
+}
+
+// One rank of --step: this rank's rows of the global batch, forward and
+// backward, the gradients summed over the ranks, one AdamW step.
+async function stepRank(args: Args): Promise<void> {
+  await distributed.init()
+  const world = distributed.worldSize
+  const model = Model.create(GPT2_124M, { seed: 1 })
+  const optimizer = new AdamW(model, { lr: 1e-4 })
+  const sharded = process.env.BENCH_SHARD === '1'
+  if (sharded) shardOptimizer(optimizer)
+  const rows = args.rows / world
+  if (!Number.isInteger(rows)) throw new Error(`bench:distributed --step: --rows ${args.rows} must divide by the ranks (${world})`)
+  const tokens = Tensor.from(Int32Array.from({ length: rows * args.tokens }, (_, i) => (i * 7919 + distributed.rank * 104729) % GPT2_124M.vocab), [rows, args.tokens])
+  // The gradient of the mean negative log-likelihood over the global batch.
+  const gradLogp = Tensor.full([rows, args.tokens - 1], -1 / (args.rows * (args.tokens - 1)))
+  const phases: { stepMs: number[]; computeMs: number[]; allReduceMs: number[]; optimizerMs: number[] } = { stepMs: [], computeMs: [], allReduceMs: [], optimizerMs: [] }
+  for (let k = 0; k <= args.steps; k++) {
+    await distributed.barrier()
+    const t0 = performance.now()
+    model.zeroGrad()
+    await model.forward(tokens, { train: true })
+    await model.backward({ gradLogp })
+    const t1 = performance.now()
+    if (world > 1 && !sharded) await distributed.allReduce(model.flatGradients(), { op: 'sum' })
+    const t2 = performance.now()
+    await optimizer.step({ maxGradNorm: 1 })
+    const t3 = performance.now()
+    if (k === 0) continue
+    phases.stepMs.push(t3 - t0)
+    phases.computeMs.push(t1 - t0)
+    phases.allReduceMs.push(t2 - t1)
+    phases.optimizerMs.push(t3 - t2)
+  }
+  const moments = optimizer.shardState().m.numel
+  const row: StepRow = {
+    rank: distributed.rank,
+    stepMs: median(phases.stepMs),
+    computeMs: median(phases.computeMs),
+    allReduceMs: median(phases.allReduceMs),
+    optimizerMs: median(phases.optimizerMs),
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
+    momentsMB: (2 * moments * 4) / 1e6,
+    parameters: model.parameterCount,
+  }
+  const all = (await distributed.exchange('bench-step', JSON.stringify(row))).map((t) => JSON.parse(t) as StepRow)
+  await distributed.destroy()
+  if (distributed.rank === 0) process.stdout.write(`${JSON.stringify(all)}\n`)
 }
 
 interface Row {
@@ -76,17 +153,15 @@ async function freePort(): Promise<number> {
   })
 }
 
-async function main(): Promise<void> {
-  const args = parse(process.argv.slice(2))
-  if (process.env.RANK !== undefined) return rank(args)
-  if (!distributed.glooAvailable()) throw new Error('bench:distributed: this addon was built without Gloo (apt-get install libgloo-dev, then npm run build:native)')
+/** Starts this script as `ranks` local ranks; resolves to rank 0's stdout. */
+async function startRanks(ranks: number, env: NodeJS.ProcessEnv): Promise<string> {
   const port = String(await freePort())
   const outputs = await Promise.all(
-    [...Array(args.ranks).keys()].map(
+    [...Array(ranks).keys()].map(
       (r) =>
         new Promise<string>((resolve, reject) => {
           const child = spawn(process.execPath, [...process.execArgv, __filename, ...process.argv.slice(2)], {
-            env: { ...process.env, RANK: String(r), WORLD_SIZE: String(args.ranks), MASTER_ADDR: '127.0.0.1', MASTER_PORT: port, RLFARM_THREADS: '1' },
+            env: { ...process.env, RANK: String(r), WORLD_SIZE: String(ranks), MASTER_ADDR: '127.0.0.1', MASTER_PORT: port, ...env },
             stdio: ['ignore', 'pipe', 'inherit'],
           })
           let out = ''
@@ -95,7 +170,41 @@ async function main(): Promise<void> {
         }),
     ),
   )
-  const rows = JSON.parse(outputs[0].trim()) as Row[]
+  return outputs[0].trim()
+}
+
+async function stepTable(args: Args): Promise<void> {
+  const cores = os.availableParallelism()
+  const lines: string[] = []
+  let parameters = 0
+  for (const [ranks, shard] of [[1, false], [2, false], [2, true]] as const) {
+    const all = JSON.parse(await startRanks(ranks, { RLFARM_THREADS: String(Math.max(1, Math.floor(cores / ranks))), BENCH_SHARD: shard ? '1' : '0' })) as StepRow[]
+    const slowest = Math.max(...all.map((r) => r.stepMs))
+    const zero = all[0]
+    parameters = zero.parameters
+    const collective = ranks === 1 ? '-' : shard ? `in AdamW: ${((zero.optimizerMs / zero.stepMs) * 100).toFixed(1)}% (AdamW step)` : `${((zero.allReduceMs / zero.stepMs) * 100).toFixed(1)}%`
+    lines.push(
+      `| ${ranks} | ${shard ? 'ZeRO-1' : ranks === 1 ? '-' : 'all-reduce'} | ${((args.rows * args.tokens) / (slowest / 1000)).toFixed(0)} | ${slowest.toFixed(0)} | ${zero.computeMs.toFixed(0)} | ` +
+        `${ranks === 1 || shard ? '-' : zero.allReduceMs.toFixed(0)} | ${zero.optimizerMs.toFixed(0)} | ${collective} | ${all.map((r) => r.peakRssMB.toFixed(0)).join(' / ')} | ${all.map((r) => r.momentsMB.toFixed(0)).join(' / ')} |`,
+    )
+    process.stderr.write(`${lines.at(-1)}\n`)
+  }
+  const head =
+    '| ranks | gradients | tokens/s | step (ms) | forward + backward (ms) | all-reduce (ms) | AdamW (ms) | collective share | peak RSS per rank (MB) | AdamW moments per rank (MB) |\n' +
+    '| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |'
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
+  process.stdout.write(
+    `\nOne training step of the GPT-2 124M shape (${parameters} parameters), global batch ${args.rows} x ${args.tokens} tokens, ` +
+      `Gloo ${backend().glooVersion} over 127.0.0.1; ${cpu}, ${cores} cores; median of ${args.steps} steps\n\n${head}\n${lines.join('\n')}\n`,
+  )
+}
+
+async function main(): Promise<void> {
+  const args = parse(process.argv.slice(2))
+  if (process.env.RANK !== undefined) return args.step ? stepRank(args) : rank(args)
+  if (!distributed.glooAvailable()) throw new Error('bench:distributed: this addon was built without Gloo (apt-get install libgloo-dev, then npm run build:native)')
+  if (args.step) return stepTable(args)
+  const rows = JSON.parse(await startRanks(args.ranks, { RLFARM_THREADS: '1' })) as Row[]
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
   const head = `| size (MB) | all-reduce (ms) | bus bandwidth (GB/s) | copy bandwidth (GB/s) |\n| ---: | ---: | ---: | ---: |`
   const lines = rows.map((r) => `| ${r.mb} | ${r.allReduceMs.toFixed(2)} | ${r.busGBs.toFixed(2)} | ${r.copyGBs.toFixed(2)} |`)

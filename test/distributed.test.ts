@@ -153,6 +153,18 @@ t.test('rendezvous: file store, wrong world size, a rank that never joins, a por
   await t.rejects(distributed.init({ worldSize: 2, rdzv: 'etcd://x' }), /rdzv must be 'tcp' or 'file:\/\/DIR'/)
 })
 
+t.test('the store: old exchange keys are erased; a rank waiting when rank 0 exits says so, not that it timed out', { skip }, async (t) => {
+  const dir = tempDir(t, 'store')
+  const [a, b] = await ranks('exchanges', 2, { RLFARM_RDZV: `file://${dir}` })
+  const files = a.files as number[]
+  t.ok(files[0] === files[1], `the file store holds ${files.join(' then ')} files after 10 and 40 exchanges`)
+  t.same(b.files, files)
+  const [, waiting] = await ranks('rankZeroExits', 2, { RLFARM_DIST_TIMEOUT_MS: '120000' })
+  t.match(waiting.error, /rank 0 stopped serving the store .* while this rank waited for key\(s\) .*exchange\/1\/never\/0/, waiting.error as string)
+  t.notMatch(waiting.error, /timed out/, 'no timeout is claimed')
+  t.ok((waiting.seconds as number) < 60, `it says so at once (${waiting.seconds} s)`)
+})
+
 // ---- trainers: 2 ranks reach the weights of 1 with the same global batch ----
 
 const data = toyData()
@@ -298,10 +310,12 @@ t.test('--resume at another --nproc than the run started with continues it as on
   const runs = path.join(dir, 'runs')
   const whole = await run([BIN, 'train', file, '--name', 'whole'])
   t.equal(whole.code, 0, whole.stderr)
-  for (const [from, to] of [[2, 1], [1, 2]]) {
-    const name = `from-${from}-to-${to}`
+  // ZeRO-1 writes checkpoints in the unsharded layout: a sharded run resumes unsharded, and the other way.
+  const sharding = (on: boolean) => (on ? ['--set', 'distributed.shard_optimizer=true'] : [])
+  for (const [from, to, shardFrom, shardTo] of [[2, 1, false, false], [1, 2, false, false], [2, 1, true, false], [1, 2, false, true]] as const) {
+    const name = `from-${from}${shardFrom ? '-sharded' : ''}-to-${to}${shardTo ? '-sharded' : ''}`
     const checkpoints = path.join(runs, name, 'checkpoints')
-    const cut = run([BIN, 'train', file, '--name', name, '--nproc', String(from)])
+    const cut = run([BIN, 'train', file, '--name', name, '--nproc', String(from), ...sharding(shardFrom)])
     // Stopped (SIGTERM, as a scheduler stops a job) once it has a checkpoint: it saves one more where it stops.
     const started = Date.now()
     while (!(fs.existsSync(checkpoints) && fs.readdirSync(checkpoints).some((d) => /^step-/.test(d))) && Date.now() - started < 120_000) await new Promise((r) => setTimeout(r, 50))
@@ -310,7 +324,7 @@ t.test('--resume at another --nproc than the run started with continues it as on
     t.equal(stopped.code, 130, `${name}: the run stops on SIGTERM, interrupted`)
     const at = JSON.parse(fs.readFileSync(path.join(runs, name, 'run.json'), 'utf8')) as { state: string; step: number }
     t.ok(at.state === 'interrupted' && at.step < steps, `${name}: stopped at step ${at.step} of ${steps}`)
-    const resumed = await run([BIN, 'train', file, '--name', name, '--resume', '--nproc', String(to)])
+    const resumed = await run([BIN, 'train', file, '--name', name, '--resume', '--nproc', String(to), ...sharding(shardTo)])
     t.equal(resumed.code, 0, resumed.stderr)
     t.match(resumed.stdout, new RegExp(`metrics: steps=${steps}`), `${name}: the resumed run finishes`)
     // Over 10 steps AdamW turns the float noise in the gradients of
@@ -327,6 +341,38 @@ t.test('--resume at another --nproc than the run started with continues it as on
       t.ok(a.length === steps && b.length === steps && a.every((x, i) => Math.abs(x - b[i]) < 1e-3 * Math.max(Math.abs(x), 1e-3)), `${name}: ${key} step for step (last ${a.at(-1)} vs ${b.at(-1)})`)
     }
   }
+})
+
+t.test('ZeRO-1: a sharded AdamW step gives the weights and moments of one process on the summed gradients', { skip }, async (t) => {
+  for (const world of [2, 3]) {
+    for (const res of await ranks('zero', world)) {
+      const r = res as unknown as { rank: number; exit: Exit; total: number; moments: number; norms: [number, number][]; params: number; moved: number; m: number; v: number; step: number; error?: string }
+      t.equal(r.exit.code, 0, `rank ${r.rank} of ${world} exits cleanly ${r.error ?? ''}`)
+      const shard = Math.ceil(Math.ceil(r.total / world) / 16) * 16
+      t.equal(r.moments, shard, `rank ${r.rank} of ${world} holds ${r.moments} moments of ${r.total} parameters each (its shard)`)
+      for (const [zero, plain] of r.norms) t.ok(Math.abs(zero - plain) < 1e-6 * plain, `the global gradient norm: ${zero} vs ${plain}`)
+      t.ok(r.moved > 1e-3, `the steps moved the weights (by up to ${r.moved})`)
+      t.ok(r.params < 1e-7, `rank ${r.rank} of ${world}: every parameter as one process's (largest difference ${r.params})`)
+      t.ok(r.m < 1e-9 && r.v < 1e-12, `the gathered moments are one process's (largest differences ${r.m}, ${r.v})`)
+      t.equal(r.step, 2)
+    }
+  }
+})
+
+t.test('distributed.shard_optimizer: PPO (two models) at --nproc 2 reaches the weights of --nproc 1', { skip }, async (t) => {
+  const dir = tempDir(t, 'zero-ppo')
+  const file = writeConfig(dir, 'ppo', rl(4, { ppo: { minibatch_size: 3, epochs: 2, normalize_rewards: true }, optimizer: { lr: 1e-2, max_grad_norm: 0.5 } }))
+  const one = await run([BIN, 'train', file, '--name', 'one'])
+  t.equal(one.code, 0, one.stderr)
+  const two = await run([BIN, 'train', file, '--name', 'two', '--nproc', '2', '--set', 'distributed.shard_optimizer=true'])
+  t.equal(two.code, 0, two.stderr)
+  for (const which of ['model', 'value_model']) {
+    const diff = maxDifference(path.join(dir, 'runs', 'one', which, 'model.safetensors'), path.join(dir, 'runs', 'two', which, 'model.safetensors'))
+    t.ok(diff < 1e-3, `${which}: largest weight difference ${diff} (float summation order only)`)
+  }
+  const series = (name: string) => fs.readFileSync(path.join(dir, 'runs', name, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as Record<string, number>).grad_norm)
+  const [a, b] = [series('one'), series('two')]
+  t.ok(a.length === 4 && a.every((x, i) => Math.abs(x - b[i]) < 1e-4 * Math.max(1, x)), `grad_norm step for step (${a.join(", ")} vs ${b.join(", ")})`)
 })
 
 t.test('a rank that fails on its own rows ends the run at once with its error, not after the collective timeout', { skip }, async (t) => {

@@ -15,3 +15,4 @@ export { normalizeAnswer, overlongPenalty, THINK_ANSWER } from './rewards/builti
 export { extractAnswer, markedAnswer, sameAnswer, valuesOf } from './rewards/math.js'
 export { codeOf, runCodeTests } from './rewards/code-tests.js'
 export { loadRewardExport } from './rewards/load.js'
+export { optimizerState, shardOptimizer } from './distributed/zero.js'

@@ -161,13 +161,20 @@ export interface NativeGenerateOptions {
 }
 
 export interface NativeAdamWOptions {
-  lr: number
   beta1: number
   beta2: number
   eps: number
   weightDecay: number
-  maxGradNorm: number
+  /** Whether weight decay applies, one flag per parameter (the model's order). */
   decay: boolean[]
+}
+
+/** AdamW's state for one model, made once: its moments and decay ranges. */
+export interface NativeAdamW {
+  /** Views of the moments of the buffer's [begin, end) (the whole, or this rank's ZeRO-1 shard, padded with zeros). */
+  moments(): { m: NativeTensorHandle; v: NativeTensorHandle; begin: number; end: number }
+  /** Keeps the moments of this rank's shard only; steps then reduce-scatter, update the shard and all-gather. */
+  shard(group: NativeProcessGroup): void
 }
 
 export interface NativeModel {
@@ -193,7 +200,7 @@ export interface NativeModel {
     actionMask: NativeTensorHandle
     lastMask: NativeTensorHandle
   }>
-  adamwStep(m: NativeTensorHandle, v: NativeTensorHandle, step: number, options: NativeAdamWOptions): Promise<number>
+  adamwStep(optimizer: NativeAdamW, step: number, lr: number, maxGradNorm: number): Promise<number>
   gradNorm(): number
   toDevice(device: string, precision: string): void
   device(): { device: string; precision: string }
@@ -221,6 +228,7 @@ export interface NativeProcessGroup {
   barrier(timeoutMs?: number): Promise<void>
   storeSet(key: string, value: string): Promise<void>
   storeGet(key: string, timeoutMs?: number): Promise<string>
+  storeErase(key: string): Promise<void>
   destroy(): Promise<void>
 }
 
@@ -236,6 +244,7 @@ export interface NativeAddon {
   view(base: NativeTensorHandle, offset: number, shape: number[]): NativeTensorHandle
   viewBytes(bytes: NativeTensorHandle, byteOffset: number, dtype: DType, shape: number[]): NativeTensorHandle
   NativeModel: new (config: NativeModelConfig) => NativeModel
+  NativeAdamW: new (model: NativeModel, options: NativeAdamWOptions) => NativeAdamW
   nnMath(name: string, x: number[], y?: number[]): number[]
   cublasltPlan(transA: boolean, transB: boolean, m: number, n: number, k: number, lda: number, ldb: number, ldc: number): Record<'a' | 'b' | 'c', { rows: number; cols: number; ld: number; transposed: boolean }>
   cudaPlan(config: NativeModelConfig, batch: number, steps: number, precision: string, train: boolean, sms: number): unknown

@@ -13,6 +13,7 @@
 #include "call_count.h"
 #include "../distributed/process_group.h"
 #include "distributed_wrap.h"
+#include "optimizer_wrap.h"
 #include "model_wrap.h"
 #include "tensor_wrap.h"
 
@@ -395,7 +396,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mapFile", Napi::Function::New<CountedFunction<MapFile>>(env, "mapFile"));
   exports.Set("view", Napi::Function::New<CountedFunction<View>>(env, "view"));
   exports.Set("viewBytes", Napi::Function::New<CountedFunction<ViewBytes>>(env, "viewBytes"));
-  exports.Set("NativeModel", NativeModel::Define(env));
+  const Napi::Function model_constructor = NativeModel::Define(env);
+  data->model_constructor = Napi::Persistent(model_constructor);
+  exports.Set("NativeModel", model_constructor);
+  const Napi::Function optimizer_constructor = NativeAdamW::Define(env);
+  data->optimizer_constructor = Napi::Persistent(optimizer_constructor);
+  exports.Set("NativeAdamW", optimizer_constructor);
   exports.Set("nnMath", Napi::Function::New<CountedFunction<NnMath>>(env, "nnMath"));
   exports.Set("cublasltPlan", Napi::Function::New<CountedFunction<CublasltPlan>>(env, "cublasltPlan"));
   exports.Set("cudaPlan", Napi::Function::New<CountedFunction<CudaPlan>>(env, "cudaPlan"));

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 
 #include "../core/error.h"
 #include "../distributed/process_group.h"
@@ -16,47 +17,83 @@
 #include "tensor_wrap.h"
 
 namespace rlfarm::binding {
+
+struct GroupSlot {
+  std::unique_ptr<distributed::ProcessGroup> group;
+  std::mutex mutex;
+  std::condition_variable turn;
+  uint64_t next_ticket = 0;
+  uint64_t serving = 0;
+  std::set<uint64_t> given_up;  // turns taken but never run: skipped when they come
+
+  // Lets the turn after `serving` go (the mutex held).
+  void advance() {
+    ++serving;
+    while (given_up.erase(serving) > 0) ++serving;
+    turn.notify_all();
+  }
+};
+
+GroupTurn::GroupTurn(std::shared_ptr<GroupSlot> slot) : slot_(std::move(slot)) {
+  std::lock_guard<std::mutex> lock(slot_->mutex);
+  ticket_ = slot_->next_ticket++;
+}
+
+GroupTurn::~GroupTurn() {
+  if (ran_) return;
+  std::lock_guard<std::mutex> lock(slot_->mutex);
+  if (slot_->serving == ticket_) slot_->advance();
+  else slot_->given_up.insert(ticket_);
+}
+
+void GroupTurn::Run(const char* op, const std::function<void(distributed::ProcessGroup&)>& work) {
+  RunInTurn([&] {
+    RLF_CHECK(slot_->group, "distributed.", op, ": the process group was not connected (init failed) or was destroyed");
+    work(*slot_->group);
+  });
+}
+
+void GroupTurn::RunInTurn(const std::function<void()>& work) {
+  RLF_CHECK(!ran_, "distributed: a turn runs once");
+  ran_ = true;
+  std::unique_lock<std::mutex> lock(slot_->mutex);
+  slot_->turn.wait(lock, [&] { return slot_->serving == ticket_; });
+  lock.unlock();
+  struct Next {
+    GroupSlot& slot;
+    ~Next() {
+      std::lock_guard<std::mutex> lock(slot.mutex);
+      slot.advance();
+    }
+  } next{*slot_};
+  work();
+}
+
 namespace {
 
 using distributed::Milliseconds;
 using distributed::ProcessGroup;
 
-struct GroupSlot {
-  std::unique_ptr<ProcessGroup> group;
-  std::mutex mutex;
-  std::condition_variable turn;
-  uint64_t next_ticket = 0;
-  uint64_t serving = 0;
-};
-
 class GroupWork : public Napi::AsyncWorker {
  public:
-  GroupWork(Napi::Env env, std::shared_ptr<GroupSlot> slot, const Napi::Object& self, std::function<void()> work,
-            std::function<Napi::Value(Napi::Env)> done)
+  GroupWork(Napi::Env env, std::shared_ptr<GroupSlot> slot, const Napi::Object& self,
+            std::function<void(GroupSlot&)> work, std::function<Napi::Value(Napi::Env)> done)
       : Napi::AsyncWorker(env, "rlfarm.distributed"),
         deferred_(Napi::Promise::Deferred::New(env)),
-        slot_(std::move(slot)),
+        slot_(slot),
+        turn_(std::move(slot)),
         self_(Napi::Persistent(self)),
         work_(std::move(work)),
-        done_(std::move(done)) {
-    std::lock_guard<std::mutex> lock(slot_->mutex);
-    ticket_ = slot_->next_ticket++;
-  }
+        done_(std::move(done)) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    std::unique_lock<std::mutex> lock(slot_->mutex);
-    slot_->turn.wait(lock, [&] { return slot_->serving == ticket_; });
-    lock.unlock();
     try {
-      work_();
+      turn_.RunInTurn([this] { work_(*slot_); });
     } catch (const std::exception& e) {
       SetError(e.what());
     }
-    lock.lock();
-    ++slot_->serving;
-    slot_->turn.notify_all();
   }
 
   void OnOK() override { deferred_.Resolve(done_ ? done_(Env()) : Env().Undefined()); }
@@ -65,10 +102,10 @@ class GroupWork : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<GroupSlot> slot_;
+  GroupTurn turn_;
   Napi::ObjectReference self_;  // keeps the group object alive while the work runs
-  std::function<void()> work_;
+  std::function<void(GroupSlot&)> work_;
   std::function<Napi::Value(Napi::Env)> done_;
-  uint64_t ticket_ = 0;
 };
 
 int int_option(const Napi::Object& o, const char* name) {
@@ -98,6 +135,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
                            InstanceMethod<&NativeProcessGroup::Barrier>("barrier"),
                            InstanceMethod<&NativeProcessGroup::StoreSet>("storeSet"),
                            InstanceMethod<&NativeProcessGroup::StoreGet>("storeGet"),
+                           InstanceMethod<&NativeProcessGroup::StoreErase>("storeErase"),
                            InstanceMethod<&NativeProcessGroup::Destroy>("destroy"),
                        });
   }
@@ -106,7 +144,8 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
       : Napi::ObjectWrap<NativeProcessGroup>(info), slot_(std::make_shared<GroupSlot>()) {}
 
  private:
-  Napi::Value Queue(const Napi::CallbackInfo& info, std::function<void()> work,
+  // Queues `work` on the slot (its group may be absent: connect and destroy set it).
+  Napi::Value Queue(const Napi::CallbackInfo& info, std::function<void(GroupSlot&)> work,
                     std::function<Napi::Value(Napi::Env)> done = nullptr) {
     auto* w = new GroupWork(info.Env(), slot_, info.This().As<Napi::Object>(), std::move(work), std::move(done));
     w->Queue();
@@ -118,12 +157,11 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
   Napi::Value Collective(const Napi::CallbackInfo& info, const char* op, std::function<void(ProcessGroup&)> work,
                          std::function<Napi::Value(Napi::Env)> done = nullptr) {
     RLF_CHECK(connected_, "distributed.", op, ": the process group is not initialised or was destroyed; call distributed.init() first");
-    auto slot = slot_;
     return Queue(
         info,
-        [slot, op, work = std::move(work)] {
-          RLF_CHECK(slot->group, "distributed.", op, ": the process group was not connected (init failed) or was destroyed");
-          work(*slot->group);
+        [op, work = std::move(work)](GroupSlot& slot) {
+          RLF_CHECK(slot.group, "distributed.", op, ": the process group was not connected (init failed) or was destroyed");
+          work(*slot.group);
         },
         std::move(done));
   }
@@ -145,8 +183,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     opts.rendezvous_timeout = ms_arg(o.Get("rendezvousTimeoutMs"), "distributed options: rendezvousTimeoutMs");
     connected_ = true;
     default_timeout_ = opts.timeout;
-    auto slot = slot_;
-    return Queue(info, [slot, opts] { slot->group = distributed::create_process_group(opts); });
+    return Queue(info, [opts](GroupSlot& slot) { slot.group = distributed::create_process_group(opts); });
   }
 
   Milliseconds Timeout(const Napi::Value& v) {
@@ -221,18 +258,53 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
         [value](Napi::Env env) { return Napi::String::New(env, *value); });
   }
 
+  // storeErase(key)
+  Napi::Value StoreErase(const Napi::CallbackInfo& info) {
+    const char* op = "storeErase";
+    const std::string key = "rlfarm/user/" + string_arg(info[0], "distributed store: key");
+    return Collective(info, op, [key](ProcessGroup& g) { g.store().erase(key); });
+  }
+
   // destroy(): closes the group after every call made before it has run.
   Napi::Value Destroy(const Napi::CallbackInfo& info) {
     connected_ = false;
-    auto slot = slot_;
-    return Queue(info, [slot] { slot->group.reset(); });
+    return Queue(info, [](GroupSlot& slot) { slot.group.reset(); });
   }
 
+
+ public:
+  // The group's slot when it is connected; errors name `what`.
+  static std::shared_ptr<GroupSlot> ConnectedSlot(const Napi::Value& value, const char* what) {
+    const Napi::Env env = value.Env();
+    const bool is_group = value.IsObject() && value.As<Napi::Object>().InstanceOf(addon_data(env).group_constructor.Value());
+    RLF_CHECK(is_group, what, ": expected a process group (distributed.init() makes one)");
+    NativeProcessGroup* self = Unwrap(value.As<Napi::Object>());
+    RLF_CHECK(self->connected_, what, ": the process group is not initialised or was destroyed; call distributed.init() first");
+    return self->slot_;
+  }
+
+ private:
   std::shared_ptr<GroupSlot> slot_;
   bool connected_ = false;  // connect() was called and destroy() was not
   Milliseconds default_timeout_{0};
 };
 
-Napi::Function DefineProcessGroup(Napi::Env env) { return NativeProcessGroup::Define(env); }
+Napi::Function DefineProcessGroup(Napi::Env env) {
+  const Napi::Function constructor = NativeProcessGroup::Define(env);
+  addon_data(env).group_constructor = Napi::Persistent(constructor);
+  return constructor;
+}
+
+std::unique_ptr<GroupTurn> TakeGroupTurn(const Napi::Value& group, const char* what) {
+  return std::make_unique<GroupTurn>(NativeProcessGroup::ConnectedSlot(group, what));
+}
+
+std::pair<int, int> GroupPlace(const Napi::Value& group, const char* what) {
+  const std::shared_ptr<GroupSlot> slot = NativeProcessGroup::ConnectedSlot(group, what);
+  // init() has resolved before anything holds the group, so connect has run.
+  std::lock_guard<std::mutex> lock(slot->mutex);
+  RLF_CHECK(slot->group, what, ": the process group was not connected (init failed) or was destroyed");
+  return {slot->group->rank(), slot->group->world_size()};
+}
 
 }  // namespace rlfarm::binding

@@ -16,6 +16,9 @@
 #include "../model/optimizer.h"
 #include "../model/transformer.h"
 #include "../model/weights.h"
+#include "../distributed/zero.h"
+#include "distributed_wrap.h"
+#include "optimizer_wrap.h"
 #include "tensor_wrap.h"
 
 namespace rlfarm::binding {
@@ -369,42 +372,42 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   return work->Promise();
 }
 
-// adamwStep(m, v, step, { lr, beta1, beta2, eps, weightDecay, maxGradNorm, decay: bool[] per parameter })
-// -> Promise<gradient norm before clipping>
+// adamwStep(optimizer, step, lr, maxGradNorm) -> Promise<gradient norm before clipping>.
+// A sharded optimizer (ZeRO-1) takes its turn among its group's collectives now.
 Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
   CheckIdle("optimizer.step");
-  Tensor m = NativeTensor::FromValue(info[0], "optimizer.step: m");
-  Tensor v = NativeTensor::FromValue(info[1], "optimizer.step: v");
-  const int64_t step = static_cast<int64_t>(number_arg(info[2], "optimizer.step: step"));
-  const Napi::Object o = info[3].As<Napi::Object>();
-  model::AdamWOptions options;
-  options.lr = number_arg(o.Get("lr"), "optimizer.step: lr");
-  options.beta1 = number_arg(o.Get("beta1"), "optimizer.step: beta1");
-  options.beta2 = number_arg(o.Get("beta2"), "optimizer.step: beta2");
-  options.eps = number_arg(o.Get("eps"), "optimizer.step: eps");
-  options.weight_decay = number_arg(o.Get("weightDecay"), "optimizer.step: weightDecay");
-  const double max_norm = number_arg(o.Get("maxGradNorm"), "optimizer.step: maxGradNorm");
-  const Napi::Array decay_flags = o.Get("decay").As<Napi::Array>();
-  std::vector<bool> decay(decay_flags.Length());
-  for (uint32_t i = 0; i < decay_flags.Length(); ++i) decay[i] = bool_arg(decay_flags.Get(i), "optimizer.step: decay");
-  const int64_t total = static_cast<int64_t>(model_->layout().total);
-  const std::vector<model::DecayRange> ranges = model::decay_ranges(model_->layout(), decay);
-  model::check_adamw_state(m, v, step, total);
+  const NativeAdamW& optimizer = NativeAdamW::FromValue(info[0], "optimizer.step");
+  RLF_CHECK(optimizer.owner() == model_.get(), "optimizer.step: this optimizer was made for another model");
+  const int64_t step = static_cast<int64_t>(number_arg(info[1], "optimizer.step: step"));
+  const double lr = number_arg(info[2], "optimizer.step: lr");
+  const double max_norm = number_arg(info[3], "optimizer.step: maxGradNorm");
+  RLF_CHECK(step >= 1, "optimizer.step: step counts from 1; got ", step);
+  const std::shared_ptr<model::AdamW> state = optimizer.state();
+  const Napi::Value group = optimizer.Group(info.Env());
+  RLF_CHECK(!(engine_ && !group.IsUndefined()), "optimizer.step: ZeRO-1 (distributed.shard_optimizer) takes a cpu model; this one is on ",
+            Device::gpu(engine_ ? engine_->device() : 0).name(), " (the Gloo group moves host tensors)");
   Transformer* model = model_.get();
   model->grads();  // allocate on this thread
   SyncToDevice();
   cuda::Engine* engine = engine_.get();
   auto norm = std::make_shared<double>(0.0);
+  std::shared_ptr<GroupTurn> turn;
+  if (!group.IsUndefined()) turn = TakeGroupTurn(group, "optimizer.step");
   auto* work = new ModelWork(
       info.Env(), this, info.This().As<Napi::Object>(),
-      [model, engine, m, v, step, options, ranges, max_norm, total, norm] {
-        if (engine) {
-          *norm = engine->adamw_step(m.data<float>(), v.data<float>(), step, options, ranges, max_norm);
-          return;
+      [model, engine, state, step, lr, max_norm, turn, norm] {
+        float* params = const_cast<float*>(model->params().data<float>());
+        float* grads = const_cast<float*>(model->grads().data<float>());
+        if (turn) {
+          turn->Run("optimizer.step", [&](distributed::ProcessGroup& g) {
+            *norm = distributed::sharded_adamw_step(g, params, grads, *state, step, lr, max_norm, g.default_timeout());
+          });
+        } else if (engine) {
+          *norm = engine->adamw_step(state->m().data<float>(), state->v().data<float>(), step, state->with_lr(lr),
+                                     state->ranges(), max_norm);
+        } else {
+          *norm = state->step(params, grads, step, lr, max_norm);
         }
-        *norm = model::clipped_adamw_step(const_cast<float*>(model->params().data<float>()),
-                                          const_cast<float*>(model->grads().data<float>()), m.data<float>(),
-                                          v.data<float>(), total, step, options, ranges, max_norm);
       },
       [norm](Napi::Env e) { return static_cast<Napi::Value>(Napi::Number::New(e, *norm)); });
   SetBusy("an optimizer step");

@@ -30,6 +30,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   // Marks the model as running `what` (null: idle); async calls set it until they settle.
   void SetBusy(const char* what) { busy_ = what; }
+  const model::Transformer& transformer() const { return *model_; }
 
  private:
   void CheckIdle(const char* op) const;

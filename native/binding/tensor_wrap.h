@@ -31,6 +31,8 @@ struct EnvState {
 
 struct AddonData {
   Napi::FunctionReference tensor_constructor;
+  // The classes other native objects are given (an optimizer's model, its process group).
+  Napi::FunctionReference model_constructor, group_constructor, optimizer_constructor;
   std::shared_ptr<EnvState> state;
   // The environment is going away: references into it are no longer released.
   ~AddonData() {

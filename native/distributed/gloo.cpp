@@ -6,7 +6,9 @@
 #include <netdb.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "../core/error.h"
 #include "process_group.h"
@@ -21,6 +23,8 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/file_store.h>
 #include <gloo/transport/tcp/device.h>
+#include <gloo/transport/unbound_buffer.h>
+#include <gloo/types.h>
 #endif
 
 namespace rlfarm::distributed {
@@ -76,6 +80,7 @@ class FileKeyValueStore : public KeyValueStore, private gloo::rendezvous::FileSt
                          absent);
     }
   }
+  void erase(const std::string& key) override { ::unlink(objectPath(key).c_str()); }
   std::string where() const override { return "file://" + dir_; }
 
  private:
@@ -248,8 +253,9 @@ class GlooGroup : public ProcessGroup {
   }
 
   // Gloo 0.5 has reduce-scatter only as an old algorithm class bound to one
-  // element type, without tags or timeouts; this reduces the whole input with
-  // allreduce (twice reduce-scatter's traffic) and keeps this rank's block.
+  // element type, without tags or timeouts. f32 sums go around the ring
+  // (reduce_scatter_blocks); other types and ops reduce the whole input with
+  // allreduce (twice reduce-scatter's traffic) and keep this rank's block.
   void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op, Milliseconds timeout) override {
     check_host(in, "reduceScatter");
     check_host(out, "reduceScatter");
@@ -258,8 +264,62 @@ class GlooGroup : public ProcessGroup {
     RLF_CHECK(in.numel() == out.numel() * options_.world_size, "distributed.reduceScatter: the input must hold world size (",
               options_.world_size, ") x ", out.numel(), " elements; got ", in.numel());
     const Tensor scratch = clone(in);
-    all_reduce(scratch, op, timeout);
+    if (in.dtype == DType::f32 && op == ReduceOp::sum) {
+      reduce_scatter_blocks(scratch.data<float>(), scratch.numel(), out.numel(), timeout);
+    } else {
+      all_reduce(scratch, op, timeout);
+    }
     std::memcpy(out.raw(), static_cast<const char*>(scratch.raw()) + out.nbytes() * options_.rank, out.nbytes());
+  }
+
+  void reduce_scatter_blocks(float* data, int64_t n, int64_t block, Milliseconds timeout) override {
+    const int w = options_.world_size, r = options_.rank;
+    check_blocks("reduceScatter", n, block);
+    if (w == 1 || n == 0) return;
+    std::vector<float> incoming(static_cast<size_t>(std::min(block, kRingPiece)));
+    run("reduceScatter", Tensor(), [&] {
+      auto send = context_->createUnboundBuffer(data, sizeof(float) * static_cast<size_t>(n));
+      auto recv = context_->createUnboundBuffer(incoming.data(), sizeof(float) * incoming.size());
+      // Step k: this rank passes its partial sum of block r - k - 1 to the
+      // right and adds the left's partial of block r - k - 2 into its own;
+      // after w - 1 steps block r has every rank's term.
+      for (int64_t piece = 0; piece < block; piece += kRingPiece) {
+        for (int k = 0; k + 1 < w; ++k) {
+          const auto [send_at, send_len] = piece_of((r - k - 1 + w) % w, piece, n, block);
+          const auto [recv_at, recv_len] = piece_of((r - k - 2 + 2 * w) % w, piece, n, block);
+          const uint64_t slot = gloo::Slot::build(kRingSlotPrefix, next_tag());
+          if (recv_len > 0) recv->recv((r - 1 + w) % w, slot, 0, sizeof(float) * recv_len);
+          if (send_len > 0) send->send((r + 1) % w, slot, sizeof(float) * send_at, sizeof(float) * send_len);
+          if (recv_len > 0) {
+            wait(*recv, true, timeout);
+            float* into = data + recv_at;
+            for (int64_t i = 0; i < recv_len; ++i) into[i] += incoming[static_cast<size_t>(i)];
+          }
+          if (send_len > 0) wait(*send, false, timeout);
+        }
+      }
+    });
+  }
+
+  void all_gather_blocks(float* data, int64_t n, int64_t block, Milliseconds timeout) override {
+    const int w = options_.world_size, r = options_.rank;
+    check_blocks("allGather", n, block);
+    if (w == 1 || n == 0) return;
+    run("allGather", Tensor(), [&] {
+      auto buffer = context_->createUnboundBuffer(data, sizeof(float) * static_cast<size_t>(n));
+      // Step k: block r - k goes to the right, block r - k - 1 comes from the left, straight into place.
+      for (int64_t piece = 0; piece < block; piece += kRingPiece) {
+        for (int k = 0; k + 1 < w; ++k) {
+          const auto [send_at, send_len] = piece_of((r - k + w) % w, piece, n, block);
+          const auto [recv_at, recv_len] = piece_of((r - k - 1 + w) % w, piece, n, block);
+          const uint64_t slot = gloo::Slot::build(kRingSlotPrefix, next_tag());
+          if (recv_len > 0) buffer->recv((r - 1 + w) % w, slot, sizeof(float) * recv_at, sizeof(float) * recv_len);
+          if (send_len > 0) buffer->send((r + 1) % w, slot, sizeof(float) * send_at, sizeof(float) * send_len);
+          if (recv_len > 0) wait(*buffer, true, timeout);
+          if (send_len > 0) wait(*buffer, false, timeout);
+        }
+      }
+    });
   }
 
   void barrier(Milliseconds timeout) override {
@@ -283,6 +343,30 @@ class GlooGroup : public ProcessGroup {
   }
 
   uint32_t next_tag() { return tag_++; }
+
+  // Ring collectives move blocks in pieces of at most this many floats (4 MiB),
+  // so the receive buffer stays small however large the model.
+  static constexpr int64_t kRingPiece = int64_t{1} << 20;
+  // Gloo's own collectives use small slot prefixes; the tag alone already keeps calls apart.
+  static constexpr uint8_t kRingSlotPrefix = 0x52;
+
+  void check_blocks(const char* op, int64_t n, int64_t block) const {
+    RLF_CHECK(n >= 0 && block >= 0 && block * options_.world_size >= n, "distributed.", op, ": ", options_.world_size,
+              " blocks of ", block, " do not cover ", n, " elements");
+  }
+
+  // [offset, length) of piece `piece` of block `b`, clipped to the block and to n.
+  static std::pair<int64_t, int64_t> piece_of(int b, int64_t piece, int64_t n, int64_t block) {
+    const int64_t begin = std::min(n, b * block + piece);
+    const int64_t end = std::min({n, b * block + block, begin + kRingPiece});
+    return {begin, std::max<int64_t>(0, end - begin)};
+  }
+
+  static void wait(gloo::transport::UnboundBuffer& buffer, bool receive, Milliseconds timeout) {
+    // Gloo throws IoException when a peer's pair fails and returns false only when aborted.
+    const bool done = receive ? buffer.waitRecv(timeout) : buffer.waitSend(timeout);
+    if (!done) throw gloo::IoException("the transfer was aborted");
+  }
 
   template <typename F>
   void run(const char* op, const Tensor& t, F&& body) {

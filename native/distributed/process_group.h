@@ -50,6 +50,13 @@ class ProcessGroup {
   // in holds world_size blocks of out's size; rank r gets the reduction of block r.
   virtual void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op, Milliseconds timeout) = 0;
   virtual void barrier(Milliseconds timeout) = 0;
+  // Over a flat f32 buffer of n elements cut into world_size blocks of `block`
+  // elements (the last ones shorter or empty), in place, moving each byte once
+  // around the ring. reduce_scatter_blocks: rank r ends with the sum over every
+  // rank of block r in its block r (its other blocks hold partial sums).
+  // all_gather_blocks: every rank ends with rank r's block r in block r.
+  virtual void reduce_scatter_blocks(float* data, int64_t n, int64_t block, Milliseconds timeout) = 0;
+  virtual void all_gather_blocks(float* data, int64_t n, int64_t block, Milliseconds timeout) = 0;
   // The rendezvous store, for small control messages (configs, build ids).
   virtual KeyValueStore& store() = 0;
   virtual Milliseconds default_timeout() const = 0;

@@ -1,7 +1,7 @@
 // The TCP rendezvous store. Wire format: a message is a u32 field count, then
 // each field as a u32 length and its bytes (little-endian, as every host we
 // build for). Requests: hello rank world | set key value | get key ms |
-// wait ms key...; replies: ok ... | error why |
+// wait ms key... | erase key; replies: ok ... | error why |
 // timeout missing-key...
 #include "store.h"
 
@@ -144,8 +144,9 @@ struct TcpStoreServer::State {
     return out;
   }
 
-  // Answers every waiter whose keys are all set, or whose time is up (all
-  // of them when `closing`: rank 0 stops serving, so their keys never come).
+  // Answers every waiter whose keys are all set, or whose time is up, and
+  // all of them when `closing`: rank 0 stops serving, so their keys never come
+  // (said as such, not as a timeout that did not run its course).
   void settle_waiters(bool closing = false) {
     const auto now = Clock::now();
     std::vector<Waiter> still;
@@ -154,7 +155,9 @@ struct TcpStoreServer::State {
       const Fields absent = missing(w.keys);
       if (absent.empty()) {
         replies.emplace_back(w.fd, w.is_get ? Fields{"ok", data.at(w.keys[0])} : Fields{"ok"});
-      } else if (closing || now >= w.deadline) {
+      } else if (closing) {
+        replies.emplace_back(w.fd, Fields{"error", "rank 0 stopped serving the store (it is exiting, or has failed) while this rank waited for key(s) " + join_keys(absent)});
+      } else if (now >= w.deadline) {
         Fields r{"timeout"};
         r.insert(r.end(), absent.begin(), absent.end());
         replies.emplace_back(w.fd, r);
@@ -189,6 +192,10 @@ struct TcpStoreServer::State {
       data[m[1]] = m[2];
       reply(fd, {"ok"});
       return settle_waiters();
+    }
+    if (op == "erase" && m.size() == 2) {
+      data.erase(m[1]);
+      return reply(fd, {"ok"});
     }
     if ((op == "get" && m.size() == 3) || (op == "wait" && m.size() >= 2)) {
       const bool is_get = op == "get";
@@ -425,6 +432,8 @@ std::vector<char> TcpStoreClient::get(const std::string& key, Milliseconds timeo
   RLF_CHECK(r.size() == 1, "rendezvous store ", where(), ": malformed reply to get");
   return std::vector<char>(r[0].begin(), r[0].end());
 }
+
+void TcpStoreClient::erase(const std::string& key) { request({"erase", key}, Milliseconds(30000)); }
 
 void TcpStoreClient::wait(const std::vector<std::string>& keys, Milliseconds timeout) {
   Fields m{"wait", std::to_string(timeout.count())};

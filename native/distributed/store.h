@@ -40,6 +40,8 @@ class KeyValueStore {
   virtual std::vector<char> get(const std::string& key, Milliseconds timeout) = 0;
   // Waits up to `timeout` for every key; throws StoreTimeout naming the missing keys otherwise.
   virtual void wait(const std::vector<std::string>& keys, Milliseconds timeout) = 0;
+  // Forgets a key (absent: nothing happens), so a long run's messages do not pile up.
+  virtual void erase(const std::string& key) = 0;
   // Where the store lives, for error messages ("tcp://host:port", "file://dir").
   virtual std::string where() const = 0;
 };
@@ -69,6 +71,7 @@ class TcpStoreClient : public KeyValueStore {
   void set(const std::string& key, const std::vector<char>& value) override;
   std::vector<char> get(const std::string& key, Milliseconds timeout) override;
   void wait(const std::vector<std::string>& keys, Milliseconds timeout) override;
+  void erase(const std::string& key) override;
   std::string where() const override;
 
  private:

@@ -3,7 +3,8 @@
 // named by argv[2], and writes one JSON line, what it saw or { error }, to
 // the file TEST_RESULT_FILE (or stdout).
 import fs from 'node:fs'
-import { distributed, Tensor } from 'rlfarm'
+import { AdamW, distributed, Model, Tensor } from 'rlfarm'
+import { optimizerState, shardOptimizer } from 'rlfarm/internal'
 
 const scenario = process.argv[2]
 const rank = Number(process.env.RANK)
@@ -63,6 +64,78 @@ const scenarios = {
   },
   async exchange() {
     return { values: await distributed.exchange('hello', `from ${rank}`) }
+  },
+  async exchanges() {
+    // The files of the file store after 10 and after 40 exchanges: each rank erases its old keys.
+    const dir = process.env.RLFARM_RDZV.slice('file://'.length)
+    const files = []
+    for (let k = 1; k <= 40; k++) {
+      await distributed.exchange('step', `${rank}/${k}`)
+      if (k === 10 || k === 40) {
+        await distributed.barrier()
+        files.push(fs.readdirSync(dir).length)
+        await distributed.barrier()
+      }
+    }
+    return { files }
+  },
+  async rankZeroExits() {
+    // Rank 0 leaves (a moment after both are in, so rank 1 is waiting on the
+    // store by then); rank 1 waits for a message rank 0 never sends.
+    await distributed.exchange('ready', '')
+    if (rank === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 2000))
+      return {}
+    }
+    const started = Date.now()
+    try {
+      await distributed.exchange('never', 'from 1')
+      return { error: 'no error' }
+    } catch (err) {
+      return { error: err.message, seconds: (Date.now() - started) / 1000 }
+    }
+  },
+  async zero() {
+    // ZeRO-1's step against one process's AdamW on the summed gradients: a
+    // model of over 2M parameters, so the ring moves each shard in pieces.
+    const config = { arch: 'gpt2', vocab: 16000, dim: 128, layers: 1, heads: 2, maxPositions: 16 }
+    const sharded = Model.create(config, { seed: 5 })
+    const whole = Model.create(config, { seed: 5 })
+    const options = { lr: 1e-2, betas: [0.9, 0.95], weightDecay: 0.1 }
+    const zero = new AdamW(sharded, options)
+    const plain = new AdamW(whole, options)
+    shardOptimizer(zero)
+    const grad = (r, i, step) => Math.fround(Math.sin(i * 0.37 + r * 1.3 + step) * 1e-2)
+    // The ring's order of the sum: block b starts on rank b + 1 and each rank adds its own term.
+    const block = Math.ceil(Math.ceil(sharded.parameterCount / worldSize) / 16) * 16
+    const norms = []
+    for (let step = 0; step < 2; step++) {
+      const mine = sharded.flatGradients().data
+      const summed = whole.flatGradients().data
+      for (let i = 0; i < mine.length; i++) {
+        mine[i] = grad(rank, i, step)
+        const b = Math.floor(i / block)
+        let s = grad((b + 1) % worldSize, i, step)
+        for (let j = 2; j <= worldSize; j++) s = Math.fround(grad((b + j) % worldSize, i, step) + s)
+        summed[i] = s
+      }
+      // The clip binds on the first step only.
+      const maxGradNorm = step === 0 ? 1 : 1e9
+      norms.push([(await zero.step({ maxGradNorm })).gradNorm, (await plain.step({ maxGradNorm })).gradNorm])
+    }
+    const largest = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0)
+    const gathered = await optimizerState(zero)
+    const reference = plain.state()
+    return {
+      total: sharded.parameterCount,
+      moments: zero.shardState().m.numel,
+      norms,
+      params: largest(sharded.flatParameters().data, whole.flatParameters().data),
+      moved: largest(whole.flatParameters().data, Model.create(config, { seed: 5 }).flatParameters().data),
+      m: largest(gathered.m.data, reference.m.data),
+      v: largest(gathered.v.data, reference.v.data),
+      step: gathered.step,
+    }
   },
 }
 

@@ -63,6 +63,8 @@ export interface RunConfig {
   logging: LoggingConfig
   /** checkpoints and the final model. `CheckpointConfig`. */
   checkpoint: CheckpointConfig
+  /** data-parallel runs (--nproc N): how the ranks share the work. `DistributedConfig`. */
+  distributed: DistributedConfig
   /** several rewards, combined as their weighted sum (TRL's reward_weights); each is logged on its own. `RewardFunction[]`. */
   reward_functions: RewardFunction[]
 }
@@ -125,6 +127,8 @@ export interface RunConfigInput {
   logging?: LoggingConfigInput
   /** checkpoints and the final model. `CheckpointConfig`. */
   checkpoint?: CheckpointConfigInput
+  /** data-parallel runs (--nproc N): how the ranks share the work. `DistributedConfig`. */
+  distributed?: DistributedConfigInput
   /** several rewards, combined as their weighted sum (TRL's reward_weights); each is logged on its own. `RewardFunction[]`. */
   reward_functions?: RewardFunctionInput[]
 }
@@ -1155,6 +1159,30 @@ export interface CheckpointConfigInput {
 }
 
 /**
+ * Data-parallel runs (README "Data-parallel"); with one rank these change nothing.
+ *
+ * The resolved `DistributedConfig`: every field present, defaults filled in; see `DistributedConfigInput` for what users write.
+ */
+export interface DistributedConfig {
+  /**
+   * ZeRO-1: each rank keeps AdamW's moments for its shard of the parameters; gradients are reduce-scattered and the parameters all-gathered after the step (cpu models).
+   *
+   * `bool`, default `false`.
+   */
+  shard_optimizer: boolean
+}
+
+/** `DistributedConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
+export interface DistributedConfigInput {
+  /**
+   * ZeRO-1: each rank keeps AdamW's moments for its shard of the parameters; gradients are reduce-scattered and the parameters all-gathered after the step (cpu models).
+   *
+   * `bool`, default `false`.
+   */
+  shard_optimizer?: boolean
+}
+
+/**
  * Stages run in order: `rlfarm run pipeline.yaml`. A stage's outputs are
  * named by `${stage_name}` in later stages' paths (e.g. policy.path: ${sft}).
  *
@@ -1242,6 +1270,7 @@ export interface ConfigTypes {
   GroupConfig: GroupConfig
   LoggingConfig: LoggingConfig
   CheckpointConfig: CheckpointConfig
+  DistributedConfig: DistributedConfig
   PipelineConfig: PipelineConfig
   Stage: Stage
 }
@@ -1269,6 +1298,7 @@ export interface ConfigInputTypes {
   GroupConfig: GroupConfigInput
   LoggingConfig: LoggingConfigInput
   CheckpointConfig: CheckpointConfigInput
+  DistributedConfig: DistributedConfigInput
   PipelineConfig: PipelineConfigInput
   Stage: StageInput
 }

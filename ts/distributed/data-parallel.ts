@@ -9,6 +9,7 @@ import * as ops from '../ops.js'
 import { backend, Tensor } from '../tensor.js'
 import { firstDifference } from '../util/json.js'
 import { distributed } from './index.js'
+import { gradientsReducedByStep } from './zero.js'
 
 export interface DataParallel {
   readonly rank: number
@@ -19,7 +20,7 @@ export interface DataParallel {
   sum(values: readonly number[], dtype?: 'f32' | 'i32'): Promise<number[]>
   /** Sums a Float32Array over every rank, in place. */
   sumInPlace(values: Float32Array): Promise<void>
-  /** Sums the model's gradients (one contiguous buffer) over every rank, in place. */
+  /** Sums the model's gradients (one contiguous buffer) over every rank, in place; under ZeRO-1 the optimizer's step does it. */
   allReduceGradients(model: Model): Promise<void>
   /**
    * The whole batch's per-row values on every rank, in batch order: this
@@ -66,6 +67,8 @@ export function dataParallel(): DataParallel | undefined {
       await distributed.allReduce(Tensor.from(values), { op: 'sum' })
     },
     async allReduceGradients(model) {
+      // Under ZeRO-1 the optimizer step reduce-scatters them itself.
+      if (gradientsReducedByStep(model)) return
       // Gloo's ring allreduce cuts the buffer into segments itself: one call
       // moves all of it, with no per-parameter latency.
       await distributed.allReduce(model.flatGradients(), { op: 'sum' })

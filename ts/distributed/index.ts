@@ -52,6 +52,8 @@ interface State {
   group: NativeProcessGroup | undefined
   timeoutMs: number
   exchanges: number
+  /** This rank's key of the exchange before the last, erased once the last is done. */
+  previousKey: string | undefined
 }
 let state: State | undefined
 
@@ -114,7 +116,7 @@ export async function init(options: InitOptions = {}): Promise<void> {
       transportHost: process.env.RLFARM_TRANSPORT_HOST ?? '', timeoutMs, rendezvousTimeoutMs,
     })
   }
-  state = { rank, worldSize, localRank, group, timeoutMs, exchanges: 0 }
+  state = { rank, worldSize, localRank, group, timeoutMs, exchanges: 0, previousKey: undefined }
 }
 
 function current(what: string): State {
@@ -192,7 +194,8 @@ export async function barrier(options: CollectiveOptions = {}): Promise<void> {
 
 /**
  * Every rank's `value`, in rank order, through the rendezvous store (for
- * small control messages such as configs). Ranks must call it in the same order.
+ * small control messages such as configs). Ranks must call it in the same
+ * order, awaiting each: a rank's key of one exchange is erased once the next is done.
  */
 export async function exchange(name: string, value: string): Promise<string[]> {
   const s = current('exchange')
@@ -201,7 +204,16 @@ export async function exchange(name: string, value: string): Promise<string[]> {
   await s.group.storeSet(`${key}/${s.rank}`, value)
   const out: string[] = []
   for (let r = 0; r < s.worldSize; r++) out.push(r === s.rank ? value : await s.group.storeGet(`${key}/${r}`, s.timeoutMs))
+  // Every rank has set its key of this exchange, so every rank has read all
+  // of the one before: this rank's key there is no longer needed.
+  if (s.previousKey !== undefined) await s.group.storeErase(s.previousKey)
+  s.previousKey = `${key}/${s.rank}`
   return out
+}
+
+/** @internal The native group of this process (undefined with one rank), for native work that takes its turn among the collectives. */
+export function nativeGroup(what: string): NativeProcessGroup | undefined {
+  return current(what).group
 }
 
 /** Leaves the group (after every call already made); init may be called again. */

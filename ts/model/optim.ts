@@ -1,6 +1,7 @@
 // AdamW over a model's parameters (PyTorch's update, decoupled weight decay),
 // with global gradient-norm clipping, and the learning-rate schedules trainers
 // use: constant, linear and cosine, each with linear warm-up.
+import { native, type NativeAdamW, type NativeProcessGroup } from '../native.js'
 import { Tensor } from '../tensor.js'
 import { checkKeys, choiceOption, describe, numberOption, rangedOption } from '../util/options.js'
 import type { Model } from './model.js'
@@ -39,9 +40,13 @@ export class AdamW {
   readonly weightDecay: number
   /** Steps taken so far. */
   stepCount = 0
-  #m: Tensor
-  #v: Tensor
-  readonly #decay: boolean[]
+  // The native optimizer owns the moments and the decay ranges (set once);
+  // #m and #v are views of its moments of the buffer's [#begin, #end).
+  readonly #native: NativeAdamW
+  #m!: Tensor
+  #v!: Tensor
+  #begin = 0
+  #end = 0
 
   constructor(model: Model, options: AdamWOptions = {}) {
     const where = 'AdamW'
@@ -55,11 +60,18 @@ export class AdamW {
     this.betas = [betas[0], betas[1]]
     this.eps = rangedOption(where, 'eps', options.eps, 1e-8, { min: 0, minExclusive: true })
     this.weightDecay = rangedOption(where, 'weightDecay', options.weightDecay, 0.01, { min: 0 })
-    const total = model.parameterCount
-    this.#m = Tensor.zeros([total])
-    this.#v = Tensor.zeros([total])
     const decide = options.decay ?? ((_: string, d: boolean) => d)
-    this.#decay = model.parameters().map((p) => decide(p.name, p.decay))
+    const decay = model.parameters().map((p) => decide(p.name, p.decay))
+    this.#native = new native.NativeAdamW(model.nativeModel, { beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, weightDecay: this.weightDecay, decay })
+    this.#readMoments()
+  }
+
+  #readMoments(): void {
+    const { m, v, begin, end } = this.#native.moments()
+    this.#m = new Tensor(m)
+    this.#v = new Tensor(v)
+    this.#begin = begin
+    this.#end = end
   }
 
   /**
@@ -74,37 +86,58 @@ export class AdamW {
     const lr = rangedOption(where, 'lr', options.lr, this.lr, { min: 0 })
     const maxGradNorm = rangedOption(where, 'maxGradNorm', options.maxGradNorm, 0, { min: 0 })
     return this.model.enqueue(where, async () => {
-      const gradNorm = await this.model.nativeModel.adamwStep(this.#m.native, this.#v.native, this.stepCount + 1, {
-        lr,
-        beta1: this.betas[0],
-        beta2: this.betas[1],
-        eps: this.eps,
-        weightDecay: this.weightDecay,
-        maxGradNorm,
-        decay: this.#decay,
-      })
+      const gradNorm = await this.model.nativeModel.adamwStep(this.#native, this.stepCount + 1, lr, maxGradNorm)
       this.stepCount++
       return { gradNorm, lr }
     })
   }
 
+  /** Whether this rank holds the moments of its ZeRO-1 shard only. */
+  get sharded(): boolean {
+    return this.#end - this.#begin !== this.model.parameterCount
+  }
+
   /** The optimizer's state, for checkpoints (the moments are live views). */
   state(): AdamWState {
+    if (this.sharded) {
+      throw new Error('AdamW.state: this optimizer holds only its ZeRO-1 shard of the moments; gather them on every rank (optimizerState in rlfarm\'s distributed helpers)')
+    }
     return { step: this.stepCount, m: this.#m, v: this.#v }
   }
 
-  /** Restores a state saved by state(). */
+  /**
+   * @internal This rank's moments: views of the buffer's [begin, end), padded
+   * with zeros to the size every rank's shard has.
+   */
+  shardState(): { step: number; m: Tensor; v: Tensor; begin: number; end: number } {
+    return { step: this.stepCount, m: this.#m, v: this.#v, begin: this.#begin, end: this.#end }
+  }
+
+  /**
+   * @internal ZeRO-1 from now on: keeps the moments of this rank's shard of
+   * the group (what it held there stays); each step then reduce-scatters the
+   * gradients (they must not be all-reduced before it), updates the shard and
+   * all-gathers the parameters.
+   */
+  shardOver(group: NativeProcessGroup): void {
+    this.model.checkIdle('AdamW.shard')
+    this.#native.shard(group)
+    this.#readMoments()
+  }
+
+  /** Restores a state saved by state() (the whole model's moments; a sharded optimizer keeps its shard of them). */
   loadState(state: AdamWState): void {
     this.model.checkIdle('AdamW.loadState')
+    const total = this.model.parameterCount
     for (const [name, t] of [['m', state.m], ['v', state.v]] as const) {
-      if (!(t instanceof Tensor) || t.dtype !== 'f32' || t.numel !== this.#m.numel) {
+      if (!(t instanceof Tensor) || t.dtype !== 'f32' || t.numel !== total) {
         const got = t instanceof Tensor ? `${t.dtype} of ${t.numel}` : describe(t)
-        throw new Error(`AdamW.loadState: ${name} must be an f32 tensor of ${this.#m.numel} elements (this model's parameters); got ${got}`)
+        throw new Error(`AdamW.loadState: ${name} must be an f32 tensor of ${total} elements (this model's parameters); got ${got}`)
       }
     }
     if (!Number.isInteger(state.step) || state.step < 0) throw new Error(`AdamW.loadState: step must be a non-negative integer`)
-    ;(this.#m.data as Float32Array).set(state.m.data as Float32Array)
-    ;(this.#v.data as Float32Array).set(state.v.data as Float32Array)
+    ;(this.#m.data as Float32Array).set((state.m.data as Float32Array).subarray(this.#begin, this.#end))
+    ;(this.#v.data as Float32Array).set((state.v.data as Float32Array).subarray(this.#begin, this.#end))
     this.stepCount = state.step
   }
 }

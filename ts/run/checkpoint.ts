@@ -20,7 +20,9 @@ export interface CheckpointTargets {
   optimizers?: Readonly<Record<string, AdamW>>
 }
 
-export interface SaveCheckpointOptions extends CheckpointTargets {
+export interface SaveCheckpointOptions extends Omit<CheckpointTargets, 'optimizers'> {
+  /** Optimizers by name: an AdamW, or its model and state (a ZeRO-1 optimizer's moments gathered). */
+  optimizers?: Readonly<Record<string, Pick<AdamW, 'model' | 'state'>>>
   /** The optimizer step the checkpoint is taken after. */
   step: number
   /** The trainer's own state, as JSON: RNG states, data position, KL coefficient... */

@@ -26,6 +26,7 @@ import type { Tokenizer } from '../tokenizers/index.js'
 import type { RewardFn } from '../rewards/types.js'
 import { distributed } from '../distributed/index.js'
 import { anyRank, checkSameRun } from '../distributed/data-parallel.js'
+import { optimizerState, shardOptimizer } from '../distributed/zero.js'
 import { resolveInside, writeFileAtomic } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
 import { checkKeys, describe } from '../util/options.js'
@@ -276,6 +277,7 @@ class Session implements TrainerContext {
   async track(parts: { models: Record<string, Model>; optimizers?: Record<string, AdamW> }): Promise<void> {
     if (this.#tracked) throw new Error('TrainerContext.track: called twice; a trainer tracks its models once')
     this.#tracked = { models: parts.models, optimizers: parts.optimizers ?? {} }
+    if (this.config.distributed.shard_optimizer) for (const optimizer of Object.values(this.#tracked.optimizers)) shardOptimizer(optimizer)
     if (!this.resumeFrom) return
     const dir = this.resumeFrom.path
     const { step, state } = await loadCheckpoint<{ trainer: TrainerState; rng: RngState }>(dir, this.#tracked)
@@ -307,12 +309,22 @@ class Session implements TrainerContext {
   async checkpoint(): Promise<void> {
     if (!this.#tracked || !this.#lastState) return
     const trainer = this.#lastState()
-    if (trainer.step === this.#lastSaved || !this.run) return
+    if (trainer.step === this.#lastSaved) return
+    // Sharded (ZeRO-1) moments are gathered by every rank; rank 0 writes them.
+    const optimizers: Record<string, Pick<AdamW, 'model' | 'state'>> = {}
+    for (const [name, optimizer] of Object.entries(this.#tracked.optimizers)) {
+      const state = optimizer.sharded ? await optimizerState(optimizer) : undefined
+      optimizers[name] = state ? { model: optimizer.model, state: () => state } : optimizer
+    }
+    if (!this.run) {
+      this.#lastSaved = trainer.step
+      return
+    }
     this.#metrics?.flush()
     await saveCheckpoint(this.runDir, {
       step: trainer.step,
       models: this.#tracked.models,
-      optimizers: this.#tracked.optimizers,
+      optimizers,
       state: { trainer, rng: this.rng.state() },
       keep: this.config.checkpoint.keep,
     })
