@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -26,7 +27,9 @@
 #include "../core/error.h"
 #include "../model/block_impl.h"
 #include "../model/nn_math.h"
+#include "../model/sampling_math.h"
 #include "../ops/kernels.h"
+#include "attention.h"
 #include "check.h"
 #include "cublaslt.h"
 #include "engine.h"
@@ -328,6 +331,31 @@ __global__ void scale_kernel(float* x, int64_t n, float c) {
   RLF_GRID_STRIDE(i, n) x[i] *= c;
 }
 
+// out[i, :] = states[rows[i], :]
+__global__ void gather_rows_kernel(const float* states, const int32_t* rows, int64_t dim, float* out) {
+  const int64_t i = blockIdx.x, src = rows[i];
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) out[i * dim + j] = states[src * dim + j];
+}
+
+// A decoding step's rows: row b's new token sits at cache slot `slot` and position length[b] + step.
+__global__ void decode_step_kernel(const int32_t* length, int64_t batch, int64_t step, int64_t slot, int64_t slots,
+                                   int32_t* positions, int32_t* query_slot, uint8_t* valid) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= batch) return;
+  positions[b] = static_cast<int32_t>(length[b] + step);
+  query_slot[b] = static_cast<int32_t>(slot);
+  valid[b * slots + slot] = 1;
+}
+
+// done_at = step + 1 the first time every row has stopped (one thread).
+__global__ void note_done_kernel(const uint8_t* finished, int64_t batch, int64_t step, int32_t* done_at) {
+  if (*done_at != 0) return;
+  for (int64_t b = 0; b < batch; ++b) {
+    if (finished[b] == 0) return;
+  }
+  *done_at = static_cast<int32_t>(step + 1);
+}
+
 #undef RLF_GRID_STRIDE
 
 // ---------------------------------------------------------------- the ops
@@ -343,6 +371,7 @@ struct CudaOps {
   const float *cos_table, *sin_table;
   DeviceBuffer *scores, *dscores;  // attention's [batch * heads, queries, keys]
   int device;
+  bool reference_attention;  // the batched-GEMM attention for every forward (RLFARM_CUDA_ATTENTION=reference)
 
   // A parameter's bf16 copy where the own kernels multiply in bf16; anything else as it is.
   GemmOperand operand(const float* p, int64_t ld) const {
@@ -457,6 +486,13 @@ struct CudaOps {
   }
 
   void attention_forward(const AttentionArgs& a) {
+    if (!reference_attention && (a.query_slot != nullptr && a.queries == 1 ? attention_decode(a) : attention_flash(a))) {
+      return;
+    }
+    attention_reference(a);
+  }
+
+  void attention_reference(const AttentionArgs& a) {
     const int64_t H = a.heads, group = a.heads / a.kv_heads, Tq = a.queries, keys = a.key_slots, hd = a.head_dim;
     scores->reserve(device, sizeof(float) * a.batch * H * Tq * keys, "attention scores");
     float* S = scores->as<float>();
@@ -535,6 +571,7 @@ class CudaEngine final : public Engine {
   }
 
   model::ForwardResult forward(const Tensor& tokens, const Tensor& mask, const model::ForwardOptions& o) override;
+  model::GenerateResult generate(const Tensor& prompts, const Tensor& mask, const model::GenerateOptions& o) override;
   void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) override;
   double adamw_step(float* host_m, float* host_v, int64_t step, const model::AdamWOptions& o,
                     const std::vector<model::DecayRange>& ranges, double max_norm) override;
@@ -550,8 +587,12 @@ class CudaEngine final : public Engine {
     // them to bf16); the own kernels read the bf16 copy, half the bytes.
     const bool bf16 = precision_ == Precision::bf16;
     const bool own_kernels = cublaslt_status().rfind("cublaslt", 0) != 0;
+    const char* attention = std::getenv("RLFARM_CUDA_ATTENTION");
+    const bool reference = attention != nullptr && std::strcmp(attention, "reference") == 0;
+    RLF_CHECK(attention == nullptr || reference || *attention == '\0' || std::strcmp(attention, "fused") == 0,
+              "RLFARM_CUDA_ATTENTION must be 'fused' (the default) or 'reference'; got '", attention, "'");
     return CudaOps{c_,     sms_,           bf16, params_.as<float>(), bf16 && own_kernels ? working_.as<__nv_bfloat16>() : nullptr,
-                   total_, cos_.as<float>(), sin_.as<float>(), &scores_, &dscores_, device_};
+                   total_, cos_.as<float>(), sin_.as<float>(), &scores_, &dscores_, device_, reference};
   }
   float* P() const { return params_.as<float>(); }
   const float* opt(size_t offset) const { return offset == kNone ? nullptr : P() + offset; }
@@ -577,6 +618,12 @@ class CudaEngine final : public Engine {
   DeviceBuffer scores_, dscores_;
   DeviceBuffer head_hidden_, head_logits_, head_next_, head_dhidden_, bad_target_;
   DeviceBuffer dnf_, dx_, dact_, dpre_, datt_, dqkv_, grad_in_, partial_;
+  // generate(): its own buffers, so that a training forward's activations survive it.
+  struct GenerateBuffers {
+    DeviceBuffer cache_k, cache_v, tokens, positions, prompt_valid, prompt_length, valid, last_rows, query_slot;
+    DeviceBuffer x, stats, normed, qkv, att, pre, act, hidden, logits;
+    DeviceBuffer seeds, stops, step_tokens, out_tokens, out_logprobs, lengths, finished, done_at, sort_keys, order;
+  } gen_;
   int64_t batch_ = 0, steps_ = 0, chunk_ = 1;
   bool train_ = false, masked_ = false, entropy_ = false;
   const float* last_m_ = nullptr;  // the optimizer state the device's moments came from
@@ -694,6 +741,154 @@ model::ForwardResult CudaEngine::forward(const Tensor& tokens, const Tensor& mas
     copy_to_host(device_, r.values.raw(), values.as<float>(), fl(N));
   }
   return r;
+}
+
+model::GenerateResult CudaEngine::generate(const Tensor& prompts, const Tensor& mask, const model::GenerateOptions& o) {
+  const model::GeneratePrompts gp = host_.check_generate(prompts, mask, o);
+  const int64_t B = gp.batch, Pw = gp.width, n = o.max_new_tokens, N = B * Pw;
+  const int64_t d = c_.dim, V = c_.vocab, L = c_.layers, kv = c_.kv_dim();
+  if (n == 0) {
+    const std::vector<int32_t> none(static_cast<size_t>(B), 0);
+    const std::vector<float> no_logprobs(1, 0.0f);
+    return model::generate_result(gp, 0, 0, none.data(), no_logprobs.data(), none.data());
+  }
+  set_device(device_);
+  const bool truncate = o.temperature != 0.0f && model::sampling::truncates(o.top_k, o.top_p, V);
+  const GeneratePlan plan = plan_generate(c_, B, Pw, n, truncate);
+  const int64_t slots = plan.slots, up = c_.arch == model::Arch::gpt2 ? c_.hidden : 2 * c_.hidden;
+  const auto fl = [](int64_t count) { return sizeof(float) * static_cast<size_t>(count); };
+  const auto i32 = [](int64_t count) { return sizeof(int32_t) * static_cast<size_t>(count); };
+  GenerateBuffers& g = gen_;
+
+  // The prompts, the cache's validity and each row's last prompt row.
+  std::vector<uint8_t> valid(static_cast<size_t>(B * slots), 0);
+  std::vector<int32_t> last_rows(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(valid.data() + b * slots, gp.key_valid.data() + b * Pw, static_cast<size_t>(Pw));
+    last_rows[b] = static_cast<int32_t>(b * Pw + gp.last[b]);
+  }
+  g.cache_k.reserve(device_, fl(L * B * slots * kv), "the KV cache");
+  g.cache_v.reserve(device_, fl(L * B * slots * kv), "the KV cache");
+  g.tokens.reserve(device_, i32(N), "the prompts");
+  g.positions.reserve(device_, i32(N), "the prompts");
+  g.prompt_valid.reserve(device_, static_cast<size_t>(N), "the prompts");
+  g.prompt_length.reserve(device_, i32(B), "the prompts");
+  g.valid.reserve(device_, valid.size(), "the KV cache's mask");
+  g.last_rows.reserve(device_, i32(B), "the prompts");
+  g.query_slot.reserve(device_, i32(B), "the decoding steps");
+  copy_to_device(device_, g.tokens.as<int32_t>(), gp.tokens.data(), i32(N));
+  copy_to_device(device_, g.positions.as<int32_t>(), gp.positions.data(), i32(N));
+  copy_to_device(device_, g.prompt_valid.as<uint8_t>(), gp.key_valid.data(), static_cast<size_t>(N));
+  copy_to_device(device_, g.prompt_length.as<int32_t>(), gp.length.data(), i32(B));
+  copy_to_device(device_, g.valid.as<uint8_t>(), valid.data(), valid.size());
+  copy_to_device(device_, g.last_rows.as<int32_t>(), last_rows.data(), i32(B));
+  ensure_rope(*std::max_element(gp.length.begin(), gp.length.end()) + n + 1);
+
+  // Activations, sized for the prefill's rows (a decoding step uses the first B).
+  g.x.reserve(device_, fl(N * d), "activations");
+  g.stats.reserve(device_, fl(2 * N), "activations");
+  g.normed.reserve(device_, fl(N * d), "activations");
+  g.qkv.reserve(device_, fl(N * c_.qkv_dim()), "activations");
+  g.att.reserve(device_, fl(N * c_.q_dim()), "activations");
+  g.pre.reserve(device_, fl(N * up), "activations");
+  g.act.reserve(device_, fl(N * c_.hidden), "activations");
+  g.hidden.reserve(device_, fl(B * d), "activations");
+  g.logits.reserve(device_, fl(B * V), "the logits");
+  float* x = g.x.as<float>();
+  float* normed = g.normed.as<float>();
+  float* stats = g.stats.as<float>();
+  const model::BlockBuffers buffers{x, x, x, stats, stats, normed, g.qkv.as<float>(), g.att.as<float>(),
+                                    g.pre.as<float>(), g.act.as<float>(), nullptr};
+  const auto cache_k = [&](int64_t l) { return g.cache_k.as<float>() + l * B * slots * kv; };
+  const auto cache_v = [&](int64_t l) { return g.cache_v.as<float>() + l * B * slots * kv; };
+  CudaOps k = ops();
+  // The last rows through the final norm and the LM head: [rows, vocab] logits.
+  const auto head = [&](int64_t rows, const int32_t* gather) {
+    k.norm_forward(x, P() + layout_.final_norm_w, opt(layout_.final_norm_b), normed, stats, rows, d, c_.norm_eps);
+    const float* h = normed;
+    if (gather != nullptr) {
+      gather_rows_kernel<<<grid1(B), row_block(d)>>>(normed, gather, d, g.hidden.as<float>());
+      RLF_CUDA_CHECK_LAUNCH("generate: last prompt rows");
+      h = g.hidden.as<float>();
+    }
+    k.linear(h, B, d, P() + layout_.lm_head, V, g.logits.as<float>(), V, false, nullptr);
+  };
+
+  // Prefill: every prompt row through the layers, keys and values into slots [0, Pw).
+  embed_kernel<<<grid1(N), row_block(d)>>>(g.tokens.as<int32_t>(), g.positions.as<int32_t>(), P() + layout_.token_embedding,
+                                           opt(layout_.position_embedding), x, d);
+  RLF_CUDA_CHECK_LAUNCH("generate: embed");
+  for (int64_t l = 0; l < L; ++l) {
+    const model::BlockStep prefill{B, Pw, g.positions.as<int32_t>(), g.prompt_valid.as<uint8_t>(), cache_k(l), cache_v(l),
+                                   slots, nullptr, false};
+    model::block_forward(k, c_, layout_.layers[l], P(), prefill, buffers);
+  }
+  head(N, g.last_rows.as<int32_t>());
+
+  // The sampler's state.
+  const std::vector<int32_t> pads(static_cast<size_t>(B * n), o.pad_token);
+  g.seeds.reserve(device_, sizeof(uint64_t) * B, "the seeds");
+  g.stops.reserve(device_, i32(std::max<int64_t>(1, static_cast<int64_t>(o.stop_tokens.size()))), "the stop tokens");
+  g.step_tokens.reserve(device_, i32(B), "the sampled tokens");
+  g.out_tokens.reserve(device_, i32(B * n), "the sampled tokens");
+  g.out_logprobs.reserve(device_, fl(B * n), "the sampled tokens");
+  g.lengths.reserve(device_, i32(B), "the sampled tokens");
+  g.finished.reserve(device_, static_cast<size_t>(B), "the sampled tokens");
+  g.done_at.reserve(device_, sizeof(int32_t), "the sampled tokens");
+  copy_to_device(device_, g.seeds.as<uint64_t>(), o.seeds.data(), sizeof(uint64_t) * B);
+  if (!o.stop_tokens.empty()) copy_to_device(device_, g.stops.as<int32_t>(), o.stop_tokens.data(), i32(o.stop_tokens.size()));
+  copy_to_device(device_, g.out_tokens.as<int32_t>(), pads.data(), i32(B * n));
+  memset_zero(device_, g.out_logprobs.as<float>(), fl(B * n));
+  memset_zero(device_, g.lengths.as<int32_t>(), i32(B));
+  memset_zero(device_, g.finished.as<uint8_t>(), static_cast<size_t>(B));
+  memset_zero(device_, g.done_at.as<int32_t>(), sizeof(int32_t));
+  if (truncate) {
+    g.sort_keys.reserve(device_, sizeof(uint64_t) * B * plan.sampling.sort_width, "the sampler's sort");
+    g.order.reserve(device_, i32(B * V), "the sampler's sort");
+  }
+  SampleArgs sample{g.logits.as<float>(), B, V, o.temperature, o.top_k, o.top_p, g.seeds.as<uint64_t>(),
+                    g.stops.as<int32_t>(), static_cast<int64_t>(o.stop_tokens.size()), o.pad_token, 0, n,
+                    g.step_tokens.as<int32_t>(), g.out_tokens.as<int32_t>(), g.out_logprobs.as<float>(),
+                    g.lengths.as<int32_t>(), g.finished.as<uint8_t>(), truncate ? g.sort_keys.as<uint64_t>() : nullptr,
+                    truncate ? g.order.as<int32_t>() : nullptr, plan.sampling.sort_width};
+
+  for (int64_t step = 0; step < n; ++step) {
+    sample.step = step;
+    sample_tokens(sample);
+    note_done_kernel<<<1, 1>>>(g.finished.as<uint8_t>(), B, step, g.done_at.as<int32_t>());
+    RLF_CUDA_CHECK_LAUNCH("generate: stop check");
+    if (step + 1 == n) break;
+    // Whether every row has stopped, read every 8 steps: a read waits for the device.
+    if ((step + 1) % 8 == 0) {
+      int32_t done = 0;
+      copy_to_host(device_, &done, g.done_at.as<int32_t>(), sizeof(int32_t));
+      if (done != 0) break;
+    }
+    // One decoding step: each row's new token at slot Pw + step (rows that stopped decode their pad token).
+    decode_step_kernel<<<grid1((B + 127) / 128), 128>>>(g.prompt_length.as<int32_t>(), B, step, Pw + step, slots,
+                                                        g.positions.as<int32_t>(), g.query_slot.as<int32_t>(),
+                                                        g.valid.as<uint8_t>());
+    RLF_CUDA_CHECK_LAUNCH("generate: decoding step");
+    embed_kernel<<<grid1(B), row_block(d)>>>(g.step_tokens.as<int32_t>(), g.positions.as<int32_t>(),
+                                             P() + layout_.token_embedding, opt(layout_.position_embedding), x, d);
+    RLF_CUDA_CHECK_LAUNCH("generate: embed");
+    for (int64_t l = 0; l < L; ++l) {
+      const model::BlockStep decode{B, 1, g.positions.as<int32_t>(), g.valid.as<uint8_t>(), cache_k(l), cache_v(l),
+                                    slots, g.query_slot.as<int32_t>(), true};
+      model::block_forward(k, c_, layout_.layers[l], P(), decode, buffers);
+    }
+    head(B, nullptr);
+  }
+
+  int32_t done = 0;
+  copy_to_host(device_, &done, g.done_at.as<int32_t>(), sizeof(int32_t));
+  const int64_t steps_done = done != 0 ? done : n;
+  std::vector<int32_t> out_tokens(static_cast<size_t>(B * n)), lengths(static_cast<size_t>(B));
+  std::vector<float> out_logprobs(static_cast<size_t>(B * n));
+  copy_to_host(device_, out_tokens.data(), g.out_tokens.as<int32_t>(), i32(B * n));
+  copy_to_host(device_, out_logprobs.data(), g.out_logprobs.as<float>(), fl(B * n));
+  copy_to_host(device_, lengths.data(), g.lengths.as<int32_t>(), i32(B));
+  return model::generate_result(gp, n, steps_done, out_tokens.data(), out_logprobs.data(), lengths.data());
 }
 
 void CudaEngine::head_chunk(CudaOps& k, int64_t start, int64_t rows) {

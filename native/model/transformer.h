@@ -53,6 +53,20 @@ struct GenerateResult {
   Tensor last_mask;       // [B, P + n - 1] f32: 1 at the log-prob position of each row's last new token
 };
 
+// The prompts of a generate() call, checked: tokens, positions and validity as
+// a forward's, each row's token count and its last token's index.
+struct GeneratePrompts {
+  int64_t batch = 0, width = 0;
+  std::vector<int32_t> tokens, positions, length, last;
+  std::vector<uint8_t> key_valid;
+};
+
+// generate()'s result from its sampled tokens: out_tokens and out_logprobs are
+// [batch, new_tokens] of which the first steps_done columns were sampled;
+// lengths [batch] counts each row's new tokens.
+GenerateResult generate_result(const GeneratePrompts& p, int64_t new_tokens, int64_t steps_done,
+                               const int32_t* out_tokens, const float* out_logprobs, const int32_t* lengths);
+
 // Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0;
 // valid[i] is 1 where the mask is (every token without a mask).
 void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::vector<int32_t>& positions,
@@ -83,7 +97,8 @@ class Transformer {
   void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values);
   GenerateResult generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& options);
 
-  // The checks of forward() and backward() (the CUDA engine makes the same ones).
+  // The checks of forward(), backward() and generate() (the CUDA engine makes the same ones).
+  GeneratePrompts check_generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) const;
   void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
   void check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const;
   void check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values, int64_t batch,
