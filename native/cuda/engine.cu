@@ -7,10 +7,15 @@
 //    so they are deterministic.
 //  - GEMMs go through gemm (gemm.cu), in bf16 precision with the bf16 working
 //    copy of the weights and tensor cores, else in fp32.
-//  - Attention is the reference form: batched GEMMs for the scores (a batch
-//    over (row, head), the kv head of a group read in place), a masked softmax
-//    that keeps the log-sum-exp, and a batched GEMM with V; backward
-//    recomputes the probabilities from the log-sum-exp.
+//  - Attention forward runs the fused causal kernel, and a decoding step the
+//    decode kernel over the KV cache (attention.cu); the reference form stays
+//    beside them (RLFARM_CUDA_ATTENTION=reference, and heads wider than 128):
+//    batched GEMMs for the scores (a batch over (row, head), the kv head of a
+//    group read in place), a masked softmax that keeps the log-sum-exp, and a
+//    batched GEMM with V. The backward is the reference form; it recomputes
+//    the probabilities from its own scores.
+//  - generate(): prefill and decoding steps through the same block with a KV
+//    cache on the device, and the sampler (sampling.cu) on the device.
 //  - The LM head takes target rows a chunk at a time (plan_engine's
 //    head_chunk_rows): gather, logits GEMM, then the log-prob kernel of the
 //    ops (kernels.cu); backward turns the chunk's logits into dlogits in place.
@@ -517,8 +522,10 @@ struct CudaOps {
         v{a.v, a.kv_ld, a.kv_batch, hd, group}, p{P, T, H * T * T, T * T, 1}, ds{dS, T, H * T * T, T * T, 1},
         dout{ga.dout, a.out_ld, a.out_batch, hd, 1}, dq{ga.dq, a.q_ld, a.q_batch, hd, 1};
     head_gemm(a, false, true, T, T, hd, a.scale, q, k, 0.0f, p, H);
+    // Probabilities from these scores' own max and sum, not the forward's log-sum-exp: the fused forward
+    // computes its scores in fp32, these GEMMs may round to bf16, and the two must not be mixed.
     attention_softmax_kernel<<<grid1(a.batch * H * T), row_block(T)>>>(P, T, T, H, nullptr, a.key_valid, nullptr,
-                                                                       a.lse);
+                                                                       nullptr);
     launch_check("attention probabilities");
     head_gemm(a, false, true, T, T, hd, 1.0f, dout, v, 0.0f, ds, H);  // dP = dO V^T
     attention_dsoftmax_kernel<<<grid1(a.batch * H * T), row_block(hd)>>>(P, dS, T, T, H, hd, ga.dout, a.out, a.out_ld,
