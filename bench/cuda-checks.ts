@@ -136,6 +136,35 @@ export async function checkModel(report: Report, name: string, precision: 'f32' 
     await checkSampling(report, where, cpu, gpu)
   }
   await checkAttention(report, where, gpu, tol)
+  await checkDeviceUpdate(report, where, gpu)
+}
+
+/**
+ * A PPO minibatch kept on the device: forward with onDevice, the clipped loss
+ * with ops on cuda tensors, backward from its cuda gradient. The gradients
+ * equal those of the same minibatch through cpu tensors.
+ */
+async function checkDeviceUpdate(report: Report, where: string, gpu: Model): Promise<void> {
+  const V = gpu.config.vocab
+  const B = 3
+  const T = 10
+  const tokens = Tensor.from(Int32Array.from(random(B * T, 37).map((x) => Math.floor(((x + 1) / 2) * (V - 1)))), [B, T])
+  const old = Tensor.from(Float32Array.from(random(B * (T - 1), 41).map((x) => x - 4)), [B, T - 1])
+  const advantages = Tensor.from(Float32Array.from(random(B * (T - 1), 43)), [B, T - 1])
+  const mask = Tensor.from(Float32Array.from({ length: B * (T - 1) }, (_, i) => (i % (T - 1) < 3 ? 0 : 1)), [B, T - 1])
+  const step = async (onDevice: boolean) => {
+    gpu.zeroGrad()
+    const out = await gpu.forward(tokens, { train: true, onDevice })
+    const place = (x: Tensor) => (onDevice ? x.to('cuda') : x)
+    const loss = ops.ppoPolicyLoss(out.logp!, place(old), place(advantages), place(mask), { clipLow: 0.2 })
+    await gpu.backward({ gradLogp: loss.grad })
+    return { device: out.logp!.device, gradDevice: loss.grad.device, loss: loss.loss, grads: gpu.parameters().map((p) => gpu.gradient(p.name).toArray()) }
+  }
+  const device = await step(true)
+  const host = await step(false)
+  report(`${where}: onDevice keeps log-probs and the loss's gradient on the device`, device.device.startsWith('cuda') && device.gradDevice.startsWith('cuda'), `logp on ${device.device}, grad on ${device.gradDevice}`)
+  within(report, `${where}: PPO loss on the device (${device.loss.toFixed(6)} vs ${host.loss.toFixed(6)} through the cpu)`, Math.abs(device.loss - host.loss) / Math.max(1e-12, Math.abs(host.loss)), TOL.f32)
+  within(report, `${where}: gradients from a device gradLogp equal those from a cpu one`, Math.max(...device.grads.map((g, i) => relError(g, host.grads[i]))), TOL.f32)
 }
 
 /** The sampler on the device against the CPU's (the same rules, sampling_math.h): left-padded prompts, per-row seeds, stop tokens. */

@@ -135,6 +135,7 @@ export interface NativeForwardOptions {
   temperature: number
   logits: boolean
   values: boolean
+  onDevice: boolean
 }
 
 export interface NativeGenerateOptions {

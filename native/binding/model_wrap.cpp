@@ -283,6 +283,7 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   options.temperature = static_cast<float>(number_arg(o.Get("temperature"), "model.forward: temperature"));
   options.logits = bool_arg(o.Get("logits"), "model.forward: logits");
   options.values = bool_arg(o.Get("values"), "model.forward: values");
+  options.on_device = bool_arg(o.Get("onDevice"), "model.forward: onDevice");
   auto result = std::make_shared<model::ForwardResult>();
   Transformer* m = model_.get();
   SyncToDevice();

@@ -602,6 +602,18 @@ class CudaEngine final : public Engine {
                    total_, cos_.as<float>(), sin_.as<float>(), &scores_, &dscores_, device_, reference};
   }
   float* P() const { return params_.as<float>(); }
+  // A forward's [B, T]-sized output: a new cuda tensor on this device, or a cpu tensor.
+  Tensor output(const Shape& shape, const float* src, bool on_device) const {
+    Tensor t = empty(shape, DType::f32, on_device ? Device::gpu(device_) : Device::host());
+    if (on_device) copy_device_to_device(device_, t.raw(), src, t.nbytes());
+    else copy_to_host(device_, t.raw(), src, t.nbytes());
+    return t;
+  }
+  // A gradient from the cpu or this device into a device buffer.
+  void input(float* dst, const Tensor& g) const {
+    if (g.device().is_cuda()) copy_device_to_device(device_, dst, g.raw(), g.nbytes());
+    else copy_to_device(device_, dst, g.raw(), g.nbytes());
+  }
   const float* opt(size_t offset) const { return offset == kNone ? nullptr : P() + offset; }
   void ensure_rope(int64_t positions);
   // Chunks of the LM head over target rows [0, batch * (steps - 1)).
@@ -730,22 +742,17 @@ model::ForwardResult CudaEngine::forward(const Tensor& tokens, const Tensor& mas
                             1.0f / o.temperature, logp.as<float>() + start,
                             o.entropy ? entropy.as<float>() + start : nullptr, bad_target_.as<int32_t>()});
     }
-    r.logp = empty({B, T - 1}, DType::f32, Device::host());
-    copy_to_host(device_, r.logp.raw(), logp.as<float>(), fl(targets));
-    if (o.entropy) {
-      r.entropy = empty({B, T - 1}, DType::f32, Device::host());
-      copy_to_host(device_, r.entropy.raw(), entropy.as<float>(), fl(targets));
-    }
+    r.logp = output({B, T - 1}, logp.as<float>(), o.on_device);
+    if (o.entropy) r.entropy = output({B, T - 1}, entropy.as<float>(), o.on_device);
   } else if (o.logprobs || o.entropy) {
-    r.logp = empty({B, 0}, DType::f32, Device::host());
-    if (o.entropy) r.entropy = empty({B, 0}, DType::f32, Device::host());
+    r.logp = empty({B, 0}, DType::f32, o.on_device ? Device::gpu(device_) : Device::host());
+    if (o.entropy) r.entropy = empty({B, 0}, DType::f32, o.on_device ? Device::gpu(device_) : Device::host());
   }
   if (o.values) {
     DeviceBuffer values;
     values.reserve(device_, fl(N), "values");
     k.gemm(false, true, N, 1, d, 1.0f, final_normed_.as<float>(), d, P() + layout_.score, d, 0.0f, values.as<float>(), 1);
-    r.values = empty({B, T}, DType::f32, Device::host());
-    copy_to_host(device_, r.values.raw(), values.as<float>(), fl(N));
+    r.values = output({B, T}, values.as<float>(), o.on_device);
   }
   return r;
 }
@@ -912,7 +919,7 @@ void CudaEngine::head_chunk(CudaOps& k, int64_t start, int64_t rows) {
 
 void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) {
   RLF_CHECK(train_, "model.backward: run a forward with train: true first");
-  host_.check_backward(grad_logp, grad_entropy, grad_values, batch_, steps_, entropy_);
+  host_.check_backward(grad_logp, grad_entropy, grad_values, batch_, steps_, entropy_, device_);
   set_device(device_);
   const int64_t B = batch_, T = steps_, N = B * T, d = c_.dim, L = c_.layers, targets = B * (T - 1);
   const auto fl = [](int64_t n) { return sizeof(float) * static_cast<size_t>(n); };
@@ -936,8 +943,8 @@ void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, c
   if ((grad_logp.defined() || grad_entropy.defined()) && T > 1) {
     float* gl = grad_in_.as<float>();
     float* ge = gl + targets;
-    if (grad_logp.defined()) copy_to_device(device_, gl, grad_logp.raw(), fl(targets));
-    if (grad_entropy.defined()) copy_to_device(device_, ge, grad_entropy.raw(), fl(targets));
+    if (grad_logp.defined()) input(gl, grad_logp);
+    if (grad_entropy.defined()) input(ge, grad_entropy);
     head_dhidden_.reserve(device_, fl(chunk_ * d), "gradients");
     const float* W = P() + layout_.lm_head;
     for (int64_t start = 0; start < targets; start += chunk_) {
@@ -958,7 +965,7 @@ void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, c
   }
   if (grad_values.defined()) {
     float* gv = grad_in_.as<float>() + 2 * targets;
-    copy_to_device(device_, gv, grad_values.raw(), fl(N));
+    input(gv, grad_values);
     outer_add_kernel<<<grid1(N), row_block(d)>>>(gv, P() + layout_.score, dnf_.as<float>(), d);
     RLF_CUDA_CHECK_LAUNCH("value head backward");
     k.gemm(true, false, 1, d, N, 1.0f, gv, 1, final_normed_.as<float>(), d, 1.0f, G + layout_.score, d);

@@ -90,13 +90,19 @@ void Transformer::check_forward(const Tensor& tokens, const Tensor& mask, const 
 }
 
 void Transformer::check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values,
-                                 int64_t batch, int64_t steps, bool entropy_kept) const {
+                                 int64_t batch, int64_t steps, bool entropy_kept, int device) const {
   const Shape target_shape{batch, steps - 1};
   for (const auto& [g, name, shape] : {std::tuple{&grad_logp, "gradLogp", target_shape},
                                        std::tuple{&grad_entropy, "gradEntropy", target_shape},
                                        std::tuple{&grad_values, "gradValues", Shape{batch, steps}}}) {
     if (!g->defined()) continue;
     check_usable(*g, "model.backward");
+    if (device >= 0) {
+      const bool placed = g->device().is_cpu() || (g->device().is_cuda() && g->device().index == device);
+      RLF_CHECK(g->dtype == DType::f32 && placed && g->shape == shape, "model.backward: ", name, " must be an f32 tensor ",
+                shape_str(shape), " (the forward's batch) on the cpu or cuda:", device, "; got ", g->describe());
+      continue;
+    }
     RLF_CHECK(g->dtype == DType::f32 && g->device().is_cpu() && g->shape == shape, "model.backward: ", name,
               " must be a cpu f32 tensor ", shape_str(shape), " (the forward's batch); got ", g->describe());
   }

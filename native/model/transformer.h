@@ -27,6 +27,7 @@ struct ForwardOptions {
   float temperature = 1;  // log-probs and entropy of softmax(logits / temperature)
   bool logits = false;    // all logits, [B, T, V] (memory-hungry; for tests and small vocabularies)
   bool values = false;    // the scalar head at every position, [B, T]
+  bool on_device = false; // a cuda model's logp, entropy and values stay on its device (a cpu model ignores it)
 };
 
 struct ForwardResult {
@@ -101,8 +102,9 @@ class Transformer {
   GeneratePrompts check_generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) const;
   void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
   void check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const;
+  // device >= 0 (a cuda model's engine): gradients on cuda:device are taken too.
   void check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values, int64_t batch,
-                      int64_t steps, bool entropy_kept) const;
+                      int64_t steps, bool entropy_kept, int device = -1) const;
 
  private:
   struct Saved;  // activations of one forward

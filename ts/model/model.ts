@@ -62,6 +62,13 @@ export interface ForwardOptions {
   logits?: boolean
   /** The scalar head at every position [B, T] (needs scalarHead). Default false. */
   values?: boolean
+  /**
+   * On a cuda model: logp, entropy and values come back as cuda tensors on its
+   * device, so that a loss computed there with ops (ops.ppoPolicyLoss, ...) and
+   * model.backward (which takes gradients on that device) keep [B, T] tensors
+   * off the host. Default false: cpu tensors. A cpu model ignores it.
+   */
+  onDevice?: boolean
 }
 
 export interface ForwardOutput {
@@ -415,7 +422,7 @@ export class Model {
   }
 
   async #forward(where: string, tokens: Tensor, options: ForwardOptions): Promise<ForwardOutput> {
-    checkKeys(where, options, ['attentionMask', 'train', 'logprobs', 'entropy', 'temperature', 'logits', 'values'])
+    checkKeys(where, options, ['attentionMask', 'train', 'logprobs', 'entropy', 'temperature', 'logits', 'values', 'onDevice'])
     if (!(tokens instanceof Tensor)) throw new TypeError(`${where}: tokens must be an i32 Tensor [B, T]; got ${describe(tokens)}`)
     const mask = options.attentionMask
     if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor`)
@@ -427,6 +434,7 @@ export class Model {
       temperature: numberOption(where, 'temperature', options.temperature, 1),
       logits: booleanOption(where, 'logits', options.logits, false),
       values: booleanOption(where, 'values', options.values, false),
+      onDevice: booleanOption(where, 'onDevice', options.onDevice, false),
     }
     const r = await withCallerStack(() => this.#queue.enqueue(where.slice('model.'.length), () => this.#native.forward(tokens.native, mask?.native, nativeOptions)))
     const out: ForwardOutput = {}
