@@ -11,8 +11,10 @@
 //    AdamW steps whose losses track the CPU's, greedy generation in f32;
 //  - sampling on the device (temperature, top-k, top-p, stop tokens, per-row
 //    seeds, left-padded prompts) picking the CPU's tokens in f32;
-//  - the fused attention (forward, and gradients through its log-sum-exp) and
-//    the decode kernel against the reference attention (RLFARM_CUDA_ATTENTION=reference).
+//  - the fused attention (forward, and its backward's gradients) and the
+//    decode kernel against the reference attention (RLFARM_CUDA_ATTENTION=reference);
+//  - a PPO minibatch kept on the device (forward onDevice, ops.ppoPolicyLoss on
+//    cuda tensors, backward from a cuda gradient) against the same through the cpu.
 //   npx tsx bench/cuda-checks.ts --generate-bench   generation tokens/s at batch 64 (JSON lines)
 import path from 'node:path'
 import { AdamW, backend, Model, ops, Tensor } from 'rlfarm'
@@ -217,7 +219,7 @@ async function checkAttention(report: Report, where: string, gpu: Model, tol: nu
   const tight = tol
   within(report, `${where}: fused attention log-probs over ${T} tokens against the reference`, relError(fused.logp, ref.logp), tight)
   const worst = Math.max(...fused.grads.map((g, i) => relError(g, ref.grads[i])))
-  within(report, `${where}: gradients through the fused forward's log-sum-exp`, worst, 10 * tight)
+  within(report, `${where}: gradients of the fused backward (heads <= 64; wider: the reference backward on the fused forward)`, worst, 10 * tight)
   const p = Tensor.from(Int32Array.from(random(3 * 6, 29).map((x) => Math.floor(((x + 1) / 2) * (V - 1)))), [3, 6])
   const g = { maxNewTokens: Math.min(20, gpu.config.maxPositions - 6), temperature: 0 }
   const decoded = await withAttention('fused', () => gpu.generate(p, g))

@@ -71,7 +71,7 @@ t.test('forward onDevice: a cpu model ignores it (cpu tensors, the same values);
     t.equal(kept[key]!.device, 'cpu', `${key} on the cpu`)
     t.same(kept[key]!.toArray(), plain[key]!.toArray(), `${key} unchanged`)
   }
-  await t.rejects(model.forward(tokens, { onDevice: 'yes' as never }), /model\.forward: onDevice must be a boolean/, 'onDevice not a boolean')
+  await t.rejects(model.forward(tokens, { onDevice: 'yes' as never }), /model\.forward: onDevice must be true or false; got 'yes'/, 'onDevice not a boolean')
 })
 
 t.test('a model spec made in code without device or precision loads on the cpu', async (t) => {

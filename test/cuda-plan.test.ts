@@ -63,8 +63,17 @@ function checkPlan(t: Test, name: string, config: ModelConfig, plan: CudaPlan, b
   t.equal(l.classifier.grid[0], plan.headChunkRows, `${name}: a classifier block per chunk row`)
   t.ok(l.adamw.grid[0] * l.adamw.block <= Math.max(params, 256) + 255 && l.adamw.grid[0] <= sms * 8, `${name}: AdamW grid-strides over the buffer`)
   checkFlash(t, name, plan.flash, l.attentionFlash, config.headDim, batch * config.heads, steps)
+  const back = plan.flashBackward
+  const backTile = train && config.headDim <= 64 ? plan.flash.headDimTile : 0
+  t.equal(back.headDimTile, backTile, `${name}: the fused backward for heads up to 64 wide, when training`)
+  if (backTile > 0) {
+    t.same([back.tile, back.dq], [plan.flash.keyTile, l.attentionFlash], `${name}: dQ takes the forward's launch`)
+    t.same([back.dkv.block, back.dkv.grid], [64, [Math.ceil(steps / 64), batch * config.kvHeads, 1]], `${name}: dK and dV a thread per key of a kv head`)
+    t.ok(back.dkv.smemBytes === 2 * back.tile * backTile * 4 + 2 * back.tile * 4 && back.dkv.smemBytes <= 48 * 1024, `${name}: query tiles fit (${back.dkv.smemBytes} B)`)
+  }
   const scores = batch * config.heads * steps * steps * 4
-  t.equal(m.attention, train ? 2 * scores : plan.flash.headDimTile === 0 ? scores : 0, `${name}: score buffers only where the reference attention runs`)
+  const want = train ? (backTile === 0 ? 2 * scores : 0) : plan.flash.headDimTile === 0 ? scores : 0
+  t.equal(m.attention, want, `${name}: score buffers only where the reference attention runs`)
 }
 
 // The fused attention's plan: the smallest compiled head width that holds the head, a thread per query.
@@ -158,6 +167,8 @@ t.test('generation plans: KV cache, decode attention and sampler for every fixtu
   const wide = cudaPlan({ arch: 'llama', vocab: 64, dim: 512, layers: 1, heads: 2 }, { batch: 1, steps: 8, train: false })
   t.same(wide.flash, { headDimTile: 0, keyTile: 0 }, 'a head of 256 is wider than the fused kernel: the reference attention runs')
   t.equal(wide.memory.attention, 2 * 8 * 8 * 4, 'and its scores are planned')
+  const head128 = cudaPlan({ arch: 'llama', vocab: 64, dim: 256, layers: 1, heads: 2 }, { batch: 1, steps: 8, train: true })
+  t.same([head128.flash.headDimTile, head128.flashBackward.headDimTile], [128, 0], 'a head of 128: the fused forward, the reference backward')
   assertThrowsWith(t, () => native.cudaGeneratePlan(completeConfig(GPT2_124M) as never, 0, 4, 4, false), ['cuda plan: generate: batch must be > 0; got 0'], 'batch 0')
   assertThrowsWith(t, () => native.cudaGeneratePlan(completeConfig(GPT2_124M) as never, 1, 4, -1, false), ['cuda plan: generate: new tokens must be >= 0; got -1'], 'negative new tokens')
 })

@@ -423,6 +423,12 @@ Napi::Value NativeModel::GradNorm(const Napi::CallbackInfo& info) {
 
 namespace {
 
+int64_t integer_arg(const Napi::Value& value, const char* what) {
+  const double d = number_arg(value, what);
+  RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), what, " must be an integer; got ", d);
+  return static_cast<int64_t>(d);
+}
+
 Napi::Object launch_to_js(Napi::Env env, const cuda::Launch& l) {
   Napi::Object o = Napi::Object::New(env);
   Napi::Array grid = Napi::Array::New(env, 3);
@@ -468,11 +474,7 @@ Napi::Value CublasltPlan(const Napi::CallbackInfo& info) {
 Napi::Value CudaPlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ModelConfig config = config_from_js(info[0]);
-  const auto integer = [&](size_t i, const char* what) {
-    const double d = number_arg(info[i], what);
-    RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), what, " must be an integer; got ", d);
-    return static_cast<int64_t>(d);
-  };
+  const auto integer = [&](size_t i, const char* what) { return integer_arg(info[i], what); };
   const int64_t batch = integer(1, "cudaPlan: batch"), steps = integer(2, "cudaPlan: steps");
   const cuda::Precision precision = cuda::precision_from_name(string_arg(info[3], "cudaPlan: precision"), "cudaPlan");
   const bool train = bool_arg(info[4], "cudaPlan: train");
@@ -515,6 +517,12 @@ Napi::Value CudaPlan(const Napi::CallbackInfo& info) {
   flash.Set("headDimTile", p.attention_flash.head_dim_tile);
   flash.Set("keyTile", p.attention_flash.key_tile);
   out.Set("flash", flash);
+  Napi::Object flash_backward = Napi::Object::New(env);
+  flash_backward.Set("headDimTile", p.attention_flash_backward.head_dim_tile);
+  flash_backward.Set("tile", p.attention_flash_backward.tile);
+  flash_backward.Set("dq", launch_to_js(env, p.attention_flash_backward.dq));
+  flash_backward.Set("dkv", launch_to_js(env, p.attention_flash_backward.dkv));
+  out.Set("flashBackward", flash_backward);
   out.Set("launches", launches);
   const cuda::MemoryPlan& m = p.memory;
   Napi::Object mem = Napi::Object::New(env);
@@ -534,11 +542,7 @@ Napi::Value CudaPlan(const Napi::CallbackInfo& info) {
 Napi::Value CudaGeneratePlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ModelConfig config = config_from_js(info[0]);
-  const auto integer = [&](size_t i, const char* what) {
-    const double d = number_arg(info[i], what);
-    RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), what, " must be an integer; got ", d);
-    return static_cast<int64_t>(d);
-  };
+  const auto integer = [&](size_t i, const char* what) { return integer_arg(info[i], what); };
   const cuda::GeneratePlan p =
       cuda::plan_generate(config, integer(1, "cudaGeneratePlan: batch"), integer(2, "cudaGeneratePlan: prompt"),
                           integer(3, "cudaGeneratePlan: newTokens"), bool_arg(info[4], "cudaGeneratePlan: truncate"));

@@ -13,6 +13,9 @@ namespace rlfarm::cuda {
 // Forward attention of model::AttentionArgs (a training forward or a
 // prefill): fused causal kernel, writing out and lse (if given).
 bool attention_flash(const model::AttentionArgs& a);
+// Its backward (training: queries are the keys), from the forward's out and
+// lse: dq, dk, dv written (not added), as the reference backward writes them.
+bool attention_flash_backward(const model::AttentionGradArgs& ga);
 // One query per row over a KV cache (a.queries == 1, a.query_slot given).
 bool attention_decode(const model::AttentionArgs& a);
 

@@ -12,8 +12,9 @@
 //    beside them (RLFARM_CUDA_ATTENTION=reference, and heads wider than 128):
 //    batched GEMMs for the scores (a batch over (row, head), the kv head of a
 //    group read in place), a masked softmax that keeps the log-sum-exp, and a
-//    batched GEMM with V. The backward is the reference form; it recomputes
-//    the probabilities from its own scores.
+//    batched GEMM with V. The backward runs the fused backward (heads up to
+//    64 wide) or the reference form, which recomputes the probabilities from
+//    its own scores.
 //  - generate(): prefill and decoding steps through the same block with a KV
 //    cache on the device, and the sampler (sampling.cu) on the device.
 //  - The LM head takes target rows a chunk at a time (plan_engine's
@@ -512,6 +513,11 @@ struct CudaOps {
   }
 
   void attention_backward(const AttentionGradArgs& ga) {
+    if (!reference_attention && attention_flash_backward(ga)) return;
+    attention_reference_backward(ga);
+  }
+
+  void attention_reference_backward(const AttentionGradArgs& ga) {
     const AttentionArgs& a = ga.fwd;
     const int64_t H = a.heads, G = a.kv_heads, group = H / G, T = a.queries, hd = a.head_dim;
     scores->reserve(device, sizeof(float) * a.batch * H * T * T, "attention scores");

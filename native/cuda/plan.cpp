@@ -134,6 +134,26 @@ FlashPlan plan_flash_attention(int64_t queries, int64_t head_dim, int64_t batch_
   return f;
 }
 
+FlashBackwardPlan plan_flash_attention_backward(int64_t steps, int64_t head_dim, int64_t batch, int64_t heads,
+                                                int64_t kv_heads) {
+  const char* what = "cuda plan: fused attention backward";
+  check_positive(steps, what, "steps");
+  check_positive(batch, what, "batch");
+  check_positive(kv_heads, what, "kv_heads");
+  FlashBackwardPlan p;
+  const FlashPlan forward = plan_flash_attention(steps, head_dim, batch * heads);
+  if (forward.head_dim_tile == 0 || forward.head_dim_tile > 64) return p;
+  p.head_dim_tile = forward.head_dim_tile;
+  p.tile = forward.key_tile;
+  p.dq = forward.launch;  // a thread per query; key tiles: K, V and validity
+  p.dkv.block = kFlashQueries;
+  p.dkv.grid_x = ceil_div(steps, kFlashQueries);
+  p.dkv.grid_y = batch * kv_heads;
+  // Query tiles: Q and dO rows, each query's log-sum-exp and D = dO . O.
+  p.dkv.smem_bytes = 2 * int64_t(p.tile) * p.head_dim_tile * kF32 + 2 * int64_t(p.tile) * kF32;
+  return p;
+}
+
 DecodePlan plan_decode_attention(int64_t batch_heads, int64_t slots) {
   const char* what = "cuda plan: decode attention";
   check_positive(batch_heads, what, "batch * heads");
@@ -241,6 +261,7 @@ EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps
   e.attention_decode = plan_decode_attention(batch * H, T).launch;  // a decoding step over T cache slots
   e.classifier = Launch{chunk, 1, 1, 256, 0};
   e.attention_flash = plan_flash_attention(T, hd, batch * H);
+  if (train) e.attention_flash_backward = plan_flash_attention_backward(T, hd, batch, H, c.kv_heads);
 
   MemoryPlan& m = e.memory;
   const int64_t total = static_cast<int64_t>(model::make_layout(c).total);  // the buffer the engine allocates
@@ -260,8 +281,10 @@ EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps
   m.scratch = N * d * kF32 + N * (4 + 4 + 1);  // normed; tokens, positions, key_valid
   if (train) m.scratch += (2 * N * d + N * c.hidden + N * up + N * c.q_dim() + N * c.qkv_dim()) * kF32;
   m.head = (chunk * d + chunk * c.vocab + (train ? chunk * d : 0)) * kF32 + chunk * 4;
-  // Scores and their gradients for the backward; the forward needs them only without the fused kernel.
-  m.attention = train ? batch * H * T * T * kF32 * 2 : e.attention_flash.head_dim_tile == 0 ? batch * H * T * T * kF32 : 0;
+  // Scores (and their gradients, for a backward) where the reference attention runs.
+  const int64_t scores = batch * H * T * T * kF32;
+  if (train && e.attention_flash_backward.head_dim_tile == 0) m.attention = 2 * scores;
+  else if (e.attention_flash.head_dim_tile == 0) m.attention = scores;
   return e;
 }
 

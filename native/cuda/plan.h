@@ -81,8 +81,8 @@ struct MemoryPlan {
   int64_t activations = 0; // kept by a training forward (x, stats, qkv, lse, att, pre, act per layer)
   int64_t scratch = 0;     // per-step scratch (normed, backward's gradients)
   int64_t head = 0;        // the classifier's chunk: hidden rows and logits
-  int64_t attention = 0;   // the reference attention's scores [batch * heads, T, T] per layer call (the
-                           // backward's, and the forward's when the head is too wide for the fused kernel)
+  int64_t attention = 0;   // the reference attention's scores [batch * heads, T, T] per layer call, where
+                           // the head is too wide for the fused kernels (twice: the backward's gradients)
   int64_t total() const { return params + working + grads + adam_m + adam_v + activations + scratch + head + attention; }
 };
 
@@ -97,6 +97,18 @@ struct FlashPlan {
   Launch launch;
 };
 FlashPlan plan_flash_attention(int64_t queries, int64_t head_dim, int64_t batch_heads);
+
+// The fused attention's backward (training: queries are the keys): a pass for
+// dQ (a thread per query, key tiles through shared memory) and one each for dK
+// and dV (a thread per key of a kv head, query tiles through shared memory,
+// over the heads of its group). head_dim_tile 0 when the head is wider than 64
+// (the registers would spill) and the reference backward runs instead.
+struct FlashBackwardPlan {
+  int head_dim_tile = 0, tile = 0;
+  Launch dq, dkv;
+};
+FlashBackwardPlan plan_flash_attention_backward(int64_t steps, int64_t head_dim, int64_t batch, int64_t heads,
+                                                int64_t kv_heads);
 
 // Attention of one query per row over a KV cache of `slots` slots (a decoding
 // step): a block per (row, head), its scores in shared memory. supported is
@@ -141,7 +153,8 @@ struct EnginePlan {
   int64_t head_chunk_rows;  // classifier rows per chunk: [rows, vocab] logits at most ~64 MB
   std::vector<NamedGemm> gemms;
   Launch norm, elementwise, embed, attention_softmax, attention_decode, classifier, adamw;
-  FlashPlan attention_flash;  // the forward's attention (the backward runs the reference attention)
+  FlashPlan attention_flash;  // the forward's attention
+  FlashBackwardPlan attention_flash_backward;  // the backward's (train only)
   MemoryPlan memory;
 };
 
