@@ -5,7 +5,7 @@
 // 256-token chunks the sums run over); top-k and top-p cut the candidates
 // ordered by logit, ties by index, and sample among them; log-probs are those
 // of softmax(logits / temperature). The reference is float64 JavaScript.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { native } from '../ts/native'
 import { assertThrowsWith } from './helpers/common'
 
@@ -57,7 +57,6 @@ function check(t: Test, logits: number[], temperature: number, topK: number, top
   t.equal(got.token, want.token, `${what}: token`)
   t.ok(Math.abs(got.logprob - want.logprob) <= 1e-5 * Math.max(1, Math.abs(want.logprob)), `${what}: log-prob ${got.logprob} vs ${want.logprob}`)
 }
-type Test = Parameters<Parameters<typeof t.test>[1]>[0]
 
 t.test('greedy picks the first argmax; its log-prob is at temperature 1', async (t) => {
   check(t, [0.5, 2, -1, 2, 1.5], 0, 0, 1, 0.7, 'a tie: the first of the two')
