@@ -15,7 +15,12 @@
 //   checks       bench/cuda-checks.ts: GEMMs (cuBLASLt, found in PyTorch's wheels, against
 //                the own kernels too), and every fixture model's forward
 //                (rel. error < 1e-4 f32, < 1e-2 bf16), gradients, AdamW steps
-//                tracking the CPU's losses and greedy generation in f32      [GPU]
+//                tracking the CPU's losses, greedy and sampled generation equal to
+//                the CPU's in f32, the fused and decode attention kernels against
+//                the reference attention                                      [GPU]
+//   generate     generation tokens/s at batch 64 (GPT-2 124M's shape, 16 + 64
+//                tokens, temperature 1), bf16 and f32 (bench/cuda-checks.ts
+//                --generate-bench)                                            [GPU]
 //   peak         bench/torch_peak.py: the bf16 matmul rate (torch.matmul) of this
 //                GPU, the denominator of the MFU                              [GPU]
 //   train        bench/train.ts: GPT-2 124M training tokens/s (batch 8 x 1024, bf16)
@@ -146,12 +151,20 @@ if (gpu && !process.env.RLFARM_CUBLASLT) {
 }
 const NEEDS_GPU = `needs a GPU: ${info.why || 'none found'}`
 if (!gpu) {
-  for (const name of ['checks', 'peak', 'train', 'ppo']) stage(name, 'skipped', NEEDS_GPU)
+  for (const name of ['checks', 'generate', 'peak', 'train', 'ppo']) stage(name, 'skipped', NEEDS_GPU)
 } else {
   const checks = run(tsx, ['bench/cuda-checks.ts'], { timeout: 180, env: { RLFARM_CUDA_SYNC: '1' } })
   const failed = (checks.out.match(/^FAIL /gm) ?? []).length
   const passed = (checks.out.match(/^ok {2}/gm) ?? []).length
   stage('checks', checks.ok ? 'ok' : 'FAIL', `${passed} passed, ${failed} failed${checks.ok ? '' : `: ${checks.why}`}`)
+  const gen = run(tsx, ['bench/cuda-checks.ts', '--generate-bench'], { timeout: 90 })
+  const genRuns = gen.out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
+  if (gen.ok && genRuns.length) {
+    for (const g of genRuns) figures.push(`generate b64 ${g.precision} ${g.tokensPerSecond.toFixed(0)} tok/s`)
+    stage('generate', 'ok', genRuns.map((g) => `${g.precision} ${g.tokensPerSecond.toFixed(0)} tokens/s (${g.batch} x ${g.newTokens} in ${g.seconds.toFixed(2)} s)`).join(', '))
+  } else {
+    stage('generate', 'FAIL', gen.why || 'no figures came back')
+  }
   if (skipBench) {
     for (const name of ['peak', 'train', 'ppo']) stage(name, 'skipped', '--skip-bench')
   } else {
@@ -185,6 +198,6 @@ if (!gpu) {
 }
 
 const count = (s) => results.filter((r) => r.status === s).length
-say(`check:cuda: ${gpuName}: ${count('ok')} ok, ${count('FAIL')} failed, ${count('skipped')} skipped${figures.length ? `; ${figures.join('; ')}` : ''}${gpu ? '' : ' (checks, peak, train and ppo need a GPU)'}; log ${logFile}`)
+say(`check:cuda: ${gpuName}: ${count('ok')} ok, ${count('FAIL')} failed, ${count('skipped')} skipped${figures.length ? `; ${figures.join('; ')}` : ''}${gpu ? '' : ' (checks, generate, peak, train and ppo need a GPU)'}; log ${logFile}`)
 fs.closeSync(log)
 process.exit(count('FAIL') > 0 ? 1 : 0)

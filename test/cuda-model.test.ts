@@ -2,7 +2,9 @@
 // errors run (a cuda model, or a run whose model spec asks for one, says why
 // it cannot be made); with one, bench/cuda-checks.ts's comparisons run here:
 // GEMMs, and every fixture model's forward, gradients, AdamW steps and greedy
-// generation against its CPU twin (npm run check:cuda runs the same checks).
+// generation against its CPU twin, sampling, the attention kernels against the
+// reference, and a PPO minibatch kept on the device (npm run check:cuda runs the
+// same checks).
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -58,6 +60,18 @@ t.test('a trainer\'s model spec takes device and precision; without a GPU the ru
     { message: new RegExp(`device 'cuda' is not available: ${backend().cudaUnavailableReason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`) },
     'policy.device: cuda',
   )
+})
+
+t.test('forward onDevice: a cpu model ignores it (cpu tensors, the same values); a bad value is named', async (t) => {
+  const model = Model.create({ arch: 'llama', vocab: 20, dim: 16, layers: 1, heads: 2 }, { seed: 3, scalarHead: true })
+  const tokens = Tensor.from(Int32Array.from([1, 5, 7, 2, 9, 4, 3, 8]), [2, 4])
+  const plain = await model.forward(tokens, { values: true, entropy: true })
+  const kept = await model.forward(tokens, { values: true, entropy: true, onDevice: true })
+  for (const key of ['logp', 'entropy', 'values'] as const) {
+    t.equal(kept[key]!.device, 'cpu', `${key} on the cpu`)
+    t.same(kept[key]!.toArray(), plain[key]!.toArray(), `${key} unchanged`)
+  }
+  await t.rejects(model.forward(tokens, { onDevice: 'yes' as never }), /model\.forward: onDevice must be true or false; got 'yes'/, 'onDevice not a boolean')
 })
 
 t.test('a model spec made in code without device or precision loads on the cpu', async (t) => {

@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { configFromHf, cudaPlan, Model, type CudaGemmPlan, type CudaPlan, type ModelConfig } from 'rlfarm'
 import { native } from '../ts/native'
+import { completeConfig } from '../dist/model/config.js'
 import { assertThrowsWith } from './helpers/common'
 
 const FIXTURES = path.resolve(__dirname, 'fixtures/models')
@@ -61,6 +62,28 @@ function checkPlan(t: Test, name: string, config: ModelConfig, plan: CudaPlan, b
   t.same(l.attentionSoftmax.grid, [batch * config.heads * steps, 1, 1], `${name}: a block per score row`)
   t.equal(l.classifier.grid[0], plan.headChunkRows, `${name}: a classifier block per chunk row`)
   t.ok(l.adamw.grid[0] * l.adamw.block <= Math.max(params, 256) + 255 && l.adamw.grid[0] <= sms * 8, `${name}: AdamW grid-strides over the buffer`)
+  checkFlash(t, name, plan.flash, l.attentionFlash, config.headDim, batch * config.heads, steps)
+  const back = plan.flashBackward
+  const backTile = train && config.headDim <= 64 ? plan.flash.headDimTile : 0
+  t.equal(back.headDimTile, backTile, `${name}: the fused backward for heads up to 64 wide, when training`)
+  if (backTile > 0) {
+    t.same([back.tile, back.dq], [plan.flash.keyTile, l.attentionFlash], `${name}: dQ takes the forward's launch`)
+    t.same([back.dkv.block, back.dkv.grid], [64, [Math.ceil(steps / 64), batch * config.kvHeads, 1]], `${name}: dK and dV a thread per key of a kv head`)
+    t.ok(back.dkv.smemBytes === 2 * back.tile * backTile * 4 + 2 * back.tile * 4 && back.dkv.smemBytes <= 48 * 1024, `${name}: query tiles fit (${back.dkv.smemBytes} B)`)
+  }
+  const scores = batch * config.heads * steps * steps * 4
+  const want = train ? (backTile === 0 ? 2 * scores : 0) : plan.flash.headDimTile === 0 ? scores : 0
+  t.equal(m.attention, want, `${name}: score buffers only where the reference attention runs`)
+}
+
+// The fused attention's plan: the smallest compiled head width that holds the head, a thread per query.
+function checkFlash(t: Test, name: string, flash: { headDimTile: number; keyTile: number }, launch: CudaPlan['launches']['attentionFlash'], headDim: number, batchHeads: number, queries: number): void {
+  const tile = [16, 32, 64, 128].find((w) => headDim <= w) ?? 0
+  t.equal(flash.headDimTile, tile, `${name}: head ${headDim} runs at compiled width ${tile}`)
+  if (tile === 0) return
+  t.equal(flash.keyTile, tile <= 64 ? 64 : 32, `${name}: keys per tile`)
+  t.same([launch.block, launch.grid], [64, [Math.ceil(queries / 64), batchHeads, 1]], `${name}: a block of 64 queries per (row, head)`)
+  t.ok(launch.smemBytes === 2 * flash.keyTile * tile * 4 + flash.keyTile && launch.smemBytes <= 48 * 1024, `${name}: K and V tiles fit a block's default shared memory (${launch.smemBytes} B)`)
 }
 
 t.test('plans for every fixture model shape, both precisions, training and not', async (t) => {
@@ -114,6 +137,40 @@ t.test('bad plans are refused, naming the argument', async (t) => {
   assertThrowsWith(t, () => cudaPlan(small, { batch: 1, steps: 0 }), ['cudaPlan: steps must be an integer', 'got 0'], 'steps 0')
   assertThrowsWith(t, () => cudaPlan(small, { batch: 1, steps: 4, tile: 3 } as never), ['cudaPlan', 'tile'], 'an unknown option')
   assertThrowsWith(t, () => cudaPlan({ ...small, dim: 15 }, { batch: 1, steps: 4 }), ['n_embd (15)'], 'a config the engine refuses')
+})
+
+t.test('generation plans: KV cache, decode attention and sampler for every fixture shape and GPT-2 124M', async (t) => {
+  const configs: [string, ModelConfig][] = [...fixtureConfigs(), ['gpt2-124M', completeConfig(GPT2_124M) as ModelConfig]]
+  for (const [name, config] of configs) {
+    for (const [batch, prompt, newTokens] of [[1, 1, 0], [3, 7, 5], [64, 16, 64]]) {
+      for (const truncate of [false, true]) {
+        const where = `${name} [${batch} x ${prompt}] + ${newTokens}${truncate ? ' top-k/top-p' : ''}`
+        const p = native.cudaGeneratePlan(completeConfig(config) as never, batch, prompt, newTokens, truncate)
+        const slots = prompt + Math.max(newTokens, 1)
+        t.equal(p.slots, slots, `${where}: cache slots`)
+        t.equal(p.kvCacheBytes, 2 * config.layers * batch * slots * config.kvHeads * config.headDim * 4, `${where}: keys and values of every layer in fp32`)
+        t.same([p.decodeAttention.grid, p.decodeAttention.block, p.decodeAttention.smemBytes, p.decodeAttention.supported],
+          [[batch * config.heads, 1, 1], 128, slots * 4, true], `${where}: decode attention, a block per (row, head)`)
+        checkFlash(t, `${where}: prefill`, p.prefillAttention, p.prefillAttention, config.headDim, batch * config.heads, prompt)
+        const chunks = Math.ceil(config.vocab / 256)
+        t.same([p.sampling.grid, p.sampling.block, p.sampling.smemBytes], [[batch, 1, 1], 256, chunks * 8], `${where}: a sampler block per row, a double per 256 tokens`)
+        const width = truncate ? 2 ** Math.ceil(Math.log2(config.vocab)) : 0
+        t.same([p.sampling.sortWidth, p.sampling.scratchBytes], [width, truncate ? batch * (width * 8 + config.vocab * 4) : 0], `${where}: sort scratch only with top-k / top-p`)
+        t.equal(p.totalBytes, p.kvCacheBytes + p.prefillBytes + p.stepBytes + p.sampling.scratchBytes, `${where}: total adds up`)
+      }
+    }
+  }
+  const big = native.cudaGeneratePlan(completeConfig(GPT2_124M) as never, 64, 16, 64, false)
+  t.equal(big.kvCacheBytes, 2 * 12 * 64 * 80 * 768 * 4, 'GPT-2 124M, 64 rows of 16 + 64 tokens: a 377 MB cache')
+  const long = native.cudaGeneratePlan(completeConfig({ arch: 'llama', vocab: 64, dim: 64, layers: 1, heads: 2, maxPositions: 1 << 16 }) as never, 1, 12000, 100, false)
+  t.equal(long.decodeAttention.supported, false, '12100 slots of scores do not fit shared memory: the reference attention decodes')
+  const wide = cudaPlan({ arch: 'llama', vocab: 64, dim: 512, layers: 1, heads: 2 }, { batch: 1, steps: 8, train: false })
+  t.same(wide.flash, { headDimTile: 0, keyTile: 0 }, 'a head of 256 is wider than the fused kernel: the reference attention runs')
+  t.equal(wide.memory.attention, 2 * 8 * 8 * 4, 'and its scores are planned')
+  const head128 = cudaPlan({ arch: 'llama', vocab: 64, dim: 256, layers: 1, heads: 2 }, { batch: 1, steps: 8, train: true })
+  t.same([head128.flash.headDimTile, head128.flashBackward.headDimTile], [128, 0], 'a head of 128: the fused forward, the reference backward')
+  assertThrowsWith(t, () => native.cudaGeneratePlan(completeConfig(GPT2_124M) as never, 0, 4, 4, false), ['cuda plan: generate: batch must be > 0; got 0'], 'batch 0')
+  assertThrowsWith(t, () => native.cudaGeneratePlan(completeConfig(GPT2_124M) as never, 1, 4, -1, false), ['cuda plan: generate: new tokens must be >= 0; got -1'], 'negative new tokens')
 })
 
 t.test("cuBLASLt's column-major layouts of a row-major product compute it", async (t) => {

@@ -26,8 +26,22 @@ t.test('SwiGLU and its gradients', async (t) => {
   assertClose(t, native.nnMath('swigluGradUp', xs, ys), xs.map(silu), 'd/d up', { rtol: 2e-6, atol: 1e-7 })
 })
 
+t.test("the fused attention's online softmax: running log-sum-exp and weighted mean", async (t) => {
+  const scores = [0.3, -2, 5, 5, -40, 1e-3, 7.5, -1]
+  const values = scores.map((_, i) => Math.sin(i + 1) * 3)
+  const lse = (s: number[]) => {
+    const m = Math.max(...s)
+    return m + Math.log(s.reduce((a, x) => a + Math.exp(x - m), 0))
+  }
+  const prefixes = scores.map((_, k) => scores.slice(0, k + 1))
+  assertClose(t, native.nnMath('onlineLse', scores), prefixes.map(lse), 'running log-sum-exp', { rtol: 1e-6, atol: 1e-6 })
+  const mean = (s: number[]) => s.reduce((a, x, i) => a + Math.exp(x - lse(s)) * values[i], 0)
+  assertClose(t, native.nnMath('onlineMean', scores, values), prefixes.map(mean), 'running softmax-weighted mean', { rtol: 1e-5, atol: 1e-6 })
+  assertThrowsWith(t, () => native.nnMath('onlineMean', [1, 2], [1]), ["nnMath: y must have x's length, 2; got 1"], 'values missing')
+})
+
 t.test('bad calls name the problem', async (t) => {
-  assertThrowsWith(t, () => native.nnMath('relu', [1]), ["nnMath: name must be gelu, geluGrad, swiglu, swigluGradGate or swigluGradUp; got 'relu'"], 'an unknown function')
+  assertThrowsWith(t, () => native.nnMath('relu', [1]), ["nnMath: name must be gelu, geluGrad, swiglu, swigluGradGate, swigluGradUp, onlineLse or onlineMean; got 'relu'"], 'an unknown function')
   assertThrowsWith(t, () => native.nnMath('swiglu', [1, 2], [1]), ['nnMath: y must have x\'s length, 2; got 1'], 'lengths differ')
   assertThrowsWith(t, () => native.nnMath('swiglu', [1], 'x' as never), ['nnMath: y must be an array of numbers'], 'y not an array')
 })

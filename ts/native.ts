@@ -148,6 +148,7 @@ export interface NativeForwardOptions {
   logits: boolean
   values: boolean
   actionValues: boolean
+  onDevice: boolean
 }
 
 export interface NativeGenerateOptions {
@@ -248,8 +249,28 @@ export interface NativeAddon {
   nnMath(name: string, x: number[], y?: number[]): number[]
   cublasltPlan(transA: boolean, transB: boolean, m: number, n: number, k: number, lda: number, ldb: number, ldc: number): Record<'a' | 'b' | 'c', { rows: number; cols: number; ld: number; transposed: boolean }>
   cudaPlan(config: NativeModelConfig, batch: number, steps: number, precision: string, train: boolean, sms: number): unknown
+  cudaGeneratePlan(config: NativeModelConfig, batch: number, prompt: number, newTokens: number, truncate: boolean): CudaGeneratePlan
+  sampleToken(logits: number[], temperature: number, topK: number, topP: number, u: number): { token: number; logprob: number }
   NativeProcessGroup: new () => NativeProcessGroup
   ops: NativeOps
+}
+
+interface CudaLaunchShape {
+  grid: [number, number, number]
+  block: number
+  smemBytes: number
+}
+
+/** What the CUDA engine's generate() launches and allocates (native/cuda/plan.cpp's plan_generate). */
+export interface CudaGeneratePlan {
+  slots: number
+  kvCacheBytes: number
+  prefillBytes: number
+  stepBytes: number
+  totalBytes: number
+  prefillAttention: CudaLaunchShape & { headDimTile: number; keyTile: number }
+  decodeAttention: CudaLaunchShape & { supported: boolean }
+  sampling: CudaLaunchShape & { sortWidth: number; scratchBytes: number }
 }
 
 function load(): NativeAddon {

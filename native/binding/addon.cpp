@@ -6,6 +6,7 @@
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
 #include "../model/nn_math.h"
+#include "../model/sampling.h"
 #include "../ops/ops.h"
 #include "../core/thread_pool.h"
 #include "../cpu/dispatch.h"
@@ -330,7 +331,10 @@ Napi::Value RewardLoss(const Napi::CallbackInfo& info) {
 // Sizes arrive as -1 when not given (the shapes decide).
 // nnMath(name, x[, y]): the per-element math the CPU and CUDA engines share
 // (model/nn_math.h), evaluated on the host over plain numbers, for the tests:
-// gelu, geluGrad (x); swiglu, swigluGradGate, swigluGradUp (gate x, up y; dy = 1).
+// gelu, geluGrad (x); swiglu, swigluGradGate, swigluGradUp (gate x, up y; dy = 1);
+// onlineLse (scores x) and onlineMean (scores x, values y): the fused
+// attention's online softmax after each of x's scores, its log-sum-exp and its
+// softmax-weighted mean of y.
 Napi::Value NnMath(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string name = string_arg(info[0], "nnMath: name");
@@ -342,13 +346,19 @@ Napi::Value NnMath(const Napi::CallbackInfo& info) {
     return v;
   };
   const std::vector<float> x = numbers(1, "x");
-  const bool two = name.rfind("swiglu", 0) == 0;
+  const bool two = name.rfind("swiglu", 0) == 0 || name == "onlineMean";
   const std::vector<float> y = two ? numbers(2, "y") : std::vector<float>();
   RLF_CHECK(!two || y.size() == x.size(), "nnMath: y must have x's length, ", x.size(), "; got ", y.size());
   Napi::Array out = Napi::Array::New(env, x.size());
+  float m = -INFINITY, l = 0.0f, acc = 0.0f;  // the online softmax's state over x[0..k]
   for (size_t k = 0; k < x.size(); ++k) {
     float r;
-    if (name == "gelu") r = model::math::gelu(x[k]);
+    if (name == "onlineLse" || name == "onlineMean") {
+      float p;
+      const float alpha = model::math::online_softmax_fold(m, l, x[k], p);
+      if (two) acc = acc * alpha + p * y[k];
+      r = two ? acc / l : m + std::log(l);
+    } else if (name == "gelu") r = model::math::gelu(x[k]);
     else if (name == "geluGrad") r = model::math::gelu_grad(x[k]);
     else if (name == "swiglu") r = model::math::swiglu(x[k], y[k]);
     else if (name == "swigluGradGate" || name == "swigluGradUp") {
@@ -356,10 +366,38 @@ Napi::Value NnMath(const Napi::CallbackInfo& info) {
       model::math::swiglu_grad(x[k], y[k], 1.0f, dg, du);
       r = name == "swigluGradGate" ? dg : du;
     } else {
-      fail("nnMath: name must be gelu, geluGrad, swiglu, swigluGradGate or swigluGradUp; got '", name, "'");
+      fail("nnMath: name must be gelu, geluGrad, swiglu, swigluGradGate, swigluGradUp, onlineLse or onlineMean; got '",
+           name, "'");
     }
     out.Set(static_cast<uint32_t>(k), static_cast<double>(r));
   }
+  return out;
+}
+
+// sampleToken(logits, temperature, topK, topP, u): model::sample_token (the
+// rules of model/sampling_math.h, which the CUDA sampler runs too) on plain
+// numbers, with the draw u given, for the tests: { token, logprob }.
+Napi::Value SampleToken(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RLF_CHECK(info[0].IsArray(), "sampleToken: logits must be an array of numbers");
+  const Napi::Array a = info[0].As<Napi::Array>();
+  RLF_CHECK(a.Length() > 0, "sampleToken: logits must not be empty");
+  std::vector<float> logits(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) logits[k] = static_cast<float>(number_arg(a.Get(k), "sampleToken: a logit"));
+  const double temperature = number_arg(info[1], "sampleToken: temperature");
+  const double top_k = number_arg(info[2], "sampleToken: topK");
+  const double top_p = number_arg(info[3], "sampleToken: topP");
+  const double u = number_arg(info[4], "sampleToken: u");
+  RLF_CHECK(temperature >= 0, "sampleToken: temperature must be >= 0; got ", temperature);
+  RLF_CHECK(top_k >= 0 && top_k == static_cast<double>(static_cast<int64_t>(top_k)), "sampleToken: topK must be an integer >= 0; got ", top_k);
+  RLF_CHECK(top_p > 0 && top_p <= 1, "sampleToken: topP must be in (0, 1]; got ", top_p);
+  RLF_CHECK(u >= 0 && u < 1, "sampleToken: u must be in [0, 1); got ", u);
+  model::SampleScratch scratch;
+  const model::Sample s = model::sample_token(logits.data(), static_cast<int64_t>(logits.size()), static_cast<float>(temperature),
+                                              static_cast<int64_t>(top_k), static_cast<float>(top_p), u, scratch);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("token", s.token);
+  out.Set("logprob", static_cast<double>(s.logprob));
   return out;
 }
 
@@ -405,6 +443,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("nnMath", Napi::Function::New<CountedFunction<NnMath>>(env, "nnMath"));
   exports.Set("cublasltPlan", Napi::Function::New<CountedFunction<CublasltPlan>>(env, "cublasltPlan"));
   exports.Set("cudaPlan", Napi::Function::New<CountedFunction<CudaPlan>>(env, "cudaPlan"));
+  exports.Set("cudaGeneratePlan", Napi::Function::New<CountedFunction<CudaGeneratePlan>>(env, "cudaGeneratePlan"));
+  exports.Set("sampleToken", Napi::Function::New<CountedFunction<SampleToken>>(env, "sampleToken"));
   exports.Set("NativeProcessGroup", DefineProcessGroup(env));
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("logprobs", Napi::Function::New<CountedFunction<Logprobs>>(env, "logprobs"));

@@ -287,6 +287,7 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   options.logits = bool_arg(o.Get("logits"), "model.forward: logits");
   options.values = bool_arg(o.Get("values"), "model.forward: values");
   options.action_values = bool_arg(o.Get("actionValues"), "model.forward: actionValues");
+  options.on_device = bool_arg(o.Get("onDevice"), "model.forward: onDevice");
   auto result = std::make_shared<model::ForwardResult>();
   Transformer* m = model_.get();
   SyncToDevice();
@@ -350,13 +351,15 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
     options.seeds.push_back(static_cast<uint64_t>(number_arg(seeds.Get(i), "model.generate: seeds")));
   }
   auto result = std::make_shared<model::GenerateResult>();
-  // A cuda model samples on the host from its current weights: the KV-cache
-  // decode kernels are not written yet (README, "CUDA").
-  SyncToHost();
+  // A cuda model generates on its device, from the weights there.
+  SyncToDevice();
   Transformer* m = model_.get();
+  cuda::Engine* engine = engine_.get();
   auto* work = new ModelWork(
       info.Env(), this, info.This().As<Napi::Object>(),
-      [m, prompts, mask_slot, options, result] { *result = m->generate(prompts, mask_slot, options); },
+      [m, engine, prompts, mask_slot, options, result] {
+        *result = engine ? engine->generate(prompts, mask_slot, options) : m->generate(prompts, mask_slot, options);
+      },
       [result](Napi::Env e) {
         Napi::Object out = Napi::Object::New(e);
         out.Set("tokens", NativeTensor::Wrap(e, result->tokens));
@@ -424,6 +427,12 @@ Napi::Value NativeModel::GradNorm(const Napi::CallbackInfo& info) {
 
 namespace {
 
+int64_t integer_arg(const Napi::Value& value, const char* what) {
+  const double d = number_arg(value, what);
+  RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), what, " must be an integer; got ", d);
+  return static_cast<int64_t>(d);
+}
+
 Napi::Object launch_to_js(Napi::Env env, const cuda::Launch& l) {
   Napi::Object o = Napi::Object::New(env);
   Napi::Array grid = Napi::Array::New(env, 3);
@@ -469,11 +478,7 @@ Napi::Value CublasltPlan(const Napi::CallbackInfo& info) {
 Napi::Value CudaPlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ModelConfig config = config_from_js(info[0]);
-  const auto integer = [&](size_t i, const char* what) {
-    const double d = number_arg(info[i], what);
-    RLF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), what, " must be an integer; got ", d);
-    return static_cast<int64_t>(d);
-  };
+  const auto integer = [&](size_t i, const char* what) { return integer_arg(info[i], what); };
   const int64_t batch = integer(1, "cudaPlan: batch"), steps = integer(2, "cudaPlan: steps");
   const cuda::Precision precision = cuda::precision_from_name(string_arg(info[3], "cudaPlan: precision"), "cudaPlan");
   const bool train = bool_arg(info[4], "cudaPlan: train");
@@ -509,9 +514,19 @@ Napi::Value CudaPlan(const Napi::CallbackInfo& info) {
   for (const auto& [name, l] : {std::pair{"norm", p.norm}, std::pair{"embed", p.embed},
                                 std::pair{"elementwise", p.elementwise}, std::pair{"attentionSoftmax", p.attention_softmax},
                                 std::pair{"attentionDecode", p.attention_decode}, std::pair{"classifier", p.classifier},
-                                std::pair{"adamw", p.adamw}}) {
+                                std::pair{"adamw", p.adamw}, std::pair{"attentionFlash", p.attention_flash.launch}}) {
     launches.Set(name, launch_to_js(env, l));
   }
+  Napi::Object flash = Napi::Object::New(env);
+  flash.Set("headDimTile", p.attention_flash.head_dim_tile);
+  flash.Set("keyTile", p.attention_flash.key_tile);
+  out.Set("flash", flash);
+  Napi::Object flash_backward = Napi::Object::New(env);
+  flash_backward.Set("headDimTile", p.attention_flash_backward.head_dim_tile);
+  flash_backward.Set("tile", p.attention_flash_backward.tile);
+  flash_backward.Set("dq", launch_to_js(env, p.attention_flash_backward.dq));
+  flash_backward.Set("dkv", launch_to_js(env, p.attention_flash_backward.dkv));
+  out.Set("flashBackward", flash_backward);
   out.Set("launches", launches);
   const cuda::MemoryPlan& m = p.memory;
   Napi::Object mem = Napi::Object::New(env);
@@ -523,6 +538,35 @@ Napi::Value CudaPlan(const Napi::CallbackInfo& info) {
     mem.Set(name, static_cast<double>(v));
   }
   out.Set("memory", mem);
+  return out;
+}
+
+// cudaGeneratePlan(config, batch, prompt, newTokens, truncate): what the CUDA
+// engine's generate() launches and allocates (pure host code), for the tests.
+Napi::Value CudaGeneratePlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ModelConfig config = config_from_js(info[0]);
+  const auto integer = [&](size_t i, const char* what) { return integer_arg(info[i], what); };
+  const cuda::GeneratePlan p =
+      cuda::plan_generate(config, integer(1, "cudaGeneratePlan: batch"), integer(2, "cudaGeneratePlan: prompt"),
+                          integer(3, "cudaGeneratePlan: newTokens"), bool_arg(info[4], "cudaGeneratePlan: truncate"));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("slots", static_cast<double>(p.slots));
+  out.Set("kvCacheBytes", static_cast<double>(p.kv_cache_bytes));
+  out.Set("prefillBytes", static_cast<double>(p.prefill_bytes));
+  out.Set("stepBytes", static_cast<double>(p.step_bytes));
+  out.Set("totalBytes", static_cast<double>(p.total()));
+  Napi::Object prefill = launch_to_js(env, p.prefill_attention.launch);
+  prefill.Set("headDimTile", p.prefill_attention.head_dim_tile);
+  prefill.Set("keyTile", p.prefill_attention.key_tile);
+  out.Set("prefillAttention", prefill);
+  Napi::Object decode = launch_to_js(env, p.decode_attention.launch);
+  decode.Set("supported", p.decode_attention.supported);
+  out.Set("decodeAttention", decode);
+  Napi::Object sampling = launch_to_js(env, p.sampling.launch);
+  sampling.Set("sortWidth", static_cast<double>(p.sampling.sort_width));
+  sampling.Set("scratchBytes", static_cast<double>(p.sampling.scratch_bytes));
+  out.Set("sampling", sampling);
   return out;
 }
 

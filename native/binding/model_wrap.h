@@ -18,6 +18,7 @@ namespace rlfarm::binding {
 
 // cudaPlan(config, batch, steps, precision, train, sms) for JavaScript (native/cuda/plan.h).
 Napi::Value CudaPlan(const Napi::CallbackInfo& info);
+Napi::Value CudaGeneratePlan(const Napi::CallbackInfo& info);
 // cublasltPlan(transA, transB, m, n, k, lda, ldb, ldc): cuBLASLt's layouts of a product (plan_cublaslt).
 Napi::Value CublasltPlan(const Napi::CallbackInfo& info);
 

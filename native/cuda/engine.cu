@@ -7,10 +7,16 @@
 //    so they are deterministic.
 //  - GEMMs go through gemm (gemm.cu), in bf16 precision with the bf16 working
 //    copy of the weights and tensor cores, else in fp32.
-//  - Attention is the reference form: batched GEMMs for the scores (a batch
-//    over (row, head), the kv head of a group read in place), a masked softmax
-//    that keeps the log-sum-exp, and a batched GEMM with V; backward
-//    recomputes the probabilities from the log-sum-exp.
+//  - Attention forward runs the fused causal kernel, and a decoding step the
+//    decode kernel over the KV cache (attention.cu); the reference form stays
+//    beside them (RLFARM_CUDA_ATTENTION=reference, and heads wider than 128):
+//    batched GEMMs for the scores (a batch over (row, head), the kv head of a
+//    group read in place), a masked softmax that keeps the log-sum-exp, and a
+//    batched GEMM with V. The backward runs the fused backward (heads up to
+//    64 wide) or the reference form, which recomputes the probabilities from
+//    its own scores.
+//  - generate(): prefill and decoding steps through the same block with a KV
+//    cache on the device, and the sampler (sampling.cu) on the device.
 //  - The LM head takes target rows a chunk at a time (plan_engine's
 //    head_chunk_rows): gather, logits GEMM, then the log-prob kernel of the
 //    ops (kernels.cu); backward turns the chunk's logits into dlogits in place.
@@ -19,6 +25,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -26,7 +33,9 @@
 #include "../core/error.h"
 #include "../model/block_impl.h"
 #include "../model/nn_math.h"
+#include "../model/sampling_math.h"
 #include "../ops/kernels.h"
+#include "attention.h"
 #include "check.h"
 #include "cublaslt.h"
 #include "engine.h"
@@ -328,6 +337,31 @@ __global__ void scale_kernel(float* x, int64_t n, float c) {
   RLF_GRID_STRIDE(i, n) x[i] *= c;
 }
 
+// out[i, :] = states[rows[i], :]
+__global__ void gather_rows_kernel(const float* states, const int32_t* rows, int64_t dim, float* out) {
+  const int64_t i = blockIdx.x, src = rows[i];
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) out[i * dim + j] = states[src * dim + j];
+}
+
+// A decoding step's rows: row b's new token sits at cache slot `slot` and position length[b] + step.
+__global__ void decode_step_kernel(const int32_t* length, int64_t batch, int64_t step, int64_t slot, int64_t slots,
+                                   int32_t* positions, int32_t* query_slot, uint8_t* valid) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= batch) return;
+  positions[b] = static_cast<int32_t>(length[b] + step);
+  query_slot[b] = static_cast<int32_t>(slot);
+  valid[b * slots + slot] = 1;
+}
+
+// done_at = step + 1 the first time every row has stopped (one thread).
+__global__ void note_done_kernel(const uint8_t* finished, int64_t batch, int64_t step, int32_t* done_at) {
+  if (*done_at != 0) return;
+  for (int64_t b = 0; b < batch; ++b) {
+    if (finished[b] == 0) return;
+  }
+  *done_at = static_cast<int32_t>(step + 1);
+}
+
 #undef RLF_GRID_STRIDE
 
 // ---------------------------------------------------------------- the ops
@@ -343,6 +377,7 @@ struct CudaOps {
   const float *cos_table, *sin_table;
   DeviceBuffer *scores, *dscores;  // attention's [batch * heads, queries, keys]
   int device;
+  bool reference_attention;  // the batched-GEMM attention for every forward (RLFARM_CUDA_ATTENTION=reference)
 
   // A parameter's bf16 copy where the own kernels multiply in bf16; anything else as it is.
   GemmOperand operand(const float* p, int64_t ld) const {
@@ -457,6 +492,13 @@ struct CudaOps {
   }
 
   void attention_forward(const AttentionArgs& a) {
+    if (!reference_attention && (a.query_slot != nullptr && a.queries == 1 ? attention_decode(a) : attention_flash(a))) {
+      return;
+    }
+    attention_reference(a);
+  }
+
+  void attention_reference(const AttentionArgs& a) {
     const int64_t H = a.heads, group = a.heads / a.kv_heads, Tq = a.queries, keys = a.key_slots, hd = a.head_dim;
     scores->reserve(device, sizeof(float) * a.batch * H * Tq * keys, "attention scores");
     float* S = scores->as<float>();
@@ -471,6 +513,11 @@ struct CudaOps {
   }
 
   void attention_backward(const AttentionGradArgs& ga) {
+    if (!reference_attention && attention_flash_backward(ga)) return;
+    attention_reference_backward(ga);
+  }
+
+  void attention_reference_backward(const AttentionGradArgs& ga) {
     const AttentionArgs& a = ga.fwd;
     const int64_t H = a.heads, G = a.kv_heads, group = H / G, T = a.queries, hd = a.head_dim;
     scores->reserve(device, sizeof(float) * a.batch * H * T * T, "attention scores");
@@ -481,8 +528,10 @@ struct CudaOps {
         v{a.v, a.kv_ld, a.kv_batch, hd, group}, p{P, T, H * T * T, T * T, 1}, ds{dS, T, H * T * T, T * T, 1},
         dout{ga.dout, a.out_ld, a.out_batch, hd, 1}, dq{ga.dq, a.q_ld, a.q_batch, hd, 1};
     head_gemm(a, false, true, T, T, hd, a.scale, q, k, 0.0f, p, H);
+    // Probabilities from these scores' own max and sum, not the forward's log-sum-exp: the fused forward
+    // computes its scores in fp32, these GEMMs may round to bf16, and the two must not be mixed.
     attention_softmax_kernel<<<grid1(a.batch * H * T), row_block(T)>>>(P, T, T, H, nullptr, a.key_valid, nullptr,
-                                                                       a.lse);
+                                                                       nullptr);
     launch_check("attention probabilities");
     head_gemm(a, false, true, T, T, hd, 1.0f, dout, v, 0.0f, ds, H);  // dP = dO V^T
     attention_dsoftmax_kernel<<<grid1(a.batch * H * T), row_block(hd)>>>(P, dS, T, T, H, hd, ga.dout, a.out, a.out_ld,
@@ -535,6 +584,7 @@ class CudaEngine final : public Engine {
   }
 
   model::ForwardResult forward(const Tensor& tokens, const Tensor& mask, const model::ForwardOptions& o) override;
+  model::GenerateResult generate(const Tensor& prompts, const Tensor& mask, const model::GenerateOptions& o) override;
   void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) override;
   double adamw_step(float* host_m, float* host_v, int64_t step, const model::AdamWOptions& o,
                     const std::vector<model::DecayRange>& ranges, double max_norm) override;
@@ -550,10 +600,26 @@ class CudaEngine final : public Engine {
     // them to bf16); the own kernels read the bf16 copy, half the bytes.
     const bool bf16 = precision_ == Precision::bf16;
     const bool own_kernels = cublaslt_status().rfind("cublaslt", 0) != 0;
+    const char* attention = std::getenv("RLFARM_CUDA_ATTENTION");
+    const bool reference = attention != nullptr && std::strcmp(attention, "reference") == 0;
+    RLF_CHECK(attention == nullptr || reference || *attention == '\0' || std::strcmp(attention, "fused") == 0,
+              "RLFARM_CUDA_ATTENTION must be 'fused' (the default) or 'reference'; got '", attention, "'");
     return CudaOps{c_,     sms_,           bf16, params_.as<float>(), bf16 && own_kernels ? working_.as<__nv_bfloat16>() : nullptr,
-                   total_, cos_.as<float>(), sin_.as<float>(), &scores_, &dscores_, device_};
+                   total_, cos_.as<float>(), sin_.as<float>(), &scores_, &dscores_, device_, reference};
   }
   float* P() const { return params_.as<float>(); }
+  // A forward's [B, T]-sized output: a new cuda tensor on this device, or a cpu tensor.
+  Tensor output(const Shape& shape, const float* src, bool on_device) const {
+    Tensor t = empty(shape, DType::f32, on_device ? Device::gpu(device_) : Device::host());
+    if (on_device) copy_device_to_device(device_, t.raw(), src, t.nbytes());
+    else copy_to_host(device_, t.raw(), src, t.nbytes());
+    return t;
+  }
+  // A gradient from the cpu or this device into a device buffer.
+  void input(float* dst, const Tensor& g) const {
+    if (g.device().is_cuda()) copy_device_to_device(device_, dst, g.raw(), g.nbytes());
+    else copy_to_device(device_, dst, g.raw(), g.nbytes());
+  }
   const float* opt(size_t offset) const { return offset == kNone ? nullptr : P() + offset; }
   void ensure_rope(int64_t positions);
   // Chunks of the LM head over target rows [0, batch * (steps - 1)).
@@ -577,6 +643,12 @@ class CudaEngine final : public Engine {
   DeviceBuffer scores_, dscores_;
   DeviceBuffer head_hidden_, head_logits_, head_next_, head_dhidden_, bad_target_;
   DeviceBuffer dnf_, dx_, dact_, dpre_, datt_, dqkv_, grad_in_, partial_;
+  // generate(): its own buffers, so that a training forward's activations survive it.
+  struct GenerateBuffers {
+    DeviceBuffer cache_k, cache_v, tokens, positions, prompt_valid, prompt_length, valid, last_rows, query_slot;
+    DeviceBuffer x, stats, normed, qkv, att, pre, act, hidden, logits;
+    DeviceBuffer seeds, stops, step_tokens, out_tokens, out_logprobs, lengths, finished, done_at, sort_keys, order;
+  } gen_;
   int64_t batch_ = 0, steps_ = 0, chunk_ = 1;
   bool train_ = false, masked_ = false, entropy_ = false, action_values_ = false;
   const float* last_m_ = nullptr;  // the optimizer state the device's moments came from
@@ -677,25 +749,168 @@ model::ForwardResult CudaEngine::forward(const Tensor& tokens, const Tensor& mas
                             1.0f / o.temperature, logp.as<float>() + start,
                             o.entropy ? entropy.as<float>() + start : nullptr, bad_target_.as<int32_t>()});
     }
-    r.logp = empty({B, T - 1}, DType::f32, Device::host());
-    copy_to_host(device_, r.logp.raw(), logp.as<float>(), fl(targets));
-    if (o.entropy) {
-      r.entropy = empty({B, T - 1}, DType::f32, Device::host());
-      copy_to_host(device_, r.entropy.raw(), entropy.as<float>(), fl(targets));
-    }
+    r.logp = output({B, T - 1}, logp.as<float>(), o.on_device);
+    if (o.entropy) r.entropy = output({B, T - 1}, entropy.as<float>(), o.on_device);
   } else if (o.logprobs || o.entropy) {
-    r.logp = empty({B, 0}, DType::f32, Device::host());
-    if (o.entropy) r.entropy = empty({B, 0}, DType::f32, Device::host());
+    r.logp = empty({B, 0}, DType::f32, o.on_device ? Device::gpu(device_) : Device::host());
+    if (o.entropy) r.entropy = empty({B, 0}, DType::f32, o.on_device ? Device::gpu(device_) : Device::host());
   }
   if (o.values) {
     DeviceBuffer values;
     values.reserve(device_, fl(N), "values");
     k.gemm(false, true, N, 1, d, 1.0f, final_normed_.as<float>(), d, P() + layout_.score, d, 0.0f, values.as<float>(), 1);
-    r.values = empty({B, T}, DType::f32, Device::host());
-    copy_to_host(device_, r.values.raw(), values.as<float>(), fl(N));
+    r.values = output({B, T}, values.as<float>(), o.on_device);
     if (o.action_values) r.values = model::values_on_action_grid(r.values);
   }
   return r;
+}
+
+model::GenerateResult CudaEngine::generate(const Tensor& prompts, const Tensor& mask, const model::GenerateOptions& o) {
+  const model::GeneratePrompts gp = host_.check_generate(prompts, mask, o);
+  const int64_t B = gp.batch, Pw = gp.width, n = o.max_new_tokens, N = B * Pw;
+  const int64_t d = c_.dim, V = c_.vocab, L = c_.layers, kv = c_.kv_dim();
+  if (n == 0) {
+    const std::vector<int32_t> none(static_cast<size_t>(B), 0);
+    const std::vector<float> no_logprobs(1, 0.0f);
+    return model::generate_result(gp, 0, 0, none.data(), no_logprobs.data(), none.data());
+  }
+  set_device(device_);
+  const bool truncate = o.temperature != 0.0f && model::sampling::truncates(o.top_k, o.top_p, V);
+  const GeneratePlan plan = plan_generate(c_, B, Pw, n, truncate);
+  const int64_t slots = plan.slots, up = c_.arch == model::Arch::gpt2 ? c_.hidden : 2 * c_.hidden;
+  const auto fl = [](int64_t count) { return sizeof(float) * static_cast<size_t>(count); };
+  const auto i32 = [](int64_t count) { return sizeof(int32_t) * static_cast<size_t>(count); };
+  GenerateBuffers& g = gen_;
+
+  // The prompts, the cache's validity and each row's last prompt row.
+  std::vector<uint8_t> valid(static_cast<size_t>(B * slots), 0);
+  std::vector<int32_t> last_rows(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(valid.data() + b * slots, gp.key_valid.data() + b * Pw, static_cast<size_t>(Pw));
+    last_rows[b] = static_cast<int32_t>(b * Pw + gp.last[b]);
+  }
+  g.cache_k.reserve(device_, fl(L * B * slots * kv), "the KV cache");
+  g.cache_v.reserve(device_, fl(L * B * slots * kv), "the KV cache");
+  g.tokens.reserve(device_, i32(N), "the prompts");
+  g.positions.reserve(device_, i32(N), "the prompts");
+  g.prompt_valid.reserve(device_, static_cast<size_t>(N), "the prompts");
+  g.prompt_length.reserve(device_, i32(B), "the prompts");
+  g.valid.reserve(device_, valid.size(), "the KV cache's mask");
+  g.last_rows.reserve(device_, i32(B), "the prompts");
+  g.query_slot.reserve(device_, i32(B), "the decoding steps");
+  copy_to_device(device_, g.tokens.as<int32_t>(), gp.tokens.data(), i32(N));
+  copy_to_device(device_, g.positions.as<int32_t>(), gp.positions.data(), i32(N));
+  copy_to_device(device_, g.prompt_valid.as<uint8_t>(), gp.key_valid.data(), static_cast<size_t>(N));
+  copy_to_device(device_, g.prompt_length.as<int32_t>(), gp.length.data(), i32(B));
+  copy_to_device(device_, g.valid.as<uint8_t>(), valid.data(), valid.size());
+  copy_to_device(device_, g.last_rows.as<int32_t>(), last_rows.data(), i32(B));
+  ensure_rope(*std::max_element(gp.length.begin(), gp.length.end()) + n + 1);
+
+  // Activations, sized for the prefill's rows (a decoding step uses the first B).
+  g.x.reserve(device_, fl(N * d), "activations");
+  g.stats.reserve(device_, fl(2 * N), "activations");
+  g.normed.reserve(device_, fl(N * d), "activations");
+  g.qkv.reserve(device_, fl(N * c_.qkv_dim()), "activations");
+  g.att.reserve(device_, fl(N * c_.q_dim()), "activations");
+  g.pre.reserve(device_, fl(N * up), "activations");
+  g.act.reserve(device_, fl(N * c_.hidden), "activations");
+  g.hidden.reserve(device_, fl(B * d), "activations");
+  g.logits.reserve(device_, fl(B * V), "the logits");
+  float* x = g.x.as<float>();
+  float* normed = g.normed.as<float>();
+  float* stats = g.stats.as<float>();
+  const model::BlockBuffers buffers{x, x, x, stats, stats, normed, g.qkv.as<float>(), g.att.as<float>(),
+                                    g.pre.as<float>(), g.act.as<float>(), nullptr};
+  const auto cache_k = [&](int64_t l) { return g.cache_k.as<float>() + l * B * slots * kv; };
+  const auto cache_v = [&](int64_t l) { return g.cache_v.as<float>() + l * B * slots * kv; };
+  CudaOps k = ops();
+  // The last rows through the final norm and the LM head: [rows, vocab] logits.
+  const auto head = [&](int64_t rows, const int32_t* gather) {
+    k.norm_forward(x, P() + layout_.final_norm_w, opt(layout_.final_norm_b), normed, stats, rows, d, c_.norm_eps);
+    const float* h = normed;
+    if (gather != nullptr) {
+      gather_rows_kernel<<<grid1(B), row_block(d)>>>(normed, gather, d, g.hidden.as<float>());
+      RLF_CUDA_CHECK_LAUNCH("generate: last prompt rows");
+      h = g.hidden.as<float>();
+    }
+    k.linear(h, B, d, P() + layout_.lm_head, V, g.logits.as<float>(), V, false, nullptr);
+  };
+
+  // Prefill: every prompt row through the layers, keys and values into slots [0, Pw).
+  embed_kernel<<<grid1(N), row_block(d)>>>(g.tokens.as<int32_t>(), g.positions.as<int32_t>(), P() + layout_.token_embedding,
+                                           opt(layout_.position_embedding), x, d);
+  RLF_CUDA_CHECK_LAUNCH("generate: embed");
+  for (int64_t l = 0; l < L; ++l) {
+    const model::BlockStep prefill{B, Pw, g.positions.as<int32_t>(), g.prompt_valid.as<uint8_t>(), cache_k(l), cache_v(l),
+                                   slots, nullptr, false};
+    model::block_forward(k, c_, layout_.layers[l], P(), prefill, buffers);
+  }
+  head(N, g.last_rows.as<int32_t>());
+
+  // The sampler's state.
+  const std::vector<int32_t> pads(static_cast<size_t>(B * n), o.pad_token);
+  g.seeds.reserve(device_, sizeof(uint64_t) * B, "the seeds");
+  g.stops.reserve(device_, i32(std::max<int64_t>(1, static_cast<int64_t>(o.stop_tokens.size()))), "the stop tokens");
+  g.step_tokens.reserve(device_, i32(B), "the sampled tokens");
+  g.out_tokens.reserve(device_, i32(B * n), "the sampled tokens");
+  g.out_logprobs.reserve(device_, fl(B * n), "the sampled tokens");
+  g.lengths.reserve(device_, i32(B), "the sampled tokens");
+  g.finished.reserve(device_, static_cast<size_t>(B), "the sampled tokens");
+  g.done_at.reserve(device_, sizeof(int32_t), "the sampled tokens");
+  copy_to_device(device_, g.seeds.as<uint64_t>(), o.seeds.data(), sizeof(uint64_t) * B);
+  if (!o.stop_tokens.empty()) copy_to_device(device_, g.stops.as<int32_t>(), o.stop_tokens.data(), i32(o.stop_tokens.size()));
+  copy_to_device(device_, g.out_tokens.as<int32_t>(), pads.data(), i32(B * n));
+  memset_zero(device_, g.out_logprobs.as<float>(), fl(B * n));
+  memset_zero(device_, g.lengths.as<int32_t>(), i32(B));
+  memset_zero(device_, g.finished.as<uint8_t>(), static_cast<size_t>(B));
+  memset_zero(device_, g.done_at.as<int32_t>(), sizeof(int32_t));
+  if (truncate) {
+    g.sort_keys.reserve(device_, sizeof(uint64_t) * B * plan.sampling.sort_width, "the sampler's sort");
+    g.order.reserve(device_, i32(B * V), "the sampler's sort");
+  }
+  SampleArgs sample{g.logits.as<float>(), B, V, o.temperature, o.top_k, o.top_p, g.seeds.as<uint64_t>(),
+                    g.stops.as<int32_t>(), static_cast<int64_t>(o.stop_tokens.size()), o.pad_token, 0, n,
+                    g.step_tokens.as<int32_t>(), g.out_tokens.as<int32_t>(), g.out_logprobs.as<float>(),
+                    g.lengths.as<int32_t>(), g.finished.as<uint8_t>(), truncate ? g.sort_keys.as<uint64_t>() : nullptr,
+                    truncate ? g.order.as<int32_t>() : nullptr, plan.sampling.sort_width};
+
+  for (int64_t step = 0; step < n; ++step) {
+    sample.step = step;
+    sample_tokens(sample);
+    note_done_kernel<<<1, 1>>>(g.finished.as<uint8_t>(), B, step, g.done_at.as<int32_t>());
+    RLF_CUDA_CHECK_LAUNCH("generate: stop check");
+    if (step + 1 == n) break;
+    // Whether every row has stopped, read every 8 steps: a read waits for the device.
+    if ((step + 1) % 8 == 0) {
+      int32_t done = 0;
+      copy_to_host(device_, &done, g.done_at.as<int32_t>(), sizeof(int32_t));
+      if (done != 0) break;
+    }
+    // One decoding step: each row's new token at slot Pw + step (rows that stopped decode their pad token).
+    decode_step_kernel<<<grid1((B + 127) / 128), 128>>>(g.prompt_length.as<int32_t>(), B, step, Pw + step, slots,
+                                                        g.positions.as<int32_t>(), g.query_slot.as<int32_t>(),
+                                                        g.valid.as<uint8_t>());
+    RLF_CUDA_CHECK_LAUNCH("generate: decoding step");
+    embed_kernel<<<grid1(B), row_block(d)>>>(g.step_tokens.as<int32_t>(), g.positions.as<int32_t>(),
+                                             P() + layout_.token_embedding, opt(layout_.position_embedding), x, d);
+    RLF_CUDA_CHECK_LAUNCH("generate: embed");
+    for (int64_t l = 0; l < L; ++l) {
+      const model::BlockStep decode{B, 1, g.positions.as<int32_t>(), g.valid.as<uint8_t>(), cache_k(l), cache_v(l),
+                                    slots, g.query_slot.as<int32_t>(), true};
+      model::block_forward(k, c_, layout_.layers[l], P(), decode, buffers);
+    }
+    head(B, nullptr);
+  }
+
+  int32_t done = 0;
+  copy_to_host(device_, &done, g.done_at.as<int32_t>(), sizeof(int32_t));
+  const int64_t steps_done = done != 0 ? done : n;
+  std::vector<int32_t> out_tokens(static_cast<size_t>(B * n)), lengths(static_cast<size_t>(B));
+  std::vector<float> out_logprobs(static_cast<size_t>(B * n));
+  copy_to_host(device_, out_tokens.data(), g.out_tokens.as<int32_t>(), i32(B * n));
+  copy_to_host(device_, out_logprobs.data(), g.out_logprobs.as<float>(), fl(B * n));
+  copy_to_host(device_, lengths.data(), g.lengths.as<int32_t>(), i32(B));
+  return model::generate_result(gp, n, steps_done, out_tokens.data(), out_logprobs.data(), lengths.data());
 }
 
 void CudaEngine::head_chunk(CudaOps& k, int64_t start, int64_t rows) {
@@ -712,7 +927,7 @@ void CudaEngine::head_chunk(CudaOps& k, int64_t start, int64_t rows) {
 
 void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values_in) {
   RLF_CHECK(train_, "model.backward: run a forward with train: true first");
-  host_.check_backward(grad_logp, grad_entropy, grad_values_in, batch_, steps_, entropy_, action_values_);
+  host_.check_backward(grad_logp, grad_entropy, grad_values_in, batch_, steps_, entropy_, action_values_, device_);
   const Tensor grad_values = grad_values_in.defined() && action_values_ ? model::grad_from_action_grid(grad_values_in, steps_) : grad_values_in;
   set_device(device_);
   const int64_t B = batch_, T = steps_, N = B * T, d = c_.dim, L = c_.layers, targets = B * (T - 1);
@@ -737,8 +952,8 @@ void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, c
   if ((grad_logp.defined() || grad_entropy.defined()) && T > 1) {
     float* gl = grad_in_.as<float>();
     float* ge = gl + targets;
-    if (grad_logp.defined()) copy_to_device(device_, gl, grad_logp.raw(), fl(targets));
-    if (grad_entropy.defined()) copy_to_device(device_, ge, grad_entropy.raw(), fl(targets));
+    if (grad_logp.defined()) input(gl, grad_logp);
+    if (grad_entropy.defined()) input(ge, grad_entropy);
     head_dhidden_.reserve(device_, fl(chunk_ * d), "gradients");
     const float* W = P() + layout_.lm_head;
     for (int64_t start = 0; start < targets; start += chunk_) {
@@ -759,7 +974,7 @@ void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, c
   }
   if (grad_values.defined()) {
     float* gv = grad_in_.as<float>() + 2 * targets;
-    copy_to_device(device_, gv, grad_values.raw(), fl(N));
+    input(gv, grad_values);
     outer_add_kernel<<<grid1(N), row_block(d)>>>(gv, P() + layout_.score, dnf_.as<float>(), d);
     RLF_CUDA_CHECK_LAUNCH("value head backward");
     k.gemm(true, false, 1, d, N, 1.0f, gv, 1, final_normed_.as<float>(), d, 1.0f, G + layout_.score, d);

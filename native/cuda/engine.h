@@ -5,6 +5,9 @@
 // model/block_impl.h over CUDA layer ops (engine.cu); buffers are sized by
 // plan_engine (plan.h). Tokens and masks come from the host; log-probs,
 // entropies and values go back to it ([B, T] floats, never logits).
+// Generation keeps its KV cache, logits and sampler on the device
+// (plan_generate); per step only a 4-byte "all rows stopped" flag comes back,
+// every 8 steps.
 //
 // Built only with the CUDA backend; without it make_engine says why (absent.cpp).
 #pragma once
@@ -31,6 +34,10 @@ class Engine {
   virtual void zero_grad() = 0;
   // As model::Transformer's, with the same checks and messages.
   virtual model::ForwardResult forward(const Tensor& tokens, const Tensor& mask, const model::ForwardOptions& o) = 0;
+  // As model::Transformer's, with the same checks, messages and sampling rules
+  // (model/sampling_math.h): prefill and decoding steps with a KV cache and
+  // the sampler on the device; tokens, log-probs and lengths come back at the end.
+  virtual model::GenerateResult generate(const Tensor& prompts, const Tensor& mask, const model::GenerateOptions& o) = 0;
   virtual void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) = 0;
   // clipped_adamw_step on the device. The moments live on the device; host_m
   // and host_v (the optimizer's state, `total` floats) are read unless the

@@ -4,6 +4,7 @@
 
 #include "../core/error.h"
 #include "../model/layout.h"
+#include "../model/sampling_math.h"
 
 namespace rlfarm::cuda {
 namespace {
@@ -110,6 +111,104 @@ int64_t head_chunk_rows(int64_t vocab, int64_t rows) {
   return std::max<int64_t>(1, std::min(chunk, rows));
 }
 
+FlashPlan plan_flash_attention(int64_t queries, int64_t head_dim, int64_t batch_heads) {
+  const char* what = "cuda plan: fused attention";
+  check_positive(queries, what, "queries");
+  check_positive(head_dim, what, "head_dim");
+  check_positive(batch_heads, what, "batch * heads");
+  FlashPlan f;
+  for (int tile : {16, 32, 64, 128}) {
+    if (head_dim <= tile) {
+      f.head_dim_tile = tile;
+      break;
+    }
+  }
+  if (f.head_dim_tile == 0) return f;
+  // Keys and values of a tile in fp32: 64 rows, or 32 at width 128, stay within 32 KB.
+  f.key_tile = f.head_dim_tile <= 64 ? 64 : 32;
+  f.launch.block = kFlashQueries;
+  f.launch.grid_x = ceil_div(queries, kFlashQueries);
+  f.launch.grid_y = batch_heads;
+  f.launch.smem_bytes = 2 * int64_t(f.key_tile) * f.head_dim_tile * kF32 + f.key_tile;  // K, V, key validity
+  RLF_CHECK(f.launch.grid_y < 65536, what, ": batch * heads ", batch_heads, " exceeds a grid's y limit (65535)");
+  return f;
+}
+
+FlashBackwardPlan plan_flash_attention_backward(int64_t steps, int64_t head_dim, int64_t batch, int64_t heads,
+                                                int64_t kv_heads) {
+  const char* what = "cuda plan: fused attention backward";
+  check_positive(steps, what, "steps");
+  check_positive(batch, what, "batch");
+  check_positive(kv_heads, what, "kv_heads");
+  FlashBackwardPlan p;
+  const FlashPlan forward = plan_flash_attention(steps, head_dim, batch * heads);
+  if (forward.head_dim_tile == 0 || forward.head_dim_tile > 64) return p;
+  p.head_dim_tile = forward.head_dim_tile;
+  p.tile = forward.key_tile;
+  p.dq = forward.launch;  // a thread per query; key tiles: K, V and validity
+  p.dkv.block = kFlashQueries;
+  p.dkv.grid_x = ceil_div(steps, kFlashQueries);
+  p.dkv.grid_y = batch * kv_heads;
+  // Query tiles: Q and dO rows, each query's log-sum-exp and D = dO . O.
+  p.dkv.smem_bytes = 2 * int64_t(p.tile) * p.head_dim_tile * kF32 + 2 * int64_t(p.tile) * kF32;
+  return p;
+}
+
+DecodePlan plan_decode_attention(int64_t batch_heads, int64_t slots) {
+  const char* what = "cuda plan: decode attention";
+  check_positive(batch_heads, what, "batch * heads");
+  check_positive(slots, what, "slots");
+  DecodePlan p;
+  p.launch.grid_x = batch_heads;
+  p.launch.block = kDecodeThreads;
+  p.launch.smem_bytes = slots * kF32;  // one score per slot
+  p.supported = p.launch.smem_bytes <= kDefaultSmem - 1024;  // the kernel's static scratch beside it
+  return p;
+}
+
+SamplePlan plan_sampling(int64_t vocab, int64_t batch, bool truncate) {
+  const char* what = "cuda plan: sampling";
+  check_positive(vocab, what, "vocab");
+  check_positive(batch, what, "batch");
+  SamplePlan p;
+  p.launch.grid_x = batch;
+  p.launch.block = kSampleThreads;
+  p.launch.smem_bytes = model::sampling::mass_chunks(vocab) * 8;  // a double per chunk
+  RLF_CHECK(p.launch.smem_bytes <= kDefaultSmem - 4096, what, ": a vocabulary of ", vocab,
+            " tokens has too many chunks for a block's shared memory");
+  if (truncate) {
+    p.sort_width = 1;
+    while (p.sort_width < vocab) p.sort_width *= 2;
+    p.scratch_bytes = batch * (p.sort_width * 8 + vocab * 4);
+  }
+  return p;
+}
+
+GeneratePlan plan_generate(const model::ModelConfig& c, int64_t batch, int64_t prompt, int64_t new_tokens,
+                           bool truncate) {
+  const char* what = "cuda plan: generate";
+  c.validate();
+  check_positive(batch, what, "batch");
+  check_positive(prompt, what, "prompt width");
+  RLF_CHECK(new_tokens >= 0, what, ": new tokens must be >= 0; got ", new_tokens);
+  GeneratePlan g;
+  g.slots = prompt + std::max<int64_t>(new_tokens, 1);
+  const int64_t up = c.arch == model::Arch::gpt2 ? c.hidden : 2 * c.hidden;
+  g.kv_cache_bytes = 2 * c.layers * batch * g.slots * c.kv_dim() * kF32;
+  const auto activations = [&](int64_t rows) {
+    // x, normed, stats, qkv, att, pre, act; the prompt's tokens, positions, validity.
+    return (2 * rows * c.dim + 2 * rows + rows * c.qkv_dim() + rows * c.q_dim() + rows * up + rows * c.hidden) * kF32 +
+           rows * (4 + 4 + 1);
+  };
+  g.prefill_bytes = activations(batch * prompt);
+  g.step_bytes = activations(batch) + batch * c.vocab * kF32 + batch * g.slots +
+                 batch * new_tokens * (4 + 4) + batch * (4 + 4 + 4 + 8 + 1);  // tokens, log-probs; per-row state
+  g.prefill_attention = plan_flash_attention(prompt, c.head_dim, batch * c.heads);
+  g.decode_attention = plan_decode_attention(batch * c.heads, g.slots);
+  g.sampling = plan_sampling(c.vocab, batch, truncate);
+  return g;
+}
+
 EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps, Precision p, bool train, int sms) {
   const char* what = "cuda plan";
   c.validate();
@@ -159,8 +258,10 @@ EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps
   e.embed = Launch{N, 1, 1, row_block(d), 0};
   e.elementwise = elementwise_launch(N * std::max(up, d), sms);
   e.attention_softmax = Launch{batch * H * T, 1, 1, row_block(T), 0};
-  e.attention_decode = Launch{batch * H, 1, 1, std::max(32, row_block(hd)), 0};
+  e.attention_decode = plan_decode_attention(batch * H, T).launch;  // a decoding step over T cache slots
   e.classifier = Launch{chunk, 1, 1, 256, 0};
+  e.attention_flash = plan_flash_attention(T, hd, batch * H);
+  if (train) e.attention_flash_backward = plan_flash_attention_backward(T, hd, batch, H, c.kv_heads);
 
   MemoryPlan& m = e.memory;
   const int64_t total = static_cast<int64_t>(model::make_layout(c).total);  // the buffer the engine allocates
@@ -180,7 +281,10 @@ EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps
   m.scratch = N * d * kF32 + N * (4 + 4 + 1);  // normed; tokens, positions, key_valid
   if (train) m.scratch += (2 * N * d + N * c.hidden + N * up + N * c.q_dim() + N * c.qkv_dim()) * kF32;
   m.head = (chunk * d + chunk * c.vocab + (train ? chunk * d : 0)) * kF32 + chunk * 4;
-  m.attention = batch * H * T * T * kF32 * (train ? 2 : 1);
+  // Scores (and their gradients, for a backward) where the reference attention runs.
+  const int64_t scores = batch * H * T * T * kF32;
+  if (train && e.attention_flash_backward.head_dim_tile == 0) m.attention = 2 * scores;
+  else if (e.attention_flash.head_dim_tile == 0) m.attention = scores;
   return e;
 }
 

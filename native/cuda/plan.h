@@ -21,6 +21,11 @@ enum class Precision { f32, bf16 };
 const char* precision_name(Precision p);
 Precision precision_from_name(const std::string& name, const char* what);
 
+// Threads of the attention and sampling kernels (their launch bounds).
+constexpr int kFlashQueries = 64;
+constexpr int kDecodeThreads = 128;
+constexpr int kSampleThreads = 256;
+
 struct Launch {
   int64_t grid_x = 1, grid_y = 1, grid_z = 1;
   int block = 1;
@@ -76,9 +81,70 @@ struct MemoryPlan {
   int64_t activations = 0; // kept by a training forward (x, stats, qkv, lse, att, pre, act per layer)
   int64_t scratch = 0;     // per-step scratch (normed, backward's gradients)
   int64_t head = 0;        // the classifier's chunk: hidden rows and logits
-  int64_t attention = 0;   // the reference attention's scores [batch * heads, T, T] per layer call
+  int64_t attention = 0;   // the reference attention's scores [batch * heads, T, T] per layer call, where
+                           // the head is too wide for the fused kernels (twice: the backward's gradients)
   int64_t total() const { return params + working + grads + adam_m + adam_v + activations + scratch + head + attention; }
 };
+
+// The fused causal attention kernel (flash-style: scores never leave the
+// chip): a block of `block` queries, a thread each, walks the keys a tile of
+// key_tile rows at a time from shared memory, keeping a running softmax.
+// head_dim_tile is the compiled head width it runs at (the head's width
+// rounded up to 16, 32, 64 or 128); 0 when the head is wider than 128 and the
+// reference attention runs instead.
+struct FlashPlan {
+  int head_dim_tile = 0, key_tile = 0;
+  Launch launch;
+};
+FlashPlan plan_flash_attention(int64_t queries, int64_t head_dim, int64_t batch_heads);
+
+// The fused attention's backward (training: queries are the keys): a pass for
+// dQ (a thread per query, key tiles through shared memory) and one each for dK
+// and dV (a thread per key of a kv head, query tiles through shared memory,
+// over the heads of its group). head_dim_tile 0 when the head is wider than 64
+// (the registers would spill) and the reference backward runs instead.
+struct FlashBackwardPlan {
+  int head_dim_tile = 0, tile = 0;
+  Launch dq, dkv;
+};
+FlashBackwardPlan plan_flash_attention_backward(int64_t steps, int64_t head_dim, int64_t batch, int64_t heads,
+                                                int64_t kv_heads);
+
+// Attention of one query per row over a KV cache of `slots` slots (a decoding
+// step): a block per (row, head), its scores in shared memory. supported is
+// false when the scores do not fit a block's default shared memory (the
+// reference attention runs instead).
+struct DecodePlan {
+  bool supported = false;
+  Launch launch;
+};
+DecodePlan plan_decode_attention(int64_t batch_heads, int64_t slots);
+
+// Picking each row's next token (model/sampling_math.h's rules): a block per
+// row, the vocabulary's chunk masses in shared memory; with top-k or top-p a
+// row's candidates are sorted in sort_width (a power of two >= vocab) 64-bit
+// keys of device scratch.
+struct SamplePlan {
+  Launch launch;
+  int64_t sort_width = 0;
+  int64_t scratch_bytes = 0;  // sort keys and the candidate order of every row (0 without truncation)
+};
+SamplePlan plan_sampling(int64_t vocab, int64_t batch, bool truncate);
+
+// A generate() call on the device: the KV cache of every layer, the prefill's
+// activations, one decoding step's, the logits of a step and the sampler.
+struct GeneratePlan {
+  int64_t slots = 0;          // cache slots per row: prompt width + max(new tokens, 1)
+  int64_t kv_cache_bytes = 0; // keys and values, [layers, batch, slots, kv_dim] each, fp32
+  int64_t prefill_bytes = 0;  // the prefill's activations (one layer's, reused)
+  int64_t step_bytes = 0;     // a decoding step's activations and [batch, vocab] logits
+  FlashPlan prefill_attention;
+  DecodePlan decode_attention;
+  SamplePlan sampling;
+  int64_t total() const { return kv_cache_bytes + prefill_bytes + step_bytes + sampling.scratch_bytes; }
+};
+GeneratePlan plan_generate(const model::ModelConfig& config, int64_t batch, int64_t prompt, int64_t new_tokens,
+                           bool truncate);
 
 struct EnginePlan {
   int64_t batch, steps, rows;
@@ -87,6 +153,8 @@ struct EnginePlan {
   int64_t head_chunk_rows;  // classifier rows per chunk: [rows, vocab] logits at most ~64 MB
   std::vector<NamedGemm> gemms;
   Launch norm, elementwise, embed, attention_softmax, attention_decode, classifier, adamw;
+  FlashPlan attention_flash;  // the forward's attention
+  FlashBackwardPlan attention_flash_backward;  // the backward's (train only)
   MemoryPlan memory;
 };
 

@@ -24,4 +24,16 @@ __device__ T block_sum(T v, T* scratch) {
   return total;
 }
 
+// Max over the block; every thread gets the result. `scratch` holds one float per warp.
+__device__ inline float block_max(float v, float* scratch) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = (blockDim.x + kWarp - 1) / kWarp;
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float all = -INFINITY;
+  for (int w = 0; w < warps; ++w) all = fmaxf(all, scratch[w]);
+  return all;
+}
+
 }  // namespace rlfarm::cuda::reduce

@@ -13,7 +13,7 @@
 
 namespace rlfarm::model {
 
-GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) {
+GeneratePrompts Transformer::check_generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) const {
   const char* op = "model.generate";
   check_tokens(prompts, mask, op);
   const ModelConfig& c = config_;
@@ -28,28 +28,76 @@ GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, 
   }
   RLF_CHECK(o.pad_token >= 0 && o.pad_token < c.vocab, op, ": padToken ", o.pad_token, " is outside the vocabulary");
 
+  GeneratePrompts p;
+  p.batch = B;
+  p.width = P;
+  p.tokens.assign(prompts.data<int32_t>(), prompts.data<int32_t>() + B * P);
+  positions_from_mask(mask, B, P, p.positions, p.key_valid);
+  p.length.assign(B, 0);
+  p.last.assign(B, 0);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < P; ++t) {
+      if (p.key_valid[b * P + t]) {
+        ++p.length[b];
+        p.last[b] = static_cast<int32_t>(t);
+      }
+    }
+    RLF_CHECK(p.length[b] > 0, op, ": prompt ", b, " has no tokens (its attention mask is all 0)");
+    if (c.arch == Arch::gpt2) {
+      RLF_CHECK(p.length[b] + new_tokens <= c.max_positions, op, ": prompt ", b, " has ", p.length[b],
+                " tokens; with maxNewTokens ", new_tokens, " it would pass GPT-2's n_positions (", c.max_positions, ")");
+    }
+  }
+  return p;
+}
+
+GenerateResult generate_result(const GeneratePrompts& p, int64_t new_tokens, int64_t steps_done,
+                               const int32_t* out_tokens, const float* out_logprobs, const int32_t* lengths) {
+  const int64_t B = p.batch, P = p.width;
+  GenerateResult r;
+  r.tokens = empty({B, P + steps_done}, DType::i32, Device::host());
+  r.logprobs = empty({B, steps_done}, DType::f32, Device::host());
+  r.lengths = empty({B}, DType::i32, Device::host());
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(r.tokens.data<int32_t>() + b * (P + steps_done), p.tokens.data() + b * P, sizeof(int32_t) * P);
+    std::memcpy(r.tokens.data<int32_t>() + b * (P + steps_done) + P, out_tokens + b * new_tokens,
+                sizeof(int32_t) * steps_done);
+    std::memcpy(r.logprobs.data<float>() + b * steps_done, out_logprobs + b * new_tokens, sizeof(float) * steps_done);
+    r.lengths.data<int32_t>()[b] = lengths[b];
+  }
+  const int64_t width = P + steps_done;
+  r.attention_mask = zeros({B, width}, DType::u8, Device::host());
+  r.action_mask = zeros({B, width - 1}, DType::f32, Device::host());
+  r.last_mask = zeros({B, width - 1}, DType::f32, Device::host());
+  for (int64_t b = 0; b < B; ++b) {
+    uint8_t* attention = r.attention_mask.data<uint8_t>() + b * width;
+    float* action = r.action_mask.data<float>() + b * (width - 1);
+    std::memcpy(attention, p.key_valid.data() + b * P, P);
+    // New token j sits at P + j; its log-prob at P - 1 + j (predicted from the token before it).
+    for (int64_t j = 0; j < lengths[b]; ++j) {
+      attention[P + j] = 1;
+      action[P - 1 + j] = 1.0f;
+    }
+    if (lengths[b] > 0) r.last_mask.data<float>()[b * (width - 1) + P - 1 + lengths[b] - 1] = 1.0f;
+  }
+  return r;
+}
+
+GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) {
+  const GeneratePrompts gp = check_generate(prompts, mask, o);
+  const ModelConfig& c = config_;
+  const int64_t B = gp.batch, P = gp.width, new_tokens = o.max_new_tokens;
+  const std::vector<int32_t>& length = gp.length;
+  const std::vector<int32_t>& last = gp.last;
+
   Saved s;
   s.batch = B;
   s.steps = P;
   s.rows = B * P;
-  s.tokens.assign(prompts.data<int32_t>(), prompts.data<int32_t>() + s.rows);
-  positions_from_mask(mask, B, P, s.positions, s.key_valid);
+  s.tokens = gp.tokens;
+  s.positions = gp.positions;
+  s.key_valid = gp.key_valid;
   s.masked = true;
-  std::vector<int32_t> length(B, 0), last(B, 0);
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = 0; t < P; ++t) {
-      if (s.key_valid[b * P + t]) {
-        ++length[b];
-        last[b] = static_cast<int32_t>(t);
-      }
-    }
-    RLF_CHECK(length[b] > 0, op, ": prompt ", b, " has no tokens (its attention mask is all 0)");
-    if (c.arch == Arch::gpt2) {
-      RLF_CHECK(length[b] + new_tokens <= c.max_positions, op, ": prompt ", b, " has ", length[b],
-                " tokens; with maxNewTokens ", new_tokens, " it would pass GPT-2's n_positions (", c.max_positions, ")");
-    }
-  }
-
   const int64_t d = c.dim, V = c.vocab, kv = c.kv_dim(), qkv_dim = c.qkv_dim();
   const int64_t slots = P + std::max<int64_t>(new_tokens, 1);
   const int64_t up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
@@ -79,7 +127,6 @@ GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, 
   for (int64_t b = 0; b < B; ++b) std::memcpy(normed.data() + b * d, s.final_normed.data() + (b * P + last[b]) * d, sizeof(float) * d);
   linear(normed.data(), B, d, Pm + layout_.lm_head, V, logits.data(), V, false);
 
-  GenerateResult r;
   std::vector<int32_t> out_tokens(static_cast<size_t>(B * new_tokens), o.pad_token), lengths(B, 0);
   std::vector<float> out_logprobs(static_cast<size_t>(B * new_tokens), 0.0f);
   std::vector<uint8_t> finished(B, 0);
@@ -87,7 +134,7 @@ GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, 
   int64_t steps_done = 0;
   for (int64_t step = 0; step < new_tokens; ++step) {
     parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<int32_t> scratch;
+      SampleScratch scratch;
       for (int64_t b = b0; b < b1; ++b) {
         if (finished[b]) {
           step_tokens[b] = o.pad_token;
@@ -123,32 +170,7 @@ GenerateResult Transformer::generate(const Tensor& prompts, const Tensor& mask, 
     linear(normed.data(), B, d, Pm + layout_.lm_head, V, logits.data(), V, false);
   }
 
-  r.tokens = empty({B, P + steps_done}, DType::i32, Device::host());
-  r.logprobs = empty({B, steps_done}, DType::f32, Device::host());
-  r.lengths = empty({B}, DType::i32, Device::host());
-  for (int64_t b = 0; b < B; ++b) {
-    std::memcpy(r.tokens.data<int32_t>() + b * (P + steps_done), s.tokens.data() + b * P, sizeof(int32_t) * P);
-    std::memcpy(r.tokens.data<int32_t>() + b * (P + steps_done) + P, out_tokens.data() + b * new_tokens,
-                sizeof(int32_t) * steps_done);
-    std::memcpy(r.logprobs.data<float>() + b * steps_done, out_logprobs.data() + b * new_tokens, sizeof(float) * steps_done);
-    r.lengths.data<int32_t>()[b] = lengths[b];
-  }
-  const int64_t width = P + steps_done;
-  r.attention_mask = zeros({B, width}, DType::u8, Device::host());
-  r.action_mask = zeros({B, width - 1}, DType::f32, Device::host());
-  r.last_mask = zeros({B, width - 1}, DType::f32, Device::host());
-  for (int64_t b = 0; b < B; ++b) {
-    uint8_t* attention = r.attention_mask.data<uint8_t>() + b * width;
-    float* action = r.action_mask.data<float>() + b * (width - 1);
-    std::memcpy(attention, s.key_valid.data() + b * P, P);
-    // New token j sits at P + j; its log-prob at P - 1 + j (predicted from the token before it).
-    for (int64_t j = 0; j < lengths[b]; ++j) {
-      attention[P + j] = 1;
-      action[P - 1 + j] = 1.0f;
-    }
-    if (lengths[b] > 0) r.last_mask.data<float>()[b * (width - 1) + P - 1 + lengths[b] - 1] = 1.0f;
-  }
-  return r;
+  return generate_result(gp, new_tokens, steps_done, out_tokens.data(), out_logprobs.data(), lengths.data());
 }
 
 }  // namespace rlfarm::model

@@ -1,6 +1,7 @@
 // Per-element math of the transformer, written once for the CPU engine and the
 // CUDA kernels (__host__ __device__ under nvcc): the AdamW update, the RoPE
-// rotation of a pair, GELU-tanh and SwiGLU with their gradients. The CPU
+// rotation of a pair, GELU-tanh and SwiGLU with their gradients, and the
+// online softmax of the fused attention kernel. The CPU
 // optimizer and RoPE call these; the CPU's vector GELU/SwiGLU
 // (cpu/elementwise_impl.h) use the same formulas, and test/nn-math.test.ts
 // checks these scalar forms through the addon's elementMath entry.
@@ -40,6 +41,20 @@ RLF_HD void swiglu_grad(float gate, float up, float dy, float& dgate, float& dup
   const float s = sigmoid(gate);
   dgate = dy * up * s * (1.0f + gate * (1.0f - s));
   dup = dy * gate * s;
+}
+
+// Online softmax, the fused attention's running state: folds score s into the
+// running max m and sum l of exp(score - m). Returns the factor that rescales
+// what was accumulated under the old max (0 on the first score, m = -inf), and
+// sets p = exp(s - m) under the new max. Scores are finite (masked keys are
+// never folded).
+RLF_HD float online_softmax_fold(float& m, float& l, float s, float& p) {
+  const float m_new = fmaxf(m, s);
+  const float alpha = expf(m - m_new);
+  p = expf(s - m_new);
+  l = l * alpha + p;
+  m = m_new;
+  return alpha;
 }
 
 // Rotates the pair (a, b) = (x[i], x[i + half]) by the angle whose cosine is c

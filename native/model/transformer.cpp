@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 
+#include "../core/cuda_runtime.h"
 #include "../core/error.h"
 #include "../core/huge_pages.h"
 #include "../ops/kernels.h"
@@ -92,32 +93,46 @@ void Transformer::check_forward(const Tensor& tokens, const Tensor& mask, const 
             "model.forward: values at log-prob positions need sequences of at least 2 tokens; got ", tokens.shape[1]);
 }
 
+// Copies `rows` rows of `width` floats between row strides, on the host or on
+// the tensors' CUDA device (a cuda model's outputs may stay there).
+static void copy_rows(const Tensor& from, int64_t from_stride, Tensor& to, int64_t to_stride, int64_t rows, int64_t width) {
+  const size_t bytes = sizeof(float) * static_cast<size_t>(width);
+  for (int64_t b = 0; b < rows; ++b) {
+    const float* src = from.data<float>() + b * from_stride;
+    float* dst = to.data<float>() + b * to_stride;
+    if (from.device().is_cpu()) std::memcpy(dst, src, bytes);
+    else cuda::copy_device_to_device(from.device().index, dst, src, bytes);
+  }
+}
+
 Tensor values_on_action_grid(const Tensor& values) {
   const int64_t B = values.shape[0], T = values.shape[1];
-  Tensor out = empty({B, T - 1}, DType::f32, Device::host());
-  for (int64_t b = 0; b < B; ++b) {
-    std::copy_n(values.data<float>() + b * T, T - 1, out.data<float>() + b * (T - 1));
-  }
+  Tensor out = empty({B, T - 1}, DType::f32, values.device());
+  copy_rows(values, T, out, T - 1, B, T - 1);
   return out;
 }
 
 Tensor grad_from_action_grid(const Tensor& grad, int64_t steps) {
   const int64_t B = grad.shape[0];
-  Tensor out = zeros({B, steps}, DType::f32, Device::host());
-  for (int64_t b = 0; b < B; ++b) {
-    std::copy_n(grad.data<float>() + b * (steps - 1), steps - 1, out.data<float>() + b * steps);
-  }
+  Tensor out = zeros({B, steps}, DType::f32, grad.device());
+  copy_rows(grad, steps - 1, out, steps, B, steps - 1);
   return out;
 }
 
 void Transformer::check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values,
-                                 int64_t batch, int64_t steps, bool entropy_kept, bool action_values) const {
+                                 int64_t batch, int64_t steps, bool entropy_kept, bool action_values, int device) const {
   const Shape target_shape{batch, steps - 1};
   for (const auto& [g, name, shape] : {std::tuple{&grad_logp, "gradLogp", target_shape},
                                        std::tuple{&grad_entropy, "gradEntropy", target_shape},
                                        std::tuple{&grad_values, "gradValues", Shape{batch, action_values ? steps - 1 : steps}}}) {
     if (!g->defined()) continue;
     check_usable(*g, "model.backward");
+    if (device >= 0) {
+      const bool placed = g->device().is_cpu() || (g->device().is_cuda() && g->device().index == device);
+      RLF_CHECK(g->dtype == DType::f32 && placed && g->shape == shape, "model.backward: ", name, " must be an f32 tensor ",
+                shape_str(shape), " (the forward's batch) on the cpu or cuda:", device, "; got ", g->describe());
+      continue;
+    }
     RLF_CHECK(g->dtype == DType::f32 && g->device().is_cpu() && g->shape == shape, "model.backward: ", name,
               " must be a cpu f32 tensor ", shape_str(shape), " (the forward's batch); got ", g->describe());
   }

@@ -31,6 +31,7 @@ struct ForwardOptions {
   // beside logp[t], what a PPO value model needs); backward then takes
   // gradValues on that grid too.
   bool action_values = false;
+  bool on_device = false; // a cuda model's logp, entropy and values stay on its device (a cpu model ignores it)
 };
 
 struct ForwardResult {
@@ -59,9 +60,23 @@ struct GenerateResult {
 
 // Values on the log-prob grid: [B, T] -> [B, T-1] (the last position has no
 // next token), and a gradient on that grid back to [B, T] (zero there). Both
-// engines produce and take host values, so they share these.
+// engines share these (on the host, or on a cuda model's device).
 Tensor values_on_action_grid(const Tensor& values);
 Tensor grad_from_action_grid(const Tensor& grad, int64_t steps);
+
+// The prompts of a generate() call, checked: tokens, positions and validity as
+// a forward's, each row's token count and its last token's index.
+struct GeneratePrompts {
+  int64_t batch = 0, width = 0;
+  std::vector<int32_t> tokens, positions, length, last;
+  std::vector<uint8_t> key_valid;
+};
+
+// generate()'s result from its sampled tokens: out_tokens and out_logprobs are
+// [batch, new_tokens] of which the first steps_done columns were sampled;
+// lengths [batch] counts each row's new tokens.
+GenerateResult generate_result(const GeneratePrompts& p, int64_t new_tokens, int64_t steps_done,
+                               const int32_t* out_tokens, const float* out_logprobs, const int32_t* lengths);
 
 // Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0;
 // valid[i] is 1 where the mask is (every token without a mask).
@@ -93,11 +108,13 @@ class Transformer {
   void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values);
   GenerateResult generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& options);
 
-  // The checks of forward() and backward() (the CUDA engine makes the same ones).
+  // The checks of forward(), backward() and generate() (the CUDA engine makes the same ones).
+  GeneratePrompts check_generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) const;
   void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
   void check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const;
+  // device >= 0 (a cuda model's engine): gradients on cuda:device are taken too.
   void check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values, int64_t batch,
-                      int64_t steps, bool entropy_kept, bool action_values) const;
+                      int64_t steps, bool entropy_kept, bool action_values, int device = -1) const;
 
  private:
   struct Saved;  // activations of one forward

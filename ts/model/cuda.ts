@@ -43,7 +43,11 @@ export interface CudaPlan {
   precision: CudaPrecision
   headChunkRows: number
   gemms: CudaGemmPlan[]
-  launches: Record<'norm' | 'embed' | 'elementwise' | 'attentionSoftmax' | 'attentionDecode' | 'classifier' | 'adamw', CudaLaunch>
+  launches: Record<'norm' | 'embed' | 'elementwise' | 'attentionSoftmax' | 'attentionDecode' | 'attentionFlash' | 'classifier' | 'adamw', CudaLaunch>
+  /** The fused attention kernel's compiled head width (0: the head is wider than 128 and the reference attention runs) and keys per tile. */
+  flash: { headDimTile: number; keyTile: number }
+  /** Its backward (train): dQ a thread per query, dK and dV a thread per key; headDimTile 0 for heads wider than 64 (the reference backward runs). */
+  flashBackward: { headDimTile: number; tile: number; dq: CudaLaunch; dkv: CudaLaunch }
   memory: Record<'params' | 'working' | 'grads' | 'adamM' | 'adamV' | 'activations' | 'scratch' | 'head' | 'attention' | 'total', number>
 }
 

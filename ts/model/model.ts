@@ -67,6 +67,13 @@ export interface ForwardOptions {
    * Default false.
    */
   values?: boolean | 'actions'
+  /**
+   * On a cuda model: logp, entropy and values come back as cuda tensors on its
+   * device, so that a loss computed there with ops (ops.ppoPolicyLoss, ...) and
+   * model.backward (which takes gradients on that device) keep [B, T] tensors
+   * off the host. Default false: cpu tensors. A cpu model ignores it.
+   */
+  onDevice?: boolean
 }
 
 export interface ForwardOutput {
@@ -420,7 +427,7 @@ export class Model {
   }
 
   async #forward(where: string, tokens: Tensor, options: ForwardOptions): Promise<ForwardOutput> {
-    checkKeys(where, options, ['attentionMask', 'train', 'logprobs', 'entropy', 'temperature', 'logits', 'values'])
+    checkKeys(where, options, ['attentionMask', 'train', 'logprobs', 'entropy', 'temperature', 'logits', 'values', 'onDevice'])
     if (!(tokens instanceof Tensor)) throw new TypeError(`${where}: tokens must be an i32 Tensor [B, T]; got ${describe(tokens)}`)
     const mask = options.attentionMask
     if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor`)
@@ -435,6 +442,7 @@ export class Model {
       logits: booleanOption(where, 'logits', options.logits, false),
       values: values !== false,
       actionValues: values === 'actions',
+      onDevice: booleanOption(where, 'onDevice', options.onDevice, false),
     }
     const r = await withCallerStack(() => this.#queue.enqueue(where.slice('model.'.length), () => this.#native.forward(tokens.native, mask?.native, nativeOptions)))
     const out: ForwardOutput = {}
