@@ -10,8 +10,8 @@
 import type { Model } from '../model/model.js'
 import type { Tokenizer } from '../tokenizers/index.js'
 import { Tensor } from '../tensor.js'
-import { AnnotatorPool, aShownFirst, goldPreference, poolPreference, winRateOf, type WinRate } from './farm.js'
-import { parseTask } from './families.js'
+import { ASPECTS, critiqueQuestion, overallOfRatings, parseCritiqueReply, parseRatingReply, RATING_ANSWER, ratingPrompt, type Aspect, type RatedCompletion, type RatingItem, type RatingJudge } from './ratings.js'
+import { AnnotatorPool, aShownFirst, goldPreference, poolPreference, requireFarmPrompts, winRateOf, type WinRate } from './farm.js'
 
 export interface Pair {
   prompt: string
@@ -38,17 +38,10 @@ async function inShownOrder<V extends Preference | null>(pairs: readonly Pair[],
   return answers.map((x, i) => (firsts[i] || x === 0.5 || x === null ? x : ((1 - x) as V)))
 }
 
-function requireFarmPrompts(prompts: readonly string[], judge: string): void {
-  const i = prompts.findIndex((p) => parseTask(p) === undefined)
-  if (i >= 0) {
-    throw new Error(`the ${judge} judge compares responses to farm instructions only; prompt ${i + 1} is ${JSON.stringify(prompts[i].slice(0, 80))} (use judge.kind llm or http for other prompts)`)
-  }
-}
-
 export class GoldJudge implements PairJudge {
   readonly name = 'gold'
   checkPrompts(prompts: readonly string[]): void {
-    requireFarmPrompts(prompts, this.name)
+    requireFarmPrompts(prompts, `the ${this.name} judge compares`)
   }
   async compare(pairs: readonly Pair[]): Promise<Preference[]> {
     this.checkPrompts(pairs.map((p) => p.prompt))
@@ -60,7 +53,7 @@ export class PoolJudge implements PairJudge {
   readonly name = 'pool'
   constructor(readonly pool: AnnotatorPool) {}
   checkPrompts(prompts: readonly string[]): void {
-    requireFarmPrompts(prompts, this.name)
+    requireFarmPrompts(prompts, `the ${this.name} judge compares`)
   }
   async compare(pairs: readonly Pair[]): Promise<Preference[]> {
     this.checkPrompts(pairs.map((p) => p.prompt))
@@ -149,6 +142,42 @@ export class LlmJudge implements PairJudge {
       const questions = shown.map((p) => encodeQuestion(this.tokenizer, judgePrompt(p), LLM_JUDGE_ANSWER, chatTemplate))
       const lps = await nextTokenLogprobs(this.model, questions, letters, this.options.batchSize ?? 8, 'LlmJudge')
       return lps.map(([la, lb]) => (la > lb ? 0 : lb > la ? 1 : 0.5))
+    })
+  }
+}
+
+/**
+ * A local model as rater: one question per aspect (ratingPrompt), the rating
+ * the digit "1" to "5" the model finds likeliest after "Rating: " (read from
+ * its log-probs, not sampled, so there is no malformed answer); the overall
+ * score is the mean rating's (overallOfRatings), and the critique lists the
+ * ratings: the model writes none.
+ */
+export class LlmRater implements RatingJudge {
+  readonly name = 'llm'
+  constructor(
+    readonly model: Model,
+    readonly tokenizer: Tokenizer,
+    readonly options: { batchSize?: number; chatTemplate?: boolean } = {},
+  ) {}
+
+  async rate(items: readonly RatingItem[]): Promise<RatedCompletion[]> {
+    const digits = singleTokens(this.tokenizer, ['1', '2', '3', '4', '5'], 'LlmRater')
+    const chatTemplate = this.options.chatTemplate ?? true
+    const questions = items.flatMap((it) => ASPECTS.map((a) => encodeQuestion(this.tokenizer, ratingPrompt(a, it), RATING_ANSWER, chatTemplate)))
+    const lps = await nextTokenLogprobs(this.model, questions, digits, this.options.batchSize ?? 8, 'LlmRater')
+    return items.map((_, i) => {
+      const ratings = {} as Record<Aspect, number>
+      const rationales = {} as Record<Aspect, string>
+      ASPECTS.forEach((a, k) => {
+        const lp = lps[i * ASPECTS.length + k]
+        const top = Math.max(...lp)
+        const z = lp.reduce((sum, x) => sum + Math.exp(x - top), 0)
+        ratings[a] = lp.indexOf(top) + 1
+        rationales[a] = `The judge model's probabilities of the ratings 1 to 5: ${lp.map((x) => (Math.exp(x - top) / z).toFixed(2)).join(', ')}.`
+      })
+      const critique = `The judge model rates ${ASPECTS.map((a) => `${a.replace('_', ' ')} ${ratings[a]}`).join(', ')} out of 5.`
+      return { ratings, rationales, overall: overallOfRatings(ratings), critique }
     })
   }
 }
@@ -353,6 +382,47 @@ export class HttpJudge implements PairJudge {
   async compare(pairs: readonly Pair[]): Promise<(Preference | null)[]> {
     const read = (reply: string) => parseVerdict(reply) ?? `cannot read "a" or "b" from the reply ${JSON.stringify(reply.slice(0, 80))}`
     return inShownOrder(pairs, this.options.seed ?? 0, (shown) => this.chat.each(shown, (p) => this.chat.ask(judgePrompt(p), 8, read)))
+  }
+}
+
+/**
+ * An OpenAI-compatible chat endpoint as rater: a question per aspect
+ * (ratingPrompt, "Rating: N" and a rationale back) and one for the critique
+ * and overall score (critiqueQuestion). A reply that cannot be read is
+ * retried (HttpChat), then that completion is left out (null) and counted in
+ * `skipped`; nothing unreadable becomes a rating.
+ */
+export class HttpRater implements RatingJudge {
+  readonly name = 'http'
+  readonly chat: HttpChat
+  constructor(readonly options: HttpJudgeOptions) {
+    this.chat = new HttpChat(options)
+  }
+
+  get skipped(): { count: number; reasons: string[] } {
+    return this.chat.skipped
+  }
+
+  async rate(items: readonly RatingItem[]): Promise<(RatedCompletion | null)[]> {
+    const asks = items.flatMap((it, i) => [...ASPECTS.map((a) => ({ i, aspect: a as Aspect | undefined, it })), { i, aspect: undefined, it }])
+    type Reply = { rating: number; rationale: string } | { critique: string; overall: number } | null
+    const replies = await this.chat.each(asks, ({ aspect, it }): Promise<Reply> =>
+      aspect ? this.chat.ask(ratingPrompt(aspect, it), 200, parseRatingReply) : this.chat.ask(critiqueQuestion(it), 300, parseCritiqueReply),
+    )
+    const per = ASPECTS.length + 1
+    return items.map((_, i) => {
+      const mine = replies.slice(i * per, (i + 1) * per)
+      if (mine.some((r) => r === null)) return null
+      const ratings = {} as Record<Aspect, number>
+      const rationales = {} as Record<Aspect, string>
+      ASPECTS.forEach((a, k) => {
+        const r = mine[k] as { rating: number; rationale: string }
+        ratings[a] = r.rating
+        rationales[a] = r.rationale
+      })
+      const c = mine[ASPECTS.length] as { critique: string; overall: number }
+      return { ratings, rationales, overall: c.overall, critique: c.critique }
+    })
   }
 }
 
