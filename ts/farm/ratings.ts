@@ -46,6 +46,22 @@ export function critiqueOf(faults: Faults): string {
   return parts.length ? parts.join(' ') : 'The answer is right and nothing else is said.'
 }
 
+/** The kinds of fault gold can find: a wrong (or partly right, or missing) answer, and chatter after it. */
+export interface FaultKinds {
+  wrongAnswer: boolean
+  chatter: boolean
+}
+
+/** The kinds of fault a critique written as critiqueOf writes them names (a critique model's, read back). */
+export function faultsNamed(critique: string): FaultKinds {
+  return { wrongAnswer: /\bis (?:wrong|partly right)\b|\bthere is no answer\b/i.test(critique), chatter: /\badds text after the answer\b/i.test(critique) }
+}
+
+/** The kinds of fault gold finds in `faults`. */
+export function faultKindsOf(faults: Faults): FaultKinds {
+  return { wrongAnswer: faults.wrongAnswer !== undefined, chatter: faults.chatter !== undefined }
+}
+
 /** Gold's value of each aspect in [0, 1]. */
 function goldAspects(instruction: string, response: string, faults: Faults): Record<Aspect, number> {
   const gold = goldScore(instruction, response)
