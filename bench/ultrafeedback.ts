@@ -4,8 +4,8 @@
 // (farm -> SFT at two sizes -> pool ratings -> reward model -> critique model
 // -> best-of-n) plus the stages its measurements need:
 //   label_pairs   pairwise pool labels of SFT samples at the same number of
-//                 judged completions as the ratings (1000 instructions x 2
-//                 pairs = 4000 completions; the ratings: 1000 x 4)
+//                 judged completions as the ratings (3000 instructions x 2
+//                 pairs = 12000 completions; the ratings: 3000 x 4)
 //   reward_mean   a reward model on the ratings binarised by mean aspect rating
 //                 (the example's reward binarises by overall score)
 //   reward_pairs  a reward model on the pairwise labels

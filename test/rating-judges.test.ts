@@ -162,3 +162,27 @@ t.test('critic judge: no readable score is retried, then left out and counted; a
   t.same(await critic.compare([{ prompt: 'add 2 and 3', a: ' 5', b: ' 6' }]), [null], 'a pair without both scores has no verdict')
   await t.rejects(critic.rate([{ prompt: 'add 2 and 3', response: 'x'.repeat(300) }]), /critic judge: item 1's question is \d+ tokens; the critique model has 256 positions/)
 })
+
+t.test('rlfarm run examples/ultrafeedback.yaml, shrunk: farm, SFT at two sizes, ratings, reward model, critique model, best-of-n, eval', async (t) => {
+  const { spawnSync } = await import('node:child_process')
+  const ROOT = path.join(__dirname, '..')
+  const out = tempDir(t, 'uf-example')
+  const set = [
+    'stages[0].run.farm={"sft_size":2000,"preference_size":40,"unlabelled_size":8,"eval_size":8}',
+    'stages[1].run.training.max_steps=30',
+    'stages[2].run.training.max_steps=10',
+    'stages[4].run.data.eval_size=4',
+    'stages[4].run.training.epochs=1',
+    'stages[5].run.training.max_steps=10',
+    // A critique model of ten steps writes no readable score (the stage would stop: nothing rated); gold rates here, the critic in bench/ultrafeedback.ts.
+    'stages[6].run.judge={"kind":"gold"}',
+  ].flatMap((s) => ['--set', s])
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'rlfarm.js'), 'run', 'examples/ultrafeedback.yaml', '--out', out, '--progress', 'none', ...set], { cwd: ROOT, encoding: 'utf8', timeout: 900_000 })
+  t.equal(r.status, 0, r.stderr)
+  const summary = JSON.parse(fs.readFileSync(path.join(out, 'ultrafeedback', 'summary.json'), 'utf8')) as { stages: { name: string; metrics: Record<string, number> }[] }
+  t.same(summary.stages.map((s) => s.name), ['farm', 'sft', 'sft_small', 'rate', 'reward', 'critic', 'critic_rate', 'best_of_1', 'best_of_4', 'best_of_16', 'eval_best_of_1', 'eval_best_of_4', 'eval_best_of_16'])
+  const m = (name: string) => summary.stages.find((s) => s.name === name)!.metrics
+  t.equal(m('rate').completions, 160, '40 instructions x 4 completions rated')
+  t.ok(fs.existsSync(path.join(out, 'ultrafeedback', 'critic', 'model')), 'a critique model')
+  for (const n of [1, 4, 16]) t.ok(m(`eval_best_of_${n}`).win_rate >= 0 && m(`eval_best_of_${n}`).n === 8, `best-of-${n} evaluated by gold on the 8 held-out instructions`)
+})

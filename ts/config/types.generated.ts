@@ -775,7 +775,7 @@ export interface JudgeConfig {
   /** http: per request. `uint32`, default `60000`, range >= 1. */
   timeout_ms: number
   /**
-   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted).
+   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted); critic: resamples of an answer without a readable score.
    *
    * `uint32`, default `2`.
    */
@@ -821,7 +821,7 @@ export interface JudgeConfigInput {
   /** http: per request. `uint32`, default `60000`, range >= 1. */
   timeout_ms?: number
   /**
-   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted).
+   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted); critic: resamples of an answer without a readable score.
    *
    * `uint32`, default `2`.
    */
