@@ -186,3 +186,29 @@ t.test('rlfarm run examples/ultrafeedback.yaml, shrunk: farm, SFT at two sizes, 
   t.ok(fs.existsSync(path.join(out, 'ultrafeedback', 'critic', 'model')), 'a critique model')
   for (const n of [1, 4, 16]) t.ok(m(`eval_best_of_${n}`).win_rate >= 0 && m(`eval_best_of_${n}`).n === 8, `best-of-${n} evaluated by gold on the 8 held-out instructions`)
 })
+
+t.test('critic judge: a critique model trained on ultrafeedback_critique rows rates with its critique and score, and compares by the scores', async (t) => {
+  const out = tempDir(t, 'critic')
+  const items = [{ prompt: 'add 2 and 3', response: ' 5' }, { prompt: 'add 2 and 3', response: ' 6\nok' }]
+  const golds = items.map((it) => goldRating(it.prompt, it.response))
+  const rows = path.join(out, 'ratings.jsonl')
+  fs.writeFileSync(rows, `${JSON.stringify({ instruction: 'add 2 and 3', completions: items.map((it, i) => ({ response: it.response, critique: golds[i].critique, overall_score: golds[i].overall })) })}\n`)
+  const { model } = await train({
+    algorithm: 'sft',
+    output_dir: out,
+    name: 'critic',
+    seed: 3,
+    policy: { tokenizer: 'byte', init: { hidden_size: 64, layers: 1, heads: 2, max_positions: 320 } },
+    data: { train: rows, format: 'ultrafeedback_critique', max_length: 320, chat_template: false, check_text: false },
+    optimizer: { lr: 1e-2 },
+    training: { batch_size: 2, max_steps: 200 },
+    logging: { progress: 'none' },
+  })
+  const critic = new CriticJudge(await Model.load(model!), new ByteTokenizer(), { chatTemplate: false })
+  const rated = await critic.rate(items)
+  t.same(rated.map((r) => r?.overall), golds.map((g) => g.overall), 'the scores it was trained to write (10 and 4)')
+  t.same(rated.map((r) => r?.critique), golds.map((g) => g.critique), 'its critiques, without the score line')
+  t.same(rated[1]!.ratings, { instruction_following: 2, honesty: 2, truthfulness: 2, helpfulness: 2 }, 'each aspect: the overall score on 1 to 5')
+  t.same(await critic.compare([{ prompt: 'add 2 and 3', a: ' 6\nok', b: ' 5' }]), [1], 'the higher score wins')
+  t.equal(critic.skipped.count, 0)
+})
