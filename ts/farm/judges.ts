@@ -362,22 +362,26 @@ export class HttpChat {
   }
 }
 
-/**
- * An OpenAI-compatible chat endpoint as judge, asked judgePrompt's question
- * (see HttpChat for the timeouts, retries and the unreadable replies that are
- * left out and counted).
- */
-export class HttpJudge implements PairJudge {
-  readonly name = 'http'
+/** What the HTTP judges share: one endpoint, and what it left out. */
+abstract class OverHttp {
   readonly chat: HttpChat
   constructor(readonly options: HttpJudgeOptions) {
     this.chat = new HttpChat(options)
   }
 
-  /** Pairs left out because every try gave an unreadable reply, with the first reasons. */
+  /** Questions left out because every try gave an unreadable reply, with the first reasons. */
   get skipped(): { count: number; reasons: string[] } {
     return this.chat.skipped
   }
+}
+
+/**
+ * An OpenAI-compatible chat endpoint as judge, asked judgePrompt's question
+ * (see HttpChat for the timeouts, retries and the unreadable replies that are
+ * left out and counted).
+ */
+export class HttpJudge extends OverHttp implements PairJudge {
+  readonly name = 'http'
 
   async compare(pairs: readonly Pair[]): Promise<(Preference | null)[]> {
     const read = (reply: string) => parseVerdict(reply) ?? `cannot read "a" or "b" from the reply ${JSON.stringify(reply.slice(0, 80))}`
@@ -392,16 +396,8 @@ export class HttpJudge implements PairJudge {
  * retried (HttpChat), then that completion is left out (null) and counted in
  * `skipped`; nothing unreadable becomes a rating.
  */
-export class HttpRater implements RatingJudge {
+export class HttpRater extends OverHttp implements RatingJudge {
   readonly name = 'http'
-  readonly chat: HttpChat
-  constructor(readonly options: HttpJudgeOptions) {
-    this.chat = new HttpChat(options)
-  }
-
-  get skipped(): { count: number; reasons: string[] } {
-    return this.chat.skipped
-  }
 
   async rate(items: readonly RatingItem[]): Promise<(RatedCompletion | null)[]> {
     const asks = items.flatMap((it, i) => [...ASPECTS.map((a) => ({ i, aspect: a as Aspect | undefined, it })), { i, aspect: undefined, it }])
