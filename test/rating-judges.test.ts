@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { ByteTokenizer, Model, train } from 'rlfarm'
-import { ASPECTS, CriticJudge, GoldRater, HttpRater, LlmRater, goldRating, overallOfRatings, parseCritiqueReply, parseRatingReply, PoolRater, ratingPrompt } from 'rlfarm/internal'
+import { ASPECTS, CriticJudge, GoldRater, HttpRater, LlmRater, critiqueOf, faultKindsOf, faultsNamed, faultsOf, goldRating, overallOfRatings, parseCritiqueReply, parseRatingReply, PoolRater, ratingPrompt } from 'rlfarm/internal'
 import { tempDir } from './helpers/common'
 
 t.test('parseRatingReply: "Rating: N" (1 to 5) and a rationale, else why not', async (t) => {
@@ -30,6 +30,16 @@ t.test('parseCritiqueReply: a critique and "Overall score: N" (1 to 10), else wh
   t.match(parseCritiqueReply('Critique: fine\nOverall score: high'), /not a number from 1 to 10/)
   t.match(parseCritiqueReply('Critique: fine'), /no "Overall score:"/)
   t.match(parseCritiqueReply('Overall score: 7'), /no critique/)
+})
+
+t.test("faultsNamed reads back the faults a critique names, as critiqueOf writes them", async (t) => {
+  const cases: [string, string][] = [['add 2 and 3', ' 5'], ['add 2 and 3', ' 6'], ['add 2 and 3', ' 5\nok'], ['add 2 and 3', ' 6\nok'], ['add 2 and 3', ''], ['reverse abc', ' xyz\nhope this helps']]
+  for (const [prompt, response] of cases) {
+    const faults = faultsOf(prompt, response)
+    t.same(faultsNamed(critiqueOf(faults)), faultKindsOf(faults), JSON.stringify(response))
+  }
+  t.same(faultsNamed('The answer is right and nothing else is said.'), { wrongAnswer: false, chatter: false })
+  t.same(faultsNamed('The answer "1" is wrong; a right answer is ".'), { wrongAnswer: true, chatter: false }, "a critic's garbled critique still names a wrong answer")
 })
 
 t.test("gold and pool raters rate as goldRating and poolRating; other prompts are refused", async (t) => {

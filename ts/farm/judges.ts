@@ -422,6 +422,12 @@ export class HttpRater extends OverHttp implements RatingJudge {
   }
 }
 
+/** What a judge left out and why, for the judges that count it (HTTP, critic). */
+function skippedOf(judge: PairJudge): { count: number; reasons: string[] } | undefined {
+  const skipped = (judge as { skipped?: { count: number; reasons: string[] } }).skipped
+  return skipped && skipped.count > 0 ? skipped : undefined
+}
+
 /**
  * Win-rate of responses against references by a judge: (wins + ties/2)/N over
  * the pairs it decided; `skipped` counts those it gave no usable answer for.
@@ -429,6 +435,6 @@ export class HttpRater extends OverHttp implements RatingJudge {
 export async function judgeWinRate(judge: PairJudge, items: readonly { prompt: string; response: string; reference: string }[]): Promise<WinRate & { skipped: number }> {
   const prefs = await judge.compare(items.map((it) => ({ prompt: it.prompt, a: it.response, b: it.reference })))
   const decided = prefs.filter((p): p is Preference => p !== null)
-  if (decided.length === 0) throw new Error(`the ${judge.name} judge gave no usable answer for any of the ${items.length} pairs${judge instanceof HttpJudge ? ` (first: ${judge.skipped.reasons[0]})` : ''}`)
+  if (decided.length === 0) throw new Error(`the ${judge.name} judge gave no usable answer for any of the ${items.length} pairs${skippedOf(judge) ? ` (first: ${skippedOf(judge)!.reasons[0]})` : ''}`)
   return { ...winRateOf(decided.map((p) => 1 - p)), skipped: prefs.length - decided.length }
 }
