@@ -1,4 +1,4 @@
-// npx tsx bench/ultrafeedback.ts [--out DIR] [--json]
+// npm run bench:ultrafeedback -- [--out DIR] [--json]
 //
 // UltraFeedback-style AI feedback on the farm, measured: examples/ultrafeedback.yaml
 // (farm -> SFT at two sizes -> pool ratings -> reward model -> critique model
