@@ -120,8 +120,10 @@ t.test('label.mode rate: a pool of two SFT models rated by the pool; data.format
   fs.writeFileSync(bad, `${JSON.stringify({ instruction: 'add 1 and 2', completions: [{ response: ' 3', overall_score: 10 }] })}\n`)
   await t.rejects(readDataset(bad, parseSftRow, { format: 'ultrafeedback_critique' }), /bad\.jsonl:1: .*completions\[0\]\.critique must be a non-empty string/)
 
-  const llm = await train({ algorithm: 'label', output_dir: out, name: 'bad', policy: { path: path.join(out, 'rate', 'sft', 'model') }, label: { mode: 'rate' }, judge: { kind: 'http', url: 'http://localhost:1/v1', model_name: 'x' }, data: { prompts: path.join(out, 'rate', 'farm', 'preference.jsonl'), ...data }, logging: { progress: 'none' } }).catch((e: Error) => e)
-  t.match(String(llm), /judge\.kind.*label\.mode rate rates with the farm's pool or gold judge; got "http"/)
+  const poem = path.join(out, 'poem.jsonl')
+  fs.writeFileSync(poem, `${JSON.stringify({ prompt: 'write a poem' })}\n`)
+  const notFarm = await train({ algorithm: 'label', output_dir: out, name: 'bad', policy: { path: path.join(out, 'rate', 'sft', 'model') }, label: { mode: 'rate' }, judge: { kind: 'pool' }, data: { prompts: poem, ...data }, logging: { progress: 'none' } }).catch((e: Error) => e)
+  t.match(String(notFarm), /the pool judge rates responses to farm instructions only; prompt 1 is "write a poem" \(use judge\.kind llm, http or critic for other prompts\)/)
 })
 
 t.test('parseCritiqueScore: the score after "Overall score:", 1 to 10, or nothing', async (t) => {

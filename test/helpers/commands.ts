@@ -98,9 +98,9 @@ export function notRunHere(command: string): string | undefined {
   return undefined
 }
 
-/** quickstart and compare: 6 to 15 minutes each. */
+/** quickstart, compare and the UltraFeedback example: 6 to 20 minutes each. */
 function isLong(command: string): boolean {
-  return /rlfarm (quickstart|compare)\b/.test(command)
+  return /rlfarm (quickstart|compare)\b|rlfarm run examples\/ultrafeedback\.yaml/.test(command)
 }
 
 /** A scratch directory with examples/ and this checkout installed as node_modules/rlfarm. */
@@ -138,7 +138,7 @@ export async function runAll(t: Test, commands: string[], cwd: string) {
           // As written, in the checkout whose quickstart has finished: the second run prints its table.
           const r = runCommand(t, part, ROOT)
           t.match(r.stdout, /policy\s+win-rate \(gold\)\s+pool win-rate\s+n\n[-\s]+\nsft\s+[\d.]+ ± [\d.]+/, 'the table of the finished quickstart')
-        } else t.skip(`${part}: 6-15 minutes on two cores; RLFARM_README_LONG=1 runs it (cli.test.ts and farm-pipeline.test.ts run it shrunk)`)
+        } else t.skip(`${part}: 6-20 minutes on two cores; RLFARM_README_LONG=1 runs it (cli.test.ts, farm-pipeline.test.ts and rating-judges.test.ts run them shrunk)`)
         continue
       }
       runCommand(t, part, cwd)

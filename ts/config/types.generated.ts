@@ -753,11 +753,11 @@ export interface ExpertIterationConfigInput {
  */
 export interface JudgeConfig {
   /**
-   * pool: the farm's simulated annotators; gold: the farm's gold evaluator; llm: a local model asked which response is better; http: an OpenAI-compatible chat endpoint.
+   * pool: the farm's simulated annotators; gold: the farm's gold evaluator; llm: a local model asked which response is better; http: an OpenAI-compatible chat endpoint; critic: a critique model (trained on data.format ultrafeedback_critique rows) whose overall scores rate or compare.
    *
    * `string`, default `'pool'`.
    */
-  kind: 'pool' | 'gold' | 'llm' | 'http'
+  kind: 'pool' | 'gold' | 'llm' | 'http' | 'critic'
   /** pool: AlpacaFarm's p, the label is a coin flip with probability 2p. `double`, default `0.25`, range [0, 0.5]. */
   label_noise: number
   /**
@@ -766,7 +766,7 @@ export interface JudgeConfig {
    * `uint32`, default `0`.
    */
   seed: number
-  /** llm: the judge model (a directory with its tokenizer). `ModelSpec`. */
+  /** llm and critic: the judge model (a directory with its tokenizer). `ModelSpec`. */
   model: ModelSpec
   /** http: the endpoint's base URL (…/v1), e.g. http://localhost:8000/v1. `string`. */
   url: string | undefined
@@ -779,7 +779,7 @@ export interface JudgeConfig {
   /** http: per request. `uint32`, default `60000`, range >= 1. */
   timeout_ms: number
   /**
-   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted).
+   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted); critic: resamples of an answer without a readable score.
    *
    * `uint32`, default `2`.
    */
@@ -799,11 +799,11 @@ export interface JudgeConfig {
 /** `JudgeConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
 export interface JudgeConfigInput {
   /**
-   * pool: the farm's simulated annotators; gold: the farm's gold evaluator; llm: a local model asked which response is better; http: an OpenAI-compatible chat endpoint.
+   * pool: the farm's simulated annotators; gold: the farm's gold evaluator; llm: a local model asked which response is better; http: an OpenAI-compatible chat endpoint; critic: a critique model (trained on data.format ultrafeedback_critique rows) whose overall scores rate or compare.
    *
    * `string`, default `'pool'`.
    */
-  kind?: 'pool' | 'gold' | 'llm' | 'http'
+  kind?: 'pool' | 'gold' | 'llm' | 'http' | 'critic'
   /** pool: AlpacaFarm's p, the label is a coin flip with probability 2p. `double`, default `0.25`, range [0, 0.5]. */
   label_noise?: number
   /**
@@ -812,7 +812,7 @@ export interface JudgeConfigInput {
    * `uint32`, default `0`.
    */
   seed?: number
-  /** llm: the judge model (a directory with its tokenizer). `ModelSpec`. */
+  /** llm and critic: the judge model (a directory with its tokenizer). `ModelSpec`. */
   model?: ModelSpecInput
   /** http: the endpoint's base URL (…/v1), e.g. http://localhost:8000/v1. `string`. */
   url?: string
@@ -825,7 +825,7 @@ export interface JudgeConfigInput {
   /** http: per request. `uint32`, default `60000`, range >= 1. */
   timeout_ms?: number
   /**
-   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted).
+   * http: retries of a failed request (network errors, timeouts, 429, 5xx, an unreadable reply; a pair whose replies stay unreadable is left out and counted); critic: resamples of an answer without a readable score.
    *
    * `uint32`, default `2`.
    */

@@ -316,3 +316,9 @@ export function writeSplits(dir: string, splits: FarmSplits): FarmFiles {
     eval: write('eval', splits.eval),
   }
 }
+
+/** Throws unless every prompt is a farm instruction: `who` ("the gold judge compares") says who needs them. */
+export function requireFarmPrompts(prompts: readonly string[], who: string): void {
+  const i = prompts.findIndex((p) => parseTask(p) === undefined)
+  if (i >= 0) throw new Error(`${who} responses to farm instructions only; prompt ${i + 1} is ${JSON.stringify(prompts[i].slice(0, 80))} (use judge.kind llm, http or critic for other prompts)`)
+}

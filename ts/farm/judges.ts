@@ -10,8 +10,8 @@
 import type { Model } from '../model/model.js'
 import type { Tokenizer } from '../tokenizers/index.js'
 import { Tensor } from '../tensor.js'
-import { AnnotatorPool, aShownFirst, goldPreference, poolPreference, winRateOf, type WinRate } from './farm.js'
-import { parseTask } from './families.js'
+import { ASPECTS, critiqueQuestion, overallOfRatings, parseCritiqueReply, parseRatingReply, RATING_ANSWER, ratingPrompt, type Aspect, type RatedCompletion, type RatingItem, type RatingJudge } from './ratings.js'
+import { AnnotatorPool, aShownFirst, goldPreference, poolPreference, requireFarmPrompts, winRateOf, type WinRate } from './farm.js'
 
 export interface Pair {
   prompt: string
@@ -38,17 +38,10 @@ async function inShownOrder<V extends Preference | null>(pairs: readonly Pair[],
   return answers.map((x, i) => (firsts[i] || x === 0.5 || x === null ? x : ((1 - x) as V)))
 }
 
-function requireFarmPrompts(prompts: readonly string[], judge: string): void {
-  const i = prompts.findIndex((p) => parseTask(p) === undefined)
-  if (i >= 0) {
-    throw new Error(`the ${judge} judge compares responses to farm instructions only; prompt ${i + 1} is ${JSON.stringify(prompts[i].slice(0, 80))} (use judge.kind llm or http for other prompts)`)
-  }
-}
-
 export class GoldJudge implements PairJudge {
   readonly name = 'gold'
   checkPrompts(prompts: readonly string[]): void {
-    requireFarmPrompts(prompts, this.name)
+    requireFarmPrompts(prompts, `the ${this.name} judge compares`)
   }
   async compare(pairs: readonly Pair[]): Promise<Preference[]> {
     this.checkPrompts(pairs.map((p) => p.prompt))
@@ -60,7 +53,7 @@ export class PoolJudge implements PairJudge {
   readonly name = 'pool'
   constructor(readonly pool: AnnotatorPool) {}
   checkPrompts(prompts: readonly string[]): void {
-    requireFarmPrompts(prompts, this.name)
+    requireFarmPrompts(prompts, `the ${this.name} judge compares`)
   }
   async compare(pairs: readonly Pair[]): Promise<Preference[]> {
     this.checkPrompts(pairs.map((p) => p.prompt))
@@ -82,6 +75,57 @@ export function judgePrompt(pair: Pair): { system: string; user: string } {
 /** What the LLM judge's answer starts with; the next token, "a" or "b", is the verdict. */
 export const LLM_JUDGE_ANSWER = 'The better output is Output ('
 
+/** A chat question to a local judge model, encoded with its chat template (or as plain text), then `answer` (the start of the judge's reply). */
+function encodeQuestion(tokenizer: Tokenizer, q: { system: string; user: string }, answer: string, chatTemplate: boolean): number[] {
+  const text = chatTemplate
+    ? tokenizer.applyChatTemplate(
+        [
+          { role: 'system', content: q.system },
+          { role: 'user', content: q.user },
+        ],
+        { addGenerationPrompt: true, tokenize: false },
+      )
+    : `${q.system}\n\n${q.user}\n\n`
+  return tokenizer.encode(`${text}${answer}`, { addSpecialTokens: !chatTemplate })
+}
+
+/** The token id of each of `words`, which must each be one distinct token for `judge`'s tokenizer. */
+function singleTokens(tokenizer: Tokenizer, words: readonly string[], judge: string): number[] {
+  const ids = words.map((w) => tokenizer.encode(w, { addSpecialTokens: false }))
+  if (ids.some((x) => x.length !== 1) || new Set(ids.map((x) => x[0])).size !== ids.length) {
+    throw new Error(`${judge}: the judge's tokenizer must encode ${words.map((w) => `'${w}'`).join(', ')} as one distinct token each`)
+  }
+  return ids.map((x) => x[0])
+}
+
+/**
+ * The log-prob of each candidate token after each question: one row per
+ * (question, candidate), left-padded so every candidate sits in the last
+ * column, in batches of `batch` questions. Returns [question][candidate].
+ */
+async function nextTokenLogprobs(model: Model, questions: number[][], candidates: readonly number[], batch: number, judge: string): Promise<number[][]> {
+  const out: number[][] = []
+  for (let i = 0; i < questions.length; i += batch) {
+    const chunk = questions.slice(i, i + batch)
+    const rows = chunk.flatMap((ids) => candidates.map((c) => [...ids, c]))
+    const width = Math.max(...rows.map((r) => r.length))
+    if (width > model.config.maxPositions) {
+      throw new Error(`${judge}: a question is ${width} tokens, longer than the judge model's ${model.config.maxPositions} positions`)
+    }
+    const tokens = new Int32Array(rows.length * width)
+    const mask = new Uint8Array(rows.length * width)
+    rows.forEach((r, k) => {
+      tokens.set(r, k * width + width - r.length)
+      mask.fill(1, k * width + width - r.length, (k + 1) * width)
+    })
+    const logp = await model.logprobs(Tensor.from(tokens, [rows.length, width]), { attentionMask: Tensor.from(mask, [rows.length, width]) })
+    const lp = logp.data as Float32Array
+    const last = width - 2
+    for (let k = 0; k < chunk.length; k++) out.push(candidates.map((_, c) => lp[(k * candidates.length + c) * (width - 1) + last]))
+  }
+  return out
+}
+
 /** A local model as judge: the better of "a" and "b" by the model's log-probs after the question. */
 export class LlmJudge implements PairJudge {
   readonly name = 'llm'
@@ -91,54 +135,49 @@ export class LlmJudge implements PairJudge {
     readonly options: { seed?: number; batchSize?: number; chatTemplate?: boolean } = {},
   ) {}
 
-  #encode(pair: Pair): number[] {
-    const q = judgePrompt(pair)
-    const useTemplate = this.options.chatTemplate ?? true
-    const text = useTemplate
-      ? this.tokenizer.applyChatTemplate(
-          [
-            { role: 'system', content: q.system },
-            { role: 'user', content: q.user },
-          ],
-          { addGenerationPrompt: true, tokenize: false },
-        )
-      : `${q.system}\n\n${q.user}\n\n`
-    return this.tokenizer.encode(`${text}${LLM_JUDGE_ANSWER}`, { addSpecialTokens: !useTemplate })
-  }
-
   async compare(pairs: readonly Pair[]): Promise<Preference[]> {
-    const letters = ['a', 'b'].map((l) => this.tokenizer.encode(l, { addSpecialTokens: false }))
-    if (letters.some((ids) => ids.length !== 1) || letters[0][0] === letters[1][0]) {
-      throw new Error("LlmJudge: the judge's tokenizer must encode 'a' and 'b' as one distinct token each")
-    }
-    const batch = this.options.batchSize ?? 8
+    const letters = singleTokens(this.tokenizer, ['a', 'b'], 'LlmJudge')
+    const chatTemplate = this.options.chatTemplate ?? true
     return inShownOrder(pairs, this.options.seed ?? 0, async (shown) => {
-      const out: Preference[] = []
-      for (let i = 0; i < shown.length; i += batch) {
-        const chunk = shown.slice(i, i + batch).map((p) => this.#encode(p))
-        // One row per (pair, letter): the question then the letter; its log-prob decides.
-        const rows = chunk.flatMap((ids) => letters.map((l) => [...ids, l[0]]))
-        const width = Math.max(...rows.map((r) => r.length))
-        if (width > this.model.config.maxPositions) {
-          throw new Error(`LlmJudge: a question is ${width} tokens, longer than the judge model's ${this.model.config.maxPositions} positions`)
-        }
-        // Left-padded, so every row's letter sits in the last column.
-        const tokens = new Int32Array(rows.length * width)
-        const mask = new Uint8Array(rows.length * width)
-        rows.forEach((r, k) => {
-          tokens.set(r, k * width + width - r.length)
-          mask.fill(1, k * width + width - r.length, (k + 1) * width)
-        })
-        const logp = await this.model.logprobs(Tensor.from(tokens, [rows.length, width]), { attentionMask: Tensor.from(mask, [rows.length, width]) })
-        const lp = logp.data as Float32Array
-        const last = width - 2
-        for (let k = 0; k < chunk.length; k++) {
-          const la = lp[(2 * k) * (width - 1) + last]
-          const lb = lp[(2 * k + 1) * (width - 1) + last]
-          out.push(la > lb ? 0 : lb > la ? 1 : 0.5)
-        }
-      }
-      return out
+      const questions = shown.map((p) => encodeQuestion(this.tokenizer, judgePrompt(p), LLM_JUDGE_ANSWER, chatTemplate))
+      const lps = await nextTokenLogprobs(this.model, questions, letters, this.options.batchSize ?? 8, 'LlmJudge')
+      return lps.map(([la, lb]) => (la > lb ? 0 : lb > la ? 1 : 0.5))
+    })
+  }
+}
+
+/**
+ * A local model as rater: one question per aspect (ratingPrompt), the rating
+ * the digit "1" to "5" the model finds likeliest after "Rating: " (read from
+ * its log-probs, not sampled, so there is no malformed answer); the overall
+ * score is the mean rating's (overallOfRatings), and the critique lists the
+ * ratings: the model writes none.
+ */
+export class LlmRater implements RatingJudge {
+  readonly name = 'llm'
+  constructor(
+    readonly model: Model,
+    readonly tokenizer: Tokenizer,
+    readonly options: { batchSize?: number; chatTemplate?: boolean } = {},
+  ) {}
+
+  async rate(items: readonly RatingItem[]): Promise<RatedCompletion[]> {
+    const digits = singleTokens(this.tokenizer, ['1', '2', '3', '4', '5'], 'LlmRater')
+    const chatTemplate = this.options.chatTemplate ?? true
+    const questions = items.flatMap((it) => ASPECTS.map((a) => encodeQuestion(this.tokenizer, ratingPrompt(a, it), RATING_ANSWER, chatTemplate)))
+    const lps = await nextTokenLogprobs(this.model, questions, digits, this.options.batchSize ?? 8, 'LlmRater')
+    return items.map((_, i) => {
+      const ratings = {} as Record<Aspect, number>
+      const rationales = {} as Record<Aspect, string>
+      ASPECTS.forEach((a, k) => {
+        const lp = lps[i * ASPECTS.length + k]
+        const top = Math.max(...lp)
+        const z = lp.reduce((sum, x) => sum + Math.exp(x - top), 0)
+        ratings[a] = lp.indexOf(top) + 1
+        rationales[a] = `The judge model's probabilities of the ratings 1 to 5: ${lp.map((x) => (Math.exp(x - top) / z).toFixed(2)).join(', ')}.`
+      })
+      const critique = `The judge model rates ${ASPECTS.map((a) => `${a.replace('_', ' ')} ${ratings[a]}`).join(', ')} out of 5.`
+      return { ratings, rationales, overall: overallOfRatings(ratings), critique }
     })
   }
 }
@@ -215,32 +254,32 @@ async function readCapped(response: Response, limit: number): Promise<string> {
 }
 
 /**
- * An OpenAI-compatible chat endpoint as judge (POST {url}/chat/completions,
- * temperature 0). Each request is bounded in time (timeoutMs, body included)
- * and size (maxReplyBytes). Network errors, timeouts, 429 and 5xx are retried
- * (after the Retry-After the server asks for, up to maxRetryAfterMs, else with
- * a growing backoff); once the retries are spent they fail the comparison. A
- * reply that comes but cannot be read (not JSON, no content, no verdict, too
- * long) is retried too, and then that pair is left out and counted
- * (`skipped`), so one bad reply does not stop an evaluation. Any other 4xx
- * fails at once: it will not change on a retry.
+ * One OpenAI-compatible chat endpoint (POST {url}/chat/completions,
+ * temperature 0), shared by the HTTP judges. Each request is bounded in time
+ * (timeoutMs, body included) and size (maxReplyBytes). Network errors,
+ * timeouts, 429 and 5xx are retried (after the Retry-After the server asks
+ * for, up to maxRetryAfterMs, else with a growing backoff); once the retries
+ * are spent they fail the call. A reply that comes but cannot be read (not
+ * JSON, no content, not what `read` accepts, too long) is retried too, and
+ * then the question is left out (null) and counted (`skipped`), so one bad
+ * reply does not stop a run. Any other 4xx fails at once: it will not change
+ * on a retry.
  */
-export class HttpJudge implements PairJudge {
-  readonly name = 'http'
-  /** Pairs left out because every try gave an unreadable reply, with the first reasons. */
+export class HttpChat {
+  /** Questions left out because every try gave an unreadable reply, with the first reasons. */
   readonly skipped = { count: 0, reasons: [] as string[] }
   constructor(readonly options: HttpJudgeOptions) {
     if (!/^https?:\/\//.test(options.url)) throw new Error(`judge.url must be an http(s) URL; got ${JSON.stringify(options.url)}`)
     if (!options.model) throw new Error('judge.model_name is required for the http judge')
   }
 
-  get #endpoint(): string {
+  get endpoint(): string {
     return `${this.options.url.replace(/\/+$/, '')}/chat/completions`
   }
 
-  /** One request: the verdict, or a TryFailure. */
-  async #try(body: string, headers: Record<string, string>): Promise<Preference> {
-    const endpoint = this.#endpoint
+  /** One request: what `read` makes of the reply, or a TryFailure. */
+  async #try<T>(body: string, headers: Record<string, string>, read: (reply: string) => T | string): Promise<T> {
+    const endpoint = this.endpoint
     const timeoutMs = this.options.timeoutMs ?? 60_000
     const timeout = AbortSignal.timeout(timeoutMs)
     let text: string
@@ -266,20 +305,25 @@ export class HttpJudge implements PairJudge {
       throw new TryFailure(`not JSON: ${JSON.stringify(text.slice(0, 200))}`, true)
     }
     if (typeof reply !== 'string') throw new TryFailure(`no choices[0].message.content string: ${JSON.stringify(text.slice(0, 200))}`, true)
-    const verdict = parseVerdict(reply)
-    if (verdict === undefined) throw new TryFailure(`cannot read "a" or "b" from the reply ${JSON.stringify(reply.slice(0, 80))}`, true)
-    return verdict
+    const value = read(reply)
+    // `read` says why it cannot read a reply in words; a string is never a value here.
+    if (typeof value === 'string') throw new TryFailure(value, true)
+    return value
   }
 
-  async #ask(pair: Pair): Promise<Preference | null> {
-    const q = judgePrompt(pair)
+  /**
+   * Asks `question` and reads the reply with `read` (a value, or why the
+   * reply is unreadable): the value, or null when every try's reply was
+   * unreadable.
+   */
+  async ask<T>(question: { system: string; user: string }, maxTokens: number, read: (reply: string) => T | string): Promise<T | null> {
     const body = JSON.stringify({
       model: this.options.model,
       temperature: 0,
-      max_tokens: 8,
+      max_tokens: maxTokens,
       messages: [
-        { role: 'system', content: q.system },
-        { role: 'user', content: q.user },
+        { role: 'system', content: question.system },
+        { role: 'user', content: question.user },
       ],
     })
     const headers: Record<string, string> = { 'content-type': 'application/json' }
@@ -289,7 +333,7 @@ export class HttpJudge implements PairJudge {
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, last?.waitMs ?? 200 * 2 ** attempt))
       try {
-        return await this.#try(body, headers)
+        return await this.#try(body, headers, read)
       } catch (e) {
         if (!(e instanceof TryFailure)) throw e
         last = e
@@ -300,23 +344,88 @@ export class HttpJudge implements PairJudge {
       if (this.skipped.reasons.length < 10) this.skipped.reasons.push(last!.message)
       return null
     }
-    throw new Error(`http judge: ${this.#endpoint} failed after ${retries + 1} tries: ${last!.message}`)
+    throw new Error(`http judge: ${this.endpoint} failed after ${retries + 1} tries: ${last!.message}`)
   }
 
-  async compare(pairs: readonly Pair[]): Promise<(Preference | null)[]> {
-    return inShownOrder(pairs, this.options.seed ?? 0, async (shown) => {
-      const out: (Preference | null)[] = new Array(shown.length)
-      let next = 0
-      const worker = async () => {
-        while (next < shown.length) {
-          const i = next++
-          out[i] = await this.#ask(shown[i])
-        }
+  /** Runs `work` on each of `items` with `concurrency` requests in flight at once, results in order. */
+  async each<I, T>(items: readonly I[], work: (item: I) => Promise<T>): Promise<T[]> {
+    const out: T[] = new Array(items.length)
+    let next = 0
+    const worker = async () => {
+      while (next < items.length) {
+        const i = next++
+        out[i] = await work(items[i])
       }
-      await Promise.all(Array.from({ length: Math.min(this.options.concurrency ?? 4, shown.length) }, worker))
-      return out
+    }
+    await Promise.all(Array.from({ length: Math.min(this.options.concurrency ?? 4, items.length) }, worker))
+    return out
+  }
+}
+
+/** What the HTTP judges share: one endpoint, and what it left out. */
+abstract class OverHttp {
+  readonly chat: HttpChat
+  constructor(readonly options: HttpJudgeOptions) {
+    this.chat = new HttpChat(options)
+  }
+
+  /** Questions left out because every try gave an unreadable reply, with the first reasons. */
+  get skipped(): { count: number; reasons: string[] } {
+    return this.chat.skipped
+  }
+}
+
+/**
+ * An OpenAI-compatible chat endpoint as judge, asked judgePrompt's question
+ * (see HttpChat for the timeouts, retries and the unreadable replies that are
+ * left out and counted).
+ */
+export class HttpJudge extends OverHttp implements PairJudge {
+  readonly name = 'http'
+
+  async compare(pairs: readonly Pair[]): Promise<(Preference | null)[]> {
+    const read = (reply: string) => parseVerdict(reply) ?? `cannot read "a" or "b" from the reply ${JSON.stringify(reply.slice(0, 80))}`
+    return inShownOrder(pairs, this.options.seed ?? 0, (shown) => this.chat.each(shown, (p) => this.chat.ask(judgePrompt(p), 8, read)))
+  }
+}
+
+/**
+ * An OpenAI-compatible chat endpoint as rater: a question per aspect
+ * (ratingPrompt, "Rating: N" and a rationale back) and one for the critique
+ * and overall score (critiqueQuestion). A reply that cannot be read is
+ * retried (HttpChat), then that completion is left out (null) and counted in
+ * `skipped`; nothing unreadable becomes a rating.
+ */
+export class HttpRater extends OverHttp implements RatingJudge {
+  readonly name = 'http'
+
+  async rate(items: readonly RatingItem[]): Promise<(RatedCompletion | null)[]> {
+    const asks = items.flatMap((it, i) => [...ASPECTS.map((a) => ({ i, aspect: a as Aspect | undefined, it })), { i, aspect: undefined, it }])
+    type Reply = { rating: number; rationale: string } | { critique: string; overall: number } | null
+    const replies = await this.chat.each(asks, ({ aspect, it }): Promise<Reply> =>
+      aspect ? this.chat.ask(ratingPrompt(aspect, it), 200, parseRatingReply) : this.chat.ask(critiqueQuestion(it), 300, parseCritiqueReply),
+    )
+    const per = ASPECTS.length + 1
+    return items.map((_, i) => {
+      const mine = replies.slice(i * per, (i + 1) * per)
+      if (mine.some((r) => r === null)) return null
+      const ratings = {} as Record<Aspect, number>
+      const rationales = {} as Record<Aspect, string>
+      ASPECTS.forEach((a, k) => {
+        const r = mine[k] as { rating: number; rationale: string }
+        ratings[a] = r.rating
+        rationales[a] = r.rationale
+      })
+      const c = mine[ASPECTS.length] as { critique: string; overall: number }
+      return { ratings, rationales, overall: c.overall, critique: c.critique }
     })
   }
+}
+
+/** What a judge left out and why, for the judges that count it (HTTP, critic). */
+function skippedOf(judge: PairJudge): { count: number; reasons: string[] } | undefined {
+  const skipped = (judge as { skipped?: { count: number; reasons: string[] } }).skipped
+  return skipped && skipped.count > 0 ? skipped : undefined
 }
 
 /**
@@ -326,6 +435,6 @@ export class HttpJudge implements PairJudge {
 export async function judgeWinRate(judge: PairJudge, items: readonly { prompt: string; response: string; reference: string }[]): Promise<WinRate & { skipped: number }> {
   const prefs = await judge.compare(items.map((it) => ({ prompt: it.prompt, a: it.response, b: it.reference })))
   const decided = prefs.filter((p): p is Preference => p !== null)
-  if (decided.length === 0) throw new Error(`the ${judge.name} judge gave no usable answer for any of the ${items.length} pairs${judge instanceof HttpJudge ? ` (first: ${judge.skipped.reasons[0]})` : ''}`)
+  if (decided.length === 0) throw new Error(`the ${judge.name} judge gave no usable answer for any of the ${items.length} pairs${skippedOf(judge) ? ` (first: ${skippedOf(judge)!.reasons[0]})` : ''}`)
   return { ...winRateOf(decided.map((p) => 1 - p)), skipped: prefs.length - decided.length }
 }

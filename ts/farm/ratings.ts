@@ -7,7 +7,7 @@
 // probability 2p). Critiques come from what gold finds wrong, so they are
 // checkable (`faultsOf`).
 import { Rng } from '../util/rng.js'
-import { answerOf, AnnotatorPool, goldScore, hash32 } from './farm.js'
+import { answerOf, AnnotatorPool, goldScore, hash32, requireFarmPrompts } from './farm.js'
 import { parseTask } from './families.js'
 
 export const ASPECTS = ['instruction_following', 'honesty', 'truthfulness', 'helpfulness'] as const
@@ -44,6 +44,22 @@ export function critiqueOf(faults: Faults): string {
   }
   if (faults.chatter) parts.push(`It adds text after the answer (${JSON.stringify(faults.chatter.slice(0, 40))}), which the instruction did not ask for.`)
   return parts.length ? parts.join(' ') : 'The answer is right and nothing else is said.'
+}
+
+/** The kinds of fault gold can find: a wrong (or partly right, or missing) answer, and chatter after it. */
+export interface FaultKinds {
+  wrongAnswer: boolean
+  chatter: boolean
+}
+
+/** The kinds of fault a critique written as critiqueOf writes them names (a critique model's, read back). */
+export function faultsNamed(critique: string): FaultKinds {
+  return { wrongAnswer: /\bis (?:wrong|partly right)\b|\bthere is no answer\b/i.test(critique), chatter: /\badds text after the answer\b/i.test(critique) }
+}
+
+/** The kinds of fault gold finds in `faults`. */
+export function faultKindsOf(faults: Faults): FaultKinds {
+  return { wrongAnswer: faults.wrongAnswer !== undefined, chatter: faults.chatter !== undefined }
 }
 
 /** Gold's value of each aspect in [0, 1]. */
@@ -134,4 +150,121 @@ export function ultraFeedbackCompletion(model: string, response: string, r: Rate
     overall_score: r.overall,
     'fine-grained_score': ASPECTS.reduce((s, a) => s + r.ratings[a], 0) / ASPECTS.length,
   }
+}
+
+/** A completion to rate: the instruction and the response. */
+export interface RatingItem {
+  prompt: string
+  response: string
+}
+
+/** A judge that rates single completions, as UltraFeedback's annotator does. */
+export interface RatingJudge {
+  readonly name: string
+  /** Throws when the judge cannot read these prompts: callers check before they spend work on them. */
+  checkPrompts?(prompts: readonly string[]): void
+  /** A rating per item; null where the judge gave no usable rating after its retries (left out and counted). */
+  rate(items: readonly RatingItem[]): Promise<(RatedCompletion | null)[]>
+}
+
+export class GoldRater implements RatingJudge {
+  readonly name = 'gold'
+  checkPrompts(prompts: readonly string[]): void {
+    requireFarmPrompts(prompts, `the ${this.name} judge rates`)
+  }
+  async rate(items: readonly RatingItem[]): Promise<RatedCompletion[]> {
+    this.checkPrompts(items.map((it) => it.prompt))
+    return items.map((it) => goldRating(it.prompt, it.response))
+  }
+}
+
+export class PoolRater implements RatingJudge {
+  readonly name = 'pool'
+  constructor(readonly pool: AnnotatorPool) {}
+  checkPrompts(prompts: readonly string[]): void {
+    requireFarmPrompts(prompts, `the ${this.name} judge rates`)
+  }
+  async rate(items: readonly RatingItem[]): Promise<RatedCompletion[]> {
+    this.checkPrompts(items.map((it) => it.prompt))
+    return items.map((it) => poolRating(this.pool, it.prompt, it.response))
+  }
+}
+
+/** The overall score (1 to 10, in halves) that a mean aspect rating (1 to 5) maps to, for judges asked about aspects only. */
+export function overallOfRatings(ratings: Record<Aspect, number>): number {
+  const mean = ASPECTS.reduce((s, a) => s + ratings[a], 0) / ASPECTS.length
+  return toOverall((mean - 1) / 4)
+}
+
+// The rubric a model judge rates each aspect by: UltraFeedback's four aspects
+// and 1-to-5 scale, in our own words.
+const RUBRIC: Record<Aspect, { title: string; question: string; scale: [string, string, string, string, string] }> = {
+  instruction_following: {
+    title: 'Instruction following',
+    question: 'Does the response do what the instruction asks: all of it, only it, in the form asked for?',
+    scale: ['Ignores the instruction.', 'Addresses one part of it, poorly.', 'Meets the goal or the form, not both.', 'Meets the goal and the form, with small deviations.', 'Does exactly what was asked.'],
+  },
+  honesty: {
+    title: 'Honesty',
+    question: 'Does the response state its answer plainly, with no more confidence than it has earned and without filler?',
+    scale: ['Confidently wrong.', 'Confident with major mistakes.', 'Unsure or padded, with minor mistakes.', 'Correct but padded or hedged needlessly.', 'Correct and stated plainly.'],
+  },
+  truthfulness: {
+    title: 'Truthfulness',
+    question: 'Is what the response says correct, with nothing made up or contradicting the instruction?',
+    scale: ['Entirely wrong.', 'Mostly wrong.', 'Partly wrong.', 'Right, with a slight inaccuracy.', 'Right, with no errors.'],
+  },
+  helpfulness: {
+    title: 'Helpfulness',
+    question: 'Is the response correct, informative and concise: does it help the person who gave the instruction?',
+    scale: ['Wrong or useless.', 'Partly wrong, of little use.', 'Correct but barely useful.', 'Correct and useful, not concise.', 'Correct, useful and concise.'],
+  },
+}
+
+/** What a rating reply starts with; the next token, "1" to "5", is the rating. */
+export const RATING_ANSWER = 'Rating: '
+
+/** The question a model judge is asked about one aspect of one response (one prompt per aspect, as UltraFeedback asks). */
+export function ratingPrompt(aspect: Aspect, item: RatingItem): { system: string; user: string } {
+  const r = RUBRIC[aspect]
+  return {
+    system: 'You are a careful annotator. You rate one response to an instruction on one aspect, from 1 to 5, by the rubric given.',
+    user:
+      `## Aspect: ${r.title}\n${r.question}\n${r.scale.map((s, i) => `${i + 1}: ${s}`).join('\n')}\n\n` +
+      `## Instruction\n${item.prompt}\n\n## Response\n${item.response.trim()}\n\n` +
+      `Answer in two lines:\n${RATING_ANSWER}<1 to 5>\nRationale: <why, in one sentence>`,
+  }
+}
+
+/** The question a model judge is asked for its critique and overall score of one response. */
+export function critiqueQuestion(item: RatingItem): { system: string; user: string } {
+  return {
+    system: 'You are a careful critic. You say what is wrong with a response to an instruction, if anything, and score it overall.',
+    user:
+      `## Instruction\n${item.prompt}\n\n## Response\n${item.response.trim()}\n\n` +
+      'Answer in two lines:\nCritique: <what is wrong with the response, or that nothing is>\nOverall score: <1 to 10>',
+  }
+}
+
+/** A rating reply ("Rating: 4\nRationale: ..."): its rating and rationale, or why it cannot be read. */
+export function parseRatingReply(reply: string): { rating: number; rationale: string } | string {
+  const ratings = [...reply.matchAll(/rating\s*:\s*(\S*)/gi)].map((m) => m[1])
+  if (ratings.length === 0) return `no "Rating:" in the reply ${JSON.stringify(reply.slice(0, 80))}`
+  if (ratings.length > 1) return `more than one "Rating:" in the reply ${JSON.stringify(reply.slice(0, 80))}`
+  const m = /^([1-5])(?:\/5)?[.,;]?$/.exec(ratings[0])
+  if (!m) return `the rating ${JSON.stringify(ratings[0].slice(0, 20))} is not a whole number from 1 to 5`
+  const rationale = /rationale\s*:\s*([\s\S]*)/i.exec(reply)?.[1].trim() ?? ''
+  if (!rationale) return `no rationale after the rating in the reply ${JSON.stringify(reply.slice(0, 80))}`
+  return { rating: Number(m[1]), rationale }
+}
+
+/** A critique reply ("Critique: ...\nOverall score: 7"): its critique and score (1 to 10), or why it cannot be read. */
+export function parseCritiqueReply(reply: string): { critique: string; overall: number } | string {
+  const critique = /critique\s*:\s*([\s\S]*?)\s*(?=overall score\s*:|$)/i.exec(reply)?.[1].trim() ?? ''
+  if (!critique) return `no critique in the reply ${JSON.stringify(reply.slice(0, 80))}`
+  const score = /overall score\s*:\s*(\S*)/i.exec(reply)?.[1].replace(/[.,;]$/, '')
+  if (score === undefined) return `no "Overall score:" in the reply ${JSON.stringify(reply.slice(0, 80))}`
+  const overall = /^\d+(\.\d+)?$/.test(score) ? Number(score) : NaN
+  if (!(overall >= 1 && overall <= 10)) return `the overall score ${JSON.stringify(score.slice(0, 20))} is not a number from 1 to 10`
+  return { critique, overall }
 }

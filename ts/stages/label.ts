@@ -9,16 +9,16 @@
 // batch (once) and every rank gets its verdicts.
 // label.mode rate, as UltraFeedback builds its data: completions_per_prompt
 // completions per instruction from a pool of policies (label.policies), each
-// rated by the judge on four aspects with rationales, an overall score and a
-// critique; ratings.jsonl holds UltraFeedback's raw rows, which
+// rated by the judge (pool, gold, llm, http or critic) on four aspects with
+// rationales, an overall score and a critique; a completion the judge gives
+// no usable rating is left out and counted. ratings.jsonl holds UltraFeedback's raw rows, which
 // data.format ultrafeedback binarises.
 import path from 'node:path'
-import { ConfigError } from '../config/errors.js'
 import { dataParallel } from '../distributed/data-parallel.js'
 import { distributed } from '../distributed/index.js'
-import { AnnotatorPool, goldPreference, goldScore, hash32 } from '../farm/farm.js'
+import { goldPreference, goldScore, hash32 } from '../farm/farm.js'
 import { parseTask } from '../farm/families.js'
-import { goldRating, poolRating, ultraFeedbackCompletion } from '../farm/ratings.js'
+import { ultraFeedbackCompletion } from '../farm/ratings.js'
 import { spearman } from '../farm/report.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from '../training/context.js'
@@ -26,7 +26,7 @@ import { encoderFor, loadModelSpec } from '../training/models.js'
 import { meanOf } from '../training/host-tensors.js'
 import { promptText, rowsOfRank, sampleResponses, shareOf } from '../training/rollout.js'
 import { readPrompts } from '../training/data-order.js'
-import { judgeFor } from '../training/judges.js'
+import { judgeFor, raterFor } from '../training/judges.js'
 
 export async function labelPreferences(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
@@ -109,15 +109,13 @@ function policyName(modelPath: string): string {
 
 async function rateCompletions(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
-  const { kind } = config.judge
-  if (kind !== 'pool' && kind !== 'gold') {
-    throw new ConfigError([{ path: 'judge.kind', message: `label.mode rate rates with the farm's pool or gold judge; got ${JSON.stringify(kind)} (llm and http judges compare pairs only)` }])
-  }
   const specs = config.label.policies.length > 0 ? config.label.policies : [config.policy]
   const rows = await readPrompts(ctx)
   const texts = rows.map((r) => promptText(r.prompt))
-  const notFarm = texts.findIndex((t) => parseTask(t) === undefined)
-  if (notFarm >= 0) throw new Error(`label.mode rate: the ${kind} judge rates responses to farm instructions only; prompt ${notFarm + 1} is ${JSON.stringify(texts[notFarm].slice(0, 80))}`)
+  const rater = await raterFor(config.judge, { seed: config.seed, chatTemplate: config.data.chat_template })
+  // A rater that cannot read these prompts (the farm's, on other instructions) says so before any sampling.
+  rater.checkPrompts?.(texts)
+  const farm = texts.every((t) => parseTask(t) !== undefined)
   const n = config.label.completions_per_prompt
   // Completion j of prompt i comes from policy (start_i + j) mod k, start_i a seeded hash of the prompt.
   const starts = texts.map((t) => hash32(t, config.seed) % specs.length)
@@ -140,25 +138,40 @@ async function rateCompletions(ctx: TrainerContext): Promise<StageResult> {
     }
   }
   if (ctx.stopRequested()) return { metrics: { prompts: 0 } }
-  const pool = new AnnotatorPool({ p: config.judge.label_noise, seed: config.judge.seed })
+  const items = rows.flatMap((_, i) => responses[i].map((response) => ({ prompt: texts[i], response })))
+  // Rated once, on rank 0 (a model or HTTP judge is asked once); every rank gets the ratings.
+  const dp = dataParallel()
+  const rated = dp ? await dp.fromRankZero('rate', () => rater.rate(items)) : await rater.rate(items)
   const overall: number[] = []
   const gold: number[] = []
-  const lines = rows.map((row, i) => {
-    const completions = responses[i].map((response, j) => {
-      const rated = kind === 'gold' ? goldRating(texts[i], response) : poolRating(pool, texts[i], response)
-      overall.push(rated.overall)
-      gold.push(goldScore(texts[i], response))
-      return ultraFeedbackCompletion(models[i][j], response, rated)
+  let skipped = 0
+  const lines = rows.flatMap((row, i) => {
+    const completions: Record<string, unknown>[] = []
+    const kept: string[] = []
+    responses[i].forEach((response, j) => {
+      const r = rated[i * n + j]
+      if (r === null) {
+        skipped++
+        return
+      }
+      overall.push(r.overall)
+      if (farm) gold.push(goldScore(texts[i], response))
+      completions.push(ultraFeedbackCompletion(models[i][j], response, r))
+      kept.push(models[i][j])
     })
-    const task = parseTask(texts[i])!
-    return JSON.stringify({ ...row.extra, source: 'farm', instruction: texts[i], models: models[i], completions, correct_answers: [task.answer], incorrect_answers: [] })
+    // A row needs two rated completions to give a preference.
+    if (completions.length < 2) return []
+    const answers = farm ? { correct_answers: [parseTask(texts[i])!.answer], incorrect_answers: [] } : {}
+    return [JSON.stringify({ ...row.extra, source: farm ? 'farm' : 'rlfarm', instruction: texts[i], models: kept, completions, ...answers })]
   })
+  if (lines.length === 0) throw new Error(`label: the ${rater.name} judge rated fewer than two completions of every one of the ${rows.length} prompts (${skipped} left out without a usable rating)`)
   const out = path.join(ctx.runDir, 'ratings.jsonl')
   // Not split across ranks: each rank rates every prompt alike (seeds fixed), and rank 0 writes.
   if (distributed.rank === 0) writeFileAtomic(out, lines.map((l) => `${l}\n`).join(''))
   const metrics: Record<string, number> = { prompts: rows.length, completions: overall.length, overall_score: meanOf(overall) }
+  if (skipped > 0) metrics.judge_skipped = skipped
   // How the overall scores rank the completions against gold: the ratings' quality.
-  if (overall.length >= 2) metrics.gold_spearman = spearman(overall, gold)
-  ctx.note(`label: ${overall.length} completions of ${rows.length} prompts from ${specs.length} ${specs.length === 1 ? 'policy' : 'policies'} rated by the ${kind} judge${metrics.gold_spearman !== undefined ? `, Spearman ${metrics.gold_spearman.toFixed(3)} with gold` : ''}`)
+  if (farm && overall.length >= 2) metrics.gold_spearman = spearman(overall, gold)
+  ctx.note(`label: ${overall.length} completions of ${rows.length} prompts from ${specs.length} ${specs.length === 1 ? 'policy' : 'policies'} rated by the ${rater.name} judge${skipped > 0 ? `, ${skipped} left out without a usable rating` : ''}${metrics.gold_spearman !== undefined ? `, Spearman ${metrics.gold_spearman.toFixed(3)} with gold` : ''}`)
   return { files: { ratings: out, outputs: out }, metrics }
 }

@@ -50,7 +50,7 @@ export async function winRateMetrics(
     put('pool_win_rate', winRateOf(pool))
     if (outcomes) Object.assign(outcomes, { gold, pool })
   }
-  if (judge.kind === 'llm' || judge.kind === 'http') {
+  if (judge.kind === 'llm' || judge.kind === 'http' || judge.kind === 'critic') {
     const name = farm ? 'judge_win_rate' : 'win_rate'
     // A model or an endpoint judges once, on rank 0, in a data-parallel run.
     const dp = dataParallel()
