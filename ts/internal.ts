@@ -5,7 +5,7 @@ export type { ConfigSchema, MessageSpec, FieldSpec, FieldKind } from './config/i
 export { positionalMatch } from './farm/families.js'
 export { DEFAULT_POOL, aShownFirst, demonstrate, hash32 } from './farm/farm.js'
 export { judgePrompt, parseVerdict } from './farm/judges.js'
-export { formatRewardModels, formatValidation, pipelineValidation, quantile, renderSvg, reportHtml, rewardModelAccuracies, validationChart, validationOf, winRateChart } from './farm/report.js'
+export { formatRewardModels, formatValidation, pipelineValidation, quantile, renderSvg, reportHtml, rewardModelAccuracies, selectCandidate, selectionLines, validationChart, validationOf, winRateChart } from './farm/report.js'
 export { critiqueAnswer, critiquePrompt, parseCritiqueScore, parseTranscript, RowAdapter } from './data/formats.js'
 export { ASPECTS, critiqueOf, faultsOf, goldRating, poolRating, ultraFeedbackCompletion } from './farm/ratings.js'
 export { SequenceEncoder } from './data/encode.js'
