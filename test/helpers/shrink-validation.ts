@@ -12,9 +12,9 @@ interface Stage {
   run: Record<string, any>
 }
 
-/** The stages of an example with those of the files it extends before them, as the pipeline runs them. */
+/** The stages of an example with those of the files it extends before them, as the pipeline runs them (aliases allowed as the config loader allows them). */
 export function exampleStages(file: string): Stage[] {
-  const doc = parse(fs.readFileSync(path.join(EXAMPLES, file), 'utf8'), { merge: true }) as { extends?: string; stages: Stage[] }
+  const doc = parse(fs.readFileSync(path.join(EXAMPLES, file), 'utf8'), { merge: true, maxAliasCount: 1000 }) as { extends?: string; stages: Stage[] }
   return [...(doc.extends ? exampleStages(doc.extends) : []), ...doc.stages]
 }
 
