@@ -155,6 +155,7 @@ t.test('pipelineValidation: each world chooses a setting by its own judge on the
   const without = (name: string) => stages.filter((s) => s.name !== name)
   t.throws(() => pipelineValidation(without('select_human_dpo__b')), /validation: eval_human_dpo__b is a candidate setting of dpo but no select_human_dpo__b stage measures it on the validation instructions/)
   t.throws(() => pipelineValidation([...stages, ev('eval_human_dpo', [0, 0, 0, 0], [0, 0, 0, 0])]), /dpo in the human world has both eval_human_dpo and candidate settings \(eval_human_dpo__a, eval_human_dpo__b\)/)
+  t.throws(() => pipelineValidation([...stages, stage('select_human_dpo__c', valPrompts, [0, 0, 0, 0], [1, 1, 1, 1])]), /validation: select_human_dpo__c measures a setting that no eval_human_dpo__c stage evaluates/)
   // Choosing on the evaluation instructions would be tuning on the test.
   const onTest = [...without('select_human_dpo__a'), stage('select_human_dpo__a', ['v1', 'e2', 'v3', 'v4'], [0, 0, 0, 0], [1, 1, 0, 0])]
   t.throws(() => pipelineValidation(onTest), /select_human_dpo__a chooses on the evaluation instruction "e2"; selection needs instructions apart from the evaluation ones/)

@@ -357,6 +357,8 @@ export function pipelineValidation(stages: readonly EvalStageLike[], options: { 
   const evalPrompts = new Set(prompts)
   // Choosing on the instructions the validation then measures would tune on the test.
   for (const s of selections) {
+    const [, world, method, candidate] = SELECTION_STAGE.exec(s.name)!
+    if (!evals.some((e) => e.name === `eval_${world}_${method}__${candidate}`)) throw new Error(`validation: ${s.name} measures a setting that no eval_${world}_${method}__${candidate} stage evaluates`)
     const overlap = [...stageOutcomes(s, 'gold_outcome').keys()].find((p) => evalPrompts.has(p))
     if (overlap !== undefined) throw new Error(`validation: ${s.name} chooses on the evaluation instruction ${JSON.stringify(overlap)}; selection needs instructions apart from the evaluation ones (farm.validation_size)`)
   }
