@@ -1,5 +1,7 @@
 // AlpacaFarm's validation: Kendall, quantiles and the bootstrap interval
-// against hand-computed values; the evaluation pool without label flips
+// against hand-computed values; the choice of a method's setting in each
+// world on the validation split (by hand-made outcomes); the farm's
+// validation split; the evaluation pool without label flips
 // (judge.eval_label_noise); reward models measured on gold-labelled pairs;
 // and examples/validation.yaml itself, shrunk with --set, through
 // `rlfarm compare` (validation.json, both leaderboards, the plot).
@@ -7,8 +9,8 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { AnnotatorPool, goldPreference, kendall, makeSplits, poolWinRate, spearman, train, winRateOf } from 'rlfarm'
-import { formatRewardModels, quantile, rewardModelAccuracies, validationOf } from 'rlfarm/internal'
+import { AnnotatorPool, goldPreference, kendall, makeSplits, poolWinRate, spearman, train, winRateOf, writeSplits } from 'rlfarm'
+import { formatRewardModels, formatValidation, pipelineValidation, quantile, rewardModelAccuracies, selectCandidate, validationOf } from 'rlfarm/internal'
 import { tempDir } from './helpers/common'
 import { exampleStages, shrinkValidation } from './helpers/shrink-validation'
 
@@ -88,6 +90,95 @@ t.test('validationOf: the bootstrap interval resamples instructions', async (t) 
   t.throws(() => validationOf(split, { resamples: 0 }), /resamples must be a positive integer; got 0/)
 })
 
+t.test('selectCandidate: the highest validation win-rate; a tie goes to the first listed', async (t) => {
+  const s = selectCandidate([
+    { candidate: 'beta_0_1', outcomes: [1, 0, 0.5, 0] },
+    { candidate: 'beta_0_5', outcomes: [1, 1, 0.5, 0] },
+    { candidate: 'beta_1', outcomes: [0, 1, 0, 0] },
+  ])
+  t.equal(s.selected, 'beta_0_5')
+  t.same(
+    s.candidates.map((c) => [c.candidate, c.winRate]),
+    [
+      ['beta_0_1', 0.375],
+      ['beta_0_5', 0.625],
+      ['beta_1', 0.25],
+    ],
+  )
+  // 1, 1, 0.5, 0: mean 0.625, sample variance 0.22917, standard error sqrt(0.22917 / 4).
+  t.ok(close(s.candidates[1].stderr, Math.sqrt(0.6875 / 3 / 4)))
+  t.equal(selectCandidate([{ candidate: 'a', outcomes: [1, 0] }, { candidate: 'b', outcomes: [0.5, 0.5] }]).selected, 'a', 'equal win-rates: the first listed')
+  t.throws(() => selectCandidate([]), /selectCandidate: no candidates to choose from/)
+  t.throws(() => selectCandidate([{ candidate: 'a', outcomes: [] }]), /candidate a has no validation outcomes/)
+})
+
+t.test('pipelineValidation: each world chooses a setting by its own judge on the validation instructions, then reads its evaluation', async (t) => {
+  const dir = tempDir(t, 'validation-select')
+  const evalPrompts = ['e1', 'e2', 'e3', 'e4']
+  const valPrompts = ['v1', 'v2', 'v3', 'v4']
+  // A stage's outputs.jsonl: per prompt, the pool's and gold's outcome.
+  const stage = (name: string, prompts: string[], pool: number[], gold: number[]) => {
+    const runDir = path.join(dir, name)
+    fs.mkdirSync(runDir, { recursive: true })
+    writeJsonl(path.join(runDir, 'outputs.jsonl'), prompts.map((prompt, i) => ({ prompt, response: 'r', pool_outcome: pool[i], gold_outcome: gold[i] })))
+    return { name, runDir }
+  }
+  const ev = (name: string, pool: number[], gold: number[]) => stage(name, evalPrompts, pool, gold)
+  const stages = [
+    ev('eval_sft', [0, 0, 0, 1], [0, 0, 0, 0]),
+    ev('eval_simulated_bon', [1, 0, 0, 0], [1, 1, 0, 0]),
+    ev('eval_human_bon', [1, 1, 1, 1], [0, 0, 1, 0]),
+    // dpo at two settings in each world; their evaluations differ so that the test sees which was read.
+    ev('eval_simulated_dpo__a', [1, 1, 0, 0], [0, 0, 0, 0]),
+    ev('eval_simulated_dpo__b', [1, 1, 1, 1], [0, 0, 0, 0]),
+    ev('eval_human_dpo__a', [0, 0, 0, 0], [1, 1, 1, 0]),
+    ev('eval_human_dpo__b', [0, 0, 0, 0], [0, 0, 0, 0]),
+    // The pool prefers b on the validation instructions and gold prefers a:
+    // the simulated world must take b, the human world a.
+    stage('select_simulated_dpo__a', valPrompts, [0, 0, 1, 0], [1, 1, 1, 1]),
+    stage('select_simulated_dpo__b', valPrompts, [1, 1, 0.5, 0], [0, 0, 0, 0]),
+    stage('select_human_dpo__a', valPrompts, [0, 0, 0, 0], [1, 1, 0, 0]),
+    stage('select_human_dpo__b', valPrompts, [1, 1, 1, 1], [0, 1, 0, 0]),
+  ]
+  const v = pipelineValidation(stages, { resamples: 50 })!
+  t.same(v.methods.map((m) => m.method), ['bon', 'dpo', 'sft'])
+  const dpo = v.methods.find((m) => m.method === 'dpo')!
+  t.equal(dpo.simulatedWinRate, 1, "the simulated world reads eval_simulated_dpo__b's pool outcomes")
+  t.equal(dpo.humanWinRate, 0.75, "the human world reads eval_human_dpo__a's gold outcomes")
+  t.same(dpo.selection, {
+    simulated: { selected: 'b', candidates: [{ candidate: 'a', winRate: 0.25, stderr: 0.25 }, { candidate: 'b', winRate: 0.625, stderr: Math.sqrt(0.6875 / 3 / 4) }] },
+    human: { selected: 'a', candidates: [{ candidate: 'a', winRate: 0.5, stderr: Math.sqrt(1 / 3 / 4) }, { candidate: 'b', winRate: 0.25, stderr: 0.25 }] },
+  })
+  t.equal(v.methods.find((m) => m.method === 'bon')!.selection, undefined, 'a method without settings has no selection')
+  t.match(formatValidation(v), /settings each world chose on its validation instructions:\ndpo \(simulated\): b chosen; validation win-rates by the pool: a 0\.250 ± 0\.250, b 0\.625 ± 0\.239\ndpo \(human\): a chosen; validation win-rates by gold: a 0\.500 ± 0\.289, b 0\.250 ± 0\.250/)
+
+  const without = (name: string) => stages.filter((s) => s.name !== name)
+  t.throws(() => pipelineValidation(without('select_human_dpo__b')), /validation: eval_human_dpo__b is a candidate setting of dpo but no select_human_dpo__b stage measures it on the validation instructions/)
+  t.throws(() => pipelineValidation([...stages, ev('eval_human_dpo', [0, 0, 0, 0], [0, 0, 0, 0])]), /dpo in the human world has both eval_human_dpo and candidate settings \(eval_human_dpo__a, eval_human_dpo__b\)/)
+  t.throws(() => pipelineValidation([...stages, stage('select_human_dpo__c', valPrompts, [0, 0, 0, 0], [1, 1, 1, 1])]), /validation: select_human_dpo__c measures a setting that no eval_human_dpo__c stage evaluates/)
+  // Choosing on the evaluation instructions would be tuning on the test.
+  const onTest = [...without('select_human_dpo__a'), stage('select_human_dpo__a', ['v1', 'e2', 'v3', 'v4'], [0, 0, 0, 0], [1, 1, 0, 0])]
+  t.throws(() => pipelineValidation(onTest), /select_human_dpo__a chooses on the evaluation instruction "e2"; selection needs instructions apart from the evaluation ones/)
+})
+
+t.test('makeSplits: a validation split, drawn last, leaves the other splits as they were', async (t) => {
+  const sizes = { sft: 300, preference: 100, unlabelled: 50, eval: 60 }
+  const plain = makeSplits(4, sizes)
+  const withValidation = makeSplits(4, { ...sizes, validation: 40 })
+  t.same(plain.validation, [], 'none unless asked for')
+  for (const split of ['sft', 'preference', 'unlabelled', 'eval'] as const) t.same(withValidation[split], plain[split], `${split} unchanged`)
+  const v = withValidation.validation!
+  t.equal(v.length, 40)
+  const others = new Set([...plain.sft, ...plain.preference, ...plain.unlabelled, ...plain.eval].map((r) => r.prompt))
+  t.equal(v.filter((r) => others.has(r.prompt)).length, 0, 'no validation instruction is in another split')
+  t.equal(new Set(v.map((r) => r.prompt)).size, 40)
+  t.ok(v.every((r) => typeof r.reference === 'string' && r.reference.length > 0), 'each with a reference output')
+  const out = tempDir(t, 'validation-split')
+  t.same(Object.keys(writeSplits(path.join(out, 'a'), plain)).sort(), ['eval', 'preference', 'sft', 'unlabelled'], 'no validation.jsonl without a validation split')
+  const files = writeSplits(path.join(out, 'b'), withValidation)
+  t.same(readJsonl(files.validation!), v)
+})
+
 t.test('rewardModelAccuracies and formatRewardModels: a reward stage and an eval of a reward model', async (t) => {
   const list = rewardModelAccuracies([
     { name: 'sft', metrics: { steps: 10 } },
@@ -132,11 +223,34 @@ t.test('examples/validation.yaml, shrunk: rlfarm compare writes validation.json,
   t.same(Object.keys(validation).sort(), ['instructions', 'kendall', 'methods', 'resamples', 'spearman', 'spearmanInterval'])
   t.same(validation.methods.map((m: { method: string }) => m.method).sort(), [...methods].sort(), 'twelve methods, each in both worlds')
   t.equal(validation.instructions, 30)
-  for (const m of validation.methods) t.same(Object.keys(m), ['method', 'simulatedWinRate', 'simulatedStderr', 'humanWinRate', 'humanStderr'])
+  const tuned = ['dpo', 'dpo_hinge', 'ppo', 'ppo_low_kl']
+  for (const m of validation.methods) {
+    const keys = ['method', 'simulatedWinRate', 'simulatedStderr', 'humanWinRate', 'humanStderr']
+    t.same(Object.keys(m), tuned.includes(m.method) ? [...keys, 'selection'] : keys, `${m.method}: ${tuned.includes(m.method) ? 'chosen among settings in each world' : 'one setting'}`)
+  }
 
   // The figures, recomputed from the eval stages' own outputs.
   const outcomes = (stage: string, column: string) => readJsonl(path.join(dir, stage, 'outputs.jsonl')).map((row) => row[column] as number)
-  const stageOf = (world: string, method: string) => (fs.existsSync(path.join(dir, `eval_${world}_${method}`)) ? `eval_${world}_${method}` : `eval_${method}`)
+  const validationPrompts = new Set(readJsonl(path.join(dir, 'farm', 'validation.jsonl')).map((r) => r.prompt))
+  t.equal(validationPrompts.size, 30)
+  for (const m of validation.methods.filter((x: { method: string }) => tuned.includes(x.method))) {
+    for (const [world, column] of [['simulated', 'pool_outcome'], ['human', 'gold_outcome']]) {
+      const s = m.selection[world]
+      const scores = s.candidates.map((c: { candidate: string; winRate: number }) => {
+        const stage = `select_${world}_${m.method}__${c.candidate}`
+        t.ok(readJsonl(path.join(dir, stage, 'outputs.jsonl')).every((r) => validationPrompts.has(r.prompt)), `${stage} answers the validation instructions`)
+        t.equal(c.winRate, winRateOf(outcomes(stage, column)).winRate, `${stage}: chosen by ${column}`)
+        return c.winRate
+      })
+      t.equal(s.candidates.length, 2)
+      t.equal(s.selected, s.candidates[scores.indexOf(Math.max(...scores))].candidate, `${m.method} (${world}): the first best candidate`)
+    }
+  }
+  const stageOf = (world: string, method: string) => {
+    const selected = validation.methods.find((m: { method: string }) => m.method === method).selection?.[world]?.selected
+    if (selected) return `eval_${world}_${method}__${selected}`
+    return fs.existsSync(path.join(dir, `eval_${world}_${method}`)) ? `eval_${world}_${method}` : `eval_${method}`
+  }
   for (const m of validation.methods) {
     t.equal(m.simulatedWinRate, winRateOf(outcomes(stageOf('simulated', m.method), 'pool_outcome')).winRate, `${m.method}: simulated = the noise-free pool's win-rate of the pool-trained method`)
     t.equal(m.humanWinRate, winRateOf(outcomes(stageOf('human', m.method), 'gold_outcome')).winRate, `${m.method}: human = gold's win-rate of the gold-trained method`)
@@ -157,6 +271,7 @@ t.test('examples/validation.yaml, shrunk: rlfarm compare writes validation.json,
   t.match(r.stdout, /Validation, the same methods in two worlds:\nmethod\s+simulated \(pool labels, pool judge\)\s+rank\s+human \(gold labels, gold judge\)\s+rank/)
   t.match(r.stdout, /simulated vs human over 12 methods: Spearman -?[\d.]+ \(95% bootstrap interval over 30 instructions -?[\d.]+ to -?[\d.]+\), Kendall -?[\d.]+/)
   t.match(r.stdout, /reward model reward_human: held-out accuracy [\d.]+ on its training labels, [\d.]+ ± [\d.]+ on gold labels \(\d+ pairs\)/)
+  t.match(r.stdout, /settings each world chose on its validation instructions:\n(dpo|dpo_hinge|ppo|ppo_low_kl) \((simulated|human)\): \w+ chosen; validation win-rates by (the pool|gold): /)
   t.match(r.stdout, /validation: .*validation\.json/)
   const html = fs.readFileSync(path.join(dir, 'report.html'), 'utf8')
   t.match(html, /<figcaption>Simulated against human win-rates<\/figcaption>\n<svg/)
@@ -190,7 +305,7 @@ t.test('examples/validation.yaml, shrunk: rlfarm compare writes validation.json,
 
 t.test('the shrink covers every stage of examples/validation.yaml', async (t) => {
   const stages = exampleStages('validation.yaml')
-  t.same(stages.slice(0, 2).map((s) => s.name), ['farm', 'sft'], 'farm-sft.yaml first')
+  t.same(stages.slice(0, 2).map((s) => s.name), ['farm', 'sft'], 'the farm and SFT first')
   const sets = shrinkValidation()
   for (const [i, s] of stages.entries()) if (s.run.algorithm !== 'farm') t.ok(sets.some((x) => x.startsWith(`stages[${i}].run.`)), `${s.name} is shrunk`)
 })

@@ -82,7 +82,7 @@ export { GoldJudge, HttpJudge, LlmJudge, PoolJudge, judgeWinRate } from './farm/
 export type { HttpJudgeOptions, Pair, PairJudge, Preference } from './farm/judges.js'
 export type { Annotator, DemonstratorOptions, FarmFiles, FarmRow, FarmSplits, Judged, PoolOptions, SplitSizes, WinRate } from './farm/farm.js'
 export { formatPolicyTable, kendall, makeLeaderboard, policyTable, spearman, writeReport } from './farm/report.js'
-export type { Leaderboard, LeaderboardEntry, PolicyRow, RewardModelAccuracy, Validation, ValidationMethod, ValidationOutcomes } from './farm/report.js'
+export type { Leaderboard, LeaderboardEntry, MethodSelection, PolicyRow, RewardModelAccuracy, Selection, SelectionCandidate, Validation, ValidationMethod, ValidationOutcomes } from './farm/report.js'
 export { readDataset } from './data/formats.js'
 export type { Aspect, Faults, RatedCompletion } from './farm/ratings.js'
 export type { Binarize, DataFormat, ReadDatasetOptions } from './data/formats.js'

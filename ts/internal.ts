@@ -5,7 +5,7 @@ export type { ConfigSchema, MessageSpec, FieldSpec, FieldKind } from './config/i
 export { positionalMatch } from './farm/families.js'
 export { DEFAULT_POOL, aShownFirst, demonstrate, hash32 } from './farm/farm.js'
 export { HttpChat, HttpRater, judgePrompt, LlmRater, parseVerdict } from './farm/judges.js'
-export { formatRewardModels, formatValidation, pipelineValidation, quantile, renderSvg, reportHtml, rewardModelAccuracies, validationChart, validationOf, winRateChart } from './farm/report.js'
+export { formatRewardModels, formatValidation, pipelineValidation, quantile, renderSvg, reportHtml, rewardModelAccuracies, selectCandidate, selectionLines, validationChart, validationOf, winRateChart } from './farm/report.js'
 export { critiqueAnswer, critiquePrompt, parseCritiqueScore, parseTranscript, RowAdapter } from './data/formats.js'
 export { ASPECTS, critiqueOf, critiqueQuestion, faultKindsOf, faultsNamed, faultsOf, GoldRater, goldRating, overallOfRatings, parseCritiqueReply, parseRatingReply, PoolRater, poolRating, ratingPrompt, ultraFeedbackCompletion } from './farm/ratings.js'
 export type { RatingItem, RatingJudge } from './farm/ratings.js'

@@ -12,9 +12,9 @@ interface Stage {
   run: Record<string, any>
 }
 
-/** The stages of an example with those of the files it extends before them, as the pipeline runs them. */
+/** The stages of an example with those of the files it extends before them, as the pipeline runs them (aliases allowed as the config loader allows them). */
 export function exampleStages(file: string): Stage[] {
-  const doc = parse(fs.readFileSync(path.join(EXAMPLES, file), 'utf8'), { merge: true }) as { extends?: string; stages: Stage[] }
+  const doc = parse(fs.readFileSync(path.join(EXAMPLES, file), 'utf8'), { merge: true, maxAliasCount: 1000 }) as { extends?: string; stages: Stage[] }
   return [...(doc.extends ? exampleStages(doc.extends) : []), ...doc.stages]
 }
 
@@ -27,7 +27,7 @@ export function shrinkValidation(): string[] {
     if (run.generation) at('generation.max_new_tokens', 10)
     switch (run.algorithm) {
       case 'farm':
-        for (const [k, v] of Object.entries({ sft_size: 2000, preference_size: 200, unlabelled_size: 32, eval_size: 30 })) at(`farm.${k}`, v)
+        for (const [k, v] of Object.entries({ sft_size: 2000, preference_size: 200, unlabelled_size: 32, eval_size: 30, validation_size: 30 })) at(`farm.${k}`, v)
         break
       case 'sft':
         for (const [k, v] of Object.entries({ hidden_size: 64, layers: 1, heads: 2 })) at(`policy.init.${k}`, v)

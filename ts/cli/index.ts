@@ -184,7 +184,11 @@ A validation pipeline (examples/validation.yaml) names its eval stages
 eval_simulated_<method> and eval_human_<method>: compare then prints both
 worlds' leaderboards side by side with their Spearman and Kendall rank
 correlations and a bootstrap interval, writes validation.json, and plots
-simulated against human win-rates in report.html. Run again, it prints the
+simulated against human win-rates in report.html. A method trained at
+several settings has eval_<world>_<method>__<setting> stages, each with a
+select_<world>_<method>__<setting> stage on the farm's validation split
+(farm.validation_size): each world takes the setting its own judge prefers
+there. Run again, it prints the
 finished run's leaderboard (--overwrite trains it all again).`,
     flags: farmFlags,
     examples: ['rlfarm compare examples/compare.yaml', 'rlfarm compare examples/compare.yaml --out /tmp/compare --resume'],

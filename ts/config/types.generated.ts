@@ -914,6 +914,12 @@ export interface FarmConfig {
   chatter: number
   /** how often the demonstrator writes "Answer: x." (gold ignores it; some annotators like it). `double`, default `0.2`, range [0, 1]. */
   format: number
+  /**
+   * held-out instructions with reference outputs for choosing hyper-parameters, apart from the evaluation ones (0: none).
+   *
+   * `uint32`, default `0`, range >= 0.
+   */
+  validation_size: number
 }
 
 /** `FarmConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -932,6 +938,12 @@ export interface FarmConfigInput {
   chatter?: number
   /** how often the demonstrator writes "Answer: x." (gold ignores it; some annotators like it). `double`, default `0.2`, range [0, 1]. */
   format?: number
+  /**
+   * held-out instructions with reference outputs for choosing hyper-parameters, apart from the evaluation ones (0: none).
+   *
+   * `uint32`, default `0`, range >= 0.
+   */
+  validation_size?: number
 }
 
 /**

@@ -173,6 +173,8 @@ export interface FarmSplits {
   unlabelled: FarmRow[]
   /** Held-out instructions with fixed reference outputs (the demonstrator's). */
   eval: (FarmRow & { reference: string })[]
+  /** Held-out instructions with references for choosing hyper-parameters (AlpacaFarm's val split); empty unless asked for. */
+  validation?: (FarmRow & { reference: string })[]
 }
 
 export interface SplitSizes {
@@ -180,16 +182,20 @@ export interface SplitSizes {
   preference?: number
   unlabelled?: number
   eval?: number
+  validation?: number
 }
 
 /**
  * Makes the farm's splits, as AlpacaFarm's (sft 10k / pref 10k / unlabelled
  * 20k / eval 805, scaled down): no instruction appears in two splits.
+ * The validation split is drawn after the others, from what they left, so
+ * that asking for one leaves the other splits as they were.
  */
 export function makeSplits(seed = 0, sizes: SplitSizes = {}, demonstrator: DemonstratorOptions = {}): FarmSplits {
   const want = { sft: sizes.sft ?? 5000, preference: sizes.preference ?? 3000, unlabelled: sizes.unlabelled ?? 3000, eval: sizes.eval ?? 500 }
   const rng = new Rng(seed)
   const seen = new Set<string>()
+  const validationSize = sizes.validation ?? 0
   const totalWanted = want.sft + want.preference + want.unlabelled + want.eval
   // Families take turns. One with few distinct instructions (the open ones,
   // add) gives each split at most its share of them, so that every split
@@ -223,12 +229,14 @@ export function makeSplits(seed = 0, sizes: SplitSizes = {}, demonstrator: Demon
   const sftTasks = draw(want.sft)
   const prefTasks = draw(want.preference)
   const unlabelled = draw(want.unlabelled)
+  const validationTasks = validationSize > 0 ? draw(validationSize) : []
   const demo = new Rng(seed + 1)
   return {
     sft: sftTasks.map((t) => ({ prompt: t.instruction, family: t.family, response: demonstrate(t, demo, demonstrator) })),
     preference: prefTasks.map((t) => ({ prompt: t.instruction, family: t.family })),
     unlabelled: unlabelled.map((t) => ({ prompt: t.instruction, family: t.family })),
     eval: evalTasks.map((t) => ({ prompt: t.instruction, family: t.family, reference: demonstrate(t, demo, demonstrator) })),
+    validation: validationTasks.map((t) => ({ prompt: t.instruction, family: t.family, reference: demonstrate(t, demo, demonstrator) })),
   }
 }
 
@@ -294,12 +302,15 @@ export interface FarmFiles {
   preference: string
   unlabelled: string
   eval: string
+  /** Only when the splits have a validation split. */
+  validation?: string
 }
 
 /**
  * Writes the splits as JSONL files the trainers read (sft.jsonl rows
  * {prompt, response, family}; preference.jsonl and unlabelled.jsonl rows
- * {prompt, family}; eval.jsonl rows {prompt, family, reference}), each
+ * {prompt, family}; eval.jsonl and, when there is one, validation.jsonl
+ * rows {prompt, family, reference}), each
  * written to a temporary file and renamed into place.
  */
 export function writeSplits(dir: string, splits: FarmSplits): FarmFiles {
@@ -314,6 +325,7 @@ export function writeSplits(dir: string, splits: FarmSplits): FarmFiles {
     preference: write('preference', splits.preference),
     unlabelled: write('unlabelled', splits.unlabelled),
     eval: write('eval', splits.eval),
+    ...(splits.validation?.length ? { validation: write('validation', splits.validation) } : {}),
   }
 }
 

@@ -153,6 +153,25 @@ export function quantile(values: readonly number[], q: number): number {
   return sorted[lo] + (at - lo) * (sorted[hi] - sorted[lo])
 }
 
+/** One candidate setting of a method, measured on the validation instructions by one world's own judge. */
+export interface SelectionCandidate {
+  candidate: string
+  winRate: number
+  stderr: number
+}
+
+/** Which of a method's candidate settings a world chose, and what each scored on the validation instructions. */
+export interface Selection {
+  selected: string
+  candidates: SelectionCandidate[]
+}
+
+/** Per world, for a method trained at several candidate settings: the setting that world's judge chose. */
+export interface MethodSelection {
+  simulated?: Selection
+  human?: Selection
+}
+
 /** One method of a validation: its per-instruction outcomes (1 win, 0.5 tie, 0 loss) in each world. */
 export interface ValidationOutcomes {
   method: string
@@ -160,6 +179,7 @@ export interface ValidationOutcomes {
   simulated: readonly number[]
   /** Trained on gold labels, judged by gold. */
   human: readonly number[]
+  selection?: MethodSelection
 }
 
 export interface ValidationMethod {
@@ -168,6 +188,25 @@ export interface ValidationMethod {
   simulatedStderr: number
   humanWinRate: number
   humanStderr: number
+  /** Only for a method chosen among candidate settings. */
+  selection?: MethodSelection
+}
+
+/**
+ * Chooses one of a method's candidate settings by its win-rate on the
+ * validation instructions (AlpacaFarm's model selection: each world by its
+ * own feedback, never on the evaluation instructions). The highest win-rate
+ * wins; a tie goes to the candidate listed first.
+ */
+export function selectCandidate(candidates: readonly { candidate: string; outcomes: readonly number[] }[]): Selection {
+  if (candidates.length === 0) throw new Error('selectCandidate: no candidates to choose from')
+  const scored = candidates.map((c) => {
+    if (c.outcomes.length === 0) throw new Error(`selectCandidate: candidate ${c.candidate} has no validation outcomes`)
+    const w = winRateOf(c.outcomes)
+    return { candidate: c.candidate, winRate: w.winRate, stderr: w.stderr }
+  })
+  const best = scored.reduce((a, b) => (b.winRate > a.winRate ? b : a))
+  return { selected: best.candidate, candidates: scored }
 }
 
 /** AlpacaFarm's validation: how the simulated world's ranking of methods agrees with the human world's. */
@@ -199,7 +238,7 @@ export function validationOf(outcomes: readonly ValidationOutcomes[], options: {
   const methods = outcomes.map((o) => {
     const sim = winRateOf(o.simulated)
     const hum = winRateOf(o.human)
-    return { method: o.method, simulatedWinRate: sim.winRate, simulatedStderr: sim.stderr, humanWinRate: hum.winRate, humanStderr: hum.stderr }
+    return { method: o.method, simulatedWinRate: sim.winRate, simulatedStderr: sim.stderr, humanWinRate: hum.winRate, humanStderr: hum.stderr, ...(o.selection ? { selection: o.selection } : {}) }
   })
   const sim = methods.map((m) => m.simulatedWinRate)
   const hum = methods.map((m) => m.humanWinRate)
@@ -233,12 +272,10 @@ interface EvalStageLike {
   runDir: string
 }
 
-/** The stage that evaluated `method` in one world: eval_<world>_<method>, or eval_<method> when both worlds share it (SFT). */
-function worldStage(byName: Map<string, EvalStageLike>, world: 'simulated' | 'human', method: string): EvalStageLike {
-  const s = byName.get(`eval_${world}_${method}`) ?? byName.get(`eval_${method}`)
-  if (!s) throw new Error(`validation: no stage evaluates ${method} in the ${world} world (name it eval_${world}_${method}, or eval_${method} when both worlds share the method)`)
-  return s
-}
+/** An eval stage on the evaluation instructions: eval_<world>_<method>, eval_<method> (both worlds), or eval_<world>_<method>__<candidate>. */
+const WORLD_EVAL = /^eval_(simulated|human)_(.+?)(?:__(.+))?$/
+/** A candidate's evaluation on the validation instructions, by which its world chooses it: select_<world>_<method>__<candidate>. */
+const SELECTION_STAGE = /^select_(simulated|human)_(.+?)__(.+)$/
 
 /** Per-prompt outcomes of one column (pool_outcome or gold_outcome) of an eval stage's outputs.jsonl. */
 function stageOutcomes(stage: EvalStageLike, column: 'pool_outcome' | 'gold_outcome'): Map<string, number> {
@@ -258,24 +295,73 @@ function stageOutcomes(stage: EvalStageLike, column: 'pool_outcome' | 'gold_outc
 }
 
 /**
+ * The stage whose evaluation stands for `method` in one world, and, when the
+ * method was trained at candidate settings, the world's choice among them:
+ * eval_<world>_<method> (or eval_<method>, shared by both worlds), else the
+ * eval_<world>_<method>__<candidate> whose select_<world>_<method>__<candidate>
+ * won on the validation instructions by the world's own judge.
+ */
+function worldStage(evals: readonly EvalStageLike[], selections: readonly EvalStageLike[], world: 'simulated' | 'human', method: string): { stage: EvalStageLike; selection?: Selection } {
+  const byName = new Map(evals.map((s) => [s.name, s]))
+  const plain = byName.get(`eval_${world}_${method}`) ?? byName.get(`eval_${method}`)
+  const candidates = evals.filter((s) => {
+    const m = WORLD_EVAL.exec(s.name)
+    return m !== null && m[1] === world && m[2] === method && m[3] !== undefined
+  })
+  if (plain && candidates.length > 0) throw new Error(`validation: ${method} in the ${world} world has both ${plain.name} and candidate settings (${candidates.map((c) => c.name).join(', ')}); give one or the other`)
+  if (plain) return { stage: plain }
+  if (candidates.length === 0) throw new Error(`validation: no stage evaluates ${method} in the ${world} world (name it eval_${world}_${method}, or eval_${method} when both worlds share the method)`)
+  const column = world === 'simulated' ? 'pool_outcome' : 'gold_outcome'
+  const selectionOf = new Map(selections.map((s) => [s.name, s]))
+  const scored = candidates.map((c) => {
+    const candidate = WORLD_EVAL.exec(c.name)![3]
+    const name = `select_${world}_${method}__${candidate}`
+    const sel = selectionOf.get(name)
+    if (!sel) throw new Error(`validation: ${c.name} is a candidate setting of ${method} but no ${name} stage measures it on the validation instructions`)
+    return { candidate, stage: c, outcomes: [...stageOutcomes(sel, column).values()] }
+  })
+  const selection = selectCandidate(scored)
+  return { stage: scored.find((c) => c.candidate === selection.selected)!.stage, selection }
+}
+
+/**
  * The validation of a pipeline whose eval stages are named
  * eval_simulated_<method> and eval_human_<method> (and eval_<method> for a
  * method both worlds share): the simulated world's pool outcomes against the
- * human world's gold outcomes, aligned by evaluation instruction. Undefined
- * when the pipeline has no such stages.
+ * human world's gold outcomes, aligned by evaluation instruction. A method
+ * trained at several candidate settings has eval_<world>_<method>__<candidate>
+ * stages, and select_<world>_<method>__<candidate> stages that evaluate the
+ * same policies on validation instructions (farm.validation_size), apart from
+ * the evaluation ones: each world takes the candidate its own judge (the
+ * pool in the simulated world, gold in the human one) prefers there.
+ * Undefined when the pipeline has no such stages.
  */
 export function pipelineValidation(stages: readonly EvalStageLike[], options: { resamples?: number; seed?: number } = {}): Validation | undefined {
   const evals = stages.filter((s) => s.name.startsWith('eval_'))
-  const worldNames = evals.map((s) => /^eval_(simulated|human)_(.+)$/.exec(s.name)).filter((m) => m !== null)
+  const selections = stages.filter((s) => SELECTION_STAGE.test(s.name))
+  const worldNames = evals.map((s) => WORLD_EVAL.exec(s.name)).filter((m) => m !== null)
   if (worldNames.length === 0) return undefined
-  const byName = new Map(evals.map((s) => [s.name, s]))
-  const methods = [...new Set([...worldNames.map((m) => m[2]), ...evals.filter((s) => !/^eval_(simulated|human)_/.test(s.name)).map((s) => s.name.slice('eval_'.length))])]
-  const columns = methods.map((method) => ({
-    method,
-    simulated: stageOutcomes(worldStage(byName, 'simulated', method), 'pool_outcome'),
-    human: stageOutcomes(worldStage(byName, 'human', method), 'gold_outcome'),
-  }))
+  const methods = [...new Set([...worldNames.map((m) => m[2]), ...evals.filter((s) => !WORLD_EVAL.test(s.name)).map((s) => s.name.slice('eval_'.length))])]
+  const columns = methods.map((method) => {
+    const simulated = worldStage(evals, selections, 'simulated', method)
+    const human = worldStage(evals, selections, 'human', method)
+    const selection: MethodSelection = { ...(simulated.selection ? { simulated: simulated.selection } : {}), ...(human.selection ? { human: human.selection } : {}) }
+    return {
+      method,
+      simulated: stageOutcomes(simulated.stage, 'pool_outcome'),
+      human: stageOutcomes(human.stage, 'gold_outcome'),
+      ...(simulated.selection || human.selection ? { selection } : {}),
+    }
+  })
   const prompts = [...columns[0].simulated.keys()]
+  const evalPrompts = new Set(prompts)
+  // Choosing on the instructions the validation then measures would tune on the test.
+  for (const s of selections) {
+    const [, world, method, candidate] = SELECTION_STAGE.exec(s.name)!
+    if (!evals.some((e) => e.name === `eval_${world}_${method}__${candidate}`)) throw new Error(`validation: ${s.name} measures a setting that no eval_${world}_${method}__${candidate} stage evaluates`)
+    const overlap = [...stageOutcomes(s, 'gold_outcome').keys()].find((p) => evalPrompts.has(p))
+    if (overlap !== undefined) throw new Error(`validation: ${s.name} chooses on the evaluation instruction ${JSON.stringify(overlap)}; selection needs instructions apart from the evaluation ones (farm.validation_size)`)
+  }
   const aligned = columns.map((c) => {
     const pick = (m: Map<string, number>, world: string) =>
       prompts.map((p) => {
@@ -283,9 +369,21 @@ export function pipelineValidation(stages: readonly EvalStageLike[], options: { 
         if (v === undefined) throw new Error(`validation: ${c.method} (${world}) has no outcome for the evaluation instruction ${JSON.stringify(p)}; every method must be evaluated on the same instructions`)
         return v
       })
-    return { method: c.method, simulated: pick(c.simulated, 'simulated'), human: pick(c.human, 'human') }
+    return { method: c.method, simulated: pick(c.simulated, 'simulated'), human: pick(c.human, 'human'), ...(c.selection ? { selection: c.selection } : {}) }
   })
   return validationOf(aligned, options)
+}
+
+/** One line per method and world that chose among candidate settings: the choice and each candidate's validation win-rate. */
+export function selectionLines(v: Validation): string[] {
+  return v.methods.flatMap((m) =>
+    (['simulated', 'human'] as const).flatMap((world) => {
+      const s = m.selection?.[world]
+      if (!s) return []
+      const judge = world === 'simulated' ? 'the pool' : 'gold'
+      return [`${m.method} (${world}): ${s.selected} chosen; validation win-rates by ${judge}: ${s.candidates.map((c) => `${c.candidate} ${fmt(c.winRate)} ± ${fmt(c.stderr)}`).join(', ')}`]
+    }),
+  )
 }
 
 /** Both worlds' leaderboards side by side (sorted by the human world's win-rate), with the rank correlations. */
@@ -299,6 +397,7 @@ export function formatValidation(v: Validation): string {
     textTable(header, lines),
     '',
     `simulated vs human over ${v.methods.length} methods: Spearman ${v.spearman.toFixed(3)} (95% bootstrap interval over ${v.instructions} instructions ${v.spearmanInterval[0].toFixed(3)} to ${v.spearmanInterval[1].toFixed(3)}), Kendall ${v.kendall.toFixed(3)}`,
+    ...(selectionLines(v).length > 0 ? ['', 'settings each world chose on its validation instructions:', ...selectionLines(v)] : []),
   ].join('\n')
 }
 
@@ -382,7 +481,8 @@ export interface Leaderboard {
  */
 export function makeLeaderboard(name: string, stages: readonly (StageLike & { seconds?: number })[], baseline = 'sft'): Leaderboard {
   const byName = new Map(stages.map((s) => [s.name, s]))
-  const entries: LeaderboardEntry[] = policyTable(stages).map((r) => {
+  // Selection stages measure other instructions (the validation split): not the leaderboard's.
+  const entries: LeaderboardEntry[] = policyTable(stages.filter((s) => !SELECTION_STAGE.test(s.name))).map((r) => {
     const trained = byName.get(r.policy)
     const e: LeaderboardEntry = { method: r.policy, winRate: r.winRate, stderr: r.stderr, n: r.n }
     if (r.poolWinRate !== undefined) Object.assign(e, { poolWinRate: r.poolWinRate, poolStderr: r.poolStderr })
@@ -486,7 +586,9 @@ export function reportHtml(board: Leaderboard, charts: { title: string; svg: str
 <tbody>
 ${validation.methods.map((m) => `<tr><td>${escapeHtml(m.method)}</td><td>${fmt(m.simulatedWinRate)} ± ${fmt(m.simulatedStderr)}</td><td>${fmt(m.humanWinRate)} ± ${fmt(m.humanStderr)}</td></tr>`).join('\n')}
 </tbody></table>
-<p>Spearman <b>${validation.spearman.toFixed(3)}</b> (95% bootstrap interval over ${validation.instructions} evaluation instructions: ${validation.spearmanInterval[0].toFixed(3)} to ${validation.spearmanInterval[1].toFixed(3)}), Kendall <b>${validation.kendall.toFixed(3)}</b>, over ${validation.methods.length} methods</p>`
+<p>Spearman <b>${validation.spearman.toFixed(3)}</b> (95% bootstrap interval over ${validation.instructions} evaluation instructions: ${validation.spearmanInterval[0].toFixed(3)} to ${validation.spearmanInterval[1].toFixed(3)}), Kendall <b>${validation.kendall.toFixed(3)}</b>, over ${validation.methods.length} methods</p>${
+        selectionLines(validation).length > 0 ? `\n<p>Settings each world chose on its validation instructions:</p>\n<ul>${selectionLines(validation).map((l) => `<li>${escapeHtml(l)}</li>`).join('')}</ul>` : ''
+      }`
     : ''
   const baselineLine = board.baseline ? `<p>Above ${escapeHtml(board.baseline)} by more than two standard errors (gold): ${board.aboveBaseline!.map(escapeHtml).join(', ') || 'none'}</p>` : ''
   return `<!doctype html>

@@ -11,13 +11,17 @@ export async function makeFarm(ctx: TrainerContext): Promise<StageResult> {
   const accuracy = Object.fromEntries(FAMILIES.map((family) => [family.name, f.demonstrator_accuracy]))
   const splits = makeSplits(
     ctx.config.seed,
-    { sft: f.sft_size, preference: f.preference_size, unlabelled: f.unlabelled_size, eval: f.eval_size },
+    { sft: f.sft_size, preference: f.preference_size, unlabelled: f.unlabelled_size, eval: f.eval_size, validation: f.validation_size },
     { accuracy, chatter: f.chatter, format: f.format },
   )
   const files = writeSplits(ctx.runDir, splits)
-  ctx.note(`farm: ${splits.sft.length} demonstrations, ${splits.preference.length} preference and ${splits.unlabelled.length} unlabelled instructions, ${splits.eval.length} for evaluation`)
+  const validation = splits.validation?.length ?? 0
+  ctx.note(
+    `farm: ${splits.sft.length} demonstrations, ${splits.preference.length} preference and ${splits.unlabelled.length} unlabelled instructions, ${splits.eval.length} for evaluation` +
+      (validation ? `, ${validation} for choosing hyper-parameters` : ''),
+  )
   return {
     files: { ...files },
-    metrics: { sft: splits.sft.length, preference: splits.preference.length, unlabelled: splits.unlabelled.length, eval: splits.eval.length },
+    metrics: { sft: splits.sft.length, preference: splits.preference.length, unlabelled: splits.unlabelled.length, eval: splits.eval.length, ...(validation ? { validation } : {}) },
   }
 }
