@@ -221,4 +221,10 @@ t.test('critic judge: a critique model trained on ultrafeedback_critique rows ra
   t.same(rated[1]!.ratings, { instruction_following: 2, honesty: 2, truthfulness: 2, helpfulness: 2 }, 'each aspect: the overall score on 1 to 5')
   t.same(await critic.compare([{ prompt: 'add 2 and 3', a: ' 6\nok', b: ' 5' }]), [1], 'the higher score wins')
   t.equal(critic.skipped.count, 0)
+  // As an eval stage's judge (judge.kind critic): the rows' own responses against their references.
+  const rowsFile = path.join(out, 'eval.jsonl')
+  fs.writeFileSync(rowsFile, [{ prompt: 'add 2 and 3', response: ' 5', reference: ' 6\nok' }, { prompt: 'add 2 and 3', response: ' 6\nok', reference: ' 5' }].map((r) => JSON.stringify(r)).join('\n') + '\n')
+  const e = await train({ algorithm: 'eval', output_dir: out, name: 'eval', judge: { kind: 'critic', model: { path: model! } }, data: { prompts: rowsFile, max_length: 64, chat_template: false, check_text: false }, logging: { progress: 'none' } })
+  t.equal(e.metrics.judge_win_rate, 0.5, 'one win, one loss by the critic')
+  t.equal(e.metrics.win_rate, 0.5, 'as gold judges them')
 })
