@@ -112,7 +112,10 @@ async function main(): Promise<void> {
   const guess = share(items.map((i) => key(i.truth) === commonest))
   const wrongNamed = share(items.filter((i) => i.truth.wrongAnswer).map((i) => i.named.wrongAnswer))
   const chatterNamed = share(items.filter((i) => i.truth.chatter).map((i) => i.named.chatter))
-  const critic = { spearman: rho, spearmanStderr: rhoStderr, completions: items.length, skipped: metrics('critic_rate').judge_skipped ?? 0, exactFaults: exact, commonestGuess: guess, wrongAnswerNamed: wrongNamed, chatterNamed, poolSpearman: metrics('rate').gold_spearman }
+  // False alarms: a fault named where gold finds none.
+  const wrongFalse = share(items.filter((i) => !i.truth.wrongAnswer).map((i) => i.named.wrongAnswer))
+  const chatterFalse = share(items.filter((i) => !i.truth.chatter).map((i) => i.named.chatter))
+  const critic = { spearman: rho, spearmanStderr: rhoStderr, completions: items.length, skipped: metrics('critic_rate').judge_skipped ?? 0, exactFaults: exact, commonestGuess: guess, wrongAnswerNamed: wrongNamed, chatterNamed, wrongAnswerFalseAlarms: wrongFalse, chatterFalseAlarms: chatterFalse, poolSpearman: metrics('rate').gold_spearman }
 
   const lines = [
     `rlfarm bench ultrafeedback: ${minutes.toFixed(1)} min for the stages this call ran (${out})`,
@@ -131,6 +134,7 @@ async function main(): Promise<void> {
     `- Spearman with gold: ${pm(rho, rhoStderr)} (bootstrap s.e.; the pool's overall scores on the training ratings: ${critic.poolSpearman?.toFixed(3)})`,
     `- critique names exactly gold's faults: ${pm(exact.p, exact.stderr)} (peer, always the commonest faults: ${pm(guess.p, guess.stderr)})`,
     `- names a wrong answer where gold finds one: ${pm(wrongNamed.p, wrongNamed.stderr)} of ${wrongNamed.n}; names chatter where gold finds it: ${pm(chatterNamed.p, chatterNamed.stderr)} of ${chatterNamed.n}`,
+    `- names a wrong answer where gold finds none: ${pm(wrongFalse.p, wrongFalse.stderr)} of ${wrongFalse.n}; names chatter where gold finds none: ${pm(chatterFalse.p, chatterFalse.stderr)} of ${chatterFalse.n}`,
   ]
   console.log(lines.join('\n'))
   const result = { minutes, judged, rewardModels: rms.map((x, i) => ({ ...x, trainPairs: trainPairs[i] })), bestOfN: bon, critic }

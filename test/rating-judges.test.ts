@@ -221,4 +221,43 @@ t.test('critic judge: a critique model trained on ultrafeedback_critique rows ra
   t.same(rated[1]!.ratings, { instruction_following: 2, honesty: 2, truthfulness: 2, helpfulness: 2 }, 'each aspect: the overall score on 1 to 5')
   t.same(await critic.compare([{ prompt: 'add 2 and 3', a: ' 6\nok', b: ' 5' }]), [1], 'the higher score wins')
   t.equal(critic.skipped.count, 0)
+  // As an eval stage's judge (judge.kind critic): the rows' own responses against their references.
+  const rowsFile = path.join(out, 'eval.jsonl')
+  fs.writeFileSync(rowsFile, [{ prompt: 'add 2 and 3', response: ' 5', reference: ' 6\nok' }, { prompt: 'add 2 and 3', response: ' 6\nok', reference: ' 5' }].map((r) => JSON.stringify(r)).join('\n') + '\n')
+  const e = await train({ algorithm: 'eval', output_dir: out, name: 'eval', judge: { kind: 'critic', model: { path: model! } }, data: { prompts: rowsFile, max_length: 64, chat_template: false, check_text: false }, logging: { progress: 'none' } })
+  t.equal(e.metrics.judge_win_rate, 0.5, 'one win, one loss by the critic')
+  t.equal(e.metrics.win_rate, 0.5, 'as gold judges them')
+})
+
+t.test('label.mode rate with judge.kind llm: a local model rates each aspect; a judge model too short for the rubric is refused by name', async (t) => {
+  const out = tempDir(t, 'rate-llm')
+  const sftRows = path.join(out, 'sft.jsonl')
+  fs.writeFileSync(sftRows, `${JSON.stringify({ prompt: 'add 2 and 3', response: ' 5' })}\n`)
+  const judgeModel = async (name: string, positions: number) =>
+    (await train({ algorithm: 'sft', output_dir: out, name, policy: { tokenizer: 'byte', init: { hidden_size: 32, layers: 1, heads: 2, max_positions: positions } }, data: { train: sftRows, max_length: 32, chat_template: false }, training: { batch_size: 1, max_steps: 1 }, logging: { progress: 'none' } })).model!
+  const prompts = path.join(out, 'prompts.jsonl')
+  fs.writeFileSync(prompts, ['add 2 and 3', 'reverse abc'].map((p) => JSON.stringify({ prompt: p })).join('\n') + '\n')
+  const rate = (name: string, judge: string) =>
+    train({
+      algorithm: 'label',
+      output_dir: out,
+      name,
+      policy: { path: judge },
+      label: { mode: 'rate', completions_per_prompt: 2 },
+      judge: { kind: 'llm', model: { path: judge } },
+      data: { prompts, max_length: 48, chat_template: false, check_text: false },
+      generation: { max_new_tokens: 6, temperature: 1 },
+      logging: { progress: 'none' },
+    })
+  const long = await judgeModel('judge', 1024)
+  const r = await rate('rate', long)
+  t.equal(r.metrics.completions, 4)
+  const rows = fs.readFileSync(path.join(out, 'rate', 'ratings.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  t.equal(rows.length, 2)
+  for (const c of rows.flatMap((row) => row.completions)) {
+    t.match(c.annotations.honesty.Rationale, /^The judge model's probabilities of the ratings 1 to 5: /)
+    t.ok(['1', '2', '3', '4', '5'].includes(c.annotations.helpfulness.Rating))
+  }
+  const short = await judgeModel('short', 256)
+  await t.rejects(rate('rate_short', short), /LlmRater: a question is \d+ tokens, longer than the judge model's 256 positions/)
 })

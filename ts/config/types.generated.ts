@@ -761,7 +761,7 @@ export interface JudgeConfig {
   /** pool: AlpacaFarm's p, the label is a coin flip with probability 2p. `double`, default `0.25`, range [0, 0.5]. */
   label_noise: number
   /**
-   * pool: which annotator labels which pair and their noise; llm and http: the order the two responses are shown in.
+   * pool: which annotator labels which pair and their noise; llm and http: the order the two responses are shown in; critic: the seeds of its resamples.
    *
    * `uint32`, default `0`.
    */
@@ -807,7 +807,7 @@ export interface JudgeConfigInput {
   /** pool: AlpacaFarm's p, the label is a coin flip with probability 2p. `double`, default `0.25`, range [0, 0.5]. */
   label_noise?: number
   /**
-   * pool: which annotator labels which pair and their noise; llm and http: the order the two responses are shown in.
+   * pool: which annotator labels which pair and their noise; llm and http: the order the two responses are shown in; critic: the seeds of its resamples.
    *
    * `uint32`, default `0`.
    */
