@@ -46,6 +46,8 @@ export class AdamW {
   // never holds the whole model's).
   readonly #native: NativeAdamW
   #views: { m: Tensor; v: Tensor; begin: number; end: number } | undefined
+  // Set by shardOver: steps go through the group, on every rank alike (a shard may be empty, or all of a tiny model).
+  #shardedOver = false
 
   constructor(model: Model, options: AdamWOptions = {}) {
     const where = 'AdamW'
@@ -90,16 +92,15 @@ export class AdamW {
     })
   }
 
-  /** Whether this rank holds the moments of its ZeRO-1 shard only. */
+  /** Whether this optimizer is sharded over a process group (ZeRO-1): each rank holds the moments of its shard only. */
   get sharded(): boolean {
-    const { begin, end } = this.#moments()
-    return end - begin !== this.model.parameterCount
+    return this.#shardedOver
   }
 
   /** The optimizer's state, for checkpoints (the moments are live views). */
   state(): AdamWState {
     if (this.sharded) {
-      throw new Error('AdamW.state: this optimizer holds only its ZeRO-1 shard of the moments; gather them on every rank (optimizerState in rlfarm\'s distributed helpers)')
+      throw new Error('AdamW.state: this optimizer holds only its ZeRO-1 shard of the moments; gather them on every rank (optimizerState from \'rlfarm/internal\')')
     }
     const { m, v } = this.#moments()
     return { step: this.stepCount, m, v }
@@ -123,6 +124,7 @@ export class AdamW {
     this.model.checkIdle('AdamW.shard')
     this.#native.shard(group)
     this.#views = undefined
+    this.#shardedOver = true
   }
 
   /** Restores a state saved by state() (the whole model's moments; a sharded optimizer keeps its shard of them). */
