@@ -43,12 +43,13 @@ function parse(argv: string[]): Args {
 
 const GPT2_124M = { arch: 'gpt2', vocab: 50257, dim: 768, layers: 12, heads: 12, maxPositions: 1024 } as const
 
+const PHASES = ['step', 'compute', 'allReduce', 'optimizer'] as const
+type Phase = (typeof PHASES)[number]
+
 interface StepRow {
   rank: number
-  stepMs: number
-  computeMs: number
-  allReduceMs: number
-  optimizerMs: number
+  /** Median milliseconds of each phase (step: all of it; compute: forward + backward). */
+  ms: Record<Phase, number>
   peakRssMB: number
   momentsMB: number
   parameters: number
@@ -68,7 +69,7 @@ async function stepRank(args: Args): Promise<void> {
   const tokens = Tensor.from(Int32Array.from({ length: rows * args.tokens }, (_, i) => (i * 7919 + distributed.rank * 104729) % GPT2_124M.vocab), [rows, args.tokens])
   // The gradient of the mean negative log-likelihood over the global batch.
   const gradLogp = Tensor.full([rows, args.tokens - 1], -1 / (args.rows * (args.tokens - 1)))
-  const phases: { stepMs: number[]; computeMs: number[]; allReduceMs: number[]; optimizerMs: number[] } = { stepMs: [], computeMs: [], allReduceMs: [], optimizerMs: [] }
+  const phases = Object.fromEntries(PHASES.map((p) => [p, [] as number[]])) as Record<Phase, number[]>
   for (let k = 0; k <= args.steps; k++) {
     await distributed.barrier()
     const t0 = performance.now()
@@ -81,18 +82,15 @@ async function stepRank(args: Args): Promise<void> {
     await optimizer.step({ maxGradNorm: 1 })
     const t3 = performance.now()
     if (k === 0) continue
-    phases.stepMs.push(t3 - t0)
-    phases.computeMs.push(t1 - t0)
-    phases.allReduceMs.push(t2 - t1)
-    phases.optimizerMs.push(t3 - t2)
+    phases.step.push(t3 - t0)
+    phases.compute.push(t1 - t0)
+    phases.allReduce.push(t2 - t1)
+    phases.optimizer.push(t3 - t2)
   }
   const moments = optimizer.shardState().m.numel
   const row: StepRow = {
     rank: distributed.rank,
-    stepMs: median(phases.stepMs),
-    computeMs: median(phases.computeMs),
-    allReduceMs: median(phases.allReduceMs),
-    optimizerMs: median(phases.optimizerMs),
+    ms: Object.fromEntries(PHASES.map((p) => [p, median(phases[p])])) as Record<Phase, number>,
     peakRssMB: process.resourceUsage().maxRSS / 1024,
     momentsMB: (2 * moments * 4) / 1e6,
     parameters: model.parameterCount,
@@ -179,13 +177,13 @@ async function stepTable(args: Args): Promise<void> {
   let parameters = 0
   for (const [ranks, shard] of [[1, false], [2, false], [2, true]] as const) {
     const all = JSON.parse(await startRanks(ranks, { RLFARM_THREADS: String(Math.max(1, Math.floor(cores / ranks))), BENCH_SHARD: shard ? '1' : '0' })) as StepRow[]
-    const slowest = Math.max(...all.map((r) => r.stepMs))
+    const slowest = Math.max(...all.map((r) => r.ms.step))
     const zero = all[0]
     parameters = zero.parameters
-    const collective = ranks === 1 ? '-' : shard ? `in AdamW: ${((zero.optimizerMs / zero.stepMs) * 100).toFixed(1)}% (AdamW step)` : `${((zero.allReduceMs / zero.stepMs) * 100).toFixed(1)}%`
+    const collective = ranks === 1 ? '-' : shard ? `${((zero.ms.optimizer / zero.ms.step) * 100).toFixed(1)}% (all of AdamW's step)` : `${((zero.ms.allReduce / zero.ms.step) * 100).toFixed(1)}%`
     lines.push(
-      `| ${ranks} | ${shard ? 'ZeRO-1' : ranks === 1 ? '-' : 'all-reduce'} | ${((args.rows * args.tokens) / (slowest / 1000)).toFixed(0)} | ${slowest.toFixed(0)} | ${zero.computeMs.toFixed(0)} | ` +
-        `${ranks === 1 || shard ? '-' : zero.allReduceMs.toFixed(0)} | ${zero.optimizerMs.toFixed(0)} | ${collective} | ${all.map((r) => r.peakRssMB.toFixed(0)).join(' / ')} | ${all.map((r) => r.momentsMB.toFixed(0)).join(' / ')} |`,
+      `| ${ranks} | ${shard ? 'ZeRO-1' : ranks === 1 ? '-' : 'all-reduce'} | ${((args.rows * args.tokens) / (slowest / 1000)).toFixed(0)} | ${slowest.toFixed(0)} | ${zero.ms.compute.toFixed(0)} | ` +
+        `${ranks === 1 || shard ? '-' : zero.ms.allReduce.toFixed(0)} | ${zero.ms.optimizer.toFixed(0)} | ${collective} | ${all.map((r) => r.peakRssMB.toFixed(0)).join(' / ')} | ${all.map((r) => r.momentsMB.toFixed(0)).join(' / ')} |`,
     )
     process.stderr.write(`${lines.at(-1)}\n`)
   }

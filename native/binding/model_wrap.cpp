@@ -391,6 +391,7 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
             Device::gpu(engine_ ? engine_->device() : 0).name(), " (the Gloo group moves host tensors)");
   Transformer* model = model_.get();
   model->grads();  // allocate on this thread
+  state->m();  // and the moments
   SyncToDevice();
   cuda::Engine* engine = engine_.get();
   auto norm = std::make_shared<double>(0.0);

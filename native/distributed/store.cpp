@@ -2,7 +2,7 @@
 // each field as a u32 length and its bytes (little-endian, as every host we
 // build for). Requests: hello rank world | set key value | get key ms |
 // wait ms key... | erase key; replies: ok ... | error why |
-// timeout missing-key...
+// timeout missing-key... | closed missing-key... (rank 0 stops serving)
 #include "store.h"
 
 #include <arpa/inet.h>
@@ -156,7 +156,9 @@ struct TcpStoreServer::State {
       if (absent.empty()) {
         replies.emplace_back(w.fd, w.is_get ? Fields{"ok", data.at(w.keys[0])} : Fields{"ok"});
       } else if (closing) {
-        replies.emplace_back(w.fd, Fields{"error", "rank 0 stopped serving the store (it is exiting, or has failed) while this rank waited for key(s) " + join_keys(absent)});
+        Fields r{"closed"};
+        r.insert(r.end(), absent.begin(), absent.end());
+        replies.emplace_back(w.fd, r);
       } else if (now >= w.deadline) {
         Fields r{"timeout"};
         r.insert(r.end(), absent.begin(), absent.end());
@@ -418,6 +420,12 @@ std::vector<std::string> TcpStoreClient::request(const Fields& fields, Milliseco
     throw StoreTimeout("rendezvous store " + where() + ": timed out after " + seconds_text(reply_within) +
                            " s waiting for key(s) " + join_keys(absent),
                        absent);
+  }
+  if (!reply.empty() && reply[0] == "closed") {
+    const Fields absent(reply.begin() + 1, reply.end());
+    throw StoreClosed("rendezvous store " + where() + ": rank 0 stopped serving the store (it is exiting, or has failed) " +
+                          "while this rank waited for key(s) " + join_keys(absent),
+                      absent);
   }
   RLF_CHECK(!reply.empty() && reply[0] == "ok", "rendezvous store ", where(), ": unexpected reply to '", fields[0], "'");
   return Fields(reply.begin() + 1, reply.end());

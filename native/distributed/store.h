@@ -32,6 +32,13 @@ class StoreTimeout : public Error {
   std::vector<std::string> missing;
 };
 
+// The wait ended because rank 0 stopped serving the store (it exited, or gave
+// up its own wait) before the keys came: the same missing keys, said as such.
+class StoreClosed : public StoreTimeout {
+ public:
+  using StoreTimeout::StoreTimeout;
+};
+
 class KeyValueStore {
  public:
   virtual ~KeyValueStore() = default;

@@ -92,25 +92,39 @@ AdamW::AdamW(const ParamLayout& layout, const std::vector<bool>& decay, const Ad
 void AdamW::set_shard(int64_t begin, int64_t end, int64_t capacity) {
   RLF_CHECK(0 <= begin && begin <= end && end <= total_ && capacity >= end - begin, "AdamW: the shard [", begin, ", ",
             end, ") in buffers of ", capacity, " does not fit a model of ", total_, " parameters");
-  Tensor m = zeros({capacity}, DType::f32, Device::host());
-  Tensor v = zeros({capacity}, DType::f32, Device::host());
   if (m_.defined()) {
     // What this optimizer held of the new stretch stays (a state loaded before sharding).
+    Tensor m = zeros({capacity}, DType::f32, Device::host());
+    Tensor v = zeros({capacity}, DType::f32, Device::host());
     const int64_t from = std::max(begin, begin_), to = std::min(end, end_);
     for (int64_t i = from; i < to; ++i) {
       m.data<float>()[i - begin] = m_.data<float>()[i - begin_];
       v.data<float>()[i - begin] = v_.data<float>()[i - begin_];
     }
+    m_ = m;
+    v_ = v;
   }
-  m_ = m;
-  v_ = v;
   begin_ = begin;
   end_ = end;
+  capacity_ = capacity;
   shard_ranges_.clear();
   for (const DecayRange& r : ranges_) {
     const int64_t from = std::max(begin, r.offset), to = std::min(end, r.offset + r.numel);
     if (from < to) shard_ranges_.push_back({from, to - from, r.decay});
   }
+}
+
+const Tensor& AdamW::m() {
+  if (!m_.defined()) {
+    m_ = zeros({capacity_}, DType::f32, Device::host());
+    v_ = zeros({capacity_}, DType::f32, Device::host());
+  }
+  return m_;
+}
+
+const Tensor& AdamW::v() {
+  m();
+  return v_;
 }
 
 AdamWOptions AdamW::with_lr(double lr) const {
@@ -122,7 +136,7 @@ AdamWOptions AdamW::with_lr(double lr) const {
 double AdamW::step(float* params, float* grads, int64_t step, double lr, double max_norm) {
   RLF_CHECK(!sharded(), "AdamW: a sharded optimizer steps through its process group");
   RLF_CHECK(step >= 1, "optimizer.step: step counts from 1; got ", step);
-  return clipped_adamw_step(params, grads, m_.data<float>(), v_.data<float>(), total_, step, with_lr(lr), ranges_, max_norm);
+  return clipped_adamw_step(params, grads, m().data<float>(), v().data<float>(), total_, step, with_lr(lr), ranges_, max_norm);
 }
 
 }  // namespace rlfarm::model

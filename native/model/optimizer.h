@@ -66,8 +66,10 @@ class AdamW {
   int64_t begin() const { return begin_; }
   int64_t end() const { return end_; }
   bool sharded() const { return begin_ != 0 || end_ != total_; }
-  const Tensor& m() const { return m_; }
-  const Tensor& v() const { return v_; }
+  // The moments (zeros until the first step), allocated when first asked for:
+  // an optimizer sharded before then never holds the whole model's.
+  const Tensor& m();
+  const Tensor& v();
   // This step's options: the hyperparameters with the learning rate `lr`.
   AdamWOptions with_lr(double lr) const;
   // The decay ranges (offsets in the whole buffer) that fall in [begin, end).
@@ -78,7 +80,7 @@ class AdamW {
 
  private:
   int64_t total_;
-  int64_t begin_ = 0, end_ = 0;
+  int64_t begin_ = 0, end_ = 0, capacity_ = 0;
   AdamWOptions options_;
   std::vector<DecayRange> ranges_, shard_ranges_;
   Tensor m_, v_;

@@ -174,6 +174,9 @@ export async function checkSameRun(what: string, config: unknown): Promise<void>
     if (!d) continue
     const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v))
     const field = d.path.startsWith('build.') ? `the addon build (${d.path.slice('build.'.length)})` : `the ${what} field ${d.path.replace(/^config\.?/, '') || '(root)'}`
+    // Every rank finds the same difference; none leaves (rank 0 taking the
+    // store with it) before all have read every rank's value.
+    await distributed.barrier().catch(() => undefined)
     throw new Error(
       `distributed: rank ${r} differs from rank 0 in ${field}: ${show(d.now)} on rank ${r}, ${show(d.was)} on rank 0; ` +
         'every rank must run the same config with the same rlfarm build',

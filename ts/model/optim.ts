@@ -41,12 +41,13 @@ export class AdamW {
   /** Steps taken so far. */
   stepCount = 0
   // The native optimizer owns the moments and the decay ranges (set once);
-  // #m and #v are views of its moments of the buffer's [#begin, #end).
+  // #views are views of its moments of the buffer's [begin, end), read when
+  // first needed (the native side allocates them then: sharded first, a rank
+  // never holds the whole model's).
   readonly #native: NativeAdamW
-  #m!: Tensor
-  #v!: Tensor
-  #begin = 0
-  #end = 0
+  #views: { m: Tensor; v: Tensor; begin: number; end: number } | undefined
+  // Set by shardOver: steps go through the group, on every rank alike (a shard may be empty, or all of a tiny model).
+  #shardedOver = false
 
   constructor(model: Model, options: AdamWOptions = {}) {
     const where = 'AdamW'
@@ -63,15 +64,14 @@ export class AdamW {
     const decide = options.decay ?? ((_: string, d: boolean) => d)
     const decay = model.parameters().map((p) => decide(p.name, p.decay))
     this.#native = new native.NativeAdamW(model.nativeModel, { beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, weightDecay: this.weightDecay, decay })
-    this.#readMoments()
   }
 
-  #readMoments(): void {
-    const { m, v, begin, end } = this.#native.moments()
-    this.#m = new Tensor(m)
-    this.#v = new Tensor(v)
-    this.#begin = begin
-    this.#end = end
+  #moments(): { m: Tensor; v: Tensor; begin: number; end: number } {
+    if (!this.#views) {
+      const { m, v, begin, end } = this.#native.moments()
+      this.#views = { m: new Tensor(m), v: new Tensor(v), begin, end }
+    }
+    return this.#views
   }
 
   /**
@@ -92,17 +92,18 @@ export class AdamW {
     })
   }
 
-  /** Whether this rank holds the moments of its ZeRO-1 shard only. */
+  /** Whether this optimizer is sharded over a process group (ZeRO-1): each rank holds the moments of its shard only. */
   get sharded(): boolean {
-    return this.#end - this.#begin !== this.model.parameterCount
+    return this.#shardedOver
   }
 
   /** The optimizer's state, for checkpoints (the moments are live views). */
   state(): AdamWState {
     if (this.sharded) {
-      throw new Error('AdamW.state: this optimizer holds only its ZeRO-1 shard of the moments; gather them on every rank (optimizerState in rlfarm\'s distributed helpers)')
+      throw new Error('AdamW.state: this optimizer holds only its ZeRO-1 shard of the moments; gather them on every rank (optimizerState from \'rlfarm/internal\')')
     }
-    return { step: this.stepCount, m: this.#m, v: this.#v }
+    const { m, v } = this.#moments()
+    return { step: this.stepCount, m, v }
   }
 
   /**
@@ -110,7 +111,7 @@ export class AdamW {
    * with zeros to the size every rank's shard has.
    */
   shardState(): { step: number; m: Tensor; v: Tensor; begin: number; end: number } {
-    return { step: this.stepCount, m: this.#m, v: this.#v, begin: this.#begin, end: this.#end }
+    return { step: this.stepCount, ...this.#moments() }
   }
 
   /**
@@ -122,7 +123,8 @@ export class AdamW {
   shardOver(group: NativeProcessGroup): void {
     this.model.checkIdle('AdamW.shard')
     this.#native.shard(group)
-    this.#readMoments()
+    this.#views = undefined
+    this.#shardedOver = true
   }
 
   /** Restores a state saved by state() (the whole model's moments; a sharded optimizer keeps its shard of them). */
@@ -136,8 +138,9 @@ export class AdamW {
       }
     }
     if (!Number.isInteger(state.step) || state.step < 0) throw new Error(`AdamW.loadState: step must be a non-negative integer`)
-    ;(this.#m.data as Float32Array).set((state.m.data as Float32Array).subarray(this.#begin, this.#end))
-    ;(this.#v.data as Float32Array).set((state.v.data as Float32Array).subarray(this.#begin, this.#end))
+    const { m, v, begin, end } = this.#moments()
+    ;(m.data as Float32Array).set((state.m.data as Float32Array).subarray(begin, end))
+    ;(v.data as Float32Array).set((state.v.data as Float32Array).subarray(begin, end))
     this.stepCount = state.step
   }
 }
