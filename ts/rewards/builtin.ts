@@ -7,6 +7,7 @@ import type { RewardFunction } from '../config/types.generated.js'
 import { goldScore } from '../farm/farm.js'
 import { codeTestsReward } from './code-tests.js'
 import { mathReward } from './math.js'
+import { Args, REFERENCE_KEYS, referenceOf } from './args.js'
 import type { RewardFn } from './types.js'
 
 /** What a built-in may need from the run besides its own config. */
@@ -21,56 +22,10 @@ interface Builtin {
   make(spec: RewardFunction, what: string, run: BuiltinContext): RewardFn
 }
 
-/** Reads args.<key> as a string/number/..., naming the reward and the key when it is wrong. */
-export class Args {
-  constructor(
-    readonly args: Record<string, unknown>,
-    readonly what: string,
-    known: readonly string[],
-  ) {
-    for (const key of Object.keys(args)) {
-      if (!known.includes(key)) throw new Error(`${what}: unknown args key '${key}'; ${known.length ? `it takes ${known.join(', ')}` : 'it takes no args'}`)
-    }
-  }
-
-  string(key: string, fallback?: string): string {
-    const v = this.args[key] ?? fallback
-    if (typeof v !== 'string') throw new Error(`${this.what}: args.${key} must be a string; got ${JSON.stringify(v)}`)
-    return v
-  }
-
-  number(key: string, fallback: number | undefined, check: { min?: number; integer?: boolean } = {}): number {
-    const v = this.args[key] ?? fallback
-    const expected = `${check.integer ? 'an integer' : 'a number'}${check.min !== undefined ? ` >= ${check.min}` : ''}`
-    if (typeof v !== 'number' || !Number.isFinite(v) || (check.integer && !Number.isInteger(v)) || (check.min !== undefined && v < check.min)) {
-      throw new Error(`${this.what}: args.${key} must be ${expected}; got ${JSON.stringify(v)}`)
-    }
-    return v
-  }
-
-  strings(key: string, fallback: string[]): string[] {
-    const v = this.args[key] ?? fallback
-    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new Error(`${this.what}: args.${key} must be a list of strings; got ${JSON.stringify(v)}`)
-    return v as string[]
-  }
-}
-
-/** The reference answer of a row: the first of `keys` it has as a string (or number); undefined when none. */
-export function referenceOf(row: Record<string, unknown>, keys: readonly string[]): string | undefined {
-  for (const k of keys) {
-    const v = row[k]
-    if (typeof v === 'string') return v
-    if (typeof v === 'number' && Number.isFinite(v)) return String(v)
-  }
-  return undefined
-}
-
 /** exact_match's normal form: Unicode NFKC, lower case, whitespace collapsed, trailing punctuation dropped. */
 export function normalizeAnswer(text: string): string {
   return text.normalize('NFKC').toLowerCase().replace(/\s+/g, ' ').trim().replace(/[.!?;,\s]+$/, '')
 }
-
-export const REFERENCE_KEYS = ['answer', 'reference', 'solution']
 
 // The R1-style layout: reasoning in <think>, then the answer in <answer>, and nothing else.
 export const THINK_ANSWER = '^\\s*<think>[\\s\\S]*?</think>\\s*<answer>[\\s\\S]*?</answer>\\s*$'

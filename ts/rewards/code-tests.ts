@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
-import type { Args } from './builtin.js'
+import type { Args } from './args.js'
 import type { RewardFn } from './types.js'
 
 export interface CodeTestOptions {

@@ -8,7 +8,7 @@
 // mathjs ships CommonJS for require(); its types are declared as an ES module.
 const { all, create } = require('mathjs') as typeof import('mathjs', { with: { 'resolution-mode': 'import' } })
 type MathJsInstance = import('mathjs', { with: { 'resolution-mode': 'import' } }).MathJsInstance
-import { REFERENCE_KEYS, referenceOf, type Args } from './builtin.js'
+import { REFERENCE_KEYS, referenceOf, type Args } from './args.js'
 import type { RewardFn } from './types.js'
 
 let instance: MathJsInstance | undefined
