@@ -353,6 +353,14 @@ static void copy_bytes(const Tensor& dst, const Tensor& src) {
   }
 }
 
+void copy_into(const Tensor& dst, const Tensor& src) {
+  check_usable(src, "copy");
+  check_usable(dst, "copy");
+  RLF_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(), "copy: ", src.describe(), " does not fit ",
+            dst.describe());
+  copy_bytes(dst, src);
+}
+
 Tensor to_device(const Tensor& t, Device device) {
   check_usable(t, "to");
   if (t.device() == device) return t;

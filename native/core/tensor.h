@@ -106,6 +106,9 @@ Tensor map_file(const std::string& path);
 Tensor empty(const Shape& shape, DType dtype, Device device);
 Tensor zeros(const Shape& shape, DType dtype, Device device);
 Tensor to_device(const Tensor& t, Device device);
+// Copies src's elements into dst (same dtype and element count; either may be
+// a view, on any device).
+void copy_into(const Tensor& dst, const Tensor& src);
 Tensor clone(const Tensor& t);
 Tensor reshape(const Tensor& t, const Shape& shape);
 

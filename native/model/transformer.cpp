@@ -9,7 +9,6 @@
 #include <numeric>
 #include <random>
 
-#include "../core/cuda_runtime.h"
 #include "../core/error.h"
 #include "../core/huge_pages.h"
 #include "../ops/kernels.h"
@@ -93,16 +92,10 @@ void Transformer::check_forward(const Tensor& tokens, const Tensor& mask, const 
             "model.forward: values at log-prob positions need sequences of at least 2 tokens; got ", tokens.shape[1]);
 }
 
-// Copies `rows` rows of `width` floats between row strides, on the host or on
-// the tensors' CUDA device (a cuda model's outputs may stay there).
-static void copy_rows(const Tensor& from, int64_t from_stride, Tensor& to, int64_t to_stride, int64_t rows, int64_t width) {
-  const size_t bytes = sizeof(float) * static_cast<size_t>(width);
-  for (int64_t b = 0; b < rows; ++b) {
-    const float* src = from.data<float>() + b * from_stride;
-    float* dst = to.data<float>() + b * to_stride;
-    if (from.device().is_cpu()) std::memcpy(dst, src, bytes);
-    else cuda::copy_device_to_device(from.device().index, dst, src, bytes);
-  }
+// Row b's first `width` values of `from` (rows of from_stride) into row b of `to` (rows of to_stride).
+static void copy_rows(const Tensor& from, int64_t from_stride, const Tensor& to, int64_t to_stride, int64_t rows,
+                      int64_t width) {
+  for (int64_t b = 0; b < rows; ++b) copy_into(view(to, b * to_stride, {width}), view(from, b * from_stride, {width}));
 }
 
 Tensor values_on_action_grid(const Tensor& values) {

@@ -1,7 +1,6 @@
 #include "ops.h"
 
 #include <algorithm>
-#include <cstring>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -376,6 +375,11 @@ PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, 
   args.number(clip_low, "clipLow", 0, 1, false, true);
   args.number(clip_high, "clipHigh", 0, 1e6);
   if (dual_clip != 0) args.number(dual_clip, "dualClip", 1, 1e6, true);
+  if (entropy.defined()) {
+    args.dtype(entropy, "entropy", {DType::f32});
+    args.same_shape(entropy, "entropy", logp, "logp");
+    args.same_device(entropy, "entropy", logp, "logp");
+  }
   PpoPolicyLossResult out{};
   out.grad = empty(logp.shape, DType::f32, logp.device());
   Tensor stats = empty({kPpoStats}, DType::f32, logp.device());
@@ -403,9 +407,6 @@ PpoPolicyLossResult ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, 
   const Tensor m = mask_f32(mask);
   out.tokens = host_total(row_sum(m, Tensor{}));
   if (entropy.defined()) {
-    args.dtype(entropy, "entropy", {DType::f32});
-    args.same_shape(entropy, "entropy", logp, "logp");
-    args.same_device(entropy, "entropy", logp, "logp");
     out.entropy_mean = out.tokens > 0 ? host_total(row_sum(entropy, m)) / out.tokens : 0;
   }
   return out;
@@ -448,16 +449,10 @@ std::vector<Tensor> select_rows(const std::vector<Tensor>& xs, const std::vector
     Shape shape = x.shape;
     shape[0] = static_cast<int64_t>(rows.size());
     Tensor y = empty(shape, x.dtype, x.device());
-    const size_t row_bytes = x.shape[0] > 0 ? x.nbytes() / static_cast<size_t>(x.shape[0]) : 0;
-    const char* src = static_cast<const char*>(x.raw());
-    char* dst = static_cast<char*>(y.raw());
+    const Shape row_shape(x.shape.begin() + 1, x.shape.end());
+    const int64_t width = shape_numel(row_shape);
     for (size_t j = 0; j < rows.size(); ++j) {
-      if (x.device().is_cpu()) {
-        std::memcpy(dst + j * row_bytes, src + static_cast<size_t>(rows[j]) * row_bytes, row_bytes);
-      } else {
-        cuda::copy_device_to_device(x.device().index, dst + j * row_bytes, src + static_cast<size_t>(rows[j]) * row_bytes,
-                                    row_bytes);
-      }
+      copy_into(view(y, static_cast<int64_t>(j) * width, row_shape), view(x, rows[j] * width, row_shape));
     }
     out.push_back(std::move(y));
   }
