@@ -81,12 +81,17 @@ export function dataParallel(): DataParallel | undefined {
       return out
     },
     async whiten(x, mask) {
-      // Sums over this rank's masked tokens (rowSum is native; its B row sums are added here).
-      const masked = (t: Tensor) => (ops.rowSum(t, mask).data as Float32Array).reduce((a, b) => a + b, 0)
-      const [sum, count] = await this.sum(x ? [masked(x), masked(mask!)] : [0, 0])
+      // This rank's masked token count, sum and sum of squares of t (ops.rowMoments per row, added here in row order).
+      const moments = (t: Tensor) => {
+        const m = ops.rowMoments([t], mask!).data as Float32Array
+        const out = [0, 0, 0]
+        m.forEach((v, i) => (out[i % 3] += v))
+        return out
+      }
+      const [count, sum] = await this.sum(x ? moments(x).slice(0, 2) : [0, 0])
       const mean = count > 0 ? sum / count : 0
       const centered = x && ops.add(x, ops.broadcastRows(Tensor.full([x.shape[0]], mean), mask!), { alpha: 1, beta: -1 })
-      const [squares] = await this.sum([centered ? masked(ops.mul(centered, centered)) : 0])
+      const [squares] = await this.sum([centered ? moments(centered)[2] : 0])
       if (!centered) return undefined
       if (count === 0) return Tensor.zeros(centered.shape)
       // As the native whiten: unbiased variance, a single token has variance 0.
