@@ -17,10 +17,12 @@ t.teardown(() => fs.rmSync(data.dir, { recursive: true, force: true }))
 // 30: handles carry their shape, dtype and device as plain properties,
 // ops.selectRows picks a minibatch of every tensor in one call, the losses
 // scale their gradients and count their tokens, values come on the log-prob
-// grid, and ops.rowMoments gives the step's statistics. Lower the bounds when
-// the loop crosses less; a rise means work crept back into JavaScript.
-const MINIBATCH_CROSSINGS_AT_MOST = 12
-const STEP_CROSSINGS_AT_MOST = 30
+// grid, and ops.rowMoments gives the step's statistics. Then 8 and 26: each
+// forward computes its loss (ppoLoss, valueLoss) in the same call, and the
+// optimizer step clears the gradients (no zeroGrad calls). Lower the bounds
+// when the loop crosses less; a rise means work crept back into JavaScript.
+const MINIBATCH_CROSSINGS_AT_MOST = 8
+const STEP_CROSSINGS_AT_MOST = 26
 
 t.test('backend().nativeCalls counts calls into the addon', async (t) => {
   const before = backend().nativeCalls

@@ -114,3 +114,91 @@ t.test("values: 'actions' is the value head on the log-prob grid, and backward t
   await t.rejects(grid.forward(tokens, { values: 'all' as never }), /values must be true, false or 'actions'/, 'an unknown values option')
   await t.rejects(grid.forward(i32([1], [1, 1]), { logprobs: false, values: 'actions' }), /at least 2 tokens/, 'a one-token sequence')
 })
+
+t.test("a forward's ppoLoss and valueLoss are ops.ppoPolicyLoss and ops.valueLoss on its outputs, bit for bit, in the same call", async (t) => {
+  const rng = new Rng(seed + 4)
+  const make = () => Model.create({ arch: 'llama', vocab: 40, dim: 32, layers: 2, heads: 4, kvHeads: 2 }, { seed: 6, scalarHead: true })
+  const tokens = i32(Array.from({ length: 3 * 9 }, () => Math.floor(rng.next() * 40)), [3, 9])
+  const attentionMask = u8([0, 0, 1, 1, 1, 1, 1, 1, 1, ...new Array(18).fill(1)], [3, 9])
+  const grid = [3, 8]
+  const oldLogp = f32(rng.normals(24, 1).map((x) => x - 4), grid)
+  const advantages = f32(rng.normals(24, 1), grid)
+  const mask = u8(randomMask(rng, 3, 8), grid)
+  const options = { clipLow: 0.1, clipHigh: 0.3, dualClip: 3, aggregate: 'seq-mean' as const, gradScale: 0.5 }
+  for (const entropy of [false, true]) {
+    const apart = make()
+    const fused = make()
+    const out = await apart.forward(tokens, { attentionMask, train: true, entropy, temperature: 0.7 })
+    const want = ops.ppoPolicyLoss(out.logp!, oldLogp, advantages, mask, { ...options, entropy: out.entropy })
+    const got = await fused.forward(tokens, { attentionMask, train: true, entropy, temperature: 0.7, ppoLoss: { oldLogp, advantages, mask, ...options } })
+    const { grad, ...scalars } = got.ppoLoss!
+    const { grad: wantGrad, ...wantScalars } = want
+    t.same(scalars, wantScalars, `the loss and its statistics (entropy ${entropy})`)
+    t.same(values(grad), values(wantGrad), 'the gradient')
+    t.same(values(got.logp!), values(out.logp!), 'and the log-probs still come back')
+    await apart.backward({ gradLogp: wantGrad })
+    await fused.backward({ gradLogp: grad })
+    t.same(values(fused.flatGradients()), values(apart.flatGradients()), 'the same parameter gradients')
+  }
+  const oldValues = f32(rng.normals(24, 1), grid)
+  const returns = f32(rng.normals(24, 1), grid)
+  for (const clip of [0.2, null]) {
+    const apart = make()
+    const fused = make()
+    const v = (await apart.forward(tokens, { attentionMask, train: true, logprobs: false, values: 'actions' })).values!
+    const want = ops.valueLoss(v, oldValues, returns, mask, { clip, gradScale: 0.25 })
+    const got = (await fused.forward(tokens, { attentionMask, train: true, logprobs: false, values: 'actions', valueLoss: { oldValues, returns, mask, clip, gradScale: 0.25 } })).valueLoss!
+    t.same([got.loss, got.clipFraction], [want.loss, want.clipFraction], `the value loss (clip ${clip})`)
+    t.same(values(got.grad), values(want.grad), 'its gradient')
+  }
+  // Without a mask, all ones, as the ops take it.
+  const model = make()
+  const noMask = (await model.forward(tokens, { attentionMask, ppoLoss: { oldLogp, advantages } })).ppoLoss!
+  t.equal(noMask.tokens, 24, 'no mask: every position counts')
+})
+
+t.test("a forward's loss inputs are checked before the forward runs, naming the field", async (t) => {
+  const model = Model.create({ arch: 'gpt2', vocab: 40, dim: 16, layers: 1, heads: 2 }, { seed: 1, scalarHead: true })
+  const tokens = i32(new Array(2 * 5).fill(3), [2, 5])
+  const g = f32(new Array(8).fill(0), [2, 4])
+  const wide = f32(new Array(10).fill(0), [2, 5])
+  const cases: [object, string[], string][] = [
+    [{ ppoLoss: { oldLogp: g, advantages: wide } }, ['model.forward', 'ppoLoss.advantages must be shaped like the output it goes with, [2,4]', 'got [2,5]'], 'advantages off the grid'],
+    [{ ppoLoss: { oldLogp: g } }, ['model.forward', 'ppoLoss.advantages must be a Tensor'], 'a missing tensor'],
+    [{ ppoLoss: { oldLogp: g, advantages: g, clipLo: 0.1 } }, ['ppoLoss', 'clipLo'], 'an unknown key'],
+    [{ ppoLoss: { oldLogp: g, advantages: g, aggregate: 'sum' } }, ['ppoLoss.aggregate'], 'an unknown aggregate'],
+    [{ ppoLoss: { oldLogp: g, advantages: g, gradScale: NaN } }, ['ppoLoss.gradScale must be a finite number'], 'a NaN scale'],
+    [{ ppoLoss: [g, g] }, ['model.forward: ppoLoss must be an object'], 'an array'],
+    [{ logprobs: false, ppoLoss: { oldLogp: g, advantages: g } }, ['ppoLoss needs log-probs'], 'no log-probs'],
+    [{ valueLoss: { oldValues: g, returns: g } }, ['valueLoss needs values'], 'no values'],
+    [{ values: true, valueLoss: { oldValues: g, returns: g } }, ['valueLoss.oldValues must be shaped like the output it goes with, [2,5]'], 'values on [B, T], inputs on the grid'],
+    [{ values: 'actions', valueLoss: { oldValues: g, returns: g, clip: -1 } }, ['valueLoss.clip must be >= 0'], 'a negative clip'],
+  ]
+  for (const [options, fragments, what] of cases) {
+    await t.rejects(model.forward(tokens, options as never), new RegExp(fragments.map((f) => f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')), what)
+  }
+  const ok = await model.forward(tokens, { values: 'actions', valueLoss: { oldValues: g, returns: g } })
+  t.ok(Number.isFinite(ok.valueLoss!.loss), 'and the model still works after the refusals')
+})
+
+t.test('AdamW.step({ zeroGrad: true }) leaves the gradients at zero, after the same update', async (t) => {
+  const { AdamW } = await import('rlfarm')
+  const make = () => Model.create({ arch: 'gpt2', vocab: 40, dim: 16, layers: 1, heads: 2 }, { seed: 2 })
+  const tokens = i32(Array.from({ length: 10 }, (_, i) => (i * 7) % 40), [2, 5])
+  const g = f32(Array.from({ length: 8 }, (_, i) => i / 8 - 0.5), [2, 4])
+  const runs = []
+  for (const zeroGrad of [false, true]) {
+    const model = make()
+    const opt = new AdamW(model, { lr: 0.01 })
+    await model.forward(tokens, { train: true })
+    await model.backward({ gradLogp: g })
+    const r = await opt.step({ maxGradNorm: 0.5, zeroGrad })
+    runs.push({ model, r })
+  }
+  t.equal(runs[1].r.gradNorm, runs[0].r.gradNorm, 'the same norm')
+  t.same(values(runs[1].model.flatParameters()), values(runs[0].model.flatParameters()), 'the same update')
+  t.ok(values(runs[0].model.flatGradients()).some((x) => x !== 0), 'without it the gradients stay')
+  t.ok(values(runs[1].model.flatGradients()).every((x) => x === 0), 'with it they are zero')
+  const opt = new AdamW(runs[0].model)
+  await t.rejects(opt.step({ zeroGrad: 'yes' as never }), /AdamW.step: zeroGrad must be true or false/, 'zeroGrad is a boolean')
+})

@@ -50,10 +50,8 @@ export interface NativeOps {
   mul(a: H, b: H): H
   rowSum(x: H, mask: Optional): H
   broadcastRows(values: H, mask: H): H
-  ppoPolicyLoss(
-    logp: H, oldLogp: H, advantages: H, mask: H, clipLow: number, clipHigh: number, dualClip: number, aggregate: string, gradScale: number, entropy: Optional,
-  ): { loss: number; grad: H; clipFraction: number; approxKl: number; dualClipFraction: number; clipLowFraction: number; clipHighFraction: number; tokens: number; entropy?: number }
-  valueLoss(values: H, oldValues: H, returns: H, mask: H, clip: number, gradScale: number): { loss: number; grad: H; clipFraction: number }
+  ppoPolicyLoss(logp: H, ...args: [...NativePpoLossArgs, entropy: Optional]): NativePpoLossResult
+  valueLoss(values: H, ...args: NativeValueLossArgs): NativeValueLossResult
   selectRows(tensors: H[], rows: Int32Array): H[]
   rowMoments(xs: H[], mask: H): H
   dpoLoss(
@@ -140,6 +138,27 @@ export interface NativeParameterInfo {
   hfTransposed: boolean
 }
 
+/** ops.ppoPolicyLoss's arguments after logp (also a forward's ppoLoss). */
+export type NativePpoLossArgs = [oldLogp: H, advantages: H, mask: H, clipLow: number, clipHigh: number, dualClip: number, aggregate: string, gradScale: number]
+export interface NativePpoLossResult {
+  loss: number
+  grad: H
+  clipFraction: number
+  approxKl: number
+  dualClipFraction: number
+  clipLowFraction: number
+  clipHighFraction: number
+  tokens: number
+  entropy?: number
+}
+/** ops.valueLoss's arguments after values (also a forward's valueLoss). */
+export type NativeValueLossArgs = [oldValues: H, returns: H, mask: H, clip: number, gradScale: number]
+export interface NativeValueLossResult {
+  loss: number
+  grad: H
+  clipFraction: number
+}
+
 export interface NativeForwardOptions {
   train: boolean
   logprobs: boolean
@@ -149,6 +168,8 @@ export interface NativeForwardOptions {
   values: boolean
   actionValues: boolean
   onDevice: boolean
+  ppoLoss?: NativePpoLossArgs
+  valueLoss?: NativeValueLossArgs
 }
 
 export interface NativeGenerateOptions {
@@ -191,6 +212,8 @@ export interface NativeModel {
     entropy?: NativeTensorHandle
     logits?: NativeTensorHandle
     values?: NativeTensorHandle
+    ppoLoss?: NativePpoLossResult
+    valueLoss?: NativeValueLossResult
   }>
   backward(gradLogp?: NativeTensorHandle, gradEntropy?: NativeTensorHandle, gradValues?: NativeTensorHandle): Promise<void>
   generate(prompts: NativeTensorHandle, mask: NativeTensorHandle | undefined, options: NativeGenerateOptions): Promise<{
@@ -201,7 +224,7 @@ export interface NativeModel {
     actionMask: NativeTensorHandle
     lastMask: NativeTensorHandle
   }>
-  adamwStep(optimizer: NativeAdamW, step: number, lr: number, maxGradNorm: number): Promise<number>
+  adamwStep(optimizer: NativeAdamW, step: number, lr: number, maxGradNorm: number, zeroGrad: boolean): Promise<number>
   gradNorm(): number
   toDevice(device: string, precision: string): void
   device(): { device: string; precision: string }

@@ -7,16 +7,21 @@
 // Losses return the loss and metrics as numbers and gradients as tensors; the
 // gradients are of the returned (mean) loss. Masks are f32, i32 or u8 tensors
 // whose nonzero entries mark the tokens that count; omitted, every token counts.
-import { native, type NativeTensorHandle } from './native.js'
+import { native, type NativePpoLossArgs, type NativePpoLossResult, type NativeTensorHandle, type NativeValueLossArgs, type NativeValueLossResult } from './native.js'
 import { Tensor } from './tensor.js'
 import { booleanOption, checkKeys, choiceOption, describe, numberOption } from './util/options.js'
 
 function handle(op: string, name: string, t: unknown): NativeTensorHandle {
+  return handleAt(`ops.${op}`, name, t)
+}
+
+/** A tensor argument's handle; `where` names the call in errors (e.g. 'ops.gae', 'model.forward'). */
+function handleAt(where: string, name: string, t: unknown): NativeTensorHandle {
   if (t instanceof Tensor) {
-    if (t.disposed) throw new Error(`ops.${op}: ${name} was disposed`)
+    if (t.disposed) throw new Error(`${where}: ${name} was disposed`)
     return t.native
   }
-  throw new TypeError(`ops.${op}: ${name} must be a Tensor; got ${describe(t)}`)
+  throw new TypeError(`${where}: ${name} must be a Tensor; got ${describe(t)}`)
 }
 
 function optionalHandle(op: string, name: string, t: unknown): NativeTensorHandle | undefined {
@@ -29,8 +34,12 @@ function wrap(h: NativeTensorHandle): Tensor {
 
 /** The mask to use: the given one, or all ones shaped like `like` on its device. */
 function maskFor(op: string, mask: Tensor | undefined, like: Tensor): NativeTensorHandle {
-  if (mask !== undefined && mask !== null) return handle(op, 'mask', mask)
-  if (!(like instanceof Tensor)) return handle(op, 'input', like)
+  return maskAt(`ops.${op}`, mask, like)
+}
+
+function maskAt(where: string, mask: Tensor | undefined, like: Tensor, names = { mask: 'mask', like: 'input' }): NativeTensorHandle {
+  if (mask !== undefined && mask !== null) return handleAt(where, names.mask, mask)
+  if (!(like instanceof Tensor)) return handleAt(where, names.like, like)
   return Tensor.full(like.shape, 1, { dtype: 'u8', device: like.device as 'cpu' }).native
 }
 
@@ -308,21 +317,45 @@ export function ppoPolicyLoss(
   options: PpoPolicyLossOptions = {},
 ): PpoPolicyLossResult {
   const op = 'ppoPolicyLoss'
-  const where = `ops.${op}`
-  checkKeys(where, options, ['clipLow', 'clipHigh', 'dualClip', 'aggregate', 'gradScale', 'entropy'])
-  const clipLow = numberOption(where, 'clipLow', options.clipLow, 0.2)
+  checkKeys(`ops.${op}`, options, ['clipLow', 'clipHigh', 'dualClip', 'aggregate', 'gradScale', 'entropy'])
   const r = native.ops.ppoPolicyLoss(
     handle(op, 'logp', logp),
-    handle(op, 'oldLogp', oldLogp),
-    handle(op, 'advantages', advantages),
-    maskFor(op, mask, logp),
-    clipLow,
-    numberOption(where, 'clipHigh', options.clipHigh, clipLow),
-    numberOption(where, 'dualClip', options.dualClip, 0),
-    choiceOption(where, 'aggregate', options.aggregate, ['token-mean', 'seq-mean'] as const, 'token-mean'),
-    gradScaleOption(where, options.gradScale),
+    ...ppoPolicyLossArgs(`ops.${op}`, '', oldLogp, advantages, mask, logp, options),
     optionalHandle(op, 'entropy', options.entropy),
   )
+  return ppoPolicyLossResult(r)
+}
+
+/**
+ * ppoPolicyLoss's checked arguments after logp: ops.ppoPolicyLoss and a model
+ * forward's ppoLoss (which computes it in the same native call) share them.
+ * `where` and `prefix` name the arguments in errors ('model.forward',
+ * 'ppoLoss.'); without a mask, one shaped like `like` (logp, or oldLogp where
+ * logp is yet to come).
+ */
+export function ppoPolicyLossArgs(
+  where: string,
+  prefix: string,
+  oldLogp: Tensor,
+  advantages: Tensor,
+  mask: Tensor | undefined,
+  like: Tensor,
+  options: Omit<PpoPolicyLossOptions, 'entropy'>,
+): NativePpoLossArgs {
+  const clipLow = numberOption(where, `${prefix}clipLow`, options.clipLow, 0.2)
+  return [
+    handleAt(where, `${prefix}oldLogp`, oldLogp),
+    handleAt(where, `${prefix}advantages`, advantages),
+    maskAt(where, mask, like, { mask: `${prefix}mask`, like: prefix ? `${prefix}oldLogp` : 'logp' }),
+    clipLow,
+    numberOption(where, `${prefix}clipHigh`, options.clipHigh, clipLow),
+    numberOption(where, `${prefix}dualClip`, options.dualClip, 0),
+    choiceOption(where, `${prefix}aggregate`, options.aggregate, ['token-mean', 'seq-mean'] as const, 'token-mean'),
+    gradScaleOption(where, options.gradScale, `${prefix}gradScale`),
+  ]
+}
+
+export function ppoPolicyLossResult(r: NativePpoLossResult): PpoPolicyLossResult {
   return { ...r, grad: wrap(r.grad) }
 }
 
@@ -334,9 +367,9 @@ export interface ValueLossOptions {
 }
 
 /** A finite gradient multiplier. */
-function gradScaleOption(where: string, value: unknown): number {
-  const scale = numberOption(where, 'gradScale', value, 1)
-  if (!Number.isFinite(scale)) throw new RangeError(`${where}: gradScale must be a finite number; got ${scale}`)
+function gradScaleOption(where: string, value: unknown, name = 'gradScale'): number {
+  const scale = numberOption(where, name, value, 1)
+  if (!Number.isFinite(scale)) throw new RangeError(`${where}: ${name} must be a finite number; got ${scale}`)
   return scale
 }
 
@@ -347,20 +380,43 @@ export function valueLoss(
   returns: Tensor,
   mask?: Tensor,
   options: ValueLossOptions = {},
-): { loss: number; grad: Tensor; clipFraction: number } {
+): ValueLossResult {
   const op = 'valueLoss'
   checkKeys(`ops.${op}`, options, ['clip', 'gradScale'])
-  const clip = options.clip === null ? -1 : numberOption(`ops.${op}`, 'clip', options.clip, 0.2)
+  return valueLossResult(native.ops.valueLoss(handle(op, 'values', values), ...valueLossArgs(`ops.${op}`, '', oldValues, returns, mask, values, options)))
+}
+
+export interface ValueLossResult {
+  loss: number
+  /** d loss / d values, shaped like the values. */
+  grad: Tensor
+  /** Share of tokens where the clipped term was the larger. */
+  clipFraction: number
+}
+
+/** valueLoss's checked arguments after values, shared with a model forward's valueLoss (as ppoPolicyLossArgs). */
+export function valueLossArgs(
+  where: string,
+  prefix: string,
+  oldValues: Tensor,
+  returns: Tensor,
+  mask: Tensor | undefined,
+  like: Tensor,
+  options: ValueLossOptions,
+): NativeValueLossArgs {
+  const clip = options.clip === null ? -1 : numberOption(where, `${prefix}clip`, options.clip, 0.2)
   // NaN compares false with everything: only a finite clip >= 0 passes.
-  if (options.clip !== null && !(Number.isFinite(clip) && clip >= 0)) throw new RangeError(`ops.${op}: clip must be >= 0 (or null for no clipping); got ${clip}`)
-  const r = native.ops.valueLoss(
-    handle(op, 'values', values),
-    handle(op, 'oldValues', oldValues),
-    handle(op, 'returns', returns),
-    maskFor(op, mask, values),
+  if (options.clip !== null && !(Number.isFinite(clip) && clip >= 0)) throw new RangeError(`${where}: ${prefix}clip must be >= 0 (or null for no clipping); got ${clip}`)
+  return [
+    handleAt(where, `${prefix}oldValues`, oldValues),
+    handleAt(where, `${prefix}returns`, returns),
+    maskAt(where, mask, like, { mask: `${prefix}mask`, like: prefix ? `${prefix}oldValues` : 'values' }),
     clip,
-    gradScaleOption(`ops.${op}`, options.gradScale),
-  )
+    gradScaleOption(where, options.gradScale, `${prefix}gradScale`),
+  ]
+}
+
+export function valueLossResult(r: NativeValueLossResult): ValueLossResult {
   return { ...r, grad: wrap(r.grad) }
 }
 

@@ -14,6 +14,7 @@
 #include "call_count.h"
 #include "../distributed/process_group.h"
 #include "distributed_wrap.h"
+#include "loss_args.h"
 #include "optimizer_wrap.h"
 #include "model_wrap.h"
 #include "tensor_wrap.h"
@@ -211,42 +212,19 @@ Napi::Value BroadcastRows(const Napi::CallbackInfo& info) {
                                               tensor(info, 1, "ops.broadcastRows: mask")));
 }
 
+// ppoPolicyLoss(logp, ...8 arguments (loss_args.h), entropy)
 Napi::Value PpoPolicyLoss(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string aggregate = string_arg(info[7], "ops.ppoPolicyLoss: aggregate");
-  Aggregate agg;
-  if (aggregate == "token-mean") agg = Aggregate::token_mean;
-  else if (aggregate == "seq-mean") agg = Aggregate::seq_mean;
-  else fail("ops.ppoPolicyLoss: aggregate must be 'token-mean' or 'seq-mean'; got '", aggregate, "'");
-  const auto r = ops::ppo_policy_loss(
-      tensor(info, 0, "ops.ppoPolicyLoss: logp"), tensor(info, 1, "ops.ppoPolicyLoss: oldLogp"),
-      tensor(info, 2, "ops.ppoPolicyLoss: advantages"), tensor(info, 3, "ops.ppoPolicyLoss: mask"),
-      number_arg(info[4], "ops.ppoPolicyLoss: clipLow"), number_arg(info[5], "ops.ppoPolicyLoss: clipHigh"),
-      number_arg(info[6], "ops.ppoPolicyLoss: dualClip"), agg, number_arg(info[8], "ops.ppoPolicyLoss: gradScale"),
-      optional(info, 9, "ops.ppoPolicyLoss: entropy"));
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("tokens", r.tokens);
-  if (!info[9].IsUndefined()) out.Set("entropy", r.entropy_mean);
-  out.Set("loss", r.loss);
-  out.Set("grad", wrap(env, r.grad));
-  out.Set("clipFraction", r.clip_fraction);
-  out.Set("approxKl", r.approx_kl);
-  out.Set("dualClipFraction", r.dual_clip_fraction);
-  out.Set("clipLowFraction", r.clip_low_fraction);
-  out.Set("clipHighFraction", r.clip_high_fraction);
-  return out;
+  const Tensor& logp = tensor(info, 0, "ops.ppoPolicyLoss: logp");
+  const PpoLossArgs args = ppo_loss_args([&](uint32_t i) { return info[i + 1]; }, "ops.ppoPolicyLoss: ");
+  const Tensor entropy = optional(info, 9, "ops.ppoPolicyLoss: entropy");
+  return ppo_loss_object(info.Env(), ppo_policy_loss(logp, args, entropy), entropy.defined());
 }
 
+// valueLoss(values, ...5 arguments (loss_args.h))
 Napi::Value ValueLoss(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const auto r = ops::value_loss(tensor(info, 0, "ops.valueLoss: values"), tensor(info, 1, "ops.valueLoss: oldValues"),
-                                 tensor(info, 2, "ops.valueLoss: returns"), tensor(info, 3, "ops.valueLoss: mask"),
-                                 number_arg(info[4], "ops.valueLoss: clip"), number_arg(info[5], "ops.valueLoss: gradScale"));
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("loss", r.loss);
-  out.Set("grad", wrap(env, r.grad));
-  out.Set("clipFraction", r.clip_fraction);
-  return out;
+  const Tensor& values = tensor(info, 0, "ops.valueLoss: values");
+  const ValueLossArgs args = value_loss_args([&](uint32_t i) { return info[i + 1]; }, "ops.valueLoss: ");
+  return value_loss_object(info.Env(), value_loss(values, args));
 }
 
 // A list of tensors from a JavaScript array.

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "../core/error.h"
 #include "../core/cuda_runtime.h"
@@ -18,6 +19,7 @@
 #include "../model/weights.h"
 #include "../distributed/zero.h"
 #include "distributed_wrap.h"
+#include "loss_args.h"
 #include "optimizer_wrap.h"
 #include "tensor_wrap.h"
 
@@ -271,6 +273,14 @@ Napi::Value NativeModel::ReadParameter(const Napi::CallbackInfo& info) {
 }
 
 // forward(tokens, mask, { train, logprobs, entropy, temperature, logits, values })
+namespace {
+// What a forward's ppoLoss and valueLoss came to.
+struct ForwardLosses {
+  std::optional<ops::PpoPolicyLossResult> ppo;
+  std::optional<ops::ValueLossResult> value;
+};
+}  // namespace
+
 Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   CheckIdle("model.forward");
   Napi::Env env = info.Env();
@@ -288,21 +298,40 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   options.values = bool_arg(o.Get("values"), "model.forward: values");
   options.action_values = bool_arg(o.Get("actionValues"), "model.forward: actionValues");
   options.on_device = bool_arg(o.Get("onDevice"), "model.forward: onDevice");
+  // The losses a training loop takes on these outputs, computed in this worker
+  // (loss_args.h): no second call, and no loss kernel on the event loop.
+  std::optional<PpoLossArgs> ppo;
+  std::optional<ValueLossArgs> value;
+  if (const Napi::Value v = o.Get("ppoLoss"); !v.IsUndefined()) {
+    RLF_CHECK(v.IsArray() && options.logprobs, "model.forward: ppoLoss needs log-probs (logprobs: true)");
+    const Napi::Array a = v.As<Napi::Array>();
+    ppo = ppo_loss_args([&](uint32_t i) { return a.Get(i); }, "model.forward: ppoLoss.");
+  }
+  if (const Napi::Value v = o.Get("valueLoss"); !v.IsUndefined()) {
+    RLF_CHECK(v.IsArray() && options.values, "model.forward: valueLoss needs values (values: true or 'actions')");
+    const Napi::Array a = v.As<Napi::Array>();
+    value = value_loss_args([&](uint32_t i) { return a.Get(i); }, "model.forward: valueLoss.");
+  }
   auto result = std::make_shared<model::ForwardResult>();
+  auto losses = std::make_shared<ForwardLosses>();
   Transformer* m = model_.get();
   SyncToDevice();
   cuda::Engine* engine = engine_.get();
   auto* work = new ModelWork(
       env, this, info.This().As<Napi::Object>(),
-      [m, engine, tokens, mask_slot, options, result] {
+      [m, engine, tokens, mask_slot, options, result, ppo, value, losses] {
         *result = engine ? engine->forward(tokens, mask_slot, options) : m->forward(tokens, mask_slot, options);
+        if (ppo) losses->ppo = ppo_policy_loss(result->logp, *ppo, options.entropy ? result->entropy : Tensor{});
+        if (value) losses->value = value_loss(result->values, *value);
       },
-      [result](Napi::Env e) {
+      [result, losses, with_entropy = options.entropy](Napi::Env e) {
         Napi::Object out = Napi::Object::New(e);
         if (result->logp.defined()) out.Set("logp", NativeTensor::Wrap(e, result->logp));
         if (result->entropy.defined()) out.Set("entropy", NativeTensor::Wrap(e, result->entropy));
         if (result->logits.defined()) out.Set("logits", NativeTensor::Wrap(e, result->logits));
         if (result->values.defined()) out.Set("values", NativeTensor::Wrap(e, result->values));
+        if (losses->ppo) out.Set("ppoLoss", ppo_loss_object(e, *losses->ppo, with_entropy));
+        if (losses->value) out.Set("valueLoss", value_loss_object(e, *losses->value));
         return static_cast<Napi::Value>(out);
       });
   SetBusy("forward");
@@ -375,8 +404,10 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   return work->Promise();
 }
 
-// adamwStep(optimizer, step, lr, maxGradNorm) -> Promise<gradient norm before clipping>.
+// adamwStep(optimizer, step, lr, maxGradNorm, zeroGrad) -> Promise<gradient norm before clipping>.
 // A sharded optimizer (ZeRO-1) takes its turn among its group's collectives now.
+// zeroGrad clears the gradients after the update, in the same worker: a
+// training loop needs no separate call (and no memset on the event loop).
 Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
   CheckIdle("optimizer.step");
   const NativeAdamW& optimizer = NativeAdamW::FromValue(info[0], "optimizer.step");
@@ -384,6 +415,7 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
   const int64_t step = static_cast<int64_t>(number_arg(info[1], "optimizer.step: step"));
   const double lr = number_arg(info[2], "optimizer.step: lr");
   const double max_norm = number_arg(info[3], "optimizer.step: maxGradNorm");
+  const bool zero_grad = bool_arg(info[4], "optimizer.step: zeroGrad");
   RLF_CHECK(step >= 1, "optimizer.step: step counts from 1; got ", step);
   const std::shared_ptr<model::AdamW> state = optimizer.state();
   const Napi::Value group = optimizer.Group(info.Env());
@@ -399,7 +431,7 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
   if (!group.IsUndefined()) turn = TakeGroupTurn(group, "optimizer.step");
   auto* work = new ModelWork(
       info.Env(), this, info.This().As<Napi::Object>(),
-      [model, engine, state, step, lr, max_norm, turn, norm] {
+      [model, engine, state, step, lr, max_norm, zero_grad, turn, norm] {
         float* params = const_cast<float*>(model->params().data<float>());
         float* grads = const_cast<float*>(model->grads().data<float>());
         if (turn) {
@@ -411,6 +443,10 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
                                      state->ranges(), max_norm);
         } else {
           *norm = state->step(params, grads, step, lr, max_norm);
+        }
+        if (zero_grad) {
+          model->zero_grad();
+          if (engine) engine->zero_grad();
         }
       },
       [norm](Napi::Env e) { return static_cast<Napi::Value>(Napi::Number::New(e, *norm)); });

@@ -107,7 +107,6 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
   const micro = config.training.gradient_accumulation
 
   while (step < steps && !ctx.stopRequested()) {
-    policy.model.zeroGrad()
     const m = { loss: 0, accuracy: 0, chosen_reward: 0, rejected_reward: 0 }
     for (let k = 0; k < micro; k++) {
       const whole = order.next()

@@ -396,7 +396,6 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
     let gradNorm = 0
     let lr = 0
     for (let iteration = 0; update && iteration < mu; iteration++) {
-      policy.model.zeroGrad()
       // Micro-batches of B rows; their parts sum to the loss of the whole batch.
       let offset = 0
       let iterationLoss = 0

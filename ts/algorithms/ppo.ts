@@ -170,8 +170,6 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
         const mbTokens = whole.reduce((a, b) => a + rowTokens[b], 0)
         const mbSequences = whole.reduce((a, b) => a + (rowTokens[b] > 0 ? 1 : 0), 0)
         const part = { policy: [0, 0, 0, 0], value: [0, 0] }
-        policy.model.zeroGrad()
-        value.model.zeroGrad()
         let valueGrad: Tensor | undefined
         if (mb.length > 0 && rollout && shard && mask) {
           const [tokens, attention, mbMask, oldLogp, advantages, oldValues, returns] = ops.selectRows(
@@ -184,26 +182,38 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
           const tokenShare = dp ? localTokens / tokensInMb : 1
           const lossShare = !dp ? 1 : o.aggregate === 'seq-mean' ? mb.filter((j) => rowTokens[mine[j]] > 0).length / Math.max(mbSequences, 1) : tokenShare
           // Entropy is always measured (a collapse shows in the logs); it enters the loss only with entropy_coef.
-          const out = await policy.model.forward(tokens, { attentionMask: attention, train: true, temperature, entropy: true })
-          const pg = ops.ppoPolicyLoss(out.logp!, oldLogp, advantages, mbMask, {
-            clipLow: o.clip_low,
-            clipHigh: o.clip_high ?? o.clip_low,
-            dualClip: o.dual_clip > 1 ? o.dual_clip : undefined,
-            aggregate: o.aggregate as 'token-mean',
-            gradScale: lossShare,
-            entropy: out.entropy,
+          const { ppoLoss: pg } = await policy.model.forward(tokens, {
+            attentionMask: attention,
+            train: true,
+            temperature,
+            entropy: true,
+            ppoLoss: {
+              oldLogp,
+              advantages,
+              mask: mbMask,
+              clipLow: o.clip_low,
+              clipHigh: o.clip_high ?? o.clip_low,
+              dualClip: o.dual_clip > 1 ? o.dual_clip : undefined,
+              aggregate: o.aggregate as 'token-mean',
+              gradScale: lossShare,
+            },
           })
           let gradEntropy: Tensor | undefined
           if (o.entropy_coef !== 0) {
             gradEntropy = ops.add(mbMask, undefined, { alpha: -o.entropy_coef / tokensInMb }) // loss -= coef * mean entropy
           }
-          await policy.model.backward({ gradLogp: pg.grad, gradEntropy })
-          part.policy = [pg.loss * lossShare, pg.clipFraction * tokenShare, pg.approxKl * tokenShare, pg.entropy! * tokenShare]
+          await policy.model.backward({ gradLogp: pg!.grad, gradEntropy })
+          part.policy = [pg!.loss * lossShare, pg!.clipFraction * tokenShare, pg!.approxKl * tokenShare, pg!.entropy! * tokenShare]
 
-          const v = await actionValues(value.model, tokens, attention, true)
-          const vl = ops.valueLoss(v, oldValues, returns, mbMask, { clip: o.value_clip, gradScale: dp ? o.value_coef * tokenShare : o.value_coef })
-          valueGrad = vl.grad
-          part.value = [vl.loss * tokenShare, vl.clipFraction * tokenShare]
+          const { valueLoss: vl } = await value.model.forward(tokens, {
+            attentionMask: attention,
+            train: true,
+            logprobs: false,
+            values: 'actions',
+            valueLoss: { oldValues, returns, mask: mbMask, clip: o.value_clip, gradScale: dp ? o.value_coef * tokenShare : o.value_coef },
+          })
+          valueGrad = vl!.grad
+          part.value = [vl!.loss * tokenShare, vl!.clipFraction * tokenShare]
         }
         if (dp) {
           part.policy = await dp.sum(part.policy)

@@ -35,7 +35,7 @@ export function packPairs(pairs: EncodedPair[], length: number, completionOnly: 
 /**
  * The gradients of one SFT step over micro-batches of pairs: loss = -sum(mask
  * logp) / tokens over the whole step, so d loss / d logp = -mask / tokens.
- * The caller zeroes nothing; this zeroes the gradients first. With `dp`, this
+ * The gradients start at zero (optimizerStep leaves them so). With `dp`, this
  * rank takes its shard of each micro-batch, tokens and loss count every rank's,
  * and the gradients are summed over the ranks.
  */
@@ -44,7 +44,6 @@ export async function sftStep(model: Model, chunks: EncodedPair[][], pad: number
   let tokens = batches.reduce((n, b) => n + b.responseLengths.reduce((x, y) => x + y, 0), 0)
   if (dp) [tokens] = await dp.sum([tokens], 'i32')
   tokens = Math.max(tokens, 1)
-  model.zeroGrad()
   let nll = 0
   for (const batch of batches) {
     const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train: true })

@@ -9,6 +9,16 @@ import { readRegularFileSync, resolveInside, writeFileAtomic } from '../util/fs.
 import { parseJson } from '../util/json.js'
 import { NonFiniteError } from '../util/non-finite.js'
 import { booleanOption, checkKeys, describe, numberOption, rangedOption } from '../util/options.js'
+import {
+  ppoPolicyLossArgs,
+  ppoPolicyLossResult,
+  valueLossArgs,
+  valueLossResult,
+  type PpoPolicyLossOptions,
+  type PpoPolicyLossResult,
+  type ValueLossOptions,
+  type ValueLossResult,
+} from '../ops.js'
 import { checkModelSize, completeConfig, configFromHf, configToHf, MODEL_CONFIG_KEYS, type ModelConfig } from './config.js'
 import { OperationQueue } from './operation-queue.js'
 import { SafetensorsFile, writeSafetensors } from './safetensors.js'
@@ -74,6 +84,58 @@ export interface ForwardOptions {
    * off the host. Default false: cpu tensors. A cpu model ignores it.
    */
   onDevice?: boolean
+  /**
+   * PPO's clipped policy loss (ops.ppoPolicyLoss) on this forward's log-probs,
+   * computed in the same native call: out.ppoLoss, whose grad is backward's
+   * gradLogp. With entropy: true, its masked mean is measured too. As Hugging
+   * Face's forward takes labels: a training loop needs no separate loss call.
+   */
+  ppoLoss?: PpoLossInputs
+  /** The clipped value loss (ops.valueLoss) on this forward's values, likewise: out.valueLoss (needs values). */
+  valueLoss?: ValueLossInputs
+}
+
+/** ops.ppoPolicyLoss's inputs besides logp, and its options (but entropy: the forward's own). */
+export interface PpoLossInputs extends Omit<PpoPolicyLossOptions, 'entropy'> {
+  oldLogp: Tensor
+  advantages: Tensor
+  /** Default: all ones. */
+  mask?: Tensor
+}
+
+/** ops.valueLoss's inputs besides values, and its options. */
+export interface ValueLossInputs extends ValueLossOptions {
+  oldValues: Tensor
+  returns: Tensor
+  /** Default: all ones. */
+  mask?: Tensor
+}
+
+const PPO_LOSS_KEYS = ['oldLogp', 'advantages', 'mask', 'clipLow', 'clipHigh', 'dualClip', 'aggregate', 'gradScale'] as const
+const VALUE_LOSS_KEYS = ['oldValues', 'returns', 'mask', 'clip', 'gradScale'] as const
+
+// A forward's loss inputs, checked before the forward runs: keys, the ops' own
+// argument checks, and each tensor's shape against the output's (`shape`).
+// Undefined when not asked for. The default mask takes the shape of `first`.
+function lossArgs<I extends object, A>(
+  where: string,
+  name: string,
+  inputs: I | undefined,
+  keys: readonly string[],
+  shape: number[],
+  args: (inputs: I, like: Tensor) => A,
+  first: keyof I,
+): A | undefined {
+  if (inputs === undefined) return undefined
+  if (typeof inputs !== 'object' || inputs === null || Array.isArray(inputs)) throw new TypeError(`${where}: ${name} must be an object; got ${describe(inputs)}`)
+  checkKeys(`${where}: ${name}`, inputs as Record<string, unknown>, keys)
+  const out = args(inputs, inputs[first] as Tensor)
+  for (const [key, value] of Object.entries(inputs)) {
+    if (value instanceof Tensor && value.shape.join() !== shape.join()) {
+      throw new RangeError(`${where}: ${name}.${key} must be shaped like the output it goes with, [${shape}]; got [${value.shape}]`)
+    }
+  }
+  return out
 }
 
 export interface ForwardOutput {
@@ -81,6 +143,8 @@ export interface ForwardOutput {
   entropy?: Tensor
   logits?: Tensor
   values?: Tensor
+  ppoLoss?: PpoPolicyLossResult
+  valueLoss?: ValueLossResult
 }
 
 export interface BackwardGradients {
@@ -427,13 +491,15 @@ export class Model {
   }
 
   async #forward(where: string, tokens: Tensor, options: ForwardOptions): Promise<ForwardOutput> {
-    checkKeys(where, options, ['attentionMask', 'train', 'logprobs', 'entropy', 'temperature', 'logits', 'values', 'onDevice'])
+    checkKeys(where, options, ['attentionMask', 'train', 'logprobs', 'entropy', 'temperature', 'logits', 'values', 'onDevice', 'ppoLoss', 'valueLoss'])
     if (!(tokens instanceof Tensor)) throw new TypeError(`${where}: tokens must be an i32 Tensor [B, T]; got ${describe(tokens)}`)
     const mask = options.attentionMask
     if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor`)
     if (mask !== undefined) checkAttentionMask(where, mask, tokens)
     const values = options.values ?? false
     if (values !== true && values !== false && values !== 'actions') throw new TypeError(`${where}: values must be true, false or 'actions'; got ${describe(values)}`)
+    // The log-prob grid [B, T-1]: the shape of logp, entropy and 'actions' values.
+    const grid = [tokens.shape[0], tokens.shape[1] - 1]
     const nativeOptions = {
       train: booleanOption(where, 'train', options.train, false),
       logprobs: booleanOption(where, 'logprobs', options.logprobs, true),
@@ -444,12 +510,20 @@ export class Model {
       actionValues: values === 'actions',
       onDevice: booleanOption(where, 'onDevice', options.onDevice, false),
     }
-    const r = await withCallerStack(() => this.#queue.enqueue(where.slice('model.'.length), () => this.#native.forward(tokens.native, mask?.native, nativeOptions)))
+    if (options.ppoLoss !== undefined && !nativeOptions.logprobs) throw new Error(`${where}: ppoLoss needs log-probs; logprobs is false`)
+    if (options.valueLoss !== undefined && !nativeOptions.values) throw new Error(`${where}: valueLoss needs values (values: true or 'actions')`)
+    const losses = {
+      ppoLoss: lossArgs(where, 'ppoLoss', options.ppoLoss, PPO_LOSS_KEYS, grid, (p, like) => ppoPolicyLossArgs(where, 'ppoLoss.', p.oldLogp, p.advantages, p.mask, like, p), 'oldLogp'),
+      valueLoss: lossArgs(where, 'valueLoss', options.valueLoss, VALUE_LOSS_KEYS, values === 'actions' ? grid : tokens.shape, (v, like) => valueLossArgs(where, 'valueLoss.', v.oldValues, v.returns, v.mask, like, v), 'oldValues'),
+    }
+    const r = await withCallerStack(() => this.#queue.enqueue(where.slice('model.'.length), () => this.#native.forward(tokens.native, mask?.native, { ...nativeOptions, ...losses })))
     const out: ForwardOutput = {}
     if (r.logp) out.logp = new Tensor(r.logp)
     if (r.entropy) out.entropy = new Tensor(r.entropy)
     if (r.logits) out.logits = new Tensor(r.logits)
     if (r.values) out.values = new Tensor(r.values)
+    if (r.ppoLoss) out.ppoLoss = ppoPolicyLossResult(r.ppoLoss)
+    if (r.valueLoss) out.valueLoss = valueLossResult(r.valueLoss)
     return out
   }
 

@@ -3,7 +3,7 @@
 // use: constant, linear and cosine, each with linear warm-up.
 import { native, type NativeAdamW, type NativeProcessGroup } from '../native.js'
 import { Tensor } from '../tensor.js'
-import { checkKeys, choiceOption, describe, numberOption, rangedOption } from '../util/options.js'
+import { booleanOption, checkKeys, choiceOption, describe, numberOption, rangedOption } from '../util/options.js'
 import type { Model } from './model.js'
 
 export interface AdamWOptions {
@@ -24,6 +24,8 @@ export interface StepOptions {
   lr?: number
   /** Clip the global gradient norm to this first; 0 or undefined: no clipping. */
   maxGradNorm?: number
+  /** Clear the model's gradients after the update (as zeroGrad() would, in the same native call). Default false. */
+  zeroGrad?: boolean
 }
 
 export interface AdamWState {
@@ -81,12 +83,13 @@ export class AdamW {
    */
   async step(options: StepOptions = {}): Promise<{ gradNorm: number; lr: number }> {
     const where = 'AdamW.step'
-    checkKeys(where, options, ['lr', 'maxGradNorm'])
+    checkKeys(where, options, ['lr', 'maxGradNorm', 'zeroGrad'])
     // A NaN, infinite or negative rate would turn every parameter into NaN or garbage.
     const lr = rangedOption(where, 'lr', options.lr, this.lr, { min: 0 })
     const maxGradNorm = rangedOption(where, 'maxGradNorm', options.maxGradNorm, 0, { min: 0 })
+    const zeroGrad = booleanOption(where, 'zeroGrad', options.zeroGrad, false)
     return this.model.enqueue(where, async () => {
-      const gradNorm = await this.model.nativeModel.adamwStep(this.#native, this.stepCount + 1, lr, maxGradNorm)
+      const gradNorm = await this.model.nativeModel.adamwStep(this.#native, this.stepCount + 1, lr, maxGradNorm, zeroGrad)
       this.stepCount++
       return { gradNorm, lr }
     })

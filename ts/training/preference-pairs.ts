@@ -81,7 +81,8 @@ export async function goldAccuracyMetrics(model: Model, pairs: readonly Preferen
 
 /**
  * The gradients of one reward-model step over micro-batches of pairs (the mean
- * loss over them), placed at each sequence's last token; zeroes them first.
+ * loss over them), placed at each sequence's last token, added to gradients
+ * that start at zero (optimizerStep leaves them so).
  * With `dp`, this rank takes its shard of each micro-batch, weighted by its
  * share of the micro-batch, and loss, accuracy and gradients are summed over the ranks.
  */
@@ -93,7 +94,6 @@ export async function rewardStep(
   o: { margin: number; center_coef: number },
   dp?: DataParallel,
 ): Promise<{ loss: number; accuracy: number }> {
-  model.zeroGrad()
   let loss = 0
   let accuracy = 0
   const micro = chunks.length
