@@ -140,16 +140,26 @@ export interface NativeParameterInfo {
 
 /** ops.ppoPolicyLoss's arguments after logp (also a forward's ppoLoss). */
 export type NativePpoLossArgs = [oldLogp: H, advantages: H, mask: H, clipLow: number, clipHigh: number, dualClip: number, aggregate: string, gradScale: number]
-export interface NativePpoLossResult {
+/** PPO's clipped loss and its statistics (ops.ppoPolicyLoss's result, besides the gradient). */
+export interface PpoLossStats {
   loss: number
-  grad: H
+  /** Share of tokens where the clipped surrogate was the larger term. */
   clipFraction: number
+  /** mean of (logp - oldLogp)^2 / 2 over tokens. */
   approxKl: number
+  /** Share of tokens capped by the dual clip. */
   dualClipFraction: number
+  /** Share of tokens clipped at the lower bound: rho < 1 - clipLow with A < 0 (TRL's clip_ratio/low_mean). */
   clipLowFraction: number
+  /** Share of tokens clipped at the upper bound: rho > 1 + clipHigh with A > 0 (TRL's clip_ratio/high_mean). */
   clipHighFraction: number
+  /** The mask's sum: the tokens the loss averages over. */
   tokens: number
+  /** The masked mean of the entropy, when given. */
   entropy?: number
+}
+export interface NativePpoLossResult extends PpoLossStats {
+  grad: H
 }
 /** ops.valueLoss's arguments after values (also a forward's valueLoss). */
 export type NativeValueLossArgs = [oldValues: H, returns: H, mask: H, clip: number, gradScale: number]

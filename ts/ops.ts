@@ -7,40 +7,37 @@
 // Losses return the loss and metrics as numbers and gradients as tensors; the
 // gradients are of the returned (mean) loss. Masks are f32, i32 or u8 tensors
 // whose nonzero entries mark the tokens that count; omitted, every token counts.
-import { native, type NativePpoLossArgs, type NativePpoLossResult, type NativeTensorHandle, type NativeValueLossArgs, type NativeValueLossResult } from './native.js'
+import { native, type NativeTensorHandle } from './native.js'
+import {
+  gradScaleOption,
+  handleAt,
+  maskAt,
+  ppoPolicyLossArgs,
+  ppoPolicyLossResult,
+  valueLossArgs,
+  valueLossResult,
+  wrap,
+  type PpoPolicyLossOptions,
+  type PpoPolicyLossResult,
+  type ValueLossOptions,
+  type ValueLossResult,
+} from './op-args.js'
 import { Tensor } from './tensor.js'
 import { booleanOption, checkKeys, choiceOption, describe, numberOption } from './util/options.js'
 
+export type { Aggregate, PpoPolicyLossOptions, PpoPolicyLossResult, ValueLossOptions, ValueLossResult } from './op-args.js'
+
 function handle(op: string, name: string, t: unknown): NativeTensorHandle {
   return handleAt(`ops.${op}`, name, t)
-}
-
-/** A tensor argument's handle; `where` names the call in errors (e.g. 'ops.gae', 'model.forward'). */
-function handleAt(where: string, name: string, t: unknown): NativeTensorHandle {
-  if (t instanceof Tensor) {
-    if (t.disposed) throw new Error(`${where}: ${name} was disposed`)
-    return t.native
-  }
-  throw new TypeError(`${where}: ${name} must be a Tensor; got ${describe(t)}`)
 }
 
 function optionalHandle(op: string, name: string, t: unknown): NativeTensorHandle | undefined {
   return t === undefined || t === null ? undefined : handle(op, name, t)
 }
 
-function wrap(h: NativeTensorHandle): Tensor {
-  return new Tensor(h)
-}
-
 /** The mask to use: the given one, or all ones shaped like `like` on its device. */
 function maskFor(op: string, mask: Tensor | undefined, like: Tensor): NativeTensorHandle {
   return maskAt(`ops.${op}`, mask, like)
-}
-
-function maskAt(where: string, mask: Tensor | undefined, like: Tensor, names = { mask: 'mask', like: 'input' }): NativeTensorHandle {
-  if (mask !== undefined && mask !== null) return handleAt(where, names.mask, mask)
-  if (!(like instanceof Tensor)) return handleAt(where, names.like, like)
-  return Tensor.full(like.shape, 1, { dtype: 'u8', device: like.device as 'cpu' }).native
 }
 
 export interface LogprobsOptions {
@@ -267,43 +264,6 @@ export function rowMoments(xs: readonly Tensor[], mask: Tensor): Tensor {
   return wrap(native.ops.rowMoments(xs.map((x, i) => handle('rowMoments', `xs[${i}]`, x)), handle('rowMoments', 'mask', mask)))
 }
 
-export type Aggregate = 'token-mean' | 'seq-mean'
-
-export interface PpoPolicyLossOptions {
-  /** Lower clip: ratios below 1 - clipLow are clipped. Default 0.2. */
-  clipLow?: number
-  /** Upper clip: ratios above 1 + clipHigh are clipped. Default clipLow. */
-  clipHigh?: number
-  /** Dual clip c > 1: for A < 0 the loss is at most -c A. Default off. */
-  dualClip?: number
-  /** Mean over all tokens, or over sequences of their token means. Default token-mean. */
-  aggregate?: Aggregate
-  /** Multiplies the gradient (not the loss): e.g. a data-parallel rank's share of the minibatch. Default 1. */
-  gradScale?: number
-  /** The policy's entropy [B, T] (from the same forward), measured only: its masked mean comes back as `entropy`. */
-  entropy?: Tensor
-}
-
-export interface PpoPolicyLossResult {
-  loss: number
-  /** d loss / d logp, [B, T]. */
-  grad: Tensor
-  /** Share of tokens where the clipped surrogate was the larger term. */
-  clipFraction: number
-  /** mean of (logp - oldLogp)^2 / 2 over tokens. */
-  approxKl: number
-  /** Share of tokens capped by the dual clip. */
-  dualClipFraction: number
-  /** Share of tokens clipped at the lower bound: rho < 1 - clipLow with A < 0 (TRL's clip_ratio/low_mean). */
-  clipLowFraction: number
-  /** Share of tokens clipped at the upper bound: rho > 1 + clipHigh with A > 0 (TRL's clip_ratio/high_mean). */
-  clipHighFraction: number
-  /** The mask's sum: the tokens the loss averages over. */
-  tokens: number
-  /** The masked mean of options.entropy, when given. */
-  entropy?: number
-}
-
 /**
  * PPO's clipped surrogate: rho = exp(logp - oldLogp) (log-ratio clamped to +-20),
  * L = max(-A rho, -A clip(rho, 1 - clipLow, 1 + clipHigh)), and with a dual clip
@@ -326,53 +286,6 @@ export function ppoPolicyLoss(
   return ppoPolicyLossResult(r)
 }
 
-/**
- * ppoPolicyLoss's checked arguments after logp: ops.ppoPolicyLoss and a model
- * forward's ppoLoss (which computes it in the same native call) share them.
- * `where` and `prefix` name the arguments in errors ('model.forward',
- * 'ppoLoss.'); without a mask, one shaped like `like` (logp, or oldLogp where
- * logp is yet to come).
- */
-export function ppoPolicyLossArgs(
-  where: string,
-  prefix: string,
-  oldLogp: Tensor,
-  advantages: Tensor,
-  mask: Tensor | undefined,
-  like: Tensor,
-  options: Omit<PpoPolicyLossOptions, 'entropy'>,
-): NativePpoLossArgs {
-  const clipLow = numberOption(where, `${prefix}clipLow`, options.clipLow, 0.2)
-  return [
-    handleAt(where, `${prefix}oldLogp`, oldLogp),
-    handleAt(where, `${prefix}advantages`, advantages),
-    maskAt(where, mask, like, { mask: `${prefix}mask`, like: prefix ? `${prefix}oldLogp` : 'logp' }),
-    clipLow,
-    numberOption(where, `${prefix}clipHigh`, options.clipHigh, clipLow),
-    numberOption(where, `${prefix}dualClip`, options.dualClip, 0),
-    choiceOption(where, `${prefix}aggregate`, options.aggregate, ['token-mean', 'seq-mean'] as const, 'token-mean'),
-    gradScaleOption(where, options.gradScale, `${prefix}gradScale`),
-  ]
-}
-
-export function ppoPolicyLossResult(r: NativePpoLossResult): PpoPolicyLossResult {
-  return { ...r, grad: wrap(r.grad) }
-}
-
-export interface ValueLossOptions {
-  /** Value clip epsilon; null turns clipping off. Default 0.2 (as TRL). */
-  clip?: number | null
-  /** Multiplies the gradient (not the loss): e.g. the value coefficient. Default 1. */
-  gradScale?: number
-}
-
-/** A finite gradient multiplier. */
-function gradScaleOption(where: string, value: unknown, name = 'gradScale'): number {
-  const scale = numberOption(where, name, value, 1)
-  if (!Number.isFinite(scale)) throw new RangeError(`${where}: ${name} must be a finite number; got ${scale}`)
-  return scale
-}
-
 /** Clipped value loss, token mean of max((V - R)^2, (V_old + clip(V - V_old) - R)^2) / 2. */
 export function valueLoss(
   values: Tensor,
@@ -384,40 +297,6 @@ export function valueLoss(
   const op = 'valueLoss'
   checkKeys(`ops.${op}`, options, ['clip', 'gradScale'])
   return valueLossResult(native.ops.valueLoss(handle(op, 'values', values), ...valueLossArgs(`ops.${op}`, '', oldValues, returns, mask, values, options)))
-}
-
-export interface ValueLossResult {
-  loss: number
-  /** d loss / d values, shaped like the values. */
-  grad: Tensor
-  /** Share of tokens where the clipped term was the larger. */
-  clipFraction: number
-}
-
-/** valueLoss's checked arguments after values, shared with a model forward's valueLoss (as ppoPolicyLossArgs). */
-export function valueLossArgs(
-  where: string,
-  prefix: string,
-  oldValues: Tensor,
-  returns: Tensor,
-  mask: Tensor | undefined,
-  like: Tensor,
-  options: ValueLossOptions,
-): NativeValueLossArgs {
-  const clip = options.clip === null ? -1 : numberOption(where, `${prefix}clip`, options.clip, 0.2)
-  // NaN compares false with everything: only a finite clip >= 0 passes.
-  if (options.clip !== null && !(Number.isFinite(clip) && clip >= 0)) throw new RangeError(`${where}: ${prefix}clip must be >= 0 (or null for no clipping); got ${clip}`)
-  return [
-    handleAt(where, `${prefix}oldValues`, oldValues),
-    handleAt(where, `${prefix}returns`, returns),
-    maskAt(where, mask, like, { mask: `${prefix}mask`, like: prefix ? `${prefix}oldValues` : 'values' }),
-    clip,
-    gradScaleOption(where, options.gradScale, `${prefix}gradScale`),
-  ]
-}
-
-export function valueLossResult(r: NativeValueLossResult): ValueLossResult {
-  return { ...r, grad: wrap(r.grad) }
 }
 
 export type DpoVariant =

@@ -6,18 +6,21 @@
 namespace rlfarm::binding {
 namespace {
 
-Tensor tensor_at(const ArgAt& arg, uint32_t i, const std::string& name) {
-  return NativeTensor::FromValue(arg(i), name.c_str());
-}
 double number_at(const ArgAt& arg, uint32_t i, const std::string& name) { return number_arg(arg(i), name.c_str()); }
+
+// The three tensors both losses take first: two inputs and the mask.
+void read_tensors(const ArgAt& arg, const std::string& prefix, const char* first, const char* second, Tensor& a, Tensor& b,
+                  Tensor& mask) {
+  a = NativeTensor::FromValue(arg(0), (prefix + first).c_str());
+  b = NativeTensor::FromValue(arg(1), (prefix + second).c_str());
+  mask = NativeTensor::FromValue(arg(2), (prefix + "mask").c_str());
+}
 
 }  // namespace
 
 PpoLossArgs ppo_loss_args(const ArgAt& arg, const std::string& prefix) {
   PpoLossArgs a;
-  a.old_logp = tensor_at(arg, 0, prefix + "oldLogp");
-  a.advantages = tensor_at(arg, 1, prefix + "advantages");
-  a.mask = tensor_at(arg, 2, prefix + "mask");
+  read_tensors(arg, prefix, "oldLogp", "advantages", a.old_logp, a.advantages, a.mask);
   a.clip_low = number_at(arg, 3, prefix + "clipLow");
   a.clip_high = number_at(arg, 4, prefix + "clipHigh");
   a.dual_clip = number_at(arg, 5, prefix + "dualClip");
@@ -50,9 +53,7 @@ Napi::Object ppo_loss_object(Napi::Env env, const ops::PpoPolicyLossResult& r, b
 
 ValueLossArgs value_loss_args(const ArgAt& arg, const std::string& prefix) {
   ValueLossArgs a;
-  a.old_values = tensor_at(arg, 0, prefix + "oldValues");
-  a.returns = tensor_at(arg, 1, prefix + "returns");
-  a.mask = tensor_at(arg, 2, prefix + "mask");
+  read_tensors(arg, prefix, "oldValues", "returns", a.old_values, a.returns, a.mask);
   a.clip = number_at(arg, 3, prefix + "clip");
   a.grad_scale = number_at(arg, 4, prefix + "gradScale");
   return a;

@@ -18,7 +18,7 @@ import {
   type PpoPolicyLossResult,
   type ValueLossOptions,
   type ValueLossResult,
-} from '../ops.js'
+} from '../op-args.js'
 import { checkModelSize, completeConfig, configFromHf, configToHf, MODEL_CONFIG_KEYS, type ModelConfig } from './config.js'
 import { OperationQueue } from './operation-queue.js'
 import { SafetensorsFile, writeSafetensors } from './safetensors.js'
