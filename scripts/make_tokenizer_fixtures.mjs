@@ -144,6 +144,22 @@ function addedToken(id, content, normalized) {
   return { id, content, single_word: false, lstrip: false, rstrip: false, normalized, special: true }
 }
 
+// tokenizer.json's BPE model, as Hugging Face's tokenizers writes it.
+function bpeModel(vocab, merges) {
+  return {
+    type: 'BPE',
+    dropout: null,
+    unk_token: null,
+    continuing_subword_prefix: '',
+    end_of_word_suffix: '',
+    fuse_unk: false,
+    byte_fallback: false,
+    ignore_merges: false,
+    vocab,
+    merges,
+  }
+}
+
 function gpt2Files() {
   const { vocab, merges, size } = byteLevelModel()
   const tokenizer = {
@@ -155,19 +171,8 @@ function gpt2Files() {
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: '',
-      end_of_word_suffix: '',
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: false,
-      vocab,
-      // the older serialization: one "left right" string per merge
-      merges: merges.map(([a, b]) => `${a} ${b}`),
-    },
+    // the older serialization: one "left right" string per merge
+    model: bpeModel(vocab, merges.map(([a, b]) => `${a} ${b}`)),
   }
   const config = {
     add_bos_token: false,
@@ -207,18 +212,7 @@ function qwenFiles() {
     },
     post_processor: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
     decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: '',
-      end_of_word_suffix: '',
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: false,
-      vocab,
-      merges: merges.map(([a, b]) => [a, b]),
-    },
+    model: bpeModel(vocab, merges.map(([a, b]) => [a, b])),
   }
   const addedTokensDecoder = {}
   specials.forEach((content, i) => {

@@ -123,14 +123,10 @@ Napi::Value ViewBytes(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Logprobs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   const auto r = ops::logprobs(tensor(info, 0, "ops.logprobs: logits"), tensor(info, 1, "ops.logprobs: targets"),
                                number_arg(info[2], "ops.logprobs: temperature"),
                                bool_arg(info[3], "ops.logprobs: entropy"));
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("logp", wrap(env, r.logp));
-  if (r.entropy.defined()) out.Set("entropy", wrap(env, r.entropy));
-  return out;
+  return tensors_object(info.Env(), {{"logp", r.logp}, {"entropy", r.entropy}});
 }
 
 Napi::Value LogprobsBackward(const Napi::CallbackInfo& info) {
@@ -142,14 +138,10 @@ Napi::Value LogprobsBackward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Gae(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   const auto r = ops::gae(tensor(info, 0, "ops.gae: rewards"), tensor(info, 1, "ops.gae: values"),
                           tensor(info, 2, "ops.gae: mask"), number_arg(info[3], "ops.gae: gamma"),
                           number_arg(info[4], "ops.gae: lambda"));
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("advantages", wrap(env, r.advantages));
-  out.Set("returns", wrap(env, r.returns));
-  return out;
+  return tensors_object(info.Env(), {{"advantages", r.advantages}, {"returns", r.returns}});
 }
 
 Napi::Value Whiten(const Napi::CallbackInfo& info) {
@@ -182,16 +174,12 @@ Napi::Value KlPenaltyGrad(const Napi::CallbackInfo& info) {
 
 // shapeRewards(logp, refLogp, mask, scores, lastMask, klCoef, estimator, clamp) -> { kl, rewards }
 Napi::Value ShapeRewards(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   const auto r = ops::shape_rewards(
       tensor(info, 0, "ops.shapeRewards: logp"), tensor(info, 1, "ops.shapeRewards: refLogp"),
       tensor(info, 2, "ops.shapeRewards: mask"), tensor(info, 3, "ops.shapeRewards: scores"),
       tensor(info, 4, "ops.shapeRewards: lastMask"), number_arg(info[5], "ops.shapeRewards: klCoef"),
       kl_estimator(info[6], "ops.shapeRewards"), number_arg(info[7], "ops.shapeRewards: clamp"));
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("kl", wrap(env, r.kl));
-  out.Set("rewards", wrap(env, r.rewards));
-  return out;
+  return tensors_object(info.Env(), {{"kl", r.kl}, {"rewards", r.rewards}});
 }
 
 Napi::Value Add(const Napi::CallbackInfo& info) {
@@ -277,12 +265,9 @@ Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
   options.gamma = number_arg(info[4], "ops.dpoLoss: gamma");
   options.reference_free = bool_arg(info[5], "ops.dpoLoss: referenceFree");
   const auto r = ops::dpo_loss(inputs, options);
-  Napi::Object out = Napi::Object::New(env);
+  Napi::Object out = tensors_object(env, {{"gradChosen", r.grad_chosen}, {"gradRejected", r.grad_rejected},
+                                          {"chosenReward", r.chosen_reward}, {"rejectedReward", r.rejected_reward}});
   out.Set("loss", r.loss);
-  out.Set("gradChosen", wrap(env, r.grad_chosen));
-  out.Set("gradRejected", wrap(env, r.grad_rejected));
-  out.Set("chosenReward", wrap(env, r.chosen_reward));
-  out.Set("rejectedReward", wrap(env, r.rejected_reward));
   out.Set("accuracy", r.accuracy);
   return out;
 }
@@ -298,10 +283,8 @@ Napi::Value RewardLoss(const Napi::CallbackInfo& info) {
   }
   const auto r = ops::reward_loss(tensor(info, 0, "ops.rewardLoss: chosen"), tensor(info, 1, "ops.rewardLoss: rejected"),
                                   margin, margin_scalar, number_arg(info[3], "ops.rewardLoss: centerCoef"));
-  Napi::Object out = Napi::Object::New(env);
+  Napi::Object out = tensors_object(env, {{"gradChosen", r.grad_chosen}, {"gradRejected", r.grad_rejected}});
   out.Set("loss", r.loss);
-  out.Set("gradChosen", wrap(env, r.grad_chosen));
-  out.Set("gradRejected", wrap(env, r.grad_rejected));
   out.Set("accuracy", r.accuracy);
   return out;
 }

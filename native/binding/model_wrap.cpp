@@ -325,11 +325,8 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
         if (value) losses->value = value_loss(result->values, *value);
       },
       [result, losses, with_entropy = options.entropy](Napi::Env e) {
-        Napi::Object out = Napi::Object::New(e);
-        if (result->logp.defined()) out.Set("logp", NativeTensor::Wrap(e, result->logp));
-        if (result->entropy.defined()) out.Set("entropy", NativeTensor::Wrap(e, result->entropy));
-        if (result->logits.defined()) out.Set("logits", NativeTensor::Wrap(e, result->logits));
-        if (result->values.defined()) out.Set("values", NativeTensor::Wrap(e, result->values));
+        Napi::Object out = tensors_object(e, {{"logp", result->logp}, {"entropy", result->entropy},
+                                              {"logits", result->logits}, {"values", result->values}});
         if (losses->ppo) out.Set("ppoLoss", ppo_loss_object(e, *losses->ppo, with_entropy));
         if (losses->value) out.Set("valueLoss", value_loss_object(e, *losses->value));
         return static_cast<Napi::Value>(out);
@@ -390,14 +387,10 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
         *result = engine ? engine->generate(prompts, mask_slot, options) : m->generate(prompts, mask_slot, options);
       },
       [result](Napi::Env e) {
-        Napi::Object out = Napi::Object::New(e);
-        out.Set("tokens", NativeTensor::Wrap(e, result->tokens));
-        out.Set("logprobs", NativeTensor::Wrap(e, result->logprobs));
-        out.Set("lengths", NativeTensor::Wrap(e, result->lengths));
-        out.Set("attentionMask", NativeTensor::Wrap(e, result->attention_mask));
-        out.Set("actionMask", NativeTensor::Wrap(e, result->action_mask));
-        out.Set("lastMask", NativeTensor::Wrap(e, result->last_mask));
-        return static_cast<Napi::Value>(out);
+        return static_cast<Napi::Value>(tensors_object(
+            e, {{"tokens", result->tokens}, {"logprobs", result->logprobs}, {"lengths", result->lengths},
+                {"attentionMask", result->attention_mask}, {"actionMask", result->action_mask},
+                {"lastMask", result->last_mask}}));
       });
   SetBusy("generate");
   work->Queue();

@@ -405,4 +405,12 @@ Napi::Value NativeTensor::SharesStorage(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), other.storage == Get().storage);
 }
 
+Napi::Object tensors_object(Napi::Env env, std::initializer_list<std::pair<const char*, Tensor>> fields) {
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& [name, t] : fields) {
+    if (t.defined()) out.Set(name, NativeTensor::Wrap(env, t));
+  }
+  return out;
+}
+
 }  // namespace rlfarm::binding

@@ -4,6 +4,9 @@
 
 #include <napi.h>
 
+#include <initializer_list>
+#include <utility>
+
 #include "call_count.h"
 
 #include <memory>
@@ -86,5 +89,7 @@ Shape shape_from_js(const Napi::Value& value, const char* what);
 std::string string_arg(const Napi::Value& value, const char* what);
 double number_arg(const Napi::Value& value, const char* what);
 bool bool_arg(const Napi::Value& value, const char* what);
+// A result object of named tensors (undefined ones left out), e.g. an op's or a forward's outputs.
+Napi::Object tensors_object(Napi::Env env, std::initializer_list<std::pair<const char*, Tensor>> fields);
 
 }  // namespace rlfarm::binding

@@ -13,7 +13,7 @@ import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from '../training/context.js'
-import { encoderFor, loadModelSpec } from '../training/models.js'
+import { loadPolicy } from '../training/models.js'
 import { meanOf } from '../training/host-tensors.js'
 import { promptText, rowsOfRank, sampleResponses, shareOf } from '../training/rollout.js'
 import { readPrompts } from '../training/data-order.js'
@@ -84,8 +84,7 @@ export function best(samples: Sample[]): Sample {
 export async function runBestOfN(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
   const o = config.best_of_n
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  const encoder = encoderFor(policy.tokenizer, config.data)
+  const { policy, encoder } = await loadPolicy(config)
   const { scorer } = await scorerFor(ctx, policy)
   const rows = await readPrompts(ctx)
   const out = o.output ?? path.join(ctx.runDir, 'outputs.jsonl')

@@ -11,7 +11,7 @@ import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
 import { EpochBatches, totalSteps } from '../training/data-order.js'
-import { encoderFor, isGiven, loadModelSpec, padIdOf, sameTokenizer } from '../training/models.js'
+import { isGiven, loadModelSpec, loadPolicy, sameTokenizer } from '../training/models.js'
 import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
 import { meanOf } from '../training/host-tensors.js'
 import { pairBatch, preferenceSplit } from '../training/preference-pairs.js'
@@ -47,9 +47,7 @@ async function referenceSums(reference: Model, pairs: PreferenceExample[], encod
 export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
   const o = config.dpo
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  const encoder = encoderFor(policy.tokenizer, config.data)
-  const pad = padIdOf(policy.tokenizer)
+  const { policy, encoder, pad } = await loadPolicy(config)
   const split = await preferenceSplit(ctx)
   const batchSize = config.training.batch_size
   const needsReference = !o.reference_free && o.variant !== 'simpo'

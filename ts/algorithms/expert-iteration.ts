@@ -8,7 +8,7 @@ import { dataParallel } from '../distributed/data-parallel.js'
 import type { StageResult, TrainerContext } from '../training/context.js'
 import { best, sampleAndScore } from './best-of-n.js'
 import { EpochBatches, readPrompts } from '../training/data-order.js'
-import { encoderFor, loadModelSpec, padIdOf } from '../training/models.js'
+import { loadPolicy } from '../training/models.js'
 import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
 import { meanOf } from '../training/host-tensors.js'
 import { promptText } from '../training/rollout.js'
@@ -30,9 +30,7 @@ interface RoundState {
 export async function trainExpertIteration(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
   const o = config.expert_iteration
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  const encoder = encoderFor(policy.tokenizer, config.data)
-  const pad = padIdOf(policy.tokenizer)
+  const { policy, encoder, pad } = await loadPolicy(config)
   const { scorer } = await scorerFor(ctx, policy)
   const rows = await readPrompts(ctx)
   const prompts = rows.map((r) => encoder.prompt(r.prompt))

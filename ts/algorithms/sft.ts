@@ -9,7 +9,7 @@ import type { Model } from '../model/model.js'
 import { dataParallel, type DataParallel } from '../distributed/data-parallel.js'
 import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
 import { EpochBatches, readRows, splitEval, totalSteps } from '../training/data-order.js'
-import { encoderFor, loadModelSpec, padIdOf } from '../training/models.js'
+import { loadPolicy } from '../training/models.js'
 import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
 import { total } from '../training/host-tensors.js'
 
@@ -72,9 +72,7 @@ export async function evalLoss(model: Model, pairs: EncodedPair[], pad: number, 
 
 export async function trainSft(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  const encoder = encoderFor(policy.tokenizer, config.data)
-  const pad = padIdOf(policy.tokenizer)
+  const { policy, encoder, pad } = await loadPolicy(config)
   const rows = await readRows(config.data.train, 'train', parseSftRow, config.data, (m) => ctx.note(m))
   const split = config.data.eval
     ? { train: rows, eval: await readRows(config.data.eval, 'eval', parseSftRow, config.data, (m) => ctx.note(m)) }

@@ -11,7 +11,7 @@ import type { StageResult, TrainerContext } from '../training/context.js'
 import { dataParallel } from '../distributed/data-parallel.js'
 import { best, sampleAndScore } from './best-of-n.js'
 import { EpochBatches, readPrompts } from '../training/data-order.js'
-import { encoderFor, loadModelSpec, padIdOf, sameTokenizer } from '../training/models.js'
+import { loadModelSpec, loadPolicy, padIdOf, sameTokenizer } from '../training/models.js'
 import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
 import { RewardModelScorer } from '../training/scoring.js'
 import { checkFinite } from '../training/context.js'
@@ -37,9 +37,8 @@ interface RoundState {
 export async function trainWestOfN(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
   const o = config.west_of_n
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
+  const { policy, encoder } = await loadPolicy(config)
   const rm = await loadModelSpec(config.reward_model, 'reward_model', { scalarHead: true, seed: config.seed + 2, tokenizer: sameTokenizer(config.reward_model, policy) })
-  const encoder = encoderFor(policy.tokenizer, config.data)
   const pad = padIdOf(rm.tokenizer)
   const promptRows = await readPrompts(ctx, config.data.prompts)
   const prompts = promptRows.map((r) => encoder.prompt(r.prompt))

@@ -17,7 +17,7 @@ import { goldScore } from '../farm/farm.js'
 import { parseTask } from '../farm/families.js'
 import type { SequenceEncoder } from '../data/encode.js'
 import * as ops from '../ops.js'
-import { encoderFor, isGiven, loadModelSpec, padIdOf, referenceSpec, sameTokenizer, type LoadedModel } from '../training/models.js'
+import { encoderFor, isGiven, loadModelSpec, loadPolicy, padIdOf, referenceSpec, sameTokenizer, type LoadedModel } from '../training/models.js'
 import { hasScorer, scorerFor, type Scorer } from '../training/scoring.js'
 import { meanOf } from '../training/host-tensors.js'
 import { promptText, rowsOfRank, sampleResponses, shareOf, sequenceLogprobs } from '../training/rollout.js'
@@ -47,8 +47,7 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
   const metrics: Record<string, number> = {}
   let sampled: { responses: string[]; lengths: number[]; scores: number[] }
   if (isGiven(config.policy)) {
-    const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-    const encoder = encoderFor(policy.tokenizer, config.data)
+    const { policy, encoder } = await loadPolicy(config)
     const scorer: Scorer | undefined = hasScorer(config) ? (await scorerFor(ctx, policy)).scorer : undefined
     if (!scorer && !withReferences) {
       throw new Error('eval: give reward_model or reward_function to score responses, or prompts with a `reference` output in each row for win-rates')

@@ -22,7 +22,7 @@ import { ultraFeedbackCompletion } from '../farm/ratings.js'
 import { spearman } from '../farm/report.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { StageResult, TrainerContext } from '../training/context.js'
-import { encoderFor, loadModelSpec } from '../training/models.js'
+import { encoderFor, loadModelSpec, loadPolicy } from '../training/models.js'
 import { meanOf } from '../training/host-tensors.js'
 import { promptText, rowsOfRank, sampleResponses, shareOf } from '../training/rollout.js'
 import { readPrompts } from '../training/data-order.js'
@@ -31,8 +31,7 @@ import { judgeFor, raterFor } from '../training/judges.js'
 export async function labelPreferences(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
   if (config.label.mode === 'rate') return rateCompletions(ctx)
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  const encoder = encoderFor(policy.tokenizer, config.data)
+  const { policy, encoder } = await loadPolicy(config)
   const judge = await judgeFor(config.judge, { seed: config.seed, chatTemplate: config.data.chat_template })
   // Each prompt pairs_per_prompt times in a row: independent pairs (seeds differ by row).
   const pairsPerPrompt = config.label.pairs_per_prompt

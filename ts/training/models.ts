@@ -108,6 +108,12 @@ export function encoderFor(tokenizer: Tokenizer, data: DataConfig): SequenceEnco
   return new SequenceEncoder({ tokenizer, maxLength: data.max_length, maxPromptLength: data.max_prompt_length, chatTemplate: data.chat_template })
 }
 
+/** The config's policy, the encoder of the run's data for its tokenizer, and its pad id: where most stages start. */
+export async function loadPolicy(config: RunConfig): Promise<{ policy: LoadedModel; encoder: SequenceEncoder; pad: number }> {
+  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
+  return { policy, encoder: encoderFor(policy.tokenizer, config.data), pad: padIdOf(policy.tokenizer) }
+}
+
 /** The pad id of a tokenizer (its pad, else its EOS, else 0). */
 export function padIdOf(tokenizer: Tokenizer): number {
   return tokenizer.padId ?? tokenizer.eosId ?? 0

@@ -10,7 +10,7 @@ import type { AdamW } from '../model/optim.js'
 import type { SequenceEncoder } from '../data/encode.js'
 import type { TrainerContext, TrainerState } from './context.js'
 import { EpochBatches, readPrompts, rolloutSteps } from './data-order.js'
-import { encoderFor, loadModelSpec, referenceSpec, sameTokenizer, type LoadedModel } from './models.js'
+import { loadModelSpec, loadPolicy, referenceSpec, sameTokenizer, type LoadedModel } from './models.js'
 import { makeOptimizer } from './optimizer.js'
 import { promptText, sampleResponses, shareOf, type Rollout } from './rollout.js'
 import { scorerFor, type Scorer } from './scoring.js'
@@ -58,8 +58,7 @@ export async function setupOnPolicy<Extra extends Tracked>(
   options: { reference: boolean; more?: (run: { policy: LoadedModel; rewardModel?: LoadedModel }) => Promise<Extra> },
 ): Promise<OnPolicyRun<Extra>> {
   const { config } = ctx
-  const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  const encoder = encoderFor(policy.tokenizer, config.data)
+  const { policy, encoder } = await loadPolicy(config)
   const { scorer, model: rewardModel } = await scorerFor(ctx, policy)
   const reference = options.reference
     ? await loadModelSpec(referenceSpec(config), 'reference', { seed: config.seed, tokenizer: sameTokenizer(config.reference, policy) })
