@@ -178,6 +178,8 @@ export interface NativeForwardOptions {
   values: boolean
   actionValues: boolean
   onDevice: boolean
+  /** The call errors name: 'model.forward' or 'model.logprobs'. */
+  op: string
   ppoLoss?: NativePpoLossArgs
   valueLoss?: NativeValueLossArgs
 }

@@ -298,6 +298,7 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   options.values = bool_arg(o.Get("values"), "model.forward: values");
   options.action_values = bool_arg(o.Get("actionValues"), "model.forward: actionValues");
   options.on_device = bool_arg(o.Get("onDevice"), "model.forward: onDevice");
+  options.op = string_arg(o.Get("op"), "model.forward: op");
   // The losses a training loop takes on these outputs, computed in this worker
   // (loss_args.h): no second call, and no loss kernel on the event loop.
   std::optional<PpoLossArgs> ppo;

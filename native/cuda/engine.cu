@@ -677,7 +677,7 @@ model::ForwardResult CudaEngine::forward(const Tensor& tokens, const Tensor& mas
   std::vector<int32_t> positions;
   std::vector<uint8_t> valid;
   model::positions_from_mask(mask, B, T, positions, valid);
-  model::check_positions(c_, positions, "model.forward");
+  model::check_positions(c_, positions, o.op.c_str());
   const EnginePlan plan = plan_engine(c_, B, T, precision_, o.train, sms_);
   batch_ = B;
   steps_ = T;

@@ -18,7 +18,7 @@ GeneratePrompts Transformer::check_generate(const Tensor& prompts, const Tensor&
   check_tokens(prompts, mask, op);
   const ModelConfig& c = config_;
   const int64_t B = prompts.shape[0], P = prompts.shape[1], new_tokens = o.max_new_tokens;
-  RLF_CHECK(new_tokens >= 0 && new_tokens < (int64_t(1) << 24), op, ": maxNewTokens must be >= 0; got ", new_tokens);
+  RLF_CHECK(new_tokens >= 0, op, ": maxNewTokens must be >= 0; got ", new_tokens);
   RLF_CHECK(std::isfinite(o.temperature) && o.temperature >= 0, op, ": temperature must be >= 0; got ", o.temperature);
   RLF_CHECK(o.top_k >= 0, op, ": topK must be >= 0; got ", o.top_k);
   RLF_CHECK(o.top_p > 0 && o.top_p <= 1, op, ": topP must be in (0, 1]; got ", o.top_p);
@@ -35,6 +35,7 @@ GeneratePrompts Transformer::check_generate(const Tensor& prompts, const Tensor&
   positions_from_mask(mask, B, P, p.positions, p.key_valid);
   p.length.assign(B, 0);
   p.last.assign(B, 0);
+  int64_t longest = 0;
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < P; ++t) {
       if (p.key_valid[b * P + t]) {
@@ -43,11 +44,13 @@ GeneratePrompts Transformer::check_generate(const Tensor& prompts, const Tensor&
       }
     }
     RLF_CHECK(p.length[b] > 0, op, ": prompt ", b, " has no tokens (its attention mask is all 0)");
-    if (c.arch == Arch::gpt2) {
-      RLF_CHECK(p.length[b] + new_tokens <= c.max_positions, op, ": prompt ", b, " has ", p.length[b],
-                " tokens; with maxNewTokens ", new_tokens, " it would pass GPT-2's n_positions (", c.max_positions, ")");
-    }
+    longest = std::max<int64_t>(longest, p.length[b]);
   }
+  // Positions run to the longest prompt's length plus the new tokens: the model's context bounds them.
+  const int64_t room = c.max_positions - longest;
+  RLF_CHECK(new_tokens <= room, op, ": maxNewTokens is ", new_tokens, ", but the longest prompt has ", longest,
+            " tokens and the model's context length (maxPositions) is ", c.max_positions, ": at most ",
+            std::max<int64_t>(0, room), " new tokens fit");
   return p;
 }
 

@@ -8,6 +8,7 @@
 #include <new>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include "../core/error.h"
 #include "../core/huge_pages.h"
@@ -78,18 +79,55 @@ void Transformer::check_tokens(const Tensor& tokens, const Tensor& mask, const c
               op, ": attentionMask must be a cpu u8, i32 or f32 tensor; got ", mask.describe());
     RLF_CHECK(mask.shape == tokens.shape, op, ": attentionMask must have the shape of tokens, ", shape_str(tokens.shape),
               "; got ", shape_str(mask.shape));
+    check_mask_values(mask, op);
+  }
+}
+
+namespace {
+// A mask value as JavaScript prints it (NaN, Infinity), for the message.
+std::string js_number(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  std::ostringstream s;
+  s.precision(17);
+  s << v;
+  return s.str();
+}
+double mask_value(const Tensor& mask, int64_t i) {
+  switch (mask.dtype) {
+    case DType::u8: return mask.data<uint8_t>()[i];
+    case DType::i32: return mask.data<int32_t>()[i];
+    default: return mask.data<float>()[i];
+  }
+}
+}  // namespace
+
+// Every value 0 or 1, and every row with a real token: positions and the
+// attention's keys come from the mask, so anything else would be silently wrong.
+void check_mask_values(const Tensor& mask, const char* op) {
+  const int64_t B = mask.shape[0], T = mask.shape[1];
+  for (int64_t b = 0; b < B; ++b) {
+    bool any = false;
+    for (int64_t t = 0; t < T; ++t) {
+      const double v = mask_value(mask, b * T + t);
+      if (v != 0 && v != 1) {
+        fail(op, ": attentionMask[", b, "][", t, "] = ", js_number(v), "; a mask holds 1 (a real token) or 0 (padding)");
+      }
+      any = any || v == 1;
+    }
+    RLF_CHECK(any, op, ": attentionMask row ", b, " is all 0: the row has no real token to attend to");
   }
 }
 
 void Transformer::check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const {
-  check_tokens(tokens, mask, "model.forward");
-  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, "model.forward: temperature must be > 0; got ",
-            o.temperature);
-  RLF_CHECK(!o.values || layout_.score != kNone,
-            "model.forward: values need a scalar head; load or create the model with scalarHead: true");
-  RLF_CHECK(!o.action_values || o.values, "model.forward: action values are values: ask for values too");
-  RLF_CHECK(!o.action_values || tokens.shape[1] >= 2,
-            "model.forward: values at log-prob positions need sequences of at least 2 tokens; got ", tokens.shape[1]);
+  const char* op = o.op.c_str();
+  check_tokens(tokens, mask, op);
+  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, op, ": temperature must be > 0; got ", o.temperature);
+  RLF_CHECK(!o.values || layout_.score != kNone, op,
+            ": values need a scalar head; load or create the model with scalarHead: true");
+  RLF_CHECK(!o.action_values || o.values, op, ": action values are values: ask for values too");
+  RLF_CHECK(!o.action_values || tokens.shape[1] >= 2, op,
+            ": values at log-prob positions need sequences of at least 2 tokens; got ", tokens.shape[1]);
 }
 
 // Row b's first `width` values of `from` (rows of from_stride) into row b of `to` (rows of to_stride).
@@ -288,7 +326,7 @@ ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, con
   s.tokens.assign(tokens.data<int32_t>(), tokens.data<int32_t>() + s.rows);
   positions_from_mask(mask, s.batch, s.steps, s.positions, s.key_valid);
   s.masked = mask.defined();
-  check_positions(c, s.positions, "model.forward");
+  check_positions(c, s.positions, o.op.c_str());
   const int64_t N = s.rows, d = c.dim, layers = c.layers;
   const int64_t up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
   const int64_t x_slots = o.train ? 2 * layers + 1 : 1, layer_slots = o.train ? layers : 1;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "../core/huge_pages.h"
@@ -32,6 +33,7 @@ struct ForwardOptions {
   // gradValues on that grid too.
   bool action_values = false;
   bool on_device = false; // a cuda model's logp, entropy and values stay on its device (a cpu model ignores it)
+  std::string op = "model.forward";  // the call errors name (model.logprobs runs a forward too)
 };
 
 struct ForwardResult {
@@ -80,6 +82,9 @@ GenerateResult generate_result(const GeneratePrompts& p, int64_t new_tokens, int
 
 // Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0;
 // valid[i] is 1 where the mask is (every token without a mask).
+// Throws unless every value of the [B, T] cpu mask is 0 or 1 and every row has a 1.
+void check_mask_values(const Tensor& mask, const char* op);
+
 void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::vector<int32_t>& positions,
                          std::vector<uint8_t>& valid);
 // GPT-2's learned positions end at n_positions: an error naming op past them.

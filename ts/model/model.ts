@@ -204,30 +204,6 @@ async function withCallerStack<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-/**
- * Checks an attention mask against its tokens (when it has their shape and a
- * mask dtype on the host; the engine reports the rest): every value 0 or 1,
- * and every row attending to at least one token (a row with none has no
- * softmax to take). Returns the number of attended tokens of each row.
- */
-function checkAttentionMask(where: string, mask: Tensor, tokens: Tensor): number[] {
-  const [B, T] = tokens.shape
-  if (tokens.shape.length !== 2 || mask.device !== 'cpu' || mask.dtype === 'bf16' || mask.shape.join() !== tokens.shape.join()) return []
-  const m = mask.data
-  const counts: number[] = []
-  for (let b = 0; b < B; b++) {
-    let count = 0
-    for (let t = 0; t < T; t++) {
-      const v = m[b * T + t]
-      if (v !== 0 && v !== 1) throw new RangeError(`${where}: attentionMask[${b}][${t}] = ${v}; a mask holds 1 (a real token) or 0 (padding)`)
-      count += v
-    }
-    if (count === 0) throw new RangeError(`${where}: attentionMask row ${b} is all 0: the row has no real token to attend to`)
-    counts.push(count)
-  }
-  return counts
-}
-
 // Tensors that checkpoints carry but that are not parameters.
 const BUFFERS = [/\.attn\.bias$/, /\.attn\.masked_bias$/, /rotary_emb\.inv_freq$/]
 
@@ -495,7 +471,6 @@ export class Model {
     if (!(tokens instanceof Tensor)) throw new TypeError(`${where}: tokens must be an i32 Tensor [B, T]; got ${describe(tokens)}`)
     const mask = options.attentionMask
     if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor`)
-    if (mask !== undefined) checkAttentionMask(where, mask, tokens)
     const values = options.values ?? false
     if (values !== true && values !== false && values !== 'actions') throw new TypeError(`${where}: values must be true, false or 'actions'; got ${describe(values)}`)
     // The log-prob grid [B, T-1]: the shape of logp, entropy and 'actions' values.
@@ -509,6 +484,7 @@ export class Model {
       values: values !== false,
       actionValues: values === 'actions',
       onDevice: booleanOption(where, 'onDevice', options.onDevice, false),
+      op: where,
     }
     if (options.ppoLoss !== undefined && !nativeOptions.logprobs) throw new Error(`${where}: ppoLoss needs log-probs; logprobs is false`)
     if (options.valueLoss !== undefined && !nativeOptions.values) throw new Error(`${where}: valueLoss needs values (values: true or 'actions')`)
@@ -559,14 +535,6 @@ export class Model {
     const stops = options.stopTokens ?? []
     if (!Array.isArray(stops) || !stops.every((s) => Number.isInteger(s))) throw new TypeError(`${where}: stopTokens must be an array of token ids`)
     const maxNewTokens = rangedOption(where, 'maxNewTokens', options.maxNewTokens, 16, { integer: true, min: 0 })
-    // Positions run to the longest prompt's length plus the new tokens: the model's context bounds them.
-    const longest = prompts.shape.length === 2 ? Math.max(0, ...(mask ? checkAttentionMask(where, mask, prompts) : [prompts.shape[1]])) : 0
-    const room = this.config.maxPositions - longest
-    if (maxNewTokens > room) {
-      throw new RangeError(
-        `${where}: maxNewTokens is ${maxNewTokens}, but the longest prompt has ${longest} tokens and the model's context length (maxPositions) is ${this.config.maxPositions}: at most ${Math.max(0, room)} new tokens fit`,
-      )
-    }
     const nativeOptions = {
       maxNewTokens,
       temperature: rangedOption(where, 'temperature', options.temperature, 1, { min: 0 }),
