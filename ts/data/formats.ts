@@ -19,6 +19,7 @@ import type { RowRules } from './examples.js'
 import { Rng } from '../util/rng.js'
 import { splitLastAssistant } from './examples.js'
 import { readTable, type BadRowPolicy, type ReadLimits, type ReadResult } from './jsonl.js'
+import { mean } from '../util/stats.js'
 
 export type DataFormat = 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm' | 'ultrafeedback_critique'
 export type Binarize = 'overall' | 'mean_rating'
@@ -124,7 +125,7 @@ function meanRating(c: Record<string, unknown>, i: number): number {
     ratings.push(r)
   }
   if (ratings.length === 0) throw new Error(`completions[${i}] has no numeric aspect rating`)
-  return ratings.reduce((a, b) => a + b, 0) / ratings.length
+  return mean(ratings)
 }
 
 /** An HH-RLHF transcript as messages: "\n\nHuman: ..." and "\n\nAssistant: ..." turns. */

@@ -17,6 +17,7 @@ import path from 'node:path'
 import { Rng } from '../util/rng.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { FAMILIES, parseTask, type Task } from './families.js'
+import { mean } from '../util/stats.js'
 
 /** The answer part of a response: its first line, trimmed. */
 export function answerOf(response: string): { answer: string; junk: number } {
@@ -256,9 +257,9 @@ export function winRateOf(outcomes: readonly number[]): WinRate {
   const n = outcomes.length
   if (n === 0) throw new Error('winRate: no outcomes')
   for (const o of outcomes) if (o !== 0 && o !== 0.5 && o !== 1) throw new Error(`winRate: an outcome must be 0, 0.5 or 1; got ${o}`)
-  const mean = outcomes.reduce((a, b) => a + b, 0) / n
-  const variance = n > 1 ? outcomes.reduce((a, o) => a + (o - mean) ** 2, 0) / (n - 1) : 0
-  return { winRate: mean, stderr: Math.sqrt(variance / n), n, wins: outcomes.filter((o) => o === 1).length, ties: outcomes.filter((o) => o === 0.5).length }
+  const m = mean(outcomes)
+  const variance = n > 1 ? outcomes.reduce((a, o) => a + (o - m) ** 2, 0) / (n - 1) : 0
+  return { winRate: m, stderr: Math.sqrt(variance / n), n, wins: outcomes.filter((o) => o === 1).length, ties: outcomes.filter((o) => o === 0.5).length }
 }
 
 export interface Judged {

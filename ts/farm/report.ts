@@ -7,6 +7,7 @@ import path from 'node:path'
 import { Rng } from '../util/rng.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { winRateOf } from './farm.js'
+import { mean } from '../util/stats.js'
 
 /** One evaluated policy: an `eval_<policy>` stage that measured win-rates against references. */
 export interface PolicyRow {
@@ -102,7 +103,6 @@ export function spearman(a: readonly number[], b: readonly number[]): number {
   if (a.length < 2) throw new Error('spearman: needs at least two items')
   const ra = ranks(a)
   const rb = ranks(b)
-  const mean = (x: number[]) => x.reduce((s, v) => s + v, 0) / x.length
   const ma = mean(ra)
   const mb = mean(rb)
   let num = 0

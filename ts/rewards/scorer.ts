@@ -14,6 +14,7 @@ import { BUILTIN_NAMES, makeBuiltin, type BuiltinContext } from './builtin.js'
 import { loadRewardExport } from './load.js'
 import { CallError, RewardWorkerPool } from './pool.js'
 import type { RewardBatch, RewardFn, RewardValues } from './types.js'
+import { mean } from '../util/stats.js'
 
 /** A reward function that failed: which one, on which row (when one row is to blame), and what went wrong. */
 export class RewardError extends Error {
@@ -152,8 +153,8 @@ export function checkValues(result: unknown, n: number): { values: (number | nul
 function stats(values: (number | null)[]): { mean: number; std: number; count: number } {
   const xs = values.filter((v): v is number => v !== null)
   if (xs.length === 0) return { mean: NaN, std: NaN, count: 0 }
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length
-  return { mean, std: Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / xs.length), count: xs.length }
+  const m = mean(xs)
+  return { mean: m, std: Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / xs.length), count: xs.length }
 }
 
 export interface RewardScores {

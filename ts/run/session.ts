@@ -37,6 +37,7 @@ import { Progress, type ProgressMode, type ProgressStream } from './progress.js'
 import { Rng, type RngState } from '../util/rng.js'
 import { emptyDirectory, existingRun, isRunName, RunDirectory, runExistsMessage } from './run-dir.js'
 import { policyTable, type PolicyRow } from '../farm/report.js'
+import { mean } from '../util/stats.js'
 
 export type Algorithm = NonNullable<RunConfig['algorithm']>
 
@@ -163,8 +164,7 @@ export async function saveModelWithTokenizer(model: Model, tokenizerSource: stri
  */
 function pipelineRemaining(at: PipelinePosition, projectedSeconds: number): { label: string; secondsAfter: number } {
   const seen = [...at.ranSeconds, projectedSeconds]
-  const mean = seen.reduce((a, b) => a + b, 0) / seen.length
-  return { label: 'pipeline', secondsAfter: mean * (at.count - at.index - 1) }
+  return { label: 'pipeline', secondsAfter: mean(seen) * (at.count - at.index - 1) }
 }
 
 // Between checkpoints, run.json's step is brought up to date at most this often.

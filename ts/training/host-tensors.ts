@@ -2,6 +2,7 @@
 // stays native).
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
+import { mean } from '../util/stats.js'
 
 /** Sum over rows of a per-row tensor (B values; not per-token work). */
 export function total(x: Tensor): number {
@@ -19,7 +20,5 @@ export function maskedMean(x: Tensor, mask: Tensor): number {
 /** Mean of a host f32 tensor's values (per-row results, not per-token work). */
 export function meanOf(t: Tensor | Float32Array | number[]): number {
   const d = t instanceof Tensor ? (t.data as Float32Array) : t
-  let s = 0
-  for (const v of d) s += v
-  return d.length > 0 ? s / d.length : 0
+  return d.length > 0 ? mean(d) : 0
 }
