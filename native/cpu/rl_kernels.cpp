@@ -11,6 +11,7 @@
 
 #include "../core/error.h"
 #include "../ops/kernels.h"
+#include "../ops/cast_math.h"
 #include "../ops/rl_math.h"
 #include "../core/thread_pool.h"
 
@@ -293,56 +294,9 @@ void reward_loss(const RewardLossArgs& a) {
   a.stats[1] = static_cast<float>(correct * inv_batch);
 }
 
-namespace {
-template <typename T>
-float load_as_float(const void* p, int64_t i) {
-  if constexpr (std::is_same_v<T, uint16_t>) {
-    return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
-  } else {
-    return static_cast<float>(static_cast<const T*>(p)[i]);
-  }
-}
-
-float read_element(const void* p, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::f32: return load_as_float<float>(p, i);
-    case DType::bf16: return load_as_float<uint16_t>(p, i);
-    case DType::i32: return load_as_float<int32_t>(p, i);
-    case DType::u8: return load_as_float<uint8_t>(p, i);
-  }
-  return 0.0f;
-}
-}  // namespace
-
 void cast(const CastArgs& a) {
   parallel_for(a.n, 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      if (a.src_dtype == DType::i32 && a.dst_dtype == DType::u8) {
-        const int32_t v = static_cast<const int32_t*>(a.src)[i];
-        static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
-        continue;
-      }
-      if (a.src_dtype == DType::u8 && a.dst_dtype == DType::i32) {
-        static_cast<int32_t*>(a.dst)[i] = static_cast<const uint8_t*>(a.src)[i];
-        continue;
-      }
-      const float v = read_element(a.src, a.src_dtype, i);
-      switch (a.dst_dtype) {
-        case DType::f32: static_cast<float*>(a.dst)[i] = v; break;
-        case DType::bf16: static_cast<uint16_t*>(a.dst)[i] = float_to_bf16(v); break;
-        case DType::i32: {
-          // Truncation toward zero, saturated; NaN becomes 0.
-          const float c = v != v ? 0.0f : (v < -2147483648.0f ? -2147483648.0f : (v > 2147483520.0f ? 2147483520.0f : v));
-          static_cast<int32_t*>(a.dst)[i] = static_cast<int32_t>(c);
-          break;
-        }
-        case DType::u8: {
-          const float c = v != v ? 0.0f : (v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
-          static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(c);
-          break;
-        }
-      }
-    }
+    for (int64_t i = begin; i < end; ++i) math::cast_element(a, i);
   });
 }
 

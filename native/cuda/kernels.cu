@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "../ops/kernels.h"
+#include "../ops/cast_math.h"
 #include "../ops/rl_math.h"
 #include "check.h"
 #include "reduce.cuh"
@@ -489,43 +490,10 @@ __global__ void reward_loss_kernel(RewardLossArgs a) {
 
 // ---------------------------------------------------------------- casts
 
-__device__ float load_f32(const void* p, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::f32: return static_cast<const float*>(p)[i];
-    case DType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::i32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
-    case DType::u8: return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
-  }
-  return 0.0f;
-}
-
 __global__ void cast_kernel(CastArgs a) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    if (a.src_dtype == DType::i32 && a.dst_dtype == DType::u8) {
-      const int32_t v = static_cast<const int32_t*>(a.src)[i];
-      static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
-      continue;
-    }
-    if (a.src_dtype == DType::u8 && a.dst_dtype == DType::i32) {
-      static_cast<int32_t*>(a.dst)[i] = static_cast<const uint8_t*>(a.src)[i];
-      continue;
-    }
-    const float v = load_f32(a.src, a.src_dtype, i);
-    switch (a.dst_dtype) {
-      case DType::f32: static_cast<float*>(a.dst)[i] = v; break;
-      case DType::bf16: static_cast<__nv_bfloat16*>(a.dst)[i] = __float2bfloat16_rn(v); break;
-      case DType::i32: {
-        const float c = v != v ? 0.0f : fminf(fmaxf(v, -2147483648.0f), 2147483520.0f);
-        static_cast<int32_t*>(a.dst)[i] = static_cast<int32_t>(c);
-        break;
-      }
-      case DType::u8: {
-        const float c = v != v ? 0.0f : fminf(fmaxf(v, 0.0f), 255.0f);
-        static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(c);
-        break;
-      }
-    }
+    math::cast_element(a, i);
   }
 }
 
