@@ -11,6 +11,7 @@
 #include "../core/error.h"
 #include "../core/cuda_runtime.h"
 #include "../core/float_mode.h"
+#include "../core/host_reads.h"
 #include "../cuda/engine.h"
 #include "../cuda/plan.h"
 #include "../model/optimizer.h"
@@ -288,6 +289,7 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   options.values = bool_arg(o.Get("values"), "model.forward: values");
   options.action_values = bool_arg(o.Get("actionValues"), "model.forward: actionValues");
   options.on_device = bool_arg(o.Get("onDevice"), "model.forward: onDevice");
+  options.op = string_arg(o.Get("op"), "model.forward: op");
   auto result = std::make_shared<model::ForwardResult>();
   Transformer* m = model_.get();
   SyncToDevice();
@@ -297,7 +299,14 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
       [m, engine, tokens, mask_slot, options, result] {
         *result = engine ? engine->forward(tokens, mask_slot, options) : m->forward(tokens, mask_slot, options);
       },
-      [result](Napi::Env e) {
+      [result, on_device = options.on_device](Napi::Env e) {
+        // Outputs not kept on the model's device are reads back to the host
+        // (on a cpu model too, which ignores onDevice: it counts what a GPU would copy).
+        if (!on_device) {
+          for (const Tensor* t : {&result->logp, &result->entropy, &result->logits, &result->values}) {
+            if (t->defined()) count_host_read(t->nbytes());
+          }
+        }
         Napi::Object out = Napi::Object::New(e);
         if (result->logp.defined()) out.Set("logp", NativeTensor::Wrap(e, result->logp));
         if (result->entropy.defined()) out.Set("entropy", NativeTensor::Wrap(e, result->entropy));
@@ -361,6 +370,8 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
         *result = engine ? engine->generate(prompts, mask_slot, options) : m->generate(prompts, mask_slot, options);
       },
       [result](Napi::Env e) {
+        // What the sampler made on the device comes back to the host (the masks are built there from it).
+        for (const Tensor* t : {&result->tokens, &result->logprobs, &result->lengths}) count_host_read(t->nbytes());
         Napi::Object out = Napi::Object::New(e);
         out.Set("tokens", NativeTensor::Wrap(e, result->tokens));
         out.Set("logprobs", NativeTensor::Wrap(e, result->logprobs));
@@ -413,7 +424,10 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
           *norm = state->step(params, grads, step, lr, max_norm);
         }
       },
-      [norm](Napi::Env e) { return static_cast<Napi::Value>(Napi::Number::New(e, *norm)); });
+      [norm](Napi::Env e) {
+        count_host_read(sizeof(*norm));
+        return static_cast<Napi::Value>(Napi::Number::New(e, *norm));
+      });
   SetBusy("an optimizer step");
   work->Queue();
   return work->Promise();
@@ -421,6 +435,7 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeModel::GradNorm(const Napi::CallbackInfo& info) {
   CheckIdle("model.gradNorm");
+  count_host_read(sizeof(double));
   if (engine_) return Napi::Number::New(info.Env(), engine_->grad_norm());
   return Napi::Number::New(info.Env(), model::gradient_norm(model_->grads().data<float>(),
                                                             static_cast<int64_t>(model_->layout().total)));

@@ -294,6 +294,8 @@ void reward_loss(const RewardLossArgs& a) {
   a.stats[1] = static_cast<float>(correct * inv_batch);
 }
 
+void ordered_sum(const OrderedSumArgs& a) { *a.out = math::ordered_sum(a.x, a.n); }
+
 void cast(const CastArgs& a) {
   parallel_for(a.n, 1 << 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) math::cast_element(a, i);

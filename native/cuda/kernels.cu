@@ -490,6 +490,9 @@ __global__ void reward_loss_kernel(RewardLossArgs a) {
 
 // ---------------------------------------------------------------- casts
 
+// One thread: the order of the additions is the CPU's, so the bits are too.
+__global__ void ordered_sum_kernel(OrderedSumArgs a) { *a.out = math::ordered_sum(a.x, a.n); }
+
 __global__ void cast_kernel(CastArgs a) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -622,6 +625,11 @@ void row_broadcast(const RowBroadcastArgs& a) {
     row_broadcast_kernel<M><<<grid_for(a.rows * a.cols, 256), 256>>>(a);
   });
   RLF_CUDA_CHECK_LAUNCH("broadcastRows");
+}
+
+void ordered_sum(const OrderedSumArgs& a) {
+  ordered_sum_kernel<<<1, 1>>>(a);
+  RLF_CUDA_CHECK_LAUNCH("orderedSum");
 }
 
 void cast(const CastArgs& a) {

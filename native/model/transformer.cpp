@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iomanip>
 #include <limits>
 #include <new>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include "../core/error.h"
 #include "../core/huge_pages.h"
@@ -78,18 +80,45 @@ void Transformer::check_tokens(const Tensor& tokens, const Tensor& mask, const c
               op, ": attentionMask must be a cpu u8, i32 or f32 tensor; got ", mask.describe());
     RLF_CHECK(mask.shape == tokens.shape, op, ": attentionMask must have the shape of tokens, ", shape_str(tokens.shape),
               "; got ", shape_str(mask.shape));
+    check_mask_values(mask, op);
+  }
+}
+
+// Every value 0 or 1 and every row attending to a token (a row with none has no
+// softmax to take). Here rather than in JavaScript, so that a training loop's
+// forward reads no per-token data back into JavaScript.
+void Transformer::check_mask_values(const Tensor& mask, const char* op) {
+  const int64_t B = mask.shape[0], T = mask.shape[1];
+  for (int64_t b = 0; b < B; ++b) {
+    bool any = false;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t i = b * T + t;
+      const double v = mask.dtype == DType::u8    ? mask.data<uint8_t>()[i]
+                       : mask.dtype == DType::i32 ? mask.data<int32_t>()[i]
+                                                  : mask.data<float>()[i];
+      if (v != 0 && v != 1) {
+        // Written as JavaScript writes the number the caller put there.
+        std::ostringstream shown;
+        if (std::isnan(v)) shown << "NaN";
+        else if (std::isinf(v)) shown << (v > 0 ? "Infinity" : "-Infinity");
+        else shown << std::setprecision(17) << v;
+        fail(op, ": attentionMask[", b, "][", t, "] = ", shown.str(), "; a mask holds 1 (a real token) or 0 (padding)");
+      }
+      any = any || v == 1;
+    }
+    RLF_CHECK(any, op, ": attentionMask row ", b, " is all 0: the row has no real token to attend to");
   }
 }
 
 void Transformer::check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const {
-  check_tokens(tokens, mask, "model.forward");
-  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, "model.forward: temperature must be > 0; got ",
+  check_tokens(tokens, mask, o.op.c_str());
+  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, o.op, ": temperature must be > 0; got ",
             o.temperature);
   RLF_CHECK(!o.values || layout_.score != kNone,
-            "model.forward: values need a scalar head; load or create the model with scalarHead: true");
-  RLF_CHECK(!o.action_values || o.values, "model.forward: action values are values: ask for values too");
+            o.op, ": values need a scalar head; load or create the model with scalarHead: true");
+  RLF_CHECK(!o.action_values || o.values, o.op, ": action values are values: ask for values too");
   RLF_CHECK(!o.action_values || tokens.shape[1] >= 2,
-            "model.forward: values at log-prob positions need sequences of at least 2 tokens; got ", tokens.shape[1]);
+            o.op, ": values at log-prob positions need sequences of at least 2 tokens; got ", tokens.shape[1]);
 }
 
 // Row b's first `width` values of `from` (rows of from_stride) into row b of `to` (rows of to_stride).

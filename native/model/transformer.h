@@ -32,6 +32,7 @@ struct ForwardOptions {
   // gradValues on that grid too.
   bool action_values = false;
   bool on_device = false; // a cuda model's logp, entropy and values stay on its device (a cpu model ignores it)
+  std::string op = "model.forward";  // the call that errors name (model.logprobs runs a forward too)
 };
 
 struct ForwardResult {
@@ -111,6 +112,7 @@ class Transformer {
   // The checks of forward(), backward() and generate() (the CUDA engine makes the same ones).
   GeneratePrompts check_generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) const;
   void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
+  static void check_mask_values(const Tensor& mask, const char* op);
   void check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const;
   // device >= 0 (a cuda model's engine): gradients on cuda:device are taken too.
   void check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values, int64_t batch,

@@ -228,6 +228,13 @@ RLF_HD DpoPair dpo_pair(DpoVariant variant, float pc, float pr, float rc, float 
   return out;
 }
 
+// The sum of n values in double, in index order (as JavaScript adds them).
+RLF_HD double ordered_sum(const float* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
 // ---- Bradley-Terry reward-model loss for one pair ----
 struct RewardPair {
   float loss, d_chosen, d_rejected;
