@@ -49,6 +49,19 @@ void with_mask(const MaskRef& mask, F&& f) {
   }
 }
 
+// Calls f(T*, flag) with the logits' element type T (a null pointer as its tag)
+// and a kernel's compile-time flag as std::true_type or std::false_type: the
+// four instantiations of a row kernel over logits.
+template <typename F>
+void with_logits_and_flag(DType logits_dtype, bool flag, F&& f) {
+  const auto with_flag = [&](auto flag_tag) {
+    if (logits_dtype == DType::bf16) f(static_cast<__nv_bfloat16*>(nullptr), flag_tag);
+    else f(static_cast<float*>(nullptr), flag_tag);
+  };
+  if (flag) with_flag(std::true_type{});
+  else with_flag(std::false_type{});
+}
+
 // ---------------------------------------------------------------- reductions
 
 using reduce::block_sum;  // reduce.cuh
@@ -513,29 +526,19 @@ void check_rows(int64_t rows, const char* op) {
 
 void logprobs(const LogprobsArgs& a) {
   check_rows(a.rows, "ops.logprobs");
-  const dim3 grid(static_cast<unsigned>(a.rows)), block(kRowThreads);
-  const bool bf16 = a.logits_dtype == DType::bf16;
-  if (a.entropy) {
-    if (bf16) logprobs_kernel<__nv_bfloat16, true><<<grid, block>>>(a);
-    else logprobs_kernel<float, true><<<grid, block>>>(a);
-  } else {
-    if (bf16) logprobs_kernel<__nv_bfloat16, false><<<grid, block>>>(a);
-    else logprobs_kernel<float, false><<<grid, block>>>(a);
-  }
+  with_logits_and_flag(a.logits_dtype, a.entropy != nullptr, [&](auto* tag, auto entropy) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    logprobs_kernel<T, decltype(entropy)::value><<<static_cast<unsigned>(a.rows), kRowThreads>>>(a);
+  });
   RLF_CUDA_CHECK_LAUNCH("logprobs");
 }
 
 void logprobs_backward(const LogprobsBackwardArgs& a) {
   check_rows(a.rows, "ops.logprobsBackward");
-  const dim3 grid(static_cast<unsigned>(a.rows)), block(kRowThreads);
-  const bool bf16 = a.logits_dtype == DType::bf16;
-  if (a.grad_entropy) {
-    if (bf16) logprobs_backward_kernel<__nv_bfloat16, true><<<grid, block>>>(a);
-    else logprobs_backward_kernel<float, true><<<grid, block>>>(a);
-  } else {
-    if (bf16) logprobs_backward_kernel<__nv_bfloat16, false><<<grid, block>>>(a);
-    else logprobs_backward_kernel<float, false><<<grid, block>>>(a);
-  }
+  with_logits_and_flag(a.logits_dtype, a.grad_entropy != nullptr, [&](auto* tag, auto grad_entropy) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    logprobs_backward_kernel<T, decltype(grad_entropy)::value><<<static_cast<unsigned>(a.rows), kRowThreads>>>(a);
+  });
   RLF_CUDA_CHECK_LAUNCH("logprobsBackward");
 }
 
