@@ -462,16 +462,9 @@ __global__ void dpo_loss_kernel(DpoLossArgs a) {
   const double inv_batch = 1.0 / static_cast<double>(a.batch);
   double loss = 0.0, correct = 0.0;
   for (int64_t i = threadIdx.x; i < a.batch; i += blockDim.x) {
-    const math::DpoPair p = math::dpo_pair(
-        a.variant, a.policy_chosen[i], a.policy_rejected[i], a.ref_chosen ? a.ref_chosen[i] : 0.0f,
-        a.ref_rejected ? a.ref_rejected[i] : 0.0f, a.chosen_length ? a.chosen_length[i] : 1.0f,
-        a.rejected_length ? a.rejected_length[i] : 1.0f, a.beta, a.label_smoothing, a.gamma);
+    const math::PairTerms p = math::dpo_pair_at(a, i, inv_batch);
     loss += p.loss;
-    correct += p.chosen_reward > p.rejected_reward ? 1.0 : 0.0;
-    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
-    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
-    a.chosen_reward[i] = p.chosen_reward;
-    a.rejected_reward[i] = p.rejected_reward;
+    correct += p.correct;
   }
   loss = block_sum(loss, scratch);
   correct = block_sum(correct, scratch);
@@ -486,12 +479,9 @@ __global__ void reward_loss_kernel(RewardLossArgs a) {
   const double inv_batch = 1.0 / static_cast<double>(a.batch);
   double loss = 0.0, correct = 0.0;
   for (int64_t i = threadIdx.x; i < a.batch; i += blockDim.x) {
-    const float margin = a.margin ? a.margin[i] : a.margin_scalar;
-    const math::RewardPair p = math::reward_pair(a.chosen[i], a.rejected[i], margin, a.center_coef);
+    const math::PairTerms p = math::reward_pair_at(a, i, inv_batch);
     loss += p.loss;
-    correct += a.chosen[i] > a.rejected[i] ? 1.0 : 0.0;
-    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
-    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
+    correct += p.correct;
   }
   loss = block_sum(loss, scratch);
   correct = block_sum(correct, scratch);
