@@ -260,29 +260,25 @@ void value_loss(const ValueLossArgs& a) {
   });
 }
 
-void dpo_loss(const DpoLossArgs& a) {
+namespace {
+// A pair loss over its batch: each pair's terms, then the mean loss and accuracy.
+template <typename Args>
+void pair_loss(const Args& a) {
   const double inv_batch = 1.0 / a.batch;
   double loss = 0.0, correct = 0.0;
   for (int64_t i = 0; i < a.batch; ++i) {
-    const math::PairTerms p = math::dpo_pair_at(a, i, inv_batch);
+    const math::PairTerms p = math::pair_terms(a, i, inv_batch);
     loss += p.loss;
     correct += p.correct;
   }
   a.stats[0] = static_cast<float>(loss * inv_batch);
   a.stats[1] = static_cast<float>(correct * inv_batch);
 }
+}  // namespace
 
-void reward_loss(const RewardLossArgs& a) {
-  const double inv_batch = 1.0 / a.batch;
-  double loss = 0.0, correct = 0.0;
-  for (int64_t i = 0; i < a.batch; ++i) {
-    const math::PairTerms p = math::reward_pair_at(a, i, inv_batch);
-    loss += p.loss;
-    correct += p.correct;
-  }
-  a.stats[0] = static_cast<float>(loss * inv_batch);
-  a.stats[1] = static_cast<float>(correct * inv_batch);
-}
+void dpo_loss(const DpoLossArgs& a) { pair_loss(a); }
+
+void reward_loss(const RewardLossArgs& a) { pair_loss(a); }
 
 void ordered_sum(const OrderedSumArgs& a) { *a.out = math::ordered_sum(a.x, a.n); }
 

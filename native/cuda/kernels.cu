@@ -457,29 +457,14 @@ __global__ void value_loss_kernel(ValueLossArgs a) {
   }
 }
 
-__global__ void dpo_loss_kernel(DpoLossArgs a) {
+// A pair loss over its batch (ops.dpoLoss, ops.rewardLoss): each pair's terms, then the mean loss and accuracy.
+template <typename Args>
+__global__ void pair_loss_kernel(Args a) {
   __shared__ double scratch[32];
   const double inv_batch = 1.0 / static_cast<double>(a.batch);
   double loss = 0.0, correct = 0.0;
   for (int64_t i = threadIdx.x; i < a.batch; i += blockDim.x) {
-    const math::PairTerms p = math::dpo_pair_at(a, i, inv_batch);
-    loss += p.loss;
-    correct += p.correct;
-  }
-  loss = block_sum(loss, scratch);
-  correct = block_sum(correct, scratch);
-  if (threadIdx.x == 0) {
-    a.stats[0] = static_cast<float>(loss * inv_batch);
-    a.stats[1] = static_cast<float>(correct * inv_batch);
-  }
-}
-
-__global__ void reward_loss_kernel(RewardLossArgs a) {
-  __shared__ double scratch[32];
-  const double inv_batch = 1.0 / static_cast<double>(a.batch);
-  double loss = 0.0, correct = 0.0;
-  for (int64_t i = threadIdx.x; i < a.batch; i += blockDim.x) {
-    const math::PairTerms p = math::reward_pair_at(a, i, inv_batch);
+    const math::PairTerms p = math::pair_terms(a, i, inv_batch);
     loss += p.loss;
     correct += p.correct;
   }
@@ -583,12 +568,12 @@ void value_loss(const ValueLossArgs& a) {
 }
 
 void dpo_loss(const DpoLossArgs& a) {
-  dpo_loss_kernel<<<1, kBlock>>>(a);
+  pair_loss_kernel<<<1, kBlock>>>(a);
   RLF_CUDA_CHECK_LAUNCH("dpoLoss");
 }
 
 void reward_loss(const RewardLossArgs& a) {
-  reward_loss_kernel<<<1, kBlock>>>(a);
+  pair_loss_kernel<<<1, kBlock>>>(a);
   RLF_CUDA_CHECK_LAUNCH("rewardLoss");
 }
 

@@ -251,15 +251,16 @@ RLF_HD RewardPair reward_pair(float chosen, float rejected, float margin, float 
   return out;
 }
 
-// ---- One pair of a batch of the pair losses, as both backends loop over them ----
+// ---- One pair of a batch of the pair losses (ops.dpoLoss, ops.rewardLoss) ----
 // Writes pair i's gradients (already divided by the batch) and returns its
-// loss and 1 if it ranks the chosen response first, for the caller's sums.
+// loss and 1 if it ranks the chosen response first, for the caller's sums;
+// one overload per loss, so both backends loop over either with one template.
 struct PairTerms {
   float loss;
   double correct;
 };
 
-RLF_HD PairTerms dpo_pair_at(const DpoLossArgs& a, int64_t i, double inv_batch) {
+RLF_HD PairTerms pair_terms(const DpoLossArgs& a, int64_t i, double inv_batch) {
   const DpoPair p = dpo_pair(a.variant, a.policy_chosen[i], a.policy_rejected[i], a.ref_chosen ? a.ref_chosen[i] : 0.0f,
                              a.ref_rejected ? a.ref_rejected[i] : 0.0f, a.chosen_length ? a.chosen_length[i] : 1.0f,
                              a.rejected_length ? a.rejected_length[i] : 1.0f, a.beta, a.label_smoothing, a.gamma);
@@ -270,7 +271,7 @@ RLF_HD PairTerms dpo_pair_at(const DpoLossArgs& a, int64_t i, double inv_batch) 
   return {p.loss, p.chosen_reward > p.rejected_reward ? 1.0 : 0.0};
 }
 
-RLF_HD PairTerms reward_pair_at(const RewardLossArgs& a, int64_t i, double inv_batch) {
+RLF_HD PairTerms pair_terms(const RewardLossArgs& a, int64_t i, double inv_batch) {
   const float margin = a.margin ? a.margin[i] : a.margin_scalar;
   const RewardPair p = reward_pair(a.chosen[i], a.rejected[i], margin, a.center_coef);
   a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
