@@ -18,6 +18,10 @@
 //                tracking the CPU's losses, greedy and sampled generation equal to
 //                the CPU's in f32, the fused and decode attention kernels against
 //                the reference attention                                      [GPU]
+//   trainers     bench/cuda-trainers.ts: a few PPO steps and a few DPO steps of a tiny
+//                model with device: cuda (f32) in every model spec, their losses
+//                tracking the same runs on the CPU (rel. error < 1e-3) and their
+//                host reads (backend().hostReads) equal to the CPU's          [GPU]
 //   generate     generation tokens/s at batch 64 (GPT-2 124M's shape, 16 + 64
 //                tokens, temperature 1), bf16 and f32 (bench/cuda-checks.ts
 //                --generate-bench)                                            [GPU]
@@ -151,12 +155,15 @@ if (gpu && !process.env.RLFARM_CUBLASLT) {
 }
 const NEEDS_GPU = `needs a GPU: ${info.why || 'none found'}`
 if (!gpu) {
-  for (const name of ['checks', 'generate', 'peak', 'train', 'ppo']) stage(name, 'skipped', NEEDS_GPU)
+  for (const name of ['checks', 'trainers', 'generate', 'peak', 'train', 'ppo']) stage(name, 'skipped', NEEDS_GPU)
 } else {
   const checks = run(tsx, ['bench/cuda-checks.ts'], { timeout: 180, env: { RLFARM_CUDA_SYNC: '1' } })
   const failed = (checks.out.match(/^FAIL /gm) ?? []).length
   const passed = (checks.out.match(/^ok {2}/gm) ?? []).length
   stage('checks', checks.ok ? 'ok' : 'FAIL', `${passed} passed, ${failed} failed${checks.ok ? '' : `: ${checks.why}`}`)
+  const trainers = run(tsx, ['bench/cuda-trainers.ts', 'cuda'], { timeout: 120 })
+  const trainerFails = trainers.out.split('\n').filter((l) => l.startsWith('FAIL '))
+  stage('trainers', trainers.ok ? 'ok' : 'FAIL', trainers.ok ? `PPO and DPO on cuda track the CPU's losses; host reads equal` : trainerFails.join('; ') || trainers.why)
   const gen = run(tsx, ['bench/cuda-checks.ts', '--generate-bench'], { timeout: 90 })
   const genRuns = gen.out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
   if (gen.ok && genRuns.length) {
@@ -198,6 +205,6 @@ if (!gpu) {
 }
 
 const count = (s) => results.filter((r) => r.status === s).length
-say(`check:cuda: ${gpuName}: ${count('ok')} ok, ${count('FAIL')} failed, ${count('skipped')} skipped${figures.length ? `; ${figures.join('; ')}` : ''}${gpu ? '' : ' (checks, generate, peak, train and ppo need a GPU)'}; log ${logFile}`)
+say(`check:cuda: ${gpuName}: ${count('ok')} ok, ${count('FAIL')} failed, ${count('skipped')} skipped${figures.length ? `; ${figures.join('; ')}` : ''}${gpu ? '' : ' (checks, trainers, generate, peak, train and ppo need a GPU)'}; log ${logFile}`)
 fs.closeSync(log)
 process.exit(count('FAIL') > 0 ? 1 : 0)

@@ -103,6 +103,17 @@ export interface BackendInfo {
    * of native boundary crossings, to compare two versions of a loop.
    */
   nativeCalls: number
+  /**
+   * Reads of tensor data back to the host so far in this process: an op's
+   * statistics, a model's outputs not kept on its device (onDevice), generated
+   * tokens, a tensor's memory handed to JavaScript (Tensor.data, toArray, item),
+   * an optimizer step's gradient norm. Counted alike on the CPU and on a GPU,
+   * where each is a device-to-host copy: a debug count that shows whether a
+   * loop brings back only scalars.
+   */
+  hostReads: number
+  /** The bytes of those reads. */
+  hostReadBytes: number
   /** The Gloo version linked for data-parallel runs; empty when built without Gloo. */
   glooVersion: string
 }

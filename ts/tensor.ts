@@ -167,8 +167,8 @@ export class Tensor {
   }
 
   /** 'cpu' or 'cuda:N'. */
-  get device(): string {
-    return this.#meta().device
+  get device(): Device {
+    return this.#meta().device as Device
   }
 
   get numel(): number {

@@ -5,6 +5,7 @@
 
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
+#include "../core/host_reads.h"
 #include "../model/nn_math.h"
 #include "../model/sampling.h"
 #include "../ops/ops.h"
@@ -60,6 +61,8 @@ Napi::Value Backend(const Napi::CallbackInfo& info) {
   out.Set("threads", thread_count());
   out.Set("simd", cpu::simd_level());
   out.Set("nativeCalls", static_cast<double>(native_calls.load(std::memory_order_relaxed)));
+  out.Set("hostReads", static_cast<double>(host_reads.load(std::memory_order_relaxed)));
+  out.Set("hostReadBytes", static_cast<double>(host_read_bytes.load(std::memory_order_relaxed)));
   Napi::Array levels = Napi::Array::New(env);
   const auto supported = cpu::simd_levels_supported();
   for (size_t i = 0; i < supported.size(); ++i) levels.Set(static_cast<uint32_t>(i), supported[i]);

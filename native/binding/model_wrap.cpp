@@ -12,6 +12,7 @@
 #include "../core/error.h"
 #include "../core/cuda_runtime.h"
 #include "../core/float_mode.h"
+#include "../core/host_reads.h"
 #include "../cuda/engine.h"
 #include "../cuda/plan.h"
 #include "../model/optimizer.h"
@@ -325,7 +326,14 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
         if (ppo) losses->ppo = ppo_policy_loss(result->logp, *ppo, options.entropy ? result->entropy : Tensor{});
         if (value) losses->value = value_loss(result->values, *value);
       },
-      [result, losses, with_entropy = options.entropy](Napi::Env e) {
+      [result, losses, with_entropy = options.entropy, on_device = options.on_device](Napi::Env e) {
+        // Outputs not kept on the model's device are reads back to the host
+        // (on a cpu model too, which ignores onDevice: it counts what a GPU would copy).
+        if (!on_device) {
+          for (const Tensor* t : {&result->logp, &result->entropy, &result->logits, &result->values}) {
+            if (t->defined()) count_host_read(t->nbytes());
+          }
+        }
         Napi::Object out = tensors_object(e, {{"logp", result->logp}, {"entropy", result->entropy},
                                               {"logits", result->logits}, {"values", result->values}});
         if (losses->ppo) out.Set("ppoLoss", ppo_loss_object(e, *losses->ppo, with_entropy));
@@ -388,6 +396,8 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
         *result = engine ? engine->generate(prompts, mask_slot, options) : m->generate(prompts, mask_slot, options);
       },
       [result](Napi::Env e) {
+        // What the sampler made on the device comes back to the host (the masks are built there from it).
+        for (const Tensor* t : {&result->tokens, &result->logprobs, &result->lengths}) count_host_read(t->nbytes());
         return static_cast<Napi::Value>(tensors_object(
             e, {{"tokens", result->tokens}, {"logprobs", result->logprobs}, {"lengths", result->lengths},
                 {"attentionMask", result->attention_mask}, {"actionMask", result->action_mask},
@@ -443,7 +453,10 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
           if (engine) engine->zero_grad();
         }
       },
-      [norm](Napi::Env e) { return static_cast<Napi::Value>(Napi::Number::New(e, *norm)); });
+      [norm](Napi::Env e) {
+        count_host_read(sizeof(*norm));
+        return static_cast<Napi::Value>(Napi::Number::New(e, *norm));
+      });
   SetBusy("an optimizer step");
   work->Queue();
   return work->Promise();
@@ -451,6 +464,7 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeModel::GradNorm(const Napi::CallbackInfo& info) {
   CheckIdle("model.gradNorm");
+  count_host_read(sizeof(double));
   if (engine_) return Napi::Number::New(info.Env(), engine_->grad_norm());
   return Napi::Number::New(info.Env(), model::gradient_norm(model_->grads().data<float>(),
                                                             static_cast<int64_t>(model_->layout().total)));

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "../core/error.h"
+#include "../core/host_reads.h"
 #include "../ops/cast.h"
 
 namespace rlfarm::binding {
@@ -349,6 +350,7 @@ Napi::Value NativeTensor::StorageView(const Napi::CallbackInfo& info) {
   if (!tensor.device().is_cpu()) {
     fail("Tensor.data: the tensor is on ", tensor.device().name(), "; copy it to the host first with .to('cpu')");
   }
+  count_host_read(tensor.nbytes());
   const StoragePtr& storage = tensor.storage;
   if (auto* js = dynamic_cast<JsMemoryOwner*>(storage->owner.get())) {
     napi_value array = js->value(env);

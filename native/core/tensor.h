@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "host_device.h"
+
 namespace rlfarm {
 
 enum class DType : uint8_t { f32, bf16, i32, u8 };
@@ -112,11 +114,31 @@ void copy_into(const Tensor& dst, const Tensor& src);
 Tensor clone(const Tensor& t);
 Tensor reshape(const Tensor& t, const Shape& shape);
 
-// bfloat16 <-> float32 with round-to-nearest-even; NaN stays NaN.
-inline uint16_t float_to_bf16(float f) {
+// A float's bits and back; the device has intrinsics for what the host does with memcpy.
+RLF_HD uint32_t float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
   uint32_t bits;
   static_assert(sizeof(bits) == sizeof(f), "float is 32 bits");
   __builtin_memcpy(&bits, &f, 4);
+  return bits;
+#endif
+}
+RLF_HD float float_from_bits(uint32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(bits);
+#else
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+#endif
+}
+
+// bfloat16 <-> float32 with round-to-nearest-even; NaN stays NaN. Shared by
+// both backends so a cast gives the same bits on the CPU and the GPU.
+RLF_HD uint16_t float_to_bf16(float f) {
+  uint32_t bits = float_bits(f);
   if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
   bits += 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>(bits >> 16);
@@ -143,11 +165,6 @@ inline float f16_to_float(uint16_t h) {
   __builtin_memcpy(&f, &bits, 4);
   return f;
 }
-inline float bf16_to_float(uint16_t h) {
-  uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  __builtin_memcpy(&f, &bits, 4);
-  return f;
-}
+RLF_HD float bf16_to_float(uint16_t h) { return float_from_bits(static_cast<uint32_t>(h) << 16); }
 
 }  // namespace rlfarm

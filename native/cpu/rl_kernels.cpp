@@ -11,6 +11,7 @@
 
 #include "../core/error.h"
 #include "../ops/kernels.h"
+#include "../ops/cast_math.h"
 #include "../ops/rl_math.h"
 #include "../core/thread_pool.h"
 
@@ -259,90 +260,31 @@ void value_loss(const ValueLossArgs& a) {
   });
 }
 
-void dpo_loss(const DpoLossArgs& a) {
-  const double inv_batch = 1.0 / a.batch;
-  double loss = 0.0, correct = 0.0;
-  for (int64_t i = 0; i < a.batch; ++i) {
-    const math::DpoPair p = math::dpo_pair(
-        a.variant, a.policy_chosen[i], a.policy_rejected[i], a.ref_chosen ? a.ref_chosen[i] : 0.0f,
-        a.ref_rejected ? a.ref_rejected[i] : 0.0f, a.chosen_length ? a.chosen_length[i] : 1.0f,
-        a.rejected_length ? a.rejected_length[i] : 1.0f, a.beta, a.label_smoothing, a.gamma);
-    loss += p.loss;
-    correct += p.chosen_reward > p.rejected_reward ? 1.0 : 0.0;
-    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
-    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
-    a.chosen_reward[i] = p.chosen_reward;
-    a.rejected_reward[i] = p.rejected_reward;
-  }
-  a.stats[0] = static_cast<float>(loss * inv_batch);
-  a.stats[1] = static_cast<float>(correct * inv_batch);
-}
-
-void reward_loss(const RewardLossArgs& a) {
-  const double inv_batch = 1.0 / a.batch;
-  double loss = 0.0, correct = 0.0;
-  for (int64_t i = 0; i < a.batch; ++i) {
-    const float margin = a.margin ? a.margin[i] : a.margin_scalar;
-    const math::RewardPair p = math::reward_pair(a.chosen[i], a.rejected[i], margin, a.center_coef);
-    loss += p.loss;
-    correct += a.chosen[i] > a.rejected[i] ? 1.0 : 0.0;
-    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
-    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
-  }
-  a.stats[0] = static_cast<float>(loss * inv_batch);
-  a.stats[1] = static_cast<float>(correct * inv_batch);
-}
-
 namespace {
-template <typename T>
-float load_as_float(const void* p, int64_t i) {
-  if constexpr (std::is_same_v<T, uint16_t>) {
-    return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
-  } else {
-    return static_cast<float>(static_cast<const T*>(p)[i]);
+// A pair loss over its batch: each pair's terms, then the mean loss and accuracy.
+template <typename Args>
+void pair_loss(const Args& a) {
+  const double inv_batch = 1.0 / a.batch;
+  double loss = 0.0, correct = 0.0;
+  for (int64_t i = 0; i < a.batch; ++i) {
+    const math::PairTerms p = math::pair_terms(a, i, inv_batch);
+    loss += p.loss;
+    correct += p.correct;
   }
-}
-
-float read_element(const void* p, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::f32: return load_as_float<float>(p, i);
-    case DType::bf16: return load_as_float<uint16_t>(p, i);
-    case DType::i32: return load_as_float<int32_t>(p, i);
-    case DType::u8: return load_as_float<uint8_t>(p, i);
-  }
-  return 0.0f;
+  a.stats[0] = static_cast<float>(loss * inv_batch);
+  a.stats[1] = static_cast<float>(correct * inv_batch);
 }
 }  // namespace
 
+void dpo_loss(const DpoLossArgs& a) { pair_loss(a); }
+
+void reward_loss(const RewardLossArgs& a) { pair_loss(a); }
+
+void ordered_sum(const OrderedSumArgs& a) { *a.out = math::ordered_sum(a.x, a.n); }
+
 void cast(const CastArgs& a) {
   parallel_for(a.n, 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      if (a.src_dtype == DType::i32 && a.dst_dtype == DType::u8) {
-        const int32_t v = static_cast<const int32_t*>(a.src)[i];
-        static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
-        continue;
-      }
-      if (a.src_dtype == DType::u8 && a.dst_dtype == DType::i32) {
-        static_cast<int32_t*>(a.dst)[i] = static_cast<const uint8_t*>(a.src)[i];
-        continue;
-      }
-      const float v = read_element(a.src, a.src_dtype, i);
-      switch (a.dst_dtype) {
-        case DType::f32: static_cast<float*>(a.dst)[i] = v; break;
-        case DType::bf16: static_cast<uint16_t*>(a.dst)[i] = float_to_bf16(v); break;
-        case DType::i32: {
-          // Truncation toward zero, saturated; NaN becomes 0.
-          const float c = v != v ? 0.0f : (v < -2147483648.0f ? -2147483648.0f : (v > 2147483520.0f ? 2147483520.0f : v));
-          static_cast<int32_t*>(a.dst)[i] = static_cast<int32_t>(c);
-          break;
-        }
-        case DType::u8: {
-          const float c = v != v ? 0.0f : (v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
-          static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(c);
-          break;
-        }
-      }
-    }
+    for (int64_t i = begin; i < end; ++i) math::cast_element(a, i);
   });
 }
 

@@ -40,6 +40,7 @@ void dpo_loss(const DpoLossArgs&) { unavailable(); }
 void reward_loss(const RewardLossArgs&) { unavailable(); }
 void elementwise(const ElementwiseArgs&) { unavailable(); }
 void row_sum(const RowSumArgs&) { unavailable(); }
+void ordered_sum(const OrderedSumArgs&) { unavailable(); }
 void row_broadcast(const RowBroadcastArgs&) { unavailable(); }
 void cast(const CastArgs&) { unavailable(); }
 void gemm(const GemmArgs&) { unavailable(); }

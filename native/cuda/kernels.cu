@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "../ops/kernels.h"
+#include "../ops/cast_math.h"
 #include "../ops/rl_math.h"
 #include "check.h"
 #include "reduce.cuh"
@@ -46,6 +47,19 @@ void with_mask(const MaskRef& mask, F&& f) {
     case DType::u8: f(static_cast<const uint8_t*>(nullptr)); break;
     default: fail("mask: unsupported dtype ", dtype_name(mask.dtype));
   }
+}
+
+// Calls f(T*, flag) with the logits' element type T (a null pointer as its tag)
+// and a kernel's compile-time flag as std::true_type or std::false_type: the
+// four instantiations of a row kernel over logits.
+template <typename F>
+void with_logits_and_flag(DType logits_dtype, bool flag, F&& f) {
+  const auto with_flag = [&](auto flag_tag) {
+    if (logits_dtype == DType::bf16) f(static_cast<__nv_bfloat16*>(nullptr), flag_tag);
+    else f(static_cast<float*>(nullptr), flag_tag);
+  };
+  if (flag) with_flag(std::true_type{});
+  else with_flag(std::false_type{});
 }
 
 // ---------------------------------------------------------------- reductions
@@ -443,41 +457,16 @@ __global__ void value_loss_kernel(ValueLossArgs a) {
   }
 }
 
-__global__ void dpo_loss_kernel(DpoLossArgs a) {
+// A pair loss over its batch (ops.dpoLoss, ops.rewardLoss): each pair's terms, then the mean loss and accuracy.
+template <typename Args>
+__global__ void pair_loss_kernel(Args a) {
   __shared__ double scratch[32];
   const double inv_batch = 1.0 / static_cast<double>(a.batch);
   double loss = 0.0, correct = 0.0;
   for (int64_t i = threadIdx.x; i < a.batch; i += blockDim.x) {
-    const math::DpoPair p = math::dpo_pair(
-        a.variant, a.policy_chosen[i], a.policy_rejected[i], a.ref_chosen ? a.ref_chosen[i] : 0.0f,
-        a.ref_rejected ? a.ref_rejected[i] : 0.0f, a.chosen_length ? a.chosen_length[i] : 1.0f,
-        a.rejected_length ? a.rejected_length[i] : 1.0f, a.beta, a.label_smoothing, a.gamma);
+    const math::PairTerms p = math::pair_terms(a, i, inv_batch);
     loss += p.loss;
-    correct += p.chosen_reward > p.rejected_reward ? 1.0 : 0.0;
-    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
-    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
-    a.chosen_reward[i] = p.chosen_reward;
-    a.rejected_reward[i] = p.rejected_reward;
-  }
-  loss = block_sum(loss, scratch);
-  correct = block_sum(correct, scratch);
-  if (threadIdx.x == 0) {
-    a.stats[0] = static_cast<float>(loss * inv_batch);
-    a.stats[1] = static_cast<float>(correct * inv_batch);
-  }
-}
-
-__global__ void reward_loss_kernel(RewardLossArgs a) {
-  __shared__ double scratch[32];
-  const double inv_batch = 1.0 / static_cast<double>(a.batch);
-  double loss = 0.0, correct = 0.0;
-  for (int64_t i = threadIdx.x; i < a.batch; i += blockDim.x) {
-    const float margin = a.margin ? a.margin[i] : a.margin_scalar;
-    const math::RewardPair p = math::reward_pair(a.chosen[i], a.rejected[i], margin, a.center_coef);
-    loss += p.loss;
-    correct += a.chosen[i] > a.rejected[i] ? 1.0 : 0.0;
-    a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
-    a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
+    correct += p.correct;
   }
   loss = block_sum(loss, scratch);
   correct = block_sum(correct, scratch);
@@ -489,43 +478,13 @@ __global__ void reward_loss_kernel(RewardLossArgs a) {
 
 // ---------------------------------------------------------------- casts
 
-__device__ float load_f32(const void* p, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::f32: return static_cast<const float*>(p)[i];
-    case DType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::i32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
-    case DType::u8: return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
-  }
-  return 0.0f;
-}
+// One thread: the order of the additions is the CPU's, so the bits are too.
+__global__ void ordered_sum_kernel(OrderedSumArgs a) { *a.out = math::ordered_sum(a.x, a.n); }
 
 __global__ void cast_kernel(CastArgs a) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    if (a.src_dtype == DType::i32 && a.dst_dtype == DType::u8) {
-      const int32_t v = static_cast<const int32_t*>(a.src)[i];
-      static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
-      continue;
-    }
-    if (a.src_dtype == DType::u8 && a.dst_dtype == DType::i32) {
-      static_cast<int32_t*>(a.dst)[i] = static_cast<const uint8_t*>(a.src)[i];
-      continue;
-    }
-    const float v = load_f32(a.src, a.src_dtype, i);
-    switch (a.dst_dtype) {
-      case DType::f32: static_cast<float*>(a.dst)[i] = v; break;
-      case DType::bf16: static_cast<__nv_bfloat16*>(a.dst)[i] = __float2bfloat16_rn(v); break;
-      case DType::i32: {
-        const float c = v != v ? 0.0f : fminf(fmaxf(v, -2147483648.0f), 2147483520.0f);
-        static_cast<int32_t*>(a.dst)[i] = static_cast<int32_t>(c);
-        break;
-      }
-      case DType::u8: {
-        const float c = v != v ? 0.0f : fminf(fmaxf(v, 0.0f), 255.0f);
-        static_cast<uint8_t*>(a.dst)[i] = static_cast<uint8_t>(c);
-        break;
-      }
-    }
+    math::cast_element(a, i);
   }
 }
 
@@ -542,29 +501,19 @@ void check_rows(int64_t rows, const char* op) {
 
 void logprobs(const LogprobsArgs& a) {
   check_rows(a.rows, "ops.logprobs");
-  const dim3 grid(static_cast<unsigned>(a.rows)), block(kRowThreads);
-  const bool bf16 = a.logits_dtype == DType::bf16;
-  if (a.entropy) {
-    if (bf16) logprobs_kernel<__nv_bfloat16, true><<<grid, block>>>(a);
-    else logprobs_kernel<float, true><<<grid, block>>>(a);
-  } else {
-    if (bf16) logprobs_kernel<__nv_bfloat16, false><<<grid, block>>>(a);
-    else logprobs_kernel<float, false><<<grid, block>>>(a);
-  }
+  with_logits_and_flag(a.logits_dtype, a.entropy != nullptr, [&](auto* tag, auto entropy) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    logprobs_kernel<T, decltype(entropy)::value><<<static_cast<unsigned>(a.rows), kRowThreads>>>(a);
+  });
   RLF_CUDA_CHECK_LAUNCH("logprobs");
 }
 
 void logprobs_backward(const LogprobsBackwardArgs& a) {
   check_rows(a.rows, "ops.logprobsBackward");
-  const dim3 grid(static_cast<unsigned>(a.rows)), block(kRowThreads);
-  const bool bf16 = a.logits_dtype == DType::bf16;
-  if (a.grad_entropy) {
-    if (bf16) logprobs_backward_kernel<__nv_bfloat16, true><<<grid, block>>>(a);
-    else logprobs_backward_kernel<float, true><<<grid, block>>>(a);
-  } else {
-    if (bf16) logprobs_backward_kernel<__nv_bfloat16, false><<<grid, block>>>(a);
-    else logprobs_backward_kernel<float, false><<<grid, block>>>(a);
-  }
+  with_logits_and_flag(a.logits_dtype, a.grad_entropy != nullptr, [&](auto* tag, auto grad_entropy) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    logprobs_backward_kernel<T, decltype(grad_entropy)::value><<<static_cast<unsigned>(a.rows), kRowThreads>>>(a);
+  });
   RLF_CUDA_CHECK_LAUNCH("logprobsBackward");
 }
 
@@ -619,12 +568,12 @@ void value_loss(const ValueLossArgs& a) {
 }
 
 void dpo_loss(const DpoLossArgs& a) {
-  dpo_loss_kernel<<<1, kBlock>>>(a);
+  pair_loss_kernel<<<1, kBlock>>>(a);
   RLF_CUDA_CHECK_LAUNCH("dpoLoss");
 }
 
 void reward_loss(const RewardLossArgs& a) {
-  reward_loss_kernel<<<1, kBlock>>>(a);
+  pair_loss_kernel<<<1, kBlock>>>(a);
   RLF_CUDA_CHECK_LAUNCH("rewardLoss");
 }
 
@@ -654,6 +603,11 @@ void row_broadcast(const RowBroadcastArgs& a) {
     row_broadcast_kernel<M><<<grid_for(a.rows * a.cols, 256), 256>>>(a);
   });
   RLF_CUDA_CHECK_LAUNCH("broadcastRows");
+}
+
+void ordered_sum(const OrderedSumArgs& a) {
+  ordered_sum_kernel<<<1, 1>>>(a);
+  RLF_CUDA_CHECK_LAUNCH("orderedSum");
 }
 
 void cast(const CastArgs& a) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iomanip>
 #include <limits>
 #include <new>
 #include <numeric>
@@ -83,35 +84,25 @@ void Transformer::check_tokens(const Tensor& tokens, const Tensor& mask, const c
   }
 }
 
-namespace {
-// A mask value as JavaScript prints it (NaN, Infinity), for the message.
-std::string js_number(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
-  std::ostringstream s;
-  s.precision(17);
-  s << v;
-  return s.str();
-}
-double mask_value(const Tensor& mask, int64_t i) {
-  switch (mask.dtype) {
-    case DType::u8: return mask.data<uint8_t>()[i];
-    case DType::i32: return mask.data<int32_t>()[i];
-    default: return mask.data<float>()[i];
-  }
-}
-}  // namespace
-
-// Every value 0 or 1, and every row with a real token: positions and the
-// attention's keys come from the mask, so anything else would be silently wrong.
-void check_mask_values(const Tensor& mask, const char* op) {
+// Every value 0 or 1 and every row attending to a token (a row with none has no
+// softmax to take). Here rather than in JavaScript, so that a training loop's
+// forward reads no per-token data back into JavaScript.
+void Transformer::check_mask_values(const Tensor& mask, const char* op) {
   const int64_t B = mask.shape[0], T = mask.shape[1];
   for (int64_t b = 0; b < B; ++b) {
     bool any = false;
     for (int64_t t = 0; t < T; ++t) {
-      const double v = mask_value(mask, b * T + t);
+      const int64_t i = b * T + t;
+      const double v = mask.dtype == DType::u8    ? mask.data<uint8_t>()[i]
+                       : mask.dtype == DType::i32 ? mask.data<int32_t>()[i]
+                                                  : mask.data<float>()[i];
       if (v != 0 && v != 1) {
-        fail(op, ": attentionMask[", b, "][", t, "] = ", js_number(v), "; a mask holds 1 (a real token) or 0 (padding)");
+        // Written as JavaScript writes the number the caller put there.
+        std::ostringstream shown;
+        if (std::isnan(v)) shown << "NaN";
+        else if (std::isinf(v)) shown << (v > 0 ? "Infinity" : "-Infinity");
+        else shown << std::setprecision(17) << v;
+        fail(op, ": attentionMask[", b, "][", t, "] = ", shown.str(), "; a mask holds 1 (a real token) or 0 (padding)");
       }
       any = any || v == 1;
     }
@@ -120,14 +111,14 @@ void check_mask_values(const Tensor& mask, const char* op) {
 }
 
 void Transformer::check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const {
-  const char* op = o.op.c_str();
-  check_tokens(tokens, mask, op);
-  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, op, ": temperature must be > 0; got ", o.temperature);
-  RLF_CHECK(!o.values || layout_.score != kNone, op,
-            ": values need a scalar head; load or create the model with scalarHead: true");
-  RLF_CHECK(!o.action_values || o.values, op, ": action values are values: ask for values too");
-  RLF_CHECK(!o.action_values || tokens.shape[1] >= 2, op,
-            ": values at log-prob positions need sequences of at least 2 tokens; got ", tokens.shape[1]);
+  check_tokens(tokens, mask, o.op.c_str());
+  RLF_CHECK(std::isfinite(o.temperature) && o.temperature > 0, o.op, ": temperature must be > 0; got ",
+            o.temperature);
+  RLF_CHECK(!o.values || layout_.score != kNone,
+            o.op, ": values need a scalar head; load or create the model with scalarHead: true");
+  RLF_CHECK(!o.action_values || o.values, o.op, ": action values are values: ask for values too");
+  RLF_CHECK(!o.action_values || tokens.shape[1] >= 2,
+            o.op, ": values at log-prob positions need sequences of at least 2 tokens; got ", tokens.shape[1]);
 }
 
 // Row b's first `width` values of `from` (rows of from_stride) into row b of `to` (rows of to_stride).
@@ -326,7 +317,7 @@ ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, con
   s.tokens.assign(tokens.data<int32_t>(), tokens.data<int32_t>() + s.rows);
   positions_from_mask(mask, s.batch, s.steps, s.positions, s.key_valid);
   s.masked = mask.defined();
-  check_positions(c, s.positions, o.op.c_str());
+  check_positions(c, s.positions, "model.forward");
   const int64_t N = s.rows, d = c.dim, layers = c.layers;
   const int64_t up_width = c.arch == Arch::gpt2 ? c.hidden : 2 * c.hidden;
   const int64_t x_slots = o.train ? 2 * layers + 1 : 1, layer_slots = o.train ? layers : 1;

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "../core/huge_pages.h"
@@ -33,7 +32,7 @@ struct ForwardOptions {
   // gradValues on that grid too.
   bool action_values = false;
   bool on_device = false; // a cuda model's logp, entropy and values stay on its device (a cpu model ignores it)
-  std::string op = "model.forward";  // the call errors name (model.logprobs runs a forward too)
+  std::string op = "model.forward";  // the call that errors name (model.logprobs runs a forward too)
 };
 
 struct ForwardResult {
@@ -82,9 +81,6 @@ GenerateResult generate_result(const GeneratePrompts& p, int64_t new_tokens, int
 
 // Hugging Face's positions for padded batches: cumsum(mask) - 1, at least 0;
 // valid[i] is 1 where the mask is (every token without a mask).
-// Throws unless every value of the [B, T] cpu mask is 0 or 1 and every row has a 1.
-void check_mask_values(const Tensor& mask, const char* op);
-
 void positions_from_mask(const Tensor& mask, int64_t batch, int64_t steps, std::vector<int32_t>& positions,
                          std::vector<uint8_t>& valid);
 // GPT-2's learned positions end at n_positions: an error naming op past them.
@@ -116,6 +112,7 @@ class Transformer {
   // The checks of forward(), backward() and generate() (the CUDA engine makes the same ones).
   GeneratePrompts check_generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& o) const;
   void check_tokens(const Tensor& tokens, const Tensor& mask, const char* op) const;
+  static void check_mask_values(const Tensor& mask, const char* op);
   void check_forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& o) const;
   // device >= 0 (a cuda model's engine): gradients on cuda:device are taken too.
   void check_backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values, int64_t batch,

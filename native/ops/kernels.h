@@ -177,6 +177,14 @@ struct RowSumArgs {
   float* out;
 };
 
+// *out = the sum of x[0..n) in double, in index order: an op's statistic,
+// reduced where the values are so that one double comes back to the host.
+struct OrderedSumArgs {
+  const float* x;
+  int64_t n;
+  double* out;  // one double on the backend's device
+};
+
 // out[r, c] = values[r] where mask[r, c] is nonzero, else 0.
 struct RowBroadcastArgs {
   const float* values;
@@ -234,6 +242,7 @@ struct GemmArgs {
   void reward_loss(const RewardLossArgs& a);                 \
   void elementwise(const ElementwiseArgs& a);                \
   void row_sum(const RowSumArgs& a);                         \
+  void ordered_sum(const OrderedSumArgs& a);                 \
   void row_broadcast(const RowBroadcastArgs& a);             \
   void cast(const CastArgs& a);                              \
   void gemm(const GemmArgs& a);

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include "cast.h"
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
+#include "../core/host_reads.h"
 
 namespace rlfarm {
 
@@ -113,16 +115,20 @@ template <int N>
 HostStats<N> read_stats(const Tensor& stats) {
   HostStats<N> out;
   const Tensor host = to_device(stats, Device::host());
+  count_host_read(host.nbytes());
   for (int i = 0; i < N; ++i) out.v[i] = host.data<float>()[i];
   return out;
 }
 
 // The sum of a tensor's f32 values, in double, in order (as JavaScript adds a
-// row-sum tensor's values), read back to the host if needed.
+// row-sum tensor's values), summed on the tensor's device: one double comes back.
 double host_total(const Tensor& t) {
-  const Tensor host = to_device(t, Device::host());
-  double s = 0;
-  for (int64_t i = 0; i < host.numel(); ++i) s += host.data<float>()[i];
+  const Tensor sum = empty({static_cast<int64_t>(sizeof(double))}, DType::u8, t.device());
+  launch(t, cpu::ordered_sum, cuda::ordered_sum, OrderedSumArgs{t.data<float>(), t.numel(), static_cast<double*>(sum.raw())});
+  const Tensor host = to_device(sum, Device::host());
+  count_host_read(host.nbytes());
+  double s;
+  std::memcpy(&s, host.raw(), sizeof(s));
   return s;
 }
 
@@ -477,6 +483,7 @@ Tensor row_moments(const std::vector<Tensor>& xs, const Tensor& mask) {
   Tensor out = empty({B, K}, DType::f32, Device::host());
   for (int64_t k = 0; k < K; ++k) {
     const Tensor host = to_device(columns[k], Device::host());
+    count_host_read(host.nbytes());
     for (int64_t b = 0; b < B; ++b) out.data<float>()[b * K + k] = host.data<float>()[b];
   }
   return to_device(out, mask.device());
@@ -528,6 +535,7 @@ DpoLossResult dpo_loss(const DpoInputs& in, const DpoOptions& options) {
     args.same_device(*t, name, ref, "policyChosen");
     lengths[k] = cast(*t, DType::f32);
     const Tensor host = to_device(lengths[k], Device::host());
+    count_host_read(host.nbytes());
     for (int64_t i = 0; i < host.numel(); ++i) {
       const float v = host.data<float>()[i];
       if (!(v > 0 && std::isfinite(v))) args.fail(name, "[", i, "] = ", v, " must be a positive length");

@@ -228,6 +228,13 @@ RLF_HD DpoPair dpo_pair(DpoVariant variant, float pc, float pr, float rc, float 
   return out;
 }
 
+// The sum of n values in double, in index order (as JavaScript adds them).
+RLF_HD double ordered_sum(const float* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
 // ---- Bradley-Terry reward-model loss for one pair ----
 struct RewardPair {
   float loss, d_chosen, d_rejected;
@@ -242,6 +249,34 @@ RLF_HD RewardPair reward_pair(float chosen, float rejected, float margin, float 
   out.d_chosen = -s + 2.0f * center_coef * sum;
   out.d_rejected = s + 2.0f * center_coef * sum;
   return out;
+}
+
+// ---- One pair of a batch of the pair losses (ops.dpoLoss, ops.rewardLoss) ----
+// Writes pair i's gradients (already divided by the batch) and returns its
+// loss and 1 if it ranks the chosen response first, for the caller's sums;
+// one overload per loss, so both backends loop over either with one template.
+struct PairTerms {
+  float loss;
+  double correct;
+};
+
+RLF_HD PairTerms pair_terms(const DpoLossArgs& a, int64_t i, double inv_batch) {
+  const DpoPair p = dpo_pair(a.variant, a.policy_chosen[i], a.policy_rejected[i], a.ref_chosen ? a.ref_chosen[i] : 0.0f,
+                             a.ref_rejected ? a.ref_rejected[i] : 0.0f, a.chosen_length ? a.chosen_length[i] : 1.0f,
+                             a.rejected_length ? a.rejected_length[i] : 1.0f, a.beta, a.label_smoothing, a.gamma);
+  a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
+  a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
+  a.chosen_reward[i] = p.chosen_reward;
+  a.rejected_reward[i] = p.rejected_reward;
+  return {p.loss, p.chosen_reward > p.rejected_reward ? 1.0 : 0.0};
+}
+
+RLF_HD PairTerms pair_terms(const RewardLossArgs& a, int64_t i, double inv_batch) {
+  const float margin = a.margin ? a.margin[i] : a.margin_scalar;
+  const RewardPair p = reward_pair(a.chosen[i], a.rejected[i], margin, a.center_coef);
+  a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
+  a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
+  return {p.loss, a.chosen[i] > a.rejected[i] ? 1.0 : 0.0};
 }
 
 }  // namespace rlfarm::math

@@ -16,10 +16,15 @@ import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
 import { meanOf } from '../training/host-tensors.js'
 import { pairBatch, preferenceSplit } from '../training/preference-pairs.js'
 
-/** Sequence log-probs (sums over response tokens) of every row of a pair batch. */
-async function sequenceSums(model: Model, batch: SequenceBatch, train: boolean): Promise<Tensor> {
-  const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train })
-  return ops.rowSum(logp!, batch.responseMask)
+/**
+ * Sequence log-probs (sums over response tokens) of every row of a pair batch,
+ * read back to the host (per-row values; the per-token work stays on the
+ * model's device), and the response mask on that device for the backward.
+ */
+async function sequenceSums(model: Model, batch: SequenceBatch, train: boolean): Promise<{ sums: Float32Array; responseMask: Tensor }> {
+  const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train, onDevice: true })
+  const responseMask = batch.responseMask.to(logp!.device)
+  return { sums: ops.rowSum(logp!, responseMask).to('cpu').data as Float32Array, responseMask }
 }
 
 /**
@@ -33,7 +38,7 @@ async function referenceSums(reference: Model, pairs: PreferenceExample[], encod
   for (let i = 0; i < pairs.length; i += batchSize) {
     if (dp && (i / batchSize) % dp.worldSize !== dp.rank) continue
     const chunk = pairs.slice(i, i + batchSize)
-    const sums = (await sequenceSums(reference, pairBatch(chunk, encoder, pad), false)).data as Float32Array
+    const { sums } = await sequenceSums(reference, pairBatch(chunk, encoder, pad), false)
     chosen.set(sums.subarray(0, chunk.length), i)
     rejected.set(sums.subarray(chunk.length), i)
   }
@@ -68,7 +73,7 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
   const dpo = async (pairs: PreferenceExample[], refChosen: Float32Array, refRejected: Float32Array, train: boolean) => {
     const batch = pairBatch(pairs, encoder, pad)
     const n = pairs.length
-    const sums = (await sequenceSums(policy.model, batch, train)).data as Float32Array
+    const { sums, responseMask } = await sequenceSums(policy.model, batch, train)
     const lengths = Float32Array.from(batch.responseLengths, (l) => Math.max(l, 1))
     const loss = ops.dpoLoss(
       {
@@ -81,7 +86,7 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
       },
       { beta: o.beta, variant: o.variant, labelSmoothing: o.label_smoothing, gamma: o.gamma, referenceFree: o.reference_free },
     )
-    return { batch, loss }
+    return { responseMask, loss }
   }
 
   const evaluate = async () => {
@@ -116,7 +121,7 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
       const r = await dpo(pairs, Float32Array.from(idx, (i) => ref.chosen[i]), Float32Array.from(idx, (i) => ref.rejected[i]), true)
       // d loss / d logp of a response token is d loss / d (its sequence's log-prob).
       const rowGrads = Float32Array.from([...(r.loss.gradChosen.data as Float32Array), ...(r.loss.gradRejected.data as Float32Array)], (g) => (dp ? g * w : g / micro))
-      await policy.model.backward({ gradLogp: ops.broadcastRows(Tensor.from(rowGrads, [rowGrads.length]), r.batch.responseMask) })
+      await policy.model.backward({ gradLogp: ops.broadcastRows(Tensor.from(rowGrads, [rowGrads.length], { device: r.responseMask.device }), r.responseMask) })
       m.loss += dp ? r.loss.loss * w : r.loss.loss / micro
       m.accuracy += dp ? r.loss.accuracy * w : r.loss.accuracy / micro
       m.chosen_reward += dp ? meanOf(r.loss.chosenReward) * w : meanOf(r.loss.chosenReward) / micro

@@ -139,7 +139,9 @@ export function groupLossPart(
   const rows = mask.shape[0]
   if (advantages.length !== rows) throw new RangeError(`groupLossPart: ${advantages.length} advantages for ${rows} rows`)
   if (o.klCoef > 0 && !refLogp) throw new Error('groupLossPart: klCoef > 0 needs refLogp')
-  const rowTokens = ops.rowSum(mask).data as Float32Array
+  // Everything here lives on the mask's device (the policy's); per-row sums come back, never per-token values.
+  const device = mask.device
+  const rowTokens = ops.rowSum(mask).to('cpu').data as Float32Array
   const tokens = rowTokens.reduce((a, b) => a + b, 0)
   const rowsWithTokens = rowTokens.reduce((a, c) => a + (c > 0 ? 1 : 0), 0)
   // Every loss type weighs the tokens of a row alike: rowWeight[i] is that
@@ -162,7 +164,7 @@ export function groupLossPart(
       break
   }
   const rowWeight = Float32Array.from(rowTokens, (c) => (c === 0 ? 0 : aggregate === 'seq-mean' ? scale / (c * rowsWithTokens) : scale / tokens))
-  const adv = ops.broadcastRows(Tensor.from(advantages, [rows]), mask)
+  const adv = ops.broadcastRows(Tensor.from(advantages, [rows], { device }), mask)
   const clip = { clipLow: o.clipLow, clipHigh: o.clipHigh }
   let pg: ops.PpoPolicyLossResult
   let clipShares: { low: number; high: number; region: number; weight: number }
@@ -179,9 +181,9 @@ export function groupLossPart(
     // weights equal along a row, exactly the gradient through the mean
     // (d log s_i / d logp_t = 1 / |row i|), which is GSPO-token's too.
     const logRatio = ops.add(logp, oldLogp, { alpha: 1, beta: -1 })
-    const seqLogRatio = Float32Array.from(ops.rowSum(logRatio, mask).data as Float32Array, (s, i) => s / Math.max(rowTokens[i], 1))
-    const seqLogp = ops.broadcastRows(Tensor.from(seqLogRatio, [rows]), mask)
-    pg = ops.ppoPolicyLoss(seqLogp, Tensor.zeros(mask.shape), adv, mask, { ...clip, aggregate })
+    const seqLogRatio = Float32Array.from(ops.rowSum(logRatio, mask).to('cpu').data as Float32Array, (s, i) => s / Math.max(rowTokens[i], 1))
+    const seqLogp = ops.broadcastRows(Tensor.from(seqLogRatio, [rows], { device }), mask)
+    pg = ops.ppoPolicyLoss(seqLogp, Tensor.zeros(mask.shape, { device }), adv, mask, { ...clip, aggregate })
     // TRL counts clipped sequences, not tokens, at this level.
     const perSequence = ops.ppoPolicyLoss(Tensor.from(seqLogRatio, [rows, 1]), Tensor.zeros([rows, 1]), Tensor.from(advantages, [rows, 1]), undefined, clip)
     clipShares = { low: perSequence.clipLowFraction, high: perSequence.clipHighFraction, region: perSequence.clipFraction, weight: rows / batch.rows }
@@ -192,7 +194,7 @@ export function groupLossPart(
   let klLoss = 0
   if (o.klCoef > 0 && refLogp) {
     // beta * KL_t joins each token's loss, so it is averaged with the same weights.
-    const weights = ops.broadcastRows(Tensor.from(rowWeight, [rows]), mask)
+    const weights = ops.broadcastRows(Tensor.from(rowWeight, [rows], { device }), mask)
     const kl = ops.klPenalty(logp, refLogp, mask, { estimator: o.klEstimator })
     klLoss = o.klCoef * total(ops.rowSum(ops.mul(kl, weights)))
     grad = ops.add(grad, ops.mul(ops.klPenaltyGrad(logp, refLogp, mask, { estimator: o.klEstimator }), weights), { alpha: 1, beta: o.klCoef })
@@ -370,14 +372,16 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
     const chunkData = []
     for (const c of chunks) {
       const { rollout } = c
-      let logprobs: { oldLogp: Tensor; refLogp: Tensor | undefined } | undefined
+      let logprobs: { oldLogp: Tensor; refLogp: Tensor | undefined; actionMask: Tensor } | undefined
       // Per row: the sequence KL to the reference, the response length, whether it stopped.
       const local = new Float32Array(c.rows.length * 3)
       if (rollout) {
         const oldLogp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask, temperature)
-        const refLogp = reference ? await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature) : undefined
-        const seqKl = refLogp ? (ops.rowSum(ops.klPenalty(oldLogp, refLogp, rollout.actionMask, { estimator: o.kl_estimator }), rollout.actionMask).data as Float32Array) : new Float32Array(rollout.lengths.length)
-        logprobs = { oldLogp, refLogp }
+        const refLogp = reference ? (await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature)).to(oldLogp.device) : undefined
+        // The mask joins the log-probs on the policy's device.
+        const actionMask = rollout.actionMask.to(oldLogp.device)
+        const seqKl = refLogp ? (ops.rowSum(ops.klPenalty(oldLogp, refLogp, actionMask, { estimator: o.kl_estimator }), actionMask).to('cpu').data as Float32Array) : new Float32Array(rollout.lengths.length)
+        logprobs = { oldLogp, refLogp, actionMask }
         c.rows.forEach((_, j) => local.set([seqKl[j], rollout.lengths[j], Number(rollout.stopped[j])], j * 3))
       }
       const n = c.scores.length
@@ -407,10 +411,10 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
           const mb = c.rows.flatMap((r, j) => (r >= start && r < end ? [j] : []))
           if (mb.length === 0 || !c.rollout || !c.logprobs) continue
           const [mbMask, mbTokens, attention, oldLogp, refLogp] = ops.selectRows(
-            [c.rollout.actionMask, c.rollout.tokens, c.rollout.attentionMask, c.logprobs.oldLogp, ...(c.logprobs.refLogp ? [c.logprobs.refLogp] : [])],
+            [c.logprobs.actionMask, c.rollout.tokens, c.rollout.attentionMask, c.logprobs.oldLogp, ...(c.logprobs.refLogp ? [c.logprobs.refLogp] : [])],
             mb,
           )
-          const out = await policy.model.forward(mbTokens, { attentionMask: attention, train: true, temperature, entropy: true })
+          const out = await policy.model.forward(mbTokens, { attentionMask: attention, train: true, temperature, entropy: true, onDevice: true })
           const micro = dp ? { rows: end - start, tokens: c.lengths.slice(start, end).reduce((x, y) => x + y, 0) } : undefined
           const part = groupLossPart(
             out.logp!,

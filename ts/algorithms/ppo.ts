@@ -24,9 +24,9 @@ import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
 import { setupOnPolicy } from '../training/on-policy.js'
 import { rowsOfRank, sequenceLogprobs } from '../training/rollout.js'
 
-/** A value model's estimates on the log-prob grid: [B, T - 1], value t beside logp[t]. */
+/** A value model's estimates on the log-prob grid: [B, T - 1], value t beside logp[t], on the model's device. */
 async function actionValues(model: Model, tokens: Tensor, attentionMask: Tensor, train: boolean): Promise<Tensor> {
-  const { values } = await model.forward(tokens, { attentionMask, train, logprobs: false, values: 'actions' })
+  const { values } = await model.forward(tokens, { attentionMask, train, logprobs: false, values: 'actions', onDevice: true })
   return values!
 }
 
@@ -70,6 +70,8 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
   const policyOpt = run.optimizer
   const resumed = run.resumed as { kl_coef: number; moments: [number, number, number] } | undefined
   const B = config.training.batch_size
+  // The step's tensors live on the policy's device; only scalars and per-row statistics come back.
+  const device = policy.model.device
   let klCoef = resumed?.kl_coef ?? o.kl_coef
   const moments = new RunningMoments(...(resumed?.moments ?? []))
   let step = run.firstStep
@@ -100,7 +102,7 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     const gather = (values: Float32Array, width = 1) => (dp ? dp.gatherRows(values, mine, n, width) : Promise.resolve(values))
     const sampled = local ? await run.sample(mine.map((b) => picked[b]), config.seed * 1_000_003 + step, step, { rows: mine, prompts: picked }) : undefined
     const rollout = sampled?.rollout
-    const mask = rollout?.actionMask
+    const mask = rollout?.actionMask.to(device)
 
     // Scores at the last token, with the EOS penalty, clipping and normalisation (over the whole batch).
     const localScores = sampled?.scores ?? new Float32Array(0)
@@ -117,11 +119,11 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     let shard: { kl: Tensor; rewards: Tensor; oldLogp: Tensor; oldValues: Tensor; returns: Tensor; advantages: Tensor | undefined } | undefined
     if (rollout && mask) {
       const oldLogp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask, temperature)
-      const refLogp = await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature)
-      const oldValues = await actionValues(value.model, rollout.tokens, rollout.attentionMask, false)
+      const refLogp = (await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask, temperature)).to(device)
+      const oldValues = (await actionValues(value.model, rollout.tokens, rollout.attentionMask, false)).to(device)
       // r_t = -beta kl_t, plus the score at the last response token (one native call).
       const rowScores = dp ? Float32Array.from(mine, (b) => scores[b]) : scores
-      const { kl, rewards } = ops.shapeRewards(oldLogp, refLogp, mask, Tensor.from(rowScores, [mine.length]), rollout.lastMask, { klCoef, estimator: o.kl_estimator })
+      const { kl, rewards } = ops.shapeRewards(oldLogp, refLogp, mask, Tensor.from(rowScores, [mine.length], { device }), rollout.lastMask.to(device), { klCoef, estimator: o.kl_estimator })
       const gae = ops.gae(rewards, oldValues, mask, { gamma: o.gamma, lambda: o.lam })
       shard = { kl, rewards, oldLogp, oldValues, returns: gae.returns, advantages: gae.advantages }
     }
@@ -141,7 +143,7 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
     const localStats = new Float32Array(mine.length * STATS)
     if (shard && mask && rollout) {
       const residual = ops.add(shard.returns, shard.oldValues, { alpha: 1, beta: -1 })
-      const moments = ops.rowMoments([shard.kl, shard.rewards, residual, shard.returns], mask).data as Float32Array
+      const moments = ops.rowMoments([shard.kl, shard.rewards, residual, shard.returns], mask).to('cpu').data as Float32Array
       const width = STATS - 2
       mine.forEach((_, j) => {
         localStats.set(moments.subarray(j * width, (j + 1) * width), j * STATS)
@@ -187,6 +189,7 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
             train: true,
             temperature,
             entropy: true,
+            onDevice: true,
             ppoLoss: {
               oldLogp,
               advantages,
@@ -205,12 +208,15 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
           await policy.model.backward({ gradLogp: pg!.grad, gradEntropy })
           part.policy = [pg!.loss * lossShare, pg!.clipFraction * tokenShare, pg!.approxKl * tokenShare, pg!.entropy! * tokenShare]
 
+          // The value loss is taken on the value model's device (the policy's, unless the config puts them apart).
+          const on = value.model.device
           const { valueLoss: vl } = await value.model.forward(tokens, {
             attentionMask: attention,
             train: true,
             logprobs: false,
             values: 'actions',
-            valueLoss: { oldValues, returns, mask: mbMask, clip: o.value_clip, gradScale: dp ? o.value_coef * tokenShare : o.value_coef },
+            onDevice: true,
+            valueLoss: { oldValues: oldValues.to(on), returns: returns.to(on), mask: mbMask.to(on), clip: o.value_clip, gradScale: dp ? o.value_coef * tokenShare : o.value_coef },
           })
           valueGrad = vl!.grad
           part.value = [vl!.loss * tokenShare, vl!.clipFraction * tokenShare]

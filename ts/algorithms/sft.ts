@@ -46,9 +46,10 @@ export async function sftStep(model: Model, chunks: EncodedPair[][], pad: number
   tokens = Math.max(tokens, 1)
   let nll = 0
   for (const batch of batches) {
-    const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train: true })
-    nll -= total(ops.rowSum(logp!, batch.responseMask))
-    await model.backward({ gradLogp: ops.add(batch.responseMask, undefined, { alpha: -1 / tokens }) })
+    const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train: true, onDevice: true })
+    const responseMask = batch.responseMask.to(logp!.device)
+    nll -= total(ops.rowSum(logp!, responseMask))
+    await model.backward({ gradLogp: ops.add(responseMask, undefined, { alpha: -1 / tokens }) })
   }
   if (dp) {
     ;[nll] = await dp.sum([nll])

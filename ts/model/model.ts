@@ -213,7 +213,7 @@ interface Placement {
 }
 
 /** The device and precision a model is asked for; a GPU that is not there is an error saying why. */
-function checkDevice(where: string, device: unknown, precision: unknown): Placement {
+export function checkDevice(where: string, device: unknown, precision: unknown): Placement {
   if (precision !== undefined && precision !== 'f32' && precision !== 'bf16') {
     throw new TypeError(`${where}: precision must be 'f32' or 'bf16'; got ${describe(precision)}`)
   }
@@ -471,6 +471,7 @@ export class Model {
     if (!(tokens instanceof Tensor)) throw new TypeError(`${where}: tokens must be an i32 Tensor [B, T]; got ${describe(tokens)}`)
     const mask = options.attentionMask
     if (mask !== undefined && !(mask instanceof Tensor)) throw new TypeError(`${where}: attentionMask must be a Tensor`)
+    // Its values are checked natively (Transformer::check_mask_values), so a forward reads no per-token data into JavaScript.
     const values = options.values ?? false
     if (values !== true && values !== false && values !== 'actions') throw new TypeError(`${where}: values must be true, false or 'actions'; got ${describe(values)}`)
     // The log-prob grid [B, T-1]: the shape of logp, entropy and 'actions' values.

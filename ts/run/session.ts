@@ -7,7 +7,7 @@ import path from 'node:path'
 import { ConfigError, loadConfig, resolveConfig, resolvePaths, saveResolvedConfig } from '../config/index.js'
 import type { PipelineConfig, PipelineConfigInput, RunConfig, RunConfigInput } from '../config/types.generated.js'
 import type { StageResult, TrainerContext, TrainerState } from '../training/context.js'
-import { RLFARM_META } from '../training/models.js'
+import { checkModelDevices, RLFARM_META } from '../training/models.js'
 import { trainSft } from '../algorithms/sft.js'
 import { trainReward } from '../algorithms/reward.js'
 import { trainPpo } from '../algorithms/ppo.js'
@@ -367,6 +367,7 @@ export async function train(config: string | RunConfig | RunConfigInput, options
   if (resolved.name !== undefined && !isRunName(resolved.name)) {
     throw new ConfigError([{ file: source, path: 'name', message: `must be a directory name (not empty, no '/' or '\\', not '.' or '..'); got ${JSON.stringify(resolved.name)}` }])
   }
+  checkModelDevices(resolved, source)
   const resume = options.resume ?? false
   if (resume && !resolved.name) throw new ConfigError([{ file: source, path: 'name', message: "is required to resume (config name, or --set name=...): the run to continue is output_dir/name" }])
 

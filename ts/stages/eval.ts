@@ -116,8 +116,10 @@ async function klToReference(ctx: TrainerContext, policy: LoadedModel, encoder: 
     if (mine.length === 0) continue
     const rollout = await sampleResponses(policy.model, encoder, mine.map((i) => chunk[i]), sampling, config.seed * 31 + start + 7, undefined, shareOf(dp, mine, chunk))
     const lp = await sequenceLogprobs(policy.model, rollout.tokens, rollout.attentionMask)
-    const lr = await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask)
-    const perRow = ops.rowSum(ops.klPenalty(lp, lr, rollout.actionMask, { estimator: 'k1' }), rollout.actionMask).data as Float32Array
+    const lr = (await sequenceLogprobs(reference.model, rollout.tokens, rollout.attentionMask)).to(lp.device)
+    // The log-probs stay on the policy's device; only the per-row sums come back.
+    const mask = rollout.actionMask.to(lp.device)
+    const perRow = ops.rowSum(ops.klPenalty(lp, lr, mask, { estimator: 'k1' }), mask).to('cpu').data as Float32Array
     for (const v of perRow) sum += v
   }
   if (dp) [sum] = await dp.sum([sum])

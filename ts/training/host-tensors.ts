@@ -1,5 +1,5 @@
 // Small host-side reductions of per-row results ([B] values; per-token work
-// stays native).
+// stays native), read back from whichever device holds them.
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { mean } from '../util/stats.js'
@@ -7,7 +7,7 @@ import { mean } from '../util/stats.js'
 /** Sum over rows of a per-row tensor (B values; not per-token work). */
 export function total(x: Tensor): number {
   let s = 0
-  for (const v of x.data as Float32Array) s += v
+  for (const v of x.to('cpu').data as Float32Array) s += v
   return s
 }
 
@@ -19,6 +19,6 @@ export function maskedMean(x: Tensor, mask: Tensor): number {
 
 /** Mean of a host f32 tensor's values (per-row results, not per-token work). */
 export function meanOf(t: Tensor | Float32Array | number[]): number {
-  const d = t instanceof Tensor ? (t.data as Float32Array) : t
+  const d = t instanceof Tensor ? (t.to('cpu').data as Float32Array) : t
   return d.length > 0 ? mean(d) : 0
 }

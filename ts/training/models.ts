@@ -3,9 +3,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { DataConfig, ModelSpec, RunConfig } from '../config/types.generated.js'
-import { ConfigError } from '../config/errors.js'
+import { ConfigError, type ConfigProblem } from '../config/errors.js'
 import { SequenceEncoder } from '../data/encode.js'
-import { Model } from '../model/model.js'
+import { checkDevice, Model } from '../model/model.js'
 import type { Device } from '../tensor.js'
 import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js'
 
@@ -53,6 +53,33 @@ export function isGiven(spec: ModelSpec): boolean {
 /** The frozen reference model: `reference` when given, else the starting policy. */
 export function referenceSpec(config: RunConfig): ModelSpec {
   return isGiven(config.reference) ? config.reference : config.policy
+}
+
+/**
+ * Every model spec's device in a config (policy.device, reference.device,
+ * judge.model.device, ...), checked before a run does any work: a GPU that
+ * this build or machine lacks is a ConfigError naming the field.
+ */
+export function checkModelDevices(config: object, source: string): void {
+  const problems: ConfigProblem[] = []
+  const walk = (value: unknown, at: string) => {
+    if (Array.isArray(value)) value.forEach((v, i) => walk(v, `${at}[${i}]`))
+    else if (value !== null && typeof value === 'object') {
+      for (const [key, v] of Object.entries(value)) {
+        const field = at ? `${at}.${key}` : key
+        if (key !== 'device') walk(v, field)
+        else if (v !== 'cpu') {
+          try {
+            checkDevice(field, v, undefined)
+          } catch (err) {
+            problems.push({ file: source, path: field, message: (err as Error).message.slice(field.length + 2) })
+          }
+        }
+      }
+    }
+  }
+  walk(config, '')
+  if (problems.length > 0) throw new ConfigError(problems)
 }
 
 /** Loads (or creates, with `init`) the model a ModelSpec names. */

@@ -22,10 +22,10 @@ export function pairBatch(pairs: readonly PreferenceExample[], encoder: Sequence
   return collateSequences([...chosen, ...rejected], pad)
 }
 
-/** The reward of every row of a batch (the scalar head at its last token); `train` keeps activations. */
+/** The reward of every row of a batch (the scalar head at its last token), on the model's device; `train` keeps activations. */
 export async function rowRewards(model: Model, batch: SequenceBatch, train: boolean): Promise<{ rewards: Tensor; last: Tensor }> {
-  const { values } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train, logprobs: false, values: true })
-  const last = lastPositionMask(batch.lengths, batch.tokens.shape[1])
+  const { values } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train, logprobs: false, values: true, onDevice: true })
+  const last = lastPositionMask(batch.lengths, batch.tokens.shape[1]).to(values!.device)
   return { rewards: ops.rowSum(values!, last), last }
 }
 
@@ -44,7 +44,7 @@ export async function pairAccuracy(
   for (let i = 0; i < pairs.length; i += batchSize) {
     const chunk = pairs.slice(i, i + batchSize)
     const { rewards } = await rowRewards(model, pairBatch(chunk, encoder, pad), false)
-    const r = rewards.data as Float32Array
+    const r = rewards.to('cpu').data as Float32Array
     for (let k = 0; k < chunk.length; k++) {
       right += r[k] > r[k + chunk.length] ? 1 : 0
       gap += r[k] - r[k + chunk.length]
@@ -105,14 +105,16 @@ export async function rewardStep(
     const batch = pairBatch(pairs, encoder, pad)
     const { rewards, last } = await rowRewards(model, batch, true)
     const n = pairs.length
-    const chosen = Tensor.from((rewards.data as Float32Array).slice(0, n), [n])
-    const rejected = Tensor.from((rewards.data as Float32Array).slice(n), [n])
+    // Per-row rewards come to the host for the pair loss; per-token work stays on the model's device.
+    const rowReward = rewards.to('cpu').data as Float32Array
+    const chosen = Tensor.from(rowReward.slice(0, n), [n])
+    const rejected = Tensor.from(rowReward.slice(n), [n])
     const margins = pairs.some((p) => p.margin !== undefined)
       ? Tensor.from(Float32Array.from(pairs, (p) => (p.margin ?? 0) + o.margin), [n])
       : o.margin
     const r = ops.rewardLoss(chosen, rejected, { margin: margins, centerCoef: o.center_coef })
     const rowGrads = Float32Array.from([...(r.gradChosen.data as Float32Array), ...(r.gradRejected.data as Float32Array)], (g) => (dp ? (g * share) / micro : g / micro))
-    await model.backward({ gradValues: ops.broadcastRows(Tensor.from(rowGrads, [2 * n]), last) })
+    await model.backward({ gradValues: ops.broadcastRows(Tensor.from(rowGrads, [2 * n], { device: last.device }), last) })
     loss += dp ? (r.loss * share) / micro : r.loss / micro
     accuracy += dp ? (r.accuracy * share) / micro : r.accuracy / micro
   }

@@ -125,7 +125,7 @@ export function promptText(p: Prompt): string {
   return p.map((m) => m.content).join('\n')
 }
 
-/** Log-probs of sequences under a model without keeping activations. */
+/** Log-probs of sequences under a model without keeping activations, on the model's device. */
 export async function sequenceLogprobs(model: Model, tokens: Tensor, attentionMask: Tensor, temperature = 1): Promise<Tensor> {
-  return model.logprobs(tokens, { attentionMask, temperature })
+  return (await model.forward(tokens, { attentionMask, temperature, onDevice: true })).logp!
 }

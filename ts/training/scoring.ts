@@ -39,11 +39,11 @@ export class RewardModelScorer implements Scorer {
   constructor(readonly model: Model) {}
 
   async score(tokens: Tensor, attentionMask: Tensor, r: ScoreInput): Promise<Float32Array> {
-    const { values } = await this.model.forward(tokens, { attentionMask, logprobs: false, values: true })
+    const { values } = await this.model.forward(tokens, { attentionMask, logprobs: false, values: true, onDevice: true })
     // Each row's last real token: its response's last, which the rollout already knows (no scan of the mask).
     const start = r.promptWidth ?? 0
     const ends = r.lengths.map((length) => Math.max(start + length, 1))
-    const scores = ops.rowSum(values!, lastPositionMask(ends, tokens.shape[1])).data as Float32Array
+    const scores = ops.rowSum(values!, lastPositionMask(ends, tokens.shape[1]).to(values!.device)).to('cpu').data as Float32Array
     this.#mean = meanOf(scores)
     return scores
   }
