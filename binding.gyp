@@ -46,6 +46,7 @@
         "native/distributed/store.cpp",
         "native/distributed/gloo.cpp",
         "native/distributed/zero.cpp",
+        "native/distributed/overlap.cpp",
         "native/binding/distributed_wrap.cpp",
         "native/binding/optimizer_wrap.cpp",
         "native/binding/addon.cpp"

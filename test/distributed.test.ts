@@ -359,6 +359,60 @@ t.test('ZeRO-1: a sharded AdamW step gives the weights and moments of one proces
   }
 })
 
+t.test('overlap_backward: gradients summed bucket by bucket during backward are those of one all-reduce after it', { skip }, async (t) => {
+  for (const world of [2, 3]) {
+    for (const r of await ranks('overlap', world)) {
+      const res = r as unknown as { rank: number; exit: Exit; buckets: number[]; differences: number[]; largest: number; error?: string }
+      t.equal(res.exit.code, 0, `rank ${res.rank} of ${world} exits cleanly ${res.error ?? ''}`)
+      // 3 layers: what follows them, each layer, the embeddings; or everything in one bucket.
+      t.same(res.buckets, [5, 1], `rank ${res.rank} of ${world}: a bucket per layer, or one`)
+      t.ok(res.largest > 1e-3, `the gradients are not zero (largest ${res.largest})`)
+      // Two ranks add a + b in either order alike; three add in an order that depends on where the ring cuts the buffer.
+      const [perLayer, whole] = res.differences
+      t.equal(whole, 0, `rank ${res.rank} of ${world}: one bucket is bit for bit the one all-reduce`)
+      if (world === 2) t.equal(perLayer, 0, `rank ${res.rank} of 2: per-layer buckets are bit for bit the one all-reduce`)
+      else t.ok(perLayer <= 1e-6 * res.largest, `rank ${res.rank} of 3: per-layer buckets within float rounding (${perLayer})`)
+    }
+  }
+})
+
+t.test('overlap_backward: a peer that exits or stops calling during an overlapped backward gives an error naming the collective and the rank', { skip }, async (t) => {
+  for (const peer of ['exits', 'silent']) {
+    const [zero, one] = await ranks('overlapPeerFails', 2, { TEST_PEER: peer, TEST_TIMEOUT_MS: '1500' })
+    t.match(zero.error, /model\.backward: the gradient all-reduce overlapped with backward failed at bucket 1 of 5 .*distributed\.allReduce of .* failed on rank 0 of 2/, `${peer}: ${zero.error}`)
+    t.match(zero.error, peer === 'silent' ? /another rank did not make the same call in time/ : /a peer rank has probably exited|another rank did not make the same call in time/)
+    t.ok((zero.seconds as number) < 60, `${peer}: stopped in ${zero.seconds} s (timeout 1.5 s)`)
+    t.equal(one.exit.code, 0)
+  }
+})
+
+for (const [algorithm, extra, models] of [
+  ['sft', '{}', ['model']],
+  ['ppo', rl(3, { ppo: { minibatch_size: 3, epochs: 2, normalize_rewards: true } }), ['model', 'value_model']],
+] as const) {
+  t.test(`overlap_backward: ${algorithm} at --nproc 2 reaches the weights of overlap off and of --nproc 1`, { skip }, async (t) => {
+    const dir = tempDir(t, `overlap-${algorithm}`)
+    const file = writeConfig(dir, algorithm, extra)
+    const runs: [string, string[]][] = [
+      ['one', []],
+      // A bucket per layer, so backward and the sums interleave.
+      ['overlap', ['--nproc', '2', '--set', 'distributed.overlap_backward=true', '--set', 'distributed.bucket_mb=0']],
+      ['after', ['--nproc', '2', '--set', 'distributed.overlap_backward=false']],
+    ]
+    for (const [name, more] of runs) {
+      const r = await run([BIN, 'train', file, '--name', name, ...more])
+      t.equal(r.code, 0, `${name}: ${r.stderr}`)
+    }
+    const model = (name: string, which: string) => path.join(dir, 'runs', name, which, 'model.safetensors')
+    for (const which of models) {
+      // Two ranks sum a + b bit for bit alike however the buffer is cut.
+      t.equal(maxDifference(model('overlap', which), model('after', which)), 0, `${which}: overlapped and after backward, bit for bit`)
+      const diff = maxDifference(model('one', which), model('overlap', which))
+      t.ok(diff < 1e-3, `${which}: largest weight difference from --nproc 1 ${diff} (float summation order only)`)
+    }
+  })
+}
+
 t.test('distributed.shard_optimizer: PPO (two models) at --nproc 2 reaches the weights of --nproc 1', { skip }, async (t) => {
   const dir = tempDir(t, 'zero-ppo')
   const file = writeConfig(dir, 'ppo', rl(4, { ppo: { minibatch_size: 3, epochs: 2, normalize_rewards: true }, optimizer: { lr: 1e-2, max_grad_norm: 0.5 } }))

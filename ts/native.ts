@@ -178,6 +178,15 @@ export interface NativeAdamW {
   shard(group: NativeProcessGroup): void
 }
 
+/** What one bucketed gradient all-reduce took (native/distributed/overlap.h). */
+export interface GradientReduceTimes {
+  /** Milliseconds spent in the buckets' all-reduces, on the communication thread. */
+  reduceMs: number
+  /** Milliseconds the backward waited for them after its own work: communication backward did not hide. */
+  waitMs: number
+  buckets: number
+}
+
 export interface NativeModel {
   parameterInfo(): NativeParameterInfo[]
   params(): NativeTensorHandle
@@ -193,6 +202,13 @@ export interface NativeModel {
     values?: NativeTensorHandle
   }>
   backward(gradLogp?: NativeTensorHandle, gradEntropy?: NativeTensorHandle, gradValues?: NativeTensorHandle): Promise<void>
+  reduceGradients(
+    group: NativeProcessGroup,
+    bucketBytes: number,
+    gradLogp?: NativeTensorHandle,
+    gradEntropy?: NativeTensorHandle,
+    gradValues?: NativeTensorHandle,
+  ): Promise<GradientReduceTimes>
   generate(prompts: NativeTensorHandle, mask: NativeTensorHandle | undefined, options: NativeGenerateOptions): Promise<{
     tokens: NativeTensorHandle
     logprobs: NativeTensorHandle

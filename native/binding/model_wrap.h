@@ -44,6 +44,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value ReadParameter(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Backward(const Napi::CallbackInfo& info);
+  Napi::Value ReduceGradients(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value AdamWStep(const Napi::CallbackInfo& info);
   Napi::Value GradNorm(const Napi::CallbackInfo& info);
