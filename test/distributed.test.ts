@@ -14,6 +14,7 @@ import { encoderFor, loadModelSpec } from '../dist/training/models.js'
 import { sampleResponses } from '../dist/training/rollout.js'
 import { tempDir } from './helpers/common'
 import { toyData, TINY_POLICY } from './helpers/toy-data'
+import { native } from '../ts/native'
 
 const ROOT = path.join(__dirname, '..')
 const BIN = path.join(ROOT, 'bin', 'rlfarm.js')
@@ -412,6 +413,45 @@ for (const [algorithm, extra, models] of [
     }
   })
 }
+
+// NCCL (CUDA tensors) needs GPUs, which the machines these tests were written on lack: what runs without one is tested here.
+t.test('NCCL: the nccl.h values passed for dtypes, reductions and the unique id', async (t) => {
+  // ncclDataType_t: ncclInt32 2, ncclFloat32 7, ncclBfloat16 9; ncclRedOp_t: ncclSum 0, ncclMax 2, ncclMin 3, ncclAvg 4; ncclUint8 1.
+  t.same(native.ncclEnums(), { dtypes: { f32: 7, bf16: 9, i32: 2 }, ops: { sum: 0, avg: 4, max: 2, min: 3 }, bytes: 1, uniqueIdBytes: 128 })
+})
+
+t.test('NCCL: a library that is missing or is not NCCL is named, with what to install', async (t) => {
+  const probe = "const { backend } = require('rlfarm'); const b = backend(); console.log(JSON.stringify({ library: b.ncclLibrary, reason: b.ncclUnavailableReason }))"
+  const ask = async (file: string) => {
+    const r = await run(['-e', probe], { RLFARM_NCCL: file })
+    t.equal(r.code, 0, r.stderr)
+    return JSON.parse(r.stdout) as { library: string; reason: string }
+  }
+  const missing = await ask('/nonexistent/libnccl.so.2')
+  t.equal(missing.library, '')
+  t.match(missing.reason, /^\/nonexistent\/libnccl\.so\.2 not found \(tried \/nonexistent\/libnccl\.so\.2; .*\): install NCCL .*nvidia-nccl-cu12.*RLFARM_NCCL.*\.to\('cpu'\)/)
+  // A shared library that is not NCCL: the addon itself.
+  const addon = path.join(ROOT, 'build', 'Release', 'rlfarm.node')
+  const wrong = await ask(addon)
+  t.equal(wrong.library, '')
+  t.match(wrong.reason, new RegExp(`^${addon.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} lacks a function rlfarm calls \\(ncclGetUniqueId, .*is it NCCL 2\\.10 or later`))
+})
+
+t.test("NCCL's unique id exchange: rank 0's bytes reach every rank through the store; a wrong size is an error, not a hang", { skip }, async (t) => {
+  for (const world of [2, 3]) {
+    for (const r of await ranks('shareId', world)) {
+      t.equal(r.exit.code, 0)
+      t.same([r.same, r.second, r.error], [true, true, undefined], `rank ${r.rank} of ${world} has rank 0's bytes, twice under one key`)
+    }
+  }
+  const dir = tempDir(t, 'share-id')
+  const viaFiles = await ranks('shareId', 2, { RLFARM_RDZV: `file://${dir}` })
+  t.same(viaFiles.map((r) => [r.same, r.second]), [[true, true], [true, true]], 'through the file store too')
+  const [zero, one] = await ranks('shareId', 2, { TEST_ID_BYTES: '100', TEST_TIMEOUT_MS: '1500' })
+  t.match(zero.error, /rank 0 made 100 bytes for rlfarm\/user\/nccl-id; expected 128/)
+  t.match(one.error, /timed out after 1\.5 s waiting for key\(s\) rlfarm\/user\/nccl-id/)
+  t.ok((one.seconds as number) < 60, `rank 1 stopped waiting after ${one.seconds} s`)
+})
 
 t.test('distributed.shard_optimizer: PPO (two models) at --nproc 2 reaches the weights of --nproc 1', { skip }, async (t) => {
   const dir = tempDir(t, 'zero-ppo')

@@ -107,6 +107,10 @@ export interface BackendInfo {
   nativeCalls: number
   /** The Gloo version linked for data-parallel runs; empty when built without Gloo. */
   glooVersion: string
+  /** The NCCL library loaded for CUDA tensors' collectives ('libnccl.so.2'); empty when none loaded. */
+  ncclLibrary: string
+  /** Why no NCCL loaded and what to install; empty when one did. */
+  ncclUnavailableReason: string
 }
 
 export interface NativeModelConfig {
@@ -191,6 +195,8 @@ export interface NativeModel {
   parameterInfo(): NativeParameterInfo[]
   params(): NativeTensorHandle
   grads(): NativeTensorHandle
+  /** A cuda model's gradient buffer on its device (a view). */
+  deviceGrads(): NativeTensorHandle
   zeroGrad(): void
   initRandom(seed: number): void
   loadParameter(name: string, bytes: NativeTensorHandle, dtype: string, shape: number[], transpose: boolean): void
@@ -226,6 +232,8 @@ export interface NativeModel {
 export interface NativeGroupOptions {
   rank: number
   worldSize: number
+  /** The rank on its machine: the NCCL group runs on cuda:localRank. */
+  localRank: number
   rendezvous: 'tcp' | 'file'
   masterAddr: string
   masterPort: number
@@ -246,6 +254,8 @@ export interface NativeProcessGroup {
   storeSet(key: string, value: string): Promise<void>
   storeGet(key: string, timeoutMs?: number): Promise<string>
   storeErase(key: string): Promise<void>
+  /** Rank 0's `size` bytes on every rank through the rendezvous store (others pass undefined), as the NCCL group shares its unique id. */
+  shareFromRankZero(key: string, bytes: NativeTensorHandle | undefined, size: number): Promise<NativeTensorHandle>
   destroy(): Promise<void>
 }
 
@@ -257,6 +267,8 @@ export interface NativeAddon {
   setGemmBackend(name: string): void
   synchronize(device: string): void
   emptyCache(): void
+  /** nccl.h's values the NCCL group passes for dtypes and reductions, and its unique id's size. */
+  ncclEnums(): { dtypes: Record<'f32' | 'bf16' | 'i32', number>; ops: Record<'sum' | 'avg' | 'max' | 'min', number>; bytes: number; uniqueIdBytes: number }
   mapFile(path: string): NativeTensorHandle
   view(base: NativeTensorHandle, offset: number, shape: number[]): NativeTensorHandle
   viewBytes(bytes: NativeTensorHandle, byteOffset: number, dtype: DType, shape: number[]): NativeTensorHandle

@@ -133,6 +133,7 @@ Napi::Function NativeModel::Define(Napi::Env env) {
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ParameterInfo>>("parameterInfo"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Params>>("params"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Grads>>("grads"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::DeviceGrads>>("deviceGrads"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ZeroGrad>>("zeroGrad"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::InitRandom>>("initRandom"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::LoadParameter>>("loadParameter"),
@@ -205,6 +206,31 @@ Napi::Value NativeModel::Grads(const Napi::CallbackInfo& info) {
   CheckIdle("model.gradients");
   if (engine_) engine_->download_grads(const_cast<float*>(model_->grads().data<float>()));
   return NativeTensor::Wrap(info.Env(), model_->grads());
+}
+
+namespace {
+// Keeps a cuda model's engine, and so its gradient buffer, alive while a view of it is.
+struct EngineOwner : StorageOwner {
+  explicit EngineOwner(std::shared_ptr<cuda::Engine> e) : engine(std::move(e)) {}
+  std::shared_ptr<cuda::Engine> engine;
+};
+}  // namespace
+
+// The gradients of a cuda model as a tensor on its device (a view of the
+// engine's buffer, not a copy), for collectives that reduce them in place.
+Napi::Value NativeModel::DeviceGrads(const Napi::CallbackInfo& info) {
+  CheckIdle("model.deviceGradients");
+  RLF_CHECK(engine_, "model.deviceGradients: this model is on the cpu (its gradients are model.flatGradients())");
+  auto storage = std::make_shared<Storage>();
+  storage->device = Device::gpu(engine_->device());
+  storage->data = engine_->device_grads();
+  storage->bytes = sizeof(float) * model_->layout().total;
+  storage->owner = std::make_shared<EngineOwner>(engine_);
+  Tensor t;
+  t.storage = storage;
+  t.dtype = DType::f32;
+  t.shape = {static_cast<int64_t>(model_->layout().total)};
+  return NativeTensor::Wrap(info.Env(), t);
 }
 
 Napi::Value NativeModel::ZeroGrad(const Napi::CallbackInfo& info) {

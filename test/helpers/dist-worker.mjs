@@ -4,7 +4,7 @@
 // the file TEST_RESULT_FILE (or stdout).
 import fs from 'node:fs'
 import { AdamW, distributed, Model, Tensor } from 'rlfarm'
-import { dataParallel, optimizerState, overlapBackward, shardOptimizer } from 'rlfarm/internal'
+import { dataParallel, nativeGroup, optimizerState, overlapBackward, shardOptimizer } from 'rlfarm/internal'
 
 const scenario = process.argv[2]
 const rank = Number(process.env.RANK)
@@ -143,6 +143,24 @@ const scenarios = {
       await dataParallel().backwardAndReduce(model, grads)
       return { error: 'no error' }
     } catch (err) {
+      return { error: err.message, seconds: (Date.now() - started) / 1000 }
+    }
+  },
+  async shareId() {
+    // Rank 0's 128 bytes (an ncclUniqueId's size) reach every rank through the
+    // store; TEST_ID_BYTES makes rank 0 give another size.
+    const size = 128
+    const made = Uint8Array.from({ length: Number(process.env.TEST_ID_BYTES ?? size) }, (_, i) => (i * 37 + 11) % 256)
+    const started = Date.now()
+    try {
+      const got = await nativeGroup('shareId').shareFromRankZero('nccl-id', rank === 0 ? Tensor.from(made).native : undefined, size)
+      const bytes = Array.from(new Tensor(got).data)
+      // The key was erased once every rank had it: a second exchange under it gets the new bytes.
+      const again = await nativeGroup('shareId').shareFromRankZero('nccl-id', rank === 0 ? Tensor.from(made.map((b) => 255 - b)).native : undefined, size)
+      return { same: bytes.every((b, i) => b === made[i]) && bytes.length === size, second: Array.from(new Tensor(again).data).every((b, i) => b === 255 - made[i]) }
+    } catch (err) {
+      // Rank 0 serves the store: it stays until the others have timed out waiting.
+      if (rank === 0) await new Promise((resolve) => setTimeout(resolve, 4000))
       return { error: err.message, seconds: (Date.now() - started) / 1000 }
     }
   },

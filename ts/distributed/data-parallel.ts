@@ -180,9 +180,9 @@ async function reduceGradients(model: Model, grads: BackwardGradients | undefine
   const bucketBytes = overlapped.get(model)
   if (bucketBytes !== undefined && model.device === 'cpu') return model.backwardReduced(grads, nativeGroup('backwardAndReduce')!, bucketBytes)
   if (grads) await model.backward(grads)
-  // Gloo's ring allreduce cuts the buffer into segments itself: one call
-  // moves all of it, with no per-parameter latency.
-  await distributed.allReduce(model.flatGradients(), { op: 'sum' })
+  // One call for the whole buffer (Gloo's ring and NCCL cut it into segments
+  // themselves); a cuda model's gradients stay on its device, for NCCL.
+  await distributed.allReduce(model.device === 'cpu' ? model.flatGradients() : model.deviceGradients(), { op: 'sum' })
   return undefined
 }
 

@@ -391,6 +391,12 @@ export class Model {
     return new Tensor(this.#native.grads())
   }
 
+  /** @internal A cuda model's gradients as one flat f32 tensor on its device (a view, not a copy), for NCCL. */
+  deviceGradients(): Tensor {
+    this.#queue.checkIdle('model.deviceGradients', { besideWeightReaders: true })
+    return new Tensor(this.#native.deviceGrads())
+  }
+
   #find(name: string): NativeParameterInfo {
     const p = this.#info.find((q) => q.name === name)
     if (!p) throw new Error(`Model: no parameter named ${describe(name)}`)
