@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { distributed, resolveConfig, SafetensorsFile, Tensor } from 'rlfarm'
+import { distributed, Model, resolveConfig, SafetensorsFile, Tensor } from 'rlfarm'
 import { encoderFor, loadModelSpec } from '../dist/training/models.js'
 import { sampleResponses } from '../dist/training/rollout.js'
 import { tempDir } from './helpers/common'
@@ -418,6 +418,11 @@ for (const [algorithm, extra, models] of [
 t.test('NCCL: the nccl.h values passed for dtypes, reductions and the unique id', async (t) => {
   // ncclDataType_t: ncclInt32 2, ncclFloat32 7, ncclBfloat16 9; ncclRedOp_t: ncclSum 0, ncclMax 2, ncclMin 3, ncclAvg 4; ncclUint8 1.
   t.same(native.ncclEnums(), { dtypes: { f32: 7, bf16: 9, i32: 2 }, ops: { sum: 0, avg: 4, max: 2, min: 3 }, bytes: 1, uniqueIdBytes: 128 })
+})
+
+t.test('NCCL: deviceGradients (what NCCL sums for a cuda model) of a cpu model says where its gradients are', async (t) => {
+  const model = Model.create({ arch: 'gpt2', vocab: 16, dim: 8, layers: 1, heads: 2, maxPositions: 8 }, { seed: 1 })
+  t.throws(() => model.deviceGradients(), /model\.deviceGradients: this model is on the cpu \(its gradients are model\.flatGradients\(\)\)/)
 })
 
 t.test('NCCL: a library that is missing or is not NCCL is named, with what to install', async (t) => {
