@@ -1,8 +1,10 @@
 // Data-parallel runs on Gloo, with 2-3 ranks over 127.0.0.1: collectives are
 // exact, a rank that never calls times out, rendezvous errors name the
 // problem, SFT, reward, DPO, PPO, GRPO and RLOO on 2 ranks reach the weights
-// of 1 rank, and eval and best-of-n on 2 ranks write what 1 rank writes.
-// Without Gloo in the addon these tests skip, saying so.
+// of 1 rank, and eval and best-of-n on 2 ranks write what 1 rank writes; the
+// gradient all-reduce overlapped with backward gives the sums of the one after
+// it, and a peer failing during it is an error; NCCL's parts that run without
+// a GPU. Without Gloo in the addon these tests skip, saying so.
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
