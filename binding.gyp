@@ -46,6 +46,8 @@
         "native/distributed/store.cpp",
         "native/distributed/gloo.cpp",
         "native/distributed/zero.cpp",
+        "native/distributed/overlap.cpp",
+        "native/distributed/nccl.cpp",
         "native/binding/distributed_wrap.cpp",
         "native/binding/optimizer_wrap.cpp",
         "native/binding/addon.cpp"

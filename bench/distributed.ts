@@ -11,18 +11,22 @@
 // Prints a table and a markdown block for bench/RESULTS.md.
 //
 // --step: one training step of the GPT-2 124M shape (random weights) with a
-// global batch of --rows rows of --tokens tokens, at 1 rank, at 2 ranks
-// (gradients all-reduced, as the trainers do) and at 2 ranks with ZeRO-1
+// global batch of --rows rows of --tokens tokens, at 1 rank, at 2 ranks with
+// the gradients all-reduced after backward, at 2 ranks with the all-reduce
+// overlapped with backward (distributed.overlap_backward, 25 MB buckets, as
+// the trainers do by default) and at 2 ranks with ZeRO-1
 // (distributed.shard_optimizer). Each rank uses cores / ranks threads. It
 // reports tokens/s, the step's phases (forward + backward, the all-reduce,
 // AdamW; ZeRO-1's reduce-scatter and all-gather are inside its AdamW step),
-// the collective's share of the step, and each rank's peak RSS and AdamW
-// moments. Each figure is the median of --steps steps after one warm-up step.
+// the share of the step spent waiting on collectives (overlapped: the wait
+// after backward's own work, beside the time the buckets' all-reduces took
+// in all), and each rank's peak RSS and AdamW moments. Each figure is the
+// median of --steps steps after one warm-up step.
 import { spawn } from 'node:child_process'
 import net from 'node:net'
 import os from 'node:os'
 import { AdamW, backend, distributed, Model, Tensor } from 'rlfarm'
-import { shardOptimizer } from 'rlfarm/internal'
+import { dataParallel, overlapBackward, shardOptimizer } from 'rlfarm/internal'
 import { benchArgs } from './args'
 import { median } from './peer'
 
@@ -43,12 +47,19 @@ function parse(argv: string[]): Args {
 
 const GPT2_124M = { arch: 'gpt2', vocab: 50257, dim: 768, layers: 12, heads: 12, maxPositions: 1024 } as const
 
-const PHASES = ['step', 'compute', 'allReduce', 'optimizer'] as const
+const PHASES = ['step', 'compute', 'allReduce', 'reduceTotal', 'optimizer'] as const
 type Phase = (typeof PHASES)[number]
+
+/** How --step sums the gradients at 2 ranks (1 rank: not at all). */
+type StepMode = 'after' | 'overlap' | 'zero'
 
 interface StepRow {
   rank: number
-  /** Median milliseconds of each phase (step: all of it; compute: forward + backward). */
+  /**
+   * Median milliseconds of each phase (step: all of it; compute: forward +
+   * backward; allReduce: waiting on the gradient all-reduce after backward;
+   * reduceTotal: the all-reduce's own time, hidden or not).
+   */
   ms: Record<Phase, number>
   peakRssMB: number
   momentsMB: number
@@ -62,8 +73,10 @@ async function stepRank(args: Args): Promise<void> {
   const world = distributed.worldSize
   const model = Model.create(GPT2_124M, { seed: 1 })
   const optimizer = new AdamW(model, { lr: 1e-4 })
-  const sharded = process.env.BENCH_SHARD === '1'
+  const mode = process.env.BENCH_MODE as StepMode
+  const sharded = mode === 'zero'
   if (sharded) shardOptimizer(optimizer)
+  if (mode === 'overlap') overlapBackward(model, 25 * 2 ** 20)
   const rows = args.rows / world
   if (!Number.isInteger(rows)) throw new Error(`bench:distributed --step: --rows ${args.rows} must divide by the ranks (${world})`)
   const tokens = Tensor.from(Int32Array.from({ length: rows * args.tokens }, (_, i) => (i * 7919 + distributed.rank * 104729) % GPT2_124M.vocab), [rows, args.tokens])
@@ -75,16 +88,20 @@ async function stepRank(args: Args): Promise<void> {
     const t0 = performance.now()
     model.zeroGrad()
     await model.forward(tokens, { train: true })
-    await model.backward({ gradLogp })
+    let overlapped: { waitMs: number; reduceMs: number } | undefined
+    if (mode === 'overlap') overlapped = await dataParallel()!.backwardAndReduce(model, { gradLogp })
+    else await model.backward({ gradLogp })
     const t1 = performance.now()
-    if (world > 1 && !sharded) await distributed.allReduce(model.flatGradients(), { op: 'sum' })
+    if (world > 1 && mode === 'after') await distributed.allReduce(model.flatGradients(), { op: 'sum' })
     const t2 = performance.now()
     await optimizer.step({ maxGradNorm: 1 })
     const t3 = performance.now()
     if (k === 0) continue
     phases.step.push(t3 - t0)
-    phases.compute.push(t1 - t0)
-    phases.allReduce.push(t2 - t1)
+    // Overlapped, backward's promise includes the wait for the last buckets.
+    phases.compute.push(t1 - t0 - (overlapped?.waitMs ?? 0))
+    phases.allReduce.push(overlapped ? overlapped.waitMs : t2 - t1)
+    phases.reduceTotal.push(overlapped ? overlapped.reduceMs : t2 - t1)
     phases.optimizer.push(t3 - t2)
   }
   const moments = optimizer.shardState().m.numel
@@ -175,20 +192,24 @@ async function stepTable(args: Args): Promise<void> {
   const cores = os.availableParallelism()
   const lines: string[] = []
   let parameters = 0
-  for (const [ranks, shard] of [[1, false], [2, false], [2, true]] as const) {
-    const all = JSON.parse(await startRanks(ranks, { RLFARM_THREADS: String(Math.max(1, Math.floor(cores / ranks))), BENCH_SHARD: shard ? '1' : '0' })) as StepRow[]
+  const modes: [number, StepMode][] = [[1, 'after'], [2, 'after'], [2, 'overlap'], [2, 'zero']]
+  for (const [ranks, mode] of modes) {
+    const all = JSON.parse(await startRanks(ranks, { RLFARM_THREADS: String(Math.max(1, Math.floor(cores / ranks))), BENCH_MODE: mode })) as StepRow[]
     const slowest = Math.max(...all.map((r) => r.ms.step))
     const zero = all[0]
     parameters = zero.parameters
-    const collective = ranks === 1 ? '-' : shard ? `${((zero.ms.optimizer / zero.ms.step) * 100).toFixed(1)}% (all of AdamW's step)` : `${((zero.ms.allReduce / zero.ms.step) * 100).toFixed(1)}%`
+    const share = (ms: number) => `${((ms / zero.ms.step) * 100).toFixed(1)}%`
+    const collective = ranks === 1 ? '-' : mode === 'zero' ? `${share(zero.ms.optimizer)} (all of AdamW's step)` : share(zero.ms.allReduce)
+    const reduce = ranks === 1 || mode === 'zero' ? '-' : mode === 'overlap' ? `${zero.ms.allReduce.toFixed(0)} waited of ${zero.ms.reduceTotal.toFixed(0)}` : zero.ms.allReduce.toFixed(0)
+    const gradients = ranks === 1 ? '-' : { after: 'all-reduce after backward', overlap: 'all-reduce overlapped with backward', zero: 'ZeRO-1' }[mode]
     lines.push(
-      `| ${ranks} | ${shard ? 'ZeRO-1' : ranks === 1 ? '-' : 'all-reduce'} | ${((args.rows * args.tokens) / (slowest / 1000)).toFixed(0)} | ${slowest.toFixed(0)} | ${zero.ms.compute.toFixed(0)} | ` +
-        `${ranks === 1 || shard ? '-' : zero.ms.allReduce.toFixed(0)} | ${zero.ms.optimizer.toFixed(0)} | ${collective} | ${all.map((r) => r.peakRssMB.toFixed(0)).join(' / ')} | ${all.map((r) => r.momentsMB.toFixed(0)).join(' / ')} |`,
+      `| ${ranks} | ${gradients} | ${((args.rows * args.tokens) / (slowest / 1000)).toFixed(0)} | ${slowest.toFixed(0)} | ${zero.ms.compute.toFixed(0)} | ` +
+        `${reduce} | ${zero.ms.optimizer.toFixed(0)} | ${collective} | ${all.map((r) => r.peakRssMB.toFixed(0)).join(' / ')} | ${all.map((r) => r.momentsMB.toFixed(0)).join(' / ')} |`,
     )
     process.stderr.write(`${lines.at(-1)}\n`)
   }
   const head =
-    '| ranks | gradients | tokens/s | step (ms) | forward + backward (ms) | all-reduce (ms) | AdamW (ms) | collective share | peak RSS per rank (MB) | AdamW moments per rank (MB) |\n' +
+    '| ranks | gradients | tokens/s | step (ms) | forward + backward (ms) | all-reduce (ms) | AdamW (ms) | share of the step waiting on collectives | peak RSS per rank (MB) | AdamW moments per rank (MB) |\n' +
     '| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |'
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
   process.stdout.write(

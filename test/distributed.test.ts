@@ -1,19 +1,22 @@
 // Data-parallel runs on Gloo, with 2-3 ranks over 127.0.0.1: collectives are
 // exact, a rank that never calls times out, rendezvous errors name the
 // problem, SFT, reward, DPO, PPO, GRPO and RLOO on 2 ranks reach the weights
-// of 1 rank, and eval and best-of-n on 2 ranks write what 1 rank writes.
-// Without Gloo in the addon these tests skip, saying so.
+// of 1 rank, and eval and best-of-n on 2 ranks write what 1 rank writes; the
+// gradient all-reduce overlapped with backward gives the sums of the one after
+// it, and a peer failing during it is an error; NCCL's parts that run without
+// a GPU. Without Gloo in the addon these tests skip, saying so.
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { distributed, resolveConfig, SafetensorsFile, Tensor } from 'rlfarm'
+import { distributed, Model, resolveConfig, SafetensorsFile, Tensor } from 'rlfarm'
 import { encoderFor, loadModelSpec } from '../dist/training/models.js'
 import { sampleResponses } from '../dist/training/rollout.js'
 import { tempDir } from './helpers/common'
 import { toyData, TINY_POLICY } from './helpers/toy-data'
+import { native } from '../ts/native'
 
 const ROOT = path.join(__dirname, '..')
 const BIN = path.join(ROOT, 'bin', 'rlfarm.js')
@@ -357,6 +360,104 @@ t.test('ZeRO-1: a sharded AdamW step gives the weights and moments of one proces
       t.equal(r.step, 2)
     }
   }
+})
+
+t.test('overlap_backward: gradients summed bucket by bucket during backward are those of one all-reduce after it', { skip }, async (t) => {
+  for (const world of [2, 3]) {
+    for (const r of await ranks('overlap', world)) {
+      const res = r as unknown as { rank: number; exit: Exit; buckets: number[]; differences: number[]; largest: number; error?: string }
+      t.equal(res.exit.code, 0, `rank ${res.rank} of ${world} exits cleanly ${res.error ?? ''}`)
+      // 3 layers: what follows them, each layer, the embeddings; or everything in one bucket.
+      t.same(res.buckets, [5, 1], `rank ${res.rank} of ${world}: a bucket per layer, or one`)
+      t.ok(res.largest > 1e-3, `the gradients are not zero (largest ${res.largest})`)
+      // Two ranks add a + b in either order alike; three add in an order that depends on where the ring cuts the buffer.
+      const [perLayer, whole] = res.differences
+      t.equal(whole, 0, `rank ${res.rank} of ${world}: one bucket is bit for bit the one all-reduce`)
+      if (world === 2) t.equal(perLayer, 0, `rank ${res.rank} of 2: per-layer buckets are bit for bit the one all-reduce`)
+      else t.ok(perLayer <= 1e-6 * res.largest, `rank ${res.rank} of 3: per-layer buckets within float rounding (${perLayer})`)
+    }
+  }
+})
+
+t.test('overlap_backward: a peer that exits or stops calling during an overlapped backward gives an error naming the collective and the rank', { skip }, async (t) => {
+  for (const peer of ['exits', 'silent']) {
+    const [zero, one] = await ranks('overlapPeerFails', 2, { TEST_PEER: peer, TEST_TIMEOUT_MS: '1500' })
+    t.match(zero.error, /model\.backward: the gradient all-reduce overlapped with backward failed at bucket 1 of 5 .*distributed\.allReduce of .* failed on rank 0 of 2/, `${peer}: ${zero.error}`)
+    t.match(zero.error, peer === 'silent' ? /another rank did not make the same call in time/ : /a peer rank has probably exited|another rank did not make the same call in time/)
+    t.ok((zero.seconds as number) < 60, `${peer}: stopped in ${zero.seconds} s (timeout 1.5 s)`)
+    t.equal(one.exit.code, 0)
+  }
+})
+
+for (const [algorithm, extra, models] of [
+  ['sft', '{}', ['model']],
+  ['ppo', rl(3, { ppo: { minibatch_size: 3, epochs: 2, normalize_rewards: true } }), ['model', 'value_model']],
+] as const) {
+  t.test(`overlap_backward: ${algorithm} at --nproc 2 reaches the weights of overlap off and of --nproc 1`, { skip }, async (t) => {
+    const dir = tempDir(t, `overlap-${algorithm}`)
+    const file = writeConfig(dir, algorithm, extra)
+    const runs: [string, string[]][] = [
+      ['one', []],
+      // A bucket per layer, so backward and the sums interleave.
+      ['overlap', ['--nproc', '2', '--set', 'distributed.overlap_backward=true', '--set', 'distributed.bucket_mb=0']],
+      ['after', ['--nproc', '2', '--set', 'distributed.overlap_backward=false']],
+    ]
+    for (const [name, more] of runs) {
+      const r = await run([BIN, 'train', file, '--name', name, ...more])
+      t.equal(r.code, 0, `${name}: ${r.stderr}`)
+    }
+    const model = (name: string, which: string) => path.join(dir, 'runs', name, which, 'model.safetensors')
+    for (const which of models) {
+      // Two ranks sum a + b bit for bit alike however the buffer is cut.
+      t.equal(maxDifference(model('overlap', which), model('after', which)), 0, `${which}: overlapped and after backward, bit for bit`)
+      const diff = maxDifference(model('one', which), model('overlap', which))
+      t.ok(diff < 1e-3, `${which}: largest weight difference from --nproc 1 ${diff} (float summation order only)`)
+    }
+  })
+}
+
+// NCCL (CUDA tensors) needs GPUs, which the machines these tests were written on lack: what runs without one is tested here.
+t.test('NCCL: the nccl.h values passed for dtypes, reductions and the unique id', async (t) => {
+  // ncclDataType_t: ncclInt32 2, ncclFloat32 7, ncclBfloat16 9; ncclRedOp_t: ncclSum 0, ncclMax 2, ncclMin 3, ncclAvg 4; ncclUint8 1.
+  t.same(native.ncclEnums(), { dtypes: { f32: 7, bf16: 9, i32: 2 }, ops: { sum: 0, avg: 4, max: 2, min: 3 }, bytes: 1, uniqueIdBytes: 128 })
+})
+
+t.test('NCCL: deviceGradients (what NCCL sums for a cuda model) of a cpu model says where its gradients are', async (t) => {
+  const model = Model.create({ arch: 'gpt2', vocab: 16, dim: 8, layers: 1, heads: 2, maxPositions: 8 }, { seed: 1 })
+  t.throws(() => model.deviceGradients(), /model\.deviceGradients: this model is on the cpu \(its gradients are model\.flatGradients\(\)\)/)
+})
+
+t.test('NCCL: a library that is missing or is not NCCL is named, with what to install', async (t) => {
+  const probe = "const { backend } = require('rlfarm'); const b = backend(); console.log(JSON.stringify({ library: b.ncclLibrary, reason: b.ncclUnavailableReason }))"
+  const ask = async (file: string) => {
+    const r = await run(['-e', probe], { RLFARM_NCCL: file })
+    t.equal(r.code, 0, r.stderr)
+    return JSON.parse(r.stdout) as { library: string; reason: string }
+  }
+  const missing = await ask('/nonexistent/libnccl.so.2')
+  t.equal(missing.library, '')
+  t.match(missing.reason, /^\/nonexistent\/libnccl\.so\.2 not found \(tried \/nonexistent\/libnccl\.so\.2; .*\): install NCCL .*nvidia-nccl-cu12.*RLFARM_NCCL.*\.to\('cpu'\)/)
+  // A shared library that is not NCCL: the addon itself.
+  const addon = path.join(ROOT, 'build', 'Release', 'rlfarm.node')
+  const wrong = await ask(addon)
+  t.equal(wrong.library, '')
+  t.match(wrong.reason, new RegExp(`^${addon.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} lacks a function rlfarm calls \\(ncclGetUniqueId, .*is it NCCL 2\\.10 or later`))
+})
+
+t.test("NCCL's unique id exchange: rank 0's bytes reach every rank through the store; a wrong size is an error, not a hang", { skip }, async (t) => {
+  for (const world of [2, 3]) {
+    for (const r of await ranks('shareId', world)) {
+      t.equal(r.exit.code, 0)
+      t.same([r.same, r.second, r.error], [true, true, undefined], `rank ${r.rank} of ${world} has rank 0's bytes, twice under one key`)
+    }
+  }
+  const dir = tempDir(t, 'share-id')
+  const viaFiles = await ranks('shareId', 2, { RLFARM_RDZV: `file://${dir}` })
+  t.same(viaFiles.map((r) => [r.same, r.second]), [[true, true], [true, true]], 'through the file store too')
+  const [zero, one] = await ranks('shareId', 2, { TEST_ID_BYTES: '100', TEST_TIMEOUT_MS: '1500' })
+  t.match(zero.error, /rank 0 made 100 bytes for rlfarm\/user\/nccl-id; expected 128/)
+  t.match(one.error, /timed out after 1\.5 s waiting for key\(s\) rlfarm\/user\/nccl-id/)
+  t.ok((one.seconds as number) < 60, `rank 1 stopped waiting after ${one.seconds} s`)
 })
 
 t.test('distributed.shard_optimizer: PPO (two models) at --nproc 2 reaches the weights of --nproc 1', { skip }, async (t) => {

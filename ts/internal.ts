@@ -18,3 +18,5 @@ export { extractAnswer, markedAnswer, sameAnswer, valuesOf } from './rewards/mat
 export { codeOf, runCodeTests } from './rewards/code-tests.js'
 export { loadRewardExport } from './rewards/load.js'
 export { optimizerState, shardOptimizer } from './distributed/zero.js'
+export { dataParallel, overlapBackward } from './distributed/data-parallel.js'
+export { nativeGroup } from './distributed/index.js'

@@ -116,6 +116,10 @@ export interface BackendInfo {
   hostReadBytes: number
   /** The Gloo version linked for data-parallel runs; empty when built without Gloo. */
   glooVersion: string
+  /** The NCCL library loaded for CUDA tensors' collectives ('libnccl.so.2'); empty when none loaded. */
+  ncclLibrary: string
+  /** Why no NCCL loaded and what to install; empty when one did. */
+  ncclUnavailableReason: string
 }
 
 export interface NativeModelConfig {
@@ -222,10 +226,21 @@ export interface NativeAdamW {
   shard(group: NativeProcessGroup): void
 }
 
+/** What one bucketed gradient all-reduce took (native/distributed/overlap.h). */
+export interface GradientReduceTimes {
+  /** Milliseconds spent in the buckets' all-reduces, on the communication thread. */
+  reduceMs: number
+  /** Milliseconds the backward waited for them after its own work: communication backward did not hide. */
+  waitMs: number
+  buckets: number
+}
+
 export interface NativeModel {
   parameterInfo(): NativeParameterInfo[]
   params(): NativeTensorHandle
   grads(): NativeTensorHandle
+  /** A cuda model's gradient buffer on its device (a view). */
+  deviceGrads(): NativeTensorHandle
   zeroGrad(): void
   initRandom(seed: number): void
   loadParameter(name: string, bytes: NativeTensorHandle, dtype: string, shape: number[], transpose: boolean): void
@@ -239,6 +254,13 @@ export interface NativeModel {
     valueLoss?: NativeValueLossResult
   }>
   backward(gradLogp?: NativeTensorHandle, gradEntropy?: NativeTensorHandle, gradValues?: NativeTensorHandle): Promise<void>
+  reduceGradients(
+    group: NativeProcessGroup,
+    bucketBytes: number,
+    gradLogp?: NativeTensorHandle,
+    gradEntropy?: NativeTensorHandle,
+    gradValues?: NativeTensorHandle,
+  ): Promise<GradientReduceTimes>
   generate(prompts: NativeTensorHandle, mask: NativeTensorHandle | undefined, options: NativeGenerateOptions): Promise<{
     tokens: NativeTensorHandle
     logprobs: NativeTensorHandle
@@ -256,6 +278,8 @@ export interface NativeModel {
 export interface NativeGroupOptions {
   rank: number
   worldSize: number
+  /** The rank on its machine: the NCCL group runs on cuda:localRank. */
+  localRank: number
   rendezvous: 'tcp' | 'file'
   masterAddr: string
   masterPort: number
@@ -276,6 +300,8 @@ export interface NativeProcessGroup {
   storeSet(key: string, value: string): Promise<void>
   storeGet(key: string, timeoutMs?: number): Promise<string>
   storeErase(key: string): Promise<void>
+  /** Rank 0's `size` bytes on every rank through the rendezvous store (others pass undefined), as the NCCL group shares its unique id. */
+  shareFromRankZero(key: string, bytes: NativeTensorHandle | undefined, size: number): Promise<NativeTensorHandle>
   destroy(): Promise<void>
 }
 
@@ -287,6 +313,8 @@ export interface NativeAddon {
   setGemmBackend(name: string): void
   synchronize(device: string): void
   emptyCache(): void
+  /** nccl.h's values the NCCL group passes for dtypes and reductions, and its unique id's size. */
+  ncclEnums(): { dtypes: Record<'f32' | 'bf16' | 'i32', number>; ops: Record<'sum' | 'avg' | 'max' | 'min', number>; bytes: number; uniqueIdBytes: number }
   mapFile(path: string): NativeTensorHandle
   view(base: NativeTensorHandle, offset: number, shape: number[]): NativeTensorHandle
   viewBytes(bytes: NativeTensorHandle, byteOffset: number, dtype: DType, shape: number[]): NativeTensorHandle

@@ -13,6 +13,7 @@
 #include "../cpu/dispatch.h"
 #include "../cpu/gemm.h"
 #include "call_count.h"
+#include "../distributed/nccl.h"
 #include "../distributed/process_group.h"
 #include "distributed_wrap.h"
 #include "loss_args.h"
@@ -79,6 +80,26 @@ Napi::Value Backend(const Napi::CallbackInfo& info) {
   out.Set("cudaUnavailableReason", cuda::device_count() > 0 ? std::string() : cuda::unavailable_reason());
   out.Set("hostCacheBytes", static_cast<double>(host_cache_bytes()));
   out.Set("glooVersion", distributed::gloo_version());  // empty: built without Gloo
+  out.Set("ncclLibrary", distributed::nccl_library());   // empty: not loaded, and why:
+  out.Set("ncclUnavailableReason", distributed::nccl_unavailable_reason());
+  return out;
+}
+
+// ncclEnums() -> { dtypes: { f32, bf16, i32 }, ops: { sum, avg, max, min }, uniqueIdBytes }:
+// the nccl.h values the NCCL group passes (nccl.h is not needed to build), for the tests.
+Napi::Value NcclEnums(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object dtypes = Napi::Object::New(env);
+  for (const DType d : {DType::f32, DType::bf16, DType::i32}) dtypes.Set(dtype_name(d), distributed::nccl_dtype(d, "ncclEnums"));
+  Napi::Object ops = Napi::Object::New(env);
+  for (const auto op : {distributed::ReduceOp::sum, distributed::ReduceOp::avg, distributed::ReduceOp::max, distributed::ReduceOp::min}) {
+    ops.Set(distributed::reduce_op_name(op), distributed::nccl_reduce_op(op));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("dtypes", dtypes);
+  out.Set("ops", ops);
+  out.Set("bytes", distributed::kNcclUint8);
+  out.Set("uniqueIdBytes", static_cast<double>(distributed::kNcclUniqueIdBytes));
   return out;
 }
 
@@ -395,6 +416,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setGemmBackend", Napi::Function::New<CountedFunction<SetGemmBackend>>(env, "setGemmBackend"));
   exports.Set("synchronize", Napi::Function::New<CountedFunction<Synchronize>>(env, "synchronize"));
   exports.Set("emptyCache", Napi::Function::New<CountedFunction<EmptyCache>>(env, "emptyCache"));
+  exports.Set("ncclEnums", Napi::Function::New<CountedFunction<NcclEnums>>(env, "ncclEnums"));
   exports.Set("mapFile", Napi::Function::New<CountedFunction<MapFile>>(env, "mapFile"));
   exports.Set("view", Napi::Function::New<CountedFunction<View>>(env, "view"));
   exports.Set("viewBytes", Napi::Function::New<CountedFunction<ViewBytes>>(env, "viewBytes"));

@@ -6,12 +6,14 @@
 #include <napi.h>
 
 #include <condition_variable>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
 
 #include "../core/error.h"
+#include "../distributed/nccl.h"
 #include "../distributed/process_group.h"
 #include "distributed_wrap.h"
 #include "tensor_wrap.h"
@@ -19,12 +21,31 @@
 namespace rlfarm::binding {
 
 struct GroupSlot {
-  std::unique_ptr<distributed::ProcessGroup> group;
+  std::unique_ptr<distributed::ProcessGroup> group;       // Gloo: host tensors, the store, barriers
+  std::unique_ptr<distributed::ProcessGroup> cuda_group;  // NCCL on cuda:local_rank, made by the first CUDA collective
+  int local_rank = 0;
   std::mutex mutex;
   std::condition_variable turn;
   uint64_t next_ticket = 0;
   uint64_t serving = 0;
   std::set<uint64_t> given_up;  // turns taken but never run: skipped when they come
+
+  // The group for tensors on `device`: Gloo for host tensors, NCCL for CUDA
+  // ones (made in this turn, which every rank reaches at the same point).
+  distributed::ProcessGroup& for_device(const Device& device, const char* op) {
+    RLF_CHECK(group, "distributed.", op, ": the process group was not connected (init failed) or was destroyed");
+    if (device.is_cpu()) return *group;
+    if (!cuda_group) {
+      RLF_CHECK(device.index == local_rank, "distributed.", op, ": rank ", group->rank(), "'s NCCL group runs on cuda:",
+                local_rank, " (its LOCAL_RANK); this tensor is on ", device.name());
+      try {
+        cuda_group = distributed::create_nccl_group(*group, local_rank);
+      } catch (const std::exception& e) {
+        fail("distributed.", op, " of a tensor on ", device.name(), ": ", e.what());
+      }
+    }
+    return *cuda_group;
+  }
 
   // Lets the turn after `serving` go (the mutex held).
   void advance() {
@@ -136,6 +157,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
                            InstanceMethod<&NativeProcessGroup::StoreSet>("storeSet"),
                            InstanceMethod<&NativeProcessGroup::StoreGet>("storeGet"),
                            InstanceMethod<&NativeProcessGroup::StoreErase>("storeErase"),
+                           InstanceMethod<&NativeProcessGroup::ShareFromRankZero>("shareFromRankZero"),
                            InstanceMethod<&NativeProcessGroup::Destroy>("destroy"),
                        });
   }
@@ -152,27 +174,25 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     return w->Promise();
   }
 
-  // Queues a call on the group; it finds the group when its turn comes, so
-  // calls made while init() runs wait for it, and calls after destroy() fail.
-  Napi::Value Collective(const Napi::CallbackInfo& info, const char* op, std::function<void(ProcessGroup&)> work,
+  // Queues a call on the group for tensors on `device`; it finds the group
+  // when its turn comes, so calls made while init() runs wait for it, and
+  // calls after destroy() fail.
+  Napi::Value Collective(const Napi::CallbackInfo& info, const char* op, Device device, std::function<void(ProcessGroup&)> work,
                          std::function<Napi::Value(Napi::Env)> done = nullptr) {
     RLF_CHECK(connected_, "distributed.", op, ": the process group is not initialised or was destroyed; call distributed.init() first");
     return Queue(
-        info,
-        [op, work = std::move(work)](GroupSlot& slot) {
-          RLF_CHECK(slot.group, "distributed.", op, ": the process group was not connected (init failed) or was destroyed");
-          work(*slot.group);
-        },
-        std::move(done));
+        info, [op, device, work = std::move(work)](GroupSlot& slot) { work(slot.for_device(device, op)); }, std::move(done));
   }
 
-  // connect({ rank, worldSize, rendezvous, masterAddr, masterPort, fileDir, timeoutMs, rendezvousTimeoutMs })
+  // connect({ rank, worldSize, localRank, rendezvous, masterAddr, masterPort, fileDir, timeoutMs, rendezvousTimeoutMs })
   Napi::Value Connect(const Napi::CallbackInfo& info) {
     RLF_CHECK(!connected_, "distributed.init: this process group is already connected");
     RLF_CHECK(info[0].IsObject(), "distributed.init: options must be an object");
     const Napi::Object o = info[0].As<Napi::Object>();
     distributed::GroupOptions opts;
     opts.rank = int_option(o, "rank");
+    const int local_rank = int_option(o, "localRank");
+    RLF_CHECK(local_rank >= 0, "distributed options: localRank must be >= 0; got ", local_rank);
     opts.world_size = int_option(o, "worldSize");
     opts.rendezvous = string_arg(o.Get("rendezvous"), "distributed options: rendezvous");
     opts.master_addr = string_arg(o.Get("masterAddr"), "distributed options: masterAddr");
@@ -183,7 +203,10 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     opts.rendezvous_timeout = ms_arg(o.Get("rendezvousTimeoutMs"), "distributed options: rendezvousTimeoutMs");
     connected_ = true;
     default_timeout_ = opts.timeout;
-    return Queue(info, [opts](GroupSlot& slot) { slot.group = distributed::create_process_group(opts); });
+    return Queue(info, [opts, local_rank](GroupSlot& slot) {
+      slot.local_rank = local_rank;
+      slot.group = distributed::create_process_group(opts);
+    });
   }
 
   Milliseconds Timeout(const Napi::Value& v) {
@@ -196,7 +219,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     const Tensor t = NativeTensor::FromValue(info[0], "distributed.allReduce: tensor");
     const auto reduce = distributed::parse_reduce_op(string_arg(info[1], "distributed.allReduce: op"));
     const Milliseconds ms = Timeout(info[2]);
-    return Collective(info, op, [t, reduce, ms](ProcessGroup& g) { g.all_reduce(t, reduce, ms); });
+    return Collective(info, op, t.device(), [t, reduce, ms](ProcessGroup& g) { g.all_reduce(t, reduce, ms); });
   }
 
   // broadcast(t, root, timeoutMs?)
@@ -206,7 +229,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     const double root = number_arg(info[1], "distributed.broadcast: root");
     RLF_CHECK(root == static_cast<int>(root), "distributed.broadcast: root must be an integer rank; got ", root);
     const Milliseconds ms = Timeout(info[2]);
-    return Collective(info, op, [t, root, ms](ProcessGroup& g) { g.broadcast(t, static_cast<int>(root), ms); });
+    return Collective(info, op, t.device(), [t, root, ms](ProcessGroup& g) { g.broadcast(t, static_cast<int>(root), ms); });
   }
 
   // allGather(in, out, timeoutMs?)
@@ -215,7 +238,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     const Tensor in = NativeTensor::FromValue(info[0], "distributed.allGather: input");
     const Tensor out = NativeTensor::FromValue(info[1], "distributed.allGather: output");
     const Milliseconds ms = Timeout(info[2]);
-    return Collective(info, op, [in, out, ms](ProcessGroup& g) { g.all_gather(in, out, ms); });
+    return Collective(info, op, in.device(), [in, out, ms](ProcessGroup& g) { g.all_gather(in, out, ms); });
   }
 
   // reduceScatter(in, out, op, timeoutMs?)
@@ -225,14 +248,14 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     const Tensor out = NativeTensor::FromValue(info[1], "distributed.reduceScatter: output");
     const auto reduce = distributed::parse_reduce_op(string_arg(info[2], "distributed.reduceScatter: op"));
     const Milliseconds ms = Timeout(info[3]);
-    return Collective(info, op, [in, out, reduce, ms](ProcessGroup& g) { g.reduce_scatter(in, out, reduce, ms); });
+    return Collective(info, op, in.device(), [in, out, reduce, ms](ProcessGroup& g) { g.reduce_scatter(in, out, reduce, ms); });
   }
 
   // barrier(timeoutMs?)
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
     const char* op = "barrier";
     const Milliseconds ms = Timeout(info[0]);
-    return Collective(info, op, [ms](ProcessGroup& g) { g.barrier(ms); });
+    return Collective(info, op, Device::host(), [ms](ProcessGroup& g) { g.barrier(ms); });
   }
 
   // storeSet(key, value: string)
@@ -240,7 +263,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     const char* op = "storeSet";
     const std::string key = "rlfarm/user/" + string_arg(info[0], "distributed store: key");
     const std::string value = string_arg(info[1], "distributed store: value");
-    return Collective(info, op, [key, value](ProcessGroup& g) { g.store().set(key, std::vector<char>(value.begin(), value.end())); });
+    return Collective(info, op, Device::host(), [key, value](ProcessGroup& g) { g.store().set(key, std::vector<char>(value.begin(), value.end())); });
   }
 
   // storeGet(key, timeoutMs?) -> string, waiting for the key
@@ -250,7 +273,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     const Milliseconds ms = Timeout(info[1]);
     auto value = std::make_shared<std::string>();
     return Collective(
-        info, op,
+        info, op, Device::host(),
         [key, ms, value](ProcessGroup& g) {
           const auto bytes = g.store().get(key, ms);
           value->assign(bytes.begin(), bytes.end());
@@ -262,13 +285,46 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
   Napi::Value StoreErase(const Napi::CallbackInfo& info) {
     const char* op = "storeErase";
     const std::string key = "rlfarm/user/" + string_arg(info[0], "distributed store: key");
-    return Collective(info, op, [key](ProcessGroup& g) { g.store().erase(key); });
+    return Collective(info, op, Device::host(), [key](ProcessGroup& g) { g.store().erase(key); });
+  }
+
+  // shareFromRankZero(key, bytes: u8 tensor (rank 0; others undefined), size)
+  // -> u8 tensor: rank 0's bytes on every rank through the rendezvous store,
+  // as rank 0's ncclUniqueId reaches the NCCL group (distributed/nccl.h).
+  Napi::Value ShareFromRankZero(const Napi::CallbackInfo& info) {
+    const char* op = "shareFromRankZero";
+    const std::string key = "rlfarm/user/" + string_arg(info[0], "distributed.shareFromRankZero: key");
+    const Tensor mine = NativeTensor::FromOptional(info[1], "distributed.shareFromRankZero: bytes");
+    RLF_CHECK(!mine.defined() || (mine.dtype == DType::u8 && mine.device().is_cpu()),
+              "distributed.shareFromRankZero: bytes must be a host u8 tensor; got ", mine.describe());
+    const double size = number_arg(info[2], "distributed.shareFromRankZero: size");
+    RLF_CHECK(size >= 0 && size <= (1 << 20) && size == static_cast<double>(static_cast<int64_t>(size)),
+              "distributed.shareFromRankZero: size must be a whole number of bytes in [0, 1048576]; got ", size);
+    auto out = std::make_shared<Tensor>();
+    return Collective(
+        info, op, Device::host(),
+        [key, mine, size, out](ProcessGroup& g) {
+          const std::vector<char> bytes = distributed::share_from_rank_zero(
+              g, key,
+              [&] {
+                RLF_CHECK(mine.defined(), "distributed.shareFromRankZero: rank 0 must give the bytes");
+                const char* p = static_cast<const char*>(mine.raw());
+                return std::vector<char>(p, p + mine.nbytes());
+              },
+              static_cast<size_t>(size), g.default_timeout());
+          *out = empty({static_cast<int64_t>(bytes.size())}, DType::u8, Device::host());
+          if (!bytes.empty()) std::memcpy(out->raw(), bytes.data(), bytes.size());
+        },
+        [out](Napi::Env env) { return NativeTensor::Wrap(env, *out); });
   }
 
   // destroy(): closes the group after every call made before it has run.
   Napi::Value Destroy(const Napi::CallbackInfo& info) {
     connected_ = false;
-    return Queue(info, [](GroupSlot& slot) { slot.group.reset(); });
+    return Queue(info, [](GroupSlot& slot) {
+      slot.cuda_group.reset();  // it uses the host group's store
+      slot.group.reset();
+    });
   }
 
 

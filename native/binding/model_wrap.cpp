@@ -5,6 +5,7 @@
 // call at a time per model: a second one while the first runs is an error.
 #include "model_wrap.h"
 
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "../model/optimizer.h"
 #include "../model/transformer.h"
 #include "../model/weights.h"
+#include "../distributed/overlap.h"
 #include "../distributed/zero.h"
 #include "distributed_wrap.h"
 #include "loss_args.h"
@@ -134,12 +136,14 @@ Napi::Function NativeModel::Define(Napi::Env env) {
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ParameterInfo>>("parameterInfo"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Params>>("params"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Grads>>("grads"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::DeviceGrads>>("deviceGrads"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ZeroGrad>>("zeroGrad"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::InitRandom>>("initRandom"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::LoadParameter>>("loadParameter"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ReadParameter>>("readParameter"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Forward>>("forward"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Backward>>("backward"),
+                         InstanceMethod<&NativeModel::CountedMethod<&NativeModel::ReduceGradients>>("reduceGradients"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::Generate>>("generate"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::AdamWStep>>("adamwStep"),
                          InstanceMethod<&NativeModel::CountedMethod<&NativeModel::GradNorm>>("gradNorm"),
@@ -205,6 +209,31 @@ Napi::Value NativeModel::Grads(const Napi::CallbackInfo& info) {
   CheckIdle("model.gradients");
   if (engine_) engine_->download_grads(const_cast<float*>(model_->grads().data<float>()));
   return NativeTensor::Wrap(info.Env(), model_->grads());
+}
+
+namespace {
+// Keeps a cuda model's engine, and so its gradient buffer, alive while a view of it is.
+struct EngineOwner : StorageOwner {
+  explicit EngineOwner(std::shared_ptr<cuda::Engine> e) : engine(std::move(e)) {}
+  std::shared_ptr<cuda::Engine> engine;
+};
+}  // namespace
+
+// The gradients of a cuda model as a tensor on its device (a view of the
+// engine's buffer, not a copy), for collectives that reduce them in place.
+Napi::Value NativeModel::DeviceGrads(const Napi::CallbackInfo& info) {
+  CheckIdle("model.deviceGradients");
+  RLF_CHECK(engine_, "model.deviceGradients: this model is on the cpu (its gradients are model.flatGradients())");
+  auto storage = std::make_shared<Storage>();
+  storage->device = Device::gpu(engine_->device());
+  storage->data = engine_->device_grads();
+  storage->bytes = sizeof(float) * model_->layout().total;
+  storage->owner = std::make_shared<EngineOwner>(engine_);
+  Tensor t;
+  t.storage = storage;
+  t.dtype = DType::f32;
+  t.shape = {static_cast<int64_t>(model_->layout().total)};
+  return NativeTensor::Wrap(info.Env(), t);
 }
 
 Napi::Value NativeModel::ZeroGrad(const Napi::CallbackInfo& info) {
@@ -345,19 +374,86 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   return work->Promise();
 }
 
+namespace {
+
+// Backward's gradients at the outputs, info[first .. first + 2]: gradLogp, gradEntropy, gradValues.
+struct OutputGradients {
+  Tensor logp, entropy, values;
+  bool any() const { return logp.defined() || entropy.defined() || values.defined(); }
+};
+
+OutputGradients output_gradients(const Napi::CallbackInfo& info, size_t first) {
+  OutputGradients out;
+  optional_tensor(info[first], "model.backward: gradLogp", out.logp);
+  optional_tensor(info[first + 1], "model.backward: gradEntropy", out.entropy);
+  optional_tensor(info[first + 2], "model.backward: gradValues", out.values);
+  return out;
+}
+
+}  // namespace
+
 Napi::Value NativeModel::Backward(const Napi::CallbackInfo& info) {
   CheckIdle("model.backward");
-  Tensor g, e, v;
-  optional_tensor(info[0], "model.backward: gradLogp", g);
-  optional_tensor(info[1], "model.backward: gradEntropy", e);
-  optional_tensor(info[2], "model.backward: gradValues", v);
-  RLF_CHECK(g.defined() || e.defined() || v.defined(), "model.backward: give gradLogp, gradEntropy or gradValues");
+  const OutputGradients o = output_gradients(info, 0);
+  RLF_CHECK(o.any(), "model.backward: give gradLogp, gradEntropy or gradValues");
   Transformer* m = model_.get();
   cuda::Engine* engine = engine_.get();
   auto* work = new ModelWork(
       info.Env(), this, info.This().As<Napi::Object>(),
-      [m, engine, g, e, v] { engine ? engine->backward(g, e, v) : m->backward(g, e, v); },
+      [m, engine, o] { engine ? engine->backward(o.logp, o.entropy, o.values) : m->backward(o.logp, o.entropy, o.values); },
       [](Napi::Env env) { return env.Undefined(); });
+  SetBusy("backward");
+  work->Queue();
+  return work->Promise();
+}
+
+// reduceGradients(group, bucketBytes, gradLogp?, gradEntropy?, gradValues?)
+// -> Promise<{ reduceMs, waitMs, buckets }>: backward (when a gradient is
+// given; a rank with no rows gives none) with the gradient buffer summed over
+// the group in buckets of about bucketBytes, each as soon as backward has made
+// it final (distributed/overlap.h). Takes its turn among the group's collectives now.
+Napi::Value NativeModel::ReduceGradients(const Napi::CallbackInfo& info) {
+  CheckIdle("model.backward");
+  RLF_CHECK(!engine_, "model.backward: the gradient all-reduce overlapped with backward takes a cpu model; this one is on ",
+            Device::gpu(engine_ ? engine_->device() : 0).name());
+  const double bytes = number_arg(info[1], "model.backward: bucketBytes");
+  RLF_CHECK(bytes >= 0 && bytes <= 1e15 && bytes == static_cast<double>(static_cast<int64_t>(bytes)),
+            "model.backward: bucketBytes must be a whole number of bytes >= 0; got ", bytes);
+  const OutputGradients o = output_gradients(info, 2);
+  Transformer* m = model_.get();
+  const Tensor grads = m->grads();  // allocated on this thread
+  auto reduce = std::make_shared<distributed::OverlappedAllReduce>(
+      grads, distributed::plan_buckets(model::gradient_regions_in_backward_order(m->layout()),
+                                       static_cast<int64_t>(bytes) / static_cast<int64_t>(sizeof(float))));
+  std::shared_ptr<GroupTurn> turn = TakeGroupTurn(info[0], "model.backward");
+  auto times = std::make_shared<distributed::OverlapTimes>();
+  auto* work = new ModelWork(
+      info.Env(), this, info.This().As<Napi::Object>(),
+      [m, o, reduce, turn, times] {
+        reduce->start([turn](const std::function<void(distributed::ProcessGroup&)>& run) { turn->Run("allReduce", run); });
+        std::exception_ptr failed;
+        if (o.any()) {
+          try {
+            m->backward(o.logp, o.entropy, o.values, [&](const model::FlatRange& r) { reduce->mark_final(r); });
+          } catch (...) {
+            failed = std::current_exception();
+          }
+        }
+        // Even after backward failed, every bucket is reduced, so the ranks still make the same collectives.
+        try {
+          *times = reduce->finish();
+        } catch (...) {
+          if (!failed) failed = std::current_exception();
+        }
+        if (failed) std::rethrow_exception(failed);
+      },
+      [times](Napi::Env env) {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("reduceMs", times->reduce_ms);
+        out.Set("waitMs", times->wait_ms);
+        out.Set("buckets", times->buckets);
+        return static_cast<Napi::Value>(out);
+      });
   SetBusy("backward");
   work->Queue();
   return work->Promise();

@@ -38,12 +38,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value ParameterInfo(const Napi::CallbackInfo& info);
   Napi::Value Params(const Napi::CallbackInfo& info);
   Napi::Value Grads(const Napi::CallbackInfo& info);
+  Napi::Value DeviceGrads(const Napi::CallbackInfo& info);
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info);
   Napi::Value InitRandom(const Napi::CallbackInfo& info);
   Napi::Value LoadParameter(const Napi::CallbackInfo& info);
   Napi::Value ReadParameter(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Backward(const Napi::CallbackInfo& info);
+  Napi::Value ReduceGradients(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value AdamWStep(const Napi::CallbackInfo& info);
   Napi::Value GradNorm(const Napi::CallbackInfo& info);
@@ -58,7 +60,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   std::unique_ptr<model::Transformer> model_;
   // The CUDA engine when the model lives on a GPU; model_ then holds the
   // layout and a host copy of the parameters, synced on demand.
-  std::unique_ptr<cuda::Engine> engine_;
+  std::shared_ptr<cuda::Engine> engine_;  // shared with device views of its gradients
   bool host_dirty_ = false;  // the host copy may differ from the device's (loaded, or handed out as a view)
   const char* busy_ = nullptr;
 };

@@ -34,5 +34,11 @@ void synchronize(int device);
 std::string gemm_backend();
 // Makes `device` current for the kernels that follow on this thread.
 void set_device(int device);
+// A non-blocking stream of its own on `device`, for work beside the engine's
+// (NCCL's collectives), polled rather than waited on so a caller can time out.
+void* stream_create(int device);
+void stream_destroy(int device, void* stream) noexcept;
+// Whether everything queued on `stream` has finished; throws on a CUDA error.
+bool stream_done(int device, void* stream);
 
 }  // namespace rlfarm::cuda

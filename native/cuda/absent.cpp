@@ -27,6 +27,9 @@ void copy_device_to_device(int, void*, const void*, size_t) { unavailable(); }
 void memset_zero(int, void*, size_t) { unavailable(); }
 void synchronize(int) { unavailable(); }
 void set_device(int) { unavailable(); }
+void* stream_create(int) { unavailable(); }
+void stream_destroy(int, void*) noexcept {}
+bool stream_done(int, void*) { unavailable(); }
 
 void logprobs(const LogprobsArgs&) { unavailable(); }
 void logprobs_backward(const LogprobsBackwardArgs&) { unavailable(); }

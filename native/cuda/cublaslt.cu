@@ -9,14 +9,13 @@
 // The declarations below are cuBLASLt's C API (cublasLt.h), written out here
 // because the header is not installed where rlfarm is built; the layouts
 // come from plan_cublaslt (plan.cpp), which the CPU tests check.
-#include <dlfcn.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
 
+#include "../core/shared_library.h"
 #include "../ops/kernels.h"
 #include "check.h"
 #include "cublaslt.h"
@@ -63,32 +62,18 @@ struct Api {
   std::string why;  // empty when loaded
 };
 
-template <typename F>
-bool bind(void* lib, const char* name, F& fn) {
-  fn = reinterpret_cast<F>(dlsym(lib, name));
-  return fn != nullptr;
-}
-
 const Api& api() {
   static Api a;
   static std::once_flag once;
   std::call_once(once, [] {
-    const char* env = std::getenv("RLFARM_CUBLASLT");
-    void* lib = nullptr;
-    std::string tried;
-    for (const char* name : {env, "libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"}) {
-      if (name == nullptr || *name == '\0') continue;
-      lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-      tried += std::string(tried.empty() ? "" : ", ") + name;
-      if (lib != nullptr) {
-        a.library = name;
-        break;
-      }
-    }
+    const SharedLibrary found =
+        open_first({std::getenv("RLFARM_CUBLASLT"), "libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"});
+    void* lib = found.handle;
     if (lib == nullptr) {
-      a.why = "cuBLASLt not found (tried " + tried + "; set RLFARM_CUBLASLT to its file)";
+      a.why = "cuBLASLt not found (tried " + found.tried + "; set RLFARM_CUBLASLT to its file)";
       return;
     }
+    a.library = found.name;
     const bool ok = bind(lib, "cublasLtCreate", a.create) && bind(lib, "cublasLtMatmulDescCreate", a.desc_create) &&
                     bind(lib, "cublasLtMatmulDescSetAttribute", a.desc_set) &&
                     bind(lib, "cublasLtMatmulDescDestroy", a.desc_destroy) &&

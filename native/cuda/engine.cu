@@ -579,8 +579,17 @@ class CudaEngine final : public Engine {
     if (grads_.empty()) std::memset(host, 0, sizeof(float) * total_);
     else copy_to_host(device_, host, grads_.as<float>(), sizeof(float) * total_);
   }
+  float* device_grads() override {
+    allocate_grads();
+    return grads_.as<float>();
+  }
   void zero_grad() override {
     if (!grads_.empty()) memset_zero(device_, grads_.as<float>(), sizeof(float) * total_);
+  }
+  void allocate_grads() {
+    if (!grads_.empty()) return;
+    grads_.reserve(device_, sizeof(float) * static_cast<size_t>(total_), "the gradients");
+    memset_zero(device_, grads_.as<float>(), sizeof(float) * static_cast<size_t>(total_));
   }
 
   model::ForwardResult forward(const Tensor& tokens, const Tensor& mask, const model::ForwardOptions& o) override;
@@ -932,10 +941,7 @@ void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, c
   set_device(device_);
   const int64_t B = batch_, T = steps_, N = B * T, d = c_.dim, L = c_.layers, targets = B * (T - 1);
   const auto fl = [](int64_t n) { return sizeof(float) * static_cast<size_t>(n); };
-  if (grads_.empty()) {
-    grads_.reserve(device_, fl(total_), "the gradients");
-    memset_zero(device_, grads_.as<float>(), fl(total_));
-  }
+  allocate_grads();
   float* G = grads_.as<float>();
   const int64_t up = c_.arch == model::Arch::gpt2 ? c_.hidden : 2 * c_.hidden;
   dnf_.reserve(device_, fl(N * d), "gradients");

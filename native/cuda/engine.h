@@ -31,6 +31,9 @@ class Engine {
   virtual void download_params(float* host) = 0;
   // The gradient buffer (zeros before the first backward).
   virtual void download_grads(float* host) = 0;
+  // The gradient buffer itself on the device (allocated as zeros first), for
+  // collectives that reduce it in place (the NCCL group).
+  virtual float* device_grads() = 0;
   virtual void zero_grad() = 0;
   // As model::Transformer's, with the same checks and messages.
   virtual model::ForwardResult forward(const Tensor& tokens, const Tensor& mask, const model::ForwardOptions& o) = 0;

@@ -111,4 +111,28 @@ void synchronize(int device) {
   RLF_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+void* stream_create(int device) {
+  set_device(device);
+  cudaStream_t stream = nullptr;
+  RLF_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  return stream;
+}
+
+void stream_destroy(int device, void* stream) noexcept {
+  if (stream == nullptr) return;
+  if (cudaSetDevice(device) == cudaSuccess) cudaStreamDestroy(static_cast<cudaStream_t>(stream));
+  cudaGetLastError();
+}
+
+bool stream_done(int device, void* stream) {
+  set_device(device);
+  const cudaError_t err = cudaStreamQuery(static_cast<cudaStream_t>(stream));
+  if (err == cudaErrorNotReady) {
+    cudaGetLastError();  // not an error: clear it so the next check does not see it
+    return false;
+  }
+  RLF_CUDA_CHECK(err);
+  return true;
+}
+
 }  // namespace rlfarm::cuda

@@ -47,6 +47,20 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
+void check_all_gather(const Tensor& in, const Tensor& out, int world_size) {
+  RLF_CHECK(in.dtype == out.dtype, "distributed.allGather: the output is ", dtype_name(out.dtype), " but the input is ",
+            dtype_name(in.dtype));
+  RLF_CHECK(out.numel() == in.numel() * world_size, "distributed.allGather: the output must hold world size (", world_size,
+            ") x ", in.numel(), " elements; got ", out.numel());
+}
+
+void check_reduce_scatter(const Tensor& in, const Tensor& out, int world_size) {
+  RLF_CHECK(in.dtype == out.dtype, "distributed.reduceScatter: the output is ", dtype_name(out.dtype), " but the input is ",
+            dtype_name(in.dtype));
+  RLF_CHECK(in.numel() == out.numel() * world_size, "distributed.reduceScatter: the input must hold world size (", world_size,
+            ") x ", out.numel(), " elements; got ", in.numel());
+}
+
 #if RLFARM_WITH_GLOO
 
 bool gloo_compiled() { return true; }
@@ -237,10 +251,7 @@ class GlooGroup : public ProcessGroup {
   void all_gather(const Tensor& in, const Tensor& out, Milliseconds timeout) override {
     check_host(in, "allGather");
     check_host(out, "allGather");
-    RLF_CHECK(in.dtype == out.dtype, "distributed.allGather: the output is ", dtype_name(out.dtype), " but the input is ",
-              dtype_name(in.dtype));
-    RLF_CHECK(out.numel() == in.numel() * options_.world_size, "distributed.allGather: the output must hold world size (",
-              options_.world_size, ") x ", in.numel(), " elements; got ", out.numel());
+    check_all_gather(in, out, options_.world_size);
     if (in.numel() == 0) return;
     run("allGather", in, [&] {
       gloo::AllgatherOptions o(context_);
@@ -259,10 +270,7 @@ class GlooGroup : public ProcessGroup {
   void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op, Milliseconds timeout) override {
     check_host(in, "reduceScatter");
     check_host(out, "reduceScatter");
-    RLF_CHECK(in.dtype == out.dtype, "distributed.reduceScatter: the output is ", dtype_name(out.dtype),
-              " but the input is ", dtype_name(in.dtype));
-    RLF_CHECK(in.numel() == out.numel() * options_.world_size, "distributed.reduceScatter: the input must hold world size (",
-              options_.world_size, ") x ", out.numel(), " elements; got ", in.numel());
+    check_reduce_scatter(in, out, options_.world_size);
     const Tensor scratch = clone(in);
     if (in.dtype == DType::f32 && op == ReduceOp::sum) {
       reduce_scatter_blocks(scratch.data<float>(), scratch.numel(), out.numel(), timeout);
@@ -339,7 +347,7 @@ class GlooGroup : public ProcessGroup {
   void check_host(const Tensor& t, const char* op) const {
     check_usable(t, op);
     RLF_CHECK(t.device().is_cpu(), "distributed.", op, ": the Gloo group takes host tensors; got one on ", t.device().name(),
-              " (NCCL for CUDA tensors is not built yet: move it with .to('cpu'))");
+              " (CUDA tensors go to the NCCL group, which takes every tensor of a call on the same device)");
   }
 
   uint32_t next_tag() { return tag_++; }

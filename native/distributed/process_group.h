@@ -1,6 +1,6 @@
 // A process group: the ranks of a data-parallel run and the collectives among
-// them. One interface for every engine: Gloo serves host tensors (gloo.cpp);
-// an NCCL group for CUDA tensors would implement the same class. Calls block
+// them. One interface for every engine: Gloo serves host tensors (gloo.cpp),
+// NCCL serves CUDA tensors (nccl.cpp). Calls block
 // the calling thread (the binding runs them off the event loop) and must be
 // made in the same order on every rank, as with any collective library.
 #pragma once
@@ -17,6 +17,9 @@ namespace rlfarm::distributed {
 enum class ReduceOp { sum, avg, max, min };
 ReduceOp parse_reduce_op(const std::string& name);
 const char* reduce_op_name(ReduceOp op);
+// What every engine checks of all_gather's and reduce_scatter's tensors (same dtype, world_size blocks).
+void check_all_gather(const Tensor& in, const Tensor& out, int world_size);
+void check_reduce_scatter(const Tensor& in, const Tensor& out, int world_size);
 
 struct GroupOptions {
   int rank = 0;
@@ -39,7 +42,7 @@ class ProcessGroup {
   virtual ~ProcessGroup() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
-  virtual const char* backend() const = 0;  // "gloo", later "nccl"
+  virtual const char* backend() const = 0;  // "gloo" or "nccl"
 
   // In place on every rank. avg divides after the sum (integers: truncates).
   virtual void all_reduce(const Tensor& t, ReduceOp op, Milliseconds timeout) = 0;

@@ -135,4 +135,21 @@ ParamLayout make_layout(const ModelConfig& c) {
   return layout;
 }
 
+std::vector<FlatRange> gradient_regions_in_backward_order(const ParamLayout& layout) {
+  // Layers are laid out one after another, each starting with its first norm.
+  const int64_t layers = static_cast<int64_t>(layout.layers.size());
+  const auto layer_begin = [&](int64_t l) { return static_cast<int64_t>(layout.layers[l].norm1_w); };
+  // Both architectures put the final norm right after the last layer.
+  const int64_t body_end = static_cast<int64_t>(layout.final_norm_w);
+  const int64_t body_begin = layers > 0 ? layer_begin(0) : body_end;
+  std::vector<FlatRange> out;
+  const auto add = [&](int64_t begin, int64_t end) {
+    if (end > begin) out.push_back(FlatRange{begin, end});
+  };
+  add(body_end, static_cast<int64_t>(layout.total));
+  for (int64_t l = layers - 1; l >= 0; --l) add(layer_begin(l), l + 1 < layers ? layer_begin(l + 1) : body_end);
+  add(0, body_begin);
+  return out;
+}
+
 }  // namespace rlfarm::model

@@ -53,4 +53,16 @@ struct ParamLayout {
 
 ParamLayout make_layout(const ModelConfig& config);
 
+// [begin, end) in floats of the flat buffer.
+struct FlatRange {
+  int64_t begin, end;
+};
+
+// The regions of the gradient buffer in the order Transformer::backward makes
+// them final: what follows the last layer (final norm, an untied LM head, the
+// scalar head), then each layer from the last to the first, then what comes
+// before the first layer (the embeddings, which a tied LM head shares and so
+// are final only at the end). Empty regions are left out.
+std::vector<FlatRange> gradient_regions_in_backward_order(const ParamLayout& layout);
+
 }  // namespace rlfarm::model

@@ -349,7 +349,8 @@ ForwardResult Transformer::forward(const Tensor& tokens, const Tensor& mask, con
   return r;
 }
 
-void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values_in) {
+void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values_in,
+                           const RegionFinal& on_final) {
   RLF_CHECK(saved_ && saved_->train, "model.backward: run a forward with train: true first");
   Saved& s = *saved_;
   const ModelConfig& c = config_;
@@ -415,6 +416,14 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
                 s.stats.data() + 2 * c.layers * 2 * N, dx.data(), G + layout_.final_norm_w, gopt(layout_.final_norm_b),
                 N, d);
 
+  // Regions in the order below: the part after the layers, each layer, the embeddings.
+  const std::vector<FlatRange> regions = on_final ? gradient_regions_in_backward_order(layout_) : std::vector<FlatRange>{};
+  size_t next_region = 0;
+  const auto region_done = [&] {
+    if (on_final) on_final(regions.at(next_region++));
+  };
+  region_done();
+
   CpuOps ops{c, rope_};
   const BlockGrads grads_buffers{dx.data(), dnf.data(), s.normed.data(), s.dact.data(), s.dpre.data(), s.datt.data(),
                                  s.dqkv.data()};  // dnf is reused as the gradient at a norm's output
@@ -433,11 +442,14 @@ void Transformer::backward(const Tensor& grad_logp, const Tensor& grad_entropy, 
                            s.pre.data() + l * N * up_width,
                            s.act.data() + l * N * c.hidden};
     block_backward(ops, c, layout_.layers[l], P, G, saved, grads_buffers);
+    region_done();
   }
   embed_backward(s.tokens.data(), dx.data(), G + layout_.token_embedding, N, d);
   if (layout_.position_embedding != kNone) {
     embed_backward(s.positions.data(), dx.data(), G + layout_.position_embedding, N, d);
   }
+  region_done();
+  RLF_CHECK(next_region == regions.size(), "model.backward: finished ", next_region, " gradient regions of ", regions.size());
 }
 
 }  // namespace rlfarm::model

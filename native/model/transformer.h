@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "../core/huge_pages.h"
@@ -105,8 +106,13 @@ class Transformer {
   ForwardResult forward(const Tensor& tokens, const Tensor& mask, const ForwardOptions& options);
   // Gradients at the outputs of the last training forward ([B, T-1] for
   // log-probs and entropy, [B, T] for values; each may be undefined); adds the
-  // parameter gradients into grads().
-  void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values);
+  // parameter gradients into grads(). on_final, when given, is called with
+  // each region of gradient_regions_in_backward_order(layout()), in that
+  // order, as soon as backward has written its last gradient there (a data-
+  // parallel caller all-reduces it while backward goes on).
+  using RegionFinal = std::function<void(const FlatRange&)>;
+  void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values,
+                const RegionFinal& on_final = nullptr);
   GenerateResult generate(const Tensor& prompts, const Tensor& mask, const GenerateOptions& options);
 
   // The checks of forward(), backward() and generate() (the CUDA engine makes the same ones).

@@ -4,7 +4,7 @@
 // the file TEST_RESULT_FILE (or stdout).
 import fs from 'node:fs'
 import { AdamW, distributed, Model, Tensor } from 'rlfarm'
-import { optimizerState, shardOptimizer } from 'rlfarm/internal'
+import { dataParallel, nativeGroup, optimizerState, overlapBackward, shardOptimizer } from 'rlfarm/internal'
 
 const scenario = process.argv[2]
 const rank = Number(process.env.RANK)
@@ -21,6 +21,14 @@ function make(dtype, n, r) {
   return Tensor.from(Uint16Array.from({ length: n }, (_, i) => bf16(value(r, i))))
 }
 const read = (t) => (t.dtype === 'bf16' ? Array.from(t.data, fromBf16) : Array.from(t.data))
+
+// A 3-layer model and this rank's gradient at its log-probs, for the overlap scenarios.
+const OVERLAP_MODEL = { arch: 'gpt2', vocab: 64, dim: 32, layers: 3, heads: 2, maxPositions: 16 }
+async function overlapForward(model) {
+  const tokens = Tensor.from(Int32Array.from({ length: 2 * 12 }, (_, i) => (i * 7 + rank * 13) % 64), [2, 12])
+  const { logp } = await model.forward(tokens, { train: true })
+  return { gradLogp: Tensor.from(Float32Array.from({ length: 2 * 11 }, (_, i) => Math.sin(i + 3 * rank)), logp.shape) }
+}
 
 const scenarios = {
   async collectives() {
@@ -95,6 +103,67 @@ const scenarios = {
       return { error: err.message, seconds: (Date.now() - started) / 1000 }
     }
   },
+  async overlap() {
+    // The gradients summed bucket by bucket during backward against one
+    // all-reduce after it, with buckets per layer and one bucket; with 3
+    // ranks the last has no rows and only takes part in the sums.
+    const dp = dataParallel()
+    const hasRows = !(worldSize === 3 && rank === worldSize - 1)
+    const reference = Model.create(OVERLAP_MODEL, { seed: 3 })
+    if (hasRows) await dp.backwardAndReduce(reference, await overlapForward(reference))
+    else await dp.allReduceGradients(reference)
+    const expected = reference.flatGradients().data
+    const out = { buckets: [], differences: [], largest: expected.reduce((m, x) => Math.max(m, Math.abs(x)), 0) }
+    for (const bucketBytes of [0, 1 << 30]) {
+      const model = Model.create(OVERLAP_MODEL, { seed: 3 })
+      overlapBackward(model, bucketBytes)
+      const times = hasRows ? await dp.backwardAndReduce(model, await overlapForward(model)) : await dp.allReduceGradients(model)
+      out.buckets.push(times.buckets)
+      const got = model.flatGradients().data
+      out.differences.push(got.reduce((m, x, i) => Math.max(m, Math.abs(x - expected[i])), 0))
+    }
+    return out
+  },
+  async overlapPeerFails() {
+    // Rank 1 leaves (TEST_PEER=exits) or stops calling (silent) while rank 0 runs an overlapped backward.
+    const model = Model.create(OVERLAP_MODEL, { seed: 3 })
+    overlapBackward(model, 0)
+    const grads = await overlapForward(model)
+    await distributed.barrier()
+    if (rank === 1) {
+      if (process.env.TEST_PEER === 'exits') {
+        report({})
+        process.exit(0)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 8000))
+      return {}
+    }
+    const started = Date.now()
+    try {
+      await dataParallel().backwardAndReduce(model, grads)
+      return { error: 'no error' }
+    } catch (err) {
+      return { error: err.message, seconds: (Date.now() - started) / 1000 }
+    }
+  },
+  async shareId() {
+    // Rank 0's 128 bytes (an ncclUniqueId's size) reach every rank through the
+    // store; TEST_ID_BYTES makes rank 0 give another size.
+    const size = 128
+    const made = Uint8Array.from({ length: Number(process.env.TEST_ID_BYTES ?? size) }, (_, i) => (i * 37 + 11) % 256)
+    const started = Date.now()
+    try {
+      const got = await nativeGroup('shareId').shareFromRankZero('nccl-id', rank === 0 ? Tensor.from(made).native : undefined, size)
+      const bytes = Array.from(new Tensor(got).data)
+      // The key was erased once every rank had it: a second exchange under it gets the new bytes.
+      const again = await nativeGroup('shareId').shareFromRankZero('nccl-id', rank === 0 ? Tensor.from(made.map((b) => 255 - b)).native : undefined, size)
+      return { same: bytes.every((b, i) => b === made[i]) && bytes.length === size, second: Array.from(new Tensor(again).data).every((b, i) => b === 255 - made[i]) }
+    } catch (err) {
+      // Rank 0 serves the store: it stays until the others have timed out waiting.
+      if (rank === 0) await new Promise((resolve) => setTimeout(resolve, 4000))
+      return { error: err.message, seconds: (Date.now() - started) / 1000 }
+    }
+  },
   async zero() {
     // ZeRO-1's step against one process's AdamW on the summed gradients: a
     // model of over 2M parameters, so the ring moves each shard in pieces.
@@ -145,7 +214,10 @@ const report = (result) => {
   else process.stdout.write(line)
 }
 try {
-  await distributed.init({ rendezvousTimeoutMs: Number(process.env.TEST_RDZV_TIMEOUT_MS ?? 60000) })
+  await distributed.init({
+    rendezvousTimeoutMs: Number(process.env.TEST_RDZV_TIMEOUT_MS ?? 60000),
+    ...(process.env.TEST_TIMEOUT_MS ? { timeoutMs: Number(process.env.TEST_TIMEOUT_MS) } : {}),
+  })
   report(await scenarios[scenario]())
   // The silent ranks' group is left to exit with the process (rank 0's call broke it).
   if (scenario !== 'silent') await distributed.destroy()

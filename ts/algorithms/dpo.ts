@@ -6,7 +6,7 @@ import type { SequenceBatch } from '../data/batch.js'
 import type { SequenceEncoder } from '../data/encode.js'
 import type { PreferenceExample } from '../data/examples.js'
 import type { Model } from '../model/model.js'
-import { dataParallel, type DataParallel } from '../distributed/data-parallel.js'
+import { dataParallel, lastWithRows, microBatchBackward, type DataParallel } from '../distributed/data-parallel.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
@@ -111,25 +111,28 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
 
   while (step < steps && !ctx.stopRequested()) {
     const m = { loss: 0, accuracy: 0, chosen_reward: 0, rejected_reward: 0 }
-    for (let k = 0; k < micro; k++) {
-      const whole = order.next()
-      // With dp: this rank's shard of the micro-batch; its means count for its share.
-      const idx = dp ? dp.shard(whole) : whole
+    // With dp: this rank's shard of each micro-batch; its means count for its share.
+    const wholes = Array.from({ length: micro }, () => order.next())
+    const shards = wholes.map((whole) => (dp ? dp.shard(whole) : whole))
+    // This rank's last micro-batch with rows: its backward sums the gradients over the ranks as it goes.
+    const reducing = lastWithRows(shards)
+    for (const [k, whole] of wholes.entries()) {
+      const idx = shards[k]
       if (idx.length === 0) continue
       const w = dp ? idx.length / whole.length / micro : 1 / micro
       const pairs = idx.map((i) => split.train[i])
       const r = await dpo(pairs, Float32Array.from(idx, (i) => ref.chosen[i]), Float32Array.from(idx, (i) => ref.rejected[i]), true)
       // d loss / d logp of a response token is d loss / d (its sequence's log-prob).
       const rowGrads = Float32Array.from([...(r.loss.gradChosen.data as Float32Array), ...(r.loss.gradRejected.data as Float32Array)], (g) => (dp ? g * w : g / micro))
-      await policy.model.backward({ gradLogp: ops.broadcastRows(Tensor.from(rowGrads, [rowGrads.length], { device: r.responseMask.device }), r.responseMask) })
+      await microBatchBackward(policy.model, { gradLogp: ops.broadcastRows(Tensor.from(rowGrads, [rowGrads.length], { device: r.responseMask.device }), r.responseMask) }, k === reducing ? dp : undefined)
       m.loss += dp ? r.loss.loss * w : r.loss.loss / micro
       m.accuracy += dp ? r.loss.accuracy * w : r.loss.accuracy / micro
       m.chosen_reward += dp ? meanOf(r.loss.chosenReward) * w : meanOf(r.loss.chosenReward) / micro
       m.rejected_reward += dp ? meanOf(r.loss.rejectedReward) * w : meanOf(r.loss.rejectedReward) / micro
     }
     if (dp) {
+      if (reducing < 0) await dp.allReduceGradients(policy.model)
       ;[m.loss, m.accuracy, m.chosen_reward, m.rejected_reward] = await dp.sum([m.loss, m.accuracy, m.chosen_reward, m.rejected_reward])
-      await dp.allReduceGradients(policy.model)
     }
     checkFinite(m.loss, 'the DPO loss', step)
     const { gradNorm, lr } = await optimizerStep(opt, config.optimizer, step, steps)

@@ -16,6 +16,7 @@
 // and every logged figure are the whole batch's; the loss parts are weighed
 // by the whole batch (and micro-batch), and gradients summed before AdamW.
 import type { GroupConfig } from '../config/types.generated.js'
+import { microBatchBackward } from '../distributed/data-parallel.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
@@ -399,52 +400,58 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
     const m = { loss: 0, policy_loss: 0, kl_loss: 0, clip_fraction: 0, clip_fraction_low: 0, clip_fraction_high: 0, approx_kl: 0, entropy: 0 }
     let gradNorm = 0
     let lr = 0
+    // Micro-batches of B rows; their parts sum to the loss of the whole batch.
+    // This rank's rows of each: mb, of the chunk's rows [start, end); offset is the chunk's first row in the batch.
+    const micros: { c: (typeof chunkData)[number]; offset: number; start: number; end: number; mb: number[] }[] = []
+    let chunkOffset = 0
+    for (const c of chunkData) {
+      const n = c.lengths.length
+      for (let start = 0; start < n; start += B) {
+        const end = Math.min(start + B, n)
+        const mb = c.rows.flatMap((r, j) => (r >= start && r < end ? [j] : []))
+        if (mb.length > 0 && c.rollout && c.logprobs) micros.push({ c, offset: chunkOffset, start, end, mb })
+      }
+      chunkOffset += n
+    }
     for (let iteration = 0; update && iteration < mu; iteration++) {
-      // Micro-batches of B rows; their parts sum to the loss of the whole batch.
-      let offset = 0
       let iterationLoss = 0
-      for (const c of chunkData) {
-        const n = c.lengths.length
-        for (let start = 0; start < n; start += B) {
-          const end = Math.min(start + B, n)
-          // This rank's rows of the micro-batch [start, end) of the chunk.
-          const mb = c.rows.flatMap((r, j) => (r >= start && r < end ? [j] : []))
-          if (mb.length === 0 || !c.rollout || !c.logprobs) continue
-          const [mbMask, mbTokens, attention, oldLogp, refLogp] = ops.selectRows(
-            [c.logprobs.actionMask, c.rollout.tokens, c.rollout.attentionMask, c.logprobs.oldLogp, ...(c.logprobs.refLogp ? [c.logprobs.refLogp] : [])],
-            mb,
-          )
-          const out = await policy.model.forward(mbTokens, { attentionMask: attention, train: true, temperature, entropy: true, onDevice: true })
-          const micro = dp ? { rows: end - start, tokens: c.lengths.slice(start, end).reduce((x, y) => x + y, 0) } : undefined
-          const part = groupLossPart(
-            out.logp!,
-            oldLogp,
-            refLogp,
-            dp ? Float32Array.from(mb, (j) => advantages[offset + c.rows[j]]) : advantages.subarray(offset + start, offset + start + mb.length),
-            mbMask,
-            batch,
-            lossOptions,
-            micro,
-          )
-          await policy.model.backward({ gradLogp: part.grad })
-          // With more ranks the loss is checked once summed (below), so that every rank stops alike.
-          if (!dp) checkFinite(part.loss, `the ${baseline.toUpperCase()} loss`, step)
-          iterationLoss += part.loss
-          const tokens = total(ops.rowSum(mbMask))
-          m.loss += part.loss / mu
-          m.policy_loss += part.policyLoss / mu
-          m.kl_loss += part.klLoss / mu
-          m.clip_fraction += part.clipRegion / mu
-          m.clip_fraction_low += part.clipLow / mu
-          m.clip_fraction_high += part.clipHigh / mu
-          m.approx_kl += part.approxKl / mu
-          m.entropy += (maskedMean(out.entropy!, mbMask) * tokens) / Math.max(batch.tokens, 1) / mu
-        }
-        offset += n
+      for (const [k, { c, offset, start, end, mb }] of micros.entries()) {
+        const rollout = c.rollout!
+        const logprobs = c.logprobs!
+        const [mbMask, mbTokens, attention, oldLogp, refLogp] = ops.selectRows(
+          [logprobs.actionMask, rollout.tokens, rollout.attentionMask, logprobs.oldLogp, ...(logprobs.refLogp ? [logprobs.refLogp] : [])],
+          mb,
+        )
+        const out = await policy.model.forward(mbTokens, { attentionMask: attention, train: true, temperature, entropy: true, onDevice: true })
+        const micro = dp ? { rows: end - start, tokens: c.lengths.slice(start, end).reduce((x, y) => x + y, 0) } : undefined
+        const part = groupLossPart(
+          out.logp!,
+          oldLogp,
+          refLogp,
+          dp ? Float32Array.from(mb, (j) => advantages[offset + c.rows[j]]) : advantages.subarray(offset + start, offset + start + mb.length),
+          mbMask,
+          batch,
+          lossOptions,
+          micro,
+        )
+        // This rank's last micro-batch sums the gradients over the ranks as its backward goes.
+        await microBatchBackward(policy.model, { gradLogp: part.grad }, k === micros.length - 1 ? dp : undefined)
+        // With more ranks the loss is checked once summed (below), so that every rank stops alike.
+        if (!dp) checkFinite(part.loss, `the ${baseline.toUpperCase()} loss`, step)
+        iterationLoss += part.loss
+        const tokens = total(ops.rowSum(mbMask))
+        m.loss += part.loss / mu
+        m.policy_loss += part.policyLoss / mu
+        m.kl_loss += part.klLoss / mu
+        m.clip_fraction += part.clipRegion / mu
+        m.clip_fraction_low += part.clipLow / mu
+        m.clip_fraction_high += part.clipHigh / mu
+        m.approx_kl += part.approxKl / mu
+        m.entropy += (maskedMean(out.entropy!, mbMask) * tokens) / Math.max(batch.tokens, 1) / mu
       }
       if (dp) {
+        if (micros.length === 0) await dp.allReduceGradients(policy.model)
         checkFinite((await dp.sum([iterationLoss]))[0], `the ${baseline.toUpperCase()} loss`, step)
-        await dp.allReduceGradients(policy.model)
       }
       const r = await optimizerStep(opt, config.optimizer, step * mu + iteration, steps * mu)
       gradNorm = r.gradNorm

@@ -12,6 +12,7 @@
 // Data-parallel, each rank rolls out and trains on its rows of the batch (rows
 // rank, rank + N, ...); scores, normalisation, whitening, each minibatch's
 // token mean and every logged figure are over the whole batch.
+import { microBatchBackward } from '../distributed/data-parallel.js'
 import type { Model } from '../model/model.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
@@ -173,7 +174,9 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
         const mbSequences = whole.reduce((a, b) => a + (rowTokens[b] > 0 ? 1 : 0), 0)
         const part = { policy: [0, 0, 0, 0], value: [0, 0] }
         let valueGrad: Tensor | undefined
+        let hasRows = false
         if (mb.length > 0 && rollout && shard && mask) {
+          hasRows = true
           const [tokens, attention, mbMask, oldLogp, advantages, oldValues, returns] = ops.selectRows(
             [rollout.tokens, rollout.attentionMask, mask, shard.oldLogp, shard.advantages!, shard.oldValues, shard.returns],
             mb,
@@ -205,7 +208,8 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
           if (o.entropy_coef !== 0) {
             gradEntropy = ops.add(mbMask, undefined, { alpha: -o.entropy_coef / tokensInMb }) // loss -= coef * mean entropy
           }
-          await policy.model.backward({ gradLogp: pg!.grad, gradEntropy })
+          // With more ranks the backward sums the gradients over the ranks as it goes.
+          await microBatchBackward(policy.model, { gradLogp: pg!.grad, gradEntropy }, dp)
           part.policy = [pg!.loss * lossShare, pg!.clipFraction * tokenShare, pg!.approxKl * tokenShare, pg!.entropy! * tokenShare]
 
           // The value loss is taken on the value model's device (the policy's, unless the config puts them apart).
@@ -221,20 +225,17 @@ export async function trainPpo(ctx: TrainerContext): Promise<StageResult> {
           valueGrad = vl!.grad
           part.value = [vl!.loss * tokenShare, vl!.clipFraction * tokenShare]
         }
-        if (dp) {
-          part.policy = await dp.sum(part.policy)
-          await dp.allReduceGradients(policy.model)
-        }
+        // A rank with no rows of this minibatch takes part in the sums at the same point.
+        if (dp && !hasRows) await dp.allReduceGradients(policy.model)
+        if (dp) part.policy = await dp.sum(part.policy)
         checkFinite(part.policy[0], 'the PPO policy loss', step)
         const step1 = await optimizerStep(policyOpt, config.optimizer, step * updatesPerStep + updates, totalUpdates)
         gradNorm = step1.gradNorm
         lr = step1.lr
 
-        if (valueGrad) await value.model.backward({ gradValues: valueGrad })
-        if (dp) {
-          part.value = await dp.sum(part.value)
-          await dp.allReduceGradients(value.model)
-        }
+        if (valueGrad) await microBatchBackward(value.model, { gradValues: valueGrad }, dp)
+        if (dp && !hasRows) await dp.allReduceGradients(value.model)
+        if (dp) part.value = await dp.sum(part.value)
         checkFinite(part.value[0], 'the PPO value loss', step)
         await optimizerStep(valueOpt, config.optimizer, step * updatesPerStep + updates, totalUpdates)
 

@@ -6,7 +6,7 @@ import type { EncodedPair } from '../data/encode.js'
 import { parseSftRow, type SftExample } from '../data/examples.js'
 import * as ops from '../ops.js'
 import type { Model } from '../model/model.js'
-import { dataParallel, type DataParallel } from '../distributed/data-parallel.js'
+import { dataParallel, microBatchBackward, type DataParallel } from '../distributed/data-parallel.js'
 import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
 import { EpochBatches, readRows, splitEval, totalSteps } from '../training/data-order.js'
 import { loadPolicy } from '../training/models.js'
@@ -45,15 +45,17 @@ export async function sftStep(model: Model, chunks: EncodedPair[][], pad: number
   if (dp) [tokens] = await dp.sum([tokens], 'i32')
   tokens = Math.max(tokens, 1)
   let nll = 0
-  for (const batch of batches) {
+  for (const [k, batch] of batches.entries()) {
     const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train: true, onDevice: true })
     const responseMask = batch.responseMask.to(logp!.device)
     nll -= total(ops.rowSum(logp!, responseMask))
-    await model.backward({ gradLogp: ops.add(responseMask, undefined, { alpha: -1 / tokens }) })
+    const grads = { gradLogp: ops.add(responseMask, undefined, { alpha: -1 / tokens }) }
+    // The last micro-batch's backward sums the gradients over the ranks as it goes.
+    await microBatchBackward(model, grads, k === batches.length - 1 ? dp : undefined)
   }
   if (dp) {
+    if (batches.length === 0) await dp.allReduceGradients(model)
     ;[nll] = await dp.sum([nll])
-    await dp.allReduceGradients(model)
   }
   return { loss: checkFinite(nll / tokens, 'the SFT loss', step), tokens }
 }

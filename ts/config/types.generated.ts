@@ -1182,6 +1182,18 @@ export interface DistributedConfig {
    * `bool`, default `false`.
    */
   shard_optimizer: boolean
+  /**
+   * all-reduce the gradients in buckets during the step's last backward, each bucket as soon as backward has finished it (cpu models without shard_optimizer; otherwise after backward).
+   *
+   * `bool`, default `true`.
+   */
+  overlap_backward: boolean
+  /**
+   * size of a gradient bucket of overlap_backward in MB (whole layers are joined until a bucket holds this much; 0: a bucket per layer).
+   *
+   * `double`, default `25`, range [0, 100000].
+   */
+  bucket_mb: number
 }
 
 /** `DistributedConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
@@ -1192,6 +1204,18 @@ export interface DistributedConfigInput {
    * `bool`, default `false`.
    */
   shard_optimizer?: boolean
+  /**
+   * all-reduce the gradients in buckets during the step's last backward, each bucket as soon as backward has finished it (cpu models without shard_optimizer; otherwise after backward).
+   *
+   * `bool`, default `true`.
+   */
+  overlap_backward?: boolean
+  /**
+   * size of a gradient bucket of overlap_backward in MB (whole layers are joined until a bucket holds this much; 0: a bucket per layer).
+   *
+   * `double`, default `25`, range [0, 100000].
+   */
+  bucket_mb?: number
 }
 
 /**

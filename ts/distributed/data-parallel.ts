@@ -4,12 +4,27 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import type { Model } from '../model/model.js'
+import type { BackwardGradients, Model } from '../model/model.js'
+import type { GradientReduceTimes } from '../native.js'
 import * as ops from '../ops.js'
 import { backend, Tensor } from '../tensor.js'
 import { firstDifference } from '../util/json.js'
-import { distributed } from './index.js'
+import { distributed, nativeGroup } from './index.js'
 import { gradientsReducedByStep } from './zero.js'
+
+// Models whose gradients are all-reduced in buckets of this many bytes during
+// their step's last backward (distributed.overlap_backward).
+const overlapped = new WeakMap<Model, number>()
+
+/**
+ * From now on, `model`'s gradient all-reduce overlaps its step's last
+ * backward, in buckets of about bucketBytes (0: a bucket per layer). Every
+ * rank must set the same; cuda models and ZeRO-1 keep reducing after backward.
+ */
+export function overlapBackward(model: Model, bucketBytes: number): void {
+  if (!Number.isInteger(bucketBytes) || bucketBytes < 0) throw new RangeError(`overlapBackward: bucketBytes must be an integer >= 0; got ${bucketBytes}`)
+  overlapped.set(model, bucketBytes)
+}
 
 export interface DataParallel {
   readonly rank: number
@@ -20,8 +35,19 @@ export interface DataParallel {
   sum(values: readonly number[], dtype?: 'f32' | 'i32'): Promise<number[]>
   /** Sums a Float32Array over every rank, in place. */
   sumInPlace(values: Float32Array): Promise<void>
-  /** Sums the model's gradients (one contiguous buffer) over every rank, in place; under ZeRO-1 the optimizer's step does it. */
-  allReduceGradients(model: Model): Promise<void>
+  /**
+   * Sums the model's gradients (one contiguous buffer) over every rank, in
+   * place; under ZeRO-1 the optimizer's step does it. A rank whose step had
+   * no rows calls this where the others call backwardAndReduce.
+   */
+  allReduceGradients(model: Model): Promise<GradientReduceTimes | undefined>
+  /**
+   * The backward of the step's last micro-batch on this rank, then
+   * allReduceGradients; with overlapBackward set on the model (a cpu model
+   * without ZeRO-1), each bucket of the gradients is summed while backward
+   * works on the layers before it. Resolves to the bucketed reduce's times.
+   */
+  backwardAndReduce(model: Model, grads: BackwardGradients): Promise<GradientReduceTimes | undefined>
   /**
    * The whole batch's per-row values on every rank, in batch order: this
    * rank's row j (width values each) goes to row rows[j] of `total`. Exact:
@@ -67,11 +93,10 @@ export function dataParallel(): DataParallel | undefined {
       await distributed.allReduce(Tensor.from(values), { op: 'sum' })
     },
     async allReduceGradients(model) {
-      // Under ZeRO-1 the optimizer step reduce-scatters them itself.
-      if (gradientsReducedByStep(model)) return
-      // Gloo's ring allreduce cuts the buffer into segments itself: one call
-      // moves all of it, with no per-parameter latency.
-      await distributed.allReduce(model.flatGradients(), { op: 'sum' })
+      return reduceGradients(model, undefined)
+    },
+    async backwardAndReduce(model, grads) {
+      return reduceGradients(model, grads)
     },
     async gatherRows(local, rows, total, width = 1) {
       if (local.length !== rows.length * width) throw new RangeError(`gatherRows: ${local.length} values for ${rows.length} rows of ${width}`)
@@ -143,6 +168,36 @@ export function dataParallel(): DataParallel | undefined {
       return first.value as T
     },
   }
+}
+
+// backward(grads) when given, and the gradients summed over every rank.
+async function reduceGradients(model: Model, grads: BackwardGradients | undefined): Promise<GradientReduceTimes | undefined> {
+  // Under ZeRO-1 the optimizer step reduce-scatters them itself.
+  if (gradientsReducedByStep(model)) {
+    if (grads) await model.backward(grads)
+    return undefined
+  }
+  const bucketBytes = overlapped.get(model)
+  if (bucketBytes !== undefined && model.device === 'cpu') return model.backwardReduced(grads, nativeGroup('backwardAndReduce')!, bucketBytes)
+  if (grads) await model.backward(grads)
+  // One call for the whole buffer (Gloo's ring and NCCL cut it into segments
+  // themselves); a cuda model's gradients stay on its device, for NCCL.
+  await distributed.allReduce(model.device === 'cpu' ? model.flatGradients() : model.deviceGradients(), { op: 'sum' })
+  return undefined
+}
+
+/**
+ * model.backward(grads), or with `reduceOver` (the step's last micro-batch on
+ * this rank of a data-parallel run) its backwardAndReduce.
+ */
+export async function microBatchBackward(model: Model, grads: BackwardGradients, reduceOver: DataParallel | undefined): Promise<void> {
+  if (reduceOver) await reduceOver.backwardAndReduce(model, grads)
+  else await model.backward(grads)
+}
+
+/** The index of the last micro-batch in which this rank has rows (-1: none); its backward is the one that reduces. */
+export function lastWithRows(shards: readonly (readonly unknown[])[]): number {
+  return shards.reduce((found: number, rows, k) => (rows.length > 0 ? k : found), -1)
 }
 
 /** True on every rank when `flag` is true on any (a stop request seen by one rank stops all at the same step). */

@@ -1,8 +1,10 @@
 // Data-parallel runs: the process group of this process, joined the way
 // torchrun's ranks join (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
-// MASTER_PORT), with collectives on host tensors from Gloo (native/distributed).
-// With one rank nothing native is needed: collectives return their input.
-import { backend, Tensor } from '../tensor.js'
+// MASTER_PORT), with collectives from native/distributed: Gloo for host
+// tensors, NCCL (loaded where present; backend().ncclLibrary) for CUDA
+// tensors, picked by the tensor's device. With one rank nothing native is
+// needed: collectives return their input.
+import { backend, Tensor, type Device } from '../tensor.js'
 import { native, type NativeProcessGroup } from '../native.js'
 import { checkKeys, choiceOption, describe, numberOption } from '../util/options.js'
 
@@ -112,7 +114,7 @@ export async function init(options: InitOptions = {}): Promise<void> {
     if (!glooAvailable()) throw new Error(`distributed.init: WORLD_SIZE=${worldSize} needs Gloo, but ${GLOO_MISSING}`)
     group = new native.NativeProcessGroup()
     await group.connect({
-      rank, worldSize, rendezvous: fileDir ? 'file' : 'tcp', masterAddr, masterPort, fileDir,
+      rank, worldSize, localRank, rendezvous: fileDir ? 'file' : 'tcp', masterAddr, masterPort, fileDir,
       transportHost: process.env.RLFARM_TRANSPORT_HOST ?? '', timeoutMs, rendezvousTimeoutMs,
     })
   }
@@ -163,9 +165,10 @@ export async function broadcast(t: Tensor, options: BroadcastOptions = {}): Prom
 /** Every rank's `t`, stacked in rank order: a new tensor of shape [worldSize, ...t.shape]. */
 export async function allGather(t: Tensor, options: CollectiveOptions = {}): Promise<Tensor> {
   const { s, timeoutMs } = begin('allGather', t, options, ['timeoutMs'])
-  const out = Tensor.empty([s.worldSize, ...t.shape], { dtype: t.dtype })
-  if (s.group) await s.group.allGather(t.native, out.native, timeoutMs)
-  else out.data.set(t.data)
+  if (!s.group) return t.clone().reshape([1, ...t.shape])
+  // On t's device: a CUDA tensor's collectives run on NCCL, which takes every tensor of the call there.
+  const out = Tensor.empty([s.worldSize, ...t.shape], { dtype: t.dtype, device: t.device as Device })
+  await s.group.allGather(t.native, out.native, timeoutMs)
   return out
 }
 
@@ -180,9 +183,9 @@ export async function reduceScatter(t: Tensor, options: AllReduceOptions = {}): 
   if (t.shape.length === 0 || rows % s.worldSize !== 0) {
     throw new RangeError(`distributed.reduceScatter: the first dimension (${t.shape.length ? rows : 'none'}) must divide by the world size ${s.worldSize}; shape [${t.shape.join(', ')}]`)
   }
-  const out = Tensor.empty([rows / s.worldSize, ...t.shape.slice(1)], { dtype: t.dtype })
-  if (s.group) await s.group.reduceScatter(t.native, out.native, op, timeoutMs)
-  else out.data.set(t.data)
+  if (!s.group) return t.clone()
+  const out = Tensor.empty([rows / s.worldSize, ...t.shape.slice(1)], { dtype: t.dtype, device: t.device as Device })
+  await s.group.reduceScatter(t.native, out.native, op, timeoutMs)
   return out
 }
 

@@ -3,7 +3,7 @@
 // forward/backward/generate run off the event loop and return Promises.
 import fs from 'node:fs'
 import path from 'node:path'
-import { native, type NativeModel, type NativeParameterInfo } from '../native.js'
+import { native, type GradientReduceTimes, type NativeModel, type NativeParameterInfo, type NativeProcessGroup } from '../native.js'
 import { Tensor, type Device } from '../tensor.js'
 import { readRegularFileSync, resolveInside, writeFileAtomic } from '../util/fs.js'
 import { parseJson } from '../util/json.js'
@@ -431,6 +431,12 @@ export class Model {
     return new Tensor(this.#native.grads())
   }
 
+  /** @internal A cuda model's gradients as one flat f32 tensor on its device (a view, not a copy), for NCCL. */
+  deviceGradients(): Tensor {
+    this.#queue.checkIdle('model.deviceGradients', { besideWeightReaders: true })
+    return new Tensor(this.#native.deviceGrads())
+  }
+
   #find(name: string): NativeParameterInfo {
     const p = this.#info.find((q) => q.name === name)
     if (!p) throw new Error(`Model: no parameter named ${describe(name)}`)
@@ -506,12 +512,21 @@ export class Model {
 
   /** Adds the gradients of the last training forward's outputs into the parameter gradients. */
   async backward(grads: BackwardGradients): Promise<void> {
-    checkKeys('model.backward', grads, ['gradLogp', 'gradEntropy', 'gradValues'])
-    for (const [key, value] of Object.entries(grads)) {
-      if (value !== undefined && !(value instanceof Tensor)) throw new TypeError(`model.backward: ${key} must be a Tensor`)
-    }
+    checkBackwardGradients(grads)
     await withCallerStack(() =>
       this.#queue.enqueue('backward', () => this.#native.backward(grads.gradLogp?.native, grads.gradEntropy?.native, grads.gradValues?.native)),
+    )
+  }
+
+  /**
+   * @internal backward(grads) (none: this rank has no rows) with the gradient
+   * buffer summed over `group` in buckets of about bucketBytes, each as soon
+   * as backward has made it final (ts/distributed/data-parallel.ts).
+   */
+  async backwardReduced(grads: BackwardGradients | undefined, group: NativeProcessGroup, bucketBytes: number): Promise<GradientReduceTimes> {
+    if (grads) checkBackwardGradients(grads)
+    return withCallerStack(() =>
+      this.#queue.enqueue('backward', () => this.#native.reduceGradients(group, bucketBytes, grads?.gradLogp?.native, grads?.gradEntropy?.native, grads?.gradValues?.native)),
     )
   }
 
@@ -609,5 +624,12 @@ export class Model {
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' })
     const config = { ...this.hfConfig, torch_dtype: 'float32' }
     writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)
+  }
+}
+
+function checkBackwardGradients(grads: BackwardGradients): void {
+  checkKeys('model.backward', grads, ['gradLogp', 'gradEntropy', 'gradValues'])
+  for (const [key, value] of Object.entries(grads)) {
+    if (value !== undefined && !(value instanceof Tensor)) throw new TypeError(`model.backward: ${key} must be a Tensor`)
   }
 }

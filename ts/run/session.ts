@@ -25,7 +25,7 @@ import type { AdamW } from '../model/optim.js'
 import type { Tokenizer } from '../tokenizers/index.js'
 import type { RewardFn } from '../rewards/types.js'
 import { distributed } from '../distributed/index.js'
-import { anyRank, checkSameRun } from '../distributed/data-parallel.js'
+import { anyRank, checkSameRun, overlapBackward } from '../distributed/data-parallel.js'
 import { optimizerState, shardOptimizer } from '../distributed/zero.js'
 import { resolveInside, writeFileAtomic } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
@@ -277,7 +277,11 @@ class Session implements TrainerContext {
   async track(parts: { models: Record<string, Model>; optimizers?: Record<string, AdamW> }): Promise<void> {
     if (this.#tracked) throw new Error('TrainerContext.track: called twice; a trainer tracks its models once')
     this.#tracked = { models: parts.models, optimizers: parts.optimizers ?? {} }
-    if (this.config.distributed.shard_optimizer) for (const optimizer of Object.values(this.#tracked.optimizers)) shardOptimizer(optimizer)
+    const { shard_optimizer, overlap_backward, bucket_mb } = this.config.distributed
+    for (const optimizer of Object.values(this.#tracked.optimizers)) {
+      if (shard_optimizer) shardOptimizer(optimizer)
+      else if (overlap_backward) overlapBackward(optimizer.model, Math.round(bucket_mb * 2 ** 20))
+    }
     if (!this.resumeFrom) return
     const dir = this.resumeFrom.path
     const { step, state } = await loadCheckpoint<{ trainer: TrainerState; rng: RngState }>(dir, this.#tracked)

@@ -6,7 +6,7 @@ import { collateSequences, lastPositionMask, type SequenceBatch } from '../data/
 import type { SequenceEncoder } from '../data/encode.js'
 import { parsePreferenceRow, type PreferenceExample } from '../data/examples.js'
 import type { Model } from '../model/model.js'
-import type { DataParallel } from '../distributed/data-parallel.js'
+import { lastWithRows, microBatchBackward, type DataParallel } from '../distributed/data-parallel.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { goldPreference } from '../farm/farm.js'
@@ -97,8 +97,11 @@ export async function rewardStep(
   let loss = 0
   let accuracy = 0
   const micro = chunks.length
-  for (const whole of chunks) {
-    const pairs = dp ? dp.shard(whole) : whole
+  const shards = chunks.map((whole) => (dp ? dp.shard(whole) : whole))
+  // This rank's last micro-batch with rows: its backward sums the gradients over the ranks as it goes.
+  const reducing = lastWithRows(shards)
+  for (const [k, whole] of chunks.entries()) {
+    const pairs = shards[k]
     if (pairs.length === 0) continue
     // The loss is a mean over the micro-batch: this shard's mean counts for its share.
     const share = dp ? pairs.length / whole.length : 1
@@ -114,13 +117,14 @@ export async function rewardStep(
       : o.margin
     const r = ops.rewardLoss(chosen, rejected, { margin: margins, centerCoef: o.center_coef })
     const rowGrads = Float32Array.from([...(r.gradChosen.data as Float32Array), ...(r.gradRejected.data as Float32Array)], (g) => (dp ? (g * share) / micro : g / micro))
-    await model.backward({ gradValues: ops.broadcastRows(Tensor.from(rowGrads, [2 * n], { device: last.device }), last) })
+    const grads = { gradValues: ops.broadcastRows(Tensor.from(rowGrads, [2 * n], { device: last.device }), last) }
+    await microBatchBackward(model, grads, k === reducing ? dp : undefined)
     loss += dp ? (r.loss * share) / micro : r.loss / micro
     accuracy += dp ? (r.accuracy * share) / micro : r.accuracy / micro
   }
   if (dp) {
+    if (reducing < 0) await dp.allReduceGradients(model)
     ;[loss, accuracy] = await dp.sum([loss, accuracy])
-    await dp.allReduceGradients(model)
   }
   return { loss, accuracy }
 }
