@@ -19,10 +19,11 @@ t.teardown(() => fs.rmSync(data.dir, { recursive: true, force: true }))
 // scale their gradients and count their tokens, values come on the log-prob
 // grid, and ops.rowMoments gives the step's statistics. Then 8 and 26: each
 // forward computes its loss (ppoLoss, valueLoss) in the same call, and the
-// optimizer step clears the gradients (no zeroGrad calls). Lower the bounds
-// when the loop crosses less; a rise means work crept back into JavaScript.
+// optimizer step clears the gradients (no zeroGrad calls); a step 24 once
+// ppoPolicyLoss sums its token count on the device. Lower the bounds when the
+// loop crosses less; a rise means work crept back into JavaScript.
 const MINIBATCH_CROSSINGS_AT_MOST = 8
-const STEP_CROSSINGS_AT_MOST = 26
+const STEP_CROSSINGS_AT_MOST = 24
 
 t.test('backend().nativeCalls counts calls into the addon', async (t) => {
   const before = backend().nativeCalls
