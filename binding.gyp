@@ -50,6 +50,7 @@
         "native/distributed/nccl.cpp",
         "native/binding/distributed_wrap.cpp",
         "native/binding/optimizer_wrap.cpp",
+        "native/binding/loss_args.cpp",
         "native/binding/addon.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
