@@ -25,6 +25,8 @@
 //   generate     generation tokens/s at batch 64 (GPT-2 124M's shape, 16 + 64
 //                tokens, temperature 1), bf16 and f32 (bench/cuda-checks.ts
 //                --generate-bench)                                            [GPU]
+//   kernels      bench/kernels.ts --device cuda: the RLHF ops' GB/s, log-probs against
+//                the device-to-device copy bandwidth of the same run (goal 80%) [GPU]
 //   peak         bench/torch_peak.py: the bf16 matmul rate (torch.matmul) of this
 //                GPU, the denominator of the MFU                              [GPU]
 //   train        bench/train.ts: GPT-2 124M training tokens/s (batch 8 x 1024, bf16)
@@ -155,7 +157,7 @@ if (gpu && !process.env.RLFARM_CUBLASLT) {
 }
 const NEEDS_GPU = `needs a GPU: ${info.why || 'none found'}`
 if (!gpu) {
-  for (const name of ['checks', 'trainers', 'generate', 'peak', 'train', 'ppo']) stage(name, 'skipped', NEEDS_GPU)
+  for (const name of ['checks', 'trainers', 'generate', 'kernels', 'peak', 'train', 'ppo']) stage(name, 'skipped', NEEDS_GPU)
 } else {
   const checks = run(tsx, ['bench/cuda-checks.ts'], { timeout: 180, env: { RLFARM_CUDA_SYNC: '1' } })
   const failed = (checks.out.match(/^FAIL /gm) ?? []).length
@@ -171,6 +173,15 @@ if (!gpu) {
     stage('generate', 'ok', genRuns.map((g) => `${g.precision} ${g.tokensPerSecond.toFixed(0)} tokens/s (${g.batch} x ${g.newTokens} in ${g.seconds.toFixed(2)} s)`).join(', '))
   } else {
     stage('generate', 'FAIL', gen.why || 'no figures came back')
+  }
+  const kernels = run(tsx, ['bench/kernels.ts', '--device', 'cuda', '--no-peer', '--json'], { timeout: 120 })
+  const logprobs = kernels.json?.results?.find((r) => r.op === 'logprobs')
+  if (logprobs?.copyShare !== undefined) {
+    const share = 100 * logprobs.copyShare
+    figures.push(`logprobs ${share.toFixed(0)}% of copy bw`)
+    stage('kernels', 'ok', `logprobs [${logprobs.shape}] ${logprobs.gbps.toFixed(0)} GB/s, ${share.toFixed(0)}% of the copy's ${kernels.json.copyGbps.toFixed(0)} GB/s (goal 80%)`)
+  } else {
+    stage('kernels', 'FAIL', kernels.why || 'no figures came back')
   }
   if (skipBench) {
     for (const name of ['peak', 'train', 'ppo']) stage(name, 'skipped', '--skip-bench')
@@ -205,6 +216,6 @@ if (!gpu) {
 }
 
 const count = (s) => results.filter((r) => r.status === s).length
-say(`check:cuda: ${gpuName}: ${count('ok')} ok, ${count('FAIL')} failed, ${count('skipped')} skipped${figures.length ? `; ${figures.join('; ')}` : ''}${gpu ? '' : ' (checks, trainers, generate, peak, train and ppo need a GPU)'}; log ${logFile}`)
+say(`check:cuda: ${gpuName}: ${count('ok')} ok, ${count('FAIL')} failed, ${count('skipped')} skipped${figures.length ? `; ${figures.join('; ')}` : ''}${gpu ? '' : ' (checks, trainers, generate, kernels, peak, train and ppo need a GPU)'}; log ${logFile}`)
 fs.closeSync(log)
 process.exit(count('FAIL') > 0 ? 1 : 0)

@@ -17,11 +17,11 @@ t.test('check:cuda without a GPU runs what it can and says what needs one', { sk
   t.equal(r.status, backend().cudaCompiled ? 0 : 1, r.stderr)
   const lines = fs.readFileSync(log, 'utf8').trim().split('\n')
   for (const stage of ['plan', 'peer-shapes']) t.match(lines.find((l) => l.startsWith(`stage ${stage}:`)) ?? '', new RegExp(`^stage ${stage}: ok`), `${stage} ran and passed`)
-  for (const stage of ['checks', 'trainers', 'generate', 'peak', 'train', 'ppo']) {
+  for (const stage of ['checks', 'trainers', 'generate', 'kernels', 'peak', 'train', 'ppo']) {
     t.equal(lines.find((l) => l.startsWith(`stage ${stage}:`)), `stage ${stage}: skipped (needs a GPU: ${backend().cudaUnavailableReason})`, `${stage} needs a GPU`)
   }
   // A build without the CUDA backend fails the addon stage, and only it.
   const failed = backend().cudaCompiled ? 0 : 1
-  t.match(lines.at(-1)!, new RegExp(`^check:cuda: no GPU: \\d+ ok, ${failed} failed, 6 skipped \\(checks, trainers, generate, peak, train and ppo need a GPU\\); log `), 'one summary line last')
+  t.match(lines.at(-1)!, new RegExp(`^check:cuda: no GPU: \\d+ ok, ${failed} failed, 7 skipped \\(checks, trainers, generate, kernels, peak, train and ppo need a GPU\\); log `), 'one summary line last')
   t.equal(r.stdout.trim().split('\n').at(-1), lines.at(-1), 'and on stdout')
 })
