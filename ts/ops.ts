@@ -9,7 +9,6 @@
 // whose nonzero entries mark the tokens that count; omitted, every token counts.
 import { native, type NativeTensorHandle } from './native.js'
 import {
-  gradScaleOption,
   handleAt,
   maskAt,
   ppoPolicyLossArgs,

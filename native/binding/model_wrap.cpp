@@ -236,10 +236,17 @@ Napi::Value NativeModel::DeviceGrads(const Napi::CallbackInfo& info) {
   return NativeTensor::Wrap(info.Env(), t);
 }
 
+namespace {
+// Zero gradients: the host buffer, and a cuda model's on its device.
+void clear_gradients(Transformer& model, cuda::Engine* engine) {
+  model.zero_grad();
+  if (engine) engine->zero_grad();
+}
+}  // namespace
+
 Napi::Value NativeModel::ZeroGrad(const Napi::CallbackInfo& info) {
   CheckIdle("model.zeroGrad");
-  model_->zero_grad();
-  if (engine_) engine_->zero_grad();
+  clear_gradients(*model_, engine_.get());
   return info.Env().Undefined();
 }
 
@@ -544,10 +551,7 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
         } else {
           *norm = state->step(params, grads, step, lr, max_norm);
         }
-        if (zero_grad) {
-          model->zero_grad();
-          if (engine) engine->zero_grad();
-        }
+        if (zero_grad) clear_gradients(*model, engine);
       },
       [norm](Napi::Env e) {
         count_host_read(sizeof(*norm));

@@ -2,13 +2,11 @@
 // stays native), read back from whichever device holds them.
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
-import { mean } from '../util/stats.js'
+import { mean, sum } from '../util/stats.js'
 
 /** Sum over rows of a per-row tensor (B values; not per-token work). */
 export function total(x: Tensor): number {
-  let s = 0
-  for (const v of x.to('cpu').data as Float32Array) s += v
-  return s
+  return sum(x.to('cpu').data as Float32Array)
 }
 
 /** Mean over the mask of a [B, T] tensor, computed natively. */
