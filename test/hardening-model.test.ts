@@ -75,11 +75,13 @@ t.test('a failed operation does not block the ones after it', async (t) => {
 
 t.test('synchronous calls refuse while an operation is pending, naming both', async (t) => {
   const { model, optimizer } = await modelWithGradients()
+  const saved = optimizer.state()
   const step = optimizer.step()
   const save = model.save(tmp('busy'))
   assertThrowsWith(t, () => model.zeroGrad(), ['model.zeroGrad', 'busy with AdamW.step', '1 more queued', 'await it first'], 'zeroGrad during a step')
   assertThrowsWith(t, () => model.parameter('model.norm.weight'), ['model.parameter', 'busy with AdamW.step'], 'reading a parameter during a step')
-  assertThrowsWith(t, () => optimizer.loadState(optimizer.state()), ['AdamW.loadState', 'busy with AdamW.step'], 'loading optimizer state during a step')
+  assertThrowsWith(t, () => optimizer.loadState(saved), ['AdamW.loadState', 'busy with AdamW.step'], 'loading optimizer state during a step')
+  assertThrowsWith(t, () => optimizer.state(), ['AdamW.state', 'busy with AdamW.step'], 'reading optimizer state during a step (it would miss the step)')
   await Promise.all([step, save])
   model.zeroGrad()
   t.pass('idle again once both settle')

@@ -2,7 +2,9 @@
 // ops.selectRows (a minibatch of several tensors in one call), ops.rowMoments
 // (per-row masked sums and sums of squares), the losses' gradScale and
 // ppoPolicyLoss's token count and entropy mean, and a value model's forward on
-// the log-prob grid (values: 'actions'). Each is checked against the calls it
+// the log-prob grid (values: 'actions'); and what keeps a pair-loss update
+// (DPO, the reward model) on the device: Tensor.rows, ops.concat, ops.total
+// and the pair losses' gradScale. Each is checked against the calls it
 // replaces, bit for bit, and its argument errors name the argument.
 import t from 'tap'
 import { Model, ops, Tensor } from 'rlfarm'
@@ -201,4 +203,67 @@ t.test('AdamW.step({ zeroGrad: true }) leaves the gradients at zero, after the s
   t.ok(values(runs[1].model.flatGradients()).every((x) => x === 0), 'with it they are zero')
   const opt = new AdamW(runs[0].model)
   await t.rejects(opt.step({ zeroGrad: 'yes' as never }), /AdamW.step: zeroGrad must be true or false/, 'zeroGrad is a boolean')
+})
+
+t.test('Tensor.rows is a view of rows, ops.concat puts rows together, ops.total sums as JavaScript does', async (t) => {
+  await onEachDevice(t, 'rows, concat, total', async (t, device) => {
+    const rng = new Rng(seed + 7)
+    const a = rng.normals(B * 3, 1)
+    const x = f32(a, [B, 3], device)
+    const mid = x.rows(2, 5)
+    t.same(mid.shape, [3, 3], 'rows 2..4 of [7, 3]')
+    t.same(values(mid), rowsOf(a, 3, [2, 3, 4]), 'their values')
+    t.ok(mid.sharesMemoryWith(x), 'a view: no copy')
+    t.same(x.rows(4).shape, [3, 3], 'end defaults to the last row')
+    t.same(x.rows(3, 3).shape, [0, 3], 'an empty range')
+    const ids = i32(Array.from({ length: 8 }, (_, i) => i), [4, 2], device)
+    const joined = ops.concat([x.rows(5), x.rows(0, 2), f32([9, 8, 7], [1, 3], device)])
+    t.same(joined.shape, [5, 3], '2 + 2 + 1 rows')
+    t.same(values(joined), [...rowsOf(a, 3, [5, 6, 0, 1]), 9, 8, 7], 'the rows of each in turn')
+    t.notOk(joined.sharesMemoryWith(x), 'a copy')
+    t.same(values(ops.concat([ids.rows(2), ids.rows(0, 1)])), [4, 5, 6, 7, 0, 1], 'any dtype')
+    const v = f32(rng.normals(1000, 3), [10, 100], device)
+    t.equal(ops.total(v), values(v).reduce((s, y) => s + y, 0), 'the double sum of the f32 values, in order')
+    t.equal(ops.total(v.rows(3, 3)), 0, 'nothing sums to 0')
+  })
+  const x = f32([1, 2, 3, 4], [2, 2])
+  assertThrowsWith(t, () => x.rows(1, 3), ['Tensor.rows: end must be an integer from 0 to 2', 'got 3'], 'past the end')
+  assertThrowsWith(t, () => x.rows(2, 1), ['Tensor.rows: end (1) is before start (2)'], 'backwards')
+  assertThrowsWith(t, () => x.rows(0.5), ['Tensor.rows: start must be an integer'], 'a fraction')
+  assertThrowsWith(t, () => Tensor.from(new Float32Array([1]), []).rows(0, 0), ['Tensor.rows: the tensor (f32 [] on cpu) has no row dimension'], 'a scalar')
+  assertThrowsWith(t, () => ops.concat([]), ['ops.concat: tensors must hold at least one tensor'], 'nothing')
+  assertThrowsWith(t, () => ops.concat([x, f32([1, 2, 3], [1, 3])]), ["ops.concat: tensors[1] is f32 [1, 3] on cpu; its rows must be shaped as tensors[0]'s"], 'rows of another shape')
+  assertThrowsWith(t, () => ops.concat([x, i32([1, 2], [1, 2])]), ['ops.concat: tensors[1] is i32; tensors[0] is f32'], 'another dtype')
+  assertThrowsWith(t, () => ops.concat([x, 3 as never]), ['ops.concat: tensors[1] must be a Tensor'], 'not a tensor')
+  assertThrowsWith(t, () => ops.total(i32([1], [1])), ['ops.total: x must be f32'], 'an i32 tensor')
+})
+
+t.test("the pair losses' gradScale multiplies their f32 gradients in double, and only the gradients", async (t) => {
+  await onEachDevice(t, 'pair-loss gradScale', async (t, device) => {
+    const rng = new Rng(seed + 8)
+    const [pc, pr, rc, rr] = Array.from({ length: 4 }, () => f32(rng.normals(B, 5), [B], device))
+    const scaledAsJs = (g: Tensor, s: number) => Array.from(Float32Array.from(g.toArray(), (x) => x * s))
+    for (const s of [1 / 3, 0.37, 2.5, 0]) {
+      const plain = ops.dpoLoss({ policyChosen: pc, policyRejected: pr, refChosen: rc, refRejected: rr })
+      const scaled = ops.dpoLoss({ policyChosen: pc, policyRejected: pr, refChosen: rc, refRejected: rr }, { gradScale: s })
+      t.same(values(scaled.gradChosen), scaledAsJs(plain.gradChosen, s), `dpoLoss gradChosen x ${s}`)
+      t.same(values(scaled.gradRejected), scaledAsJs(plain.gradRejected, s), `dpoLoss gradRejected x ${s}`)
+      t.equal(scaled.loss, plain.loss, 'the loss is not scaled')
+      t.same(values(scaled.chosenReward), values(plain.chosenReward), 'nor the rewards')
+      const rPlain = ops.rewardLoss(pc, pr, { centerCoef: 0.01 })
+      const rScaled = ops.rewardLoss(pc, pr, { centerCoef: 0.01, gradScale: s })
+      t.same(values(rScaled.gradChosen), scaledAsJs(rPlain.gradChosen, s), `rewardLoss gradChosen x ${s}`)
+      t.same(values(rScaled.gradRejected), scaledAsJs(rPlain.gradRejected, s), `rewardLoss gradRejected x ${s}`)
+      t.equal(rScaled.accuracy, rPlain.accuracy, 'the accuracy is not scaled')
+    }
+    // Views of one [2B] tensor, as the trainers pass their chosen and rejected halves.
+    const both = ops.concat([pc, pr])
+    const viewed = ops.dpoLoss({ policyChosen: both.rows(0, B), policyRejected: both.rows(B), refChosen: rc, refRejected: rr })
+    const direct = ops.dpoLoss({ policyChosen: pc, policyRejected: pr, refChosen: rc, refRejected: rr })
+    t.same(values(viewed.gradRejected), values(direct.gradRejected), 'row views of one tensor give the same loss and gradients')
+    t.equal(viewed.loss, direct.loss)
+  })
+  const x = f32([0, 0], [2])
+  assertThrowsWith(t, () => ops.dpoLoss({ policyChosen: x, policyRejected: x, refChosen: x, refRejected: x }, { gradScale: NaN }), ['ops.dpoLoss: gradScale must be a finite number'], 'a NaN scale')
+  assertThrowsWith(t, () => ops.rewardLoss(x, x, { gradScale: Infinity }), ['ops.rewardLoss: gradScale must be a finite number'], 'an infinite scale')
 })

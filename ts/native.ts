@@ -23,6 +23,7 @@ export interface NativeTensorHandle {
   to(device: string): NativeTensorHandle
   clone(): NativeTensorHandle
   reshape(shape: number[]): NativeTensorHandle
+  rows(start: number, end: number): NativeTensorHandle
   cast(dtype: DType): NativeTensorHandle
   sharesStorage(other: NativeTensorHandle): boolean
   dispose(): void
@@ -53,11 +54,13 @@ export interface NativeOps {
   ppoPolicyLoss(logp: H, ...args: [...NativePpoLossArgs, entropy: Optional]): NativePpoLossResult
   valueLoss(values: H, ...args: NativeValueLossArgs): NativeValueLossResult
   selectRows(tensors: H[], rows: Int32Array): H[]
+  concat(tensors: H[]): H
+  total(x: H): number
   rowMoments(xs: H[], mask: H): H
   dpoLoss(
-    inputs: Record<string, Optional>, variant: string, beta: number, labelSmoothing: number, gamma: number, referenceFree: boolean,
+    inputs: Record<string, Optional>, variant: string, beta: number, labelSmoothing: number, gamma: number, referenceFree: boolean, gradScale: number,
   ): { loss: number; gradChosen: H; gradRejected: H; chosenReward: H; rejectedReward: H; accuracy: number }
-  rewardLoss(chosen: H, rejected: H, margin: H | number, centerCoef: number): { loss: number; gradChosen: H; gradRejected: H; accuracy: number }
+  rewardLoss(chosen: H, rejected: H, margin: H | number, centerCoef: number, gradScale: number): { loss: number; gradChosen: H; gradRejected: H; accuracy: number }
   /** Sizes m, n, k are -1 when the shapes decide. */
   matmul(a: H, b: H, transA: boolean, transB: boolean, alpha: number, beta: number, c: Optional, m: number, n: number, k: number, bias: Optional): H
 }

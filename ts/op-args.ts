@@ -90,7 +90,7 @@ export interface ValueLossOptions {
 }
 
 /** A finite gradient multiplier. */
-function gradScaleOption(where: string, value: unknown, name = 'gradScale'): number {
+export function gradScaleOption(where: string, value: unknown, name = 'gradScale'): number {
   const scale = numberOption(where, name, value, 1)
   if (!Number.isFinite(scale)) throw new RangeError(`${where}: ${name} must be a finite number; got ${scale}`)
   return scale

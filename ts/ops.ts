@@ -9,6 +9,7 @@
 // whose nonzero entries mark the tokens that count; omitted, every token counts.
 import { native, type NativeTensorHandle } from './native.js'
 import {
+  gradScaleOption,
   handleAt,
   maskAt,
   ppoPolicyLossArgs,
@@ -246,6 +247,21 @@ export function selectRows(tensors: readonly Tensor[], rows: readonly number[] |
   return native.ops.selectRows(handles, picked).map(wrap)
 }
 
+/** The rows of each tensor in turn ([B_i, ...] -> [sum of B_i, ...]), copied; one dtype, device and row shape. */
+export function concat(tensors: readonly Tensor[]): Tensor {
+  if (!Array.isArray(tensors)) throw new TypeError(`ops.concat: tensors must be an array of Tensors; got ${describe(tensors)}`)
+  return wrap(native.ops.concat(tensors.map((t, i) => handle('concat', `tensors[${i}]`, t))))
+}
+
+/**
+ * The sum of an f32 tensor's values as a number, added in order in double on
+ * the tensor's device (the same number as summing its values in JavaScript):
+ * one number comes back to the host, not the tensor.
+ */
+export function total(x: Tensor): number {
+  return native.ops.total(handle('total', 'x', x))
+}
+
 function rowIndices(rows: readonly number[]): Int32Array {
   rows.forEach((r, i) => {
     if (!Number.isInteger(r) || r < 0 || r > 2 ** 31 - 1) throw new RangeError(`ops.selectRows: rows[${i}] must be a row index (an integer >= 0); got ${describe(r)}`)
@@ -336,12 +352,18 @@ export interface DpoOptions {
   gamma?: number
   /** Treat the reference log-probs as 0. Default false. */
   referenceFree?: boolean
+  /**
+   * Multiplies the gradients (not the loss), e.g. 1 / gradient-accumulation
+   * steps: the same bits as multiplying the returned f32 gradients in double.
+   * Default 1.
+   */
+  gradScale?: number
 }
 
 export interface DpoLossResult {
   /** Mean over the batch. */
   loss: number
-  /** d loss / d policyChosen and d loss / d policyRejected, [B]. */
+  /** d loss / d policyChosen and d loss / d policyRejected (times gradScale), [B]. */
   gradChosen: Tensor
   gradRejected: Tensor
   /** Implicit rewards beta (logpi - logpi_ref) (length-normalised for ipo and simpo), [B]. */
@@ -355,7 +377,7 @@ export interface DpoLossResult {
 export function dpoLoss(inputs: DpoInputs, options: DpoOptions = {}): DpoLossResult {
   const op = 'dpoLoss'
   const where = `ops.${op}`
-  checkKeys(where, options, ['beta', 'variant', 'labelSmoothing', 'gamma', 'referenceFree'])
+  checkKeys(where, options, ['beta', 'variant', 'labelSmoothing', 'gamma', 'referenceFree', 'gradScale'])
   if (inputs === null || typeof inputs !== 'object') throw new TypeError(`${where}: inputs must be an object of tensors`)
   const names = ['policyChosen', 'policyRejected', 'refChosen', 'refRejected', 'chosenLength', 'rejectedLength'] as const
   checkKeys(`${where} inputs`, inputs, names)
@@ -368,6 +390,7 @@ export function dpoLoss(inputs: DpoInputs, options: DpoOptions = {}): DpoLossRes
     numberOption(where, 'labelSmoothing', options.labelSmoothing, 0),
     numberOption(where, 'gamma', options.gamma, 0.5),
     booleanOption(where, 'referenceFree', options.referenceFree, false),
+    gradScaleOption(where, options.gradScale),
   )
   return {
     loss: r.loss,
@@ -384,6 +407,8 @@ export interface RewardLossOptions {
   margin?: number | Tensor
   /** Coefficient of mean((r_c + r_r)^2), which centres the rewards. Default 0. */
   centerCoef?: number
+  /** Multiplies the gradients (not the loss), as dpoLoss's gradScale. Default 1. */
+  gradScale?: number
 }
 
 /** Bradley-Terry reward-model loss: mean(-log sigmoid(r_c - r_r - margin)) + centerCoef mean((r_c + r_r)^2). */
@@ -394,13 +419,14 @@ export function rewardLoss(
 ): { loss: number; gradChosen: Tensor; gradRejected: Tensor; accuracy: number } {
   const op = 'rewardLoss'
   const where = `ops.${op}`
-  checkKeys(where, options, ['margin', 'centerCoef'])
+  checkKeys(where, options, ['margin', 'centerCoef', 'gradScale'])
   const margin = options.margin instanceof Tensor ? options.margin.native : numberOption(where, 'margin', options.margin, 0)
   const r = native.ops.rewardLoss(
     handle(op, 'chosen', chosen),
     handle(op, 'rejected', rejected),
     margin,
     numberOption(where, 'centerCoef', options.centerCoef, 0),
+    gradScaleOption(where, options.gradScale),
   )
   return { ...r, gradChosen: wrap(r.gradChosen), gradRejected: wrap(r.gradRejected) }
 }

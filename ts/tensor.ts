@@ -206,6 +206,15 @@ export class Tensor {
     return new Tensor(this.native.reshape(shapeArg('Tensor.reshape', shape)))
   }
 
+  /**
+   * Rows start..end-1 of a [B, ...] tensor, as a view of its memory (no copy,
+   * as TypedArray.subarray): e.g. the chosen and the rejected halves of a pair
+   * batch's per-row values. `end` defaults to B.
+   */
+  rows(start: number, end: number = this.shape[0]): Tensor {
+    return new Tensor(this.native.rows(start, end))
+  }
+
   /** A copy converted to `dtype` (itself when it has that dtype). */
   cast(dtype: DType): Tensor {
     if (dtype === this.dtype) return this

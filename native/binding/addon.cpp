@@ -266,6 +266,16 @@ Napi::Value SelectRows(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// concat(tensors) -> their rows in turn
+Napi::Value Concat(const Napi::CallbackInfo& info) {
+  return wrap(info.Env(), ops::concat(tensor_list(info[0], "ops.concat: tensors")));
+}
+
+// total(x) -> number
+Napi::Value Total(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), ops::total(tensor(info, 0, "ops.total: x")));
+}
+
 // rowMoments(xs, mask) -> [B, 1 + 2k]
 Napi::Value RowMoments(const Napi::CallbackInfo& info) {
   return wrap(info.Env(), ops::row_moments(tensor_list(info[0], "ops.rowMoments: xs"), tensor(info, 1, "ops.rowMoments: mask")));
@@ -288,6 +298,7 @@ Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
   options.label_smoothing = number_arg(info[3], "ops.dpoLoss: labelSmoothing");
   options.gamma = number_arg(info[4], "ops.dpoLoss: gamma");
   options.reference_free = bool_arg(info[5], "ops.dpoLoss: referenceFree");
+  options.grad_scale = number_arg(info[6], "ops.dpoLoss: gradScale");
   const auto r = ops::dpo_loss(inputs, options);
   Napi::Object out = tensors_object(env, {{"gradChosen", r.grad_chosen}, {"gradRejected", r.grad_rejected},
                                           {"chosenReward", r.chosen_reward}, {"rejectedReward", r.rejected_reward}});
@@ -306,7 +317,8 @@ Napi::Value RewardLoss(const Napi::CallbackInfo& info) {
     margin = optional(info, 2, "ops.rewardLoss: margin");
   }
   const auto r = ops::reward_loss(tensor(info, 0, "ops.rewardLoss: chosen"), tensor(info, 1, "ops.rewardLoss: rejected"),
-                                  margin, margin_scalar, number_arg(info[3], "ops.rewardLoss: centerCoef"));
+                                  margin, margin_scalar, number_arg(info[3], "ops.rewardLoss: centerCoef"),
+                                  number_arg(info[4], "ops.rewardLoss: gradScale"));
   Napi::Object out = tensors_object(env, {{"gradChosen", r.grad_chosen}, {"gradRejected", r.grad_rejected}});
   out.Set("loss", r.loss);
   out.Set("accuracy", r.accuracy);
@@ -447,6 +459,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ops.Set("ppoPolicyLoss", Napi::Function::New<CountedFunction<PpoPolicyLoss>>(env, "ppoPolicyLoss"));
   ops.Set("valueLoss", Napi::Function::New<CountedFunction<ValueLoss>>(env, "valueLoss"));
   ops.Set("selectRows", Napi::Function::New<CountedFunction<SelectRows>>(env, "selectRows"));
+  ops.Set("concat", Napi::Function::New<CountedFunction<Concat>>(env, "concat"));
+  ops.Set("total", Napi::Function::New<CountedFunction<Total>>(env, "total"));
   ops.Set("rowMoments", Napi::Function::New<CountedFunction<RowMoments>>(env, "rowMoments"));
   ops.Set("dpoLoss", Napi::Function::New<CountedFunction<DpoLoss>>(env, "dpoLoss"));
   ops.Set("rewardLoss", Napi::Function::New<CountedFunction<RewardLoss>>(env, "rewardLoss"));

@@ -265,6 +265,7 @@ Napi::Value NativeModel::ToDevice(const Napi::CallbackInfo& info) {
   const cuda::Precision precision =
       cuda::precision_from_name(string_arg(info[1], "model.toDevice: precision"), "model.toDevice");
   SyncToHost();
+  if (engine_) engine_->download_moments();  // the next engine (or the cpu) steps from the host's copy
   if (device.is_cpu()) {
     engine_.reset();
   } else {
@@ -546,8 +547,7 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
             *norm = distributed::sharded_adamw_step(g, params, grads, *state, step, lr, max_norm, g.default_timeout());
           });
         } else if (engine) {
-          *norm = engine->adamw_step(state->m().data<float>(), state->v().data<float>(), step, state->with_lr(lr),
-                                     state->ranges(), max_norm);
+          *norm = engine->adamw_step(state, step, lr, max_norm);
         } else {
           *norm = state->step(params, grads, step, lr, max_norm);
         }
@@ -560,6 +560,11 @@ Napi::Value NativeModel::AdamWStep(const Napi::CallbackInfo& info) {
   SetBusy("an optimizer step");
   work->Queue();
   return work->Promise();
+}
+
+void NativeModel::SyncMomentsToHost(const char* op) {
+  CheckIdle(op);
+  if (engine_) engine_->download_moments();
 }
 
 Napi::Value NativeModel::GradNorm(const Napi::CallbackInfo& info) {

@@ -32,6 +32,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // Marks the model as running `what` (null: idle); async calls set it until they settle.
   void SetBusy(const char* what) { busy_ = what; }
   const model::Transformer& transformer() const { return *model_; }
+  // Once the model is idle: on a cuda model, the device's AdamW moments into
+  // their optimizer's host copy, if they changed there since. `op` names the caller.
+  void SyncMomentsToHost(const char* op);
 
  private:
   void CheckIdle(const char* op) const;

@@ -50,6 +50,10 @@ NativeAdamW& NativeAdamW::FromValue(const Napi::Value& value, const char* what) 
 Napi::Value NativeAdamW::Group(Napi::Env env) const { return group_.IsEmpty() ? env.Undefined() : group_.Value(); }
 
 Napi::Value NativeAdamW::Moments(const Napi::CallbackInfo& info) {
+  // A cuda model's moments live on its device between steps: its host copy is
+  // brought up to date, and read again by the next step (the views may be written).
+  NativeModel::Unwrap(model_.Value())->SyncMomentsToHost("AdamW.state");
+  state_->host_moments_changed = true;
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("m", NativeTensor::Wrap(info.Env(), state_->m()));
   out.Set("v", NativeTensor::Wrap(info.Env(), state_->v()));

@@ -31,7 +31,8 @@ class NativeAdamW : public Napi::ObjectWrap<NativeAdamW> {
   Napi::Value Group(Napi::Env env) const;
 
  private:
-  // moments() -> { m, v, begin, end }: views of the moments of [begin, end) (padded with zeros)
+  // moments() -> { m, v, begin, end }: views of the moments of [begin, end) (padded with zeros),
+  // brought up to date from a cuda model's device
   Napi::Value Moments(const Napi::CallbackInfo& info);
   // shard(group): keeps the moments of this rank's ZeRO-1 shard only, from now on
   Napi::Value Shard(const Napi::CallbackInfo& info);

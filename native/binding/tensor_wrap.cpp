@@ -177,6 +177,7 @@ Napi::Function NativeTensor::Define(Napi::Env env) {
                          InstanceMethod<&NativeTensor::CountedMethod<&NativeTensor::To>>("to"),
                          InstanceMethod<&NativeTensor::CountedMethod<&NativeTensor::Clone>>("clone"),
                          InstanceMethod<&NativeTensor::CountedMethod<&NativeTensor::Reshape>>("reshape"),
+                         InstanceMethod<&NativeTensor::CountedMethod<&NativeTensor::Rows>>("rows"),
                          InstanceMethod<&NativeTensor::CountedMethod<&NativeTensor::Cast>>("cast"),
                          InstanceMethod<&NativeTensor::CountedMethod<&NativeTensor::SharesStorage>>("sharesStorage"),
                          InstanceMethod<&NativeTensor::CountedMethod<&NativeTensor::Dispose>>("dispose"),
@@ -395,6 +396,24 @@ Napi::Value NativeTensor::Reshape(const Napi::CallbackInfo& info) {
     shape.push_back(static_cast<int64_t>(d));
   }
   return Wrap(info.Env(), reshape(Get(), shape));
+}
+
+// rows(start, end): a view of rows [start, end).
+Napi::Value NativeTensor::Rows(const Napi::CallbackInfo& info) {
+  const Tensor& t = Get();
+  if (t.ndim() < 1) fail("Tensor.rows: the tensor (", t.describe(), ") has no row dimension");
+  const int64_t count = t.shape[0];
+  const auto bound = [&](const Napi::Value& v, const char* name) {
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+    if (!(d >= 0 && d <= static_cast<double>(count) && d == std::floor(d))) {
+      fail("Tensor.rows: ", name, " must be an integer from 0 to ", count, " (the tensor's rows); got ", v.ToString().Utf8Value());
+    }
+    return static_cast<int64_t>(d);
+  };
+  const int64_t start = bound(info[0], "start");
+  const int64_t end = bound(info[1], "end");
+  if (end < start) fail("Tensor.rows: end (", end, ") is before start (", start, ")");
+  return Wrap(info.Env(), row_view(t, start, end));
 }
 
 Napi::Value NativeTensor::Cast(const Napi::CallbackInfo& info) {

@@ -75,6 +75,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Napi::Value To(const Napi::CallbackInfo& info);
   Napi::Value Clone(const Napi::CallbackInfo& info);
   Napi::Value Reshape(const Napi::CallbackInfo& info);
+  Napi::Value Rows(const Napi::CallbackInfo& info);
   Napi::Value Cast(const Napi::CallbackInfo& info);
   Napi::Value SharesStorage(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -376,6 +376,18 @@ Tensor clone(const Tensor& t) {
   return out;
 }
 
+Tensor row_view(const Tensor& t, int64_t start, int64_t end) {
+  check_usable(t, "rows");
+  RLF_CHECK(t.ndim() >= 1, "rows: ", t.describe(), " has no row dimension");
+  const int64_t rows = t.shape[0];
+  RLF_CHECK(start >= 0 && start <= end && end <= rows, "rows: [", start, ", ", end, ") is not a range of the ", rows,
+            " rows of ", t.describe());
+  Shape shape = t.shape;
+  shape[0] = end - start;
+  const Shape row_shape(t.shape.begin() + 1, t.shape.end());
+  return view(t, start * shape_numel(row_shape), shape);
+}
+
 Tensor reshape(const Tensor& t, const Shape& shape) {
   check_usable(t, "reshape");
   Shape resolved = shape;

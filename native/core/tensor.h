@@ -113,6 +113,8 @@ Tensor to_device(const Tensor& t, Device device);
 void copy_into(const Tensor& dst, const Tensor& src);
 Tensor clone(const Tensor& t);
 Tensor reshape(const Tensor& t, const Shape& shape);
+// Rows [start, end) of t ([B, ...]) as a view of its memory (no copy).
+Tensor row_view(const Tensor& t, int64_t start, int64_t end);
 
 // A float's bits and back; the device has intrinsics for what the host does with memcpy.
 RLF_HD uint32_t float_bits(float f) {

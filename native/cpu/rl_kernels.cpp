@@ -265,14 +265,16 @@ namespace {
 template <typename Args>
 void pair_loss(const Args& a) {
   const double inv_batch = 1.0 / a.batch;
-  double loss = 0.0, correct = 0.0;
+  double loss = 0.0, correct = 0.0, invalid = 0.0;
   for (int64_t i = 0; i < a.batch; ++i) {
     const math::PairTerms p = math::pair_terms(a, i, inv_batch);
     loss += p.loss;
     correct += p.correct;
+    invalid += p.invalid;
   }
   a.stats[0] = static_cast<float>(loss * inv_batch);
   a.stats[1] = static_cast<float>(correct * inv_batch);
+  if constexpr (Args::kStats > 2) a.stats[2] = static_cast<float>(invalid);
 }
 }  // namespace
 

@@ -595,8 +595,8 @@ class CudaEngine final : public Engine {
   model::ForwardResult forward(const Tensor& tokens, const Tensor& mask, const model::ForwardOptions& o) override;
   model::GenerateResult generate(const Tensor& prompts, const Tensor& mask, const model::GenerateOptions& o) override;
   void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) override;
-  double adamw_step(float* host_m, float* host_v, int64_t step, const model::AdamWOptions& o,
-                    const std::vector<model::DecayRange>& ranges, double max_norm) override;
+  double adamw_step(const std::shared_ptr<model::AdamW>& state, int64_t step, double lr, double max_norm) override;
+  void download_moments() override;
   double grad_norm() override;
 
  private:
@@ -660,9 +660,7 @@ class CudaEngine final : public Engine {
   } gen_;
   int64_t batch_ = 0, steps_ = 0, chunk_ = 1;
   bool train_ = false, masked_ = false, entropy_ = false, action_values_ = false;
-  const float* last_m_ = nullptr;  // the optimizer state the device's moments came from
-  const float* last_v_ = nullptr;
-  int64_t last_step_ = -1;
+  std::weak_ptr<model::AdamW> moments_of_;  // the optimizer whose moments adam_m_ and adam_v_ hold
   float temperature_ = 1;
 };
 
@@ -1033,24 +1031,23 @@ double CudaEngine::grad_norm() {
   return std::sqrt(total);
 }
 
-double CudaEngine::adamw_step(float* host_m, float* host_v, int64_t step, const model::AdamWOptions& o,
-                              const std::vector<model::DecayRange>& ranges, double max_norm) {
+double CudaEngine::adamw_step(const std::shared_ptr<model::AdamW>& state, int64_t step, double lr, double max_norm) {
   set_device(device_);
   const size_t bytes = sizeof(float) * static_cast<size_t>(total_);
   if (grads_.empty()) {
     grads_.reserve(device_, bytes, "the gradients");
     memset_zero(device_, grads_.as<float>(), bytes);
   }
-  // The host's moments are read again unless this step continues the last one on the same state.
-  if (host_m != last_m_ || host_v != last_v_ || step != last_step_ + 1) {
+  if (moments_of_.lock() != state || state->host_moments_changed) {
+    download_moments();  // another optimizer's, stepped here: back to its host copy first
     adam_m_.reserve(device_, bytes, "AdamW's first moments");
     adam_v_.reserve(device_, bytes, "AdamW's second moments");
-    copy_to_device(device_, adam_m_.as<float>(), host_m, bytes);
-    copy_to_device(device_, adam_v_.as<float>(), host_v, bytes);
+    copy_to_device(device_, adam_m_.as<float>(), state->m().data<float>(), bytes);
+    copy_to_device(device_, adam_v_.as<float>(), state->v().data<float>(), bytes);
+    moments_of_ = state;
+    state->host_moments_changed = false;
   }
-  last_m_ = host_m;
-  last_v_ = host_v;
-  last_step_ = step;
+  const model::AdamWOptions o = state->with_lr(lr);
   const double norm = grad_norm();
   const Launch l = elementwise_launch(total_, sms_);
   if (max_norm > 0) {
@@ -1064,7 +1061,7 @@ double CudaEngine::adamw_step(float* host_m, float* host_v, int64_t step, const 
   const model::math::AdamWScalars s =
       model::math::adamw_scalars(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, static_cast<long long>(step));
   __nv_bfloat16* working = precision_ == Precision::bf16 ? working_.as<__nv_bfloat16>() : nullptr;
-  for (const model::DecayRange& r : ranges) {
+  for (const model::DecayRange& r : state->ranges()) {
     const Launch rl = elementwise_launch(r.numel, sms_);
     adamw_kernel<<<grid1(rl.grid_x), rl.block>>>(P() + r.offset, grads_.as<float>() + r.offset,
                                                  adam_m_.as<float>() + r.offset, adam_v_.as<float>() + r.offset,
@@ -1072,9 +1069,18 @@ double CudaEngine::adamw_step(float* host_m, float* host_v, int64_t step, const 
                                                  r.decay ? s.decay : 1.0f, s);
     RLF_CUDA_CHECK_LAUNCH("adamw");
   }
-  copy_to_host(device_, host_m, adam_m_.as<float>(), bytes);
-  copy_to_host(device_, host_v, adam_v_.as<float>(), bytes);
+  state->device_moments_changed = true;
   return norm;
+}
+
+void CudaEngine::download_moments() {
+  const std::shared_ptr<model::AdamW> state = moments_of_.lock();
+  if (!state || !state->device_moments_changed) return;
+  set_device(device_);
+  const size_t bytes = sizeof(float) * static_cast<size_t>(total_);
+  copy_to_host(device_, state->m().data<float>(), adam_m_.as<float>(), bytes);
+  copy_to_host(device_, state->v().data<float>(), adam_v_.as<float>(), bytes);
+  state->device_moments_changed = false;
 }
 
 }  // namespace

@@ -42,11 +42,13 @@ class Engine {
   // the sampler on the device; tokens, log-probs and lengths come back at the end.
   virtual model::GenerateResult generate(const Tensor& prompts, const Tensor& mask, const model::GenerateOptions& o) = 0;
   virtual void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) = 0;
-  // clipped_adamw_step on the device. The moments live on the device; host_m
-  // and host_v (the optimizer's state, `total` floats) are read unless the
-  // step continues the last one on the same state, and written back after each.
-  virtual double adamw_step(float* host_m, float* host_v, int64_t step, const model::AdamWOptions& o,
-                            const std::vector<model::DecayRange>& ranges, double max_norm) = 0;
+  // clipped_adamw_step on the device, with `state`'s moments living on the
+  // device between steps: its host copy is read when it changed there (or the
+  // device held another optimizer's), and is not written back per step.
+  virtual double adamw_step(const std::shared_ptr<model::AdamW>& state, int64_t step, double lr, double max_norm) = 0;
+  // The device's moments into the host copy of the optimizer they belong to,
+  // when they changed since it was written (a checkpoint, a move off the device).
+  virtual void download_moments() = 0;
   virtual double grad_norm() = 0;
 };
 

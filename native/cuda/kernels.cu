@@ -462,17 +462,20 @@ template <typename Args>
 __global__ void pair_loss_kernel(Args a) {
   __shared__ double scratch[32];
   const double inv_batch = 1.0 / static_cast<double>(a.batch);
-  double loss = 0.0, correct = 0.0;
+  double loss = 0.0, correct = 0.0, invalid = 0.0;
   for (int64_t i = threadIdx.x; i < a.batch; i += blockDim.x) {
     const math::PairTerms p = math::pair_terms(a, i, inv_batch);
     loss += p.loss;
     correct += p.correct;
+    invalid += p.invalid;
   }
   loss = block_sum(loss, scratch);
   correct = block_sum(correct, scratch);
+  invalid = block_sum(invalid, scratch);
   if (threadIdx.x == 0) {
     a.stats[0] = static_cast<float>(loss * inv_batch);
     a.stats[1] = static_cast<float>(correct * inv_batch);
+    if constexpr (Args::kStats > 2) a.stats[2] = static_cast<float>(invalid);
   }
 }
 

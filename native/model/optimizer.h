@@ -78,6 +78,13 @@ class AdamW {
   // The whole buffer's step on the CPU (not sharded): clipped_adamw_step.
   double step(float* params, float* grads, int64_t step, double lr, double max_norm);
 
+  // A cuda model's engine keeps the moments on its device between steps:
+  // which copy changed last. The engine reads the host's again when it did
+  // (m() and v() were handed out, or loaded); the host's is brought up to date
+  // only when asked for (cuda::Engine::download_moments), never per step.
+  bool host_moments_changed = true;
+  bool device_moments_changed = false;
+
  private:
   int64_t total_;
   int64_t begin_ = 0, end_ = 0, capacity_ = 0;

@@ -137,13 +137,14 @@ struct DpoLossArgs {
   int64_t batch;
   DpoVariant variant;
   float beta, label_smoothing, gamma;
-  float* grad_chosen;      // d mean-loss / d policy_chosen
-  float* grad_rejected;    // d mean-loss / d policy_rejected
+  double grad_scale;       // multiplies the gradients after their rounding to f32
+  float* grad_chosen;      // grad_scale * d mean-loss / d policy_chosen
+  float* grad_rejected;    // grad_scale * d mean-loss / d policy_rejected
   float* chosen_reward;    // implicit reward of chosen
   float* rejected_reward;  // implicit reward of rejected
-  float* stats;            // [loss, accuracy]
+  float* stats;            // [loss, accuracy, lengths that are not positive and finite]
+  static constexpr int kStats = 3;
 };
-constexpr int kDpoStats = 2;
 
 struct RewardLossArgs {
   const float* chosen;    // [batch]
@@ -152,11 +153,12 @@ struct RewardLossArgs {
   float margin_scalar;    // used when margin is null
   int64_t batch;
   float center_coef;
+  double grad_scale;  // as DpoLossArgs's
   float* grad_chosen;
   float* grad_rejected;
   float* stats;  // [loss, accuracy]
+  static constexpr int kStats = 2;
 };
-constexpr int kRewardStats = 2;
 
 // out = alpha * a + beta * b (b may be null: out = alpha * a), or a * b.
 enum class ElementwiseOp : int { axpby = 0, mul = 1 };

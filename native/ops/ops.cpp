@@ -534,17 +534,12 @@ DpoLossResult dpo_loss(const DpoInputs& in, const DpoOptions& options) {
     args.same_shape(*t, name, ref, "policyChosen");
     args.same_device(*t, name, ref, "policyChosen");
     lengths[k] = cast(*t, DType::f32);
-    const Tensor host = to_device(lengths[k], Device::host());
-    count_host_read(host.nbytes());
-    for (int64_t i = 0; i < host.numel(); ++i) {
-      const float v = host.data<float>()[i];
-      if (!(v > 0 && std::isfinite(v))) args.fail(name, "[", i, "] = ", v, " must be a positive length");
-    }
   }
   args.positive(options.beta, "beta");
   const bool robust = options.variant == DpoVariant::robust;
   args.number(options.label_smoothing, "labelSmoothing", 0, 0.5, false, robust);
   if (!std::isfinite(options.gamma)) args.fail("gamma must be a finite number; got ", options.gamma);
+  if (!std::isfinite(options.grad_scale)) args.fail("gradScale must be a finite number; got ", options.grad_scale);
 
   const int64_t batch = ref.numel();
   const Device device = ref.device();
@@ -553,7 +548,7 @@ DpoLossResult dpo_loss(const DpoInputs& in, const DpoOptions& options) {
   out.grad_rejected = empty({batch}, DType::f32, device);
   out.chosen_reward = empty({batch}, DType::f32, device);
   out.rejected_reward = empty({batch}, DType::f32, device);
-  Tensor stats = empty({kDpoStats}, DType::f32, device);
+  Tensor stats = empty({DpoLossArgs::kStats}, DType::f32, device);
   const bool use_ref = !options.reference_free && !simpo;
   DpoLossArgs a{in.policy_chosen.data<float>(),
                 in.policy_rejected.data<float>(),
@@ -566,20 +561,33 @@ DpoLossResult dpo_loss(const DpoInputs& in, const DpoOptions& options) {
                 static_cast<float>(options.beta),
                 static_cast<float>(options.label_smoothing),
                 static_cast<float>(options.gamma),
+                options.grad_scale,
                 out.grad_chosen.data<float>(),
                 out.grad_rejected.data<float>(),
                 out.chosen_reward.data<float>(),
                 out.rejected_reward.data<float>(),
                 stats.data<float>()};
   launch(ref, cpu::dpo_loss, cuda::dpo_loss, a);
-  const auto s = read_stats<kDpoStats>(stats);
+  const auto s = read_stats<DpoLossArgs::kStats>(stats);
+  // The kernel counts bad lengths, so valid ones are not read back; a bad one is found and named here.
+  if (s.v[2] > 0) {
+    for (int k = 0; k < 2; ++k) {
+      if (!lengths[k].defined()) continue;
+      const Tensor host = to_device(lengths[k], Device::host());
+      count_host_read(host.nbytes());
+      for (int64_t i = 0; i < host.numel(); ++i) {
+        const float v = host.data<float>()[i];
+        if (!(v > 0 && std::isfinite(v))) args.fail(length_args[k].second, "[", i, "] = ", v, " must be a positive length");
+      }
+    }
+  }
   out.loss = s.v[0];
   out.accuracy = s.v[1];
   return out;
 }
 
 RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const Tensor& margin,
-                             double margin_scalar, double center_coef) {
+                             double margin_scalar, double center_coef, double grad_scale) {
   const Args args("rewardLoss");
   args.dtype(chosen, "chosen", {DType::f32});
   if (chosen.ndim() != 1) args.fail("chosen must be 1-D [B]; got ", chosen.describe());
@@ -595,25 +603,64 @@ RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const
     args.fail("margin must be a finite number or a tensor; got ", margin_scalar);
   }
   args.number(center_coef, "centerCoef", 0, 1e30);
+  if (!std::isfinite(grad_scale)) args.fail("gradScale must be a finite number; got ", grad_scale);
   const int64_t batch = chosen.numel();
   RewardLossResult out{};
   out.grad_chosen = empty({batch}, DType::f32, chosen.device());
   out.grad_rejected = empty({batch}, DType::f32, chosen.device());
-  Tensor stats = empty({kRewardStats}, DType::f32, chosen.device());
+  Tensor stats = empty({RewardLossArgs::kStats}, DType::f32, chosen.device());
   RewardLossArgs a{chosen.data<float>(),
                    rejected.data<float>(),
                    margin.defined() ? margin.data<float>() : nullptr,
                    static_cast<float>(margin_scalar),
                    batch,
                    static_cast<float>(center_coef),
+                   grad_scale,
                    out.grad_chosen.data<float>(),
                    out.grad_rejected.data<float>(),
                    stats.data<float>()};
   launch(chosen, cpu::reward_loss, cuda::reward_loss, a);
-  const auto s = read_stats<kRewardStats>(stats);
+  const auto s = read_stats<RewardLossArgs::kStats>(stats);
   out.loss = s.v[0];
   out.accuracy = s.v[1];
   return out;
+}
+
+Tensor concat(const std::vector<Tensor>& xs) {
+  const Args args("concat");
+  if (xs.empty()) args.fail("tensors must hold at least one tensor");
+  args.present(xs[0], "tensors[0]");
+  const Tensor& first = xs[0];
+  if (first.ndim() < 1) args.fail("tensors[0] must have a row dimension [B, ...]; got ", first.describe());
+  const Shape row_shape(first.shape.begin() + 1, first.shape.end());
+  int64_t rows = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const std::string name = "tensors[" + std::to_string(i) + "]";
+    args.present(xs[i], name.c_str());
+    const Tensor& x = xs[i];
+    if (x.dtype != first.dtype) args.fail(name, " is ", dtype_name(x.dtype), "; tensors[0] is ", dtype_name(first.dtype));
+    args.same_device(x, name.c_str(), first, "tensors[0]");
+    if (x.ndim() != first.ndim() || !std::equal(row_shape.begin(), row_shape.end(), x.shape.begin() + 1)) {
+      args.fail(name, " is ", x.describe(), "; its rows must be shaped as tensors[0]'s (", first.describe(), ")");
+    }
+    rows += x.shape[0];
+  }
+  Shape shape = first.shape;
+  shape[0] = rows;
+  Tensor out = empty(shape, first.dtype, first.device());
+  int64_t at = 0;
+  for (const Tensor& x : xs) {
+    if (x.shape[0] > 0) copy_into(row_view(out, at, at + x.shape[0]), x);
+    at += x.shape[0];
+  }
+  return out;
+}
+
+double total(const Tensor& x) {
+  const Args args("total");
+  args.present(x, "x");
+  args.dtype(x, "x", {DType::f32});
+  return host_total(x);
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& c, const MatmulOptions& options, const Tensor& bias) {

@@ -87,6 +87,7 @@ struct DpoOptions {
   DpoVariant variant = DpoVariant::sigmoid;
   double beta = 0.1, label_smoothing = 0.0, gamma = 0.0;
   bool reference_free = false;
+  double grad_scale = 1.0;  // multiplies the gradients (e.g. 1 / gradient-accumulation steps)
 };
 struct DpoLossResult {
   double loss;
@@ -103,7 +104,13 @@ struct RewardLossResult {
 };
 // margin: a [B] tensor, or undefined to use margin_scalar for every pair.
 RewardLossResult reward_loss(const Tensor& chosen, const Tensor& rejected, const Tensor& margin,
-                             double margin_scalar, double center_coef);
+                             double margin_scalar, double center_coef, double grad_scale = 1.0);
+
+// xs [B_i, ...] (one dtype, device and row shape) -> [sum of B_i, ...]: the rows of each in turn, copied.
+Tensor concat(const std::vector<Tensor>& xs);
+// The sum of an f32 tensor's values, added in order in double on its device
+// (as JavaScript adds an array's values): one double comes back to the host.
+double total(const Tensor& x);
 
 struct MatmulOptions {
   bool trans_a = false, trans_b = false;

@@ -252,31 +252,42 @@ RLF_HD RewardPair reward_pair(float chosen, float rejected, float margin, float 
 }
 
 // ---- One pair of a batch of the pair losses (ops.dpoLoss, ops.rewardLoss) ----
-// Writes pair i's gradients (already divided by the batch) and returns its
-// loss and 1 if it ranks the chosen response first, for the caller's sums;
-// one overload per loss, so both backends loop over either with one template.
+// Writes pair i's gradients (divided by the batch, rounded to f32, then
+// multiplied by grad_scale: the bits a caller gets scaling the f32 gradient
+// in double) and returns its loss, 1 if it ranks the chosen response first,
+// and 1 if one of its lengths is not a positive finite number, for the
+// caller's sums; one overload per loss, so both backends loop over either
+// with one template.
 struct PairTerms {
   float loss;
   double correct;
+  double invalid;
 };
 
+RLF_HD float scaled_gradient(double g, double grad_scale) {
+  return static_cast<float>(static_cast<double>(static_cast<float>(g)) * grad_scale);
+}
+
+RLF_HD bool positive_length(float v) { return v > 0.0f && v <= 3.4028234663852886e38f; }
+
 RLF_HD PairTerms pair_terms(const DpoLossArgs& a, int64_t i, double inv_batch) {
+  const float lc = a.chosen_length ? a.chosen_length[i] : 1.0f;
+  const float lr = a.rejected_length ? a.rejected_length[i] : 1.0f;
   const DpoPair p = dpo_pair(a.variant, a.policy_chosen[i], a.policy_rejected[i], a.ref_chosen ? a.ref_chosen[i] : 0.0f,
-                             a.ref_rejected ? a.ref_rejected[i] : 0.0f, a.chosen_length ? a.chosen_length[i] : 1.0f,
-                             a.rejected_length ? a.rejected_length[i] : 1.0f, a.beta, a.label_smoothing, a.gamma);
-  a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
-  a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
+                             a.ref_rejected ? a.ref_rejected[i] : 0.0f, lc, lr, a.beta, a.label_smoothing, a.gamma);
+  a.grad_chosen[i] = scaled_gradient(p.d_chosen * inv_batch, a.grad_scale);
+  a.grad_rejected[i] = scaled_gradient(p.d_rejected * inv_batch, a.grad_scale);
   a.chosen_reward[i] = p.chosen_reward;
   a.rejected_reward[i] = p.rejected_reward;
-  return {p.loss, p.chosen_reward > p.rejected_reward ? 1.0 : 0.0};
+  return {p.loss, p.chosen_reward > p.rejected_reward ? 1.0 : 0.0, positive_length(lc) && positive_length(lr) ? 0.0 : 1.0};
 }
 
 RLF_HD PairTerms pair_terms(const RewardLossArgs& a, int64_t i, double inv_batch) {
   const float margin = a.margin ? a.margin[i] : a.margin_scalar;
   const RewardPair p = reward_pair(a.chosen[i], a.rejected[i], margin, a.center_coef);
-  a.grad_chosen[i] = static_cast<float>(p.d_chosen * inv_batch);
-  a.grad_rejected[i] = static_cast<float>(p.d_rejected * inv_batch);
-  return {p.loss, a.chosen[i] > a.rejected[i] ? 1.0 : 0.0};
+  a.grad_chosen[i] = scaled_gradient(p.d_chosen * inv_batch, a.grad_scale);
+  a.grad_rejected[i] = scaled_gradient(p.d_rejected * inv_batch, a.grad_scale);
+  return {p.loss, a.chosen[i] > a.rejected[i] ? 1.0 : 0.0, 0.0};
 }
 
 }  // namespace rlfarm::math

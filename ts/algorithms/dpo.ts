@@ -18,13 +18,12 @@ import { pairBatch, preferenceSplit } from '../training/preference-pairs.js'
 
 /**
  * Sequence log-probs (sums over response tokens) of every row of a pair batch,
- * read back to the host (per-row values; the per-token work stays on the
- * model's device), and the response mask on that device for the backward.
+ * [chosen..., rejected...], and the response mask, both on the model's device.
  */
-async function sequenceSums(model: Model, batch: SequenceBatch, train: boolean): Promise<{ sums: Float32Array; responseMask: Tensor }> {
+async function sequenceSums(model: Model, batch: SequenceBatch, train: boolean): Promise<{ sums: Tensor; responseMask: Tensor }> {
   const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train, onDevice: true })
   const responseMask = batch.responseMask.to(logp!.device)
-  return { sums: ops.rowSum(logp!, responseMask).to('cpu').data as Float32Array, responseMask }
+  return { sums: ops.rowSum(logp!, responseMask), responseMask }
 }
 
 /**
@@ -38,7 +37,7 @@ async function referenceSums(reference: Model, pairs: PreferenceExample[], encod
   for (let i = 0; i < pairs.length; i += batchSize) {
     if (dp && (i / batchSize) % dp.worldSize !== dp.rank) continue
     const chunk = pairs.slice(i, i + batchSize)
-    const { sums } = await sequenceSums(reference, pairBatch(chunk, encoder, pad), false)
+    const sums = (await sequenceSums(reference, pairBatch(chunk, encoder, pad), false)).sums.to('cpu').data as Float32Array
     chosen.set(sums.subarray(0, chunk.length), i)
     rejected.set(sums.subarray(chunk.length), i)
   }
@@ -70,21 +69,23 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
     evalRef = await referenceSums(reference, split.eval, encoder, pad, batchSize, dp)
   }
 
-  const dpo = async (pairs: PreferenceExample[], refChosen: Float32Array, refRejected: Float32Array, train: boolean) => {
+  // One batch of pairs on the policy's device: only the loss's scalars come back to the host.
+  const dpo = async (pairs: PreferenceExample[], refChosen: Float32Array, refRejected: Float32Array, train: boolean, gradScale = 1) => {
     const batch = pairBatch(pairs, encoder, pad)
     const n = pairs.length
     const { sums, responseMask } = await sequenceSums(policy.model, batch, train)
+    const on = { device: sums.device }
     const lengths = Float32Array.from(batch.responseLengths, (l) => Math.max(l, 1))
     const loss = ops.dpoLoss(
       {
-        policyChosen: Tensor.from(sums.slice(0, n), [n]),
-        policyRejected: Tensor.from(sums.slice(n), [n]),
-        refChosen: Tensor.from(refChosen, [n]),
-        refRejected: Tensor.from(refRejected, [n]),
-        chosenLength: Tensor.from(lengths.slice(0, n), [n]),
-        rejectedLength: Tensor.from(lengths.slice(n), [n]),
+        policyChosen: sums.rows(0, n),
+        policyRejected: sums.rows(n),
+        refChosen: Tensor.from(refChosen, [n], on),
+        refRejected: Tensor.from(refRejected, [n], on),
+        chosenLength: Tensor.from(lengths.slice(0, n), [n], on),
+        rejectedLength: Tensor.from(lengths.slice(n), [n], on),
       },
-      { beta: o.beta, variant: o.variant, labelSmoothing: o.label_smoothing, gamma: o.gamma, referenceFree: o.reference_free },
+      { beta: o.beta, variant: o.variant, labelSmoothing: o.label_smoothing, gamma: o.gamma, referenceFree: o.reference_free, gradScale },
     )
     return { responseMask, loss }
   }
@@ -119,16 +120,17 @@ export async function trainDpo(ctx: TrainerContext): Promise<StageResult> {
     for (const [k, whole] of wholes.entries()) {
       const idx = shards[k]
       if (idx.length === 0) continue
-      const w = dp ? idx.length / whole.length / micro : 1 / micro
+      // This micro-batch's share of the step's mean loss (with dp, its shard's share of the micro-batch).
+      const w = (dp ? idx.length / whole.length : 1) / micro
       const pairs = idx.map((i) => split.train[i])
-      const r = await dpo(pairs, Float32Array.from(idx, (i) => ref.chosen[i]), Float32Array.from(idx, (i) => ref.rejected[i]), true)
+      const r = await dpo(pairs, Float32Array.from(idx, (i) => ref.chosen[i]), Float32Array.from(idx, (i) => ref.rejected[i]), true, w)
       // d loss / d logp of a response token is d loss / d (its sequence's log-prob).
-      const rowGrads = Float32Array.from([...(r.loss.gradChosen.data as Float32Array), ...(r.loss.gradRejected.data as Float32Array)], (g) => (dp ? g * w : g / micro))
-      await microBatchBackward(policy.model, { gradLogp: ops.broadcastRows(Tensor.from(rowGrads, [rowGrads.length], { device: r.responseMask.device }), r.responseMask) }, k === reducing ? dp : undefined)
-      m.loss += dp ? r.loss.loss * w : r.loss.loss / micro
-      m.accuracy += dp ? r.loss.accuracy * w : r.loss.accuracy / micro
-      m.chosen_reward += dp ? meanOf(r.loss.chosenReward) * w : meanOf(r.loss.chosenReward) / micro
-      m.rejected_reward += dp ? meanOf(r.loss.rejectedReward) * w : meanOf(r.loss.rejectedReward) / micro
+      const gradLogp = ops.broadcastRows(ops.concat([r.loss.gradChosen, r.loss.gradRejected]), r.responseMask)
+      await microBatchBackward(policy.model, { gradLogp }, k === reducing ? dp : undefined)
+      m.loss += r.loss.loss * w
+      m.accuracy += r.loss.accuracy * w
+      m.chosen_reward += meanOf(r.loss.chosenReward) * w
+      m.rejected_reward += meanOf(r.loss.rejectedReward) * w
     }
     if (dp) {
       if (reducing < 0) await dp.allReduceGradients(policy.model)

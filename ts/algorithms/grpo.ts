@@ -21,7 +21,7 @@ import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { checkFinite, type StageResult, type TrainerContext } from '../training/context.js'
 import { optimizerStep } from '../training/optimizer.js'
-import { maskedMean, meanOf, total } from '../training/host-tensors.js'
+import { maskedMean, meanOf } from '../training/host-tensors.js'
 import { setupOnPolicy } from '../training/on-policy.js'
 import { rowsOfRank, sequenceLogprobs, type Rollout } from '../training/rollout.js'
 
@@ -197,7 +197,7 @@ export function groupLossPart(
     // beta * KL_t joins each token's loss, so it is averaged with the same weights.
     const weights = ops.broadcastRows(Tensor.from(rowWeight, [rows], { device }), mask)
     const kl = ops.klPenalty(logp, refLogp, mask, { estimator: o.klEstimator })
-    klLoss = o.klCoef * total(ops.rowSum(ops.mul(kl, weights)))
+    klLoss = o.klCoef * ops.total(ops.rowSum(ops.mul(kl, weights)))
     grad = ops.add(grad, ops.mul(ops.klPenaltyGrad(logp, refLogp, mask, { estimator: o.klEstimator }), weights), { alpha: 1, beta: o.klCoef })
   }
   const tokenWeight = tokens / Math.max(batch.tokens, 1)
@@ -439,7 +439,7 @@ export async function trainGroupRl(ctx: TrainerContext, baseline: GroupBaseline)
         // With more ranks the loss is checked once summed (below), so that every rank stops alike.
         if (!dp) checkFinite(part.loss, `the ${baseline.toUpperCase()} loss`, step)
         iterationLoss += part.loss
-        const tokens = total(ops.rowSum(mbMask))
+        const tokens = ops.total(ops.rowSum(mbMask))
         m.loss += part.loss / mu
         m.policy_loss += part.policyLoss / mu
         m.kl_loss += part.klLoss / mu

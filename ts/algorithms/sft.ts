@@ -11,7 +11,6 @@ import { checkFinite, type StageResult, type TrainerContext } from '../training/
 import { EpochBatches, readRows, splitEval, totalSteps } from '../training/data-order.js'
 import { loadPolicy } from '../training/models.js'
 import { makeOptimizer, optimizerStep } from '../training/optimizer.js'
-import { total } from '../training/host-tensors.js'
 
 /** Concatenates examples into sequences of exactly `length` tokens (the last may be shorter). */
 export function packPairs(pairs: EncodedPair[], length: number, completionOnly: boolean): EncodedPair[] {
@@ -48,7 +47,7 @@ export async function sftStep(model: Model, chunks: EncodedPair[][], pad: number
   for (const [k, batch] of batches.entries()) {
     const { logp } = await model.forward(batch.tokens, { attentionMask: batch.attentionMask, train: true, onDevice: true })
     const responseMask = batch.responseMask.to(logp!.device)
-    nll -= total(ops.rowSum(logp!, responseMask))
+    nll -= ops.total(ops.rowSum(logp!, responseMask))
     const grads = { gradLogp: ops.add(responseMask, undefined, { alpha: -1 / tokens }) }
     // The last micro-batch's backward sums the gradients over the ranks as it goes.
     await microBatchBackward(model, grads, k === batches.length - 1 ? dp : undefined)
@@ -67,7 +66,7 @@ export async function evalLoss(model: Model, pairs: EncodedPair[], pad: number, 
   for (let i = 0; i < pairs.length; i += batchSize) {
     const batch = collateSequences(pairs.slice(i, i + batchSize), pad)
     const logp = await model.logprobs(batch.tokens, { attentionMask: batch.attentionMask })
-    nll -= total(ops.rowSum(logp, batch.responseMask))
+    nll -= ops.total(ops.rowSum(logp, batch.responseMask))
     count += batch.responseLengths.reduce((a, b) => a + b, 0)
   }
   return count > 0 ? nll / count : NaN

@@ -456,9 +456,9 @@ export class Model {
     return this.#queue.enqueue(label, operation, options)
   }
 
-  /** @internal Throws a "busy" error naming `call` when an operation is pending. */
-  checkIdle(call: string): void {
-    this.#queue.checkIdle(call)
+  /** @internal Throws a "busy" error naming `call` when an operation is pending (see OperationQueue.checkIdle). */
+  checkIdle(call: string, options: { besideWeightReaders?: boolean } = {}): void {
+    this.#queue.checkIdle(call, options)
   }
 
   /** log p(tokens[t+1] | tokens[..t]) as [B, T-1], keeping no activations. */

@@ -42,12 +42,12 @@ export class AdamW {
   readonly weightDecay: number
   /** Steps taken so far. */
   stepCount = 0
-  // The native optimizer owns the moments and the decay ranges (set once);
-  // #views are views of its moments of the buffer's [begin, end), read when
-  // first needed (the native side allocates them then: sharded first, a rank
-  // never holds the whole model's).
+  // The native optimizer owns the moments and the decay ranges (set once).
+  // #moments() gives views of its host copy of the buffer's [begin, end),
+  // allocated when first asked for (sharded first, a rank never holds the
+  // whole model's) and, on a cuda model, brought up to date from the device
+  // by each call (the moments live there between steps).
   readonly #native: NativeAdamW
-  #views: { m: Tensor; v: Tensor; begin: number; end: number } | undefined
   // Set by shardOver: steps go through the group, on every rank alike (a shard may be empty, or all of a tiny model).
   #shardedOver = false
 
@@ -69,11 +69,8 @@ export class AdamW {
   }
 
   #moments(): { m: Tensor; v: Tensor; begin: number; end: number } {
-    if (!this.#views) {
-      const { m, v, begin, end } = this.#native.moments()
-      this.#views = { m: new Tensor(m), v: new Tensor(v), begin, end }
-    }
-    return this.#views
+    const { m, v, begin, end } = this.#native.moments()
+    return { m: new Tensor(m), v: new Tensor(v), begin, end }
   }
 
   /**
@@ -100,11 +97,16 @@ export class AdamW {
     return this.#shardedOver
   }
 
-  /** The optimizer's state, for checkpoints (the moments are live views). */
+  /**
+   * The optimizer's state, for checkpoints: the moments are views of the
+   * optimizer's host copy (on a cuda model brought up to date from the device
+   * by this call; writes to them reach the device at the next step).
+   */
   state(): AdamWState {
     if (this.sharded) {
       throw new Error('AdamW.state: this optimizer holds only its ZeRO-1 shard of the moments; gather them on every rank (optimizerState from \'rlfarm/internal\')')
     }
+    this.model.checkIdle('AdamW.state', { besideWeightReaders: true }) // a step called before this must land first
     const { m, v } = this.#moments()
     return { step: this.stepCount, m, v }
   }
@@ -114,6 +116,7 @@ export class AdamW {
    * with zeros to the size every rank's shard has.
    */
   shardState(): { step: number; m: Tensor; v: Tensor; begin: number; end: number } {
+    this.model.checkIdle('AdamW.shardState', { besideWeightReaders: true })
     return { step: this.stepCount, ...this.#moments() }
   }
 
@@ -126,7 +129,6 @@ export class AdamW {
   shardOver(group: NativeProcessGroup): void {
     this.model.checkIdle('AdamW.shard')
     this.#native.shard(group)
-    this.#views = undefined
     this.#shardedOver = true
   }
 

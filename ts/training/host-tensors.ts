@@ -1,22 +1,17 @@
-// Small host-side reductions of per-row results ([B] values; per-token work
-// stays native), read back from whichever device holds them.
+// Means of per-row results that trainers log: summed natively where the
+// values are (ops.total: one number comes back, not the rows).
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
-import { mean, sum } from '../util/stats.js'
-
-/** Sum over rows of a per-row tensor (B values; not per-token work). */
-export function total(x: Tensor): number {
-  return sum(x.to('cpu').data as Float32Array)
-}
+import { mean } from '../util/stats.js'
 
 /** Mean over the mask of a [B, T] tensor, computed natively. */
 export function maskedMean(x: Tensor, mask: Tensor): number {
-  const count = total(ops.rowSum(mask))
-  return count > 0 ? total(ops.rowSum(x, mask)) / count : 0
+  const count = ops.total(ops.rowSum(mask))
+  return count > 0 ? ops.total(ops.rowSum(x, mask)) / count : 0
 }
 
-/** Mean of a host f32 tensor's values (per-row results, not per-token work). */
+/** Mean of an f32 tensor's values (on any device) or of host numbers; 0 when there are none. */
 export function meanOf(t: Tensor | Float32Array | number[]): number {
-  const d = t instanceof Tensor ? (t.to('cpu').data as Float32Array) : t
-  return d.length > 0 ? mean(d) : 0
+  if (t instanceof Tensor) return t.numel > 0 ? ops.total(t) / t.numel : 0
+  return t.length > 0 ? mean(t) : 0
 }

@@ -103,24 +103,19 @@ export async function rewardStep(
   for (const [k, whole] of chunks.entries()) {
     const pairs = shards[k]
     if (pairs.length === 0) continue
-    // The loss is a mean over the micro-batch: this shard's mean counts for its share.
-    const share = dp ? pairs.length / whole.length : 1
+    // The loss is a mean over the micro-batch: this shard's mean counts for its share of it.
+    const w = (dp ? pairs.length / whole.length : 1) / micro
     const batch = pairBatch(pairs, encoder, pad)
     const { rewards, last } = await rowRewards(model, batch, true)
     const n = pairs.length
-    // Per-row rewards come to the host for the pair loss; per-token work stays on the model's device.
-    const rowReward = rewards.to('cpu').data as Float32Array
-    const chosen = Tensor.from(rowReward.slice(0, n), [n])
-    const rejected = Tensor.from(rowReward.slice(n), [n])
     const margins = pairs.some((p) => p.margin !== undefined)
-      ? Tensor.from(Float32Array.from(pairs, (p) => (p.margin ?? 0) + o.margin), [n])
+      ? Tensor.from(Float32Array.from(pairs, (p) => (p.margin ?? 0) + o.margin), [n], { device: rewards.device })
       : o.margin
-    const r = ops.rewardLoss(chosen, rejected, { margin: margins, centerCoef: o.center_coef })
-    const rowGrads = Float32Array.from([...(r.gradChosen.data as Float32Array), ...(r.gradRejected.data as Float32Array)], (g) => (dp ? (g * share) / micro : g / micro))
-    const grads = { gradValues: ops.broadcastRows(Tensor.from(rowGrads, [2 * n], { device: last.device }), last) }
-    await microBatchBackward(model, grads, k === reducing ? dp : undefined)
-    loss += dp ? (r.loss * share) / micro : r.loss / micro
-    accuracy += dp ? (r.accuracy * share) / micro : r.accuracy / micro
+    // On the model's device: only the loss and the accuracy come back to the host.
+    const r = ops.rewardLoss(rewards.rows(0, n), rewards.rows(n), { margin: margins, centerCoef: o.center_coef, gradScale: w })
+    await microBatchBackward(model, { gradValues: ops.broadcastRows(ops.concat([r.gradChosen, r.gradRejected]), last) }, k === reducing ? dp : undefined)
+    loss += r.loss * w
+    accuracy += r.accuracy * w
   }
   if (dp) {
     if (reducing < 0) await dp.allReduceGradients(model)
