@@ -8,7 +8,7 @@
 //    and cuBLASLt against the own kernels where cuBLASLt loaded;
 //  - every fixture model: forward log-probs, entropies and values (relative
 //    error < 1e-4 in f32, < 1e-2 in bf16), every parameter gradient, a few
-//    AdamW steps whose losses track the CPU's, greedy generation in f32;
+//    AdamW steps whose losses and moments track the CPU's, greedy generation in f32;
 //  - sampling on the device (temperature, top-k, top-p, stop tokens, per-row
 //    seeds, left-padded prompts) picking the CPU's tokens in f32;
 //  - the fused attention (forward, and its backward's gradients) and the
@@ -130,6 +130,18 @@ export async function checkModel(report: Report, name: string, precision: 'f32' 
     const lb = loss((await gpu.forward(tokens)).logp!.toArray())
     within(report, `${where}: loss after step ${step + 1} (${lb.toFixed(5)} vs cpu ${la.toFixed(5)})`, Math.abs(lb - la) / Math.abs(la), 10 * tol)
   }
+  // AdamW's moments stay on the device between steps: state() brings them back, and they track the CPU's.
+  const [ma, mb] = [optA.state(), optB.state()]
+  within(report, `${where}: AdamW moments read back after 3 steps`, Math.max(relError(mb.m.toArray(), ma.m.toArray()), relError(mb.v.toArray(), ma.v.toArray())), 10 * tol)
+  // Moments written on the host reach the device at the next step: the cuda optimizer takes the CPU's state, and both step once more alike.
+  optB.loadState(optA.state())
+  for (const [model, opt] of [[cpu, optA], [gpu, optB]] as const) {
+    const out = await model.forward(tokens, { train: true })
+    await model.backward({ gradLogp: Tensor.full(out.logp!.shape, -1 / out.logp!.numel) })
+    await opt.step({ maxGradNorm: 1, zeroGrad: true })
+  }
+  const [na, nb] = [optA.state(), optB.state()]
+  within(report, `${where}: AdamW moments after loading the CPU's state and a 4th step`, Math.max(relError(nb.m.toArray(), na.m.toArray()), relError(nb.v.toArray(), na.v.toArray())), 10 * tol)
   if (precision === 'f32') {
     const prompts = Tensor.from(Int32Array.from([1, 2, 3, 4, 5, 6]), [2, 3])
     const ga = (await cpu.generate(prompts, { maxNewTokens: 6, temperature: 0 })).tokens.toArray()
