@@ -1,5 +1,6 @@
-// Whole trainers on a device against the same runs on the CPU: a few PPO steps
-// and a few DPO steps of a tiny model with `device` in every model spec (f32),
+// Whole trainers on a device against the same runs on the CPU: a few steps of
+// PPO, DPO, SFT, reward-model training, GRPO and RLOO of a tiny model with
+// `device` in every model spec (f32),
 // whose per-step losses must track the CPU's, and whose host reads
 // (backend().hostReads, counted alike on either device) must equal the CPU's.
 // scripts/check-cuda.mjs runs it on a GPU machine:
@@ -18,38 +19,40 @@ export const LOSS_TOL = 1e-3
 const LOSS_FLOOR = 1e-2
 
 /** The losses each trainer's check compares, per logged step. */
-export const LOSS_KEYS = { ppo: ['policy_loss', 'value_loss'], dpo: ['loss'] } as const
+export const LOSS_KEYS = {
+  ppo: ['policy_loss', 'value_loss'],
+  dpo: ['loss'],
+  sft: ['loss'],
+  reward: ['loss'],
+  grpo: ['loss'],
+  rloo: ['loss'],
+} as const
+export type CheckedAlgorithm = keyof typeof LOSS_KEYS
+export const ALGORITHMS = Object.keys(LOSS_KEYS) as CheckedAlgorithm[]
 
-/** PPO and DPO runs of a tiny byte-tokenizer model, every model spec on `device` (f32 there), writing under `dir`. */
-export function trainerConfigs(dir: string, device: string, steps = 3): { ppo: RunConfigInput; dpo: RunConfigInput } {
+/** A few steps of every checked trainer on a tiny byte-tokenizer model, every model spec on `device` (f32 there), writing under `dir`. */
+export function trainerConfigs(dir: string, device: string, steps = 3): Record<CheckedAlgorithm, RunConfigInput> {
   const prompts = path.join(dir, 'prompts.jsonl')
   const pairs = path.join(dir, 'pairs.jsonl')
+  const demos = path.join(dir, 'sft.jsonl')
   const words = Array.from({ length: 16 }, (_, i) => `w${(i * 7919) % 97}`)
-  if (!fs.existsSync(prompts)) fs.writeFileSync(prompts, words.map((w) => `${JSON.stringify({ prompt: `${w}:` })}\n`).join(''))
-  if (!fs.existsSync(pairs)) {
-    fs.writeFileSync(pairs, words.map((w) => `${JSON.stringify({ prompt: `${w}:`, chosen: ` a${w}a`, rejected: ` z${w}${w}z` })}\n`).join(''))
-  }
+  const write = (file: string, rows: object[]) => fs.existsSync(file) || fs.writeFileSync(file, rows.map((r) => `${JSON.stringify(r)}\n`).join(''))
+  write(prompts, words.map((w) => ({ prompt: `${w}:` })))
+  write(pairs, words.map((w) => ({ prompt: `${w}:`, chosen: ` a${w}a`, rejected: ` z${w}${w}z` })))
+  write(demos, words.map((w) => ({ prompt: `${w}:`, response: ` a${w}a` })))
   const policy = { tokenizer: 'byte', init: { hidden_size: 32, layers: 1, heads: 2, max_positions: 64 }, device, ...(device === 'cpu' ? {} : { precision: 'f32' }) }
-  const common = { output_dir: dir, seed: 3, policy, logging: { progress: 'none' } }
+  const run = (algorithm: CheckedAlgorithm, rest: object) =>
+    ({ output_dir: dir, seed: 3, policy, logging: { progress: 'none' }, algorithm, name: `${algorithm}-${device.replace(':', '-')}`, training: { batch_size: 4, max_steps: steps }, ...rest }) as RunConfigInput
+  const sampled = { data: { chat_template: false, max_length: 40, prompts }, generation: { max_new_tokens: 8, stop_at_eos: false }, reward_function: { name: 'count_token', token: 97 } }
+  const paired = { data: { chat_template: false, max_length: 40, train: pairs, eval_size: 0 } }
   return {
-    ppo: {
-      ...common,
-      algorithm: 'ppo',
-      name: `ppo-${device.replace(':', '-')}`,
-      data: { chat_template: false, max_length: 40, prompts },
-      generation: { max_new_tokens: 8, stop_at_eos: false },
-      reward_function: { name: 'count_token', token: 97 },
-      training: { batch_size: 4, max_steps: steps },
-      ppo: { minibatch_size: 2, epochs: 2 },
-    },
-    dpo: {
-      ...common,
-      algorithm: 'dpo',
-      name: `dpo-${device.replace(':', '-')}`,
-      data: { chat_template: false, max_length: 40, train: pairs, eval_size: 0 },
-      training: { batch_size: 4, max_steps: steps },
-    },
-  } as { ppo: RunConfigInput; dpo: RunConfigInput }
+    ppo: run('ppo', { ...sampled, ppo: { minibatch_size: 2, epochs: 2 } }),
+    dpo: run('dpo', paired),
+    sft: run('sft', { data: { chat_template: false, max_length: 40, train: demos, eval_size: 0 } }),
+    reward: run('reward', paired),
+    grpo: run('grpo', { ...sampled, training: { batch_size: 2, max_steps: steps }, group: { group_size: 3, kl_coef: 0.05 } }),
+    rloo: run('rloo', { ...sampled, training: { batch_size: 2, max_steps: steps }, group: { group_size: 3, kl_coef: 0.05 } }),
+  }
 }
 
 /** The training records of a run (metrics.jsonl lines with a step and every key in `keys`). */
@@ -79,7 +82,7 @@ export function compareLosses(report: Report, what: string, cpu: Record<string, 
 export async function checkTrainers(report: Report, dir: string, device: string): Promise<void> {
   const cpuRuns = trainerConfigs(dir, 'cpu')
   const deviceRuns = trainerConfigs(dir, device)
-  for (const algorithm of ['ppo', 'dpo'] as const) {
+  for (const algorithm of ALGORITHMS) {
     // Host reads from the first logged training step to the last: whole steps, not the setup or the saving.
     const run = async (config: RunConfigInput) => {
       const marks: { reads: number; bytes: number }[] = []

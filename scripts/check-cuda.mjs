@@ -18,8 +18,9 @@
 //                tracking the CPU's losses, greedy and sampled generation equal to
 //                the CPU's in f32, the fused and decode attention kernels against
 //                the reference attention                                      [GPU]
-//   trainers     bench/cuda-trainers.ts: a few PPO steps and a few DPO steps of a tiny
-//                model with device: cuda (f32) in every model spec, their losses
+//   trainers     bench/cuda-trainers.ts: a few steps of PPO, DPO, SFT, reward-model
+//                training, GRPO and RLOO of a tiny model with device: cuda (f32)
+//                in every model spec, their losses
 //                tracking the same runs on the CPU (rel. error < 1e-3) and their
 //                host reads (backend().hostReads) equal to the CPU's          [GPU]
 //   generate     generation tokens/s at batch 64 (GPT-2 124M's shape, 16 + 64
@@ -165,7 +166,7 @@ if (!gpu) {
   stage('checks', checks.ok ? 'ok' : 'FAIL', `${passed} passed, ${failed} failed${checks.ok ? '' : `: ${checks.why}`}`)
   const trainers = run(tsx, ['bench/cuda-trainers.ts', 'cuda'], { timeout: 120 })
   const trainerFails = trainers.out.split('\n').filter((l) => l.startsWith('FAIL '))
-  stage('trainers', trainers.ok ? 'ok' : 'FAIL', trainers.ok ? `PPO and DPO on cuda track the CPU's losses; host reads equal` : trainerFails.join('; ') || trainers.why)
+  stage('trainers', trainers.ok ? 'ok' : 'FAIL', trainers.ok ? `PPO, DPO, SFT, reward, GRPO and RLOO on cuda track the CPU's losses; host reads equal` : trainerFails.join('; ') || trainers.why)
   const gen = run(tsx, ['bench/cuda-checks.ts', '--generate-bench'], { timeout: 90 })
   const genRuns = gen.out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
   if (gen.ok && genRuns.length) {

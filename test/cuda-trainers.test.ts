@@ -1,10 +1,10 @@
 // check:cuda's trainer stage (bench/cuda-trainers.ts) as far as the CPU can
-// run it: its PPO and DPO configs, its loss comparison and its host-read
+// run it: its configs (PPO, DPO, SFT, reward model, GRPO, RLOO), its loss comparison and its host-read
 // comparison, with the cpu standing in for the device (the runs must then
 // agree exactly). On a GPU machine check:cuda runs it against cuda.
 import t from 'tap'
 import { backend, train } from 'rlfarm'
-import { checkTrainers, compareLosses, LOSS_KEYS, LOSS_TOL, trainerConfigs } from '../bench/cuda-trainers'
+import { ALGORITHMS, checkTrainers, compareLosses, LOSS_KEYS, LOSS_TOL, trainerConfigs } from '../bench/cuda-trainers'
 import { tempDir } from './helpers/common'
 
 type Check = { name: string; ok: boolean; detail: string }
@@ -14,7 +14,7 @@ t.test('the trainer stage run with the cpu as the device: every check passes', a
   const checks: Check[] = []
   await checkTrainers(collect(checks), tempDir(t, 'cuda-trainers'), 'cpu')
   for (const c of checks) t.ok(c.ok, `${c.name}: ${c.detail}`)
-  for (const algorithm of ['ppo', 'dpo'] as const) {
+  for (const algorithm of ALGORITHMS) {
     const steps = checks.filter((c) => c.name.startsWith(`${algorithm} on cpu: step `))
     t.equal(steps.length, 3 * LOSS_KEYS[algorithm].length, `${algorithm}: three steps' losses compared`)
     t.ok(steps.every((c) => c.detail.includes('relative error 0.00e+0')), `${algorithm}: the same run twice on the cpu gives the same losses`)
@@ -42,12 +42,12 @@ t.test('compareLosses fails a step whose loss is off, or a run with missing step
 t.test('its configs put every model spec on the device, in f32; without a GPU they fail naming the field', async (t) => {
   const dir = tempDir(t, 'cuda-trainers-configs')
   const runs = trainerConfigs(dir, 'cuda')
-  for (const algorithm of ['ppo', 'dpo'] as const) {
+  for (const algorithm of ALGORITHMS) {
     t.match(runs[algorithm].policy, { device: 'cuda', precision: 'f32' }, `${algorithm}: policy on cuda in f32`)
   }
   t.match(trainerConfigs(dir, 'cpu').ppo.policy, { device: 'cpu' }, 'the cpu runs on the cpu')
   if (backend().cudaDevices === 0) {
-    for (const algorithm of ['ppo', 'dpo'] as const) {
+    for (const algorithm of ALGORITHMS) {
       await t.rejects(train(runs[algorithm]), { name: 'ConfigError', message: /policy\.device: device 'cuda' is not available/ }, `${algorithm}: refused before any work`)
     }
   }
