@@ -258,10 +258,22 @@ export async function benchGeneration(precision: 'f32' | 'bf16'): Promise<{ prec
   return { precision, batch, newTokens, tokensPerSecond: (batch * newTokens) / seconds, seconds }
 }
 
+/**
+ * Every check; one that throws (a CUDA error, a failed RLF_CHECK) is reported
+ * as a failure and the next one still runs, so that one GPU run finds every
+ * broken path rather than the first.
+ */
 export async function runCudaChecks(report: Report): Promise<void> {
-  checkGemms(report)
+  const guarded = async (name: string, fn: () => unknown): Promise<void> => {
+    try {
+      await fn()
+    } catch (err) {
+      report(`${name}: threw`, false, ((err as Error).stack ?? String(err)).split('\n').slice(0, 3).join(' | '))
+    }
+  }
+  await guarded('gemm', () => checkGemms(report))
   for (const name of FULL) {
-    for (const precision of ['f32', 'bf16'] as const) await checkModel(report, name, precision)
+    for (const precision of ['f32', 'bf16'] as const) await guarded(`${name} ${precision}`, () => checkModel(report, name, precision))
   }
 }
 

@@ -68,12 +68,18 @@ function checkPlan(t: Test, name: string, config: ModelConfig, plan: CudaPlan, b
   t.equal(back.headDimTile, backTile, `${name}: the fused backward for heads up to 64 wide, when training`)
   if (backTile > 0) {
     t.same([back.tile, back.dq], [plan.flash.keyTile, l.attentionFlash], `${name}: dQ takes the forward's launch`)
-    t.same([back.dkv.block, back.dkv.grid], [64, [Math.ceil(steps / 64), batch * config.kvHeads, 1]], `${name}: dK and dV a thread per key of a kv head`)
+    t.same([back.dkv.block, back.dkv.grid], [64, foldedGrid(Math.ceil(steps / 64), batch * config.kvHeads)], `${name}: dK and dV a thread per key of a kv head`)
     t.ok(back.dkv.smemBytes === 2 * back.tile * backTile * 4 + 2 * back.tile * 4 && back.dkv.smemBytes <= 48 * 1024, `${name}: query tiles fit (${back.dkv.smemBytes} B)`)
   }
   const scores = batch * config.heads * steps * steps * 4
   const want = train ? (backTile === 0 ? 2 * scores : 0) : plan.flash.headDimTile === 0 ? scores : 0
   t.equal(m.attention, want, `${name}: score buffers only where the reference attention runs`)
+}
+
+// (row, head) pairs over a grid's y, folded into z past y's limit of 65535 blocks.
+function foldedGrid(x: number, pairs: number): [number, number, number] {
+  const y = Math.min(pairs, 65535)
+  return [x, y, Math.ceil(pairs / y)]
 }
 
 // The fused attention's plan: the smallest compiled head width that holds the head, a thread per query.
@@ -82,7 +88,7 @@ function checkFlash(t: Test, name: string, flash: { headDimTile: number; keyTile
   t.equal(flash.headDimTile, tile, `${name}: head ${headDim} runs at compiled width ${tile}`)
   if (tile === 0) return
   t.equal(flash.keyTile, tile <= 64 ? 64 : 32, `${name}: keys per tile`)
-  t.same([launch.block, launch.grid], [64, [Math.ceil(queries / 64), batchHeads, 1]], `${name}: a block of 64 queries per (row, head)`)
+  t.same([launch.block, launch.grid], [64, foldedGrid(Math.ceil(queries / 64), batchHeads)], `${name}: a block of 64 queries per (row, head)`)
   t.ok(launch.smemBytes === 2 * flash.keyTile * tile * 4 + flash.keyTile && launch.smemBytes <= 48 * 1024, `${name}: K and V tiles fit a block's default shared memory (${launch.smemBytes} B)`)
 }
 
@@ -162,6 +168,13 @@ t.test('generation plans: KV cache, decode attention and sampler for every fixtu
   }
   const big = native.cudaGeneratePlan(completeConfig(GPT2_124M) as never, 64, 16, 64, false)
   t.equal(big.kvCacheBytes, 2 * 12 * 64 * 80 * 768 * 4, 'GPT-2 124M, 64 rows of 16 + 64 tokens: a 377 MB cache')
+  // More (row, head) pairs than a grid's y holds (65535): a rollout of 8192 rows of a 12-head model.
+  const many = native.cudaGeneratePlan(completeConfig(GPT2_124M) as never, 8192, 16, 4, false)
+  t.same(many.prefillAttention.grid, [1, 65535, 2], '98304 (row, head) pairs fold into z: 65535 x 2 blocks cover them')
+  checkFlash(t, 'gpt2-124M [8192 x 16]: prefill', many.prefillAttention, many.prefillAttention, 64, 8192 * 12, 16)
+  const manyTrain = cudaPlan(GPT2_124M, { batch: 6000, steps: 4, precision: 'bf16', train: true, sms: 132 })
+  t.same([manyTrain.launches.attentionFlash.grid, manyTrain.flashBackward.dq.grid, manyTrain.flashBackward.dkv.grid],
+    [[1, 65535, 2], [1, 65535, 2], [1, 65535, 2]], '72000 pairs: the forward, dQ, and dK/dV grids fold alike')
   const long = native.cudaGeneratePlan(completeConfig({ arch: 'llama', vocab: 64, dim: 64, layers: 1, heads: 2, maxPositions: 1 << 16 }) as never, 1, 12000, 100, false)
   t.equal(long.decodeAttention.supported, false, '12100 slots of scores do not fit shared memory: the reference attention decodes')
   const wide = cudaPlan({ arch: 'llama', vocab: 64, dim: 512, layers: 1, heads: 2 }, { batch: 1, steps: 8, train: false })

@@ -419,7 +419,42 @@ for (const [algorithm, extra, models] of [
 // NCCL (CUDA tensors) needs GPUs, which the machines these tests were written on lack: what runs without one is tested here.
 t.test('NCCL: the nccl.h values passed for dtypes, reductions and the unique id', async (t) => {
   // ncclDataType_t: ncclInt32 2, ncclFloat32 7, ncclBfloat16 9; ncclRedOp_t: ncclSum 0, ncclMax 2, ncclMin 3, ncclAvg 4; ncclUint8 1.
-  t.same(native.ncclEnums(), { dtypes: { f32: 7, bf16: 9, i32: 2 }, ops: { sum: 0, avg: 4, max: 2, min: 3 }, bytes: 1, uniqueIdBytes: 128 })
+  const e = native.ncclEnums()
+  t.same({ dtypes: e.dtypes, ops: e.ops, bytes: e.bytes, uniqueIdBytes: e.uniqueIdBytes }, { dtypes: { f32: 7, bf16: 9, i32: 2 }, ops: { sum: 0, avg: 4, max: 2, min: 3 }, bytes: 1, uniqueIdBytes: 128 })
+  t.equal(e.inProgress, 7, 'ncclInProgress')
+})
+
+t.test("NCCL: the ncclConfig_t of the non-blocking init is NCCL 2.14's layout, as NCCL_CONFIG_INITIALIZER fills it", async (t) => {
+  // nccl.h (v2.14.3): typedef struct ncclConfig_v21400 { size_t size; unsigned int magic; unsigned int version; int blocking; }
+  // NCCL_CONFIG_INITIALIZER { sizeof(ncclConfig_t), 0xcafebeef, NCCL_VERSION(2, 14, 0) = 21400, ... }. Later NCCLs read
+  // `size` bytes and, for version 21400, reset every field added after 2.14 (the padding after blocking included).
+  const c = native.ncclEnums().config
+  t.same(c.offsets, { size: 0, magic: 8, version: 12, blocking: 16 })
+  t.equal(c.sizeof, 24, 'sizeof on a 64-bit ABI: 8 + 4 + 4 + 4, padded to size_t alignment')
+  t.equal(c.size, c.sizeof, 'size is sizeof(ncclConfig_t)')
+  t.equal(c.magic, 0xcafebeef, 'NCCL_API_MAGIC')
+  t.equal(c.version, 2 * 10000 + 14 * 100 + 0, 'NCCL_VERSION(2, 14, 0): the first with ncclCommInitRankConfig, and the layout declared')
+  t.equal(c.blocking, 0, 'non-blocking: the init is polled with the group timeout')
+})
+
+t.test('NCCL: the wait on a non-blocking init ends when the state settles, or at the timeout (real time)', async (t) => {
+  const inProgress = native.ncclEnums().inProgress
+  // Settles to ncclSuccess after 150 ms, well within a 5 s timeout.
+  const ok = native.ncclSettle(150, 0, 5000)
+  t.equal(ok.state, 0)
+  t.equal(ok.timedOut, false)
+  t.ok(ok.waitedMs >= 150 && ok.waitedMs < 2000, `waited ${ok.waitedMs} ms`)
+  t.ok(ok.polls > 1, 'polled more than once')
+  // Settles to an error (ncclRemoteError 6): that error, not a timeout.
+  const bad = native.ncclSettle(50, 6, 5000)
+  t.same({ state: bad.state, timedOut: bad.timedOut }, { state: 6, timedOut: false })
+  // Never settles within the timeout (a rank that died before joining): timed out at ~300 ms, still in progress.
+  const stuck = native.ncclSettle(60000, 0, 300)
+  t.same({ state: stuck.state, timedOut: stuck.timedOut }, { state: inProgress, timedOut: true })
+  t.ok(stuck.waitedMs >= 300 && stuck.waitedMs < 3000, `gave up after ${stuck.waitedMs} ms`)
+  // Already settled: one poll, no wait.
+  const now = native.ncclSettle(0, 0, 1000)
+  t.same({ state: now.state, timedOut: now.timedOut, polls: now.polls }, { state: 0, timedOut: false, polls: 1 })
 })
 
 t.test('NCCL: deviceGradients (what NCCL sums for a cuda model) of a cpu model says where its gradients are', async (t) => {

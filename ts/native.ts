@@ -317,7 +317,17 @@ export interface NativeAddon {
   synchronize(device: string): void
   emptyCache(): void
   /** nccl.h's values the NCCL group passes for dtypes and reductions, and its unique id's size. */
-  ncclEnums(): { dtypes: Record<'f32' | 'bf16' | 'i32', number>; ops: Record<'sum' | 'avg' | 'max' | 'min', number>; bytes: number; uniqueIdBytes: number }
+  ncclEnums(): {
+    dtypes: Record<'f32' | 'bf16' | 'i32', number>
+    ops: Record<'sum' | 'avg' | 'max' | 'min', number>
+    bytes: number
+    uniqueIdBytes: number
+    inProgress: number
+    /** ncclConfig_t (NCCL 2.14's layout) as the group fills it for its non-blocking init. */
+    config: { sizeof: number; size: number; magic: number; version: number; blocking: number; offsets: Record<'size' | 'magic' | 'version' | 'blocking', number> }
+  }
+  /** The NCCL group's wait on a state that reads ncclInProgress for inProgressMs, then finalState (tests). */
+  ncclSettle(inProgressMs: number, finalState: number, timeoutMs: number): { state: number; timedOut: boolean; waitedMs: number; polls: number }
   mapFile(path: string): NativeTensorHandle
   view(base: NativeTensorHandle, offset: number, shape: number[]): NativeTensorHandle
   viewBytes(bytes: NativeTensorHandle, byteOffset: number, dtype: DType, shape: number[]): NativeTensorHandle

@@ -3,6 +3,9 @@
 // defaults and unknown-key checks; value checks live in the core.
 #include <napi.h>
 
+#include <chrono>
+#include <cstddef>
+
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
 #include "../core/host_reads.h"
@@ -100,6 +103,49 @@ Napi::Value NcclEnums(const Napi::CallbackInfo& info) {
   out.Set("ops", ops);
   out.Set("bytes", distributed::kNcclUint8);
   out.Set("uniqueIdBytes", static_cast<double>(distributed::kNcclUniqueIdBytes));
+  out.Set("inProgress", distributed::kNcclInProgress);
+  // ncclConfig_t (v2.14 layout) as NCCL_CONFIG_INITIALIZER fills it, with blocking = 0: field offsets and values.
+  const distributed::NcclConfig c = distributed::nccl_config(false);
+  Napi::Object config = Napi::Object::New(env);
+  config.Set("sizeof", static_cast<double>(sizeof(distributed::NcclConfig)));
+  config.Set("size", static_cast<double>(c.size));
+  config.Set("magic", static_cast<double>(c.magic));
+  config.Set("version", static_cast<double>(c.version));
+  config.Set("blocking", c.blocking);
+  Napi::Object offsets = Napi::Object::New(env);
+  offsets.Set("size", static_cast<double>(offsetof(distributed::NcclConfig, size)));
+  offsets.Set("magic", static_cast<double>(offsetof(distributed::NcclConfig, magic)));
+  offsets.Set("version", static_cast<double>(offsetof(distributed::NcclConfig, version)));
+  offsets.Set("blocking", static_cast<double>(offsetof(distributed::NcclConfig, blocking)));
+  config.Set("offsets", offsets);
+  out.Set("config", config);
+  return out;
+}
+
+// ncclSettle(inProgressMs, finalState, timeoutMs) -> { state, timedOut, waitedMs, polls }:
+// the NCCL group's wait (distributed::wait_nccl_settled) on a state that reads
+// ncclInProgress for inProgressMs and then finalState, for the tests (no NCCL needed).
+Napi::Value NcclSettle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double busy = info[0].As<Napi::Number>().DoubleValue();
+  const int final_state = info[1].As<Napi::Number>().Int32Value();
+  const double timeout = info[2].As<Napi::Number>().DoubleValue();
+  RLF_CHECK(busy >= 0 && timeout >= 0 && timeout <= 60000, "ncclSettle: times in [0, 60000] ms");
+  const auto start = std::chrono::steady_clock::now();
+  const auto ready = start + std::chrono::duration<double, std::milli>(busy);
+  int64_t polls = 0;
+  const distributed::NcclSettled s = distributed::wait_nccl_settled(
+      [&] {
+        ++polls;
+        return std::chrono::steady_clock::now() >= ready ? final_state : distributed::kNcclInProgress;
+      },
+      distributed::Milliseconds(static_cast<int64_t>(timeout)));
+  const double waited = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("state", s.result);
+  out.Set("timedOut", s.timed_out);
+  out.Set("waitedMs", waited);
+  out.Set("polls", static_cast<double>(polls));
   return out;
 }
 
@@ -429,6 +475,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("synchronize", Napi::Function::New<CountedFunction<Synchronize>>(env, "synchronize"));
   exports.Set("emptyCache", Napi::Function::New<CountedFunction<EmptyCache>>(env, "emptyCache"));
   exports.Set("ncclEnums", Napi::Function::New<CountedFunction<NcclEnums>>(env, "ncclEnums"));
+  exports.Set("ncclSettle", Napi::Function::New<CountedFunction<NcclSettle>>(env, "ncclSettle"));
   exports.Set("mapFile", Napi::Function::New<CountedFunction<MapFile>>(env, "mapFile"));
   exports.Set("view", Napi::Function::New<CountedFunction<View>>(env, "view"));
   exports.Set("viewBytes", Napi::Function::New<CountedFunction<ViewBytes>>(env, "viewBytes"));

@@ -30,6 +30,11 @@ namespace {
 
 using model::AttentionArgs;
 
+// The (row, head) index of a block: plan.cpp's fold_yz puts it over y, then z.
+__device__ __forceinline__ int64_t folded_yz() {
+  return static_cast<int64_t>(blockIdx.y) + static_cast<int64_t>(blockIdx.z) * gridDim.y;
+}
+
 // Keys k0 .. k0 + rows of a (row, kv head) into shared memory, zero-padded to
 // HD columns, with their validity. Every thread of the block calls it.
 template <int HD>
@@ -53,7 +58,9 @@ __global__ void __launch_bounds__(kFlashQueries) attention_flash_kernel(Attentio
   float* tile_v = smem + key_tile * HD;   // [key_tile][HD]
   uint8_t* tile_on = reinterpret_cast<uint8_t*>(tile_v + key_tile * HD);
   const int64_t hd = a.head_dim, H = a.heads, group = a.heads / a.kv_heads;
-  const int64_t z = blockIdx.y, b = z / H, h = z % H, g = h / group;
+  const int64_t z = folded_yz();
+  if (z >= a.batch * H) return;  // past the last (row, head) of a folded grid: the whole block
+  const int64_t b = z / H, h = z % H, g = h / group;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * blockDim.x, i = q0 + threadIdx.x;
   const bool active = i < a.queries;
   const int64_t first = a.query_slot != nullptr ? a.query_slot[b] : 0;
@@ -150,7 +157,9 @@ __global__ void __launch_bounds__(kFlashQueries) attention_flash_dq_kernel(model
   float* tile_v = smem + key_tile * HD;
   uint8_t* tile_on = reinterpret_cast<uint8_t*>(tile_v + key_tile * HD);
   const int64_t hd = a.head_dim, H = a.heads, group = a.heads / a.kv_heads, T = a.queries;
-  const int64_t z = blockIdx.y, b = z / H, h = z % H, g = h / group;
+  const int64_t z = folded_yz();
+  if (z >= a.batch * H) return;  // past the last (row, head) of a folded grid: the whole block
+  const int64_t b = z / H, h = z % H, g = h / group;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * blockDim.x, i = q0 + threadIdx.x;
   const bool active = i < T;
   const int64_t key_end = std::min<int64_t>(q0 + blockDim.x, T);
@@ -208,7 +217,9 @@ __global__ void __launch_bounds__(kFlashQueries) attention_flash_dkv_kernel(mode
   float* tile_lse = tile_do + query_tile * HD;
   float* tile_delta = tile_lse + query_tile;
   const int64_t hd = a.head_dim, H = a.heads, G = a.kv_heads, group = H / G, T = a.queries;
-  const int64_t z = blockIdx.y, b = z / G, g = z % G;
+  const int64_t z = folded_yz();
+  if (z >= a.batch * G) return;  // past the last (row, kv head) of a folded grid: the whole block
+  const int64_t b = z / G, g = z % G;
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * blockDim.x, j = j0 + threadIdx.x;
   const bool active = j < T && (a.key_valid == nullptr || a.key_valid[b * T + j] != 0);
   float k[HD], v[HD], grad[HD];
@@ -272,7 +283,9 @@ __global__ void __launch_bounds__(kFlashQueries) attention_flash_dkv_kernel(mode
 
 template <int HD>
 void launch_flash_backward(const FlashBackwardPlan& p, const model::AttentionGradArgs& ga) {
-  const auto grid = [](const Launch& l) { return dim3(static_cast<unsigned>(l.grid_x), static_cast<unsigned>(l.grid_y)); };
+  const auto grid = [](const Launch& l) {
+    return dim3(static_cast<unsigned>(l.grid_x), static_cast<unsigned>(l.grid_y), static_cast<unsigned>(l.grid_z));
+  };
   attention_flash_dq_kernel<HD><<<grid(p.dq), p.dq.block, p.dq.smem_bytes>>>(ga, p.tile);
   RLF_CUDA_CHECK_LAUNCH("fused attention backward (dQ)");
   attention_flash_dkv_kernel<HD, true><<<grid(p.dkv), p.dkv.block, p.dkv.smem_bytes>>>(ga, p.tile);
@@ -283,7 +296,8 @@ void launch_flash_backward(const FlashBackwardPlan& p, const model::AttentionGra
 
 template <int HD>
 void launch_flash(const FlashPlan& f, const AttentionArgs& a) {
-  attention_flash_kernel<HD><<<dim3(static_cast<unsigned>(f.launch.grid_x), static_cast<unsigned>(f.launch.grid_y)),
+  attention_flash_kernel<HD><<<dim3(static_cast<unsigned>(f.launch.grid_x), static_cast<unsigned>(f.launch.grid_y),
+                                    static_cast<unsigned>(f.launch.grid_z)),
                                f.launch.block, f.launch.smem_bytes>>>(a, f.key_tile);
 }
 

@@ -25,7 +25,7 @@ namespace rlfarm::cuda {
 namespace {
 
 // Values of cublasLt.h's enums that are used here.
-constexpr int kStatusSuccess = 0;
+constexpr int kStatusSuccess = 0, kStatusNotSupported = 15;  // cublasStatus_t
 constexpr int kComputeF32 = 68, kComputeF32FastBf16 = 75;  // cublasComputeType_t
 constexpr int kR32F = 0, kR16BF = 14;                      // cudaDataType_t
 constexpr int kOpN = 0, kOpT = 1;                          // cublasOperation_t
@@ -184,6 +184,8 @@ bool cublaslt_gemm(const GemmArgs& g) {
   if (!ok) return false;  // the caller's own kernel takes it
   const int status = lt.matmul(lt.handle, d.op, &g.alpha, g.b.data, d.a, g.a.data, d.b, &g.beta, g.c, d.c, g.c, d.c,
                                best.algo, ws, kWorkspaceBytes, nullptr);
+  // Not supported (e.g. a bias pointer the algorithm cannot take): nothing ran, the own kernel takes it.
+  if (status == kStatusNotSupported) return false;
   RLF_CHECK(status == kStatusSuccess, "gemm: cublasLtMatmul failed with status ", status, " (", g.m, "x", g.n, "x",
             g.k, ", batch ", g.batch, ")");
   RLF_CUDA_CHECK_LAUNCH("gemm (cuBLASLt)");

@@ -52,7 +52,12 @@ using reduce::block_sum;
 
 constexpr float kNegInf = -INFINITY;
 
-dim3 grid1(int64_t n) { return dim3(static_cast<unsigned>(std::max<int64_t>(n, 1))); }
+// A 1-D grid of n blocks (one per row): gridDim.x holds 2^31 - 1, and a
+// silently truncated grid would leave rows uncomputed.
+dim3 grid1(int64_t n) {
+  RLF_CHECK(n <= 0x7fffffff, "cuda: ", n, " rows exceed a grid's 2^31 - 1 blocks");
+  return dim3(static_cast<unsigned>(std::max<int64_t>(n, 1)));
+}
 
 // A grow-only device allocation.
 class DeviceBuffer {

@@ -8,7 +8,8 @@
 //  - otherwise: an fp32 SIMT kernel, each thread computing a strip of rows by
 //    4 strided columns from k-major shared tiles.
 // Both finish with alpha, beta * C and the bias in fp32. Matrix z of a batch
-// is at blockIdx.z, with GemmOperand's offsets (grouped kv heads included).
+// is at z0 + blockIdx.z (a launch per 65535 matrices), with GemmOperand's
+// offsets (grouped kv heads included).
 //
 // cuBLASLt, loaded with dlopen where it is installed (cublaslt.cu), takes
 // every product it can; these kernels run the rest, and all of them where it
@@ -16,6 +17,7 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "../ops/kernels.h"
@@ -41,6 +43,7 @@ struct Problem {
   float* c;
   int64_t ldc, c_outer, c_inner;
   const float* bias;
+  int64_t z0;  // the first matrix of this launch: a batch past gridDim.z's 65535 takes several
 };
 
 __device__ __forceinline__ int64_t batch_offset(const Operand& o, int64_t z, int64_t inner) {
@@ -77,7 +80,7 @@ __global__ void __launch_bounds__(WM* WN * 32) gemm_wmma_kernel(Problem p) {
   __shared__ __align__(128) __nv_bfloat16 bs[TK * kLdB];
   __shared__ __align__(128) float staging[WM * WN * 256];
 
-  const int64_t z = blockIdx.z;
+  const int64_t z = p.z0 + blockIdx.z;
   const TA* A = static_cast<const TA*>(p.a.data) + batch_offset(p.a, z, p.batch_inner);
   const TB* B = static_cast<const TB*>(p.b.data) + batch_offset(p.b, z, p.batch_inner);
   float* C = p.c + (z / p.batch_inner) * p.c_outer + (z % p.batch_inner) * p.c_inner;
@@ -134,7 +137,7 @@ __global__ void __launch_bounds__(THREADS) gemm_simt_kernel(Problem p) {
   static_assert(THREADS % kColGroups == 0 && TM % kRowGroups == 0, "thread layout");
   __shared__ float as[TK][TM + 4];
   __shared__ float bs[TK][TN + 4];
-  const int64_t z = blockIdx.z;
+  const int64_t z = p.z0 + blockIdx.z;
   const float* A = static_cast<const float*>(p.a.data) + batch_offset(p.a, z, p.batch_inner);
   const float* B = static_cast<const float*>(p.b.data) + batch_offset(p.b, z, p.batch_inner);
   float* C = p.c + (z / p.batch_inner) * p.c_outer + (z % p.batch_inner) * p.c_inner;
@@ -194,24 +197,28 @@ void gemm(const GemmArgs& g) {
   int sms = 0;
   RLF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const GemmPlan plan = plan_gemm(g.m, g.n, std::max<int64_t>(g.k, 1), g.batch, precision, sms, "gemm");
-  RLF_CHECK(plan.launch.grid_y <= 65535 && plan.launch.grid_z <= 65535, "gemm: ", g.m, " rows in a batch of ",
-            g.batch, " is past the grid's limits (65535 row tiles, 65535 matrices)");
-  const Problem p{g.trans_a, g.trans_b, g.m, g.n, g.k, g.batch_inner, g.alpha, g.beta,
-                  Operand{g.a.data, g.a.ld, g.a.outer, g.a.inner, g.a.group},
-                  Operand{g.b.data, g.b.ld, g.b.outer, g.b.inner, g.b.group},
-                  g.c, g.ldc, g.c_outer, g.c_inner, g.bias};
-  const dim3 grid(static_cast<unsigned>(plan.launch.grid_x), static_cast<unsigned>(plan.launch.grid_y),
-                  static_cast<unsigned>(plan.launch.grid_z));
+  RLF_CHECK(plan.launch.grid_y <= 65535, "gemm: ", g.m, " rows are past the grid's limit of 65535 row tiles of ",
+            plan.tiling.tile_m);
+  Problem p{g.trans_a, g.trans_b, g.m, g.n, g.k, g.batch_inner, g.alpha, g.beta,
+            Operand{g.a.data, g.a.ld, g.a.outer, g.a.inner, g.a.group},
+            Operand{g.b.data, g.b.ld, g.b.outer, g.b.inner, g.b.group},
+            g.c, g.ldc, g.c_outer, g.c_inner, g.bias, 0};
   const GemmTiling& t = plan.tiling;
   const int block = plan.launch.block;
-  // The tilings of plan.cpp's gemm_tilings, each compiled here.
-  if (t.tensor_cores && t.tile_m == 128 && t.tile_n == 128) launch_wmma<128, 128, 32, 2, 4>(p, g.a.dtype, g.b.dtype, grid, block);
-  else if (t.tensor_cores && t.tile_m == 64 && t.tile_n == 128) launch_wmma<64, 128, 32, 2, 2>(p, g.a.dtype, g.b.dtype, grid, block);
-  else if (t.tensor_cores && t.tile_m == 64 && t.tile_n == 64) launch_wmma<64, 64, 32, 2, 2>(p, g.a.dtype, g.b.dtype, grid, block);
-  else if (!t.tensor_cores && t.tile_m == 64) gemm_simt_kernel<64, 64, 16, 256><<<grid, block>>>(p);
-  else if (!t.tensor_cores && t.tile_m == 32) gemm_simt_kernel<32, 32, 16, 128><<<grid, block>>>(p);
-  else fail("gemm: no kernel is compiled for the ", t.tile_m, "x", t.tile_n, " tiling");
-  RLF_CUDA_CHECK_LAUNCH("gemm");
+  // gridDim.z holds 65535 matrices: a larger batch (attention's batch * heads) takes a launch per 65535.
+  constexpr int64_t kMaxZ = 65535;
+  for (p.z0 = 0; p.z0 < g.batch; p.z0 += kMaxZ) {
+    const dim3 grid(static_cast<unsigned>(plan.launch.grid_x), static_cast<unsigned>(plan.launch.grid_y),
+                    static_cast<unsigned>(std::min<int64_t>(kMaxZ, g.batch - p.z0)));
+    // The tilings of plan.cpp's gemm_tilings, each compiled here.
+    if (t.tensor_cores && t.tile_m == 128 && t.tile_n == 128) launch_wmma<128, 128, 32, 2, 4>(p, g.a.dtype, g.b.dtype, grid, block);
+    else if (t.tensor_cores && t.tile_m == 64 && t.tile_n == 128) launch_wmma<64, 128, 32, 2, 2>(p, g.a.dtype, g.b.dtype, grid, block);
+    else if (t.tensor_cores && t.tile_m == 64 && t.tile_n == 64) launch_wmma<64, 64, 32, 2, 2>(p, g.a.dtype, g.b.dtype, grid, block);
+    else if (!t.tensor_cores && t.tile_m == 64) gemm_simt_kernel<64, 64, 16, 256><<<grid, block>>>(p);
+    else if (!t.tensor_cores && t.tile_m == 32) gemm_simt_kernel<32, 32, 16, 128><<<grid, block>>>(p);
+    else fail("gemm: no kernel is compiled for the ", t.tile_m, "x", t.tile_n, " tiling");
+    RLF_CUDA_CHECK_LAUNCH("gemm");
+  }
 }
 
 }  // namespace rlfarm::cuda

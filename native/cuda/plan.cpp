@@ -11,6 +11,16 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// A grid's y and z dimensions hold at most 65535 blocks each: `count` blocks
+// (one per (row, head)) go in y, and past 65535 fold into z; the kernel's
+// index is blockIdx.y + blockIdx.z * gridDim.y, and blocks past count return.
+constexpr int64_t kMaxGridYZ = 65535;
+void fold_yz(Launch& l, int64_t count, const char* what) {
+  l.grid_y = std::min(count, kMaxGridYZ);
+  l.grid_z = ceil_div(count, l.grid_y);
+  RLF_CHECK(l.grid_z <= kMaxGridYZ, what, ": ", count, " (row, head) pairs exceed a grid's y x z limit");
+}
+
 constexpr int64_t kF32 = 4, kBf16 = 2;
 // Shared memory a block may use without opting in (the engine never opts in).
 constexpr int64_t kDefaultSmem = 48 * 1024;
@@ -128,9 +138,8 @@ FlashPlan plan_flash_attention(int64_t queries, int64_t head_dim, int64_t batch_
   f.key_tile = f.head_dim_tile <= 64 ? 64 : 32;
   f.launch.block = kFlashQueries;
   f.launch.grid_x = ceil_div(queries, kFlashQueries);
-  f.launch.grid_y = batch_heads;
+  fold_yz(f.launch, batch_heads, what);
   f.launch.smem_bytes = 2 * int64_t(f.key_tile) * f.head_dim_tile * kF32 + f.key_tile;  // K, V, key validity
-  RLF_CHECK(f.launch.grid_y < 65536, what, ": batch * heads ", batch_heads, " exceeds a grid's y limit (65535)");
   return f;
 }
 
@@ -148,7 +157,7 @@ FlashBackwardPlan plan_flash_attention_backward(int64_t steps, int64_t head_dim,
   p.dq = forward.launch;  // a thread per query; key tiles: K, V and validity
   p.dkv.block = kFlashQueries;
   p.dkv.grid_x = ceil_div(steps, kFlashQueries);
-  p.dkv.grid_y = batch * kv_heads;
+  fold_yz(p.dkv, batch * kv_heads, what);
   // Query tiles: Q and dO rows, each query's log-sum-exp and D = dO . O.
   p.dkv.smem_bytes = 2 * int64_t(p.tile) * p.head_dim_tile * kF32 + 2 * int64_t(p.tile) * kF32;
   return p;

@@ -91,7 +91,9 @@ struct MemoryPlan {
 // key_tile rows at a time from shared memory, keeping a running softmax.
 // head_dim_tile is the compiled head width it runs at (the head's width
 // rounded up to 16, 32, 64 or 128); 0 when the head is wider than 128 and the
-// reference attention runs instead.
+// reference attention runs instead. Grid: x over query blocks, (row, head)
+// pairs over y, folded into z past y's 65535 (index y + z * grid_y; the
+// blocks past the last pair do nothing). The backward's launches likewise.
 struct FlashPlan {
   int head_dim_tile = 0, key_tile = 0;
   Launch launch;

@@ -13,7 +13,7 @@ namespace rlfarm::distributed {
 
 // Values of nccl.h's enums used here.
 namespace {
-constexpr int kSuccess = 0, kInProgress = 7;                           // ncclResult_t
+constexpr int kSuccess = kNcclSuccess, kInProgress = kNcclInProgress;   // ncclResult_t
 constexpr int kInt32 = 2, kFloat32 = 7, kBfloat16 = 9;                 // ncclDataType_t
 constexpr int kSum = 0, kMax = 2, kMin = 3, kAvg = 4;                  // ncclRedOp_t (kAvg since NCCL 2.10)
 }  // namespace
@@ -37,6 +37,20 @@ int nccl_reduce_op(ReduceOp op) {
   fail("distributed: no NCCL reduction for op ", static_cast<int>(op));
 }
 
+NcclConfig nccl_config(bool blocking) {
+  return NcclConfig{sizeof(NcclConfig), kNcclConfigMagic, kNcclConfigVersion, blocking ? 1 : 0};
+}
+
+NcclSettled wait_nccl_settled(const std::function<int()>& poll, Milliseconds timeout, std::chrono::microseconds interval) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const int state = poll();
+    if (state != kInProgress) return NcclSettled{state, false};
+    if (std::chrono::steady_clock::now() >= deadline) return NcclSettled{state, true};
+    std::this_thread::sleep_for(interval);
+  }
+}
+
 namespace {
 
 struct UniqueId {
@@ -49,6 +63,7 @@ using Stream = void*;
 struct Api {
   int (*get_unique_id)(UniqueId*);
   int (*comm_init_rank)(Comm*, int, UniqueId, int);
+  int (*comm_init_rank_config)(Comm*, int, UniqueId, int, NcclConfig*) = nullptr;  // NCCL 2.14+; null before
   int (*all_reduce)(const void*, void*, size_t, int, int, Comm, Stream);
   int (*broadcast)(const void*, void*, size_t, int, int, Comm, Stream);
   int (*all_gather)(const void*, void*, size_t, int, Comm, Stream);
@@ -83,6 +98,8 @@ Api load_api() {
                   bind(lib, "ncclCommGetAsyncError", a.comm_get_async_error) &&
                   bind(lib, "ncclCommAbort", a.comm_abort) && bind(lib, "ncclCommDestroy", a.comm_destroy) &&
                   bind(lib, "ncclGetErrorString", a.get_error_string);
+  // Optional: the non-blocking init that the group waits on with its timeout.
+  if (ok) (void)bind(lib, "ncclCommInitRankConfig", a.comm_init_rank_config);
   if (!ok) {
     a.unavailable = a.library + " lacks a function rlfarm calls (ncclGetUniqueId, ncclCommInitRank, ncclAllReduce, ncclBroadcast, "
                     "ncclAllGather, ncclReduceScatter, ncclCommGetAsyncError, ncclCommAbort, ncclCommDestroy, ncclGetErrorString): "
@@ -117,7 +134,7 @@ class NcclGroup : public ProcessGroup {
     std::memcpy(unique.internal, id.data(), kNcclUniqueIdBytes);
     // Every rank passed share_from_rank_zero's barrier just now, so all are here to join.
     cuda::set_device(device_);
-    check(api_.comm_init_rank(&comm_, world_size(), unique, rank()), "ncclCommInitRank");
+    join(unique, host.default_timeout());
     try {
       stream_ = cuda::stream_create(device_);
     } catch (...) {
@@ -180,6 +197,40 @@ class NcclGroup : public ProcessGroup {
     fail("distributed.", op, ": ZeRO-1's ring collectives move host buffers (cpu models); the NCCL group serves CUDA tensors");
   }
 
+  // ncclCommInitRank with the group's timeout: the non-blocking init
+  // (ncclCommInitRankConfig, blocking = 0) polled until it settles, so that a
+  // rank that died after the rendezvous makes the others fail, not hang. NCCL
+  // before 2.14 has only the blocking call, which waits for every rank however long.
+  void join(const UniqueId& unique, Milliseconds timeout) {
+    if (api_.comm_init_rank_config == nullptr) {
+      check(api_.comm_init_rank(&comm_, world_size(), unique, rank()), "ncclCommInitRank");
+      return;
+    }
+    NcclConfig config = nccl_config(false);
+    const int started = api_.comm_init_rank_config(&comm_, world_size(), unique, rank(), &config);
+    if (started != kSuccess && started != kInProgress) fail_join(std::string(api_.get_error_string(started)));
+    if (started == kSuccess) return;
+    RLF_CHECK(comm_ != nullptr, "ncclCommInitRankConfig on ", who(), " returned ncclInProgress without a communicator");
+    const NcclSettled settled = wait_nccl_settled(
+        [this] {
+          int state = kInProgress;
+          const int asked = api_.comm_get_async_error(comm_, &state);
+          return asked != kSuccess ? asked : state;
+        },
+        timeout);
+    if (settled.timed_out) {
+      fail_join("not every rank joined within " + seconds_text(timeout) +
+                " s (the process group's timeout: another rank is stuck, slower than the timeout, or has exited)");
+    }
+    if (settled.result != kSuccess) fail_join(std::string(api_.get_error_string(settled.result)));
+  }
+
+  [[noreturn]] void fail_join(const std::string& why) {
+    if (comm_ != nullptr) api_.comm_abort(comm_);
+    comm_ = nullptr;
+    fail("distributed: NCCL init (ncclCommInitRankConfig) failed on ", who(), ": ", why, "; the communicator was aborted");
+  }
+
   std::string who() const {
     return "rank " + std::to_string(rank()) + " of " + std::to_string(world_size()) + " (NCCL, cuda:" +
            std::to_string(device_) + ")";
@@ -213,10 +264,15 @@ class NcclGroup : public ProcessGroup {
     const int queued = enqueue();
     if (queued != kSuccess && queued != kInProgress) abort_with(op, t, api_.get_error_string(queued));
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!cuda::stream_done(device_, stream_)) {
+    // The communicator is non-blocking: while its state is ncclInProgress the
+    // collective may not be on the stream yet (an idle stream proves nothing),
+    // so done is: state ncclSuccess, then the stream drained.
+    while (true) {
       int async = kSuccess;
-      api_.comm_get_async_error(comm_, &async);
+      const int asked = api_.comm_get_async_error(comm_, &async);
+      if (asked != kSuccess) async = asked;
       if (async != kSuccess && async != kInProgress) abort_with(op, t, api_.get_error_string(async));
+      if (async == kSuccess && cuda::stream_done(device_, stream_)) break;
       if (std::chrono::steady_clock::now() > deadline) {
         abort_with(op, t, "timed out after " + seconds_text(timeout) +
                               " s (another rank did not make the same call in time: it is stuck, slower than the timeout, or has exited)");

@@ -10,6 +10,8 @@
 // communicator is aborted and the error names the collective and the rank).
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -25,6 +27,37 @@ int nccl_dtype(DType dtype, const char* op);
 int nccl_reduce_op(ReduceOp op);
 constexpr int kNcclUint8 = 1;  // ncclUint8: broadcast and all-gather move bytes whatever the dtype
 constexpr size_t kNcclUniqueIdBytes = 128;
+
+// nccl.h's ncclResult_t values the group tells apart.
+constexpr int kNcclSuccess = 0, kNcclInProgress = 7;
+
+// nccl.h's ncclConfig_t as NCCL 2.14 defines it (ncclConfig_v21400), the
+// first release with ncclCommInitRankConfig. The struct grows in later
+// releases; a library reads `size` bytes of it and, by `version`, takes only
+// the fields that version had (the rest, the padding after `blocking`
+// included, get its defaults), so this layout with version 2.14.0 means the
+// same to every NCCL since.
+struct NcclConfig {
+  size_t size;
+  unsigned int magic;
+  unsigned int version;
+  int blocking;
+};
+constexpr unsigned int kNcclConfigMagic = 0xcafebeef;  // NCCL_API_MAGIC
+constexpr unsigned int kNcclConfigVersion = 21400;     // NCCL_VERSION(2, 14, 0)
+// NCCL_CONFIG_INITIALIZER of that layout, with blocking set.
+NcclConfig nccl_config(bool blocking);
+
+// Polls an NCCL state (ncclCommGetAsyncError's) until it is no longer
+// ncclInProgress or `timeout` has passed, sleeping `interval` between polls:
+// the last state, and whether the time ran out first. A non-blocking
+// communicator's init and calls return ncclInProgress and are waited on here.
+struct NcclSettled {
+  int result;
+  bool timed_out;
+};
+NcclSettled wait_nccl_settled(const std::function<int()>& poll, Milliseconds timeout,
+                              std::chrono::microseconds interval = std::chrono::microseconds(200));
 
 // The NCCL library loaded ("libnccl.so.2"), or empty with nccl_unavailable_reason() saying why not.
 std::string nccl_library();
