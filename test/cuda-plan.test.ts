@@ -71,9 +71,24 @@ function checkPlan(t: Test, name: string, config: ModelConfig, plan: CudaPlan, b
     t.same([back.dkv.block, back.dkv.grid], [64, foldedGrid(Math.ceil(steps / 64), batch * config.kvHeads)], `${name}: dK and dV a thread per key of a kv head`)
     t.ok(back.dkv.smemBytes === 2 * back.tile * backTile * 4 + 2 * back.tile * 4 && back.dkv.smemBytes <= 48 * 1024, `${name}: query tiles fit (${back.dkv.smemBytes} B)`)
   }
+  if (train) checkBackwardSums(t, name, plan, config, batch * steps)
   const scores = batch * config.heads * steps * steps * 4
   const want = train ? (backTile === 0 ? 2 * scores : 0) : plan.flash.headDimTile === 0 ? scores : 0
   t.equal(m.attention, want, `${name}: score buffers only where the reference attention runs`)
+}
+
+// The backward's column sums (bias and norm gradients) and the embedding's sorted scatter.
+function checkBackwardSums(t: Test, name: string, plan: CudaPlan, config: ModelConfig, rows: number): void {
+  const up = config.arch === 'gpt2' ? config.hidden : 2 * config.hidden
+  const cols = Math.max(config.dim, up, (config.heads + 2 * config.kvHeads) * config.headDim)
+  const c = plan.columnSums
+  t.ok(c.chunkRows >= 64 && c.chunkRows % 8 === 0 && c.chunks * c.chunkRows >= rows && (c.chunks - 1) * c.chunkRows < rows && c.chunks <= 1024, `${name}: ${c.chunks} chunks of ${c.chunkRows} rows cover the ${rows} rows`)
+  t.same([c.partials.grid, c.partials.block], [[Math.ceil(cols / 32), c.chunks, 1], 256], `${name}: a block per 32 columns and chunk, 8 row lanes`)
+  t.ok(c.finish.grid[0] * c.finish.block >= 2 * cols && c.scratchFloats === c.chunks * 2 * cols, `${name}: a finishing thread per column and sum, partials for each`)
+  const e = plan.embedBackward
+  const ids = Math.max(config.vocab, config.maxPositions ?? 0)
+  t.ok(2 ** e.idBits >= ids && (e.idBits === 1 || 2 ** (e.idBits - 1) < ids), `${name}: the sort covers ids below ${ids} in ${e.idBits} bits`)
+  t.same([e.runs.grid, e.scratchBytes], [[rows, 1, 1], 12 * rows], `${name}: a block per sorted row; sorted ids, row indices before and after`)
 }
 
 // (row, head) pairs over a grid's y, folded into z past y's limit of 65535 blocks.
@@ -113,7 +128,7 @@ t.test('plans for every fixture model shape, both precisions, training and not',
 t.test('GPT-2 124M: the big GEMMs take the largest tensor-core tile; memory adds up', async (t) => {
   const plan = cudaPlan(GPT2_124M, { batch: 8, steps: 1024, precision: 'bf16', train: true, sms: 132 })
   const params = 124439808 // GPT-2 124M with the tied head
-  checkPlan(t, 'gpt2-124M', { ...GPT2_124M, kvHeads: 12, headDim: 64 } as unknown as ModelConfig, plan, 8, 1024, true, 132, params)
+  checkPlan(t, 'gpt2-124M', { ...GPT2_124M, kvHeads: 12, headDim: 64, hidden: 3072 } as unknown as ModelConfig, plan, 8, 1024, true, 132, params)
   for (const [name, tile] of [['qkv', [128, 128, 32]], ['up', [128, 128, 32]], ['down', [128, 128, 32]], ['head', [128, 128, 32]], ['qkv dW', [64, 128, 32]]] as const) {
     const g = plan.gemms.find((x) => x.name === name)!
     t.same(g.tile, tile, `${name} (${g.m}x${g.n}x${g.k}) uses the ${tile[0]}x${tile[1]} tile: ${g.launch.grid[0] * g.launch.grid[1]} blocks on 132 SMs`)
@@ -121,6 +136,9 @@ t.test('GPT-2 124M: the big GEMMs take the largest tensor-core tile; memory adds
   }
   t.equal(plan.headChunkRows, Math.floor((16 << 20) / 50257), 'the classifier takes 333 rows of 50257 logits at a time')
   t.ok(plan.memory.total < 40 * 2 ** 30, `a training step of 8 x 1024 tokens plans ${(plan.memory.total / 2 ** 30).toFixed(1)} GiB`)
+  const sums = plan.columnSums
+  t.ok(sums.partials.grid[0] * sums.partials.grid[1] >= 8 * 132, `the bias and norm gradients' column sums: ${sums.partials.grid[0] * sums.partials.grid[1]} blocks of 256 threads (a thread per column would be ${Math.ceil(3072 / 128)} blocks)`)
+  t.equal(plan.embedBackward.idBits, 16, "the token embedding's sort: 16 bits cover 50257 ids")
   const f32 = cudaPlan(GPT2_124M, { batch: 8, steps: 1024, precision: 'f32', train: true, sms: 132 })
   t.equal(f32.memory.working, 0, 'no bf16 copy in f32')
   t.ok(f32.gemms.every((g) => !g.tensorCores), 'f32 GEMMs run on the SIMT kernel')

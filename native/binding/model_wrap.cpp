@@ -677,6 +677,18 @@ Napi::Value CudaPlan(const Napi::CallbackInfo& info) {
   flash_backward.Set("dq", launch_to_js(env, p.attention_flash_backward.dq));
   flash_backward.Set("dkv", launch_to_js(env, p.attention_flash_backward.dkv));
   out.Set("flashBackward", flash_backward);
+  Napi::Object column_sums = Napi::Object::New(env);
+  column_sums.Set("chunkRows", static_cast<double>(p.column_sums.chunk_rows));
+  column_sums.Set("chunks", static_cast<double>(p.column_sums.chunks));
+  column_sums.Set("partials", launch_to_js(env, p.column_sums.partials));
+  column_sums.Set("finish", launch_to_js(env, p.column_sums.finish));
+  column_sums.Set("scratchFloats", static_cast<double>(p.column_sums.scratch_floats));
+  out.Set("columnSums", column_sums);
+  Napi::Object embed_backward = Napi::Object::New(env);
+  embed_backward.Set("idBits", p.embed_backward.id_bits);
+  embed_backward.Set("runs", launch_to_js(env, p.embed_backward.runs));
+  embed_backward.Set("scratchBytes", static_cast<double>(p.embed_backward.scratch_bytes));
+  out.Set("embedBackward", embed_backward);
   out.Set("launches", launches);
   const cuda::MemoryPlan& m = p.memory;
   Napi::Object mem = Napi::Object::New(env);

@@ -23,6 +23,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cub/device/device_radix_sort.cuh>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -105,11 +107,90 @@ __global__ void embed_kernel(const int32_t* tokens, const int32_t* positions, co
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) x[r * dim + j] = p ? t[j] + p[j] : t[j];
 }
 
-// table[ids[r]] += dx[r] for every row, a thread per column walking the rows in order.
-__global__ void embed_backward_kernel(const int32_t* ids, const float* dx, float* table, int64_t rows, int64_t dim) {
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= dim) return;
-  for (int64_t r = 0; r < rows; ++r) table[static_cast<int64_t>(ids[r]) * dim + j] += dx[r * dim + j];
+__global__ void iota_kernel(int32_t* out, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    out[i] = static_cast<int32_t>(i);
+  }
+}
+
+// table[ids[r]] += dx[r] for every row, given the rows sorted stably by id: the
+// block of a run's first row adds the run's rows in row order (the CPU's order
+// of additions), a thread per column; the other blocks have nothing to do.
+__global__ void embed_runs_kernel(const int32_t* sorted_ids, const int32_t* sorted_rows, const float* dx, float* table,
+                                  int64_t rows, int64_t dim) {
+  const int64_t i = blockIdx.x;
+  const int32_t id = sorted_ids[i];
+  if (i > 0 && sorted_ids[i - 1] == id) return;
+  float* out = table + static_cast<int64_t>(id) * dim;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    float t = out[j];
+    for (int64_t k = i; k < rows && sorted_ids[k] == id; ++k) t += dx[static_cast<int64_t>(sorted_rows[k]) * dim + j];
+    out[j] = t;
+  }
+}
+
+// The terms whose column sums a backward needs (plan_column_sums): a bias's
+// gradient sums dy; a norm's weight gradient sums dy * xhat and its bias's dy.
+struct BiasTerm {
+  const float* dy;
+  int64_t ld;
+  static constexpr int kSums = 1;
+  __device__ void operator()(int64_t r, int64_t j, float* out) const { out[0] = dy[r * ld + j]; }
+};
+struct NormTerm {
+  const float *dy, *x, *stats;
+  bool has_bias;
+  int64_t dim;
+  static constexpr int kSums = 2;
+  __device__ void operator()(int64_t r, int64_t j, float* out) const {
+    const float mean = has_bias ? stats[2 * r] : 0.0f;
+    const float g = dy[r * dim + j];
+    out[0] = g * ((x[r * dim + j] - mean) * stats[2 * r + 1]);
+    out[1] = g;
+  }
+};
+
+// partial[chunk, s, j] = the sum of term s over the chunk's rows of column j:
+// lane y adds rows y, y + 8, ... in order, then the 8 lanes' sums are added in
+// lane order. Block (32 columns, 8 lanes); grid (column tiles, chunks).
+template <typename Term>
+__global__ void column_partials_kernel(Term term, int64_t rows, int64_t cols, int64_t chunk_rows, float* partial) {
+  __shared__ float lanes[Term::kSums][kColumnLanes][kColumnTile];
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kColumnTile + threadIdx.x;
+  const int64_t chunk = static_cast<int64_t>(blockIdx.y);
+  const int64_t begin = chunk * chunk_rows, end = begin + chunk_rows < rows ? begin + chunk_rows : rows;
+  float acc[Term::kSums] = {};
+  if (j < cols) {
+    for (int64_t r = begin + threadIdx.y; r < end; r += kColumnLanes) {
+      float v[Term::kSums];
+      term(r, j, v);
+      for (int s = 0; s < Term::kSums; ++s) acc[s] += v[s];
+    }
+  }
+  for (int s = 0; s < Term::kSums; ++s) lanes[s][threadIdx.y][threadIdx.x] = acc[s];
+  __syncthreads();
+  if (threadIdx.y == 0 && j < cols) {
+    for (int s = 0; s < Term::kSums; ++s) {
+      float total = 0.0f;
+      for (int y = 0; y < kColumnLanes; ++y) total += lanes[s][y][threadIdx.x];
+      partial[(chunk * Term::kSums + s) * cols + j] = total;
+    }
+  }
+}
+
+// out_s[j] += the chunks' partial sums of column j, in chunk order (out_s may be null: not wanted).
+__global__ void column_finish_kernel(const float* partial, int64_t chunks, int64_t cols, int sums, float* out0,
+                                     float* out1) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= cols * sums) return;
+  const int s = static_cast<int>(i / cols);
+  const int64_t j = i % cols;
+  float* out = s == 0 ? out0 : out1;
+  if (out == nullptr) return;
+  float total = 0.0f;
+  for (int64_t c = 0; c < chunks; ++c) total += partial[(c * sums + s) * cols + j];
+  out[j] += total;
 }
 
 // LayerNorm (b given) or RMSNorm over a row; stats = [mean, rstd].
@@ -164,29 +245,6 @@ __global__ void norm_backward_kernel(const float* dy, const float* x, const floa
     const float xhat = (x[r * dim + j] - mean) * rstd;
     dx[r * dim + j] += rstd * (dy[r * dim + j] * w[j] - gm - xhat * gxm);
   }
-}
-
-// dw[j] += sum_r dy[r, j] xhat[r, j]; db[j] += sum_r dy[r, j] (db may be null).
-__global__ void norm_param_grad_kernel(const float* dy, const float* x, const float* stats, bool has_bias, float* dw,
-                                       float* db, int64_t rows, int64_t dim) {
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= dim) return;
-  float sw = 0.0f, sb = 0.0f;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float mean = has_bias ? stats[2 * r] : 0.0f;
-    sw += dy[r * dim + j] * ((x[r * dim + j] - mean) * stats[2 * r + 1]);
-    sb += dy[r * dim + j];
-  }
-  dw[j] += sw;
-  if (db != nullptr) db[j] += sb;
-}
-
-__global__ void bias_grad_kernel(const float* dy, int64_t ld, float* db, int64_t rows, int64_t cols) {
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= cols) return;
-  float s = 0.0f;
-  for (int64_t r = 0; r < rows; ++r) s += dy[r * ld + j];
-  db[j] += s;
 }
 
 #define RLF_GRID_STRIDE(i, n) \
@@ -381,6 +439,7 @@ struct CudaOps {
   int64_t total;
   const float *cos_table, *sin_table;
   DeviceBuffer *scores, *dscores;  // attention's [batch * heads, queries, keys]
+  DeviceBuffer* colsum;             // column sums' partials (plan_column_sums)
   int device;
   bool reference_attention;  // the batched-GEMM attention for every forward (RLFARM_CUDA_ATTENTION=reference)
 
@@ -406,8 +465,20 @@ struct CudaOps {
                      float* dw, float* db, int64_t rows, int64_t dim) {
     norm_backward_kernel<<<grid1(rows), row_block(dim)>>>(dy, x, w, has_bias, stats, dx, dim);
     launch_check("norm_backward");
-    norm_param_grad_kernel<<<grid1((dim + 127) / 128), 128>>>(dy, x, stats, has_bias, dw, db, rows, dim);
-    launch_check("norm_backward (weights)");
+    column_sums(NormTerm{dy, x, stats, has_bias, dim}, rows, dim, dw, db, "norm_backward (weights)");
+  }
+  // out0 (and out1) += the column sums of `term` over the rows (plan_column_sums).
+  template <typename Term>
+  void column_sums(const Term& term, int64_t rows, int64_t cols, float* out0, float* out1, const char* name) {
+    if (rows == 0) return;
+    const ColumnSumPlan p = plan_column_sums(rows, cols, Term::kSums);
+    colsum->reserve(device, sizeof(float) * static_cast<size_t>(p.scratch_floats), "the column sums' scratch");
+    float* partial = colsum->as<float>();
+    column_partials_kernel<<<dim3(static_cast<unsigned>(p.partials.grid_x), static_cast<unsigned>(p.partials.grid_y)),
+                             dim3(kColumnTile, kColumnLanes)>>>(term, rows, cols, p.chunk_rows, partial);
+    launch_check(name);
+    column_finish_kernel<<<grid1(p.finish.grid_x), p.finish.block>>>(partial, p.chunks, cols, Term::kSums, out0, out1);
+    launch_check(name);
   }
   // A product's sizes and scalars; operands and C are the caller's.
   GemmArgs product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) const {
@@ -437,8 +508,7 @@ struct CudaOps {
     gemm(false, true, M, N, K, 1.0f, x, K, w, K, accumulate ? 1.0f : 0.0f, y, ldy, b);
   }
   void bias_grad(const float* dy, int64_t ld, float* db, int64_t rows, int64_t cols) {
-    bias_grad_kernel<<<grid1((cols + 127) / 128), 128>>>(dy, ld, db, rows, cols);
-    launch_check("bias_grad");
+    column_sums(BiasTerm{dy, ld}, rows, cols, db, nullptr, "bias_grad");
   }
   void rope(float* x, int64_t rows, int64_t ld, int64_t heads, const int32_t* positions, bool inverse) {
     const Launch l = elementwise_launch(rows * heads * (c.head_dim / 2), sms);
@@ -602,6 +672,8 @@ class CudaEngine final : public Engine {
   void backward(const Tensor& grad_logp, const Tensor& grad_entropy, const Tensor& grad_values) override;
   double adamw_step(const std::shared_ptr<model::AdamW>& state, int64_t step, double lr, double max_norm) override;
   void download_moments() override;
+  // table[ids[r]] += dx_[r] over `rows` rows (plan_embed_backward); `name` names it in errors.
+  void embed_backward(const int32_t* ids, float* table, int64_t rows, int64_t table_rows, const char* name);
   double grad_norm() override;
 
  private:
@@ -619,7 +691,7 @@ class CudaEngine final : public Engine {
     RLF_CHECK(attention == nullptr || reference || *attention == '\0' || std::strcmp(attention, "fused") == 0,
               "RLFARM_CUDA_ATTENTION must be 'fused' (the default) or 'reference'; got '", attention, "'");
     return CudaOps{c_,     sms_,           bf16, params_.as<float>(), bf16 && own_kernels ? working_.as<__nv_bfloat16>() : nullptr,
-                   total_, cos_.as<float>(), sin_.as<float>(), &scores_, &dscores_, device_, reference};
+                   total_, cos_.as<float>(), sin_.as<float>(), &scores_, &dscores_, &colsum_, device_, reference};
   }
   float* P() const { return params_.as<float>(); }
   // A forward's [B, T]-sized output: a new cuda tensor on this device, or a cpu tensor.
@@ -666,6 +738,7 @@ class CudaEngine final : public Engine {
   int64_t batch_ = 0, steps_ = 0, chunk_ = 1;
   bool train_ = false, masked_ = false, entropy_ = false, action_values_ = false;
   std::weak_ptr<model::AdamW> moments_of_;  // the optimizer whose moments adam_m_ and adam_v_ hold
+  DeviceBuffer colsum_, sort_, sort_temp_;  // backward scratch: column sums, the embedding's sort
   float temperature_ = 1;
 };
 
@@ -1011,15 +1084,31 @@ void CudaEngine::backward(const Tensor& grad_logp, const Tensor& grad_entropy, c
                               act_.as<float>() + l * N * c_.hidden};
     model::block_backward(k, c_, layout_.layers[l], P(), G, s, g);
   }
-  embed_backward_kernel<<<grid1((d + 127) / 128), 128>>>(tokens_.as<int32_t>(), dx_.as<float>(),
-                                                         G + layout_.token_embedding, N, d);
-  RLF_CUDA_CHECK_LAUNCH("embedding backward");
+  embed_backward(tokens_.as<int32_t>(), G + layout_.token_embedding, N, c_.vocab, "embedding backward");
   if (layout_.position_embedding != kNone) {
-    embed_backward_kernel<<<grid1((d + 127) / 128), 128>>>(positions_.as<int32_t>(), dx_.as<float>(),
-                                                           G + layout_.position_embedding, N, d);
-    RLF_CUDA_CHECK_LAUNCH("position embedding backward");
+    embed_backward(positions_.as<int32_t>(), G + layout_.position_embedding, N, c_.max_positions,
+                   "position embedding backward");
   }
   synchronize(device_);
+}
+
+void CudaEngine::embed_backward(const int32_t* ids, float* table, int64_t rows, int64_t table_rows, const char* name) {
+  const int64_t d = c_.dim;
+  const EmbedBackwardPlan p = plan_embed_backward(rows, d, table_rows);
+  const int n = static_cast<int>(rows);
+  sort_.reserve(device_, static_cast<size_t>(p.scratch_bytes), "the embedding backward's sort");
+  int32_t* keys_out = sort_.as<int32_t>();
+  int32_t* rows_in = keys_out + rows;
+  int32_t* rows_out = rows_in + rows;
+  iota_kernel<<<grid1(elementwise_launch(rows, sms_).grid_x), 256>>>(rows_in, rows);
+  RLF_CUDA_CHECK_LAUNCH(name);
+  size_t temp_bytes = 0;
+  RLF_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, ids, keys_out, rows_in, rows_out, n, 0, p.id_bits));
+  sort_temp_.reserve(device_, std::max<size_t>(temp_bytes, 1), "the embedding backward's sort");
+  RLF_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_temp_.as<void>(), temp_bytes, ids, keys_out, rows_in, rows_out, n, 0,
+                                                 p.id_bits));
+  embed_runs_kernel<<<grid1(p.runs.grid_x), p.runs.block>>>(keys_out, rows_out, dx_.as<float>(), table, rows, d);
+  RLF_CUDA_CHECK_LAUNCH(name);
 }
 
 double CudaEngine::grad_norm() {

@@ -218,6 +218,39 @@ GeneratePlan plan_generate(const model::ModelConfig& c, int64_t batch, int64_t p
   return g;
 }
 
+ColumnSumPlan plan_column_sums(int64_t rows, int64_t cols, int sums) {
+  const char* what = "cuda column sums";
+  check_positive(rows, what, "rows");
+  check_positive(cols, what, "cols");
+  RLF_CHECK(sums == 1 || sums == 2, what, ": sums must be 1 or 2; got ", sums);
+  ColumnSumPlan out;
+  // At most 1024 chunks (the finishing pass adds them serially), of at least 64 rows, a multiple of the lanes.
+  const int64_t at_least = std::max<int64_t>(64, (rows + 1023) / 1024);
+  out.chunk_rows = (at_least + kColumnLanes - 1) / kColumnLanes * kColumnLanes;
+  out.chunks = (rows + out.chunk_rows - 1) / out.chunk_rows;
+  const int64_t tiles = (cols + kColumnTile - 1) / kColumnTile;
+  RLF_CHECK(tiles <= 0x7fffffff, what, ": ", cols, " columns exceed a grid's 2^31 - 1 blocks");
+  out.partials = Launch{tiles, out.chunks, 1, kColumnTile * kColumnLanes, 0};
+  out.finish = Launch{(cols * sums + 127) / 128, 1, 1, 128, 0};
+  out.scratch_floats = out.chunks * sums * cols;
+  return out;
+}
+
+EmbedBackwardPlan plan_embed_backward(int64_t rows, int64_t dim, int64_t table_rows) {
+  const char* what = "cuda embedding backward";
+  check_positive(rows, what, "rows");
+  check_positive(dim, what, "dim");
+  check_positive(table_rows, what, "table rows");
+  // The sort takes int counts and int keys.
+  RLF_CHECK(rows <= 0x7fffffff && table_rows <= 0x7fffffff, what, ": ", rows, " rows of a ", table_rows,
+            "-row table exceed the sort's 2^31 - 1");
+  EmbedBackwardPlan out;
+  while (out.id_bits < 31 && (int64_t{1} << out.id_bits) < table_rows) ++out.id_bits;
+  out.runs = Launch{rows, 1, 1, row_block(dim), 0};
+  out.scratch_bytes = 3 * rows * 4;
+  return out;
+}
+
 EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps, Precision p, bool train, int sms) {
   const char* what = "cuda plan";
   c.validate();
@@ -270,7 +303,11 @@ EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps
   e.attention_decode = plan_decode_attention(batch * H, T).launch;  // a decoding step over T cache slots
   e.classifier = Launch{chunk, 1, 1, 256, 0};
   e.attention_flash = plan_flash_attention(T, hd, batch * H);
-  if (train) e.attention_flash_backward = plan_flash_attention_backward(T, hd, batch, H, c.kv_heads);
+  if (train) {
+    e.attention_flash_backward = plan_flash_attention_backward(T, hd, batch, H, c.kv_heads);
+    e.column_sums = plan_column_sums(N, std::max({d, up, c.qkv_dim()}), 2);
+    e.embed_backward = plan_embed_backward(N, d, std::max<int64_t>(c.vocab, c.max_positions));
+  }
 
   MemoryPlan& m = e.memory;
   const int64_t total = static_cast<int64_t>(model::make_layout(c).total);  // the buffer the engine allocates
@@ -288,7 +325,10 @@ EnginePlan plan_engine(const model::ModelConfig& c, int64_t batch, int64_t steps
                    N * d) *
                   kF32;
   m.scratch = N * d * kF32 + N * (4 + 4 + 1);  // normed; tokens, positions, key_valid
-  if (train) m.scratch += (2 * N * d + N * c.hidden + N * up + N * c.q_dim() + N * c.qkv_dim()) * kF32;
+  if (train) {
+    m.scratch += (2 * N * d + N * c.hidden + N * up + N * c.q_dim() + N * c.qkv_dim()) * kF32;
+    m.scratch += e.column_sums.scratch_floats * kF32 + e.embed_backward.scratch_bytes;
+  }
   m.head = (chunk * d + chunk * c.vocab + (train ? chunk * d : 0)) * kF32 + chunk * 4;
   // Scores (and their gradients, for a backward) where the reference attention runs.
   const int64_t scores = batch * H * T * T * kF32;

@@ -148,6 +148,31 @@ struct GeneratePlan {
 GeneratePlan plan_generate(const model::ModelConfig& config, int64_t batch, int64_t prompt, int64_t new_tokens,
                            bool truncate);
 
+// Column sums over the rows of a [rows, cols] array, `sums` of them per column
+// (a bias's gradient: 1; a norm's weight and bias gradients: 2), in a fixed
+// order and in parallel: blocks of 32 columns x 8 row lanes each add a chunk
+// of chunk_rows rows into scratch (`partials`), then a thread per column adds
+// the chunks in order (`finish`). A thread per column walking every row would
+// leave most of the GPU idle (768 columns are 6 blocks).
+struct ColumnSumPlan {
+  int64_t chunk_rows = 0, chunks = 0;
+  Launch partials, finish;
+  int64_t scratch_floats = 0;  // [chunks, sums, cols]
+};
+constexpr int kColumnTile = 32, kColumnLanes = 8;
+ColumnSumPlan plan_column_sums(int64_t rows, int64_t cols, int sums);
+
+// An embedding's backward (table[ids[r]] += dx[r]): the row indices sorted by
+// id (a stable radix sort over id_bits bits), then a block per row whose id
+// starts a run of equal ids adds the run's rows in row order; scratch for the
+// sort (its temporary storage is the sort's own, sized at run time).
+struct EmbedBackwardPlan {
+  int id_bits = 1;
+  Launch runs;
+  int64_t scratch_bytes = 0;  // the sorted ids, and the row indices before and after the sort
+};
+EmbedBackwardPlan plan_embed_backward(int64_t rows, int64_t dim, int64_t table_rows);
+
 struct EnginePlan {
   int64_t batch, steps, rows;
   Precision precision;
@@ -155,6 +180,8 @@ struct EnginePlan {
   int64_t head_chunk_rows;  // classifier rows per chunk: [rows, vocab] logits at most ~64 MB
   std::vector<NamedGemm> gemms;
   Launch norm, elementwise, embed, attention_softmax, attention_decode, classifier, adamw;
+  ColumnSumPlan column_sums;  // the widest of a backward's bias and norm gradients (train only)
+  EmbedBackwardPlan embed_backward;  // the token embedding's (train only)
   FlashPlan attention_flash;  // the forward's attention
   FlashBackwardPlan attention_flash_backward;  // the backward's (train only)
   MemoryPlan memory;

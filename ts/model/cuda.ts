@@ -48,6 +48,13 @@ export interface CudaPlan {
   flash: { headDimTile: number; keyTile: number }
   /** Its backward (train): dQ a thread per query, dK and dV a thread per key; headDimTile 0 for heads wider than 64 (the reference backward runs). */
   flashBackward: { headDimTile: number; tile: number; dq: CudaLaunch; dkv: CudaLaunch }
+  /**
+   * A backward's bias and norm gradients (train; the widest of them): column
+   * sums a chunk of chunkRows rows per block, then the chunks added in order.
+   */
+  columnSums: { chunkRows: number; chunks: number; partials: CudaLaunch; finish: CudaLaunch; scratchFloats: number }
+  /** The token embedding's backward (train): rows sorted by id over idBits bits, then a block per run of equal ids. */
+  embedBackward: { idBits: number; runs: CudaLaunch; scratchBytes: number }
   memory: Record<'params' | 'working' | 'grads' | 'adamM' | 'adamV' | 'activations' | 'scratch' | 'head' | 'attention' | 'total', number>
 }
 
