@@ -138,3 +138,18 @@ t.test('checkText: false (data.check_text) keeps NUL and empty text a model samp
   t.same(r.skippedReasons, [`${file}:2: 'chosen' contains a lone surrogate (U+D800, half of a UTF-16 pair: not text) at character 1`])
   t.throws(() => parseSftRow({ prompt: 'p', response: '' }, { checkText: false }) && parsePreferenceRow({ prompt: 'p', chosen: 's', rejected: 's' }, { checkText: false }), { message: "'chosen' and 'rejected' are the same text: the pair prefers nothing" })
 })
+
+t.test("rows longer than the model's context are cut to it, as data.max_length cuts them: no failure at the batch that holds one", async (t) => {
+  const dir = tempDir(t, 'data-limits')
+  const gpt2 = { tokenizer: 'byte', init: { arch: 'gpt2' as const, hidden_size: 16, layers: 1, heads: 2, max_positions: 32 } }
+  const short = Array.from({ length: 7 }, () => ({ prompt: 'copy: ab', response: ' ab ab', chosen: ' ab ab', rejected: ' ba' }))
+  const long = { prompt: `copy: ${'x'.repeat(40)}`, response: ` ${'x'.repeat(40)}`, chosen: ` ${'x'.repeat(40)}`, rejected: 'y'.repeat(40) }
+  const file = path.join(dir, 'long.jsonl')
+  fs.writeFileSync(file, [...short, long].map((r) => `${JSON.stringify(r)}\n`).join(''))
+  // data.max_length is its default, 512; the model has 32 positions (GPT-2 has none past its n_positions).
+  for (const [algorithm, extra] of [['sft', {}], ['sft', { sft: { packing: true } }], ['reward', {}], ['dpo', {}]] as const) {
+    const name = `${algorithm}${'sft' in extra ? '-packed' : ''}`
+    const r = await train({ algorithm, output_dir: dir, name, policy: gpt2, data: { train: file, chat_template: false }, training: { batch_size: 4, max_steps: 4 }, logging: { progress: 'none' }, ...extra })
+    t.equal(r.step, 4, `${name}: every step ran`)
+  }
+})

@@ -332,7 +332,7 @@ model's context ends (a note says so).`,
       const rows = file ? (await readTable(file, (value) => parsePromptRow(value), 'stop')).rows : texts.map((prompt) => ({ prompt, extra: {} }))
       const policy = await loadModelSpec({ path: model, tokenizer: values.tokenizer as string | undefined, init: undefined, scalar_head: false, device: 'cpu', precision: 'bf16' }, 'model', { seed: 0 })
       const data = { train: undefined, eval: undefined, prompts: undefined, on_bad_row: 'stop' as const, max_length: policy.model.config.maxPositions, max_prompt_length: Math.floor(policy.model.config.maxPositions / 2), chat_template: values['chat-template'] === true, eval_size: 0, format: 'auto' as const, binarize: 'overall' as const, max_row_bytes: DEFAULT_MAX_ROW_BYTES, allow_special_files: false, check_text: true }
-      const encoder = encoderFor(policy.tokenizer, data)
+      const encoder = encoderFor(policy.tokenizer, data, policy.model)
       // Like transformers: the cap is said once, not per batch.
       let capNoted = false
       const onCap = (message: string) => {

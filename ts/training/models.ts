@@ -131,14 +131,21 @@ export async function loadModelSpec(
   return { model, tokenizer, tokenizerSource }
 }
 
-export function encoderFor(tokenizer: Tokenizer, data: DataConfig): SequenceEncoder {
-  return new SequenceEncoder({ tokenizer, maxLength: data.max_length, maxPromptLength: data.max_prompt_length, chatTemplate: data.chat_template })
+/**
+ * The encoder of the run's data for a model and its tokenizer. Sequences are cut
+ * to data.max_length and to the model's context (maxPositions), as PPO's
+ * rollouts are: a longer one would stop the run at the first batch that holds
+ * it (GPT-2 has no position past its n_positions), after steps were spent.
+ */
+export function encoderFor(tokenizer: Tokenizer, data: DataConfig, model?: Model): SequenceEncoder {
+  const maxLength = model ? Math.min(data.max_length, model.config.maxPositions) : data.max_length
+  return new SequenceEncoder({ tokenizer, maxLength, maxPromptLength: data.max_prompt_length, chatTemplate: data.chat_template })
 }
 
 /** The config's policy, the encoder of the run's data for its tokenizer, and its pad id: where most stages start. */
 export async function loadPolicy(config: RunConfig): Promise<{ policy: LoadedModel; encoder: SequenceEncoder; pad: number }> {
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  return { policy, encoder: encoderFor(policy.tokenizer, config.data), pad: padIdOf(policy.tokenizer) }
+  return { policy, encoder: encoderFor(policy.tokenizer, config.data, policy.model), pad: padIdOf(policy.tokenizer) }
 }
 
 /** The pad id of a tokenizer (its pad, else its EOS, else 0). */
