@@ -153,3 +153,20 @@ t.test("rows longer than the model's context are cut to it, as data.max_length c
     t.equal(r.step, 4, `${name}: every step ran`)
   }
 })
+
+t.test('a row that gives a key twice is a bad row naming the key (JSON.parse would keep the last silently)', async (t) => {
+  const dir = tempDir(t, 'data-limits')
+  const file = path.join(dir, 'twice.jsonl')
+  const cases: [string, (value: unknown) => unknown, string][] = [
+    ['{"prompt":"a","response":"b","response":"c"}', parseSftRow, "the key 'response' is given twice"],
+    ['{"prompt":"a","chosen":"b","rejected":"c","chosen":"c"}', parsePreferenceRow, "the key 'chosen' is given twice"],
+    ['{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"y","content":"z"}]}', parseSftRow, "the key 'messages[1].content' is given twice"],
+    ['{"\\u0070rompt":"a","prompt":"b"}', parsePromptRow, "the key 'prompt' is given twice"],
+  ]
+  for (const [row, parse, expected] of cases) {
+    fs.writeFileSync(file, `{"prompt":"p","response":"r","chosen":"c","rejected":"d"}\n${row}\n`)
+    await t.rejects(readDataset(file, parse as never), { name: 'BadRowError', message: `${file}:2: ${expected}; JSON would keep only the last` }, expected)
+  }
+  fs.writeFileSync(file, '{"prompt":"a \\"prompt\\": x","response":"b","meta":{"prompt":1},"turns":[{"k":1},{"k":2}]}\n')
+  t.same((await readDataset(file, parseSftRow)).rows.map((r) => r.response), ['b'], 'the same key in other objects, and in a string, is no duplicate')
+})
