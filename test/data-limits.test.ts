@@ -170,3 +170,17 @@ t.test('a row that gives a key twice is a bad row naming the key (JSON.parse wou
   fs.writeFileSync(file, '{"prompt":"a \\"prompt\\": x","response":"b","meta":{"prompt":1},"turns":[{"k":1},{"k":2}]}\n')
   t.same((await readDataset(file, parseSftRow)).rows.map((r) => r.response), ['b'], 'the same key in other objects, and in a string, is no duplicate')
 })
+
+t.test("readDataset's options are checked: unknown keys, values outside a choice, a parse that is not a function", async (t) => {
+  const dir = tempDir(t, 'data-limits')
+  const file = path.join(dir, 'rows.jsonl')
+  fs.writeFileSync(file, `${rows(2)}\nnot json\n`)
+  await t.rejects(readDataset(file, parseSftRow, { onBadRow: 'ignore' } as never), { message: "readDataset: onBadRow must be one of 'stop', 'skip'; got 'ignore'." }, 'was: read as skip')
+  await t.rejects(readDataset(file, parseSftRow, { maxRowByte: 5 } as never), { message: /unknown option 'maxRowByte'. Did you mean 'maxRowBytes'\?/ }, 'was: ignored')
+  await t.rejects(readDataset(file, parseSftRow, { format: 'csv' } as never), { message: /readDataset: format must be one of 'auto', .*; got 'csv'/ }, "was: every row 'expected a JSON object; got undefined'")
+  await t.rejects(readDataset(file, parseSftRow, { binarize: 'max' } as never), { message: /binarize must be one of 'overall', 'mean_rating'/ })
+  await t.rejects(readDataset(file, parseSftRow, { checkText: 'no' } as never), { message: "readDataset: checkText must be true or false; got 'no'" })
+  await t.rejects(readDataset(file, parseSftRow, null as never), { message: 'readDataset: options must be an object; got null' }, 'was: Cannot read properties of null')
+  await t.rejects(readDataset(file, 'sft' as never), { message: /readDataset: parse must be a function/ }, 'was: a bad row per row')
+  await t.rejects(readDataset(5 as never, parseSftRow), { message: 'readDataset: file must be a path; got 5' })
+})
