@@ -536,3 +536,18 @@ t.test('Tensor shapes: not an array, or so many elements that the count wraps, a
   assertThrowsWith(t, () => Tensor.zeros([2 ** 27, 2 ** 27]), ['more elements than a tensor can hold'], '2^54 elements')
   t.same(Tensor.zeros([0, 2 ** 40, 2 ** 40]).shape, [0, 2 ** 40, 2 ** 40], 'a zero dimension makes any shape empty')
 })
+
+t.test('AdamW of something that is not a model, configFromHf of a non-object, configToHf of another arch: errors naming them', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { configFromHf, configToHf } = require('rlfarm') as typeof import('rlfarm')
+  t.throws(() => new AdamW({} as never, { lr: 1e-3 }), { message: 'AdamW: model must be a Model (Model.create or Model.load); got Object' }, 'was: model.parameters is not a function')
+  t.throws(() => new AdamW(undefined as never), { message: /AdamW: model must be a Model .*; got undefined/ })
+  t.throws(() => configFromHf(null as never, 'x/config.json'), { message: 'x/config.json: expected a JSON object (a Hugging Face config.json); got null' }, "was: Cannot read properties of null (reading 'model_type')")
+  t.throws(() => configFromHf([1] as never), { message: 'configFromHf: expected a JSON object (a Hugging Face config.json); got an array' }, 'was: model_type undefined is not supported')
+  t.throws(() => configToHf({ arch: 'bert' } as never), { message: `configToHf: expected a complete ModelConfig with arch 'gpt2' or 'llama'; got arch "bert"` }, 'was: a llama config.json without sizes')
+  t.throws(() => configToHf({ arch: 'llama', vocab: 8 } as never), { message: 'configToHf: dim must be a positive integer; got undefined' }, 'a config that lacks sizes')
+  const dir = tmp('config-array')
+  fs.writeFileSync(path.join(dir, 'config.json'), '[1]')
+  await t.rejects(Model.load(dir), { message: `${path.join(dir, 'config.json')}: expected a JSON object (a Hugging Face config.json); got an array` })
+  fs.rmSync(dir, { recursive: true, force: true })
+})

@@ -53,6 +53,9 @@ export class AdamW {
 
   constructor(model: Model, options: AdamWOptions = {}) {
     const where = 'AdamW'
+    if (model === null || typeof model !== 'object' || typeof (model as { parameters?: unknown }).parameters !== 'function') {
+      throw new TypeError(`${where}: model must be a Model (Model.create or Model.load); got ${describe(model)}`)
+    }
     checkKeys(where, options, ['lr', 'betas', 'eps', 'weightDecay', 'decay'])
     this.model = model
     this.lr = rangedOption(where, 'lr', options.lr, 1e-3, { min: 0 })
