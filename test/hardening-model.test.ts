@@ -551,3 +551,21 @@ t.test('AdamW of something that is not a model, configFromHf of a non-object, co
   await t.rejects(Model.load(dir), { message: `${path.join(dir, 'config.json')}: expected a JSON object (a Hugging Face config.json); got an array` })
   fs.rmSync(dir, { recursive: true, force: true })
 })
+
+t.test('writeSafetensors writes nothing its reader would refuse: metadata of strings, named tensors', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { writeSafetensors } = require('rlfarm') as typeof import('rlfarm')
+  const dir = tmp('write-st')
+  const file = path.join(dir, 'a.safetensors')
+  t.throws(() => writeSafetensors(file, [{ name: 'a', tensor: Tensor.zeros([2]) }], { step: 5 } as never), { message: 'writeSafetensors: metadata.step must be a string; got 5' }, 'was: a file SafetensorsFile.open refuses')
+  t.throws(() => writeSafetensors(file, [{ name: '', tensor: Tensor.zeros([2]) }]), { message: /tensors\[0\] must be \{ name: a non-empty string, tensor: a Tensor \}/ })
+  t.throws(() => writeSafetensors(file, [{ name: 'a', tensor: [1, 2] }] as never), { message: /tensors\[0\] must be/ })
+  t.throws(() => writeSafetensors(file, [{ name: '__metadata__', tensor: Tensor.zeros([2]) }]), { message: /'__metadata__' is the header's metadata key/ })
+  const gone = Tensor.zeros([2])
+  gone.dispose()
+  t.throws(() => writeSafetensors(file, [{ name: 'w', tensor: gone }]), { message: 'writeSafetensors: tensor w was disposed' })
+  t.notOk(fs.existsSync(file), 'nothing was written')
+  writeSafetensors(file, [{ name: 'a', tensor: Tensor.zeros([2]) }], { step: '5' })
+  t.same(SafetensorsFile.open(file).metadata, { step: '5' }, 'a good file reads back')
+  fs.rmSync(dir, { recursive: true, force: true })
+})
