@@ -428,6 +428,17 @@ t.test('onInterrupt: AbortSignal and in-process signals, no leaked listeners', a
   t.same(counts(), before)
 })
 
+t.test('onInterrupt: a handler that is not a function, unknown signal names, a signal that is no AbortSignal are refused at the call', async (t) => {
+  const counts = () => [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]
+  const before = counts()
+  // Was: accepted, the AbortSignal ignored, and the first Ctrl-C threw 'handler is not a function' inside the signal handler.
+  t.throws(() => onInterrupt({ signal: new AbortController().signal } as never), { message: /onInterrupt: handler must be a function \(reason\) => void; got Object \(options go second/ })
+  t.throws(() => onInterrupt(undefined, { signals: ['SIGFOO' as NodeJS.Signals] }), { message: /onInterrupt: signals must be a list of signal names/ }, 'was: listened for, never came')
+  t.throws(() => onInterrupt(undefined, { signals: 'SIGINT' as never }), { message: /signals must be a list of signal names .*; got 'SIGINT'/ })
+  t.throws(() => onInterrupt(undefined, { signal: 'SIGINT' as never }), { message: "onInterrupt: signal must be an AbortSignal; got 'SIGINT'" })
+  t.same(counts(), before, 'no handler was left installed')
+})
+
 /** Runs a script in a child process; resolves with its exit code and output once it exits. */
 function child(script: string, onLine: (line: string, kill: (signal: NodeJS.Signals) => void) => void): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
