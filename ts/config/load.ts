@@ -2,7 +2,7 @@
 // resolveConfig (objects built in code), saveResolvedConfig (what a run
 // records) and resolvePaths (paths relative to the config file).
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { basename, dirname, extname, join, resolve as resolvePath } from 'node:path'
 import { Document } from 'yaml'
 import { checkKeys, describe, isPlainObject } from '../util/options.js'
@@ -10,7 +10,7 @@ import { ConfigError } from './errors.js'
 import { configRoot, mergeExtends } from './extends.js'
 import { absolutePaths } from './paths.js'
 import { resolveWithSource, TOP_LEVEL_TYPES, type TopLevelType } from './resolve.js'
-import { CONFIG_EXTENSIONS, emptySource, parseConfigSource, unreadableReason } from './source.js'
+import { CONFIG_EXTENSIONS, emptySource, parseConfigSource, readConfigText, unreadableReason } from './source.js'
 import type { ConfigInputTypes, ConfigTypes } from './types.generated.js'
 
 export type { TopLevelType } from './resolve.js'
@@ -65,7 +65,7 @@ export async function loadConfig<T extends TopLevelType = 'RunConfig'>(file: str
   }
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = readConfigText(file)
   } catch (err) {
     throw new ConfigError([{ path: '', file, message: `cannot read the config: ${unreadableReason(err)}` }])
   }
