@@ -4,6 +4,7 @@
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
+import { execFileSync } from 'node:child_process'
 import { AdamW, latestCheckpoint, listCheckpoints, loadCheckpoint, Model, Rng, saveCheckpoint, Tensor } from 'rlfarm'
 import { assertRejectsWith, tempDir } from './helpers/common'
 
@@ -170,6 +171,10 @@ t.test('a damaged or edited checkpoint is refused naming the file: state.json, t
     fs.writeFileSync(stateFile, JSON.stringify(edit))
     await assertRejectsWith(t, () => loadCheckpoint(dir, { models: { policy: m.policy } }), [stateFile, expected], `state.json: ${expected}`)
   }
+  fs.rmSync(stateFile)
+  execFileSync('mkfifo', [stateFile])
+  await assertRejectsWith(t, () => loadCheckpoint(dir, { models: { policy: m.policy } }), [`cannot read ${stateFile}: it is a FIFO (named pipe), not a regular file`], 'state.json as a FIFO (was: a hang)')
+  fs.rmSync(stateFile)
   fs.writeFileSync(stateFile, JSON.stringify(good))
   const moments = path.join(dir, 'optimizer-policy.safetensors')
   const bytes = fs.readFileSync(moments)

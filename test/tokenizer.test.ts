@@ -672,6 +672,12 @@ t.test('errors: loading', async (t) => {
   await assertRejectsWith(t, () => HfTokenizer.load(join(dir, 'merge-type')), ["model.merges[0] must be a string 'a b' or a pair ['a', 'b']; got 5"], 'a merge that is not a pair (was: x.split is not a function)')
   writeTokenizerDir(join(dir, 'merge-oov'), { 'tokenizer.json': { ...json, model: { ...json.model, merges: [...json.model.merges, 'zzzq qqqz'] } } })
   await assertRejectsWith(t, () => HfTokenizer.load(join(dir, 'merge-oov')), ['model.merges[', `("zzzq qqqz") uses 'zzzq', which is not in model.vocab`], 'a merge of tokens the vocabulary lacks')
+  // Something other than a file where a tokenizer file should be: an error, not a hang (a FIFO) or a tokenizer loaded without it.
+  for (const name of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja']) {
+    const special = writeTokenizerDir(join(dir, `fifo-${name}`), name === 'tokenizer.json' ? {} : { 'tokenizer.json': json })
+    execFileSync('mkfifo', [join(special, name)])
+    await assertRejectsWith(t, () => HfTokenizer.load(special), [`HfTokenizer.load: cannot read ${join(special, name)}: it is a FIFO (named pipe), not a regular file`], `${name} as a FIFO (was: ${name === 'tokenizer.json' ? "'has no tokenizer.json'" : name === 'chat_template.jinja' ? 'a hang' : 'loaded without it'})`)
+  }
   await assertRejectsWith(t, () => loadTokenizer(join(dir, 'nowhere')), ["is neither 'byte' nor a directory"], 'loadTokenizer of a missing path')
   await assertRejectsWith(t, () => loadTokenizer(GPT2, { specialTokens: ['<x>'] }), ["specialTokens is an option of the 'byte' tokenizer"], 'specialTokens for a directory')
   const byte: Tokenizer = await loadTokenizer('byte', { specialTokens: ['<x>'] })

@@ -2,14 +2,14 @@
 // tokenizer_config.json, special_tokens_map.json, chat_template.jinja), read
 // with @huggingface/tokenizers (corrected by hf-compat.ts) and rendering its
 // chat template with @huggingface/jinja. The special-token rule is in tokenizer.ts.
-import { readFile, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type * as HfTokenizersModule from '@huggingface/tokenizers' with { 'resolution-mode': 'import' }
 import { CHAT_TEMPLATE_OPTIONS, ChatTemplate, checkMessages, extraTemplateVariables, type ChatMessage, type ChatTemplateOptions } from './chat-template.js'
 import { alignWithRust, checkComponents, hfTokenizers, isObject, MODEL_TYPES, type Json } from './hf-compat.js'
 import { addSpecials, checkIds, checkText, DECODE_OPTIONS, ENCODE_OPTIONS, escapeRegExp, type DecodeOptions, type EncodeOptions, type Tokenizer } from './tokenizer.js'
 import { MODEL_SIZE_LIMITS } from '../model/config.js'
-import { resolveInside } from '../util/fs.js'
+import { describeFileType, readRegularFileSync, resolveInside } from '../util/fs.js'
 import { readJsonFile } from '../util/json.js'
 import { booleanOption, checkKeys, describe } from '../util/options.js'
 
@@ -50,12 +50,22 @@ function filesOf(dir: string): Files {
   }
 }
 
-async function isFile(path: string): Promise<boolean> {
+/**
+ * Whether a tokenizer file is there: false when absent; an error when something
+ * else is there (a directory, a FIFO), which would otherwise be read as absent
+ * and the tokenizer loaded without it.
+ */
+async function isFile(where: string, path: string): Promise<boolean> {
+  let st
   try {
-    return (await stat(path)).isFile()
-  } catch {
-    return false
+    st = await stat(path)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false
+    throw new Error(`${where}: cannot read ${path}: ${(err as Error).message}`)
   }
+  if (!st.isFile()) throw new Error(`${where}: cannot read ${path}: it is ${describeFileType(st)}, not a regular file`)
+  return true
 }
 
 async function readJson(where: string, file: string): Promise<unknown> {
@@ -142,20 +152,20 @@ export class HfTokenizer implements Tokenizer {
     }
     if (!isDir) throw new Error(`${where}: ${root} is not a directory; give the directory that holds tokenizer.json`)
     const files = filesOf(root)
-    if (!(await isFile(files.tokenizer))) {
+    if (!(await isFile(where, files.tokenizer))) {
       throw new Error(
         `${where}: ${root} has no tokenizer.json (looked for ${files.tokenizer}); rlfarm reads the "fast" tokenizer file that transformers writes with save_pretrained (tokenizer.model, vocab.json or merges.txt alone are not enough)`,
       )
     }
     const tokenizerJson = await readJson(where, files.tokenizer)
-    const config = (await isFile(files.config)) ? await readJson(where, files.config) : undefined
-    const specialTokensMap = (await isFile(files.specialTokensMap)) ? await readJson(where, files.specialTokensMap) : undefined
+    const config = (await isFile(where, files.config)) ? await readJson(where, files.config) : undefined
+    const specialTokensMap = (await isFile(where, files.specialTokensMap)) ? await readJson(where, files.specialTokensMap) : undefined
     let templateFile: string | undefined
-    if (await isFile(files.chatTemplate)) {
+    if (await isFile(where, files.chatTemplate)) {
       try {
-        templateFile = await readFile(files.chatTemplate, 'utf8')
+        templateFile = readRegularFileSync(files.chatTemplate, 'utf8')
       } catch (err) {
-        throw new Error(`${where}: cannot read ${files.chatTemplate}: ${(err as Error).message}`)
+        throw new Error(`${where}: ${(err as Error).message}`)
       }
     }
     return new HfTokenizer(files, tokenizerJson, config, specialTokensMap, templateFile, options.chatTemplate)
