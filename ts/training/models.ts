@@ -8,6 +8,8 @@ import { SequenceEncoder } from '../data/encode.js'
 import { checkDevice, Model } from '../model/model.js'
 import type { Device } from '../tensor.js'
 import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js'
+import { readRegularFileSync } from '../util/fs.js'
+import { parseJson } from '../util/json.js'
 
 /** A model with the tokenizer that reads its text, and where that tokenizer came from. */
 export interface LoadedModel {
@@ -30,7 +32,9 @@ export function tokenizerSourceFor(spec: ModelSpec, what: string): string {
     if (fs.existsSync(path.join(spec.path, 'tokenizer.json'))) return spec.path
     const meta = path.join(spec.path, RLFARM_META)
     if (fs.existsSync(meta)) {
-      const tokenizer = (JSON.parse(fs.readFileSync(meta, 'utf8')) as { tokenizer?: string }).tokenizer
+      const json = parseJson(readRegularFileSync(meta, 'utf8'), meta)
+      const tokenizer = json !== null && typeof json === 'object' ? (json as { tokenizer?: unknown }).tokenizer : undefined
+      if (tokenizer !== undefined && (typeof tokenizer !== 'string' || tokenizer === '')) throw new Error(`${meta}: tokenizer must be 'byte' or a tokenizer directory; got ${JSON.stringify(tokenizer)}`)
       if (tokenizer) return tokenizer
     }
   }
