@@ -569,3 +569,16 @@ t.test('writeSafetensors writes nothing its reader would refuse: metadata of str
   t.same(SafetensorsFile.open(file).metadata, { step: '5' }, 'a good file reads back')
   fs.rmSync(dir, { recursive: true, force: true })
 })
+
+t.test('saveModelWithTokenizer of a source with no tokenizer.json: an error, and nothing saved', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { saveModelWithTokenizer } = require('rlfarm') as typeof import('rlfarm')
+  const dir = tmp('save-tok')
+  const model = Model.create({ arch: 'gpt2', vocab: 259, dim: 8, layers: 1, heads: 2 })
+  const out = path.join(dir, 'model')
+  await t.rejects(saveModelWithTokenizer(model, path.join(dir, 'nope'), out), { message: `saveModelWithTokenizer: tokenizerSource must be 'byte' or a directory that holds tokenizer.json; got ${JSON.stringify(path.join(dir, 'nope'))}` }, 'was: the model saved without a tokenizer')
+  t.notOk(fs.existsSync(out), 'nothing was saved')
+  await saveModelWithTokenizer(model, 'byte', out)
+  t.same(JSON.parse(fs.readFileSync(path.join(out, 'rlfarm.json'), 'utf8')), { tokenizer: 'byte' })
+  fs.rmSync(dir, { recursive: true, force: true })
+})
