@@ -393,6 +393,11 @@ t.test('Progress: a total learnt after the start, and an overall ETA', async (t)
   t.equal(stream.writes[1], 'dpo step 2/40  5%  ETA 3m10s  pipeline ETA 9m50s  loss 0.5\n', 'total, ETA, and the overall ETA after it')
   assertThrowsWith(t, () => progress.setTotal(-1), ['Progress.setTotal'], 'a bad total')
   assertThrowsWith(t, () => new Progress({ overall: 3 as never }), ['overall must be a function'], 'overall is a function')
+  // Was: 'dpo step NaN' printed, and a negative total or an every of 0 taken.
+  assertThrowsWith(t, () => progress.update(NaN), ['Progress.update: step must be a non-negative integer; got NaN'], 'a NaN step')
+  assertThrowsWith(t, () => progress.update(3, { tokens: -5 }), ['Progress.update: tokens must be a finite number >= 0; got -5'], 'negative tokens')
+  assertThrowsWith(t, () => new Progress({ total: -5 }), ['Progress: total must be an integer >= 0; got -5'], 'a negative total')
+  assertThrowsWith(t, () => new Progress({ every: 0 }), ['Progress: every must be an integer >= 1; got 0'], 'every 0')
 })
 
 // --- Interrupts ----------------------------------------------------------------
