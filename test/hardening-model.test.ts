@@ -545,7 +545,7 @@ t.test('AdamW of something that is not a model, configFromHf of a non-object, co
   t.throws(() => configFromHf(null as never, 'x/config.json'), { message: 'x/config.json: expected a JSON object (a Hugging Face config.json); got null' }, "was: Cannot read properties of null (reading 'model_type')")
   t.throws(() => configFromHf([1] as never), { message: 'configFromHf: expected a JSON object (a Hugging Face config.json); got an array' }, 'was: model_type undefined is not supported')
   t.throws(() => configToHf({ arch: 'bert' } as never), { message: `configToHf: expected a complete ModelConfig with arch 'gpt2' or 'llama'; got arch "bert"` }, 'was: a llama config.json without sizes')
-  t.throws(() => configToHf({ arch: 'llama', vocab: 8 } as never), { message: 'configToHf: dim must be a positive integer; got undefined' }, 'a config that lacks sizes')
+  t.throws(() => configToHf({ arch: 'llama', vocab: 8 } as never), { message: 'configToHf: dim must be a number; got undefined' }, 'a config that lacks sizes')
   const dir = tmp('config-array')
   fs.writeFileSync(path.join(dir, 'config.json'), '[1]')
   await t.rejects(Model.load(dir), { message: `${path.join(dir, 'config.json')}: expected a JSON object (a Hugging Face config.json); got an array` })
