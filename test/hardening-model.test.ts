@@ -582,3 +582,16 @@ t.test('saveModelWithTokenizer of a source with no tokenizer.json: an error, and
   t.same(JSON.parse(fs.readFileSync(path.join(out, 'rlfarm.json'), 'utf8')), { tokenizer: 'byte' })
   fs.rmSync(dir, { recursive: true, force: true })
 })
+
+t.test('a model.safetensors that is a link to nowhere, or to itself, is named as such (was: "no model.safetensors")', async (t) => {
+  const dir = tmp('dangling')
+  await Model.create({ arch: 'gpt2', vocab: 8, dim: 8, layers: 1, heads: 2 }).save(dir)
+  const file = path.join(dir, 'model.safetensors')
+  fs.rmSync(file)
+  fs.symlinkSync('gone.safetensors', file)
+  await t.rejects(Model.load(dir), { message: `cannot read ${file}: it is a symbolic link to gone.safetensors, which does not exist or links in a loop` })
+  fs.rmSync(file)
+  fs.symlinkSync('model.safetensors', file)
+  await t.rejects(Model.load(dir), { message: `cannot read ${file}: it is a symbolic link to model.safetensors, which does not exist or links in a loop` })
+  fs.rmSync(dir, { recursive: true, force: true })
+})
