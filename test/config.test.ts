@@ -285,6 +285,7 @@ t.test('malformed YAML and JSON: file, line, column and the reason', async (t) =
   const dirConfig = join(fifoDir, 'dir.yaml')
   execFileSync('mkdir', [dirConfig])
   await assertRejectsWith(t, () => loadConfig(dirConfig), [`${dirConfig}: cannot read the config: it is a directory`], 'a directory')
+  await assertRejectsWith(t, () => loadConfig(fifoDir), [`${fifoDir}: cannot read the config: it is a directory (give a .yaml, .yml or .json file)`], "a directory without an extension (was: cannot tell the format from the extension '')")
   const toml = writeConfig(t, 'ppo.toml', 'algorithm = "ppo"\n')
   await assertRejectsWith(t, () => loadConfig(toml), [`${toml}: cannot tell the format from the extension '.toml': expected .yaml, .yml, .json`], 'an unknown extension')
   await assertRejectsWith(t, () => loadConfig(yaml, { sets: [] } as never), ["loadConfig: unknown option 'sets'. Did you mean 'set'?"], 'options are checked too')
