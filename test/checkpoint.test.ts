@@ -4,6 +4,7 @@
 import t from 'tap'
 import fs from 'node:fs'
 import path from 'node:path'
+import { execFileSync } from 'node:child_process'
 import { AdamW, latestCheckpoint, listCheckpoints, loadCheckpoint, Model, Rng, saveCheckpoint, Tensor } from 'rlfarm'
 import { assertRejectsWith, tempDir } from './helpers/common'
 
@@ -146,4 +147,47 @@ t.test('checkpoint errors name the file and the problem', async (t) => {
     "moments that do not fit the optimizer's model",
   )
   await assertRejectsWith(t, () => loadCheckpoint(dir, { models: { policy: m.value } }), [path.join(dir, 'policy')], "weights that do not fit the model name the file")
+})
+
+t.test('a damaged or edited checkpoint is refused naming the file: state.json, the moments; a cyclic state is refused at save', async (t) => {
+  const run = tempDir(t, 'checkpoint')
+  const m = models(7)
+  const cyclic: Record<string, unknown> = { q: 1 }
+  cyclic.back = [cyclic]
+  await assertRejectsWith(t, () => saveCheckpoint(run, { step: 1, state: { a: cyclic } }), ['saveCheckpoint: state.a.back[0] refers back to an object that holds it (a cycle)'], 'a cycle (was: Maximum call stack size exceeded)')
+  const shared = { q: 1 }
+  await saveCheckpoint(run, { step: 1, state: { a: shared, b: [shared, shared] } })
+  t.same((await loadCheckpoint(latestCheckpoint(run)!)).state, { a: { q: 1 }, b: [{ q: 1 }, { q: 1 }] }, 'an object held twice is no cycle')
+
+  const dir = await saveCheckpoint(run, { step: 3, models: { policy: m.policy }, optimizers: { policy: m.optimizers.policy }, state: { x: 1 } })
+  const stateFile = path.join(dir, 'state.json')
+  const good = JSON.parse(fs.readFileSync(stateFile, 'utf8'))
+  for (const [edit, expected] of [
+    [{ ...good, step: -5 }, 'step must be a non-negative integer; got -5'],
+    [{ ...good, step: 7 }, 'says step 7 but its directory is step-000003'],
+    [{ ...good, models: 'policy' }, "models must be a list of names; got 'policy'"],
+    [null, 'expected an object, got null'],
+  ] as const) {
+    fs.writeFileSync(stateFile, JSON.stringify(edit))
+    await assertRejectsWith(t, () => loadCheckpoint(dir, { models: { policy: m.policy } }), [stateFile, expected], `state.json: ${expected}`)
+  }
+  fs.rmSync(stateFile)
+  execFileSync('mkfifo', [stateFile])
+  await assertRejectsWith(t, () => loadCheckpoint(dir, { models: { policy: m.policy } }), [`cannot read ${stateFile}: it is a FIFO (named pipe), not a regular file`], 'state.json as a FIFO (was: a hang)')
+  fs.rmSync(stateFile)
+  fs.writeFileSync(stateFile, JSON.stringify(good))
+  const moments = path.join(dir, 'optimizer-policy.safetensors')
+  const bytes = fs.readFileSync(moments)
+  const data = 8 + Number(bytes.readBigUInt64LE(0))
+  for (const [at, value, expected] of [
+    [data + 4, NaN, 'm[1] is NaN; the first moment must be finite'],
+    [bytes.length - 4, -1, 'v[7647] is -1; the second moment must be finite and >= 0'],
+  ] as const) {
+    const damaged = Buffer.from(bytes)
+    damaged.writeFloatLE(value, at)
+    fs.writeFileSync(moments, damaged)
+    await assertRejectsWith(t, () => loadCheckpoint(dir, { optimizers: { policy: m.optimizers.policy } }), [moments, expected], expected)
+  }
+  fs.writeFileSync(moments, bytes)
+  t.equal((await loadCheckpoint(dir, { models: { policy: m.policy }, optimizers: { policy: m.optimizers.policy } })).step, 3, 'the undamaged checkpoint loads')
 })

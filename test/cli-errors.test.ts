@@ -91,3 +91,19 @@ t.test('the http judge without a usable url or model_name: a ConfigError naming 
   await t.rejects(judgeFor({ ...base, url: 'localhost:8000', model_name: 'm' } as never, options), { name: 'ConfigError', message: /got "localhost:8000"/ })
   await t.rejects(judgeFor({ ...base, url: 'http://127.0.0.1:9/v1' } as never, options), { name: 'ConfigError', message: /judge\.model_name: is required for the http judge/ })
 })
+
+t.test('generate: a sampling flag out of range is a usage error (exit 2) naming the flag, before the model loads', async (t) => {
+  const missing = path.join(tempDir(t, 'cli-errors'), 'no-model')
+  for (const [flag, value, expected] of [
+    ['--top-p', '0', "--top-p must be a number in (0, 1]; got '0'"],
+    ['--top-p', '1.5', "--top-p must be a number in (0, 1]; got '1.5'"],
+    ['--max-new-tokens', '3.5', "--max-new-tokens must be a non-negative integer; got '3.5'"],
+    ['--top-k', '2.5', "--top-k must be a non-negative integer; got '2.5'"],
+    ['--temperature', '', "--temperature must be a non-negative number; got ''"],
+    ['--seed', '1e20', "--seed must be a non-negative integer up to 4294967295; got '1e20'"],
+  ]) {
+    const r = rlfarm(['generate', '-m', missing, '-p', 'hi', `${flag}=${value}`])
+    t.equal(r.code, 2, `${flag} ${value}: ${r.stderr}`)
+    t.match(r.stderr, `rlfarm generate: ${expected}\n`, `${flag} ${value}: names the flag`)
+  }
+})

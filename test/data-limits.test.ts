@@ -138,3 +138,49 @@ t.test('checkText: false (data.check_text) keeps NUL and empty text a model samp
   t.same(r.skippedReasons, [`${file}:2: 'chosen' contains a lone surrogate (U+D800, half of a UTF-16 pair: not text) at character 1`])
   t.throws(() => parseSftRow({ prompt: 'p', response: '' }, { checkText: false }) && parsePreferenceRow({ prompt: 'p', chosen: 's', rejected: 's' }, { checkText: false }), { message: "'chosen' and 'rejected' are the same text: the pair prefers nothing" })
 })
+
+t.test("rows longer than the model's context are cut to it, as data.max_length cuts them: no failure at the batch that holds one", async (t) => {
+  const dir = tempDir(t, 'data-limits')
+  const gpt2 = { tokenizer: 'byte', init: { arch: 'gpt2' as const, hidden_size: 16, layers: 1, heads: 2, max_positions: 32 } }
+  const short = Array.from({ length: 7 }, () => ({ prompt: 'copy: ab', response: ' ab ab', chosen: ' ab ab', rejected: ' ba' }))
+  const long = { prompt: `copy: ${'x'.repeat(40)}`, response: ` ${'x'.repeat(40)}`, chosen: ` ${'x'.repeat(40)}`, rejected: 'y'.repeat(40) }
+  const file = path.join(dir, 'long.jsonl')
+  fs.writeFileSync(file, [...short, long].map((r) => `${JSON.stringify(r)}\n`).join(''))
+  // data.max_length is its default, 512; the model has 32 positions (GPT-2 has none past its n_positions).
+  for (const [algorithm, extra] of [['sft', {}], ['sft', { sft: { packing: true } }], ['reward', {}], ['dpo', {}]] as const) {
+    const name = `${algorithm}${'sft' in extra ? '-packed' : ''}`
+    const r = await train({ algorithm, output_dir: dir, name, policy: gpt2, data: { train: file, chat_template: false }, training: { batch_size: 4, max_steps: 4 }, logging: { progress: 'none' }, ...extra })
+    t.equal(r.step, 4, `${name}: every step ran`)
+  }
+})
+
+t.test('a row that gives a key twice is a bad row naming the key (JSON.parse would keep the last silently)', async (t) => {
+  const dir = tempDir(t, 'data-limits')
+  const file = path.join(dir, 'twice.jsonl')
+  const cases: [string, (value: unknown) => unknown, string][] = [
+    ['{"prompt":"a","response":"b","response":"c"}', parseSftRow, "the key 'response' is given twice"],
+    ['{"prompt":"a","chosen":"b","rejected":"c","chosen":"c"}', parsePreferenceRow, "the key 'chosen' is given twice"],
+    ['{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"y","content":"z"}]}', parseSftRow, "the key 'messages[1].content' is given twice"],
+    ['{"\\u0070rompt":"a","prompt":"b"}', parsePromptRow, "the key 'prompt' is given twice"],
+  ]
+  for (const [row, parse, expected] of cases) {
+    fs.writeFileSync(file, `{"prompt":"p","response":"r","chosen":"c","rejected":"d"}\n${row}\n`)
+    await t.rejects(readDataset(file, parse as never), { name: 'BadRowError', message: `${file}:2: ${expected}; JSON would keep only the last` }, expected)
+  }
+  fs.writeFileSync(file, '{"prompt":"a \\"prompt\\": x","response":"b","meta":{"prompt":1},"turns":[{"k":1},{"k":2}]}\n')
+  t.same((await readDataset(file, parseSftRow)).rows.map((r) => r.response), ['b'], 'the same key in other objects, and in a string, is no duplicate')
+})
+
+t.test("readDataset's options are checked: unknown keys, values outside a choice, a parse that is not a function", async (t) => {
+  const dir = tempDir(t, 'data-limits')
+  const file = path.join(dir, 'rows.jsonl')
+  fs.writeFileSync(file, `${rows(2)}\nnot json\n`)
+  await t.rejects(readDataset(file, parseSftRow, { onBadRow: 'ignore' } as never), { message: "readDataset: onBadRow must be one of 'stop', 'skip'; got 'ignore'." }, 'was: read as skip')
+  await t.rejects(readDataset(file, parseSftRow, { maxRowByte: 5 } as never), { message: /unknown option 'maxRowByte'. Did you mean 'maxRowBytes'\?/ }, 'was: ignored')
+  await t.rejects(readDataset(file, parseSftRow, { format: 'csv' } as never), { message: /readDataset: format must be one of 'auto', .*; got 'csv'/ }, "was: every row 'expected a JSON object; got undefined'")
+  await t.rejects(readDataset(file, parseSftRow, { binarize: 'max' } as never), { message: /binarize must be one of 'overall', 'mean_rating'/ })
+  await t.rejects(readDataset(file, parseSftRow, { checkText: 'no' } as never), { message: "readDataset: checkText must be true or false; got 'no'" })
+  await t.rejects(readDataset(file, parseSftRow, null as never), { message: 'readDataset: options must be an object; got null' }, 'was: Cannot read properties of null')
+  await t.rejects(readDataset(file, 'sft' as never), { message: /readDataset: parse must be a function/ }, 'was: a bad row per row')
+  await t.rejects(readDataset(5 as never, parseSftRow), { message: 'readDataset: file must be a path; got 5' })
+})

@@ -521,7 +521,7 @@ t.test('a rank that fails on its own rows ends the run at once with its error, n
   const r = await run([BIN, 'train', file, '--name', 'fails', '--nproc', '2'])
   const seconds = (Date.now() - started) / 1000
   t.equal(r.code, 1)
-  t.match(r.stderr, /rlfarm train: model\.generate: maxNewTokens is 8, but the longest prompt has \d+ tokens/, "rank 0's error is shown")
+  t.match(r.stderr, /rlfarm train: generation\.max_new_tokens \(8\) does not fit the policy's context: prompts of \d+ tokens leave \d+ of its \d+ positions/, "rank 0's error is shown")
   // Whichever of the two ends first, the launcher stops the other.
   t.match(r.stderr, /rank [01] of 2 exited with code 1; the other ranks of this node were stopped/)
   t.ok(seconds < 200, `the run ended in ${seconds.toFixed(0)} s (the collective timeout is 300 s)`)

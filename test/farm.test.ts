@@ -121,3 +121,19 @@ t.test('win-rate: (wins + ties/2)/N with its standard error, by gold and by the 
   const byPool = poolWinRate(perfect, new AnnotatorPool({ seed: 1 }))
   t.ok(byPool.winRate > 0.5 && byPool.winRate < gold.winRate + 0.1, `the noisy pool agrees, less sharply: ${byPool.winRate}`)
 })
+
+t.test('bad input to the farm helpers: errors naming the argument, never a hang', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { answerOf, kendall, spearman } = require('rlfarm') as typeof import('rlfarm')
+  t.throws(() => makeSplits(0, { sft: 1e9 }), { message: 'makeSplits: sizes.sft must be an integer in [0, 1000000]; got 1000000000' }, 'a huge split (was: ran for hours)')
+  t.throws(() => makeSplits(0, { sft: -1 }), { message: /sizes\.sft must be an integer in \[0, 1000000\]; got -1/ }, 'a negative split (was: an empty one)')
+  t.throws(() => makeSplits(0, { eval: NaN }), { message: /sizes\.eval must be an integer .*; got NaN/ })
+  t.throws(() => makeSplits(0, { sfft: 2 } as never), { message: /unknown option 'sfft'. Did you mean 'sft'\?/ }, 'a misspelt size (was: ignored)')
+  t.throws(() => makeSplits({ sft: 2 } as never), { message: /makeSplits: seed must be a non-negative integer; got Object/ }, 'sizes given as the seed')
+  t.throws(() => parseTask(5 as never), { message: 'parseTask: instruction must be a string; got number' }, 'was: instruction.trim is not a function')
+  t.throws(() => goldScore('copy: ab', null as never), { message: 'goldScore: response must be a string; got null' })
+  t.throws(() => answerOf(undefined as never), { message: 'answerOf: response must be a string; got undefined' })
+  t.throws(() => kendall([1, NaN, 3], [1, 2, 3]), { message: 'kendall: a[1] is NaN; the lists must hold finite numbers' }, 'was: 0.333')
+  t.throws(() => spearman([1, 2, 3], [1, Infinity, 3]), { message: 'spearman: b[1] is Infinity; the lists must hold finite numbers' })
+  t.equal(spearman([1, 2, 3], [1, 2, 3]), 1)
+})

@@ -538,3 +538,62 @@ t.test('Tensor shapes: not an array, or so many elements that the count wraps, a
   assertThrowsWith(t, () => Tensor.zeros([2 ** 27, 2 ** 27]), ['more elements than a tensor can hold'], '2^54 elements')
   t.same(Tensor.zeros([0, 2 ** 40, 2 ** 40]).shape, [0, 2 ** 40, 2 ** 40], 'a zero dimension makes any shape empty')
 })
+
+t.test('AdamW of something that is not a model, configFromHf of a non-object, configToHf of another arch: errors naming them', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { configFromHf, configToHf } = require('rlfarm') as typeof import('rlfarm')
+  t.throws(() => new AdamW({} as never, { lr: 1e-3 }), { message: 'AdamW: model must be a Model (Model.create or Model.load); got Object' }, 'was: model.parameters is not a function')
+  t.throws(() => new AdamW(undefined as never), { message: /AdamW: model must be a Model .*; got undefined/ })
+  t.throws(() => configFromHf(null as never, 'x/config.json'), { message: 'x/config.json: expected a JSON object (a Hugging Face config.json); got null' }, "was: Cannot read properties of null (reading 'model_type')")
+  t.throws(() => configFromHf([1] as never), { message: 'configFromHf: expected a JSON object (a Hugging Face config.json); got an array' }, 'was: model_type undefined is not supported')
+  t.throws(() => configToHf({ arch: 'bert' } as never), { message: `configToHf: expected a complete ModelConfig with arch 'gpt2' or 'llama'; got arch "bert"` }, 'was: a llama config.json without sizes')
+  t.throws(() => configToHf({ arch: 'llama', vocab: 8 } as never), { message: 'configToHf: dim must be a number; got undefined' }, 'a config that lacks sizes')
+  const dir = tmp('config-array')
+  fs.writeFileSync(path.join(dir, 'config.json'), '[1]')
+  await t.rejects(Model.load(dir), { message: `${path.join(dir, 'config.json')}: expected a JSON object (a Hugging Face config.json); got an array` })
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+t.test('writeSafetensors writes nothing its reader would refuse: metadata of strings, named tensors', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { writeSafetensors } = require('rlfarm') as typeof import('rlfarm')
+  const dir = tmp('write-st')
+  const file = path.join(dir, 'a.safetensors')
+  t.throws(() => writeSafetensors(file, [{ name: 'a', tensor: Tensor.zeros([2]) }], { step: 5 } as never), { message: 'writeSafetensors: metadata.step must be a string; got 5' }, 'was: a file SafetensorsFile.open refuses')
+  t.throws(() => writeSafetensors(file, [{ name: '', tensor: Tensor.zeros([2]) }]), { message: /tensors\[0\] must be \{ name: a non-empty string, tensor: a Tensor \}/ })
+  t.throws(() => writeSafetensors(file, [{ name: 'a', tensor: [1, 2] }] as never), { message: /tensors\[0\] must be/ })
+  t.throws(() => writeSafetensors(file, [{ name: '__metadata__', tensor: Tensor.zeros([2]) }]), { message: /'__metadata__' is the header's metadata key/ })
+  const gone = Tensor.zeros([2])
+  gone.dispose()
+  t.throws(() => writeSafetensors(file, [{ name: 'w', tensor: gone }]), { message: 'writeSafetensors: tensor w was disposed' })
+  t.notOk(fs.existsSync(file), 'nothing was written')
+  writeSafetensors(file, [{ name: 'a', tensor: Tensor.zeros([2]) }], { step: '5' })
+  t.same(SafetensorsFile.open(file).metadata, { step: '5' }, 'a good file reads back')
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+t.test('saveModelWithTokenizer of a source with no tokenizer.json: an error, and nothing saved', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { saveModelWithTokenizer } = require('rlfarm') as typeof import('rlfarm')
+  const dir = tmp('save-tok')
+  const model = Model.create({ arch: 'gpt2', vocab: 259, dim: 8, layers: 1, heads: 2 })
+  const out = path.join(dir, 'model')
+  await t.rejects(saveModelWithTokenizer(model, path.join(dir, 'nope'), out), { message: `saveModelWithTokenizer: tokenizerSource must be 'byte' or a directory that holds tokenizer.json; got ${JSON.stringify(path.join(dir, 'nope'))}` }, 'was: the model saved without a tokenizer')
+  t.notOk(fs.existsSync(out), 'nothing was saved')
+  await saveModelWithTokenizer(model, 'byte', out)
+  t.same(JSON.parse(fs.readFileSync(path.join(out, 'rlfarm.json'), 'utf8')), { tokenizer: 'byte' })
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+t.test('a model.safetensors that is a link to nowhere, or to itself, is named as such (was: "no model.safetensors")', async (t) => {
+  const dir = tmp('dangling')
+  await Model.create({ arch: 'gpt2', vocab: 8, dim: 8, layers: 1, heads: 2 }).save(dir)
+  const file = path.join(dir, 'model.safetensors')
+  fs.rmSync(file)
+  fs.symlinkSync('gone.safetensors', file)
+  await t.rejects(Model.load(dir), { message: `cannot read ${file}: it is a symbolic link to gone.safetensors, which does not exist or links in a loop` })
+  fs.rmSync(file)
+  fs.symlinkSync('model.safetensors', file)
+  await t.rejects(Model.load(dir), { message: `cannot read ${file}: it is a symbolic link to model.safetensors, which does not exist or links in a loop` })
+  fs.rmSync(dir, { recursive: true, force: true })
+})

@@ -100,3 +100,17 @@ t.test('the engine has no defaults of its own: a config with a field missing is 
   }
   t.doesNotThrow(() => new native.NativeModel(full), 'the full config is taken')
 })
+
+t.test("a model directory's rlfarm.json that is not JSON, or names no tokenizer: an error naming the file", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rlfarm-meta-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  await Model.create({ arch: 'gpt2', vocab: 259, dim: 8, layers: 1, heads: 2 }).save(dir)
+  const meta = path.join(dir, 'rlfarm.json')
+  const spec = { path: dir, scalar_head: false, device: 'cpu', precision: 'bf16' } as never
+  fs.writeFileSync(meta, '{')
+  await t.rejects(loadModelSpec(spec, 'policy', {}), { message: new RegExp(`^${meta.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not valid JSON`) }, "was: JSON.parse's message without the file")
+  fs.writeFileSync(meta, '{"tokenizer": 5}')
+  await t.rejects(loadModelSpec(spec, 'policy', {}), { message: `${meta}: tokenizer must be 'byte' or a tokenizer directory; got 5` })
+  fs.writeFileSync(meta, '{"tokenizer": "byte"}')
+  t.equal((await loadModelSpec(spec, 'policy', {})).tokenizer.vocabSize, 259, 'a good one names the byte tokenizer')
+})

@@ -393,6 +393,11 @@ t.test('Progress: a total learnt after the start, and an overall ETA', async (t)
   t.equal(stream.writes[1], 'dpo step 2/40  5%  ETA 3m10s  pipeline ETA 9m50s  loss 0.5\n', 'total, ETA, and the overall ETA after it')
   assertThrowsWith(t, () => progress.setTotal(-1), ['Progress.setTotal'], 'a bad total')
   assertThrowsWith(t, () => new Progress({ overall: 3 as never }), ['overall must be a function'], 'overall is a function')
+  // Was: 'dpo step NaN' printed, and a negative total or an every of 0 taken.
+  assertThrowsWith(t, () => progress.update(NaN), ['Progress.update: step must be a non-negative integer; got NaN'], 'a NaN step')
+  assertThrowsWith(t, () => progress.update(3, { tokens: -5 }), ['Progress.update: tokens must be a finite number >= 0; got -5'], 'negative tokens')
+  assertThrowsWith(t, () => new Progress({ total: -5 }), ['Progress: total must be an integer >= 0; got -5'], 'a negative total')
+  assertThrowsWith(t, () => new Progress({ every: 0 }), ['Progress: every must be an integer >= 1; got 0'], 'every 0')
 })
 
 // --- Interrupts ----------------------------------------------------------------
@@ -426,6 +431,17 @@ t.test('onInterrupt: AbortSignal and in-process signals, no leaked listeners', a
   t.ok(early.requested, 'an already aborted signal stops the run at once')
   early.dispose()
   t.same(counts(), before)
+})
+
+t.test('onInterrupt: a handler that is not a function, unknown signal names, a signal that is no AbortSignal are refused at the call', async (t) => {
+  const counts = () => [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]
+  const before = counts()
+  // Was: accepted, the AbortSignal ignored, and the first Ctrl-C threw 'handler is not a function' inside the signal handler.
+  t.throws(() => onInterrupt({ signal: new AbortController().signal } as never), { message: /onInterrupt: handler must be a function \(reason\) => void; got Object \(options go second/ })
+  t.throws(() => onInterrupt(undefined, { signals: ['SIGFOO' as NodeJS.Signals] }), { message: /onInterrupt: signals must be a list of signal names/ }, 'was: listened for, never came')
+  t.throws(() => onInterrupt(undefined, { signals: 'SIGINT' as never }), { message: /signals must be a list of signal names .*; got 'SIGINT'/ })
+  t.throws(() => onInterrupt(undefined, { signal: 'SIGINT' as never }), { message: "onInterrupt: signal must be an AbortSignal; got 'SIGINT'" })
+  t.same(counts(), before, 'no handler was left installed')
 })
 
 /** Runs a script in a child process; resolves with its exit code and output once it exits. */

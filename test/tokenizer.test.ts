@@ -660,6 +660,24 @@ t.test('errors: loading', async (t) => {
   await assertRejectsWith(t, () => HfTokenizer.load(join(dir, 'badtoken')), ['tokenizer_config.json: eos_token must be a string, an AddedToken object'], 'eos_token of the wrong type')
   writeTokenizerDir(join(dir, 'badtemplate'), { 'tokenizer.json': json, 'tokenizer_config.json': { chat_template: 3 } })
   await assertRejectsWith(t, () => HfTokenizer.load(join(dir, 'badtemplate')), ['chat_template must be a string or a list of { name, template }'], 'chat_template of the wrong type')
+  // A vocabulary that lies: two tokens on one id (decode would give the other), ids far past any model, merges of tokens it lacks.
+  const tokens = Object.keys(json.model.vocab)
+  writeTokenizerDir(join(dir, 'dup-id'), { 'tokenizer.json': { ...json, model: { ...json.model, vocab: { ...json.model.vocab, [tokens[5]]: json.model.vocab[tokens[6]] } } } })
+  await assertRejectsWith(t, () => HfTokenizer.load(join(dir, 'dup-id')), [join(dir, 'dup-id', 'tokenizer.json'), `model.vocab['${tokens[5]}']`, `model.vocab['${tokens[6]}']`, `have the same id ${json.model.vocab[tokens[6]]}`], 'two tokens with one id')
+  writeTokenizerDir(join(dir, 'huge-id'), { 'tokenizer.json': { ...json, model: { ...json.model, vocab: { ...json.model.vocab, [tokens[5]]: 2 ** 31 } } } })
+  await assertRejectsWith(t, () => HfTokenizer.load(join(dir, 'huge-id')), [`model.vocab['${tokens[5]}'] = 2147483648 is over the largest token id rlfarm accepts (16777215)`], 'an id past any vocabulary')
+  writeTokenizerDir(join(dir, 'huge-added'), { 'tokenizer.json': { ...json, added_tokens: [{ id: 2 ** 40, content: '<x>', special: true }] } })
+  await assertRejectsWith(t, () => HfTokenizer.load(join(dir, 'huge-added')), ['added_tokens[0].id = 1099511627776 is over the largest token id'], 'an added token id past any vocabulary')
+  writeTokenizerDir(join(dir, 'merge-type'), { 'tokenizer.json': { ...json, model: { ...json.model, merges: [5] } } })
+  await assertRejectsWith(t, () => HfTokenizer.load(join(dir, 'merge-type')), ["model.merges[0] must be a string 'a b' or a pair ['a', 'b']; got 5"], 'a merge that is not a pair (was: x.split is not a function)')
+  writeTokenizerDir(join(dir, 'merge-oov'), { 'tokenizer.json': { ...json, model: { ...json.model, merges: [...json.model.merges, 'zzzq qqqz'] } } })
+  await assertRejectsWith(t, () => HfTokenizer.load(join(dir, 'merge-oov')), ['model.merges[', `("zzzq qqqz") uses 'zzzq', which is not in model.vocab`], 'a merge of tokens the vocabulary lacks')
+  // Something other than a file where a tokenizer file should be: an error, not a hang (a FIFO) or a tokenizer loaded without it.
+  for (const name of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja']) {
+    const special = writeTokenizerDir(join(dir, `fifo-${name}`), name === 'tokenizer.json' ? {} : { 'tokenizer.json': json })
+    execFileSync('mkfifo', [join(special, name)])
+    await assertRejectsWith(t, () => HfTokenizer.load(special), [`HfTokenizer.load: cannot read ${join(special, name)}: it is a FIFO (named pipe), not a regular file`], `${name} as a FIFO (was: ${name === 'tokenizer.json' ? "'has no tokenizer.json'" : name === 'chat_template.jinja' ? 'a hang' : 'loaded without it'})`)
+  }
   await assertRejectsWith(t, () => loadTokenizer(join(dir, 'nowhere')), ["is neither 'byte' nor a directory"], 'loadTokenizer of a missing path')
   await assertRejectsWith(t, () => loadTokenizer(GPT2, { specialTokens: ['<x>'] }), ["specialTokens is an option of the 'byte' tokenizer"], 'specialTokens for a directory')
   const byte: Tokenizer = await loadTokenizer('byte', { specialTokens: ['<x>'] })

@@ -237,6 +237,8 @@ t.test('bad configs and bad runs give clear errors', async (t) => {
   await t.rejects(train(config(out, 'sft', { data: {} })), { name: 'ConfigError', message: /data\.train: is required/ })
   await t.rejects(train(config(out, 'ppo', rl({}))), { message: /reward_model.*reward_function/ })
   await t.rejects(train({ ...config(out, 'sft'), algorithm: undefined }), { name: 'ConfigError', message: /algorithm: is required/ })
+  // New tokens that do not fit the context after the prompts: the config fields are named (was: generate's maxNewTokens).
+  await t.rejects(train(config(out, 'ppo', rl({ ...countA(), generation: { max_new_tokens: 100 } }))), { message: /^generation\.max_new_tokens \(100\) does not fit the policy's context: prompts of \d+ tokens leave \d+ of its 48 positions; lower generation\.max_new_tokens or data\.max_prompt_length/ })
   const file = path.join(out, 'bad.yaml')
   fs.writeFileSync(file, 'algorithm: sft\npolicy:\n  pth: ./model\n')
   await t.rejects(train(file), { message: new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3:3: policy\\.pth: unknown key 'pth'.*did you mean 'path'`) })

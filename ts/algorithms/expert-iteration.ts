@@ -63,7 +63,7 @@ export async function trainExpertIteration(ctx: TrainerContext): Promise<StageRe
       })
       const winners = samples.map((s, k) => {
         const w = best(s)
-        const ids = [...prompts[chosen[k]], ...w.ids].slice(0, config.data.max_length)
+        const ids = [...prompts[chosen[k]], ...w.ids].slice(0, encoder.maxLength)
         return { pair: { ids, promptLength: prompts[chosen[k]].length }, score: w.score }
       })
       const sampleScore = meanOf(samples.flatMap((s) => s.map((x) => x.score)))

@@ -12,7 +12,7 @@ import { goldAccuracyMetrics, pairAccuracy, preferenceSplit, rewardStep } from '
 export async function trainReward(ctx: TrainerContext): Promise<StageResult> {
   const { config } = ctx
   const rm = await loadModelSpec(config.policy, 'policy', { scalarHead: true, seed: config.seed })
-  const encoder = encoderFor(rm.tokenizer, config.data)
+  const encoder = encoderFor(rm.tokenizer, config.data, rm.model)
   const pad = padIdOf(rm.tokenizer)
   const split = await preferenceSplit(ctx)
 

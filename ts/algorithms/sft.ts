@@ -85,7 +85,7 @@ export async function trainSft(ctx: TrainerContext): Promise<StageResult> {
       return config.sft.completion_only ? pair : { ...pair, targets: Uint8Array.from(pair.ids, (_, i) => (i > 0 ? 1 : 0)) }
     })
   let train = encode(split.train)
-  if (config.sft.packing) train = packPairs(train, config.data.max_length, config.sft.completion_only)
+  if (config.sft.packing) train = packPairs(train, encoder.maxLength, config.sft.completion_only)
   const evalPairs = encode(split.eval)
 
   const opt = makeOptimizer(policy.model, config.optimizer)

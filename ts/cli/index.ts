@@ -307,21 +307,32 @@ model's context ends (a note says so).`,
       const texts = (values.prompt as string[] | undefined) ?? []
       const file = values.prompts as string | undefined
       if (texts.length === 0 && !file) throw new UsageError('give --prompt TEXT or --prompts FILE')
-      const num = (name: string, fallback: number) => {
+      // Checked here, before the model loads, so a bad flag is a usage error (exit 2) that names the flag.
+      const num = (name: string, fallback: number, check: { integer?: boolean; max?: number; positive?: boolean } = {}) => {
         const v = values[name]
         if (v === undefined) return fallback
-        const n = Number(v)
-        if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a non-negative number; got '${v}'`)
+        const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN
+        const what = check.positive ? `a number in (0, ${check.max}]` : check.integer ? 'a non-negative integer' : 'a non-negative number'
+        const bound = check.integer && check.max !== undefined ? ` up to ${check.max}` : ''
+        if (!Number.isFinite(n) || n < 0 || (check.positive && n === 0) || (check.integer && !Number.isInteger(n)) || (check.max !== undefined && n > check.max)) {
+          throw new UsageError(`--${name} must be ${what}${bound}; got '${v}'`)
+        }
         return n
       }
+      const generation = {
+        max_new_tokens: num('max-new-tokens', 64, { integer: true }),
+        temperature: num('temperature', 1),
+        top_k: num('top-k', 0, { integer: true }),
+        top_p: num('top-p', 1, { positive: true, max: 1 }),
+        stop_at_eos: true,
+      }
+      const seed = num('seed', 0, { integer: true, max: 2 ** 32 - 1 })
       const { readTable, DEFAULT_MAX_ROW_BYTES } = await import('../data/jsonl.js')
       const { parsePromptRow } = await import('../data/examples.js')
       const rows = file ? (await readTable(file, (value) => parsePromptRow(value), 'stop')).rows : texts.map((prompt) => ({ prompt, extra: {} }))
       const policy = await loadModelSpec({ path: model, tokenizer: values.tokenizer as string | undefined, init: undefined, scalar_head: false, device: 'cpu', precision: 'bf16' }, 'model', { seed: 0 })
       const data = { train: undefined, eval: undefined, prompts: undefined, on_bad_row: 'stop' as const, max_length: policy.model.config.maxPositions, max_prompt_length: Math.floor(policy.model.config.maxPositions / 2), chat_template: values['chat-template'] === true, eval_size: 0, format: 'auto' as const, binarize: 'overall' as const, max_row_bytes: DEFAULT_MAX_ROW_BYTES, allow_special_files: false, check_text: true }
-      const encoder = encoderFor(policy.tokenizer, data)
-      const generation = { max_new_tokens: num('max-new-tokens', 64), temperature: num('temperature', 1), top_k: num('top-k', 0), top_p: num('top-p', 1), stop_at_eos: true }
-      const seed = num('seed', 0)
+      const encoder = encoderFor(policy.tokenizer, data, policy.model)
       // Like transformers: the cap is said once, not per batch.
       let capNoted = false
       const onCap = (message: string) => {

@@ -3,14 +3,13 @@
 // beginning (the farm, SFT, labels, a reward model) write it once. Merging is
 // done on the text's values, before validation, and the positions of the base
 // stages keep their own file: an error in a base names that file and line.
-import { readFileSync } from 'node:fs'
 import { dirname, extname, isAbsolute, relative, resolve as resolvePath, sep } from 'node:path'
 import { resolveInside } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
 import { ConfigError, type ConfigProblem } from './errors.js'
 import { describe, isPlainObject } from '../util/options.js'
 import { absolutePaths } from './paths.js'
-import { CONFIG_EXTENSIONS, indexPath, parseConfigSource, unreadableReason, type SourceInfo } from './source.js'
+import { CONFIG_EXTENSIONS, indexPath, parseConfigSource, readConfigText, unreadableReason, type SourceInfo } from './source.js'
 
 /**
  * The directory that the bases a config file extends must lie in: the working
@@ -57,7 +56,7 @@ function readBase(file: string, from: SourceInfo, at: string): Parsed {
   }
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
+    text = readConfigText(file)
   } catch (err) {
     throw new ConfigError([problemAt(from, at, `cannot read the base pipeline ${shown(file)}: ${unreadableReason(err)}`)])
   }

@@ -2,7 +2,8 @@
 // resolveConfig (objects built in code), saveResolvedConfig (what a run
 // records) and resolvePaths (paths relative to the config file).
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { statSync } from 'node:fs'
+import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { basename, dirname, extname, join, resolve as resolvePath } from 'node:path'
 import { Document } from 'yaml'
 import { checkKeys, describe, isPlainObject } from '../util/options.js'
@@ -10,7 +11,7 @@ import { ConfigError } from './errors.js'
 import { configRoot, mergeExtends } from './extends.js'
 import { absolutePaths } from './paths.js'
 import { resolveWithSource, TOP_LEVEL_TYPES, type TopLevelType } from './resolve.js'
-import { CONFIG_EXTENSIONS, emptySource, parseConfigSource, unreadableReason } from './source.js'
+import { CONFIG_EXTENSIONS, emptySource, parseConfigSource, readConfigText, unreadableReason } from './source.js'
 import type { ConfigInputTypes, ConfigTypes } from './types.generated.js'
 
 export type { TopLevelType } from './resolve.js'
@@ -61,11 +62,12 @@ export async function loadConfig<T extends TopLevelType = 'RunConfig'>(file: str
   if (typeof file !== 'string' || file === '') throw new TypeError(`loadConfig: file must be a path; got ${describe(file, 'yaml')}`)
   const ext = extname(file).toLowerCase()
   if (!CONFIG_EXTENSIONS.includes(ext)) {
+    if (isDirectory(file)) throw new ConfigError([{ path: '', file, message: `cannot read the config: it is a directory (give a .yaml, .yml or .json file)` }])
     throw new ConfigError([{ path: '', file, message: `cannot tell the format from the extension '${ext}': expected ${CONFIG_EXTENSIONS.join(', ')}` }])
   }
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = readConfigText(file)
   } catch (err) {
     throw new ConfigError([{ path: '', file, message: `cannot read the config: ${unreadableReason(err)}` }])
   }
@@ -152,4 +154,12 @@ export function resolvePaths<C extends object>(config: C, baseDir: string, optio
   const type = options.type === undefined ? inferType(config) : checkType('resolvePaths', options.type)
   if (typeof baseDir !== 'string') throw new TypeError(`resolvePaths: baseDir must be a directory path; got ${describe(baseDir, 'yaml')}`)
   return absolutePaths(type, config, resolvePath(baseDir)) as C
+}
+
+function isDirectory(file: string): boolean {
+  try {
+    return statSync(file).isDirectory()
+  } catch {
+    return false
+  }
 }

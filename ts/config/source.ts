@@ -1,8 +1,10 @@
 // Parsing config text (YAML or JSON) into plain values plus a map from field
 // paths to their places in the text, so that validation errors can name the
 // line and column of the key or value at fault.
+import fs from 'node:fs'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, Scalar } from 'yaml'
 import type { Node, Pair } from 'yaml'
+import { describeFileType } from '../util/fs.js'
 import { jsonSyntaxError } from '../util/json.js'
 import { ConfigError, type ConfigProblem } from './errors.js'
 
@@ -208,6 +210,28 @@ export function parseConfigSource(text: string, file: string): { value: unknown;
 }
 
 /** Why a config file could not be read, in words. */
+/**
+ * The text of a config file. Only a regular file is read, and it is opened
+ * without blocking: a FIFO with no writer (or a device) where a config should be
+ * would hang the command for good. Throws an Error whose message is the reason.
+ */
+export function readConfigText(file: string): string {
+  let fd: number
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+  } catch (err) {
+    throw new Error(unreadableReason(err), { cause: err })
+  }
+  try {
+    const stat = fs.fstatSync(fd)
+    if (stat.isDirectory()) throw new Error('it is a directory')
+    if (!stat.isFile()) throw new Error(`it is ${describeFileType(stat)}, not a regular file`)
+    return fs.readFileSync(fd, 'utf8')
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 export function unreadableReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code
   return code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message

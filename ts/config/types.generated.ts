@@ -900,13 +900,13 @@ export interface LabelConfigInput {
  * The resolved `FarmConfig`: every field present, defaults filled in; see `FarmConfigInput` for what users write.
  */
 export interface FarmConfig {
-  /** demonstrations for SFT. `uint32`, default `5000`, range >= 1. */
+  /** demonstrations for SFT. `uint32`, default `5000`, range [1, 1000000]. */
   sft_size: number
-  /** instructions whose response pairs get labelled. `uint32`, default `3000`, range >= 1. */
+  /** instructions whose response pairs get labelled. `uint32`, default `3000`, range [1, 1000000]. */
   preference_size: number
-  /** instructions for PPO, best-of-n, expert iteration, West-of-N. `uint32`, default `3000`, range >= 1. */
+  /** instructions for PPO, best-of-n, expert iteration, West-of-N. `uint32`, default `3000`, range [1, 1000000]. */
   unlabelled_size: number
-  /** held-out instructions with fixed reference outputs. `uint32`, default `500`, range >= 1. */
+  /** held-out instructions with fixed reference outputs. `uint32`, default `500`, range [1, 1000000]. */
   eval_size: number
   /** how often the demonstrator (SFT data and references) is right. `double`, default `0.7`, range [0, 1]. */
   demonstrator_accuracy: number
@@ -917,20 +917,20 @@ export interface FarmConfig {
   /**
    * held-out instructions with reference outputs for choosing hyper-parameters, apart from the evaluation ones (0: none).
    *
-   * `uint32`, default `0`, range >= 0.
+   * `uint32`, default `0`, range [0, 1000000].
    */
   validation_size: number
 }
 
 /** `FarmConfig` as users write it (a config file, or an object given to resolveConfig): every key optional, at every level. */
 export interface FarmConfigInput {
-  /** demonstrations for SFT. `uint32`, default `5000`, range >= 1. */
+  /** demonstrations for SFT. `uint32`, default `5000`, range [1, 1000000]. */
   sft_size?: number
-  /** instructions whose response pairs get labelled. `uint32`, default `3000`, range >= 1. */
+  /** instructions whose response pairs get labelled. `uint32`, default `3000`, range [1, 1000000]. */
   preference_size?: number
-  /** instructions for PPO, best-of-n, expert iteration, West-of-N. `uint32`, default `3000`, range >= 1. */
+  /** instructions for PPO, best-of-n, expert iteration, West-of-N. `uint32`, default `3000`, range [1, 1000000]. */
   unlabelled_size?: number
-  /** held-out instructions with fixed reference outputs. `uint32`, default `500`, range >= 1. */
+  /** held-out instructions with fixed reference outputs. `uint32`, default `500`, range [1, 1000000]. */
   eval_size?: number
   /** how often the demonstrator (SFT data and references) is right. `double`, default `0.7`, range [0, 1]. */
   demonstrator_accuracy?: number
@@ -941,7 +941,7 @@ export interface FarmConfigInput {
   /**
    * held-out instructions with reference outputs for choosing hyper-parameters, apart from the evaluation ones (0: none).
    *
-   * `uint32`, default `0`, range >= 0.
+   * `uint32`, default `0`, range [0, 1000000].
    */
   validation_size?: number
 }

@@ -20,8 +20,10 @@ import { Rng } from '../util/rng.js'
 import { splitLastAssistant } from './examples.js'
 import { readTable, type BadRowPolicy, type ReadLimits, type ReadResult } from './jsonl.js'
 import { mean } from '../util/stats.js'
+import { booleanOption, checkKeys, choiceOption, describe } from '../util/options.js'
 
-export type DataFormat = 'auto' | 'ultrafeedback' | 'ultrafeedback_binarized' | 'hh_rlhf' | 'alpacafarm' | 'ultrafeedback_critique'
+export const DATA_FORMATS = ['auto', 'ultrafeedback', 'ultrafeedback_binarized', 'hh_rlhf', 'alpacafarm', 'ultrafeedback_critique'] as const
+export type DataFormat = (typeof DATA_FORMATS)[number]
 export type Binarize = 'overall' | 'mean_rating'
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
@@ -172,6 +174,14 @@ export interface ReadDatasetOptions extends ReadLimits {
  * accepts (parsePreferenceRow, parsePromptRow, parseSftRow).
  */
 export async function readDataset<T>(file: string, parse: (value: unknown, rules: RowRules) => T, options: ReadDatasetOptions = {}): Promise<ReadResult<T>> {
+  const where = 'readDataset'
+  if (typeof file !== 'string' || file === '') throw new TypeError(`${where}: file must be a path; got ${describe(file)}`)
+  if (typeof parse !== 'function') throw new TypeError(`${where}: parse must be a function (parseSftRow, parsePromptRow, parsePreferenceRow); got ${describe(parse)}`)
+  checkKeys(where, options, ['format', 'binarize', 'onBadRow', 'maxRowBytes', 'allowSpecialFiles', 'parquetTimeoutMs', 'checkText'])
+  choiceOption(where, 'format', options.format, DATA_FORMATS, 'auto')
+  choiceOption(where, 'binarize', options.binarize, ['overall', 'mean_rating'] as const, 'overall')
+  choiceOption(where, 'onBadRow', options.onBadRow, ['stop', 'skip'] as const, 'stop')
+  for (const flag of ['allowSpecialFiles', 'checkText'] as const) booleanOption(where, flag, options[flag], false)
   const adapter = new RowAdapter(options.format ?? 'auto', options.binarize ?? 'overall')
   const rules: RowRules = { checkText: options.checkText ?? true }
   const limits = { maxRowBytes: options.maxRowBytes, allowSpecialFiles: options.allowSpecialFiles, parquetTimeoutMs: options.parquetTimeoutMs, checkText: rules.checkText }

@@ -83,6 +83,58 @@ export function checkRowText(value: unknown, nulAllowed = false, where = ''): vo
 }
 
 /**
+ * The first key that an object of `text` (valid JSON) gives twice, with its
+ * path ('messages[1].content'), or undefined. JSON.parse keeps the last of
+ * them, so a row such as {"response": "a", "response": "b"} would be read as
+ * the second silently.
+ */
+export function duplicateKey(text: string): string | undefined {
+  // One frame per open object or array: the keys seen, its path, the next array index.
+  const frames: { keys?: Set<string>; path: string; index: number }[] = []
+  let pendingKey: string | undefined
+  const childPath = () => {
+    const top = frames[frames.length - 1]
+    if (!top) return ''
+    if (top.keys) return top.path ? `${top.path}.${pendingKey}` : pendingKey!
+    return `${top.path}[${top.index}]`
+  }
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) {
+      // A string: find its closing quote (one not escaped by an odd run of backslashes).
+      let end = i + 1
+      for (;;) {
+        end = text.indexOf('"', end)
+        let slashes = 0
+        while (text.charCodeAt(end - 1 - slashes) === 0x5c) slashes++
+        if (slashes % 2 === 0) break
+        end++
+      }
+      const top = frames[frames.length - 1]
+      let j = end + 1
+      while (j < text.length && (text.charCodeAt(j) === 0x20 || text.charCodeAt(j) === 0x09 || text.charCodeAt(j) === 0x0a || text.charCodeAt(j) === 0x0d)) j++
+      if (top?.keys && text.charCodeAt(j) === 0x3a) {
+        const raw = text.slice(i + 1, end)
+        const key = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw
+        pendingKey = key
+        if (top.keys.has(key)) return childPath()
+        top.keys.add(key)
+      }
+      i = end
+    } else if (c === 0x7b || c === 0x5b) {
+      const path = childPath()
+      frames.push(c === 0x7b ? { keys: new Set(), path, index: 0 } : { path, index: 0 })
+    } else if (c === 0x7d || c === 0x5d) {
+      frames.pop()
+    } else if (c === 0x2c) {
+      const top = frames[frames.length - 1]
+      if (top && !top.keys) top.index++
+    }
+  }
+  return undefined
+}
+
+/**
  * Opens a data file for reading without ever blocking (see openForReading):
  * only regular files unless `allowSpecial`; a FIFO or socket that is allowed
  * is read as a non-blocking stream, which waits for its writer in the event loop.
@@ -333,6 +385,8 @@ export async function readJsonl<T>(
           } catch (err) {
             throw new Error(`not valid JSON (${(err as Error).message})`)
           }
+          const twice = duplicateKey(text)
+          if (twice !== undefined) throw new Error(`the key '${twice}' is given twice; JSON would keep only the last`)
           checkRowText(value, limits.checkText === false)
           return parse(value, line)
         },

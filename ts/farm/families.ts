@@ -233,6 +233,7 @@ export const FAMILIES: readonly Family[] = [add, reverse, sort, upper, count, ma
 
 /** The task of any farm instruction, or undefined when no family made it. */
 export function parseTask(instruction: string): Task | undefined {
+  if (typeof instruction !== 'string') throw new TypeError(`parseTask: instruction must be a string; got ${instruction === null ? 'null' : Array.isArray(instruction) ? 'an array' : typeof instruction}`)
   for (const f of FAMILIES) {
     const task = f.parse(instruction.trim())
     if (task) return task

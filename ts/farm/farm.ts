@@ -18,9 +18,11 @@ import { Rng } from '../util/rng.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { FAMILIES, parseTask, type Task } from './families.js'
 import { mean } from '../util/stats.js'
+import { checkKeys, describe, rangedOption } from '../util/options.js'
 
 /** The answer part of a response: its first line, trimmed. */
 export function answerOf(response: string): { answer: string; junk: number } {
+  if (typeof response !== 'string') throw new TypeError(`answerOf: response must be a string; got ${describe(response)}`)
   const text = response.replace(/^\s+/, '')
   const newline = text.indexOf('\n')
   const first = (newline < 0 ? text : text.slice(0, newline)).trim()
@@ -32,6 +34,7 @@ export function answerOf(response: string): { answer: string; junk: number } {
 
 /** The gold score of a response to a farm instruction, in [0, 1]. */
 export function goldScore(instruction: string, response: string): number {
+  if (typeof response !== 'string') throw new TypeError(`goldScore: response must be a string; got ${describe(response)}`)
   const task = parseTask(instruction)
   if (!task) throw new Error(`goldScore: not a farm instruction: ${JSON.stringify(instruction)}`)
   return scoreTask(task, response)
@@ -192,7 +195,17 @@ export interface SplitSizes {
  * The validation split is drawn after the others, from what they left, so
  * that asking for one leaves the other splits as they were.
  */
+/** The most instructions one split may ask for: far above AlpacaFarm's (20k), and low enough to be made in seconds and written as one file. */
+export const MAX_SPLIT_SIZE = 1_000_000
+
 export function makeSplits(seed = 0, sizes: SplitSizes = {}, demonstrator: DemonstratorOptions = {}): FarmSplits {
+  const where = 'makeSplits'
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new TypeError(`${where}: seed must be a non-negative integer; got ${describe(seed)}`)
+  checkKeys(`${where} sizes`, sizes, ['sft', 'preference', 'unlabelled', 'eval', 'validation'])
+  for (const key of ['sft', 'preference', 'unlabelled', 'eval', 'validation'] as const) {
+    // Families without a bound make instructions for as long as they are asked: a huge size would run for hours, then fail to write.
+    rangedOption(where, `sizes.${key}`, sizes[key], 0, { integer: true, min: 0, max: MAX_SPLIT_SIZE })
+  }
   const want = { sft: sizes.sft ?? 5000, preference: sizes.preference ?? 3000, unlabelled: sizes.unlabelled ?? 3000, eval: sizes.eval ?? 500 }
   const rng = new Rng(seed)
   const seen = new Set<string>()

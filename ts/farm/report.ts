@@ -85,6 +85,15 @@ function textTable(header: readonly string[], lines: readonly string[][]): strin
 }
 
 /** Ranks with ties sharing their mean rank (1 = largest). */
+/** A NaN would sort anywhere and count as a tie or a win at random: a correlation of such lists means nothing. */
+function checkFinite(where: string, a: readonly number[], b: readonly number[]): void {
+  for (const [name, xs] of [['a', a], ['b', b]] as const) {
+    xs.forEach((x, i) => {
+      if (typeof x !== 'number' || !Number.isFinite(x)) throw new Error(`${where}: ${name}[${i}] is ${typeof x === 'number' ? x : JSON.stringify(x)}; the lists must hold finite numbers`)
+    })
+  }
+}
+
 function ranks(xs: readonly number[]): number[] {
   const order = xs.map((x, i) => [x, i] as const).sort((a, b) => b[0] - a[0])
   const out = new Array<number>(xs.length)
@@ -101,6 +110,7 @@ function ranks(xs: readonly number[]): number[] {
 export function spearman(a: readonly number[], b: readonly number[]): number {
   if (a.length !== b.length) throw new Error(`spearman: the two lists differ in length (${a.length} and ${b.length})`)
   if (a.length < 2) throw new Error('spearman: needs at least two items')
+  checkFinite('spearman', a, b)
   const ra = ranks(a)
   const rb = ranks(b)
   const ma = mean(ra)
@@ -123,6 +133,7 @@ export function spearman(a: readonly number[], b: readonly number[]): number {
 export function kendall(a: readonly number[], b: readonly number[]): number {
   if (a.length !== b.length) throw new Error(`kendall: the two lists differ in length (${a.length} and ${b.length})`)
   if (a.length < 2) throw new Error('kendall: needs at least two items')
+  checkFinite('kendall', a, b)
   let concordant = 0
   let discordant = 0
   let tiesA = 0

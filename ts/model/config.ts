@@ -116,7 +116,10 @@ class ConfigReader {
 }
 
 /** Reads a parsed config.json; `file` names it in errors. */
-export function configFromHf(json: Json, file: string, scalarHead = false): ModelConfig {
+export function configFromHf(json: Json, file = 'configFromHf', scalarHead = false): ModelConfig {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new Error(`${file}: expected a JSON object (a Hugging Face config.json); got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}`)
+  }
   const r = new ConfigReader(file, json)
   const type = r.str('model_type', '')
   if (type === 'gpt2') {
@@ -213,6 +216,15 @@ export function configFromHf(json: Json, file: string, scalarHead = false): Mode
 
 /** A Hugging Face config.json for a config (used when saving a model made with Model.create). */
 export function configToHf(c: ModelConfig): Json {
+  // A config.json that left out a size, or wrote another arch as llama, would load as another model or not at all.
+  if (c === null || typeof c !== 'object' || (c.arch !== 'gpt2' && c.arch !== 'llama')) {
+    throw new TypeError(`configToHf: expected a complete ModelConfig with arch 'gpt2' or 'llama'; got ${c === null || typeof c !== 'object' ? String(c) : `arch ${JSON.stringify(c.arch)}`}`)
+  }
+  // Present and numbers; their ranges are checkModelSize's (Model.create names them).
+  for (const key of Object.keys(MODEL_SIZE_LIMITS) as SizeKey[]) {
+    const v = c[key] as unknown
+    if (typeof v !== 'number') throw new TypeError(`configToHf: ${key} must be a number; got ${JSON.stringify(v)}`)
+  }
   if (c.arch === 'gpt2') {
     return {
       model_type: 'gpt2',

@@ -260,6 +260,16 @@ function openWeights(dir: string): SafetensorsFile[] {
     }
     return [...files].map((file) => SafetensorsFile.open(file))
   }
+  // A link there that leads nowhere (or in a loop) is a broken file, not a missing one.
+  for (const file of [single, index]) {
+    let target: string | undefined
+    try {
+      if (fs.lstatSync(file).isSymbolicLink()) target = fs.readlinkSync(file)
+    } catch {
+      continue
+    }
+    if (target !== undefined) throw new Error(`cannot read ${file}: it is a symbolic link to ${target}, which does not exist or links in a loop`)
+  }
   const bin = ['pytorch_model.bin', 'model.bin'].find((f) => fs.existsSync(path.join(dir, f)))
   throw new Error(
     `${dir}: no model.safetensors or model.safetensors.index.json` +

@@ -53,6 +53,9 @@ export class AdamW {
 
   constructor(model: Model, options: AdamWOptions = {}) {
     const where = 'AdamW'
+    if (model === null || typeof model !== 'object' || typeof (model as { parameters?: unknown }).parameters !== 'function') {
+      throw new TypeError(`${where}: model must be a Model (Model.create or Model.load); got ${describe(model)}`)
+    }
     checkKeys(where, options, ['lr', 'betas', 'eps', 'weightDecay', 'decay'])
     this.model = model
     this.lr = rangedOption(where, 'lr', options.lr, 1e-3, { min: 0 })
@@ -144,8 +147,18 @@ export class AdamW {
     }
     if (!Number.isInteger(state.step) || state.step < 0) throw new Error(`AdamW.loadState: step must be a non-negative integer`)
     const { m, v, begin, end } = this.#moments()
-    ;(m.data as Float32Array).set((state.m.data as Float32Array).subarray(begin, end))
-    ;(v.data as Float32Array).set((state.v.data as Float32Array).subarray(begin, end))
+    // Damaged moments would turn every weight they touch into NaN at the next step: refuse them here.
+    const given = { m: (state.m.data as Float32Array).subarray(begin, end), v: (state.v.data as Float32Array).subarray(begin, end) }
+    for (const [name, values] of Object.entries(given)) {
+      for (let i = 0; i < values.length; i++) {
+        const x = values[i]
+        if (!Number.isFinite(x) || (name === 'v' && x < 0)) {
+          throw new Error(`AdamW.loadState: ${name}[${begin + i}] is ${x}; ${name === 'v' ? 'the second moment must be finite and >= 0' : 'the first moment must be finite'} (a damaged optimizer state)`)
+        }
+      }
+    }
+    ;(m.data as Float32Array).set(given.m)
+    ;(v.data as Float32Array).set(given.v)
     this.stepCount = state.step
   }
 }

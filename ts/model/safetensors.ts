@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import { native } from '../native.js'
 import { Tensor, type DType } from '../tensor.js'
 import { openForReading, tempPathFor } from '../util/fs.js'
+import { describe } from '../util/options.js'
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL'
 
@@ -261,6 +262,19 @@ const DTYPE_NAME: Record<DType, SafetensorsDType> = { f32: 'F32', bf16: 'BF16', 
  * file in the same directory, flushed, then renamed over the target.
  */
 export function writeSafetensors(file: string, tensors: readonly TensorToWrite[], metadata: Record<string, string> = { format: 'pt' }): void {
+  // What the reader (here and in huggingface/safetensors) refuses is not written: a file that could not be read back.
+  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) throw new TypeError(`writeSafetensors: metadata must be an object of strings; got ${describe(metadata)}`)
+  for (const [key, value] of Object.entries(metadata)) {
+    if (typeof value !== 'string') throw new TypeError(`writeSafetensors: metadata.${key} must be a string; got ${describe(value)}`)
+  }
+  if (!Array.isArray(tensors as unknown)) throw new TypeError(`writeSafetensors: tensors must be an array of { name, tensor }; got ${describe(tensors)}`)
+  tensors.forEach((entry, i) => {
+    if (entry === null || typeof entry !== 'object' || typeof entry.name !== 'string' || entry.name === '' || !(entry.tensor instanceof Tensor)) {
+      throw new TypeError(`writeSafetensors: tensors[${i}] must be { name: a non-empty string, tensor: a Tensor }; got ${describe(entry)}`)
+    }
+    if (entry.tensor.disposed) throw new Error(`writeSafetensors: tensor ${entry.name} was disposed`)
+    if (entry.name === '__metadata__') throw new Error(`writeSafetensors: '__metadata__' is the header's metadata key, not a tensor name`)
+  })
   const header: Record<string, unknown> = { __metadata__: metadata }
   let offset = 0
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))

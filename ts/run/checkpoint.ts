@@ -133,7 +133,11 @@ export async function loadCheckpoint<State = unknown>(dir: string, targets: Chec
   checkKeys(where, targets, ['models', 'optimizers'])
   const stateFile = path.join(dir, 'state.json')
   if (!fs.existsSync(stateFile)) throw new Error(`${where}: ${dir} is not a complete checkpoint (it has no state.json)`)
-  const saved = (await readJsonFile(stateFile)) as StateFile
+  const saved = checkStateFile(stateFile, await readJsonFile(stateFile))
+  const named = STEP_DIR.exec(path.basename(path.resolve(dir)))
+  if (named && Number(named[1]) !== saved.step) {
+    throw new Error(`${where}: ${stateFile} says step ${saved.step} but its directory is ${path.basename(path.resolve(dir))}; the checkpoint was changed or moved`)
+  }
   for (const [kind, key] of [['model', 'models'], ['optimizer', 'optimizers']] as const) {
     for (const [name] of namedEntries<unknown>(where, key, targets[key])) {
       if (!saved[key]?.includes(name)) {
@@ -161,16 +165,37 @@ function namedEntries<T>(where: string, key: string, given: Readonly<Record<stri
   return entries
 }
 
+/** A state.json as read: an object with a step and the names of what it holds, or an error naming the file. */
+function checkStateFile(file: string, value: unknown): StateFile {
+  const bad = (what: string) => new Error(`loadCheckpoint: ${file}: ${what}; it is not a checkpoint's state.json (damaged or edited)`)
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`expected an object, got ${describe(value)}`)
+  const saved = value as Partial<StateFile>
+  if (!Number.isSafeInteger(saved.step) || saved.step! < 0) throw bad(`step must be a non-negative integer; got ${describe(saved.step)}`)
+  for (const key of ['models', 'optimizers'] as const) {
+    const names = saved[key]
+    if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) throw bad(`${key} must be a list of names; got ${describe(names)}`)
+  }
+  return saved as StateFile
+}
+
 /** Throws, naming the place, where `value` holds something JSON would drop or change. */
-function checkJson(where: string, at: string, value: unknown): void {
+function checkJson(where: string, at: string, value: unknown, within: object[] = []): void {
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new TypeError(`${where}: ${at} is ${value}, which JSON cannot hold`)
     return
   }
-  if (Array.isArray(value)) return value.forEach((v, i) => checkJson(where, `${at}[${i}]`, v))
+  if (typeof value === 'object' && within.includes(value)) throw new TypeError(`${where}: ${at} refers back to an object that holds it (a cycle), which JSON cannot hold`)
+  if (Array.isArray(value)) {
+    within.push(value)
+    value.forEach((v, i) => checkJson(where, `${at}[${i}]`, v, within))
+    within.pop()
+    return
+  }
   if (typeof value === 'object' && [Object.prototype, null].includes(Object.getPrototypeOf(value))) {
-    for (const [k, v] of Object.entries(value as object)) if (v !== undefined) checkJson(where, `${at}.${k}`, v) // JSON drops undefined keys
+    within.push(value)
+    for (const [k, v] of Object.entries(value as object)) if (v !== undefined) checkJson(where, `${at}.${k}`, v, within) // JSON drops undefined keys
+    within.pop()
     return
   }
   if (value === undefined && at === 'state') return

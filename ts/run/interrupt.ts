@@ -6,7 +6,7 @@
 // keep the process alive for good. An AbortSignal stops the run the same way.
 // dispose() removes every listener it added.
 import os from 'node:os'
-import { checkKeys } from '../util/options.js'
+import { checkKeys, describe, isPlainObject } from '../util/options.js'
 
 export interface InterruptOptions {
   /** Stops the run too when aborted. */
@@ -45,8 +45,17 @@ function exitBySignal(name: NodeJS.Signals): void {
  * with the reason, when the run is first asked to stop.
  */
 export function onInterrupt(handler?: (reason: string) => void, options: InterruptOptions = {}): Interrupt {
+  // Checked here: a handler that is not a function would throw inside the signal handler, and a
+  // misspelt signal name would be listened for and never come.
+  if (handler !== undefined && typeof handler !== 'function') {
+    throw new TypeError(`onInterrupt: handler must be a function (reason) => void; got ${describe(handler)}${isPlainObject(handler) ? ' (options go second: onInterrupt(handler, options) or onInterrupt(undefined, options))' : ''}`)
+  }
   checkKeys('onInterrupt', options, ['signal', 'signals', 'quiet'])
   const signals = options.signals ?? ['SIGINT', 'SIGTERM']
+  if (!Array.isArray(signals) || signals.some((name) => typeof name !== 'string' || !(name in os.constants.signals))) {
+    throw new TypeError(`onInterrupt: signals must be a list of signal names such as 'SIGINT', 'SIGTERM'; got ${describe(signals)}`)
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError(`onInterrupt: signal must be an AbortSignal; got ${describe(options.signal)}`)
   const say = (message: string) => options.quiet || process.stderr.write(`rlfarm: ${message}\n`)
   const controller = new AbortController()
   let reason: string | undefined

@@ -1,7 +1,7 @@
 // Progress of a run: a bar redrawn on one line of a terminal (at most every
 // 100 ms), or plain lines every N steps when the output is a file or a pipe.
 // Both show the same facts: step/total, percentage, tokens/s, ETA, key metrics.
-import { checkKeys, choiceOption, describe, numberOption } from '../util/options.js'
+import { checkKeys, choiceOption, describe, numberOption, rangedOption } from '../util/options.js'
 
 export type ProgressMode = 'auto' | 'bar' | 'lines' | 'none'
 
@@ -70,9 +70,9 @@ export class Progress {
     this.#stream = options.stream ?? process.stderr
     const mode = choiceOption(where, 'mode', options.mode, ['auto', 'bar', 'lines', 'none'] as const, 'auto')
     this.mode = mode === 'auto' ? (this.#stream.isTTY ? 'bar' : 'lines') : mode
-    this.#total = numberOption(where, 'total', options.total, 0)
+    this.#total = rangedOption(where, 'total', options.total, 0, { integer: true, min: 0 })
     this.#everyGiven = options.every !== undefined
-    this.#every = numberOption(where, 'every', options.every, defaultEvery(this.#total))
+    this.#every = rangedOption(where, 'every', options.every, defaultEvery(this.#total), { integer: true, min: 1 })
     if (!(this.#every >= 1)) throw new RangeError(`${where}: every must be at least 1; got ${describe(options.every)}`)
     if (options.overall !== undefined && typeof options.overall !== 'function') throw new TypeError(`${where}: overall must be a function; got ${describe(options.overall)}`)
     this.#overall = options.overall
@@ -93,6 +93,8 @@ export class Progress {
   /** Reports that `step` is done. */
   update(step: number, info: ProgressUpdate = {}): void {
     checkKeys('Progress.update', info, ['tokens', 'metrics'])
+    if (typeof step !== 'number' || !Number.isInteger(step) || step < 0) throw new RangeError(`Progress.update: step must be a non-negative integer; got ${describe(step)}`)
+    if (info.tokens !== undefined && !(typeof info.tokens === 'number' && Number.isFinite(info.tokens) && info.tokens >= 0)) throw new RangeError(`Progress.update: tokens must be a finite number >= 0; got ${describe(info.tokens)}`)
     this.#step = step
     this.#tokens += info.tokens ?? 0
     if (info.metrics) this.#metrics = info.metrics

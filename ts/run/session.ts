@@ -27,7 +27,7 @@ import type { RewardFn } from '../rewards/types.js'
 import { distributed } from '../distributed/index.js'
 import { anyRank, checkSameRun, overlapBackward } from '../distributed/data-parallel.js'
 import { optimizerState, shardOptimizer } from '../distributed/zero.js'
-import { resolveInside, writeFileAtomic } from '../util/fs.js'
+import { readRegularFileSync, resolveInside, writeFileAtomic } from '../util/fs.js'
 import { firstDifference } from '../util/json.js'
 import { checkKeys, describe } from '../util/options.js'
 import { listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.js'
@@ -145,6 +145,10 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tok
 
 /** Writes a model and what reads its tokens: the tokenizer's files, or rlfarm.json naming the byte tokenizer. */
 export async function saveModelWithTokenizer(model: Model, tokenizerSource: string, dir: string): Promise<void> {
+  // Checked before the model is written: a source with no tokenizer.json would save a model nothing can load with its tokenizer.
+  if (typeof tokenizerSource !== 'string' || (tokenizerSource !== 'byte' && !fs.existsSync(path.join(tokenizerSource, 'tokenizer.json')))) {
+    throw new Error(`saveModelWithTokenizer: tokenizerSource must be 'byte' or a directory that holds tokenizer.json; got ${JSON.stringify(tokenizerSource)}`)
+  }
   await model.save(dir)
   if (tokenizerSource === 'byte') {
     writeFileAtomic(path.join(dir, RLFARM_META), `${JSON.stringify({ tokenizer: 'byte' }, null, 2)}\n`)
@@ -153,7 +157,7 @@ export async function saveModelWithTokenizer(model: Model, tokenizerSource: stri
   if (path.resolve(tokenizerSource) === path.resolve(dir)) return
   for (const name of TOKENIZER_FILES) {
     const from = resolveInside(tokenizerSource, name, `${tokenizerSource}: tokenizer file`)
-    if (fs.existsSync(from)) writeFileAtomic(path.join(dir, name), fs.readFileSync(from))
+    if (fs.existsSync(from)) writeFileAtomic(path.join(dir, name), readRegularFileSync(from))
   }
 }
 

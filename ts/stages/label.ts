@@ -123,7 +123,7 @@ async function rateCompletions(ctx: TrainerContext): Promise<StageResult> {
   const B = config.training.batch_size
   for (const [k, spec] of specs.entries()) {
     const policy = await loadModelSpec(spec, config.label.policies.length > 0 ? `label.policies[${k}]` : 'policy', { seed: config.seed })
-    const encoder = encoderFor(policy.tokenizer, config.data)
+    const encoder = encoderFor(policy.tokenizer, config.data, policy.model)
     const name = spec.path ? policyName(spec.path) : `policy_${k}`
     const slots = rows.flatMap((_, i) => Array.from({ length: n }, (_, j) => [i, j] as const).filter(([, j]) => (starts[i] + j) % specs.length === k))
     for (let start = 0; start < slots.length && !ctx.stopRequested(); start += B) {

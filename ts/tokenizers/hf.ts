@@ -2,13 +2,14 @@
 // tokenizer_config.json, special_tokens_map.json, chat_template.jinja), read
 // with @huggingface/tokenizers (corrected by hf-compat.ts) and rendering its
 // chat template with @huggingface/jinja. The special-token rule is in tokenizer.ts.
-import { readFile, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type * as HfTokenizersModule from '@huggingface/tokenizers' with { 'resolution-mode': 'import' }
 import { CHAT_TEMPLATE_OPTIONS, ChatTemplate, checkMessages, extraTemplateVariables, type ChatMessage, type ChatTemplateOptions } from './chat-template.js'
 import { alignWithRust, checkComponents, hfTokenizers, isObject, MODEL_TYPES, type Json } from './hf-compat.js'
 import { addSpecials, checkIds, checkText, DECODE_OPTIONS, ENCODE_OPTIONS, escapeRegExp, type DecodeOptions, type EncodeOptions, type Tokenizer } from './tokenizer.js'
-import { resolveInside } from '../util/fs.js'
+import { MODEL_SIZE_LIMITS } from '../model/config.js'
+import { describeFileType, readRegularFileSync, resolveInside } from '../util/fs.js'
 import { readJsonFile } from '../util/json.js'
 import { booleanOption, checkKeys, describe } from '../util/options.js'
 
@@ -49,12 +50,22 @@ function filesOf(dir: string): Files {
   }
 }
 
-async function isFile(path: string): Promise<boolean> {
+/**
+ * Whether a tokenizer file is there: false when absent; an error when something
+ * else is there (a directory, a FIFO), which would otherwise be read as absent
+ * and the tokenizer loaded without it.
+ */
+async function isFile(where: string, path: string): Promise<boolean> {
+  let st
   try {
-    return (await stat(path)).isFile()
-  } catch {
-    return false
+    st = await stat(path)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false
+    throw new Error(`${where}: cannot read ${path}: ${(err as Error).message}`)
   }
+  if (!st.isFile()) throw new Error(`${where}: cannot read ${path}: it is ${describeFileType(st)}, not a regular file`)
+  return true
 }
 
 async function readJson(where: string, file: string): Promise<unknown> {
@@ -141,20 +152,20 @@ export class HfTokenizer implements Tokenizer {
     }
     if (!isDir) throw new Error(`${where}: ${root} is not a directory; give the directory that holds tokenizer.json`)
     const files = filesOf(root)
-    if (!(await isFile(files.tokenizer))) {
+    if (!(await isFile(where, files.tokenizer))) {
       throw new Error(
         `${where}: ${root} has no tokenizer.json (looked for ${files.tokenizer}); rlfarm reads the "fast" tokenizer file that transformers writes with save_pretrained (tokenizer.model, vocab.json or merges.txt alone are not enough)`,
       )
     }
     const tokenizerJson = await readJson(where, files.tokenizer)
-    const config = (await isFile(files.config)) ? await readJson(where, files.config) : undefined
-    const specialTokensMap = (await isFile(files.specialTokensMap)) ? await readJson(where, files.specialTokensMap) : undefined
+    const config = (await isFile(where, files.config)) ? await readJson(where, files.config) : undefined
+    const specialTokensMap = (await isFile(where, files.specialTokensMap)) ? await readJson(where, files.specialTokensMap) : undefined
     let templateFile: string | undefined
-    if (await isFile(files.chatTemplate)) {
+    if (await isFile(where, files.chatTemplate)) {
       try {
-        templateFile = await readFile(files.chatTemplate, 'utf8')
+        templateFile = readRegularFileSync(files.chatTemplate, 'utf8')
       } catch (err) {
-        throw new Error(`${where}: cannot read ${files.chatTemplate}: ${(err as Error).message}`)
+        throw new Error(`${where}: ${(err as Error).message}`)
       }
     }
     return new HfTokenizer(files, tokenizerJson, config, specialTokensMap, templateFile, options.chatTemplate)
@@ -201,19 +212,39 @@ export class HfTokenizer implements Tokenizer {
       throw new Error(`${where}: ${files.tokenizer}: unsupported model type '${model.type}' (model.type); rlfarm supports ${MODEL_TYPES.join(', ')}`)
     }
     let maxId = -1
+    const checkIdBound = (at: string, id: number) => {
+      if (id >= MODEL_SIZE_LIMITS.vocab) throw new Error(`${where}: ${files.tokenizer}: ${at} = ${id} is over the largest token id rlfarm accepts (${MODEL_SIZE_LIMITS.vocab - 1})`)
+    }
     if (model.type === 'Unigram') {
       if (!Array.isArray(model.vocab)) throw new Error(`${where}: ${files.tokenizer}: model.vocab of a Unigram model must be an array of [piece, score]`)
       if (model.byte_fallback === true) throw new Error(`${where}: ${files.tokenizer}: a Unigram model with byte_fallback is not supported by @huggingface/tokenizers`)
       maxId = model.vocab.length - 1
     } else {
       if (!isObject(model.vocab)) throw new Error(`${where}: ${files.tokenizer}: model.vocab of a ${model.type} model must be an object { token: id }`)
+      // Two tokens with one id would decode one as the other: encode and decode would no longer agree.
+      const tokenOf = new Map<number, string>()
       for (const [token, id] of Object.entries(model.vocab)) {
         if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw new Error(`${where}: ${files.tokenizer}: model.vocab['${token}'] must be a non-negative integer id; got ${describe(id)}`)
+        checkIdBound(`model.vocab['${token}']`, id)
+        const other = tokenOf.get(id)
+        if (other !== undefined) throw new Error(`${where}: ${files.tokenizer}: model.vocab['${other}'] and model.vocab['${token}'] have the same id ${id}; each token needs its own`)
+        tokenOf.set(id, token)
         if (id > maxId) maxId = id
       }
     }
     if (model.type === 'BPE') {
       if (!Array.isArray(model.merges)) throw new Error(`${where}: ${files.tokenizer}: model.merges of a BPE model must be an array`)
+      // As the Rust library builds a BPE model: each merge is "a b" or [a, b], and a, b and a+b are tokens.
+      const vocab = model.vocab as Record<string, unknown>
+      model.merges.forEach((merge: unknown, i: number) => {
+        const pair = typeof merge === 'string' ? merge.split(' ') : merge
+        if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((p) => typeof p === 'string')) {
+          throw new Error(`${where}: ${files.tokenizer}: model.merges[${i}] must be a string 'a b' or a pair ['a', 'b']; got ${JSON.stringify(merge)}`)
+        }
+        for (const token of [pair[0], pair[1], pair[0] + pair[1]]) {
+          if (!Object.hasOwn(vocab, token)) throw new Error(`${where}: ${files.tokenizer}: model.merges[${i}] (${JSON.stringify(merge)}) uses '${token}', which is not in model.vocab`)
+        }
+      })
       if (typeof model.continuing_subword_prefix === 'string' && model.continuing_subword_prefix !== '') {
         throw new Error(`${where}: ${files.tokenizer}: a BPE model with continuing_subword_prefix '${model.continuing_subword_prefix}' is not supported by @huggingface/tokenizers`)
       }
@@ -227,6 +258,7 @@ export class HfTokenizer implements Tokenizer {
       if (!isObject(t) || typeof t.content !== 'string' || typeof t.id !== 'number' || !Number.isInteger(t.id) || t.id < 0) {
         throw new Error(`${where}: ${files.tokenizer}: added_tokens[${i}] must be { id: integer, content: string, ... }; got ${JSON.stringify(t)}`)
       }
+      checkIdBound(`added_tokens[${i}].id`, t.id)
       if (t.id > maxId) maxId = t.id
       if (t.special === true) special.add(t.id)
     })

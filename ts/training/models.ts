@@ -8,6 +8,8 @@ import { SequenceEncoder } from '../data/encode.js'
 import { checkDevice, Model } from '../model/model.js'
 import type { Device } from '../tensor.js'
 import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js'
+import { readRegularFileSync } from '../util/fs.js'
+import { parseJson } from '../util/json.js'
 
 /** A model with the tokenizer that reads its text, and where that tokenizer came from. */
 export interface LoadedModel {
@@ -30,7 +32,9 @@ export function tokenizerSourceFor(spec: ModelSpec, what: string): string {
     if (fs.existsSync(path.join(spec.path, 'tokenizer.json'))) return spec.path
     const meta = path.join(spec.path, RLFARM_META)
     if (fs.existsSync(meta)) {
-      const tokenizer = (JSON.parse(fs.readFileSync(meta, 'utf8')) as { tokenizer?: string }).tokenizer
+      const json = parseJson(readRegularFileSync(meta, 'utf8'), meta)
+      const tokenizer = json !== null && typeof json === 'object' ? (json as { tokenizer?: unknown }).tokenizer : undefined
+      if (tokenizer !== undefined && (typeof tokenizer !== 'string' || tokenizer === '')) throw new Error(`${meta}: tokenizer must be 'byte' or a tokenizer directory; got ${JSON.stringify(tokenizer)}`)
       if (tokenizer) return tokenizer
     }
   }
@@ -131,14 +135,21 @@ export async function loadModelSpec(
   return { model, tokenizer, tokenizerSource }
 }
 
-export function encoderFor(tokenizer: Tokenizer, data: DataConfig): SequenceEncoder {
-  return new SequenceEncoder({ tokenizer, maxLength: data.max_length, maxPromptLength: data.max_prompt_length, chatTemplate: data.chat_template })
+/**
+ * The encoder of the run's data for a model and its tokenizer. Sequences are cut
+ * to data.max_length and to the model's context (maxPositions), as PPO's
+ * rollouts are: a longer one would stop the run at the first batch that holds
+ * it (GPT-2 has no position past its n_positions), after steps were spent.
+ */
+export function encoderFor(tokenizer: Tokenizer, data: DataConfig, model?: Model): SequenceEncoder {
+  const maxLength = model ? Math.min(data.max_length, model.config.maxPositions) : data.max_length
+  return new SequenceEncoder({ tokenizer, maxLength, maxPromptLength: data.max_prompt_length, chatTemplate: data.chat_template })
 }
 
 /** The config's policy, the encoder of the run's data for its tokenizer, and its pad id: where most stages start. */
 export async function loadPolicy(config: RunConfig): Promise<{ policy: LoadedModel; encoder: SequenceEncoder; pad: number }> {
   const policy = await loadModelSpec(config.policy, 'policy', { seed: config.seed })
-  return { policy, encoder: encoderFor(policy.tokenizer, config.data), pad: padIdOf(policy.tokenizer) }
+  return { policy, encoder: encoderFor(policy.tokenizer, config.data, policy.model), pad: padIdOf(policy.tokenizer) }
 }
 
 /** The pad id of a tokenizer (its pad, else its EOS, else 0). */

@@ -80,6 +80,13 @@ export async function sampleResponses(
     if (left < 1) throw new Error(`a prompt of ${batch.width} tokens fills the model's context (${policy.config.maxPositions} positions); shorten it`)
     options.onCap(`max new tokens cut from ${maxNewTokens} to ${left}: prompts of ${batch.width} tokens leave ${left} of the model's ${policy.config.maxPositions} positions`)
     maxNewTokens = left
+  } else if (maxNewTokens > left) {
+    // A trainer's batch: name the config fields, not generate's option; a cut would change what the run trains on.
+    const cut = encoder.maxPromptLength
+    throw new Error(
+      `generation.max_new_tokens (${maxNewTokens}) does not fit the policy's context: prompts of ${batch.width} tokens leave ${Math.max(0, left)} of its ${policy.config.maxPositions} positions; ` +
+        `lower generation.max_new_tokens or data.max_prompt_length (prompts are cut to ${cut} tokens${cut + maxNewTokens > policy.config.maxPositions ? `; at most ${Math.max(0, policy.config.maxPositions - cut)} new tokens fit after the longest` : ''})`,
+    )
   }
   const out = await policy.generate(batch.tokens, {
     attentionMask: batch.attentionMask,

@@ -1,5 +1,5 @@
 // Reading JSON files with errors that name the file, the line and the column.
-import { readFile } from 'node:fs/promises'
+import { readRegularFileSync } from './fs.js'
 
 /** Line and column (both from 1) of a character offset in `text`. */
 export function lineAndColumn(text: string, offset: number): { line: number; column: number } {
@@ -43,14 +43,8 @@ export function parseJson(text: string, file: string): unknown {
 
 /** Reads and parses a JSON file; the errors of parseJson, and 'cannot read' ones that name the file. */
 export async function readJsonFile(file: string): Promise<unknown> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new Error(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
-  }
-  return parseJson(text, file)
+  // A regular file only, opened without blocking: a FIFO would wait for a writer for good.
+  return parseJson(readRegularFileSync(file, 'utf8'), file)
 }
 
 /** The first path ('a.b[2]') at which two JSON-like values differ, with both values there; undefined when they are equal. */
