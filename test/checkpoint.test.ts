@@ -126,6 +126,18 @@ t.test('pruning keeps the newest `keep`; saving a step again replaces it', async
   t.equal(latestCheckpoint(path.join(run, 'elsewhere')), undefined, 'a run without checkpoints has no latest')
 })
 
+t.test('pruning never deletes the checkpoint just written: a run resumed from an earlier step keeps its new ones', async (t) => {
+  const run = tempDir(t, 'checkpoint')
+  const m = models(5)
+  for (const step of [2, 4, 10]) await saveCheckpoint(run, { step, models: { policy: m.policy }, state: { step, timeline: 'first' } })
+  // Resumed from step 4: its step 5 and 6 stay, with the newest others up to `keep`.
+  await saveCheckpoint(run, { step: 5, models: { policy: m.policy }, state: { step: 5, timeline: 'resumed' }, keep: 2 })
+  t.same(listCheckpoints(run).map((c) => c.step), [5, 10], 'keep 2: the new step 5 and the newest other')
+  await saveCheckpoint(run, { step: 6, models: { policy: m.policy }, state: { step: 6, timeline: 'resumed' }, keep: 1 })
+  t.same(listCheckpoints(run).map((c) => c.step), [6], 'keep 1: only the checkpoint just written (was: it was deleted, and step 10 of the left timeline kept)')
+  t.same((await loadCheckpoint(latestCheckpoint(run)!)).state, { step: 6, timeline: 'resumed' }, 'the latest is the resumed run\'s')
+})
+
 t.test('checkpoint errors name the file and the problem', async (t) => {
   const run = tempDir(t, 'checkpoint')
   const m = models(6)

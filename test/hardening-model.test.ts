@@ -569,6 +569,13 @@ t.test('writeSafetensors writes nothing its reader would refuse: metadata of str
   t.notOk(fs.existsSync(file), 'nothing was written')
   writeSafetensors(file, [{ name: 'a', tensor: Tensor.zeros([2]) }], { step: '5' })
   t.same(SafetensorsFile.open(file).metadata, { step: '5' }, 'a good file reads back')
+  const folder = path.join(dir, 'folder.safetensors')
+  fs.mkdirSync(folder)
+  t.throws(() => writeSafetensors(folder, [{ name: 'a', tensor: Tensor.zeros([2]) }]), { message: `writeSafetensors: cannot write ${folder}: it is a directory` }, 'onto a directory')
+  t.throws(() => writeSafetensors(path.join(dir, 'no', 'such', 'x.safetensors'), [{ name: 'a', tensor: Tensor.zeros([2]) }]), { message: /^writeSafetensors: cannot write .*x\.safetensors: ENOENT/ }, 'into a missing directory')
+  t.same(fs.readdirSync(dir).sort(), ['a.safetensors', 'folder.safetensors'], 'no temporary file is left behind')
+  const model = Model.create({ arch: 'llama', vocab: 20, dim: 16, layers: 1, heads: 2 })
+  await t.rejects(model.save(file), { message: `model.save: cannot make the directory ${file}: EEXIST: file already exists, mkdir '${file}'` }, 'save onto a file names the directory')
   fs.rmSync(dir, { recursive: true, force: true })
 })
 

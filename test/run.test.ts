@@ -308,6 +308,14 @@ t.test('RunDirectory: running a name again: refused with the three ways on, reus
   assertThrowsWith(t, () => RunDirectory.create(out, { name: 'mine', overwrite: true }), ['not a run directory', '--name NEW'], 'overwrite deletes only run directories')
   t.ok(fs.existsSync(path.join(out, 'mine', 'notes.txt')))
   assertThrowsWith(t, () => RunDirectory.create(out, { name: 'done', overwrite: true, resume: true }), ['resume and overwrite exclude each other'], 'not both')
+
+  // A run name that is a link to another run (outside output_dir): overwrite does not empty the target.
+  const elsewhere = tempDir(t, 'run-elsewhere')
+  const theirs = RunDirectory.create(elsewhere, { name: 'theirs' })
+  theirs.update({ state: 'finished', step: 7 })
+  fs.symlinkSync(theirs.path, path.join(out, 'linked'))
+  assertThrowsWith(t, () => RunDirectory.create(out, { name: 'linked', overwrite: true }), [path.join(out, 'linked'), 'is a symbolic link to', 'not deleted through a link'], 'overwrite through a link')
+  t.ok(fs.existsSync(theirs.statusFile), "the linked run's files are still there")
 })
 
 // --- Progress ------------------------------------------------------------------

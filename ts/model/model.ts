@@ -627,7 +627,11 @@ export class Model {
 
   /** @internal save()'s work, for a caller that holds this model's queue (a checkpoint). */
   writeFiles(dir: string): void {
-    fs.mkdirSync(dir, { recursive: true })
+    try {
+      fs.mkdirSync(dir, { recursive: true })
+    } catch (err) {
+      throw new Error(`model.save: cannot make the directory ${dir}: ${(err as Error).message}`, { cause: err })
+    }
     const tensors = this.#info
       .filter((p) => !(p.name === 'lm_head.weight' && this.config.tieEmbeddings))
       .map((p) => ({ name: p.name, tensor: this.#parameter(p.name) }))

@@ -289,22 +289,34 @@ export function writeSafetensors(file: string, tensors: readonly TensorToWrite[]
   json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)])
   const length = Buffer.alloc(8)
   length.writeBigUInt64LE(BigInt(json.length))
+  if (isDirectory(file)) throw new Error(`writeSafetensors: cannot write ${file}: it is a directory`)
+  // Written beside the file, then renamed over it: a failure leaves the old file, and no partial one.
   const temp = tempPathFor(file)
-  const fd = fs.openSync(temp, 'w')
   try {
-    fs.writeSync(fd, length)
-    fs.writeSync(fd, json)
-    for (const { tensor } of sorted) {
-      const host = tensor.to('cpu')
-      const data = host.data
-      fs.writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+    const fd = fs.openSync(temp, 'w')
+    try {
+      fs.writeSync(fd, length)
+      fs.writeSync(fd, json)
+      for (const { tensor } of sorted) {
+        const host = tensor.to('cpu')
+        const data = host.data
+        fs.writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+      }
+      fs.fsyncSync(fd)
+    } finally {
+      fs.closeSync(fd)
     }
-    fs.fsyncSync(fd)
+    fs.renameSync(temp, file)
   } catch (err) {
-    fs.closeSync(fd)
     fs.rmSync(temp, { force: true })
-    throw err
+    throw new Error(`writeSafetensors: cannot write ${file}: ${(err as Error).message}`, { cause: err })
   }
-  fs.closeSync(fd)
-  fs.renameSync(temp, file)
+}
+
+function isDirectory(file: string): boolean {
+  try {
+    return fs.statSync(file).isDirectory()
+  } catch {
+    return false
+  }
 }

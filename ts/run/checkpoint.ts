@@ -27,7 +27,7 @@ export interface SaveCheckpointOptions extends Omit<CheckpointTargets, 'optimize
   step: number
   /** The trainer's own state, as JSON: RNG states, data position, KL coefficient... */
   state?: unknown
-  /** Keep only the newest `keep` checkpoints of the run. Default: keep all. */
+  /** Keep `keep` checkpoints of the run: the one written now and the newest `keep - 1` others. Default: keep all. */
   keep?: number
 }
 
@@ -119,8 +119,11 @@ export async function saveCheckpoint(runDir: string, options: SaveCheckpointOpti
     throw new Error(`${where}: cannot write ${final}: ${(err as Error).message}`, { cause: err })
   }
   removeLeftovers(parent)
-  const all = listCheckpoints(runDir)
-  for (const old of all.slice(0, Math.max(0, all.length - keep))) removeDir(old.path)
+  // The checkpoint just written stays, with the newest keep - 1 others: a run
+  // resumed from an earlier step must not lose its new checkpoints to the
+  // higher steps of the timeline it left (nor resume into that timeline later).
+  const others = listCheckpoints(runDir).filter((c) => path.resolve(c.path) !== path.resolve(final))
+  for (const old of others.slice(0, Math.max(0, others.length - (keep - 1)))) removeDir(old.path)
   return final
 }
 

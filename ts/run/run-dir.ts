@@ -113,7 +113,7 @@ export class RunDirectory {
       if (existing.active) throw new Error(`${where}: ${dir} holds ${existing.description}; wait for it to end, or use another --name`)
       // A run that never got past step 0 left nothing worth keeping; --overwrite says the rest may go.
       if (!overwrite && !existing.reusable) throw new Error(`${where}: ${runExistsMessage(dir, existing.description)}`)
-      emptyDirectory(dir)
+      emptyDirectory(dir, where)
     }
     try {
       fs.mkdirSync(dir, { recursive: true })
@@ -285,7 +285,15 @@ function processAlive(pid: unknown): boolean {
 }
 
 /** Removes what a directory holds, keeping the directory. */
-export function emptyDirectory(dir: string): void {
+/**
+ * Deletes what a run's (or pipeline's) directory holds, for --overwrite. A
+ * directory that is a symbolic link is refused: its files are elsewhere, and
+ * may be another run's. `where` starts the error.
+ */
+export function emptyDirectory(dir: string, where: string): void {
+  if (fs.lstatSync(dir).isSymbolicLink()) {
+    throw new Error(`${where}: ${dir} is a symbolic link to ${fs.realpathSync(dir)}; its files are not deleted through a link (remove the link, or choose another --name)`)
+  }
   for (const entry of fs.readdirSync(dir)) fs.rmSync(path.join(dir, entry), { recursive: true, force: true })
 }
 

@@ -540,7 +540,7 @@ export async function runPipeline(config: string | PipelineConfig | PipelineConf
         })
         if (overwrite) {
           if (!fs.existsSync(path.join(dir, 'pipeline.yaml'))) throw new Error(`runPipeline: ${dir} is not a pipeline's directory (no pipeline.yaml); --overwrite deletes only a pipeline's own directory`)
-          emptyDirectory(dir)
+          emptyDirectory(dir, 'runPipeline')
         } else if (reuseFinished && fs.existsSync(path.join(dir, 'summary.json'))) resume = true
         else if (keep.length > 0) {
           const finished = fs.existsSync(path.join(dir, 'summary.json')) ? 'a finished pipeline' : `a pipeline whose stage${keep.length > 1 ? 's' : ''} ${keep.join(', ')} ran`
