@@ -319,7 +319,11 @@ export interface DataConfig {
   prompts: string | undefined
   /** stop at a malformed row, or skip it and count it. `string`, default `'stop'`. */
   on_bad_row: 'stop' | 'skip'
-  /** longest tokenized sequence; longer rows are truncated. `uint32`, default `512`, range >= 2. */
+  /**
+   * longest tokenized sequence; longer rows are truncated (also to the model's context, max_positions, when that is shorter).
+   *
+   * `uint32`, default `512`, range >= 2.
+   */
   max_length: number
   /** prompts are cut from the left to this many tokens. `uint32`, default `256`, range >= 1. */
   max_prompt_length: number
@@ -369,7 +373,11 @@ export interface DataConfigInput {
   prompts?: string
   /** stop at a malformed row, or skip it and count it. `string`, default `'stop'`. */
   on_bad_row?: 'stop' | 'skip'
-  /** longest tokenized sequence; longer rows are truncated. `uint32`, default `512`, range >= 2. */
+  /**
+   * longest tokenized sequence; longer rows are truncated (also to the model's context, max_positions, when that is shorter).
+   *
+   * `uint32`, default `512`, range >= 2.
+   */
   max_length?: number
   /** prompts are cut from the left to this many tokens. `uint32`, default `256`, range >= 1. */
   max_prompt_length?: number
