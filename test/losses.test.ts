@@ -23,7 +23,13 @@ t.test('ppoPolicyLoss', async (t) => {
       if (n > 2) logp[1] = old[1] - 25
       const adv = rng.normals(n)
       const mask = randomMask(rng, rows, steps)
+      // Tokens 0 and 1 clip at the high and the low bound whatever the seed (the bound binds on the advantage's side).
       mask[0] = 1
+      adv[0] = Math.abs(adv[0]) + 0.1
+      if (n > 2) {
+        mask[1] = 1
+        adv[1] = -Math.abs(adv[1]) - 0.1
+      }
       for (const options of [
         { clipLow: 0.2, clipHigh: 0.2, dualClip: 0, aggregate: 'token-mean' as const },
         { clipLow: 0.2, clipHigh: 0.28, dualClip: 3, aggregate: 'token-mean' as const },
