@@ -107,13 +107,6 @@ __global__ void embed_kernel(const int32_t* tokens, const int32_t* positions, co
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) x[r * dim + j] = p ? t[j] + p[j] : t[j];
 }
 
-__global__ void iota_kernel(int32_t* out, int64_t n) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    out[i] = static_cast<int32_t>(i);
-  }
-}
-
 // table[ids[r]] += dx[r] for every row, given the rows sorted stably by id: the
 // block of a run's first row adds the run's rows in row order (the CPU's order
 // of additions), a thread per column; the other blocks have nothing to do.
@@ -249,6 +242,10 @@ __global__ void norm_backward_kernel(const float* dy, const float* x, const floa
 
 #define RLF_GRID_STRIDE(i, n) \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+__global__ void iota_kernel(int32_t* out, int64_t n) {
+  RLF_GRID_STRIDE(i, n) out[i] = static_cast<int32_t>(i);
+}
 
 __global__ void gelu_kernel(const float* x, float* y, int64_t n) {
   RLF_GRID_STRIDE(i, n) y[i] = model::math::gelu(x[i]);
@@ -1100,7 +1097,8 @@ void CudaEngine::embed_backward(const int32_t* ids, float* table, int64_t rows, 
   int32_t* keys_out = sort_.as<int32_t>();
   int32_t* rows_in = keys_out + rows;
   int32_t* rows_out = rows_in + rows;
-  iota_kernel<<<grid1(elementwise_launch(rows, sms_).grid_x), 256>>>(rows_in, rows);
+  const Launch l = elementwise_launch(rows, sms_);
+  iota_kernel<<<grid1(l.grid_x), l.block>>>(rows_in, rows);
   RLF_CUDA_CHECK_LAUNCH(name);
   size_t temp_bytes = 0;
   RLF_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, ids, keys_out, rows_in, rows_out, n, 0, p.id_bits));

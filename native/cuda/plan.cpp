@@ -225,13 +225,12 @@ ColumnSumPlan plan_column_sums(int64_t rows, int64_t cols, int sums) {
   RLF_CHECK(sums == 1 || sums == 2, what, ": sums must be 1 or 2; got ", sums);
   ColumnSumPlan out;
   // At most 1024 chunks (the finishing pass adds them serially), of at least 64 rows, a multiple of the lanes.
-  const int64_t at_least = std::max<int64_t>(64, (rows + 1023) / 1024);
-  out.chunk_rows = (at_least + kColumnLanes - 1) / kColumnLanes * kColumnLanes;
-  out.chunks = (rows + out.chunk_rows - 1) / out.chunk_rows;
-  const int64_t tiles = (cols + kColumnTile - 1) / kColumnTile;
+  out.chunk_rows = ceil_div(std::max<int64_t>(64, ceil_div(rows, 1024)), kColumnLanes) * kColumnLanes;
+  out.chunks = ceil_div(rows, out.chunk_rows);
+  const int64_t tiles = ceil_div(cols, kColumnTile);
   RLF_CHECK(tiles <= 0x7fffffff, what, ": ", cols, " columns exceed a grid's 2^31 - 1 blocks");
   out.partials = Launch{tiles, out.chunks, 1, kColumnTile * kColumnLanes, 0};
-  out.finish = Launch{(cols * sums + 127) / 128, 1, 1, 128, 0};
+  out.finish = Launch{ceil_div(cols * sums, 128), 1, 1, 128, 0};
   out.scratch_floats = out.chunks * sums * cols;
   return out;
 }

@@ -10,6 +10,7 @@
 
 #include "../cpu/gemm.h"
 #include "cast.h"
+#include "rl_math.h"
 #include "../core/cuda_runtime.h"
 #include "../core/error.h"
 #include "../core/host_reads.h"
@@ -577,7 +578,7 @@ DpoLossResult dpo_loss(const DpoInputs& in, const DpoOptions& options) {
       count_host_read(host.nbytes());
       for (int64_t i = 0; i < host.numel(); ++i) {
         const float v = host.data<float>()[i];
-        if (!(v > 0 && std::isfinite(v))) args.fail(length_args[k].second, "[", i, "] = ", v, " must be a positive length");
+        if (!math::positive_length(v)) args.fail(length_args[k].second, "[", i, "] = ", v, " must be a positive length");
       }
     }
   }

@@ -2,10 +2,10 @@
 // resolveConfig (objects built in code), saveResolvedConfig (what a run
 // records) and resolvePaths (paths relative to the config file).
 import { randomBytes } from 'node:crypto'
-import { statSync } from 'node:fs'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { basename, dirname, extname, join, resolve as resolvePath } from 'node:path'
 import { Document } from 'yaml'
+import { isDirectory } from '../util/fs.js'
 import { checkKeys, describe, isPlainObject } from '../util/options.js'
 import { ConfigError } from './errors.js'
 import { configRoot, mergeExtends } from './extends.js'
@@ -154,12 +154,4 @@ export function resolvePaths<C extends object>(config: C, baseDir: string, optio
   const type = options.type === undefined ? inferType(config) : checkType('resolvePaths', options.type)
   if (typeof baseDir !== 'string') throw new TypeError(`resolvePaths: baseDir must be a directory path; got ${describe(baseDir, 'yaml')}`)
   return absolutePaths(type, config, resolvePath(baseDir)) as C
-}
-
-function isDirectory(file: string): boolean {
-  try {
-    return statSync(file).isDirectory()
-  } catch {
-    return false
-  }
 }

@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import { native } from '../native.js'
 import { Tensor, type DType } from '../tensor.js'
-import { openForReading, tempPathFor } from '../util/fs.js'
+import { isDirectory, openForReading, tempPathFor } from '../util/fs.js'
 import { describe } from '../util/options.js'
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL'
@@ -310,13 +310,5 @@ export function writeSafetensors(file: string, tensors: readonly TensorToWrite[]
   } catch (err) {
     fs.rmSync(temp, { force: true })
     throw new Error(`writeSafetensors: cannot write ${file}: ${(err as Error).message}`, { cause: err })
-  }
-}
-
-function isDirectory(file: string): boolean {
-  try {
-    return fs.statSync(file).isDirectory()
-  } catch {
-    return false
   }
 }

@@ -32,11 +32,13 @@ export async function runEval(ctx: TrainerContext): Promise<StageResult> {
     const rm = await loadModelSpec(config.policy, 'policy', { scalarHead: true, seed: config.seed })
     const split = await preferenceSplit(ctx)
     const pairs = split.eval.length > 0 ? split.eval : split.train
+    const encoder = encoderFor(rm.tokenizer, config.data, rm.model)
+    const pad = padIdOf(rm.tokenizer)
     // Progress by pairs, as a policy's evaluation goes by prompts: a total and an ETA.
-    const e = await pairAccuracy(rm.model, pairs, encoderFor(rm.tokenizer, config.data, rm.model), padIdOf(rm.tokenizer), B, (done, accuracy) => {
+    const e = await pairAccuracy(rm.model, pairs, encoder, pad, B, (done, accuracy) => {
       if (done < pairs.length) ctx.log(done, { accuracy }, { totalSteps: pairs.length, phase: 'eval' })
     })
-    const gold = await goldAccuracyMetrics(rm.model, pairs, encoderFor(rm.tokenizer, config.data, rm.model), padIdOf(rm.tokenizer), B)
+    const gold = await goldAccuracyMetrics(rm.model, pairs, encoder, pad, B)
     ctx.log(pairs.length, { accuracy: e.accuracy, margin: e.margin, ...(gold.gold_pair_accuracy === undefined ? {} : { gold_pair_accuracy: gold.gold_pair_accuracy }) }, { totalSteps: pairs.length, phase: 'eval' })
     return { metrics: { accuracy: e.accuracy, margin: e.margin, pairs: pairs.length, ...gold } }
   }

@@ -8,7 +8,7 @@ import { SequenceEncoder } from '../data/encode.js'
 import { checkDevice, Model } from '../model/model.js'
 import type { Device } from '../tensor.js'
 import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js'
-import { readRegularFileSync } from '../util/fs.js'
+import { isDirectory, readRegularFileSync } from '../util/fs.js'
 import { parseJson } from '../util/json.js'
 
 /** A model with the tokenizer that reads its text, and where that tokenizer came from. */
@@ -39,14 +39,6 @@ export function tokenizerSourceFor(spec: ModelSpec, what: string): string {
     }
   }
   throw new Error(`${what}: no tokenizer: set ${what}.tokenizer to a tokenizer directory or 'byte' (the model directory has no tokenizer.json)`)
-}
-
-function isDirectory(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory()
-  } catch {
-    return false
-  }
 }
 
 /** Whether a config names this model: a directory to load or a shape to create. */
@@ -141,8 +133,8 @@ export async function loadModelSpec(
  * rollouts are: a longer one would stop the run at the first batch that holds
  * it (GPT-2 has no position past its n_positions), after steps were spent.
  */
-export function encoderFor(tokenizer: Tokenizer, data: DataConfig, model?: Model): SequenceEncoder {
-  const maxLength = model ? Math.min(data.max_length, model.config.maxPositions) : data.max_length
+export function encoderFor(tokenizer: Tokenizer, data: DataConfig, model: Model): SequenceEncoder {
+  const maxLength = Math.min(data.max_length, model.config.maxPositions)
   return new SequenceEncoder({ tokenizer, maxLength, maxPromptLength: data.max_prompt_length, chatTemplate: data.chat_template })
 }
 

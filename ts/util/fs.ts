@@ -51,6 +51,15 @@ export function readRegularFileSync(file: string, encoding?: 'utf8'): Buffer | s
   }
 }
 
+/** Whether `file` is a directory (following links); false when there is nothing there. */
+export function isDirectory(file: string): boolean {
+  try {
+    return fs.statSync(file).isDirectory()
+  } catch {
+    return false
+  }
+}
+
 /** A path for a temporary file or directory next to `target` (same file system, so rename is atomic). */
 export function tempPathFor(target: string, tag = 'tmp'): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${tag}-${process.pid}`)
