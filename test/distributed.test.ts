@@ -598,7 +598,7 @@ t.test('one rank needs no Gloo: collectives return their input; bad arguments ar
 t.test('a prompt gets the same sample whichever rank draws it; one process keeps its seeds', async (t) => {
   const config = resolveConfig({ algorithm: 'ppo', policy: TINY_POLICY, data: { max_length: 40, chat_template: false }, generation: { max_new_tokens: 6, temperature: 1, stop_at_eos: false } })
   const policy = await loadModelSpec(config.policy, 'policy', { seed: 5 })
-  const encoder = encoderFor(policy.tokenizer, config.data)
+  const encoder = encoderFor(policy.tokenizer, config.data, policy.model)
   const prompts = ['bcd:', 'x:', 'longer one:', 'qq:', 'mno pq:'].map((p) => encoder.prompt(p))
   const generation = config.generation
   const whole = await sampleResponses(policy.model, encoder, prompts, generation, 11)
